@@ -1,0 +1,7 @@
+// Package commands holds the use cases of kmsbackup, one file each: the
+// software KMS's instance, key and secret commands, accounts, and the
+// projection runner that keeps read models up to date. It declares the ports
+// it needs (ports.go) and orchestrates domain rules, projections and
+// adapters through them. It never imports an adapter, and never formats
+// output for a user interface.
+package commands

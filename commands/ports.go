@@ -1,0 +1,141 @@
+package commands
+
+import (
+	"context"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections"
+)
+
+// AppendResult tells where an append landed.
+type AppendResult struct {
+	// FirstPosition and LastPosition are the global positions of the first and
+	// last event of the batch.
+	FirstPosition, LastPosition uint64
+	// LastRevision is the stream revision of the batch's last event: the
+	// revision to expect on the next append.
+	LastRevision uint64
+}
+
+// EventAppender appends to the event log.
+type EventAppender interface {
+	// Append writes events atomically at the end of stream if expected holds,
+	// and returns only once they are durable. Events must all carry this
+	// stream name; the log sets their Revision and Position. An append whose
+	// event IDs are all already in the stream (a retried batch) is a no-op
+	// that returns the original result, whatever expected says.
+	//
+	// Errors: domain.ErrWrongExpectedRevision when expected does not hold;
+	// domain.ErrInvalidArgument for an empty batch, a stream mismatch, or
+	// event IDs partly already present; domain.ErrUnavailable when the log is
+	// closed or failing. Safe for concurrent use. Idempotent on event IDs.
+	Append(ctx context.Context, stream string, expected domain.ExpectedRevision, events []domain.Event) (AppendResult, error)
+}
+
+// StreamReader reads one stream.
+type StreamReader interface {
+	// ReadStream returns at most max events of stream, starting at revision
+	// from (inclusive) and going forwards, or backwards when backwards is set
+	// (from = math.MaxUint64 starts at the end). A stream that does not exist
+	// reads as empty. Safe for concurrent use.
+	ReadStream(ctx context.Context, stream string, from uint64, backwards bool, max int) ([]domain.Event, error)
+}
+
+// LogReader reads the whole log in global order.
+type LogReader interface {
+	// ReadAll returns at most max events whose position is greater than
+	// after, in position order. Safe for concurrent use.
+	ReadAll(ctx context.Context, after uint64, max int) ([]domain.Event, error)
+	// Head returns the position of the last durable event (0 when empty).
+	Head(ctx context.Context) (uint64, error)
+}
+
+// LogSubscriber follows the log.
+type LogSubscriber interface {
+	// Subscribe returns a catch-up subscription delivering every event whose
+	// position is greater than after, in order, then every later event as it
+	// is appended. Safe for concurrent use.
+	Subscribe(ctx context.Context, after uint64) (Subscription, error)
+}
+
+// Subscription is a catch-up subscription.
+type Subscription interface {
+	// Next blocks until the next event, ctx is done (ctx.Err()) or the
+	// subscription is closed (domain.ErrUnavailable). Not for concurrent use.
+	Next(ctx context.Context) (domain.Event, error)
+	// Close ends the subscription; Next then fails. Idempotent.
+	Close() error
+}
+
+// EventLog is the whole event-log port, as an adapter provides it. Use cases
+// depend on the smaller interfaces above.
+type EventLog interface {
+	EventAppender
+	StreamReader
+	LogReader
+	LogSubscriber
+	Close() error
+}
+
+// Sealer seals and opens values under a named data key (one per KMS
+// instance, one per backup instance), wrapped by the master key.
+type Sealer interface {
+	// Seal encrypts plaintext under the data key ref with AES-256-GCM, bound
+	// to aad. Errors: domain.ErrNotFound when ref has no data key (it was
+	// never created, or was destroyed). Safe for concurrent use.
+	Seal(ctx context.Context, ref string, plaintext domain.Plaintext, aad []byte) (domain.Sealed, error)
+	// Open decrypts. A tampered ciphertext or other aad is domain.ErrCorrupt,
+	// never garbage; a destroyed key is domain.ErrNotFound.
+	Open(ctx context.Context, ref string, sealed domain.Sealed, aad []byte) (domain.Plaintext, error)
+}
+
+// DataKeys creates and destroys the data keys a Sealer uses.
+type DataKeys interface {
+	// CreateDataKey makes a fresh data key for ref. Idempotent: an existing
+	// key is kept.
+	CreateDataKey(ctx context.Context, ref string) error
+	// DestroyDataKey destroys ref's data key, making everything sealed under
+	// it unreadable (crypto-shredding). Idempotent.
+	DestroyDataKey(ctx context.Context, ref string) error
+}
+
+// DataCipher is the data plane of the software KMS: AES-256-GCM under one
+// version of a key's material.
+type DataCipher interface {
+	// NewKeyMaterial returns 32 fresh random bytes.
+	NewKeyMaterial() (domain.Plaintext, error)
+	// Encrypt returns nonce || ciphertext || tag.
+	Encrypt(material domain.Plaintext, plaintext, aad []byte) ([]byte, error)
+	// Decrypt reverses Encrypt; a tampered input or other aad is
+	// domain.ErrCorrupt.
+	Decrypt(material domain.Plaintext, sealed, aad []byte) ([]byte, error)
+}
+
+// Clock tells the time.
+type Clock interface {
+	Now() time.Time
+}
+
+// IDSource draws identifiers. Implementations use crypto randomness and are
+// safe for concurrent use.
+type IDSource interface {
+	NewULID() ulid.ULID
+}
+
+// ProjectionStore is the local store that holds read models. Each
+// projection records the log position it has applied in the same atomic
+// write as its data, so it resumes exactly where it stopped.
+type ProjectionStore interface {
+	projections.Reader
+	// Position returns the last log position projection name applied (0 if
+	// none).
+	Position(name string) (uint64, error)
+	// Update runs fn in one transaction and commits its writes together with
+	// position as projection name's new position. If fn fails nothing is
+	// written. Projections are rebuildable, so commits need not be synced.
+	// Not safe for concurrent use on the same name.
+	Update(name string, position uint64, fn func(projections.Txn) error) error
+}

@@ -1,0 +1,22 @@
+package projections
+
+// Reader reads a projection's key-value store.
+type Reader interface {
+	// Get returns the value of key; ok is false when it is absent. The
+	// returned slice is owned by the caller.
+	Get(key []byte) (value []byte, ok bool, err error)
+	// Scan calls fn for every key with the given prefix, in key order,
+	// starting at start (inclusive; nil means the beginning of the prefix),
+	// until fn returns false or an error. k and v are valid only during fn.
+	Scan(prefix, start []byte, fn func(k, v []byte) (bool, error)) error
+}
+
+// Txn is a write batch that also sees its own writes. It is committed (or
+// discarded) as a whole by whoever opened it.
+type Txn interface {
+	Reader
+	Set(key, value []byte) error
+	Delete(key []byte) error
+	// DeletePrefix deletes every key with the prefix.
+	DeletePrefix(prefix []byte) error
+}
