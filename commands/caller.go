@@ -1,0 +1,22 @@
+package commands
+
+import "github.com/kmsbackup/kmsbackup/domain"
+
+// Caller is who makes a request: an account (by its token), or the admin.
+// Every use case takes one; objects of other accounts do not exist for it.
+type Caller struct {
+	Account domain.AccountID // empty for the admin
+	Admin   bool
+}
+
+// Sees reports whether the caller may see an object of account a. The admin
+// sees every account.
+func (c Caller) Sees(a domain.AccountID) bool { return c.Admin || (c.Account != "" && c.Account == a) }
+
+// String names the caller for audit records.
+func (c Caller) String() string {
+	if c.Admin {
+		return "admin"
+	}
+	return string(c.Account)
+}
