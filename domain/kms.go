@@ -32,8 +32,12 @@ type Instance struct {
 
 // KeyVersion is one version of a key.
 type KeyVersion struct {
-	Version   uint32
-	Material  Sealed
+	Version  uint32
+	Material Sealed
+	// SealedBy is the ID of the event that carried Material, and Stream its
+	// stream: together with the account they are the seal's associated data.
+	SealedBy  EventID
+	Stream    string
 	CreatedAt time.Time
 }
 
@@ -261,12 +265,12 @@ func (in *Instance) Apply(e Event, d EventData) {
 func NewKey(e Event, d *KeyCreated) *Key {
 	return &Key{ID: d.Key, Instance: e.Instance, Account: e.Account, Region: e.Region,
 		Description: d.Description, Spec: d.Spec, CreatedAt: e.OccurredAt, UpdatedAt: e.OccurredAt,
-		Versions: []KeyVersion{{Version: 1, Material: d.Material, CreatedAt: e.OccurredAt}}}
+		Versions: []KeyVersion{{Version: 1, Material: d.Material, SealedBy: e.ID, Stream: e.Stream, CreatedAt: e.OccurredAt}}}
 }
 
 // Rotate adds the version recorded by d.
 func (k *Key) Rotate(e Event, d *KeyRotated) {
-	k.Versions = append(k.Versions, KeyVersion{Version: d.Version, Material: d.Material, CreatedAt: e.OccurredAt})
+	k.Versions = append(k.Versions, KeyVersion{Version: d.Version, Material: d.Material, SealedBy: e.ID, Stream: e.Stream, CreatedAt: e.OccurredAt})
 	k.UpdatedAt = e.OccurredAt
 }
 
