@@ -29,9 +29,9 @@ type EventAppender interface {
 	// that returns the original result, whatever expected says.
 	//
 	// Errors: domain.ErrWrongExpectedRevision when expected does not hold;
-	// domain.ErrInvalidArgument for an empty batch, a stream mismatch, or
-	// event IDs partly already present; domain.ErrUnavailable when the log is
-	// closed or failing. Safe for concurrent use. Idempotent on event IDs.
+	// domain.ErrInvalidArgument for an empty batch, a stream mismatch, event
+	// IDs partly already present, or an event ID already used in another
+	// stream; domain.ErrUnavailable when the log is closed or failing. Safe for concurrent use. Idempotent on event IDs.
 	Append(ctx context.Context, stream string, expected domain.ExpectedRevision, events []domain.Event) (AppendResult, error)
 }
 
@@ -40,14 +40,16 @@ type StreamReader interface {
 	// ReadStream returns at most max events of stream, starting at revision
 	// from (inclusive) and going forwards, or backwards when backwards is set
 	// (from = math.MaxUint64 starts at the end). A stream that does not exist
-	// reads as empty. Safe for concurrent use.
+	// reads as empty; max < 1 is domain.ErrInvalidArgument. Safe for
+	// concurrent use.
 	ReadStream(ctx context.Context, stream string, from uint64, backwards bool, max int) ([]domain.Event, error)
 }
 
 // LogReader reads the whole log in global order.
 type LogReader interface {
 	// ReadAll returns at most max events whose position is greater than
-	// after, in position order. Safe for concurrent use.
+	// after, in position order; max < 1 is domain.ErrInvalidArgument. Safe
+	// for concurrent use.
 	ReadAll(ctx context.Context, after uint64, max int) ([]domain.Event, error)
 	// Head returns the position of the last durable event (0 when empty).
 	Head(ctx context.Context) (uint64, error)
@@ -63,8 +65,9 @@ type LogSubscriber interface {
 
 // Subscription is a catch-up subscription.
 type Subscription interface {
-	// Next blocks until the next event, ctx is done (ctx.Err()) or the
-	// subscription is closed (domain.ErrUnavailable). Not for concurrent use.
+	// Next blocks until the next event, ctx is done (ctx.Err()), or the
+	// subscription or the log itself is closed (domain.ErrUnavailable). Not
+	// for concurrent use.
 	Next(ctx context.Context) (domain.Event, error)
 	// Close ends the subscription; Next then fails. Idempotent.
 	Close() error
@@ -85,14 +88,19 @@ type EventLog interface {
 type Sealer interface {
 	// Seal encrypts plaintext under the data key ref with AES-256-GCM, bound
 	// to aad. Errors: domain.ErrNotFound when ref has no data key (it was
-	// never created, or was destroyed). Safe for concurrent use.
+	// never created, or was destroyed); domain.ErrCorrupt when the stored
+	// data key cannot be unwrapped (wrong master key, damaged record);
+	// domain.ErrUnavailable when the key store fails. Safe for concurrent use.
 	Seal(ctx context.Context, ref string, plaintext domain.Plaintext, aad []byte) (domain.Sealed, error)
 	// Open decrypts. A tampered ciphertext or other aad is domain.ErrCorrupt,
-	// never garbage; a destroyed key is domain.ErrNotFound.
+	// never garbage; a destroyed key is domain.ErrNotFound; a failing key
+	// store is domain.ErrUnavailable. Safe for concurrent use.
 	Open(ctx context.Context, ref string, sealed domain.Sealed, aad []byte) (domain.Plaintext, error)
 }
 
-// DataKeys creates and destroys the data keys a Sealer uses.
+// DataKeys creates and destroys the data keys a Sealer uses. Safe for
+// concurrent use; errors are domain.ErrInvalidArgument for a malformed ref
+// and domain.ErrUnavailable when the key store fails.
 type DataKeys interface {
 	// CreateDataKey makes a fresh data key for ref. Idempotent: an existing
 	// key is kept.
@@ -103,7 +111,8 @@ type DataKeys interface {
 }
 
 // DataCipher is the data plane of the software KMS: AES-256-GCM under one
-// version of a key's material.
+// version of a key's material. Stateless and safe for concurrent use.
+// Material of the wrong length is domain.ErrInvalidArgument.
 type DataCipher interface {
 	// NewKeyMaterial returns 32 fresh random bytes.
 	NewKeyMaterial() (domain.Plaintext, error)

@@ -206,12 +206,8 @@ func newData(typ string) EventData {
 	case TypeSecretDeleted:
 		return &SecretDeleted{}
 	}
-	return extraData(typ)
+	return backupData(typ)
 }
-
-// extraData is extended by later event families (backup instances,
-// checkpoints, restores) registered in this package.
-var extraData = func(string) EventData { return nil }
 
 // EncodeData encodes a payload in the current schema. d must be a pointer to
 // one of the payload types of this package.

@@ -1,0 +1,43 @@
+# kmsbackup — the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+GO    ?= go
+PKGS  := ./...
+DATA  ?= ./data
+LISTEN ?= 127.0.0.1:8080
+
+.PHONY: run build test test-short lint bench fuzz tidy clean
+
+## run: start the server in --dev mode on the embedded store (./data)
+run:
+	$(GO) run ./cmd/kmsbackup server --dev --data-dir $(DATA) --listen $(LISTEN)
+
+## build: build bin/kmsbackup
+build:
+	$(GO) build -o bin/kmsbackup ./cmd/kmsbackup
+
+## test: lint, then every test (unit, conformance, crash, end to end), with the race detector
+test: lint
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+## test-short: every test without the race detector (faster)
+test-short:
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+## lint: gofmt, go vet, and the architecture rules of DESIGN.md
+lint:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) test -count=1 ./test/archtest
+
+## bench: the benchmarks recorded in docs/BENCHMARKS.md
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -timeout 60m $(PKGS)
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME) ./adapters/envelope
+
+clean:
+	rm -rf bin

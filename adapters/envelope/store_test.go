@@ -1,0 +1,119 @@
+package envelope
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"sync"
+	"testing"
+)
+
+// memStore is an in-memory KeyStore that counts writes and can be told to
+// fail.
+type memStore struct {
+	mu      sync.Mutex
+	records map[string][]byte
+	puts    int
+	failPut error // returned by PutWrapped when set
+	failDel error // returned by DeleteWrapped when set
+	onPut   func(ref string, wrapped []byte)
+}
+
+func newMemStore() *memStore { return &memStore{records: make(map[string][]byte)} }
+
+func (s *memStore) GetWrapped(ref string) ([]byte, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.records[ref]
+	return bytes.Clone(b), ok, nil
+}
+
+func (s *memStore) PutWrapped(ref string, wrapped []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failPut != nil {
+		return s.failPut
+	}
+	s.records[ref] = bytes.Clone(wrapped)
+	s.puts++
+	if s.onPut != nil {
+		s.onPut(ref, wrapped)
+	}
+	return nil
+}
+
+func (s *memStore) DeleteWrapped(ref string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failDel != nil {
+		return s.failDel
+	}
+	delete(s.records, ref)
+	return nil
+}
+
+func (s *memStore) raw(ref string) ([]byte, bool) {
+	b, ok, _ := s.GetWrapped(ref)
+	return b, ok
+}
+
+func (s *memStore) set(ref string, b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.records[ref] = bytes.Clone(b)
+}
+
+func (s *memStore) setFailPut(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failPut = err
+}
+
+func (s *memStore) putCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.puts
+}
+
+// MustRecord decodes ref's stored record.
+func (s *memStore) MustRecord(tb testing.TB, ref string) record {
+	tb.Helper()
+	b, ok := s.raw(ref)
+	if !ok {
+		tb.Fatalf("store has no record for %s", ref)
+	}
+	rec, err := decodeRecord(b)
+	if err != nil {
+		tb.Fatalf("decode record of %s: %v", ref, err)
+	}
+	return rec
+}
+
+var errStoreDown = errors.New("memstore: down")
+
+// MustMasterKey returns a fresh random master key.
+func MustMasterKey(tb testing.TB) []byte {
+	tb.Helper()
+	k := make([]byte, MasterKeySize)
+	if _, err := rand.Read(k); err != nil {
+		tb.Fatal(err)
+	}
+	return k
+}
+
+// MustEnvelope returns an Envelope over store with the given limits (zero
+// keeps the defaults).
+func MustEnvelope(tb testing.TB, master []byte, store KeyStore, rotateAfter, chunk uint64) *Envelope {
+	tb.Helper()
+	e, err := New(master, store)
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	if rotateAfter != 0 {
+		e.RotateAfter = rotateAfter
+	}
+	if chunk != 0 {
+		e.ReserveChunk = chunk
+	}
+	return e
+}

@@ -1,0 +1,271 @@
+package httpapi
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+)
+
+// Client is a typed client of the API. It is safe for concurrent use.
+type Client struct {
+	Base  string // e.g. http://127.0.0.1:8080
+	Token string
+	HTTP  *http.Client
+}
+
+// APIError is an error response. It unwraps to the domain sentinel its code
+// names, so callers can use errors.Is as with local errors.
+type APIError struct {
+	Status int
+	ErrorDetail
+}
+
+func (e *APIError) Error() string {
+	if e.Hint != "" {
+		return e.Message + " (" + e.Hint + ")"
+	}
+	return e.Message
+}
+
+// Unwrap returns the sentinel of the error code.
+func (e *APIError) Unwrap() error {
+	for k, c := range errorCodes {
+		if c.code == e.Code {
+			return k
+		}
+	}
+	return nil
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTP != nil {
+		return c.HTTP
+	}
+	return http.DefaultClient
+}
+
+func (c *Client) request(ctx context.Context, method, path string, query url.Values, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encode request: %w", err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	u := strings.TrimRight(c.Base, "/") + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, domain.Invalid("request", "bad server address %q: %v", c.Base, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, domain.Errorf(domain.ErrUnavailable, method+" "+path, "", "is the server running? check --addr or KMSBACKUP_ADDR",
+			"cannot reach %s", c.Base)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var eb ErrorBody
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(b, &eb) != nil || eb.Error.Code == "" {
+			return nil, &APIError{Status: resp.StatusCode, ErrorDetail: ErrorDetail{Code: "internal",
+				Message: fmt.Sprintf("%s %s: unexpected response %s", method, path, resp.Status)}}
+		}
+		return nil, &APIError{Status: resp.StatusCode, ErrorDetail: eb.Error}
+	}
+	return resp, nil
+}
+
+func do[T any](ctx context.Context, c *Client, method, path string, query url.Values, body any) (T, error) {
+	var out T
+	resp, err := c.request(ctx, method, path, query, body)
+	if err != nil {
+		return out, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNoContent {
+		return out, nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return out, fmt.Errorf("%s %s: decode response: %w", method, path, err)
+	}
+	return out, nil
+}
+
+func pageQuery(size int, token string) url.Values {
+	q := url.Values{}
+	if size > 0 {
+		q.Set("page_size", strconv.Itoa(size))
+	}
+	if token != "" {
+		q.Set("page_token", token)
+	}
+	return q
+}
+
+func regionQuery(region string) url.Values {
+	q := url.Values{}
+	if region != "" {
+		q.Set("region", region)
+	}
+	return q
+}
+
+// WhoAmI tells who the token belongs to.
+func (c *Client) WhoAmI(ctx context.Context) (WhoAmI, error) {
+	return do[WhoAmI](ctx, c, "GET", "/v1/whoami", nil, nil)
+}
+
+// CreateAccount creates an account (admin token); the token is in the result.
+func (c *Client) CreateAccount(ctx context.Context, name string) (Account, error) {
+	return do[Account](ctx, c, "POST", "/v1/accounts", nil, CreateAccountRequest{Name: name})
+}
+
+// ListAccounts lists accounts (admin token).
+func (c *Client) ListAccounts(ctx context.Context) (List[Account], error) {
+	return do[List[Account]](ctx, c, "GET", "/v1/accounts", nil, nil)
+}
+
+// CreateInstance creates a KMS instance.
+func (c *Client) CreateInstance(ctx context.Context, r CreateInstanceRequest) (Instance, error) {
+	return do[Instance](ctx, c, "POST", "/v1/kms/instances", nil, r)
+}
+
+// ListInstances lists KMS instances.
+func (c *Client) ListInstances(ctx context.Context, pageSize int, pageToken string) (List[Instance], error) {
+	return do[List[Instance]](ctx, c, "GET", "/v1/kms/instances", pageQuery(pageSize, pageToken), nil)
+}
+
+// GetInstance shows a KMS instance.
+func (c *Client) GetInstance(ctx context.Context, id string) (Instance, error) {
+	return do[Instance](ctx, c, "GET", "/v1/kms/instances/"+url.PathEscape(id), nil, nil)
+}
+
+// ReleaseInstance releases a KMS instance.
+func (c *Client) ReleaseInstance(ctx context.Context, id string) (Instance, error) {
+	return do[Instance](ctx, c, "POST", "/v1/kms/instances/"+url.PathEscape(id)+"/release", nil, nil)
+}
+
+// CreateKey creates a key.
+func (c *Client) CreateKey(ctx context.Context, r CreateKeyRequest) (Key, error) {
+	return do[Key](ctx, c, "POST", "/v1/kms/keys", nil, r)
+}
+
+// ListKeys lists an instance's keys.
+func (c *Client) ListKeys(ctx context.Context, instance string, pageSize int, pageToken string) (List[Key], error) {
+	q := pageQuery(pageSize, pageToken)
+	q.Set("instance", instance)
+	return do[List[Key]](ctx, c, "GET", "/v1/kms/keys", q, nil)
+}
+
+// GetKey shows a key.
+func (c *Client) GetKey(ctx context.Context, id, region string) (Key, error) {
+	return do[Key](ctx, c, "GET", "/v1/kms/keys/"+url.PathEscape(id), regionQuery(region), nil)
+}
+
+// RotateKey rotates a key.
+func (c *Client) RotateKey(ctx context.Context, id, region string) (Key, error) {
+	return do[Key](ctx, c, "POST", "/v1/kms/keys/"+url.PathEscape(id)+"/rotate", regionQuery(region), nil)
+}
+
+// DeleteKey deletes a key.
+func (c *Client) DeleteKey(ctx context.Context, id, region string) error {
+	_, err := do[struct{}](ctx, c, "DELETE", "/v1/kms/keys/"+url.PathEscape(id), regionQuery(region), nil)
+	return err
+}
+
+// Encrypt encrypts under a key.
+func (c *Client) Encrypt(ctx context.Context, r EncryptRequest) (EncryptResponse, error) {
+	return do[EncryptResponse](ctx, c, "POST", "/v1/kms/encrypt", nil, r)
+}
+
+// Decrypt decrypts a ciphertext.
+func (c *Client) Decrypt(ctx context.Context, r DecryptRequest) (DecryptResponse, error) {
+	return do[DecryptResponse](ctx, c, "POST", "/v1/kms/decrypt", nil, r)
+}
+
+// CreateSecret creates a secret.
+func (c *Client) CreateSecret(ctx context.Context, r CreateSecretRequest) (Secret, error) {
+	return do[Secret](ctx, c, "POST", "/v1/kms/secrets", nil, r)
+}
+
+// ListSecrets lists an instance's secrets.
+func (c *Client) ListSecrets(ctx context.Context, instance string, pageSize int, pageToken string) (List[Secret], error) {
+	q := pageQuery(pageSize, pageToken)
+	q.Set("instance", instance)
+	return do[List[Secret]](ctx, c, "GET", "/v1/kms/secrets", q, nil)
+}
+
+// GetSecret shows a secret's metadata.
+func (c *Client) GetSecret(ctx context.Context, name, region string) (Secret, error) {
+	return do[Secret](ctx, c, "GET", "/v1/kms/secrets/"+url.PathEscape(name), regionQuery(region), nil)
+}
+
+// GetSecretValue returns a secret's value (version 0: the current one).
+func (c *Client) GetSecretValue(ctx context.Context, name, region string, version int) (SecretValue, error) {
+	q := regionQuery(region)
+	if version > 0 {
+		q.Set("version", strconv.Itoa(version))
+	}
+	return do[SecretValue](ctx, c, "GET", "/v1/kms/secrets/"+url.PathEscape(name)+"/value", q, nil)
+}
+
+// RotateSecret puts a new value in a secret.
+func (c *Client) RotateSecret(ctx context.Context, name string, r RotateSecretRequest) (Secret, error) {
+	return do[Secret](ctx, c, "POST", "/v1/kms/secrets/"+url.PathEscape(name)+"/rotate", nil, r)
+}
+
+// DeleteSecret deletes a secret.
+func (c *Client) DeleteSecret(ctx context.Context, name, region string) error {
+	_, err := do[struct{}](ctx, c, "DELETE", "/v1/kms/secrets/"+url.PathEscape(name), regionQuery(region), nil)
+	return err
+}
+
+// TailEvents streams public events (one JSON document each) after position
+// from, calling fn for each until ctx is done or fn fails.
+func (c *Client) TailEvents(ctx context.Context, from uint64, fn func(json.RawMessage) error) error {
+	q := url.Values{}
+	q.Set("from", strconv.FormatUint(from, 10))
+	resp, err := c.request(ctx, "GET", "/v1/events", q, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue // keep-alive
+		}
+		if err := fn(json.RawMessage(bytes.Clone(line))); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+		return domain.Errorf(domain.ErrUnavailable, "tail events", "", "retry with --from the last position seen", "stream ended: %v", err)
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,277 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/publicevent"
+)
+
+// maxBody bounds every request body.
+const maxBody = 1 << 20
+
+// Authenticator maps a bearer token to a caller.
+type Authenticator interface {
+	Authenticate(token string) (commands.Caller, error)
+}
+
+// EventTailer streams public events for a caller after a position.
+type EventTailer interface {
+	TailEvents(ctx context.Context, c commands.Caller, from uint64, emit func(publicevent.Event) error) error
+}
+
+// Server is the HTTP API. Build it with its use cases, then serve Handler().
+type Server struct {
+	KMS      *commands.KMS
+	Accounts *commands.Accounts
+	Auth     Authenticator
+	Events   EventTailer
+	// Ready reports whether the server can serve (log, projections, bus).
+	Ready func(ctx context.Context) error
+	// Registry receives the API's metrics and is served at /metrics.
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	// Extra registers more routes (later capabilities, the dev clock).
+	Extra func(r *Router)
+
+	routes   []Route
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+// Route is one registered method and path pattern.
+type Route struct{ Method, Pattern string }
+
+// Router registers routes on the server's mux with authentication and
+// instrumentation.
+type Router struct {
+	s   *Server
+	mux *http.ServeMux
+}
+
+// HandlerFunc is an authenticated handler: it returns the value to encode
+// as JSON (or nil for 204) or an error.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request, c commands.Caller) (any, error)
+
+// Handle registers an authenticated JSON route.
+func (rt *Router) Handle(method, pattern string, h HandlerFunc) {
+	rt.s.routes = append(rt.s.routes, Route{method, pattern})
+	rt.mux.Handle(method+" "+pattern, rt.s.instrument(pattern, rt.s.authenticated(h)))
+}
+
+// Routes lists every /v1 route, for the OpenAPI consistency test.
+func (s *Server) Routes() []Route { return s.routes }
+
+// Handler builds the API's handler.
+func (s *Server) Handler() http.Handler {
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.Registry == nil {
+		s.Registry = prometheus.NewRegistry()
+	}
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kmsbackup_http_requests_total", Help: "API requests by route and status code.",
+	}, []string{"route", "code"})
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "kmsbackup_http_request_duration_seconds", Help: "API request latency by route.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"route"})
+	s.Registry.MustRegister(s.requests, s.latency)
+
+	mux := http.NewServeMux()
+	rt := &Router{s: s, mux: mux}
+	s.routes = nil
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(OpenAPI)
+	})
+	s.kmsRoutes(rt)
+	if s.Extra != nil {
+		s.Extra(rt)
+	}
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, domain.Errorf(domain.ErrNotFound, r.Method+" "+r.URL.Path, "", "see /v1/openapi.json for the API", "no such API route"))
+	})
+	return s.recoverPanics(mux)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.Ready != nil {
+		if err := s.Ready(r.Context()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+			return
+		}
+	}
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush lets streaming handlers flush through the wrapper.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// instrument counts and times requests and logs one line each: method,
+// route pattern, status and duration; never bodies, tokens or query values.
+func (s *Server) instrument(route string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		d := time.Since(start)
+		s.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
+		s.latency.WithLabelValues(route).Observe(d.Seconds())
+		s.Logger.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", r.Method),
+			slog.String("route", route), slog.Int("status", sw.status), slog.Duration("duration", d))
+	})
+}
+
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				// The panic value may hold request data: log only its type.
+				s.Logger.Error("handler panic", "route", r.URL.Path, "type", fmt.Sprintf("%T", v))
+				writeError(w, errors.New("panic"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) authenticated(h HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		c, err := s.Auth.Authenticate(strings.TrimSpace(token))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		out, err := h(w, r, c)
+		if err != nil {
+			if kind := domain.Kind(err); kind == nil || kind == domain.ErrUnavailable {
+				s.Logger.Error("request failed", "route", r.Pattern, "error", err)
+			}
+			writeError(w, err)
+			return
+		}
+		if out == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		if out == streamed {
+			return
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+// streamed is returned by handlers that wrote their own response.
+var streamed = new(struct{ streamed bool })
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	status, body := errorBody(err)
+	writeJSON(w, status, body)
+}
+
+// decode reads a strict JSON body into v.
+func decode(r *http.Request, v any) error {
+	const op = "read request"
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return domain.Invalid(op, "content type must be application/json, got %q", ct)
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.Is(err, io.EOF):
+			return domain.Invalid(op, "request body is empty; send a JSON object")
+		case errors.As(err, &mbe):
+			return domain.Invalid(op, "request body is larger than %d bytes", maxBody)
+		case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
+			if se == nil {
+				return domain.Invalid(op, "request body is not valid JSON (it ends too early)")
+			}
+			return domain.Invalid(op, "request body is not valid JSON (at byte %d)", se.Offset)
+		case errors.As(err, &te):
+			return domain.Invalid(op, "field %q must be of type %s", te.Field, te.Type)
+		case strings.HasPrefix(err.Error(), "json: unknown field"):
+			return domain.Invalid(op, "request has an %s", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		return domain.Invalid(op, "request body is not valid: %v", err)
+	}
+	if dec.More() {
+		return domain.Invalid(op, "request body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+// queryInt parses an optional non-negative integer query parameter.
+func queryInt(r *http.Request, name string, max int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > max {
+		return 0, domain.Invalid("read request", "query parameter %s must be an integer from 0 to %d", name, max)
+	}
+	return n, nil
+}

@@ -1,0 +1,126 @@
+package pebblestore
+
+import (
+	"encoding/binary"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+)
+
+// Key layout. Every key starts with a one-byte namespace:
+//
+//	0x00 "layout"                              -> layout version (1 byte)
+//	'I' eventID (16)                           -> position of the event (8 bytes BE)
+//	'L' position (8 BE)                        -> event record (see codec.go)
+//	'P' key                                    -> projection data (any projection)
+//	'Q' projection name                        -> projection position (8 bytes BE)
+//	'S' uvarint(len(stream)) stream rev (8 BE) -> run: position (8 bytes BE), count (uvarint)
+//	'W' ref                                    -> wrapped data key
+//
+// An append writes one 'L' and one 'I' key per event and a single 'S' key,
+// a "run": the append's events have consecutive revisions starting at rev
+// and consecutive positions starting at position. A stream's head is the
+// end of its last run; the writer caches it.
+//
+// Positions and revisions are fixed-width big-endian so that byte order is
+// numeric order. The stream name in 'S' keys is length-prefixed so that one
+// stream's keys never interleave with those of a stream whose name extends
+// it.
+const (
+	nsMeta     byte = 0x00
+	nsID       byte = 'I'
+	nsLog      byte = 'L'
+	nsProj     byte = 'P'
+	nsProjPos  byte = 'Q'
+	nsStream   byte = 'S'
+	nsWrapped  byte = 'W'
+	layoutV1        = 1
+	logKeyLen       = 9
+	idKeyLen        = 17
+	positionSz      = 8
+)
+
+var layoutKey = []byte{nsMeta, 'l', 'a', 'y', 'o', 'u', 't'}
+
+func appendLogKey(dst []byte, pos uint64) []byte {
+	dst = append(dst, nsLog)
+	return binary.BigEndian.AppendUint64(dst, pos)
+}
+
+func logKey(pos uint64) []byte { return appendLogKey(make([]byte, 0, logKeyLen), pos) }
+
+func appendIDKey(dst []byte, id domain.EventID) []byte {
+	dst = append(dst, nsID)
+	return append(dst, id[:]...)
+}
+
+func appendStreamPrefix(dst []byte, stream string) []byte {
+	dst = append(dst, nsStream)
+	dst = binary.AppendUvarint(dst, uint64(len(stream)))
+	return append(dst, stream...)
+}
+
+func appendStreamKey(dst []byte, stream string, rev uint64) []byte {
+	return binary.BigEndian.AppendUint64(appendStreamPrefix(dst, stream), rev)
+}
+
+func projKey(key []byte) []byte {
+	k := make([]byte, 0, 1+len(key))
+	k = append(k, nsProj)
+	return append(k, key...)
+}
+
+func projPosKey(name string) []byte {
+	k := make([]byte, 0, 1+len(name))
+	k = append(k, nsProjPos)
+	return append(k, name...)
+}
+
+func wrappedKey(ref string) []byte {
+	k := make([]byte, 0, 1+len(ref))
+	k = append(k, nsWrapped)
+	return append(k, ref...)
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p,
+// or nil when there is none (p is all 0xff).
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+func putUint64(v uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), v) }
+
+func getUint64(b []byte) (uint64, bool) {
+	if len(b) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b), true
+}
+
+func putPos(dst []byte, v uint64) { binary.BigEndian.PutUint64(dst, v) }
+
+// appendRun encodes a stream-index value: the position of the run's first
+// event and the number of events.
+func appendRun(dst []byte, first uint64, n int) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, first)
+	return binary.AppendUvarint(dst, uint64(n))
+}
+
+// decodeRun decodes a stream-index value.
+func decodeRun(v []byte) (first, n uint64, ok bool) {
+	if len(v) < 9 {
+		return 0, 0, false
+	}
+	first = binary.BigEndian.Uint64(v)
+	n, k := binary.Uvarint(v[8:])
+	if k <= 0 || 8+k != len(v) || n == 0 {
+		return 0, 0, false
+	}
+	return first, n, true
+}

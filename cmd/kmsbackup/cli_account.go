@@ -1,0 +1,91 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+func newAccountCmd(a *app) *cobra.Command {
+	return newGroupCmd("account", "Create and list accounts (admin token)",
+		newAccountCreateCmd(a),
+		newAccountListCmd(a),
+	)
+}
+
+func newAccountCreateCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create an account and print its API token (shown once)",
+		Long: `Create an account. Needs the admin token.
+
+The new account's API token is printed once, in this response only: store it
+now (it cannot be shown again), then use it with --token or KMSBACKUP_TOKEN.`,
+		Example: `  kmsbackup account create acme --token "$ADMIN_TOKEN"
+  kmsbackup account create acme -o json | jq -r .token`,
+		Args:              exactArgs("NAME"),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			acc, err := c.CreateAccount(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			const note = "Note: the token is shown only once; store it now. Use it with --token or KMSBACKUP_TOKEN."
+			if a.output == formatJSON {
+				fmt.Fprintln(a.stderr, note)
+			}
+			return a.render(acc, func(w io.Writer) error {
+				if err := writeFields(w, accountFields(acc)); err != nil {
+					return err
+				}
+				_, err := fmt.Fprintln(w, "\n"+note)
+				return err
+			})
+		},
+	}
+}
+
+func newAccountListCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Short:   "List accounts (admin token)",
+		Example: `  kmsbackup account list --token "$ADMIN_TOKEN"`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			l, err := c.ListAccounts(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return renderList(a, l, accountHeader, accountRow)
+		},
+	}
+}
+
+func newWhoAmICmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "whoami",
+		Short:   "Show which account the token belongs to",
+		Example: `  KMSBACKUP_TOKEN=... kmsbackup whoami`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			who, err := c.WhoAmI(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.render(who, func(w io.Writer) error { return writeFields(w, whoAmIFields(who)) })
+		},
+	}
+}

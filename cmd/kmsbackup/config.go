@@ -1,0 +1,57 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+)
+
+// Config is everything `kmsbackup server` is configured with.
+type Config struct {
+	Dev           bool   // development mode: generated master key, admin token, account "dev"
+	DataDir       string // where the Pebble database (and in --dev the master key) live
+	Listen        string // host:port of the API
+	MasterKeyFile string // --master-key-file
+	MasterKeyEnv  string // value of KMSBACKUP_MASTER_KEY
+	AdminToken    string // value of KMSBACKUP_ADMIN_TOKEN (or read from --admin-token-file)
+	DevAdminToken string // --dev-admin-token
+	LogFormat     string // text | json
+	LogLevel      string // debug | info | warn | error
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir must not be empty"))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen %q must be host:port (e.g. 127.0.0.1:8080)", c.Listen))
+	}
+	if !c.Dev {
+		if c.MasterKeyFile == "" && c.MasterKeyEnv == "" {
+			errs = append(errs, errors.New("no master key: pass --master-key-file or set KMSBACKUP_MASTER_KEY (or use --dev to generate one)"))
+		}
+		if c.DevAdminToken != "" {
+			errs = append(errs, errors.New("--dev-admin-token needs --dev"))
+		}
+	}
+	if c.DevAdminToken != "" && len(c.DevAdminToken) < 16 {
+		errs = append(errs, errors.New("--dev-admin-token must be at least 16 characters"))
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		errs = append(errs, errors.New("the admin token must be at least 16 characters"))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("--log-format %q must be text or json", c.LogFormat))
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level %q must be debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
+)
+
+// Output formats (-o).
+const (
+	formatTable = "table"
+	formatJSON  = "json"
+)
+
+// render prints v as one indented JSON document in json mode, or calls table
+// in table mode.
+func (a *app) render(v any, table func(w io.Writer) error) error {
+	if a.output == formatJSON {
+		return writeJSON(a.stdout, v)
+	}
+	return table(a.stdout)
+}
+
+// writeJSON writes v as one indented JSON document and a newline.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// deleted is the JSON document of a successful delete.
+type deleted struct {
+	ID      string `json:"id"`
+	Deleted bool   `json:"deleted"`
+}
+
+// field is one "Name: value" line of a show view.
+type field struct{ name, value string }
+
+// writeFields prints aligned "Name:  value" lines.
+func writeFields(w io.Writer, fields []field) error {
+	tw := newTabWriter(w)
+	for _, f := range fields {
+		fmt.Fprintf(tw, "%s:\t%s\n", f.name, cell(f.value))
+	}
+	return tw.Flush()
+}
+
+// writeTable prints a header row and one row per item, aligned.
+func writeTable(w io.Writer, header []string, rows [][]string) error {
+	tw := newTabWriter(w)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		cells := make([]string, len(r))
+		for i, c := range r {
+			cells[i] = cell(c)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	return tw.Flush()
+}
+
+func newTabWriter(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+}
+
+// cell makes s safe for one table cell: control characters (tabs, newlines,
+// terminal escapes) become spaces, so server-supplied text can neither break
+// the columns nor drive the terminal.
+func cell(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// fmtTime formats t as RFC 3339 in UTC; the zero time is empty.
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func itoa[T ~uint32 | ~int](n T) string { return strconv.FormatInt(int64(n), 10) }
+
+// writeNextPage tells, on stderr so that stdout stays the table, how to get
+// the next page.
+func (a *app) writeNextPage(token string) {
+	if token != "" {
+		fmt.Fprintf(a.stderr, "More items: repeat with --page-token %s\n", token)
+	}
+}
+
+// renderList prints a page: in json mode the API's document, in table mode
+// the rows and, on stderr, the next page's token.
+func renderList[T any](a *app, l httpapi.List[T], header []string, row func(T) []string) error {
+	if l.Items == nil {
+		l.Items = []T{}
+	}
+	return a.render(l, func(w io.Writer) error {
+		rows := make([][]string, 0, len(l.Items))
+		for _, it := range l.Items {
+			rows = append(rows, row(it))
+		}
+		if err := writeTable(w, header, rows); err != nil {
+			return err
+		}
+		a.writeNextPage(l.NextPageToken)
+		return nil
+	})
+}
+
+// writeRaw prints plaintext bytes exactly; on a terminal it ends the line
+// so that the prompt does not stick to the value.
+func (a *app) writeRaw(b []byte) error {
+	if _, err := a.stdout.Write(b); err != nil {
+		return err
+	}
+	if isTerminal(a.stdout) && (len(b) == 0 || b[len(b)-1] != '\n') {
+		_, err := io.WriteString(a.stdout, "\n")
+		return err
+	}
+	return nil
+}
+
+// isTerminal reports whether f is an *os.File (or anything with Stat) on a
+// character device other than /dev/null, which for stdin and stdout means a
+// terminal in practice. (golang.org/x/term is not a dependency.)
+func isTerminal(f any) bool {
+	s, ok := f.(interface{ Stat() (os.FileInfo, error) })
+	if !ok {
+		return false
+	}
+	fi, err := s.Stat()
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	null, err := os.Stat(os.DevNull)
+	return err != nil || !os.SameFile(fi, null)
+}
+
+// Views of the API's types.
+
+func accountFields(acc httpapi.Account) []field {
+	f := []field{{"ID", acc.ID}, {"Name", acc.Name}, {"Created", fmtTime(acc.CreatedAt)}}
+	if acc.Token != "" {
+		f = append(f, field{"Token", acc.Token})
+	}
+	return f
+}
+
+var accountHeader = []string{"ID", "NAME", "CREATED"}
+
+func accountRow(acc httpapi.Account) []string {
+	return []string{acc.ID, acc.Name, fmtTime(acc.CreatedAt)}
+}
+
+func whoAmIFields(w httpapi.WhoAmI) []field {
+	acc := w.Account
+	if acc == "" {
+		acc = "-"
+	}
+	return []field{{"Account", acc}, {"Admin", strconv.FormatBool(w.Admin)}}
+}
+
+func instanceFields(in httpapi.Instance) []field {
+	f := []field{
+		{"ID", in.ID},
+		{"Account", in.Account},
+		{"Region", in.Region},
+		{"State", in.State},
+		{"Keys", itoa(in.Keys) + " of " + itoa(in.KeyQuota)},
+		{"Secrets", itoa(in.Secrets) + " of " + itoa(in.SecretQuota)},
+		{"Created", fmtTime(in.CreatedAt)},
+	}
+	if in.ReleasedAt != nil {
+		f = append(f, field{"Released", fmtTime(*in.ReleasedAt)})
+	}
+	return f
+}
+
+var instanceHeader = []string{"ID", "REGION", "STATE", "KEYS", "SECRETS", "CREATED"}
+
+func instanceRow(in httpapi.Instance) []string {
+	return []string{in.ID, in.Region, in.State, itoa(in.Keys) + "/" + itoa(in.KeyQuota),
+		itoa(in.Secrets) + "/" + itoa(in.SecretQuota), fmtTime(in.CreatedAt)}
+}
+
+func writeKey(w io.Writer, k httpapi.Key) error {
+	err := writeFields(w, []field{
+		{"ID", k.ID},
+		{"Instance", k.Instance},
+		{"Region", k.Region},
+		{"Spec", k.Spec},
+		{"Description", k.Description},
+		{"Primary version", itoa(k.PrimaryVersion)},
+		{"Created", fmtTime(k.CreatedAt)},
+		{"Updated", fmtTime(k.UpdatedAt)},
+	})
+	if err != nil || len(k.Versions) == 0 {
+		return err
+	}
+	rows := make([][]string, 0, len(k.Versions))
+	for _, v := range k.Versions {
+		rows = append(rows, []string{itoa(v.Version), fmtTime(v.CreatedAt)})
+	}
+	fmt.Fprintln(w)
+	return writeTable(w, []string{"VERSION", "CREATED"}, rows)
+}
+
+var keyHeader = []string{"ID", "REGION", "SPEC", "PRIMARY", "VERSIONS", "UPDATED", "DESCRIPTION"}
+
+func keyRow(k httpapi.Key) []string {
+	return []string{k.ID, k.Region, k.Spec, itoa(k.PrimaryVersion), itoa(len(k.Versions)), fmtTime(k.UpdatedAt), k.Description}
+}
+
+func writeSecret(w io.Writer, s httpapi.Secret) error {
+	err := writeFields(w, []field{
+		{"Name", s.Name},
+		{"Instance", s.Instance},
+		{"Region", s.Region},
+		{"Key", s.KeyID},
+		{"Current version", itoa(s.CurrentVersion)},
+		{"Created", fmtTime(s.CreatedAt)},
+		{"Updated", fmtTime(s.UpdatedAt)},
+	})
+	if err != nil || len(s.Versions) == 0 {
+		return err
+	}
+	rows := make([][]string, 0, len(s.Versions))
+	for _, v := range s.Versions {
+		rows = append(rows, []string{itoa(v.Version), v.KeyID, fmtTime(v.CreatedAt)})
+	}
+	fmt.Fprintln(w)
+	return writeTable(w, []string{"VERSION", "KEY", "CREATED"}, rows)
+}
+
+var secretHeader = []string{"NAME", "REGION", "KEY", "VERSION", "UPDATED"}
+
+func secretRow(s httpapi.Secret) []string {
+	return []string{s.Name, s.Region, s.KeyID, itoa(s.CurrentVersion), fmtTime(s.UpdatedAt)}
+}

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/kmsbackup/kmsbackup/adapters/clock"
+	"github.com/kmsbackup/kmsbackup/adapters/envelope"
+	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
+	"github.com/kmsbackup/kmsbackup/adapters/ids"
+	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
+	"github.com/kmsbackup/kmsbackup/adapters/softkms"
+	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
+)
+
+// Main is the server process: it builds the adapters and use cases from a
+// Config, serves the API, and runs the background loops (projections, the
+// event publisher). End-to-end tests run it in-process.
+type Main struct {
+	Config Config
+	Stdout io.Writer // where --dev prints its tokens
+	Logger *slog.Logger
+
+	store    *pebblestore.Store
+	listener net.Listener
+	http     *http.Server
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	closers  []func() error
+
+	// DevToken is the token of account "dev" in --dev mode.
+	DevToken string
+	// AdminToken is the admin token in force (empty when none).
+	AdminToken string
+}
+
+// Addr is the address the API listens on (useful with --listen :0).
+func (m *Main) Addr() string { return m.listener.Addr().String() }
+
+// Run opens everything and starts serving; it returns once the API
+// accepts connections. Close stops it.
+func (m *Main) Run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			_ = m.Close()
+		}
+	}()
+	cfg := m.Config
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	if m.Logger == nil {
+		m.Logger = slog.New(slog.DiscardHandler)
+	}
+	if m.Stdout == nil {
+		m.Stdout = io.Discard
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+
+	master, err := m.masterKey()
+	if err != nil {
+		return err
+	}
+	m.store, err = pebblestore.Open(filepath.Join(cfg.DataDir, "db"), pebblestore.Options{})
+	if err != nil {
+		return fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
+	}
+	m.closers = append(m.closers, m.store.Close)
+	env, err := envelope.New(master, m.store)
+	if err != nil {
+		return fmt.Errorf("set up envelope encryption: %w", err)
+	}
+
+	clk := commands.Clock(clock.System{})
+	idsrc := ids.Random{Clock: clk}
+	projector := &commands.Projector{Name: kmsstate.Name, Log: m.store, Store: m.store, Apply: kmsstate.Apply}
+	kms := &commands.KMS{Log: m.store, State: m.store, Applied: projector, Sealer: env, DataKeys: env,
+		Cipher: softkms.Cipher{}, Clock: clk, IDs: idsrc}
+
+	m.AdminToken = cfg.AdminToken
+	if cfg.Dev {
+		m.AdminToken = cfg.DevAdminToken
+		if m.AdminToken == "" {
+			m.AdminToken = commands.NewToken()
+		}
+	}
+	accounts := &commands.Accounts{Log: m.store, State: m.store, Applied: projector, Clock: clk, IDs: idsrc,
+		AdminToken: m.AdminToken}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = cancel
+	m.background(runCtx, "projection "+kmsstate.Name, projector.Run)
+
+	events, err := m.startEvents(runCtx)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	api := &httpapi.Server{KMS: kms, Accounts: accounts, Auth: accounts, Events: events, Registry: reg, Logger: m.Logger,
+		Ready: func(ctx context.Context) error {
+			if err := projector.Healthy(); err != nil {
+				return err
+			}
+			if _, err := m.store.Head(ctx); err != nil {
+				return fmt.Errorf("event log: %w", err)
+			}
+			return events.Healthy()
+		}}
+	m.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)}
+
+	if cfg.Dev {
+		if err := m.devSetup(ctx, accounts); err != nil {
+			return err
+		}
+	}
+
+	m.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another server running? choose another --listen)", cfg.Listen, err)
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := m.http.Serve(m.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Logger.Error("API server stopped", "error", err)
+		}
+	}()
+	m.Logger.Info("kmsbackup server listening", "addr", m.Addr(), "data_dir", cfg.DataDir, "dev", cfg.Dev)
+	if cfg.Dev {
+		fmt.Fprintf(m.Stdout, "kmsbackup --dev is listening on http://%s\n\n", m.Addr())
+		fmt.Fprintf(m.Stdout, "  admin token:        %s\n", m.AdminToken)
+		fmt.Fprintf(m.Stdout, "  account dev token:  %s\n\n", m.DevToken)
+		fmt.Fprintf(m.Stdout, "  export KMSBACKUP_ADDR=http://%s KMSBACKUP_TOKEN=%s\n\n", m.Addr(), m.DevToken)
+		fmt.Fprintf(m.Stdout, "Development mode: the master key is in %s. Do not use --dev in production.\n",
+			filepath.Join(cfg.DataDir, "master.key"))
+	}
+	return nil
+}
+
+// background runs a loop until the server closes; a loop that fails is
+// logged (and reported by /readyz through its owner's health).
+func (m *Main) background(ctx context.Context, name string, run func(context.Context) error) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := run(ctx); err != nil && ctx.Err() == nil {
+			m.Logger.Error("background loop stopped", "loop", name, "error", err)
+		}
+	}()
+}
+
+func (m *Main) masterKey() ([]byte, error) {
+	cfg := m.Config
+	if cfg.Dev && cfg.MasterKeyFile == "" && cfg.MasterKeyEnv == "" {
+		key, path, created, err := envelope.EnsureDevMasterKey(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("dev master key: %w", err)
+		}
+		if created {
+			m.Logger.Warn("generated a development master key", "path", path)
+		}
+		return key, nil
+	}
+	key, err := envelope.LoadMasterKey(cfg.MasterKeyFile, cfg.MasterKeyEnv)
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	return key, nil
+}
+
+// devSetup ensures the account "dev" exists, with a token kept in the data
+// directory so that it survives restarts.
+func (m *Main) devSetup(ctx context.Context, accounts *commands.Accounts) error {
+	path := filepath.Join(m.Config.DataDir, "dev-token")
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		m.DevToken = strings.TrimSpace(string(b))
+	case errors.Is(err, os.ErrNotExist):
+		m.DevToken = commands.NewToken()
+		if err := os.WriteFile(path, []byte(m.DevToken+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write dev token: %w", err)
+		}
+	default:
+		return fmt.Errorf("read dev token: %w", err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if _, err := accounts.EnsureAccount(waitCtx, "dev", m.DevToken); err != nil {
+		return fmt.Errorf("create account dev: %w", err)
+	}
+	if _, err := accounts.Authenticate(m.DevToken); err != nil {
+		return fmt.Errorf("account dev exists with another token; remove %s or the data directory: %w", path, err)
+	}
+	return nil
+}
+
+// Close stops serving, stops the loops and closes the store. Idempotent.
+func (m *Main) Close() error {
+	var errs []error
+	if m.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := m.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("shut down API: %w", err))
+		}
+		cancel()
+		m.http = nil
+	}
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.wg.Wait()
+	for i := len(m.closers) - 1; i >= 0; i-- {
+		if err := m.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	m.closers = nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+func newServerCmd() *cobra.Command {
+	cfg := Config{}
+	var adminTokenFile string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the kmsbackup server (API, software KMS, event log)",
+		Long: `Run the kmsbackup server: the HTTP API under /v1/, the built-in software KMS,
+and the embedded event log (Pebble) under --data-dir.
+
+Production needs a master key (--master-key-file, or KMSBACKUP_MASTER_KEY: base64
+of 32 random bytes, e.g. from 'head -c32 /dev/urandom | base64') and an admin
+token (--admin-token-file, or KMSBACKUP_ADMIN_TOKEN) for creating accounts.
+
+--dev generates a master key into the data directory, prints an admin token
+(fixed with --dev-admin-token), and creates the account "dev", printing its token.`,
+		Example: `  kmsbackup server --dev
+  kmsbackup server --data-dir /var/lib/kmsbackup --listen 0.0.0.0:8080 --master-key-file /etc/kmsbackup/master.key`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.MasterKeyEnv = os.Getenv("KMSBACKUP_MASTER_KEY")
+			cfg.AdminToken = os.Getenv("KMSBACKUP_ADMIN_TOKEN")
+			if adminTokenFile != "" {
+				b, err := os.ReadFile(adminTokenFile)
+				if err != nil {
+					return fmt.Errorf("read --admin-token-file: %w", err)
+				}
+				cfg.AdminToken = strings.TrimSpace(string(b))
+			}
+			logger := newLogger(cfg)
+			m := &Main{Config: cfg, Stdout: cmd.OutOrStdout(), Logger: logger}
+			if err := m.Run(cmd.Context()); err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			logger.Info("shutting down")
+			return m.Close()
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&cfg.Dev, "dev", false, "development mode: generated master key, printed admin token, account dev")
+	f.StringVar(&cfg.DataDir, "data-dir", envOr("KMSBACKUP_DATA_DIR", "./data"), "data directory (env KMSBACKUP_DATA_DIR)")
+	f.StringVar(&cfg.Listen, "listen", envOr("KMSBACKUP_LISTEN", "127.0.0.1:8080"), "address to serve the API on (env KMSBACKUP_LISTEN)")
+	f.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "file holding the base64 master key (mode 0600)")
+	f.StringVar(&adminTokenFile, "admin-token-file", "", "file holding the admin token (else env KMSBACKUP_ADMIN_TOKEN)")
+	f.StringVar(&cfg.DevAdminToken, "dev-admin-token", "", "with --dev: use this admin token instead of a random one")
+	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func newLogger(cfg Config) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

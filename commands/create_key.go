@@ -1,0 +1,46 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
+)
+
+// CreateKey creates an AES-256 key (version 1) in a KMS instance. Its
+// material is generated here and sealed under the instance's data key before
+// it enters the event.
+func (s *KMS) CreateKey(ctx context.Context, c Caller, instance domain.InstanceID, description string) (*domain.Key, error) {
+	const op = "create key"
+	keyID := domain.NewKeyID(s.IDs.NewULID())
+	err := s.decide(ctx, func() error {
+		in, err := s.instance(c, op, instance)
+		if err != nil {
+			return err
+		}
+		defer s.regionLock(in.Account, in.Region)()
+		taken, err := kmsstate.RegionHasKey(s.State, in.Account, in.Region, keyID)
+		if err != nil {
+			return err
+		}
+		eid := s.IDs.NewULID()
+		if err := domain.ValidateDescription(description); err != nil {
+			return err
+		}
+		sealed, err := s.sealMaterial(ctx, in, eid)
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		d, err := in.CreateKey(keyID, description, sealed, taken)
+		if err != nil {
+			return err
+		}
+		e := s.newEvent(eid, in, d)
+		return s.commit(ctx, e.Stream, domain.ExpectRevision(in.Revision), e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return kmsstate.GetKey(s.State, instance, keyID)
+}

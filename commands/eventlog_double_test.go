@@ -1,0 +1,217 @@
+package commands_test
+
+import (
+	"context"
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
+)
+
+// memLog is a TEST DOUBLE of the event log: an in-memory commands.EventLog
+// with the port's documented semantics (optimistic concurrency, idempotent
+// appends, catch-up subscriptions), and nothing durable. The commands tests
+// cannot use a real adapter (commands must not import adapters), so this
+// double stays here; the bus integration tests have a copy that is to be
+// replaced by adapters/pebblestore.
+//
+// Subscriptions wait on channels only, so the double also works inside a
+// testing/synctest bubble when it is created there.
+type memLog struct {
+	mu      sync.Mutex
+	events  []domain.Event         // events[i] has position i+1
+	streams map[string][]int       // stream -> indexes into events
+	ids     map[domain.EventID]int // event ID -> index into events
+	changed chan struct{}          // closed and replaced by every append
+	closed  bool
+	reads   atomic.Int64 // ReadAll and Head calls, for tests of call order
+}
+
+var _ commands.EventLog = (*memLog)(nil)
+
+func newMemLog() *memLog {
+	return &memLog{streams: map[string][]int{}, ids: map[domain.EventID]int{}, changed: make(chan struct{})}
+}
+
+func (l *memLog) Append(ctx context.Context, stream string, expected domain.ExpectedRevision, events []domain.Event) (commands.AppendResult, error) {
+	const op = "append"
+	if err := ctx.Err(); err != nil {
+		return commands.AppendResult{}, err
+	}
+	if len(events) == 0 {
+		return commands.AppendResult{}, domain.Invalid(op, "empty batch")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return commands.AppendResult{}, domain.Errorf(domain.ErrUnavailable, op, stream, "", "log closed")
+	}
+	if stream == "" {
+		return commands.AppendResult{}, domain.Invalid(op, "empty stream name")
+	}
+	present := 0
+	batch := map[domain.EventID]bool{}
+	for _, e := range events {
+		if e.Stream != stream {
+			return commands.AppendResult{}, domain.Invalid(op, "event %s is for stream %q, not %q", e.ID, e.Stream, stream)
+		}
+		if e.ID == (domain.EventID{}) || batch[e.ID] {
+			return commands.AppendResult{}, domain.Invalid(op, "zero or duplicate event ID %s", e.ID)
+		}
+		batch[e.ID] = true
+		if i, ok := l.ids[e.ID]; ok && l.events[i].Stream == stream {
+			present++
+		}
+	}
+	if present == len(events) {
+		first, last := l.events[l.ids[events[0].ID]], l.events[l.ids[events[len(events)-1].ID]]
+		return commands.AppendResult{FirstPosition: first.Position, LastPosition: last.Position, LastRevision: last.Revision}, nil
+	}
+	if present > 0 {
+		return commands.AppendResult{}, domain.Invalid(op, "batch is partly already in stream %q", stream)
+	}
+	idx := l.streams[stream]
+	var head uint64
+	if len(idx) > 0 {
+		head = l.events[idx[len(idx)-1]].Revision
+	}
+	if !expected.Check(len(idx) > 0, head) {
+		return commands.AppendResult{}, domain.WrongRevision(stream, expected, len(idx) > 0, head)
+	}
+	var res commands.AppendResult
+	for i, e := range events {
+		e.Revision = uint64(len(l.streams[stream]))
+		e.Position = uint64(len(l.events) + 1)
+		e.Data = append([]byte(nil), e.Data...)
+		l.ids[e.ID] = len(l.events)
+		l.streams[stream] = append(l.streams[stream], len(l.events))
+		l.events = append(l.events, e)
+		if i == 0 {
+			res.FirstPosition = e.Position
+		}
+		res.LastPosition, res.LastRevision = e.Position, e.Revision
+	}
+	close(l.changed)
+	l.changed = make(chan struct{})
+	return res, nil
+}
+
+func (l *memLog) ReadStream(ctx context.Context, stream string, from uint64, backwards bool, max int) ([]domain.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	idx := l.streams[stream]
+	var out []domain.Event
+	if backwards {
+		start := len(idx) - 1
+		if from != math.MaxUint64 && from < uint64(len(idx)) {
+			start = int(from)
+		}
+		for i := start; i >= 0 && len(out) < max; i-- {
+			out = append(out, copied(l.events[idx[i]]))
+		}
+		return out, nil
+	}
+	for i := from; i < uint64(len(idx)) && len(out) < max; i++ {
+		out = append(out, copied(l.events[idx[i]]))
+	}
+	return out, nil
+}
+
+func (l *memLog) ReadAll(ctx context.Context, after uint64, max int) ([]domain.Event, error) {
+	l.reads.Add(1)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if after >= uint64(len(l.events)) {
+		return nil, nil
+	}
+	end := min(uint64(len(l.events)), after+uint64(max))
+	out := make([]domain.Event, 0, end-after)
+	for _, e := range l.events[after:end] {
+		out = append(out, copied(e))
+	}
+	return out, nil
+}
+
+// copied returns e with its own Data, so that callers cannot change the log.
+func copied(e domain.Event) domain.Event {
+	e.Data = append([]byte(nil), e.Data...)
+	return e
+}
+
+func (l *memLog) Head(ctx context.Context) (uint64, error) {
+	l.reads.Add(1)
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return uint64(len(l.events)), nil
+}
+
+func (l *memLog) Subscribe(ctx context.Context, after uint64) (commands.Subscription, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return &memSubscription{log: l, next: after, done: make(chan struct{})}, nil
+}
+
+func (l *memLog) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.closed = true
+		close(l.changed)
+	}
+	return nil
+}
+
+type memSubscription struct {
+	log       *memLog
+	next      uint64 // position of the last event delivered
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (s *memSubscription) Next(ctx context.Context) (domain.Event, error) {
+	for {
+		s.log.mu.Lock()
+		closed, changed := s.log.closed, s.log.changed
+		var e domain.Event
+		ok := s.next < uint64(len(s.log.events))
+		if ok {
+			e = copied(s.log.events[s.next])
+		}
+		s.log.mu.Unlock()
+		select {
+		case <-s.done:
+			return domain.Event{}, domain.Errorf(domain.ErrUnavailable, "subscription", "", "", "closed")
+		default:
+		}
+		if ok {
+			s.next++
+			return e, nil
+		}
+		if closed {
+			return domain.Event{}, domain.Errorf(domain.ErrUnavailable, "subscription", "", "", "log closed")
+		}
+		select {
+		case <-ctx.Done():
+			return domain.Event{}, ctx.Err()
+		case <-s.done:
+		case <-changed:
+		}
+	}
+}
+
+func (s *memSubscription) Close() error {
+	s.closeOnce.Do(func() { close(s.done) })
+	return nil
+}

@@ -1,0 +1,23 @@
+package commands
+
+import (
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
+)
+
+// ShowInstance returns one of the caller's KMS instances.
+func (s *KMS) ShowInstance(c Caller, id domain.InstanceID) (*domain.Instance, error) {
+	return s.instance(c, "show instance", id)
+}
+
+// ListInstances lists the caller's KMS instances, released ones included.
+func (s *KMS) ListInstances(c Caller, cursor string, size int) (kmsstate.Page[*domain.Instance], error) {
+	if err := requireAccount(c, "list instances"); err != nil {
+		return kmsstate.Page[*domain.Instance]{}, err
+	}
+	n, err := pageSize(size)
+	if err != nil {
+		return kmsstate.Page[*domain.Instance]{}, err
+	}
+	return kmsstate.ListInstances(s.State, c.Account, cursor, n)
+}

@@ -1,0 +1,43 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
+)
+
+// ReleaseInstance releases a KMS instance: its keys and secrets leave the
+// region (their IDs and names become free) and its data key is destroyed, so
+// nothing it sealed can be read again from the live KMS. Backups keep their
+// own copies under their own keys.
+func (s *KMS) ReleaseInstance(ctx context.Context, c Caller, id domain.InstanceID) (*domain.Instance, error) {
+	const op = "release instance"
+	err := s.decide(ctx, func() error {
+		in, err := s.instance(c, op, id)
+		if err != nil {
+			return err
+		}
+		d, err := in.Release()
+		if err != nil {
+			if in.Released {
+				// A retry after a crash between the event and the shredding
+				// finishes the shredding.
+				if derr := s.DataKeys.DestroyDataKey(ctx, string(id)); derr != nil {
+					return fmt.Errorf("%s: destroy data key: %w", op, derr)
+				}
+			}
+			return err
+		}
+		e := s.newEvent(s.IDs.NewULID(), in, d)
+		return s.commit(ctx, e.Stream, domain.ExpectRevision(in.Revision), e)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.DataKeys.DestroyDataKey(ctx, string(id)); err != nil {
+		return nil, fmt.Errorf("%s: destroy data key: %w", op, err)
+	}
+	return kmsstate.GetInstance(s.State, id)
+}

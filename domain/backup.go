@@ -1,0 +1,392 @@
+package domain
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// BackupKind tells a free default backup instance from a provisioned one.
+type BackupKind string
+
+// BackupState is where a backup instance is in its lifecycle.
+type BackupState string
+
+// Backup kinds and states.
+const (
+	BackupDefault     BackupKind = "default"
+	BackupProvisioned BackupKind = "provisioned"
+
+	StateNotEnabled BackupState = "not-enabled"
+	StateEnabled    BackupState = "enabled"
+	StateExpired    BackupState = "expired"
+	StateReleased   BackupState = "released"
+)
+
+// Backup rules.
+const (
+	DefaultViewableDays = 7
+	MinViewableDays     = 7
+	MaxViewableDays     = 600
+	MaxTermMonths       = 60
+	// ReleaseAfterExpiry is how long an expired instance keeps its data
+	// before it is released.
+	ReleaseAfterExpiry = 15 * 24 * time.Hour
+	// IncrementalEvery is the spacing of incremental backups after a full.
+	IncrementalEvery = 5 * time.Minute
+	MaxAliasLength   = 64
+)
+
+// BackupStreamPrefix starts every backup instance's stream.
+const BackupStreamPrefix = "backup-"
+
+// BackupStream is the stream of one backup instance's lifecycle and
+// checkpoint events.
+func BackupStream(id BackupID) string { return BackupStreamPrefix + string(id) }
+
+// Term is a subscription term in months.
+type Term struct{ Months int }
+
+var termRe = regexp.MustCompile(`^([1-9][0-9]{0,2})(mo|y)$`)
+
+// ParseTerm reads a term such as "1mo", "12mo" or "1y".
+func ParseTerm(s string) (Term, error) {
+	m := termRe.FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		return Term{}, Invalid("parse term", "term %q must be a number of months or years, such as 1mo, 12mo or 1y", s)
+	}
+	n, _ := strconv.Atoi(m[1])
+	if m[2] == "y" {
+		n *= 12
+	}
+	if n > MaxTermMonths {
+		return Term{}, Invalid("parse term", "term %q is longer than %d months", s, MaxTermMonths)
+	}
+	return Term{Months: n}, nil
+}
+
+// After is the end of a term that starts at t.
+func (t Term) After(start time.Time) time.Time { return start.AddDate(0, t.Months, 0) }
+
+func (t Term) String() string {
+	if t.Months%12 == 0 {
+		return strconv.Itoa(t.Months/12) + "y"
+	}
+	return strconv.Itoa(t.Months) + "mo"
+}
+
+// Backup is the state of one backup instance as its events left it.
+type Backup struct {
+	ID           BackupID
+	Account      AccountID
+	Region       string
+	Kind         BackupKind
+	State        BackupState
+	BeforeExpiry BackupState // the state to return to on renew
+	ViewableDays int
+	ExpiresAt    time.Time // zero: never
+	CreatedAt    time.Time
+	ExpiredAt    time.Time
+	ReleasedAt   time.Time
+	Revision     uint64
+
+	// Binding, while enabled (or expired after being enabled).
+	KMSInstance InstanceID
+	Alias       string
+	TimeZone    string
+	EnabledAt   time.Time
+	EnabledDay  Day
+	// Generation counts resets: each generation's data is separate, and a
+	// reset or release destroys it.
+	Generation uint32
+
+	// The chain of checkpoints of the current generation.
+	Checkpoints     uint64    // sequence number of the last checkpoint (0: none)
+	NextRevision    uint64    // first KMS stream revision not backed up yet
+	LastDigest      [32]byte  // digest of the last checkpoint
+	LastFullAt      time.Time // instant covered by the last full backup
+	LastFullDay     Day
+	LastIncremental time.Time // instant covered by the last incremental
+}
+
+// DataRef names the data key and data of a backup generation.
+func (b *Backup) DataRef() string { return DataRef(b.ID, b.Generation) }
+
+// DataRef names the data key and data of generation gen of a backup.
+func DataRef(id BackupID, gen uint32) string {
+	return string(id) + "/" + strconv.FormatUint(uint64(gen), 10)
+}
+
+// Location returns the instance's time zone; loader is time.LoadLocation or
+// an equivalent the caller provides.
+func (b *Backup) Location(loader func(string) (*time.Location, error)) (*time.Location, error) {
+	if b.TimeZone == "" {
+		return time.UTC, nil
+	}
+	return loader(b.TimeZone)
+}
+
+// Backup lifecycle and checkpoint events.
+const (
+	TypeBackupCreated      = "BackupInstanceCreated"
+	TypeBackupEnabled      = "BackupInstanceEnabled"
+	TypeBackupExtended     = "BackupViewableDaysExtended"
+	TypeBackupRenewed      = "BackupInstanceRenewed"
+	TypeBackupExpired      = "BackupInstanceExpired"
+	TypeBackupReleased     = "BackupInstanceReleased"
+	TypeBackupReset        = "BackupInstanceReset"
+	TypeBackupCheckpointed = "BackupCheckpointed"
+)
+
+// BackupCreated records a new backup instance.
+type BackupCreated struct {
+	Backup       BackupID
+	Kind         BackupKind
+	Region       string
+	ViewableDays uint32
+	ExpiresAt    time.Time
+}
+
+// BackupEnabled records the binding to a KMS instance.
+type BackupEnabled struct {
+	KMSInstance InstanceID
+	Alias       string
+	TimeZone    string
+}
+
+// BackupExtended records more viewable days.
+type BackupExtended struct{ ViewableDays uint32 }
+
+// BackupRenewed records a new expiry.
+type BackupRenewed struct{ ExpiresAt time.Time }
+
+// BackupExpired records the expiry.
+type BackupExpired struct{}
+
+// BackupReleased records the release; the data is destroyed.
+type BackupReleased struct{}
+
+// BackupReset records a reset: the data of the generation is
+// destroyed and the binding removed.
+type BackupReset struct{}
+
+// BackupCheckpointed records one checkpoint: the slice of the KMS
+// instance's stream between the previous checkpoint and this one (KMS
+// revisions [From, Next)), stored as the blob Slice, and, when Full, that
+// this checkpoint is the day's full backup.
+type BackupCheckpointed struct {
+	Generation  uint32
+	Seq         uint64
+	Full        bool
+	At          time.Time // the instant the checkpoint covers up to
+	Day         Day       // At's day in the instance's time zone
+	From, Next  uint64    // KMS stream revisions covered: [From, Next)
+	Slice       string    // the blob holding the slice (empty when From == Next)
+	SliceDigest [32]byte  // SHA-256 of the blob
+	PrevDigest  [32]byte  // the previous checkpoint's Digest
+	Digest      [32]byte  // see CheckpointDigest
+}
+
+func (BackupCreated) EventType() string      { return TypeBackupCreated }
+func (BackupEnabled) EventType() string      { return TypeBackupEnabled }
+func (BackupExtended) EventType() string     { return TypeBackupExtended }
+func (BackupRenewed) EventType() string      { return TypeBackupRenewed }
+func (BackupExpired) EventType() string      { return TypeBackupExpired }
+func (BackupReleased) EventType() string     { return TypeBackupReleased }
+func (BackupReset) EventType() string        { return TypeBackupReset }
+func (BackupCheckpointed) EventType() string { return TypeBackupCheckpointed }
+
+// backupOp refuses operations an instance's state does not allow: an
+// expired instance allows only show and renew; a released one nothing.
+func (b *Backup) usable(op string) error {
+	switch b.State {
+	case StateExpired:
+		return Errorf(ErrFailedPrecondition, op, string(b.ID), "renew it first", "backup instance expired on %s", b.ExpiresAt.Format(time.RFC3339))
+	case StateReleased:
+		return Errorf(ErrFailedPrecondition, op, string(b.ID), "", "backup instance is released")
+	}
+	return nil
+}
+
+// Usable refuses an operation on an expired or released instance.
+func (b *Backup) Usable(op string) error { return b.usable(op) }
+
+// NewDefaultBackup decides the default backup instance of a region.
+func NewDefaultBackup(id BackupID, region string) (*BackupCreated, error) {
+	if err := ValidateRegion(region); err != nil {
+		return nil, err
+	}
+	return &BackupCreated{Backup: id, Kind: BackupDefault, Region: region, ViewableDays: DefaultViewableDays}, nil
+}
+
+// NewProvisionedBackup decides a provisioned backup instance.
+func NewProvisionedBackup(id BackupID, region string, viewableDays int, term Term, now time.Time) (*BackupCreated, error) {
+	const op = "create backup instance"
+	if err := ValidateRegion(region); err != nil {
+		return nil, err
+	}
+	if viewableDays < MinViewableDays || viewableDays > MaxViewableDays {
+		return nil, Invalid(op, "viewable days %d must be between %d and %d", viewableDays, MinViewableDays, MaxViewableDays)
+	}
+	if term.Months < 1 || term.Months > MaxTermMonths {
+		return nil, Invalid(op, "term must be 1 to %d months, such as 1mo, 12mo or 1y", MaxTermMonths)
+	}
+	return &BackupCreated{Backup: id, Kind: BackupProvisioned, Region: region, ViewableDays: uint32(viewableDays),
+		ExpiresAt: term.After(now).UTC()}, nil
+}
+
+// Enable decides binding the instance to KMS instance in (of the same
+// account and region). boundTo is the backup instance that already backs
+// in up, if any; loc is the time zone, already loaded by the caller.
+func (b *Backup) Enable(in *Instance, alias, timeZone string, boundTo BackupID) (*BackupEnabled, error) {
+	const op = "enable backup instance"
+	if err := b.usable(op); err != nil {
+		return nil, err
+	}
+	if b.State == StateEnabled {
+		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "reset it first to bind another KMS instance", "backup instance is already enabled for %s", b.KMSInstance)
+	}
+	if in == nil || in.Account != b.Account {
+		return nil, NotFound(op, "KMS instance", "")
+	}
+	if in.Region != b.Region {
+		return nil, Errorf(ErrFailedPrecondition, op, string(in.ID), "use a backup instance of region "+in.Region,
+			"KMS instance is in region %s, the backup instance in %s", in.Region, b.Region)
+	}
+	if in.Released {
+		return nil, Errorf(ErrFailedPrecondition, op, string(in.ID), "", "KMS instance is released")
+	}
+	if boundTo != "" {
+		return nil, Errorf(ErrAlreadyExists, op, string(in.ID), "reset "+string(boundTo)+" first",
+			"KMS instance is already backed up by %s", boundTo)
+	}
+	if err := ValidateAlias(alias); err != nil {
+		return nil, err
+	}
+	return &BackupEnabled{KMSInstance: in.ID, Alias: alias, TimeZone: timeZone}, nil
+}
+
+// ValidateAlias checks a backup instance alias: 1-64 printable characters.
+func ValidateAlias(a string) error {
+	if a == "" || !utf8.ValidString(a) || utf8.RuneCountInString(a) > MaxAliasLength || strings.ContainsAny(a, "\x00\n\r\t") {
+		return Invalid("validate alias", "alias must be 1 to %d printable characters", MaxAliasLength)
+	}
+	return nil
+}
+
+// Extend decides more viewable days: upwards only, at most 600, never for
+// the default instance.
+func (b *Backup) Extend(days int) (*BackupExtended, error) {
+	const op = "extend viewable days"
+	if err := b.usable(op); err != nil {
+		return nil, err
+	}
+	if b.Kind == BackupDefault {
+		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "create a provisioned backup instance for more days",
+			"the default backup instance always keeps %d viewable days", DefaultViewableDays)
+	}
+	if days <= b.ViewableDays {
+		return nil, Invalid(op, "viewable days can only grow: %d is not more than the current %d", days, b.ViewableDays)
+	}
+	if days > MaxViewableDays {
+		return nil, Invalid(op, "viewable days %d is more than the maximum %d", days, MaxViewableDays)
+	}
+	return &BackupExtended{ViewableDays: uint32(days)}, nil
+}
+
+// Renew decides a longer term. An expired (not released) instance is
+// reactivated; its new term starts now, otherwise at the current expiry.
+func (b *Backup) Renew(term Term, now time.Time) (*BackupRenewed, error) {
+	const op = "renew backup instance"
+	if b.Kind == BackupDefault {
+		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "", "the default backup instance never expires")
+	}
+	if b.State == StateReleased {
+		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "create a new backup instance", "backup instance is released and can no longer be renewed")
+	}
+	if term.Months < 1 || term.Months > MaxTermMonths {
+		return nil, Invalid(op, "term must be 1 to %d months", MaxTermMonths)
+	}
+	start := b.ExpiresAt
+	if b.State == StateExpired || start.Before(now) {
+		start = now
+	}
+	return &BackupRenewed{ExpiresAt: term.After(start).UTC()}, nil
+}
+
+// Expire decides the expiry at now, if due.
+func (b *Backup) Expire(now time.Time) (*BackupExpired, bool) {
+	if b.Kind != BackupProvisioned || b.ExpiresAt.IsZero() || now.Before(b.ExpiresAt) ||
+		b.State == StateExpired || b.State == StateReleased {
+		return nil, false
+	}
+	return &BackupExpired{}, true
+}
+
+// ReleaseDue is when an expired instance is released.
+func (b *Backup) ReleaseDue() time.Time { return b.ExpiresAt.Add(ReleaseAfterExpiry) }
+
+// Release decides the release at now, if due.
+func (b *Backup) Release(now time.Time) (*BackupReleased, bool) {
+	if b.State != StateExpired || now.Before(b.ReleaseDue()) {
+		return nil, false
+	}
+	return &BackupReleased{}, true
+}
+
+// Reset decides destroying the data and unbinding.
+func (b *Backup) Reset() (*BackupReset, error) {
+	const op = "reset backup instance"
+	if err := b.usable(op); err != nil {
+		return nil, err
+	}
+	if b.State != StateEnabled {
+		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "", "backup instance is not enabled: there is nothing to reset")
+	}
+	return &BackupReset{}, nil
+}
+
+// Apply evolves the backup instance by one of its events.
+func (b *Backup) Apply(e Event, d EventData) {
+	b.Revision = e.Revision
+	switch d := d.(type) {
+	case *BackupCreated:
+		*b = Backup{ID: d.Backup, Account: e.Account, Region: d.Region, Kind: d.Kind, State: StateNotEnabled,
+			ViewableDays: int(d.ViewableDays), ExpiresAt: d.ExpiresAt, CreatedAt: e.OccurredAt, Revision: e.Revision}
+	case *BackupEnabled:
+		b.State, b.KMSInstance, b.Alias, b.TimeZone, b.EnabledAt = StateEnabled, d.KMSInstance, d.Alias, d.TimeZone, e.OccurredAt
+	case *BackupExtended:
+		b.ViewableDays = int(d.ViewableDays)
+	case *BackupRenewed:
+		b.ExpiresAt = d.ExpiresAt
+		if b.State == StateExpired {
+			b.State, b.ExpiredAt = b.BeforeExpiry, time.Time{}
+		}
+	case *BackupExpired:
+		b.BeforeExpiry, b.State, b.ExpiredAt = b.State, StateExpired, e.OccurredAt
+	case *BackupReleased:
+		b.State, b.ReleasedAt = StateReleased, e.OccurredAt
+		b.clearData()
+	case *BackupReset:
+		b.State, b.KMSInstance, b.Alias, b.TimeZone, b.EnabledAt = StateNotEnabled, "", "", "", time.Time{}
+		b.clearData()
+	case *BackupCheckpointed:
+		b.Checkpoints, b.NextRevision, b.LastDigest = d.Seq, d.Next, d.Digest
+		if d.Seq == 1 {
+			b.EnabledDay = d.Day
+		}
+		if d.Full {
+			b.LastFullAt, b.LastFullDay = d.At, d.Day
+		} else {
+			b.LastIncremental = d.At
+		}
+	}
+}
+
+func (b *Backup) clearData() {
+	b.Generation++
+	b.Checkpoints, b.NextRevision, b.LastDigest = 0, 0, [32]byte{}
+	b.LastFullAt, b.LastFullDay, b.LastIncremental, b.EnabledDay = time.Time{}, "", time.Time{}, ""
+}

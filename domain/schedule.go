@@ -1,0 +1,86 @@
+package domain
+
+import (
+	"crypto/sha256"
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/domain/wire"
+)
+
+// Due is the next piece of scheduled work of a backup instance.
+type Due struct {
+	At   time.Time
+	Full bool
+}
+
+// lastCheckpointAt is the instant the last checkpoint covered.
+func (b *Backup) lastCheckpointAt() time.Time {
+	if b.LastIncremental.After(b.LastFullAt) {
+		return b.LastIncremental
+	}
+	return b.LastFullAt
+}
+
+// NextCheckpoint is when the next checkpoint is due, and whether it is a
+// full backup: the first full at once on enable; then a full at 00:00 of
+// every day in the instance's time zone; and, after each full, an
+// incremental every 5 minutes. ok is false when the instance takes no
+// backups (not enabled, expired or released).
+func (b *Backup) NextCheckpoint(loc *time.Location) (Due, bool) {
+	if b.State != StateEnabled {
+		return Due{}, false
+	}
+	if b.Checkpoints == 0 {
+		return Due{At: b.EnabledAt, Full: true}, true
+	}
+	nextFull := b.LastFullDay.Next().Start(loc)
+	nextInc := b.lastCheckpointAt().Add(IncrementalEvery)
+	if !nextInc.Before(nextFull) {
+		return Due{At: nextFull, Full: true}, true
+	}
+	return Due{At: nextInc}, true
+}
+
+// CatchUp is the one checkpoint that covers a downtime ending at now: the
+// missed full of today if today has none yet, else one incremental.
+func (b *Backup) CatchUp(now time.Time, loc *time.Location) Due {
+	return Due{At: now, Full: b.Checkpoints == 0 || b.LastFullDay < DayOf(now, loc)}
+}
+
+// Checkpoint decides the next checkpoint, covering the KMS stream up to
+// (not including) revision next, at instant at. The slice blob and its
+// digest are already stored.
+func (b *Backup) Checkpoint(due Due, loc *time.Location, next uint64, slice string, sliceDigest [32]byte) (*BackupCheckpointed, error) {
+	const op = "take backup"
+	if b.State != StateEnabled {
+		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "", "backup instance is %s", b.State)
+	}
+	if next < b.NextRevision {
+		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "", "rollback: revision %d is before the %d already backed up", next, b.NextRevision)
+	}
+	if b.Checkpoints > 0 && due.At.Before(b.lastCheckpointAt()) {
+		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "", "checkpoint at %s is before the previous one", due.At.Format(time.RFC3339))
+	}
+	if b.Checkpoints == 0 && !due.Full {
+		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "", "the first checkpoint must be a full backup")
+	}
+	c := &BackupCheckpointed{Generation: b.Generation, Seq: b.Checkpoints + 1, Full: due.Full, At: due.At.UTC(),
+		Day: DayOf(due.At, loc), From: b.NextRevision, Next: next, PrevDigest: b.LastDigest}
+	if next > b.NextRevision {
+		c.Slice, c.SliceDigest = slice, sliceDigest
+	}
+	c.Digest = CheckpointDigest(b.ID, c)
+	return c, nil
+}
+
+// CheckpointDigest hashes every field of a checkpoint but its own digest,
+// chaining it to its predecessor through PrevDigest.
+func CheckpointDigest(id BackupID, c *BackupCheckpointed) [32]byte {
+	w := wire.Writer{B: make([]byte, 0, 192)}
+	w.String("kmsbackup checkpoint v1")
+	w.String(string(id))
+	cp := *c
+	cp.Digest = [32]byte{}
+	cp.encode(&w)
+	return sha256.Sum256(w.B)
+}

@@ -1,0 +1,171 @@
+package kmsstate
+
+import (
+	"fmt"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections"
+)
+
+// Name is the projection's name in the projection store.
+const Name = "kms-state"
+
+// Apply applies one event of the log to the read model. Events of types
+// this projection does not know are ignored, so the log can carry other
+// families (backups, audits) without breaking it.
+func Apply(txn projections.Txn, e domain.Event) error {
+	d, err := e.Decode()
+	if err != nil {
+		if domain.IsCorruption(err) && !known(e.Type) {
+			return nil
+		}
+		return err
+	}
+	switch d := d.(type) {
+	case *domain.AccountCreated:
+		return applyAccount(txn, e, d)
+	case *domain.InstanceCreated:
+		in := &domain.Instance{}
+		in.Apply(e, d)
+		if err := txn.Set(instanceKey(in.ID), encodeInstance(in)); err != nil {
+			return err
+		}
+		return txn.Set(accountInstanceKey(e.Account, in.ID), nil)
+	case *domain.InstanceReleased, *domain.KeyCreated, *domain.KeyRotated, *domain.KeyDeleted,
+		*domain.SecretCreated, *domain.SecretRotated, *domain.SecretDeleted:
+		return applyKMS(txn, e, d)
+	}
+	return nil
+}
+
+func known(typ string) bool {
+	switch typ {
+	case domain.TypeAccountCreated, domain.TypeInstanceCreated, domain.TypeInstanceReleased,
+		domain.TypeKeyCreated, domain.TypeKeyRotated, domain.TypeKeyDeleted,
+		domain.TypeSecretCreated, domain.TypeSecretRotated, domain.TypeSecretDeleted:
+		return true
+	}
+	return false
+}
+
+func applyAccount(txn projections.Txn, e domain.Event, d *domain.AccountCreated) error {
+	a := &Account{ID: d.Account, Name: d.Name, CreatedAt: e.OccurredAt}
+	if err := txn.Set(accountKey(a.ID), encodeAccount(a)); err != nil {
+		return err
+	}
+	if err := txn.Set(accountNameKey(a.Name), []byte(a.ID)); err != nil {
+		return err
+	}
+	return txn.Set(tokenKey(d.TokenHash), []byte(a.ID))
+}
+
+func applyKMS(txn projections.Txn, e domain.Event, d domain.EventData) error {
+	in, err := GetInstance(txn, e.Instance)
+	if err != nil {
+		return fmt.Errorf("apply %s at position %d: %w", e.Type, e.Position, err)
+	}
+	in.Apply(e, d)
+	if err := txn.Set(instanceKey(in.ID), encodeInstance(in)); err != nil {
+		return err
+	}
+	switch d := d.(type) {
+	case *domain.InstanceReleased:
+		return releaseContents(txn, in)
+	case *domain.KeyCreated:
+		key := domain.NewKey(e, d)
+		if err := txn.Set(keyKey(in.ID, key.ID), encodeKey(key)); err != nil {
+			return err
+		}
+		return txn.Set(keyLocKey(in.Account, key.ID, in.Region), []byte(in.ID))
+	case *domain.KeyRotated:
+		key, err := GetKey(txn, in.ID, d.Key)
+		if err != nil {
+			return fmt.Errorf("apply %s at position %d: %w", e.Type, e.Position, err)
+		}
+		key.Rotate(e, d)
+		return txn.Set(keyKey(in.ID, key.ID), encodeKey(key))
+	case *domain.KeyDeleted:
+		if err := txn.Delete(keyKey(in.ID, d.Key)); err != nil {
+			return err
+		}
+		return txn.Delete(keyLocKey(in.Account, d.Key, in.Region))
+	case *domain.SecretCreated:
+		s := domain.NewSecret(e, d)
+		if err := txn.Set(secretKey(in.ID, s.Name), encodeSecret(s)); err != nil {
+			return err
+		}
+		if err := txn.Set(keyUseKey(in.ID, s.Key, s.Name), nil); err != nil {
+			return err
+		}
+		return txn.Set(secretLocKey(in.Account, s.Name, in.Region), []byte(in.ID))
+	case *domain.SecretRotated:
+		s, err := GetSecret(txn, in.ID, d.Name)
+		if err != nil {
+			return fmt.Errorf("apply %s at position %d: %w", e.Type, e.Position, err)
+		}
+		if s.Key != d.Key {
+			if err := txn.Delete(keyUseKey(in.ID, s.Key, s.Name)); err != nil {
+				return err
+			}
+			if err := txn.Set(keyUseKey(in.ID, d.Key, s.Name), nil); err != nil {
+				return err
+			}
+		}
+		s.Rotate(e, d)
+		return txn.Set(secretKey(in.ID, s.Name), encodeSecret(s))
+	case *domain.SecretDeleted:
+		s, err := GetSecret(txn, in.ID, d.Name)
+		if err != nil {
+			return fmt.Errorf("apply %s at position %d: %w", e.Type, e.Position, err)
+		}
+		if err := txn.Delete(keyUseKey(in.ID, s.Key, s.Name)); err != nil {
+			return err
+		}
+		if err := txn.Delete(secretKey(in.ID, s.Name)); err != nil {
+			return err
+		}
+		return txn.Delete(secretLocKey(in.Account, s.Name, in.Region))
+	}
+	return nil
+}
+
+// releaseContents removes a released instance's keys and secrets from the
+// read model and frees their IDs and names in the region.
+func releaseContents(txn projections.Txn, in *domain.Instance) error {
+	var keys []domain.KeyID
+	err := txn.Scan(prefix("kms/k/", string(in.ID)), nil, func(_, v []byte) (bool, error) {
+		key, err := decodeKey(v)
+		if err != nil {
+			return false, err
+		}
+		keys = append(keys, key.ID)
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range keys {
+		if err := txn.Delete(keyLocKey(in.Account, id, in.Region)); err != nil {
+			return err
+		}
+	}
+	var names []string
+	err = txn.Scan(prefix("kms/s/", string(in.ID)), nil, func(kk, _ []byte) (bool, error) {
+		names = append(names, string(kk[len(prefix("kms/s/", string(in.ID))):]))
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := txn.Delete(secretLocKey(in.Account, n, in.Region)); err != nil {
+			return err
+		}
+	}
+	for _, p := range [][]byte{prefix("kms/k/", string(in.ID)), prefix("kms/s/", string(in.ID)), prefix("kms/ku/", string(in.ID))} {
+		if err := txn.DeletePrefix(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,158 @@
+package publicevent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+)
+
+// Data is the type-specific part of an event: a pointer to one of the types
+// of this file (*KeyCreated, ..., or *Unknown). Byte fields ([]byte) are
+// written as standard base64 with padding.
+type Data interface {
+	// EventType is the event type the data belongs to.
+	EventType() string
+}
+
+// AccountCreated: a new account (tenant). Its API token, and even the token's
+// hash, are never published.
+type AccountCreated struct {
+	AccountID string `json:"account_id"`
+	Name      string `json:"name"`
+}
+
+// InstanceCreated: a new KMS instance with its quotas.
+type InstanceCreated struct {
+	InstanceID  string `json:"instance_id"`
+	Region      string `json:"region"`
+	KeyQuota    uint32 `json:"key_quota"`
+	SecretQuota uint32 `json:"secret_quota"`
+}
+
+// InstanceReleased: a KMS instance was released; its keys and secrets are
+// gone and its data key is destroyed.
+type InstanceReleased struct {
+	InstanceID string `json:"instance_id"`
+}
+
+// KeyCreated: a new key, with its first version (Version is always 1).
+// MaterialSealed is the key material sealed (AES-256-GCM) under the KMS
+// instance's data key: ciphertext, useless without that key.
+type KeyCreated struct {
+	KeyID          string `json:"key_id"`
+	Description    string `json:"description"`
+	Spec           string `json:"spec"`
+	Version        uint32 `json:"version"`
+	MaterialSealed []byte `json:"material_sealed"`
+}
+
+// KeyRotated: a new version of a key, which becomes its primary version.
+type KeyRotated struct {
+	KeyID          string `json:"key_id"`
+	Version        uint32 `json:"version"`
+	MaterialSealed []byte `json:"material_sealed"`
+}
+
+// KeyDeleted: a key and all its versions were deleted.
+type KeyDeleted struct {
+	KeyID string `json:"key_id"`
+}
+
+// SecretCreated: a new secret, with its first version (Version is always 1).
+// ValueCiphertext is the secret's value encrypted by the KMS under KeyID.
+type SecretCreated struct {
+	Name            string `json:"name"`
+	KeyID           string `json:"key_id"`
+	Version         uint32 `json:"version"`
+	ValueCiphertext []byte `json:"value_ciphertext"`
+}
+
+// SecretRotated: a new value (version) of a secret.
+type SecretRotated struct {
+	Name            string `json:"name"`
+	KeyID           string `json:"key_id"`
+	Version         uint32 `json:"version"`
+	ValueCiphertext []byte `json:"value_ciphertext"`
+}
+
+// SecretDeleted: a secret and all its versions were deleted.
+type SecretDeleted struct {
+	Name string `json:"name"`
+}
+
+// Unknown is the data of an event type this version of the package does not
+// know (a type added to v1 later). Raw is the "data" object as received; it
+// is written back unchanged.
+type Unknown struct {
+	Type string
+	Raw  json.RawMessage
+}
+
+func (AccountCreated) EventType() string   { return "AccountCreated" }
+func (InstanceCreated) EventType() string  { return "InstanceCreated" }
+func (InstanceReleased) EventType() string { return "InstanceReleased" }
+func (KeyCreated) EventType() string       { return "KeyCreated" }
+func (KeyRotated) EventType() string       { return "KeyRotated" }
+func (KeyDeleted) EventType() string       { return "KeyDeleted" }
+func (SecretCreated) EventType() string    { return "SecretCreated" }
+func (SecretRotated) EventType() string    { return "SecretRotated" }
+func (SecretDeleted) EventType() string    { return "SecretDeleted" }
+func (u Unknown) EventType() string        { return u.Type }
+
+// MarshalJSON writes Raw unchanged.
+func (u Unknown) MarshalJSON() ([]byte, error) {
+	if len(u.Raw) == 0 {
+		return []byte("null"), nil
+	}
+	return u.Raw, nil
+}
+
+// Types lists every event type of v1, in the order docs/events.md documents
+// them.
+func Types() []string {
+	return []string{
+		"AccountCreated", "InstanceCreated", "InstanceReleased",
+		"KeyCreated", "KeyRotated", "KeyDeleted",
+		"SecretCreated", "SecretRotated", "SecretDeleted",
+	}
+}
+
+func newData(typ string) Data {
+	switch typ {
+	case "AccountCreated":
+		return &AccountCreated{}
+	case "InstanceCreated":
+		return &InstanceCreated{}
+	case "InstanceReleased":
+		return &InstanceReleased{}
+	case "KeyCreated":
+		return &KeyCreated{}
+	case "KeyRotated":
+		return &KeyRotated{}
+	case "KeyDeleted":
+		return &KeyDeleted{}
+	case "SecretCreated":
+		return &SecretCreated{}
+	case "SecretRotated":
+		return &SecretRotated{}
+	case "SecretDeleted":
+		return &SecretDeleted{}
+	}
+	return nil
+}
+
+// parseData decodes the "data" object of an event of type typ.
+func parseData(typ string, raw json.RawMessage) (Data, error) {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, errors.New("\"data\" must be an object")
+	}
+	d := newData(typ)
+	if d == nil {
+		return &Unknown{Type: typ, Raw: bytes.Clone(trimmed)}, nil
+	}
+	if err := json.Unmarshal(trimmed, d); err != nil {
+		return nil, err
+	}
+	return d, nil
+}

@@ -1,0 +1,70 @@
+package publicevent
+
+import (
+	"fmt"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+)
+
+// FromEvent maps an event of the log to its public form. It decodes the
+// payload: a payload that does not decode is a corruption error
+// (domain.ErrCorrupt), and a type without a public form is ErrNoPublicForm.
+// Byte fields are copied, so the result does not alias e.Data.
+func FromEvent(e domain.Event) (Event, error) {
+	d, err := e.Decode()
+	if err != nil {
+		return Event{}, fmt.Errorf("publicevent: %w", err)
+	}
+	data, err := fromData(d)
+	if err != nil {
+		return Event{}, fmt.Errorf("event %s at position %d: %w", e.ID, e.Position, err)
+	}
+	return Event{
+		Schema:     Schema,
+		ID:         e.ID.String(),
+		Type:       e.Type,
+		Stream:     e.Stream,
+		Revision:   e.Revision,
+		Position:   e.Position,
+		OccurredAt: e.OccurredAt.UTC(),
+		Account:    string(e.Account),
+		Region:     e.Region,
+		Instance:   string(e.Instance),
+		Data:       data,
+	}, nil
+}
+
+func fromData(d domain.EventData) (Data, error) {
+	switch d := d.(type) {
+	case *domain.AccountCreated:
+		// The token hash stays in the log: publishing it would allow an
+		// offline guess of the token.
+		return &AccountCreated{AccountID: string(d.Account), Name: d.Name}, nil
+	case *domain.InstanceCreated:
+		return &InstanceCreated{InstanceID: string(d.Instance), Region: d.Region,
+			KeyQuota: d.KeyQuota, SecretQuota: d.SecretQuota}, nil
+	case *domain.InstanceReleased:
+		return &InstanceReleased{InstanceID: string(d.Instance)}, nil
+	case *domain.KeyCreated:
+		return &KeyCreated{KeyID: string(d.Key), Description: d.Description, Spec: d.Spec,
+			Version: 1, MaterialSealed: clone(d.Material)}, nil
+	case *domain.KeyRotated:
+		return &KeyRotated{KeyID: string(d.Key), Version: d.Version,
+			MaterialSealed: clone(d.Material)}, nil
+	case *domain.KeyDeleted:
+		return &KeyDeleted{KeyID: string(d.Key)}, nil
+	case *domain.SecretCreated:
+		return &SecretCreated{Name: d.Name, KeyID: string(d.Key), Version: 1,
+			ValueCiphertext: clone(d.Value)}, nil
+	case *domain.SecretRotated:
+		return &SecretRotated{Name: d.Name, KeyID: string(d.Key), Version: d.Version,
+			ValueCiphertext: clone(d.Value)}, nil
+	case *domain.SecretDeleted:
+		return &SecretDeleted{Name: d.Name}, nil
+	}
+	return nil, fmt.Errorf("%w: %s", ErrNoPublicForm, d.EventType())
+}
+
+// clone copies b, never returning nil, so that empty bytes are written as ""
+// rather than null.
+func clone(b []byte) []byte { return append([]byte{}, b...) }

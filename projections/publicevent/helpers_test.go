@@ -1,0 +1,104 @@
+package publicevent_test
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+)
+
+// base is the fixed time of the sample events; its nanoseconds show that
+// occurred_at keeps all nine digits.
+var base = time.Date(2026, 3, 1, 9, 30, 0, 42, time.UTC)
+
+// mustULID returns a deterministic ULID: the timestamp of base+i seconds and
+// entropy bytes equal to i.
+func mustULID(tb testing.TB, i int) ulid.ULID {
+	tb.Helper()
+	u, err := ulid.New(ulid.Timestamp(base.Add(time.Duration(i)*time.Second)), bytes.NewReader(bytes.Repeat([]byte{byte(i)}, 10)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return u
+}
+
+// pattern returns n bytes start, start+1, ...: recognisable stand-ins for
+// sealed bytes in golden files.
+func pattern(n int, start byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = start + byte(i)
+	}
+	return b
+}
+
+// sample is one event of every type, as a writer would build it, with the
+// position and revision the log would give it.
+type sample struct {
+	account  domain.AccountID
+	instance domain.InstanceID
+	key      domain.KeyID
+}
+
+func newSample(tb testing.TB) sample {
+	tb.Helper()
+	return sample{
+		account:  domain.NewAccountID(mustULID(tb, 1)),
+		instance: domain.NewInstanceID(mustULID(tb, 2)),
+		key:      domain.NewKeyID(mustULID(tb, 3)),
+	}
+}
+
+// events builds one event of every type; keyMaterial and secretValue are
+// the sealed bytes the key and secret events carry.
+func (s sample) events(tb testing.TB, keyMaterial, rotatedMaterial, secretValue, rotatedValue []byte, tokenHash [32]byte) []domain.Event {
+	tb.Helper()
+	kms := domain.KMSStream(s.instance)
+	type spec struct {
+		stream   string
+		region   string
+		instance domain.InstanceID
+		data     domain.EventData
+	}
+	specs := []spec{
+		{domain.AccountStream(s.account), "", "", &domain.AccountCreated{Account: s.account, Name: "acme", TokenHash: tokenHash}},
+		{kms, "cn-hangzhou", s.instance, &domain.InstanceCreated{Instance: s.instance, Region: "cn-hangzhou", KeyQuota: 1000, SecretQuota: 500}},
+		{kms, "cn-hangzhou", s.instance, &domain.KeyCreated{Key: s.key, Description: "orders database", Spec: domain.KeySpecAES256, Material: keyMaterial}},
+		{kms, "cn-hangzhou", s.instance, &domain.KeyRotated{Key: s.key, Version: 2, Material: rotatedMaterial}},
+		{kms, "cn-hangzhou", s.instance, &domain.SecretCreated{Name: "db-password", Key: s.key, Value: secretValue}},
+		{kms, "cn-hangzhou", s.instance, &domain.SecretRotated{Name: "db-password", Version: 2, Key: s.key, Value: rotatedValue}},
+		{kms, "cn-hangzhou", s.instance, &domain.SecretDeleted{Name: "db-password"}},
+		{kms, "cn-hangzhou", s.instance, &domain.KeyDeleted{Key: s.key}},
+		{kms, "cn-hangzhou", s.instance, &domain.InstanceReleased{Instance: s.instance}},
+	}
+	revs := map[string]uint64{}
+	out := make([]domain.Event, len(specs))
+	for i, sp := range specs {
+		out[i] = domain.Event{
+			ID:         mustULID(tb, 10+i),
+			Stream:     sp.stream,
+			Revision:   revs[sp.stream],
+			Position:   uint64(100 + i),
+			Type:       sp.data.EventType(),
+			Schema:     domain.SchemaVersion,
+			OccurredAt: base.Add(time.Duration(i) * time.Minute),
+			Account:    s.account,
+			Region:     sp.region,
+			Instance:   sp.instance,
+			Data:       domain.EncodeData(sp.data),
+		}
+		revs[sp.stream]++
+	}
+	return out
+}
+
+// goldenEvents is the fixed set the golden files are made of.
+func goldenEvents(tb testing.TB) []domain.Event {
+	tb.Helper()
+	var hash [32]byte
+	copy(hash[:], pattern(32, 0xE0))
+	return newSample(tb).events(tb, pattern(60, 0x10), pattern(60, 0x50), pattern(48, 0x90), pattern(48, 0xC0), hash)
+}

@@ -1,0 +1,9 @@
+// Package archtest enforces kmsbackup's architecture on the real module:
+// its test lists every package with `go list -json ./...` and fails, naming
+// the package and the import, when a dependency rule of DESIGN.md is broken
+// (domain pure and self-contained; projections over domain; commands over
+// projections and domain; adapters never importing each other; cmd and test
+// imported by nobody else), when domain reads the clock, or when a package
+// lacks a one-sentence doc comment in doc.go. It holds no production code
+// and is never imported.
+package archtest
