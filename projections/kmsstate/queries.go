@@ -101,12 +101,8 @@ func SecretsUsingKey(r projections.Reader, in domain.InstanceID, id domain.KeyID
 	return n, err
 }
 
-// Page is one page of a listing; Next is the cursor of the next page, empty
-// at the end.
-type Page[T any] struct {
-	Items []T
-	Next  string
-}
+// Page is a page of a listing.
+type Page[T any] = projections.Page[T]
 
 // scanPage reads up to size records under p starting after cursor.
 // The cursor is the name of the last item of the previous page.
