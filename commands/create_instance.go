@@ -42,5 +42,14 @@ func (s *KMS) CreateInstance(ctx context.Context, c Caller, in CreateInstanceInp
 	if err := s.commit(ctx, e.Stream, domain.ExpectNoStream, e); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	return kmsstate.GetInstance(s.State, id)
+	created, err := kmsstate.GetInstance(s.State, id)
+	if err != nil {
+		return nil, err
+	}
+	if s.AfterCreate != nil {
+		if err := s.AfterCreate(ctx, created); err != nil {
+			return nil, fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	return created, nil
 }

@@ -36,6 +36,14 @@ type KMS struct {
 	Clock    Clock
 	IDs      IDSource
 
+	// AfterCreate, if set, runs once an instance is created (the default
+	// backup instance of its region is made there).
+	AfterCreate func(ctx context.Context, in *domain.Instance) error
+	// BeforeShred, if set, runs after an instance's release is recorded and
+	// before its data key is destroyed (its backup takes a last checkpoint
+	// while the key material can still be read).
+	BeforeShred func(ctx context.Context, in *domain.Instance) error
+
 	regions sync.Map // account+region -> *sync.Mutex: serialises uniqueness decisions
 }
 

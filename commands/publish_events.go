@@ -187,13 +187,17 @@ func (p *PublishEvents) start(ctx context.Context) (uint64, error) {
 	return head, nil
 }
 
-// publish converts, publishes and records one batch. An event that does not
-// convert ends the run, after everything before it is published: a restart
-// stops exactly there again.
+// publish converts, publishes and records one batch. Events without a
+// public form (internal bookkeeping) are skipped. An event that does not
+// convert otherwise (a corrupt payload) ends the run, after everything
+// before it is published: a restart stops exactly there again.
 func (p *PublishEvents) publish(ctx context.Context, batch []domain.Event) error {
 	pubs := make([]publicevent.Event, 0, len(batch))
 	for _, e := range batch {
 		pe, err := publicevent.FromEvent(e)
+		if errors.Is(err, publicevent.ErrNoPublicForm) {
+			continue
+		}
 		if err != nil {
 			if len(pubs) > 0 {
 				if err := p.send(ctx, pubs); err != nil {

@@ -36,8 +36,17 @@ func (s *KMS) ReleaseInstance(ctx context.Context, c Caller, id domain.InstanceI
 	if err != nil {
 		return nil, err
 	}
+	released, err := kmsstate.GetInstance(s.State, id)
+	if err != nil {
+		return nil, err
+	}
+	if s.BeforeShred != nil {
+		if err := s.BeforeShred(ctx, released); err != nil {
+			return nil, fmt.Errorf("%s: last backup before destroying the data key: %w", op, err)
+		}
+	}
 	if err := s.DataKeys.DestroyDataKey(ctx, string(id)); err != nil {
 		return nil, fmt.Errorf("%s: destroy data key: %w", op, err)
 	}
-	return kmsstate.GetInstance(s.State, id)
+	return released, nil
 }

@@ -148,6 +148,10 @@ func (c *tailCursor) catchUp(ctx context.Context, target uint64) error {
 				continue
 			}
 			pe, err := publicevent.FromEvent(e)
+			if errors.Is(err, publicevent.ErrNoPublicForm) {
+				c.last = e.Position // internal events are not published
+				continue
+			}
 			if err != nil {
 				return fmt.Errorf("tail events: %w", err)
 			}

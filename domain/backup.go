@@ -373,6 +373,9 @@ func (b *Backup) Apply(e Event, d EventData) {
 		b.State, b.KMSInstance, b.Alias, b.TimeZone, b.EnabledAt = StateNotEnabled, "", "", "", time.Time{}
 		b.clearData()
 	case *BackupCheckpointed:
+		if d.Generation != b.Generation {
+			return // a checkpoint of a destroyed generation changes nothing
+		}
 		b.Checkpoints, b.NextRevision, b.LastDigest = d.Seq, d.Next, d.Digest
 		if d.Seq == 1 {
 			b.EnabledDay = d.Day

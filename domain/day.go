@@ -52,3 +52,6 @@ func (d Day) Sub(e Day) int {
 func Viewable(enabled, d, today Day, viewableDays int) bool {
 	return enabled <= d && d <= today && today.Sub(d) < viewableDays
 }
+
+// AddDays is the day n days after d (before, for negative n).
+func (d Day) AddDays(n int) Day { return Day(d.date().AddDate(0, 0, n).Format(dayLayout)) }

@@ -34,6 +34,16 @@ func (m *Manual) Now() time.Time {
 	return m.now
 }
 
+// Set moves the clock to t; a t in the past is ignored (the clock never
+// goes back).
+func (m *Manual) Set(t time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t.After(m.now) {
+		m.now = t.UTC()
+	}
+}
+
 // Advance moves the clock forward by d (d must not be negative).
 func (m *Manual) Advance(d time.Duration) time.Time {
 	m.mu.Lock()

@@ -243,6 +243,78 @@ func (c *Client) DeleteSecret(ctx context.Context, name, region string) error {
 	return err
 }
 
+func backupPath(id string) string { return "/v1/backup-instances/" + url.PathEscape(id) }
+
+// ListBackupInstances lists backup instances.
+func (c *Client) ListBackupInstances(ctx context.Context, pageSize int, pageToken string) (List[BackupInstance], error) {
+	return do[List[BackupInstance]](ctx, c, "GET", "/v1/backup-instances", pageQuery(pageSize, pageToken), nil)
+}
+
+// CreateBackupInstance creates a provisioned backup instance.
+func (c *Client) CreateBackupInstance(ctx context.Context, r CreateBackupInstanceRequest) (BackupInstance, error) {
+	return do[BackupInstance](ctx, c, "POST", "/v1/backup-instances", nil, r)
+}
+
+// GetBackupInstance shows a backup instance.
+func (c *Client) GetBackupInstance(ctx context.Context, id string) (BackupInstance, error) {
+	return do[BackupInstance](ctx, c, "GET", backupPath(id), nil, nil)
+}
+
+// EnableBackupInstance binds a backup instance to a KMS instance and takes
+// the first full backup.
+func (c *Client) EnableBackupInstance(ctx context.Context, id string, r EnableBackupInstanceRequest) (BackupInstance, error) {
+	return do[BackupInstance](ctx, c, "POST", backupPath(id)+"/enable", nil, r)
+}
+
+// ExtendViewableDays raises a backup instance's viewable days.
+func (c *Client) ExtendViewableDays(ctx context.Context, id string, viewableDays int) (BackupInstance, error) {
+	return do[BackupInstance](ctx, c, "POST", backupPath(id)+"/extend", nil, ExtendViewableDaysRequest{ViewableDays: viewableDays})
+}
+
+// RenewBackupInstance extends a backup instance's term.
+func (c *Client) RenewBackupInstance(ctx context.Context, id, term string) (BackupInstance, error) {
+	return do[BackupInstance](ctx, c, "POST", backupPath(id)+"/renew", nil, RenewBackupInstanceRequest{Term: term})
+}
+
+// ResetBackupInstance destroys a backup instance's data and unbinds it;
+// confirm must be true (the server refuses otherwise).
+func (c *Client) ResetBackupInstance(ctx context.Context, id string, confirm bool) (BackupInstance, error) {
+	return do[BackupInstance](ctx, c, "POST", backupPath(id)+"/reset", nil, ResetBackupInstanceRequest{Confirm: confirm})
+}
+
+// ListDayData lists one tab (see DataTabs) of a viewable day's data.
+func (c *Client) ListDayData(ctx context.Context, id, day, tab string, pageSize int, pageToken string) (List[DataItem], error) {
+	q := pageQuery(pageSize, pageToken)
+	q.Set("day", day)
+	q.Set("tab", tab)
+	return do[List[DataItem]](ctx, c, "GET", backupPath(id)+"/data", q, nil)
+}
+
+// DiffDays lists the changes between the ends of two viewable days.
+func (c *Client) DiffDays(ctx context.Context, id, from, to string) (List[DiffItem], error) {
+	q := url.Values{}
+	q.Set("from", from)
+	q.Set("to", to)
+	return do[List[DiffItem]](ctx, c, "GET", backupPath(id)+"/diff", q, nil)
+}
+
+// VerifyBackup verifies a backup instance's data; findings are in the
+// report, not an error.
+func (c *Client) VerifyBackup(ctx context.Context, id string) (VerifyReport, error) {
+	return do[VerifyReport](ctx, c, "POST", backupPath(id)+"/verify", nil, nil)
+}
+
+// DevClock shows the dev clock (--dev servers only).
+func (c *Client) DevClock(ctx context.Context) (DevClockView, error) {
+	return do[DevClockView](ctx, c, "GET", "/v1/dev/clock", nil, nil)
+}
+
+// AdvanceClock moves a manual dev clock forward by duration (see
+// ParseAdvance), doing the scheduled work on the way.
+func (c *Client) AdvanceClock(ctx context.Context, duration string) (AdvanceClockResponse, error) {
+	return do[AdvanceClockResponse](ctx, c, "POST", "/v1/dev/clock/advance", nil, AdvanceClockRequest{Duration: duration})
+}
+
 // TailEvents streams public events (one JSON document each) after position
 // from, calling fn for each until ctx is done or fn fails.
 func (c *Client) TailEvents(ctx context.Context, from uint64, fn func(json.RawMessage) error) error {

@@ -44,12 +44,39 @@ type Server struct {
 	// Registry receives the API's metrics and is served at /metrics.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
-	// Extra registers more routes (later capabilities, the dev clock).
+	// Backups serves the backup instances under /v1/backup-instances; nil
+	// leaves those routes and the backup metrics out.
+	Backups *commands.Backups
+	// BackupGauges lists the backup instances whose last backup times
+	// /metrics exports (kmsbackup_backup_last_full_timestamp_seconds and
+	// kmsbackup_backup_last_incremental_timestamp_seconds): every account's,
+	// read at each scrape. Wire it to backupstate.Active; only enabled and
+	// expired instances are exported. Nil exports none.
+	BackupGauges func() ([]*domain.Backup, error)
+	// DevClock, when set (--dev), serves /v1/dev/clock; nil leaves the dev
+	// routes out, so that they answer not_found.
+	DevClock DevClock
+	// Extra registers more routes (later capabilities).
 	Extra func(r *Router)
 
 	routes   []Route
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+}
+
+// DevClock is the clock of a --dev server, which development and
+// end-to-end tests can read and, when it is manual, move forward.
+type DevClock interface {
+	// Now is the clock's time.
+	Now() time.Time
+	// Manual reports whether the clock moves only when advanced (--clock
+	// manual); a real clock cannot be advanced.
+	Manual() bool
+	// Advance moves a manual clock forward by d (positive), doing the
+	// scheduled backup work that falls due on the way, in order; it returns
+	// the new time and how many pieces of work it did. Safe for concurrent
+	// use (advances happen one at a time); not idempotent.
+	Advance(ctx context.Context, d time.Duration) (now time.Time, work int, err error)
 }
 
 // Route is one registered method and path pattern.
@@ -103,6 +130,13 @@ func (s *Server) Handler() http.Handler {
 		_, _ = w.Write(OpenAPI)
 	})
 	s.kmsRoutes(rt)
+	if s.Backups != nil {
+		s.backupRoutes(rt)
+		s.Registry.MustRegister(&backupCollector{list: s.BackupGauges, logger: s.Logger})
+	}
+	if s.DevClock != nil {
+		s.devRoutes(rt)
+	}
 	if s.Extra != nil {
 		s.Extra(rt)
 	}

@@ -3,7 +3,9 @@ package httpapi
 import (
 	"time"
 
+	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
@@ -153,6 +155,123 @@ type SecretValue struct {
 	Value   []byte `json:"value"`
 }
 
+// BackupInstance is a backup instance. Times are omitted when they have not
+// happened: expires_at for an instance that never expires (the default
+// one), enabled_at and the last backup times before the first enable or
+// after a reset. The binding (kms_instance, alias, time_zone) is empty when
+// the instance is not enabled; enabled_day is omitted until the first full
+// backup.
+type BackupInstance struct {
+	ID                string    `json:"id"`
+	Account           string    `json:"account"`
+	Alias             string    `json:"alias"`
+	Kind              string    `json:"kind"` // default | provisioned
+	Region            string    `json:"region"`
+	KMSInstance       string    `json:"kms_instance"`
+	ViewableDays      int       `json:"viewable_days"`
+	TimeZone          string    `json:"time_zone"`
+	State             string    `json:"state"` // not-enabled | enabled | expired | released
+	ExpiresAt         time.Time `json:"expires_at,omitzero"`
+	CreatedAt         time.Time `json:"created_at,omitzero"`
+	EnabledAt         time.Time `json:"enabled_at,omitzero"`
+	EnabledDay        string    `json:"enabled_day,omitempty"` // YYYY-MM-DD in time_zone
+	Generation        uint32    `json:"generation"`
+	Checkpoints       uint64    `json:"checkpoints"`
+	LastFullAt        time.Time `json:"last_full_at,omitzero"`
+	LastIncrementalAt time.Time `json:"last_incremental_at,omitzero"`
+}
+
+// CreateBackupInstanceRequest is POST /v1/backup-instances: a provisioned
+// backup instance. ViewableDays is 7 to 600; Term is months or years
+// ("1mo", "12mo", "1y"), at most 60 months.
+type CreateBackupInstanceRequest struct {
+	Region       string `json:"region"`
+	ViewableDays int    `json:"viewable_days"`
+	Term         string `json:"term"`
+}
+
+// EnableBackupInstanceRequest is POST /v1/backup-instances/{id}/enable.
+// TimeZone is an IANA name; empty means UTC.
+type EnableBackupInstanceRequest struct {
+	KMSInstance string `json:"kms_instance"`
+	Alias       string `json:"alias"`
+	TimeZone    string `json:"time_zone,omitempty"`
+}
+
+// ExtendViewableDaysRequest is POST /v1/backup-instances/{id}/extend.
+type ExtendViewableDaysRequest struct {
+	ViewableDays int `json:"viewable_days"`
+}
+
+// RenewBackupInstanceRequest is POST /v1/backup-instances/{id}/renew.
+type RenewBackupInstanceRequest struct {
+	Term string `json:"term"`
+}
+
+// ResetBackupInstanceRequest is POST /v1/backup-instances/{id}/reset;
+// Confirm must be true.
+type ResetBackupInstanceRequest struct {
+	Confirm bool `json:"confirm"`
+}
+
+// DataItem is a key or secret in a day's data: never material or values.
+type DataItem struct {
+	ID          string    `json:"id"`   // key ID or secret name
+	Kind        string    `json:"kind"` // key | secret
+	Versions    uint32    `json:"versions"`
+	CreatedAt   time.Time `json:"created_at,omitzero"`
+	ChangedAt   time.Time `json:"changed_at,omitzero"`   // the change the tab lists
+	Description string    `json:"description,omitempty"` // keys
+	KeyID       string    `json:"key_id,omitempty"`      // secrets: the key of the newest version
+}
+
+// DiffItem is one difference between the ends of two days.
+type DiffItem struct {
+	ID       string `json:"id"`
+	Kind     string `json:"kind"`   // key | secret
+	Change   string `json:"change"` // created | rotated | deleted
+	Versions uint32 `json:"versions"`
+}
+
+// VerifyReport is POST /v1/backup-instances/{id}/verify: what was checked
+// and every problem found; OK is true when Findings is empty.
+type VerifyReport struct {
+	ID          string    `json:"id"`
+	Generation  uint32    `json:"generation"`
+	Checkpoints int       `json:"checkpoints"`
+	Events      int       `json:"events"`
+	Sealed      int       `json:"sealed"` // key versions whose material opened
+	Findings    []Finding `json:"findings"`
+	OK          bool      `json:"ok"`
+}
+
+// Finding is one problem verify found, at a checkpoint (Seq; 0 when none
+// applies).
+type Finding struct {
+	Kind   string `json:"kind"`
+	Seq    uint64 `json:"seq"`
+	Detail string `json:"detail"`
+}
+
+// DevClockView is GET /v1/dev/clock.
+type DevClockView struct {
+	Now    time.Time `json:"now"`
+	Manual bool      `json:"manual"`
+}
+
+// AdvanceClockRequest is POST /v1/dev/clock/advance. Duration is a Go
+// duration ("90m", "48h") or a number of days ("31d"); see ParseAdvance.
+type AdvanceClockRequest struct {
+	Duration string `json:"duration"`
+}
+
+// AdvanceClockResponse is the clock after an advance and how many pieces of
+// scheduled work (checkpoints, expiries, releases) it did.
+type AdvanceClockResponse struct {
+	Now  time.Time `json:"now"`
+	Work int       `json:"work"`
+}
+
 // List is a page of items; NextPageToken is empty on the last page.
 type List[T any] struct {
 	Items         []T    `json:"items"`
@@ -198,4 +317,50 @@ func listView[T, V any](p kmsstate.Page[T], view func(T) V) List[V] {
 		out.Items = append(out.Items, view(it))
 	}
 	return out
+}
+
+// DataTabs are the names of the seven lists of a day's data, in the order
+// the console shows them: the tab query parameter of
+// /v1/backup-instances/{id}/data takes one.
+func DataTabs() []string {
+	out := make([]string, len(backupdata.Tabs))
+	for i, t := range backupdata.Tabs {
+		out[i] = string(t)
+	}
+	return out
+}
+
+func backupView(b *domain.Backup) BackupInstance {
+	return BackupInstance{ID: string(b.ID), Account: string(b.Account), Alias: b.Alias, Kind: string(b.Kind),
+		Region: b.Region, KMSInstance: string(b.KMSInstance), ViewableDays: b.ViewableDays, TimeZone: b.TimeZone,
+		State: string(b.State), ExpiresAt: b.ExpiresAt.UTC(), CreatedAt: b.CreatedAt.UTC(), EnabledAt: b.EnabledAt.UTC(),
+		EnabledDay: string(b.EnabledDay), Generation: b.Generation, Checkpoints: b.Checkpoints,
+		LastFullAt: b.LastFullAt.UTC(), LastIncrementalAt: b.LastIncremental.UTC()}
+}
+
+func dataItemView(it backupdata.Item) DataItem {
+	v := DataItem{ID: it.ID, Kind: it.Kind, Versions: it.Versions, CreatedAt: it.CreatedAt.UTC(), ChangedAt: it.ChangedAt.UTC()}
+	if it.Kind == backupdata.KindKey {
+		v.Description = it.Description
+	} else {
+		v.KeyID = it.KeyID
+	}
+	return v
+}
+
+func diffView(cs []backupdata.Change) List[DiffItem] {
+	out := List[DiffItem]{Items: make([]DiffItem, 0, len(cs))}
+	for _, c := range cs {
+		out.Items = append(out.Items, DiffItem{ID: c.Item.ID, Kind: c.Item.Kind, Change: c.What, Versions: c.Item.Versions})
+	}
+	return out
+}
+
+func verifyView(r *commands.VerifyReport) VerifyReport {
+	v := VerifyReport{ID: string(r.Backup), Generation: r.Generation, Checkpoints: r.Checkpoints, Events: r.Events,
+		Sealed: r.Sealed, Findings: make([]Finding, 0, len(r.Findings)), OK: len(r.Findings) == 0}
+	for _, f := range r.Findings {
+		v.Findings = append(v.Findings, Finding{Kind: f.Kind, Seq: f.Seq, Detail: f.Detail})
+	}
+	return v
 }

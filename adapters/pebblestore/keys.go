@@ -9,6 +9,8 @@ import (
 // Key layout. Every key starts with a one-byte namespace:
 //
 //	0x00 "layout"                              -> layout version (1 byte)
+//	'B' ref 0x00 name 0x00                     -> blob header (see blobs.go)
+//	'B' ref 0x00 name 0x00 chunk (4 BE)        -> blob chunk (chunk size bytes; the last may be shorter)
 //	'I' eventID (16)                           -> position of the event (8 bytes BE)
 //	'L' position (8 BE)                        -> event record (see codec.go)
 //	'P' key                                    -> projection data (any projection)
@@ -24,7 +26,13 @@ import (
 // Positions and revisions are fixed-width big-endian so that byte order is
 // numeric order. The stream name in 'S' keys is length-prefixed so that one
 // stream's keys never interleave with those of a stream whose name extends
-// it.
+// it. Blob keys terminate ref and name with 0x00 (which neither may
+// contain) for the same reason: one ref's blobs are one range that a ref
+// extending its text ("bkp_X/10" for "bkp_X/1") never enters, so
+// DestroyBlobs deletes them with one range deletion. The 'B' namespace was
+// added without a layout change: older keys are untouched and a store
+// without blobs is a valid store with blobs. (nsBlob is declared in
+// blobs.go.)
 const (
 	nsMeta     byte = 0x00
 	nsID       byte = 'I'

@@ -24,6 +24,7 @@ The new account's API token is printed once, in this response only: store it
 now (it cannot be shown again), then use it with --token or KMSBACKUP_TOKEN.`,
 		Example: `  kmsbackup account create acme --token "$ADMIN_TOKEN"
   kmsbackup account create acme -o json | jq -r .token`,
+		Annotations:       map[string]string{noIDOutput: "would hide the new account's token, which is shown only once"},
 		Args:              exactArgs("NAME"),
 		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -72,10 +73,11 @@ func newAccountListCmd(a *app) *cobra.Command {
 
 func newWhoAmICmd(a *app) *cobra.Command {
 	return &cobra.Command{
-		Use:     "whoami",
-		Short:   "Show which account the token belongs to",
-		Example: `  KMSBACKUP_TOKEN=... kmsbackup whoami`,
-		Args:    noArgs,
+		Use:         "whoami",
+		Short:       "Show which account the token belongs to",
+		Example:     `  KMSBACKUP_TOKEN=... kmsbackup whoami`,
+		Annotations: map[string]string{noIDOutput: "has no ID to print"},
+		Args:        noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client(cmd)
 			if err != nil {

@@ -27,7 +27,8 @@ If the stream breaks, start again with --from the position of the last
 event printed.`,
 		Example: `  kmsbackup events tail
   kmsbackup events tail --from 1200 | jq -c 'select(.type == "KeyRotated")'`,
-		Args: noArgs,
+		Annotations: map[string]string{noIDOutput: "prints events, not IDs"},
+		Args:        noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client(cmd)
 			if err != nil {

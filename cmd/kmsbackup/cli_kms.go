@@ -32,7 +32,8 @@ The ciphertext names its key and version, so decrypt needs nothing else.`,
 		Example: `  kmsbackup kms encrypt --key KEY_ID --plaintext 'hello'
   kmsbackup kms encrypt --key KEY_ID < data.bin > data.ct
   kmsbackup kms encrypt --key KEY_ID --plaintext 'hello' -o json`,
-		Args: noArgs,
+		Annotations: map[string]string{noIDOutput: "prints a ciphertext, not an ID"},
+		Args:        noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := requireFlag("key", keyID, "the ID of the key to encrypt under"); err != nil {
 				return err
@@ -81,7 +82,8 @@ document, with the plaintext in base64.`,
 		Example: `  kmsbackup kms decrypt --ciphertext 'kms1:...'
   kmsbackup kms encrypt --key KEY_ID < data.bin | kmsbackup kms decrypt > copy.bin
   kmsbackup kms decrypt < data.ct -o json | jq -r .plaintext | base64 -d`,
-		Args: noArgs,
+		Annotations: map[string]string{noIDOutput: "prints plaintext, not an ID"},
+		Args:        noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ct := ciphertext
 			if !cmd.Flags().Changed("ciphertext") {

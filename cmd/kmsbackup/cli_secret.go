@@ -132,8 +132,8 @@ value in base64.`,
 			if err != nil {
 				return err
 			}
-			if a.output == formatJSON {
-				return writeJSON(a.stdout, v)
+			if a.output != formatTable {
+				return a.render(v, nil)
 			}
 			return a.writeRaw(v.Value)
 		},

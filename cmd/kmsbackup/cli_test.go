@@ -146,7 +146,7 @@ func TestUsageErrorsSendNothing(t *testing.T) {
 		{"encrypt on a terminal", []string{"kms", "encrypt", "--key", "k"}, tty{strings.NewReader("")}, "no plaintext: pass --plaintext TEXT, or pipe"},
 		{"decrypt on a terminal", []string{"kms", "decrypt"}, tty{strings.NewReader("")}, "no ciphertext"},
 		{"decrypt empty stdin", []string{"kms", "decrypt"}, strings.NewReader(" \n"), "the ciphertext is empty"},
-		{"bad output", []string{"-o", "yaml", "whoami"}, nil, `invalid --output "yaml": use table or json`},
+		{"bad output", []string{"-o", "yaml", "whoami"}, nil, `invalid --output "yaml": use table, json or id`},
 		{"bad from", []string{"events", "tail", "--from", "-1"}, nil, `invalid argument "-1" for "--from"`},
 		{"bad address", []string{"whoami", "--addr", "localhost:8080"}, nil, "use a URL such as http://127.0.0.1:8080"},
 	}
@@ -331,7 +331,7 @@ func TestCompletion(t *testing.T) {
 		t.Errorf("completing kms se: %q", r.stdout)
 	}
 	r = runCLI(context.Background(), nil, "__complete", "whoami", "-o", "")
-	if !strings.HasPrefix(r.stdout, "table\njson\n") {
+	if !strings.HasPrefix(r.stdout, "table\njson\nid\n") {
 		t.Errorf("completing -o: %q", r.stdout)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 )
 
 // Config is everything `kmsbackup server` is configured with.
@@ -18,6 +19,8 @@ type Config struct {
 	DevAdminToken string // --dev-admin-token
 	LogFormat     string // text | json
 	LogLevel      string // debug | info | warn | error
+	Clock         string // real | manual (manual needs --dev)
+	ClockStart    string // RFC 3339 start of a manual clock; empty: now
 }
 
 // Validate reports every problem at once.
@@ -42,6 +45,23 @@ func (c Config) Validate() error {
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		errs = append(errs, errors.New("the admin token must be at least 16 characters"))
+	}
+	switch c.Clock {
+	case "real", "":
+		if c.ClockStart != "" {
+			errs = append(errs, errors.New("--clock-start needs --clock manual"))
+		}
+	case "manual":
+		if !c.Dev {
+			errs = append(errs, errors.New("--clock manual needs --dev: a manual clock is for development and tests only"))
+		}
+		if c.ClockStart != "" {
+			if _, err := time.Parse(time.RFC3339, c.ClockStart); err != nil {
+				errs = append(errs, fmt.Errorf("--clock-start %q must be an RFC 3339 time such as 2026-05-01T00:00:00Z", c.ClockStart))
+			}
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--clock %q must be real or manual", c.Clock))
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,21 +13,68 @@ import (
 	"unicode"
 
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
+	"github.com/kmsbackup/kmsbackup/domain"
 )
 
 // Output formats (-o).
 const (
 	formatTable = "table"
 	formatJSON  = "json"
+	formatID    = "id"
 )
 
-// render prints v as one indented JSON document in json mode, or calls table
-// in table mode.
+// noIDOutput annotates a command whose result has no id field: -o id is
+// refused before any request, with the annotation's value as the reason.
+const noIDOutput = "kmsbackup/no-id-output"
+
+// render prints v as one indented JSON document in json mode, only its IDs
+// in id mode, or calls table in table mode.
 func (a *app) render(v any, table func(w io.Writer) error) error {
-	if a.output == formatJSON {
+	switch a.output {
+	case formatJSON:
 		return writeJSON(a.stdout, v)
+	case formatID:
+		return writeIDs(a.stdout, v)
 	}
 	return table(a.stdout)
+}
+
+// writeIDs prints the id field of v's JSON document, or, for a list, the
+// id of every item, one per line (none for an empty list).
+func writeIDs(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var doc struct {
+		ID    *string `json:"id"`
+		Items *[]struct {
+			ID *string `json:"id"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return fmt.Errorf("-o id: %w", err)
+	}
+	var ids []string
+	switch {
+	case doc.ID != nil:
+		ids = []string{*doc.ID}
+	case doc.Items != nil:
+		for _, it := range *doc.Items {
+			if it.ID == nil {
+				return errors.New("-o id: an item of the result has no id; use -o json")
+			}
+			ids = append(ids, *it.ID)
+		}
+	default:
+		return errors.New("-o id: the result has no id; use -o json")
+	}
+	for _, id := range ids {
+		if _, err := fmt.Fprintln(w, cell(id)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // writeJSON writes v as one indented JSON document and a newline.
@@ -93,7 +141,7 @@ func fmtTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-func itoa[T ~uint32 | ~int](n T) string { return strconv.FormatInt(int64(n), 10) }
+func itoa[T ~uint32 | ~int | ~uint64](n T) string { return strconv.FormatInt(int64(n), 10) }
 
 // writeNextPage tells, on stderr so that stdout stays the table, how to get
 // the next page.
@@ -103,11 +151,19 @@ func (a *app) writeNextPage(token string) {
 	}
 }
 
-// renderList prints a page: in json mode the API's document, in table mode
-// the rows and, on stderr, the next page's token.
+// renderList prints a page: in json mode the API's document, in id mode
+// the items' IDs, in table mode the rows; in id and table mode the next
+// page's token goes to stderr.
 func renderList[T any](a *app, l httpapi.List[T], header []string, row func(T) []string) error {
 	if l.Items == nil {
 		l.Items = []T{}
+	}
+	if a.output == formatID {
+		if err := writeIDs(a.stdout, l); err != nil {
+			return err
+		}
+		a.writeNextPage(l.NextPageToken)
+		return nil
 	}
 	return a.render(l, func(w io.Writer) error {
 		rows := make([][]string, 0, len(l.Items))
@@ -251,4 +307,72 @@ var secretHeader = []string{"NAME", "REGION", "KEY", "VERSION", "UPDATED"}
 
 func secretRow(s httpapi.Secret) []string {
 	return []string{s.Name, s.Region, s.KeyID, itoa(s.CurrentVersion), fmtTime(s.UpdatedAt)}
+}
+
+// orDash shows an absent value as "-".
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// latest is the later of two times.
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func backupExpires(b httpapi.BackupInstance) string {
+	if b.ExpiresAt.IsZero() {
+		return "never"
+	}
+	return fmtTime(b.ExpiresAt)
+}
+
+func backupFields(b httpapi.BackupInstance) []field {
+	f := []field{
+		{"ID", b.ID},
+		{"Alias", orDash(b.Alias)},
+		{"Kind", b.Kind},
+		{"Region", b.Region},
+		{"KMS instance", orDash(b.KMSInstance)},
+		{"State", b.State},
+		{"Viewable days", itoa(b.ViewableDays)},
+		{"Time zone", orDash(b.TimeZone)},
+		{"Expires", backupExpires(b)},
+	}
+	if b.State == string(domain.StateExpired) && !b.ExpiresAt.IsZero() {
+		f = append(f, field{"Released", fmtTime(b.ExpiresAt.Add(domain.ReleaseAfterExpiry)) + " unless renewed"})
+	}
+	return append(f,
+		field{"Created", fmtTime(b.CreatedAt)},
+		field{"Enabled", orDash(fmtTime(b.EnabledAt))},
+		field{"Enabled day", orDash(b.EnabledDay)},
+		field{"Generation", itoa(b.Generation)},
+		field{"Checkpoints", itoa(b.Checkpoints)},
+		field{"Last full", orDash(fmtTime(b.LastFullAt))},
+		field{"Last incremental", orDash(fmtTime(b.LastIncrementalAt))},
+	)
+}
+
+var backupHeader = []string{"ID", "ALIAS", "KIND", "REGION", "KMS INSTANCE", "VIEWABLE", "EXPIRES", "STATE", "LAST FULL", "LAST INCREMENTAL"}
+
+func backupRow(b httpapi.BackupInstance) []string {
+	return []string{b.ID, orDash(b.Alias), b.Kind, b.Region, orDash(b.KMSInstance), itoa(b.ViewableDays) + "d",
+		backupExpires(b), b.State, orDash(fmtTime(b.LastFullAt)), orDash(fmtTime(b.LastIncrementalAt))}
+}
+
+var dataHeader = []string{"ID", "KIND", "VERSIONS", "CHANGED"}
+
+func dataRow(it httpapi.DataItem) []string {
+	return []string{it.ID, it.Kind, itoa(it.Versions), fmtTime(it.ChangedAt)}
+}
+
+var diffHeader = []string{"ID", "KIND", "CHANGE", "VERSIONS"}
+
+func diffRow(it httpapi.DiffItem) []string {
+	return []string{it.ID, it.Kind, it.Change, itoa(it.Versions)}
 }

@@ -72,20 +72,29 @@ HTTP API: it needs the server's address (--addr or ` + envAddr + `) and an API
 token (--token or ` + envToken + `). Flags take precedence over the environment;
 prefer the environment for the token, since other users can see command lines.
 
-Output is a table for people (-o table, the default) or exactly one JSON
-document for programs (-o json).
+Output is a table for people (-o table, the default), exactly one JSON
+document for programs (-o json), or only the IDs, one per line, for shell
+scripts (-o id: the id of the object shown, created or changed, or of every
+item of a list; commands whose result has no ID refuse it).
 
 ` + exitCodeHelp(),
 		Example: `  export KMSBACKUP_ADDR=http://127.0.0.1:8080 KMSBACKUP_TOKEN=...
   kmsbackup whoami
   kmsbackup kms instance create --region eu-west-1
   kmsbackup kms key list --instance INSTANCE_ID -o json
+  BACKUP=$(kmsbackup backup-instance create --region eu-west-1 --viewable-days 30 --term 1y -o id)
   source <(kmsbackup completion bash)`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			if a.output != formatTable && a.output != formatJSON {
-				return usagef("invalid --output %q: use table or json", a.output)
+			switch a.output {
+			case formatTable, formatJSON:
+			case formatID:
+				if why, ok := cmd.Annotations[noIDOutput]; ok {
+					return usagef("-o id: %s %s; use -o table or -o json", cmd.CommandPath(), why)
+				}
+			default:
+				return usagef("invalid --output %q: use table, json or id", a.output)
 			}
 			return nil
 		},
@@ -93,8 +102,8 @@ document for programs (-o json).
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.addr, "addr", defaultAddr, "server address (env "+envAddr+")")
 	pf.StringVar(&a.token, "token", "", "API token (env "+envToken+")")
-	pf.StringVarP(&a.output, "output", "o", formatTable, "output format: table or json")
-	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{formatTable, formatJSON}, cobra.ShellCompDirectiveNoFileComp))
+	pf.StringVarP(&a.output, "output", "o", formatTable, "output format: table, json or id")
+	_ = root.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{formatTable, formatJSON, formatID}, cobra.ShellCompDirectiveNoFileComp))
 	_ = root.RegisterFlagCompletionFunc("addr", cobra.NoFileCompletions)
 	_ = root.RegisterFlagCompletionFunc("token", cobra.NoFileCompletions)
 	groupRunE(root)
@@ -109,6 +118,10 @@ document for programs (-o json).
 		newWhoAmICmd(a),
 		newKMSCmd(a),
 		newEventsCmd(a),
+		newBackupInstanceCmd(a),
+		newDataCmd(a),
+		newVerifyCmd(a),
+		newDevCmd(a),
 	)
 	markRun(root, &a.ran)
 	return root

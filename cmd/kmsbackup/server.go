@@ -13,17 +13,21 @@ import (
 	"strings"
 	"sync"
 	"time"
+	_ "time/tzdata" // time zones work on machines without a zone database
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/kmsbackup/kmsbackup/adapters/clock"
 	"github.com/kmsbackup/kmsbackup/adapters/envelope"
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
 	"github.com/kmsbackup/kmsbackup/adapters/ids"
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
+	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
 	"github.com/kmsbackup/kmsbackup/adapters/softkms"
 	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/backupdata"
+	"github.com/kmsbackup/kmsbackup/projections/backupstate"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
@@ -87,11 +91,22 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("set up envelope encryption: %w", err)
 	}
 
-	clk := commands.Clock(clock.System{})
+	clk, manual, err := m.clock()
+	if err != nil {
+		return err
+	}
 	idsrc := ids.Random{Clock: clk}
 	projector := &commands.Projector{Name: kmsstate.Name, Log: m.store, Store: m.store, Apply: kmsstate.Apply}
+	backupState := &commands.Projector{Name: backupstate.Name, Log: m.store, Store: m.store, Apply: backupstate.Apply}
+	backupData := &commands.Projector{Name: backupdata.Name, Log: m.store, Store: m.store, Apply: commands.BackupDataApply(m.store)}
+	backups := &commands.Backups{Log: m.store, State: m.store, StateApplied: backupState, DataApplied: backupData,
+		Sealer: env, DataKeys: env, Blobs: m.store, Clock: clk, IDs: idsrc, Zones: time.LoadLocation}
 	kms := &commands.KMS{Log: m.store, State: m.store, Applied: projector, Sealer: env, DataKeys: env,
-		Cipher: softkms.Cipher{}, Clock: clk, IDs: idsrc}
+		Cipher: softkms.Cipher{}, Clock: clk, IDs: idsrc,
+		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
+			return backups.EnsureDefault(ctx, in.Account, in.Region)
+		},
+		BeforeShred: backups.FinalCheckpoint}
 
 	m.AdminToken = cfg.AdminToken
 	if cfg.Dev {
@@ -105,7 +120,32 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
-	m.background(runCtx, "projection "+kmsstate.Name, projector.Run)
+	for _, p := range []*commands.Projector{projector, backupState, backupData} {
+		m.background(runCtx, "projection "+p.Name, p.Run)
+	}
+	var runner *scheduler.Runner
+	var dc *devClock
+	if manual != nil {
+		driver := &scheduler.Manual{Planner: backups, Clock: manual}
+		dc = &devClock{manual: manual, driver: driver}
+		if err := m.waitProjections(ctx, projector, backupState, backupData); err != nil {
+			return err
+		}
+		if _, err := driver.Start(ctx); err != nil {
+			return fmt.Errorf("catch up backups: %w", err)
+		}
+	} else {
+		runner = &scheduler.Runner{Planner: backups, Clock: clk, Logger: m.Logger}
+		m.background(runCtx, "backup scheduler", func(ctx context.Context) error {
+			if err := m.waitProjections(ctx, projector, backupState, backupData); err != nil {
+				return err
+			}
+			return runner.Run(ctx)
+		})
+		if cfg.Dev {
+			dc = &devClock{real: clk}
+		}
+	}
 
 	events, err := m.startEvents(runCtx)
 	if err != nil {
@@ -115,15 +155,27 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	api := &httpapi.Server{KMS: kms, Accounts: accounts, Auth: accounts, Events: events, Registry: reg, Logger: m.Logger,
+		Backups:      backups,
+		BackupGauges: func() ([]*domain.Backup, error) { return backupstate.Active(m.store) },
 		Ready: func(ctx context.Context) error {
-			if err := projector.Healthy(); err != nil {
-				return err
+			for _, p := range []*commands.Projector{projector, backupState, backupData} {
+				if err := p.Healthy(); err != nil {
+					return err
+				}
+			}
+			if runner != nil {
+				if err := runner.Healthy(); err != nil {
+					return err
+				}
 			}
 			if _, err := m.store.Head(ctx); err != nil {
 				return fmt.Errorf("event log: %w", err)
 			}
 			return events.Healthy()
 		}}
+	if dc != nil {
+		api.DevClock = dc
+	}
 	m.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)}
 
 	if cfg.Dev {

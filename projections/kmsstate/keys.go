@@ -1,6 +1,9 @@
 package kmsstate
 
-import "github.com/kmsbackup/kmsbackup/domain"
+import (
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections"
+)
 
 // Key layout. Every key starts with "kms/" (KMS state) or "acct/"
 // (accounts); components are separated by 0x00, which no ID, region or name
@@ -16,23 +19,10 @@ import "github.com/kmsbackup/kmsbackup/domain"
 //	acct/a/<account>                          account record
 //	acct/n/<name>                             account by name
 //	acct/t/<sha256(token)>                    account by token hash
-func k(parts ...string) []byte {
-	n := 0
-	for _, p := range parts {
-		n += len(p) + 1
-	}
-	b := make([]byte, 0, n)
-	for i, p := range parts {
-		if i > 1 {
-			b = append(b, 0)
-		}
-		b = append(b, p...)
-	}
-	return b
-}
+func k(parts ...string) []byte { return projections.Key(parts...) }
 
-// prefix is k(parts...) followed by the separator, for scans of children.
-func prefix(parts ...string) []byte { return append(k(parts...), 0) }
+// prefix is the prefix of the children of k(parts...).
+func prefix(parts ...string) []byte { return projections.Prefix(parts...) }
 
 func instanceKey(id domain.InstanceID) []byte { return k("kms/i/", string(id)) }
 func accountInstanceKey(a domain.AccountID, id domain.InstanceID) []byte {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"time"
 )
 
 // Data is the type-specific part of an event: a pointer to one of the types
@@ -80,6 +81,59 @@ type SecretDeleted struct {
 	Name string `json:"name"`
 }
 
+// BackupInstanceCreated: a backup instance was created: the default one of a
+// region (never expires, 7 viewable days) or a provisioned one.
+type BackupInstanceCreated struct {
+	BackupID     string     `json:"backup_id"`
+	Kind         string     `json:"kind"`
+	Region       string     `json:"region"`
+	ViewableDays uint32     `json:"viewable_days"`
+	ExpiresAt    *time.Time `json:"expires_at,omitempty"`
+}
+
+// BackupInstanceEnabled: a backup instance was bound to a KMS instance (the
+// envelope's instance) and starts backing it up.
+type BackupInstanceEnabled struct {
+	KMSInstance string `json:"kms_instance"`
+	Alias       string `json:"alias"`
+	TimeZone    string `json:"time_zone"`
+}
+
+// BackupViewableDaysExtended: a provisioned instance keeps more viewable days.
+type BackupViewableDaysExtended struct {
+	ViewableDays uint32 `json:"viewable_days"`
+}
+
+// BackupInstanceRenewed: a provisioned instance's term was extended.
+type BackupInstanceRenewed struct {
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// BackupInstanceExpired: a provisioned instance reached the end of its term.
+type BackupInstanceExpired struct{}
+
+// BackupInstanceReleased: 15 days after expiry; its data is destroyed.
+type BackupInstanceReleased struct{}
+
+// BackupInstanceReset: its data was destroyed and it was unbound.
+type BackupInstanceReset struct{}
+
+// BackupCheckpointed: a full or incremental backup: the slice of the KMS
+// instance's stream revisions [from, next), chained to the previous
+// checkpoint by digests (hex SHA-256).
+type BackupCheckpointed struct {
+	Generation  uint32    `json:"generation"`
+	Seq         uint64    `json:"seq"`
+	Full        bool      `json:"full"`
+	At          time.Time `json:"at"`
+	Day         string    `json:"day"`
+	From        uint64    `json:"from_revision"`
+	Next        uint64    `json:"next_revision"`
+	SliceDigest string    `json:"slice_digest"`
+	PrevDigest  string    `json:"prev_digest"`
+	Digest      string    `json:"digest"`
+}
+
 // Unknown is the data of an event type this version of the package does not
 // know (a type added to v1 later). Raw is the "data" object as received; it
 // is written back unchanged.
@@ -88,16 +142,24 @@ type Unknown struct {
 	Raw  json.RawMessage
 }
 
-func (AccountCreated) EventType() string   { return "AccountCreated" }
-func (InstanceCreated) EventType() string  { return "InstanceCreated" }
-func (InstanceReleased) EventType() string { return "InstanceReleased" }
-func (KeyCreated) EventType() string       { return "KeyCreated" }
-func (KeyRotated) EventType() string       { return "KeyRotated" }
-func (KeyDeleted) EventType() string       { return "KeyDeleted" }
-func (SecretCreated) EventType() string    { return "SecretCreated" }
-func (SecretRotated) EventType() string    { return "SecretRotated" }
-func (SecretDeleted) EventType() string    { return "SecretDeleted" }
-func (u Unknown) EventType() string        { return u.Type }
+func (AccountCreated) EventType() string             { return "AccountCreated" }
+func (InstanceCreated) EventType() string            { return "InstanceCreated" }
+func (InstanceReleased) EventType() string           { return "InstanceReleased" }
+func (KeyCreated) EventType() string                 { return "KeyCreated" }
+func (KeyRotated) EventType() string                 { return "KeyRotated" }
+func (KeyDeleted) EventType() string                 { return "KeyDeleted" }
+func (SecretCreated) EventType() string              { return "SecretCreated" }
+func (SecretRotated) EventType() string              { return "SecretRotated" }
+func (SecretDeleted) EventType() string              { return "SecretDeleted" }
+func (BackupInstanceCreated) EventType() string      { return "BackupInstanceCreated" }
+func (BackupInstanceEnabled) EventType() string      { return "BackupInstanceEnabled" }
+func (BackupViewableDaysExtended) EventType() string { return "BackupViewableDaysExtended" }
+func (BackupInstanceRenewed) EventType() string      { return "BackupInstanceRenewed" }
+func (BackupInstanceExpired) EventType() string      { return "BackupInstanceExpired" }
+func (BackupInstanceReleased) EventType() string     { return "BackupInstanceReleased" }
+func (BackupInstanceReset) EventType() string        { return "BackupInstanceReset" }
+func (BackupCheckpointed) EventType() string         { return "BackupCheckpointed" }
+func (u Unknown) EventType() string                  { return u.Type }
 
 // MarshalJSON writes Raw unchanged.
 func (u Unknown) MarshalJSON() ([]byte, error) {
@@ -114,6 +176,9 @@ func Types() []string {
 		"AccountCreated", "InstanceCreated", "InstanceReleased",
 		"KeyCreated", "KeyRotated", "KeyDeleted",
 		"SecretCreated", "SecretRotated", "SecretDeleted",
+		"BackupInstanceCreated", "BackupInstanceEnabled", "BackupViewableDaysExtended",
+		"BackupInstanceRenewed", "BackupInstanceExpired", "BackupInstanceReleased",
+		"BackupInstanceReset", "BackupCheckpointed",
 	}
 }
 
@@ -137,6 +202,22 @@ func newData(typ string) Data {
 		return &SecretRotated{}
 	case "SecretDeleted":
 		return &SecretDeleted{}
+	case "BackupInstanceCreated":
+		return &BackupInstanceCreated{}
+	case "BackupInstanceEnabled":
+		return &BackupInstanceEnabled{}
+	case "BackupViewableDaysExtended":
+		return &BackupViewableDaysExtended{}
+	case "BackupInstanceRenewed":
+		return &BackupInstanceRenewed{}
+	case "BackupInstanceExpired":
+		return &BackupInstanceExpired{}
+	case "BackupInstanceReleased":
+		return &BackupInstanceReleased{}
+	case "BackupInstanceReset":
+		return &BackupInstanceReset{}
+	case "BackupCheckpointed":
+		return &BackupCheckpointed{}
 	}
 	return nil
 }

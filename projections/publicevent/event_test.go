@@ -27,6 +27,9 @@ var domainTypes = []string{
 	domain.TypeAccountCreated, domain.TypeInstanceCreated, domain.TypeInstanceReleased,
 	domain.TypeKeyCreated, domain.TypeKeyRotated, domain.TypeKeyDeleted,
 	domain.TypeSecretCreated, domain.TypeSecretRotated, domain.TypeSecretDeleted,
+	domain.TypeBackupCreated, domain.TypeBackupEnabled, domain.TypeBackupExtended,
+	domain.TypeBackupRenewed, domain.TypeBackupExpired, domain.TypeBackupReleased,
+	domain.TypeBackupReset, domain.TypeBackupCheckpointed,
 }
 
 func goldenPath(typ string) string { return filepath.Join("testdata", typ+".json") }

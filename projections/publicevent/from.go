@@ -1,6 +1,7 @@
 package publicevent
 
 import (
+	"encoding/hex"
 	"fmt"
 
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -61,6 +62,29 @@ func fromData(d domain.EventData) (Data, error) {
 			ValueCiphertext: clone(d.Value)}, nil
 	case *domain.SecretDeleted:
 		return &SecretDeleted{Name: d.Name}, nil
+	case *domain.BackupCreated:
+		v := &BackupInstanceCreated{BackupID: string(d.Backup), Kind: string(d.Kind), Region: d.Region, ViewableDays: d.ViewableDays}
+		if !d.ExpiresAt.IsZero() {
+			t := d.ExpiresAt.UTC()
+			v.ExpiresAt = &t
+		}
+		return v, nil
+	case *domain.BackupEnabled:
+		return &BackupInstanceEnabled{KMSInstance: string(d.KMSInstance), Alias: d.Alias, TimeZone: d.TimeZone}, nil
+	case *domain.BackupExtended:
+		return &BackupViewableDaysExtended{ViewableDays: d.ViewableDays}, nil
+	case *domain.BackupRenewed:
+		return &BackupInstanceRenewed{ExpiresAt: d.ExpiresAt.UTC()}, nil
+	case *domain.BackupExpired:
+		return &BackupInstanceExpired{}, nil
+	case *domain.BackupReleased:
+		return &BackupInstanceReleased{}, nil
+	case *domain.BackupReset:
+		return &BackupInstanceReset{}, nil
+	case *domain.BackupCheckpointed:
+		return &BackupCheckpointed{Generation: d.Generation, Seq: d.Seq, Full: d.Full, At: d.At.UTC(), Day: string(d.Day),
+			From: d.From, Next: d.Next, SliceDigest: hex.EncodeToString(d.SliceDigest[:]),
+			PrevDigest: hex.EncodeToString(d.PrevDigest[:]), Digest: hex.EncodeToString(d.Digest[:])}, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrNoPublicForm, d.EventType())
 }

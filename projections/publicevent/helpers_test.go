@@ -41,6 +41,14 @@ type sample struct {
 	account  domain.AccountID
 	instance domain.InstanceID
 	key      domain.KeyID
+	backup   domain.BackupID
+}
+
+// digest is a recognisable stand-in for a SHA-256 digest.
+func digest(start byte) [32]byte {
+	var d [32]byte
+	copy(d[:], pattern(32, start))
+	return d
 }
 
 func newSample(tb testing.TB) sample {
@@ -49,6 +57,7 @@ func newSample(tb testing.TB) sample {
 		account:  domain.NewAccountID(mustULID(tb, 1)),
 		instance: domain.NewInstanceID(mustULID(tb, 2)),
 		key:      domain.NewKeyID(mustULID(tb, 3)),
+		backup:   domain.NewBackupID(mustULID(tb, 4)),
 	}
 }
 
@@ -57,6 +66,7 @@ func newSample(tb testing.TB) sample {
 func (s sample) events(tb testing.TB, keyMaterial, rotatedMaterial, secretValue, rotatedValue []byte, tokenHash [32]byte) []domain.Event {
 	tb.Helper()
 	kms := domain.KMSStream(s.instance)
+	bkp := domain.BackupStream(s.backup)
 	type spec struct {
 		stream   string
 		region   string
@@ -73,6 +83,17 @@ func (s sample) events(tb testing.TB, keyMaterial, rotatedMaterial, secretValue,
 		{kms, "cn-hangzhou", s.instance, &domain.SecretDeleted{Name: "db-password"}},
 		{kms, "cn-hangzhou", s.instance, &domain.KeyDeleted{Key: s.key}},
 		{kms, "cn-hangzhou", s.instance, &domain.InstanceReleased{Instance: s.instance}},
+		{bkp, "cn-hangzhou", "", &domain.BackupCreated{Backup: s.backup, Kind: domain.BackupProvisioned, Region: "cn-hangzhou",
+			ViewableDays: 30, ExpiresAt: base.AddDate(1, 0, 0).Truncate(time.Second)}},
+		{bkp, "cn-hangzhou", s.instance, &domain.BackupEnabled{KMSInstance: s.instance, Alias: "orders", TimeZone: "Asia/Shanghai"}},
+		{bkp, "cn-hangzhou", s.instance, &domain.BackupCheckpointed{Generation: 0, Seq: 1, Full: true,
+			At: base.Truncate(time.Second), Day: "2026-03-01", From: 0, Next: 3, Slice: "slice-1", SliceDigest: digest(0x20),
+			Digest: digest(0x40)}},
+		{bkp, "cn-hangzhou", s.instance, &domain.BackupExtended{ViewableDays: 60}},
+		{bkp, "cn-hangzhou", s.instance, &domain.BackupExpired{}},
+		{bkp, "cn-hangzhou", s.instance, &domain.BackupRenewed{ExpiresAt: base.AddDate(2, 0, 0).Truncate(time.Second)}},
+		{bkp, "cn-hangzhou", "", &domain.BackupReset{}},
+		{bkp, "cn-hangzhou", "", &domain.BackupReleased{}},
 	}
 	revs := map[string]uint64{}
 	out := make([]domain.Event, len(specs))

@@ -94,7 +94,7 @@ func TestEventsTail(t *testing.T) {
 	s.MustJSON(tok, "kms", "key", "rotate", key)
 	s.MustJSON(tok, "kms", "secret", "create", "api", "--instance", inst, "--key", key, "--value", "tail-canary-value")
 
-	out := tail(t, s, tok, 0, 5)
+	out := tail(t, s, tok, 0, 6)
 	var types []string
 	for _, e := range out {
 		types = append(types, e["type"].(string))
@@ -102,9 +102,10 @@ func TestEventsTail(t *testing.T) {
 			t.Fatalf("event schema = %v", e["schema"])
 		}
 	}
-	// The account sees its own creation, then its KMS events; nothing of
+	// The account sees its own creation, then its KMS events and the
+	// default backup instance its first KMS instance brought; nothing of
 	// other accounts.
-	want := "AccountCreated InstanceCreated KeyCreated KeyRotated SecretCreated"
+	want := "AccountCreated InstanceCreated BackupInstanceCreated KeyCreated KeyRotated SecretCreated"
 	if got := strings.Join(types, " "); got != want {
 		t.Fatalf("event types = %s, want %s", got, want)
 	}
@@ -113,7 +114,7 @@ func TestEventsTail(t *testing.T) {
 		t.Fatal("secret value appears in the public event stream")
 	}
 	// --from skips what was already seen.
-	from := uint64(out[2]["position"].(float64))
+	from := uint64(out[3]["position"].(float64))
 	again := tail(t, s, tok, from, 2)
 	if again[0]["type"] != "KeyRotated" {
 		t.Fatalf("tail --from %d starts with %v", from, again[0]["type"])

@@ -1,0 +1,447 @@
+package pebblestore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
+)
+
+var _ commands.BlobStore = (*Store)(nil)
+
+// Blobs live under the 'B' namespace (see keys.go). A blob (ref, name) owns
+// every key that starts with its prefix
+//
+//	'B' ref 0x00 name 0x00
+//
+// The prefix itself holds the header (blobHeaderLen bytes: format version,
+// length, chunk size, chunk count, SHA-256 of the whole blob); the prefix
+// followed by a 4-byte big-endian chunk index holds that chunk. Every chunk
+// but the last is exactly the chunk size; the last holds the rest; an empty
+// blob has a header and no chunk. Neither ref nor name may contain 0x00, so
+// the terminators make one ref's keys (and one name's) a contiguous range
+// that no other ref or name shares, even one whose text extends it
+// ("bkp_X/1" and "bkp_X/10").
+const (
+	nsBlob byte = 'B'
+
+	// blobChunkSize is the size of the chunks PutBlob writes. The header
+	// records it, so a later version may change it without a new layout.
+	blobChunkSize = 1 << 20
+	// maxBlobSize bounds one blob: it is written in one batch and read back
+	// into one slice.
+	maxBlobSize = 1 << 30
+	// maxBlobRefLen and maxBlobNameLen bound refs and names (in bytes), and
+	// so the key length.
+	maxBlobRefLen  = 256
+	maxBlobNameLen = 1024
+
+	blobHeaderV1  = 1
+	blobHeaderLen = 1 + 8 + 4 + 4 + sha256.Size
+	blobChunkIdx  = 4 // bytes of a chunk index
+)
+
+const (
+	opPutBlob     = "put blob"
+	opGetBlob     = "get blob"
+	opDestroyBlob = "destroy blobs"
+)
+
+// blobRefPrefix returns 'B' ref 0x00: the prefix of every key of ref.
+func blobRefPrefix(ref string) []byte {
+	k := make([]byte, 0, 2+len(ref))
+	k = append(k, nsBlob)
+	k = append(k, ref...)
+	return append(k, 0)
+}
+
+// blobKey returns 'B' ref 0x00 name 0x00, the header key of (ref, name) and
+// the prefix of its chunk keys, with room for a chunk index.
+func blobKey(ref, name string) []byte {
+	k := make([]byte, 0, 3+len(ref)+len(name)+blobChunkIdx)
+	k = append(k, nsBlob)
+	k = append(k, ref...)
+	k = append(k, 0)
+	k = append(k, name...)
+	return append(k, 0)
+}
+
+// blobHeader describes a stored blob.
+type blobHeader struct {
+	length    uint64
+	chunkSize uint32
+	chunks    uint32
+	digest    [sha256.Size]byte
+}
+
+func newBlobHeader(data []byte) blobHeader {
+	return blobHeader{
+		length:    uint64(len(data)),
+		chunkSize: blobChunkSize,
+		chunks:    uint32((len(data) + blobChunkSize - 1) / blobChunkSize),
+		digest:    sha256.Sum256(data),
+	}
+}
+
+func (h blobHeader) encode() []byte {
+	b := make([]byte, 0, blobHeaderLen)
+	b = append(b, blobHeaderV1)
+	b = binary.BigEndian.AppendUint64(b, h.length)
+	b = binary.BigEndian.AppendUint32(b, h.chunkSize)
+	b = binary.BigEndian.AppendUint32(b, h.chunks)
+	return append(b, h.digest[:]...)
+}
+
+// decodeBlobHeader decodes and checks a header: its fields must agree with
+// each other and stay within the limits PutBlob enforces.
+func decodeBlobHeader(v []byte) (blobHeader, bool) {
+	var h blobHeader
+	if len(v) != blobHeaderLen || v[0] != blobHeaderV1 {
+		return h, false
+	}
+	h.length = binary.BigEndian.Uint64(v[1:])
+	h.chunkSize = binary.BigEndian.Uint32(v[9:])
+	h.chunks = binary.BigEndian.Uint32(v[13:])
+	copy(h.digest[:], v[17:])
+	if h.length > maxBlobSize || h.chunkSize == 0 ||
+		uint64(h.chunks) != (h.length+uint64(h.chunkSize)-1)/uint64(h.chunkSize) {
+		return h, false
+	}
+	return h, true
+}
+
+// chunkLen is the length chunk i of the blob must have.
+func (h blobHeader) chunkLen(i uint32) int {
+	if i+1 < h.chunks {
+		return int(h.chunkSize)
+	}
+	return int(h.length - uint64(h.chunkSize)*uint64(h.chunks-1))
+}
+
+// checkBlobRef validates a ref: non-empty, no 0x00, at most maxBlobRefLen
+// bytes.
+func checkBlobRef(op, ref string) error {
+	switch {
+	case ref == "":
+		return domain.Invalid(op, "the data ref is empty")
+	case len(ref) > maxBlobRefLen:
+		return domain.Invalid(op, "the data ref has %d bytes, more than %d", len(ref), maxBlobRefLen)
+	case strings.IndexByte(ref, 0) >= 0:
+		return domain.Invalid(op, "the data ref %q contains a NUL byte", ref)
+	}
+	return nil
+}
+
+// checkBlobName validates a ref and a name like checkBlobRef.
+func checkBlobName(op, ref, name string) error {
+	if err := checkBlobRef(op, ref); err != nil {
+		return err
+	}
+	switch {
+	case name == "":
+		return domain.Invalid(op, "the blob name is empty")
+	case len(name) > maxBlobNameLen:
+		return domain.Invalid(op, "the blob name has %d bytes, more than %d", len(name), maxBlobNameLen)
+	case strings.IndexByte(name, 0) >= 0:
+		return domain.Invalid(op, "the blob name %q contains a NUL byte", name)
+	}
+	return nil
+}
+
+// blobItem names a blob in errors: ref and name, never data.
+func blobItem(ref, name string) string { return fmt.Sprintf("%q/%q", ref, name) }
+
+// PutBlob stores data as blob name of ref and returns once it is durable:
+// the header and every chunk are written in one batch committed with
+// pebble.Sync, so a crash leaves all of the blob or none of it. data is not
+// retained.
+//
+// Idempotent: when the blob already holds the same bytes (same length and
+// SHA-256) nothing is written; PutBlob then syncs the WAL before returning,
+// so that it never acknowledges a blob left visible but not yet durable by a
+// put that failed. It does not re-read the stored chunks (GetBlob verifies
+// them).
+//
+// Errors: domain.ErrInvalidArgument for an empty ref or name, one that
+// contains a NUL byte or is too long (256 bytes for a ref, 1024 for a
+// name), or data larger than 1 GiB; domain.ErrAlreadyExists when the blob
+// holds other bytes; domain.ErrCorrupt when its stored header is unreadable;
+// domain.ErrUnavailable when the store is closed or the write fails (the
+// blob may then be stored or not: retry with the same bytes); ctx.Err() when
+// ctx has ended before the write starts (ctx is checked before and after
+// waiting for a concurrent put of the same blob; neither that wait nor a
+// commit in progress is interrupted).
+//
+// Safe for concurrent use. Calls on the same (ref, name) are serialised
+// (they never interleave: of two concurrent puts of different bytes one
+// succeeds and the other gets ErrAlreadyExists); calls on different blobs
+// proceed in parallel and their syncs are grouped by Pebble. A put
+// concurrent with DestroyBlobs of its ref may land before the destruction
+// or after it.
+func (s *Store) PutBlob(ctx context.Context, ref, name string, data []byte) error {
+	if err := checkBlobName(opPutBlob, ref, name); err != nil {
+		return err
+	}
+	if len(data) > maxBlobSize {
+		return &domain.Error{Op: opPutBlob, Kind: domain.ErrInvalidArgument, Item: blobItem(ref, name),
+			Msg: fmt.Sprintf("the blob has %d bytes, more than %d", len(data), maxBlobSize)}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	h := newBlobHeader(data) // hash before taking any lock
+	if err := s.enter(opPutBlob); err != nil {
+		return err
+	}
+	defer s.leave()
+	key := blobKey(ref, name)
+	unlock := lockBlob(s, key, true)
+	defer unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	old, ok, err := s.get(key)
+	if err != nil {
+		return storeErr(opPutBlob+" "+blobItem(ref, name), err)
+	}
+	if ok {
+		oh, valid := decodeBlobHeader(old)
+		switch {
+		case !valid:
+			return domain.Corruption("pebblestore: %s %s: unreadable blob header", opPutBlob, blobItem(ref, name))
+		case oh.length != h.length || oh.digest != h.digest:
+			return &domain.Error{Op: opPutBlob, Kind: domain.ErrAlreadyExists, Item: blobItem(ref, name),
+				Msg: "the blob already holds other bytes"}
+		}
+		// Same bytes. Pebble shows a synced write before its sync returns,
+		// so a put that failed may have left this header visible but not
+		// durable: a synced (empty) log record makes everything before it
+		// durable.
+		return storeErr(opPutBlob+" "+blobItem(ref, name), s.db.LogData(nil, pebble.Sync))
+	}
+
+	b := s.db.NewBatchWithSize(len(data) + int(h.chunks+1)*(len(key)+blobChunkIdx+16) + blobHeaderLen)
+	defer b.Close()
+	if err := b.Set(key, h.encode(), nil); err != nil {
+		return storeErr(opPutBlob+" "+blobItem(ref, name), err)
+	}
+	ck := key[:len(key)+blobChunkIdx] // blobKey left room for the index
+	for i := range h.chunks {
+		binary.BigEndian.PutUint32(ck[len(key):], i)
+		off := int(i) * blobChunkSize
+		if err := b.Set(ck, data[off:off+h.chunkLen(i)], nil); err != nil {
+			return storeErr(opPutBlob+" "+blobItem(ref, name), err)
+		}
+	}
+	return storeErr(opPutBlob+" "+blobItem(ref, name), b.Commit(pebble.Sync))
+}
+
+// GetBlob returns a copy of blob name of ref, read from one consistent view
+// of the database, after checking that every chunk is present with its
+// expected length and that the whole has the length and SHA-256 recorded
+// when it was put. It never returns bytes that fail these checks.
+//
+// Errors: domain.ErrInvalidArgument for a ref or name PutBlob would refuse;
+// domain.ErrNotFound when ref holds no blob of that name; domain.ErrCorrupt
+// (domain.IsCorruption) when the header is unreadable, a chunk is missing,
+// has the wrong length or is unexpected, or the digest differs, and when
+// Pebble reports corruption; domain.ErrUnavailable when the store is closed
+// or the read fails; ctx.Err() when ctx ends first (checked between chunks).
+//
+// Safe for concurrent use; reads of a blob wait for a PutBlob of the same
+// blob in progress, so they never see a blob before its put is
+// acknowledged. (A put that failed may leave a blob visible that a crash
+// then removes.) Read-only, hence idempotent.
+func (s *Store) GetBlob(ctx context.Context, ref, name string) ([]byte, error) {
+	if err := checkBlobName(opGetBlob, ref, name); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.enter(opGetBlob); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	key := blobKey(ref, name)
+	unlock := lockBlob(s, key, false)
+	defer unlock()
+
+	item := blobItem(ref, name)
+	corrupt := func(format string, args ...any) error {
+		return domain.Corruption("pebblestore: %s %s: %s", opGetBlob, item, fmt.Sprintf(format, args...))
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: key, UpperBound: prefixEnd(key)})
+	if err != nil {
+		return nil, storeErr(opGetBlob+" "+item, err)
+	}
+	defer it.Close()
+	if !it.First() {
+		if err := it.Error(); err != nil {
+			return nil, storeErr(opGetBlob+" "+item, err)
+		}
+		return nil, domain.NotFound(opGetBlob, "blob", item)
+	}
+	if !bytes.Equal(it.Key(), key) {
+		return nil, corrupt("chunks without a header")
+	}
+	v, err := it.ValueAndErr()
+	if err != nil {
+		return nil, storeErr(opGetBlob+" "+item, err)
+	}
+	h, ok := decodeBlobHeader(v)
+	if !ok {
+		return nil, corrupt("unreadable blob header")
+	}
+
+	// The header is checked, but a tampered one could still claim up to
+	// maxBlobSize: allocate at most 64 MiB before the chunks confirm it.
+	out := make([]byte, 0, min(h.length, 64<<20))
+	sum := sha256.New()
+	for i := range h.chunks {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if !it.Next() {
+			if err := it.Error(); err != nil {
+				return nil, storeErr(opGetBlob+" "+item, err)
+			}
+			return nil, corrupt("chunk %d of %d is missing", i, h.chunks)
+		}
+		k := it.Key()
+		if len(k) != len(key)+blobChunkIdx {
+			return nil, corrupt("unexpected key of %d bytes after chunk %d", len(k), i)
+		}
+		if got := binary.BigEndian.Uint32(k[len(key):]); got != i {
+			return nil, corrupt("chunk %d of %d is missing (found chunk %d)", i, h.chunks, got)
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, storeErr(opGetBlob+" "+item, err)
+		}
+		if want := h.chunkLen(i); len(v) != want {
+			return nil, corrupt("chunk %d has %d bytes, want %d", i, len(v), want)
+		}
+		out = append(out, v...)
+		sum.Write(v)
+	}
+	if it.Next() {
+		return nil, corrupt("unexpected data after chunk %d of %d", h.chunks, h.chunks)
+	}
+	if err := it.Error(); err != nil {
+		return nil, storeErr(opGetBlob+" "+item, err)
+	}
+	if !bytes.Equal(sum.Sum(nil), h.digest[:]) {
+		return nil, corrupt("SHA-256 mismatch")
+	}
+	return out, nil
+}
+
+// DestroyBlobs deletes every blob of ref with one range deletion committed
+// with pebble.Sync, then compacts that range, as DeleteWrapped does, so
+// that no live sstable keeps the bytes (best effort at the file-system
+// level: see DeleteWrapped). Only ref's keys are covered: other refs,
+// including those whose text extends ref, are untouched.
+//
+// Errors: domain.ErrInvalidArgument for a ref PutBlob would refuse;
+// domain.ErrUnavailable when the store is closed, the deletion fails, or
+// the compaction fails; ctx.Err() when ctx has ended before the deletion,
+// and wrapped when it ends during the compaction. After a compaction error
+// the blobs are already deleted durably; calling again retries the
+// compaction.
+//
+// Safe for concurrent use: a GetBlob running at the same time returns the
+// whole blob or ErrNotFound; a PutBlob of ref running at the same time may
+// land before or after the deletion, so callers stop writing a ref before
+// destroying it. Idempotent: destroying a ref with no blob succeeds. It may
+// take as long as a flush and a compaction of the range.
+func (s *Store) DestroyBlobs(ctx context.Context, ref string) error {
+	if err := checkBlobRef(opDestroyBlob, ref); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.enter(opDestroyBlob); err != nil {
+		return err
+	}
+	defer s.leave()
+	start := blobRefPrefix(ref)
+	end := prefixEnd(start) // 'B' ref 0x01: ref contains no 0x00, so this is never nil
+	if err := s.db.DeleteRange(start, end, pebble.Sync); err != nil {
+		return storeErr(fmt.Sprintf("%s %q", opDestroyBlob, ref), err)
+	}
+	if err := s.db.Compact(ctx, start, end, false); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("pebblestore: %s %q: compaction after the deletion: %w", opDestroyBlob, ref, ctx.Err())
+		}
+		return storeErr(fmt.Sprintf("%s %q: compaction after the deletion", opDestroyBlob, ref), err)
+	}
+	return nil
+}
+
+// Per-blob locks. PutBlob holds a blob's lock for writing from its existence
+// check to the end of its synced commit, so that puts of one blob never
+// interleave and a read never sees a blob whose commit is visible but not
+// yet synced (Pebble publishes a batch before its WAL sync returns);
+// GetBlob holds it for reading. Puts of different blobs do not contend, and
+// Pebble's commit pipeline groups their syncs, so the event-log writer
+// (whose group commit exists to assign positions) is not involved. The
+// table is keyed by store and blob key, so that the blob code stays in this
+// file, and holds an entry only while a call uses it: its size is the
+// number of blobs being accessed.
+
+type blobLockKey struct {
+	s   *Store
+	key string
+}
+
+type blobLock struct {
+	mu   sync.RWMutex
+	refs int // guarded by blobLocks.mu
+}
+
+var blobLocks = struct {
+	mu sync.Mutex
+	m  map[blobLockKey]*blobLock
+}{m: map[blobLockKey]*blobLock{}}
+
+// lockBlob locks blob key of s, exclusively when write is set, and returns
+// the function that unlocks it.
+func lockBlob(s *Store, key []byte, write bool) (unlock func()) {
+	k := blobLockKey{s, string(key)}
+	blobLocks.mu.Lock()
+	l := blobLocks.m[k]
+	if l == nil {
+		l = &blobLock{}
+		blobLocks.m[k] = l
+	}
+	l.refs++
+	blobLocks.mu.Unlock()
+	if write {
+		l.mu.Lock()
+	} else {
+		l.mu.RLock()
+	}
+	return func() {
+		if write {
+			l.mu.Unlock()
+		} else {
+			l.mu.RUnlock()
+		}
+		blobLocks.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(blobLocks.m, k)
+		}
+		blobLocks.mu.Unlock()
+	}
+}

@@ -1,0 +1,126 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/commands"
+)
+
+// Planner is what the scheduler drives: the backup use cases.
+type Planner interface {
+	CatchUp(ctx context.Context, now time.Time) (int, error)
+	RunDue(ctx context.Context, until time.Time, setClock func(time.Time)) (int, error)
+	NextWork() (commands.Work, bool, error)
+}
+
+// Runner runs scheduled work on the real clock.
+type Runner struct {
+	Planner Planner
+	Clock   commands.Clock
+	Logger  *slog.Logger
+	// MaxSleep bounds a sleep, so that work planned by another engine or a
+	// new enable is picked up (default 30s).
+	MaxSleep time.Duration
+
+	mu  sync.Mutex
+	err error
+}
+
+// Healthy reports the last failure of a round of work, if the last round
+// failed.
+func (r *Runner) Healthy() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+func (r *Runner) setErr(err error) {
+	r.mu.Lock()
+	r.err = err
+	r.mu.Unlock()
+	if err != nil {
+		r.Logger.Error("scheduled backup work failed; retrying", "error", err)
+	}
+}
+
+// Run catches up once, then does the work that falls due until ctx ends.
+func (r *Runner) Run(ctx context.Context) error {
+	if r.MaxSleep <= 0 {
+		r.MaxSleep = 30 * time.Second
+	}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.DiscardHandler)
+	}
+	if n, err := r.Planner.CatchUp(ctx, r.Clock.Now()); err != nil {
+		r.setErr(fmt.Errorf("catch up: %w", err))
+	} else if n > 0 {
+		r.Logger.Info("caught up after downtime", "work", n)
+	}
+	for {
+		_, err := r.Planner.RunDue(ctx, r.Clock.Now(), nil)
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.setErr(err)
+		sleep := r.MaxSleep
+		if err != nil {
+			sleep = 5 * time.Second
+		} else if w, ok, err := r.Planner.NextWork(); err == nil && ok {
+			if d := w.At.Sub(r.Clock.Now()); d < sleep {
+				sleep = max(d, 10*time.Millisecond)
+			}
+		}
+		t := time.NewTimer(sleep)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// SettableClock is a clock that can be moved forward.
+type SettableClock interface {
+	commands.Clock
+	Set(t time.Time)
+}
+
+// Manual moves a manual clock and does the work that falls due on the way.
+// Safe for concurrent use: advances happen one at a time.
+type Manual struct {
+	Planner Planner
+	Clock   SettableClock
+
+	mu sync.Mutex
+}
+
+// Start catches up at the clock's current time, as an engine starting
+// after downtime does.
+func (m *Manual) Start(ctx context.Context) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.Planner.CatchUp(ctx, m.Clock.Now())
+}
+
+// Advance moves the clock forward by d, stopping at the time of each piece
+// of work due on the way to do it, in order. It returns the new time and
+// how much work it did. d must be positive.
+func (m *Manual) Advance(ctx context.Context, d time.Duration) (time.Time, int, error) {
+	if d <= 0 {
+		return time.Time{}, 0, fmt.Errorf("advance by %s: the duration must be positive", d)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	target := m.Clock.Now().Add(d)
+	n, err := m.Planner.RunDue(ctx, target, m.Clock.Set)
+	if err != nil {
+		return m.Clock.Now(), n, err
+	}
+	m.Clock.Set(target)
+	return target, n, nil
+}

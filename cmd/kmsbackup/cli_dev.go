@@ -1,0 +1,79 @@
+package main
+
+import (
+	"io"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
+)
+
+func newDevCmd(a *app) *cobra.Command {
+	return newGroupCmd("dev", "Development tools of a --dev server",
+		newGroupCmd("clock", "Show the server's clock, or move a manual one forward",
+			newDevClockShowCmd(a),
+			newDevClockAdvanceCmd(a),
+		),
+	)
+}
+
+func newDevClockShowCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show",
+		Short: "Show the server's clock and whether it is manual",
+		Long: `Show the clock of a --dev server: its time, and whether it is manual
+(started with --clock manual, so that only "kmsbackup dev clock advance" moves
+it). A server without --dev has no dev clock and answers not found.`,
+		Example:     `  kmsbackup dev clock show`,
+		Annotations: map[string]string{noIDOutput: "has no ID to print"},
+		Args:        noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			v, err := c.DevClock(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.render(v, func(w io.Writer) error {
+				return writeFields(w, []field{{"Now", fmtTime(v.Now)}, {"Manual", strconv.FormatBool(v.Manual)}})
+			})
+		},
+	}
+}
+
+func newDevClockAdvanceCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "advance DURATION",
+		Short: "Move a manual clock forward, running the backups that fall due",
+		Long: `Move the manual clock of a --dev --clock manual server forward by DURATION
+(such as 5m, 48h or 31d; positive, at most 400 days), stopping at each
+scheduled piece of work on the way (full and incremental backups, expiries,
+releases) to do it, in order. Prints the new time and how much work was done.`,
+		Example: `  kmsbackup dev clock advance 5m
+  kmsbackup dev clock advance 48h
+  kmsbackup dev clock advance 31d -o json`,
+		Annotations:       map[string]string{noIDOutput: "has no ID to print"},
+		Args:              exactArgs("DURATION"),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := httpapi.ParseAdvance(args[0]); err != nil {
+				return usagef("DURATION must be a positive duration such as 5m, 48h or 31d, at most %d days",
+					int(httpapi.MaxAdvance.Hours()/24))
+			}
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			res, err := c.AdvanceClock(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.render(res, func(w io.Writer) error {
+				return writeFields(w, []field{{"Now", fmtTime(res.Now)}, {"Work done", itoa(res.Work)}})
+			})
+		},
+	}
+}

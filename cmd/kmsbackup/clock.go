@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/adapters/clock"
+	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
+	"github.com/kmsbackup/kmsbackup/commands"
+)
+
+// clock builds the configured clock: the system clock, or for --dev
+// --clock manual a manual one (returned twice: as the Clock port and as
+// itself, for the scheduler's driver).
+func (m *Main) clock() (commands.Clock, *clock.Manual, error) {
+	if m.Config.Clock != "manual" {
+		return clock.System{}, nil, nil
+	}
+	start := time.Now().UTC()
+	if m.Config.ClockStart != "" {
+		t, err := time.Parse(time.RFC3339, m.Config.ClockStart)
+		if err != nil {
+			return nil, nil, err
+		}
+		start = t
+	}
+	c := clock.NewManual(start)
+	return c, c, nil
+}
+
+// waitProjections waits until the read models have caught up with the log,
+// so that the scheduler plans from the whole history.
+func (m *Main) waitProjections(ctx context.Context, ps ...*commands.Projector) error {
+	head, err := m.store.Head(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range ps {
+		if err := p.WaitFor(ctx, head); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// devClock is the --dev clock API: the manual clock and its driver, or the
+// real clock, which cannot be advanced.
+type devClock struct {
+	manual *clock.Manual
+	driver *scheduler.Manual
+	real   commands.Clock
+}
+
+func (d *devClock) Now() time.Time {
+	if d.manual != nil {
+		return d.manual.Now()
+	}
+	return d.real.Now()
+}
+
+func (d *devClock) Manual() bool { return d.manual != nil }
+
+func (d *devClock) Advance(ctx context.Context, by time.Duration) (time.Time, int, error) {
+	if d.driver == nil {
+		return time.Time{}, 0, errors.New("the clock is not manual")
+	}
+	return d.driver.Advance(ctx, by)
+}

@@ -1,0 +1,137 @@
+package commands
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections"
+	"github.com/kmsbackup/kmsbackup/projections/backupstate"
+)
+
+// Backups holds the backup instances' use cases: the lifecycle (create,
+// enable, extend, renew, reset, expiry, release), checkpoints (full and
+// incremental backups), the scheduler's steps, a day's data, and verify.
+//
+// A checkpoint copies the KMS instance's events since the previous one into
+// the backup instance's own blob store, resealing key material under the
+// backup instance's data key (so releasing the KMS instance loses nothing),
+// then claims its place in the chain by appending BackupCheckpointed with
+// the revision it saw: two engines can never both take the same checkpoint.
+type Backups struct {
+	Log interface {
+		EventAppender
+		StreamReader
+		LogReader
+	}
+	State        projections.Reader // backupstate, backupdata and kmsstate read models
+	StateApplied Waiter             // the backupstate projector
+	DataApplied  Waiter             // the backupdata projector
+	Sealer       Sealer
+	DataKeys     DataKeys
+	Blobs        BlobStore
+	Clock        Clock
+	IDs          IDSource
+	// Zones loads a time zone by IANA name (time.LoadLocation).
+	Zones func(name string) (*time.Location, error)
+
+	locks sync.Map // backup ID -> *sync.Mutex: one decision at a time per backup in this process
+	bind  sync.Mutex
+}
+
+func (s *Backups) lock(id domain.BackupID) func() {
+	m, _ := s.locks.LoadOrStore(id, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// backup loads a backup instance the caller may see.
+func (s *Backups) backup(c Caller, op string, id domain.BackupID) (*domain.Backup, error) {
+	if err := requireAccount(c, op); err != nil {
+		return nil, err
+	}
+	if _, err := domain.ParseBackupID(string(id)); err != nil {
+		return nil, err
+	}
+	b, err := backupstate.Get(s.State, id)
+	if errors.Is(err, domain.ErrNotFound) || (err == nil && !c.Sees(b.Account)) {
+		return nil, domain.NotFound(op, "backup instance", string(id))
+	}
+	return b, err
+}
+
+func (s *Backups) zone(name string) (*time.Location, error) {
+	if name == "" {
+		return time.UTC, nil
+	}
+	loc, err := s.Zones(name)
+	if err != nil {
+		return nil, domain.Invalid("load time zone", "time zone %q is not a known IANA time zone (such as UTC or Asia/Shanghai)", name)
+	}
+	return loc, nil
+}
+
+func (s *Backups) location(b *domain.Backup) (*time.Location, error) { return s.zone(b.TimeZone) }
+
+// newEvent builds an event of a backup instance's stream.
+func (s *Backups) newEvent(b *domain.Backup, at time.Time, d domain.EventData) domain.Event {
+	return domain.Event{ID: s.IDs.NewULID(), Stream: domain.BackupStream(b.ID), Type: d.EventType(),
+		Schema: domain.SchemaVersion, OccurredAt: at.UTC(), Account: b.Account, Region: b.Region,
+		Instance: b.KMSInstance, Data: domain.EncodeData(d)}
+}
+
+// commit appends to a backup stream at the revision the decision saw (or
+// as its first event) and waits until both backup read models show it.
+func (s *Backups) commit(ctx context.Context, b *domain.Backup, first bool, e domain.Event) error {
+	expected := domain.ExpectRevision(b.Revision)
+	if first {
+		expected = domain.ExpectNoStream
+	}
+	res, err := s.Log.Append(ctx, e.Stream, expected, []domain.Event{e})
+	if err != nil {
+		return err
+	}
+	if err := s.StateApplied.WaitFor(ctx, res.LastPosition); err != nil {
+		return err
+	}
+	return s.DataApplied.WaitFor(ctx, res.LastPosition)
+}
+
+// decide runs attempt until it does not lose a race, waiting for the read
+// models to catch up after each loss.
+func (s *Backups) decide(ctx context.Context, attempt func() error) error {
+	var err error
+	for range maxAttempts {
+		if err = attempt(); !isRace(err) {
+			return err
+		}
+		head, herr := s.Log.Head(ctx)
+		if herr != nil {
+			return herr
+		}
+		if werr := s.StateApplied.WaitFor(ctx, head); werr != nil {
+			return werr
+		}
+	}
+	return fmt.Errorf("gave up after %d concurrent changes: %w", maxAttempts, err)
+}
+
+// DefaultBackupID is the ID of the default backup instance of an account's
+// region. It is derived from both, so that creating it is idempotent and
+// race-free (the first append expects no stream).
+func DefaultBackupID(a domain.AccountID, region string) domain.BackupID {
+	h := sha256.Sum256([]byte("kmsbackup default backup\x00" + string(a) + "\x00" + region))
+	var u ulid.ULID
+	copy(u[:], h[:16])
+	return domain.NewBackupID(u)
+}
+
+// today is the current day in the instance's time zone.
+func (s *Backups) today(loc *time.Location) domain.Day { return domain.DayOf(s.Clock.Now(), loc) }

@@ -1,0 +1,26 @@
+package commands
+
+import (
+	"context"
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/backupstate"
+)
+
+// ExpireBackupInstance records the expiry of a provisioned instance whose
+// term ended at or before now; a no-op when it is not due.
+func (s *Backups) ExpireBackupInstance(ctx context.Context, id domain.BackupID, now time.Time) error {
+	defer s.lock(id)()
+	return s.decide(ctx, func() error {
+		b, err := backupstate.Get(s.State, id)
+		if err != nil {
+			return err
+		}
+		d, due := b.Expire(now)
+		if !due {
+			return nil
+		}
+		return s.commit(ctx, b, false, s.newEvent(b, b.ExpiresAt, d))
+	})
+}

@@ -1,0 +1,79 @@
+package commands
+
+import (
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections"
+	"github.com/kmsbackup/kmsbackup/projections/backupdata"
+)
+
+// viewableDay checks that a backup instance can show a day: it is usable
+// (not expired or released), has backed something up, and the day is in
+// its viewable window.
+func (s *Backups) viewableDay(c Caller, op string, id domain.BackupID, day string) (*domain.Backup, domain.Day, error) {
+	b, err := s.backup(c, op, id)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := b.Usable(op); err != nil {
+		return nil, "", err
+	}
+	d, err := domain.ParseDay(day)
+	if err != nil {
+		return nil, "", err
+	}
+	loc, err := s.location(b)
+	if err != nil {
+		return nil, "", err
+	}
+	today := s.today(loc)
+	if b.EnabledDay == "" || !domain.Viewable(b.EnabledDay, d, today, b.ViewableDays) {
+		first := "nothing yet"
+		if b.EnabledDay != "" {
+			first = string(b.EnabledDay)
+			if from := today.AddDays(1 - b.ViewableDays); from > b.EnabledDay {
+				first = string(from)
+			}
+		}
+		return nil, "", domain.Errorf(domain.ErrFailedPrecondition, op, string(d),
+			"viewable days of "+string(b.ID)+": from "+first+" to "+string(today),
+			"day is not viewable")
+	}
+	return b, d, nil
+}
+
+// ListDayData lists one of the seven tabs of a viewable day's data: IDs or
+// names, version counts and change times; never material or values.
+func (s *Backups) ListDayData(c Caller, id domain.BackupID, day, tab, cursor string, size int) (projections.Page[backupdata.Item], error) {
+	const op = "list data"
+	t, err := backupdata.ParseTab(tab)
+	if err != nil {
+		return projections.Page[backupdata.Item]{}, err
+	}
+	n, err := pageSize(size)
+	if err != nil {
+		return projections.Page[backupdata.Item]{}, err
+	}
+	b, d, err := s.viewableDay(c, op, id, day)
+	if err != nil {
+		return projections.Page[backupdata.Item]{}, err
+	}
+	return backupdata.List(s.State, b.DataRef(), d, t, cursor, n)
+}
+
+// DiffDays lists what was created, rotated and deleted between the end of
+// day from and the end of day to; both must be viewable.
+func (s *Backups) DiffDays(c Caller, id domain.BackupID, from, to string) ([]backupdata.Change, error) {
+	const op = "diff days"
+	b, f, err := s.viewableDay(c, op, id, from)
+	if err != nil {
+		return nil, err
+	}
+	_, t, err := s.viewableDay(c, op, id, to)
+	if err != nil {
+		return nil, err
+	}
+	if t < f {
+		return nil, domain.Invalid(op, "--to %s is before --from %s", t, f)
+	}
+	return backupdata.Diff(s.State, b.DataRef(), f, t)
+}

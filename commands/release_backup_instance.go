@@ -1,0 +1,36 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/backupstate"
+)
+
+// ReleaseBackupInstance releases an instance expired 15 days or more before
+// now: its data is crypto-shredded and deleted. A no-op when not due.
+func (s *Backups) ReleaseBackupInstance(ctx context.Context, id domain.BackupID, now time.Time) error {
+	defer s.lock(id)()
+	var ref string
+	err := s.decide(ctx, func() error {
+		b, err := backupstate.Get(s.State, id)
+		if err != nil {
+			return err
+		}
+		d, due := b.Release(now)
+		if !due {
+			return nil
+		}
+		ref = b.DataRef()
+		return s.commit(ctx, b, false, s.newEvent(b, b.ReleaseDue(), d))
+	})
+	if err != nil || ref == "" {
+		return err
+	}
+	if err := s.destroyData(ctx, ref); err != nil {
+		return fmt.Errorf("release backup instance %s: %w", id, err)
+	}
+	return nil
+}

@@ -1,0 +1,52 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/backupstate"
+)
+
+// ResetBackupInstance destroys everything a backup instance has backed up
+// and unbinds it; it can then be enabled again. confirm must be true.
+func (s *Backups) ResetBackupInstance(ctx context.Context, c Caller, id domain.BackupID, confirm bool) (*domain.Backup, error) {
+	const op = "reset backup instance"
+	if !confirm {
+		return nil, domain.Errorf(domain.ErrInvalidArgument, op, string(id), "pass --yes to confirm",
+			"reset destroys every backup of this instance and cannot be undone")
+	}
+	defer s.lock(id)()
+	var ref string
+	err := s.decide(ctx, func() error {
+		b, err := s.backup(c, op, id)
+		if err != nil {
+			return err
+		}
+		d, err := b.Reset()
+		if err != nil {
+			return err
+		}
+		ref = b.DataRef()
+		return s.commit(ctx, b, false, s.newEvent(b, s.Clock.Now(), d))
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.destroyData(ctx, ref); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return backupstate.Get(s.State, id)
+}
+
+// destroyData crypto-shreds a generation (its data key goes first, so the
+// bytes are unreadable at once), then deletes its blobs.
+func (s *Backups) destroyData(ctx context.Context, ref string) error {
+	if err := s.DataKeys.DestroyDataKey(ctx, ref); err != nil {
+		return fmt.Errorf("destroy data key: %w", err)
+	}
+	if err := s.Blobs.DestroyBlobs(ctx, ref); err != nil {
+		return fmt.Errorf("destroy backup data: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,120 @@
+package commands
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/backupstate"
+)
+
+// slicePage is how many KMS events a checkpoint reads at a time.
+const slicePage = 1000
+
+// TakeCheckpoint takes the checkpoint due of a backup instance: it copies
+// the KMS instance's events that occurred up to due.At and are not backed up
+// yet into a new blob (key material resealed under the backup's data key),
+// and appends the checkpoint event that chains it. It returns the
+// checkpoint, or domain.ErrWrongExpectedRevision when another engine took a
+// checkpoint first (the caller re-plans).
+func (s *Backups) TakeCheckpoint(ctx context.Context, id domain.BackupID, due domain.Due) (*domain.BackupCheckpointed, error) {
+	const op = "take backup"
+	defer s.lock(id)()
+	b, err := backupstate.Get(s.State, id)
+	if err != nil {
+		return nil, err
+	}
+	loc, err := s.location(b)
+	if err != nil {
+		return nil, err
+	}
+	slice, next, err := s.copySlice(ctx, b, due)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, id, err)
+	}
+	var name string
+	var digest [32]byte
+	if len(slice) > 0 {
+		blob := domain.EncodeSlice(slice)
+		digest = sha256.Sum256(blob)
+		name = fmt.Sprintf("slice-%d-%s", b.Checkpoints+1, s.IDs.NewULID())
+		if err := s.Blobs.PutBlob(ctx, b.DataRef(), name, blob); err != nil {
+			return nil, fmt.Errorf("%s %s: store slice: %w", op, id, err)
+		}
+	}
+	c, err := b.Checkpoint(due, loc, next, name, digest)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.commit(ctx, b, false, s.newEvent(b, due.At, c)); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// copySlice reads the KMS stream from the first revision not backed up, up
+// to the last event that occurred at or before due.At, and reseals each
+// event's key material for the backup. It returns the copies and the first
+// revision left for the next checkpoint.
+func (s *Backups) copySlice(ctx context.Context, b *domain.Backup, due domain.Due) ([]domain.Event, uint64, error) {
+	stream := domain.KMSStream(b.KMSInstance)
+	next := b.NextRevision
+	var out []domain.Event
+	for {
+		page, err := s.Log.ReadStream(ctx, stream, next, false, slicePage)
+		if err != nil {
+			return nil, 0, fmt.Errorf("read %s: %w", stream, err)
+		}
+		for _, e := range page {
+			if e.OccurredAt.After(due.At) {
+				return out, next, nil
+			}
+			cp, err := s.reseal(ctx, b, e)
+			if err != nil {
+				return nil, 0, err
+			}
+			out = append(out, cp)
+			next = e.Revision + 1
+		}
+		if len(page) < slicePage {
+			return out, next, nil
+		}
+	}
+}
+
+// reseal copies one KMS event for the backup: key material sealed under the
+// KMS instance's data key is opened and sealed again under the backup
+// generation's data key, bound to the backup's data ref and the event ID.
+func (s *Backups) reseal(ctx context.Context, b *domain.Backup, e domain.Event) (domain.Event, error) {
+	d, err := e.Decode()
+	if err != nil {
+		return domain.Event{}, err
+	}
+	var material *domain.Sealed
+	switch d := d.(type) {
+	case *domain.KeyCreated:
+		material = &d.Material
+	case *domain.KeyRotated:
+		material = &d.Material
+	default:
+		return e, nil
+	}
+	pt, err := s.Sealer.Open(ctx, string(e.Instance), *material, domain.AssociatedData(e.Account, e.Stream, e.ID))
+	if err != nil {
+		return domain.Event{}, fmt.Errorf("open key material of event %s: %w", e.ID, err)
+	}
+	defer pt.Wipe()
+	sealed, err := s.Sealer.Seal(ctx, b.DataRef(), pt, BackupAAD(b.Account, b.DataRef(), e.ID))
+	if err != nil {
+		return domain.Event{}, fmt.Errorf("reseal key material of event %s: %w", e.ID, err)
+	}
+	*material = sealed
+	e.Data = domain.EncodeData(d)
+	return e, nil
+}
+
+// BackupAAD is the associated data of key material in a backup's copy.
+func BackupAAD(a domain.AccountID, dataRef string, id domain.EventID) []byte {
+	return domain.AssociatedData(a, "backup:"+dataRef, id)
+}

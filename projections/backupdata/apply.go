@@ -1,0 +1,443 @@
+package backupdata
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections"
+)
+
+// Name is the projection's name in the projection store.
+const Name = "backup-data"
+
+// Apply applies one event of a backup stream. For a BackupCheckpointed,
+// slice holds the events of its slice (the KMS instance's stream revisions
+// [From, Next)), decoded by the caller with key material resealed; for any
+// other event it is ignored.
+//
+//   - BackupCreated starts the instance's meta record (generation 0);
+//     BackupEnabled records its time zone.
+//   - BackupReset and BackupReleased delete the current generation's data
+//     and move to the next generation.
+//   - BackupCheckpointed of the current generation records the slice: the
+//     item rows that changed, new versions, the day index (except for the
+//     first checkpoint, whose slice is the history from before enabling),
+//     the checkpoint summary and its day record. A checkpoint of another
+//     generation is ignored.
+//
+// Events of other types are ignored, and so is an event whose stream
+// revision is not after the last one applied (which makes Apply
+// idempotent; events must carry their log revision). Apply the events of
+// the log in order, one at a time: it is not safe for concurrent use on one
+// store.
+//
+// Versions are stored per incarnation under the checkpoint that created it.
+// When a key ID or secret name is created, deleted and created again within
+// one checkpoint (after the first), the two incarnations share that
+// checkpoint: the later one keeps the versions, and the day entries of the
+// earlier one say CreateSeq 0 (its versions are not kept).
+//
+// Errors: domain.ErrCorrupt for an undecodable event, a gap in the chain
+// of checkpoints, a slice event outside [From, Next) or out of order, or a
+// slice that changes an item that does not exist (or creates one that
+// does); domain.ErrNotFound (wrapped) for an event of an instance that was
+// never created; domain.ErrFailedPrecondition when the time zone cannot be
+// loaded; the Txn's errors.
+func Apply(txn projections.Txn, e domain.Event, slice []domain.Event) error {
+	if !known(e.Type) {
+		return nil
+	}
+	rest, ok := strings.CutPrefix(e.Stream, domain.BackupStreamPrefix)
+	if !ok || rest == "" {
+		return domain.Corruption("event %s at position %d: %s outside a backup stream (%q)", e.ID, e.Position, e.Type, e.Stream)
+	}
+	id := domain.BackupID(rest)
+	d, err := e.Decode()
+	if err != nil {
+		return err
+	}
+	m, found, err := loadMeta(txn, id)
+	if err != nil {
+		return err
+	}
+	if _, ok := d.(*domain.BackupCreated); ok {
+		if found {
+			return nil // applied already
+		}
+		return txn.Set(metaKey(id), encodeMeta(&meta{NextRevision: e.Revision + 1}))
+	}
+	if !found {
+		return fmt.Errorf("apply %s at position %d: %w", e.Type, e.Position,
+			domain.NotFound("apply backup event", "backup instance", string(id)))
+	}
+	if e.Revision < m.NextRevision {
+		return nil // applied already
+	}
+	m.NextRevision = e.Revision + 1
+	switch d := d.(type) {
+	case *domain.BackupEnabled:
+		if _, err := location(d.TimeZone); err != nil {
+			return err
+		}
+		m.TimeZone = d.TimeZone
+	case *domain.BackupReset, *domain.BackupReleased:
+		if err := txn.DeletePrefix(base(domain.DataRef(id, m.Generation))); err != nil {
+			return err
+		}
+		*m = meta{Generation: m.Generation + 1, NextRevision: m.NextRevision}
+	case *domain.BackupCheckpointed:
+		if d.Generation == m.Generation && d.Seq > m.LastSeq {
+			ref := domain.DataRef(id, m.Generation)
+			if d.Seq != m.LastSeq+1 {
+				return domain.Corruption("backup data %s: checkpoint %d follows %d", ref, d.Seq, m.LastSeq)
+			}
+			if err := applyCheckpoint(txn, ref, m, d, slice); err != nil {
+				return fmt.Errorf("apply checkpoint %d of %s: %w", d.Seq, ref, err)
+			}
+		}
+	}
+	return txn.Set(metaKey(id), encodeMeta(m))
+}
+
+func known(typ string) bool {
+	switch typ {
+	case domain.TypeBackupCreated, domain.TypeBackupEnabled, domain.TypeBackupExtended, domain.TypeBackupRenewed,
+		domain.TypeBackupExpired, domain.TypeBackupReleased, domain.TypeBackupReset, domain.TypeBackupCheckpointed:
+		return true
+	}
+	return false
+}
+
+func loadMeta(r projections.Reader, id domain.BackupID) (*meta, bool, error) {
+	v, ok, err := r.Get(metaKey(id))
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	m, err := decodeMeta(v)
+	return m, err == nil, err
+}
+
+func location(tz string) (*time.Location, error) {
+	if tz == "" {
+		return time.UTC, nil
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		return nil, domain.Errorf(domain.ErrFailedPrecondition, "load time zone", tz,
+			"install the time zone database (tzdata) on this machine", "%v", err)
+	}
+	return loc, nil
+}
+
+// checkpoint is the work of applying one checkpoint: the items its slice
+// touches, and the day entries it writes.
+type checkpoint struct {
+	txn      projections.Txn
+	ref      string
+	seq      uint64
+	baseline bool // the first checkpoint: history from before enabling
+	loc      *time.Location
+	items    map[string]*work
+	entries  map[string]*entry
+}
+
+// work is one item during a checkpoint.
+type work struct {
+	kind   byte
+	id     string
+	before *row   // the row live at the previous checkpoint, if any
+	from   uint64 // its fromSeq
+	cur    *row   // the item now; nil when it does not exist
+	// inc counts the incarnations created in this checkpoint.
+	inc int
+}
+
+// entry is a day index entry waiting to be written.
+type entry struct {
+	kind byte
+	id   string
+	inc  int
+	rec  row
+	lost bool // its incarnation's versions were replaced in this checkpoint
+}
+
+func applyCheckpoint(txn projections.Txn, ref string, m *meta, d *domain.BackupCheckpointed, slice []domain.Event) error {
+	loc, err := location(m.TimeZone)
+	if err != nil {
+		return err
+	}
+	c := &checkpoint{txn: txn, ref: ref, seq: d.Seq, baseline: d.Seq == 1, loc: loc,
+		items: map[string]*work{}, entries: map[string]*entry{}}
+	for i := range slice {
+		e := &slice[i]
+		if e.Revision < d.From || e.Revision >= d.Next || (i > 0 && e.Revision <= slice[i-1].Revision) {
+			return domain.Corruption("slice event %s has revision %d, outside [%d, %d) or out of order", e.ID, e.Revision, d.From, d.Next)
+		}
+		if err := c.event(e); err != nil {
+			return err
+		}
+	}
+	if err := c.flush(m); err != nil {
+		return err
+	}
+	s := Summary{Seq: d.Seq, Full: d.Full, At: d.At, Day: d.Day, From: d.From, Next: d.Next,
+		LiveKeys: m.LiveKeys, LiveSecrets: m.LiveSecrets, StateDigest: m.Digest.bytes()}
+	if err := txn.Set(checkpointKey(ref, d.Seq), encodeSummary(&s)); err != nil {
+		return err
+	}
+	day := DayInfo{Day: d.Day}
+	v, ok, err := txn.Get(dayRecordKey(ref, d.Day))
+	if err != nil {
+		return err
+	}
+	if ok {
+		if day, err = decodeDay(d.Day, v); err != nil {
+			return err
+		}
+	}
+	if d.Full && day.FullSeq == 0 {
+		day.FullSeq = d.Seq
+	}
+	day.LastSeq = d.Seq
+	m.LastSeq = d.Seq
+	return txn.Set(dayRecordKey(ref, d.Day), encodeDay(&day))
+}
+
+// event records one slice event. KMS events other than key and secret
+// changes (InstanceCreated, InstanceReleased) and unknown types change
+// nothing.
+func (c *checkpoint) event(e *domain.Event) error {
+	switch e.Type {
+	case domain.TypeKeyCreated, domain.TypeKeyRotated, domain.TypeKeyDeleted,
+		domain.TypeSecretCreated, domain.TypeSecretRotated, domain.TypeSecretDeleted:
+	default:
+		return nil
+	}
+	d, err := e.Decode()
+	if err != nil {
+		return err
+	}
+	switch d := d.(type) {
+	case *domain.KeyCreated:
+		return c.create(e, kindKey, string(d.Key), d.Description, &Version{Material: d.Material, SealedBy: e.ID, Stream: e.Stream})
+	case *domain.KeyRotated:
+		w, err := c.rotate(e, kindKey, string(d.Key), d.Version, "")
+		if err != nil {
+			return err
+		}
+		return c.version(w, &Version{Version: d.Version, CreatedAt: e.OccurredAt, Material: d.Material, SealedBy: e.ID, Stream: e.Stream})
+	case *domain.KeyDeleted:
+		return c.remove(e, kindKey, string(d.Key))
+	case *domain.SecretCreated:
+		return c.create(e, kindSecret, d.Name, string(d.Key), &Version{KeyID: d.Key, Value: d.Value})
+	case *domain.SecretRotated:
+		w, err := c.rotate(e, kindSecret, d.Name, d.Version, string(d.Key))
+		if err != nil {
+			return err
+		}
+		return c.version(w, &Version{Version: d.Version, CreatedAt: e.OccurredAt, KeyID: d.Key, Value: d.Value})
+	case *domain.SecretDeleted:
+		return c.remove(e, kindSecret, d.Name)
+	}
+	return nil
+}
+
+// item returns the work of an item, loading its current row the first time.
+func (c *checkpoint) item(kind byte, id string) (*work, error) {
+	k := string(kind) + id
+	if w, ok := c.items[k]; ok {
+		return w, nil
+	}
+	w := &work{kind: kind, id: id}
+	v, ok, err := c.txn.Get(liveKey(c.ref, kind, id))
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		if len(v) != 8 {
+			return nil, domain.Corruption("backup data %s: bad live index of %s %s", c.ref, kindName(kind), id)
+		}
+		w.from = binary.BigEndian.Uint64(v)
+		rv, ok, err := c.txn.Get(rowKey(c.ref, kind, id, w.from))
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, domain.Corruption("backup data %s: live %s %s has no row %d", c.ref, kindName(kind), id, w.from)
+		}
+		if w.before, err = decodeRow(rv); err != nil {
+			return nil, err
+		}
+		cur := *w.before
+		w.cur = &cur
+	}
+	c.items[k] = w
+	return w, nil
+}
+
+func (c *checkpoint) create(e *domain.Event, kind byte, id, text string, v *Version) error {
+	w, err := c.item(kind, id)
+	if err != nil {
+		return err
+	}
+	if w.cur != nil {
+		return domain.Corruption("slice event %s creates %s %s, which exists", e.ID, kindName(kind), id)
+	}
+	if w.inc > 0 {
+		// An earlier incarnation was created (and deleted) in this same
+		// checkpoint: its versions share the createSeq and are replaced.
+		if err := c.txn.DeletePrefix(versionPrefix(c.ref, kind, id, c.seq)); err != nil {
+			return err
+		}
+		for _, en := range c.entries {
+			if en.kind == kind && en.id == id && en.inc == w.inc {
+				en.lost = true
+			}
+		}
+	}
+	w.inc++
+	w.cur = &row{To: open, Versions: 1, CreatedAt: e.OccurredAt, ChangedAt: e.OccurredAt, Text: text, CreateSeq: c.seq}
+	v.Version, v.CreatedAt = 1, e.OccurredAt
+	if err := c.version(w, v); err != nil {
+		return err
+	}
+	c.index(e, incrementalTab(kind), w)
+	return nil
+}
+
+// rotate adds a version; a secret's keyID is the key of the new version.
+func (c *checkpoint) rotate(e *domain.Event, kind byte, id string, version uint32, keyID string) (*work, error) {
+	w, err := c.item(kind, id)
+	if err != nil {
+		return nil, err
+	}
+	if w.cur == nil {
+		return nil, domain.Corruption("slice event %s rotates %s %s, which does not exist", e.ID, kindName(kind), id)
+	}
+	if version != w.cur.Versions+1 {
+		return nil, domain.Corruption("slice event %s adds version %d to %s %s, which has %d", e.ID, version, kindName(kind), id, w.cur.Versions)
+	}
+	w.cur.Versions, w.cur.ChangedAt = version, e.OccurredAt
+	if kind == kindSecret {
+		w.cur.Text = keyID
+	}
+	c.index(e, rotatedTab(kind), w)
+	return w, nil
+}
+
+func (c *checkpoint) remove(e *domain.Event, kind byte, id string) error {
+	w, err := c.item(kind, id)
+	if err != nil {
+		return err
+	}
+	if w.cur == nil {
+		return domain.Corruption("slice event %s deletes %s %s, which does not exist", e.ID, kindName(kind), id)
+	}
+	w.cur.ChangedAt = e.OccurredAt
+	c.index(e, Deleted, w)
+	if c.baseline && w.cur.CreateSeq == c.seq {
+		// Created and deleted before the backup was enabled: never viewable.
+		if err := c.txn.DeletePrefix(versionPrefix(c.ref, kind, id, c.seq)); err != nil {
+			return err
+		}
+	}
+	w.cur = nil
+	return nil
+}
+
+// version stores one version of the item's current incarnation.
+func (c *checkpoint) version(w *work, v *Version) error {
+	return c.txn.Set(versionKey(c.ref, w.kind, w.id, w.cur.CreateSeq, v.Version), encodeVersion(w.kind, v))
+}
+
+// index records a change in the day index of the change's own day; the
+// first checkpoint's history is not indexed.
+func (c *checkpoint) index(e *domain.Event, tab Tab, w *work) {
+	if c.baseline {
+		return
+	}
+	k := string(dayKey(c.ref, domain.DayOf(e.OccurredAt, c.loc), tab, w.kind, w.id))
+	c.entries[k] = &entry{kind: w.kind, id: w.id, inc: w.inc, rec: *w.cur}
+}
+
+func incrementalTab(kind byte) Tab {
+	if kind == kindKey {
+		return IncrementalKeys
+	}
+	return IncrementalSecrets
+}
+
+func rotatedTab(kind byte) Tab {
+	if kind == kindKey {
+		return RotatedKeys
+	}
+	return RotatedSecrets
+}
+
+// flush writes what the checkpoint changed: for every item whose state
+// differs from the previous checkpoint's, the old row is closed at this
+// checkpoint and a new one opened; the digest and counts follow.
+func (c *checkpoint) flush(m *meta) error {
+	keys := make([]string, 0, len(c.items))
+	for k := range c.items {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		w := c.items[k]
+		if w.before == nil && w.cur == nil || w.before != nil && w.cur != nil && w.before.same(w.cur) {
+			continue
+		}
+		live := &m.LiveKeys
+		if w.kind == kindSecret {
+			live = &m.LiveSecrets
+		}
+		if w.before != nil {
+			closed := *w.before
+			closed.To = c.seq
+			if err := c.txn.Set(rowKey(c.ref, w.kind, w.id, w.from), encodeRow(&closed)); err != nil {
+				return err
+			}
+			if *live == 0 {
+				return domain.Corruption("backup data %s: live count below zero", c.ref)
+			}
+			*live--
+			m.Digest.sub(term(w.kind, w.id, w.before.CreateSeq, w.before.Versions, w.before.Text))
+		}
+		if w.cur == nil {
+			if err := c.txn.Delete(liveKey(c.ref, w.kind, w.id)); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := c.txn.Set(rowKey(c.ref, w.kind, w.id, c.seq), encodeRow(w.cur)); err != nil {
+			return err
+		}
+		if err := c.txn.Set(liveKey(c.ref, w.kind, w.id), putUint64(c.seq)); err != nil {
+			return err
+		}
+		*live++
+		m.Digest.add(term(w.kind, w.id, w.cur.CreateSeq, w.cur.Versions, w.cur.Text))
+	}
+
+	keys = keys[:0]
+	for k := range c.entries {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		en := c.entries[k]
+		en.rec.To = 0
+		if en.lost {
+			en.rec.CreateSeq = 0
+		}
+		if err := c.txn.Set([]byte(k), encodeRow(&en.rec)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,60 @@
+package backupstate
+
+import (
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/domain/wire"
+)
+
+// recordVersion is the first byte of every record, so the layout can evolve.
+const recordVersion = 1
+
+func encodeBackup(b *domain.Backup) []byte {
+	w := wire.Writer{B: make([]byte, 0, 256)}
+	w.Uvarint(recordVersion)
+	w.String(string(b.ID))
+	w.String(string(b.Account))
+	w.String(b.Region)
+	w.String(string(b.Kind))
+	w.String(string(b.State))
+	w.String(string(b.BeforeExpiry))
+	w.Uvarint(uint64(b.ViewableDays))
+	w.Time(b.ExpiresAt)
+	w.Time(b.CreatedAt)
+	w.Time(b.ExpiredAt)
+	w.Time(b.ReleasedAt)
+	w.Uvarint(b.Revision)
+	w.String(string(b.KMSInstance))
+	w.String(b.Alias)
+	w.String(b.TimeZone)
+	w.Time(b.EnabledAt)
+	w.String(string(b.EnabledDay))
+	w.Uvarint(uint64(b.Generation))
+	w.Uvarint(b.Checkpoints)
+	w.Uvarint(b.NextRevision)
+	w.Fixed(b.LastDigest[:])
+	w.Time(b.LastFullAt)
+	w.String(string(b.LastFullDay))
+	w.Time(b.LastIncremental)
+	return w.B
+}
+
+func decodeBackup(v []byte) (*domain.Backup, error) {
+	r := wire.Reader{B: v}
+	if ver := r.Uvarint(); r.Err() == nil && ver != recordVersion {
+		return nil, domain.Corruption("backup record: unknown version %d", ver)
+	}
+	b := &domain.Backup{
+		ID: domain.BackupID(r.String()), Account: domain.AccountID(r.String()), Region: r.String(),
+		Kind: domain.BackupKind(r.String()), State: domain.BackupState(r.String()),
+		BeforeExpiry: domain.BackupState(r.String()), ViewableDays: int(r.Uint32()),
+		ExpiresAt: r.Time(), CreatedAt: r.Time(), ExpiredAt: r.Time(), ReleasedAt: r.Time(), Revision: r.Uvarint(),
+		KMSInstance: domain.InstanceID(r.String()), Alias: r.String(), TimeZone: r.String(), EnabledAt: r.Time(),
+		EnabledDay: domain.Day(r.String()), Generation: r.Uint32(), Checkpoints: r.Uvarint(), NextRevision: r.Uvarint(),
+	}
+	r.Fixed(b.LastDigest[:])
+	b.LastFullAt, b.LastFullDay, b.LastIncremental = r.Time(), domain.Day(r.String()), r.Time()
+	if err := r.Done(); err != nil {
+		return nil, domain.Corruption("backup record: %v", err)
+	}
+	return b, nil
+}

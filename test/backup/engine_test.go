@@ -1,0 +1,173 @@
+package backup
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/adapters/clock"
+	"github.com/kmsbackup/kmsbackup/adapters/envelope"
+	"github.com/kmsbackup/kmsbackup/adapters/ids"
+	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
+	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
+	"github.com/kmsbackup/kmsbackup/adapters/softkms"
+	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/backupdata"
+	"github.com/kmsbackup/kmsbackup/projections/backupstate"
+	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
+)
+
+// Engine is the backup engine wired as the server wires it, on a manual
+// clock, in-process.
+type Engine struct {
+	t       testing.TB
+	dir     string
+	master  []byte
+	Store   *pebblestore.Store
+	Clock   *clock.Manual
+	KMS     *commands.KMS
+	Backups *commands.Backups
+	Driver  *scheduler.Manual
+	Caller  commands.Caller
+	cancel  context.CancelFunc
+	done    chan struct{}
+	procs   []*commands.Projector
+	// TolerateCorruption keeps a projector that refuses corrupt input from
+	// failing the test (tamper tests provoke exactly that).
+	TolerateCorruption atomic.Bool
+}
+
+// NewEngine starts an engine at start with a fresh data directory.
+func NewEngine(t testing.TB, start time.Time) *Engine {
+	t.Helper()
+	master := make([]byte, 32)
+	_, _ = rand.Read(master)
+	e := &Engine{t: t, dir: t.TempDir(), master: master, Clock: clock.NewManual(start),
+		Caller: commands.Caller{Account: domain.NewAccountID(ids.Random{Clock: clock.System{}}.NewULID())}}
+	e.open()
+	t.Cleanup(e.Close)
+	return e
+}
+
+func (e *Engine) open() {
+	t := e.t
+	t.Helper()
+	st, err := pebblestore.Open(e.dir, pebblestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := envelope.New(e.master, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Store = st
+	idsrc := ids.Random{Clock: e.Clock}
+	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: st, Apply: kmsstate.Apply}
+	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: st, Apply: backupstate.Apply}
+	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: st, Apply: commands.BackupDataApply(st)}
+	e.procs = []*commands.Projector{kp, bs, bd}
+	e.Backups = &commands.Backups{Log: st, State: st, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
+		Blobs: st, Clock: e.Clock, IDs: idsrc, Zones: time.LoadLocation}
+	e.KMS = &commands.KMS{Log: st, State: st, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
+		Clock: e.Clock, IDs: idsrc,
+		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
+			return e.Backups.EnsureDefault(ctx, in.Account, in.Region)
+		},
+		BeforeShred: e.Backups.FinalCheckpoint}
+	e.Driver = &scheduler.Manual{Planner: e.Backups, Clock: e.Clock}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel, e.done = cancel, make(chan struct{})
+	go func() {
+		defer close(e.done)
+		errs := make(chan error, len(e.procs))
+		for _, p := range e.procs {
+			go func() { errs <- p.Run(ctx) }()
+		}
+		for range e.procs {
+			if err := <-errs; err != nil && !(e.TolerateCorruption.Load() && domain.IsCorruption(err)) {
+				t.Errorf("projector: %v", err)
+			}
+		}
+	}()
+	head, err := st.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range e.procs {
+		if err := p.WaitFor(ctx, head); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Close stops the engine.
+func (e *Engine) Close() {
+	if e.cancel == nil {
+		return
+	}
+	e.cancel()
+	<-e.done
+	_ = e.Store.Close()
+	e.cancel = nil
+}
+
+// Restart stops the engine and opens it again on the same data (the clock
+// keeps its time unless the test moved it).
+func (e *Engine) Restart() {
+	e.Close()
+	e.open()
+}
+
+// Advance moves the clock forward, doing the work due on the way.
+func (e *Engine) Advance(d time.Duration) int {
+	e.t.Helper()
+	_, n, err := e.Driver.Advance(context.Background(), d)
+	if err != nil {
+		e.t.Fatalf("advance %s: %v", d, err)
+	}
+	return n
+}
+
+// Must returns v, or panics with err (the test then fails with its stack).
+func Must[T any](v T, err error) T {
+	if err != nil {
+		panic(fmt.Sprintf("unexpected error: %v", err))
+	}
+	return v
+}
+
+// EnabledBackup creates a KMS instance and a provisioned backup instance
+// bound to it in zone tz.
+func (e *Engine) EnabledBackup(tz string) (*domain.Instance, *domain.Backup) {
+	t := e.t
+	t.Helper()
+	ctx := context.Background()
+	in := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "cn-hangzhou"}))
+	b := Must(e.Backups.CreateBackupInstance(ctx, e.Caller, commands.CreateBackupInput{Region: "cn-hangzhou", ViewableDays: 30, Term: "1y"}))
+	b = Must(e.Backups.EnableBackupInstance(ctx, e.Caller, b.ID, commands.EnableInput{KMSInstance: in.ID, Alias: "prod", TimeZone: tz}))
+	return in, b
+}
+
+// Checkpoints reads a backup's checkpoint events from the log.
+func (e *Engine) Checkpoints(id domain.BackupID) []*domain.BackupCheckpointed {
+	t := e.t
+	t.Helper()
+	var out []*domain.BackupCheckpointed
+	for from := uint64(0); ; {
+		page := Must(e.Store.ReadStream(context.Background(), domain.BackupStream(id), from, false, 1000))
+		for _, ev := range page {
+			from = ev.Revision + 1
+			if ev.Type == domain.TypeBackupCheckpointed {
+				d := Must(ev.Decode())
+				out = append(out, d.(*domain.BackupCheckpointed))
+			}
+		}
+		if len(page) < 1000 {
+			return out
+		}
+	}
+}

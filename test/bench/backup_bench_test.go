@@ -1,0 +1,830 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/kmsbackup/kmsbackup/adapters/clock"
+	"github.com/kmsbackup/kmsbackup/adapters/envelope"
+	"github.com/kmsbackup/kmsbackup/adapters/ids"
+	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
+	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
+	"github.com/kmsbackup/kmsbackup/adapters/softkms"
+	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/backupdata"
+	"github.com/kmsbackup/kmsbackup/projections/backupstate"
+	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
+)
+
+// root holds the data directories of every engine of this test binary. The
+// seal benchmarks share their engines across sub-benchmarks and -count
+// runs (building a million keys takes a minute), so the directories
+// outlive any one benchmark; TestMain removes them.
+var root string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kmsbackup-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	root = dir
+	code := m.Run()
+	closeSealStates()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// ---------------------------------------------------------------------------
+// The engine, wired as test/backup's NewEngine wires it (and as the server
+// does): one Pebble store, envelope encryption, the software KMS, the three
+// projectors following the log, a manual clock and the manual scheduler.
+
+type engine struct {
+	dir     string
+	store   *pebblestore.Store
+	env     *envelope.Envelope
+	clock   *clock.Manual
+	ids     ids.Random
+	kms     *commands.KMS
+	backups *commands.Backups
+	driver  *scheduler.Manual
+	caller  commands.Caller
+	procs   []*commands.Projector
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func openEngine(dir string, start time.Time) (*engine, error) {
+	master := make([]byte, 32)
+	_, _ = crand.Read(master)
+	st, err := pebblestore.Open(dir, pebblestore.Options{})
+	if err != nil {
+		return nil, err
+	}
+	env, err := envelope.New(master, st)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	clk := clock.NewManual(start)
+	e := &engine{dir: dir, store: st, env: env, clock: clk, ids: ids.Random{Clock: clk},
+		caller: commands.Caller{Account: domain.NewAccountID(ids.Random{Clock: clock.System{}}.NewULID())}}
+	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: st, Apply: kmsstate.Apply}
+	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: st, Apply: backupstate.Apply}
+	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: st, Apply: commands.BackupDataApply(st)}
+	e.procs = []*commands.Projector{kp, bs, bd}
+	e.backups = &commands.Backups{Log: st, State: st, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
+		Blobs: st, Clock: clk, IDs: e.ids, Zones: time.LoadLocation}
+	e.kms = &commands.KMS{Log: st, State: st, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
+		Clock: clk, IDs: e.ids,
+		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
+			return e.backups.EnsureDefault(ctx, in.Account, in.Region)
+		},
+		BeforeShred: e.backups.FinalCheckpoint}
+	e.driver = &scheduler.Manual{Planner: e.backups, Clock: clk}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel, e.done = cancel, make(chan struct{})
+	go func() {
+		defer close(e.done)
+		var wg sync.WaitGroup
+		for _, p := range e.procs {
+			wg.Go(func() { _ = p.Run(ctx) }) // a failure surfaces in WaitFor
+		}
+		wg.Wait()
+	}()
+	return e, e.settle(ctx)
+}
+
+// settle waits until every projector has applied the whole log.
+func (e *engine) settle(ctx context.Context) error {
+	head, err := e.store.Head(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range e.procs {
+		if err := p.WaitFor(ctx, head); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *engine) close() error {
+	if e.cancel == nil {
+		return nil
+	}
+	e.cancel()
+	<-e.done
+	e.cancel = nil
+	return e.store.Close()
+}
+
+// enableBackup creates a provisioned backup instance and enables it on
+// instance in (UTC), which takes the first full backup at once: a copy of
+// everything the instance's stream holds.
+func (e *engine) enableBackup(ctx context.Context, in domain.InstanceID) (*domain.Backup, error) {
+	b, err := e.backups.CreateBackupInstance(ctx, e.caller, commands.CreateBackupInput{Region: region, ViewableDays: 30, Term: "1y"})
+	if err != nil {
+		return nil, err
+	}
+	return e.backups.EnableBackupInstance(ctx, e.caller, b.ID, commands.EnableInput{KMSInstance: in, Alias: "bench", TimeZone: "UTC"})
+}
+
+const region = "cn-hangzhou"
+
+// ---------------------------------------------------------------------------
+// Key events written straight to the log. A million keys through
+// KMS.CreateKey would take an fsync and three projection round trips each;
+// keys appends the very events the KMS use cases append (same envelope,
+// same payload, fresh key material sealed under the instance's data key and
+// bound to account, stream and event ID), in large batches with an exact
+// expected revision. Only the decision step is skipped: the events are
+// valid by construction (it keeps its own model of the live keys).
+
+type keys struct {
+	e      *engine
+	in     *domain.Instance
+	stream string
+	rev    uint64 // revision of the stream's last event
+
+	ids      []domain.KeyID // every key ever created, by index
+	versions []uint32       // versions of key i
+	live     []int          // indexes of the live keys, in no order
+	at       []int          // index of key i in live; -1 once deleted
+	rng      *rand.Rand
+	pending  []domain.Event
+	dataSize int // sum of len(Data) of the events appended
+}
+
+func newKeys(e *engine, in *domain.Instance, seed uint64) *keys {
+	return &keys{e: e, in: in, stream: domain.KMSStream(in.ID), rev: in.Revision, rng: rand.New(rand.NewPCG(seed, seed))}
+}
+
+func (k *keys) event(id domain.EventID, d domain.EventData) {
+	e := domain.Event{ID: id, Stream: k.stream, Type: d.EventType(), Schema: domain.SchemaVersion,
+		OccurredAt: k.e.clock.Now().UTC(), Account: k.in.Account, Region: k.in.Region, Instance: k.in.ID,
+		Data: domain.EncodeData(d)}
+	k.dataSize += len(e.Data)
+	k.pending = append(k.pending, e)
+}
+
+// seal draws fresh key material and seals it for event id, as
+// KMS.sealMaterial does.
+func (k *keys) seal(ctx context.Context, id domain.EventID) (domain.Sealed, error) {
+	m, err := softkms.Cipher{}.NewKeyMaterial()
+	if err != nil {
+		return nil, err
+	}
+	defer m.Wipe()
+	return k.e.env.Seal(ctx, string(k.in.ID), m, domain.AssociatedData(k.in.Account, k.stream, id))
+}
+
+func (k *keys) create(ctx context.Context) error {
+	eid := k.e.ids.NewULID()
+	sealed, err := k.seal(ctx, eid)
+	if err != nil {
+		return err
+	}
+	i := len(k.ids)
+	id := domain.NewKeyID(k.e.ids.NewULID())
+	k.ids, k.versions, k.at = append(k.ids, id), append(k.versions, 1), append(k.at, len(k.live))
+	k.live = append(k.live, i)
+	k.event(eid, &domain.KeyCreated{Key: id, Description: fmt.Sprintf("bench key %07d", i), Spec: domain.KeySpecAES256, Material: sealed})
+	return nil
+}
+
+func (k *keys) rotate(ctx context.Context, i int) error {
+	eid := k.e.ids.NewULID()
+	sealed, err := k.seal(ctx, eid)
+	if err != nil {
+		return err
+	}
+	k.versions[i]++
+	k.event(eid, &domain.KeyRotated{Key: k.ids[i], Version: k.versions[i], Material: sealed})
+	return nil
+}
+
+func (k *keys) remove(i int) {
+	j, last := k.at[i], k.live[len(k.live)-1]
+	k.live[j], k.at[last] = last, j
+	k.live = k.live[:len(k.live)-1]
+	k.at[i] = -1
+	k.event(k.e.ids.NewULID(), &domain.KeyDeleted{Key: k.ids[i]})
+}
+
+func (k *keys) randomLive() int { return k.live[k.rng.IntN(len(k.live))] }
+
+// flush appends the pending events, at most maxBatch per append.
+func (k *keys) flush(ctx context.Context) error {
+	const maxBatch = 5000
+	for len(k.pending) > 0 {
+		n := min(len(k.pending), maxBatch)
+		res, err := k.e.store.Append(ctx, k.stream, domain.ExpectRevision(k.rev), k.pending[:n])
+		if err != nil {
+			return err
+		}
+		k.rev = res.LastRevision
+		k.pending = k.pending[n:]
+	}
+	k.pending = nil
+	return nil
+}
+
+// newInstance creates a KMS instance (through the use case) and fills it
+// with n keys, created in batches a simulated second apart.
+func newInstance(ctx context.Context, e *engine, n int, seed uint64) (*keys, error) {
+	in, err := e.kms.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota})
+	if err != nil {
+		return nil, err
+	}
+	k := newKeys(e, in, seed)
+	for len(k.ids) < n {
+		for range min(n-len(k.ids), 5000) {
+			if err := k.create(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if err := k.flush(ctx); err != nil {
+			return nil, err
+		}
+		e.clock.Advance(time.Second)
+	}
+	return k, e.settle(ctx)
+}
+
+// ---------------------------------------------------------------------------
+// Benchmark 1: the cost of an incremental checkpoint against the state.
+
+// changesPerCheckpoint is how many key rotations each measured checkpoint
+// seals, whatever the size of the state.
+const changesPerCheckpoint = 100
+
+// sealState is an engine whose backup holds n keys.
+type sealState struct {
+	n      int
+	e      *engine
+	k      *keys
+	backup domain.BackupID
+}
+
+var (
+	sealMu     sync.Mutex
+	sealStates = map[int]*sealState{}
+)
+
+// sealStateOf returns the shared engine of n keys, building it the first
+// time (untimed: b.Loop resets the timer).
+func sealStateOf(tb testing.TB, n int) *sealState {
+	tb.Helper()
+	sealMu.Lock()
+	defer sealMu.Unlock()
+	if s, ok := sealStates[n]; ok {
+		return s
+	}
+	start := time.Now()
+	s, enable, err := buildSealState(context.Background(), filepath.Join(root, fmt.Sprintf("seal-%d", n)), n)
+	if err != nil {
+		tb.Fatalf("build a state of %d keys: %v", n, err)
+	}
+	tb.Logf("state of %d keys built in %s (first full backup, copying them: %s)", n, time.Since(start).Round(time.Millisecond), enable.Round(time.Millisecond))
+	sealStates[n] = s
+	return s
+}
+
+func closeSealStates() {
+	sealMu.Lock()
+	defer sealMu.Unlock()
+	for n, s := range sealStates {
+		_ = s.e.close()
+		delete(sealStates, n)
+	}
+}
+
+// buildSealState appends n KeyCreated events to a new instance's stream,
+// then enables a backup on it, whose first full backup copies them (every
+// key resealed under the backup's data key, stored as one slice, and
+// projected into the backup's item table). It returns how long enabling
+// took.
+func buildSealState(ctx context.Context, dir string, n int) (*sealState, time.Duration, error) {
+	e, err := openEngine(dir, time.Date(2026, 5, 1, 0, 1, 0, 0, time.UTC))
+	if err != nil {
+		return nil, 0, err
+	}
+	k, err := newInstance(ctx, e, n, uint64(n))
+	if err != nil {
+		_ = e.close()
+		return nil, 0, err
+	}
+	start := time.Now()
+	b, err := e.enableBackup(ctx, k.in.ID)
+	if err != nil {
+		_ = e.close()
+		return nil, 0, err
+	}
+	took := time.Since(start)
+	if b.NextRevision != k.rev+1 {
+		_ = e.close()
+		return nil, 0, fmt.Errorf("first full backup covers revisions up to %d, want %d", b.NextRevision, k.rev+1)
+	}
+	return &sealState{n: n, e: e, k: k, backup: b.ID}, took, nil
+}
+
+// change rotates changesPerCheckpoint random keys a minute before the next
+// checkpoint is due, moves the clock to it and waits until the engine is
+// idle (every projector has applied the rotations). It returns the
+// checkpoint due.
+func (s *sealState) change(ctx context.Context) (domain.Due, error) {
+	b, err := backupstate.Get(s.e.store, s.backup)
+	if err != nil {
+		return domain.Due{}, err
+	}
+	due, ok := b.NextCheckpoint(time.UTC)
+	if !ok {
+		return domain.Due{}, errors.New("no checkpoint due")
+	}
+	s.e.clock.Set(due.At.Add(-time.Minute))
+	for range changesPerCheckpoint {
+		if err := s.k.rotate(ctx, s.k.randomLive()); err != nil {
+			return domain.Due{}, err
+		}
+	}
+	if err := s.k.flush(ctx); err != nil {
+		return domain.Due{}, err
+	}
+	s.e.clock.Set(due.At)
+	return due, s.e.settle(ctx)
+}
+
+// checkpoint takes the checkpoint due, as the scheduler does. It returns
+// once the checkpoint is durable and both backup read models show it.
+func (s *sealState) checkpoint(ctx context.Context, due domain.Due) error {
+	c, err := s.e.backups.TakeCheckpoint(ctx, s.backup, due)
+	if err != nil {
+		return err
+	}
+	if c.Next-c.From != changesPerCheckpoint {
+		return fmt.Errorf("checkpoint %d sealed %d events, want %d", c.Seq, c.Next-c.From, changesPerCheckpoint)
+	}
+	return nil
+}
+
+// BenchmarkSealIncremental measures one incremental checkpoint that seals
+// the same 100 key rotations (random keys of the state) on a backup of 10k
+// keys and on one of 1M keys: reading the slice from the log, resealing,
+// storing the blob, appending the checkpoint and projecting it into the
+// backup's item table, version records, day index and state digest. The
+// rotations and the wait for the projectors to apply them are not timed.
+//
+// The "both" sub-benchmark alternates the two states in one run (which
+// goes first alternates too, so that drift in the disk's fsync latency hits
+// both alike) and reports the median time of each and their ratio.
+func BenchmarkSealIncremental(b *testing.B) {
+	ctx := context.Background()
+	sizes := []struct {
+		name string
+		n    int
+	}{{"state=10k", 10_000}, {"state=1M", 1_000_000}}
+	for _, size := range sizes {
+		b.Run(size.name, func(b *testing.B) {
+			s := sealStateOf(b, size.n)
+			for b.Loop() {
+				b.StopTimer()
+				due, err := s.change(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if err := s.checkpoint(ctx, due); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(changesPerCheckpoint, "rotations/op")
+		})
+	}
+	b.Run("both", func(b *testing.B) {
+		states := [2]*sealState{sealStateOf(b, sizes[0].n), sealStateOf(b, sizes[1].n)}
+		var took [2][]float64
+		i := 0
+		for b.Loop() {
+			for j := range 2 {
+				s := states[(i+j)%2]
+				b.StopTimer()
+				due, err := s.change(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				start := time.Now()
+				if err := s.checkpoint(ctx, due); err != nil {
+					b.Fatal(err)
+				}
+				took[(i+j)%2] = append(took[(i+j)%2], float64(time.Since(start).Nanoseconds()))
+			}
+			i++
+		}
+		small, large := median(took[0]), median(took[1])
+		b.ReportMetric(small, "ns/cp@10k")
+		b.ReportMetric(large, "ns/cp@1M")
+		b.ReportMetric(large/small, "ratio_1M_over_10k")
+		b.ReportMetric(mean(took[1])/mean(took[0]), "mean_ratio")
+	})
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func mean(xs []float64) float64 {
+	t := 0.0
+	for _, x := range xs {
+		t += x
+	}
+	return t / float64(max(len(xs), 1))
+}
+
+// ---------------------------------------------------------------------------
+// Benchmark 2: the storage of a month of daily churn.
+
+// churn describes a history: keys to start with, then days of changes.
+type churn struct {
+	keys int
+	days int
+	// perDay changes a day: 70% rotations of random live keys, the rest
+	// pairs of one deletion and one creation (so that the instance stays
+	// within its quota), in random order, spread evenly over the day's
+	// 288 five-minute windows.
+	perDay int
+}
+
+// usage is what the history costs, in bytes of keys plus values as Pebble
+// holds them (the logical size; the on-disk estimates after a full
+// compaction are the disk* fields).
+type usage struct {
+	kmsEvents   int   // events of the KMS stream
+	logRecords  int64 // the KMS stream's log records ('L')
+	logIndex    int64 // its event-ID index ('I') and stream runs ('S')
+	payload     int64 // sum of the events' len(Data)
+	chainEvents int   // events of the backup's stream (lifecycle and checkpoints)
+	chain       int64 // their log records and indexes
+	blobs       int64 // the backup's slice blobs ('B' <ref>), headers included
+	slices      int   // how many blobs
+	proj        map[byte]int64
+	projKeys    map[byte]int
+	projMeta    int64 // the backup's meta record
+	kmsState    int64 // the KMS's own read model, for comparison
+	// A design that stored every daily full as a complete copy of the
+	// state would store, each day, one row and one live-index entry per
+	// live item and every version of it: fullItems and fullVersions add up
+	// the live items and their versions at each day's full, fullCopies
+	// prices them at the mean record sizes of this backup's projection.
+	fullItems, fullVersions int64
+	fullCopies              int64
+	fullDays                int
+	// On-disk estimates (Pebble EstimateDiskUsage after compacting
+	// everything): the blob range of the backup, its projection range, and
+	// the whole log ('L', which also holds the few backup-stream events).
+	diskBlobs, diskProj, diskLog uint64
+	checkpoints                  int
+	verifySealed                 int
+}
+
+func (u *usage) backup() int64 {
+	t := u.blobs + u.projMeta
+	for _, v := range u.proj {
+		t += v
+	}
+	return t
+}
+
+// runChurn builds the history in dir and measures it.
+func runChurn(tb testing.TB, dir string, c churn) *usage {
+	tb.Helper()
+	ctx := context.Background()
+	// The keys are created during the evening before day 1; the backup is
+	// enabled at 23:50 (its first full copies them) and day 1 starts with
+	// the scheduled full at 00:00.
+	day1 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	e, err := openEngine(dir, day1.Add(-4*time.Hour))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer func() { _ = e.close() }()
+	k, err := newInstance(ctx, e, c.keys, 1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.clock.Set(day1.Add(-10 * time.Minute))
+	b, err := e.enableBackup(ctx, k.in.ID)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, _, err := e.driver.Advance(ctx, 10*time.Minute); err != nil { // the first daily full
+		tb.Fatal(err)
+	}
+
+	u := &usage{proj: map[byte]int64{}, projKeys: map[byte]int{}}
+	const windows = 24 * 12
+	const window = 5 * time.Minute
+	for d := range c.days {
+		// The day's changes: rotations and (delete, create) pairs.
+		rot := c.perDay * 7 / 10
+		ops := make([]byte, 0, c.perDay)
+		for range rot {
+			ops = append(ops, 'r')
+		}
+		for range (c.perDay - rot) / 2 {
+			ops = append(ops, 'p')
+		}
+		k.rng.Shuffle(len(ops), func(i, j int) { ops[i], ops[j] = ops[j], ops[i] })
+		dayStart := day1.Add(time.Duration(d) * 24 * time.Hour)
+		// The day's full (at 00:00, just taken) holds this state.
+		u.fullDays++
+		u.fullItems += int64(len(k.live))
+		for _, i := range k.live {
+			u.fullVersions += int64(k.versions[i])
+		}
+		next := 0
+		for w := range windows {
+			// This window's share of the day's changes, a minute into it.
+			end := (w + 1) * len(ops) / windows
+			if next < end {
+				e.clock.Set(dayStart.Add(time.Duration(w)*window + time.Minute))
+				for ; next < end; next++ {
+					if ops[next] == 'r' {
+						err = k.rotate(ctx, k.randomLive())
+					} else {
+						k.remove(k.randomLive())
+						err = k.create(ctx)
+					}
+					if err != nil {
+						tb.Fatal(err)
+					}
+				}
+				if err := k.flush(ctx); err != nil {
+					tb.Fatal(err)
+				}
+			}
+			// The scheduler takes the incremental at the end of the
+			// window (and the daily full at 00:00).
+			if _, _, err := e.driver.Advance(ctx, dayStart.Add(time.Duration(w+1)*window).Sub(e.clock.Now())); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	if err := e.settle(ctx); err != nil {
+		tb.Fatal(err)
+	}
+
+	// Sanity: verify the backup, read the streams.
+	rep, err := e.backups.VerifyBackup(ctx, e.caller, b.ID)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(rep.Findings) != 0 {
+		tb.Fatalf("verify: %d findings, first: %+v", len(rep.Findings), rep.Findings[0])
+	}
+	u.checkpoints, u.verifySealed = rep.Checkpoints, rep.Sealed
+	kmsPos, err := positions(ctx, e.store, k.stream)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	backupStream := domain.BackupStream(b.ID)
+	chainPos, err := positions(ctx, e.store, backupStream)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u.kmsEvents, u.chainEvents, u.payload = len(kmsPos), len(chainPos), int64(k.dataSize)
+	ref := b.DataRef()
+	if err := e.close(); err != nil {
+		tb.Fatal(err)
+	}
+	if err := measure(dir, u, ref, b.ID, k.stream, backupStream, kmsPos, chainPos); err != nil {
+		tb.Fatal(err)
+	}
+	u.fullCopies = int64(float64(u.fullItems)*(perKey(u, 'i')+perKey(u, 'l')) + float64(u.fullVersions)*perKey(u, 'v'))
+	return u
+}
+
+// perKey is the mean size of a key and its value in one part of the
+// backup's projection.
+func perKey(u *usage, part byte) float64 {
+	return float64(u.proj[part]) / float64(max(u.projKeys[part], 1))
+}
+
+// positions returns the log positions of a stream's events.
+func positions(ctx context.Context, st *pebblestore.Store, stream string) (map[uint64]bool, error) {
+	out := map[uint64]bool{}
+	for from := uint64(0); ; {
+		page, err := st.ReadStream(ctx, stream, from, false, 5000)
+		if err != nil {
+			return nil, err
+		}
+		for _, ev := range page {
+			out[ev.Position] = true
+			from = ev.Revision + 1
+		}
+		if len(page) < 5000 {
+			return out, nil
+		}
+	}
+}
+
+// measure opens the closed store's database with Pebble itself and adds up
+// key and value sizes by namespace (the layout is pebblestore's keys.go and
+// blobs.go: 'L' position -> record, 'I' event ID -> position, 'S' stream
+// runs, 'B' ref\0name\0[chunk] blobs, 'P' projection keys), then compacts
+// everything and asks Pebble for on-disk estimates of the ranges.
+func measure(dir string, u *usage, ref string, id domain.BackupID, kmsStream, backupStream string,
+	kmsPos, chainPos map[uint64]bool) error {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quiet{}})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	blobPrefix := append(append([]byte{'B'}, ref...), 0)
+	projPrefix := append(append([]byte("Pbkd/"), ref...), 0)
+	metaKey := append(append([]byte("Pbkd/"), id...), 0, 'm')
+	kmsPrefix := []byte("Pkms")
+	it, err := db.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		key := it.Key()
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+		size := int64(len(key) + len(v))
+		switch key[0] {
+		case 'L':
+			pos := binary.BigEndian.Uint64(key[1:])
+			if kmsPos[pos] {
+				u.logRecords += size
+			} else if chainPos[pos] {
+				u.chain += size
+			}
+		case 'I':
+			pos := binary.BigEndian.Uint64(v)
+			if kmsPos[pos] {
+				u.logIndex += size
+			} else if chainPos[pos] {
+				u.chain += size
+			}
+		case 'S':
+			n, w := binary.Uvarint(key[1:])
+			switch string(key[1+w : 1+w+int(n)]) {
+			case kmsStream:
+				u.logIndex += size
+			case backupStream:
+				u.chain += size
+			}
+		case 'B':
+			if hasPrefix(key, blobPrefix) {
+				u.blobs += size
+				// A header key ends its name with 0x00; chunk keys
+				// add a 4-byte index.
+				if name := key[len(blobPrefix):]; bytes.IndexByte(name, 0) == len(name)-1 {
+					u.slices++
+				}
+			}
+		case 'P':
+			switch {
+			case hasPrefix(key, projPrefix):
+				u.proj[key[len(projPrefix)]] += size
+				u.projKeys[key[len(projPrefix)]]++
+			case string(key) == string(metaKey):
+				u.projMeta += size
+			case hasPrefix(key, kmsPrefix):
+				u.kmsState += size
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if err := db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+		return err
+	}
+	if u.diskBlobs, err = db.EstimateDiskUsage(blobPrefix, append(slices.Clone(blobPrefix[:len(blobPrefix)-1]), 1)); err != nil {
+		return err
+	}
+	if u.diskProj, err = db.EstimateDiskUsage(projPrefix, append(slices.Clone(projPrefix[:len(projPrefix)-1]), 1)); err != nil {
+		return err
+	}
+	u.diskLog, err = db.EstimateDiskUsage([]byte{'L'}, []byte{'L' + 1})
+	return err
+}
+
+// quiet drops Pebble's informational messages.
+type quiet struct{}
+
+func (quiet) Infof(string, ...any)              {}
+func (quiet) Errorf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+func (quiet) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }
+
+func hasPrefix(b, p []byte) bool { return len(b) >= len(p) && string(b[:len(p)]) == string(p) }
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+// BenchmarkBackupStorage builds 100k keys, enables a backup (its first full
+// copies them), then runs 30 days of 1% daily churn with the schedule
+// running (a full at 00:00, an incremental every 5 minutes, the changes
+// spread over the day), and reports the bytes the backup holds against the
+// raw log of the same history, and against storing every daily full as a
+// complete copy. One iteration takes about two minutes; run it with
+// -benchtime 1x (with a time-based -benchtime it also runs once, since one
+// iteration outlasts it).
+func BenchmarkBackupStorage(b *testing.B) {
+	c := churn{keys: 100_000, days: 30, perDay: 1000}
+	var u *usage
+	n := 0
+	for b.Loop() {
+		u = runChurn(b, filepath.Join(root, fmt.Sprintf("storage-%d", n)), c)
+		_ = os.RemoveAll(filepath.Join(root, fmt.Sprintf("storage-%d", n)))
+		n++
+	}
+	reportUsage(b, u)
+}
+
+func reportUsage(b *testing.B, u *usage) {
+	log := u.logRecords + u.logIndex
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(mib(log), "log-MiB")
+	b.ReportMetric(mib(u.backup()), "backup-MiB")
+	b.ReportMetric(float64(u.backup())/float64(log), "backup/log")
+	b.ReportMetric(mib(u.fullCopies), "fullcopies-MiB")
+	b.ReportMetric(float64(u.fullCopies)/float64(u.backup()), "fullcopies/backup")
+	b.Logf("KMS stream: %d events, payloads %.1f MiB; log records %.1f MiB + event-ID index and stream runs %.1f MiB = %.1f MiB",
+		u.kmsEvents, mib(u.payload), mib(u.logRecords), mib(u.logIndex), mib(log))
+	b.Logf("backup: %d checkpoints (%d slices) verified, %d key versions opened", u.checkpoints, u.slices, u.verifySealed)
+	b.Logf("  slice blobs        %8.1f MiB", mib(u.blobs))
+	names := map[byte]string{'i': "item rows", 'l': "live index", 'v': "versions", 'd': "day index", 'c': "checkpoint summaries", 'f': "day records"}
+	for _, kind := range []byte("ilvdcf") {
+		b.Logf("  %-18s %8.1f MiB  %8d keys  %6.0f B/key", names[kind], mib(u.proj[kind]), u.projKeys[kind],
+			float64(u.proj[kind])/float64(max(u.projKeys[kind], 1)))
+	}
+	b.Logf("  total              %8.1f MiB  (%.2fx the log)", mib(u.backup()), float64(u.backup())/float64(log))
+	b.Logf("  plus the checkpoint chain in the log: %d events, %.1f MiB", u.chainEvents, mib(u.chain))
+	b.Logf("every daily full as a complete copy: %d days, %.1f MiB (%.1fx this backup, %.1fx the log)",
+		u.fullDays, mib(u.fullCopies), float64(u.fullCopies)/float64(u.backup()), float64(u.fullCopies)/float64(log))
+	b.Logf("on disk after a full compaction: blobs %.1f MiB, projection %.1f MiB, whole log ('L') %.1f MiB",
+		mib(int64(u.diskBlobs)), mib(int64(u.diskProj)), mib(int64(u.diskLog)))
+	b.Logf("(the KMS's own read model: %.1f MiB)", mib(u.kmsState))
+}
+
+// ---------------------------------------------------------------------------
+// A small run of both scenarios, so that plain go test keeps this code
+// working.
+
+func TestScenariosSmall(t *testing.T) {
+	ctx := context.Background()
+	s, _, err := buildSealState(ctx, t.TempDir(), 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.e.close() }()
+	for range 3 {
+		due, err := s.change(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.checkpoint(ctx, due); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	u := runChurn(t, t.TempDir(), churn{keys: 1000, days: 1, perDay: 100})
+	if u.kmsEvents != 1+1000+100 || u.blobs == 0 || u.proj['v'] == 0 || u.logRecords == 0 {
+		t.Fatalf("usage: %+v", u)
+	}
+	// The first full at enable (23:50), an incremental at 23:55, then a
+	// full at every 00:00 and an incremental every 5 minutes in between.
+	if u.checkpoints != 1+1+1+288 || u.verifySealed != 1000+70+15 || u.fullDays != 1 || u.fullItems != 1000 {
+		t.Fatalf("%d checkpoints, %d versions verified, usage %+v", u.checkpoints, u.verifySealed, u)
+	}
+}
