@@ -7,9 +7,9 @@ LISTEN ?= 127.0.0.1:8080
 
 .PHONY: run build test test-short lint bench fuzz tidy clean
 
-## run: start the server in --dev mode on the embedded store (./data)
+## run: start the server in --dev mode on the embedded store (./data); ARGS="..." adds flags
 run:
-	$(GO) run ./cmd/kmsbackup server --dev --data-dir $(DATA) --listen $(LISTEN)
+	$(GO) run ./cmd/kmsbackup server --dev --data-dir $(DATA) --listen $(LISTEN) $(ARGS)
 
 ## build: build bin/kmsbackup
 build:
