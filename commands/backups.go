@@ -40,6 +40,8 @@ type Backups struct {
 	IDs          IDSource
 	// Zones loads a time zone by IANA name (time.LoadLocation).
 	Zones func(name string) (*time.Location, error)
+	// Audit, if set, records every lifecycle change.
+	Audit *Audit
 
 	locks sync.Map // backup ID -> *sync.Mutex: one decision at a time per backup in this process
 	bind  sync.Mutex
@@ -135,3 +137,11 @@ func DefaultBackupID(a domain.AccountID, region string) domain.BackupID {
 
 // today is the current day in the instance's time zone.
 func (s *Backups) today(loc *time.Location) domain.Day { return domain.DayOf(s.Clock.Now(), loc) }
+
+// audit records a lifecycle change of a backup instance.
+func (s *Backups) audit(ctx context.Context, c Caller, b *domain.Backup, action string) error {
+	if s.Audit == nil {
+		return nil
+	}
+	return s.Audit.Record(ctx, c, b.Account, &domain.Audited{Action: action, Backup: b.ID, Target: string(b.KMSInstance)})
+}

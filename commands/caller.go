@@ -7,6 +7,9 @@ import "github.com/kmsbackup/kmsbackup/domain"
 type Caller struct {
 	Account domain.AccountID // empty for the admin
 	Admin   bool
+	// System marks work the engine does by itself (scheduled expiries and
+	// releases), for audit records; it grants nothing.
+	System bool
 }
 
 // Sees reports whether the caller may see an object of account a. The admin
@@ -15,6 +18,9 @@ func (c Caller) Sees(a domain.AccountID) bool { return c.Admin || (c.Account != 
 
 // String names the caller for audit records.
 func (c Caller) String() string {
+	if c.System {
+		return "system"
+	}
 	if c.Admin {
 		return "admin"
 	}

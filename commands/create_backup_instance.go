@@ -36,6 +36,9 @@ func (s *Backups) CreateBackupInstance(ctx context.Context, c Caller, in CreateB
 	if err := s.commit(ctx, b, true, s.newEvent(b, now, d)); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
+	if err := s.audit(ctx, c, b, "create-backup-instance"); err != nil {
+		return nil, err
+	}
 	return backupstate.Get(s.State, id)
 }
 

@@ -65,6 +65,11 @@ func (s *Backups) EnableBackupInstance(ctx context.Context, c Caller, id domain.
 	if err != nil {
 		return nil, err
 	}
+	if b, err := backupstate.Get(s.State, id); err == nil {
+		if err := s.audit(ctx, c, b, "enable-backup-instance"); err != nil {
+			return nil, err
+		}
+	}
 	// The first full backup, at once.
 	if _, err := s.TakeCheckpoint(ctx, id, domain.Due{At: s.Clock.Now(), Full: true}); err != nil && !isRace(err) {
 		return nil, fmt.Errorf("%s: first full backup: %w", op, err)

@@ -21,6 +21,9 @@ func (s *Backups) ExpireBackupInstance(ctx context.Context, id domain.BackupID, 
 		if !due {
 			return nil
 		}
-		return s.commit(ctx, b, false, s.newEvent(b, b.ExpiresAt, d))
+		if err := s.commit(ctx, b, false, s.newEvent(b, b.ExpiresAt, d)); err != nil {
+			return err
+		}
+		return s.audit(ctx, Caller{System: true}, b, "expire-backup-instance")
 	})
 }

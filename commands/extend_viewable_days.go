@@ -25,5 +25,9 @@ func (s *Backups) ExtendViewableDays(ctx context.Context, c Caller, id domain.Ba
 	if err != nil {
 		return nil, err
 	}
-	return backupstate.Get(s.State, id)
+	b, err := backupstate.Get(s.State, id)
+	if err != nil {
+		return nil, err
+	}
+	return b, s.audit(ctx, c, b, "extend-viewable-days")
 }

@@ -32,5 +32,9 @@ func (s *Backups) ReleaseBackupInstance(ctx context.Context, id domain.BackupID,
 	if err := s.destroyData(ctx, ref); err != nil {
 		return fmt.Errorf("release backup instance %s: %w", id, err)
 	}
-	return nil
+	b, err := backupstate.Get(s.State, id)
+	if err != nil {
+		return err
+	}
+	return s.audit(ctx, Caller{System: true}, b, "release-backup-instance")
 }

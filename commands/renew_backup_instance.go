@@ -30,5 +30,9 @@ func (s *Backups) RenewBackupInstance(ctx context.Context, c Caller, id domain.B
 	if err != nil {
 		return nil, err
 	}
-	return backupstate.Get(s.State, id)
+	b, err := backupstate.Get(s.State, id)
+	if err != nil {
+		return nil, err
+	}
+	return b, s.audit(ctx, c, b, "renew-backup-instance")
 }

@@ -36,7 +36,11 @@ func (s *Backups) ResetBackupInstance(ctx context.Context, c Caller, id domain.B
 	if err := s.destroyData(ctx, ref); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	return backupstate.Get(s.State, id)
+	b, err := backupstate.Get(s.State, id)
+	if err != nil {
+		return nil, err
+	}
+	return b, s.audit(ctx, c, b, "reset-backup-instance")
 }
 
 // destroyData crypto-shreds a generation (its data key goes first, so the

@@ -206,7 +206,10 @@ func newData(typ string) EventData {
 	case TypeSecretDeleted:
 		return &SecretDeleted{}
 	}
-	return backupData(typ)
+	if d := backupData(typ); d != nil {
+		return d
+	}
+	return restoreData(typ)
 }
 
 // EncodeData encodes a payload in the current schema. d must be a pointer to

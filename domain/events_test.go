@@ -22,6 +22,13 @@ func TestEventDataRoundTrip(t *testing.T) {
 		&domain.SecretCreated{Name: "db", Key: domain.NewKeyID(id(3)), Value: []byte("kms1:x")},
 		&domain.SecretRotated{Name: "db", Version: 2, Key: domain.NewKeyID(id(3)), Value: []byte("kms1:y")},
 		&domain.SecretDeleted{Name: "db"},
+		&domain.KeyRestored{Key: domain.NewKeyID(id(3)), Description: "d", Spec: domain.KeySpecAES256,
+			Versions: []domain.RestoredKeyVersion{{Version: 1, Material: []byte{1}, CreatedAt: t0}, {Version: 2, Material: []byte{2}, CreatedAt: t0}},
+			From:     domain.RestoredFrom{Backup: domain.NewBackupID(id(4)), Day: "2026-05-01", Seq: 7, By: "acct_x"}},
+		&domain.SecretRestored{Name: "db", Key: domain.NewKeyID(id(3)),
+			Versions: []domain.RestoredSecretVersion{{Version: 1, Key: domain.NewKeyID(id(3)), Value: []byte("kms1:x"), CreatedAt: t0}},
+			From:     domain.RestoredFrom{Backup: domain.NewBackupID(id(4)), Day: "2026-05-01", Seq: 7, By: "acct_x"}},
+		&domain.Audited{Action: "restore-key", Actor: "acct_x", Backup: domain.NewBackupID(id(4)), Day: "2026-05-01", Target: "kms_x", Item: "key_x"},
 	}
 	for _, d := range all {
 		t.Run(d.EventType(), func(t *testing.T) {

@@ -250,11 +250,11 @@ func (in *Instance) Apply(e Event, d EventData) {
 	case *InstanceReleased:
 		in.Released, in.ReleasedAt = true, e.OccurredAt
 		in.LiveKeys, in.LiveSecrets = 0, 0
-	case *KeyCreated:
+	case *KeyCreated, *KeyRestored:
 		in.LiveKeys++
 	case *KeyDeleted:
 		in.LiveKeys--
-	case *SecretCreated:
+	case *SecretCreated, *SecretRestored:
 		in.LiveSecrets++
 	case *SecretDeleted:
 		in.LiveSecrets--

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 )
@@ -302,6 +303,41 @@ func (c *Client) DiffDays(ctx context.Context, id, from, to string) (List[DiffIt
 // report, not an error.
 func (c *Client) VerifyBackup(ctx context.Context, id string) (VerifyReport, error) {
 	return do[VerifyReport](ctx, c, "POST", backupPath(id)+"/verify", nil, nil)
+}
+
+// Restore plans a restore and, unless r.DryRun, applies it when the plan
+// has no finding. A plan with findings is a result (Applied false), not an
+// error; so is a validation finding after an apply.
+func (c *Client) Restore(ctx context.Context, r RestoreRequest) (RestoreResult, error) {
+	return do[RestoreResult](ctx, c, "POST", "/v1/restores", nil, r)
+}
+
+// Replay returns the state of a backup instance at the end of a viewable
+// day, or at the last checkpoint at or before at (RFC 3339); pass either or
+// both (at within day).
+func (c *Client) Replay(ctx context.Context, id, day, at string) (ReplayState, error) {
+	q := url.Values{}
+	if day != "" {
+		q.Set("day", day)
+	}
+	if at != "" {
+		q.Set("at", at)
+	}
+	return do[ReplayState](ctx, c, "GET", backupPath(id)+"/replay", q, nil)
+}
+
+// ListAudit lists the account's audit records in log order: all, or
+// (backup not empty) those about one backup instance, at or after since
+// (zero: all).
+func (c *Client) ListAudit(ctx context.Context, backup string, since time.Time, pageSize int, pageToken string) (List[AuditRecord], error) {
+	q := pageQuery(pageSize, pageToken)
+	if backup != "" {
+		q.Set("backup", backup)
+	}
+	if !since.IsZero() {
+		q.Set("since", since.UTC().Format(time.RFC3339Nano))
+	}
+	return do[List[AuditRecord]](ctx, c, "GET", "/v1/audit", q, nil)
 }
 
 // DevClock shows the dev clock (--dev servers only).

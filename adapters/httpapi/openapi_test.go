@@ -33,9 +33,9 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			documented = append(documented, strings.ToUpper(method)+" "+path)
 		}
 	}
-	// Stand-ins make the optional routes (backups, the dev clock) register;
-	// the handlers are never called.
-	s := &Server{Backups: &commands.Backups{}, DevClock: &fakeClock{}}
+	// Stand-ins make the optional routes (backups, restores, the audit, the
+	// dev clock) register; the handlers are never called.
+	s := &Server{Backups: &commands.Backups{}, Restores: &commands.Restores{}, Audit: &commands.Audit{}, DevClock: &fakeClock{}}
 	s.Handler()
 	var served []string
 	for _, r := range s.Routes() {

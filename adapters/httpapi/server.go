@@ -53,6 +53,11 @@ type Server struct {
 	// read at each scrape. Wire it to backupstate.Active; only enabled and
 	// expired instances are exported. Nil exports none.
 	BackupGauges func() ([]*domain.Backup, error)
+	// Restores serves POST /v1/restores and GET
+	// /v1/backup-instances/{id}/replay; nil leaves them out.
+	Restores *commands.Restores
+	// Audit serves GET /v1/audit; nil leaves it out.
+	Audit *commands.Audit
 	// DevClock, when set (--dev), serves /v1/dev/clock; nil leaves the dev
 	// routes out, so that they answer not_found.
 	DevClock DevClock
@@ -133,6 +138,12 @@ func (s *Server) Handler() http.Handler {
 	if s.Backups != nil {
 		s.backupRoutes(rt)
 		s.Registry.MustRegister(&backupCollector{list: s.BackupGauges, logger: s.Logger})
+	}
+	if s.Restores != nil {
+		s.restoreRoutes(rt)
+	}
+	if s.Audit != nil {
+		s.auditRoutes(rt)
 	}
 	if s.DevClock != nil {
 		s.devRoutes(rt)

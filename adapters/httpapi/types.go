@@ -5,6 +5,7 @@ import (
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/audit"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
@@ -272,6 +273,112 @@ type AdvanceClockResponse struct {
 	Work int       `json:"work"`
 }
 
+// RestoreRequest is POST /v1/restores: what to restore (Keys and Secrets,
+// or All), from which backup instance and viewable day (At, an RFC 3339
+// instant of that day, restores from the last checkpoint at or before it),
+// into which KMS instance (ToRegion, when set, must be its region). DryRun
+// plans without writing anything.
+type RestoreRequest struct {
+	From       string   `json:"from"`
+	Day        string   `json:"day"`
+	At         string   `json:"at,omitempty"`
+	Keys       []string `json:"keys,omitempty"`
+	Secrets    []string `json:"secrets,omitempty"`
+	All        bool     `json:"all,omitempty"`
+	ToInstance string   `json:"to_instance"`
+	ToRegion   string   `json:"to_region,omitempty"`
+	DryRun     bool     `json:"dry_run,omitempty"`
+}
+
+// RestoreResult is the response of POST /v1/restores. A plan with findings
+// is not applied (Applied false, nothing written) and is still a 200: the
+// findings say why. Validation lists what the check of the target after an
+// apply found (empty when the target matches the backup).
+type RestoreResult struct {
+	Applied         bool             `json:"applied"`
+	DryRun          bool             `json:"dry_run"`
+	Plan            RestorePlan      `json:"plan"`
+	Restored        int              `json:"restored"`
+	AlreadyRestored int              `json:"already_restored"`
+	Validation      []RestoreFinding `json:"validation"`
+}
+
+// RestorePlan is a restore checked against its target. The items come from
+// checkpoints FromSeq to ToSeq of the day; At is the time of checkpoint
+// ToSeq (omitted, and the sequence numbers 0, when the backup instance or
+// the day cannot be read: a finding says why). Region is the target's
+// (empty when the target is not found).
+type RestorePlan struct {
+	Backup   string           `json:"backup"`
+	Day      string           `json:"day"`
+	FromSeq  uint64           `json:"from_seq"`
+	ToSeq    uint64           `json:"to_seq"`
+	At       time.Time        `json:"at,omitzero"`
+	Target   string           `json:"target"`
+	Region   string           `json:"region"`
+	Items    []RestoreItem    `json:"items"`
+	Findings []RestoreFinding `json:"findings"`
+}
+
+// RestoreItem is a key or secret of a plan, restored with all its versions.
+type RestoreItem struct {
+	Kind     string `json:"kind"` // key | secret
+	ID       string `json:"id"`   // key ID or secret name
+	Versions uint32 `json:"versions"`
+	KeyID    string `json:"key_id,omitempty"` // secrets: the key of the newest version
+	Status   string `json:"status"`           // planned | already-restored | restored
+}
+
+// RestoreFinding is one reason a plan cannot be applied, or one problem the
+// validation after an apply found. Code is one of the commands.Finding*
+// codes; Item names the key, secret or instance concerned.
+type RestoreFinding struct {
+	Code    string `json:"code"`
+	Item    string `json:"item"`
+	Message string `json:"message"`
+}
+
+// ReplayState is GET /v1/backup-instances/{id}/replay: the keys and secrets
+// of a backup instance at checkpoint Seq (taken at At), with a digest per
+// version and an overall Digest that two points or two systems can compare.
+// Never key material or secret values.
+type ReplayState struct {
+	ID     string       `json:"id"` // the backup instance
+	Day    string       `json:"day"`
+	Seq    uint64       `json:"seq"`
+	At     time.Time    `json:"at"`
+	Items  []ReplayItem `json:"items"`
+	Digest string       `json:"digest"`
+}
+
+// ReplayItem is a key or secret as it stood at the replayed checkpoint.
+type ReplayItem struct {
+	Kind     string          `json:"kind"` // key | secret
+	ID       string          `json:"id"`
+	KeyID    string          `json:"key_id,omitempty"` // secrets: the key of the newest version
+	Versions []ReplayVersion `json:"versions"`
+}
+
+// ReplayVersion is one version of a replayed item: SHA-256 (hex) of the key
+// material for keys, of the stored ciphertext for secrets.
+type ReplayVersion struct {
+	Version uint32 `json:"version"`
+	Digest  string `json:"digest"`
+}
+
+// AuditRecord is one entry of GET /v1/audit: who did what, when, to which
+// target and item, from which backup instance and day.
+type AuditRecord struct {
+	ID     string    `json:"id"` // the Audited event's ID, as in the public event stream
+	At     time.Time `json:"at"`
+	Action string    `json:"action"` // restore-key, restore-secret, ...
+	Actor  string    `json:"actor"`
+	Backup string    `json:"backup"`
+	Day    string    `json:"day"`
+	Target string    `json:"target"`
+	Item   string    `json:"item"`
+}
+
 // List is a page of items; NextPageToken is empty on the last page.
 type List[T any] struct {
 	Items         []T    `json:"items"`
@@ -363,4 +470,42 @@ func verifyView(r *commands.VerifyReport) VerifyReport {
 		v.Findings = append(v.Findings, Finding{Kind: f.Kind, Seq: f.Seq, Detail: f.Detail})
 	}
 	return v
+}
+
+func restoreView(r *commands.RestoreResult, dryRun bool) RestoreResult {
+	p := r.Plan
+	v := RestoreResult{Applied: r.Applied, DryRun: dryRun, Restored: r.Restored, AlreadyRestored: r.AlreadyRestored,
+		Validation: findingsView(r.Validation),
+		Plan: RestorePlan{Backup: string(p.Backup), Day: string(p.Day), FromSeq: p.From, ToSeq: p.To, At: p.At.UTC(),
+			Target: string(p.Target), Region: p.Region, Items: make([]RestoreItem, 0, len(p.Items)), Findings: findingsView(p.Findings)}}
+	for _, it := range p.Items {
+		v.Plan.Items = append(v.Plan.Items, RestoreItem{Kind: it.Kind, ID: it.ID, Versions: it.Versions, KeyID: it.KeyID, Status: it.Status})
+	}
+	return v
+}
+
+func findingsView(fs []commands.RestoreFinding) []RestoreFinding {
+	out := make([]RestoreFinding, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, RestoreFinding{Code: f.Code, Item: f.Item, Message: f.Message})
+	}
+	return out
+}
+
+func replayView(st *commands.ReplayState) ReplayState {
+	v := ReplayState{ID: string(st.Backup), Day: string(st.Day), Seq: st.Seq, At: st.At.UTC(),
+		Items: make([]ReplayItem, 0, len(st.Items)), Digest: st.Digest}
+	for _, it := range st.Items {
+		ri := ReplayItem{Kind: it.Kind, ID: it.ID, KeyID: it.KeyID, Versions: make([]ReplayVersion, 0, len(it.Versions))}
+		for _, rv := range it.Versions {
+			ri.Versions = append(ri.Versions, ReplayVersion{Version: rv.Version, Digest: rv.Digest})
+		}
+		v.Items = append(v.Items, ri)
+	}
+	return v
+}
+
+func auditView(r audit.Record) AuditRecord {
+	return AuditRecord{ID: r.Event.String(), At: r.At.UTC(), Action: r.Action, Actor: r.Actor, Backup: string(r.Backup),
+		Day: string(r.Day), Target: r.Target, Item: r.Item}
 }

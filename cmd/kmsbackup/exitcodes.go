@@ -52,10 +52,10 @@ var exitMeanings = map[int]string{
 	exitNotFound:     "not found",
 	exitConflict:     "already exists, or a concurrent update won (retry)",
 	exitQuota:        "quota exceeded",
-	exitPrecondition: "failed precondition (e.g. a released instance or a deleted key)",
+	exitPrecondition: "failed precondition (e.g. a released instance, a deleted key, a restore plan with findings)",
 	exitAuth:         "unauthenticated or permission denied (check --token / KMSBACKUP_TOKEN)",
 	exitUnavailable:  "unavailable: the server is not reachable or cannot serve now",
-	exitCorrupt:      "corrupt data",
+	exitCorrupt:      "corrupt data (also: verify's findings, a restore that does not validate)",
 }
 
 // usageError is a mistake in the command line itself: an unknown flag or

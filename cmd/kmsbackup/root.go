@@ -121,6 +121,9 @@ item of a list; commands whose result has no ID refuse it).
 		newBackupInstanceCmd(a),
 		newDataCmd(a),
 		newVerifyCmd(a),
+		newRestoreCmd(a),
+		newReplayCmd(a),
+		newAuditCmd(a),
 		newDevCmd(a),
 	)
 	markRun(root, &a.ran)

@@ -26,6 +26,7 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/softkms"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/audit"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
@@ -99,6 +100,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	projector := &commands.Projector{Name: kmsstate.Name, Log: m.store, Store: m.store, Apply: kmsstate.Apply}
 	backupState := &commands.Projector{Name: backupstate.Name, Log: m.store, Store: m.store, Apply: backupstate.Apply}
 	backupData := &commands.Projector{Name: backupdata.Name, Log: m.store, Store: m.store, Apply: commands.BackupDataApply(m.store)}
+	auditLog := &commands.Projector{Name: audit.Name, Log: m.store, Store: m.store, Apply: audit.Apply}
 	backups := &commands.Backups{Log: m.store, State: m.store, StateApplied: backupState, DataApplied: backupData,
 		Sealer: env, DataKeys: env, Blobs: m.store, Clock: clk, IDs: idsrc, Zones: time.LoadLocation}
 	kms := &commands.KMS{Log: m.store, State: m.store, Applied: projector, Sealer: env, DataKeys: env,
@@ -120,9 +122,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
-	for _, p := range []*commands.Projector{projector, backupState, backupData} {
+	projectors := []*commands.Projector{projector, backupState, backupData, auditLog}
+	for _, p := range projectors {
 		m.background(runCtx, "projection "+p.Name, p.Run)
 	}
+	auditUC := &commands.Audit{Log: m.store, State: m.store, Applied: auditLog, Clock: clk, IDs: idsrc}
+	backups.Audit = auditUC
+	restores := &commands.Restores{Backups: backups, KMS: kms, Audit: auditUC}
 	var runner *scheduler.Runner
 	var dc *devClock
 	if manual != nil {
@@ -156,9 +162,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	api := &httpapi.Server{KMS: kms, Accounts: accounts, Auth: accounts, Events: events, Registry: reg, Logger: m.Logger,
 		Backups:      backups,
+		Restores:     restores,
+		Audit:        auditUC,
 		BackupGauges: func() ([]*domain.Backup, error) { return backupstate.Active(m.store) },
 		Ready: func(ctx context.Context) error {
-			for _, p := range []*commands.Projector{projector, backupState, backupData} {
+			for _, p := range projectors {
 				if err := p.Healthy(); err != nil {
 					return err
 				}

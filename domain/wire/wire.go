@@ -173,3 +173,15 @@ func (r *Reader) Time() time.Time {
 	}
 	return time.Unix(0, int64(v)).UTC()
 }
+
+// Count reads the number of items that follow, each of which takes at
+// least one byte: a count larger than the bytes left fails the reader
+// rather than asking the caller to allocate for it.
+func (r *Reader) Count() int {
+	n := r.Uvarint()
+	if r.err == nil && n > uint64(len(r.B)) {
+		r.fail()
+		return 0
+	}
+	return int(n)
+}

@@ -314,3 +314,78 @@ func Versions(r projections.Reader, ref string, kind, id string, createSeq uint6
 	}
 	return out, nil
 }
+
+// Within calls fn, in (kind, ID) order, for every item that existed at some
+// checkpoint in [lo, hi], as it last stood there: an item deleted within the
+// range comes as it was just before its deletion, with all its versions.
+// This is what a restore "from day d" takes, with lo and hi the day's first
+// and last checkpoints.
+func Within(r projections.Reader, ref string, lo, hi uint64, fn func(Item) error) error {
+	p := rowsPrefix(ref)
+	var last *Item
+	var lastKind byte
+	flush := func() error {
+		if last == nil {
+			return nil
+		}
+		it := *last
+		last = nil
+		return fn(it)
+	}
+	err := r.Scan(p, nil, func(k, v []byte) (bool, error) {
+		kind, id, from, ok := parseRowKey(k[len(p):])
+		if !ok {
+			return false, domain.Corruption("backup data: bad item key")
+		}
+		if last != nil && (kind != lastKind || id != last.ID) {
+			if err := flush(); err != nil {
+				return false, err
+			}
+		}
+		if from > hi {
+			return true, nil
+		}
+		to, err := rowTo(v)
+		if err != nil {
+			return false, err
+		}
+		if to <= lo {
+			return true, nil
+		}
+		x, err := decodeRow(v)
+		if err != nil {
+			return false, err
+		}
+		it := x.item(kind, id)
+		last, lastKind = &it, kind
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	return flush()
+}
+
+// DayRange is the range of checkpoints of a day's data: its first full
+// (or first checkpoint) to its last. ok is false when the day has none.
+func DayRange(r projections.Reader, ref string, day domain.Day) (lo, hi uint64, ok bool, err error) {
+	info, ok, err := dayInfo(r, ref, day)
+	if err != nil || !ok {
+		return 0, 0, false, err
+	}
+	lo = info.FullSeq
+	if lo == 0 {
+		// No full that day: from the checkpoint after the previous day's last.
+		lo = info.LastSeq
+		days, err := Days(r, ref)
+		if err != nil {
+			return 0, 0, false, err
+		}
+		for _, d := range days {
+			if d.Day < day {
+				lo = d.LastSeq + 1
+			}
+		}
+	}
+	return lo, info.LastSeq, true, nil
+}

@@ -32,7 +32,8 @@ func Apply(txn projections.Txn, e domain.Event) error {
 		}
 		return txn.Set(accountInstanceKey(e.Account, in.ID), nil)
 	case *domain.InstanceReleased, *domain.KeyCreated, *domain.KeyRotated, *domain.KeyDeleted,
-		*domain.SecretCreated, *domain.SecretRotated, *domain.SecretDeleted:
+		*domain.SecretCreated, *domain.SecretRotated, *domain.SecretDeleted,
+		*domain.KeyRestored, *domain.SecretRestored:
 		return applyKMS(txn, e, d)
 	}
 	return nil
@@ -42,7 +43,8 @@ func known(typ string) bool {
 	switch typ {
 	case domain.TypeAccountCreated, domain.TypeInstanceCreated, domain.TypeInstanceReleased,
 		domain.TypeKeyCreated, domain.TypeKeyRotated, domain.TypeKeyDeleted,
-		domain.TypeSecretCreated, domain.TypeSecretRotated, domain.TypeSecretDeleted:
+		domain.TypeSecretCreated, domain.TypeSecretRotated, domain.TypeSecretDeleted,
+		domain.TypeKeyRestored, domain.TypeSecretRestored:
 		return true
 	}
 	return false
@@ -72,11 +74,12 @@ func applyKMS(txn projections.Txn, e domain.Event, d domain.EventData) error {
 	case *domain.InstanceReleased:
 		return releaseContents(txn, in)
 	case *domain.KeyCreated:
-		key := domain.NewKey(e, d)
-		if err := txn.Set(keyKey(in.ID, key.ID), encodeKey(key)); err != nil {
-			return err
+		return putKey(txn, in, domain.NewKey(e, d))
+	case *domain.KeyRestored:
+		if len(d.Versions) == 0 {
+			return domain.Corruption("event %s at position %d: key %s restored without versions", e.ID, e.Position, d.Key)
 		}
-		return txn.Set(keyLocKey(in.Account, key.ID, in.Region), []byte(in.ID))
+		return putKey(txn, in, domain.NewRestoredKey(e, d))
 	case *domain.KeyRotated:
 		key, err := GetKey(txn, in.ID, d.Key)
 		if err != nil {
@@ -90,14 +93,12 @@ func applyKMS(txn projections.Txn, e domain.Event, d domain.EventData) error {
 		}
 		return txn.Delete(keyLocKey(in.Account, d.Key, in.Region))
 	case *domain.SecretCreated:
-		s := domain.NewSecret(e, d)
-		if err := txn.Set(secretKey(in.ID, s.Name), encodeSecret(s)); err != nil {
-			return err
+		return putSecret(txn, in, domain.NewSecret(e, d))
+	case *domain.SecretRestored:
+		if len(d.Versions) == 0 {
+			return domain.Corruption("event %s at position %d: secret %s restored without versions", e.ID, e.Position, d.Name)
 		}
-		if err := txn.Set(keyUseKey(in.ID, s.Key, s.Name), nil); err != nil {
-			return err
-		}
-		return txn.Set(secretLocKey(in.Account, s.Name, in.Region), []byte(in.ID))
+		return putSecret(txn, in, domain.NewRestoredSecret(e, d))
 	case *domain.SecretRotated:
 		s, err := GetSecret(txn, in.ID, d.Name)
 		if err != nil {
@@ -127,6 +128,27 @@ func applyKMS(txn projections.Txn, e domain.Event, d domain.EventData) error {
 		return txn.Delete(secretLocKey(in.Account, s.Name, in.Region))
 	}
 	return nil
+}
+
+// putKey stores a new key (created or restored) and takes its ID in the
+// instance's region.
+func putKey(txn projections.Txn, in *domain.Instance, key *domain.Key) error {
+	if err := txn.Set(keyKey(in.ID, key.ID), encodeKey(key)); err != nil {
+		return err
+	}
+	return txn.Set(keyLocKey(in.Account, key.ID, in.Region), []byte(in.ID))
+}
+
+// putSecret stores a new secret (created or restored), records its use of
+// its key and takes its name in the instance's region.
+func putSecret(txn projections.Txn, in *domain.Instance, s *domain.Secret) error {
+	if err := txn.Set(secretKey(in.ID, s.Name), encodeSecret(s)); err != nil {
+		return err
+	}
+	if err := txn.Set(keyUseKey(in.ID, s.Key, s.Name), nil); err != nil {
+		return err
+	}
+	return txn.Set(secretLocKey(in.Account, s.Name, in.Region), []byte(in.ID))
 }
 
 // releaseContents removes a released instance's keys and secrets from the

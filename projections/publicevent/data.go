@@ -134,6 +134,66 @@ type BackupCheckpointed struct {
 	Digest      string    `json:"digest"`
 }
 
+// RestoredFrom says where a restored item came from: the backup instance,
+// the viewable day, the checkpoint (seq) restored from, and who restored it
+// (an account ID, or "admin").
+type RestoredFrom struct {
+	BackupID string `json:"backup_id"`
+	Day      string `json:"day"`
+	Seq      uint64 `json:"seq"`
+	By       string `json:"by"`
+}
+
+// RestoredKeyVersion is one version of a restored key. MaterialSealed is its
+// key material sealed under the target KMS instance's data key, as for
+// KeyCreated.
+type RestoredKeyVersion struct {
+	Version        uint32    `json:"version"`
+	CreatedAt      time.Time `json:"created_at"`
+	MaterialSealed []byte    `json:"material_sealed"`
+}
+
+// KeyRestored: a key was restored from a backup into the KMS instance of
+// the envelope, under its original key ID, with all its versions (oldest
+// first; the last is the primary).
+type KeyRestored struct {
+	KeyID       string               `json:"key_id"`
+	Description string               `json:"description"`
+	Spec        string               `json:"spec"`
+	Versions    []RestoredKeyVersion `json:"versions"`
+	From        RestoredFrom         `json:"from"`
+}
+
+// RestoredSecretVersion is one version of a restored secret.
+// ValueCiphertext is its value as encrypted by the KMS under KeyID.
+type RestoredSecretVersion struct {
+	Version         uint32    `json:"version"`
+	KeyID           string    `json:"key_id"`
+	CreatedAt       time.Time `json:"created_at"`
+	ValueCiphertext []byte    `json:"value_ciphertext"`
+}
+
+// SecretRestored: a secret was restored from a backup into the KMS instance
+// of the envelope, with all its versions (oldest first).
+type SecretRestored struct {
+	Name     string                  `json:"name"`
+	KeyID    string                  `json:"key_id"`
+	Versions []RestoredSecretVersion `json:"versions"`
+	From     RestoredFrom            `json:"from"`
+}
+
+// Audited: an audit record of the account (stream audit-<account>): who
+// did what, to which object, from which backup and day. When is the
+// envelope's occurred_at.
+type Audited struct {
+	Action   string `json:"action"`
+	Actor    string `json:"actor"`
+	BackupID string `json:"backup_id"`
+	Day      string `json:"day"`
+	Target   string `json:"target"`
+	Item     string `json:"item"`
+}
+
 // Unknown is the data of an event type this version of the package does not
 // know (a type added to v1 later). Raw is the "data" object as received; it
 // is written back unchanged.
@@ -159,6 +219,9 @@ func (BackupInstanceExpired) EventType() string      { return "BackupInstanceExp
 func (BackupInstanceReleased) EventType() string     { return "BackupInstanceReleased" }
 func (BackupInstanceReset) EventType() string        { return "BackupInstanceReset" }
 func (BackupCheckpointed) EventType() string         { return "BackupCheckpointed" }
+func (KeyRestored) EventType() string                { return "KeyRestored" }
+func (SecretRestored) EventType() string             { return "SecretRestored" }
+func (Audited) EventType() string                    { return "Audited" }
 func (u Unknown) EventType() string                  { return u.Type }
 
 // MarshalJSON writes Raw unchanged.
@@ -179,6 +242,7 @@ func Types() []string {
 		"BackupInstanceCreated", "BackupInstanceEnabled", "BackupViewableDaysExtended",
 		"BackupInstanceRenewed", "BackupInstanceExpired", "BackupInstanceReleased",
 		"BackupInstanceReset", "BackupCheckpointed",
+		"KeyRestored", "SecretRestored", "Audited",
 	}
 }
 
@@ -218,6 +282,12 @@ func newData(typ string) Data {
 		return &BackupInstanceReset{}
 	case "BackupCheckpointed":
 		return &BackupCheckpointed{}
+	case "KeyRestored":
+		return &KeyRestored{}
+	case "SecretRestored":
+		return &SecretRestored{}
+	case "Audited":
+		return &Audited{}
 	}
 	return nil
 }

@@ -30,6 +30,7 @@ var domainTypes = []string{
 	domain.TypeBackupCreated, domain.TypeBackupEnabled, domain.TypeBackupExtended,
 	domain.TypeBackupRenewed, domain.TypeBackupExpired, domain.TypeBackupReleased,
 	domain.TypeBackupReset, domain.TypeBackupCheckpointed,
+	domain.TypeKeyRestored, domain.TypeSecretRestored, domain.TypeAudited,
 }
 
 func goldenPath(typ string) string { return filepath.Join("testdata", typ+".json") }

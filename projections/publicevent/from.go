@@ -85,8 +85,30 @@ func fromData(d domain.EventData) (Data, error) {
 		return &BackupCheckpointed{Generation: d.Generation, Seq: d.Seq, Full: d.Full, At: d.At.UTC(), Day: string(d.Day),
 			From: d.From, Next: d.Next, SliceDigest: hex.EncodeToString(d.SliceDigest[:]),
 			PrevDigest: hex.EncodeToString(d.PrevDigest[:]), Digest: hex.EncodeToString(d.Digest[:])}, nil
+	case *domain.KeyRestored:
+		v := &KeyRestored{KeyID: string(d.Key), Description: d.Description, Spec: d.Spec,
+			Versions: make([]RestoredKeyVersion, len(d.Versions)), From: fromRestored(d.From)}
+		for i, kv := range d.Versions {
+			v.Versions[i] = RestoredKeyVersion{Version: kv.Version, CreatedAt: kv.CreatedAt.UTC(), MaterialSealed: clone(kv.Material)}
+		}
+		return v, nil
+	case *domain.SecretRestored:
+		v := &SecretRestored{Name: d.Name, KeyID: string(d.Key),
+			Versions: make([]RestoredSecretVersion, len(d.Versions)), From: fromRestored(d.From)}
+		for i, sv := range d.Versions {
+			v.Versions[i] = RestoredSecretVersion{Version: sv.Version, KeyID: string(sv.Key), CreatedAt: sv.CreatedAt.UTC(),
+				ValueCiphertext: clone(sv.Value)}
+		}
+		return v, nil
+	case *domain.Audited:
+		return &Audited{Action: d.Action, Actor: d.Actor, BackupID: string(d.Backup), Day: string(d.Day),
+			Target: d.Target, Item: d.Item}, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrNoPublicForm, d.EventType())
+}
+
+func fromRestored(f domain.RestoredFrom) RestoredFrom {
+	return RestoredFrom{BackupID: string(f.Backup), Day: string(f.Day), Seq: f.Seq, By: f.By}
 }
 
 // clone copies b, never returning nil, so that empty bytes are written as ""

@@ -42,6 +42,7 @@ type sample struct {
 	instance domain.InstanceID
 	key      domain.KeyID
 	backup   domain.BackupID
+	target   domain.InstanceID // where the key and secret are restored
 }
 
 // digest is a recognisable stand-in for a SHA-256 digest.
@@ -58,15 +59,21 @@ func newSample(tb testing.TB) sample {
 		instance: domain.NewInstanceID(mustULID(tb, 2)),
 		key:      domain.NewKeyID(mustULID(tb, 3)),
 		backup:   domain.NewBackupID(mustULID(tb, 4)),
+		target:   domain.NewInstanceID(mustULID(tb, 5)),
 	}
 }
 
 // events builds one event of every type; keyMaterial and secretValue are
-// the sealed bytes the key and secret events carry.
+// the sealed bytes the key and secret events carry (the restored key and
+// secret carry them again as their versions 1 and 2).
 func (s sample) events(tb testing.TB, keyMaterial, rotatedMaterial, secretValue, rotatedValue []byte, tokenHash [32]byte) []domain.Event {
 	tb.Helper()
 	kms := domain.KMSStream(s.instance)
 	bkp := domain.BackupStream(s.backup)
+	target := domain.KMSStream(s.target)
+	audit := domain.AuditStream(s.account)
+	from := domain.RestoredFrom{Backup: s.backup, Day: "2026-03-01", Seq: 1, By: string(s.account)}
+	v1, v2 := base.Add(2*time.Minute).Truncate(time.Second), base.Add(3*time.Minute).Truncate(time.Second)
 	type spec struct {
 		stream   string
 		region   string
@@ -94,6 +101,14 @@ func (s sample) events(tb testing.TB, keyMaterial, rotatedMaterial, secretValue,
 		{bkp, "cn-hangzhou", s.instance, &domain.BackupRenewed{ExpiresAt: base.AddDate(2, 0, 0).Truncate(time.Second)}},
 		{bkp, "cn-hangzhou", "", &domain.BackupReset{}},
 		{bkp, "cn-hangzhou", "", &domain.BackupReleased{}},
+		{target, "cn-hangzhou", s.target, &domain.KeyRestored{Key: s.key, Description: "orders database", Spec: domain.KeySpecAES256,
+			Versions: []domain.RestoredKeyVersion{{Version: 1, Material: keyMaterial, CreatedAt: v1}, {Version: 2, Material: rotatedMaterial, CreatedAt: v2}},
+			From:     from}},
+		{target, "cn-hangzhou", s.target, &domain.SecretRestored{Name: "db-password", Key: s.key,
+			Versions: []domain.RestoredSecretVersion{{Version: 1, Key: s.key, Value: secretValue, CreatedAt: v1}, {Version: 2, Key: s.key, Value: rotatedValue, CreatedAt: v2}},
+			From:     from}},
+		{audit, "", "", &domain.Audited{Action: "restore-key", Actor: string(s.account), Backup: s.backup, Day: "2026-03-01",
+			Target: string(s.target), Item: string(s.key)}},
 	}
 	revs := map[string]uint64{}
 	out := make([]domain.Event, len(specs))

@@ -80,34 +80,46 @@ func TestNoPlaintextOnTheStream(t *testing.T) {
 				}
 			}
 
-			// Every byte field of data is base64 of exactly one sealed value,
-			// and each event carries the one it should.
+			// Every byte field of data (top level, or in a restored item's
+			// versions) is base64 of exactly one sealed value, and each event
+			// carries the ones it should, in order.
 			var m struct {
 				Data map[string]any `json:"data"`
 			}
 			if err := json.Unmarshal(out, &m); err != nil {
 				t.Fatal(err)
 			}
-			want := map[string][]byte{
-				"KeyCreated": sealed[0], "KeyRotated": sealed[1],
-				"SecretCreated": sealed[2], "SecretRotated": sealed[3],
+			want := map[string][][]byte{
+				"KeyCreated": {sealed[0]}, "KeyRotated": {sealed[1]},
+				"SecretCreated": {sealed[2]}, "SecretRotated": {sealed[3]},
+				"KeyRestored": {sealed[0], sealed[1]}, "SecretRestored": {sealed[2], sealed[3]},
 			}[e.Type]
-			var found int
-			for field, v := range m.Data {
-				if field != "material_sealed" && field != "value_ciphertext" {
-					continue
-				}
-				found++
-				got, err := base64.StdEncoding.DecodeString(v.(string))
-				if err != nil {
-					t.Fatalf("%s.%s is not base64: %v", e.Type, field, err)
-				}
-				if !bytes.Equal(got, want) {
-					t.Fatalf("%s.%s decodes to other bytes than the sealed value", e.Type, field)
+			fields := []map[string]any{m.Data}
+			if vs, ok := m.Data["versions"].([]any); ok {
+				for _, v := range vs {
+					fields = append(fields, v.(map[string]any))
 				}
 			}
-			if wantFound := map[bool]int{true: 1, false: 0}[want != nil]; found != wantFound {
-				t.Fatalf("%s has %d byte fields, want %d: %s", e.Type, found, wantFound, out)
+			var found [][]byte
+			for _, obj := range fields {
+				for field, v := range obj {
+					if field != "material_sealed" && field != "value_ciphertext" {
+						continue
+					}
+					got, err := base64.StdEncoding.DecodeString(v.(string))
+					if err != nil {
+						t.Fatalf("%s.%s is not base64: %v", e.Type, field, err)
+					}
+					found = append(found, got)
+				}
+			}
+			if len(found) != len(want) {
+				t.Fatalf("%s has %d byte fields, want %d: %s", e.Type, len(found), len(want), out)
+			}
+			for i := range want {
+				if !bytes.Equal(found[i], want[i]) {
+					t.Fatalf("%s: byte field %d decodes to other bytes than the sealed value", e.Type, i)
+				}
 			}
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/softkms"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/audit"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
@@ -24,18 +25,19 @@ import (
 // Engine is the backup engine wired as the server wires it, on a manual
 // clock, in-process.
 type Engine struct {
-	t       testing.TB
-	dir     string
-	master  []byte
-	Store   *pebblestore.Store
-	Clock   *clock.Manual
-	KMS     *commands.KMS
-	Backups *commands.Backups
-	Driver  *scheduler.Manual
-	Caller  commands.Caller
-	cancel  context.CancelFunc
-	done    chan struct{}
-	procs   []*commands.Projector
+	t        testing.TB
+	dir      string
+	master   []byte
+	Store    *pebblestore.Store
+	Clock    *clock.Manual
+	KMS      *commands.KMS
+	Backups  *commands.Backups
+	Restores *commands.Restores
+	Driver   *scheduler.Manual
+	Caller   commands.Caller
+	cancel   context.CancelFunc
+	done     chan struct{}
+	procs    []*commands.Projector
 	// TolerateCorruption keeps a projector that refuses corrupt input from
 	// failing the test (tamper tests provoke exactly that).
 	TolerateCorruption atomic.Bool
@@ -69,7 +71,8 @@ func (e *Engine) open() {
 	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: st, Apply: kmsstate.Apply}
 	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: st, Apply: backupstate.Apply}
 	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: st, Apply: commands.BackupDataApply(st)}
-	e.procs = []*commands.Projector{kp, bs, bd}
+	ap := &commands.Projector{Name: audit.Name, Log: st, Store: st, Apply: audit.Apply}
+	e.procs = []*commands.Projector{kp, bs, bd, ap}
 	e.Backups = &commands.Backups{Log: st, State: st, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
 		Blobs: st, Clock: e.Clock, IDs: idsrc, Zones: time.LoadLocation}
 	e.KMS = &commands.KMS{Log: st, State: st, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
@@ -79,6 +82,8 @@ func (e *Engine) open() {
 		},
 		BeforeShred: e.Backups.FinalCheckpoint}
 	e.Driver = &scheduler.Manual{Planner: e.Backups, Clock: e.Clock}
+	e.Backups.Audit = &commands.Audit{Log: st, State: st, Applied: ap, Clock: e.Clock, IDs: idsrc}
+	e.Restores = &commands.Restores{Backups: e.Backups, KMS: e.KMS, Audit: e.Backups.Audit}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})
 	go func() {

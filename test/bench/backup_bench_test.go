@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 
 	"github.com/kmsbackup/kmsbackup/adapters/clock"
 	"github.com/kmsbackup/kmsbackup/adapters/envelope"
@@ -56,6 +57,7 @@ func TestMain(m *testing.M) {
 
 type engine struct {
 	dir     string
+	master  []byte
 	store   *pebblestore.Store
 	env     *envelope.Envelope
 	clock   *clock.Manual
@@ -72,18 +74,25 @@ type engine struct {
 func openEngine(dir string, start time.Time) (*engine, error) {
 	master := make([]byte, 32)
 	_, _ = crand.Read(master)
-	st, err := pebblestore.Open(dir, pebblestore.Options{})
+	clk := clock.NewManual(start)
+	e := &engine{dir: dir, master: master, clock: clk, ids: ids.Random{Clock: clk},
+		caller: commands.Caller{Account: domain.NewAccountID(ids.Random{Clock: clock.System{}}.NewULID())}}
+	return e, e.open()
+}
+
+// open opens the store in e.dir and starts the projectors.
+func (e *engine) open() error {
+	st, err := pebblestore.Open(e.dir, pebblestore.Options{})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	env, err := envelope.New(master, st)
+	env, err := envelope.New(e.master, st)
 	if err != nil {
 		_ = st.Close()
-		return nil, err
+		return err
 	}
-	clk := clock.NewManual(start)
-	e := &engine{dir: dir, store: st, env: env, clock: clk, ids: ids.Random{Clock: clk},
-		caller: commands.Caller{Account: domain.NewAccountID(ids.Random{Clock: clock.System{}}.NewULID())}}
+	e.store, e.env = st, env
+	clk := e.clock
 	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: st, Apply: kmsstate.Apply}
 	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: st, Apply: backupstate.Apply}
 	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: st, Apply: commands.BackupDataApply(st)}
@@ -107,7 +116,30 @@ func openEngine(dir string, start time.Time) (*engine, error) {
 		}
 		wg.Wait()
 	}()
-	return e, e.settle(ctx)
+	return e.settle(ctx)
+}
+
+// compact stops the engine, compacts its whole database with Pebble and
+// opens it again: the state then sits in the LSM's last level, as in an
+// engine that built it long ago, instead of in the memtables, flushable
+// batches and level-0 files that a burst of writes just left behind (whose
+// flushes and compactions would otherwise run during the measurements).
+func (e *engine) compact() error {
+	if err := e.close(); err != nil {
+		return err
+	}
+	db, err := pebble.Open(e.dir, storeOptions())
+	if err != nil {
+		return err
+	}
+	err = db.Compact(context.Background(), []byte{0}, []byte{0xff}, true)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return e.open()
 }
 
 // settle waits until every projector has applied the whole log.
@@ -340,6 +372,9 @@ func buildSealState(ctx context.Context, dir string, n int) (*sealState, time.Du
 	if b.NextRevision != k.rev+1 {
 		_ = e.close()
 		return nil, 0, fmt.Errorf("first full backup covers revisions up to %d, want %d", b.NextRevision, k.rev+1)
+	}
+	if err := e.compact(); err != nil {
+		return nil, 0, err
 	}
 	return &sealState{n: n, e: e, k: k, backup: b.ID}, took, nil
 }
@@ -659,7 +694,7 @@ func positions(ctx context.Context, st *pebblestore.Store, stream string) (map[u
 // everything and asks Pebble for on-disk estimates of the ranges.
 func measure(dir string, u *usage, ref string, id domain.BackupID, kmsStream, backupStream string,
 	kmsPos, chainPos map[uint64]bool) error {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quiet{}})
+	db, err := pebble.Open(dir, storeOptions())
 	if err != nil {
 		return err
 	}
@@ -738,6 +773,17 @@ func measure(dir string, u *usage, ref string, id domain.BackupID, kmsStream, ba
 	}
 	u.diskLog, err = db.EstimateDiskUsage([]byte{'L'}, []byte{'L' + 1})
 	return err
+}
+
+// storeOptions are the Pebble options pebblestore opens its database with
+// (pebblestore.pebbleOptions: 64 MiB memtables, bloom filters on every
+// level), so that what a compaction here writes is what the store writes.
+func storeOptions() *pebble.Options {
+	o := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quiet{}, MemTableSize: 64 << 20}
+	for i := range o.Levels {
+		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	return o
 }
 
 // quiet drops Pebble's informational messages.

@@ -28,8 +28,9 @@ func uid(n uint64) ulid.ULID {
 }
 
 // history is a small, fixed story: one account, two instances in one region
-// and one elsewhere, keys and secrets created, rotated, deleted, and one
-// instance released.
+// and one elsewhere, keys and secrets created, rotated, deleted, one
+// instance released, and then its key (with both versions) and a secret
+// under it restored from a backup into the instance elsewhere.
 func history() []domain.Event {
 	acct := domain.NewAccountID(uid(1))
 	a, b, c := domain.NewInstanceID(uid(2)), domain.NewInstanceID(uid(3)), domain.NewInstanceID(uid(4))
@@ -60,6 +61,14 @@ func history() []domain.Event {
 	add(c, domain.KMSStream(c), &domain.SecretCreated{Name: "db", Key: k3, Value: []byte("ct-4")})
 	add(c, domain.KMSStream(c), &domain.SecretDeleted{Name: "db"})
 	add(b, domain.KMSStream(b), &domain.InstanceReleased{Instance: b})
+	from := domain.RestoredFrom{Backup: domain.NewBackupID(uid(8)), Day: "2026-04-30", Seq: 42, By: string(acct)}
+	t0, t1 := time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 4, 2, 0, 0, 0, 0, time.UTC)
+	add(c, domain.KMSStream(c), &domain.KeyRestored{Key: k2, Description: "restored", Spec: domain.KeySpecAES256,
+		Versions: []domain.RestoredKeyVersion{{Version: 1, Material: []byte("sealed-r1"), CreatedAt: t0}, {Version: 2, Material: []byte("sealed-r2"), CreatedAt: t1}},
+		From:     from})
+	add(c, domain.KMSStream(c), &domain.SecretRestored{Name: "api", Key: k2,
+		Versions: []domain.RestoredSecretVersion{{Version: 1, Key: k2, Value: []byte("ct-r1"), CreatedAt: t0}, {Version: 2, Key: k2, Value: []byte("ct-r2"), CreatedAt: t1}},
+		From:     from})
 	return out
 }
 
@@ -79,8 +88,8 @@ func TestKMSStateGolden(t *testing.T) {
 		t.Fatalf("position %d, want %d", pos, len(events))
 	}
 	acct := events[0].Account
-	a, b := events[1].Instance, events[2].Instance
-	k1 := domain.NewKeyID(uid(5))
+	a, b, c := events[1].Instance, events[2].Instance, events[3].Instance
+	k1, k2 := domain.NewKeyID(uid(5)), domain.NewKeyID(uid(6))
 	must := func(v any, err error) any {
 		t.Helper()
 		if err != nil {
@@ -89,18 +98,23 @@ func TestKMSStateGolden(t *testing.T) {
 		return v
 	}
 	got := map[string]any{
-		"instances":            must(kmsstate.ListInstances(st, acct, "", 10)),
-		"keys of a":            must(kmsstate.ListKeys(st, a, "", 10)),
-		"keys of b":            must(kmsstate.ListKeys(st, b, "", 10)),
-		"secrets of a":         must(kmsstate.ListSecrets(st, a, "", 10)),
-		"where is k1":          must(kmsstate.KeyLocations(st, acct, k1)),
-		"where is db":          must(kmsstate.SecretLocations(st, acct, "db")),
-		"where is api":         must(kmsstate.SecretLocations(st, acct, "api")),
-		"secrets using k1":     must(kmsstate.SecretsUsingKey(st, a, k1)),
-		"k1 taken in region":   must(kmsstate.RegionHasKey(st, acct, "cn-hangzhou", k1)),
-		"api taken (released)": must(kmsstate.RegionHasSecret(st, acct, "cn-hangzhou", "api")),
-		"account by token":     must(accountByToken(st, "tok")),
-		"account by bad token": must(accountByToken(st, "nope")),
+		"instances":             must(kmsstate.ListInstances(st, acct, "", 10)),
+		"keys of a":             must(kmsstate.ListKeys(st, a, "", 10)),
+		"keys of b":             must(kmsstate.ListKeys(st, b, "", 10)),
+		"secrets of a":          must(kmsstate.ListSecrets(st, a, "", 10)),
+		"keys of c (restored)":  must(kmsstate.ListKeys(st, c, "", 10)),
+		"secrets of c":          must(kmsstate.ListSecrets(st, c, "", 10)),
+		"where is k2":           must(kmsstate.KeyLocations(st, acct, k2)),
+		"secrets using k2 in c": must(kmsstate.SecretsUsingKey(st, c, k2)),
+		"k2 taken in eu":        must(kmsstate.RegionHasKey(st, acct, "eu-central-1", k2)),
+		"where is k1":           must(kmsstate.KeyLocations(st, acct, k1)),
+		"where is db":           must(kmsstate.SecretLocations(st, acct, "db")),
+		"where is api":          must(kmsstate.SecretLocations(st, acct, "api")),
+		"secrets using k1":      must(kmsstate.SecretsUsingKey(st, a, k1)),
+		"k1 taken in region":    must(kmsstate.RegionHasKey(st, acct, "cn-hangzhou", k1)),
+		"api taken (released)":  must(kmsstate.RegionHasSecret(st, acct, "cn-hangzhou", "api")),
+		"account by token":      must(accountByToken(st, "tok")),
+		"account by bad token":  must(accountByToken(st, "nope")),
 	}
 	gotJSON, err := json.MarshalIndent(got, "", "  ")
 	if err != nil {

@@ -1,0 +1,328 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
+	"github.com/kmsbackup/kmsbackup/domain"
+)
+
+// timeFlag checks an optional flag holding an RFC 3339 instant.
+func timeFlag(name, value string) error {
+	if value == "" {
+		return nil
+	}
+	if _, err := time.Parse(time.RFC3339, value); err != nil {
+		return usagef("--%s must be an RFC 3339 time such as 2026-05-01T10:05:00Z", name)
+	}
+	return nil
+}
+
+// restoreFlags are the flags of kmsbackup restore.
+type restoreFlags struct {
+	from, day, at        string
+	keys, secrets        []string
+	all, dryRun          bool
+	toInstance, toRegion string
+}
+
+// validate checks the shape of the command line, before any request.
+func (f *restoreFlags) validate() error {
+	if err := requireFlag("from", f.from, "the ID of the backup instance to restore from (see kmsbackup backup-instance list)"); err != nil {
+		return err
+	}
+	if err := dayFlag("day", f.day, "the viewable day to restore from"); err != nil {
+		return err
+	}
+	if err := timeFlag("at", f.at); err != nil {
+		return err
+	}
+	switch {
+	case f.all && (len(f.keys) > 0 || len(f.secrets) > 0):
+		return usagef("--all restores everything: do not also pass --key or --secret")
+	case !f.all && len(f.keys) == 0 && len(f.secrets) == 0:
+		return usagef("name what to restore: --key KEY_ID or --secret NAME (both repeatable), or --all")
+	}
+	for _, l := range []struct {
+		flag string
+		ids  []string
+	}{{"key", f.keys}, {"secret", f.secrets}} {
+		for _, id := range l.ids {
+			if id == "" {
+				return usagef("--%s must not be empty", l.flag)
+			}
+		}
+	}
+	return requireFlag("to-instance", f.toInstance, "the ID of the KMS instance to restore into (see kmsbackup kms instance list)")
+}
+
+func (f *restoreFlags) request() httpapi.RestoreRequest {
+	return httpapi.RestoreRequest{From: f.from, Day: f.day, At: f.at, Keys: f.keys, Secrets: f.secrets, All: f.all,
+		ToInstance: f.toInstance, ToRegion: f.toRegion, DryRun: f.dryRun}
+}
+
+func newRestoreCmd(a *app) *cobra.Command {
+	var f restoreFlags
+	cmd := &cobra.Command{
+		Use:   "restore --from BACKUP_ID --day YYYY-MM-DD (--key KEY_ID ... | --secret NAME ... | --all) --to-instance KMS_ID",
+		Short: "Restore keys and secrets from a backup instance's viewable day into a KMS instance (--dry-run only plans)",
+		Long: `Restore keys (--key, repeatable) and secrets (--secret, repeatable), or
+everything (--all), from the data a backup instance holds for a viewable day
+into a KMS instance of the same account (--to-instance). Each item is restored
+as it last stood within the day, before any deletion, with all its versions:
+ciphertexts made before a deletion decrypt again. --at restores from the last
+checkpoint (every 5 minutes) at or before an RFC 3339 instant of the day.
+
+Before anything is written, a plan checks every condition and reports all
+failures together: the target instance exists (another account's is reported
+as missing) and is in --to-region when given; it has key and secret quota
+left; no key with that ID and no secret with that name exists in its region
+(delete it there first); a secret's key is in the target or restored with it;
+the backup instance is not expired and the day is viewable; every item is in
+that day's data. --dry-run prints the plan and writes nothing.
+
+Keys are restored before secrets, each item all or nothing, each with an audit
+record (kmsbackup audit list). Repeating a restore is safe: items already
+restored are recognised and skipped. Afterwards the target is validated: the
+restored versions match the backup and every secret decrypts.
+
+The restore is one synchronous request: it returns when every item is done,
+and nothing is printed while it runs. With --all and a terminal on stderr, a
+line per item is printed there once it returns.
+
+Exit status: 0 when restored and validated (or, with --dry-run, when the plan
+has no finding); 6 when the plan has findings (they are printed, nothing is
+restored); 9 when the validation after the restore finds a problem.`,
+		Example: `  kmsbackup restore --from BACKUP_ID --day 2026-05-01 --key KEY_ID --to-instance KMS_ID --dry-run
+  kmsbackup restore --from BACKUP_ID --day 2026-05-01 --key KEY_ID --secret db-password --to-instance KMS_ID
+  kmsbackup restore --from BACKUP_ID --day 2026-05-01 --at 2026-05-01T10:05:00Z --all --to-instance KMS_ID --to-region cn-hangzhou
+  kmsbackup restore --from BACKUP_ID --day 2026-05-01 --all --to-instance KMS_ID -o json | jq '.plan.findings'`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.validate(); err != nil {
+				return err
+			}
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			progress := f.all && isTerminal(a.stderr)
+			if progress {
+				fmt.Fprintf(a.stderr, "Restoring everything of %s on %s into %s: one request, the items are listed when it returns...\n",
+					cell(f.from), cell(f.day), cell(f.toInstance))
+			}
+			res, err := c.Restore(cmd.Context(), f.request())
+			if err != nil {
+				return err
+			}
+			normalizeRestore(&res)
+			if progress && res.Applied {
+				for _, it := range res.Plan.Items {
+					fmt.Fprintf(a.stderr, "%s %s %s (%d %s)\n", it.Status, it.Kind, cell(it.ID), it.Versions, plural(int(it.Versions), "version", "versions"))
+				}
+			}
+			if a.output == formatID {
+				err = writeIDs(a.stdout, httpapi.List[httpapi.RestoreItem]{Items: res.Plan.Items})
+			} else {
+				err = a.render(res, func(w io.Writer) error { return writeRestore(w, res) })
+			}
+			if err != nil {
+				return err
+			}
+			return restoreOutcome(res)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.from, "from", "", "ID of the backup instance to restore from (required)")
+	fl.StringVar(&f.day, "day", "", "the viewable day, YYYY-MM-DD in the backup instance's time zone (required)")
+	fl.StringVar(&f.at, "at", "", "restore from the last checkpoint at or before this RFC 3339 time of the day")
+	fl.StringArrayVar(&f.keys, "key", nil, "key ID to restore (repeatable)")
+	fl.StringArrayVar(&f.secrets, "secret", nil, "secret name to restore (repeatable)")
+	fl.BoolVar(&f.all, "all", false, "restore every key and secret of the day's data")
+	fl.StringVar(&f.toInstance, "to-instance", "", "ID of the KMS instance to restore into (required)")
+	fl.StringVar(&f.toRegion, "to-region", "", "the target's region, checked against it")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "only plan: check every condition and print the plan, restore nothing")
+	for _, name := range []string{"from", "day", "at", "key", "secret", "to-instance", "to-region"} {
+		_ = cmd.RegisterFlagCompletionFunc(name, cobra.NoFileCompletions)
+	}
+	return cmd
+}
+
+// normalizeRestore makes absent lists empty, so that -o json prints [].
+func normalizeRestore(res *httpapi.RestoreResult) {
+	if res.Plan.Items == nil {
+		res.Plan.Items = []httpapi.RestoreItem{}
+	}
+	if res.Plan.Findings == nil {
+		res.Plan.Findings = []httpapi.RestoreFinding{}
+	}
+	if res.Validation == nil {
+		res.Validation = []httpapi.RestoreFinding{}
+	}
+}
+
+// restoreOutcome is the error, hence the exit status, of a restore that
+// the server answered: findings of the plan are a failed precondition (6),
+// findings of the validation corrupt data (9).
+func restoreOutcome(res httpapi.RestoreResult) error {
+	if n := len(res.Plan.Findings); n > 0 {
+		return domain.Errorf(domain.ErrFailedPrecondition, "restore", "", "resolve them and repeat; --dry-run checks without restoring",
+			"the plan has %d %s: nothing restored", n, plural(n, "finding", "findings"))
+	}
+	if n := len(res.Validation); n > 0 {
+		return domain.Errorf(domain.ErrCorrupt, "restore", "", "",
+			"validation found %d %s: the target does not match the backup", n, plural(n, "problem", "problems"))
+	}
+	return nil
+}
+
+// checkpoints says which checkpoints the items come from, and when the
+// last was taken.
+func checkpoints(p httpapi.RestorePlan) string {
+	if p.ToSeq == 0 {
+		return "-"
+	}
+	s := itoa(p.ToSeq)
+	if p.FromSeq != p.ToSeq {
+		s = itoa(p.FromSeq) + " to " + s
+	}
+	if !p.At.IsZero() {
+		s += " (" + fmtTime(p.At) + ")"
+	}
+	return s
+}
+
+func writeRestore(w io.Writer, res httpapi.RestoreResult) error {
+	p := res.Plan
+	fields := []field{
+		{"Target", p.Target},
+		{"Region", orDash(p.Region)},
+		{"From backup", p.Backup},
+		{"Day", p.Day},
+		{"Checkpoint", checkpoints(p)},
+	}
+	switch n := len(p.Findings); {
+	case n > 0:
+		fields = append(fields, field{"Result", fmt.Sprintf("%d %s: nothing restored", n, plural(n, "finding", "findings"))})
+	case res.DryRun || !res.Applied:
+		fields = append(fields, field{"Result", "OK, no findings (dry run: nothing restored)"})
+	default:
+		validation := "OK"
+		if n := len(res.Validation); n > 0 {
+			validation = fmt.Sprintf("%d %s", n, plural(n, "problem", "problems"))
+		}
+		fields = append(fields, field{"Restored", itoa(res.Restored)}, field{"Already restored", itoa(res.AlreadyRestored)},
+			field{"Validation", validation})
+	}
+	if err := writeFields(w, fields); err != nil {
+		return err
+	}
+	if len(p.Items) > 0 {
+		rows := make([][]string, 0, len(p.Items))
+		for _, it := range p.Items {
+			rows = append(rows, []string{it.Kind, it.ID, itoa(it.Versions), it.Status})
+		}
+		fmt.Fprintln(w)
+		if err := writeTable(w, []string{"KIND", "ID", "VERSIONS", "STATUS"}, rows); err != nil {
+			return err
+		}
+	}
+	for _, fs := range [][]httpapi.RestoreFinding{p.Findings, res.Validation} {
+		if len(fs) == 0 {
+			continue
+		}
+		rows := make([][]string, 0, len(fs))
+		for _, f := range fs {
+			rows = append(rows, []string{f.Code, orDash(f.Item), f.Message})
+		}
+		fmt.Fprintln(w)
+		if err := writeTable(w, []string{"CODE", "ITEM", "MESSAGE"}, rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func newReplayCmd(a *app) *cobra.Command {
+	var day, at string
+	cmd := &cobra.Command{
+		Use:   "replay BACKUP_ID (--day YYYY-MM-DD | --at RFC3339)",
+		Short: "Show a backup instance's state at a checkpoint: items, version digests and an overall digest",
+		Long: `Replay a backup instance's data to the end of a viewable day (--day), or to the
+last checkpoint at or before an instant (--at, whose day, in the instance's
+time zone, must be viewable), and print every key and secret live there with
+a digest of each version and a digest of the whole state.
+
+The digests never reveal key material or secret values (a key version's is of
+its material, a secret version's of its stored ciphertext). Two replays that
+print the same digest describe the same state: compare a replay with what a
+restore brought back, or two points in time.`,
+		Example: `  kmsbackup replay BACKUP_ID --day 2026-05-01
+  kmsbackup replay BACKUP_ID --at 2026-05-01T10:05:00Z
+  kmsbackup replay BACKUP_ID --day 2026-05-01 -o json | jq -r .digest`,
+		Args:              exactArgs("BACKUP_ID"),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case day != "" && at != "":
+				return usagef("--day and --at are mutually exclusive: --at alone replays to its checkpoint")
+			case day == "" && at == "":
+				return usagef("pass --day YYYY-MM-DD (the end of a viewable day) or --at RFC3339 (the last checkpoint at or before it)")
+			case day != "":
+				if err := dayFlag("day", day, "the day to replay"); err != nil {
+					return err
+				}
+			default:
+				if err := timeFlag("at", at); err != nil {
+					return err
+				}
+			}
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			st, err := c.Replay(cmd.Context(), args[0], day, at)
+			if err != nil {
+				return err
+			}
+			if st.Items == nil {
+				st.Items = []httpapi.ReplayItem{}
+			}
+			return a.render(st, func(w io.Writer) error { return writeReplay(w, st) })
+		},
+	}
+	cmd.Flags().StringVar(&day, "day", "", "replay to the end of this viewable day, YYYY-MM-DD")
+	cmd.Flags().StringVar(&at, "at", "", "replay to the last checkpoint at or before this RFC 3339 time")
+	_ = cmd.RegisterFlagCompletionFunc("day", cobra.NoFileCompletions)
+	_ = cmd.RegisterFlagCompletionFunc("at", cobra.NoFileCompletions)
+	return cmd
+}
+
+// shortDigest is the first 12 hex characters of a digest.
+func shortDigest(d string) string {
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
+}
+
+func writeReplay(w io.Writer, st httpapi.ReplayState) error {
+	rows := make([][]string, 0, len(st.Items))
+	for _, it := range st.Items {
+		ds := make([]string, 0, len(it.Versions))
+		for _, v := range it.Versions {
+			ds = append(ds, itoa(v.Version)+":"+shortDigest(v.Digest))
+		}
+		rows = append(rows, []string{it.Kind, it.ID, itoa(len(it.Versions)), strings.Join(ds, " ")})
+	}
+	if err := writeTable(w, []string{"KIND", "ID", "VERSIONS", "DIGESTS"}, rows); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\nCheckpoint: %s at %s (day %s)\nDigest: %s\n", itoa(st.Seq), fmtTime(st.At), cell(st.Day), cell(st.Digest))
+	return err
+}
