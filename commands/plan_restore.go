@@ -242,22 +242,13 @@ func (s *Restores) keyInTarget(target *domain.Instance, id domain.KeyID, version
 	if err != nil {
 		return false, false, err
 	}
-	for _, l := range locs {
-		if l.Region != target.Region {
-			continue
+	return presence(target, locs, versions, func() (int, error) {
+		k, err := kmsstate.GetKey(s.KMS.State, target.ID, id)
+		if err != nil {
+			return 0, err
 		}
-		if l.Instance == target.ID {
-			k, err := kmsstate.GetKey(s.KMS.State, target.ID, id)
-			if err != nil {
-				return false, false, err
-			}
-			if uint32(len(k.Versions)) == versions {
-				return true, false, nil
-			}
-		}
-		return false, true, nil
-	}
-	return false, false, nil
+		return len(k.Versions), nil
+	})
 }
 
 // secretInTarget is keyInTarget for secrets.
@@ -266,16 +257,29 @@ func (s *Restores) secretInTarget(target *domain.Instance, name string, versions
 	if err != nil {
 		return false, false, err
 	}
+	return presence(target, locs, versions, func() (int, error) {
+		sec, err := kmsstate.GetSecret(s.KMS.State, target.ID, name)
+		if err != nil {
+			return 0, err
+		}
+		return len(sec.Versions), nil
+	})
+}
+
+// presence decides from an item's locations: in the target instance with
+// the same number of versions, it was restored already; anywhere else in
+// the target's region, it is in the way.
+func presence(target *domain.Instance, locs []kmsstate.Location, versions uint32, count func() (int, error)) (done, conflict bool, err error) {
 	for _, l := range locs {
 		if l.Region != target.Region {
 			continue
 		}
 		if l.Instance == target.ID {
-			sec, err := kmsstate.GetSecret(s.KMS.State, target.ID, name)
+			n, err := count()
 			if err != nil {
 				return false, false, err
 			}
-			if uint32(len(sec.Versions)) == versions {
+			if n == int(versions) {
 				return true, false, nil
 			}
 		}

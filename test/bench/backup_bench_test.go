@@ -514,37 +514,28 @@ type churn struct {
 	perDay int
 }
 
-// usage is what the history costs, in bytes of keys plus values as Pebble
-// holds them (the logical size; the on-disk estimates after a full
-// compaction are the disk* fields).
+// usage is what a history costs at one point, in bytes of keys plus values
+// as Pebble holds them: the logical size, before compression. The disk*
+// fields are Pebble's on-disk estimates after compacting everything.
 type usage struct {
-	kmsEvents   int   // events of the KMS stream
-	logRecords  int64 // the KMS stream's log records ('L')
-	logIndex    int64 // its event-ID index ('I') and stream runs ('S')
-	payload     int64 // sum of the events' len(Data)
-	chainEvents int   // events of the backup's stream (lifecycle and checkpoints)
-	chain       int64 // their log records and indexes
-	blobs       int64 // the backup's slice blobs ('B' <ref>), headers included
-	slices      int   // how many blobs
-	proj        map[byte]int64
-	projKeys    map[byte]int
-	projMeta    int64 // the backup's meta record
-	kmsState    int64 // the KMS's own read model, for comparison
-	// A design that stored every daily full as a complete copy of the
-	// state would store, each day, one row and one live-index entry per
-	// live item and every version of it: fullItems and fullVersions add up
-	// the live items and their versions at each day's full, fullCopies
-	// prices them at the mean record sizes of this backup's projection.
-	fullItems, fullVersions int64
-	fullCopies              int64
-	fullDays                int
-	// On-disk estimates (Pebble EstimateDiskUsage after compacting
-	// everything): the blob range of the backup, its projection range, and
-	// the whole log ('L', which also holds the few backup-stream events).
-	diskBlobs, diskProj, diskLog uint64
-	checkpoints                  int
-	verifySealed                 int
+	kmsEvents  int   // events of the KMS stream
+	payload    int64 // the sum of their len(Data)
+	logRecords int64 // their log records ('L' position -> record)
+	logIndex   int64 // their event-ID index ('I') and stream runs ('S')
+
+	checkpoints int            // checkpoint events in the backup's stream
+	chain       int64          // the backup stream's records and indexes
+	slices      int            // slice blobs
+	blobs       int64          // their keys and values ('B' <ref>), headers included
+	proj        map[byte]int64 // the backup's projection ("bkd/<ref>\0<part>"), by part
+	projKeys    map[byte]int   // how many keys each part has
+	projMeta    int64          // the backup's meta record
+	kmsState    int64          // the KMS's own read model, for comparison
+
+	diskBlobs, diskProj, diskLog uint64 // on disk; diskLog is all of 'L'
 }
+
+func (u *usage) log() int64 { return u.logRecords + u.logIndex }
 
 func (u *usage) backup() int64 {
 	t := u.blobs + u.projMeta
@@ -554,8 +545,31 @@ func (u *usage) backup() int64 {
 	return t
 }
 
+// perKey is the mean size of a key and its value in one part of the
+// backup's projection.
+func (u *usage) perKey(part byte) float64 {
+	return float64(u.proj[part]) / float64(max(u.projKeys[part], 1))
+}
+
+// churnResult is the usage once the first daily full is taken (the
+// baseline) and at the end, and what storing every daily full as a
+// complete copy of the state would take instead.
+type churnResult struct {
+	c          churn
+	start, end *usage
+	// Each day's full holds fullItems live items (summed over the days)
+	// with fullVersions versions in all. A design storing every daily full
+	// as a complete copy would store, each day, one row and one live-index
+	// entry per live item and every version of it; fullCopies prices that
+	// at the mean record sizes of this backup's projection.
+	fullDays                int
+	fullItems, fullVersions int64
+	fullCopies              int64
+	verified, sealed        int // checkpoints and key versions verify checked
+}
+
 // runChurn builds the history in dir and measures it.
-func runChurn(tb testing.TB, dir string, c churn) *usage {
+func runChurn(tb testing.TB, dir string, c churn) *churnResult {
 	tb.Helper()
 	ctx := context.Background()
 	// The keys are created during the evening before day 1; the backup is
@@ -579,11 +593,21 @@ func runChurn(tb testing.TB, dir string, c churn) *usage {
 	if _, _, err := e.driver.Advance(ctx, 10*time.Minute); err != nil { // the first daily full
 		tb.Fatal(err)
 	}
+	r := &churnResult{c: c}
+	if r.start, err = e.measure(ctx, k, b); err != nil {
+		tb.Fatal(err)
+	}
 
-	u := &usage{proj: map[byte]int64{}, projKeys: map[byte]int{}}
 	const windows = 24 * 12
 	const window = 5 * time.Minute
 	for d := range c.days {
+		dayStart := day1.Add(time.Duration(d) * 24 * time.Hour)
+		// The day's full (at 00:00, just taken) holds this state.
+		r.fullDays++
+		r.fullItems += int64(len(k.live))
+		for _, i := range k.live {
+			r.fullVersions += int64(k.versions[i])
+		}
 		// The day's changes: rotations and (delete, create) pairs.
 		rot := c.perDay * 7 / 10
 		ops := make([]byte, 0, c.perDay)
@@ -594,18 +618,10 @@ func runChurn(tb testing.TB, dir string, c churn) *usage {
 			ops = append(ops, 'p')
 		}
 		k.rng.Shuffle(len(ops), func(i, j int) { ops[i], ops[j] = ops[j], ops[i] })
-		dayStart := day1.Add(time.Duration(d) * 24 * time.Hour)
-		// The day's full (at 00:00, just taken) holds this state.
-		u.fullDays++
-		u.fullItems += int64(len(k.live))
-		for _, i := range k.live {
-			u.fullVersions += int64(k.versions[i])
-		}
 		next := 0
 		for w := range windows {
 			// This window's share of the day's changes, a minute into it.
-			end := (w + 1) * len(ops) / windows
-			if next < end {
+			if end := (w + 1) * len(ops) / windows; next < end {
 				e.clock.Set(dayStart.Add(time.Duration(w)*window + time.Minute))
 				for ; next < end; next++ {
 					if ops[next] == 'r' {
@@ -623,7 +639,7 @@ func runChurn(tb testing.TB, dir string, c churn) *usage {
 				}
 			}
 			// The scheduler takes the incremental at the end of the
-			// window (and the daily full at 00:00).
+			// window (at midnight, the next day's full).
 			if _, _, err := e.driver.Advance(ctx, dayStart.Add(time.Duration(w+1)*window).Sub(e.clock.Now())); err != nil {
 				tb.Fatal(err)
 			}
@@ -632,8 +648,6 @@ func runChurn(tb testing.TB, dir string, c churn) *usage {
 	if err := e.settle(ctx); err != nil {
 		tb.Fatal(err)
 	}
-
-	// Sanity: verify the backup, read the streams.
 	rep, err := e.backups.VerifyBackup(ctx, e.caller, b.ID)
 	if err != nil {
 		tb.Fatal(err)
@@ -641,32 +655,38 @@ func runChurn(tb testing.TB, dir string, c churn) *usage {
 	if len(rep.Findings) != 0 {
 		tb.Fatalf("verify: %d findings, first: %+v", len(rep.Findings), rep.Findings[0])
 	}
-	u.checkpoints, u.verifySealed = rep.Checkpoints, rep.Sealed
+	r.verified, r.sealed = rep.Checkpoints, rep.Sealed
+	if r.end, err = e.measure(ctx, k, b); err != nil {
+		tb.Fatal(err)
+	}
+	u := r.end
+	r.fullCopies = int64(float64(r.fullItems)*(u.perKey('i')+u.perKey('l')) + float64(r.fullVersions)*u.perKey('v'))
+	return r
+}
+
+// measure stops the engine, measures the history so far and starts the
+// engine again.
+func (e *engine) measure(ctx context.Context, k *keys, b *domain.Backup) (*usage, error) {
+	if err := e.settle(ctx); err != nil {
+		return nil, err
+	}
 	kmsPos, err := positions(ctx, e.store, k.stream)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	backupStream := domain.BackupStream(b.ID)
 	chainPos, err := positions(ctx, e.store, backupStream)
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
-	u.kmsEvents, u.chainEvents, u.payload = len(kmsPos), len(chainPos), int64(k.dataSize)
-	ref := b.DataRef()
 	if err := e.close(); err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
-	if err := measure(dir, u, ref, b.ID, k.stream, backupStream, kmsPos, chainPos); err != nil {
-		tb.Fatal(err)
+	u := &usage{kmsEvents: len(kmsPos), payload: int64(k.dataSize), proj: map[byte]int64{}, projKeys: map[byte]int{}}
+	if err := u.scan(e.dir, b, k.stream, backupStream, kmsPos, chainPos); err != nil {
+		return nil, err
 	}
-	u.fullCopies = int64(float64(u.fullItems)*(perKey(u, 'i')+perKey(u, 'l')) + float64(u.fullVersions)*perKey(u, 'v'))
-	return u
-}
-
-// perKey is the mean size of a key and its value in one part of the
-// backup's projection.
-func perKey(u *usage, part byte) float64 {
-	return float64(u.proj[part]) / float64(max(u.projKeys[part], 1))
+	return u, e.open()
 }
 
 // positions returns the log positions of a stream's events.
@@ -687,22 +707,22 @@ func positions(ctx context.Context, st *pebblestore.Store, stream string) (map[u
 	}
 }
 
-// measure opens the closed store's database with Pebble itself and adds up
-// key and value sizes by namespace (the layout is pebblestore's keys.go and
+// scan opens the closed store's database with Pebble itself and adds up
+// key and value sizes by namespace (the layout of pebblestore's keys.go and
 // blobs.go: 'L' position -> record, 'I' event ID -> position, 'S' stream
 // runs, 'B' ref\0name\0[chunk] blobs, 'P' projection keys), then compacts
 // everything and asks Pebble for on-disk estimates of the ranges.
-func measure(dir string, u *usage, ref string, id domain.BackupID, kmsStream, backupStream string,
-	kmsPos, chainPos map[uint64]bool) error {
+func (u *usage) scan(dir string, b *domain.Backup, kmsStream, backupStream string, kmsPos, chainPos map[uint64]bool) error {
 	db, err := pebble.Open(dir, storeOptions())
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	ref := b.DataRef()
 	blobPrefix := append(append([]byte{'B'}, ref...), 0)
 	projPrefix := append(append([]byte("Pbkd/"), ref...), 0)
-	metaKey := append(append([]byte("Pbkd/"), id...), 0, 'm')
-	kmsPrefix := []byte("Pkms")
+	metaKey := append(append([]byte("Pbkd/"), b.ID...), 0, 'm')
+	kmsPrefix := []byte("Pkms/")
 	it, err := db.NewIter(nil)
 	if err != nil {
 		return err
@@ -762,17 +782,26 @@ func measure(dir string, u *usage, ref string, id domain.BackupID, kmsStream, ba
 	if err := it.Close(); err != nil {
 		return err
 	}
+	u.checkpoints = u.projKeys['c']
 	if err := db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
 		return err
 	}
-	if u.diskBlobs, err = db.EstimateDiskUsage(blobPrefix, append(slices.Clone(blobPrefix[:len(blobPrefix)-1]), 1)); err != nil {
+	if u.diskBlobs, err = db.EstimateDiskUsage(blobPrefix, prefixEnd(blobPrefix)); err != nil {
 		return err
 	}
-	if u.diskProj, err = db.EstimateDiskUsage(projPrefix, append(slices.Clone(projPrefix[:len(projPrefix)-1]), 1)); err != nil {
+	if u.diskProj, err = db.EstimateDiskUsage(projPrefix, prefixEnd(projPrefix)); err != nil {
 		return err
 	}
 	u.diskLog, err = db.EstimateDiskUsage([]byte{'L'}, []byte{'L' + 1})
 	return err
+}
+
+// prefixEnd is the first key after every key with prefix p (whose last
+// byte is 0x00 here).
+func prefixEnd(p []byte) []byte {
+	end := slices.Clone(p)
+	end[len(end)-1]++
+	return end
 }
 
 // storeOptions are the Pebble options pebblestore opens its database with
@@ -795,52 +824,55 @@ func (quiet) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args
 
 func hasPrefix(b, p []byte) bool { return len(b) >= len(p) && string(b[:len(p)]) == string(p) }
 
-func mib(n int64) float64 { return float64(n) / (1 << 20) }
+func mib[T int64 | uint64 | float64](n T) float64 { return float64(n) / (1 << 20) }
 
 // BenchmarkBackupStorage builds 100k keys, enables a backup (its first full
 // copies them), then runs 30 days of 1% daily churn with the schedule
 // running (a full at 00:00, an incremental every 5 minutes, the changes
 // spread over the day), and reports the bytes the backup holds against the
 // raw log of the same history, and against storing every daily full as a
-// complete copy. One iteration takes about two minutes; run it with
-// -benchtime 1x (with a time-based -benchtime it also runs once, since one
+// complete copy. One iteration takes about a minute and a half: run it
+// with -benchtime 1x (a time-based -benchtime also runs it once, since one
 // iteration outlasts it).
 func BenchmarkBackupStorage(b *testing.B) {
 	c := churn{keys: 100_000, days: 30, perDay: 1000}
-	var u *usage
+	var r *churnResult
 	n := 0
 	for b.Loop() {
-		u = runChurn(b, filepath.Join(root, fmt.Sprintf("storage-%d", n)), c)
-		_ = os.RemoveAll(filepath.Join(root, fmt.Sprintf("storage-%d", n)))
+		dir := filepath.Join(root, fmt.Sprintf("storage-%d", n))
+		r = runChurn(b, dir, c)
+		_ = os.RemoveAll(dir)
 		n++
 	}
-	reportUsage(b, u)
+	r.report(b)
 }
 
-func reportUsage(b *testing.B, u *usage) {
-	log := u.logRecords + u.logIndex
-	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(mib(log), "log-MiB")
+func (r *churnResult) report(b *testing.B) {
+	s, u := r.start, r.end
+	days := float64(r.c.days)
+	b.ReportMetric(0, "ns/op") // the time of building the history means nothing
+	b.ReportMetric(mib(u.log()), "log-MiB")
 	b.ReportMetric(mib(u.backup()), "backup-MiB")
-	b.ReportMetric(float64(u.backup())/float64(log), "backup/log")
-	b.ReportMetric(mib(u.fullCopies), "fullcopies-MiB")
-	b.ReportMetric(float64(u.fullCopies)/float64(u.backup()), "fullcopies/backup")
-	b.Logf("KMS stream: %d events, payloads %.1f MiB; log records %.1f MiB + event-ID index and stream runs %.1f MiB = %.1f MiB",
-		u.kmsEvents, mib(u.payload), mib(u.logRecords), mib(u.logIndex), mib(log))
-	b.Logf("backup: %d checkpoints (%d slices) verified, %d key versions opened", u.checkpoints, u.slices, u.verifySealed)
-	b.Logf("  slice blobs        %8.1f MiB", mib(u.blobs))
-	names := map[byte]string{'i': "item rows", 'l': "live index", 'v': "versions", 'd': "day index", 'c': "checkpoint summaries", 'f': "day records"}
-	for _, kind := range []byte("ilvdcf") {
-		b.Logf("  %-18s %8.1f MiB  %8d keys  %6.0f B/key", names[kind], mib(u.proj[kind]), u.projKeys[kind],
-			float64(u.proj[kind])/float64(max(u.projKeys[kind], 1)))
+	b.ReportMetric(float64(u.backup())/float64(u.log()), "backup/log")
+	b.ReportMetric(mib(float64(u.backup()-s.backup())/days), "backup-MiB/day")
+	b.ReportMetric(mib(float64(u.log()-s.log())/days), "log-MiB/day")
+	b.ReportMetric(mib(r.fullCopies), "fullcopies-MiB")
+	b.ReportMetric(float64(r.fullCopies)/float64(u.backup()), "fullcopies/backup")
+	b.Logf("log: %d KMS events (payloads %.1f MiB): records %.1f + event-ID index and stream runs %.1f = %.1f MiB (at the first daily full: %.1f MiB)",
+		u.kmsEvents, mib(u.payload), mib(u.logRecords), mib(u.logIndex), mib(u.log()), mib(s.log()))
+	b.Logf("backup: %.1f MiB = %.2fx the log (at the first daily full: %.1f MiB); %d checkpoints, %d slices; verify checked %d checkpoints, %d key versions",
+		mib(u.backup()), float64(u.backup())/float64(u.log()), mib(s.backup()), u.checkpoints, u.slices, r.verified, r.sealed)
+	part := func(p byte) string {
+		return fmt.Sprintf("%.1f MiB (%d x %.0f B)", mib(u.proj[p]), u.projKeys[p], u.perKey(p))
 	}
-	b.Logf("  total              %8.1f MiB  (%.2fx the log)", mib(u.backup()), float64(u.backup())/float64(log))
-	b.Logf("  plus the checkpoint chain in the log: %d events, %.1f MiB", u.chainEvents, mib(u.chain))
-	b.Logf("every daily full as a complete copy: %d days, %.1f MiB (%.1fx this backup, %.1fx the log)",
-		u.fullDays, mib(u.fullCopies), float64(u.fullCopies)/float64(u.backup()), float64(u.fullCopies)/float64(log))
-	b.Logf("on disk after a full compaction: blobs %.1f MiB, projection %.1f MiB, whole log ('L') %.1f MiB",
-		mib(int64(u.diskBlobs)), mib(int64(u.diskProj)), mib(int64(u.diskLog)))
-	b.Logf("(the KMS's own read model: %.1f MiB)", mib(u.kmsState))
+	b.Logf("  slice blobs %.1f MiB; item rows %s; live index %s; versions %s", mib(u.blobs), part('i'), part('l'), part('v'))
+	b.Logf("  day index %s; checkpoint summaries %s; day records %s; plus the checkpoint chain in the log: %.1f MiB",
+		part('d'), part('c'), part('f'), mib(u.chain))
+	b.Logf("growth a day: log %.2f MiB, backup %.2f MiB", mib(float64(u.log()-s.log())/days), mib(float64(u.backup()-s.backup())/days))
+	b.Logf("every daily full as a complete copy: %d days, %d items and %d versions: %.0f MiB = %.1fx this backup, %.1fx the log",
+		r.fullDays, r.fullItems, r.fullVersions, mib(r.fullCopies), float64(r.fullCopies)/float64(u.backup()), float64(r.fullCopies)/float64(u.log()))
+	b.Logf("on disk after a full compaction: slice blobs %.1f MiB, projection %.1f MiB, whole log ('L') %.1f MiB; the KMS's own read model: %.1f MiB",
+		mib(u.diskBlobs), mib(u.diskProj), mib(u.diskLog), mib(u.kmsState))
 }
 
 // ---------------------------------------------------------------------------
@@ -864,13 +896,14 @@ func TestScenariosSmall(t *testing.T) {
 		}
 	}
 
-	u := runChurn(t, t.TempDir(), churn{keys: 1000, days: 1, perDay: 100})
-	if u.kmsEvents != 1+1000+100 || u.blobs == 0 || u.proj['v'] == 0 || u.logRecords == 0 {
+	r := runChurn(t, t.TempDir(), churn{keys: 1000, days: 1, perDay: 100})
+	u := r.end
+	if u.kmsEvents != 1+1000+100 || u.blobs == 0 || u.proj['v'] == 0 || u.logRecords == 0 || r.start.backup() >= u.backup() {
 		t.Fatalf("usage: %+v", u)
 	}
 	// The first full at enable (23:50), an incremental at 23:55, then a
 	// full at every 00:00 and an incremental every 5 minutes in between.
-	if u.checkpoints != 1+1+1+288 || u.verifySealed != 1000+70+15 || u.fullDays != 1 || u.fullItems != 1000 {
-		t.Fatalf("%d checkpoints, %d versions verified, usage %+v", u.checkpoints, u.verifySealed, u)
+	if u.checkpoints != 1+1+1+288 || r.verified != u.checkpoints || r.sealed != 1000+70+15 || r.fullDays != 1 || r.fullItems != 1000 {
+		t.Fatalf("%d checkpoints (%d verified), %d versions verified, result %+v", u.checkpoints, r.verified, r.sealed, r)
 	}
 }
