@@ -69,7 +69,10 @@ func TestRestorePlanFindings(t *testing.T) {
 	req := func(to domain.InstanceID) commands.RestoreRequest {
 		return commands.RestoreRequest{From: b.ID, Day: day, ToInstance: to}
 	}
-	with := func(r commands.RestoreRequest, f func(*commands.RestoreRequest)) commands.RestoreRequest { f(&r); return r }
+	with := func(r commands.RestoreRequest, f func(*commands.RestoreRequest)) commands.RestoreRequest {
+		f(&r)
+		return r
+	}
 	cases := []struct {
 		name string
 		req  commands.RestoreRequest
