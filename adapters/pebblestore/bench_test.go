@@ -187,7 +187,9 @@ type rawIngest struct {
 }
 
 func newRawIngest(b *testing.B, c ingestCase) *rawIngest {
-	db, err := pebble.Open(b.TempDir(), pebbleOptions(Options{}))
+	po := pebbleOptions(Options{})
+	db, err := pebble.Open(b.TempDir(), po)
+	po.Cache.Unref()
 	if err != nil {
 		b.Fatal(err)
 	}

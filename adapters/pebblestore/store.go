@@ -29,7 +29,14 @@ type Options struct {
 	// flush), which no call can return; nil means slog.Default().
 	// Informational messages are dropped.
 	Logger *slog.Logger
+	// CacheSize is the block cache in bytes; 0 means DefaultCacheSize.
+	// Projections look items up at random, so a cache far below the working
+	// set makes every checkpoint of a large backup read blocks from disk.
+	CacheSize int64
 }
+
+// DefaultCacheSize is the block cache of a store when Options says none.
+const DefaultCacheSize = 256 << 20
 
 // Store is one Pebble database holding the event log, the projections and
 // the wrapped data keys. All its methods are safe for concurrent use unless
@@ -75,7 +82,9 @@ type Store struct {
 // read; domain.ErrUnavailable when the files cannot be opened (e.g. another
 // process holds the lock). Call Close when done.
 func Open(dir string, opts Options) (*Store, error) {
-	db, err := pebble.Open(dir, pebbleOptions(opts))
+	po := pebbleOptions(opts)
+	db, err := pebble.Open(dir, po)
+	po.Cache.Unref() // the database holds its own reference
 	if err != nil {
 		return nil, storeErr("open "+dir, err)
 	}
@@ -108,7 +117,12 @@ func pebbleOptions(opts Options) *pebble.Options {
 	if logger == nil {
 		logger = slog.Default()
 	}
+	size := opts.CacheSize
+	if size <= 0 {
+		size = DefaultCacheSize
+	}
 	po := &pebble.Options{
+		Cache:              pebble.NewCache(size),
 		FS:                 fs,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{l: logger},
