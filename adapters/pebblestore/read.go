@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"math"
@@ -62,8 +63,15 @@ func (s *Store) ReadStream(ctx context.Context, stream string, from uint64, back
 		valid = idx.Last()
 	default:
 		valid = idx.SeekLT(appendStreamKey(nil, stream, from+1))
-		if !valid && !backwards {
+		switch {
+		case !valid && !backwards:
 			valid = idx.SeekGE(appendStreamKey(nil, stream, from))
+		case valid && !backwards:
+			// Seek forward onto the run just found: a Next right after a
+			// SeekLT changes direction, which makes Pebble walk an unflushed
+			// batch from its start (measured: 137 ms instead of 14 µs while a
+			// large batch waits to be flushed).
+			valid = idx.SeekGE(bytes.Clone(idx.Key()))
 		}
 	}
 runs:

@@ -350,8 +350,8 @@ func closeSealStates() {
 // buildSealState appends n KeyCreated events to a new instance's stream,
 // then enables a backup on it, whose first full backup copies them (every
 // key resealed under the backup's data key, stored as one slice, and
-// projected into the backup's item table). It returns how long enabling
-// took.
+// projected into the backup's item table), and compacts the database (see
+// engine.compact). It returns how long enabling took.
 func buildSealState(ctx context.Context, dir string, n int) (*sealState, time.Duration, error) {
 	e, err := openEngine(dir, time.Date(2026, 5, 1, 0, 1, 0, 0, time.UTC))
 	if err != nil {
@@ -428,6 +428,12 @@ func (s *sealState) checkpoint(ctx context.Context, due domain.Due) error {
 // The "both" sub-benchmark alternates the two states in one run (which
 // goes first alternates too, so that drift in the disk's fsync latency hits
 // both alike) and reports the median time of each and their ratio.
+//
+// The two engines are built once per test binary and shared by the
+// sub-benchmarks and -count runs. The 1M state's cost grows with the
+// rotations it has absorbed since it was compacted (docs/BENCHMARKS.md
+// explains why), so the ratio depends on what ran before it: compare runs
+// of the same command.
 func BenchmarkSealIncremental(b *testing.B) {
 	ctx := context.Background()
 	sizes := []struct {
@@ -804,8 +810,8 @@ func prefixEnd(p []byte) []byte {
 	return end
 }
 
-// storeOptions are the Pebble options pebblestore opens its database with
-// (pebblestore.pebbleOptions: 64 MiB memtables, bloom filters on every
+// storeOptions are the Pebble options of pebblestore.pebbleOptions that
+// shape what is written (format, 64 MiB memtables, bloom filters on every
 // level), so that what a compaction here writes is what the store writes.
 func storeOptions() *pebble.Options {
 	o := &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quiet{}, MemTableSize: 64 << 20}
