@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
@@ -27,17 +29,25 @@ func (s *Restores) Restore(ctx context.Context, c Caller, req RestoreRequest) (*
 		return res, nil
 	}
 	from := domain.RestoredFrom{Backup: plan.Backup, Day: plan.Day, Seq: plan.To, By: c.String()}
+	versions, err := s.versionsOf(src.backup.DataRef(), plan.Items)
+	if err != nil {
+		return nil, err
+	}
 	for i := range plan.Items {
 		it := &plan.Items[i]
 		if it.Status == StatusAlreadyRestored {
 			res.AlreadyRestored++
 			continue
 		}
+		vs := versions[itemKey(it.Kind, it.ID)]
+		if len(vs) == 0 {
+			return res, domain.Corruption("restore %s %s: the backup holds none of its versions", it.Kind, it.ID)
+		}
 		var err error
 		if it.Kind == backupdata.KindKey {
-			err = s.restoreKey(ctx, c, src.backup, plan.Target, it, from)
+			err = s.restoreKey(ctx, c, src.backup, plan.Target, it, vs, from)
 		} else {
-			err = s.restoreSecret(ctx, c, src.backup, plan.Target, it, from)
+			err = s.restoreSecret(ctx, c, src.backup, plan.Target, it, vs, from)
 		}
 		if err != nil {
 			return res, fmt.Errorf("restore %s %s (restored so far: %d; retry to continue): %w", it.Kind, it.ID, res.Restored, err)
@@ -46,16 +56,32 @@ func (s *Restores) Restore(ctx context.Context, c Caller, req RestoreRequest) (*
 		res.Restored++
 	}
 	res.Applied = true
-	res.Validation, err = s.validate(ctx, src.backup, plan)
+	res.Validation, err = s.validate(ctx, src.backup, plan, versions)
 	return res, err
 }
 
-func (s *Restores) restoreKey(ctx context.Context, c Caller, b *domain.Backup, target domain.InstanceID, it *RestoreItem, from domain.RestoredFrom) error {
-	vs, err := backupdata.Versions(s.Backups.State, b.DataRef(), backupdata.KindKey, it.ID, it.CreateSeq)
-	if err != nil {
-		return err
+// versionsOf reads the backed-up versions of every item of a plan in one
+// scan, keyed by itemKey.
+func (s *Restores) versionsOf(ref string, items []RestoreItem) (map[string][]backupdata.Version, error) {
+	sorted := make([]backupdata.Item, len(items))
+	for i, it := range items {
+		sorted[i] = backupdata.Item{Kind: it.Kind, ID: it.ID, Versions: it.Versions, CreateSeq: it.CreateSeq}
 	}
-	vs = vs[:min(len(vs), int(it.Versions))]
+	slices.SortFunc(sorted, func(a, b backupdata.Item) int {
+		if c := strings.Compare(a.Kind, b.Kind); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	out := make(map[string][]backupdata.Version, len(items))
+	err := backupdata.VersionsOf(s.Backups.State, ref, sorted, func(i int, vs []backupdata.Version) error {
+		out[itemKey(sorted[i].Kind, sorted[i].ID)] = vs
+		return nil
+	})
+	return out, err
+}
+
+func (s *Restores) restoreKey(ctx context.Context, c Caller, b *domain.Backup, target domain.InstanceID, it *RestoreItem, vs []backupdata.Version, from domain.RestoredFrom) error {
 	k := s.KMS
 	return k.decide(ctx, func() error {
 		in, err := kmsstate.GetInstance(k.State, target)
@@ -92,12 +118,7 @@ func (s *Restores) restoreKey(ctx context.Context, c Caller, b *domain.Backup, t
 	})
 }
 
-func (s *Restores) restoreSecret(ctx context.Context, c Caller, b *domain.Backup, target domain.InstanceID, it *RestoreItem, from domain.RestoredFrom) error {
-	vs, err := backupdata.Versions(s.Backups.State, b.DataRef(), backupdata.KindSecret, it.ID, it.CreateSeq)
-	if err != nil {
-		return err
-	}
-	vs = vs[:min(len(vs), int(it.Versions))]
+func (s *Restores) restoreSecret(ctx context.Context, c Caller, b *domain.Backup, target domain.InstanceID, it *RestoreItem, vs []backupdata.Version, from domain.RestoredFrom) error {
 	k := s.KMS
 	return k.decide(ctx, func() error {
 		in, err := kmsstate.GetInstance(k.State, target)
@@ -140,18 +161,14 @@ func (s *Restores) audit(ctx context.Context, c Caller, in *domain.Instance, fro
 // backup's versions with the same material (compared by digest), every
 // restored secret has the backup's versions and each decrypts under its key
 // in the target.
-func (s *Restores) validate(ctx context.Context, b *domain.Backup, plan *RestorePlan) ([]RestoreFinding, error) {
+func (s *Restores) validate(ctx context.Context, b *domain.Backup, plan *RestorePlan, versions map[string][]backupdata.Version) ([]RestoreFinding, error) {
 	var out []RestoreFinding
 	add := func(code, item, format string, args ...any) {
 		out = append(out, RestoreFinding{Code: code, Item: item, Message: fmt.Sprintf(format, args...)})
 	}
 	k := s.KMS
 	for _, it := range plan.Items {
-		vs, err := backupdata.Versions(s.Backups.State, b.DataRef(), it.Kind, it.ID, it.CreateSeq)
-		if err != nil {
-			return nil, err
-		}
-		vs = vs[:min(len(vs), int(it.Versions))]
+		vs := versions[itemKey(it.Kind, it.ID)]
 		if it.Kind == backupdata.KindKey {
 			key, err := kmsstate.GetKey(k.State, plan.Target, domain.KeyID(it.ID))
 			if err != nil {

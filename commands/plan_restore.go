@@ -66,7 +66,12 @@ func (s *Restores) plan(c Caller, req RestoreRequest) (*RestorePlan, *source, er
 
 	// The selection.
 	var keys, secrets []backupdata.Item
+	picked := map[string]bool{}
 	pick := func(kind, id string) {
+		if picked[itemKey(kind, id)] {
+			return
+		}
+		picked[itemKey(kind, id)] = true
 		it, ok := src.items[itemKey(kind, id)]
 		switch {
 		case ok && kind == backupdata.KindKey:
@@ -107,13 +112,35 @@ func (s *Restores) plan(c Caller, req RestoreRequest) (*RestorePlan, *source, er
 		}
 	}
 
+	// Where the items already live: one scan of the account's locations for a
+	// large plan, one look-up per item for a small one.
+	locate := s.itemLocations
+	if target != nil && len(keys)+len(secrets) > 64 {
+		all := map[string][]kmsstate.Location{}
+		if err := kmsstate.EachLocation(s.KMS.State, target.Account, func(kind, id string, l kmsstate.Location) error {
+			if picked[itemKey(kind, id)] {
+				all[itemKey(kind, id)] = append(all[itemKey(kind, id)], l)
+			}
+			return nil
+		}); err != nil {
+			return nil, nil, err
+		}
+		locate = func(_ *domain.Instance, kind, id string) ([]kmsstate.Location, error) {
+			return all[itemKey(kind, id)], nil
+		}
+	}
+
 	newKeys, newSecrets := 0, 0
 	planned := map[string]bool{}
 	for _, it := range keys {
 		item := RestoreItem{Kind: it.Kind, ID: it.ID, Versions: it.Versions, CreateSeq: it.CreateSeq,
 			Description: it.Description, Status: StatusPlanned}
 		if target != nil {
-			done, conflict, err := s.keyInTarget(target, domain.KeyID(it.ID), it.Versions)
+			locs, err := locate(target, it.Kind, it.ID)
+			if err != nil {
+				return nil, nil, err
+			}
+			done, conflict, err := s.keyInTarget(target, domain.KeyID(it.ID), it.Versions, locs)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -132,7 +159,11 @@ func (s *Restores) plan(c Caller, req RestoreRequest) (*RestorePlan, *source, er
 	for _, it := range secrets {
 		item := RestoreItem{Kind: it.Kind, ID: it.ID, Versions: it.Versions, KeyID: it.KeyID, CreateSeq: it.CreateSeq, Status: StatusPlanned}
 		if target != nil {
-			done, conflict, err := s.secretInTarget(target, it.ID, it.Versions)
+			locs, err := locate(target, it.Kind, it.ID)
+			if err != nil {
+				return nil, nil, err
+			}
+			done, conflict, err := s.secretInTarget(target, it.ID, it.Versions, locs)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -237,11 +268,7 @@ func (s *Restores) loadSource(plan *RestorePlan, src *source, req RestoreRequest
 // keyInTarget says whether the target instance already holds this key
 // with these versions (a restore already applied), or whether its ID is
 // taken in the region by another key.
-func (s *Restores) keyInTarget(target *domain.Instance, id domain.KeyID, versions uint32) (done, conflict bool, err error) {
-	locs, err := kmsstate.KeyLocations(s.KMS.State, target.Account, id)
-	if err != nil {
-		return false, false, err
-	}
+func (s *Restores) keyInTarget(target *domain.Instance, id domain.KeyID, versions uint32, locs []kmsstate.Location) (done, conflict bool, err error) {
 	return presence(target, locs, versions, func() (int, error) {
 		k, err := kmsstate.GetKey(s.KMS.State, target.ID, id)
 		if err != nil {
@@ -252,11 +279,7 @@ func (s *Restores) keyInTarget(target *domain.Instance, id domain.KeyID, version
 }
 
 // secretInTarget is keyInTarget for secrets.
-func (s *Restores) secretInTarget(target *domain.Instance, name string, versions uint32) (done, conflict bool, err error) {
-	locs, err := kmsstate.SecretLocations(s.KMS.State, target.Account, name)
-	if err != nil {
-		return false, false, err
-	}
+func (s *Restores) secretInTarget(target *domain.Instance, name string, versions uint32, locs []kmsstate.Location) (done, conflict bool, err error) {
 	return presence(target, locs, versions, func() (int, error) {
 		sec, err := kmsstate.GetSecret(s.KMS.State, target.ID, name)
 		if err != nil {
@@ -264,6 +287,15 @@ func (s *Restores) secretInTarget(target *domain.Instance, name string, versions
 		}
 		return len(sec.Versions), nil
 	})
+}
+
+// itemLocations looks up where one key or secret of the target's account
+// lives.
+func (s *Restores) itemLocations(target *domain.Instance, kind, id string) ([]kmsstate.Location, error) {
+	if kind == backupdata.KindKey {
+		return kmsstate.KeyLocations(s.KMS.State, target.Account, domain.KeyID(id))
+	}
+	return kmsstate.SecretLocations(s.KMS.State, target.Account, id)
 }
 
 // presence decides from an item's locations: in the target instance with

@@ -1,6 +1,7 @@
 package backupdata
 
 import (
+	"encoding/binary"
 	"strconv"
 	"strings"
 
@@ -388,4 +389,65 @@ func DayRange(r projections.Reader, ref string, day domain.Day) (lo, hi uint64, 
 		}
 	}
 	return lo, info.LastSeq, true, nil
+}
+
+// VersionsOf reads the versions of many items in one sequential scan of the
+// generation's version records, instead of one scan per item. items must
+// be sorted by kind then ID (as Within and StateAt return them); fn is
+// called once per item, in order, with the item's first Versions versions
+// of its CreateSeq incarnation (none if nothing is stored).
+func VersionsOf(r projections.Reader, ref string, items []Item, fn func(i int, vs []Version) error) error {
+	p := append(base(ref), 'v', 0)
+	j := 0
+	var cur []Version
+	emitUntil := func(kind byte, id string) error {
+		for j < len(items) {
+			it := &items[j]
+			kb := kindByte(it.Kind)
+			if kb > kind || (kb == kind && it.ID >= id) {
+				return nil
+			}
+			if err := fn(j, cur); err != nil {
+				return err
+			}
+			cur = nil
+			j++
+		}
+		return nil
+	}
+	err := r.Scan(p, nil, func(k, v []byte) (bool, error) {
+		rest := k[len(p):]
+		n := len(rest)
+		if n < 2+1+12 || rest[1] != 0 || rest[n-13] != 0 {
+			return false, domain.Corruption("backup data: bad version key")
+		}
+		kind, id := rest[0], string(rest[2:n-13])
+		createSeq := binary.BigEndian.Uint64(rest[n-12 : n-4])
+		if err := emitUntil(kind, id); err != nil {
+			return false, err
+		}
+		if j == len(items) {
+			return false, nil
+		}
+		it := &items[j]
+		if kindByte(it.Kind) != kind || it.ID != id || it.CreateSeq != createSeq || uint32(len(cur)) >= it.Versions {
+			return true, nil
+		}
+		ver, err := decodeVersion(v)
+		if err != nil {
+			return false, err
+		}
+		cur = append(cur, ver)
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	for ; j < len(items); j++ {
+		if err := fn(j, cur); err != nil {
+			return err
+		}
+		cur = nil
+	}
+	return nil
 }

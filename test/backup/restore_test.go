@@ -137,3 +137,41 @@ func TestRestoreFromExpiredBackup(t *testing.T) {
 		t.Fatalf("expired backup: applied %v, findings %v", res.Applied, res.Plan.Findings)
 	}
 }
+
+// TestLargeRestorePlan exercises plans of many items, whose conflicts are
+// found with one scan of the account's locations rather than one look-up
+// per item: the same findings, the same apply, the same retry.
+func TestLargeRestorePlan(t *testing.T) {
+	e := NewEngine(t, time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC))
+	ctx := context.Background()
+	src, b := e.EnabledBackup("UTC")
+	var last domain.KeyID
+	for i := range 80 {
+		last = Must(e.KMS.CreateKey(ctx, e.Caller, src.ID, fmt.Sprint(i))).ID
+	}
+	for i := range 5 {
+		Must(e.KMS.CreateSecret(ctx, e.Caller, commands.CreateSecretInput{Name: fmt.Sprint("s", i), Instance: src.ID, Key: last, Value: domain.Plaintext("v")}))
+	}
+	e.Advance(10 * time.Minute)
+	req := func(to domain.InstanceID) commands.RestoreRequest {
+		return commands.RestoreRequest{From: b.ID, Day: "2026-05-01", All: true, ToInstance: to}
+	}
+	same := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "cn-hangzhou", KeyQuota: 1000}))
+	plan := Must(e.Restores.PlanRestore(ctx, e.Caller, req(same.ID)))
+	n := map[string]int{}
+	for _, f := range plan.Findings {
+		n[f.Code]++
+	}
+	if n[commands.FindingKeyExists] != 80 || n[commands.FindingSecretExists] != 5 || len(plan.Items) != 85 {
+		t.Fatalf("plan into the same region: %d items, findings %v", len(plan.Items), n)
+	}
+	other := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "eu-central-1", KeyQuota: 1000}))
+	res := Must(e.Restores.Restore(ctx, e.Caller, req(other.ID)))
+	if !res.Applied || res.Restored != 85 || len(res.Validation) != 0 {
+		t.Fatalf("restore into another region: %+v", res)
+	}
+	again := Must(e.Restores.Restore(ctx, e.Caller, req(other.ID)))
+	if !again.Applied || again.Restored != 0 || again.AlreadyRestored != 85 {
+		t.Fatalf("retry: restored %d, already %d, findings %+v", again.Restored, again.AlreadyRestored, again.Plan.Findings)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -149,14 +150,21 @@ func BenchmarkRestoreToDay(b *testing.B) {
 			return fmt.Errorf("plan findings: %+v", plan.Findings[0])
 		}
 		items, versions = len(plan.Items), 0
-		for _, it := range plan.Items {
-			vs, err := backupdata.Versions(e.store, ref, it.Kind, it.ID, it.CreateSeq)
-			if err != nil {
-				return err
+		// As Restore reads them: every item's versions in one merged scan.
+		sorted := make([]backupdata.Item, len(plan.Items))
+		for i, it := range plan.Items {
+			sorted[i] = backupdata.Item{Kind: it.Kind, ID: it.ID, Versions: it.Versions, CreateSeq: it.CreateSeq}
+		}
+		slices.SortFunc(sorted, func(a, b backupdata.Item) int {
+			if c := strings.Compare(a.Kind, b.Kind); c != 0 {
+				return c
 			}
-			for _, v := range vs[:min(len(vs), int(it.Versions))] {
+			return strings.Compare(a.ID, b.ID)
+		})
+		return backupdata.VersionsOf(e.store, ref, sorted, func(i int, vs []backupdata.Version) error {
+			for _, v := range vs {
 				versions++
-				if it.Kind == backupdata.KindKey {
+				if sorted[i].Kind == backupdata.KindKey {
 					pt, err := e.env.Open(ctx, ref, v.Material, commands.BackupAAD(bkp.Account, ref, v.SealedBy))
 					if err != nil {
 						return err
@@ -164,8 +172,8 @@ func BenchmarkRestoreToDay(b *testing.B) {
 					pt.Wipe()
 				}
 			}
-		}
-		return nil
+			return nil
+		})
 	}
 	// Genesis replay: every event of the KMS stream from revision 0,
 	// decoded, key material opened, state with versions built.
