@@ -1,11 +1,10 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"net/http"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -131,44 +130,6 @@ func TestRestoreJSONShapes(t *testing.T) {
 	}
 }
 
-// memStore is a TEST DOUBLE of a projection store transaction: a sorted
-// in-memory map.
-type memStore map[string][]byte
-
-var _ projections.Txn = memStore(nil)
-
-func (m memStore) Get(k []byte) ([]byte, bool, error) {
-	v, ok := m[string(k)]
-	return bytes.Clone(v), ok, nil
-}
-
-func (m memStore) Scan(prefix, start []byte, fn func(k, v []byte) (bool, error)) error {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		if bytes.HasPrefix([]byte(k), prefix) && (start == nil || k >= string(start)) {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if more, err := fn([]byte(k), m[k]); err != nil || !more {
-			return err
-		}
-	}
-	return nil
-}
-
-func (m memStore) Set(k, v []byte) error { m[string(k)] = bytes.Clone(v); return nil }
-func (m memStore) Delete(k []byte) error { delete(m, string(k)); return nil }
-func (m memStore) DeletePrefix(p []byte) error {
-	for k := range m {
-		if bytes.HasPrefix([]byte(k), p) {
-			delete(m, k)
-		}
-	}
-	return nil
-}
-
 // seqIDs draws ULIDs 1, 2, 3, ...
 type seqIDs struct{ n byte }
 
@@ -181,7 +142,12 @@ func (s *seqIDs) NewULID() ulid.ULID {
 // client: the backup and since filters, and paging.
 func TestListAudit(t *testing.T) {
 	ctx := context.Background()
-	store := memStore{}
+	// The real projection store, on a temporary directory.
+	store, err := pebblestore.Open(t.TempDir(), pebblestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
 	bkp1, bkp2 := domain.NewBackupID(ulid.ULID{15: 1}), domain.NewBackupID(ulid.ULID{15: 2})
 	start := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 	caller := commands.Caller{Account: "acct_1"}
@@ -193,7 +159,7 @@ func TestListAudit(t *testing.T) {
 	} {
 		e := commands.AuditEvent(caller, start.Add(time.Duration(i)*time.Hour), ids, caller.Account, &a)
 		e.Position = uint64(10 + i)
-		if err := audit.Apply(store, e); err != nil {
+		if err := store.Update(audit.Name, e.Position, func(txn projections.Txn) error { return audit.Apply(txn, e) }); err != nil {
 			t.Fatal(err)
 		}
 	}

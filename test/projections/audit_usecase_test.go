@@ -1,15 +1,14 @@
-package commands_test
+package projections
 
 import (
-	"bytes"
 	"errors"
-	"sort"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/oklog/ulid/v2"
 
+	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections"
@@ -31,50 +30,20 @@ func (s *auditIDs) NewULID() ulid.ULID {
 	return u
 }
 
-// auditStore is a TEST DOUBLE of a projection store transaction: a sorted
-// in-memory map (commands tests cannot use the Pebble adapter).
-type auditStore map[string][]byte
-
-var _ projections.Txn = auditStore(nil)
-
-func (m auditStore) Get(k []byte) ([]byte, bool, error) {
-	v, ok := m[string(k)]
-	return bytes.Clone(v), ok, nil
-}
-
-func (m auditStore) Scan(prefix, start []byte, fn func(k, v []byte) (bool, error)) error {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		if bytes.HasPrefix([]byte(k), prefix) && (start == nil || k >= string(start)) {
-			keys = append(keys, k)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if more, err := fn([]byte(k), m[k]); err != nil || !more {
-			return err
-		}
-	}
-	return nil
-}
-
-func (m auditStore) Set(k, v []byte) error { m[string(k)] = bytes.Clone(v); return nil }
-func (m auditStore) Delete(k []byte) error { delete(m, string(k)); return nil }
-func (m auditStore) DeletePrefix(p []byte) error {
-	for k := range m {
-		if bytes.HasPrefix([]byte(k), p) {
-			delete(m, k)
-		}
-	}
-	return nil
-}
-
+// TestAuditRecordAndList drives the audit use case on the real store: the
+// records' envelope, the actor set from the caller, the filters and paging.
 func TestAuditRecordAndList(t *testing.T) {
 	ctx := t.Context()
 	acme, other := domain.NewAccountID(ulid.Make()), domain.NewAccountID(ulid.Make())
 	bkp := domain.NewBackupID(ulid.Make())
 	at := time.Date(2026, 5, 1, 8, 0, 0, 0, time.FixedZone("CST", 8*3600))
-	log, state := newMemLog(), auditStore{}
+	// The real store holds both the log and the read model.
+	st, err := pebblestore.Open(t.TempDir(), pebblestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log, state := st, st
 	s := &commands.Audit{Log: log, State: state, Clock: auditClock{at}, IDs: &auditIDs{}}
 
 	in := &domain.Audited{Action: "restore-key", Actor: "forged", Backup: bkp, Day: "2026-04-30", Target: "kms_x", Item: "key_x"}
@@ -109,7 +78,7 @@ func TestAuditRecordAndList(t *testing.T) {
 		t.Errorf("event envelope: %+v", e)
 	}
 	for _, e := range events {
-		if err := audit.Apply(state, e); err != nil {
+		if err := st.Update(audit.Name, e.Position, func(txn projections.Txn) error { return audit.Apply(txn, e) }); err != nil {
 			t.Fatal(err)
 		}
 	}
