@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
@@ -133,4 +135,42 @@ func readStdin(ctx context.Context, stdin io.Reader, ttyMsg string) ([]byte, err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// newItemListCmd builds "kms NOUN list --instance ID": a paged list of
+// one kind of item of a KMS instance.
+func newItemListCmd[T any](a *app, noun, short string,
+	list func(ctx context.Context, c *httpapi.Client, instance string, size int, token string) (httpapi.List[T], error),
+	header []string, row func(T) []string) *cobra.Command {
+	var (
+		instance string
+		page     pageFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "list --instance INSTANCE_ID",
+		Short: short,
+		Example: fmt.Sprintf(`  kmsbackup kms %[1]s list --instance INSTANCE_ID
+  kmsbackup kms %[1]s list --instance INSTANCE_ID --page-size 50 -o json`, noun),
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := requireFlag("instance", instance, "the KMS instance ID (see kmsbackup kms instance list)"); err != nil {
+				return err
+			}
+			if err := page.validate(cmd); err != nil {
+				return err
+			}
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			l, err := list(cmd.Context(), c, instance, page.size, page.token)
+			if err != nil {
+				return err
+			}
+			return renderList(a, l, header, row)
+		},
+	}
+	cmd.Flags().StringVar(&instance, "instance", "", "KMS instance ID (required)")
+	page.register(cmd)
+	return cmd
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 
@@ -135,35 +136,8 @@ func newKeyShowCmd(a *app) *cobra.Command {
 }
 
 func newKeyListCmd(a *app) *cobra.Command {
-	var (
-		instance string
-		page     pageFlags
-	)
-	cmd := &cobra.Command{
-		Use:   "list --instance INSTANCE_ID",
-		Short: "List the keys of a KMS instance",
-		Example: `  kmsbackup kms key list --instance INSTANCE_ID
-  kmsbackup kms key list --instance INSTANCE_ID --page-size 50 -o json`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireFlag("instance", instance, "the KMS instance ID (see kmsbackup kms instance list)"); err != nil {
-				return err
-			}
-			if err := page.validate(cmd); err != nil {
-				return err
-			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			l, err := c.ListKeys(cmd.Context(), instance, page.size, page.token)
-			if err != nil {
-				return err
-			}
-			return renderList(a, l, keyHeader, keyRow)
-		},
-	}
-	cmd.Flags().StringVar(&instance, "instance", "", "KMS instance ID (required)")
-	page.register(cmd)
-	return cmd
+	return newItemListCmd(a, "key", "List the keys of a KMS instance",
+		func(ctx context.Context, c *httpapi.Client, instance string, size int, token string) (httpapi.List[httpapi.Key], error) {
+			return c.ListKeys(ctx, instance, size, token)
+		}, keyHeader, keyRow)
 }

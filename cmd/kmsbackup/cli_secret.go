@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 
@@ -194,35 +195,8 @@ func newSecretDeleteCmd(a *app) *cobra.Command {
 }
 
 func newSecretListCmd(a *app) *cobra.Command {
-	var (
-		instance string
-		page     pageFlags
-	)
-	cmd := &cobra.Command{
-		Use:   "list --instance INSTANCE_ID",
-		Short: "List the secrets of a KMS instance (metadata only)",
-		Example: `  kmsbackup kms secret list --instance INSTANCE_ID
-  kmsbackup kms secret list --instance INSTANCE_ID --page-size 50 -o json`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := requireFlag("instance", instance, "the KMS instance ID (see kmsbackup kms instance list)"); err != nil {
-				return err
-			}
-			if err := page.validate(cmd); err != nil {
-				return err
-			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			l, err := c.ListSecrets(cmd.Context(), instance, page.size, page.token)
-			if err != nil {
-				return err
-			}
-			return renderList(a, l, secretHeader, secretRow)
-		},
-	}
-	cmd.Flags().StringVar(&instance, "instance", "", "KMS instance ID (required)")
-	page.register(cmd)
-	return cmd
+	return newItemListCmd(a, "secret", "List the secrets of a KMS instance (metadata only)",
+		func(ctx context.Context, c *httpapi.Client, instance string, size int, token string) (httpapi.List[httpapi.Secret], error) {
+			return c.ListSecrets(ctx, instance, size, token)
+		}, secretHeader, secretRow)
 }
