@@ -36,8 +36,10 @@ type Backups struct {
 	Sealer       Sealer
 	DataKeys     DataKeys
 	Blobs        BlobStore
-	Clock        Clock
-	IDs          IDSource
+	// Files writes and reads backup data files (download and upload).
+	Files BackupFiles
+	Clock Clock
+	IDs   IDSource
 	// Zones loads a time zone by IANA name (time.LoadLocation).
 	Zones func(name string) (*time.Location, error)
 	// Audit, if set, records every lifecycle change.
@@ -63,7 +65,7 @@ func (s *Backups) backup(c Caller, op string, id domain.BackupID) (*domain.Backu
 		return nil, err
 	}
 	b, err := backupstate.Get(s.State, id)
-	if errors.Is(err, domain.ErrNotFound) || (err == nil && !c.Sees(b.Account)) {
+	if errors.Is(err, domain.ErrNotFound) || (err == nil && (!c.Sees(b.Account) || b.Deleted())) {
 		return nil, domain.NotFound(op, "backup instance", string(id))
 	}
 	return b, err

@@ -17,6 +17,17 @@ func (s *Backups) viewableDay(c Caller, op string, id domain.BackupID, day strin
 	if err := b.Usable(op); err != nil {
 		return nil, "", err
 	}
+	if b.Kind == domain.BackupUpload {
+		// An upload holds the one day its file held, always viewable.
+		if day == "" || day == string(b.UploadDay) {
+			return b, b.UploadDay, nil
+		}
+		return nil, "", domain.Errorf(domain.ErrFailedPrecondition, op, day, "leave out the day, or use "+string(b.UploadDay),
+			"upload %s holds only the day %s", b.ID, b.UploadDay)
+	}
+	if day == "" {
+		return nil, "", domain.Invalid(op, "day is required: a viewable day of %s as YYYY-MM-DD", b.ID)
+	}
 	d, err := domain.ParseDay(day)
 	if err != nil {
 		return nil, "", err

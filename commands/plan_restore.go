@@ -39,6 +39,12 @@ func (s *Restores) plan(c Caller, req RestoreRequest) (*RestorePlan, *source, er
 	if err != nil {
 		return nil, nil, err
 	}
+	if b.Kind == domain.BackupUpload && req.Day == "" {
+		req.Day = string(b.UploadDay) // an upload holds one day
+	}
+	if req.Day == "" {
+		return nil, nil, domain.Invalid(op, "day is required: a viewable day of %s as YYYY-MM-DD", b.ID)
+	}
 	day, err := domain.ParseDay(req.Day)
 	if err != nil {
 		return nil, nil, err

@@ -91,25 +91,22 @@ func (s *Backups) reseal(ctx context.Context, b *domain.Backup, e domain.Event) 
 	if err != nil {
 		return domain.Event{}, err
 	}
-	var material *domain.Sealed
-	switch d := d.(type) {
-	case *domain.KeyCreated:
-		material = &d.Material
-	case *domain.KeyRotated:
-		material = &d.Material
-	default:
+	materials := domain.KeyMaterials(d)
+	if len(materials) == 0 {
 		return e, nil
 	}
-	pt, err := s.Sealer.Open(ctx, string(e.Instance), *material, domain.AssociatedData(e.Account, e.Stream, e.ID))
-	if err != nil {
-		return domain.Event{}, fmt.Errorf("open key material of event %s: %w", e.ID, err)
+	for _, m := range materials {
+		pt, err := s.Sealer.Open(ctx, string(e.Instance), *m, domain.AssociatedData(e.Account, e.Stream, e.ID))
+		if err != nil {
+			return domain.Event{}, fmt.Errorf("open key material of event %s: %w", e.ID, err)
+		}
+		sealed, err := s.Sealer.Seal(ctx, b.DataRef(), pt, BackupAAD(b.Account, b.DataRef(), e.ID))
+		pt.Wipe()
+		if err != nil {
+			return domain.Event{}, fmt.Errorf("reseal key material of event %s: %w", e.ID, err)
+		}
+		*m = sealed
 	}
-	defer pt.Wipe()
-	sealed, err := s.Sealer.Seal(ctx, b.DataRef(), pt, BackupAAD(b.Account, b.DataRef(), e.ID))
-	if err != nil {
-		return domain.Event{}, fmt.Errorf("reseal key material of event %s: %w", e.ID, err)
-	}
-	*material = sealed
 	e.Data = domain.EncodeData(d)
 	return e, nil
 }

@@ -102,6 +102,13 @@ type Backup struct {
 	// reset or release destroys it.
 	Generation uint32
 
+	// Uploads (Kind BackupUpload): the one day the file held, where it came
+	// from, and the file's ID. Alias holds the upload's name.
+	UploadDay      Day
+	Source         BackupID
+	SourceInstance InstanceID
+	FileID         string
+
 	// The chain of checkpoints of the current generation.
 	Checkpoints     uint64    // sequence number of the last checkpoint (0: none)
 	NextRevision    uint64    // first KMS stream revision not backed up yet
@@ -242,6 +249,9 @@ func NewProvisionedBackup(id BackupID, region string, viewableDays int, term Ter
 // in up, if any; loc is the time zone, already loaded by the caller.
 func (b *Backup) Enable(in *Instance, alias, timeZone string, boundTo BackupID) (*BackupEnabled, error) {
 	const op = "enable backup instance"
+	if err := b.notUpload(op); err != nil {
+		return nil, err
+	}
 	if err := b.usable(op); err != nil {
 		return nil, err
 	}
@@ -280,6 +290,9 @@ func ValidateAlias(a string) error {
 // the default instance.
 func (b *Backup) Extend(days int) (*BackupExtended, error) {
 	const op = "extend viewable days"
+	if err := b.notUpload(op); err != nil {
+		return nil, err
+	}
 	if err := b.usable(op); err != nil {
 		return nil, err
 	}
@@ -300,6 +313,9 @@ func (b *Backup) Extend(days int) (*BackupExtended, error) {
 // reactivated; its new term starts now, otherwise at the current expiry.
 func (b *Backup) Renew(term Term, now time.Time) (*BackupRenewed, error) {
 	const op = "renew backup instance"
+	if err := b.notUpload(op); err != nil {
+		return nil, err
+	}
 	if b.Kind == BackupDefault {
 		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "", "the default backup instance never expires")
 	}
@@ -339,6 +355,9 @@ func (b *Backup) Release(now time.Time) (*BackupReleased, bool) {
 // Reset decides destroying the data and unbinding.
 func (b *Backup) Reset() (*BackupReset, error) {
 	const op = "reset backup instance"
+	if err := b.notUpload(op); err != nil {
+		return nil, err
+	}
 	if err := b.usable(op); err != nil {
 		return nil, err
 	}
@@ -355,6 +374,13 @@ func (b *Backup) Apply(e Event, d EventData) {
 	case *BackupCreated:
 		*b = Backup{ID: d.Backup, Account: e.Account, Region: d.Region, Kind: d.Kind, State: StateNotEnabled,
 			ViewableDays: int(d.ViewableDays), ExpiresAt: d.ExpiresAt, CreatedAt: e.OccurredAt, Revision: e.Revision}
+	case *BackupUploaded:
+		*b = Backup{ID: d.Backup, Account: e.Account, Region: d.Region, Kind: BackupUpload, State: StateUploaded,
+			ViewableDays: 1, CreatedAt: e.OccurredAt, Revision: e.Revision, Alias: d.Name, TimeZone: d.TimeZone,
+			EnabledAt: e.OccurredAt, UploadDay: d.Day, Source: d.Source, SourceInstance: d.KMSInstance, FileID: d.FileID}
+	case *BackupUploadDeleted:
+		b.State, b.ReleasedAt = StateReleased, e.OccurredAt
+		b.clearData()
 	case *BackupEnabled:
 		b.State, b.KMSInstance, b.Alias, b.TimeZone, b.EnabledAt = StateEnabled, d.KMSInstance, d.Alias, d.TimeZone, e.OccurredAt
 	case *BackupExtended:

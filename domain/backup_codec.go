@@ -75,6 +75,10 @@ func backupData(typ string) EventData {
 		return &BackupReset{}
 	case TypeBackupCheckpointed:
 		return &BackupCheckpointed{}
+	case TypeBackupUploaded:
+		return &BackupUploaded{}
+	case TypeBackupUploadDeleted:
+		return &BackupUploadDeleted{}
 	}
 	return nil
 }

@@ -215,3 +215,22 @@ func NewRestoredSecret(e Event, d *SecretRestored) *Secret {
 	}
 	return s
 }
+
+// KeyMaterials returns the key material fields of an event's payload (one
+// for a key's create or rotation, one per version for a restore; none for
+// other events), so that a copier can reseal them in place.
+func KeyMaterials(d EventData) []*Sealed {
+	switch d := d.(type) {
+	case *KeyCreated:
+		return []*Sealed{&d.Material}
+	case *KeyRotated:
+		return []*Sealed{&d.Material}
+	case *KeyRestored:
+		out := make([]*Sealed, len(d.Versions))
+		for i := range d.Versions {
+			out[i] = &d.Versions[i].Material
+		}
+		return out
+	}
+	return nil
+}

@@ -17,20 +17,39 @@ func EncodeSlice(events []Event) []byte {
 	w.Uvarint(sliceVersion)
 	w.Uvarint(uint64(len(events)))
 	for i := range events {
-		e := &events[i]
-		w.Fixed(e.ID[:])
-		w.String(e.Stream)
-		w.Uvarint(e.Revision)
-		w.Uvarint(e.Position)
-		w.String(e.Type)
-		w.Uvarint(uint64(e.Schema))
-		w.Time(e.OccurredAt)
-		w.String(string(e.Account))
-		w.String(e.Region)
-		w.String(string(e.Instance))
-		w.Bytes(e.Data)
+		encodeEvent(&w, &events[i])
 	}
 	return w.B
+}
+
+// encodeEvent writes every envelope field of e and its payload.
+func encodeEvent(w *wire.Writer, e *Event) {
+	w.Fixed(e.ID[:])
+	w.String(e.Stream)
+	w.Uvarint(e.Revision)
+	w.Uvarint(e.Position)
+	w.String(e.Type)
+	w.Uvarint(uint64(e.Schema))
+	w.Time(e.OccurredAt)
+	w.String(string(e.Account))
+	w.String(e.Region)
+	w.String(string(e.Instance))
+	w.Bytes(e.Data)
+}
+
+// decodeEvent reads what encodeEvent wrote; errors stay in r.
+func decodeEvent(r *wire.Reader, e *Event) {
+	r.Fixed(e.ID[:])
+	e.Stream = r.String()
+	e.Revision = r.Uvarint()
+	e.Position = r.Uvarint()
+	e.Type = r.String()
+	e.Schema = uint16(r.Uint32())
+	e.OccurredAt = r.Time()
+	e.Account = AccountID(r.String())
+	e.Region = r.String()
+	e.Instance = InstanceID(r.String())
+	e.Data = r.Bytes()
 }
 
 // DecodeSlice decodes a slice. Malformed input is a corruption error.
@@ -45,18 +64,7 @@ func DecodeSlice(b []byte) ([]Event, error) {
 	}
 	out := make([]Event, n)
 	for i := range out {
-		e := &out[i]
-		r.Fixed(e.ID[:])
-		e.Stream = r.String()
-		e.Revision = r.Uvarint()
-		e.Position = r.Uvarint()
-		e.Type = r.String()
-		e.Schema = uint16(r.Uint32())
-		e.OccurredAt = r.Time()
-		e.Account = AccountID(r.String())
-		e.Region = r.String()
-		e.Instance = InstanceID(r.String())
-		e.Data = r.Bytes()
+		decodeEvent(&r, &out[i])
 	}
 	if err := r.Done(); err != nil {
 		return nil, Corruption("slice: %v", err)

@@ -57,13 +57,21 @@ func (c *Client) httpClient() *http.Client {
 
 func (c *Client) request(ctx context.Context, method, path string, query url.Values, body any) (*http.Response, error) {
 	var rd io.Reader
+	hdr := http.Header{}
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, fmt.Errorf("encode request: %w", err)
 		}
 		rd = bytes.NewReader(b)
+		hdr.Set("Content-Type", "application/json")
 	}
+	return c.send(ctx, method, path, query, rd, hdr)
+}
+
+// send makes a request with a raw body and extra headers; a response of 300
+// or more is returned as an *APIError.
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, rd io.Reader, hdr http.Header) (*http.Response, error) {
 	u := strings.TrimRight(c.Base, "/") + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -72,8 +80,8 @@ func (c *Client) request(ctx context.Context, method, path string, query url.Val
 	if err != nil {
 		return nil, domain.Invalid("request", "bad server address %q: %v", c.Base, err)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
@@ -376,4 +384,63 @@ func (c *Client) TailEvents(ctx context.Context, from uint64, fn func(json.RawMe
 		return domain.Errorf(domain.ErrUnavailable, "tail events", "", "retry with --from the last position seen", "stream ended: %v", err)
 	}
 	return ctx.Err()
+}
+
+// DownloadResult is what a download returns beside the file: the data key,
+// which the server does not keep, and the file's ID.
+type DownloadResult struct {
+	FileID  string
+	DataKey string
+	Bytes   int64
+}
+
+// Download writes the file of a viewable day to w (day may be empty for an
+// upload). A download cut short is an error: the file is then incomplete.
+func (c *Client) Download(ctx context.Context, id, day string, w io.Writer) (DownloadResult, error) {
+	resp, err := c.request(ctx, "POST", backupPath(id)+"/download", nil, DownloadRequest{Day: day})
+	if err != nil {
+		return DownloadResult{}, err
+	}
+	defer resp.Body.Close()
+	res := DownloadResult{FileID: resp.Header.Get(HeaderFileID), DataKey: resp.Header.Get(HeaderDataKey)}
+	if res.DataKey == "" {
+		return DownloadResult{}, fmt.Errorf("download %s: the response carries no data key", id)
+	}
+	n, err := io.Copy(w, resp.Body)
+	res.Bytes = n
+	if err != nil {
+		return res, domain.Errorf(domain.ErrUnavailable, "download", id, "download the day again",
+			"the download broke off after %d bytes: %v", n, err)
+	}
+	return res, nil
+}
+
+// Upload sends a backup data file with its data key under a name.
+func (c *Client) Upload(ctx context.Context, name, dataKey string, file io.Reader) (BackupInstance, error) {
+	q := url.Values{}
+	q.Set("name", name)
+	hdr := http.Header{}
+	hdr.Set("Content-Type", "application/octet-stream")
+	hdr.Set(HeaderDataKey, dataKey)
+	resp, err := c.send(ctx, "POST", "/v1/uploads", q, file, hdr)
+	if err != nil {
+		return BackupInstance{}, err
+	}
+	defer resp.Body.Close()
+	var out BackupInstance
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return out, fmt.Errorf("upload: decode response: %w", err)
+	}
+	return out, nil
+}
+
+// ListUploads lists the account's uploads.
+func (c *Client) ListUploads(ctx context.Context, pageSize int, pageToken string) (List[BackupInstance], error) {
+	return do[List[BackupInstance]](ctx, c, "GET", "/v1/uploads", pageQuery(pageSize, pageToken), nil)
+}
+
+// DeleteUpload deletes an upload and its data.
+func (c *Client) DeleteUpload(ctx context.Context, id string) error {
+	_, err := do[struct{}](ctx, c, "DELETE", "/v1/uploads/"+url.PathEscape(id), nil, nil)
+	return err
 }

@@ -125,10 +125,7 @@ func (s *Server) backupRoutes(rt *Router) {
 	})
 	rt.Handle("GET", "/v1/backup-instances/{id}/data", func(_ http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
 		const op = "list data"
-		day, err := requireQuery(r, op, "day", "a viewable day as YYYY-MM-DD")
-		if err != nil {
-			return nil, err
-		}
+		day := r.URL.Query().Get("day") // optional for an upload, which holds one day
 		tab, err := requireQuery(r, op, "tab", "one of "+tabList())
 		if err != nil {
 			return nil, err

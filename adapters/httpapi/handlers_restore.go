@@ -25,8 +25,6 @@ func (req RestoreRequest) input(op string) (commands.RestoreRequest, error) {
 	switch {
 	case req.From == "":
 		return commands.RestoreRequest{}, domain.Invalid(op, "from is required: the ID of the backup instance to restore from (bkp_...)")
-	case req.Day == "":
-		return commands.RestoreRequest{}, domain.Invalid(op, "day is required: a viewable day of the backup instance as YYYY-MM-DD")
 	case req.ToInstance == "":
 		return commands.RestoreRequest{}, domain.Invalid(op, "to_instance is required: the ID of the KMS instance to restore into (kms_...)")
 	case req.All && (len(req.Keys) > 0 || len(req.Secrets) > 0):
@@ -34,7 +32,7 @@ func (req RestoreRequest) input(op string) (commands.RestoreRequest, error) {
 	case !req.All && len(req.Keys) == 0 && len(req.Secrets) == 0:
 		return commands.RestoreRequest{}, domain.Invalid(op, "name what to restore: keys, secrets, or all: true")
 	}
-	if _, err := domain.ParseDay(req.Day); err != nil {
+	if _, err := domain.ParseDay(req.Day); err != nil && req.Day != "" { // an upload needs no day
 		return commands.RestoreRequest{}, domain.Invalid(op, "day must be a date as YYYY-MM-DD, such as 2026-05-01")
 	}
 	if req.At != "" {

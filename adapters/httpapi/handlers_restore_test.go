@@ -45,7 +45,6 @@ func TestRestoreRequestsValidated(t *testing.T) {
 	}{
 		{"POST", "/v1/restores", ``, "request body is empty"},
 		{"POST", "/v1/restores", `{"day":"2026-05-01","to_instance":"kms_1","all":true}`, "from is required"},
-		{"POST", "/v1/restores", `{"from":"bkp_1","to_instance":"kms_1","all":true}`, "day is required"},
 		{"POST", "/v1/restores", `{"from":"bkp_1","day":"2026-05-01","all":true}`, "to_instance is required"},
 		{"POST", "/v1/restores", `{` + ok + `}`, "name what to restore"},
 		{"POST", "/v1/restores", `{` + ok + `,"all":true,"keys":["key_1"]}`, "do not also list keys or secrets"},

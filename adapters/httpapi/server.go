@@ -61,6 +61,11 @@ type Server struct {
 	// DevClock, when set (--dev), serves /v1/dev/clock; nil leaves the dev
 	// routes out, so that they answer not_found.
 	DevClock DevClock
+	// MaxUpload bounds an uploaded backup data file (default 16 GiB);
+	// SpoolDir is where an upload waits, still encrypted, while it is
+	// checked and stored (default os.TempDir()).
+	MaxUpload int64
+	SpoolDir  string
 	// Extra registers more routes (later capabilities).
 	Extra func(r *Router)
 
@@ -104,6 +109,13 @@ func (rt *Router) Handle(method, pattern string, h HandlerFunc) {
 	rt.mux.Handle(method+" "+pattern, rt.s.instrument(pattern, rt.s.authenticated(h)))
 }
 
+// HandleUpTo registers an authenticated route whose request body may hold
+// up to limit bytes (streamed uploads).
+func (rt *Router) HandleUpTo(method, pattern string, limit int64, h HandlerFunc) {
+	rt.s.routes = append(rt.s.routes, Route{method, pattern})
+	rt.mux.Handle(method+" "+pattern, rt.s.instrument(pattern, rt.s.authenticatedUpTo(limit, h)))
+}
+
 // Routes lists every /v1 route, for the OpenAPI consistency test.
 func (s *Server) Routes() []Route { return s.routes }
 
@@ -137,6 +149,7 @@ func (s *Server) Handler() http.Handler {
 	s.kmsRoutes(rt)
 	if s.Backups != nil {
 		s.backupRoutes(rt)
+		s.fileRoutes(rt)
 		s.Registry.MustRegister(&backupCollector{list: s.BackupGauges, logger: s.Logger})
 	}
 	if s.Restores != nil {
@@ -228,7 +241,10 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	})
 }
 
-func (s *Server) authenticated(h HandlerFunc) http.Handler {
+func (s *Server) authenticated(h HandlerFunc) http.Handler { return s.authenticatedUpTo(maxBody, h) }
+
+// authenticatedUpTo is authenticated with a body of at most limit bytes.
+func (s *Server) authenticatedUpTo(limit int64, h HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		c, err := s.Auth.Authenticate(strings.TrimSpace(token))
@@ -236,7 +252,7 @@ func (s *Server) authenticated(h HandlerFunc) http.Handler {
 			writeError(w, err)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		out, err := h(w, r, c)
 		if err != nil {
 			if kind := domain.Kind(err); kind == nil || kind == domain.ErrUnavailable {

@@ -166,12 +166,12 @@ type BackupInstance struct {
 	ID                string    `json:"id"`
 	Account           string    `json:"account"`
 	Alias             string    `json:"alias"`
-	Kind              string    `json:"kind"` // default | provisioned
+	Kind              string    `json:"kind"` // default | provisioned | upload
 	Region            string    `json:"region"`
 	KMSInstance       string    `json:"kms_instance"`
 	ViewableDays      int       `json:"viewable_days"`
 	TimeZone          string    `json:"time_zone"`
-	State             string    `json:"state"` // not-enabled | enabled | expired | released
+	State             string    `json:"state"` // not-enabled | enabled | expired | released | uploaded
 	ExpiresAt         time.Time `json:"expires_at,omitzero"`
 	CreatedAt         time.Time `json:"created_at,omitzero"`
 	EnabledAt         time.Time `json:"enabled_at,omitzero"`
@@ -180,6 +180,18 @@ type BackupInstance struct {
 	Checkpoints       uint64    `json:"checkpoints"`
 	LastFullAt        time.Time `json:"last_full_at,omitzero"`
 	LastIncrementalAt time.Time `json:"last_incremental_at,omitzero"`
+	// Uploads only: the day the file held, where it came from, its file ID.
+	UploadDay         string `json:"upload_day,omitempty"`
+	SourceBackup      string `json:"source_backup,omitempty"`
+	SourceKMSInstance string `json:"source_kms_instance,omitempty"`
+	FileID            string `json:"file_id,omitempty"`
+}
+
+// DownloadRequest is POST /v1/backup-instances/{id}/download: the day to
+// download. The response body is the backup data file; its data key is in
+// the Kmsbackup-Data-Key response header, once.
+type DownloadRequest struct {
+	Day string `json:"day"`
 }
 
 // CreateBackupInstanceRequest is POST /v1/backup-instances: a provisioned
@@ -442,7 +454,9 @@ func backupView(b *domain.Backup) BackupInstance {
 		Region: b.Region, KMSInstance: string(b.KMSInstance), ViewableDays: b.ViewableDays, TimeZone: b.TimeZone,
 		State: string(b.State), ExpiresAt: b.ExpiresAt.UTC(), CreatedAt: b.CreatedAt.UTC(), EnabledAt: b.EnabledAt.UTC(),
 		EnabledDay: string(b.EnabledDay), Generation: b.Generation, Checkpoints: b.Checkpoints,
-		LastFullAt: b.LastFullAt.UTC(), LastIncrementalAt: b.LastIncremental.UTC()}
+		LastFullAt: b.LastFullAt.UTC(), LastIncrementalAt: b.LastIncremental.UTC(),
+		UploadDay: string(b.UploadDay), SourceBackup: string(b.Source), SourceKMSInstance: string(b.SourceInstance),
+		FileID: b.FileID}
 }
 
 func dataItemView(it backupdata.Item) DataItem {

@@ -83,7 +83,6 @@ func TestBackupUsageErrorsSendNothing(t *testing.T) {
 		{"extend too far", []string{"backup-instance", "extend", "bkp_01", "--viewable-days", "700"}, "--viewable-days must be between 7 and 600"},
 		{"renew without term", []string{"backup-instance", "renew", "bkp_01"}, "--term is required"},
 		{"reset without ID", []string{"backup-instance", "reset", "--yes"}, "missing BACKUP_ID"},
-		{"data list without day", []string{"data", "list", "bkp_01", "--tab", "full-keys"}, "--day is required"},
 		{"data list with a bad day", []string{"data", "list", "bkp_01", "--day", "2026-02-30", "--tab", "full-keys"}, "--day must be a date as YYYY-MM-DD"},
 		{"data list without tab", []string{"data", "list", "bkp_01", "--day", "2026-05-01"}, "--tab is required: pass one of full-keys, incremental-keys"},
 		{"data list with a bad tab", []string{"data", "list", "bkp_01", "--day", "2026-05-01", "--tab", "everything"},

@@ -62,15 +62,18 @@ change, never key material or secret values. The tabs:
   deleted              keys and secrets deleted during the day
 
 A day is viewable from the day the instance was enabled, for its viewable
-days up to today.`,
+days up to today. An upload holds one day: leave --day out for it.`,
 		Example: `  kmsbackup data list BACKUP_ID --day 2026-05-01 --tab full-keys
   kmsbackup data list BACKUP_ID --day 2026-05-01 --tab deleted -o id
-  kmsbackup data list BACKUP_ID --day 2026-05-01 --tab full-secrets --page-size 100 -o json`,
+  kmsbackup data list BACKUP_ID --day 2026-05-01 --tab full-secrets --page-size 100 -o json
+  kmsbackup data list UPLOAD_ID --tab full-keys`,
 		Args:              exactArgs("BACKUP_ID"),
 		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := dayFlag("day", day, "the day to view"); err != nil {
-				return err
+			if day != "" { // an upload holds one day: it needs none
+				if err := dayFlag("day", day, "the day to view"); err != nil {
+					return err
+				}
 			}
 			if err := tabFlag(tab); err != nil {
 				return err
@@ -89,7 +92,7 @@ days up to today.`,
 			return renderList(a, l, dataHeader, dataRow)
 		},
 	}
-	cmd.Flags().StringVar(&day, "day", "", "the day, YYYY-MM-DD in the instance's time zone (required)")
+	cmd.Flags().StringVar(&day, "day", "", "the day, YYYY-MM-DD in the instance's time zone (required, except for an upload)")
 	cmd.Flags().StringVar(&tab, "tab", "", "the list: "+strings.Join(httpapi.DataTabs(), ", ")+" (required)")
 	page.register(cmd)
 	_ = cmd.RegisterFlagCompletionFunc("day", cobra.NoFileCompletions)

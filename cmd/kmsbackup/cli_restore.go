@@ -36,8 +36,10 @@ func (f *restoreFlags) validate() error {
 	if err := requireFlag("from", f.from, "the ID of the backup instance to restore from (see kmsbackup backup-instance list)"); err != nil {
 		return err
 	}
-	if err := dayFlag("day", f.day, "the viewable day to restore from"); err != nil {
-		return err
+	if f.day != "" { // an upload holds one day: it needs none
+		if err := dayFlag("day", f.day, "the viewable day to restore from"); err != nil {
+			return err
+		}
 	}
 	if err := timeFlag("at", f.at); err != nil {
 		return err
@@ -85,6 +87,9 @@ left; no key with that ID and no secret with that name exists in its region
 (delete it there first); a secret's key is in the target or restored with it;
 the backup instance is not expired and the day is viewable; every item is in
 that day's data. --dry-run prints the plan and writes nothing.
+
+--from may name an upload (see kmsbackup upload): it holds one day, so --day
+is left out.
 
 Keys are restored before secrets, each item all or nothing, each with an audit
 record (kmsbackup audit list). Repeating a restore is safe: items already
@@ -139,7 +144,7 @@ restored); 9 when the validation after the restore finds a problem.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.from, "from", "", "ID of the backup instance to restore from (required)")
-	fl.StringVar(&f.day, "day", "", "the viewable day, YYYY-MM-DD in the backup instance's time zone (required)")
+	fl.StringVar(&f.day, "day", "", "the viewable day, YYYY-MM-DD in the backup instance's time zone (required, except from an upload)")
 	fl.StringVar(&f.at, "at", "", "restore from the last checkpoint at or before this RFC 3339 time of the day")
 	fl.StringArrayVar(&f.keys, "key", nil, "key ID to restore (repeatable)")
 	fl.StringArrayVar(&f.secrets, "secret", nil, "secret name to restore (repeatable)")

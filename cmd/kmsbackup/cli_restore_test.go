@@ -76,7 +76,6 @@ func TestRestoreUsageErrorsSendNothing(t *testing.T) {
 		want string // in the error line
 	}{
 		{"restore without from", []string{"restore", "--day", "2026-05-01", "--key", "k", "--to-instance", "kms_01"}, "--from is required"},
-		{"restore without day", []string{"restore", "--from", "bkp_01", "--key", "k", "--to-instance", "kms_01"}, "--day is required"},
 		{"restore with a bad day", []string{"restore", "--from", "bkp_01", "--day", "May 1", "--key", "k", "--to-instance", "kms_01"}, "--day must be a date as YYYY-MM-DD"},
 		{"restore with a bad at", withArgs(restoreArgs, "--key", "k", "--at", "10:05"), "--at must be an RFC 3339 time"},
 		{"restore of nothing", restoreArgs, "name what to restore: --key KEY_ID or --secret NAME (both repeatable), or --all"},

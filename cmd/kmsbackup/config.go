@@ -21,6 +21,7 @@ type Config struct {
 	LogLevel      string // debug | info | warn | error
 	Clock         string // real | manual (manual needs --dev)
 	ClockStart    string // RFC 3339 start of a manual clock; empty: now
+	MaxUpload     int64  // --max-upload-bytes: the largest backup data file accepted
 }
 
 // Validate reports every problem at once.
@@ -45,6 +46,9 @@ func (c Config) Validate() error {
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		errs = append(errs, errors.New("the admin token must be at least 16 characters"))
+	}
+	if c.MaxUpload < 0 {
+		errs = append(errs, errors.New("--max-upload-bytes must not be negative (0: the default, 16 GiB)"))
 	}
 	switch c.Clock {
 	case "real", "":

@@ -344,6 +344,15 @@ func backupFields(b httpapi.BackupInstance) []field {
 		{"Time zone", orDash(b.TimeZone)},
 		{"Expires", backupExpires(b)},
 	}
+	if b.Kind == string(domain.BackupUpload) {
+		return append(f,
+			field{"Day", b.UploadDay},
+			field{"Source backup", orDash(b.SourceBackup)},
+			field{"Source KMS instance", orDash(b.SourceKMSInstance)},
+			field{"File ID", orDash(b.FileID)},
+			field{"Uploaded", fmtTime(b.CreatedAt)},
+		)
+	}
 	if b.State == string(domain.StateExpired) && !b.ExpiresAt.IsZero() {
 		f = append(f, field{"Released", fmtTime(b.ExpiresAt.Add(domain.ReleaseAfterExpiry)) + " unless renewed"})
 	}

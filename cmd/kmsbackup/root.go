@@ -122,6 +122,8 @@ item of a list; commands whose result has no ID refuse it).
 		newDataCmd(a),
 		newVerifyCmd(a),
 		newRestoreCmd(a),
+		newDownloadCmd(a),
+		newUploadCmd(a),
 		newReplayCmd(a),
 		newAuditCmd(a),
 		newDevCmd(a),

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/kmsbackup/kmsbackup/adapters/backupfile"
 	"github.com/kmsbackup/kmsbackup/adapters/envelope"
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
 	"github.com/kmsbackup/kmsbackup/adapters/ids"
@@ -78,6 +79,16 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("create data directory: %w", err)
 	}
 
+	// Uploads wait here, still encrypted, while they are checked; what a
+	// crash left behind is of no use.
+	spool := filepath.Join(cfg.DataDir, "spool")
+	if err := os.RemoveAll(spool); err != nil {
+		return fmt.Errorf("clear the upload spool: %w", err)
+	}
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		return fmt.Errorf("create the upload spool: %w", err)
+	}
+
 	master, err := m.masterKey()
 	if err != nil {
 		return err
@@ -102,7 +113,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	backupData := &commands.Projector{Name: backupdata.Name, Log: m.store, Store: m.store, Apply: commands.BackupDataApply(m.store)}
 	auditLog := &commands.Projector{Name: audit.Name, Log: m.store, Store: m.store, Apply: audit.Apply}
 	backups := &commands.Backups{Log: m.store, State: m.store, StateApplied: backupState, DataApplied: backupData,
-		Sealer: env, DataKeys: env, Blobs: m.store, Clock: clk, IDs: idsrc, Zones: time.LoadLocation}
+		Sealer: env, DataKeys: env, Blobs: m.store, Files: backupfile.New(), Clock: clk, IDs: idsrc, Zones: time.LoadLocation}
 	kms := &commands.KMS{Log: m.store, State: m.store, Applied: projector, Sealer: env, DataKeys: env,
 		Cipher: softkms.Cipher{}, Clock: clk, IDs: idsrc,
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
@@ -162,6 +173,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	api := &httpapi.Server{KMS: kms, Accounts: accounts, Auth: accounts, Events: events, Registry: reg, Logger: m.Logger,
 		Backups:      backups,
+		SpoolDir:     spool,
+		MaxUpload:    cfg.MaxUpload,
 		Restores:     restores,
 		Audit:        auditUC,
 		BackupGauges: func() ([]*domain.Backup, error) { return backupstate.Active(m.store) },

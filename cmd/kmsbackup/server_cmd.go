@@ -56,6 +56,7 @@ token (--admin-token-file, or KMSBACKUP_ADMIN_TOKEN) for creating accounts.
 	f.StringVar(&cfg.DevAdminToken, "dev-admin-token", "", "with --dev: use this admin token instead of a random one")
 	f.StringVar(&cfg.Clock, "clock", "real", "clock: real, or manual (with --dev: moves only with 'kmsbackup dev clock advance')")
 	f.StringVar(&cfg.ClockStart, "clock-start", "", "with --clock manual: the clock's start (RFC 3339; default now)")
+	f.Int64Var(&cfg.MaxUpload, "max-upload-bytes", 0, "the largest backup data file an upload may send (0: 16 GiB)")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

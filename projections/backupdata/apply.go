@@ -20,9 +20,10 @@ const Name = "backup-data"
 // other event it is ignored.
 //
 //   - BackupCreated starts the instance's meta record (generation 0);
-//     BackupEnabled records its time zone.
-//   - BackupReset and BackupReleased delete the current generation's data
-//     and move to the next generation.
+//     BackupEnabled records its time zone. BackupUploaded does both for an
+//     upload, whose checkpoints follow it.
+//   - BackupReset, BackupReleased and BackupUploadDeleted delete the
+//     current generation's data and move to the next generation.
 //   - BackupCheckpointed of the current generation records the slice: the
 //     item rows that changed, new versions, the day index (except for the
 //     first checkpoint, whose slice is the history from before enabling),
@@ -64,11 +65,20 @@ func Apply(txn projections.Txn, e domain.Event, slice []domain.Event) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := d.(*domain.BackupCreated); ok {
+	switch d := d.(type) {
+	case *domain.BackupCreated:
 		if found {
 			return nil // applied already
 		}
 		return txn.Set(metaKey(id), encodeMeta(&meta{NextRevision: e.Revision + 1}))
+	case *domain.BackupUploaded:
+		if found {
+			return nil
+		}
+		if _, err := location(d.TimeZone); err != nil {
+			return err
+		}
+		return txn.Set(metaKey(id), encodeMeta(&meta{NextRevision: e.Revision + 1, TimeZone: d.TimeZone}))
 	}
 	if !found {
 		return fmt.Errorf("apply %s at position %d: %w", e.Type, e.Position,
@@ -84,7 +94,7 @@ func Apply(txn projections.Txn, e domain.Event, slice []domain.Event) error {
 			return err
 		}
 		m.TimeZone = d.TimeZone
-	case *domain.BackupReset, *domain.BackupReleased:
+	case *domain.BackupReset, *domain.BackupReleased, *domain.BackupUploadDeleted:
 		if err := txn.DeletePrefix(base(domain.DataRef(id, m.Generation))); err != nil {
 			return err
 		}
@@ -106,7 +116,8 @@ func Apply(txn projections.Txn, e domain.Event, slice []domain.Event) error {
 func known(typ string) bool {
 	switch typ {
 	case domain.TypeBackupCreated, domain.TypeBackupEnabled, domain.TypeBackupExtended, domain.TypeBackupRenewed,
-		domain.TypeBackupExpired, domain.TypeBackupReleased, domain.TypeBackupReset, domain.TypeBackupCheckpointed:
+		domain.TypeBackupExpired, domain.TypeBackupReleased, domain.TypeBackupReset, domain.TypeBackupCheckpointed,
+		domain.TypeBackupUploaded, domain.TypeBackupUploadDeleted:
 		return true
 	}
 	return false
@@ -185,7 +196,8 @@ func applyCheckpoint(txn projections.Txn, ref string, m *meta, d *domain.BackupC
 		return err
 	}
 	s := Summary{Seq: d.Seq, Full: d.Full, At: d.At, Day: d.Day, From: d.From, Next: d.Next,
-		LiveKeys: m.LiveKeys, LiveSecrets: m.LiveSecrets, StateDigest: m.Digest.bytes()}
+		LiveKeys: m.LiveKeys, LiveSecrets: m.LiveSecrets, StateDigest: m.Digest.bytes(),
+		Slice: d.Slice, SliceDigest: d.SliceDigest}
 	if err := txn.Set(checkpointKey(ref, d.Seq), encodeSummary(&s)); err != nil {
 		return err
 	}
@@ -213,7 +225,8 @@ func applyCheckpoint(txn projections.Txn, ref string, m *meta, d *domain.BackupC
 func (c *checkpoint) event(e *domain.Event) error {
 	switch e.Type {
 	case domain.TypeKeyCreated, domain.TypeKeyRotated, domain.TypeKeyDeleted,
-		domain.TypeSecretCreated, domain.TypeSecretRotated, domain.TypeSecretDeleted:
+		domain.TypeSecretCreated, domain.TypeSecretRotated, domain.TypeSecretDeleted,
+		domain.TypeKeyRestored, domain.TypeSecretRestored:
 	default:
 		return nil
 	}
@@ -242,7 +255,46 @@ func (c *checkpoint) event(e *domain.Event) error {
 		return c.version(w, &Version{Version: d.Version, CreatedAt: e.OccurredAt, KeyID: d.Key, Value: d.Value})
 	case *domain.SecretDeleted:
 		return c.remove(e, kindSecret, d.Name)
+	case *domain.KeyRestored:
+		vs := make([]Version, len(d.Versions))
+		for i, v := range d.Versions {
+			vs[i] = Version{Version: v.Version, CreatedAt: v.CreatedAt, Material: v.Material, SealedBy: e.ID, Stream: e.Stream}
+		}
+		return c.restore(e, kindKey, string(d.Key), d.Description, vs)
+	case *domain.SecretRestored:
+		vs := make([]Version, len(d.Versions))
+		for i, v := range d.Versions {
+			vs[i] = Version{Version: v.Version, CreatedAt: v.CreatedAt, KeyID: v.Key, Value: v.Value}
+		}
+		return c.restore(e, kindSecret, d.Name, string(d.Key), vs)
 	}
+	return nil
+}
+
+// restore records an item restored with all its versions: a create (it
+// shows among the day's created items) whose versions keep their times.
+func (c *checkpoint) restore(e *domain.Event, kind byte, id, text string, vs []Version) error {
+	if len(vs) == 0 {
+		return domain.Corruption("slice event %s restores %s %s without versions", e.ID, kindName(kind), id)
+	}
+	first := vs[0]
+	if err := c.create(e, kind, id, text, &first); err != nil {
+		return err
+	}
+	w, err := c.item(kind, id)
+	if err != nil {
+		return err
+	}
+	for i := range vs {
+		if vs[i].Version != uint32(i)+1 {
+			return domain.Corruption("slice event %s restores %s %s with version %d at place %d", e.ID, kindName(kind), id, vs[i].Version, i+1)
+		}
+		if err := c.version(w, &vs[i]); err != nil {
+			return err
+		}
+	}
+	w.cur.Versions = uint32(len(vs))
+	c.index(e, incrementalTab(kind), w)
 	return nil
 }
 

@@ -179,6 +179,8 @@ func encodeSummary(s *Summary) []byte {
 	w.Uvarint(s.LiveKeys)
 	w.Uvarint(s.LiveSecrets)
 	w.Fixed(s.StateDigest[:])
+	w.String(s.Slice)
+	w.Fixed(s.SliceDigest[:])
 	return w.B
 }
 
@@ -190,6 +192,10 @@ func decodeSummary(b []byte) (Summary, error) {
 	s := Summary{Seq: r.Uvarint(), Full: r.Bool(), At: r.Time(), Day: domain.Day(r.String()), From: r.Uvarint(),
 		Next: r.Uvarint(), LiveKeys: r.Uvarint(), LiveSecrets: r.Uvarint()}
 	r.Fixed(s.StateDigest[:])
+	if len(r.B) > 0 { // absent from summaries written before slices were named
+		s.Slice = r.String()
+		r.Fixed(s.SliceDigest[:])
+	}
 	return s, done(r, "checkpoint")
 }
 

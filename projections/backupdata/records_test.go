@@ -16,6 +16,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 		Digest: sum256{1, 2, 3, 4}}
 	x := &row{To: open, Versions: 3, CreatedAt: at, ChangedAt: at.Add(time.Minute), Text: "payments", CreateSeq: 7}
 	s := Summary{Seq: 9, Full: true, At: at, Day: "2026-05-01", From: 3, Next: 8, LiveKeys: 4, LiveSecrets: 5,
+		Slice: "slice-9-x", SliceDigest: [32]byte{7},
 		StateDigest: [32]byte{9, 8, 7}}
 	kv := Version{Version: 2, CreatedAt: at, Material: domain.Sealed("sealed"), SealedBy: domain.EventID{1, 2}, Stream: "kms-kms_1"}
 	sv := Version{Version: 1, CreatedAt: at, KeyID: "key_1", Value: []byte("ct")}

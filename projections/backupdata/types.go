@@ -103,6 +103,8 @@ type Summary struct {
 	LiveKeys    uint64
 	LiveSecrets uint64
 	StateDigest [32]byte // StateDigest of the state at Seq
+	Slice       string   // the blob holding the checkpoint's slice ("" when empty)
+	SliceDigest [32]byte // its SHA-256
 }
 
 // Change is one difference between the states of two days.

@@ -37,9 +37,16 @@ func Apply(txn projections.Txn, e domain.Event) error {
 		return domain.Corruption("event %s at position %d: %s outside a backup stream (%q)", e.ID, e.Position, e.Type, e.Stream)
 	}
 	id := domain.BackupID(rest)
-	created, isCreate := d.(*domain.BackupCreated)
-	if isCreate && created.Backup != id {
-		return domain.Corruption("event %s at position %d: creates %s in the stream of %s", e.ID, e.Position, created.Backup, id)
+	var isCreate bool
+	var createdID domain.BackupID
+	switch d := d.(type) {
+	case *domain.BackupCreated:
+		isCreate, createdID = true, d.Backup
+	case *domain.BackupUploaded:
+		isCreate, createdID = true, d.Backup
+	}
+	if isCreate && createdID != id {
+		return domain.Corruption("event %s at position %d: creates %s in the stream of %s", e.ID, e.Position, createdID, id)
 	}
 
 	b, err := Get(txn, id)
@@ -60,6 +67,16 @@ func Apply(txn projections.Txn, e domain.Event) error {
 	}
 
 	switch d.(type) {
+	case *domain.BackupUploaded:
+		if err := txn.Set(accountBackupKey(b.Account, id), nil); err != nil {
+			return err
+		}
+	case *domain.BackupUploadDeleted:
+		// The record stays (as released) so that the log replays the same;
+		// the account's list no longer shows it.
+		if err := txn.Delete(accountBackupKey(b.Account, id)); err != nil {
+			return err
+		}
 	case *domain.BackupCreated:
 		if err := txn.Set(accountBackupKey(b.Account, id), nil); err != nil {
 			return err
@@ -118,7 +135,8 @@ func unbind(txn projections.Txn, in domain.InstanceID, id domain.BackupID) error
 func known(typ string) bool {
 	switch typ {
 	case domain.TypeBackupCreated, domain.TypeBackupEnabled, domain.TypeBackupExtended, domain.TypeBackupRenewed,
-		domain.TypeBackupExpired, domain.TypeBackupReleased, domain.TypeBackupReset, domain.TypeBackupCheckpointed:
+		domain.TypeBackupExpired, domain.TypeBackupReleased, domain.TypeBackupReset, domain.TypeBackupCheckpointed,
+		domain.TypeBackupUploaded, domain.TypeBackupUploadDeleted:
 		return true
 	}
 	return false

@@ -6,7 +6,8 @@ import (
 )
 
 // recordVersion is the first byte of every record, so the layout can evolve.
-const recordVersion = 1
+// Version 2 added the upload fields; version 1 records still decode.
+const recordVersion = 2
 
 func encodeBackup(b *domain.Backup) []byte {
 	w := wire.Writer{B: make([]byte, 0, 256)}
@@ -35,12 +36,17 @@ func encodeBackup(b *domain.Backup) []byte {
 	w.Time(b.LastFullAt)
 	w.String(string(b.LastFullDay))
 	w.Time(b.LastIncremental)
+	w.String(string(b.UploadDay))
+	w.String(string(b.Source))
+	w.String(string(b.SourceInstance))
+	w.String(b.FileID)
 	return w.B
 }
 
 func decodeBackup(v []byte) (*domain.Backup, error) {
 	r := wire.Reader{B: v}
-	if ver := r.Uvarint(); r.Err() == nil && ver != recordVersion {
+	ver := r.Uvarint()
+	if r.Err() == nil && ver != 1 && ver != recordVersion {
 		return nil, domain.Corruption("backup record: unknown version %d", ver)
 	}
 	b := &domain.Backup{
@@ -53,6 +59,10 @@ func decodeBackup(v []byte) (*domain.Backup, error) {
 	}
 	r.Fixed(b.LastDigest[:])
 	b.LastFullAt, b.LastFullDay, b.LastIncremental = r.Time(), domain.Day(r.String()), r.Time()
+	if ver >= 2 {
+		b.UploadDay, b.Source = domain.Day(r.String()), domain.BackupID(r.String())
+		b.SourceInstance, b.FileID = domain.InstanceID(r.String()), r.String()
+	}
 	if err := r.Done(); err != nil {
 		return nil, domain.Corruption("backup record: %v", err)
 	}

@@ -22,6 +22,7 @@ func TestBackupRecordRoundTrip(t *testing.T) {
 		KMSInstance: "kms_1", Alias: "prod", TimeZone: "Asia/Shanghai", EnabledAt: at.Add(4), EnabledDay: "2026-05-01",
 		Generation: 2, Checkpoints: 17, NextRevision: 40, LastDigest: [32]byte{1, 2, 3},
 		LastFullAt: at.Add(5), LastFullDay: "2026-05-02", LastIncremental: at.Add(6),
+		UploadDay: "2026-05-03", Source: "bkp_0", SourceInstance: "kms_0", FileID: "01JFILE",
 	}
 	v := reflect.ValueOf(b).Elem()
 	for i := range v.NumField() {

@@ -118,6 +118,25 @@ type BackupInstanceReleased struct{}
 // BackupInstanceReset: its data was destroyed and it was unbound.
 type BackupInstanceReset struct{}
 
+// BackupUploaded: a downloaded backup data file was uploaded again. It is
+// listed as a backup instance of kind "upload" holding the one day the file
+// held; its data follows as BackupCheckpointed events in the same stream.
+type BackupUploaded struct {
+	BackupID       string `json:"backup_id"`
+	Name           string `json:"name"`
+	Region         string `json:"region"`
+	Day            string `json:"day"`
+	TimeZone       string `json:"time_zone"`
+	SourceBackupID string `json:"source_backup_id"`
+	KMSInstance    string `json:"kms_instance"`
+	FileID         string `json:"file_id"`
+	Keys           uint64 `json:"keys"`
+	Secrets        uint64 `json:"secrets"`
+}
+
+// BackupUploadDeleted: an upload was deleted; its data is destroyed.
+type BackupUploadDeleted struct{}
+
 // BackupCheckpointed: a full or incremental backup: the slice of the KMS
 // instance's stream revisions [from, next), chained to the previous
 // checkpoint by digests (hex SHA-256).
@@ -218,6 +237,8 @@ func (BackupInstanceRenewed) EventType() string      { return "BackupInstanceRen
 func (BackupInstanceExpired) EventType() string      { return "BackupInstanceExpired" }
 func (BackupInstanceReleased) EventType() string     { return "BackupInstanceReleased" }
 func (BackupInstanceReset) EventType() string        { return "BackupInstanceReset" }
+func (BackupUploaded) EventType() string             { return "BackupUploaded" }
+func (BackupUploadDeleted) EventType() string        { return "BackupUploadDeleted" }
 func (BackupCheckpointed) EventType() string         { return "BackupCheckpointed" }
 func (KeyRestored) EventType() string                { return "KeyRestored" }
 func (SecretRestored) EventType() string             { return "SecretRestored" }
@@ -243,6 +264,7 @@ func Types() []string {
 		"BackupInstanceRenewed", "BackupInstanceExpired", "BackupInstanceReleased",
 		"BackupInstanceReset", "BackupCheckpointed",
 		"KeyRestored", "SecretRestored", "Audited",
+		"BackupUploaded", "BackupUploadDeleted",
 	}
 }
 
@@ -288,6 +310,10 @@ func newData(typ string) Data {
 		return &SecretRestored{}
 	case "Audited":
 		return &Audited{}
+	case "BackupUploaded":
+		return &BackupUploaded{}
+	case "BackupUploadDeleted":
+		return &BackupUploadDeleted{}
 	}
 	return nil
 }

@@ -31,6 +31,7 @@ var domainTypes = []string{
 	domain.TypeBackupRenewed, domain.TypeBackupExpired, domain.TypeBackupReleased,
 	domain.TypeBackupReset, domain.TypeBackupCheckpointed,
 	domain.TypeKeyRestored, domain.TypeSecretRestored, domain.TypeAudited,
+	domain.TypeBackupUploaded, domain.TypeBackupUploadDeleted,
 }
 
 func goldenPath(typ string) string { return filepath.Join("testdata", typ+".json") }

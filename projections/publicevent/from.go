@@ -81,6 +81,12 @@ func fromData(d domain.EventData) (Data, error) {
 		return &BackupInstanceReleased{}, nil
 	case *domain.BackupReset:
 		return &BackupInstanceReset{}, nil
+	case *domain.BackupUploaded:
+		return &BackupUploaded{BackupID: string(d.Backup), Name: d.Name, Region: d.Region, Day: string(d.Day),
+			TimeZone: d.TimeZone, SourceBackupID: string(d.Source), KMSInstance: string(d.KMSInstance), FileID: d.FileID,
+			Keys: d.Keys, Secrets: d.Secrets}, nil
+	case *domain.BackupUploadDeleted:
+		return &BackupUploadDeleted{}, nil
 	case *domain.BackupCheckpointed:
 		return &BackupCheckpointed{Generation: d.Generation, Seq: d.Seq, Full: d.Full, At: d.At.UTC(), Day: string(d.Day),
 			From: d.From, Next: d.Next, SliceDigest: hex.EncodeToString(d.SliceDigest[:]),

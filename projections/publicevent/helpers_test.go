@@ -43,6 +43,7 @@ type sample struct {
 	key      domain.KeyID
 	backup   domain.BackupID
 	target   domain.InstanceID // where the key and secret are restored
+	upload   domain.BackupID   // a day of backup downloaded and uploaded again
 }
 
 // digest is a recognisable stand-in for a SHA-256 digest.
@@ -60,6 +61,7 @@ func newSample(tb testing.TB) sample {
 		key:      domain.NewKeyID(mustULID(tb, 3)),
 		backup:   domain.NewBackupID(mustULID(tb, 4)),
 		target:   domain.NewInstanceID(mustULID(tb, 5)),
+		upload:   domain.NewBackupID(mustULID(tb, 6)),
 	}
 }
 
@@ -72,6 +74,7 @@ func (s sample) events(tb testing.TB, keyMaterial, rotatedMaterial, secretValue,
 	bkp := domain.BackupStream(s.backup)
 	target := domain.KMSStream(s.target)
 	audit := domain.AuditStream(s.account)
+	upl := domain.BackupStream(s.upload)
 	from := domain.RestoredFrom{Backup: s.backup, Day: "2026-03-01", Seq: 1, By: string(s.account)}
 	v1, v2 := base.Add(2*time.Minute).Truncate(time.Second), base.Add(3*time.Minute).Truncate(time.Second)
 	type spec struct {
@@ -109,6 +112,10 @@ func (s sample) events(tb testing.TB, keyMaterial, rotatedMaterial, secretValue,
 			From:     from}},
 		{audit, "", "", &domain.Audited{Action: "restore-key", Actor: string(s.account), Backup: s.backup, Day: "2026-03-01",
 			Target: string(s.target), Item: string(s.key)}},
+		{upl, "cn-hangzhou", "", &domain.BackupUploaded{Backup: s.upload, Name: "orders on 1 March", Region: "cn-hangzhou",
+			Day: "2026-03-01", TimeZone: "Asia/Shanghai", Source: s.backup, KMSInstance: s.instance,
+			FileID: "01KJMBQNZ00G2081040G208104", Keys: 1, Secrets: 1}},
+		{upl, "cn-hangzhou", "", &domain.BackupUploadDeleted{}},
 	}
 	revs := map[string]uint64{}
 	out := make([]domain.Event, len(specs))

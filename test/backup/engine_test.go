@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmsbackup/kmsbackup/adapters/backupfile"
 	"github.com/kmsbackup/kmsbackup/adapters/clock"
 	"github.com/kmsbackup/kmsbackup/adapters/envelope"
 	"github.com/kmsbackup/kmsbackup/adapters/ids"
@@ -74,7 +75,7 @@ func (e *Engine) open() {
 	ap := &commands.Projector{Name: audit.Name, Log: st, Store: st, Apply: audit.Apply}
 	e.procs = []*commands.Projector{kp, bs, bd, ap}
 	e.Backups = &commands.Backups{Log: st, State: st, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
-		Blobs: st, Clock: e.Clock, IDs: idsrc, Zones: time.LoadLocation}
+		Blobs: st, Files: backupfile.New(), Clock: e.Clock, IDs: idsrc, Zones: time.LoadLocation}
 	e.KMS = &commands.KMS{Log: st, State: st, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
 		Clock: e.Clock, IDs: idsrc,
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {

@@ -1,0 +1,272 @@
+package commands
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/backupdata"
+)
+
+// DownloadStart is what a download tells its caller before the first byte
+// of the file: the data key, to show once.
+type DownloadStart struct {
+	Header  domain.FileHeader
+	DataKey string // domain.FormatDataKey: shown to the user once, never kept
+}
+
+// dayFile is the plan of one day's file: the state it starts from and the
+// incrementals after it.
+type dayFile struct {
+	base         backupdata.Summary
+	baseEvents   uint64
+	incrementals []backupdata.Summary
+}
+
+// DownloadDay writes the data of a viewable day of a backup instance (or an
+// upload) to w as a backup data file (docs/backup-file.md) under a fresh
+// data key. began receives the key once the file's header is written and
+// before any data; the key is not kept anywhere. The file holds the state
+// the day starts from (its full backup) and the day's incrementals, key
+// material in the clear inside the file's encryption. Memory stays flat
+// whatever the size of the day: items and slices are read one at a time.
+//
+// Errors: domain.ErrNotFound for an instance the caller cannot see;
+// domain.ErrFailedPrecondition for an expired instance, a day outside the
+// viewable window, or a day without data; w's and began's errors.
+func (s *Backups) DownloadDay(ctx context.Context, c Caller, id domain.BackupID, day string, w io.Writer, began func(DownloadStart) error) (domain.FileHeader, error) {
+	const op = "download"
+	b, d, err := s.viewableDay(c, op, id, day)
+	if err != nil {
+		return domain.FileHeader{}, err
+	}
+	plan, h, err := s.planDayFile(b, d)
+	if err != nil {
+		return domain.FileHeader{}, err
+	}
+	fw, key, err := s.Files.Create(w, h)
+	if err != nil {
+		return domain.FileHeader{}, fmt.Errorf("%s %s: %w", op, id, err)
+	}
+	start := DownloadStart{Header: h, DataKey: domain.FormatDataKey(key)}
+	key.Wipe()
+	if err := began(start); err != nil {
+		return domain.FileHeader{}, err
+	}
+	if err := s.writeDayFile(ctx, b, plan, fw); err != nil {
+		return domain.FileHeader{}, fmt.Errorf("%s %s day %s: %w", op, id, d, err)
+	}
+	if err := fw.Close(); err != nil {
+		return domain.FileHeader{}, fmt.Errorf("%s %s day %s: %w", op, id, d, err)
+	}
+	if s.Audit != nil {
+		if err := s.Audit.Record(ctx, c, b.Account, &domain.Audited{Action: "download", Backup: b.ID, Day: d,
+			Target: h.FileID}); err != nil {
+			return domain.FileHeader{}, err
+		}
+	}
+	return h, nil
+}
+
+// planDayFile finds the checkpoints of day d and counts what the file will
+// hold, so that the authenticated header can promise it.
+func (s *Backups) planDayFile(b *domain.Backup, d domain.Day) (*dayFile, domain.FileHeader, error) {
+	const op = "download"
+	ref := b.DataRef()
+	lo, hi, ok, err := backupdata.DayRange(s.State, ref, d)
+	if err != nil {
+		return nil, domain.FileHeader{}, err
+	}
+	if !ok {
+		return nil, domain.FileHeader{}, domain.Errorf(domain.ErrFailedPrecondition, op, string(d), "", "the backup has no data on that day")
+	}
+	first, err := backupdata.Checkpoint(s.State, ref, lo)
+	if err != nil {
+		return nil, domain.FileHeader{}, err
+	}
+	// The day starts from its full backup or, on a day without one, from
+	// the state at the checkpoint before its first.
+	plan := &dayFile{base: first}
+	from := lo + 1
+	if !first.Full && lo > 1 {
+		if plan.base, err = backupdata.Checkpoint(s.State, ref, lo-1); err != nil {
+			return nil, domain.FileHeader{}, err
+		}
+		from = lo
+	}
+	records := uint64(1)
+	if err := backupdata.StateAt(s.State, ref, plan.base.Seq, func(it backupdata.Item) error {
+		plan.baseEvents += uint64(it.Versions)
+		return nil
+	}); err != nil {
+		return nil, domain.FileHeader{}, err
+	}
+	records += plan.baseEvents
+	for q := from; q <= hi; q++ {
+		sum, err := backupdata.Checkpoint(s.State, ref, q)
+		if err != nil {
+			return nil, domain.FileHeader{}, err
+		}
+		plan.incrementals = append(plan.incrementals, sum)
+		records += 1 + sum.Next - sum.From
+	}
+	in := b.KMSInstance
+	if b.Kind == domain.BackupUpload {
+		in = b.SourceInstance
+	}
+	zone := b.TimeZone
+	if zone == "" {
+		zone = "UTC"
+	}
+	h := domain.FileHeader{FileID: s.IDs.NewULID().String(), Account: b.Account, Source: b.ID, KMSInstance: in,
+		Region: b.Region, Day: d, TimeZone: zone, CreatedAt: s.Clock.Now().UTC(),
+		Checkpoints: 1 + uint64(len(plan.incrementals)), Records: records}
+	if err := backupdata.Within(s.State, ref, lo, hi, func(it backupdata.Item) error {
+		if it.Kind == backupdata.KindKey {
+			h.Keys++
+		} else {
+			h.Secrets++
+		}
+		return nil
+	}); err != nil {
+		return nil, domain.FileHeader{}, err
+	}
+	return plan, h, nil
+}
+
+// writeDayFile writes the payload: the base state as the events that build
+// it, then each incremental's slice.
+func (s *Backups) writeDayFile(ctx context.Context, b *domain.Backup, plan *dayFile, fw FileWriter) error {
+	ref := b.DataRef()
+	in := b.KMSInstance
+	if b.Kind == domain.BackupUpload {
+		in = b.SourceInstance
+	}
+	base := plan.base
+	if err := fw.WriteRecord(domain.EncodeFileCheckpoint(&domain.FileCheckpoint{Full: base.Full, At: base.At,
+		Day: base.Day, From: 0, Next: base.Next, Events: plan.baseEvents})); err != nil {
+		return err
+	}
+	var buf []byte
+	defer func() { domain.Plaintext(buf).Wipe() }()
+	rev := uint64(0)
+	emit := func(at domain.Event, d domain.EventData) error {
+		at.ID, at.Stream, at.Revision, at.Type = s.IDs.NewULID(), domain.KMSStream(in), rev, d.EventType()
+		at.Schema, at.Account, at.Region, at.Instance = domain.SchemaVersion, b.Account, b.Region, in
+		at.Data = domain.EncodeData(d)
+		rev++
+		buf = domain.AppendFileEvent(buf[:0], &at)
+		domain.Plaintext(at.Data).Wipe()
+		return fw.WriteRecord(buf)
+	}
+	err := backupdata.StateAt(s.State, ref, base.Seq, func(it backupdata.Item) error {
+		vs, err := backupdata.Versions(s.State, ref, it.Kind, it.ID, it.CreateSeq)
+		if err != nil {
+			return err
+		}
+		if uint32(len(vs)) < it.Versions {
+			return domain.Corruption("backup data %s: %s %s has %d of its %d versions", ref, it.Kind, it.ID, len(vs), it.Versions)
+		}
+		for _, v := range vs[:it.Versions] {
+			at := domain.Event{OccurredAt: v.CreatedAt}
+			if v.Version == 1 {
+				at.OccurredAt = it.CreatedAt
+			}
+			if it.Kind == backupdata.KindSecret {
+				var d domain.EventData = &domain.SecretCreated{Name: it.ID, Key: v.KeyID, Value: v.Value}
+				if v.Version > 1 {
+					d = &domain.SecretRotated{Name: it.ID, Version: v.Version, Key: v.KeyID, Value: v.Value}
+				}
+				if err := emit(at, d); err != nil {
+					return err
+				}
+				continue
+			}
+			pt, err := s.Sealer.Open(ctx, ref, v.Material, BackupAAD(b.Account, ref, v.SealedBy))
+			if err != nil {
+				return fmt.Errorf("open version %d of key %s: %w", v.Version, it.ID, err)
+			}
+			var d domain.EventData = &domain.KeyCreated{Key: domain.KeyID(it.ID), Description: it.Description,
+				Spec: domain.KeySpecAES256, Material: domain.Sealed(pt)}
+			if v.Version > 1 {
+				d = &domain.KeyRotated{Key: domain.KeyID(it.ID), Version: v.Version, Material: domain.Sealed(pt)}
+			}
+			err = emit(at, d)
+			pt.Wipe()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if rev != plan.baseEvents {
+		return domain.Corruption("backup data %s changed during the download", ref)
+	}
+	for i := range plan.incrementals {
+		if err := s.writeSlice(ctx, b, &plan.incrementals[i], fw, &buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeSlice writes one incremental: its checkpoint record and its slice's
+// events with key material opened.
+func (s *Backups) writeSlice(ctx context.Context, b *domain.Backup, sum *backupdata.Summary, fw FileWriter, buf *[]byte) error {
+	ref := b.DataRef()
+	if err := fw.WriteRecord(domain.EncodeFileCheckpoint(&domain.FileCheckpoint{Full: sum.Full, At: sum.At, Day: sum.Day,
+		From: sum.From, Next: sum.Next, Events: sum.Next - sum.From})); err != nil {
+		return err
+	}
+	if sum.Next == sum.From {
+		return nil
+	}
+	blob, err := s.Blobs.GetBlob(ctx, ref, sum.Slice)
+	if err != nil {
+		return fmt.Errorf("load slice of checkpoint %d: %w", sum.Seq, err)
+	}
+	if sha256.Sum256(blob) != sum.SliceDigest {
+		return domain.Corruption("slice of checkpoint %d of %s does not match its digest", sum.Seq, ref)
+	}
+	events, err := domain.DecodeSlice(blob)
+	if err != nil {
+		return err
+	}
+	if uint64(len(events)) != sum.Next-sum.From {
+		return domain.Corruption("slice of checkpoint %d of %s holds %d events for %d revisions", sum.Seq, ref, len(events), sum.Next-sum.From)
+	}
+	for _, e := range events {
+		d, err := e.Decode()
+		if err != nil {
+			return err
+		}
+		var opened []domain.Plaintext
+		for _, m := range domain.KeyMaterials(d) {
+			pt, err := s.Sealer.Open(ctx, ref, *m, BackupAAD(b.Account, ref, e.ID))
+			if err != nil {
+				return fmt.Errorf("open key material of event %s: %w", e.ID, err)
+			}
+			opened = append(opened, pt)
+			*m = domain.Sealed(pt)
+		}
+		if len(opened) > 0 {
+			e.Data = domain.EncodeData(d)
+		}
+		*buf = domain.AppendFileEvent((*buf)[:0], &e)
+		for _, pt := range opened {
+			pt.Wipe()
+		}
+		if len(opened) > 0 {
+			domain.Plaintext(e.Data).Wipe()
+		}
+		if err := fw.WriteRecord(*buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}

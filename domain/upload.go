@@ -1,0 +1,138 @@
+package domain
+
+import (
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/domain/wire"
+)
+
+// An upload is a backup data file brought back by its user: it is listed
+// beside the backup instances with kind BackupUpload, holds the one day of
+// data the file held, and can be viewed and restored like a day of a
+// backup instance. It never backs anything up, never expires, and is
+// deleted on request.
+const (
+	BackupUpload  BackupKind  = "upload"
+	StateUploaded BackupState = "uploaded"
+)
+
+// Upload events.
+const (
+	TypeBackupUploaded      = "BackupUploaded"
+	TypeBackupUploadDeleted = "BackupUploadDeleted"
+)
+
+// BackupUploaded records an upload. It is followed, in the same append, by
+// the BackupCheckpointed events of its data: the first holds the state the
+// day starts from, the others the day's incrementals.
+type BackupUploaded struct {
+	Backup      BackupID
+	Name        string
+	Region      string
+	Day         Day
+	TimeZone    string
+	Source      BackupID   // the backup instance the file was downloaded from
+	KMSInstance InstanceID // the KMS instance that backup instance backed up
+	FileID      string
+	Keys        uint64
+	Secrets     uint64
+}
+
+// BackupUploadDeleted records the deletion of an upload; its data is
+// destroyed.
+type BackupUploadDeleted struct{}
+
+func (BackupUploaded) EventType() string      { return TypeBackupUploaded }
+func (BackupUploadDeleted) EventType() string { return TypeBackupUploadDeleted }
+
+func (e *BackupUploaded) encode(w *wire.Writer) {
+	w.String(string(e.Backup))
+	w.String(e.Name)
+	w.String(e.Region)
+	w.String(string(e.Day))
+	w.String(e.TimeZone)
+	w.String(string(e.Source))
+	w.String(string(e.KMSInstance))
+	w.String(e.FileID)
+	w.Uvarint(e.Keys)
+	w.Uvarint(e.Secrets)
+}
+
+func (e *BackupUploaded) decode(r *wire.Reader) {
+	e.Backup, e.Name, e.Region, e.Day = BackupID(r.String()), r.String(), r.String(), Day(r.String())
+	e.TimeZone, e.Source, e.KMSInstance, e.FileID = r.String(), BackupID(r.String()), InstanceID(r.String()), r.String()
+	e.Keys, e.Secrets = r.Uvarint(), r.Uvarint()
+}
+
+func (*BackupUploadDeleted) encode(*wire.Writer) {}
+func (*BackupUploadDeleted) decode(*wire.Reader) {}
+
+// UploadSegment is one checkpoint of an upload's data as the file held it.
+type UploadSegment struct {
+	Full        bool
+	At          time.Time
+	From, Next  uint64 // KMS stream revisions covered: [From, Next)
+	Slice       string // the blob holding the segment's events (empty when none)
+	SliceDigest [32]byte
+}
+
+// NewUpload decides an upload: the BackupUploaded event and the chain of
+// checkpoints of its data, digests linked as a backup instance's are. The
+// first segment is the state the day starts from and is recorded as a full
+// backup; the segments must follow each other without gap or overlap and
+// in time order, and the last must fall on h.Day in loc.
+func NewUpload(id BackupID, name string, h FileHeader, segs []UploadSegment, loc *time.Location) ([]EventData, error) {
+	const op = "upload"
+	if err := ValidateAlias(name); err != nil {
+		return nil, Invalid(op, "name must be 1 to %d printable characters", MaxAliasLength)
+	}
+	if len(segs) == 0 {
+		return nil, BadBackupFile()
+	}
+	out := []EventData{&BackupUploaded{Backup: id, Name: name, Region: h.Region, Day: h.Day, TimeZone: h.TimeZone,
+		Source: h.Source, KMSInstance: h.KMSInstance, FileID: h.FileID, Keys: h.Keys, Secrets: h.Secrets}}
+	var prev *BackupCheckpointed
+	for i, s := range segs {
+		c := &BackupCheckpointed{Seq: uint64(i) + 1, Full: s.Full || i == 0, At: s.At.UTC(), Day: DayOf(s.At, loc),
+			From: s.From, Next: s.Next}
+		if prev != nil {
+			if s.From != prev.Next || s.At.Before(prev.At) {
+				return nil, BadBackupFile()
+			}
+			c.PrevDigest = prev.Digest
+		}
+		if s.Next < s.From || (s.Next > s.From) != (s.Slice != "") {
+			return nil, BadBackupFile()
+		}
+		c.Slice, c.SliceDigest = s.Slice, s.SliceDigest
+		c.Digest = CheckpointDigest(id, c)
+		out = append(out, c)
+		prev = c
+	}
+	if prev.Day != h.Day {
+		return nil, BadBackupFile()
+	}
+	return out, nil
+}
+
+// DeleteUpload decides deleting an upload.
+func (b *Backup) DeleteUpload() (*BackupUploadDeleted, error) {
+	if b.Kind != BackupUpload {
+		return nil, Errorf(ErrFailedPrecondition, "delete upload", string(b.ID), "reset or let a backup instance expire instead",
+			"%s is a %s backup instance, not an upload", b.ID, b.Kind)
+	}
+	return &BackupUploadDeleted{}, nil
+}
+
+// Deleted reports whether the instance is an upload that was deleted: it
+// no longer exists for anyone.
+func (b *Backup) Deleted() bool { return b.Kind == BackupUpload && b.State == StateReleased }
+
+// notUpload refuses lifecycle operations that do not apply to an upload.
+func (b *Backup) notUpload(op string) error {
+	if b.Kind == BackupUpload {
+		return Errorf(ErrFailedPrecondition, op, string(b.ID), "uploads can be viewed, restored, downloaded and deleted",
+			"%s is an upload: it holds one day and has no schedule, term or binding", b.ID)
+	}
+	return nil
+}
