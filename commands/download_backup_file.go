@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 
@@ -112,6 +113,17 @@ func (s *Backups) planDayFile(b *domain.Backup, d domain.Day) (*dayFile, domain.
 		plan.incrementals = append(plan.incrementals, sum)
 		records += 1 + sum.Next - sum.From
 	}
+	// When the engine was down at the end of the day, the day's last events
+	// were recorded by a checkpoint of a later day (the catch-up); the day's
+	// lists show them, so the file holds that checkpoint too.
+	late, err := s.lateCheckpoints(b, hi, d)
+	if err != nil {
+		return nil, domain.FileHeader{}, err
+	}
+	for _, sum := range late {
+		plan.incrementals = append(plan.incrementals, sum)
+		records += 1 + sum.Next - sum.From
+	}
 	in := b.KMSInstance
 	if b.Kind == domain.BackupUpload {
 		in = b.SourceInstance
@@ -134,6 +146,41 @@ func (s *Backups) planDayFile(b *domain.Backup, d domain.Day) (*dayFile, domain.
 		return nil, domain.FileHeader{}, err
 	}
 	return plan, h, nil
+}
+
+// lateCheckpoints returns the checkpoints after hi whose slices begin with
+// events that occurred on day d or before.
+func (s *Backups) lateCheckpoints(b *domain.Backup, hi uint64, d domain.Day) ([]backupdata.Summary, error) {
+	ref := b.DataRef()
+	loc, err := s.location(b)
+	if err != nil {
+		return nil, err
+	}
+	var out []backupdata.Summary
+	for q := hi + 1; ; q++ {
+		sum, err := backupdata.Checkpoint(s.State, ref, q)
+		if errors.Is(err, domain.ErrNotFound) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if sum.Next == sum.From {
+			return out, nil
+		}
+		blob, err := s.Blobs.GetBlob(context.Background(), ref, sum.Slice)
+		if err != nil {
+			return nil, fmt.Errorf("load slice of checkpoint %d: %w", q, err)
+		}
+		events, err := domain.DecodeSlice(blob)
+		if err != nil {
+			return nil, err
+		}
+		if len(events) == 0 || domain.DayOf(events[0].OccurredAt, loc) > d {
+			return out, nil
+		}
+		out = append(out, sum)
+	}
 }
 
 // writeDayFile writes the payload: the base state as the events that build

@@ -132,7 +132,11 @@ func (s *Backups) verifyLink(prev, cp *domain.BackupCheckpointed, id domain.Back
 }
 
 func (s *Backups) verifySlice(ctx context.Context, b *domain.Backup, cp *domain.BackupCheckpointed, rep *VerifyReport, add func(string, uint64, string, ...any)) {
-	if cp.From == cp.Next {
+	// An upload's first checkpoint is the state its day started from, kept
+	// as the events that build it: in order, but with the revisions of
+	// everything else left out (and none at all for an empty state).
+	compacted := b.Kind == domain.BackupUpload && cp.Seq == 1
+	if cp.From == cp.Next || (compacted && cp.Slice == "") {
 		return
 	}
 	if cp.Slice == "" {
@@ -157,10 +161,6 @@ func (s *Backups) verifySlice(ctx context.Context, b *domain.Backup, cp *domain.
 		add(FindingChecksum, cp.Seq, "slice %s does not decode: %v", cp.Slice, err)
 		return
 	}
-	// An upload's first checkpoint is the state its day started from, kept
-	// as the events that build it: in order, but with the revisions of
-	// everything else left out.
-	compacted := b.Kind == domain.BackupUpload && cp.Seq == 1
 	want := cp.From
 	for _, e := range events {
 		rep.Events++

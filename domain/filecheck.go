@@ -10,7 +10,9 @@ import "time"
 //   - the header is for this account, well formed, and its day falls in
 //     its time zone as the segments say;
 //   - segments follow each other without gap or overlap, in time order,
-//     every segment after the first on the file's day, the last on it;
+//     every segment after the first on the file's day, except trailing
+//     ones of later days that begin with events of the file's day (a
+//     catch-up after downtime recorded them), and at least one on it;
 //   - the first segment (the state the day starts from) holds only creates
 //     and rotations, in revision order below its Next; every later segment
 //     holds exactly the revisions [From, Next), in order;
@@ -33,6 +35,11 @@ type FileCheck struct {
 	nextRev uint64 // the revision the next event must have (later segments) or exceed (first)
 	records uint64
 	lo      uint64 // the first segment whose state counts as the day's
+	onDay   uint64 // the last segment on the file's day
+	late    bool   // the current segment is of a later day
+	// firstLate: the current late segment's first event is still due (it
+	// must have happened on the file's day or before)
+	firstLate bool
 
 	live    map[string]uint32 // "k\x00ID" / "s\x00name" -> versions
 	created []string          // created during the current segment
@@ -74,13 +81,19 @@ func (c *FileCheck) Checkpoint(cp *FileCheckpoint) error {
 		c.endSegment()
 	}
 	c.segs++
+	late := cp.Day > c.h.Day
 	switch {
-	case cp.Next < cp.From, DayOf(cp.At, c.loc) != cp.Day, cp.Day > c.h.Day,
-		c.segs == 1 && cp.From != 0,
-		c.segs == 1 && cp.Events > cp.Next,
-		c.segs > 1 && (cp.Events != cp.Next-cp.From || cp.Day != c.h.Day):
+	case cp.Next < cp.From, DayOf(cp.At, c.loc) != cp.Day,
+		c.segs == 1 && (cp.From != 0 || cp.Events > cp.Next || late),
+		c.segs > 1 && (cp.Events != cp.Next-cp.From || cp.Day < c.h.Day),
+		late && (c.onDay == 0 || cp.Events == 0):
 		return BadBackupFile()
 	}
+	if cp.Day == c.h.Day {
+		c.onDay = c.segs
+	}
+	c.late = late
+	c.firstLate = late
 	if c.segs == 1 {
 		c.lo = 1
 		if cp.Day != c.h.Day {
@@ -108,6 +121,12 @@ func (c *FileCheck) Event(e *Event) error {
 		return BadBackupFile()
 	}
 	c.nextRev = e.Revision + 1
+	if c.firstLate {
+		if DayOf(e.OccurredAt, c.loc) > c.h.Day {
+			return BadBackupFile()
+		}
+		c.firstLate = false
+	}
 	if _, dup := c.ids[e.ID]; dup {
 		return BadBackupFile()
 	}
@@ -191,6 +210,8 @@ func (c *FileCheck) restore(first bool, kind, id string, n int, version func(int
 // endSegment counts the items live at the end of a segment of the day.
 func (c *FileCheck) endSegment() {
 	switch {
+	case c.late:
+		// After the day: its changes are listed, its state is not the day's.
 	case c.segs == c.lo:
 		for k := range c.live {
 			c.counted[k] = true
@@ -206,7 +227,7 @@ func (c *FileCheck) endSegment() {
 
 // Done checks the end of the payload against the header.
 func (c *FileCheck) Done() error {
-	if c.cur == nil || c.left != 0 || c.cur.Day != c.h.Day {
+	if c.cur == nil || c.left != 0 || c.onDay < c.lo {
 		return BadBackupFile()
 	}
 	c.endSegment()

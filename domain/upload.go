@@ -80,7 +80,7 @@ type UploadSegment struct {
 // checkpoints of its data, digests linked as a backup instance's are. The
 // first segment is the state the day starts from and is recorded as a full
 // backup; the segments must follow each other without gap or overlap and
-// in time order, and the last must fall on h.Day in loc.
+// in time order, and one must fall on h.Day in loc.
 func NewUpload(id BackupID, name string, h FileHeader, segs []UploadSegment, loc *time.Location) ([]EventData, error) {
 	const op = "upload"
 	if err := ValidateAlias(name); err != nil {
@@ -92,6 +92,7 @@ func NewUpload(id BackupID, name string, h FileHeader, segs []UploadSegment, loc
 	out := []EventData{&BackupUploaded{Backup: id, Name: name, Region: h.Region, Day: h.Day, TimeZone: h.TimeZone,
 		Source: h.Source, KMSInstance: h.KMSInstance, FileID: h.FileID, Keys: h.Keys, Secrets: h.Secrets}}
 	var prev *BackupCheckpointed
+	onDay := false
 	for i, s := range segs {
 		c := &BackupCheckpointed{Seq: uint64(i) + 1, Full: s.Full || i == 0, At: s.At.UTC(), Day: DayOf(s.At, loc),
 			From: s.From, Next: s.Next}
@@ -101,15 +102,18 @@ func NewUpload(id BackupID, name string, h FileHeader, segs []UploadSegment, loc
 			}
 			c.PrevDigest = prev.Digest
 		}
-		if s.Next < s.From || (s.Next > s.From) != (s.Slice != "") {
+		// A later segment holds every revision of its range; the first holds
+		// only the events that build the state, possibly none.
+		if s.Next < s.From || (s.Slice != "" && s.Next == s.From) || (i > 0 && s.Next > s.From && s.Slice == "") {
 			return nil, BadBackupFile()
 		}
 		c.Slice, c.SliceDigest = s.Slice, s.SliceDigest
 		c.Digest = CheckpointDigest(id, c)
 		out = append(out, c)
 		prev = c
+		onDay = onDay || c.Day == h.Day
 	}
-	if prev.Day != h.Day {
+	if !onDay {
 		return nil, BadBackupFile()
 	}
 	return out, nil
