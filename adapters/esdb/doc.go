@@ -1,0 +1,96 @@
+// Package esdb is the event log of kmsbackup on an EventStoreDB (or
+// KurrentDB) server or cluster, through the official Go client
+// (github.com/EventStore/EventStore-Client-Go/v4): it implements
+// commands.EventLog for deployments that share one log between several
+// engine processes. It never deletes, truncates or rewrites a stream, never
+// writes to EventStoreDB's own ($) streams, never interprets event payloads,
+// and never puts payloads or connection-string passwords into errors or
+// logs.
+//
+// # Mapping
+//
+//   - Each of our streams is the EventStoreDB stream of the same name, and
+//     our revision is its event number. Options.StreamPrefixes (by default
+//     accounts, account-, audit-, backup- and kms-) says which streams make
+//     up the log: Append refuses others, and ReadAll, Head and
+//     subscriptions show only their events, never system events (stream or
+//     event type starting with "$").
+//   - Event ID: the ULID's 16 bytes, read as a UUID. Event type: Type.
+//     Data: Data, unchanged, content type binary. Metadata: a small
+//     versioned binary envelope with what EventStoreDB does not keep
+//     (Schema, OccurredAt, Account, Region, Instance); see codec.go. An event
+//     of our streams without that envelope is reported as domain.ErrCorrupt.
+//   - Global position: the event's commit position in $all. For events of
+//     ordinary appends (implicit transactions, all that the gRPC API writes)
+//     it is the event's own log position: distinct for each event and
+//     strictly increasing in $all order, but with holes (ContiguousPositions
+//     is false). ReadAll(after) reads $all forwards from {after, after} and
+//     skips the event at after; Head reads $all backwards to the last event
+//     of the log.
+//   - Expected revision: the caller's condition is checked against the
+//     stream's head as read just before the write, and the write is sent
+//     with that exact head (or "no stream") as EventStoreDB's expected
+//     revision, so a concurrent writer makes it fail with EventStoreDB's
+//     wrong expected version rather than slip in between. See Append.
+//   - Errors: wrong expected version becomes domain.ErrWrongExpectedRevision;
+//     a deleted stream domain.ErrFailedPrecondition; a request the server
+//     refuses as malformed (a batch over its maximum append size)
+//     domain.ErrInvalidArgument; everything else (unreachable server, not
+//     leader, timeouts, authentication and ACL failures, a closed log)
+//     domain.ErrUnavailable.
+//
+// # Idempotency and its limits
+//
+// EventStoreDB recognises a retried append only right after the revision it
+// expected (or, for "any", in a cache of recent writes). The port promises
+// more: an append whose event IDs are all in the stream is a no-op returning
+// the original result, whatever it expects. Append therefore looks for the
+// batch's IDs among the last Options.RetryWindow events of the stream, and
+// right after the revision the call expects, before writing. A retry is not
+// recognised, and is written again, when its events are further than
+// RetryWindow from the end of the stream and the retry expects another
+// revision than the original (typically: "any"). An event ID already used
+// in another stream is not detected at all (EventStoreDB has no index by
+// event ID). Each append costs at least three round trips: the tail read,
+// the write, and a read of the batch for its positions.
+//
+// # Subscriptions
+//
+// Subscriptions are catch-up subscriptions to $all with a server-side stream
+// prefix filter. The client does not resubscribe after a drop; this package
+// does, from the last event delivered, with a backoff of 100 ms doubling to
+// 5 s, so consumers see neither a gap nor a duplicate.
+//
+// # The client's failure modes
+//
+// The v4 client has failure modes this package works around. A failed node
+// discovery stops the client's connection goroutine for good (every later
+// call fails with "connection closed"): the log then replaces the client. A
+// call may block outside gRPC, where no context reaches, while the client
+// rediscovers the server, or forever when it hands a reconnect request to a
+// stopped connection goroutine: every call runs in its own goroutine and
+// the caller waits for its context, Options.Timeout or Close instead.
+// Closing a client under a call makes the call panic (a send on a closed
+// channel): that panic, and only that one, is recovered and reported as
+// domain.ErrUnavailable. The client sends credentials only over TLS, and its
+// "requires leader" header never reaches the server (it is put into an
+// incoming context), so Open forces nodePreference=leader: Append reads back
+// what it writes. Reading $all needs a user allowed to (in secure mode, an
+// admin by default).
+//
+// # Verification
+//
+// None of this has been run against a live server: the package was written
+// against the client's source (v4.2.0) and the server's (KurrentDB), where
+// no server could be started. Its pure parts (envelope, positions, expected
+// revisions, error mapping, filters, backoff, connection-string redaction,
+// argument checks) and the client-replacement path against an unreachable
+// address are unit-tested. The event-log conformance suite, a concurrent
+// retry race and a resubscription test run only when KMSBACKUP_ESDB_URL
+// names a server, e.g. esdb://localhost:2113?tls=false for
+// "docker run -p 2113:2113 eventstore/eventstore --insecure --run-projections=All".
+// It assumes EventStoreDB 22.6 or later (which reports $all positions on
+// stream reads) and the default chunk size, 256 MiB (Options.ChunkSize),
+// which ReadAll uses to find a valid place to start from when asked for a
+// position that is no event's.
+package esdb
