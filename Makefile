@@ -38,6 +38,9 @@ bench:
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME) ./adapters/envelope
+	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME) ./adapters/backupfile
+	$(GO) test -run '^$$' -fuzz FuzzPayload -fuzztime $(FUZZTIME) ./adapters/backupfile
+	$(GO) test -run '^$$' -fuzz FuzzFileRecords -fuzztime $(FUZZTIME) ./domain
 
 clean:
 	rm -rf bin

@@ -20,7 +20,8 @@ import (
 type downloadView struct {
 	ID      string `json:"id"` // the file's ID
 	File    string `json:"file"`
-	DataKey string `json:"data_key"`
+	DataKey string `json:"data_key,omitempty"`
+	KeyFile string `json:"key_file,omitempty"`
 	Backup  string `json:"backup"`
 	Day     string `json:"day,omitempty"`
 	Bytes   int64  `json:"bytes"`
@@ -29,7 +30,7 @@ type downloadView struct {
 const dataKeyNote = "The data key is shown only this once and is kept nowhere: store it now. Without it the file cannot be read or uploaded."
 
 func newDownloadCmd(a *app) *cobra.Command {
-	var day, out string
+	var day, out, keyOut string
 	var force bool
 	cmd := &cobra.Command{
 		Use:   "download BACKUP_ID --day YYYY-MM-DD --out FILE",
@@ -41,9 +42,11 @@ nowhere: store it now, it cannot be shown again, and without it the file
 cannot be read. Upload the file later with "kmsbackup upload".
 
 The file is written to --out (an existing file is kept unless --force); a
-download that breaks off leaves no file. For an upload, --day may be left
+download that breaks off leaves no file. --key-out writes the key to a new
+file (mode 0600) instead of printing it. For an upload, --day may be left
 out. See docs/backup-file.md for the format.`,
 		Example: `  kmsbackup download BACKUP_ID --day 2026-05-01 --out orders-2026-05-01.kmsbk
+  kmsbackup download BACKUP_ID --day 2026-05-01 --out day.kmsbk --key-out day.key
   kmsbackup download BACKUP_ID --day 2026-05-01 --out day.kmsbk -o json | jq -r .data_key`,
 		Annotations:       map[string]string{noIDOutput: "would hide the data key, which is shown only once"},
 		Args:              exactArgs("BACKUP_ID"),
@@ -60,6 +63,12 @@ out. See docs/backup-file.md for the format.`,
 			if _, err := os.Stat(out); err == nil && !force {
 				return domain.Errorf(domain.ErrAlreadyExists, "download", "", "choose another --out, or pass --force to replace it",
 					"the output file exists")
+			}
+			if keyOut != "" {
+				if _, err := os.Stat(keyOut); err == nil {
+					return domain.Errorf(domain.ErrAlreadyExists, "download", "", "choose another --key-out",
+						"the key file exists: a key file is never replaced")
+				}
 			}
 			c, err := a.client(cmd)
 			if err != nil {
@@ -88,11 +97,23 @@ out. See docs/backup-file.md for the format.`,
 			if err := tmp.Close(); err != nil {
 				return fmt.Errorf("download: write the output file: %w", err)
 			}
+			if keyOut != "" {
+				if err := writeKeyFile(keyOut, res.DataKey); err != nil {
+					return err
+				}
+			}
 			if err := os.Rename(tmp.Name(), out); err != nil {
 				return fmt.Errorf("download: name the output file: %w", err)
 			}
 			done = true
 			v := downloadView{ID: res.FileID, File: out, DataKey: res.DataKey, Backup: args[0], Day: day, Bytes: res.Bytes}
+			if keyOut != "" {
+				v.DataKey, v.KeyFile = "", keyOut
+				return a.render(v, func(w io.Writer) error {
+					return writeFields(w, []field{{"File", v.File}, {"File ID", v.ID}, {"Bytes", fmt.Sprint(v.Bytes)},
+						{"Data key", "written to " + keyOut + " (shown nowhere else)"}})
+				})
+			}
 			if a.output == formatJSON {
 				fmt.Fprintln(a.stderr, "Note: "+dataKeyNote)
 			}
@@ -109,7 +130,21 @@ out. See docs/backup-file.md for the format.`,
 	cmd.Flags().StringVar(&day, "day", "", "the viewable day to download, YYYY-MM-DD (required, except for an upload)")
 	cmd.Flags().StringVar(&out, "out", "", "the file to write (required)")
 	cmd.Flags().BoolVar(&force, "force", false, "replace --out if it exists")
+	cmd.Flags().StringVar(&keyOut, "key-out", "", "write the data key to this new file (mode 0600) instead of printing it")
 	return cmd
+}
+
+// writeKeyFile writes a data key to a new file only its owner can read.
+func writeKeyFile(path, key string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return domain.Errorf(domain.ErrAlreadyExists, "download", "", "choose another --key-out", "the key file cannot be created: %v", errors.Unwrap(err))
+	}
+	if _, err := fmt.Fprintln(f, key); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("download: write the key file: %w", err)
+	}
+	return f.Close()
 }
 
 // readKeyFlags returns the data key from --key or --key-file.
@@ -149,8 +184,10 @@ Pass the key with --key-file to keep it out of your shell history.`,
   kmsbackup upload day.kmsbk --key kbk1_... --name orders-may -o id
   kmsbackup upload list
   kmsbackup upload delete UPLOAD_ID`,
-		Args:              exactArgs("FILE"),
-		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) { return nil, cobra.ShellCompDirectiveDefault },
+		Args: exactArgs("FILE"),
+		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+			return nil, cobra.ShellCompDirectiveDefault
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, err := readKeyFlags(key, keyFile)
 			if err != nil {
