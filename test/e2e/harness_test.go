@@ -230,6 +230,22 @@ func (s *Server) MustFail(token string, want int, fragments []string, args ...st
 // interrupts it and returns what it printed.
 func (s *Server) CLIUntil(token string, n int, args ...string) string {
 	s.t.Helper()
+	return s.cliUntil(token, fmt.Sprintf("%d lines", n), func(lines []string) bool { return len(lines) >= n }, args...)
+}
+
+// CLIUntilLine runs a streaming CLI command until it has printed a line
+// containing fragment, then interrupts it and returns what it printed.
+func (s *Server) CLIUntilLine(token, fragment string, args ...string) string {
+	s.t.Helper()
+	return s.cliUntil(token, fmt.Sprintf("a line with %q", fragment), func(lines []string) bool {
+		return len(lines) > 0 && strings.Contains(lines[len(lines)-1], fragment)
+	}, args...)
+}
+
+// cliUntil runs a streaming CLI command until done says that what it has
+// printed is enough (want says what that is), for at most 30 seconds.
+func (s *Server) cliUntil(token, want string, done func(lines []string) bool, args ...string) string {
+	s.t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(cleanEnv(), "KMSBACKUP_ADDR=http://"+s.Addr, "KMSBACKUP_TOKEN="+token)
 	stdout, err := cmd.StdoutPipe()
@@ -251,15 +267,17 @@ func (s *Server) CLIUntil(token string, n int, args ...string) string {
 		close(lines)
 	}()
 	var out []string
+	ok := done(out)
 	timeout := time.After(30 * time.Second)
 loop:
-	for len(out) < n {
+	for !ok {
 		select {
-		case l, ok := <-lines:
-			if !ok {
+		case l, more := <-lines:
+			if !more {
 				break loop
 			}
 			out = append(out, l)
+			ok = done(out)
 		case <-timeout:
 			break loop
 		}
@@ -270,8 +288,8 @@ loop:
 		}
 	}()
 	_ = cmd.Wait()
-	if len(out) < n {
-		s.t.Fatalf("kmsbackup %s printed %d lines, want %d; stderr: %s", strings.Join(args, " "), len(out), n, errb.String())
+	if !ok {
+		s.t.Fatalf("kmsbackup %s printed %d lines, never %s; stderr: %s", strings.Join(args, " "), len(out), want, errb.String())
 	}
 	return strings.Join(out, "\n")
 }
