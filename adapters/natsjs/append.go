@@ -1,0 +1,376 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	jsapi "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
+)
+
+const opAppend = "append"
+
+const (
+	// MaxBatchEvents is the largest batch Append takes: each event is two
+	// messages of one atomic batch (the event and its event-ID marker), and
+	// the server accepts 1000 messages in a batch by default.
+	MaxBatchEvents = 500
+	// maxAttempts bounds the publish attempts of one Append that keep
+	// losing races with other writers or finding the server busy.
+	maxAttempts = 64
+	// headerReserve is the room left in a message for its headers.
+	headerReserve = 512
+	// maxCachedHeads bounds the cache of stream heads; idle entries are
+	// dropped beyond it.
+	maxCachedHeads = 1 << 16
+)
+
+// Header names of the JetStream protocol.
+const (
+	hdrBatchID     = "Nats-Batch-Id"
+	hdrBatchSeq    = "Nats-Batch-Sequence"
+	hdrBatchCommit = "Nats-Batch-Commit"
+	hdrExpectSubj  = "Nats-Expected-Last-Subject-Sequence"
+)
+
+// Server error codes this adapter tells apart.
+const (
+	codeWrongLastSeq         = jsapi.JSErrCodeStreamWrongLastSequence         // 10071
+	codeWrongLastSeqConstant = jsapi.JSErrCodeStreamWrongLastSequenceConstant // 10164: R>1 conflicts, subject in flight
+	codeMsgTooLarge          = jsapi.JSErrCodeStreamMessageExceedsMaximum     // 10054
+	codeBatchIncomplete      = jsapi.ErrorCode(10176)
+	codeBatchTooLarge        = jsapi.ErrorCode(10199)
+	codeBatchTooManyInflight = jsapi.ErrorCode(10210)
+)
+
+// Append writes events atomically at the end of stream if expected holds,
+// and returns once the server has acknowledged the batch. The log assigns
+// each event its Revision (0-based in the stream) and Position (the
+// JetStream sequence of its message: strictly increasing, not contiguous);
+// the values the caller set in those fields are ignored. A batch whose event
+// IDs are all already in the stream is a retry: it writes nothing and
+// returns the original result (first and last position, last revision of
+// those events), whatever expected says.
+//
+// Errors: domain.ErrInvalidArgument for an empty stream name, an empty
+// batch or one of more than MaxBatchEvents events, an event whose Stream
+// differs from stream, a zero or duplicated event ID, an event too large
+// for the server's max_payload, or event IDs partly already in the stream
+// (or already in another stream); domain.ErrWrongExpectedRevision (built
+// with domain.WrongRevision) when expected does not hold;
+// domain.ErrUnavailable when the log is closed, the server cannot be
+// reached, or the batch kept losing races; ctx.Err() when ctx ends first.
+// After ctx.Err() or domain.ErrUnavailable the batch may or may not have
+// been written: retry it with the same event IDs.
+//
+// Safe for concurrent use; appends to one stream from one Log are
+// serialised, concurrent appends to different streams are committed
+// together (see doc.go), and appends from several Logs race and the server
+// decides.
+// Idempotent on event IDs, forever (not only within a duplicate window).
+func (l *Log) Append(ctx context.Context, stream string, expected domain.ExpectedRevision, events []domain.Event) (commands.AppendResult, error) {
+	b, err := l.newBatch(stream, events)
+	if err != nil {
+		return commands.AppendResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return commands.AppendResult{}, err
+	}
+	if err := l.enter(opAppend); err != nil {
+		return commands.AppendResult{}, err
+	}
+	h, err := l.heads.lock(ctx, stream)
+	if err != nil {
+		return commands.AppendResult{}, err
+	}
+	defer l.heads.unlock(stream, h)
+
+	attempt, wait, alone := 0, false, false
+	for {
+		if wait {
+			if err := backoff(ctx, attempt); err != nil {
+				return commands.AppendResult{}, err
+			}
+			wait = false
+		}
+		cached := h.known
+		if !cached {
+			if err := l.readHead(ctx, b.subject, h); err != nil {
+				return commands.AppendResult{}, err
+			}
+		}
+		if !expected.Check(h.exists, h.rev) {
+			if cached {
+				// Our cache may be behind other writers: look again.
+				h.known = false
+				continue
+			}
+			if res, found, err := l.resolve(ctx, b); err != nil || found {
+				return res, err
+			}
+			return commands.AppendResult{}, domain.WrongRevision(stream, expected, h.exists, h.rev)
+		}
+		res, err := l.commit(ctx, b, h, alone)
+		var conflict *conflictError
+		switch {
+		case err == nil:
+			h.known, h.exists, h.rev, h.seq = true, true, res.LastRevision, res.LastPosition
+			return res, nil
+		case errors.Is(err, errAlone):
+			alone = true
+			continue
+		case !errors.As(err, &conflict):
+			h.known = false
+			return commands.AppendResult{}, err
+		}
+		// The stream moved, or some event ID is already in the log, or
+		// the server could not decide now.
+		h.known = false
+		if !conflict.transient {
+			if res, found, err := l.resolve(ctx, b); err != nil || found {
+				return res, err
+			}
+		}
+		// Neither a retry nor a duplicate: read the stream's head again and
+		// check expected against it.
+		attempt++
+		if attempt == maxAttempts {
+			return commands.AppendResult{}, &domain.Error{Op: opAppend, Kind: domain.ErrUnavailable, Item: stream,
+				Msg:  fmt.Sprintf("gave up after %d attempts lost races or found the server busy (last: %s)", attempt, conflict.desc),
+				Hint: "retry later"}
+		}
+		wait = conflict.transient || attempt > 2
+	}
+}
+
+// batch is a validated Append request, encoded.
+type batch struct {
+	stream  string
+	subject string
+	ids     []domain.EventID
+	recs    [][]byte // event payloads; groupMsgs sets their revisions
+}
+
+// newBatch validates an append and encodes its payloads.
+func (l *Log) newBatch(stream string, events []domain.Event) (*batch, error) {
+	subject, err := l.eventSubject(opAppend, stream)
+	if err != nil {
+		return nil, err
+	}
+	if len(events) == 0 {
+		return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream, Msg: "the batch has no event"}
+	}
+	if len(events) > MaxBatchEvents {
+		return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream,
+			Msg: fmt.Sprintf("the batch has %d events, more than the %d an atomic append takes", len(events), MaxBatchEvents)}
+	}
+	// The connection knows the server's max_payload (0 before it ever
+	// connected): leave the check to the server then.
+	limit := math.MaxInt
+	if mp := l.nc.MaxPayload(); mp > 0 {
+		limit = int(mp) - headerReserve - len(subject)
+	}
+	size := 0
+	seen := make(map[domain.EventID]struct{}, len(events))
+	for i := range events {
+		e := &events[i]
+		if e.Stream != stream {
+			return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream,
+				Msg: fmt.Sprintf("event %d (ID %s) names stream %q, not the stream appended to", i, e.ID, e.Stream)}
+		}
+		if e.ID == (domain.EventID{}) {
+			return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream,
+				Msg: fmt.Sprintf("event %d has a zero event ID", i)}
+		}
+		if _, dup := seen[e.ID]; dup {
+			return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream,
+				Msg: fmt.Sprintf("event %d repeats event ID %s within the batch", i, e.ID)}
+		}
+		seen[e.ID] = struct{}{}
+		n := recordSize(e)
+		if n > limit {
+			return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream,
+				Msg:  fmt.Sprintf("event %d (ID %s) takes %d bytes, more than the %d a message may carry", i, e.ID, n, limit),
+				Hint: "raise the NATS server's max_payload"}
+		}
+		size += n
+	}
+	b := &batch{stream: stream, subject: subject, ids: make([]domain.EventID, len(events)), recs: make([][]byte, len(events))}
+	buf := make([]byte, 0, size)
+	start := 0
+	for i := range events {
+		b.ids[i] = events[i].ID
+		buf = appendRecord(buf, &events[i], 0)
+		b.recs[i] = buf[start:len(buf):len(buf)]
+		start = len(buf)
+	}
+	return b, nil
+}
+
+// eventSubject is the subject of stream's events.
+func (l *Log) eventSubject(op, stream string) (string, error) {
+	if stream == "" {
+		return "", domain.Invalid(op, "the stream name is empty")
+	}
+	tok := subjectToken(stream)
+	if len(tok) > maxTokenLen {
+		return "", domain.Invalid(op, "the stream name of %d bytes is too long", len(stream))
+	}
+	return l.evPrefix + tok, nil
+}
+
+func (l *Log) idSubject(id domain.EventID) string { return l.idPrefix + id.String() }
+
+// conflictError is an atomic batch the server refused because an expected
+// last subject sequence did not hold (transient when it could not even be
+// checked, or the server was busy).
+type conflictError struct {
+	transient bool
+	desc      string
+}
+
+func (e *conflictError) Error() string { return "jetstream: append: batch refused: " + e.desc }
+
+// resolve looks b's event IDs up. found is set, with the original result,
+// when every one of them is already in b's stream (a retry). Some of them
+// present, or any in another stream, is domain.ErrInvalidArgument.
+func (l *Log) resolve(ctx context.Context, b *batch) (commands.AppendResult, bool, error) {
+	subjects := make([]string, len(b.ids))
+	want := make(map[string]domain.EventID, len(b.ids))
+	for i, id := range b.ids {
+		subjects[i] = l.idSubject(id)
+		want[subjects[i]] = id
+	}
+	msgs, _, err := l.getBatch(ctx, opAppend, directRequest{MultiLastFor: subjects})
+	if err != nil {
+		return commands.AppendResult{}, false, err
+	}
+	var res commands.AppendResult
+	present := 0
+	for _, m := range msgs {
+		id, ok := want[m.subject]
+		if !ok {
+			return commands.AppendResult{}, false, unavailable(opAppend, fmt.Errorf("event-ID look-up answered with subject %q", m.subject))
+		}
+		mk, err := decodeMarker(m.seq, m.data)
+		if err != nil {
+			return commands.AppendResult{}, false, err
+		}
+		if mk.stream != b.stream {
+			return commands.AppendResult{}, false, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: b.stream,
+				Msg: fmt.Sprintf("event ID %s is already in stream %q", id, mk.stream), Hint: "use a new event ID"}
+		}
+		pos := m.seq + mk.offset
+		if present == 0 || pos < res.FirstPosition {
+			res.FirstPosition = pos
+		}
+		if pos > res.LastPosition {
+			res.LastPosition, res.LastRevision = pos, mk.rev
+		}
+		present++
+	}
+	switch {
+	case present == 0:
+		return commands.AppendResult{}, false, nil
+	case present < len(b.ids):
+		return commands.AppendResult{}, false, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: b.stream,
+			Msg:  fmt.Sprintf("%d of the %d event IDs are already in the stream", present, len(b.ids)),
+			Hint: "retry with exactly the original batch, or with new event IDs"}
+	}
+	return res, true, nil
+}
+
+// readHead reads the stream's last event into h.
+func (l *Log) readHead(ctx context.Context, subject string, h *head) error {
+	m, found, err := l.getOne(ctx, opAppend, directRequest{LastFor: subject})
+	if err != nil {
+		return err
+	}
+	h.known, h.exists, h.rev, h.seq = true, found, 0, 0
+	if !found {
+		return nil
+	}
+	rev, err := recordRevision(m.seq, m.data)
+	if err != nil {
+		h.known = false
+		return err
+	}
+	h.exists, h.rev, h.seq = true, rev, m.seq
+	return nil
+}
+
+// backoff sleeps a little longer after each failed attempt, with jitter.
+func backoff(ctx context.Context, attempt int) error {
+	d := time.Duration(min(1<<min(attempt, 16), 64)) * time.Millisecond
+	d = d/2 + rand.N(d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// head is what this Log knows of one stream's end, guarded by mu: appends
+// to the stream hold mu, so that they do not race each other.
+type head struct {
+	mu     chan struct{} // a lock that a waiting Append can give up on
+	refs   int           // guarded by heads.mu
+	known  bool          // the fields below are current as far as we know
+	exists bool
+	rev    uint64 // revision of the last event
+	seq    uint64 // its sequence (position)
+}
+
+// heads holds the head of every stream being appended to, and of recently
+// appended streams.
+type heads struct {
+	mu sync.Mutex
+	m  map[string]*head
+}
+
+// lock returns stream's head, locked.
+func (hs *heads) lock(ctx context.Context, stream string) (*head, error) {
+	hs.mu.Lock()
+	h, ok := hs.m[stream]
+	if !ok {
+		h = &head{mu: make(chan struct{}, 1)}
+		hs.m[stream] = h
+	}
+	h.refs++
+	hs.mu.Unlock()
+	select {
+	case h.mu <- struct{}{}:
+		return h, nil
+	case <-ctx.Done():
+		hs.release(stream, h, false)
+		return nil, ctx.Err()
+	}
+}
+
+// unlock unlocks h.
+func (hs *heads) unlock(stream string, h *head) {
+	forget := !h.known // read while h is still locked
+	<-h.mu
+	hs.release(stream, h, forget)
+}
+
+// release drops a reference to h, and h itself when it is unused and
+// either forgotten or beyond the cache's bound.
+func (hs *heads) release(stream string, h *head, forget bool) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h.refs--
+	if h.refs == 0 && (forget || len(hs.m) > maxCachedHeads) {
+		delete(hs.m, stream)
+	}
+}

@@ -1,0 +1,388 @@
+package natsjs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+)
+
+const (
+	opReadStream = "read stream"
+	opReadAll    = "read all"
+	opHead       = "head"
+	// readBatch is the most messages one direct-get request asks for.
+	readBatch = 1024
+	// readMaxBytes bounds the bytes of one direct-get response (the server
+	// stops after the message that crosses it).
+	readMaxBytes = 8 << 20
+)
+
+// directRequest is a JetStream direct-get request (JSApiMsgGetRequest).
+// Direct gets read the stream without a consumer, and the server isolates
+// them from atomic batch commits: a read sees all of a batch or none of it.
+type directRequest struct {
+	Seq          uint64   `json:"seq,omitempty"`
+	LastFor      string   `json:"last_by_subj,omitempty"`
+	NextFor      string   `json:"next_by_subj,omitempty"`
+	Batch        int      `json:"batch,omitempty"`
+	MaxBytes     int      `json:"max_bytes,omitempty"`
+	MultiLastFor []string `json:"multi_last,omitempty"`
+}
+
+// stored is one message as a direct get returns it.
+type stored struct {
+	subject string
+	seq     uint64
+	data    []byte
+}
+
+func parseStored(m *nats.Msg) (stored, error) {
+	seq, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+	if err != nil || seq == 0 {
+		return stored{}, fmt.Errorf("direct get answered without a sequence (%q)", m.Header.Get("Nats-Sequence"))
+	}
+	return stored{subject: m.Header.Get("Nats-Subject"), seq: seq, data: m.Data}, nil
+}
+
+// statusErr describes a status answer of a direct get.
+func statusErr(m *nats.Msg) error {
+	return fmt.Errorf("direct get answered status %s %s", m.Header.Get("Status"), m.Header.Get("Description"))
+}
+
+// getOne sends a direct get for one message; found is false when there is
+// no such message.
+func (l *Log) getOne(ctx context.Context, op string, req directRequest) (stored, bool, error) {
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return stored{}, false, fmt.Errorf("jetstream: %s: %w", op, err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	m, err := l.nc.RequestWithContext(rctx, l.directSubj, payload)
+	if err != nil {
+		return stored{}, false, l.callErr(ctx, op, err)
+	}
+	switch m.Header.Get("Status") {
+	case "":
+		s, err := parseStored(m)
+		if err != nil {
+			return stored{}, false, unavailable(op, err)
+		}
+		return s, true, nil
+	case "404":
+		return stored{}, false, nil
+	default:
+		return stored{}, false, unavailable(op, statusErr(m))
+	}
+}
+
+// getBatch sends a batch or multi-last direct get and collects the answer.
+// pending is the number of matching messages the server says are left
+// after the last one returned.
+func (l *Log) getBatch(ctx context.Context, op string, req directRequest) (msgs []stored, pending uint64, err error) {
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("jetstream: %s: %w", op, err)
+	}
+	inbox := l.nc.NewInbox()
+	sub, err := l.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, 0, l.callErr(ctx, op, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := l.nc.PublishRequest(l.directSubj, inbox, payload); err != nil {
+		return nil, 0, l.callErr(ctx, op, err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	for {
+		m, err := sub.NextMsgWithContext(rctx)
+		if err != nil {
+			return nil, 0, l.callErr(ctx, op, err)
+		}
+		switch m.Header.Get("Status") {
+		case "":
+			s, err := parseStored(m)
+			if err != nil {
+				return nil, 0, unavailable(op, err)
+			}
+			msgs = append(msgs, s)
+		case "204": // end of batch
+			pending, _ = strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+			return msgs, pending, nil
+		case "404":
+			return msgs, 0, nil
+		case "503":
+			return nil, 0, unavailable(op, nats.ErrNoResponders)
+		default:
+			return nil, 0, unavailable(op, statusErr(m))
+		}
+	}
+}
+
+// ReadStream returns at most limit events of stream, from revision from
+// (inclusive) forwards, or backwards when backwards is set (from =
+// math.MaxUint64 starts at the last event). Only acknowledged events are
+// returned, never part of a batch. A stream that does not exist reads as
+// empty, without error.
+//
+// A read costs one direct get for the stream's last event, a binary search
+// over sequences for the first event wanted (a few direct gets, none when
+// reading from revision 0 or at the end), and one batched direct get per
+// 1024 events.
+//
+// Errors: domain.ErrInvalidArgument for an empty stream name or limit < 1;
+// domain.ErrCorrupt when a stored event does not decode or revisions are
+// not consecutive; domain.ErrUnavailable when the log is closed or the
+// server cannot be reached; ctx.Err(). Safe for concurrent use; has no side
+// effects.
+func (l *Log) ReadStream(ctx context.Context, stream string, from uint64, backwards bool, limit int) ([]domain.Event, error) {
+	subject, err := l.eventSubject(opReadStream, stream)
+	if err != nil {
+		return nil, err
+	}
+	if limit < 1 {
+		return nil, domain.Invalid(opReadStream, "limit must be at least 1, got %d", limit)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := l.enter(opReadStream); err != nil {
+		return nil, err
+	}
+	var last head
+	if err := l.readHead(ctx, subject, &last); err != nil {
+		return nil, err
+	}
+	if !last.exists {
+		return nil, nil
+	}
+	var first, n uint64 // revisions first .. first+n-1
+	if backwards {
+		top := min(from, last.rev)
+		n = min(uint64(limit), top+1)
+		first = top + 1 - n
+	} else {
+		if from > last.rev {
+			return nil, nil
+		}
+		first = from
+		n = min(uint64(limit), last.rev-from+1)
+	}
+	seq, err := l.seqOf(ctx, subject, first, last)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.Event, 0, n)
+	for uint64(len(out)) < n {
+		want := int(min(n-uint64(len(out)), readBatch))
+		msgs, _, err := l.getBatch(ctx, opReadStream, directRequest{Seq: seq, NextFor: subject, Batch: want, MaxBytes: readMaxBytes})
+		if err != nil {
+			return nil, err
+		}
+		if len(msgs) == 0 {
+			return nil, domain.Corruption("jetstream: stream %q: revision %d is missing (the last is %d)", stream, first+uint64(len(out)), last.rev)
+		}
+		for _, m := range msgs[:min(len(msgs), want)] {
+			e, err := l.decode(m)
+			if err != nil {
+				return nil, err
+			}
+			if wantRev := first + uint64(len(out)); e.Stream != stream || e.Revision != wantRev {
+				return nil, domain.Corruption("jetstream: stream %q revision %d: position %d holds %q revision %d",
+					stream, wantRev, m.seq, e.Stream, e.Revision)
+			}
+			out = append(out, e)
+			seq = m.seq + 1
+		}
+	}
+	// A next page starts where this one ended.
+	l.hints.put(subject, revHint{rev: out[len(out)-1].Revision + 1, seq: seq})
+	if backwards {
+		slices.Reverse(out)
+	}
+	return out, nil
+}
+
+// revHint says that the first message of a subject at or after sequence seq
+// is revision rev: where to start reading from rev without a search. The log
+// never changes, so a hint never goes stale.
+type revHint struct{ rev, seq uint64 }
+
+// maxHints bounds the hints kept; they are dropped all at once beyond it.
+const maxHints = 4096
+
+// hints remembers where the last read of each stream ended, so that a
+// stream read page by page costs no search.
+type hints struct {
+	mu sync.Mutex
+	m  map[string]revHint
+}
+
+func (h *hints) get(subject string) (revHint, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v, ok := h.m[subject]
+	return v, ok
+}
+
+func (h *hints) put(subject string, v revHint) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil || len(h.m) >= maxHints {
+		h.m = make(map[string]revHint)
+	}
+	h.m[subject] = v
+}
+
+// seqOf finds the sequence of revision rev of the stream on subject, whose
+// last event is last. Revisions of a subject are consecutive and its
+// sequences increase, so a binary search over sequences finds it; the bounds
+// narrow by the revisions known to lie in between.
+func (l *Log) seqOf(ctx context.Context, subject string, rev uint64, last head) (uint64, error) {
+	if rev == last.rev {
+		return last.seq, nil
+	}
+	if rev == 0 {
+		return 1, nil // the first message of the subject from sequence 1
+	}
+	// Every revision takes a sequence of its own.
+	lo, hi := rev+1, last.seq-(last.rev-rev)
+	if h, ok := l.hints.get(subject); ok && h.rev <= rev {
+		if h.rev == rev {
+			return h.seq, nil
+		}
+		lo = max(lo, h.seq+(rev-h.rev))
+	}
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		m, found, err := l.getOne(ctx, opReadStream, directRequest{Seq: mid, NextFor: subject})
+		if err != nil {
+			return 0, err
+		}
+		if !found {
+			return 0, domain.Corruption("jetstream: subject %q has no message from sequence %d, before its last at %d", subject, mid, last.seq)
+		}
+		r, err := recordRevision(m.seq, m.data)
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case r == rev:
+			return m.seq, nil
+		case r < rev:
+			lo = m.seq + (rev - r)
+		default:
+			if m.seq-(r-rev) < mid-1 {
+				hi = m.seq - (r - rev)
+			} else {
+				hi = mid - 1
+			}
+		}
+	}
+	return lo, nil
+}
+
+// decode decodes a stored event message and checks that it is on its
+// stream's subject.
+func (l *Log) decode(m stored) (domain.Event, error) {
+	e, err := decodeRecord(m.seq, m.data)
+	if err != nil {
+		return domain.Event{}, err
+	}
+	if want := l.evPrefix + subjectToken(e.Stream); m.subject != want {
+		return domain.Event{}, domain.Corruption("jetstream: event at position %d of stream %q is on subject %q", m.seq, e.Stream, m.subject)
+	}
+	return e, nil
+}
+
+// ReadAll returns at most limit events whose position is greater than after,
+// in position order. Positions are the stream sequences of the events:
+// strictly increasing with holes (the event-ID markers take sequences too).
+// Only acknowledged events are returned, never part of a batch.
+//
+// Errors: domain.ErrInvalidArgument for limit < 1; domain.ErrCorrupt for an
+// event that does not decode; domain.ErrUnavailable when the log is closed
+// or the server cannot be reached; ctx.Err(). Safe for concurrent use; has
+// no side effects.
+func (l *Log) ReadAll(ctx context.Context, after uint64, limit int) ([]domain.Event, error) {
+	if limit < 1 {
+		return nil, domain.Invalid(opReadAll, "limit must be at least 1, got %d", limit)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := l.enter(opReadAll); err != nil {
+		return nil, err
+	}
+	if after == math.MaxUint64 {
+		return nil, nil
+	}
+	var out []domain.Event
+	next := after + 1
+	for len(out) < limit {
+		want := min(limit-len(out), readBatch)
+		msgs, pending, err := l.getBatch(ctx, opReadAll, directRequest{Seq: next, NextFor: l.evAll, Batch: want, MaxBytes: readMaxBytes})
+		if err != nil {
+			return nil, err
+		}
+		if out == nil {
+			out = make([]domain.Event, 0, min(limit, len(msgs)+int(min(pending, readBatch))))
+		}
+		for _, m := range msgs[:min(len(msgs), want)] {
+			if m.seq < next {
+				return nil, unavailable(opReadAll, fmt.Errorf("direct get from sequence %d answered sequence %d", next, m.seq))
+			}
+			e, err := l.decode(m)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+			next = m.seq + 1
+		}
+		if len(msgs) == 0 || pending == 0 {
+			break
+		}
+	}
+	return out, nil
+}
+
+// Head returns the position of the last acknowledged event, 0 for an empty
+// log. Every batch ends with its events, so the stream's last message is
+// the last event.
+//
+// Errors: domain.ErrUnavailable when the log is closed or the server cannot
+// be reached; ctx.Err(). Safe for concurrent use.
+func (l *Log) Head(ctx context.Context) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if err := l.enter(opHead); err != nil {
+		return 0, err
+	}
+	m, found, err := l.getOne(ctx, opHead, directRequest{LastFor: ">"})
+	if err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, nil
+	}
+	if len(m.subject) > len(l.evPrefix) && m.subject[:len(l.evPrefix)] == l.evPrefix {
+		return m.seq, nil
+	}
+	// Not an event: something else wrote to the stream. Ask for the last
+	// event by subject filter (slower: the server matches every subject).
+	m, found, err = l.getOne(ctx, opHead, directRequest{LastFor: l.evAll})
+	if err != nil || !found {
+		return 0, err
+	}
+	return m.seq, nil
+}
