@@ -18,6 +18,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 
+	"github.com/kmsbackup/kmsbackup/adapters/backupfile"
 	"github.com/kmsbackup/kmsbackup/adapters/clock"
 	"github.com/kmsbackup/kmsbackup/adapters/envelope"
 	"github.com/kmsbackup/kmsbackup/adapters/ids"
@@ -46,6 +47,7 @@ func TestMain(m *testing.M) {
 	root = dir
 	code := m.Run()
 	closeSealStates()
+	closeFileStates()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -98,7 +100,7 @@ func (e *engine) open() error {
 	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: st, Apply: commands.BackupDataApply(st)}
 	e.procs = []*commands.Projector{kp, bs, bd}
 	e.backups = &commands.Backups{Log: st, State: st, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
-		Blobs: st, Clock: clk, IDs: e.ids, Zones: time.LoadLocation}
+		Blobs: st, Files: backupfile.New(), Clock: clk, IDs: e.ids, Zones: time.LoadLocation}
 	e.kms = &commands.KMS{Log: st, State: st, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
 		Clock: clk, IDs: e.ids,
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {

@@ -1,10 +1,12 @@
 // Package bench holds the backup engine's benchmarks that need a large
 // state: the cost of sealing an incremental checkpoint against the size of
-// the state, and the storage a month of daily churn takes in a backup
-// against the raw event log. They drive the engine in-process as the
-// server wires it (Pebble store, envelope encryption, software KMS, manual
-// clock), build large states by appending KMS events with real sealed key
-// material straight to the log, and report their results in
-// docs/BENCHMARKS.md. The package has no code outside its tests; a plain
-// go test runs only a small smoke test of the same scenarios.
+// the state, the storage a month of daily churn takes in a backup against
+// the raw event log, restoring a day against replaying the log, and
+// downloading and uploading a day as a backup data file against raw
+// AES-GCM. They drive the engine in-process as the server wires it (Pebble
+// store, envelope encryption, software KMS, manual clock), build large
+// states by appending KMS events with real sealed key material straight to
+// the log, and report their results in docs/BENCHMARKS.md. The package has
+// no code outside its tests; a plain go test runs only small smoke tests
+// of the same scenarios.
 package bench

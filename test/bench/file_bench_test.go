@@ -1,0 +1,734 @@
+package bench
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/backupdata"
+	"github.com/kmsbackup/kmsbackup/projections/backupstate"
+)
+
+// ---------------------------------------------------------------------------
+// Download and upload of backup data files (commands/download_backup_file.go,
+// commands/upload_backup_file.go, the format in docs/backup-file.md),
+// against AES-256-GCM alone on 64 KiB chunks, the format's chunk cipher:
+//
+//	go test -run '^$' -bench 'DownloadDay|UploadDay|RawAESGCM' -benchtime 3x ./test/bench/
+//
+// The day downloaded is built once per size and per test binary (see
+// fileStateOf) and shared by both benchmarks and every -count run (and by
+// BenchmarkDayStateReads, which shows where the download's time goes).
+
+// fileDay is the day every file state downloads: its full at 00:00 and the
+// incrementals of its first 20 minutes.
+var fileDay = time.Date(2026, 5, 2, 0, 0, 0, 0, time.UTC)
+
+const (
+	// fileIncrementals is how many incrementals with changes follow the
+	// day's full, five minutes apart.
+	fileIncrementals = 4
+	// fileGOGC is the GC percent of the untimed operation that measures
+	// the heap an operation keeps (retained-MiB): the heap is collected
+	// whenever it grows 10% above what is live, so the peak above the
+	// baseline is what the operation holds, plus 10% of the heap.
+	fileGOGC = 10
+)
+
+// fileState is an engine whose backup holds a day to download: n keys
+// (a fifth of them with a second version) and n/10 secrets at the day's
+// full, then fileIncrementals incrementals, each rotating n/100 random
+// keys, deleting n/1000 and creating as many, creating n/1000 secrets and
+// rotating n/1000 random ones.
+type fileState struct {
+	n      int
+	e      *engine
+	k      *keys
+	backup domain.BackupID
+	day    string
+	// What a download of the day gives (the same every time).
+	header domain.FileHeader
+	size   int64 // bytes of the file
+	// onAppend, when set, is called as Backups appends to the log (the
+	// upload's one append, once both passes over the file are done).
+	onAppend func()
+}
+
+// markedLog is the engine's log, calling its state's onAppend before each
+// append.
+type markedLog struct {
+	backupsLog
+	s *fileState
+}
+
+type backupsLog = interface {
+	commands.EventAppender
+	commands.StreamReader
+	commands.LogReader
+}
+
+func (l markedLog) Append(ctx context.Context, stream string, expected domain.ExpectedRevision, events []domain.Event) (commands.AppendResult, error) {
+	if l.s.onAppend != nil {
+		l.s.onAppend()
+	}
+	return l.backupsLog.Append(ctx, stream, expected, events)
+}
+
+// items is the keys and secrets of the file.
+func (s *fileState) items() uint64 { return s.header.Keys + s.header.Secrets }
+
+var (
+	fileMu     sync.Mutex
+	fileStates = map[int]*fileState{}
+)
+
+// fileStateOf returns the shared file state of n keys, building it the
+// first time (untimed: b.Loop resets the timer, and the engine lives in
+// the test binary's root directory so that both benchmarks use it).
+func fileStateOf(tb testing.TB, n int) *fileState {
+	tb.Helper()
+	fileMu.Lock()
+	defer fileMu.Unlock()
+	if s, ok := fileStates[n]; ok {
+		return s
+	}
+	start := time.Now()
+	s, err := buildFileState(context.Background(), filepath.Join(root, fmt.Sprintf("file-%d", n)), n)
+	if err != nil {
+		tb.Fatalf("build a day of %d keys: %v", n, err)
+	}
+	tb.Logf("day of %d keys built in %s: %d keys, %d secrets, %d checkpoints, %d records, %d bytes (%.0f B per item)",
+		n, time.Since(start).Round(time.Millisecond), s.header.Keys, s.header.Secrets, s.header.Checkpoints,
+		s.header.Records, s.size, float64(s.size)/float64(s.items()))
+	fileStates[n] = s
+	return s
+}
+
+func closeFileStates() {
+	fileMu.Lock()
+	defer fileMu.Unlock()
+	for n, s := range fileStates {
+		_ = s.e.close()
+		delete(fileStates, n)
+	}
+}
+
+// buildFileState builds the history in dir. Keys and their rotations are
+// appended straight to the log (as keys does); secrets go through the
+// KMS use cases, whose values are encrypted under keys that are never
+// deleted. The day before fileDay: the keys, the rotations, the secrets,
+// and the backup enabled at 23:50 (its first full copies them). fileDay:
+// the daily full at 00:00, then fileIncrementals five-minute windows of
+// changes, each closed by its incremental. Then the database is compacted
+// (see engine.compact), and one download gives the file's size.
+func buildFileState(ctx context.Context, dir string, n int) (*fileState, error) {
+	e, err := openEngine(dir, fileDay.Add(-4*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	s, err := fillFileState(ctx, e, n)
+	if err != nil {
+		_ = e.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func fillFileState(ctx context.Context, e *engine, n int) (*fileState, error) {
+	in, err := e.kms.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
+	if err != nil {
+		return nil, err
+	}
+	k := newKeys(e, in, uint64(n))
+	for len(k.ids) < n {
+		for range min(n-len(k.ids), 5000) {
+			if err := k.create(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if err := k.flush(ctx); err != nil {
+			return nil, err
+		}
+		e.clock.Advance(time.Second)
+	}
+	// A fifth of the keys get a second version (the first keys excepted:
+	// they encrypt the secrets and stay as they are).
+	reserved := max(n/100, 1)
+	for i := range n / 5 {
+		if err := k.rotate(ctx, reserved+4*i); err != nil {
+			return nil, err
+		}
+	}
+	if err := k.flush(ctx); err != nil {
+		return nil, err
+	}
+	s := &fileState{n: n, e: e, k: k, day: string(domain.DayOf(fileDay, time.UTC))}
+	secrets := 0
+	secretOps := func(create, rotate int) error {
+		if err := e.settle(ctx); err != nil {
+			return err
+		}
+		for range create {
+			if _, err := e.kms.CreateSecret(ctx, e.caller, commands.CreateSecretInput{Name: fmt.Sprintf("secret-%06d", secrets),
+				Instance: in.ID, Key: k.ids[secrets%reserved], Value: domain.Plaintext(fmt.Sprintf("value %06d of a benchmark secret", secrets))}); err != nil {
+				return err
+			}
+			secrets++
+		}
+		for i := range rotate {
+			name := fmt.Sprintf("secret-%06d", k.rng.IntN(secrets))
+			if _, err := e.kms.RotateSecret(ctx, e.caller, name, region, domain.Plaintext(fmt.Sprintf("value %06d rotated", i))); err != nil {
+				return err
+			}
+		}
+		// The KMS appended to the stream: continue from its head.
+		cur, err := e.kms.ShowInstance(e.caller, in.ID)
+		if err != nil {
+			return err
+		}
+		k.rev = cur.Revision
+		return nil
+	}
+	if err := secretOps(n/10, 0); err != nil {
+		return nil, err
+	}
+	e.clock.Set(fileDay.Add(-10 * time.Minute))
+	b, err := e.enableBackup(ctx, in.ID)
+	if err != nil {
+		return nil, err
+	}
+	s.backup = b.ID
+	if _, _, err := e.driver.Advance(ctx, 10*time.Minute); err != nil { // the day's full
+		return nil, err
+	}
+	for w := range fileIncrementals {
+		e.clock.Set(fileDay.Add(time.Duration(5*w+1) * time.Minute))
+		for range n / 100 {
+			if err := k.rotate(ctx, k.randomLive()); err != nil {
+				return nil, err
+			}
+		}
+		for range n / 1000 {
+			i := k.randomLive()
+			for i < reserved {
+				i = k.randomLive()
+			}
+			k.remove(i)
+			if err := k.create(ctx); err != nil {
+				return nil, err
+			}
+		}
+		if err := k.flush(ctx); err != nil {
+			return nil, err
+		}
+		if err := secretOps(n/1000, n/1000); err != nil {
+			return nil, err
+		}
+		if _, _, err := e.driver.Advance(ctx, fileDay.Add(time.Duration(5*(w+1))*time.Minute).Sub(e.clock.Now())); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.compact(); err != nil {
+		return nil, err
+	}
+	e.backups.Log = markedLog{backupsLog: e.backups.Log, s: s}
+	var w countingWriter
+	h, _, err := s.download(ctx, &w)
+	if err != nil {
+		return nil, err
+	}
+	if h.Checkpoints != 1+fileIncrementals {
+		return nil, fmt.Errorf("the file holds %d checkpoints, want %d", h.Checkpoints, 1+fileIncrementals)
+	}
+	s.header, s.size = h, w.n
+	return s, nil
+}
+
+// download writes the day's file to w and returns its header and data key.
+func (s *fileState) download(ctx context.Context, w io.Writer) (domain.FileHeader, string, error) {
+	var key string
+	h, err := s.e.backups.DownloadDay(ctx, s.e.caller, s.backup, s.day, w, func(st commands.DownloadStart) error {
+		key = st.DataKey
+		return nil
+	})
+	return h, key, err
+}
+
+// uploadPhases adds up the time uploads spend in each phase: the first
+// pass over the file (the check), the second (key material resealed, one
+// blob stored per segment), and the commit (the upload's events appended,
+// and the wait until backupstate and backupdata have applied them).
+type uploadPhases struct {
+	check, store, commit time.Duration
+}
+
+// upload uploads the file at path under key, opening it for each of the
+// upload's two passes, and adds the time of each phase to ph (if not nil).
+func (s *fileState) upload(ctx context.Context, path, key string, ph *uploadPhases) (*domain.Backup, error) {
+	var opened []*os.File
+	start := time.Now()
+	var second, appended time.Time
+	s.onAppend = func() { appended = time.Now() }
+	defer func() {
+		s.onAppend = nil
+		for _, f := range opened {
+			_ = f.Close()
+		}
+	}()
+	u, err := s.e.backups.UploadBackupFile(ctx, s.e.caller, "bench-upload", key, func() (io.Reader, error) {
+		if len(opened) == 1 {
+			second = time.Now()
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		opened = append(opened, f)
+		return f, nil
+	})
+	if ph != nil && err == nil {
+		ph.check += second.Sub(start)
+		ph.store += appended.Sub(second)
+		ph.commit += time.Since(appended)
+	}
+	return u, err
+}
+
+// deleteUpload deletes an upload and waits until the engine is idle.
+func (s *fileState) deleteUpload(ctx context.Context, id domain.BackupID) error {
+	if err := s.e.backups.DeleteUpload(ctx, s.e.caller, id); err != nil {
+		return err
+	}
+	return s.e.settle(ctx)
+}
+
+// downloadTo downloads the day into a new file in dir and returns its path
+// and data key.
+func (s *fileState) downloadTo(ctx context.Context, dir string) (string, string, error) {
+	f, err := os.CreateTemp(dir, "day-*.kmsbk")
+	if err != nil {
+		return "", "", err
+	}
+	_, key, err := s.download(ctx, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return f.Name(), key, err
+}
+
+// countingWriter counts what is written to it and drops it.
+type countingWriter struct{ n int64 }
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	return len(p), nil
+}
+
+// ---------------------------------------------------------------------------
+// The heap during one operation.
+
+// heapObjects is the heap memory of objects, live or not yet swept: what
+// the heap holds at an instant, read without stopping the world.
+const heapObjects = "/memory/classes/heap/objects:bytes"
+
+func heapNow(sample []metrics.Sample) uint64 {
+	metrics.Read(sample)
+	return sample[0].Value.Uint64()
+}
+
+// heapSampler records the peak of heapObjects, every 5 ms, from its start
+// (after a collection) to its stop.
+type heapSampler struct {
+	base uint64
+	stop chan struct{}
+	done chan uint64
+}
+
+func startHeapSampler() *heapSampler {
+	runtime.GC()
+	s := &heapSampler{base: heapNow([]metrics.Sample{{Name: heapObjects}}), stop: make(chan struct{}), done: make(chan uint64)}
+	go func() {
+		sample := []metrics.Sample{{Name: heapObjects}}
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		peak := s.base
+		for {
+			select {
+			case <-s.stop:
+				s.done <- max(peak, heapNow(sample))
+				return
+			case <-t.C:
+				peak = max(peak, heapNow(sample))
+			}
+		}
+	}()
+	return s
+}
+
+// peakMiB stops the sampler and returns the peak above the heap before
+// the operation, in MiB.
+func (s *heapSampler) peakMiB() float64 {
+	close(s.stop)
+	return mib(float64(<-s.done - s.base)) // the peak starts at the base
+}
+
+// retained runs op once with the collector at fileGOGC and returns the
+// peak heap above the heap before it, in MiB: close to what op holds at
+// its peak, whatever the rest of the heap and the allocation rate. It also
+// returns the heap before op (after a collection) and how long op took.
+func retained(op func() error) (kept, before float64, took time.Duration, err error) {
+	old := debug.SetGCPercent(fileGOGC)
+	defer debug.SetGCPercent(old)
+	s := startHeapSampler()
+	start := time.Now()
+	err = op()
+	took = time.Since(start)
+	return s.peakMiB(), mib(float64(s.base)), took, err
+}
+
+// ---------------------------------------------------------------------------
+// The benchmarks.
+
+// fileSizes are the states measured, named by their keys: items=10k holds
+// 10,000 keys and 1,000 secrets at the day's full, and its file 11,080
+// distinct items (the day's deleted and new ones included); items=100k ten
+// times as many.
+var fileSizes = []struct {
+	name string
+	n    int
+}{{"items=10k", 10_000}, {"items=100k", 100_000}}
+
+// BenchmarkDownloadDay downloads the day (its full's state, every version
+// of every item, then its incrementals' slices, key material opened under
+// the backup's data key and sealed into the file's 64 KiB AES-256-GCM
+// chunks) into a writer that counts and drops the bytes. MB/s is of the
+// file. peak-heap-MiB is the largest heap above the heap before an
+// operation, sampled every 5 ms during every timed operation;
+// retained-MiB the same in one more operation, untimed, with the
+// collector at GOGC=10.
+func BenchmarkDownloadDay(b *testing.B) {
+	ctx := context.Background()
+	for _, size := range fileSizes {
+		b.Run(size.name, func(b *testing.B) {
+			s := fileStateOf(b, size.n)
+			b.SetBytes(s.size)
+			peak := 0.0
+			for b.Loop() {
+				b.StopTimer()
+				hs := startHeapSampler()
+				var w countingWriter
+				b.StartTimer()
+				_, _, err := s.download(ctx, &w)
+				b.StopTimer()
+				peak = max(peak, hs.peakMiB())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if w.n != s.size {
+					b.Fatalf("downloaded %d bytes, want %d", w.n, s.size)
+				}
+				b.StartTimer()
+			}
+			b.StopTimer()
+			perOp := b.Elapsed().Seconds() / float64(b.N)
+			kept, before, took, err := retained(func() error {
+				_, _, err := s.download(ctx, io.Discard)
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(s.items())/perOp, "items/s")
+			b.ReportMetric(peak, "peak-heap-MiB")
+			b.ReportMetric(kept, "retained-MiB")
+			b.ReportMetric(float64(s.size)/float64(s.items()), "B/item")
+			b.Logf("%d items, %d records, %d bytes; heap before an operation %.1f MiB; at GOGC=%d the download took %s",
+				s.items(), s.header.Records, s.size, before, fileGOGC, took.Round(time.Millisecond))
+		})
+	}
+}
+
+// BenchmarkUploadDay uploads the day's file (downloaded once, into a
+// temporary file) again and again: two passes over the file (the check,
+// then the store: key material resealed under the upload's new data key,
+// each segment's events stored as one blob), the upload's events
+// appended, and the wait until both backup read models have applied them
+// (backupdata loads every blob and builds the upload's items, versions and
+// day index). Each upload is deleted after it, untimed.
+func BenchmarkUploadDay(b *testing.B) {
+	ctx := context.Background()
+	for _, size := range fileSizes {
+		b.Run(size.name, func(b *testing.B) {
+			s := fileStateOf(b, size.n)
+			path, key, err := s.downloadTo(ctx, b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(s.size)
+			peak := 0.0
+			var ph uploadPhases
+			check := func(u *domain.Backup) {
+				if u.Kind != domain.BackupUpload || u.UploadDay != domain.Day(s.day) {
+					b.Fatalf("upload: %+v", u)
+				}
+				if err := s.deleteUpload(ctx, u.ID); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for b.Loop() {
+				b.StopTimer()
+				hs := startHeapSampler()
+				b.StartTimer()
+				u, err := s.upload(ctx, path, key, &ph)
+				b.StopTimer()
+				peak = max(peak, hs.peakMiB())
+				if err != nil {
+					b.Fatal(err)
+				}
+				check(u)
+				b.StartTimer()
+			}
+			b.StopTimer()
+			perOp := b.Elapsed().Seconds() / float64(b.N)
+			var u *domain.Backup
+			kept, before, took, err := retained(func() (err error) {
+				u, err = s.upload(ctx, path, key, nil)
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			check(u)
+			b.ReportMetric(float64(s.items())/perOp, "items/s")
+			b.ReportMetric(peak, "peak-heap-MiB")
+			b.ReportMetric(kept, "retained-MiB")
+			ops := float64(b.N)
+			b.ReportMetric(ph.check.Seconds()/ops, "check-s/op")
+			b.ReportMetric(ph.store.Seconds()/ops, "store-s/op")
+			b.ReportMetric(ph.commit.Seconds()/ops, "commit-s/op")
+			b.Logf("%d items, %d records, %d bytes; heap before an operation %.1f MiB; at GOGC=%d the upload took %s",
+				s.items(), s.header.Records, s.size, before, fileGOGC, took.Round(time.Millisecond))
+		})
+	}
+}
+
+// BenchmarkDayStateReads times the read of the state a day's file starts
+// from (every live item at the day's full, with its versions: what
+// DownloadDay reads before opening and writing anything) in three ways, in
+// alternating rounds, and reports the median of each:
+//
+//   - per-item: as DownloadDay reads it (writeDayFile): backupdata.StateAt,
+//     and for each item backupdata.Versions, one Pebble iterator per item;
+//   - merged: StateAt into a slice, then every item's versions in one
+//     sequential scan (backupdata.VersionsOf, as Restore reads them);
+//   - rows: StateAt alone, the item rows without their versions.
+func BenchmarkDayStateReads(b *testing.B) {
+	for _, size := range fileSizes {
+		b.Run(size.name, func(b *testing.B) {
+			s := fileStateOf(b, size.n)
+			bk, err := backupstate.Get(s.e.store, s.backup)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ref := bk.DataRef()
+			lo, _, ok, err := backupdata.DayRange(s.e.store, ref, domain.Day(s.day))
+			if err != nil || !ok {
+				b.Fatalf("day range: %v %v", ok, err)
+			}
+			full, err := backupdata.Checkpoint(s.e.store, ref, lo)
+			if err != nil || !full.Full {
+				b.Fatalf("the day's first checkpoint: %+v %v", full, err)
+			}
+			var versions [2]int
+			readers := []struct {
+				name string
+				run  func() error
+			}{
+				{"per-item", func() error {
+					versions[0] = 0
+					return backupdata.StateAt(s.e.store, ref, full.Seq, func(it backupdata.Item) error {
+						vs, err := backupdata.Versions(s.e.store, ref, it.Kind, it.ID, it.CreateSeq)
+						versions[0] += min(len(vs), int(it.Versions))
+						return err
+					})
+				}},
+				{"merged", func() error {
+					var items []backupdata.Item
+					if err := backupdata.StateAt(s.e.store, ref, full.Seq, func(it backupdata.Item) error {
+						items = append(items, it)
+						return nil
+					}); err != nil {
+						return err
+					}
+					versions[1] = 0
+					return backupdata.VersionsOf(s.e.store, ref, items, func(_ int, vs []backupdata.Version) error {
+						versions[1] += len(vs)
+						return nil
+					})
+				}},
+				{"rows", func() error {
+					return backupdata.StateAt(s.e.store, ref, full.Seq, func(backupdata.Item) error { return nil })
+				}},
+			}
+			took := make([][]time.Duration, len(readers))
+			b.ResetTimer()
+			for i := range max(b.N, 3) {
+				for j := range readers {
+					r := (i + j) % len(readers) // rotate which goes first
+					start := time.Now()
+					if err := readers[r].run(); err != nil {
+						b.Fatal(err)
+					}
+					took[r] = append(took[r], time.Since(start))
+				}
+			}
+			b.StopTimer()
+			if versions[0] != versions[1] || uint64(versions[0]) != s.header.Records-s.header.Checkpoints-fileSliceEvents(s) {
+				b.Fatalf("read %d and %d versions", versions[0], versions[1])
+			}
+			b.ReportMetric(0, "ns/op")
+			for j, r := range readers {
+				b.ReportMetric(medianDur(took[j]).Seconds(), r.name+"-s")
+			}
+			b.ReportMetric(medianDur(took[0]).Seconds()/medianDur(took[1]).Seconds(), "per-item/merged")
+			b.Logf("%d versions; medians: per-item %s, merged %s, rows %s", versions[0],
+				medianDur(took[0]).Round(time.Millisecond), medianDur(took[1]).Round(time.Millisecond), medianDur(took[2]).Round(time.Millisecond))
+		})
+	}
+}
+
+// fileSliceEvents is the events of the day's incrementals, which the file
+// holds after its base state.
+func fileSliceEvents(s *fileState) uint64 {
+	n := uint64(s.n)
+	return fileIncrementals * (n/100 + 2*(n/1000) + 2*(n/1000))
+}
+
+// rawGCM is AES-256-GCM with the file format's nonce layout (an 11-byte
+// big-endian chunk counter and a last-chunk flag) and 32 bytes of
+// associated data (the header MAC).
+type rawGCM struct {
+	aead  cipher.AEAD
+	ad    []byte
+	nonce [12]byte
+}
+
+func newRawGCM(b *testing.B) *rawGCM {
+	block, err := aes.NewCipher(make([]byte, 32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &rawGCM{aead: aead, ad: make([]byte, 32)}
+}
+
+func (g *rawGCM) setNonce(counter uint64) {
+	binary.BigEndian.PutUint64(g.nonce[3:11], counter)
+}
+
+const (
+	rawChunk = 64 << 10
+	// rawPayload is what one operation of the raw benchmarks seals or
+	// opens, in rawChunk chunks: enough for -benchtime 3x to time them.
+	rawPayload = 64 << 20
+)
+
+// BenchmarkRawAESGCM64KiB is the baseline of the download: sealing 64 MiB
+// in 64 KiB chunks in place, each with its counter nonce, nothing else.
+func BenchmarkRawAESGCM64KiB(b *testing.B) {
+	g := newRawGCM(b)
+	buf := make([]byte, rawChunk, rawChunk+g.aead.Overhead())
+	b.SetBytes(rawPayload)
+	for b.Loop() {
+		for i := range uint64(rawPayload / rawChunk) {
+			g.setNonce(i)
+			g.aead.Seal(buf[:0], g.nonce[:], buf[:rawChunk], g.ad)
+		}
+	}
+}
+
+// BenchmarkRawAESGCMOpen64KiB is the baseline of the upload: opening 64 MiB
+// of sealed 64 KiB chunks (the upload opens every chunk twice, once per
+// pass).
+func BenchmarkRawAESGCMOpen64KiB(b *testing.B) {
+	g := newRawGCM(b)
+	chunks := make([][]byte, rawPayload/rawChunk)
+	for i := range chunks {
+		g.setNonce(uint64(i))
+		chunks[i] = g.aead.Seal(nil, g.nonce[:], make([]byte, rawChunk), g.ad)
+	}
+	dst := make([]byte, 0, rawChunk)
+	b.SetBytes(rawPayload)
+	for b.Loop() {
+		for i, c := range chunks {
+			g.setNonce(uint64(i))
+			if _, err := g.aead.Open(dst, g.nonce[:], c, g.ad); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// A small round trip, so that plain go test keeps this code working.
+
+func TestFileRoundTripSmall(t *testing.T) {
+	ctx := context.Background()
+	e, err := openEngine(t.TempDir(), fileDay.Add(-4*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e.close() }()
+	s, err := fillFileState(ctx, e, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.header
+	// 1000 keys, 4 x 1 deleted and created; 100 secrets, 4 x 1 created.
+	if h.Keys != 1000+4 || h.Secrets != 100+4 || s.size == 0 {
+		t.Fatalf("header %+v, %d bytes", h, s.size)
+	}
+	path, key, err := s.downloadTo(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ph uploadPhases
+	u, err := s.upload(ctx, path, key, &ph)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ph.check <= 0 || ph.store <= 0 || ph.commit <= 0 {
+		t.Fatalf("upload phases: %+v", ph)
+	}
+	// The upload downloads as the same day, with the same content.
+	var w countingWriter
+	h2, err := e.backups.DownloadDay(ctx, e.caller, u.ID, "", &w, func(commands.DownloadStart) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h2.Keys != h.Keys || h2.Secrets != h.Secrets || h2.Records != h.Records || h2.Day != h.Day || w.n != s.size {
+		t.Fatalf("download of the upload: %+v, %d bytes; want %+v, %d bytes", h2, w.n, h, s.size)
+	}
+	if err := s.deleteUpload(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := backupstate.Get(e.store, u.ID); err != nil || !got.Deleted() {
+		t.Fatalf("after delete: %+v, %v", got, err)
+	}
+}
