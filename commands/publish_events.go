@@ -208,6 +208,10 @@ func (p *PublishEvents) publish(ctx context.Context, batch []domain.Event) error
 		}
 		pubs = append(pubs, pe)
 	}
+	if len(pubs) == 0 {
+		// Nothing public in the batch: remember it is done all the same.
+		return p.record(ctx, batch[len(batch)-1].Position)
+	}
 	return p.send(ctx, pubs)
 }
 

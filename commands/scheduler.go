@@ -83,7 +83,13 @@ func (s *Backups) Do(ctx context.Context, w Work) error {
 		err = fmt.Errorf("unknown work %q", w.Kind)
 	}
 	if isRace(err) {
-		return nil // another engine did it; the next plan sees its result
+		// Another engine did it: the next plan must see its result, so wait
+		// until this engine's read model has caught up with the log.
+		head, herr := s.Log.Head(ctx)
+		if herr != nil {
+			return herr
+		}
+		return s.StateApplied.WaitFor(ctx, head)
 	}
 	return err
 }

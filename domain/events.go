@@ -209,6 +209,9 @@ func newData(typ string) EventData {
 	if d := backupData(typ); d != nil {
 		return d
 	}
+	if typ == TypeDevClockSet {
+		return &DevClockSet{}
+	}
 	return restoreData(typ)
 }
 

@@ -37,7 +37,8 @@ import (
 //     which EventStoreDB reports on stream reads since version 22.6).
 //
 // Errors: domain.ErrInvalidArgument for an empty stream name or batch, a
-// stream outside Options.StreamPrefixes or starting with "$", an event
+// stream outside Options.StreamPrefixes, starting with "$" or belonging to
+// the key or blob stores (datakey-, blob-, blobs-), an event
 // whose Stream differs, a zero or repeated event ID, an empty event type
 // or one starting with "$", a batch over Options.MaxAppendSize, or event
 // IDs partly already in the stream; domain.ErrWrongExpectedRevision (built
@@ -116,6 +117,8 @@ func (l *Log) prepareAppend(stream string, events []domain.Event) ([]esdbclient.
 		return nil, domain.Invalid(opAppend, "the stream name is empty")
 	case strings.HasPrefix(stream, "$"):
 		return nil, invalid("streams starting with $ are EventStoreDB's own")
+	case isStoreStream(stream):
+		return nil, invalid("streams starting with %q belong to the key and blob stores, never to the log", storeStreamPrefixes)
 	case !matchesPrefix(stream, l.opts.StreamPrefixes):
 		return nil, invalid("the stream is outside the log's stream prefixes %q: ReadAll and subscriptions would never show it", l.opts.StreamPrefixes)
 	case len(events) == 0:

@@ -2,19 +2,25 @@
 // KurrentDB) server or cluster, through the official Go client
 // (github.com/EventStore/EventStore-Client-Go/v4): it implements
 // commands.EventLog for deployments that share one log between several
-// engine processes. It never deletes, truncates or rewrites a stream, never
-// writes to EventStoreDB's own ($) streams, never interprets event payloads,
-// and never puts payloads or connection-string passwords into errors or
+// engine processes, and beside it, on the same server and client, the two
+// other things those processes share: the wrapped data keys (KeyStore, the
+// method set of envelope.KeyStore) and the backup blobs (Blobs,
+// commands.BlobStore). The log never deletes, truncates or rewrites a
+// stream; the stores tombstone their own streams to destroy what they
+// hold, and nothing else. The package never writes to EventStoreDB's own
+// ($) streams, never interprets event payloads, and never puts payloads,
+// key records, blob bytes or connection-string passwords into errors or
 // logs.
 //
 // # Mapping
 //
 //   - Each of our streams is the EventStoreDB stream of the same name, and
 //     our revision is its event number. Options.StreamPrefixes (by default
-//     accounts, account-, audit-, backup- and kms-) says which streams make
-//     up the log: Append refuses others, and ReadAll, Head and
+//     accounts, account-, audit-, backup-, kms- and devclock) says which
+//     streams make up the log: Append refuses others, and ReadAll, Head and
 //     subscriptions show only their events, never system events (stream or
-//     event type starting with "$").
+//     event type starting with "$"), and never the stores' streams
+//     (datakey-, blob-, blobs-), whatever the prefixes.
 //   - Event ID: the ULID's 16 bytes, read as a UUID. Event type: Type.
 //     Data: Data, unchanged, content type binary. Metadata: a small
 //     versioned binary envelope with what EventStoreDB does not keep
@@ -78,16 +84,60 @@
 // what it writes. Reading $all needs a user allowed to (in secure mode, an
 // admin by default).
 //
+// # Key store and blob store
+//
+// The stores write their own streams directly, outside the log's checks
+// (they carry no envelope, and are no log events):
+//
+//   - datakey-<ref>: a data key's wrapped records, one event each
+//     (WrappedDataKey); the last one is current.
+//   - blob-<ref>-<name>: one blob: a header (length, chunk size, chunk
+//     count, SHA-256), chunks of at most 512 KiB, and, for a blob that does
+//     not fit in one append (Options.MaxAppendSize, 1 MiB by default), a
+//     commit event once all chunks are written. Blobs up to 1 GiB.
+//   - blobs-<ref>: the index of a ref's blob names, ended by a seal when
+//     the ref is destroyed.
+//
+// Refs and names (1 to 256 bytes and 1 to 1024 bytes, any bytes but NUL)
+// are encoded: ASCII letters, digits, '_' and '.' stay, every other byte is
+// '~' and two hex digits, so stream names are unambiguous and contain no
+// '/'. Names of refs and blobs, though not their contents, stay visible in
+// EventStoreDB's own streams ($streams, and $ce-, $et- with the system
+// projections on).
+//
+// Deletion is a tombstone (a hard delete): the stream reads as deleted at
+// once on every node, and can never be written again. Its events stay in
+// the server's files until a scavenge rewrites the chunks holding them, so
+// crypto-shredding is physically complete only once a scavenge has run on
+// every node of the cluster (scavenges are started by an operator or a
+// schedule; a scavenge skips the chunk being written; backups of the
+// database, and chunks archived to other storage, keep their copies). The
+// key records are wrapped under the master key throughout. kmsbackup never
+// uses a ref again once destroyed (data keys are per KMS instance or per
+// backup generation, blobs per backup generation), but the ports allow it:
+// a ref used again goes to a fresh generation of streams, the same names
+// followed by -1, -2..., at the cost of a read per destroyed generation on
+// lookups. See KeyStore and Blobs.
+//
+// ReadAll and Head read $all, where the stores' events are too, and drop
+// them on the client: the client offers no server-side filter for reads, so
+// their cost grows with the blob bytes written since the log's last event
+// (pages of $all are cut at 16 MiB so that each call stays within
+// Options.Timeout). Subscriptions filter on the server.
+//
 // # Verification
 //
 // None of this has been run against a live server: the package was written
 // against the client's source (v4.2.0) and the server's (KurrentDB), where
 // no server could be started. Its pure parts (envelope, positions, expected
 // revisions, error mapping, filters, backoff, connection-string redaction,
-// argument checks) and the client-replacement path against an unreachable
-// address are unit-tested. The event-log conformance suite, a concurrent
-// retry race and a resubscription test run only when KMSBACKUP_ESDB_URL
-// names a server, e.g. esdb://localhost:2113?tls=false for
+// argument checks, stream-name encoding, blob chunking, assembly and
+// digests) and the client-replacement path against an unreachable address
+// are unit-tested. The event-log, key-store and blob-store conformance
+// suites, a concurrent retry race, a resubscription test, and tests of
+// tombstones, generations, unfinished blobs and interrupted destructions
+// run only when KMSBACKUP_ESDB_URL names a server, e.g.
+// esdb://localhost:2113?tls=false for
 // "docker run -p 2113:2113 eventstore/eventstore --insecure --run-projections=All".
 // It assumes EventStoreDB 22.6 or later (which reports $all positions on
 // stream reads) and the default chunk size, 256 MiB (Options.ChunkSize),

@@ -19,9 +19,10 @@ import (
 var _ commands.EventLog = (*Log)(nil)
 
 // DefaultStreamPrefixes are the prefixes of kmsbackup's streams: accounts,
-// account-<id>, audit-<id>, backup-<id> and kms-<id>.
+// account-<id>, audit-<id>, backup-<id>, kms-<id> and devclock (the shared
+// development clock, domain.DevClockStream).
 func DefaultStreamPrefixes() []string {
-	return []string{domain.AccountsStream, "account-", "audit-", domain.BackupStreamPrefix, domain.KMSStreamPrefix}
+	return []string{domain.AccountsStream, "account-", "audit-", domain.BackupStreamPrefix, domain.KMSStreamPrefix, domain.DevClockStream}
 }
 
 // Defaults of Options.
@@ -47,7 +48,11 @@ type Options struct {
 	// other streams, and ReadAll, Head and subscriptions show only the
 	// events of these streams (and never EventStoreDB's own, whose stream
 	// or type starts with "$"). "" means every non-system stream. Nil means
-	// DefaultStreamPrefixes.
+	// DefaultStreamPrefixes. Whatever they say, the streams of the key
+	// store and the blob store (datakey-, blob-, blobs-) are never part of
+	// the log: Append and ReadStream refuse them, and ReadAll, Head and
+	// subscriptions skip their events. A prefix that only such streams can
+	// match is refused.
 	StreamPrefixes []string
 	// Logger receives resubscriptions and the client's own messages (at
 	// lower levels than the client gives them). Nil discards them.
@@ -57,7 +62,8 @@ type Options struct {
 	// DefaultRetryWindow). See the package documentation.
 	RetryWindow int
 	// MaxAppendSize is the server's maximum append size in bytes (0:
-	// DefaultMaxAppendSize); a larger batch is refused before it is sent.
+	// DefaultMaxAppendSize); a larger batch is refused before it is sent,
+	// and the blob store cuts blobs so that each append fits.
 	MaxAppendSize int
 	// ChunkSize is the server's transaction-file chunk size (0:
 	// DefaultChunkSize); ReadAll uses it to find a valid place to read
@@ -74,6 +80,9 @@ func (o Options) Validate() error {
 	for _, p := range o.StreamPrefixes {
 		if strings.HasPrefix(p, "$") {
 			errs = append(errs, domain.Invalid(opOpen, "stream prefix %q: streams starting with $ are EventStoreDB's own", p))
+		}
+		if isStoreStream(p) {
+			errs = append(errs, domain.Invalid(opOpen, "stream prefix %q: streams starting with %q belong to the key and blob stores, never to the log", p, storeStreamPrefixes))
 		}
 	}
 	if o.StreamPrefixes != nil && len(o.StreamPrefixes) == 0 {
@@ -405,7 +414,9 @@ func (l *Log) mapErr(ctx context.Context, op, item string, err error) error {
 	return translate(op, item, err)
 }
 
-// wanted reports whether an event of $all belongs to the log.
+// wanted reports whether an event of $all belongs to the log: not a system
+// event, not an event of the key or blob stores, and in a stream of the
+// log's prefixes.
 func (l *Log) wanted(stream, eventType string) bool {
-	return !isSystem(stream, eventType) && matchesPrefix(stream, l.opts.StreamPrefixes)
+	return !isSystem(stream, eventType) && !isStoreStream(stream) && matchesPrefix(stream, l.opts.StreamPrefixes)
 }

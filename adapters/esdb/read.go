@@ -3,6 +3,7 @@ package esdb
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 
@@ -20,24 +21,34 @@ const (
 	maxReadBatch = 4096
 	// headBatch is how many records Head reads backwards at a time.
 	headBatch = 64
+	// readPageBytes ends a page of $all early once the records it received
+	// hold this many bytes: $all also holds the blob store's chunks (up to
+	// 512 KiB each), which would otherwise make one page (one call, bounded
+	// by Options.Timeout) up to maxReadBatch chunks.
+	readPageBytes = 16 << 20
 )
 
 // ReadStream returns at most max events of stream from revision from
 // (inclusive), forwards or backwards (from = math.MaxUint64 starts at the
 // end). A stream that does not exist reads as empty.
 //
-// Errors: domain.ErrInvalidArgument for max < 1 or an empty stream name;
-// domain.ErrCorrupt for an event of the stream that this adapter did not
-// write (no or another envelope); domain.ErrFailedPrecondition when the
-// stream was deleted in EventStoreDB, or the server reports no positions on
-// stream reads (older than 22.6); domain.ErrUnavailable when the server
-// fails or the log is closed; ctx.Err(). Safe for concurrent use.
+// Errors: domain.ErrInvalidArgument for max < 1, an empty stream name, or a
+// stream of the key or blob stores; domain.ErrCorrupt for an event of the
+// stream that this adapter did not write (no or another envelope);
+// domain.ErrFailedPrecondition when the stream was deleted in EventStoreDB,
+// or the server reports no positions on stream reads (older than 22.6);
+// domain.ErrUnavailable when the server fails or the log is closed;
+// ctx.Err(). Safe for concurrent use.
 func (l *Log) ReadStream(ctx context.Context, stream string, from uint64, backwards bool, max int) ([]domain.Event, error) {
 	if max < 1 {
 		return nil, domain.Invalid(opReadStream, "max %d is less than 1", max)
 	}
 	if stream == "" {
 		return nil, domain.Invalid(opReadStream, "the stream name is empty")
+	}
+	if isStoreStream(stream) {
+		return nil, &domain.Error{Op: opReadStream, Kind: domain.ErrInvalidArgument, Item: stream,
+			Msg: fmt.Sprintf("streams starting with %q belong to the key and blob stores, never to the log", storeStreamPrefixes)}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -157,10 +168,12 @@ func (l *Log) readAllFrom(ctx context.Context, from esdbclient.AllPosition, afte
 			got      uint64
 			pageLast esdbclient.Position
 			pageSeen bool
+			cut      bool // the page ended early, at readPageBytes
 		)
 		err := l.do(ctx, opReadAll, func(ctx context.Context, c *esdbclient.Client) error {
 			// do may run this twice (see do): start afresh.
-			page, got, pageLast, pageSeen = page[:0], 0, lastKey, seen
+			page, got, pageLast, pageSeen, cut = page[:0], 0, lastKey, seen, false
+			size := 0
 			rs, err := c.ReadAll(ctx, esdbclient.ReadAllOptions{Direction: esdbclient.Forwards, From: from}, batch)
 			if err != nil {
 				return err
@@ -183,11 +196,15 @@ func (l *Log) readAllFrom(ctx context.Context, from esdbclient.AllPosition, afte
 					continue // the record a page starts from ended the page before
 				}
 				pageSeen, pageLast = true, r.Position
-				if r.Position.Commit <= after || !l.wanted(r.StreamID, r.EventType) {
-					continue
+				size += len(r.Data) + len(r.UserMetadata)
+				if r.Position.Commit > after && l.wanted(r.StreamID, r.EventType) {
+					page = append(page, r)
+					if len(out)+len(page) == max {
+						return nil
+					}
 				}
-				page = append(page, r)
-				if len(out)+len(page) == max {
+				if size >= readPageBytes {
+					cut = true // go on from pageLast in another call
 					return nil
 				}
 			}
@@ -202,7 +219,7 @@ func (l *Log) readAllFrom(ctx context.Context, from esdbclient.AllPosition, afte
 			}
 			out = append(out, allRec{key: r.Position, ev: e})
 		}
-		if len(out) == max || got < batch {
+		if len(out) == max || (got < batch && !cut) {
 			return out, nil
 		}
 		from, lastKey, seen = pageLast, pageLast, pageSeen

@@ -1,6 +1,7 @@
 package esdb
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,11 +11,15 @@ import (
 	"testing"
 	"time"
 
+	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/oklog/ulid/v2"
 
+	"github.com/kmsbackup/kmsbackup/adapters/envelope"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/test/conformance/blobstore"
 	"github.com/kmsbackup/kmsbackup/test/conformance/eventlog"
+	"github.com/kmsbackup/kmsbackup/test/conformance/keystore"
 )
 
 // The tests in this file need a server: they run when KMSBACKUP_ESDB_URL
@@ -331,5 +336,329 @@ func TestReadAllFromAnyPosition(t *testing.T) {
 	}
 	if h, err := l.Head(ctx); err != nil || h < res.LastPosition {
 		t.Fatalf("Head = %d, %v", h, err)
+	}
+}
+
+// The key and blob stores, against a server.
+
+func TestKeyStoreConformance(t *testing.T) {
+	serverURL(t)
+	keystore.Run(t, func(t *testing.T) envelope.KeyStore {
+		return NewKeyStore(MustOpen(t, Options{Logger: testLogger(t)}))
+	})
+}
+
+func TestBlobStoreConformance(t *testing.T) {
+	serverURL(t)
+	blobstore.Run(t, func(t *testing.T) commands.BlobStore {
+		return MustBlobs(t, Options{Logger: testLogger(t)})
+	})
+}
+
+// MustBlobs opens a log (see MustOpen) and its blob store.
+func MustBlobs(tb testing.TB, opts Options) *Blobs {
+	tb.Helper()
+	b, err := NewBlobs(MustOpen(tb, opts))
+	if err != nil {
+		tb.Fatalf("NewBlobs: %v", err)
+	}
+	return b
+}
+
+// uniqueRef is a data ref no earlier run used.
+func uniqueRef(what string) string {
+	return fmt.Sprintf("bkp_esdbtest%s%s/1", what, ulid.Make())
+}
+
+// mustState reads the state of a store's stream.
+func mustState(t *testing.T, l *Log, stream string) streamState {
+	t.Helper()
+	_, state, err := l.readRaw(context.Background(), "test", stream, esdbclient.Start{}, false, 1)
+	if err != nil {
+		t.Fatalf("read %s: %v", stream, err)
+	}
+	return state
+}
+
+// TestStoresStayOutOfTheLog writes keys and blobs between log events:
+// ReadAll, Head and subscriptions show the log events only.
+func TestStoresStayOutOfTheLog(t *testing.T) {
+	b := MustBlobs(t, Options{Logger: testLogger(t)})
+	l := b.l
+	k := NewKeyStore(l)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	h, err := l.Head(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := l.Subscribe(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	st := uniqueStream("stores")
+	evs := freshEvents(st, 2)
+	ref := uniqueRef("view")
+	if _, err := l.Append(ctx, st, domain.ExpectNoStream, evs[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.PutWrapped(ref, []byte("wrapped")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PutBlob(ctx, ref, "small", []byte("small blob")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PutBlob(ctx, ref, "large", testBlob(3<<20, 9)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := l.Append(ctx, st, domain.ExpectRevision(0), evs[1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PutBlob(ctx, ref, "after", testBlob(2<<20, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DestroyBlobs(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.DeleteWrapped(ref); err != nil {
+		t.Fatal(err)
+	}
+	page, err := l.ReadAll(ctx, h, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ours []domain.Event
+	for _, e := range page {
+		if isStoreStream(e.Stream) {
+			t.Fatalf("ReadAll shows event %d of %q", e.Revision, e.Stream)
+		}
+		if e.Stream == st {
+			ours = append(ours, e)
+		}
+	}
+	if len(ours) != 2 || ours[0].ID != evs[0].ID || ours[1].ID != evs[1].ID {
+		t.Fatalf("ReadAll shows %d events of %s", len(ours), st)
+	}
+	if head, err := l.Head(ctx); err != nil || head < res.LastPosition {
+		t.Fatalf("Head = %d, %v; want at least %d", head, err, res.LastPosition)
+	}
+	got := 0
+	for got < 2 {
+		e, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("Next: %v", err)
+		}
+		if isStoreStream(e.Stream) {
+			t.Fatalf("the subscription delivers event %d of %q", e.Revision, e.Stream)
+		}
+		if e.Stream == st {
+			got++
+		}
+	}
+	short, cancelShort := context.WithTimeout(ctx, time.Second)
+	defer cancelShort()
+	for {
+		e, err := sub.Next(short)
+		if err != nil {
+			break
+		}
+		if isStoreStream(e.Stream) {
+			t.Fatalf("the subscription delivers event %d of %q", e.Revision, e.Stream)
+		}
+	}
+}
+
+// TestKeyStoreTombstones: DeleteWrapped tombstones the stream, and a ref
+// put again goes to its next generation.
+func TestKeyStoreTombstones(t *testing.T) {
+	l := MustOpen(t, Options{Logger: testLogger(t)})
+	k := NewKeyStore(l)
+	ref := uniqueRef("key")
+	for gen := range uint64(3) {
+		v := fmt.Appendf(nil, "record of generation %d", gen)
+		if err := k.PutWrapped(ref, v); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok, err := k.GetWrapped(ref); err != nil || !ok || string(got) != string(v) {
+			t.Fatalf("generation %d: GetWrapped = %q, %v, %v", gen, got, ok, err)
+		}
+		if s := mustState(t, l, dataKeyStream(ref, gen)); s != streamLive {
+			t.Fatalf("generation %d is %v, want live", gen, s)
+		}
+		if err := k.DeleteWrapped(ref); err != nil {
+			t.Fatal(err)
+		}
+		if s := mustState(t, l, dataKeyStream(ref, gen)); s != streamDeleted {
+			t.Fatalf("generation %d after DeleteWrapped is %v, want tombstoned", gen, s)
+		}
+		if err := k.DeleteWrapped(ref); err != nil {
+			t.Fatal(err)
+		}
+		if s := mustState(t, l, dataKeyStream(ref, gen+1)); s != streamAbsent {
+			t.Fatalf("a second DeleteWrapped made generation %d %v", gen+1, s)
+		}
+	}
+}
+
+// TestBlobTombstones: DestroyBlobs tombstones every blob stream and the
+// index; the ref used again goes to its next generation.
+func TestBlobTombstones(t *testing.T) {
+	b := MustBlobs(t, Options{Logger: testLogger(t)})
+	ctx := context.Background()
+	ref := uniqueRef("tomb")
+	names := []string{"a", "b/c", "slice-1-x"}
+	for gen := range uint64(2) {
+		for i, name := range names {
+			data := testBlob(1000*i+int(gen), uint64(i))
+			if err := b.PutBlob(ctx, ref, name, data); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := b.GetBlob(ctx, ref, name); err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("generation %d, %q: %d bytes, %v", gen, name, len(got), err)
+			}
+			if s := mustState(t, b.l, blobStream(ref, name, gen)); s != streamLive {
+				t.Fatalf("generation %d, %q: stream %v", gen, name, s)
+			}
+		}
+		if err := b.DestroyBlobs(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range names {
+			if s := mustState(t, b.l, blobStream(ref, name, gen)); s != streamDeleted {
+				t.Fatalf("generation %d, %q after DestroyBlobs: %v", gen, name, s)
+			}
+			if _, err := b.GetBlob(ctx, ref, name); !errors.Is(err, domain.ErrNotFound) {
+				t.Fatalf("GetBlob after DestroyBlobs: %v", err)
+			}
+		}
+		if s := mustState(t, b.l, blobIndexStream(ref, gen)); s != streamDeleted {
+			t.Fatalf("index of generation %d after DestroyBlobs: %v", gen, s)
+		}
+	}
+	if err := b.DestroyBlobs(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if s := mustState(t, b.l, blobIndexStream(ref, 2)); s != streamAbsent {
+		t.Fatalf("DestroyBlobs of a destroyed ref made generation 2 %v", s)
+	}
+}
+
+// TestUnfinishedBlob leaves a blob of several appends without its commit,
+// as a put that failed half-way does: it reads as absent, other bytes are
+// refused, and a put of the same bytes finishes it.
+func TestUnfinishedBlob(t *testing.T) {
+	b := MustBlobs(t, Options{Logger: testLogger(t), MaxAppendSize: 64 << 10})
+	ctx := context.Background()
+	ref := uniqueRef("unfinished")
+	data := testBlob(300<<10, 3)
+	h := newBlobHeader(data, b.chunkSize, b.budget)
+	if h.atomic {
+		t.Fatal("the test blob fits in one append")
+	}
+	gen, tail, err := b.writableGen(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.register(ctx, ref, "x", gen, tail); err != nil {
+		t.Fatal(err)
+	}
+	events := blobEvents(h, h.encode(), data)
+	first := groupAppends(events, b.budget)[0]
+	if _, err := b.l.appendRaw(ctx, "test", blobStream(ref, "x", gen), esdbclient.NoStream{}, first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetBlob(ctx, ref, "x"); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("GetBlob of an unfinished blob: %v, want ErrNotFound", err)
+	}
+	if err := b.PutBlob(ctx, ref, "x", testBlob(300<<10, 4)); !errors.Is(err, domain.ErrAlreadyExists) {
+		t.Fatalf("PutBlob of other bytes over an unfinished blob: %v, want ErrAlreadyExists", err)
+	}
+	if err := b.PutBlob(ctx, ref, "x", data); err != nil {
+		t.Fatalf("PutBlob of the same bytes: %v", err)
+	}
+	if got, err := b.GetBlob(ctx, ref, "x"); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("GetBlob after the put finished it: %d bytes, %v", len(got), err)
+	}
+	if err := b.DestroyBlobs(ctx, ref); err != nil {
+		t.Fatal(err)
+	}
+	if s := mustState(t, b.l, blobStream(ref, "x", gen)); s != streamDeleted {
+		t.Fatalf("blob stream after DestroyBlobs: %v", s)
+	}
+}
+
+// TestInterruptedDestroy seals a ref's index without tombstoning anything,
+// as a DestroyBlobs that failed half-way: the next put finishes the
+// destruction before it writes to the next generation.
+func TestInterruptedDestroy(t *testing.T) {
+	b := MustBlobs(t, Options{Logger: testLogger(t)})
+	ctx := context.Background()
+	ref := uniqueRef("interrupted")
+	if err := b.PutBlob(ctx, ref, "old", []byte("old bytes")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.sealIndex(ctx, "test", ref, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.PutBlob(ctx, ref, "new", []byte("new bytes")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetBlob(ctx, ref, "old"); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("GetBlob of a blob of the sealed generation: %v, want ErrNotFound", err)
+	}
+	if got, err := b.GetBlob(ctx, ref, "new"); err != nil || string(got) != "new bytes" {
+		t.Fatalf("GetBlob of the new blob = %q, %v", got, err)
+	}
+	for _, s := range []string{blobStream(ref, "old", 0), blobIndexStream(ref, 0)} {
+		if st := mustState(t, b.l, s); st != streamDeleted {
+			t.Fatalf("%s: %v, want tombstoned", s, st)
+		}
+	}
+	if st := mustState(t, b.l, blobStream(ref, "new", 1)); st != streamLive {
+		t.Fatalf("the new blob's stream: %v", st)
+	}
+}
+
+// TestCorruptBlob writes a blob stream whose chunk does not match its
+// header's digest: GetBlob reports corruption.
+func TestCorruptBlob(t *testing.T) {
+	b := MustBlobs(t, Options{Logger: testLogger(t)})
+	ctx := context.Background()
+	ref := uniqueRef("corrupt")
+	data := testBlob(10<<10, 5)
+	h := newBlobHeader(data, b.chunkSize, b.budget)
+	bad := bytes.Clone(data)
+	bad[100] ^= 1
+	events := blobEvents(h, h.encode(), bad)
+	if _, err := b.l.appendRaw(ctx, "test", blobStream(ref, "x", 0), esdbclient.NoStream{}, events); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetBlob(ctx, ref, "x"); !domain.IsCorruption(err) {
+		t.Fatalf("GetBlob of a tampered blob: %v, want corruption", err)
+	}
+	if err := b.PutBlob(ctx, ref, "x", data); err != nil {
+		t.Fatalf("PutBlob of the header's bytes: %v (the digests agree: a no-op)", err)
+	}
+}
+
+// TestLargeBlobs round-trips blobs of many appends, with a small maximum
+// append size.
+func TestLargeBlobs(t *testing.T) {
+	for _, maxAppend := range []int{0, 64 << 10} {
+		b := MustBlobs(t, Options{Logger: testLogger(t), MaxAppendSize: maxAppend})
+		ctx := context.Background()
+		ref := uniqueRef("large")
+		for _, n := range []int{5<<20 + 3, 1 << 20} {
+			data := testBlob(n, uint64(maxAppend))
+			name := fmt.Sprint(n)
+			if err := b.PutBlob(ctx, ref, name, data); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := b.GetBlob(ctx, ref, name); err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("max append %d, %d bytes: %d bytes back, %v", maxAppend, n, len(got), err)
+			}
+		}
 	}
 }

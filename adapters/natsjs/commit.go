@@ -260,10 +260,10 @@ func (l *Log) groupMsgs(group []*pending, id string) ([]*nats.Msg, []uint64) {
 
 // pubAck is the server's answer to the commit of an atomic batch.
 type pubAck struct {
-	Stream string           `json:"stream"`
-	Seq    uint64           `json:"seq"`
-	Batch  string           `json:"batch"`
-	Count  int              `json:"count"`
+	Stream string          `json:"stream"`
+	Seq    uint64          `json:"seq"`
+	Batch  string          `json:"batch"`
+	Count  int             `json:"count"`
 	Error  *jsapi.APIError `json:"error"`
 }
 

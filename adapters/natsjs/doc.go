@@ -1,9 +1,24 @@
-// Package natsjs is the event log (commands.EventLog) on a NATS
-// JetStream stream, for deployments that run beyond one machine and already
-// operate NATS. It never deletes, purges or expires a message, never
-// creates a durable consumer, and never logs event data.
+// Package natsjs keeps on NATS JetStream what the nodes of a deployment
+// that runs beyond one machine share: the event log (commands.EventLog, on
+// a stream), the envelope's wrapped data keys (envelope.KeyStore's methods,
+// on a key-value bucket) and the backup blobs (commands.BlobStore, on an
+// object store bucket). The event log never deletes, purges or expires a
+// message; only DeleteWrapped and DestroyBlobs remove anything, and only
+// what they were asked to. The package never creates a durable consumer
+// and never logs event data, key records or blob bytes.
 //
-// # Layout
+// # Connections
+//
+// Open gives the event log a connection of its own. The key store and the
+// blob store share one Conn (Connect), which the caller owns and closes
+// after them: OpenKeyStore and OpenBlobs create or update their bucket
+// (idempotent, so every node opens them) and bind to it. Every connection
+// reconnects forever and fails calls while it is down instead of buffering
+// them; errors become domain sentinels at this boundary
+// (domain.ErrUnavailable for anything the server or the network did).
+// Log.Ping, KeyStore.Ping and Blobs.Ping check their stream for /readyz.
+//
+// # Event log layout
 //
 // One JetStream stream (Options.Stream, default KMSBACKUP_LOG; file
 // storage, limits retention with no limit, DiscardNew, deletes and purges
@@ -84,4 +99,82 @@
 // one-replica stream that is as durable as the server's sync_interval makes
 // it: run such a server with sync_interval: always, or use three replicas
 // (Options.Replicas).
+//
+// # Wrapped data keys
+//
+// KeyStore keeps one record per ref in the key-value bucket
+// KeyStoreOptions.Bucket (default KMSBACKUP_KEYS; stream KV_<bucket>, file
+// storage, replicas from the options). The KV key of a ref keeps letters,
+// digits, '-', '_' and '/' and writes every other byte as '=' and two hex
+// digits, so "bkp_01J.../3" is its own key and no ref can make an invalid
+// key or a wildcard. Reads are direct gets of the key's last message.
+//
+// Deleting a record must crypto-shred (every value sealed under its data
+// keys becomes unreadable), so it must leave no copy of the record on the
+// server, as far as JetStream allows. A purge, a KV delete and a revision
+// dropped by the history limit only remove messages from the stream's
+// index: their bytes stay in the file store's message block until the
+// server compacts the block (when less than half of it is live, never for
+// the block being written) or removes it. What does overwrite a message in
+// its block is a secure delete (JetStream's message delete with erasure),
+// which a bucket made by `nats kv add` denies. So the key bucket differs
+// from such a bucket in two settings: message deletes are allowed (a bucket
+// that denies them is refused with domain.ErrFailedPrecondition, as the
+// server cannot lift that setting), and it keeps up to 8 revisions per key
+// rather than 1, because the server drops a revision beyond the limit
+// without erasing it. The store itself keeps one: PutWrapped erases the
+// older revisions once the new one is acknowledged, and DeleteWrapped
+// erases every revision, then purges the key's subject, leaving no message
+// and no purge marker: the key's KV history is empty.
+//
+// Limits of that erasure, none of which the store can lift: with server
+// encryption at rest the server does not overwrite (the bytes are
+// ciphertext under the server's key); on replicated buckets the Raft log
+// of each replica holds the write until it is compacted; a copy already
+// made (a backup of the server's store directory, a mirror or source
+// stream, a disk snapshot) keeps the record; and the file system may keep
+// old blocks on its free list or in its journal. The record is wrapped
+// under the master key in any case.
+//
+// # Backup blobs
+//
+// Blobs keeps blob (ref, name) as the object esc(ref) "/" esc(name) of the
+// object store bucket BlobsOptions.Bucket (default KMSBACKUP_BLOBS; stream
+// OBJ_<bucket>), where esc writes '%', '/', control bytes and bytes that
+// are not UTF-8 as '%' and two hex digits. The first '/' ends the ref, so
+// the objects of a ref are exactly those whose names start with its
+// prefix: "bkp_X%2F1/" is not a prefix of "bkp_X%2F10/...". Objects use
+// the object store's own format (a JSON meta on $O.<bucket>.M.<base64 of
+// the name>, chunks of 128 KiB on $O.<bucket>.C.<NUID>, a SHA-256 digest),
+// so NATS tools can list and read them, and GetBlob reads objects the
+// tools wrote. Refs, names and sizes have pebblestore's limits (256 and
+// 1024 bytes, no NUL, 1 GiB), plus one of this layout: a name with many
+// bytes to escape may make the meta subject too long (over 3000 bytes) and
+// is refused.
+//
+// PutBlob writes its chunks under a fresh NUID, then publishes the meta on
+// condition that the meta subject still ends where it read it (empty, or a
+// deleted object's marker): of racing puts of one blob, on any nodes,
+// exactly one publishes, and the others compare its digest with theirs
+// (equal is success, other is domain.ErrAlreadyExists) and purge their
+// chunks. The library's Put, which overwrites, would let two nodes both
+// succeed with different bytes. GetBlob reads the meta, then the chunks in
+// batched direct gets (no consumer), and returns only bytes whose length,
+// chunk count and SHA-256 match the meta; anything else is
+// domain.ErrCorrupt.
+//
+// One bucket holds every ref, rather than a bucket per ref: a stream per
+// backup generation would multiply streams (each a Raft group when
+// replicated) and the requests to create them, while the object store
+// cannot filter a ref's objects by subject (the meta token is the whole
+// name in base64). So DestroyBlobs lists the bucket's meta subjects (one
+// stream-info request, whose size grows with the number of objects in the
+// bucket; destruction is rare) and, for each object of the ref, marks its
+// meta deleted (readers see domain.ErrNotFound from then on), purges its
+// chunks, and purges its meta up to the marker; a call cut short leaves the
+// marker, which the next call finds and finishes. Purged chunks stay in
+// their blocks until the server compacts them (see above): the blobs are
+// ciphertext under the ref's data key, and erasing that key in the
+// KeyStore is what shreds them. Chunks of a put that crashed before its
+// meta belong to no object, and DestroyBlobs cannot find them.
 package natsjs

@@ -151,26 +151,7 @@ func Open(ctx context.Context, url string, opts Options) (*Log, error) {
 		return nil, err
 	}
 	logger := opts.Logger.With("component", "jetstream", "stream", opts.Stream)
-	nc, err := nats.Connect(url,
-		nats.Name("kmsbackup event log"),
-		nats.Timeout(connectTimeout),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(reconnectWait),
-		// Fail publishes while disconnected instead of buffering them: a
-		// buffered batch could commit long after Append gave up on it.
-		nats.ReconnectBufSize(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				logger.Warn("disconnected from NATS", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) {
-			logger.Info("reconnected to NATS", "server", c.ConnectedUrlRedacted())
-		}),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			logger.Error("NATS asynchronous error", "err", err)
-		}),
-	)
+	nc, err := dial(url, "kmsbackup event log", logger)
 	if err != nil {
 		return nil, unavailable("connect", err)
 	}

@@ -60,59 +60,81 @@ func statusErr(m *nats.Msg) error {
 // getOne sends a direct get for one message; found is false when there is
 // no such message.
 func (l *Log) getOne(ctx context.Context, op string, req directRequest) (stored, bool, error) {
-	payload, err := json.Marshal(req)
-	if err != nil {
-		return stored{}, false, fmt.Errorf("jetstream: %s: %w", op, err)
-	}
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	m, err := l.nc.RequestWithContext(rctx, l.directSubj, payload)
+	m, found, err := directGet(ctx, l.nc, l.directSubj, req)
 	if err != nil {
 		return stored{}, false, l.callErr(ctx, op, err)
 	}
-	switch m.Header.Get("Status") {
-	case "":
-		s, err := parseStored(m)
-		if err != nil {
-			return stored{}, false, unavailable(op, err)
-		}
-		return s, true, nil
-	case "404":
-		return stored{}, false, nil
-	default:
-		return stored{}, false, unavailable(op, statusErr(m))
-	}
+	return m, found, nil
 }
 
 // getBatch sends a batch or multi-last direct get and collects the answer.
 // pending is the number of matching messages the server says are left
 // after the last one returned.
 func (l *Log) getBatch(ctx context.Context, op string, req directRequest) (msgs []stored, pending uint64, err error) {
+	msgs, pending, err = directBatch(ctx, l.nc, l.directSubj, req)
+	if err != nil {
+		return nil, 0, l.callErr(ctx, op, err)
+	}
+	return msgs, pending, nil
+}
+
+// directGet sends a direct get for one message to the stream whose direct
+// get subject is subj; found is false when there is no such message. Each
+// request is bounded by requestTimeout. Errors are the client's or the
+// server's, untranslated.
+func directGet(ctx context.Context, nc *nats.Conn, subj string, req directRequest) (stored, bool, error) {
 	payload, err := json.Marshal(req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("jetstream: %s: %w", op, err)
+		return stored{}, false, err
 	}
-	inbox := l.nc.NewInbox()
-	sub, err := l.nc.SubscribeSync(inbox)
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	m, err := nc.RequestWithContext(rctx, subj, payload)
 	if err != nil {
-		return nil, 0, l.callErr(ctx, op, err)
+		return stored{}, false, err
+	}
+	switch m.Header.Get("Status") {
+	case "":
+		s, err := parseStored(m)
+		if err != nil {
+			return stored{}, false, err
+		}
+		return s, true, nil
+	case "404":
+		return stored{}, false, nil
+	default:
+		return stored{}, false, statusErr(m)
+	}
+}
+
+// directBatch sends a batch or multi-last direct get to the stream whose
+// direct get subject is subj and collects the answer, like directGet.
+func directBatch(ctx context.Context, nc *nats.Conn, subj string, req directRequest) (msgs []stored, pending uint64, err error) {
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, 0, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := l.nc.PublishRequest(l.directSubj, inbox, payload); err != nil {
-		return nil, 0, l.callErr(ctx, op, err)
+	if err := nc.PublishRequest(subj, inbox, payload); err != nil {
+		return nil, 0, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	for {
 		m, err := sub.NextMsgWithContext(rctx)
 		if err != nil {
-			return nil, 0, l.callErr(ctx, op, err)
+			return nil, 0, err
 		}
 		switch m.Header.Get("Status") {
 		case "":
 			s, err := parseStored(m)
 			if err != nil {
-				return nil, 0, unavailable(op, err)
+				return nil, 0, err
 			}
 			msgs = append(msgs, s)
 		case "204": // end of batch
@@ -121,9 +143,9 @@ func (l *Log) getBatch(ctx context.Context, op string, req directRequest) (msgs 
 		case "404":
 			return msgs, 0, nil
 		case "503":
-			return nil, 0, unavailable(op, nats.ErrNoResponders)
+			return nil, 0, nats.ErrNoResponders
 		default:
-			return nil, 0, unavailable(op, statusErr(m))
+			return nil, 0, statusErr(m)
 		}
 	}
 }

@@ -3,17 +3,20 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/adapters/clock"
+	"github.com/kmsbackup/kmsbackup/adapters/ids"
 	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
 	"github.com/kmsbackup/kmsbackup/commands"
 )
 
 // clock builds the configured clock: the system clock, or for --dev
 // --clock manual a manual one (returned twice: as the Clock port and as
-// itself, for the scheduler's driver).
-func (m *Main) clock() (commands.Clock, *clock.Manual, error) {
+// settable, for the scheduler's driver). On a shared event log the manual
+// clock lives in the log, so that every node reads and moves the same time.
+func (m *Main) clock(ctx context.Context) (commands.Clock, scheduler.SettableClock, error) {
 	if m.Config.Clock != "manual" {
 		return clock.System{}, nil, nil
 	}
@@ -25,6 +28,15 @@ func (m *Main) clock() (commands.Clock, *clock.Manual, error) {
 		}
 		start = t
 	}
+	if m.Config.LogKind() != "pebble" {
+		c, err := clock.NewShared(ctx, m.log, ids.Random{Clock: clock.System{}}, start, func(err error) {
+			m.Logger.Warn("shared dev clock", "error", err)
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("shared dev clock: %w", err)
+		}
+		return c, c, nil
+	}
 	c := clock.NewManual(start)
 	return c, c, nil
 }
@@ -32,7 +44,7 @@ func (m *Main) clock() (commands.Clock, *clock.Manual, error) {
 // waitProjections waits until the read models have caught up with the log,
 // so that the scheduler plans from the whole history.
 func (m *Main) waitProjections(ctx context.Context, ps ...*commands.Projector) error {
-	head, err := m.store.Head(ctx)
+	head, err := m.log.Head(ctx)
 	if err != nil {
 		return err
 	}
@@ -47,7 +59,7 @@ func (m *Main) waitProjections(ctx context.Context, ps ...*commands.Projector) e
 // devClock is the --dev clock API: the manual clock and its driver, or the
 // real clock, which cannot be advanced.
 type devClock struct {
-	manual *clock.Manual
+	manual scheduler.SettableClock
 	driver *scheduler.Manual
 	real   commands.Clock
 }

@@ -22,6 +22,35 @@ type Config struct {
 	Clock         string // real | manual (manual needs --dev)
 	ClockStart    string // RFC 3339 start of a manual clock; empty: now
 	MaxUpload     int64  // --max-upload-bytes: the largest backup data file accepted
+	EventLog      string // --event-log: "pebble" (embedded), nats://..., esdb://...
+	Bus           string // --bus: "gochannel" (in-process) or nats://...
+	DevToken      string // --dev-token: with --dev, the account dev's token (several nodes share it)
+}
+
+// LogKind is the kind of event log --event-log names: "pebble", "nats" or
+// "esdb".
+func (c Config) LogKind() string {
+	switch {
+	case c.EventLog == "" || c.EventLog == "pebble":
+		return "pebble"
+	case strings.HasPrefix(c.EventLog, "nats://"), strings.HasPrefix(c.EventLog, "tls://"):
+		return "nats"
+	case strings.HasPrefix(c.EventLog, "esdb://"), strings.HasPrefix(c.EventLog, "esdb+discover://"),
+		strings.HasPrefix(c.EventLog, "kurrentdb://"):
+		return "esdb"
+	}
+	return ""
+}
+
+// BusKind is the kind of bus --bus names: "gochannel" or "nats".
+func (c Config) BusKind() string {
+	switch {
+	case c.Bus == "" || c.Bus == "gochannel":
+		return "gochannel"
+	case strings.HasPrefix(c.Bus, "nats://"), strings.HasPrefix(c.Bus, "tls://"):
+		return "nats"
+	}
+	return ""
 }
 
 // Validate reports every problem at once.
@@ -46,6 +75,18 @@ func (c Config) Validate() error {
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		errs = append(errs, errors.New("the admin token must be at least 16 characters"))
+	}
+	if c.LogKind() == "" {
+		errs = append(errs, fmt.Errorf("--event-log %q must be pebble (embedded), nats://HOST:PORT or esdb://HOST:PORT", c.EventLog))
+	}
+	if c.BusKind() == "" {
+		errs = append(errs, fmt.Errorf("--bus %q must be gochannel (in-process) or nats://HOST:PORT", c.Bus))
+	}
+	if c.DevToken != "" && !c.Dev {
+		errs = append(errs, errors.New("--dev-token needs --dev"))
+	}
+	if c.Dev && c.LogKind() != "pebble" && c.MasterKeyFile == "" && c.MasterKeyEnv == "" {
+		errs = append(errs, errors.New("--dev on a shared --event-log needs the nodes' shared master key: pass --master-key-file or set KMSBACKUP_MASTER_KEY"))
 	}
 	if c.MaxUpload < 0 {
 		errs = append(errs, errors.New("--max-upload-bytes must not be negative (0: the default, 16 GiB)"))

@@ -29,12 +29,12 @@ func (e *eventStream) Healthy() error {
 func (m *Main) startEvents(ctx context.Context) (*eventStream, error) {
 	ps := bus.NewGoChannel(m.Logger)
 	m.closers = append(m.closers, ps.Close)
-	publisher := &commands.PublishEvents{Log: m.store, Positions: m.store, Publisher: bus.NewPublisher(ps),
+	publisher := &commands.PublishEvents{Log: m.log, Positions: m.store, Publisher: bus.NewPublisher(ps),
 		FromHead: true, Retrying: func(err error) { m.Logger.Warn("publishing events, retrying", "error", err) }}
 	if err := publisher.Validate(); err != nil {
 		return nil, fmt.Errorf("event publisher: %w", err)
 	}
-	es := &eventStream{EventTailer: &commands.EventTailer{Log: m.store, Live: bus.NewSubscriber(ps, 0)}}
+	es := &eventStream{EventTailer: &commands.EventTailer{Log: m.log, Live: bus.NewSubscriber(ps, 0)}}
 	m.background(ctx, "event publisher", func(ctx context.Context) error {
 		err := publisher.Run(ctx)
 		if err != nil && ctx.Err() == nil {

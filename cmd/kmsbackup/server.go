@@ -41,7 +41,11 @@ type Main struct {
 	Stdout io.Writer // where --dev prints its tokens
 	Logger *slog.Logger
 
-	store    *pebblestore.Store
+	store    *pebblestore.Store // projections (and, embedded, the log, data keys and blobs)
+	log      commands.EventLog
+	keys     envelope.KeyStore
+	blobs    commands.BlobStore
+	health   []healthCheck // what /readyz checks beside the loops
 	listener net.Listener
 	http     *http.Server
 	cancel   context.CancelFunc
@@ -98,23 +102,26 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
 	}
 	m.closers = append(m.closers, m.store.Close)
-	env, err := envelope.New(master, m.store)
+	if err := m.openBackends(ctx); err != nil {
+		return err
+	}
+	env, err := envelope.New(master, m.keys)
 	if err != nil {
 		return fmt.Errorf("set up envelope encryption: %w", err)
 	}
 
-	clk, manual, err := m.clock()
+	clk, manual, err := m.clock(ctx)
 	if err != nil {
 		return err
 	}
 	idsrc := ids.Random{Clock: clk}
-	projector := &commands.Projector{Name: kmsstate.Name, Log: m.store, Store: m.store, Apply: kmsstate.Apply}
-	backupState := &commands.Projector{Name: backupstate.Name, Log: m.store, Store: m.store, Apply: backupstate.Apply}
-	backupData := &commands.Projector{Name: backupdata.Name, Log: m.store, Store: m.store, Apply: commands.BackupDataApply(m.store)}
-	auditLog := &commands.Projector{Name: audit.Name, Log: m.store, Store: m.store, Apply: audit.Apply}
-	backups := &commands.Backups{Log: m.store, State: m.store, StateApplied: backupState, DataApplied: backupData,
-		Sealer: env, DataKeys: env, Blobs: m.store, Files: backupfile.New(), Clock: clk, IDs: idsrc, Zones: time.LoadLocation}
-	kms := &commands.KMS{Log: m.store, State: m.store, Applied: projector, Sealer: env, DataKeys: env,
+	projector := &commands.Projector{Name: kmsstate.Name, Log: m.log, Store: m.store, Apply: kmsstate.Apply}
+	backupState := &commands.Projector{Name: backupstate.Name, Log: m.log, Store: m.store, Apply: backupstate.Apply}
+	backupData := &commands.Projector{Name: backupdata.Name, Log: m.log, Store: m.store, Apply: commands.BackupDataApply(m.blobs)}
+	auditLog := &commands.Projector{Name: audit.Name, Log: m.log, Store: m.store, Apply: audit.Apply}
+	backups := &commands.Backups{Log: m.log, State: m.store, StateApplied: backupState, DataApplied: backupData,
+		Sealer: env, DataKeys: env, Blobs: m.blobs, Files: backupfile.New(), Clock: clk, IDs: idsrc, Zones: time.LoadLocation}
+	kms := &commands.KMS{Log: m.log, State: m.store, Applied: projector, Sealer: env, DataKeys: env,
 		Cipher: softkms.Cipher{}, Clock: clk, IDs: idsrc,
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
 			return backups.EnsureDefault(ctx, in.Account, in.Region)
@@ -128,7 +135,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.AdminToken = commands.NewToken()
 		}
 	}
-	accounts := &commands.Accounts{Log: m.store, State: m.store, Applied: projector, Clock: clk, IDs: idsrc,
+	accounts := &commands.Accounts{Log: m.log, State: m.store, Applied: projector, Clock: clk, IDs: idsrc,
 		AdminToken: m.AdminToken}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -137,7 +144,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	for _, p := range projectors {
 		m.background(runCtx, "projection "+p.Name, p.Run)
 	}
-	auditUC := &commands.Audit{Log: m.store, State: m.store, Applied: auditLog, Clock: clk, IDs: idsrc}
+	auditUC := &commands.Audit{Log: m.log, State: m.store, Applied: auditLog, Clock: clk, IDs: idsrc}
 	backups.Audit = auditUC
 	restores := &commands.Restores{Backups: backups, KMS: kms, Audit: auditUC}
 	var runner *scheduler.Runner
@@ -189,8 +196,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 					return err
 				}
 			}
-			if _, err := m.store.Head(ctx); err != nil {
-				return fmt.Errorf("event log: %w", err)
+			for _, c := range m.health {
+				if err := c.check(ctx); err != nil {
+					return fmt.Errorf("%s: %w", c.name, err)
+				}
 			}
 			return events.Healthy()
 		}}
@@ -265,6 +274,8 @@ func (m *Main) devSetup(ctx context.Context, accounts *commands.Accounts) error 
 	path := filepath.Join(m.Config.DataDir, "dev-token")
 	b, err := os.ReadFile(path)
 	switch {
+	case m.Config.DevToken != "":
+		m.DevToken = m.Config.DevToken
 	case err == nil:
 		m.DevToken = strings.TrimSpace(string(b))
 	case errors.Is(err, os.ErrNotExist):

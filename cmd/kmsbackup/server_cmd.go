@@ -23,9 +23,16 @@ of 32 random bytes, e.g. from 'head -c32 /dev/urandom | base64') and an admin
 token (--admin-token-file, or KMSBACKUP_ADMIN_TOKEN) for creating accounts.
 
 --dev generates a master key into the data directory, prints an admin token
-(fixed with --dev-admin-token), and creates the account "dev", printing its token.`,
+(fixed with --dev-admin-token), and creates the account "dev", printing its token.
+
+Beyond one machine, several server processes share one event log
+(--event-log nats://... or esdb://...) and, optionally, one bus (--bus
+nats://...): any node serves the API, every scheduled backup is taken once
+(claimed by an expected-revision append), and each node's --data-dir holds only
+projections rebuildable from the log. All nodes need the same master key.`,
 		Example: `  kmsbackup server --dev
-  kmsbackup server --data-dir /var/lib/kmsbackup --listen 0.0.0.0:8080 --master-key-file /etc/kmsbackup/master.key`,
+  kmsbackup server --data-dir /var/lib/kmsbackup --listen 0.0.0.0:8080 --master-key-file /etc/kmsbackup/master.key
+  kmsbackup server --event-log nats://nats-1:4222 --bus nats://nats-1:4222 --master-key-file /etc/kmsbackup/master.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.MasterKeyEnv = os.Getenv("KMSBACKUP_MASTER_KEY")
@@ -57,6 +64,11 @@ token (--admin-token-file, or KMSBACKUP_ADMIN_TOKEN) for creating accounts.
 	f.StringVar(&cfg.Clock, "clock", "real", "clock: real, or manual (with --dev: moves only with 'kmsbackup dev clock advance')")
 	f.StringVar(&cfg.ClockStart, "clock-start", "", "with --clock manual: the clock's start (RFC 3339; default now)")
 	f.Int64Var(&cfg.MaxUpload, "max-upload-bytes", 0, "the largest backup data file an upload may send (0: 16 GiB)")
+	f.StringVar(&cfg.EventLog, "event-log", envOr("KMSBACKUP_EVENT_LOG", "pebble"),
+		"the event log: pebble (embedded in --data-dir), nats://HOST:PORT (NATS JetStream) or esdb://HOST:PORT (EventStoreDB/KurrentDB), shared by every node (env KMSBACKUP_EVENT_LOG)")
+	f.StringVar(&cfg.Bus, "bus", envOr("KMSBACKUP_BUS", "gochannel"),
+		"the bus of the public event stream and of KMS event ingestion: gochannel (in-process) or nats://HOST:PORT (env KMSBACKUP_BUS)")
+	f.StringVar(&cfg.DevToken, "dev-token", "", "with --dev: the token of account dev (nodes of one deployment share it)")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

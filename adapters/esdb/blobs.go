@@ -1,0 +1,897 @@
+package esdb
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"strings"
+	"sync"
+
+	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
+
+	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
+)
+
+var _ commands.BlobStore = (*Blobs)(nil)
+
+const (
+	opPutBlob      = "put blob"
+	opGetBlob      = "get blob"
+	opDestroyBlobs = "destroy blobs"
+	opOpenBlobs    = "open blob store"
+)
+
+// Event types of the blob streams and of the index streams.
+const (
+	typeBlobHeader  = "BlobHeader"  // revision 0 of a blob stream
+	typeBlobChunk   = "BlobChunk"   // revisions 1 to chunks
+	typeBlobCommit  = "BlobCommit"  // revision chunks+1, when the blob took several appends
+	typeBlobName    = "BlobName"    // an index entry: a blob name of the ref
+	typeBlobsSealed = "BlobsSealed" // the index's last entry: the ref is being destroyed
+)
+
+// Blob limits.
+const (
+	// maxBlobChunkSize bounds the chunks PutBlob writes; Options.
+	// MaxAppendSize may make them smaller. A header records the chunk size
+	// of its blob, so readers never assume one.
+	maxBlobChunkSize = 512 << 10
+	// minBlobChunkSize is the smallest chunk size NewBlobs accepts.
+	minBlobChunkSize = 4 << 10
+	// blobEventSlack is what an append must keep free beside a chunk: the
+	// event's type, the header, and blobAppendMargin.
+	blobEventSlack = 1 << 10
+	// blobAppendMargin is kept free in every append of a blob, below
+	// Options.MaxAppendSize: the server counts an event's data, metadata
+	// and twice its type's length (as appendSize does), older servers less,
+	// and a blob right at the limit should not depend on the exact count.
+	blobAppendMargin = 256
+	// maxBlobSize bounds one blob: GetBlob returns it in one slice.
+	maxBlobSize = 1 << 30
+	// maxBlobRefLen and maxBlobNameLen bound refs and names (in bytes), as
+	// pebblestore does, and so the stream names.
+	maxBlobRefLen  = 256
+	maxBlobNameLen = 1024
+	// blobReadBytes is how many bytes of chunks one read asks for.
+	blobReadBytes = 32 << 20
+	// indexPage is how many index entries one read asks for.
+	indexPage = 4096
+	// destroyParallel bounds the tombstones DestroyBlobs has in flight.
+	destroyParallel = 8
+
+	blobHeaderV1  = 1
+	blobHeaderLen = 1 + 1 + 8 + 4 + 4 + sha256.Size
+	// blobAtomic, in a header's flags, says that the header and every chunk
+	// were written in one append, so the blob is complete without a commit
+	// event.
+	blobAtomic = 1
+)
+
+// Blobs keeps backup blobs (commands.BlobStore) in EventStoreDB, beside the
+// log, so that every engine node sharing the log shares them.
+//
+// Streams. Blob n of ref r is the stream "blob-<r>-<n>" (both encoded by
+// encodeStreamPart, whose output has no '-'): revision 0 is a header
+// (format, flags, length, chunk size, chunk count, SHA-256 of the whole
+// blob), revisions 1 to chunks the chunks in order (each of the header's
+// chunk size, the last holding the rest; at most 512 KiB, less when
+// Options.MaxAppendSize asks), and, for a blob written in several appends,
+// a last commit event repeating the header. A blob whose header and chunks
+// fit in one append (Options.MaxAppendSize, 1 MiB by default) is written
+// atomically, its header flagged so; a larger one is written in several
+// appends, each expecting the exact revision the previous one left, and is
+// complete only once its commit event is written. A blob without its commit
+// is an unfinished put: GetBlob reports it absent, and a PutBlob of the
+// same bytes finishes it. The index stream "blobs-<r>" lists the names of
+// r's blobs: PutBlob adds a name before it writes the blob, and DestroyBlobs
+// seals the index (a last entry after which no name can be added), reads
+// it, and tombstones every listed blob, then the index.
+//
+// Deletion. A tombstoned stream reads as deleted at once, on every node:
+// GetBlob then reports the blob absent. The bytes stay in the server's files
+// until a scavenge rewrites the chunks holding them (see KeyStore for what
+// a scavenge does not reach). A tombstoned stream can never be written
+// again. kmsbackup never uses a data ref again once its blobs are destroyed
+// (there is one per backup generation; a reset or release moves to the next
+// generation), but the port allows it: a ref used after DestroyBlobs goes
+// to its next generation of streams, "blobs-<r>-1" and "blob-<r>-<n>-1",
+// then "-2"... (see genSuffix). Each destroyed generation costs a read more
+// on the ref's puts, and on reads of a blob the current generation lacks.
+//
+// Costs. The log's ReadAll and Head read $all, which holds the blobs'
+// events too, and drop them on the client (the client has no server-side
+// filter for reads): their cost grows with the blob bytes written since the
+// log's last event. Subscriptions filter on the server (except with a
+// stream prefix that also matches the stores' streams, such as "").
+//
+// Safe for concurrent use. Closing the log closes the blob store.
+type Blobs struct {
+	l         *Log
+	chunkSize int // of the blobs this store writes
+	budget    int // the bytes one append of a blob may take
+}
+
+// NewBlobs returns the blob store on l's server, through l's client.
+// Errors: domain.ErrInvalidArgument when l's Options.MaxAppendSize leaves
+// no room for a chunk of 4 KiB.
+func NewBlobs(l *Log) (*Blobs, error) {
+	cs, err := blobChunkSize(l.opts.MaxAppendSize)
+	if err != nil {
+		return nil, err
+	}
+	return &Blobs{l: l, chunkSize: cs, budget: appendBudget(l.opts.MaxAppendSize)}, nil
+}
+
+// Ping checks that the server answers (see Log.Ping), for readiness
+// probes.
+func (b *Blobs) Ping(ctx context.Context) error { return b.l.Ping(ctx) }
+
+// appendBudget is what one append of a blob may take on a server whose
+// maximum append size is maxAppend.
+func appendBudget(maxAppend int) int { return maxAppend - blobAppendMargin }
+
+// blobChunkSize is the chunk size for a server whose maximum append size is
+// maxAppend: every chunk event must fit in one append.
+func blobChunkSize(maxAppend int) (int, error) {
+	cs := min(maxBlobChunkSize, maxAppend-blobEventSlack)
+	if cs < minBlobChunkSize {
+		return 0, domain.Invalid(opOpenBlobs, "Options.MaxAppendSize %d leaves no room for blob chunks: it must be at least %d",
+			maxAppend, minBlobChunkSize+blobEventSlack)
+	}
+	return cs, nil
+}
+
+// PutBlob stores data as blob name of ref and returns once the server has
+// acknowledged all of it (EventStoreDB acknowledges writes once they are
+// durable on its log, and on a quorum of a cluster). It finds the ref's
+// current generation (finishing on the way a DestroyBlobs that stopped
+// half-way), adds name to that generation's index, then writes the blob's
+// stream expecting it not to exist.
+//
+// Idempotent: when the blob holds the same bytes (same length and SHA-256),
+// nothing is written; when an unfinished put of the same bytes left it
+// incomplete, PutBlob finishes it. It compares digests and does not re-read
+// the stored chunks (GetBlob verifies them).
+//
+// Errors: domain.ErrInvalidArgument for an empty ref or name, one too long
+// (256 bytes for a ref, 1024 for a name), or data larger than 1 GiB;
+// domain.ErrAlreadyExists when the blob holds other bytes, or an unfinished
+// put of other bytes holds the name; domain.ErrCorrupt when the stored
+// blob's header, or the ref's index, is unreadable; domain.ErrUnavailable
+// when the server fails or the log is closed (the blob may then be stored,
+// in part or whole, or not: retry with the same bytes); ctx.Err() when ctx
+// ends first (likewise).
+//
+// Safe for concurrent use: of two concurrent puts of different bytes one
+// succeeds and the other gets ErrAlreadyExists; concurrent puts of the same
+// bytes all succeed. A put concurrent with DestroyBlobs of its ref lands
+// before the destruction (and is destroyed) or after it, in the ref's next
+// generation, where only a later DestroyBlobs removes it: callers stop
+// writing a ref before destroying it.
+func (b *Blobs) PutBlob(ctx context.Context, ref, name string, data []byte) error {
+	if err := checkBlobName(opPutBlob, ref, name); err != nil {
+		return err
+	}
+	item := blobItem(ref, name)
+	if len(data) > maxBlobSize {
+		return &domain.Error{Op: opPutBlob, Kind: domain.ErrInvalidArgument, Item: item,
+			Msg: fmt.Sprintf("the blob has %d bytes, more than %d", len(data), maxBlobSize)}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	h := newBlobHeader(data, b.chunkSize, b.budget)
+	for range maxAppendAttempts {
+		gen, tail, err := b.writableGen(ctx, ref)
+		if err != nil {
+			return err
+		}
+		stream := blobStream(ref, name, gen)
+		st, err := b.state(ctx, stream, item)
+		if err != nil {
+			return err
+		}
+		switch st.state {
+		case streamDeleted:
+			continue // the generation was destroyed meanwhile: find the next
+		case streamLive:
+			if st.h.length != h.length || st.h.digest != h.digest {
+				msg := "the blob already holds other bytes"
+				if !st.complete {
+					msg = "an unfinished put of other bytes holds the name (a put in progress, or one that failed)"
+				}
+				return &domain.Error{Op: opPutBlob, Kind: domain.ErrAlreadyExists, Item: item, Msg: msg}
+			}
+			if st.complete {
+				return nil
+			}
+			// An unfinished put of the same bytes: finish it, in the
+			// stored header's chunking.
+			err = b.write(ctx, stream, blobEvents(st.h, st.raw, data), st.next)
+		default:
+			// Listed in the index first, so that DestroyBlobs finds it.
+			err = b.register(ctx, ref, name, gen, tail)
+			if err == nil {
+				err = b.write(ctx, stream, blobEvents(h, h.encode(), data), 0)
+			}
+		}
+		switch {
+		case err == nil:
+			return nil
+		case isWrongExpectedVersion(err), isStreamDeleted(err):
+			// Another put or a destruction wrote meanwhile (or a write the
+			// client retried landed): look again.
+			continue
+		}
+		return b.l.mapErr(ctx, opPutBlob, item, err)
+	}
+	return &domain.Error{Op: opPutBlob, Kind: domain.ErrUnavailable, Item: item,
+		Msg: fmt.Sprintf("the blob's streams changed under %d attempts in a row", maxAppendAttempts), Hint: "retry"}
+}
+
+// write appends events[from:] to stream, event from at revision from, in
+// as few appends as b.budget allows, each expecting the exact
+// revision the previous one left. The error is unmapped.
+func (b *Blobs) write(ctx context.Context, stream string, events []esdbclient.EventData, from uint64) error {
+	if from > uint64(len(events)) {
+		return domain.Corruption("esdb: %s: stream %q has more events than its header allows", opPutBlob, stream)
+	}
+	next := from
+	for _, batch := range groupAppends(events[from:], b.budget) {
+		var expected esdbclient.ExpectedRevision = esdbclient.NoStream{}
+		if next > 0 {
+			expected = esdbclient.Revision(next - 1)
+		}
+		if _, err := b.l.appendRaw(ctx, opPutBlob, stream, expected, batch); err != nil {
+			return err
+		}
+		next += uint64(len(batch))
+	}
+	return nil
+}
+
+// storedBlob is what PutBlob needs of a blob's stream.
+type storedBlob struct {
+	state    streamState
+	h        blobHeader
+	raw      []byte // the header as stored
+	next     uint64 // the revision after the stream's last event
+	complete bool
+}
+
+// state reads the header and the last event of a blob's stream. Errors are
+// mapped.
+func (b *Blobs) state(ctx context.Context, stream, item string) (storedBlob, error) {
+	corrupt := func(format string, args ...any) error {
+		return domain.Corruption("esdb: %s %s: %s", opPutBlob, item, fmt.Sprintf(format, args...))
+	}
+	recs, state, err := b.l.readRaw(ctx, opPutBlob, stream, esdbclient.Revision(0), false, 1)
+	if err != nil {
+		return storedBlob{}, b.l.mapErr(ctx, opPutBlob, item, err)
+	}
+	if state != streamLive {
+		return storedBlob{state: state}, nil
+	}
+	if len(recs) == 0 || recs[0].EventNumber != 0 || recs[0].EventType != typeBlobHeader {
+		return storedBlob{}, corrupt("the stream does not start with a blob header")
+	}
+	h, ok := decodeBlobHeader(recs[0].Data)
+	if !ok {
+		return storedBlob{}, corrupt("unreadable blob header")
+	}
+	st := storedBlob{state: streamLive, h: h, raw: recs[0].Data}
+	last := uint64(h.chunks) + 1 // the commit's revision
+	if h.atomic {
+		// Written in one append with its chunks: complete.
+		st.next, st.complete = last, true
+		return st, nil
+	}
+	recs, state, err = b.l.readRaw(ctx, opPutBlob, stream, esdbclient.End{}, true, 1)
+	if err != nil {
+		return storedBlob{}, b.l.mapErr(ctx, opPutBlob, item, err)
+	}
+	if state != streamLive {
+		return storedBlob{state: state}, nil
+	}
+	if len(recs) == 0 {
+		return storedBlob{}, corrupt("the stream has no readable last event")
+	}
+	r := recs[0]
+	switch {
+	case r.EventNumber > last, r.EventNumber == last && r.EventType != typeBlobCommit:
+		return storedBlob{}, corrupt("event %d (%q) is beyond the blob's end", r.EventNumber, r.EventType)
+	}
+	st.next, st.complete = r.EventNumber+1, r.EventNumber == last
+	return st, nil
+}
+
+// indexTail is the last entry of a generation of a ref's index.
+type indexTail struct {
+	state  streamState
+	head   uint64 // the last entry's revision (when live)
+	sealed bool   // the last entry is the seal: the generation is being destroyed
+}
+
+// readIndexTail reads the last entry of generation gen of ref's index.
+// Errors are mapped.
+func (b *Blobs) readIndexTail(ctx context.Context, op, ref string, gen uint64) (indexTail, error) {
+	item := fmt.Sprintf("%q", ref)
+	stream := blobIndexStream(ref, gen)
+	recs, state, err := b.l.readRaw(ctx, op, stream, esdbclient.End{}, true, 1)
+	switch {
+	case err != nil:
+		return indexTail{}, b.l.mapErr(ctx, op, item, err)
+	case state != streamLive:
+		return indexTail{state: state}, nil
+	case len(recs) == 0:
+		return indexTail{}, domain.Corruption("esdb: %s %s: the index stream %q has no readable last event", op, item, stream)
+	}
+	_, sealed, err := indexEntry(recs[0].EventType, recs[0].Data)
+	if err != nil {
+		return indexTail{}, domain.Corruption("esdb: %s %s: event %d of the index stream %q: %v", op, item, recs[0].EventNumber, stream, err)
+	}
+	return indexTail{state: streamLive, head: recs[0].EventNumber, sealed: sealed}, nil
+}
+
+// writableGen returns the generation of ref that puts go to, the first
+// whose index is neither tombstoned nor sealed, with its index's tail. A
+// sealed generation is destroyed on the way (a DestroyBlobs stopped
+// half-way), so that a generation is used only once every earlier one is
+// tombstoned. Errors are mapped.
+func (b *Blobs) writableGen(ctx context.Context, ref string) (uint64, indexTail, error) {
+	for gen := uint64(0); gen < maxGenerations; gen++ {
+		t, err := b.readIndexTail(ctx, opPutBlob, ref, gen)
+		switch {
+		case err != nil:
+			return 0, indexTail{}, err
+		case t.state == streamDeleted:
+			continue
+		case t.sealed:
+			if _, err := b.destroyGen(ctx, opPutBlob, ref, gen); err != nil {
+				return 0, indexTail{}, err
+			}
+			continue
+		}
+		return gen, t, nil
+	}
+	return 0, indexTail{}, errTooManyGenerations(opPutBlob, fmt.Sprintf("%q", ref))
+}
+
+// readableGen returns the first generation of ref from gen on whose index
+// is neither tombstoned nor sealed: the one whose blobs GetBlob shows.
+// Errors are mapped.
+func (b *Blobs) readableGen(ctx context.Context, ref string, gen uint64) (uint64, error) {
+	for ; gen < maxGenerations; gen++ {
+		t, err := b.readIndexTail(ctx, opGetBlob, ref, gen)
+		if err != nil {
+			return 0, err
+		}
+		if t.state != streamDeleted && !t.sealed {
+			return gen, nil
+		}
+	}
+	return 0, errTooManyGenerations(opGetBlob, fmt.Sprintf("%q", ref))
+}
+
+// register adds name to generation gen of ref's index, expecting the tail
+// writableGen read (a wrong expected version when it moved). The error is
+// unmapped.
+func (b *Blobs) register(ctx context.Context, ref, name string, gen uint64, tail indexTail) error {
+	var expected esdbclient.ExpectedRevision = esdbclient.NoStream{}
+	if tail.state == streamLive {
+		expected = esdbclient.Revision(tail.head)
+	}
+	ev := esdbclient.EventData{EventType: typeBlobName, ContentType: esdbclient.ContentTypeBinary, Data: []byte(name)}
+	_, err := b.l.appendRaw(ctx, opPutBlob, blobIndexStream(ref, gen), expected, []esdbclient.EventData{ev})
+	return err
+}
+
+// GetBlob returns blob name of ref, read page by page (at most about
+// 32 MiB of chunks a call), after checking that its stream is a header,
+// every chunk in order with its expected length, and (for a blob written in
+// several appends) a commit equal to the header, and that the whole has the
+// recorded length and SHA-256. It never returns bytes that fail these
+// checks. It reads the blob's stream of the ref's first generation, and
+// looks for the ref's current generation only when that stream is
+// tombstoned or missing.
+//
+// Errors: domain.ErrInvalidArgument for a ref or name PutBlob would refuse;
+// domain.ErrNotFound when the blob was never put, was destroyed, or is
+// unfinished (a put in progress, or one that failed); domain.ErrCorrupt
+// (domain.IsCorruption) when the stream is not such a sequence or the
+// digest differs, or the ref's index is unreadable; domain.ErrUnavailable
+// when the server fails or the log is closed; ctx.Err() when ctx ends
+// first. Read-only, hence idempotent; safe for concurrent use.
+func (b *Blobs) GetBlob(ctx context.Context, ref, name string) ([]byte, error) {
+	if err := checkBlobName(opGetBlob, ref, name); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	item := blobItem(ref, name)
+	for gen := uint64(0); gen < maxGenerations; {
+		data, state, err := b.readBlob(ctx, ref, name, gen)
+		switch {
+		case err != nil || state == streamLive:
+			return data, err
+		case state == streamDeleted:
+			gen++ // destroyed with its generation
+			continue
+		}
+		// Missing from generation gen: is gen the ref's current one? (A
+		// generation is used only once all earlier ones are tombstoned, so
+		// a live blob stream always belongs to the current generation, or
+		// to one being destroyed.)
+		cur, err := b.readableGen(ctx, ref, gen)
+		if err != nil {
+			return nil, err
+		}
+		if cur == gen {
+			return nil, domain.NotFound(opGetBlob, "blob", item)
+		}
+		gen = cur
+	}
+	return nil, errTooManyGenerations(opGetBlob, item)
+}
+
+// readBlob reads and checks the blob's stream in generation gen. state
+// says whether the stream exists (live), does not (absent) or was
+// tombstoned (deleted); data is the blob, or err why not, for a live one.
+// Errors are mapped.
+func (b *Blobs) readBlob(ctx context.Context, ref, name string, gen uint64) ([]byte, streamState, error) {
+	item := blobItem(ref, name)
+	stream := blobStream(ref, name, gen)
+	corrupt := func(err error) error {
+		return domain.Corruption("esdb: %s %s: %v", opGetBlob, item, err)
+	}
+	var (
+		a     *blobAssembler
+		next  uint64
+		count = uint64(blobReadBytes/maxBlobChunkSize) + 1
+	)
+	for {
+		recs, state, err := b.l.readRaw(ctx, opGetBlob, stream, esdbclient.Revision(next), false, count)
+		switch {
+		case err != nil:
+			return nil, streamLive, b.l.mapErr(ctx, opGetBlob, item, err)
+		case state != streamLive:
+			return nil, state, nil
+		case a == nil && len(recs) == 0:
+			return nil, streamLive, corrupt(errors.New("the stream has no readable header"))
+		}
+		for _, r := range recs {
+			if a == nil {
+				a, err = startBlob(r.EventNumber, r.EventType, r.Data)
+			} else {
+				err = a.add(r.EventNumber, r.EventType, r.Data)
+			}
+			if err != nil {
+				return nil, streamLive, corrupt(err)
+			}
+		}
+		next += uint64(len(recs))
+		if uint64(len(recs)) < count {
+			break // the end of the stream
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, streamLive, err
+		}
+		count = a.nextRead()
+	}
+	data, complete, err := a.finish()
+	switch {
+	case err != nil:
+		return nil, streamLive, corrupt(err)
+	case !complete:
+		return nil, streamLive, &domain.Error{Op: opGetBlob, Kind: domain.ErrNotFound, Item: item,
+			Msg: "blob unfinished (a put in progress, or one that failed)", Hint: "put it again"}
+	}
+	return data, streamLive, nil
+}
+
+// DestroyBlobs tombstones every blob of ref, then ref's index, in each of
+// the ref's generations not yet tombstoned: from then on GetBlob reports
+// them absent, on every node. In each generation it first seals the index
+// (appends a last entry expecting its exact head, so no put can add a name
+// after it), then reads the names, so a put running concurrently either is
+// listed, and destroyed, or goes to the next generation. The bytes are
+// physically removed by the server's next scavenge (see Blobs).
+//
+// Errors: domain.ErrInvalidArgument for a ref PutBlob would refuse;
+// domain.ErrCorrupt when the index holds an entry this store did not write;
+// domain.ErrUnavailable when the server fails or the log is closed;
+// ctx.Err() when ctx ends first. After an error some blobs may be
+// destroyed and others not; calling again finishes the work, and so does
+// the ref's next put once the index is sealed.
+// Idempotent: destroying a ref with no blob, or one destroyed before,
+// succeeds. Safe for concurrent use.
+func (b *Blobs) DestroyBlobs(ctx context.Context, ref string) error {
+	if err := checkBlobRef(opDestroyBlobs, ref); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for gen := uint64(0); gen < maxGenerations; gen++ {
+		absent, err := b.destroyGen(ctx, opDestroyBlobs, ref, gen)
+		if err != nil || absent {
+			return err
+		}
+	}
+	return errTooManyGenerations(opDestroyBlobs, fmt.Sprintf("%q", ref))
+}
+
+// destroyGen destroys generation gen of ref: it seals its index (see
+// sealIndex), tombstones every blob listed, then the index. absent is true
+// when the generation has no index (nothing to destroy, and no later
+// generation). Errors are mapped.
+func (b *Blobs) destroyGen(ctx context.Context, op, ref string, gen uint64) (absent bool, err error) {
+	names, state, err := b.sealIndex(ctx, op, ref, gen)
+	if err != nil || state != streamLive {
+		return state == streamAbsent, err
+	}
+	sem := make(chan struct{}, destroyParallel)
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, name := range names {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = b.l.tombstone(ctx, op, blobStream(ref, name, gen))
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	for i, err := range errs {
+		if err != nil {
+			return false, b.l.mapErr(ctx, op, blobItem(ref, names[i]), err)
+		}
+	}
+	return false, b.l.mapErr(ctx, op, fmt.Sprintf("%q", ref), b.l.tombstone(ctx, op, blobIndexStream(ref, gen)))
+}
+
+// sealIndex makes generation gen of ref's index end with a seal, unless it
+// does already, appending it right after the head it read (so that no name
+// can be added after it unseen), and returns the names listed. state is
+// the index's: absent and deleted (a destroyed generation) list nothing.
+// Errors are mapped.
+func (b *Blobs) sealIndex(ctx context.Context, op, ref string, gen uint64) (names []string, state streamState, err error) {
+	item := fmt.Sprintf("%q", ref)
+	seal := esdbclient.EventData{EventType: typeBlobsSealed, ContentType: esdbclient.ContentTypeBinary}
+	for range maxAppendAttempts {
+		idx, err := b.readIndex(ctx, op, ref, gen)
+		if err != nil || idx.state != streamLive || idx.sealed {
+			return idx.names, idx.state, err
+		}
+		_, err = b.l.appendRaw(ctx, op, blobIndexStream(ref, gen), esdbclient.Revision(idx.head), []esdbclient.EventData{seal})
+		switch {
+		case err == nil:
+			return idx.names, streamLive, nil
+		case isWrongExpectedVersion(err):
+			continue // a put added a name meanwhile: read again
+		case isStreamDeleted(err):
+			return nil, streamDeleted, nil // destroyed meanwhile
+		}
+		return nil, streamLive, b.l.mapErr(ctx, op, item, err)
+	}
+	return nil, streamLive, &domain.Error{Op: op, Kind: domain.ErrUnavailable, Item: item,
+		Msg: fmt.Sprintf("the ref's index changed under %d attempts in a row", maxAppendAttempts), Hint: "retry"}
+}
+
+// blobIndex is what a read of a ref's index found.
+type blobIndex struct {
+	state  streamState
+	names  []string // distinct, in order of first entry
+	head   uint64   // the last entry's revision
+	sealed bool
+}
+
+// readIndex reads the whole of generation gen of ref's index. Errors are
+// mapped.
+func (b *Blobs) readIndex(ctx context.Context, op, ref string, gen uint64) (blobIndex, error) {
+	item := fmt.Sprintf("%q", ref)
+	stream := blobIndexStream(ref, gen)
+	idx := blobIndex{state: streamAbsent}
+	seen := map[string]bool{}
+	var next uint64
+	for {
+		recs, state, err := b.l.readRaw(ctx, op, stream, esdbclient.Revision(next), false, indexPage)
+		if err != nil {
+			return blobIndex{}, b.l.mapErr(ctx, op, item, err)
+		}
+		if state != streamLive {
+			if next > 0 && state == streamAbsent {
+				return blobIndex{}, domain.Corruption("esdb: %s %s: the index stream %q vanished while read", op, item, stream)
+			}
+			return blobIndex{state: state}, nil
+		}
+		idx.state = streamLive
+		for _, r := range recs {
+			name, sealed, err := indexEntry(r.EventType, r.Data)
+			if err != nil {
+				return blobIndex{}, domain.Corruption("esdb: %s %s: event %d of the index stream %q: %v", op, item, r.EventNumber, stream, err)
+			}
+			idx.head = r.EventNumber
+			idx.sealed = idx.sealed || sealed
+			if name != "" && !seen[name] {
+				seen[name] = true
+				idx.names = append(idx.names, name)
+			}
+		}
+		next += uint64(len(recs))
+		if len(recs) < indexPage {
+			if next == 0 {
+				// The stream exists but shows no event (truncated): no head
+				// to seal after.
+				return blobIndex{}, domain.Corruption("esdb: %s %s: the index stream %q has no readable event", op, item, stream)
+			}
+			return idx, nil
+		}
+	}
+}
+
+// indexEntry decodes an event of an index stream: a blob name, or the seal.
+func indexEntry(eventType string, data []byte) (name string, sealed bool, err error) {
+	switch eventType {
+	case typeBlobName:
+		if len(data) == 0 || len(data) > maxBlobNameLen || bytes.IndexByte(data, 0) >= 0 {
+			return "", false, fmt.Errorf("a blob name of %d bytes that PutBlob would refuse", len(data))
+		}
+		return string(data), false, nil
+	case typeBlobsSealed:
+		return "", true, nil
+	}
+	return "", false, fmt.Errorf("unexpected event type %q", eventType)
+}
+
+// checkBlobRef validates a ref: 1 to maxBlobRefLen bytes, no NUL byte (as
+// pebblestore, so that both stores take the same refs).
+func checkBlobRef(op, ref string) error {
+	switch {
+	case ref == "":
+		return domain.Invalid(op, "the data ref is empty")
+	case len(ref) > maxBlobRefLen:
+		return domain.Invalid(op, "the data ref has %d bytes, more than %d", len(ref), maxBlobRefLen)
+	case strings.IndexByte(ref, 0) >= 0:
+		return domain.Invalid(op, "the data ref %q contains a NUL byte", ref)
+	}
+	return nil
+}
+
+// checkBlobName validates a ref and a name like checkBlobRef.
+func checkBlobName(op, ref, name string) error {
+	if err := checkBlobRef(op, ref); err != nil {
+		return err
+	}
+	switch {
+	case name == "":
+		return domain.Invalid(op, "the blob name is empty")
+	case len(name) > maxBlobNameLen:
+		return domain.Invalid(op, "the blob name has %d bytes, more than %d", len(name), maxBlobNameLen)
+	case strings.IndexByte(name, 0) >= 0:
+		return domain.Invalid(op, "the blob name %q contains a NUL byte", name)
+	}
+	return nil
+}
+
+// blobItem names a blob in errors: ref and name, never data.
+func blobItem(ref, name string) string { return fmt.Sprintf("%q/%q", ref, name) }
+
+// blobHeader describes a stored blob. Encoded (blobHeaderLen bytes):
+//
+//	byte      format version (1)
+//	byte      flags (blobAtomic)
+//	uint64    length, big-endian
+//	uint32    chunk size
+//	uint32    chunk count
+//	[32]byte  SHA-256 of the whole blob
+type blobHeader struct {
+	atomic    bool
+	length    uint64
+	chunkSize uint32
+	chunks    uint32
+	digest    [sha256.Size]byte
+}
+
+// newBlobHeader describes data cut into chunks of chunkSize, flagged atomic
+// when the header and every chunk fit in one append of budget bytes.
+func newBlobHeader(data []byte, chunkSize, budget int) blobHeader {
+	h := blobHeader{
+		length:    uint64(len(data)),
+		chunkSize: uint32(chunkSize),
+		chunks:    uint32((len(data) + chunkSize - 1) / chunkSize),
+		digest:    sha256.Sum256(data),
+	}
+	h.atomic = oneAppendSize(len(data), int(h.chunks)) <= budget
+	return h
+}
+
+// oneAppendSize is what a header and chunks chunks holding n bytes in all
+// count against the server's maximum append size (see appendSize).
+func oneAppendSize(n, chunks int) int {
+	return blobHeaderLen + 2*len(typeBlobHeader) + n + chunks*2*len(typeBlobChunk)
+}
+
+func (h blobHeader) encode() []byte {
+	b := make([]byte, 0, blobHeaderLen)
+	b = append(b, blobHeaderV1, 0)
+	if h.atomic {
+		b[1] = blobAtomic
+	}
+	b = binary.BigEndian.AppendUint64(b, h.length)
+	b = binary.BigEndian.AppendUint32(b, h.chunkSize)
+	b = binary.BigEndian.AppendUint32(b, h.chunks)
+	return append(b, h.digest[:]...)
+}
+
+// decodeBlobHeader decodes and checks a header: its fields must agree with
+// each other and stay within the limits PutBlob enforces.
+func decodeBlobHeader(v []byte) (blobHeader, bool) {
+	var h blobHeader
+	if len(v) != blobHeaderLen || v[0] != blobHeaderV1 || v[1]&^blobAtomic != 0 {
+		return h, false
+	}
+	h.atomic = v[1]&blobAtomic != 0
+	h.length = binary.BigEndian.Uint64(v[2:])
+	h.chunkSize = binary.BigEndian.Uint32(v[10:])
+	h.chunks = binary.BigEndian.Uint32(v[14:])
+	copy(h.digest[:], v[18:])
+	if h.length > maxBlobSize || h.chunkSize == 0 ||
+		uint64(h.chunks) != (h.length+uint64(h.chunkSize)-1)/uint64(h.chunkSize) {
+		return h, false
+	}
+	return h, true
+}
+
+// chunkLen is the length chunk i of the blob must have.
+func (h blobHeader) chunkLen(i uint32) int {
+	if i+1 < h.chunks {
+		return int(h.chunkSize)
+	}
+	return int(h.length - uint64(h.chunkSize)*uint64(h.chunks-1))
+}
+
+// blobEvents are the events of a blob's stream, in revision order: the
+// header (raw, as encoded), the chunks of data, and, unless h is atomic,
+// the commit (raw again). The chunks share data's memory.
+func blobEvents(h blobHeader, raw, data []byte) []esdbclient.EventData {
+	out := make([]esdbclient.EventData, 0, int(h.chunks)+2)
+	out = append(out, esdbclient.EventData{EventType: typeBlobHeader, ContentType: esdbclient.ContentTypeBinary, Data: raw})
+	off := 0
+	for i := range h.chunks {
+		n := h.chunkLen(i)
+		out = append(out, esdbclient.EventData{EventType: typeBlobChunk, ContentType: esdbclient.ContentTypeBinary, Data: data[off : off+n : off+n]})
+		off += n
+	}
+	if !h.atomic {
+		out = append(out, esdbclient.EventData{EventType: typeBlobCommit, ContentType: esdbclient.ContentTypeBinary, Data: raw})
+	}
+	return out
+}
+
+// groupAppends cuts events into consecutive batches of at most budget
+// bytes each (appendSize), in order; an event larger than budget goes
+// alone.
+func groupAppends(events []esdbclient.EventData, budget int) [][]esdbclient.EventData {
+	var (
+		out   [][]esdbclient.EventData
+		start int
+		size  int
+	)
+	for i := range events {
+		n := appendSize(&events[i])
+		if i > start && size+n > budget {
+			out = append(out, events[start:i:i])
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(events) {
+		out = append(out, events[start:])
+	}
+	return out
+}
+
+// blobAssembler checks the events of a blob's stream, in revision order,
+// and puts the blob together.
+type blobAssembler struct {
+	h        blobHeader
+	raw      []byte // the header as stored
+	next     uint64 // the revision expected next
+	out      []byte
+	sum      hash.Hash
+	complete bool
+}
+
+// startBlob begins with the stream's first event, which must be the header
+// at revision 0.
+func startBlob(rev uint64, eventType string, data []byte) (*blobAssembler, error) {
+	switch {
+	case rev != 0:
+		return nil, fmt.Errorf("the stream starts at revision %d, not 0", rev)
+	case eventType != typeBlobHeader:
+		return nil, fmt.Errorf("the stream starts with a %q, not a blob header", eventType)
+	}
+	h, ok := decodeBlobHeader(data)
+	if !ok {
+		return nil, errors.New("unreadable blob header")
+	}
+	// A header may claim up to maxBlobSize: allocate at most 64 MiB before
+	// the chunks confirm it.
+	a := &blobAssembler{h: h, raw: bytes.Clone(data), next: 1, out: make([]byte, 0, min(h.length, 64<<20)), sum: sha256.New()}
+	a.complete = h.atomic && h.chunks == 0
+	return a, nil
+}
+
+// add takes the event at revision rev.
+func (a *blobAssembler) add(rev uint64, eventType string, data []byte) error {
+	switch {
+	case a.complete:
+		return fmt.Errorf("unexpected %q at revision %d, after the end of the blob", eventType, rev)
+	case rev != a.next:
+		return fmt.Errorf("event at revision %d where %d was expected", rev, a.next)
+	}
+	a.next++
+	if i := rev - 1; i < uint64(a.h.chunks) {
+		if eventType != typeBlobChunk {
+			return fmt.Errorf("a %q at revision %d where chunk %d of %d was expected", eventType, rev, i, a.h.chunks)
+		}
+		if want := a.h.chunkLen(uint32(i)); len(data) != want {
+			return fmt.Errorf("chunk %d has %d bytes, want %d", i, len(data), want)
+		}
+		a.out = append(a.out, data...)
+		a.sum.Write(data)
+		a.complete = a.h.atomic && i+1 == uint64(a.h.chunks)
+		return nil
+	}
+	if eventType != typeBlobCommit || !bytes.Equal(data, a.raw) {
+		return fmt.Errorf("a %q at revision %d where the commit of the header was expected", eventType, rev)
+	}
+	a.complete = true
+	return nil
+}
+
+// nextRead is how many events the next read should ask for: those still
+// expected (at most blobReadBytes of chunks), plus one to see what
+// follows.
+func (a *blobAssembler) nextRead() uint64 {
+	left := uint64(0)
+	if !a.complete {
+		left = uint64(a.h.chunks) + 2 - a.next // chunks left, and the commit
+		if a.h.atomic {
+			left--
+		}
+	}
+	page := max(1, uint64(blobReadBytes)/uint64(a.h.chunkSize))
+	return min(left, page) + 1
+}
+
+// finish returns the blob; complete is false for an unfinished blob (a
+// blob of several appends without its commit). An atomic blob with chunks
+// missing, or a digest that differs, is an error.
+func (a *blobAssembler) finish() (data []byte, complete bool, err error) {
+	if !a.complete {
+		if a.h.atomic {
+			return nil, false, fmt.Errorf("chunk %d of %d is missing (the blob was written in one append)", a.next-1, a.h.chunks)
+		}
+		return nil, false, nil
+	}
+	if !bytes.Equal(a.sum.Sum(nil), a.h.digest[:]) {
+		return nil, false, errors.New("SHA-256 mismatch")
+	}
+	return a.out, true, nil
+}

@@ -1,0 +1,147 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+	jsapi "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+)
+
+// ConnOptions configures Connect. The zero value uses the defaults.
+type ConnOptions struct {
+	// Name is the connection name the server shows (monitoring, logs);
+	// empty means "kmsbackup".
+	Name string
+	// Logger receives connection events (disconnects, reconnects,
+	// asynchronous errors) that no call can return; nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Conn is one connection to a NATS server or cluster, shared by the
+// KeyStore and the Blobs of a process (each binds its own bucket on it).
+// The caller owns it: the stores never close it, and once it is closed
+// every call of theirs fails with domain.ErrUnavailable. It is safe for
+// concurrent use.
+//
+// The event log (Open) keeps a connection of its own, because it depends on
+// connection settings of its own and its Close ends it.
+type Conn struct {
+	nc *nats.Conn
+	js jsapi.JetStream
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+}
+
+// Connect connects to the NATS server at url (a comma-separated list for a
+// cluster) with the settings the event log uses: the connection reconnects
+// forever, and while it is down calls fail with domain.ErrUnavailable
+// instead of being buffered.
+//
+// Errors: domain.ErrUnavailable when the server cannot be reached;
+// ctx.Err(). (A server without JetStream fails OpenKeyStore and OpenBlobs.)
+// Call Close when done.
+func Connect(ctx context.Context, url string, opts ConnOptions) (*Conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if opts.Name == "" {
+		opts.Name = "kmsbackup"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	nc, err := dial(url, opts.Name, opts.Logger.With("component", "jetstream"))
+	if err != nil {
+		return nil, unavailable("connect", err)
+	}
+	js, err := jsapi.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, unavailable("open JetStream", err)
+	}
+	return &Conn{nc: nc, js: js}, nil
+}
+
+// dial opens a NATS connection that reconnects forever, never buffers
+// publishes while disconnected, and logs what no call can return.
+func dial(url, name string, logger *slog.Logger) (*nats.Conn, error) {
+	return nats.Connect(url,
+		nats.Name(name),
+		nats.Timeout(connectTimeout),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(reconnectWait),
+		// Fail publishes while disconnected instead of buffering them: a
+		// buffered write could land long after its call gave up on it.
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("disconnected from NATS", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			logger.Info("reconnected to NATS", "server", c.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			logger.Error("NATS asynchronous error", "err", err)
+		}),
+	)
+}
+
+// Close closes the connection: calls in flight on it fail with
+// domain.ErrUnavailable. Idempotent; safe for concurrent use. It never
+// fails.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		c.nc.Close()
+	})
+	return nil
+}
+
+// enter fails once the connection is closed.
+func (c *Conn) enter(op string) error {
+	if c.closed.Load() {
+		return &domain.Error{Op: op, Kind: domain.ErrUnavailable, Msg: "the NATS connection is closed"}
+	}
+	return nil
+}
+
+// callErr translates the error of a call to the server: the caller's own
+// context ending is returned as it is (wrapped), anything else is
+// domain.ErrUnavailable.
+func (c *Conn) callErr(ctx context.Context, op string, err error) error {
+	if c.closed.Load() || errors.Is(err, nats.ErrConnectionClosed) {
+		return &domain.Error{Op: op, Kind: domain.ErrUnavailable, Msg: "the NATS connection is closed"}
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("jetstream: %s: %w", op, cerr)
+	}
+	return unavailable(op, err)
+}
+
+// validBucket reports whether name can name a key-value or object bucket:
+// letters, digits, '-' and '_', at most maxBucketLen bytes.
+func validBucket(name string) bool {
+	if name == "" || len(name) > maxBucketLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if !tokenSafe(name[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// maxBucketLen bounds bucket names (the stream name adds a prefix; stream
+// names may have 255 bytes).
+const maxBucketLen = 200

@@ -1,0 +1,326 @@
+package natsjs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	jsapi "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+)
+
+// DefaultKeyBucket is the default of KeyStoreOptions.Bucket.
+const DefaultKeyBucket = "KMSBACKUP_KEYS"
+
+const (
+	// keyHistory is the number of revisions the key bucket keeps per key.
+	// The store never leaves more than the current one (PutWrapped erases
+	// the older ones once the new one is acknowledged); the margin is there
+	// because the server drops a revision beyond the limit without erasing
+	// it, which would leave its bytes on disk if an erase had failed.
+	keyHistory = 8
+	// maxKeyRefLen bounds a ref, so that its subject (up to three times as
+	// long) stays well within the server's max_control_line (refs are
+	// prefixed ULIDs of about 30 bytes; the envelope allows 256).
+	maxKeyRefLen = 512
+	// keyEscape starts an escaped byte in a KV key.
+	keyEscape = '='
+	// keyCallTimeout bounds one KeyStore call, whose methods take no
+	// context.
+	keyCallTimeout = 2 * requestTimeout
+)
+
+const (
+	opGetWrapped    = "get wrapped key"
+	opPutWrapped    = "put wrapped key"
+	opDeleteWrapped = "delete wrapped key"
+)
+
+// KeyStoreOptions configures OpenKeyStore. The zero value uses the
+// defaults.
+type KeyStoreOptions struct {
+	// Bucket is the key-value bucket (its stream is KV_<Bucket>); empty
+	// means DefaultKeyBucket. Letters, digits, '-' and '_' only.
+	Bucket string
+	// Replicas is the bucket's replication factor (1 to 5); 0 means 1.
+	// With 1, acknowledged writes are as durable as the server's
+	// sync_interval makes them (set "always" to fsync before
+	// acknowledging).
+	Replicas int
+}
+
+func (o KeyStoreOptions) withDefaults() KeyStoreOptions {
+	if o.Bucket == "" {
+		o.Bucket = DefaultKeyBucket
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	return o
+}
+
+// Validate reports every problem of the options (after defaults), joined.
+// Each wraps domain.ErrInvalidArgument.
+func (o KeyStoreOptions) Validate() error {
+	o = o.withDefaults()
+	var errs []error
+	if !validBucket(o.Bucket) {
+		errs = append(errs, domain.Invalid("jetstream key store options", "bucket name %q must be 1 to %d letters, digits, '-' or '_'", o.Bucket, maxBucketLen))
+	}
+	if o.Replicas < 1 || o.Replicas > 5 {
+		errs = append(errs, domain.Invalid("jetstream key store options", "replicas must be 1 to 5, got %d", o.Replicas))
+	}
+	return errors.Join(errs...)
+}
+
+// KeyStore keeps the envelope's wrapped data-key records (it implements
+// envelope.KeyStore) in a JetStream key-value bucket, so that every node of
+// a deployment sees the same data keys. One ref is one KV key. All its
+// methods are safe for concurrent use; a ref should have one writer at a
+// time (the envelope serialises its writes of a ref).
+//
+// Removing a record erases it: the bucket's stream allows message deletes
+// (unlike a bucket made by `nats kv add`), and the store overwrites every
+// message it removes (JetStream's secure delete) instead of only dropping
+// it from the index, as a purge or a history limit would. See doc.go for
+// what that does and does not reach.
+type KeyStore struct {
+	c      *Conn
+	kv     jsapi.KeyValue
+	stream jsapi.Stream
+	prefix string // $KV.<bucket>.
+}
+
+// OpenKeyStore creates or updates the key bucket on c (idempotent, so every
+// node may call it) and returns the store, which uses c until c is closed.
+//
+// Errors: domain.ErrInvalidArgument for bad options; domain.ErrUnavailable
+// when the server cannot be reached or refuses the bucket;
+// domain.ErrFailedPrecondition when a bucket of that name exists with
+// message deletes denied (made by other tools): erasing records needs them;
+// ctx.Err().
+func OpenKeyStore(ctx context.Context, c *Conn, opts KeyStoreOptions) (*KeyStore, error) {
+	const op = "open key store"
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	if err := c.enter(op); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	// The configuration `nats kv add` would make, but with message deletes
+	// allowed (for erasure) and a history margin (see keyHistory).
+	cfg := jsapi.StreamConfig{
+		Name:              "KV_" + opts.Bucket,
+		Description:       "kmsbackup wrapped data keys",
+		Subjects:          []string{"$KV." + opts.Bucket + ".>"},
+		Storage:           jsapi.FileStorage,
+		Replicas:          opts.Replicas,
+		Retention:         jsapi.LimitsPolicy,
+		Discard:           jsapi.DiscardNew,
+		MaxMsgsPerSubject: keyHistory,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxConsumers:      -1,
+		Duplicates:        2 * time.Minute,
+		AllowRollup:       true,
+		AllowDirect:       true,
+		DenyDelete:        false,
+		DenyPurge:         false,
+	}
+	st, err := c.js.CreateOrUpdateStream(cctx, cfg)
+	if err != nil {
+		var apiErr *jsapi.APIError
+		if errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "deny") {
+			return nil, &domain.Error{Op: op, Kind: domain.ErrFailedPrecondition, Item: opts.Bucket,
+				Msg:  "the key bucket exists and denies message deletes, which erasing keys needs: " + apiErr.Description,
+				Hint: "let kmsbackup create the bucket, or name another one"}
+		}
+		return nil, c.callErr(ctx, op+" "+opts.Bucket, err)
+	}
+	if got := st.CachedInfo().Config; got.DenyDelete || got.DenyPurge || !got.AllowDirect {
+		return nil, &domain.Error{Op: op, Kind: domain.ErrFailedPrecondition, Item: opts.Bucket,
+			Msg: "the server did not allow deletes, purges and direct gets on the key bucket"}
+	}
+	kv, err := c.js.KeyValue(cctx, opts.Bucket)
+	if err != nil {
+		return nil, c.callErr(ctx, op+" "+opts.Bucket, err)
+	}
+	return &KeyStore{c: c, kv: kv, stream: st, prefix: "$KV." + opts.Bucket + "."}, nil
+}
+
+// Ping checks that the server answers and the key bucket is there, for a
+// readiness probe. Errors: domain.ErrUnavailable; ctx.Err().
+func (s *KeyStore) Ping(ctx context.Context) error {
+	if err := s.c.enter("ping key store"); err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	if _, err := s.stream.Info(cctx); err != nil {
+		return s.c.callErr(ctx, "ping key store", err)
+	}
+	return nil
+}
+
+// kvKey encodes ref as a KV key: letters, digits, '-', '_' and '/' stay as
+// they are (a ref such as "bkp_01J.../3" reads as itself), every other byte
+// becomes '=' and two upper-case hex digits. The encoding is injective and
+// yields valid keys only (no '.', so a ref is one subject token).
+func kvKey(ref string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(ref) + 8)
+	for i := 0; i < len(ref); i++ {
+		c := ref[i]
+		if tokenSafe(c) || c == '/' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte(keyEscape)
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&0xf])
+	}
+	return b.String()
+}
+
+func checkKeyRef(op, ref string) error {
+	switch {
+	case ref == "":
+		return domain.Invalid(op, "the key ref is empty")
+	case len(ref) > maxKeyRefLen:
+		return domain.Invalid(op, "the key ref has %d bytes, more than %d", len(ref), maxKeyRefLen)
+	}
+	return nil
+}
+
+// GetWrapped returns ref's record (a copy the caller owns); ok is false when
+// there is none. It reads the newest revision with a direct get.
+//
+// Errors: domain.ErrInvalidArgument for an empty ref or one over 512
+// bytes; domain.ErrUnavailable when the connection is closed or the server
+// cannot answer within 20 s. Safe for concurrent use; read-only.
+func (s *KeyStore) GetWrapped(ref string) ([]byte, bool, error) {
+	if err := checkKeyRef(opGetWrapped, ref); err != nil {
+		return nil, false, err
+	}
+	if err := s.c.enter(opGetWrapped); err != nil {
+		return nil, false, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), keyCallTimeout)
+	defer cancel()
+	e, err := s.kv.Get(ctx, kvKey(ref))
+	if errors.Is(err, jsapi.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, s.fail(opGetWrapped+" "+ref, err)
+	}
+	return e.Value(), true, nil
+}
+
+// PutWrapped stores wrapped as ref's record, replacing any previous one,
+// and returns once the server has acknowledged it (with one replica, as
+// durable as the server's sync_interval makes it). It then erases the
+// previous revisions, so that a replaced record leaves no copy behind.
+//
+// Errors: domain.ErrInvalidArgument for an empty ref, one over 512 bytes,
+// or empty wrapped bytes; domain.ErrUnavailable when the connection is
+// closed, the write fails (the record may then be replaced or not), or the
+// previous revision could not be erased (the new record is stored; the next
+// PutWrapped or DeleteWrapped erases the old one). Safe for concurrent use,
+// with one writer per ref. Idempotent: putting the same bytes again leaves
+// the same record.
+func (s *KeyStore) PutWrapped(ref string, wrapped []byte) error {
+	if err := checkKeyRef(opPutWrapped, ref); err != nil {
+		return err
+	}
+	if len(wrapped) == 0 {
+		return domain.Invalid(opPutWrapped, "the wrapped key for %q is empty", ref)
+	}
+	if err := s.c.enter(opPutWrapped); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), keyCallTimeout)
+	defer cancel()
+	key := kvKey(ref)
+	rev, err := s.kv.Put(ctx, key, wrapped)
+	if err != nil {
+		return s.fail(opPutWrapped+" "+ref, err)
+	}
+	if err := s.erase(ctx, s.prefix+key, rev); err != nil {
+		return s.fail(opPutWrapped+" "+ref+": erase the previous revision", err)
+	}
+	return nil
+}
+
+// DeleteWrapped removes ref's record, crypto-shredding everything sealed
+// under its data keys: it erases every revision of the key (the server
+// overwrites each message in its file, see doc.go), then purges the key's
+// subject, so that no message of the key is left, not even a delete marker:
+// the KV history of the key is empty. Returns once the server has
+// acknowledged it.
+//
+// Errors: domain.ErrInvalidArgument for an empty ref or one over 512
+// bytes; domain.ErrUnavailable when the connection is closed or a delete
+// fails (the record may then survive: call again). Safe for concurrent
+// use. Idempotent: deleting a missing ref succeeds.
+func (s *KeyStore) DeleteWrapped(ref string) error {
+	if err := checkKeyRef(opDeleteWrapped, ref); err != nil {
+		return err
+	}
+	if err := s.c.enter(opDeleteWrapped); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), keyCallTimeout)
+	defer cancel()
+	subj := s.prefix + kvKey(ref)
+	if err := s.erase(ctx, subj, 0); err != nil {
+		return s.fail(opDeleteWrapped+" "+ref, err)
+	}
+	// Anything the erasure did not see (a put racing with the delete) goes
+	// too, and the purge leaves no marker.
+	if err := s.stream.Purge(ctx, jsapi.WithPurgeSubject(subj)); err != nil {
+		return s.fail(opDeleteWrapped+" "+ref, err)
+	}
+	return nil
+}
+
+// fail translates the error of a call: the methods take no context, so
+// their own timeout running out is domain.ErrUnavailable too.
+func (s *KeyStore) fail(op string, err error) error {
+	return s.c.callErr(context.Background(), op, err)
+}
+
+// erase securely deletes every message of subj whose sequence is below
+// before (0: every message), oldest first.
+func (s *KeyStore) erase(ctx context.Context, subj string, before uint64) error {
+	for seq := uint64(1); ; {
+		m, err := s.stream.GetMsg(ctx, seq, jsapi.WithGetMsgSubject(subj))
+		if errors.Is(err, jsapi.ErrMsgNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if before != 0 && m.Sequence >= before {
+			return nil
+		}
+		if err := s.stream.SecureDeleteMsg(ctx, m.Sequence); err != nil {
+			// Gone already (a concurrent erase) is as good as erased.
+			if _, gerr := s.stream.GetMsg(ctx, m.Sequence); !errors.Is(gerr, jsapi.ErrMsgNotFound) {
+				return fmt.Errorf("erase sequence %d: %w", m.Sequence, err)
+			}
+		}
+		seq = m.Sequence + 1
+	}
+}

@@ -1,0 +1,319 @@
+package keystore
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/adapters/envelope"
+	"github.com/kmsbackup/kmsbackup/domain"
+)
+
+// MaxRefLen is the longest ref the suite uses: the envelope's limit.
+const MaxRefLen = 256
+
+// Run runs the suite. newStore must return a working store and release it
+// when its test ends (t.Cleanup); it is called once per subtest. The store
+// need not be empty: refs are unique to each run, drawn from a seed that is
+// logged so that a failing run can be reproduced.
+func Run(t *testing.T, newStore func(t *testing.T) envelope.KeyStore) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("keystore conformance: seed %d", seed)
+	s := &suite{newStore: newStore, seed: seed, run: fmt.Sprintf("%x", seed&0xffffffff)}
+	t.Run("GetMissing", s.getMissing)
+	t.Run("PutGet", s.putGet)
+	t.Run("Replace", s.replace)
+	t.Run("Delete", s.delete)
+	t.Run("Refs", s.refs)
+	t.Run("Concurrent", s.concurrent)
+	t.Run("InvalidArgument", s.invalidArgument)
+	t.Run("Envelope", s.envelope)
+}
+
+type suite struct {
+	newStore func(t *testing.T) envelope.KeyStore
+	seed     uint64
+	run      string
+
+	mu  sync.Mutex
+	nth int
+}
+
+// ref returns a ref unique to this run, shaped like a data ref.
+func (s *suite) ref(what string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nth++
+	return fmt.Sprintf("bkp_conf%s%s%d/1", s.run, what, s.nth)
+}
+
+// value returns n reproducible bytes, different for each (seed, tag).
+func (s *suite) value(tag string, n int) []byte {
+	key := sha256.Sum256(fmt.Appendf(nil, "%d\x00%s", s.seed, tag))
+	b := make([]byte, n)
+	_, _ = rand.NewChaCha8(key).Read(b)
+	return b
+}
+
+func mustPut(t *testing.T, st envelope.KeyStore, ref string, v []byte) {
+	t.Helper()
+	if err := st.PutWrapped(ref, v); err != nil {
+		t.Fatalf("PutWrapped(%q, %d bytes): %v", ref, len(v), err)
+	}
+}
+
+func mustGet(t *testing.T, st envelope.KeyStore, ref string, want []byte) {
+	t.Helper()
+	got, ok, err := st.GetWrapped(ref)
+	switch {
+	case err != nil:
+		t.Fatalf("GetWrapped(%q): %v", ref, err)
+	case !ok:
+		t.Fatalf("GetWrapped(%q): absent, want %d bytes", ref, len(want))
+	case !bytes.Equal(got, want):
+		t.Fatalf("GetWrapped(%q) = %x, want %x", ref, got, want)
+	}
+}
+
+func mustAbsent(t *testing.T, st envelope.KeyStore, ref string) {
+	t.Helper()
+	got, ok, err := st.GetWrapped(ref)
+	if err != nil || ok || got != nil {
+		t.Fatalf("GetWrapped(%q) = %x, %v, %v; want nil, false, nil", ref, got, ok, err)
+	}
+}
+
+func mustDelete(t *testing.T, st envelope.KeyStore, ref string) {
+	t.Helper()
+	if err := st.DeleteWrapped(ref); err != nil {
+		t.Fatalf("DeleteWrapped(%q): %v", ref, err)
+	}
+}
+
+func (s *suite) getMissing(t *testing.T) {
+	st := s.newStore(t)
+	mustAbsent(t, st, s.ref("missing"))
+}
+
+// putGet: a record comes back as it went in, and the slices on either side
+// are the caller's.
+func (s *suite) putGet(t *testing.T) {
+	st := s.newStore(t)
+	for _, n := range []int{1, 60, 4096} {
+		ref := s.ref("pg")
+		v := s.value(ref, n)
+		in := bytes.Clone(v)
+		mustPut(t, st, ref, in)
+		clear(in)
+		mustGet(t, st, ref, v)
+		got, _, _ := st.GetWrapped(ref)
+		clear(got)
+		mustGet(t, st, ref, v)
+	}
+}
+
+// replace: a put replaces the record; the same bytes again change nothing.
+func (s *suite) replace(t *testing.T) {
+	st := s.newStore(t)
+	ref := s.ref("rep")
+	for i := range 4 {
+		v := s.value(fmt.Sprintf("%s-%d", ref, i), 50+i)
+		mustPut(t, st, ref, v)
+		mustGet(t, st, ref, v)
+		mustPut(t, st, ref, v)
+		mustGet(t, st, ref, v)
+	}
+	// Shorter than before: nothing of the old record shows through.
+	mustPut(t, st, ref, []byte{7})
+	mustGet(t, st, ref, []byte{7})
+}
+
+// delete: a deleted record is absent, deleting again or deleting a ref
+// that never had one succeeds, and the ref can be written again.
+func (s *suite) delete(t *testing.T) {
+	st := s.newStore(t)
+	ref := s.ref("del")
+	mustPut(t, st, ref, s.value("first", 60))
+	mustPut(t, st, ref, s.value("second", 60)) // a replaced record is deleted too
+	mustDelete(t, st, ref)
+	mustAbsent(t, st, ref)
+	mustDelete(t, st, ref)
+	mustAbsent(t, st, ref)
+	mustDelete(t, st, s.ref("del-never"))
+	v := s.value("again", 60)
+	mustPut(t, st, ref, v)
+	mustGet(t, st, ref, v)
+}
+
+// refs: refs with any bytes, including those an encoding could merge, and
+// the longest the envelope allows, are distinct; deleting one leaves the
+// others.
+func (s *suite) refs(t *testing.T) {
+	st := s.newStore(t)
+	base := strings.TrimSuffix(s.ref("refs"), "/1")
+	refs := []string{
+		base + "/3", base + "/30", base + "/3/0", base + "%2F3", base + "=2F3", base + "~2F3",
+		base + ".3", base + "*", base + ">", base + " 3", base + "/", base, base + "\x00", base + "\xff",
+		base + "ü", base + "=", base + "==", base + "-_",
+		(base + strings.Repeat("L", MaxRefLen))[:MaxRefLen],
+	}
+	for i, ref := range refs {
+		mustPut(t, st, ref, s.value(fmt.Sprint(i), 40+i))
+	}
+	for i, ref := range refs {
+		mustGet(t, st, ref, s.value(fmt.Sprint(i), 40+i))
+	}
+	mustDelete(t, st, refs[0])
+	mustAbsent(t, st, refs[0])
+	for i, ref := range refs[1:] {
+		mustGet(t, st, ref, s.value(fmt.Sprint(i+1), 41+i))
+	}
+}
+
+// concurrent: many goroutines, each the only writer of its refs, put,
+// replace, read and delete at once.
+func (s *suite) concurrent(t *testing.T) {
+	st := s.newStore(t)
+	const workers, each = 16, 4
+	refs := make([][]string, workers)
+	for w := range refs {
+		for range each {
+			refs[w] = append(refs[w], s.ref("conc"))
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each*4)
+	for w := range workers {
+		wg.Go(func() {
+			for i, ref := range refs[w] {
+				for round := range 2 {
+					v := s.value(fmt.Sprintf("%s-%d", ref, round), 60)
+					if err := st.PutWrapped(ref, v); err != nil {
+						errs <- fmt.Errorf("PutWrapped(%q): %w", ref, err)
+						return
+					}
+					got, ok, err := st.GetWrapped(ref)
+					if err != nil || !ok || !bytes.Equal(got, v) {
+						errs <- fmt.Errorf("GetWrapped(%q) after a put = %x, %v, %v; want %x", ref, got, ok, err, v)
+					}
+				}
+				if i%2 == 1 {
+					if err := st.DeleteWrapped(ref); err != nil {
+						errs <- fmt.Errorf("DeleteWrapped(%q): %w", ref, err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+	for w := range workers {
+		for i, ref := range refs[w] {
+			if i%2 == 1 {
+				mustAbsent(t, st, ref)
+			} else {
+				mustGet(t, st, ref, s.value(ref+"-1", 60))
+			}
+		}
+	}
+}
+
+// invalidArgument: an empty ref, for every method, and an empty record.
+func (s *suite) invalidArgument(t *testing.T) {
+	st := s.newStore(t)
+	if _, _, err := st.GetWrapped(""); !errors.Is(err, domain.ErrInvalidArgument) {
+		t.Errorf("GetWrapped(\"\") = %v, want ErrInvalidArgument", err)
+	}
+	if err := st.PutWrapped("", []byte{1}); !errors.Is(err, domain.ErrInvalidArgument) {
+		t.Errorf("PutWrapped(\"\") = %v, want ErrInvalidArgument", err)
+	}
+	if err := st.DeleteWrapped(""); !errors.Is(err, domain.ErrInvalidArgument) {
+		t.Errorf("DeleteWrapped(\"\") = %v, want ErrInvalidArgument", err)
+	}
+	ref := s.ref("inv")
+	for _, v := range [][]byte{nil, {}} {
+		if err := st.PutWrapped(ref, v); !errors.Is(err, domain.ErrInvalidArgument) {
+			t.Errorf("PutWrapped of an empty record = %v, want ErrInvalidArgument", err)
+		}
+	}
+	mustAbsent(t, st, ref)
+}
+
+// envelope: an envelope built on the store seals and opens across data-key
+// rotations, a second envelope on the same store (another node) opens what
+// the first sealed, and once the data key is destroyed nothing opens it:
+// not the envelope that destroyed it, not a fresh one, and the store holds
+// no record.
+func (s *suite) envelope(t *testing.T) {
+	st := s.newStore(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	master := s.value("master", envelope.MasterKeySize)
+	newEnvelope := func() *envelope.Envelope {
+		e, err := envelope.New(master, st)
+		if err != nil {
+			t.Fatalf("envelope.New: %v", err)
+		}
+		// Rotate and reserve often, so that records are replaced many times.
+		e.RotateAfter, e.ReserveChunk = 3, 2
+		return e
+	}
+	e := newEnvelope()
+	ref, other := s.ref("env"), s.ref("env-other")
+	for _, r := range []string{ref, other} {
+		if err := e.CreateDataKey(ctx, r); err != nil {
+			t.Fatalf("CreateDataKey(%q): %v", r, err)
+		}
+	}
+	aad := []byte("conformance aad")
+	var sealed []domain.Sealed
+	for i := range 10 {
+		v, err := e.Seal(ctx, ref, domain.Plaintext(fmt.Sprintf("secret %d", i)), aad)
+		if err != nil {
+			t.Fatalf("Seal #%d: %v", i, err)
+		}
+		sealed = append(sealed, v)
+	}
+	otherSealed, err := e.Seal(ctx, other, domain.Plaintext("other secret"), aad)
+	if err != nil {
+		t.Fatalf("Seal under %q: %v", other, err)
+	}
+	for _, opener := range []*envelope.Envelope{e, newEnvelope()} {
+		for i, v := range sealed {
+			pt, err := opener.Open(ctx, ref, v, aad)
+			if err != nil || string(pt) != fmt.Sprintf("secret %d", i) {
+				t.Fatalf("Open #%d = %q, %v", i, pt, err)
+			}
+		}
+	}
+
+	if err := e.DestroyDataKey(ctx, ref); err != nil {
+		t.Fatalf("DestroyDataKey: %v", err)
+	}
+	mustAbsent(t, st, ref)
+	for name, opener := range map[string]*envelope.Envelope{"the destroying envelope": e, "a fresh envelope": newEnvelope()} {
+		if pt, err := opener.Open(ctx, ref, sealed[0], aad); !errors.Is(err, domain.ErrNotFound) {
+			t.Errorf("Open by %s after DestroyDataKey = %q, %v; want ErrNotFound", name, pt, err)
+		}
+		// The other ref's key is untouched.
+		if pt, err := opener.Open(ctx, other, otherSealed, aad); err != nil || string(pt) != "other secret" {
+			t.Errorf("Open under the other ref by %s = %q, %v", name, pt, err)
+		}
+	}
+	if err := e.DestroyDataKey(ctx, ref); err != nil {
+		t.Fatalf("DestroyDataKey again: %v", err)
+	}
+}
