@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"time"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
@@ -24,6 +25,11 @@ func (s *Backups) TakeCheckpoint(ctx context.Context, id domain.BackupID, due do
 	b, err := backupstate.Get(s.State, id)
 	if err != nil {
 		return nil, err
+	}
+	if b.Taken(due) {
+		// Planned from an older view: another engine took it meanwhile.
+		return nil, domain.Errorf(domain.ErrWrongExpectedRevision, op, string(id), "",
+			"the checkpoint due %s was taken already", due.At.Format(time.RFC3339))
 	}
 	loc, err := s.location(b)
 	if err != nil {

@@ -21,6 +21,12 @@ func (b *Backup) lastCheckpointAt() time.Time {
 	return b.LastFullAt
 }
 
+// Taken reports whether a checkpoint due at due.At was already taken: the
+// chain already covers that instant (another engine got there first).
+func (b *Backup) Taken(due Due) bool {
+	return b.Checkpoints > 0 && !due.At.After(b.lastCheckpointAt())
+}
+
 // NextCheckpoint is when the next checkpoint is due, and whether it is a
 // full backup: the first full at once on enable; then a full at 00:00 of
 // every day in the instance's time zone; and, after each full, an

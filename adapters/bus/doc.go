@@ -5,7 +5,13 @@
 // `events tail`. It implements commands.PublicEventPublisher and
 // commands.PublicEventSubscriber on any Watermill message.Publisher and
 // message.Subscriber: the embedded GoChannel (NewGoChannel) on one machine,
-// NATS JetStream beyond one.
+// NATS JetStream (NewNATS; nats.go says how its streams and consumers are
+// set up) beyond one.
+//
+// It also carries the other direction: the events an external KMS
+// publishes on IngestTopic, which IngestHandler hands to the ingest use
+// case (commands.KMSIngest) on a Watermill router, acking what is ingested
+// or can never be, and nacking what a redelivery may cure.
 //
 // It never decides what is published (commands.PublishEvents does, from
 // the log), never reads the log, and never sees plaintext: the events it

@@ -36,10 +36,10 @@ type Publisher struct {
 
 var _ commands.PublicEventPublisher = (*Publisher)(nil)
 
-// NewPublisher publishes through pub: the embedded GoChannel or any other
-// Watermill publisher (NATS JetStream: enable its message-ID tracking so
-// that the broker also drops republished duplicates within its window). The
-// caller keeps ownership of pub and closes it.
+// NewPublisher publishes through pub: the embedded GoChannel, NATS.Publisher
+// (which also makes JetStream drop republished duplicates within its
+// window), or any other Watermill publisher. The caller keeps ownership of
+// pub and closes it.
 func NewPublisher(pub message.Publisher) *Publisher { return &Publisher{pub: pub} }
 
 // Publish sends events as one Watermill publish, in order. Errors:

@@ -27,12 +27,13 @@ type Subscriber struct {
 
 var _ commands.PublicEventSubscriber = (*Subscriber)(nil)
 
-// NewSubscriber subscribes through sub: the embedded GoChannel or any other
-// Watermill subscriber. Each live subscription buffers up to buffer events
-// (DefaultLiveBuffer when buffer <= 0). Over NATS JetStream, configure sub
-// so that every subscription gets every message from now on (an ephemeral
-// consumer delivering new messages, no queue group): a tail is a broadcast
-// reader, not a worker. The caller keeps ownership of sub and closes it.
+// NewSubscriber subscribes through sub: the embedded GoChannel, or
+// NATS.Subscriber (an ordered consumer of new messages per subscription).
+// Each live subscription buffers up to buffer events (DefaultLiveBuffer when
+// buffer <= 0). Any other Watermill subscriber must likewise give every
+// subscription every message from now on (no queue group, no shared
+// durable consumer): a tail is a broadcast reader, not a worker. The caller
+// keeps ownership of sub and closes it.
 func NewSubscriber(sub message.Subscriber, buffer int) *Subscriber {
 	if buffer <= 0 {
 		buffer = DefaultLiveBuffer

@@ -10,12 +10,14 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kmsbackup/kmsbackup/adapters/bus"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/publicevent"
+	"github.com/kmsbackup/kmsbackup/test/natsserver"
 )
 
 // collector gathers what one tail emits and signals each event.
@@ -59,27 +61,25 @@ func (c *collector) await(tb testing.TB, n int, deadline <-chan time.Time) {
 // publishAndTail wires the real parts as the server will: the event log,
 // PublishEvents publishing through bus.Publisher, and tails of three callers
 // reading history from the log and live events through bus.Subscriber, all
-// over one GoChannel. Writers append concurrently while the tails run;
-// settle waits until the tails hold n events each (or, in a synctest
-// bubble, until everything is idle). Each tail must end with exactly its
-// caller's events, in order, once each.
-func publishAndTail(t *testing.T, settle func(tails map[string]*collector, want map[string]int)) {
+// over one transport (pub and sub: GoChannel, NATS JetStream). Writers
+// append concurrently while the tails run; settle waits until the tails
+// hold n events each (or, in a synctest bubble, until everything is idle).
+// Each tail must end with exactly its caller's events, in order, once each.
+func publishAndTail(t *testing.T, pub message.Publisher, sub message.Subscriber, settle func(tails map[string]*collector, want map[string]int)) {
 	w := newWriter(t)
 	history := w.appendKeys(acctA, acctB, acctA, acctB, acctB)
 
-	ps := bus.NewGoChannel(nil)
-	defer ps.Close()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var running sync.WaitGroup
 	errs := make(chan error, 8)
 
 	publisher := &commands.PublishEvents{Log: w.log, Positions: w.log,
-		Publisher: bus.NewPublisher(ps), FromHead: true, MaxBatch: 16}
+		Publisher: bus.NewPublisher(pub), FromHead: true, MaxBatch: 16}
 	running.Go(func() { errs <- fmt.Errorf("publish: %w", publisher.Run(ctx)) })
 
 	// A live buffer of 4 overflows under this load, so the lag path runs too.
-	live := &countingSubscriber{PublicEventSubscriber: bus.NewSubscriber(ps, 4)}
+	live := &countingSubscriber{PublicEventSubscriber: bus.NewSubscriber(sub, 4)}
 	tailer := &commands.EventTailer{Log: w.log, Live: live, PageSize: 3}
 	callers := map[string]commands.Caller{
 		"A": {Account: acctA}, "B": {Account: acctB}, "admin": {Admin: true},
@@ -176,19 +176,36 @@ func (s *countingSubscription) Next(ctx context.Context) (publicevent.Event, err
 	return ev, err
 }
 
-func TestPublishAndTailOverGoChannel(t *testing.T) {
-	publishAndTail(t, func(tails map[string]*collector, want map[string]int) {
+// awaitTails settles by waiting until every tail holds its count.
+func awaitTails(t *testing.T) func(tails map[string]*collector, want map[string]int) {
+	return func(tails map[string]*collector, want map[string]int) {
 		deadline := time.After(20 * time.Second)
 		for name, c := range tails {
 			c.await(t, want[name], deadline)
 		}
-	})
+	}
+}
+
+func TestPublishAndTailOverGoChannel(t *testing.T) {
+	ps := bus.NewGoChannel(nil)
+	defer ps.Close()
+	publishAndTail(t, ps, ps, awaitTails(t))
 }
 
 // The same in a synctest bubble, where "settled" means every goroutine is
 // idle: no event is still on its way, so nothing more can arrive.
 func TestPublishAndTailOverGoChannelSettled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		publishAndTail(t, func(map[string]*collector, map[string]int) { synctest.Wait() })
+		ps := bus.NewGoChannel(nil)
+		defer ps.Close()
+		publishAndTail(t, ps, ps, func(map[string]*collector, map[string]int) { synctest.Wait() })
 	})
+}
+
+// The same over a real NATS JetStream server, with two engine nodes: one
+// publishes, the tails follow the other.
+func TestPublishAndTailOverNATS(t *testing.T) {
+	url, _ := natsserver.Start(t)
+	node1, node2 := mustNATS(t, url, bus.NATSOptions{}), mustNATS(t, url, bus.NATSOptions{})
+	publishAndTail(t, node1.Publisher, node2.Subscriber, awaitTails(t))
 }

@@ -2,7 +2,9 @@
 // events (schema "kmsbackup.event/v1", documented in docs/events.md): what
 // is published on the event stream and what `kmsbackup events tail` prints.
 // FromEvent maps an event of the log to it; Parse reads it back, for
-// consumers. The package is pure: no I/O, clock, randomness or logging.
+// consumers; ToEvent maps the events of a KMS instance's stream back to
+// the log's form, for ingesting those of an external KMS. The package is
+// pure: no I/O, clock, randomness or logging.
 //
 // It never carries a secret in the clear: key material appears only sealed
 // under its KMS instance's data key, secret values only as KMS ciphertext

@@ -18,9 +18,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kmsbackup/kmsbackup/adapters/bus"
+	"github.com/kmsbackup/kmsbackup/adapters/clock"
+	"github.com/kmsbackup/kmsbackup/adapters/envelope"
+	idsource "github.com/kmsbackup/kmsbackup/adapters/ids"
 	"github.com/kmsbackup/kmsbackup/adapters/natsjs"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/publicevent"
 	"github.com/kmsbackup/kmsbackup/test/natsserver"
 )
 
@@ -36,9 +41,10 @@ func (s *Server) Kill() {
 
 // cluster is a NATS server and the flags that make engine nodes share it.
 type cluster struct {
-	url   string
-	flags []string
-	tok   string
+	url     string
+	flags   []string
+	tok     string
+	keyFile string
 }
 
 func newCluster(t *testing.T, start string) *cluster {
@@ -52,7 +58,7 @@ func newCluster(t *testing.T, start string) *cluster {
 		t.Fatal(err)
 	}
 	tok := commands.NewToken()
-	return &cluster{url: url, tok: tok, flags: []string{"--event-log", url, "--bus", url, "--master-key-file", keyFile,
+	return &cluster{url: url, tok: tok, keyFile: keyFile, flags: []string{"--event-log", url, "--bus", url, "--master-key-file", keyFile,
 		"--dev-token", tok, "--clock", "manual", "--clock-start", start}}
 }
 
@@ -283,4 +289,126 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestIngestFromAnExternalKMS: a KMS outside kmsbackup that shares its
+// master key and data-key store publishes its events on the ingest topic,
+// each message twice; the engine nodes append each event once, and the
+// ingested key encrypts and decrypts through either node.
+func TestIngestFromAnExternalKMS(t *testing.T) {
+	c := newCluster(t, "2026-05-01T00:00:00Z")
+	a := c.node(t, "")
+	b := c.node(t, "")
+	account := str(t, a.MustJSON(c.tok, "whoami"), "account")
+	ctx := context.Background()
+
+	// The external KMS: the same envelope (master key and NATS key store).
+	master, err := os.ReadFile(c.keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(master)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := natsjs.Connect(ctx, c.url, natsjs.ConnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	keys, err := natsjs.OpenKeyStore(ctx, conn, natsjs.KeyStoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := envelope.New(mk, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idsrc := idsource.Random{Clock: clock.System{}}
+	in := domain.NewInstanceID(idsrc.NewULID())
+	key := domain.NewKeyID(idsrc.NewULID())
+	if err := env.CreateDataKey(ctx, string(in)); err != nil {
+		t.Fatal(err)
+	}
+	stream := domain.KMSStream(in)
+	at := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	var events []domain.Event
+	add := func(d domain.EventData, sealMaterial *domain.Sealed) {
+		e := domain.Event{ID: idsrc.NewULID(), Stream: stream, Revision: uint64(len(events)), Type: d.EventType(),
+			Schema: domain.SchemaVersion, OccurredAt: at, Account: domain.AccountID(account), Region: "cn-hangzhou", Instance: in}
+		if sealMaterial != nil {
+			m := make([]byte, 32)
+			_, _ = rand.Read(m)
+			s, err := env.Seal(ctx, string(in), domain.Plaintext(m), domain.AssociatedData(e.Account, stream, e.ID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			*sealMaterial = s
+		}
+		e.Data = domain.EncodeData(d)
+		events = append(events, e)
+	}
+	add(&domain.InstanceCreated{Instance: in, Region: "cn-hangzhou", KeyQuota: 10, SecretQuota: 10}, nil)
+	kc := &domain.KeyCreated{Key: key, Description: "from the external KMS", Spec: domain.KeySpecAES256}
+	add(kc, &kc.Material)
+	kr := &domain.KeyRotated{Key: key, Version: 2}
+	add(kr, &kr.Material)
+
+	n, err := bus.NewNATS(c.url, nil, bus.NATSOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	for round := range 2 { // every message twice, the second time in reverse order
+		for i := range events {
+			e := events[i]
+			if round == 1 {
+				e = events[len(events)-1-i]
+			}
+			pe, err := publicevent.FromEvent(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg, err := bus.NewMessage(pe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := n.Publisher.Publish(bus.IngestTopic, msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Wait until either node shows the ingested key with both versions.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := b.CLI(c.tok, "", "kms", "key", "show", string(key), "-o", "json")
+		if r.Code == 0 && strings.Contains(r.Stdout, `"version": 2`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the ingested key never appeared: %s%s", r.Stdout, r.Stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ct := strings.TrimSpace(a.CLI(c.tok, "", "kms", "encrypt", "--key", string(key), "--plaintext", "ingested").Stdout)
+	if got := strings.TrimSpace(b.CLI(c.tok, "", "kms", "decrypt", "--ciphertext", ct).Stdout); got != "ingested" {
+		t.Fatalf("decrypt under the ingested key: %q", got)
+	}
+	l, err := natsjs.Open(ctx, c.url, natsjs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got, err := l.ReadStream(ctx, stream, 0, false, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(events) {
+		t.Fatalf("the log holds %d events of the external instance, want %d (each once)", len(got), len(events))
+	}
+	for i := range got {
+		if got[i].ID != events[i].ID || got[i].Revision != uint64(i) {
+			t.Fatalf("event %d: %s at revision %d, want %s", i, got[i].ID, got[i].Revision, events[i].ID)
+		}
+	}
 }
