@@ -7,28 +7,12 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kmsbackup/kmsbackup/adapters/bus"
 	"github.com/kmsbackup/kmsbackup/projections/publicevent"
 )
-
-// duplicator handles every message twice, as a redelivery would. It is
-// Watermill's middleware.Duplicator, restated: that package pulls in a
-// module (cenkalti/backoff/v5) this module does not require.
-func duplicator(h message.HandlerFunc) message.HandlerFunc {
-	return func(msg *message.Message) ([]*message.Message, error) {
-		first, err := h(msg)
-		if err != nil {
-			return nil, err
-		}
-		second, err := h(msg)
-		if err != nil {
-			return nil, err
-		}
-		return append(first, second...), nil
-	}
-}
 
 // TestConsumersCanDedupeOnTheMessageUUID proves the at-least-once contract
 // is usable: every event reaches a consumer four times (published twice, as
@@ -61,7 +45,7 @@ func TestConsumersCanDedupeOnTheMessageUUID(t *testing.T) {
 			}
 			store[msg.UUID] = ev
 			return nil
-		}).AddMiddleware(duplicator)
+		}).AddMiddleware(middleware.Duplicator)
 
 		go func() { _ = router.Run(t.Context()) }()
 		<-router.Running()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"log/slog"
 	"slices"
 	"strings"
@@ -163,7 +164,7 @@ func ingestScenario(t *testing.T, tr ingestTransport, order func(events []domain
 			t.Fatal(err)
 		}
 		bus.AddIngestHandler(router, sub, ingest, bus.IngestOptions{Logger: logger, RetryDelay: tr.retryDelay}).
-			AddMiddleware(duplicator)
+			AddMiddleware(middleware.Duplicator)
 		running.Go(func() {
 			if err := router.Run(ctx); err != nil {
 				t.Errorf("router: %v", err)
