@@ -32,7 +32,8 @@ type dayFile struct {
 // before any data; the key is not kept anywhere. The file holds the state
 // the day starts from (its full backup) and the day's incrementals, key
 // material in the clear inside the file's encryption. Memory stays flat
-// whatever the size of the day: items and slices are read one at a time.
+// whatever the size of the day: items are read a batch at a time (see
+// backupdata.StateVersionsAt), slices one at a time.
 //
 // Errors: domain.ErrNotFound for an instance the caller cannot see;
 // domain.ErrFailedPrecondition for an expired instance, a day outside the
@@ -72,7 +73,8 @@ func (s *Backups) DownloadDay(ctx context.Context, c Caller, id domain.BackupID,
 }
 
 // planDayFile finds the checkpoints of day d and counts what the file will
-// hold, so that the authenticated header can promise it.
+// hold, so that the authenticated header can promise it: one scan of the
+// item rows (backupdata.CountState) besides the checkpoint records.
 func (s *Backups) planDayFile(b *domain.Backup, d domain.Day) (*dayFile, domain.FileHeader, error) {
 	const op = "download"
 	ref := b.DataRef()
@@ -97,14 +99,14 @@ func (s *Backups) planDayFile(b *domain.Backup, d domain.Day) (*dayFile, domain.
 		}
 		from = lo
 	}
-	records := uint64(1)
-	if err := backupdata.StateAt(s.State, ref, plan.base.Seq, func(it backupdata.Item) error {
-		plan.baseEvents += uint64(it.Versions)
-		return nil
-	}); err != nil {
+	// One scan of the item rows counts the base state's versions and the
+	// keys and secrets of the day (those a restore from it takes).
+	count, err := backupdata.CountState(s.State, ref, plan.base.Seq, lo, hi)
+	if err != nil {
 		return nil, domain.FileHeader{}, err
 	}
-	records += plan.baseEvents
+	plan.baseEvents = count.Versions
+	records := 1 + plan.baseEvents
 	for q := from; q <= hi; q++ {
 		sum, err := backupdata.Checkpoint(s.State, ref, q)
 		if err != nil {
@@ -134,17 +136,7 @@ func (s *Backups) planDayFile(b *domain.Backup, d domain.Day) (*dayFile, domain.
 	}
 	h := domain.FileHeader{FileID: s.IDs.NewULID().String(), Account: b.Account, Source: b.ID, KMSInstance: in,
 		Region: b.Region, Day: d, TimeZone: zone, CreatedAt: s.Clock.Now().UTC(),
-		Checkpoints: 1 + uint64(len(plan.incrementals)), Records: records}
-	if err := backupdata.Within(s.State, ref, lo, hi, func(it backupdata.Item) error {
-		if it.Kind == backupdata.KindKey {
-			h.Keys++
-		} else {
-			h.Secrets++
-		}
-		return nil
-	}); err != nil {
-		return nil, domain.FileHeader{}, err
-	}
+		Checkpoints: 1 + uint64(len(plan.incrementals)), Records: records, Keys: count.Keys, Secrets: count.Secrets}
 	return plan, h, nil
 }
 
@@ -208,15 +200,13 @@ func (s *Backups) writeDayFile(ctx context.Context, b *domain.Backup, plan *dayF
 		domain.Plaintext(at.Data).Wipe()
 		return fw.WriteRecord(buf)
 	}
-	err := backupdata.StateAt(s.State, ref, base.Seq, func(it backupdata.Item) error {
-		vs, err := backupdata.Versions(s.State, ref, it.Kind, it.ID, it.CreateSeq)
-		if err != nil {
-			return err
-		}
+	// Each item with its versions, read in two forward scans (not one
+	// iterator per item).
+	err := backupdata.StateVersionsAt(s.State, ref, base.Seq, func(it backupdata.Item, vs []backupdata.Version) error {
 		if uint32(len(vs)) < it.Versions {
 			return domain.Corruption("backup data %s: %s %s has %d of its %d versions", ref, it.Kind, it.ID, len(vs), it.Versions)
 		}
-		for _, v := range vs[:it.Versions] {
+		for _, v := range vs {
 			at := domain.Event{OccurredAt: v.CreatedAt}
 			if v.Version == 1 {
 				at.OccurredAt = it.CreatedAt

@@ -149,9 +149,15 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 	const op = "upload"
 	var segs []domain.UploadSegment
 	var cur *domain.FileCheckpoint
-	var events []domain.Event
+	// Each event goes into its segment's blob as it arrives, resealed: a
+	// segment is held once, encoded (the checkpoint record gives its count
+	// first), never as decoded events as well.
+	var slice *domain.SliceWriter
 	sink := &uploadSink{
-		begin: func(cp *domain.FileCheckpoint) error { cur, events = cp, events[:0]; return nil },
+		begin: func(cp *domain.FileCheckpoint) error {
+			cur, slice = cp, domain.NewSliceWriter(cp.Events)
+			return nil
+		},
 		event: func(e *domain.Event) error {
 			d, err := e.Decode()
 			if err != nil {
@@ -167,19 +173,20 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 			}
 			cp := *e
 			cp.Data = domain.EncodeData(d)
-			events = append(events, cp)
+			slice.Add(&cp)
 			return nil
 		},
 		end: func() error {
 			seg := domain.UploadSegment{Full: cur.Full, At: cur.At, From: cur.From, Next: cur.Next}
-			if len(events) > 0 {
-				blob := domain.EncodeSlice(events)
+			if slice.Events() > 0 {
+				blob := slice.Bytes()
 				seg.SliceDigest = sha256.Sum256(blob)
 				seg.Slice = fmt.Sprintf("slice-%d-%s", len(segs)+1, s.IDs.NewULID())
 				if err := s.Blobs.PutBlob(ctx, ref, seg.Slice, blob); err != nil {
 					return fmt.Errorf("%s: store data: %w", op, err)
 				}
 			}
+			slice = nil // the blob is stored: let it go before the next segment
 			segs = append(segs, seg)
 			return nil
 		},

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,7 +28,7 @@ import (
 // commands/upload_backup_file.go, the format in docs/backup-file.md),
 // against AES-256-GCM alone on 64 KiB chunks, the format's chunk cipher:
 //
-//	go test -run '^$' -bench 'DownloadDay|UploadDay|RawAESGCM' -benchtime 3x ./test/bench/
+//	go test -run '^$' -bench 'DownloadDay|UploadDay|RawAESGCM|DayStateReads' -benchtime 3x ./test/bench/
 //
 // The day downloaded is built once per size and per test binary (see
 // fileStateOf) and shared by both benchmarks and every -count run (and by
@@ -276,12 +277,16 @@ type uploadPhases struct {
 }
 
 // upload uploads the file at path under key, opening it for each of the
-// upload's two passes, and adds the time of each phase to ph (if not nil).
-func (s *fileState) upload(ctx context.Context, path, key string, ph *uploadPhases) (*domain.Backup, error) {
+// upload's two passes, adds the time of each phase to ph (if not nil), and
+// tells hs (if not nil) when each phase begins.
+func (s *fileState) upload(ctx context.Context, path, key string, ph *uploadPhases, hs *heapSampler) (*domain.Backup, error) {
 	var opened []*os.File
 	start := time.Now()
 	var second, appended time.Time
-	s.onAppend = func() { appended = time.Now() }
+	s.onAppend = func() {
+		appended = time.Now()
+		hs.setPhase(phaseCommit)
+	}
 	defer func() {
 		s.onAppend = nil
 		for _, f := range opened {
@@ -291,6 +296,7 @@ func (s *fileState) upload(ctx context.Context, path, key string, ph *uploadPhas
 	u, err := s.e.backups.UploadBackupFile(ctx, s.e.caller, "bench-upload", key, func() (io.Reader, error) {
 		if len(opened) == 1 {
 			second = time.Now()
+			hs.setPhase(phaseStore)
 		}
 		f, err := os.Open(path)
 		if err != nil {
@@ -350,39 +356,76 @@ func heapNow(sample []metrics.Sample) uint64 {
 }
 
 // heapSampler records the peak of heapObjects, every 5 ms, from its start
-// (after a collection) to its stop.
+// (after a collection) to its stop, and the peak of each phase of the
+// operation (an upload's check, store and commit), as the operation
+// announces them with setPhase.
 type heapSampler struct {
-	base uint64
-	stop chan struct{}
-	done chan uint64
+	base  uint64
+	phase atomic.Int32
+	stop  chan struct{}
+	done  chan [phases]uint64
 }
+
+// The phases of an upload; other operations have only the first.
+const (
+	phaseCheck = iota
+	phaseStore
+	phaseCommit
+	phases
+)
 
 func startHeapSampler() *heapSampler {
 	runtime.GC()
-	s := &heapSampler{base: heapNow([]metrics.Sample{{Name: heapObjects}}), stop: make(chan struct{}), done: make(chan uint64)}
+	s := &heapSampler{base: heapNow([]metrics.Sample{{Name: heapObjects}}), stop: make(chan struct{}), done: make(chan [phases]uint64)}
 	go func() {
 		sample := []metrics.Sample{{Name: heapObjects}}
 		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
-		peak := s.base
+		var peaks [phases]uint64
+		peaks[0] = s.base // the peak starts at the base
 		for {
 			select {
 			case <-s.stop:
-				s.done <- max(peak, heapNow(sample))
+				p := s.phase.Load()
+				peaks[p] = max(peaks[p], heapNow(sample))
+				s.done <- peaks
 				return
 			case <-t.C:
-				peak = max(peak, heapNow(sample))
+				p := s.phase.Load()
+				peaks[p] = max(peaks[p], heapNow(sample))
 			}
 		}
 	}()
 	return s
 }
 
+// setPhase tells s (if not nil) that phase p of the operation begins.
+func (s *heapSampler) setPhase(p int) {
+	if s != nil {
+		s.phase.Store(int32(p))
+	}
+}
+
 // peakMiB stops the sampler and returns the peak above the heap before
 // the operation, in MiB.
 func (s *heapSampler) peakMiB() float64 {
+	all, _ := s.peaksMiB()
+	return all
+}
+
+// peaksMiB stops the sampler and returns the peak above the heap before
+// the operation, and that of each phase (0 for a phase never sampled),
+// in MiB.
+func (s *heapSampler) peaksMiB() (all float64, each [phases]float64) {
 	close(s.stop)
-	return mib(float64(<-s.done - s.base)) // the peak starts at the base
+	peaks := <-s.done
+	for p, v := range peaks {
+		if v > s.base {
+			each[p] = mib(float64(v - s.base))
+		}
+		all = max(all, each[p])
+	}
+	return all, each
 }
 
 // retained runs op once with the collector at fileGOGC and returns the
@@ -390,13 +433,21 @@ func (s *heapSampler) peakMiB() float64 {
 // its peak, whatever the rest of the heap and the allocation rate. It also
 // returns the heap before op (after a collection) and how long op took.
 func retained(op func() error) (kept, before float64, took time.Duration, err error) {
+	kept, _, before, took, err = retainedPhases(func(*heapSampler) error { return op() })
+	return kept, before, took, err
+}
+
+// retainedPhases is retained with the peak of each phase op announces to
+// the sampler it is given.
+func retainedPhases(op func(*heapSampler) error) (kept float64, each [phases]float64, before float64, took time.Duration, err error) {
 	old := debug.SetGCPercent(fileGOGC)
 	defer debug.SetGCPercent(old)
 	s := startHeapSampler()
 	start := time.Now()
-	err = op()
+	err = op(s)
 	took = time.Since(start)
-	return s.peakMiB(), mib(float64(s.base)), took, err
+	kept, each = s.peaksMiB()
+	return kept, each, mib(float64(s.base)), took, err
 }
 
 // ---------------------------------------------------------------------------
@@ -467,7 +518,10 @@ func BenchmarkDownloadDay(b *testing.B) {
 // each segment's events stored as one blob), the upload's events
 // appended, and the wait until both backup read models have applied them
 // (backupdata loads every blob and builds the upload's items, versions and
-// day index). Each upload is deleted after it, untimed.
+// day index). Each upload is deleted after it, untimed. The heap metrics
+// are DownloadDay's; retained-check-MiB, retained-store-MiB and
+// retained-commit-MiB split retained-MiB by phase (the peak above the heap
+// before the upload during each).
 func BenchmarkUploadDay(b *testing.B) {
 	ctx := context.Background()
 	for _, size := range fileSizes {
@@ -492,7 +546,7 @@ func BenchmarkUploadDay(b *testing.B) {
 				b.StopTimer()
 				hs := startHeapSampler()
 				b.StartTimer()
-				u, err := s.upload(ctx, path, key, &ph)
+				u, err := s.upload(ctx, path, key, &ph, nil)
 				b.StopTimer()
 				peak = max(peak, hs.peakMiB())
 				if err != nil {
@@ -504,8 +558,8 @@ func BenchmarkUploadDay(b *testing.B) {
 			b.StopTimer()
 			perOp := b.Elapsed().Seconds() / float64(b.N)
 			var u *domain.Backup
-			kept, before, took, err := retained(func() (err error) {
-				u, err = s.upload(ctx, path, key, nil)
+			kept, each, before, took, err := retainedPhases(func(hs *heapSampler) (err error) {
+				u, err = s.upload(ctx, path, key, nil, hs)
 				return err
 			})
 			if err != nil {
@@ -515,6 +569,9 @@ func BenchmarkUploadDay(b *testing.B) {
 			b.ReportMetric(float64(s.items())/perOp, "items/s")
 			b.ReportMetric(peak, "peak-heap-MiB")
 			b.ReportMetric(kept, "retained-MiB")
+			b.ReportMetric(each[phaseCheck], "retained-check-MiB")
+			b.ReportMetric(each[phaseStore], "retained-store-MiB")
+			b.ReportMetric(each[phaseCommit], "retained-commit-MiB")
 			ops := float64(b.N)
 			b.ReportMetric(ph.check.Seconds()/ops, "check-s/op")
 			b.ReportMetric(ph.store.Seconds()/ops, "store-s/op")
@@ -527,14 +584,21 @@ func BenchmarkUploadDay(b *testing.B) {
 
 // BenchmarkDayStateReads times the read of the state a day's file starts
 // from (every live item at the day's full, with its versions: what
-// DownloadDay reads before opening and writing anything) in three ways, in
+// DownloadDay reads before opening and writing anything) in four ways, in
 // alternating rounds, and reports the median of each:
 //
-//   - per-item: as DownloadDay reads it (writeDayFile): backupdata.StateAt,
-//     and for each item backupdata.Versions, one Pebble iterator per item;
+//   - per-item: as DownloadDay read it before backupdata.StateVersionsAt:
+//     backupdata.StateAt, and for each item backupdata.Versions, one
+//     Pebble iterator per item;
 //   - merged: StateAt into a slice, then every item's versions in one
 //     sequential scan (backupdata.VersionsOf, as Restore reads them);
+//   - streamed: backupdata.StateVersionsAt, as DownloadDay reads it now
+//     (writeDayFile): the rows and the versions in forward scans, a batch
+//     of items at a time, memory flat;
 //   - rows: StateAt alone, the item rows without their versions.
+//
+// It also times backupdata.CountState (count-s), the one scan of the rows
+// with which DownloadDay counts what the file's header promises.
 func BenchmarkDayStateReads(b *testing.B) {
 	for _, size := range fileSizes {
 		b.Run(size.name, func(b *testing.B) {
@@ -552,7 +616,12 @@ func BenchmarkDayStateReads(b *testing.B) {
 			if err != nil || !full.Full {
 				b.Fatalf("the day's first checkpoint: %+v %v", full, err)
 			}
-			var versions [2]int
+			_, hi, _, err := backupdata.DayRange(s.e.store, ref, domain.Day(s.day))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var versions [3]int
+			var count backupdata.StateCount
 			readers := []struct {
 				name string
 				run  func() error
@@ -579,8 +648,19 @@ func BenchmarkDayStateReads(b *testing.B) {
 						return nil
 					})
 				}},
+				{"streamed", func() error {
+					versions[2] = 0
+					return backupdata.StateVersionsAt(s.e.store, ref, full.Seq, func(_ backupdata.Item, vs []backupdata.Version) error {
+						versions[2] += len(vs)
+						return nil
+					})
+				}},
 				{"rows", func() error {
 					return backupdata.StateAt(s.e.store, ref, full.Seq, func(backupdata.Item) error { return nil })
+				}},
+				{"count", func() (err error) {
+					count, err = backupdata.CountState(s.e.store, ref, full.Seq, lo, hi)
+					return err
 				}},
 			}
 			took := make([][]time.Duration, len(readers))
@@ -596,16 +676,21 @@ func BenchmarkDayStateReads(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			if versions[0] != versions[1] || uint64(versions[0]) != s.header.Records-s.header.Checkpoints-fileSliceEvents(s) {
-				b.Fatalf("read %d and %d versions", versions[0], versions[1])
+			if versions[0] != versions[1] || versions[0] != versions[2] || uint64(versions[0]) != s.header.Records-s.header.Checkpoints-fileSliceEvents(s) ||
+				count.Versions != uint64(versions[0]) || count.Keys != s.header.Keys || count.Secrets != s.header.Secrets {
+				b.Fatalf("read %d, %d and %d versions; counted %+v", versions[0], versions[1], versions[2], count)
 			}
 			b.ReportMetric(0, "ns/op")
+			med := make([]time.Duration, len(readers))
 			for j, r := range readers {
-				b.ReportMetric(medianDur(took[j]).Seconds(), r.name+"-s")
+				med[j] = medianDur(took[j])
+				b.ReportMetric(med[j].Seconds(), r.name+"-s")
 			}
-			b.ReportMetric(medianDur(took[0]).Seconds()/medianDur(took[1]).Seconds(), "per-item/merged")
-			b.Logf("%d versions; medians: per-item %s, merged %s, rows %s", versions[0],
-				medianDur(took[0]).Round(time.Millisecond), medianDur(took[1]).Round(time.Millisecond), medianDur(took[2]).Round(time.Millisecond))
+			b.ReportMetric(med[0].Seconds()/med[1].Seconds(), "per-item/merged")
+			b.ReportMetric(med[0].Seconds()/med[2].Seconds(), "per-item/streamed")
+			b.Logf("%d versions; medians: per-item %s, merged %s, streamed %s, rows %s, count %s", versions[0],
+				med[0].Round(time.Millisecond), med[1].Round(time.Millisecond), med[2].Round(time.Millisecond),
+				med[3].Round(time.Millisecond), med[4].Round(time.Millisecond))
 		})
 	}
 }
@@ -709,7 +794,7 @@ func TestFileRoundTripSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ph uploadPhases
-	u, err := s.upload(ctx, path, key, &ph)
+	u, err := s.upload(ctx, path, key, &ph, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
