@@ -20,7 +20,7 @@ func (s *Backups) FinalCheckpoint(ctx context.Context, in *domain.Instance) erro
 		return err
 	}
 	return s.decide(ctx, func() error {
-		_, err := s.TakeCheckpoint(ctx, id, domain.Due{At: s.Clock.Now()})
+		_, err := s.takeCheckpoint(ctx, id, domain.Due{At: s.Clock.Now()}, false)
 		return err
 	})
 }
