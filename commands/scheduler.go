@@ -3,6 +3,9 @@ package commands
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -94,31 +97,63 @@ func (s *Backups) Do(ctx context.Context, w Work) error {
 	return err
 }
 
-// RunDue performs, in time order, every piece of work due at or before
-// until, calling setClock (if not nil) with each one's time first, so that
-// a manual clock shows the time of the work being done. It returns how many
-// pieces it performed.
+// RunDue does, in order, the work due at or before until: one instant at a
+// time, every backup instance due at that instant (setClock, when not nil,
+// is moved to the instant first, as a manual clock's driver does). Each
+// instant is planned with one read of the scheduled instances, not one per
+// piece of work, and each engine works through an instant's pieces from a
+// random place, so that engines sharing a log mostly take different ones
+// (the append still decides when two meet). It returns how many pieces it
+// did (including those another engine took first).
 func (s *Backups) RunDue(ctx context.Context, until time.Time, setClock func(time.Time)) (int, error) {
 	n := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		w, ok, err := s.NextWork()
-		if err != nil {
+		due, err := s.dueFirst(until)
+		if err != nil || len(due) == 0 {
 			return n, err
 		}
-		if !ok || w.At.After(until) {
-			return n, nil
-		}
 		if setClock != nil {
-			setClock(w.At)
+			setClock(due[0].At)
 		}
-		if err := s.Do(ctx, w); err != nil {
-			return n, fmt.Errorf("%s of %s due %s: %w", w.Kind, w.Backup, w.At.Format(time.RFC3339), err)
+		off := rand.IntN(len(due))
+		for i := range due {
+			w := due[(off+i)%len(due)]
+			if err := s.Do(ctx, w); err != nil {
+				return n, fmt.Errorf("%s of %s due %s: %w", w.Kind, w.Backup, w.At.Format(time.RFC3339), err)
+			}
+			n++
 		}
-		n++
 	}
+}
+
+// dueFirst returns the work due at the earliest instant at or before until,
+// every piece of it, with one read of the scheduled instances.
+func (s *Backups) dueFirst(until time.Time) ([]Work, error) {
+	all, err := backupstate.Scheduled(s.State)
+	if err != nil {
+		return nil, err
+	}
+	var out []Work
+	for _, b := range all {
+		w, ok, err := s.nextWork(b)
+		if err != nil {
+			return nil, err
+		}
+		if !ok || w.At.After(until) {
+			continue
+		}
+		switch {
+		case len(out) == 0 || w.At.Equal(out[0].At):
+			out = append(out, w)
+		case w.At.Before(out[0].At):
+			out = append(out[:0], w)
+		}
+	}
+	slices.SortFunc(out, func(a, b Work) int { return strings.Compare(string(a.Backup), string(b.Backup)) })
+	return out, nil
 }
 
 // CatchUp covers a downtime that ended at now: each enabled instance whose

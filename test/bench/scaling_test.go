@@ -234,10 +234,10 @@ func (s *drainState) drain(ctx context.Context, schedulers int) (time.Duration, 
 // BenchmarkSchedulerDrain measures the scheduler working through one
 // five-minute boundary at which every one of B backup instances is due (all
 // in UTC: every instance's windows start at the same instants), each
-// checkpoint empty (the KMS instances have no changes). The scheduler takes
-// work one piece at a time: it plans (Backups.NextWork reads every scheduled
-// backup instance's record to find the earliest due), takes the checkpoint,
-// and plans again. Per boundary it reports the drain time, the time per
+// checkpoint empty (the KMS instances have no changes). The scheduler plans
+// once per instant (one read of every scheduled backup instance's record)
+// and takes that instant's checkpoints from a random place; docs/SCALING.md
+// has the figures from before, when it planned again before each piece. Per boundary it reports the drain time, the time per
 // checkpoint, the planning time alone (NextWork, timed separately, at B) and
 // the attempts that lost the race to another node.
 //
