@@ -1,6 +1,11 @@
 package commands
 
-import "context"
+import (
+	"context"
+	"strings"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+)
 
 // BlobStore keeps a backup instance's own copy of what it backed up: the
 // slices of its checkpoints, resealed under its own data key. Blobs are
@@ -17,4 +22,42 @@ type BlobStore interface {
 	GetBlob(ctx context.Context, ref, name string) ([]byte, error)
 	// DestroyBlobs deletes every blob of ref. Idempotent.
 	DestroyBlobs(ctx context.Context, ref string) error
+}
+
+// Limits every BlobStore keeps (and its conformance suite checks).
+const (
+	MaxBlobSize    = 1 << 30 // bytes in one blob
+	MaxBlobRefLen  = 256     // bytes in a ref
+	MaxBlobNameLen = 1024    // bytes in a name
+)
+
+// CheckBlobRef validates a ref as every BlobStore does: 1 to MaxBlobRefLen
+// bytes, no NUL byte. Errors: domain.ErrInvalidArgument.
+func CheckBlobRef(op, ref string) error {
+	switch {
+	case ref == "":
+		return domain.Invalid(op, "the data ref is empty")
+	case len(ref) > MaxBlobRefLen:
+		return domain.Invalid(op, "the data ref has %d bytes, more than %d", len(ref), MaxBlobRefLen)
+	case strings.IndexByte(ref, 0) >= 0:
+		return domain.Invalid(op, "the data ref %q contains a NUL byte", ref)
+	}
+	return nil
+}
+
+// CheckBlobName validates a ref and a name: the name 1 to MaxBlobNameLen
+// bytes, no NUL byte. Errors: domain.ErrInvalidArgument.
+func CheckBlobName(op, ref, name string) error {
+	if err := CheckBlobRef(op, ref); err != nil {
+		return err
+	}
+	switch {
+	case name == "":
+		return domain.Invalid(op, "the blob name is empty")
+	case len(name) > MaxBlobNameLen:
+		return domain.Invalid(op, "the blob name has %d bytes, more than %d", len(name), MaxBlobNameLen)
+	case strings.IndexByte(name, 0) >= 0:
+		return domain.Invalid(op, "the blob name %q contains a NUL byte", name)
+	}
+	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"strings"
 	"sync"
 
 	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
@@ -52,11 +51,11 @@ const (
 	// and a blob right at the limit should not depend on the exact count.
 	blobAppendMargin = 256
 	// maxBlobSize bounds one blob: GetBlob returns it in one slice.
-	maxBlobSize = 1 << 30
+	maxBlobSize = commands.MaxBlobSize
 	// maxBlobRefLen and maxBlobNameLen bound refs and names (in bytes), as
 	// pebblestore does, and so the stream names.
-	maxBlobRefLen  = 256
-	maxBlobNameLen = 1024
+	maxBlobRefLen  = commands.MaxBlobRefLen
+	maxBlobNameLen = commands.MaxBlobNameLen
 	// blobReadBytes is how many bytes of chunks one read asks for.
 	blobReadBytes = 32 << 20
 	// indexPage is how many index entries one read asks for.
@@ -174,7 +173,7 @@ func blobChunkSize(maxAppend int) (int, error) {
 // generation, where only a later DestroyBlobs removes it: callers stop
 // writing a ref before destroying it.
 func (b *Blobs) PutBlob(ctx context.Context, ref, name string, data []byte) error {
-	if err := checkBlobName(opPutBlob, ref, name); err != nil {
+	if err := commands.CheckBlobName(opPutBlob, ref, name); err != nil {
 		return err
 	}
 	item := blobItem(ref, name)
@@ -408,7 +407,7 @@ func (b *Blobs) register(ctx context.Context, ref, name string, gen uint64, tail
 // when the server fails or the log is closed; ctx.Err() when ctx ends
 // first. Read-only, hence idempotent; safe for concurrent use.
 func (b *Blobs) GetBlob(ctx context.Context, ref, name string) ([]byte, error) {
-	if err := checkBlobName(opGetBlob, ref, name); err != nil {
+	if err := commands.CheckBlobName(opGetBlob, ref, name); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -512,7 +511,7 @@ func (b *Blobs) readBlob(ctx context.Context, ref, name string, gen uint64) ([]b
 // Idempotent: destroying a ref with no blob, or one destroyed before,
 // succeeds. Safe for concurrent use.
 func (b *Blobs) DestroyBlobs(ctx context.Context, ref string) error {
-	if err := checkBlobRef(opDestroyBlobs, ref); err != nil {
+	if err := commands.CheckBlobRef(opDestroyBlobs, ref); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -656,36 +655,6 @@ func indexEntry(eventType string, data []byte) (name string, sealed bool, err er
 		return "", true, nil
 	}
 	return "", false, fmt.Errorf("unexpected event type %q", eventType)
-}
-
-// checkBlobRef validates a ref: 1 to maxBlobRefLen bytes, no NUL byte (as
-// pebblestore, so that both stores take the same refs).
-func checkBlobRef(op, ref string) error {
-	switch {
-	case ref == "":
-		return domain.Invalid(op, "the data ref is empty")
-	case len(ref) > maxBlobRefLen:
-		return domain.Invalid(op, "the data ref has %d bytes, more than %d", len(ref), maxBlobRefLen)
-	case strings.IndexByte(ref, 0) >= 0:
-		return domain.Invalid(op, "the data ref %q contains a NUL byte", ref)
-	}
-	return nil
-}
-
-// checkBlobName validates a ref and a name like checkBlobRef.
-func checkBlobName(op, ref, name string) error {
-	if err := checkBlobRef(op, ref); err != nil {
-		return err
-	}
-	switch {
-	case name == "":
-		return domain.Invalid(op, "the blob name is empty")
-	case len(name) > maxBlobNameLen:
-		return domain.Invalid(op, "the blob name has %d bytes, more than %d", len(name), maxBlobNameLen)
-	case strings.IndexByte(name, 0) >= 0:
-		return domain.Invalid(op, "the blob name %q contains a NUL byte", name)
-	}
-	return nil
 }
 
 // blobItem names a blob in errors: ref and name, never data.

@@ -36,11 +36,11 @@ const (
 	chunksInFlight = 32
 	// maxBlobSize bounds one blob, as in pebblestore: it is read back into
 	// one slice.
-	maxBlobSize = 1 << 30
+	maxBlobSize = commands.MaxBlobSize
 	// maxBlobRefLen and maxBlobNameLen bound refs and names in bytes, as in
 	// pebblestore.
-	maxBlobRefLen  = 256
-	maxBlobNameLen = 1024
+	maxBlobRefLen  = commands.MaxBlobRefLen
+	maxBlobNameLen = commands.MaxBlobNameLen
 	// maxMetaSubjectLen bounds the subject of an object's meta, so that a
 	// publish stays within the server's default max_control_line (4096):
 	// only names with many bytes to escape reach it.
@@ -212,33 +212,11 @@ func metaToken(object string) string {
 	return base64.URLEncoding.EncodeToString([]byte(object))
 }
 
-// checkBlobRef validates a ref as pebblestore does: non-empty, no 0x00, at
-// most maxBlobRefLen bytes.
-func checkBlobRef(op, ref string) error {
-	switch {
-	case ref == "":
-		return domain.Invalid(op, "the data ref is empty")
-	case len(ref) > maxBlobRefLen:
-		return domain.Invalid(op, "the data ref has %d bytes, more than %d", len(ref), maxBlobRefLen)
-	case strings.IndexByte(ref, 0) >= 0:
-		return domain.Invalid(op, "the data ref %q contains a NUL byte", ref)
-	}
-	return nil
-}
-
-// checkBlobName validates a ref and a name like checkBlobRef, and returns
-// the subject of the blob's meta.
-func (b *Blobs) checkBlobName(op, ref, name string) (string, error) {
-	if err := checkBlobRef(op, ref); err != nil {
+// metaSubject validates a ref and a name (commands.CheckBlobName) and
+// returns the subject of the blob's meta.
+func (b *Blobs) metaSubject(op, ref, name string) (string, error) {
+	if err := commands.CheckBlobName(op, ref, name); err != nil {
 		return "", err
-	}
-	switch {
-	case name == "":
-		return "", domain.Invalid(op, "the blob name is empty")
-	case len(name) > maxBlobNameLen:
-		return "", domain.Invalid(op, "the blob name has %d bytes, more than %d", len(name), maxBlobNameLen)
-	case strings.IndexByte(name, 0) >= 0:
-		return "", domain.Invalid(op, "the blob name %q contains a NUL byte", name)
 	}
 	subj := b.metaPrefix + metaToken(objectName(ref, name))
 	if len(subj) > maxMetaSubjectLen {
@@ -375,7 +353,7 @@ func conflict(err error) (refused, transient bool) {
 // bytes); ctx.Err() when ctx has ended. A put concurrent with DestroyBlobs
 // of its ref may land before the destruction or after it.
 func (b *Blobs) PutBlob(ctx context.Context, ref, name string, data []byte) error {
-	metaSubj, err := b.checkBlobName(opPutBlob, ref, name)
+	metaSubj, err := b.metaSubject(opPutBlob, ref, name)
 	if err != nil {
 		return err
 	}
@@ -552,7 +530,7 @@ func (b *Blobs) dropChunks(metaSubj, id string) {
 // answer; ctx.Err() when ctx ends first. Safe for concurrent use;
 // read-only, hence idempotent.
 func (b *Blobs) GetBlob(ctx context.Context, ref, name string) ([]byte, error) {
-	metaSubj, err := b.checkBlobName(opGetBlob, ref, name)
+	metaSubj, err := b.metaSubject(opGetBlob, ref, name)
 	if err != nil {
 		return nil, err
 	}
@@ -671,7 +649,7 @@ func (b *Blobs) readChunks(ctx context.Context, op string, info jsapi.ObjectInfo
 // destruction, so callers stop writing a ref before destroying it.
 // Idempotent: destroying a ref with no blob succeeds.
 func (b *Blobs) DestroyBlobs(ctx context.Context, ref string) error {
-	if err := checkBlobRef(opDestroyBlob, ref); err != nil {
+	if err := commands.CheckBlobRef(opDestroyBlob, ref); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -38,11 +37,11 @@ const (
 	blobChunkSize = 1 << 20
 	// maxBlobSize bounds one blob: it is written in one batch and read back
 	// into one slice.
-	maxBlobSize = 1 << 30
+	maxBlobSize = commands.MaxBlobSize
 	// maxBlobRefLen and maxBlobNameLen bound refs and names (in bytes), and
 	// so the key length.
-	maxBlobRefLen  = 256
-	maxBlobNameLen = 1024
+	maxBlobRefLen  = commands.MaxBlobRefLen
+	maxBlobNameLen = commands.MaxBlobNameLen
 
 	blobHeaderV1  = 1
 	blobHeaderLen = 1 + 8 + 4 + 4 + sha256.Size
@@ -126,36 +125,6 @@ func (h blobHeader) chunkLen(i uint32) int {
 	return int(h.length - uint64(h.chunkSize)*uint64(h.chunks-1))
 }
 
-// checkBlobRef validates a ref: non-empty, no 0x00, at most maxBlobRefLen
-// bytes.
-func checkBlobRef(op, ref string) error {
-	switch {
-	case ref == "":
-		return domain.Invalid(op, "the data ref is empty")
-	case len(ref) > maxBlobRefLen:
-		return domain.Invalid(op, "the data ref has %d bytes, more than %d", len(ref), maxBlobRefLen)
-	case strings.IndexByte(ref, 0) >= 0:
-		return domain.Invalid(op, "the data ref %q contains a NUL byte", ref)
-	}
-	return nil
-}
-
-// checkBlobName validates a ref and a name like checkBlobRef.
-func checkBlobName(op, ref, name string) error {
-	if err := checkBlobRef(op, ref); err != nil {
-		return err
-	}
-	switch {
-	case name == "":
-		return domain.Invalid(op, "the blob name is empty")
-	case len(name) > maxBlobNameLen:
-		return domain.Invalid(op, "the blob name has %d bytes, more than %d", len(name), maxBlobNameLen)
-	case strings.IndexByte(name, 0) >= 0:
-		return domain.Invalid(op, "the blob name %q contains a NUL byte", name)
-	}
-	return nil
-}
-
 // blobItem names a blob in errors: ref and name, never data.
 func blobItem(ref, name string) string { return fmt.Sprintf("%q/%q", ref, name) }
 
@@ -187,7 +156,7 @@ func blobItem(ref, name string) string { return fmt.Sprintf("%q/%q", ref, name) 
 // concurrent with DestroyBlobs of its ref may land before the destruction
 // or after it.
 func (s *Store) PutBlob(ctx context.Context, ref, name string, data []byte) error {
-	if err := checkBlobName(opPutBlob, ref, name); err != nil {
+	if err := commands.CheckBlobName(opPutBlob, ref, name); err != nil {
 		return err
 	}
 	if len(data) > maxBlobSize {
@@ -262,7 +231,7 @@ func (s *Store) PutBlob(ctx context.Context, ref, name string, data []byte) erro
 // acknowledged. (A put that failed may leave a blob visible that a crash
 // then removes.) Read-only, hence idempotent.
 func (s *Store) GetBlob(ctx context.Context, ref, name string) ([]byte, error) {
-	if err := checkBlobName(opGetBlob, ref, name); err != nil {
+	if err := commands.CheckBlobName(opGetBlob, ref, name); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -365,7 +334,7 @@ func (s *Store) GetBlob(ctx context.Context, ref, name string) ([]byte, error) {
 // destroying it. Idempotent: destroying a ref with no blob succeeds. It may
 // take as long as a flush and a compaction of the range.
 func (s *Store) DestroyBlobs(ctx context.Context, ref string) error {
-	if err := checkBlobRef(opDestroyBlob, ref); err != nil {
+	if err := commands.CheckBlobRef(opDestroyBlob, ref); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
