@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -74,8 +75,17 @@ const dekAADPrefix = "kmsbackup/envelope/dek/v1\x00"
 
 // Envelope seals values under per-ref data keys wrapped by a master key. It
 // is safe for concurrent use. Unwrapped keys are cached in memory for the
-// life of the Envelope (or until DestroyDataKey).
+// life of the Envelope (or until DestroyDataKey), or for CacheTTL.
 type Envelope struct {
+	// CacheTTL, when positive, bounds how long an unwrapped key is used
+	// before its record is read from the store again: engines sharing a key
+	// store then stop using a key another engine destroyed within CacheTTL
+	// (and see its new versions). A reload counts like a restart: the seals
+	// reserved but not made are skipped, never reused. Zero keeps keys for
+	// the Envelope's life (one engine owns its store). Set it before first
+	// use.
+	CacheTTL time.Duration
+
 	// RotateAfter is the number of seals after which a ref's current DEK
 	// version is retired and Seal creates the next one (older versions stay
 	// for Open). Zero means DefaultRotateAfter; values above MaxRotateAfter
@@ -107,6 +117,7 @@ type keyState struct {
 	aeads     map[uint32]cipher.AEAD // every version, unwrapped
 	current   uint32                 // the version Seal uses
 	used      uint64                 // seals of current made, or assumed made
+	loadedAt  time.Time              // when it was read from the store
 }
 
 // New returns an Envelope whose data keys are wrapped by master (32 bytes)
@@ -316,6 +327,10 @@ func (e *Envelope) load(op, ref string) (*keyState, error) {
 		return nil, storeError(op, ref, "read", err)
 	}
 	if !ok {
+		// Destroyed (by another engine, if a stale copy was cached).
+		e.mu.Lock()
+		delete(e.keys, ref)
+		e.mu.Unlock()
 		return nil, notFound(op, ref)
 	}
 	k, err := e.unwrap(op, ref, raw)
@@ -328,11 +343,16 @@ func (e *Envelope) load(op, ref string) (*keyState, error) {
 
 func (e *Envelope) cached(ref string) *keyState {
 	e.mu.RLock()
-	defer e.mu.RUnlock()
-	return e.keys[ref]
+	k := e.keys[ref]
+	e.mu.RUnlock()
+	if k != nil && e.CacheTTL > 0 && time.Since(k.loadedAt) > e.CacheTTL {
+		return nil // read the store again
+	}
+	return k
 }
 
 func (e *Envelope) cache(k *keyState) {
+	k.loadedAt = time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.keys[k.ref] = k

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"sync"
 	"testing"
+
+	"github.com/kmsbackup/kmsbackup/domain"
 )
 
 // memStore is an in-memory KeyStore that counts writes and can be told to
@@ -21,7 +23,13 @@ type memStore struct {
 
 func newMemStore() *memStore { return &memStore{records: make(map[string][]byte)} }
 
+// errEmpty is what the real stores answer for an empty ref or record.
+var errEmpty = domain.Invalid("key store", "empty ref or record")
+
 func (s *memStore) GetWrapped(ref string) ([]byte, bool, error) {
+	if ref == "" {
+		return nil, false, errEmpty
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.records[ref]
@@ -29,6 +37,9 @@ func (s *memStore) GetWrapped(ref string) ([]byte, bool, error) {
 }
 
 func (s *memStore) PutWrapped(ref string, wrapped []byte) error {
+	if ref == "" || len(wrapped) == 0 {
+		return errEmpty
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failPut != nil {
@@ -43,6 +54,9 @@ func (s *memStore) PutWrapped(ref string, wrapped []byte) error {
 }
 
 func (s *memStore) DeleteWrapped(ref string) error {
+	if ref == "" {
+		return errEmpty
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failDel != nil {
@@ -117,3 +131,4 @@ func MustEnvelope(tb testing.TB, master []byte, store KeyStore, rotateAfter, chu
 	}
 	return e
 }
+

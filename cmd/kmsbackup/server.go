@@ -33,6 +33,11 @@ import (
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
+// sharedKeyCacheTTL bounds how long a node of a shared log uses a data key
+// before reading it from the shared key store again, so that a key another
+// node destroyed stops working here too.
+const sharedKeyCacheTTL = 10 * time.Second
+
 // Main is the server process: it builds the adapters and use cases from a
 // Config, serves the API, and runs the background loops (projections, the
 // event publisher). End-to-end tests run it in-process.
@@ -108,6 +113,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	env, err := envelope.New(master, m.keys)
 	if err != nil {
 		return fmt.Errorf("set up envelope encryption: %w", err)
+	}
+	if cfg.LogKind() != "pebble" {
+		// Other nodes destroy and rotate data keys too: read them again often.
+		env.CacheTTL = sharedKeyCacheTTL
 	}
 
 	clk, manual, err := m.clock(ctx)
