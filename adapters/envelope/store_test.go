@@ -131,4 +131,3 @@ func MustEnvelope(tb testing.TB, master []byte, store KeyStore, rotateAfter, chu
 	}
 	return e
 }
-
