@@ -173,7 +173,20 @@ func TestTwoNodesShareTheWork(t *testing.T) {
 	}
 	done := make(chan Result, 1)
 	go func() { done <- advance(a, "10h") }()
-	time.Sleep(1500 * time.Millisecond)
+	// Kill a once the shared clock shows it an hour into its advance.
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		now, err := time.Parse(time.RFC3339, str(t, b.MustJSON(tok, "dev", "clock", "show"), "now"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now.Sub(before) >= time.Hour {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a's advance did not get an hour in within a minute (clock at %s)", now)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	a.Kill()
 	<-done
 	b.MustJSON(tok, "kms", "key", "delete", k2)
