@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections"
+	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 	"github.com/kmsbackup/kmsbackup/projections/publicevent"
 )
 
@@ -41,6 +43,13 @@ type KMSIngest struct {
 	// diverged stream apart from a missing predecessor. Every EventLog is
 	// one; leave it nil only in tests.
 	Streams StreamReader
+	// State and Applied, when set (with Streams), are the KMS read model and
+	// its projector: an event is checked against the state its predecessor
+	// left (a rotation of a missing key, a second create, a version out of
+	// order are refused), so that no event the read models cannot apply
+	// reaches the log and stops them.
+	State   projections.Reader
+	Applied Waiter
 }
 
 // Ingest converts e (publicevent.ToEvent) and appends it to its stream at
@@ -82,6 +91,9 @@ func (k *KMSIngest) Ingest(ctx context.Context, pe publicevent.Event) error {
 	}
 	if e.Revision > 0 {
 		if err := k.checkStream(ctx, op, item, e); err != nil {
+			return err
+		}
+		if err := k.checkState(ctx, op, item, e); err != nil {
 			return err
 		}
 	}
@@ -145,4 +157,124 @@ func (k *KMSIngest) explainWrongRevision(ctx context.Context, op, item string, e
 		}
 	}
 	return fmt.Errorf("%s %s: its predecessor is not in the log yet (retry later): %w", op, item, err)
+}
+
+// checkState checks that e follows from the state its predecessor left in
+// the KMS read model (when State, Applied and Streams are set).
+func (k *KMSIngest) checkState(ctx context.Context, op, item string, e domain.Event) error {
+	if k.State == nil || k.Applied == nil || k.Streams == nil {
+		return nil
+	}
+	prev, err := k.Streams.ReadStream(ctx, e.Stream, e.Revision-1, false, 1)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%s %s: read its predecessor: %w", op, item, err)
+	}
+	if len(prev) == 0 || prev[0].Revision != e.Revision-1 {
+		return nil // the predecessor is not in yet: the append fails and is retried
+	}
+	if err := k.Applied.WaitFor(ctx, prev[0].Position); err != nil {
+		return err
+	}
+	d, err := e.Decode()
+	if err != nil {
+		return &domain.Error{Op: op, Kind: domain.ErrInvalidArgument, Item: item, Msg: "the payload does not decode"}
+	}
+	refuse := func(format string, args ...any) error {
+		return &domain.Error{Op: op, Kind: domain.ErrInvalidArgument, Item: item, Msg: fmt.Sprintf(format, args...)}
+	}
+	key := func(id domain.KeyID) (*domain.Key, bool, error) {
+		kk, err := kmsstate.GetKey(k.State, e.Instance, id)
+		if errors.Is(err, domain.ErrNotFound) {
+			return nil, false, nil
+		}
+		return kk, err == nil, err
+	}
+	secret := func(name string) (*domain.Secret, bool, error) {
+		sc, err := kmsstate.GetSecret(k.State, e.Instance, name)
+		if errors.Is(err, domain.ErrNotFound) {
+			return nil, false, nil
+		}
+		return sc, err == nil, err
+	}
+	switch d := d.(type) {
+	case *domain.KeyCreated, *domain.KeyRestored:
+		id := keyOf(d)
+		if _, ok, err := key(id); err != nil || ok {
+			return errOr(err, refuse("key %s already exists in the instance", id))
+		}
+		if r, isRestore := d.(*domain.KeyRestored); isRestore && !numbered(len(r.Versions), func(i int) uint32 { return r.Versions[i].Version }) {
+			return refuse("a restored key's versions must be 1 to n, in order")
+		}
+	case *domain.KeyRotated:
+		kk, ok, err := key(d.Key)
+		if err != nil || !ok {
+			return errOr(err, refuse("key %s does not exist in the instance", d.Key))
+		}
+		if d.Version != uint32(len(kk.Versions))+1 {
+			return refuse("key %s has %d versions: the next is %d, not %d", d.Key, len(kk.Versions), len(kk.Versions)+1, d.Version)
+		}
+	case *domain.KeyDeleted:
+		if _, ok, err := key(d.Key); err != nil || !ok {
+			return errOr(err, refuse("key %s does not exist in the instance", d.Key))
+		}
+	case *domain.SecretCreated, *domain.SecretRestored:
+		name := secretOf(d)
+		if _, ok, err := secret(name); err != nil || ok {
+			return errOr(err, refuse("secret %s already exists in the instance", name))
+		}
+		if r, isRestore := d.(*domain.SecretRestored); isRestore && !numbered(len(r.Versions), func(i int) uint32 { return r.Versions[i].Version }) {
+			return refuse("a restored secret's versions must be 1 to n, in order")
+		}
+	case *domain.SecretRotated:
+		sc, ok, err := secret(d.Name)
+		if err != nil || !ok {
+			return errOr(err, refuse("secret %s does not exist in the instance", d.Name))
+		}
+		if d.Version != uint32(len(sc.Versions))+1 {
+			return refuse("secret %s has %d versions: the next is %d, not %d", d.Name, len(sc.Versions), len(sc.Versions)+1, d.Version)
+		}
+	case *domain.SecretDeleted:
+		if _, ok, err := secret(d.Name); err != nil || !ok {
+			return errOr(err, refuse("secret %s does not exist in the instance", d.Name))
+		}
+	}
+	return nil
+}
+
+func keyOf(d domain.EventData) domain.KeyID {
+	if c, ok := d.(*domain.KeyCreated); ok {
+		return c.Key
+	}
+	return d.(*domain.KeyRestored).Key
+}
+
+func secretOf(d domain.EventData) string {
+	if c, ok := d.(*domain.SecretCreated); ok {
+		return c.Name
+	}
+	return d.(*domain.SecretRestored).Name
+}
+
+// numbered reports whether n versions are numbered 1 to n in order.
+func numbered(n int, version func(int) uint32) bool {
+	if n == 0 {
+		return false
+	}
+	for i := range n {
+		if version(i) != uint32(i)+1 {
+			return false
+		}
+	}
+	return true
+}
+
+// errOr returns err if there is one, else refusal.
+func errOr(err, refusal error) error {
+	if err != nil {
+		return err
+	}
+	return refusal
 }

@@ -29,7 +29,7 @@ func (e *eventStream) Healthy() error {
 // startEvents starts the bus (Watermill's in-process GoChannel, or NATS
 // JetStream shared by the nodes) and the loop that publishes every appended
 // event on it; on NATS it also ingests KMS events an external KMS publishes.
-func (m *Main) startEvents(ctx context.Context) (*eventStream, error) {
+func (m *Main) startEvents(ctx context.Context, kmsApplied commands.Waiter) (*eventStream, error) {
 	var pub message.Publisher
 	var sub message.Subscriber
 	switch m.Config.BusKind() {
@@ -41,7 +41,7 @@ func (m *Main) startEvents(ctx context.Context) (*eventStream, error) {
 		m.closers = append(m.closers, n.Close)
 		m.health = append(m.health, healthCheck{"bus (NATS JetStream)", n.Ping})
 		pub, sub = n.Publisher, n.Subscriber
-		if err := m.startIngest(ctx, n); err != nil {
+		if err := m.startIngest(ctx, n, kmsApplied); err != nil {
 			return nil, err
 		}
 	default:
@@ -72,7 +72,7 @@ func (m *Main) startEvents(ctx context.Context) (*eventStream, error) {
 // startIngest runs the consumer of the ingest topic: KMS events an external
 // KMS publishes (docs/events.md) are appended to the log at their
 // revisions, once, however often they are delivered.
-func (m *Main) startIngest(ctx context.Context, n *bus.NATS) error {
+func (m *Main) startIngest(ctx context.Context, n *bus.NATS, kmsApplied commands.Waiter) error {
 	sub, err := n.NewIngestSubscriber("")
 	if err != nil {
 		return fmt.Errorf("subscribe to the ingest topic: %w", err)
@@ -81,7 +81,7 @@ func (m *Main) startIngest(ctx context.Context, n *bus.NATS) error {
 	if err != nil {
 		return fmt.Errorf("ingest router: %w", err)
 	}
-	ingest := &commands.KMSIngest{Log: m.log, Streams: m.log}
+	ingest := &commands.KMSIngest{Log: m.log, Streams: m.log, State: m.store, Applied: kmsApplied}
 	bus.AddIngestHandler(router, sub, ingest.Ingest, bus.IngestOptions{Logger: m.Logger})
 	m.closers = append(m.closers, router.Close)
 	m.background(ctx, "KMS event ingest", router.Run)

@@ -180,7 +180,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}
 
-	events, err := m.startEvents(runCtx)
+	events, err := m.startEvents(runCtx, projector)
 	if err != nil {
 		return err
 	}
