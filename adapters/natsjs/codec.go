@@ -1,29 +1,16 @@
 package natsjs
 
 import (
-	"encoding/binary"
-	"math"
+	"fmt"
 	"strings"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/domain/wire"
 )
 
-// Event message payload, format version 1 (the message's stream sequence
-// is the event's position; its subject is the event stream's subject):
-//
-//	byte     format version (1)
-//	8 bytes  stream revision, big-endian (fixed width, so that the head of
-//	         a stream is read without decoding the rest)
-//	16 bytes event ID
-//	string   stream          (uvarint length + bytes, as wire.Writer.String)
-//	string   type
-//	uvarint  schema
-//	uvarint  occurred-at, Unix nanoseconds (0 = zero time), as wire.Writer.Time
-//	string   account
-//	string   region
-//	string   instance
-//	bytes    data            (uvarint length + bytes)
+// An event is the payload of a message whose stream sequence is its
+// position and whose subject is its stream's, in the record format of
+// domain.AppendEventRecord (revision at a fixed offset).
 //
 // Event-ID marker payload, format version 1 (one marker per event, on the
 // subject <prefix>.id.<event ID>; the marker and its event are in the same
@@ -36,76 +23,33 @@ import (
 //
 // A reader rejects any other format version, and any payload with missing
 // or trailing bytes, as corruption.
-const (
-	recordV1  byte = 1
-	markerV1  byte = 1
-	revOffset      = 1
-	idOffset       = revOffset + 8
-	headerLen      = idOffset + 16
-)
+const markerV1 byte = 1
 
 // appendRecord appends e's payload with revision rev to dst.
 func appendRecord(dst []byte, e *domain.Event, rev uint64) []byte {
-	w := wire.Writer{B: dst}
-	w.B = append(w.B, recordV1)
-	w.Uint64(rev)
-	w.Fixed(e.ID[:])
-	w.String(e.Stream)
-	w.String(e.Type)
-	w.Uvarint(uint64(e.Schema))
-	w.Time(e.OccurredAt)
-	w.String(string(e.Account))
-	w.String(e.Region)
-	w.String(string(e.Instance))
-	w.Bytes(e.Data)
-	return w.B
+	return domain.AppendEventRecord(dst, e, rev)
 }
 
 // recordSize bounds the length of e's payload.
-func recordSize(e *domain.Event) int {
-	// headerLen, six length prefixes, schema and time varints: 64 is ample.
-	return headerLen + 64 + len(e.Stream) + len(e.Type) + len(e.Account) + len(e.Region) + len(e.Instance) + len(e.Data)
-}
+func recordSize(e *domain.Event) int { return domain.EventRecordSize(e) }
 
-// decodeRecord decodes the event stored at position pos. Malformed bytes
-// are a corruption error naming the position, never the bytes.
+// decodeRecord decodes the event stored at position pos.
 func decodeRecord(pos uint64, v []byte) (domain.Event, error) {
-	if len(v) < headerLen {
-		return domain.Event{}, domain.Corruption("jetstream: event at position %d: payload of %d bytes is too short", pos, len(v))
+	e, err := domain.DecodeEventRecord(pos, v)
+	if err != nil {
+		return domain.Event{}, fmt.Errorf("jetstream: %w", err)
 	}
-	if v[0] != recordV1 {
-		return domain.Event{}, domain.Corruption("jetstream: event at position %d: unknown payload format %d", pos, v[0])
-	}
-	r := wire.Reader{B: v[1:]}
-	var e domain.Event
-	e.Position = pos
-	e.Revision = r.Uint64()
-	r.Fixed(e.ID[:])
-	e.Stream = r.String()
-	e.Type = r.String()
-	schema := r.Uvarint()
-	e.OccurredAt = r.Time()
-	e.Account = domain.AccountID(r.String())
-	e.Region = r.String()
-	e.Instance = domain.InstanceID(r.String())
-	e.Data = r.Bytes()
-	if err := r.Done(); err != nil {
-		return domain.Event{}, domain.Corruption("jetstream: event at position %d: %v", pos, err)
-	}
-	if schema > math.MaxUint16 {
-		return domain.Event{}, domain.Corruption("jetstream: event at position %d: schema %d out of range", pos, schema)
-	}
-	e.Schema = uint16(schema)
 	return e, nil
 }
 
 // recordRevision reads the revision of an event payload without decoding
 // the rest.
 func recordRevision(pos uint64, v []byte) (uint64, error) {
-	if len(v) < headerLen || v[0] != recordV1 {
-		return 0, domain.Corruption("jetstream: event at position %d: bad payload header", pos)
+	rev, _, _, err := domain.EventRecordHeader(pos, v)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream: %w", err)
 	}
-	return binary.BigEndian.Uint64(v[revOffset:]), nil
+	return rev, nil
 }
 
 // marker is what an event-ID marker says about its event.

@@ -2,7 +2,6 @@ package natsjs
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -246,7 +245,7 @@ func (l *Log) groupMsgs(group []*pending, id string) ([]*nats.Msg, []uint64) {
 			expect = p.prev.seq
 		}
 		for i, rec := range p.b.recs {
-			binary.BigEndian.PutUint64(rec[revOffset:], firstRevs[g]+uint64(i))
+			domain.SetEventRecordRevision(rec, firstRevs[g]+uint64(i))
 			e := ""
 			if i == 0 {
 				e = strconv.FormatUint(expect, 10)

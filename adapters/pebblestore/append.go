@@ -119,8 +119,7 @@ func newAppendReq(ctx context.Context, stream string, expected domain.ExpectedRe
 			return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream,
 				Msg: fmt.Sprintf("event %d has a zero event ID", i)}
 		}
-		// headerLen, six length prefixes, schema and time varints: 64 is ample.
-		size += headerLen + 64 + len(e.Stream) + len(e.Type) + len(e.Account) + len(e.Region) + len(e.Instance) + len(e.Data)
+		size += domain.EventRecordSize(e)
 	}
 	ids := make([]domain.EventID, len(events))
 	for i := range events {
