@@ -73,12 +73,7 @@ type BlobsOptions struct {
 }
 
 func (o BlobsOptions) withDefaults() BlobsOptions {
-	if o.Bucket == "" {
-		o.Bucket = DefaultBlobBucket
-	}
-	if o.Replicas == 0 {
-		o.Replicas = 1
-	}
+	o.Bucket, o.Replicas = bucketDefaults(o.Bucket, DefaultBlobBucket, o.Replicas)
 	return o
 }
 
@@ -86,14 +81,7 @@ func (o BlobsOptions) withDefaults() BlobsOptions {
 // Each wraps domain.ErrInvalidArgument.
 func (o BlobsOptions) Validate() error {
 	o = o.withDefaults()
-	var errs []error
-	if !validBucket(o.Bucket) {
-		errs = append(errs, domain.Invalid("jetstream blob store options", "bucket name %q must be 1 to %d letters, digits, '-' or '_'", o.Bucket, maxBucketLen))
-	}
-	if o.Replicas < 1 || o.Replicas > 5 {
-		errs = append(errs, domain.Invalid("jetstream blob store options", "replicas must be 1 to 5, got %d", o.Replicas))
-	}
-	return errors.Join(errs...)
+	return validateBucket("jetstream blob store options", o.Bucket, o.Replicas)
 }
 
 // Blobs is the blob store (commands.BlobStore) on one JetStream object

@@ -145,3 +145,28 @@ func validBucket(name string) bool {
 // maxBucketLen bounds bucket names (the stream name adds a prefix; stream
 // names may have 255 bytes).
 const maxBucketLen = 200
+
+// bucketDefaults fills in a store's bucket options: the default bucket
+// name, and one replica.
+func bucketDefaults(bucket, def string, replicas int) (string, int) {
+	if bucket == "" {
+		bucket = def
+	}
+	if replicas == 0 {
+		replicas = 1
+	}
+	return bucket, replicas
+}
+
+// validateBucket reports every problem of a store's bucket options, joined;
+// each wraps domain.ErrInvalidArgument. what names the store's options.
+func validateBucket(what, bucket string, replicas int) error {
+	var errs []error
+	if !validBucket(bucket) {
+		errs = append(errs, domain.Invalid(what, "bucket name %q must be 1 to %d letters, digits, '-' or '_'", bucket, maxBucketLen))
+	}
+	if replicas < 1 || replicas > 5 {
+		errs = append(errs, domain.Invalid(what, "replicas must be 1 to 5, got %d", replicas))
+	}
+	return errors.Join(errs...)
+}

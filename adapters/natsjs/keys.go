@@ -53,12 +53,7 @@ type KeyStoreOptions struct {
 }
 
 func (o KeyStoreOptions) withDefaults() KeyStoreOptions {
-	if o.Bucket == "" {
-		o.Bucket = DefaultKeyBucket
-	}
-	if o.Replicas == 0 {
-		o.Replicas = 1
-	}
+	o.Bucket, o.Replicas = bucketDefaults(o.Bucket, DefaultKeyBucket, o.Replicas)
 	return o
 }
 
@@ -66,14 +61,7 @@ func (o KeyStoreOptions) withDefaults() KeyStoreOptions {
 // Each wraps domain.ErrInvalidArgument.
 func (o KeyStoreOptions) Validate() error {
 	o = o.withDefaults()
-	var errs []error
-	if !validBucket(o.Bucket) {
-		errs = append(errs, domain.Invalid("jetstream key store options", "bucket name %q must be 1 to %d letters, digits, '-' or '_'", o.Bucket, maxBucketLen))
-	}
-	if o.Replicas < 1 || o.Replicas > 5 {
-		errs = append(errs, domain.Invalid("jetstream key store options", "replicas must be 1 to 5, got %d", o.Replicas))
-	}
-	return errors.Join(errs...)
+	return validateBucket("jetstream key store options", o.Bucket, o.Replicas)
 }
 
 // KeyStore keeps the envelope's wrapped data-key records (it implements
