@@ -49,33 +49,14 @@ func termFlag(term string) error {
 }
 
 func newBackupListCmd(a *app) *cobra.Command {
-	var page pageFlags
-	cmd := &cobra.Command{
-		Use:   "list",
+	return newPagedListCmd(a, &cobra.Command{
 		Short: "List backup instances: kind, binding, viewable days, expiry, state and last backups",
 		Long: `List the account's backup instances: the free default one of each region
 (created with the region's first KMS instance) and the provisioned ones.`,
 		Example: `  kmsbackup backup-instance list
   kmsbackup backup-instance list -o id
   kmsbackup backup-instance list --page-size 20 --page-token TOKEN -o json`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := page.validate(cmd); err != nil {
-				return err
-			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			l, err := c.ListBackupInstances(cmd.Context(), page.size, page.token)
-			if err != nil {
-				return err
-			}
-			return renderList(a, l, backupHeader, backupRow)
-		},
-	}
-	page.register(cmd)
-	return cmd
+	}, (*httpapi.Client).ListBackupInstances, backupHeader, backupRow)
 }
 
 func newBackupShowCmd(a *app) *cobra.Command {

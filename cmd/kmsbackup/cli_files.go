@@ -226,29 +226,10 @@ Pass the key with --key-file to keep it out of your shell history.`,
 }
 
 func newUploadListCmd(a *app) *cobra.Command {
-	var page pageFlags
-	cmd := &cobra.Command{
-		Use:     "list",
+	return newPagedListCmd(a, &cobra.Command{
 		Short:   "List uploads",
 		Example: "  kmsbackup upload list\n  kmsbackup upload list -o id",
-		Args:    noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := page.validate(cmd); err != nil {
-				return err
-			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			l, err := c.ListUploads(cmd.Context(), page.size, page.token)
-			if err != nil {
-				return err
-			}
-			return renderList(a, l, uploadHeader, uploadRow)
-		},
-	}
-	page.register(cmd)
-	return cmd
+	}, (*httpapi.Client).ListUploads, uploadHeader, uploadRow)
 }
 
 func newUploadDeleteCmd(a *app) *cobra.Command {

@@ -174,3 +174,29 @@ func newItemListCmd[T any](a *app, noun, short string,
 	page.register(cmd)
 	return cmd
 }
+
+// newPagedListCmd builds an account-wide, paged list command ("list" with
+// --page-size and --page-token); cmd gives its texts, list is a client
+// method such as (*httpapi.Client).ListInstances.
+func newPagedListCmd[T any](a *app, cmd *cobra.Command,
+	list func(c *httpapi.Client, ctx context.Context, size int, token string) (httpapi.List[T], error),
+	header []string, row func(T) []string) *cobra.Command {
+	var page pageFlags
+	cmd.Use, cmd.Args = "list", noArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := page.validate(cmd); err != nil {
+			return err
+		}
+		c, err := a.client(cmd)
+		if err != nil {
+			return err
+		}
+		l, err := list(c, cmd.Context(), page.size, page.token)
+		if err != nil {
+			return err
+		}
+		return renderList(a, l, header, row)
+	}
+	page.register(cmd)
+	return cmd
+}

@@ -69,30 +69,11 @@ its quotas bound how many it holds (the server's defaults when omitted).`,
 }
 
 func newInstanceListCmd(a *app) *cobra.Command {
-	var page pageFlags
-	cmd := &cobra.Command{
-		Use:   "list",
+	return newPagedListCmd(a, &cobra.Command{
 		Short: "List KMS instances",
 		Example: `  kmsbackup kms instance list
   kmsbackup kms instance list --page-size 20 --page-token TOKEN -o json`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := page.validate(cmd); err != nil {
-				return err
-			}
-			c, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			l, err := c.ListInstances(cmd.Context(), page.size, page.token)
-			if err != nil {
-				return err
-			}
-			return renderList(a, l, instanceHeader, instanceRow)
-		},
-	}
-	page.register(cmd)
-	return cmd
+	}, (*httpapi.Client).ListInstances, instanceHeader, instanceRow)
 }
 
 func newInstanceShowCmd(a *app) *cobra.Command {
