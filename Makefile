@@ -5,7 +5,7 @@ PKGS  := ./...
 DATA  ?= ./data
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: run build test test-short lint bench fuzz tidy clean
+.PHONY: run build test test-short lint chromium screenshots bench fuzz tidy clean
 
 ## run: start the server in --dev mode on the embedded store (./data); ARGS="..." adds flags
 run:
@@ -15,12 +15,20 @@ run:
 build:
 	$(GO) build -o bin/kmsbackup ./cmd/kmsbackup
 
-## test: lint, then every test (unit, conformance, crash, end to end), with the race detector
-test: lint
+## test: lint, then every test (unit, conformance, crash, end to end, the console in
+## headless Chromium), with the race detector
+test: lint chromium
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
+## chromium: install Debian's Chromium for the console's browser tests when it is missing
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		echo "installing chromium for the browser tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
 ## test-short: every test without the race detector (faster)
-test-short:
+test-short: chromium
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 
 ## lint: gofmt, go vet, and the architecture rules of DESIGN.md
@@ -29,6 +37,10 @@ lint:
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) test -count=1 ./test/archtest
+
+## screenshots: remake the console screenshots in docs/img (the console tour in Chromium)
+screenshots: chromium
+	KMSBACKUP_SCREENSHOTS=$(CURDIR)/docs/img $(GO) test -count=1 -run TestConsoleTour ./test/e2e
 
 ## bench: the benchmarks recorded in docs/BENCHMARKS.md
 bench:

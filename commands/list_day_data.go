@@ -38,16 +38,11 @@ func (s *Backups) viewableDay(c Caller, op string, id domain.BackupID, day strin
 	}
 	today := s.today(loc)
 	if b.EnabledDay == "" || !domain.Viewable(b.EnabledDay, d, today, b.ViewableDays) {
-		first := "nothing yet"
-		if b.EnabledDay != "" {
-			first = string(b.EnabledDay)
-			if from := today.AddDays(1 - b.ViewableDays); from > b.EnabledDay {
-				first = string(from)
-			}
+		hint := "nothing of " + string(b.ID) + " is viewable yet"
+		if first, last, ok := domain.ViewableWindow(b.EnabledDay, today, b.ViewableDays); ok {
+			hint = "viewable days of " + string(b.ID) + ": from " + string(first) + " to " + string(last)
 		}
-		return nil, "", domain.Errorf(domain.ErrFailedPrecondition, op, string(d),
-			"viewable days of "+string(b.ID)+": from "+first+" to "+string(today),
-			"day is not viewable")
+		return nil, "", domain.Errorf(domain.ErrFailedPrecondition, op, string(d), hint, "day is not viewable")
 	}
 	return b, d, nil
 }

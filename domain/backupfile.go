@@ -37,6 +37,11 @@ type FileHeader struct {
 	Records     uint64 // every record in the payload
 }
 
+// FileName is the name a downloaded file is offered under.
+func (h FileHeader) FileName() string {
+	return "kmsbackup-" + string(h.Source) + "-" + string(h.Day) + ".kmsbk"
+}
+
 // FormatDataKey is the text form of a data key, shown to the user once:
 // "kbk1_" and the 32 bytes in unpadded base64url.
 func FormatDataKey(k Plaintext) string {

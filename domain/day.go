@@ -55,3 +55,18 @@ func Viewable(enabled, d, today Day, viewableDays int) bool {
 
 // AddDays is the day n days after d (before, for negative n).
 func (d Day) AddDays(n int) Day { return Day(d.date().AddDate(0, 0, n).Format(dayLayout)) }
+
+// ViewableWindow is the range of days viewable on day today for an instance
+// enabled on day enabled with viewableDays days: from first to last
+// inclusive. ok is false when no day is viewable (nothing enabled yet, or
+// today before the enabled day).
+func ViewableWindow(enabled, today Day, viewableDays int) (first, last Day, ok bool) {
+	if enabled == "" || today < enabled || viewableDays < 1 {
+		return "", "", false
+	}
+	first = today.AddDays(1 - viewableDays)
+	if first < enabled {
+		first = enabled
+	}
+	return first, today, true
+}

@@ -58,3 +58,23 @@ func TestDays(t *testing.T) {
 		}
 	}
 }
+
+// TestViewableWindowAgreesWithViewable checks the window against the rule
+// day by day, around the worked example.
+func TestViewableWindowAgreesWithViewable(t *testing.T) {
+	enabled := domain.Day("2023-05-01")
+	for _, today := range []domain.Day{"2023-04-30", "2023-05-01", "2023-05-05", "2023-05-20"} {
+		for _, days := range []int{0, 1, 7, 10, 16, 600} {
+			first, last, ok := domain.ViewableWindow(enabled, today, days)
+			for d := domain.Day("2023-04-20"); d <= "2023-05-25"; d = d.AddDays(1) {
+				in := ok && first <= d && d <= last
+				if want := domain.Viewable(enabled, d, today, days); in != want {
+					t.Errorf("today %s, %d days: day %s in window [%s, %s] = %v, Viewable = %v", today, days, d, first, last, in, want)
+				}
+			}
+		}
+	}
+	if _, _, ok := domain.ViewableWindow("", "2023-05-20", 7); ok {
+		t.Error("an instance never enabled has a window")
+	}
+}

@@ -25,11 +25,6 @@ const (
 // otherwise.
 const defaultMaxUpload = 16 << 30
 
-// FileName is the name a downloaded file is offered under.
-func FileName(h domain.FileHeader) string {
-	return fmt.Sprintf("kmsbackup-%s-%s.kmsbk", h.Source, h.Day)
-}
-
 // deferredWriter holds what is written to it until release, so that a
 // download's headers (its data key) can be set after the file's header is
 // made and before any byte is sent.
@@ -64,7 +59,7 @@ func (s *Server) fileRoutes(rt *Router) {
 		_, err := b.DownloadDay(r.Context(), c, backupID(r), req.Day, dw, func(st commands.DownloadStart) error {
 			h := w.Header()
 			h.Set("Content-Type", "application/octet-stream")
-			h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, FileName(st.Header)))
+			h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, st.Header.FileName()))
 			h.Set("Cache-Control", "no-store")
 			h.Set("X-Content-Type-Options", "nosniff")
 			h.Set(HeaderDataKey, st.DataKey)

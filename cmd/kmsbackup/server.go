@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/kmsbackup/kmsbackup/adapters/backupfile"
+	"github.com/kmsbackup/kmsbackup/adapters/console"
 	"github.com/kmsbackup/kmsbackup/adapters/envelope"
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
 	"github.com/kmsbackup/kmsbackup/adapters/ids"
@@ -215,7 +216,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if dc != nil {
 		api.DevClock = dc
 	}
-	m.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)}
+	web := &console.Console{Backups: backups, Restores: restores, KMS: kms, Auth: accounts, Logger: m.Logger,
+		MaxUpload: cfg.MaxUpload, SpoolDir: spool}
+	if dc != nil {
+		web.DevClock = dc
+	}
+	m.closers = append(m.closers, web.Close)
+	m.http = &http.Server{Handler: routes(api.Handler(), web.Handler()), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)}
 
 	if cfg.Dev {
 		if err := m.devSetup(ctx, accounts); err != nil {
@@ -244,6 +252,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			filepath.Join(cfg.DataDir, "master.key"))
 	}
 	return nil
+}
+
+// routes serves the JSON API under /v1/ with the health and metrics
+// endpoints, and the web console at every other path.
+func routes(api, web http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	for _, p := range []string{"/v1/", "/livez", "/readyz", "/metrics"} {
+		mux.Handle(p, api)
+	}
+	mux.Handle("/", web)
+	return mux
 }
 
 // background runs a loop until the server closes; a loop that fails is

@@ -1,0 +1,129 @@
+package console
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
+)
+
+// CookieName is the session cookie: it holds the account token, Secure,
+// HttpOnly and SameSite=Strict, for sessionLifetime.
+const CookieName = "kmsbackup_session"
+
+const sessionLifetime = 12 * time.Hour
+
+// handler is a console handler that runs for a signed-in account.
+type handler func(w http.ResponseWriter, r *http.Request, a commands.Caller)
+
+// session authenticates a request by its cookie. A request without a valid
+// session goes to the sign-in page (and back afterwards, for a page).
+func (c *Console) session(h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var caller commands.Caller
+		ck, err := r.Cookie(CookieName)
+		if err == nil {
+			caller, err = c.Auth.Authenticate(ck.Value)
+		}
+		if err == nil && caller.Account == "" {
+			err = domain.Errorf(domain.ErrUnauthenticated, "sign in", "", "", "not an account token")
+		}
+		if err != nil {
+			next := "/backups"
+			if r.Method == http.MethodGet && !isHTMX(r) {
+				next = r.URL.RequestURI()
+			}
+			to := "/signin?next=" + url.QueryEscape(next)
+			if r.Method != http.MethodGet && !isHTMX(r) {
+				c.renderError(w, r, domain.Errorf(domain.ErrUnauthenticated, "", "", "sign in again, then repeat what you were doing",
+					"your session has ended"))
+				return
+			}
+			redirect(w, r, to)
+			return
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller)), caller)
+	})
+}
+
+func (c *Console) home(w http.ResponseWriter, r *http.Request) {
+	if ck, err := r.Cookie(CookieName); err == nil {
+		if caller, err := c.Auth.Authenticate(ck.Value); err == nil && caller.Account != "" {
+			http.Redirect(w, r, "/backups", http.StatusSeeOther)
+			return
+		}
+	}
+	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+}
+
+type signInView struct {
+	Next string
+	Err  *problem
+}
+
+func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
+	c.render(w, r, http.StatusOK, "signin", "Sign in", signInView{Next: localPath(r.URL.Query().Get("next"), "/backups")})
+}
+
+// signIn checks the token and keeps it in the session cookie. The cookie is
+// always Secure, so a browser keeps it only over HTTPS or on a loopback
+// address: on plain HTTP elsewhere, sign-in says so instead of looping.
+func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
+	v := signInView{Next: localPath(r.PostFormValue("next"), "/backups")}
+	token := strings.TrimSpace(r.PostFormValue("token"))
+	var err error
+	switch {
+	case !secureOrigin(r):
+		err = domain.Errorf(domain.ErrFailedPrecondition, "sign in", "", "serve the console over HTTPS (a TLS-terminating proxy that sets X-Forwarded-Proto: https), or open it on a loopback address",
+			"the console keeps its session in a Secure cookie, which browsers do not store over plain HTTP")
+	case token == "":
+		err = domain.Invalid("sign in", "enter your account token (kmsb_...)")
+	default:
+		var caller commands.Caller
+		caller, err = c.Auth.Authenticate(token)
+		if err == nil && caller.Account == "" {
+			err = domain.Errorf(domain.ErrPermissionDenied, "sign in", "", "sign in with an account token; the admin token manages accounts from the command line",
+				"the console is for one account at a time")
+		}
+		if err != nil && domain.Kind(err) == domain.ErrUnauthenticated {
+			err = domain.Errorf(domain.ErrUnauthenticated, "sign in", "", "check the token; `kmsbackup account create` prints a new account's token",
+				"that token is not valid")
+		}
+	}
+	if err != nil {
+		v.Err = c.describe(r, err)
+		c.render(w, r, errorStatus(err), "signin", "Sign in", v)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: token, Path: "/", MaxAge: int(sessionLifetime / time.Second),
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	redirect(w, r, v.Next)
+}
+
+func (c *Console) signOut(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1,
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	redirect(w, r, "/signin")
+}
+
+// secureOrigin reports whether the browser will keep a Secure cookie from
+// this request: HTTPS (directly or behind a proxy) or a loopback host.
+func secureOrigin(r *http.Request) bool {
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		return true
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
