@@ -102,6 +102,10 @@ func (p *page) dialog(sel, waitFor string) {
 	p.t.Helper()
 	p.run(chromedp.Click(css(sel)), chromedp.WaitVisible(css("#dialog[open] "+waitFor)))
 	p.labelled()
+	// Keyboard users land in the dialog, on its first control.
+	if !get(p, chromedp.Evaluate[bool](`document.getElementById("dialog").contains(document.activeElement)`)) {
+		p.t.Fatal("the focus is not in the dialog it opened")
+	}
 }
 
 // wantText fails unless the element's text contains every fragment.
@@ -432,11 +436,35 @@ func TestConsoleWithoutJavaScript(t *testing.T) {
 		chromedp.SetAttributeValue(css(`#day option[value="2026-05-01"]`), "selected", ""),
 		chromedp.Click(css(".daypicker button")))
 	p.until("#tab-title", "Incremental keys of 2026-05-01")
-	// A dialog's link is a page of its own without JavaScript.
+	// A dialog's link is a page of its own without JavaScript: a restore
+	// goes form, plan, result as three pages.
+	dr := str(t, s.MustJSON(tok, "kms", "instance", "create", "--region", "eu-west-1"), "id")
+	p.open("/backups/" + def + "/data?day=2026-05-02&tab=incremental-keys")
+	p.run(chromedp.Click(css(`a[aria-label="Restore key ` + k2 + `"]`)))
+	p.until("h1", "Restore from "+def)
+	p.run(chromedp.RemoveAttribute(css(`#to_instance option[selected]`), "selected"),
+		chromedp.SetAttributeValue(css(`#to_instance option[value="`+dr+`"]`), "selected", ""),
+		chromedp.RemoveAttribute(css(`#to_region option[selected]`), "selected"),
+		chromedp.SetAttributeValue(css(`#to_region option[value="eu-west-1"]`), "selected", ""),
+		chromedp.Click(css(`main button[type=submit]`)))
+	p.until("h1", "Restore plan")
+	p.wantText("main", "The plan is ready", k2)
+	p.run(chromedp.Click(css(`main button[type=submit]`)))
+	p.until("h1", "Restore applied")
+	p.wantText("#validation", "Passed")
+	if got := str(t, s.MustJSON(tok, "kms", "key", "show", k2, "--region", "eu-west-1"), "instance"); got != dr {
+		t.Fatalf("the key restored without JavaScript is in %s, want %s", got, dr)
+	}
+	// And a download shows its key on a page of its own.
 	p.open("/backups")
 	p.run(chromedp.Click(css(`a[aria-label="Download ` + def + `"]`)))
 	p.until("h1", "Download from")
 	p.wantText("#download-day", "2026-05-02", "2026-05-01")
+	p.run(chromedp.Click(css(`main button[type=submit]`)))
+	p.until("main", "shown only this once")
+	if !strings.HasPrefix(get(p, chromedp.Value(css("#data-key"))), "kbk1_") {
+		t.Fatal("no data key on the download page")
+	}
 }
 
 // TestConsoleTour walks the README's console tour on tidy data and checks
@@ -446,7 +474,7 @@ func TestConsoleTour(t *testing.T) {
 	s := StartServer(t, "", "--clock", "manual", "--clock-start", "2026-05-01T09:30:00Z")
 	tok := s.DevTok
 	inst := str(t, s.MustJSON(tok, "kms", "instance", "create", "--region", "cn-hangzhou"), "id")
-	s.MustJSON(tok, "kms", "instance", "create", "--region", "eu-central-1")
+	eu := str(t, s.MustJSON(tok, "kms", "instance", "create", "--region", "eu-central-1"), "id")
 	pay := str(t, s.MustJSON(tok, "kms", "key", "create", "--instance", inst, "--description", "payments card data"), "id")
 	s.MustJSON(tok, "kms", "key", "create", "--instance", inst, "--description", "session tokens")
 	s.MustJSON(tok, "kms", "secret", "create", "db-password", "--instance", inst, "--key", pay, "--value", "s3cret")
@@ -477,6 +505,16 @@ func TestConsoleTour(t *testing.T) {
 	p.run(chromedp.Click(css(`#dialog button[type=submit]`)), chromedp.WaitVisible(css(`#dialog .ok`)))
 	p.wantText("#dialog", "The plan is ready", "db-password", "planned")
 	p.screenshot("console-restore")
+
+	// Everything of a day, copied into another region.
+	p.open("/backups/" + bkp + "/data?day=2026-05-01")
+	p.dialog(`a[href$="/restore?day=2026-05-01&all=1"]`, "#to_instance")
+	p.wantText("#dialog", "everything")
+	p.run(chromedp.SetValue(css("#to_region"), "eu-central-1"), chromedp.SetValue(css("#to_instance"), eu),
+		chromedp.Click(css(`#dialog button[type=submit]`)), chromedp.WaitVisible(css(`#dialog .ok`)))
+	p.wantText("#dialog", "The plan is ready", pay, "db-password")
+	p.run(chromedp.Click(css(`#dialog button[type=submit]`)), chromedp.WaitVisible(css("#validation")))
+	p.wantText("#dialog", "Restored 4 items", "into "+eu, "Passed")
 
 	// The rest of a row's life: extend, renew, reset with its confirmation.
 	row := "#row-" + bkp
