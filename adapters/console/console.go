@@ -12,6 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
@@ -58,9 +61,13 @@ type Console struct {
 	// Now is the wall clock for session and download expiry (default
 	// time.Now); the dev clock does not move them.
 	Now func() time.Time
+	// Registry, when set, receives kmsbackup_console_requests_total by
+	// route and status code.
+	Registry prometheus.Registerer
 
 	pages     map[string]*template.Template
 	downloads downloads
+	requests  *prometheus.CounterVec
 	once      sync.Once
 }
 
@@ -75,10 +82,10 @@ func (c *Console) Handler() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(staticFS, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(static)))
-	mux.HandleFunc("GET /{$}", c.home)
-	mux.HandleFunc("GET /signin", c.signInPage)
-	mux.HandleFunc("POST /signin", c.signIn)
-	mux.HandleFunc("POST /signout", c.signOut)
+	mux.Handle("GET /{$}", c.count("GET /", http.HandlerFunc(c.home)))
+	mux.Handle("GET /signin", c.count("GET /signin", http.HandlerFunc(c.signInPage)))
+	mux.Handle("POST /signin", c.count("POST /signin", http.HandlerFunc(c.signIn)))
+	mux.Handle("POST /signout", c.count("POST /signout", http.HandlerFunc(c.signOut)))
 	for _, r := range []struct {
 		pattern string
 		h       handler
@@ -107,13 +114,14 @@ func (c *Console) Handler() http.Handler {
 		{"POST /uploads", c.upload},
 		{"POST /dev/clock", c.advanceClock},
 	} {
-		mux.Handle(r.pattern, c.session(r.h))
+		mux.Handle(r.pattern, c.count(r.pattern, c.session(r.h)))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.renderError(w, r, domain.Errorf(domain.ErrNotFound, "", r.URL.Path, "go back to the backup list", "no such page"))
 	})
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c.requests.WithLabelValues("cross-origin", "403").Inc()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusForbidden)
 		_, _ = w.Write([]byte("cross-origin request refused: the console accepts changes only from its own pages\n"))
@@ -140,7 +148,18 @@ func (c *Console) init() {
 		}
 		c.pages = parsePages()
 		c.downloads.now = c.Now
+		c.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kmsbackup_console_requests_total", Help: "Web console requests by route and status code.",
+		}, []string{"route", "code"})
+		if c.Registry != nil {
+			c.Registry.MustRegister(c.requests)
+		}
 	})
+}
+
+// count counts a route's responses by status code.
+func (c *Console) count(route string, next http.Handler) http.Handler {
+	return promhttp.InstrumentHandlerCounter(c.requests.MustCurryWith(prometheus.Labels{"route": route}), next)
 }
 
 // securityHeaders sets what every console response carries: a strict

@@ -217,7 +217,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		api.DevClock = dc
 	}
 	web := &console.Console{Backups: backups, Restores: restores, KMS: kms, Auth: accounts, Logger: m.Logger,
-		MaxUpload: cfg.MaxUpload, SpoolDir: spool}
+		MaxUpload: cfg.MaxUpload, SpoolDir: spool, Registry: reg}
 	if dc != nil {
 		web.DevClock = dc
 	}
@@ -246,7 +246,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cfg.Dev {
 		fmt.Fprintf(m.Stdout, "kmsbackup --dev is listening on http://%s\n\n", m.Addr())
 		fmt.Fprintf(m.Stdout, "  admin token:        %s\n", m.AdminToken)
-		fmt.Fprintf(m.Stdout, "  account dev token:  %s\n\n", m.DevToken)
+		fmt.Fprintf(m.Stdout, "  account dev token:  %s\n", m.DevToken)
+		fmt.Fprintf(m.Stdout, "  web console:        http://%s/ (sign in with the account dev token)\n\n", m.Addr())
 		fmt.Fprintf(m.Stdout, "  export KMSBACKUP_ADDR=http://%s KMSBACKUP_TOKEN=%s\n\n", m.Addr(), m.DevToken)
 		fmt.Fprintf(m.Stdout, "Development mode: the master key is in %s. Do not use --dev in production.\n",
 			filepath.Join(cfg.DataDir, "master.key"))

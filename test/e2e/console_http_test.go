@@ -184,6 +184,11 @@ func TestConsoleHTTP(t *testing.T) {
 	resp, body = w.do("GET", "/static/htmx-2.0.11.min.js", nil)
 	wantStatus(t, "htmx", resp, body, 200, `version:"2.0.11"`)
 
+	// The console's requests are counted, refusals included.
+	resp, body = w.do("GET", "/metrics", nil)
+	wantStatus(t, "metrics", resp, body, 200, `kmsbackup_console_requests_total{code="403",route="cross-origin"} 3`,
+		`kmsbackup_console_requests_total{code="303",route="POST /backups"} 1`)
+
 	// Signing out clears the cookie.
 	resp, _ = w.do("POST", "/signout", nil)
 	if cs := resp.Cookies(); resp.StatusCode != http.StatusSeeOther || len(cs) != 1 || cs[0].MaxAge >= 0 {
