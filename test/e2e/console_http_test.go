@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"html"
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -193,5 +195,68 @@ func TestConsoleHTTP(t *testing.T) {
 	resp, _ = w.do("POST", "/signout", nil)
 	if cs := resp.Cookies(); resp.StatusCode != http.StatusSeeOther || len(cs) != 1 || cs[0].MaxAge >= 0 {
 		t.Fatalf("sign out: %d, cookies %+v", resp.StatusCode, cs)
+	}
+}
+
+// TestConsolePaging pages through a long tab and a long backup list: 50
+// rows a page, a link to the next page and back to the first, every row
+// seen once.
+func TestConsolePaging(t *testing.T) {
+	s := StartServer(t, "", "--clock", "manual", "--clock-start", "2026-05-01T09:30:00Z")
+	tok := s.DevTok
+	inst := str(t, s.MustJSON(tok, "kms", "instance", "create", "--region", "cn-hangzhou"), "id")
+	for i := 0; i < 52; i++ {
+		s.MustJSON(tok, "kms", "key", "create", "--instance", inst)
+		s.MustJSON(tok, "backup-instance", "create", "--region", "cn-hangzhou", "--viewable-days", "7", "--term", "1mo")
+	}
+	var def string
+	for _, b := range items(t, s.MustJSON(tok, "backup-instance", "list", "--page-size", "100")) {
+		if b["kind"] == "default" {
+			def = b["id"].(string)
+		}
+	}
+	s.MustJSON(tok, "backup-instance", "enable", def, "--kms-instance", inst, "--alias", "paging")
+	w := newWeb(t, s)
+	resp, _ := w.do("POST", "/signin", url.Values{"token": {tok}})
+	w.cookie = resp.Cookies()[0].Value
+
+	rows := regexp.MustCompile(`<tr id="row-(bkp_[A-Z0-9]+)"`)
+	keyRows := regexp.MustCompile(`<th scope="row"><code>(key_[A-Z0-9]+)</code>`)
+	next := regexp.MustCompile(`<a href="([^"]+)" rel="next">Next page</a>`)
+	for _, c := range []struct {
+		first string
+		row   *regexp.Regexp
+		want  int
+	}{
+		{"/backups", rows, 53},
+		{"/backups/" + def + "/data?tab=full-keys", keyRows, 52},
+	} {
+		seen := map[string]bool{}
+		path, pages := c.first, 0
+		for path != "" {
+			resp, body := w.do("GET", path, nil)
+			wantStatus(t, path, resp, body, 200)
+			pages++
+			got := c.row.FindAllStringSubmatch(body, -1)
+			if len(got) > 50 {
+				t.Fatalf("%s: %d rows on one page", path, len(got))
+			}
+			for _, m := range got {
+				if seen[m[1]] {
+					t.Fatalf("%s: %s on two pages", c.first, m[1])
+				}
+				seen[m[1]] = true
+			}
+			if pages > 1 && !strings.Contains(body, ">First page</a>") {
+				t.Fatalf("%s: page %d has no link to the first page", c.first, pages)
+			}
+			path = ""
+			if m := next.FindStringSubmatch(body); m != nil {
+				path = html.UnescapeString(m[1])
+			}
+		}
+		if len(seen) != c.want || pages != 2 {
+			t.Fatalf("%s: %d rows on %d pages, want %d on 2", c.first, len(seen), pages, c.want)
+		}
 	}
 }
