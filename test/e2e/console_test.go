@@ -102,6 +102,7 @@ func (p *page) dialog(sel, waitFor string) {
 	p.t.Helper()
 	p.run(chromedp.Click(css(sel)), chromedp.WaitVisible(css("#dialog[open] "+waitFor)))
 	p.labelled()
+	p.accessible("the dialog of " + sel)
 	// Keyboard users land in the dialog, on its first control.
 	if !get(p, chromedp.Evaluate[bool](`document.getElementById("dialog").contains(document.activeElement)`)) {
 		p.t.Fatal("the focus is not in the dialog it opened")
@@ -152,6 +153,38 @@ func (p *page) labelled() {
 		.concat([...document.querySelectorAll("button, a[href]")].filter(e => e.textContent.trim() === "").map(e => e.outerHTML))`))
 	if len(bad) > 0 {
 		p.t.Fatalf("controls without a label or name: %v", bad)
+	}
+}
+
+// axeSource is axe-core (MPL-2.0, testdata/axe-LICENSE.txt), the
+// accessibility engine browsers' developer tools use.
+var axeSource = func() string {
+	b, err := os.ReadFile("testdata/axe-4.14.1.min.js")
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}()
+
+// accessible runs axe-core's WCAG 2.1 A and AA rules on the page as it
+// stands (an open dialog included) and fails on any violation.
+func (p *page) accessible(what string) {
+	p.t.Helper()
+	if !get(p, chromedp.Evaluate[bool](`typeof axe !== "undefined"`)) {
+		get(p, chromedp.Evaluate[chromedp.Void](axeSource+";true"))
+	}
+	type result struct {
+		Passes     int      `json:"passes"`
+		Violations []string `json:"violations"`
+	}
+	r := get(p, chromedp.Evaluate[result](`axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}})
+		.then(r => ({passes: r.passes.length, violations: r.violations.map(v => v.id + " (" + v.impact + "): " + v.help + ": " +
+			v.nodes.slice(0, 3).map(n => n.target.join(" ")).join(", "))}))`, chromedp.EvalAwaitPromise))
+	if r.Passes < 5 {
+		p.t.Fatalf("%s: axe checked only %d rules: it did not run", what, r.Passes)
+	}
+	if len(r.Violations) > 0 {
+		p.t.Errorf("%s: accessibility violations:\n%s", what, strings.Join(r.Violations, "\n"))
 	}
 }
 
@@ -312,6 +345,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	p.run(chromedp.SetValue(css("#download-day"), "2026-05-01"), chromedp.Click(css(`#dialog button[type=submit]`)),
 		chromedp.WaitVisible(css("#data-key")))
 	p.wantText("#dialog", "shown only this once", "cannot be shown again")
+	p.accessible("the data key dialog")
 	dataKey := get(p, chromedp.Value(css("#data-key")))
 	link := get(p, chromedp.AttributeValue(css("#download-file"), "href")).Value
 	if !strings.HasPrefix(dataKey, "kbk1_") {
@@ -340,6 +374,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.SetUploadFiles(css("#upload-file"), []string{file}), chromedp.Click(css(`#dialog button[type=submit]`)),
 		chromedp.WaitVisible(css("#dialog .problem")))
 	p.wantText("#dialog .problem", "cannot be opened with this data key")
+	p.accessible("the upload dialog with its error")
 	if rows := get(p, chromedp.Evaluate[int](`document.querySelectorAll("#backups tbody tr").length`)); rows != 2 {
 		t.Fatalf("%d rows after a refused upload, want 2 (the default and the provisioned instance)", rows)
 	}
@@ -490,13 +525,16 @@ func TestConsoleTour(t *testing.T) {
 
 	p := newPage(t, s, t.TempDir())
 	p.open("/signin")
+	p.accessible("sign-in page")
 	p.run(chromedp.SetValue(css("#token"), tok), chromedp.Submit(css("#token")))
 	p.until("h1", "Backup instances and uploads")
+	p.accessible("backup management page")
 	p.wantText("#row-"+bkp, "payments-prod", "provisioned", "enabled", inst, "30", "2026-05-02 09:40")
 	p.screenshot("console-backups")
 
 	p.open("/backups/" + bkp + "/data?tab=full-keys&day=2026-05-01")
 	p.wantText("#items", pay, "payments card data", "session tokens")
+	p.accessible("data page")
 	p.screenshot("console-data")
 
 	p.open("/backups/" + bkp + "/data?tab=deleted")
@@ -504,6 +542,7 @@ func TestConsoleTour(t *testing.T) {
 	p.dialog(`a[aria-label="Restore secret db-password"]`, "#to_instance")
 	p.run(chromedp.Click(css(`#dialog button[type=submit]`)), chromedp.WaitVisible(css(`#dialog .ok`)))
 	p.wantText("#dialog", "The plan is ready", "db-password", "planned")
+	p.accessible("restore plan dialog")
 	p.screenshot("console-restore")
 
 	// Everything of a day, copied into another region.
