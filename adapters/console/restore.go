@@ -14,6 +14,8 @@ import (
 type restoreView struct {
 	Backup     *domain.Backup
 	Day        string
+	At         string // RFC 3339: a checkpoint of the day; empty for its last
+	Points     []commands.DayCheckpoint
 	Keys       []string
 	Secrets    []string
 	All        bool
@@ -31,7 +33,7 @@ type restoreView struct {
 func readRestore(r *http.Request) restoreView {
 	_ = r.ParseForm()
 	f := r.Form
-	return restoreView{Day: f.Get("day"), Keys: nonEmpty(f["key"]), Secrets: nonEmpty(f["secret"]), All: f.Get("all") != "",
+	return restoreView{Day: f.Get("day"), At: f.Get("at"), Keys: nonEmpty(f["key"]), Secrets: nonEmpty(f["secret"]), All: f.Get("all") != "",
 		ToInstance: f.Get("to_instance"), ToRegion: strings.TrimSpace(f.Get("to_region"))}
 }
 
@@ -55,7 +57,7 @@ func (v *restoreView) request(id domain.BackupID) (commands.RestoreRequest, erro
 	case v.All && (len(v.Keys) > 0 || len(v.Secrets) > 0):
 		return commands.RestoreRequest{}, domain.Invalid(op, "restore everything, or chosen keys and secrets, not both")
 	}
-	return commands.RestoreRequest{From: id, Day: v.Day, Keys: v.Keys, Secrets: v.Secrets, All: v.All,
+	return commands.RestoreRequest{From: id, Day: v.Day, At: v.At, Keys: v.Keys, Secrets: v.Secrets, All: v.All,
 		ToInstance: domain.InstanceID(v.ToInstance), ToRegion: v.ToRegion}, nil
 }
 
@@ -75,6 +77,11 @@ func (c *Console) fill(r *http.Request, a commands.Caller, v *restoreView) error
 	}
 	if v.Day == "" && b.Kind == domain.BackupUpload {
 		v.Day = string(b.UploadDay)
+	}
+	// A day that cannot be viewed offers no points in time; the plan says
+	// why it cannot be restored.
+	if points, err := c.Backups.ListDayCheckpoints(a, b.ID, v.Day); err == nil {
+		v.Points = points
 	}
 	return nil
 }

@@ -555,6 +555,27 @@ func TestConsoleTour(t *testing.T) {
 	p.run(chromedp.Click(css(`#dialog button[type=submit]`)), chromedp.WaitVisible(css("#validation")))
 	p.wantText("#dialog", "Restored 4 items", "into "+eu, "Passed")
 
+	// A point in time: the day's first backup, before the key's rotation.
+	p.open("/backups/" + bkp + "/data?day=2026-05-01&tab=rotated-keys")
+	p.dialog(`a[aria-label="Restore key `+pay+`"]`, "#at")
+	points := get(p, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#at option")].map(o => o.textContent)`))
+	if len(points) < 3 || points[0] != "the day's last backup" || !strings.Contains(points[1], "full backup") {
+		t.Fatalf("points in time offered: %q", points)
+	}
+	p.run(chromedp.SetValue(css("#at"), "2026-05-01T09:30:00Z"), chromedp.Click(css(`#dialog button[type=submit]`)),
+		chromedp.WaitVisible(css(`#dialog .plan-items`)))
+	p.wantText("#dialog", "backup state at 2026-05-01 09:30:00 UTC")
+	if v := get(p, chromedp.Text(css(`#dialog .plan-items tbody td:nth-of-type(2)`))); v != "1" {
+		t.Fatalf("restoring at the first backup offers %s versions of the key, want 1 (it was rotated after)", v)
+	}
+	p.run(chromedp.Click(css(`#dialog [data-close]`)), chromedp.WaitNotVisible(css("#dialog")))
+	p.dialog(`a[aria-label="Restore key `+pay+`"]`, "#at")
+	p.run(chromedp.Click(css(`#dialog button[type=submit]`)), chromedp.WaitVisible(css(`#dialog .plan-items`)))
+	if v := get(p, chromedp.Text(css(`#dialog .plan-items tbody td:nth-of-type(2)`))); v != "2" {
+		t.Fatalf("restoring the day's last backup offers %s versions of the key, want 2", v)
+	}
+	p.run(chromedp.Click(css(`#dialog [data-close]`)), chromedp.WaitNotVisible(css("#dialog")))
+
 	// The rest of a row's life: extend, renew, reset with its confirmation.
 	row := "#row-" + bkp
 	p.open("/backups")
