@@ -299,6 +299,16 @@ func (c *Client) ListDayData(ctx context.Context, id, day, tab string, pageSize 
 	return do[List[DataItem]](ctx, c, "GET", backupPath(id)+"/data", q, nil)
 }
 
+// ListDayCheckpoints lists the checkpoints of a viewable day (day may be
+// empty for an upload), oldest first.
+func (c *Client) ListDayCheckpoints(ctx context.Context, id, day string) (List[Checkpoint], error) {
+	q := url.Values{}
+	if day != "" {
+		q.Set("day", day)
+	}
+	return do[List[Checkpoint]](ctx, c, "GET", backupPath(id)+"/checkpoints", q, nil)
+}
+
 // DiffDays lists the changes between the ends of two viewable days.
 func (c *Client) DiffDays(ctx context.Context, id, from, to string) (List[DiffItem], error) {
 	q := url.Values{}

@@ -140,6 +140,14 @@ func (s *Server) backupRoutes(rt *Router) {
 		}
 		return listView(p, dataItemView), nil
 	})
+	rt.Handle("GET", "/v1/backup-instances/{id}/checkpoints", func(_ http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
+		day := r.URL.Query().Get("day") // optional for an upload, which holds one day
+		cs, err := b.ListDayCheckpoints(c, backupID(r), day)
+		if err != nil {
+			return nil, err
+		}
+		return checkpointsView(cs), nil
+	})
 	rt.Handle("GET", "/v1/backup-instances/{id}/diff", func(_ http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
 		const op = "diff days"
 		from, err := requireQuery(r, op, "from", "a viewable day as YYYY-MM-DD")

@@ -238,6 +238,14 @@ type DataItem struct {
 	KeyID       string    `json:"key_id,omitempty"`      // secrets: the key of the newest version
 }
 
+// Checkpoint is one backup of a day: a point in time a restore can choose
+// (RestoreRequest.At).
+type Checkpoint struct {
+	Seq  uint64 `json:"seq"`
+	At   string `json:"at"`
+	Full bool   `json:"full"`
+}
+
 // DiffItem is one difference between the ends of two days.
 type DiffItem struct {
 	ID       string `json:"id"`
@@ -467,6 +475,14 @@ func dataItemView(it backupdata.Item) DataItem {
 		v.KeyID = it.KeyID
 	}
 	return v
+}
+
+func checkpointsView(cs []commands.DayCheckpoint) List[Checkpoint] {
+	out := List[Checkpoint]{Items: make([]Checkpoint, 0, len(cs))}
+	for _, c := range cs {
+		out.Items = append(out.Items, Checkpoint{Seq: c.Seq, At: c.At.UTC().Format(time.RFC3339), Full: c.Full})
+	}
+	return out
 }
 
 func diffView(cs []backupdata.Change) List[DiffItem] {

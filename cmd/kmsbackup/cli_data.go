@@ -12,6 +12,7 @@ import (
 func newDataCmd(a *app) *cobra.Command {
 	return newGroupCmd("data", "View the backed-up data of a viewable day, and the difference between days",
 		newDataListCmd(a),
+		newDataCheckpointsCmd(a),
 		newDataDiffCmd(a),
 	)
 }
@@ -97,6 +98,41 @@ days up to today. An upload holds one day: leave --day out for it.`,
 	page.register(cmd)
 	_ = cmd.RegisterFlagCompletionFunc("day", cobra.NoFileCompletions)
 	_ = cmd.RegisterFlagCompletionFunc("tab", cobra.FixedCompletions(httpapi.DataTabs(), cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+func newDataCheckpointsCmd(a *app) *cobra.Command {
+	var day string
+	cmd := &cobra.Command{
+		Use:   "checkpoints BACKUP_ID --day YYYY-MM-DD",
+		Short: "List a viewable day's backups: the points in time restore --at can choose",
+		Long: `List the checkpoints of a viewable day, oldest first: its full backup (or,
+on the day of a catch-up, the first checkpoint) and an incremental every 5
+minutes. Pass a checkpoint's time to restore --at to restore the state it
+holds. An upload holds one day: leave --day out for it.`,
+		Example: `  kmsbackup data checkpoints BACKUP_ID --day 2026-05-01
+  kmsbackup restore --from BACKUP_ID --day 2026-05-01 --at 2026-05-01T09:40:00Z --key KEY_ID --to-instance KMS_ID`,
+		Args:              exactArgs("BACKUP_ID"),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if day != "" { // an upload holds one day: it needs none
+				if err := dayFlag("day", day, "the day"); err != nil {
+					return err
+				}
+			}
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			l, err := c.ListDayCheckpoints(cmd.Context(), args[0], day)
+			if err != nil {
+				return err
+			}
+			return renderList(a, l, checkpointHeader, checkpointRow)
+		},
+	}
+	cmd.Flags().StringVar(&day, "day", "", "the day, YYYY-MM-DD in the instance's time zone (required, except for an upload)")
+	_ = cmd.RegisterFlagCompletionFunc("day", cobra.NoFileCompletions)
 	return cmd
 }
 

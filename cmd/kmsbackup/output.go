@@ -380,6 +380,16 @@ func dataRow(it httpapi.DataItem) []string {
 	return []string{it.ID, it.Kind, itoa(it.Versions), fmtTime(it.ChangedAt)}
 }
 
+var checkpointHeader = []string{"SEQ", "AT", "BACKUP"}
+
+func checkpointRow(c httpapi.Checkpoint) []string {
+	kind := "incremental"
+	if c.Full {
+		kind = "full"
+	}
+	return []string{strconv.FormatUint(c.Seq, 10), c.At, kind}
+}
+
 var diffHeader = []string{"ID", "KIND", "CHANGE", "VERSIONS"}
 
 func diffRow(it httpapi.DiffItem) []string {

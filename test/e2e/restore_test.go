@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -137,4 +138,43 @@ func TestRestoreToAnotherRegion(t *testing.T) {
 	if a["digest"] == nil || a["digest"] != b["digest"] || len(items(t, a)) != 4 {
 		t.Fatalf("replay: %v", a)
 	}
+}
+
+// TestRestoreAtAListedCheckpoint lists a day's checkpoints and plans
+// restores at them: the first (the full backup taken on enable, before the
+// key existed) holds nothing, the last holds the key with both versions.
+func TestRestoreAtAListedCheckpoint(t *testing.T) {
+	r := newRestoreSetup(t)
+	s, tok := r.s, r.tok
+	cps := items(t, s.MustJSON(tok, "data", "checkpoints", r.bkp, "--day", r.day))
+	var ats []string
+	for _, c := range cps {
+		ats = append(ats, c["at"].(string))
+	}
+	// Enabled at 09:30 (the full backup), then 09:35 and 09:40.
+	if strings.Join(ats, " ") != "2026-05-01T09:30:00Z 2026-05-01T09:35:00Z 2026-05-01T09:40:00Z" || cps[0]["full"] != true || cps[1]["full"] != false {
+		t.Fatalf("checkpoints of %s: %v", r.day, cps)
+	}
+	table := s.CLI(tok, "", "data", "checkpoints", r.bkp, "--day", r.day)
+	if table.Code != 0 || !strings.Contains(table.Stdout, "full") || !strings.Contains(table.Stdout, "incremental") {
+		t.Fatalf("checkpoints as a table: exit %d\n%s%s", table.Code, table.Stdout, table.Stderr)
+	}
+	dr := str(t, s.MustJSON(tok, "kms", "instance", "create", "--region", "eu-west-1"), "id")
+	planAt := func(at string) map[string]any {
+		res := s.CLI(tok, "", "restore", "--from", r.bkp, "--day", r.day, "--at", at, "--key", r.k1, "--to-instance", dr, "--dry-run", "-o", "json")
+		var v map[string]any
+		if err := json.Unmarshal([]byte(res.Stdout), &v); err != nil {
+			t.Fatalf("restore --at %s: exit %d: %v\n%s", at, res.Code, err, res.Stderr)
+		}
+		return v["plan"].(map[string]any)
+	}
+	last := planAt(ats[2])
+	if its := items(t, last); len(its) != 1 || its[0]["versions"] != float64(2) || len(last["findings"].([]any)) != 0 {
+		t.Fatalf("plan at %s: %v", ats[2], last)
+	}
+	first := planAt(ats[0])
+	if fs := first["findings"].([]any); len(fs) != 1 || fs[0].(map[string]any)["code"] != "item-not-in-backup" {
+		t.Fatalf("plan at %s: %v", ats[0], first)
+	}
+	s.MustFail(tok, 6, []string{"not viewable"}, "data", "checkpoints", r.bkp, "--day", "2026-04-30")
 }
