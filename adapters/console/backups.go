@@ -39,18 +39,19 @@ func actionsFor(b *domain.Backup) []action {
 	download := action{Label: "Download", Href: base + "/download", Dialog: true}
 	extend := action{Label: "Extend", Href: base + "/extend", Dialog: true}
 	renew := action{Label: "Renew", Href: base + "/renew", Dialog: true}
+	verify := action{Label: "Verify", Href: base + "/verify", Dialog: true}
 	provisioned := b.Kind == domain.BackupProvisioned
 	var as []action
 	switch b.State {
 	case domain.StateUploaded:
-		return []action{view, download, {Label: "Delete", Href: base + "/delete", Dialog: true}}
+		return []action{view, download, verify, {Label: "Delete", Href: base + "/delete", Dialog: true}}
 	case domain.StateNotEnabled:
 		as = append(as, action{Label: "Enable", Href: base + "/enable", Dialog: true})
 		if provisioned {
 			as = append(as, extend, renew)
 		}
 	case domain.StateEnabled:
-		as = append(as, view, download)
+		as = append(as, view, download, verify)
 		if provisioned {
 			as = append(as, extend, renew)
 		}

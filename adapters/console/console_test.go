@@ -73,12 +73,12 @@ func TestActionsFollowTheState(t *testing.T) {
 		want  string
 	}{
 		{domain.BackupDefault, domain.StateNotEnabled, "Enable"},
-		{domain.BackupDefault, domain.StateEnabled, "View data,Download,Reset"},
+		{domain.BackupDefault, domain.StateEnabled, "View data,Download,Verify,Reset"},
 		{domain.BackupProvisioned, domain.StateNotEnabled, "Enable,Extend,Renew"},
-		{domain.BackupProvisioned, domain.StateEnabled, "View data,Download,Extend,Renew,Reset"},
+		{domain.BackupProvisioned, domain.StateEnabled, "View data,Download,Verify,Extend,Renew,Reset"},
 		{domain.BackupProvisioned, domain.StateExpired, "Renew"},
 		{domain.BackupProvisioned, domain.StateReleased, ""},
-		{domain.BackupUpload, domain.StateUploaded, "View data,Download,Delete"},
+		{domain.BackupUpload, domain.StateUploaded, "View data,Download,Verify,Delete"},
 	} {
 		if got := labels(&domain.Backup{ID: "bkp_1", Kind: c.kind, State: c.state}); got != c.want {
 			t.Errorf("%s %s offers %q, want %q", c.kind, c.state, got, c.want)
@@ -89,7 +89,7 @@ func TestActionsFollowTheState(t *testing.T) {
 func TestEveryPageParses(t *testing.T) {
 	pages := parsePages()
 	for _, name := range []string{"signin", "error", "backups", "create", "enable", "extend", "renew", "reset", "delete",
-		"data", "restore", "plan", "result", "download", "upload"} {
+		"data", "restore", "plan", "result", "download", "upload", "diff", "verify"} {
 		if pages[name] == nil || pages[name].Lookup("content") == nil || pages[name].Lookup("layout") == nil {
 			t.Errorf("page %s is missing or has no content", name)
 		}

@@ -536,6 +536,14 @@ func TestConsoleTour(t *testing.T) {
 	p.wantText("#items", pay, "payments card data", "session tokens")
 	p.accessible("data page")
 	p.screenshot("console-data")
+	// Another day, then what changed between the two.
+	p.run(chromedp.SetValue(css("#day"), "2026-05-02"))
+	p.until("#tab-title", "Full keys of 2026-05-02")
+	p.run(chromedp.Click(css(`form[action$="/diff"] button`)))
+	p.until("h1", "Changes of "+bkp)
+	p.wantText("h1", "from the end of 2026-05-01 to the end of 2026-05-02")
+	p.wantText("#changes", "deleted", "db-password")
+	p.accessible("changes page")
 
 	p.open("/backups/" + bkp + "/data?tab=deleted")
 	p.wantText("#tab-title", "Deleted of 2026-05-02")
@@ -576,10 +584,17 @@ func TestConsoleTour(t *testing.T) {
 	}
 	p.run(chromedp.Click(css(`#dialog [data-close]`)), chromedp.WaitNotVisible(css("#dialog")))
 
-	// The rest of a row's life: extend, renew, reset with its confirmation.
+	// Verify the whole chain from its row.
 	row := "#row-" + bkp
 	p.open("/backups")
 	p.labelled()
+	p.dialog(`a[aria-label="Verify `+bkp+`"]`, "button[type=submit]")
+	p.run(chromedp.Click(css(`#dialog button[type=submit]`)))
+	p.until("#dialog", "Sound.")
+	p.accessible("the verify result")
+	p.run(chromedp.Click(css(`#dialog [data-close]`)), chromedp.WaitNotVisible(css("#dialog")))
+
+	// The rest of a row's life: extend, renew, reset with its confirmation.
 	p.dialog(`a[aria-label="Extend `+bkp+`"]`, "#viewable_days")
 	// Viewable days never go down: the field says so (min), and the server
 	// too when the field's check is bypassed.
