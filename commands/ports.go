@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -33,6 +34,37 @@ type EventAppender interface {
 	// IDs partly already present, or an event ID already used in another
 	// stream; domain.ErrUnavailable when the log is closed or failing. Safe for concurrent use. Idempotent on event IDs.
 	Append(ctx context.Context, stream string, expected domain.ExpectedRevision, events []domain.Event) (AppendResult, error)
+}
+
+// CheckAppendBatch checks the shape EventAppender.Append requires of a
+// batch, the same for every event log: a stream name, at least one event,
+// every event naming that stream, with a non-zero event ID used once in
+// the batch. Logs add their own limits (sizes, names) after it. Errors:
+// domain.ErrInvalidArgument, naming the stream and the event.
+func CheckAppendBatch(op, stream string, events []domain.Event) error {
+	invalid := func(format string, args ...any) error {
+		return &domain.Error{Op: op, Kind: domain.ErrInvalidArgument, Item: stream, Msg: fmt.Sprintf(format, args...)}
+	}
+	if stream == "" {
+		return domain.Invalid(op, "the stream name is empty")
+	}
+	if len(events) == 0 {
+		return invalid("the batch has no event")
+	}
+	seen := make(map[domain.EventID]struct{}, len(events))
+	for i := range events {
+		e := &events[i]
+		switch _, dup := seen[e.ID]; {
+		case e.Stream != stream:
+			return invalid("event %d (ID %s) names stream %q, not the stream appended to", i, e.ID, e.Stream)
+		case e.ID == (domain.EventID{}):
+			return invalid("event %d has a zero event ID", i)
+		case dup:
+			return invalid("event %d repeats event ID %s within the batch", i, e.ID)
+		}
+		seen[e.ID] = struct{}{}
+	}
+	return nil
 }
 
 // StreamReader reads one stream.

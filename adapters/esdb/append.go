@@ -112,37 +112,27 @@ func (l *Log) prepareAppend(stream string, events []domain.Event) ([]esdbclient.
 	invalid := func(format string, args ...any) error {
 		return &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream, Msg: fmt.Sprintf(format, args...)}
 	}
+	if err := commands.CheckAppendBatch(opAppend, stream, events); err != nil {
+		return nil, err
+	}
 	switch {
-	case stream == "":
-		return nil, domain.Invalid(opAppend, "the stream name is empty")
 	case strings.HasPrefix(stream, "$"):
 		return nil, invalid("streams starting with $ are EventStoreDB's own")
 	case isStoreStream(stream):
 		return nil, invalid("streams starting with %q belong to the key and blob stores, never to the log", storeStreamPrefixes)
 	case !matchesPrefix(stream, l.opts.StreamPrefixes):
 		return nil, invalid("the stream is outside the log's stream prefixes %q: ReadAll and subscriptions would never show it", l.opts.StreamPrefixes)
-	case len(events) == 0:
-		return nil, invalid("the batch has no event")
 	}
-	seen := make(map[domain.EventID]struct{}, len(events))
 	data := make([]esdbclient.EventData, len(events))
 	size := 0
 	for i := range events {
 		e := &events[i]
 		switch {
-		case e.Stream != stream:
-			return nil, invalid("event %d (ID %s) names stream %q, not the stream appended to", i, e.ID, e.Stream)
-		case e.ID == (domain.EventID{}):
-			return nil, invalid("event %d has a zero event ID", i)
 		case e.Type == "":
 			return nil, invalid("event %d (ID %s) has no type", i, e.ID)
 		case strings.HasPrefix(e.Type, "$"):
 			return nil, invalid("event %d (ID %s) has type %q: types starting with $ are EventStoreDB's own", i, e.ID, e.Type)
 		}
-		if _, dup := seen[e.ID]; dup {
-			return nil, invalid("event %d repeats event ID %s within the batch", i, e.ID)
-		}
-		seen[e.ID] = struct{}{}
 		data[i] = toEventData(e)
 		size += appendSize(&data[i])
 	}

@@ -164,8 +164,8 @@ func (l *Log) newBatch(stream string, events []domain.Event) (*batch, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(events) == 0 {
-		return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream, Msg: "the batch has no event"}
+	if err := commands.CheckAppendBatch(opAppend, stream, events); err != nil {
+		return nil, err
 	}
 	if len(events) > MaxBatchEvents {
 		return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream,
@@ -178,22 +178,8 @@ func (l *Log) newBatch(stream string, events []domain.Event) (*batch, error) {
 		limit = int(mp) - headerReserve - len(subject)
 	}
 	size := 0
-	seen := make(map[domain.EventID]struct{}, len(events))
 	for i := range events {
 		e := &events[i]
-		if e.Stream != stream {
-			return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream,
-				Msg: fmt.Sprintf("event %d (ID %s) names stream %q, not the stream appended to", i, e.ID, e.Stream)}
-		}
-		if e.ID == (domain.EventID{}) {
-			return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream,
-				Msg: fmt.Sprintf("event %d has a zero event ID", i)}
-		}
-		if _, dup := seen[e.ID]; dup {
-			return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream,
-				Msg: fmt.Sprintf("event %d repeats event ID %s within the batch", i, e.ID)}
-		}
-		seen[e.ID] = struct{}{}
 		n := recordSize(e)
 		if n > limit {
 			return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream,

@@ -102,38 +102,14 @@ func (s *Store) Append(ctx context.Context, stream string, expected domain.Expec
 // newAppendReq validates an append and encodes its records, in the caller's
 // goroutine so that the writer only assigns revisions and positions.
 func newAppendReq(ctx context.Context, stream string, expected domain.ExpectedRevision, events []domain.Event) (*appendReq, error) {
-	if stream == "" {
-		return nil, domain.Invalid(opAppend, "the stream name is empty")
-	}
-	if len(events) == 0 {
-		return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream, Msg: "the batch has no event"}
+	if err := commands.CheckAppendBatch(opAppend, stream, events); err != nil {
+		return nil, err
 	}
 	size := 0
-	for i := range events {
-		e := &events[i]
-		if e.Stream != stream {
-			return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream,
-				Msg: fmt.Sprintf("event %d (ID %s) names stream %q, not the stream appended to", i, e.ID, e.Stream)}
-		}
-		if e.ID == (domain.EventID{}) {
-			return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream,
-				Msg: fmt.Sprintf("event %d has a zero event ID", i)}
-		}
-		size += domain.EventRecordSize(e)
-	}
 	ids := make([]domain.EventID, len(events))
 	for i := range events {
+		size += domain.EventRecordSize(&events[i])
 		ids[i] = events[i].ID
-	}
-	if len(ids) > 1 {
-		seen := make(map[domain.EventID]struct{}, len(ids))
-		for i, id := range ids {
-			if _, dup := seen[id]; dup {
-				return nil, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream,
-					Msg: fmt.Sprintf("event %d repeats event ID %s within the batch", i, id)}
-			}
-			seen[id] = struct{}{}
-		}
 	}
 	buf := make([]byte, 0, size)
 	ends := make([]int, len(events))
