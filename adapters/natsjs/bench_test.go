@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/test/conformance/eventlog"
 	"github.com/kmsbackup/kmsbackup/test/natsserver"
 )
 
@@ -20,7 +21,7 @@ func BenchmarkAppend(b *testing.B) {
 			stream := fmt.Sprintf("kms-bench-%d", size)
 			batches := make([][]domain.Event, b.N)
 			for i := range batches {
-				batches[i] = testEvents(stream, uint64(i), size)
+				batches[i] = eventlog.Events(stream, uint64(i), size)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -43,7 +44,7 @@ func BenchmarkAppend(b *testing.B) {
 				seed := uint64(g) << 32
 				for pb.Next() {
 					seed++
-					if _, err := l.Append(b.Context(), stream, domain.ExpectAny, testEvents(stream, seed, size)); err != nil {
+					if _, err := l.Append(b.Context(), stream, domain.ExpectAny, eventlog.Events(stream, seed, size)); err != nil {
 						b.Error(err)
 						return
 					}

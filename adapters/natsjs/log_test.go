@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/oklog/ulid/v2"
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -52,33 +51,6 @@ func TestEventLogConformance(t *testing.T) {
 		}
 		return l
 	}, eventlog.Features{ContiguousPositions: false, MaxDataSize: 4 << 20})
-}
-
-var testTime = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// testEvents returns n events of stream with IDs drawn from seed.
-func testEvents(stream string, seed uint64, n int) []domain.Event {
-	var key [32]byte
-	for i := range 8 {
-		key[i] = byte(seed >> (8 * i))
-	}
-	copy(key[8:], stream)
-	entropy := rand.NewChaCha8(key)
-	out := make([]domain.Event, n)
-	for i := range out {
-		out[i] = domain.Event{
-			ID:         ulid.MustNew(ulid.Timestamp(testTime)+uint64(i), entropy),
-			Stream:     stream,
-			Type:       "TestEvent",
-			Schema:     1,
-			OccurredAt: testTime.Add(time.Duration(i) * time.Second),
-			Account:    "acct_test",
-			Region:     "cn-hangzhou",
-			Instance:   "kms_test",
-			Data:       fmt.Appendf(nil, "data %d", i),
-		}
-	}
-	return out
 }
 
 func mustAppend(tb testing.TB, l *Log, stream string, exp domain.ExpectedRevision, evs []domain.Event) commands.AppendResult {
@@ -124,7 +96,7 @@ func TestRaceBetweenLogs(t *testing.T) {
 		for _, l := range logs {
 			for range perLog {
 				seed++
-				ev := testEvents(stream, seed, 1)[0]
+				ev := eventlog.Events(stream, seed, 1)[0]
 				wg.Go(func() {
 					<-start
 					res, err := l.Append(t.Context(), stream, exp, []domain.Event{ev})
@@ -172,7 +144,7 @@ func TestRetryAcrossLogs(t *testing.T) {
 	url, _ := natsserver.Start(t)
 	opts := uniqueOptions()
 	a, b := MustOpen(t, url, opts), MustOpen(t, url, opts)
-	evs := testEvents("kms-retry", 1, 3)
+	evs := eventlog.Events("kms-retry", 1, 3)
 	res := mustAppend(t, a, "kms-retry", domain.ExpectNoStream, evs)
 	again, err := b.Append(t.Context(), "kms-retry", domain.ExpectNoStream, evs)
 	if err != nil || again != res {
@@ -201,7 +173,7 @@ func TestRestart(t *testing.T) {
 	ctx := t.Context()
 
 	const stream = "kms-restart"
-	evs := testEvents(stream, 7, 12)
+	evs := eventlog.Events(stream, 7, 12)
 	r1 := mustAppend(t, l, stream, domain.ExpectNoStream, evs[:5])
 	r2 := mustAppend(t, l, stream, domain.ExpectRevision(4), evs[5:8])
 	sub, err := l.Subscribe(ctx, 0)
@@ -265,7 +237,7 @@ func TestReadStreamSearch(t *testing.T) {
 	for i := range 60 {
 		st := streams[rng.IntN(len(streams))]
 		n := 1 + rng.IntN(4)
-		evs := testEvents(st, uint64(i), n)
+		evs := eventlog.Events(st, uint64(i), n)
 		mustAppend(t, l, st, domain.ExpectAny, evs)
 		want[st] = append(want[st], evs...)
 	}
@@ -329,12 +301,12 @@ func TestOpenErrors(t *testing.T) {
 func TestTooLarge(t *testing.T) {
 	url, _ := natsserver.Start(t)
 	l := MustOpen(t, url, uniqueOptions())
-	evs := testEvents("kms-big", 1, MaxBatchEvents+1)
+	evs := eventlog.Events("kms-big", 1, MaxBatchEvents+1)
 	if _, err := l.Append(t.Context(), "kms-big", domain.ExpectAny, evs); !errors.Is(err, domain.ErrInvalidArgument) {
 		t.Errorf("batch of %d events: %v, want ErrInvalidArgument", len(evs), err)
 	}
 	mustAppend(t, l, "kms-big", domain.ExpectNoStream, evs[:MaxBatchEvents])
-	big := testEvents("kms-big", 2, 1)
+	big := eventlog.Events("kms-big", 2, 1)
 	big[0].Data = make([]byte, natsserver.MaxPayload)
 	if _, err := l.Append(t.Context(), "kms-big", domain.ExpectAny, big); !errors.Is(err, domain.ErrInvalidArgument) {
 		t.Errorf("event of %d bytes: %v, want ErrInvalidArgument", len(big[0].Data), err)
@@ -415,13 +387,13 @@ func TestInterruptedAppends(t *testing.T) {
 	l := MustOpen(t, url, uniqueOptions())
 	ctx := t.Context()
 	const stream = "kms-interrupted"
-	mustAppend(t, l, "kms-before", domain.ExpectNoStream, testEvents("kms-before", 1, 1))
+	mustAppend(t, l, "kms-before", domain.ExpectNoStream, eventlog.Events("kms-before", 1, 1))
 	h0, err := l.Head(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	evs := testEvents(stream, 2, 3)
+	evs := eventlog.Events(stream, 2, 3)
 	b, err := l.newBatch(stream, evs)
 	if err != nil {
 		t.Fatal(err)
@@ -447,7 +419,7 @@ func TestInterruptedAppends(t *testing.T) {
 	}
 
 	// The commit arrives but its answer does not (no reply subject).
-	more := testEvents(stream, 3, 2)
+	more := eventlog.Events(stream, 3, 2)
 	b, err = l.newBatch(stream, more)
 	if err != nil {
 		t.Fatal(err)
@@ -499,7 +471,7 @@ func TestGroupCommit(t *testing.T) {
 		// The other Log moves every stream: a's cached heads go stale.
 		for _, st := range streams {
 			seed++
-			ev := testEvents(st, seed, 1)
+			ev := eventlog.Events(st, seed, 1)
 			mustAppend(t, other, st, domain.ExpectAny, ev)
 			acked[st] = append(acked[st], ev[0].ID)
 		}
@@ -507,7 +479,7 @@ func TestGroupCommit(t *testing.T) {
 		var wg sync.WaitGroup
 		for i, st := range streams {
 			seed++
-			evs := testEvents(st, seed, 1+i%3)
+			evs := eventlog.Events(st, seed, 1+i%3)
 			wrong := i == 0 && round%2 == 0
 			wg.Go(func() {
 				<-start

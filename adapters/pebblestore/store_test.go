@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/google/go-cmp/cmp"
-	"github.com/oklog/ulid/v2"
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -46,31 +44,6 @@ func TestEventLogConformance(t *testing.T) {
 	}, eventlog.Features{ContiguousPositions: true})
 }
 
-var testTime = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-
-// testEvents returns n events of stream with IDs drawn from seed.
-func testEvents(stream string, seed byte, n int) []domain.Event {
-	var key [32]byte
-	key[0] = seed
-	copy(key[1:], stream)
-	entropy := rand.NewChaCha8(key)
-	out := make([]domain.Event, n)
-	for i := range out {
-		out[i] = domain.Event{
-			ID:         ulid.MustNew(ulid.Timestamp(testTime)+uint64(i), entropy),
-			Stream:     stream,
-			Type:       "TestEvent",
-			Schema:     1,
-			OccurredAt: testTime.Add(time.Duration(i) * time.Second),
-			Account:    "acct_test",
-			Region:     "cn-hangzhou",
-			Instance:   "kms_test",
-			Data:       fmt.Appendf(nil, "data %d", i),
-		}
-	}
-	return out
-}
-
 func mustAppend(tb testing.TB, s *Store, stream string, exp domain.ExpectedRevision, evs []domain.Event) commands.AppendResult {
 	tb.Helper()
 	res, err := s.Append(context.Background(), stream, exp, evs)
@@ -86,12 +59,12 @@ func TestPositionsStartAtOne(t *testing.T) {
 	if h, err := s.Head(ctx); err != nil || h != 0 {
 		t.Fatalf("Head of an empty log = %d, %v; want 0", h, err)
 	}
-	res := mustAppend(t, s, "kms-a", domain.ExpectNoStream, testEvents("kms-a", 1, 3))
+	res := mustAppend(t, s, "kms-a", domain.ExpectNoStream, eventlog.Events("kms-a", 1, 3))
 	want := commands.AppendResult{FirstPosition: 1, LastPosition: 3, LastRevision: 2}
 	if res != want {
 		t.Fatalf("first append = %+v, want %+v", res, want)
 	}
-	res = mustAppend(t, s, "kms-b", domain.ExpectNoStream, testEvents("kms-b", 1, 1))
+	res = mustAppend(t, s, "kms-b", domain.ExpectNoStream, eventlog.Events("kms-b", 1, 1))
 	if want := (commands.AppendResult{FirstPosition: 4, LastPosition: 4, LastRevision: 0}); res != want {
 		t.Fatalf("second append = %+v, want %+v", res, want)
 	}
@@ -104,7 +77,7 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	evs := testEvents("kms-a", 1, 4)
+	evs := eventlog.Events("kms-a", 1, 4)
 	res := mustAppend(t, s, "kms-a", domain.ExpectNoStream, evs)
 	if err := s.PutWrapped("kms_a", []byte("wrapped")); err != nil {
 		t.Fatal(err)
@@ -128,10 +101,10 @@ func TestReopen(t *testing.T) {
 		t.Fatalf("retry after reopen = %+v, %v; want %+v", again, err, res)
 	}
 	// The stream head survived.
-	if _, err := s.Append(ctx, "kms-a", domain.ExpectRevision(2), testEvents("kms-a", 2, 1)); !errors.Is(err, domain.ErrWrongExpectedRevision) {
+	if _, err := s.Append(ctx, "kms-a", domain.ExpectRevision(2), eventlog.Events("kms-a", 2, 1)); !errors.Is(err, domain.ErrWrongExpectedRevision) {
 		t.Fatalf("stale expected revision after reopen: %v", err)
 	}
-	next := mustAppend(t, s, "kms-a", domain.ExpectRevision(3), testEvents("kms-a", 3, 1))
+	next := mustAppend(t, s, "kms-a", domain.ExpectRevision(3), eventlog.Events("kms-a", 3, 1))
 	if next.FirstPosition != res.LastPosition+1 || next.LastRevision != 4 {
 		t.Fatalf("append after reopen = %+v", next)
 	}
@@ -155,7 +128,7 @@ func TestConcurrentRetries(t *testing.T) {
 	ctx := context.Background()
 	for round := range 20 {
 		st := fmt.Sprintf("kms-%d", round)
-		evs := testEvents(st, byte(round), 3)
+		evs := eventlog.Events(st, uint64(round), 3)
 		results := make([]commands.AppendResult, 4)
 		errs := make([]error, 4)
 		start := make(chan struct{})
@@ -182,7 +155,7 @@ func TestConcurrentRetries(t *testing.T) {
 
 func TestEventIDOfAnotherStream(t *testing.T) {
 	s := MustOpen(t, "db", vfs.NewMem())
-	evs := testEvents("kms-a", 1, 2)
+	evs := eventlog.Events("kms-a", 1, 2)
 	mustAppend(t, s, "kms-a", domain.ExpectAny, evs)
 	moved := evs[:1:1]
 	moved[0].Stream = "kms-b"
@@ -223,7 +196,7 @@ func TestCloseFailsPendingAppends(t *testing.T) {
 		wg.Go(func() {
 			st := fmt.Sprintf("kms-%d", a)
 			for i := 0; ; i++ {
-				res, err := s.Append(ctx, st, domain.ExpectAny, testEvents(st, byte(i), 2))
+				res, err := s.Append(ctx, st, domain.ExpectAny, eventlog.Events(st, uint64(i), 2))
 				if errors.Is(err, domain.ErrUnavailable) {
 					unavailable.Add(1)
 					return
@@ -264,7 +237,7 @@ func TestCloseFailsPendingAppends(t *testing.T) {
 func TestCorruptRecordIsReported(t *testing.T) {
 	s := MustOpen(t, "db", vfs.NewMem())
 	ctx := context.Background()
-	evs := testEvents("kms-a", 1, 3)
+	evs := eventlog.Events("kms-a", 1, 3)
 	evs[1].Data = []byte("SECRET-PAYLOAD-BYTES")
 	res := mustAppend(t, s, "kms-a", domain.ExpectNoStream, evs)
 	key := logKey(res.FirstPosition + 1)
@@ -301,7 +274,7 @@ func TestCorruptRecordIsReported(t *testing.T) {
 }
 
 func FuzzDecodeRecord(f *testing.F) {
-	for _, e := range testEvents("kms-a", 1, 3) {
+	for _, e := range eventlog.Events("kms-a", 1, 3) {
 		f.Add(appendRecord(nil, &e))
 	}
 	f.Add([]byte{1}) // the format version alone

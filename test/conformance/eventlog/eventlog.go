@@ -150,6 +150,35 @@ func (s *suite) event(stream string, n int) domain.Event {
 	}
 }
 
+// Events returns n events of stream with IDs drawn from seed, one second
+// apart: the same stream and seed give the same events. For an adapter's
+// own tests beside the suite.
+func Events(stream string, seed uint64, n int) []domain.Event {
+	var key [32]byte
+	for i := range 8 {
+		key[i] = byte(seed >> (8 * i))
+	}
+	copy(key[8:], stream)
+	entropy := rand.NewChaCha8(key)
+	out := make([]domain.Event, n)
+	for i := range out {
+		out[i] = domain.Event{
+			ID:         ulid.MustNew(ulid.Timestamp(eventsTime)+uint64(i), entropy),
+			Stream:     stream,
+			Type:       "TestEvent",
+			Schema:     1,
+			OccurredAt: eventsTime.Add(time.Duration(i) * time.Second),
+			Account:    "acct_test",
+			Region:     "cn-hangzhou",
+			Instance:   "kms_test",
+			Data:       fmt.Appendf(nil, "data %d", i),
+		}
+	}
+	return out
+}
+
+var eventsTime = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
 func (s *suite) events(stream string, n int) []domain.Event {
 	out := make([]domain.Event, n)
 	for i := range out {
