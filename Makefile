@@ -21,11 +21,9 @@ test: lint chromium
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 ## chromium: install Debian's Chromium for the console's browser tests when it is missing
+## (waits for the dpkg lock when another apt-get holds it)
 chromium:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
-		echo "installing chromium for the browser tests"; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@./.ci/install-chromium
 
 ## test-short: every test without the race detector (faster)
 test-short: chromium

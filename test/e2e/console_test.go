@@ -320,7 +320,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	p.run(chromedp.SetValue(css("#to_instance"), inst), chromedp.Click(css(`#dialog button[type=submit]`)),
 		chromedp.WaitVisible(css(`#dialog .ok`)))
 	p.wantText("#dialog", "The plan is ready", k2, "planned")
-	p.run(chromedp.Click(css(`#dialog button[type=submit]`)), chromedp.WaitVisible(css("#validation")))
+	p.run(chromedp.Click(css(`#dialog button[type=submit]`)), chromedp.WaitVisible(css("#dialog[open] #validation")))
 	p.wantText("#dialog", "Restored 1 item", "Passed")
 	if got := str(t, s.MustJSON(tok, "kms", "key", "show", k2), "id"); got != k2 {
 		t.Fatalf("restored key: %s", got)
@@ -560,7 +560,7 @@ func TestConsoleTour(t *testing.T) {
 	p.run(chromedp.SetValue(css("#to_region"), "eu-central-1"), chromedp.SetValue(css("#to_instance"), eu),
 		chromedp.Click(css(`#dialog button[type=submit]`)), chromedp.WaitVisible(css(`#dialog .ok`)))
 	p.wantText("#dialog", "The plan is ready", pay, "db-password")
-	p.run(chromedp.Click(css(`#dialog button[type=submit]`)), chromedp.WaitVisible(css("#validation")))
+	p.run(chromedp.Click(css(`#dialog button[type=submit]`)), chromedp.WaitVisible(css("#dialog[open] #validation")))
 	p.wantText("#dialog", "Restored 4 items", "into "+eu, "Passed")
 
 	// A point in time: the day's first backup, before the key's rotation.
