@@ -1,0 +1,250 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
+	"github.com/kmsbackup/kmsbackup/test/workload"
+)
+
+// front drives one instance of an engine through the KMS use cases.
+type front struct {
+	e  *Engine
+	in domain.InstanceID
+}
+
+var _ workload.Front = front{}
+
+func keyVersion(k *domain.Key) workload.Version {
+	v := k.Primary()
+	return workload.Version{Item: string(k.ID), Number: v.Version, Mark: v.SealedBy.String()}
+}
+
+func secretVersion(s *domain.Secret) workload.Version {
+	v := s.Current()
+	return workload.Version{Item: s.Name, Number: v.Version, Mark: v.CreatedAt.String()}
+}
+
+func (f front) CreateKey(ctx context.Context) (workload.Version, error) {
+	k, err := f.e.KMS.CreateKey(ctx, f.e.Caller, f.in, "")
+	if err != nil {
+		return workload.Version{}, err
+	}
+	return keyVersion(k), nil
+}
+
+func (f front) RotateKey(ctx context.Context, id string) (workload.Version, error) {
+	k, err := f.e.KMS.RotateKey(ctx, f.e.Caller, domain.KeyID(id), "")
+	if err != nil {
+		return workload.Version{}, err
+	}
+	return keyVersion(k), nil
+}
+
+func (f front) CreateSecret(ctx context.Context, name, key string, value []byte) (workload.Version, error) {
+	s, err := f.e.KMS.CreateSecret(ctx, f.e.Caller, commands.CreateSecretInput{Name: name, Instance: f.in, Key: domain.KeyID(key), Value: value})
+	if err != nil {
+		return workload.Version{}, err
+	}
+	return secretVersion(s), nil
+}
+
+func (f front) RotateSecret(ctx context.Context, name string, value []byte) (workload.Version, error) {
+	s, err := f.e.KMS.RotateSecret(ctx, f.e.Caller, name, "", value)
+	if err != nil {
+		return workload.Version{}, err
+	}
+	return secretVersion(s), nil
+}
+
+func (f front) KeyVersions(_ context.Context, id string) ([]workload.Version, error) {
+	k, err := f.e.KMS.ShowKey(f.e.Caller, domain.KeyID(id), "")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]workload.Version, len(k.Versions))
+	for i, v := range k.Versions {
+		out[i] = workload.Version{Item: id, Number: v.Version, Mark: v.SealedBy.String()}
+	}
+	return out, nil
+}
+
+func (f front) SecretValue(ctx context.Context, name string, version uint32) ([]byte, error) {
+	v, err := f.e.KMS.GetSecretValue(ctx, f.e.Caller, name, "", version)
+	if err != nil {
+		return nil, err
+	}
+	defer v.Value.Wipe()
+	return append([]byte(nil), v.Value...), nil
+}
+
+// TestConcurrentWritersOneInstance has 16 writers create keys and secrets
+// and rotate them, each on items of its own, all in one KMS instance, for
+// 10 seconds: no decision of one depends on another's, so none may fail
+// (in particular with a conflict because another writer appended first),
+// and every acknowledged version must read back afterwards.
+func TestConcurrentWritersOneInstance(t *testing.T) {
+	e := NewEngine(t, time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC))
+	in := Must(e.KMS.CreateInstance(context.Background(), e.Caller, commands.CreateInstanceInput{
+		Region: "cn-hangzhou", KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota}))
+	res := workload.Run(t, front{e: e, in: in.ID}, workload.Options{Writers: 16, Duration: 10 * time.Second, Names: "s"})
+	for op, n := range res.Ops {
+		if n == 0 {
+			t.Errorf("operation %d never succeeded", op)
+		}
+	}
+}
+
+// race runs each function in its own goroutine, all released at once, and
+// returns their errors in order.
+func race(fns ...func() error) []error {
+	errs := make([]error, len(fns))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, fn := range fns {
+		wg.Go(func() {
+			<-start
+			errs[i] = fn()
+		})
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// outcomes tallies errors by kind (nil for successes).
+func outcomes(errs []error) map[error]int {
+	out := map[error]int{}
+	for _, err := range errs {
+		out[domain.Kind(err)]++
+	}
+	return out
+}
+
+// errStillLive is a rotator's outcome when the key outlived its rotations.
+var errStillLive = errors.New("the key was still live after 1000 rotations")
+
+// TestRealConflictsStillAnswered races writers whose decisions do depend
+// on each other: each loser must get the error its decision calls for
+// (already exists, quota exceeded, not found, failed precondition), never
+// a conflict or a give-up because the stream moved.
+func TestRealConflictsStillAnswered(t *testing.T) {
+	e := NewEngine(t, time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC))
+	ctx := context.Background()
+	newInstance := func(quota uint32) *domain.Instance {
+		return Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "cn-hangzhou", KeyQuota: quota, SecretQuota: domain.MaxQuota}))
+	}
+	a, b := newInstance(domain.MaxQuota), newInstance(domain.MaxQuota)
+	ka := Must(e.KMS.CreateKey(ctx, e.Caller, a.ID, ""))
+	kb := Must(e.KMS.CreateKey(ctx, e.Caller, b.ID, ""))
+	const writers = 16
+
+	t.Run("same secret name in one region", func(t *testing.T) {
+		for round := range 10 {
+			name := fmt.Sprintf("taken-%d", round)
+			fns := make([]func() error, writers)
+			for i := range fns {
+				in, key := a.ID, ka.ID
+				if i%2 == 1 {
+					in, key = b.ID, kb.ID
+				}
+				fns[i] = func() error {
+					_, err := e.KMS.CreateSecret(ctx, e.Caller, commands.CreateSecretInput{Name: name, Instance: in, Key: key, Value: domain.Plaintext("v")})
+					return err
+				}
+			}
+			got := outcomes(race(fns...))
+			if want := map[error]int{nil: 1, domain.ErrAlreadyExists: writers - 1}; !maps.Equal(got, want) {
+				t.Fatalf("round %d: outcomes %v, want %v", round, got, want)
+			}
+		}
+	})
+
+	t.Run("key quota", func(t *testing.T) {
+		const quota = 5
+		in := newInstance(quota)
+		fns := make([]func() error, writers)
+		for i := range fns {
+			fns[i] = func() error {
+				_, err := e.KMS.CreateKey(ctx, e.Caller, in.ID, "")
+				return err
+			}
+		}
+		got := outcomes(race(fns...))
+		if want := map[error]int{nil: quota, domain.ErrQuotaExceeded: writers - quota}; !maps.Equal(got, want) {
+			t.Fatalf("outcomes %v, want %v", got, want)
+		}
+	})
+
+	t.Run("rotating a key another writer deletes", func(t *testing.T) {
+		for round := range 5 {
+			k := Must(e.KMS.CreateKey(ctx, e.Caller, a.ID, ""))
+			// Each rotator rotates until it is refused; one writer deletes
+			// the key meanwhile. Every rotator must end on not found.
+			fns := make([]func() error, writers)
+			for i := range fns {
+				fns[i] = func() error {
+					for range 1000 {
+						if _, err := e.KMS.RotateKey(ctx, e.Caller, k.ID, ""); err != nil {
+							return err
+						}
+					}
+					return errStillLive
+				}
+			}
+			fns[0] = func() error { return e.KMS.DeleteKey(ctx, e.Caller, k.ID, "") }
+			got := outcomes(race(fns...))
+			if want := map[error]int{nil: 1, domain.ErrNotFound: writers - 1}; !maps.Equal(got, want) {
+				t.Fatalf("round %d: outcomes %v, want %v (nil: the delete)", round, got, want)
+			}
+		}
+	})
+
+	t.Run("a secret under a key another writer deletes", func(t *testing.T) {
+		for round := range 10 {
+			k := Must(e.KMS.CreateKey(ctx, e.Caller, a.ID, ""))
+			// Half the writers create secrets under the key, the other half
+			// try to delete it: either the key goes first (every create is
+			// not found) or a secret does (every delete is refused while it
+			// encrypts one), and exactly one delete can succeed.
+			fns := make([]func() error, writers)
+			for i := range fns {
+				if i%2 == 0 {
+					name := fmt.Sprintf("under-%d-%d", round, i)
+					fns[i] = func() error {
+						_, err := e.KMS.CreateSecret(ctx, e.Caller, commands.CreateSecretInput{Name: name, Instance: a.ID, Key: k.ID, Value: domain.Plaintext("v")})
+						return err
+					}
+				} else {
+					fns[i] = func() error { return e.KMS.DeleteKey(ctx, e.Caller, k.ID, "") }
+				}
+			}
+			errs := race(fns...)
+			created, deleted := 0, 0
+			for i, err := range errs {
+				switch {
+				case err == nil && i%2 == 0:
+					created++
+				case err == nil:
+					deleted++
+				case i%2 == 0 && !errors.Is(err, domain.ErrNotFound):
+					t.Errorf("round %d: create secret: %v, want success or not found", round, err)
+				case i%2 == 1 && !errors.Is(err, domain.ErrFailedPrecondition) && !errors.Is(err, domain.ErrNotFound):
+					t.Errorf("round %d: delete key: %v, want success, failed precondition or not found", round, err)
+				}
+			}
+			using := Must(kmsstate.SecretsUsingKey(e.Store, a.ID, k.ID))
+			if deleted > 1 || (deleted == 1 && created > 0) || using != created {
+				t.Fatalf("round %d: %d secrets created (%d use the key), the key deleted %d times", round, created, using, deleted)
+			}
+		}
+	})
+}
