@@ -18,7 +18,7 @@ import (
 // that collided do not collide again in step.
 const (
 	// maxAttempts bounds the attempts of one decision.
-	maxAttempts = 8
+	maxAttempts = 16
 	// retryBase and retryCap bound the backoff before attempt n (from 1):
 	// a uniform random wait in [0, min(retryCap, retryBase·2^(n-1))).
 	retryBase = 2 * time.Millisecond

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
@@ -247,4 +249,73 @@ func TestRealConflictsStillAnswered(t *testing.T) {
 			}
 		}
 	})
+}
+
+// interferingLog is the engine's log as one node sees it while another
+// node shares it: before each of this node's appends to a KMS stream,
+// other may let the other node change that stream first.
+type interferingLog struct {
+	*pebblestore.Store
+	other func(ctx context.Context)
+}
+
+func (l *interferingLog) Append(ctx context.Context, stream string, expected domain.ExpectedRevision, events []domain.Event) (commands.AppendResult, error) {
+	if strings.HasPrefix(stream, "kms-") {
+		l.other(ctx)
+	}
+	return l.Store.Append(ctx, stream, expected, events)
+}
+
+// TestRacesLostToAnotherNode has a second node append to an instance's
+// stream right before this node's appends, as a node sharing the log does:
+// the use case decides again on the new state, and succeeds; when the
+// other node wins every time, it gives up after a bounded number of
+// attempts with an unavailable error naming the stream, never a conflict.
+func TestRacesLostToAnotherNode(t *testing.T) {
+	e := NewEngine(t, time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC))
+	ctx := context.Background()
+	in := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "cn-hangzhou"}))
+	k := Must(e.KMS.CreateKey(ctx, e.Caller, in.ID, "mine"))
+	// Both nodes share the log and, here, the read model; each has its own
+	// locks, as two processes do.
+	other := &commands.KMS{Log: e.KMS.Log, State: e.KMS.State, Applied: e.KMS.Applied, Sealer: e.KMS.Sealer,
+		DataKeys: e.KMS.DataKeys, Cipher: e.KMS.Cipher, Clock: e.KMS.Clock, IDs: e.KMS.IDs}
+	var wins, attempts int
+	log := &interferingLog{Store: e.Store}
+	this := &commands.KMS{Log: log, State: e.KMS.State, Applied: e.KMS.Applied, Sealer: e.KMS.Sealer,
+		DataKeys: e.KMS.DataKeys, Cipher: e.KMS.Cipher, Clock: e.KMS.Clock, IDs: e.KMS.IDs}
+	interfere := func(times int) {
+		wins, attempts = 0, 0
+		log.other = func(ctx context.Context) {
+			if attempts++; wins == times {
+				return
+			}
+			wins++
+			if _, err := other.RotateKey(ctx, e.Caller, k.ID, ""); err != nil {
+				t.Errorf("the other node's rotation: %v", err)
+			}
+		}
+	}
+
+	interfere(3)
+	got, err := this.RotateKey(ctx, e.Caller, k.ID, "")
+	if err != nil {
+		t.Fatalf("rotate after losing 3 races: %v", err)
+	}
+	if attempts != 4 || len(got.Versions) != 5 {
+		t.Fatalf("rotate after losing 3 races: %d attempts, key at version %d; want 4 attempts and version 5 (1 + 3 by the other node + 1)", attempts, len(got.Versions))
+	}
+
+	interfere(1000)
+	_, err = this.RotateKey(ctx, e.Caller, k.ID, "")
+	if !errors.Is(err, domain.ErrUnavailable) || errors.Is(err, domain.ErrWrongExpectedRevision) ||
+		!strings.Contains(err.Error(), domain.KMSStream(in.ID)) {
+		t.Fatalf("rotate losing every race: %v; want unavailable, naming stream %s", err, domain.KMSStream(in.ID))
+	}
+	if attempts < 2 || attempts > 32 {
+		t.Fatalf("rotate losing every race gave up after %d attempts", attempts)
+	}
+	if after := Must(e.KMS.ShowKey(e.Caller, k.ID, "")); len(after.Versions) != 5+wins {
+		t.Fatalf("key at version %d after the other node's %d rotations, want %d", len(after.Versions), wins, 5+wins)
+	}
 }
