@@ -17,77 +17,6 @@ import (
 	"github.com/kmsbackup/kmsbackup/test/workload"
 )
 
-// front drives one instance of an engine through the KMS use cases.
-type front struct {
-	e  *Engine
-	in domain.InstanceID
-}
-
-var _ workload.Front = front{}
-
-func keyVersion(k *domain.Key) workload.Version {
-	v := k.Primary()
-	return workload.Version{Item: string(k.ID), Number: v.Version, Mark: v.SealedBy.String()}
-}
-
-func secretVersion(s *domain.Secret) workload.Version {
-	v := s.Current()
-	return workload.Version{Item: s.Name, Number: v.Version, Mark: v.CreatedAt.String()}
-}
-
-func (f front) CreateKey(ctx context.Context) (workload.Version, error) {
-	k, err := f.e.KMS.CreateKey(ctx, f.e.Caller, f.in, "")
-	if err != nil {
-		return workload.Version{}, err
-	}
-	return keyVersion(k), nil
-}
-
-func (f front) RotateKey(ctx context.Context, id string) (workload.Version, error) {
-	k, err := f.e.KMS.RotateKey(ctx, f.e.Caller, domain.KeyID(id), "")
-	if err != nil {
-		return workload.Version{}, err
-	}
-	return keyVersion(k), nil
-}
-
-func (f front) CreateSecret(ctx context.Context, name, key string, value []byte) (workload.Version, error) {
-	s, err := f.e.KMS.CreateSecret(ctx, f.e.Caller, commands.CreateSecretInput{Name: name, Instance: f.in, Key: domain.KeyID(key), Value: value})
-	if err != nil {
-		return workload.Version{}, err
-	}
-	return secretVersion(s), nil
-}
-
-func (f front) RotateSecret(ctx context.Context, name string, value []byte) (workload.Version, error) {
-	s, err := f.e.KMS.RotateSecret(ctx, f.e.Caller, name, "", value)
-	if err != nil {
-		return workload.Version{}, err
-	}
-	return secretVersion(s), nil
-}
-
-func (f front) KeyVersions(_ context.Context, id string) ([]workload.Version, error) {
-	k, err := f.e.KMS.ShowKey(f.e.Caller, domain.KeyID(id), "")
-	if err != nil {
-		return nil, err
-	}
-	out := make([]workload.Version, len(k.Versions))
-	for i, v := range k.Versions {
-		out[i] = workload.Version{Item: id, Number: v.Version, Mark: v.SealedBy.String()}
-	}
-	return out, nil
-}
-
-func (f front) SecretValue(ctx context.Context, name string, version uint32) ([]byte, error) {
-	v, err := f.e.KMS.GetSecretValue(ctx, f.e.Caller, name, "", version)
-	if err != nil {
-		return nil, err
-	}
-	defer v.Value.Wipe()
-	return append([]byte(nil), v.Value...), nil
-}
-
 // TestConcurrentWritersOneInstance has 16 writers create keys and secrets
 // and rotate them, each on items of its own, all in one KMS instance, for
 // 10 seconds: no decision of one depends on another's, so none may fail
@@ -97,7 +26,7 @@ func TestConcurrentWritersOneInstance(t *testing.T) {
 	e := NewEngine(t, time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC))
 	in := Must(e.KMS.CreateInstance(context.Background(), e.Caller, commands.CreateInstanceInput{
 		Region: "cn-hangzhou", KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota}))
-	res := workload.Run(t, front{e: e, in: in.ID}, workload.Options{Writers: 16, Duration: 10 * time.Second, Names: "s"})
+	res := workload.Run(t, workload.UseCases{KMS: e.KMS, Caller: e.Caller, Instance: in.ID}, workload.Options{Writers: 16, Duration: 10 * time.Second, Names: "s"})
 	for op, n := range res.Ops {
 		if n == 0 {
 			t.Errorf("operation %d never succeeded", op)

@@ -48,10 +48,109 @@ const (
 	OpCreateSecret
 	OpRotateKey
 	OpRotateSecret
-	numOps
+	NumOps
 )
 
-var opNames = [numOps]string{"create key", "create secret", "rotate key", "rotate secret"}
+// OpNames names the operations.
+var OpNames = [NumOps]string{"create key", "create secret", "rotate key", "rotate secret"}
+
+// Writer writes items of its own (keys and secrets it created, so that no
+// decision of one writer depends on another's), cycling through key
+// creates, secret creates, key rotations and secret rotations, and
+// remembers every version it was told about. Not for concurrent use: one
+// goroutine per writer.
+type Writer struct {
+	n       int
+	names   string
+	step    int
+	rng     *rand.Rand
+	keys    []string
+	secrets []string
+	// versions holds every acknowledged version by item; values the value
+	// of every acknowledged secret version.
+	versions map[string][]Version
+	values   map[Version][]byte
+	// Ops counts the acknowledged operations by kind, Failed the others.
+	Ops    [NumOps]int
+	Failed int
+}
+
+// NewWriter returns writer n; names prefixes its secrets' names, so that
+// writers (and runs against one server) do not collide.
+func NewWriter(n int, names string) *Writer {
+	return &Writer{n: n, names: names, rng: rand.New(rand.NewPCG(uint64(n), uint64(time.Now().UnixNano()))),
+		versions: map[string][]Version{}, values: map[Version][]byte{}}
+}
+
+func (w *Writer) ack(v Version, value []byte) {
+	w.versions[v.Item] = append(w.versions[v.Item], v)
+	if value != nil {
+		w.values[v] = value
+	}
+}
+
+// value is the value of a secret version: test data that names where it
+// came from, so that a mix-up between versions or secrets is seen.
+func (w *Writer) value(name string, version int) []byte {
+	return fmt.Appendf(nil, "%s version %d by writer %d", name, version, w.n)
+}
+
+// Step does the next operation of the cycle through f (a key create first,
+// and whenever the writer has nothing of the kind to rotate) and returns
+// which it was.
+func (w *Writer) Step(ctx context.Context, f Front) (int, error) {
+	op := w.step % NumOps
+	w.step++
+	switch {
+	case len(w.keys) == 0:
+		op = OpCreateKey
+	case op == OpRotateSecret && len(w.secrets) == 0:
+		op = OpCreateSecret
+	}
+	err := w.do(ctx, f, op)
+	if err != nil {
+		w.Failed++
+	} else {
+		w.Ops[op]++
+	}
+	return op, err
+}
+
+func (w *Writer) do(ctx context.Context, f Front, op int) error {
+	switch op {
+	case OpCreateKey:
+		v, err := f.CreateKey(ctx)
+		if err == nil {
+			w.keys = append(w.keys, v.Item)
+			w.ack(v, nil)
+		}
+		return err
+	case OpCreateSecret:
+		name := fmt.Sprintf("%s-w%02d-%05d", w.names, w.n, len(w.secrets))
+		key := w.keys[w.rng.IntN(len(w.keys))]
+		value := w.value(name, 1)
+		v, err := f.CreateSecret(ctx, name, key, value)
+		if err == nil {
+			w.secrets = append(w.secrets, name)
+			w.ack(v, value)
+		}
+		return err
+	case OpRotateKey:
+		v, err := f.RotateKey(ctx, w.keys[w.rng.IntN(len(w.keys))])
+		if err == nil {
+			w.ack(v, nil)
+		}
+		return err
+	default:
+		name := w.secrets[w.rng.IntN(len(w.secrets))]
+		value := w.value(name, len(w.versions[name])+1)
+		v, err := f.RotateSecret(ctx, name, value)
+		if err == nil {
+			w.ack(v, value)
+		}
+		return err
+	}
+}
 
 // Options shape a run.
 type Options struct {
@@ -64,7 +163,7 @@ type Options struct {
 
 // Result counts what a run did.
 type Result struct {
-	Ops       [numOps]int // acknowledged operations by kind
+	Ops       [NumOps]int // acknowledged operations by kind
 	Conflicts int         // errors that were domain.ErrWrongExpectedRevision
 	Errors    int         // every failed operation, conflicts included
 	Elapsed   time.Duration
@@ -85,144 +184,62 @@ func (r Result) String() string {
 		r.Ops[OpCreateKey], r.Ops[OpCreateSecret], r.Ops[OpRotateKey], r.Ops[OpRotateSecret], r.Errors, r.Conflicts)
 }
 
-// writer is one writer's own items and what it was told about them.
-type writer struct {
-	n       int
-	rng     *rand.Rand
-	keys    []string
-	secrets []string
-	// versions holds every acknowledged version by item; values the value
-	// of every acknowledged secret version.
-	versions map[string][]Version
-	values   map[Version][]byte
-	ops      [numOps]int
-	errs     map[string]failure // by operation and kind of error
-	conflict int
-	failed   int
-}
-
 // failure counts the errors of one operation and kind, with the first.
 type failure struct {
 	n     int
 	first error
 }
 
-func (w *writer) ack(v Version, value []byte) {
-	w.versions[v.Item] = append(w.versions[v.Item], v)
-	if value != nil {
-		w.values[v] = value
-	}
-}
-
-// value is the value of a secret version: test data that names where it
-// came from, so that a mix-up between versions or secrets is seen.
-func (w *writer) value(name string, version int) []byte {
-	return fmt.Appendf(nil, "%s version %d by writer %d", name, version, w.n)
-}
-
-// step does one operation of the cycle on the writer's own items (a key
-// create comes first, and whenever the writer has nothing to rotate).
-func (w *writer) step(ctx context.Context, f Front, o Options, i int) (int, error) {
-	op := i % numOps
-	switch {
-	case len(w.keys) == 0:
-		op = OpCreateKey
-	case op == OpRotateSecret && len(w.secrets) == 0:
-		op = OpCreateSecret
-	}
-	switch op {
-	case OpCreateKey:
-		v, err := f.CreateKey(ctx)
-		if err == nil {
-			w.keys = append(w.keys, v.Item)
-			w.ack(v, nil)
-		}
-		return op, err
-	case OpCreateSecret:
-		name := fmt.Sprintf("%s-w%02d-%05d", o.Names, w.n, len(w.secrets))
-		key := w.keys[w.rng.IntN(len(w.keys))]
-		value := w.value(name, 1)
-		v, err := f.CreateSecret(ctx, name, key, value)
-		if err == nil {
-			w.secrets = append(w.secrets, name)
-			w.ack(v, value)
-		}
-		return op, err
-	case OpRotateKey:
-		v, err := f.RotateKey(ctx, w.keys[w.rng.IntN(len(w.keys))])
-		if err == nil {
-			w.ack(v, nil)
-		}
-		return op, err
-	default:
-		name := w.secrets[w.rng.IntN(len(w.secrets))]
-		value := w.value(name, len(w.versions[name])+1)
-		v, err := f.RotateSecret(ctx, name, value)
-		if err == nil {
-			w.ack(v, value)
-		}
-		return op, err
-	}
-}
-
-// Run has o.Writers writers work for o.Duration, each on items of its own
-// (keys and secrets it created: no decision of one writer depends on
-// another's), cycling through key creates, secret creates, key rotations
-// and secret rotations. Every write must succeed; then every acknowledged
-// version is read back and must be there, as acknowledged. Failures are
-// reported through tb.
+// Run has o.Writers writers (NewWriter) work through f for o.Duration.
+// Every write must succeed; then every acknowledged version is read back
+// (Check). Failures are reported through tb.
 func Run(tb testing.TB, f Front, o Options) Result {
 	tb.Helper()
 	ctx := context.Background()
-	ws := make([]*writer, o.Writers)
+	ws := make([]*Writer, o.Writers)
+	errs := make([]map[string]failure, o.Writers) // by operation and kind of error
 	start := time.Now()
 	end := start.Add(o.Duration)
 	var wg sync.WaitGroup
 	for n := range ws {
-		w := &writer{n: n, rng: rand.New(rand.NewPCG(uint64(n), uint64(start.UnixNano()))),
-			versions: map[string][]Version{}, values: map[Version][]byte{}, errs: map[string]failure{}}
-		ws[n] = w
+		w := NewWriter(n, o.Names)
+		ws[n], errs[n] = w, map[string]failure{}
 		wg.Go(func() {
-			for i := 0; time.Now().Before(end); i++ {
-				op, err := w.step(ctx, f, o, i)
-				if err != nil {
-					w.failed++
-					if errors.Is(err, domain.ErrWrongExpectedRevision) {
-						w.conflict++
-					}
-					k := fmt.Sprintf("%s: %v", opNames[op], domain.Kind(err))
-					f := w.errs[k]
+			for time.Now().Before(end) {
+				if op, err := w.Step(ctx, f); err != nil {
+					k := fmt.Sprintf("%s: %v", OpNames[op], domain.Kind(err))
+					f := errs[n][k]
 					if f.n++; f.first == nil {
 						f.first = err
 					}
-					w.errs[k] = f
-					continue
+					errs[n][k] = f
 				}
-				w.ops[op]++
 			}
 		})
 	}
 	wg.Wait()
 	res := Result{Elapsed: time.Since(start)}
-	errs := map[string]failure{}
-	for _, w := range ws {
-		for i, n := range w.ops {
-			res.Ops[i] += n
+	all := map[string]failure{}
+	for n, w := range ws {
+		for i, c := range w.Ops {
+			res.Ops[i] += c
 		}
-		res.Errors += w.failed
-		res.Conflicts += w.conflict
-		for k, f := range w.errs {
-			all := errs[k]
-			if all.n += f.n; all.first == nil {
-				all.first = f.first
+		res.Errors += w.Failed
+		for k, f := range errs[n] {
+			if errors.Is(f.first, domain.ErrWrongExpectedRevision) {
+				res.Conflicts += f.n
 			}
-			errs[k] = all
+			a := all[k]
+			if a.n += f.n; a.first == nil {
+				a.first = f.first
+			}
+			all[k] = a
 		}
 	}
 	tb.Logf("%d writers: %s", o.Writers, res)
-	reportErrors(tb, errs)
+	reportErrors(tb, all)
 	for _, w := range ws {
-		readBack(tb, ctx, f, w)
+		Check(tb, ctx, f, w)
 	}
 	return res
 }
@@ -241,10 +258,12 @@ func reportErrors(tb testing.TB, errs map[string]failure) {
 	}
 }
 
-// readBack checks that every version the writer was told about is stored:
-// each key has exactly its acknowledged versions, each with its mark, and
-// each secret version decrypts to the value acknowledged.
-func readBack(tb testing.TB, ctx context.Context, f Front, w *writer) {
+// Check reads back through f every version w was told about: each key has
+// its acknowledged versions, each with its mark, and each acknowledged
+// secret version decrypts to the value acknowledged. When none of w's
+// writes failed (so none may have landed unacknowledged), a key may have
+// no other version either.
+func Check(tb testing.TB, ctx context.Context, f Front, w *Writer) {
 	tb.Helper()
 	for _, id := range w.keys {
 		got, err := f.KeyVersions(ctx, id)
@@ -252,7 +271,7 @@ func readBack(tb testing.TB, ctx context.Context, f Front, w *writer) {
 			tb.Errorf("read key %s back: %v", id, err)
 			continue
 		}
-		checkVersions(tb, "key "+id, w.versions[id], got, w.failed == 0)
+		checkVersions(tb, "key "+id, w.versions[id], got, w.Failed == 0)
 	}
 	for _, name := range w.secrets {
 		for _, v := range w.versions[name] {
@@ -269,9 +288,7 @@ func readBack(tb testing.TB, ctx context.Context, f Front, w *writer) {
 }
 
 // checkVersions compares the acknowledged versions of an item with those
-// stored. Every acknowledged one must be stored with its mark; when no
-// write of the writer failed (so none may have landed unacknowledged),
-// nothing else may be stored either.
+// stored.
 func checkVersions(tb testing.TB, what string, acked, stored []Version, exact bool) {
 	tb.Helper()
 	byNumber := map[uint32]Version{}
