@@ -215,12 +215,12 @@ func TestRacesLostToAnotherNode(t *testing.T) {
 		DataKeys: e.KMS.DataKeys, Cipher: e.KMS.Cipher, Clock: e.KMS.Clock, IDs: e.KMS.IDs}
 	interfere := func(times int) {
 		wins, attempts = 0, 0
-		log.other = func(ctx context.Context) {
+		log.other = func(context.Context) {
 			if attempts++; wins == times {
 				return
 			}
 			wins++
-			if _, err := other.RotateKey(ctx, e.Caller, k.ID, ""); err != nil {
+			if _, err := other.RotateKey(context.Background(), e.Caller, k.ID, ""); err != nil {
 				t.Errorf("the other node's rotation: %v", err)
 			}
 		}
@@ -246,5 +246,19 @@ func TestRacesLostToAnotherNode(t *testing.T) {
 	}
 	if after := Must(e.KMS.ShowKey(e.Caller, k.ID, "")); len(after.Versions) != 5+wins {
 		t.Fatalf("key at version %d after the other node's %d rotations, want %d", len(after.Versions), wins, 5+wins)
+	}
+	giveUp := attempts
+
+	// A deadline bounds the attempts too: the use case stops before a wait
+	// would outlast it (16 attempts wait 0.9 s on average).
+	interfere(1000)
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	_, err = this.RotateKey(short, e.Caller, k.ID, "")
+	if !errors.Is(err, domain.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("rotate losing every race within 30 ms: %v; want unavailable or the deadline", err)
+	}
+	if attempts >= giveUp {
+		t.Fatalf("rotate losing every race within 30 ms made %d attempts, as many as without a deadline", attempts)
 	}
 }
