@@ -105,42 +105,49 @@ func (s *KMS) lockStream(ctx context.Context, id domain.InstanceID, item string)
 // lockKey finds a live key of the caller, takes its instance's stream lock
 // and, holding it, reads the instance and then the key again.
 func (s *KMS) lockKey(ctx context.Context, c Caller, op string, id domain.KeyID, region string) (*domain.Instance, *domain.Key, func(), error) {
-	k, err := s.findKey(c, op, id, region)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	in, unlock, err := s.lockStream(ctx, k.Instance, "")
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if k, err = s.findKey(c, op, id, region); err == nil && k.Instance != in.ID {
-		err = moved(op, "key", string(id))
-	}
-	if err != nil {
-		unlock()
-		return nil, nil, nil, err
-	}
-	return in, k, unlock, nil
+	return lockFound(ctx, s, op, "key", string(id), func() (*domain.Key, domain.InstanceID, error) {
+		k, err := s.findKey(c, op, id, region)
+		if err != nil {
+			return nil, "", err
+		}
+		return k, k.Instance, nil
+	})
 }
 
 // lockSecret is lockKey for a secret.
 func (s *KMS) lockSecret(ctx context.Context, c Caller, op, name, region string) (*domain.Instance, *domain.Secret, func(), error) {
-	sec, err := s.findSecret(c, op, name, region)
+	return lockFound(ctx, s, op, "secret", name, func() (*domain.Secret, domain.InstanceID, error) {
+		sec, err := s.findSecret(c, op, name, region)
+		if err != nil {
+			return nil, "", err
+		}
+		return sec, sec.Instance, nil
+	})
+}
+
+// lockFound finds an item (find returns it and its instance), takes the
+// stream lock of its instance and, holding it, reads the instance and
+// finds the item again: the item as the decision sees it is no older than
+// the revision its append expects.
+func lockFound[T any](ctx context.Context, s *KMS, op, what, item string, find func() (T, domain.InstanceID, error)) (*domain.Instance, T, func(), error) {
+	var none T
+	_, at, err := find()
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, none, nil, err
 	}
-	in, unlock, err := s.lockStream(ctx, sec.Instance, "")
+	in, unlock, err := s.lockStream(ctx, at, "")
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, none, nil, err
 	}
-	if sec, err = s.findSecret(c, op, name, region); err == nil && sec.Instance != in.ID {
-		err = moved(op, "secret", name)
+	found, now, err := find()
+	if err == nil && now != in.ID {
+		err = moved(op, what, item)
 	}
 	if err != nil {
 		unlock()
-		return nil, nil, nil, err
+		return nil, none, nil, err
 	}
-	return in, sec, unlock, nil
+	return in, found, unlock, nil
 }
 
 // moved is the race lost when an item was deleted and restored into another

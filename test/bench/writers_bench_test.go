@@ -210,6 +210,22 @@ func newWritersRun(ctx context.Context, dir string) (*writersRun, error) {
 	return r, nil
 }
 
+// openWritersRun sets a run up in a temporary directory (newWritersRun)
+// and closes it when tb ends.
+func openWritersRun(tb testing.TB) *writersRun {
+	tb.Helper()
+	r, err := newWritersRun(context.Background(), tb.TempDir()+"/engine")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := r.close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return r
+}
+
 func (r *writersRun) close() error {
 	err := r.e.close()
 	if raw := r.sides[2].raw; raw != nil {
@@ -254,15 +270,7 @@ func (r *writersRun) run(ctx context.Context, per int) error {
 // It reports each side's operations per second and the ratios.
 func BenchmarkWriters(b *testing.B) {
 	ctx := context.Background()
-	r, err := newWritersRun(ctx, b.TempDir()+"/engine")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		if err := r.close(); err != nil {
-			b.Error(err)
-		}
-	}()
+	r := openWritersRun(b)
 	per := max(1, (b.N+writerRounds*writerCount-1)/(writerRounds*writerCount))
 	b.ResetTimer()
 	if err := r.run(ctx, per); err != nil {
@@ -285,15 +293,7 @@ func BenchmarkWriters(b *testing.B) {
 // operations succeed on one instance and on 16, and read back.
 func TestWritersSmall(t *testing.T) {
 	ctx := context.Background()
-	r, err := newWritersRun(ctx, t.TempDir()+"/engine")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := r.close(); err != nil {
-			t.Error(err)
-		}
-	}()
+	r := openWritersRun(t)
 	if err := r.run(ctx, 2*workload.NumOps); err != nil {
 		t.Fatal(err)
 	}
