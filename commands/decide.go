@@ -40,7 +40,8 @@ const (
 func decide(ctx context.Context, op string, catchUp func(context.Context) error, attempt func() error) error {
 	start := time.Now()
 	var err error
-	for n := 1; ; n++ {
+	n := 1
+	for ; ; n++ {
 		if err = attempt(); !isRace(err) {
 			return err
 		}
@@ -67,7 +68,7 @@ func decide(ctx context.Context, op string, catchUp func(context.Context) error,
 	}
 	return &domain.Error{Op: op, Kind: domain.ErrUnavailable, Item: stream, Hint: "retry the request",
 		Msg: fmt.Sprintf("gave up after %d attempts in %s: other writers kept appending to the stream first",
-			maxAttempts, time.Since(start).Round(time.Millisecond))}
+			n, time.Since(start).Round(time.Millisecond))}
 }
 
 // sleep waits d, or until ctx is done.

@@ -258,6 +258,11 @@ func TestRacesLostToAnotherNode(t *testing.T) {
 	if !errors.Is(err, domain.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("rotate losing every race within 30 ms: %v; want unavailable or the deadline", err)
 	}
+	var gaveUp *domain.Error
+	if want := fmt.Sprintf("gave up after %d attempts", attempts); errors.As(err, &gaveUp) &&
+		strings.HasPrefix(gaveUp.Msg, "gave up") && !strings.HasPrefix(gaveUp.Msg, want) {
+		t.Fatalf("rotate losing every race within 30 ms: %v; want it to say %q", err, want)
+	}
 	if attempts >= giveUp {
 		t.Fatalf("rotate losing every race within 30 ms made %d attempts, as many as without a deadline", attempts)
 	}
