@@ -19,7 +19,7 @@ func (s *Backups) FinalCheckpoint(ctx context.Context, in *domain.Instance) erro
 	if err != nil || b.State != domain.StateEnabled {
 		return err
 	}
-	return s.decide(ctx, func() error {
+	return s.decide(ctx, "final backup", func() error {
 		_, err := s.takeCheckpoint(ctx, id, domain.Due{At: s.Clock.Now()}, false)
 		return err
 	})
