@@ -20,15 +20,7 @@ type Scrubber interface {
 	ScrubBackups(ctx context.Context, o commands.ScrubOptions) (commands.ScrubRun, error)
 }
 
-// Scrub defaults.
 const (
-	// DefaultScrubInterval is the time between the starts of two scrubs.
-	DefaultScrubInterval = 24 * time.Hour
-	// DefaultScrubRate is how many bytes a second a scrub reads: about a
-	// tenth of what an unpaced scrub reads on one core (docs/BENCHMARKS.md),
-	// and about 80 GiB a day, several times the daily growth of 10,000
-	// instances (docs/SCALING.md).
-	DefaultScrubRate = 1 << 20
 	// scrubFirstAfter is how long after the start of Run the first scrub
 	// begins: after the catch-up of missed checkpoints, and soon enough
 	// that a server restarted more often than the interval still scrubs.

@@ -69,6 +69,10 @@ projections rebuildable from the log. All nodes need the same master key.`,
 	f.StringVar(&cfg.Bus, "bus", envOr("KMSBACKUP_BUS", "gochannel"),
 		"the bus of the public event stream and of KMS event ingestion: gochannel (in-process) or nats://HOST:PORT (env KMSBACKUP_BUS)")
 	f.StringVar(&cfg.DevToken, "dev-token", "", "with --dev: the token of account dev (nodes of one deployment share it)")
+	f.DurationVar(&cfg.ScrubInterval, "scrub-interval", defaultScrubInterval,
+		"time between two background verifications of every backup (chain, checksums, key versions); 0 turns them off")
+	f.StringVar(&cfg.ScrubRate, "scrub-rate", defaultScrubRate,
+		"bytes a second the background verification reads (such as 4MiB or 512KiB; 0: as fast as it can)")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

@@ -472,3 +472,37 @@ wait:
 		}
 	}
 }
+
+// TestScrubRunsOnItsOwn: the runner scrubs by itself on the real clock
+// every Interval, and not at all with an Interval of 0.
+func TestScrubRunsOnItsOwn(t *testing.T) {
+	e := NewEngine(t, time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC))
+	bs := withKeys(t, e, 2)
+
+	off := &scheduler.Scrub{Scrubber: e.Backups}
+	if err := off.Run(t.Context()); err != nil || off.Status().LastRun.Checked != 0 {
+		t.Fatalf("Run with no interval: %v, %+v", err, off.Status().LastRun)
+	}
+
+	s := &scheduler.Scrub{Scrubber: e.Backups, Interval: 20 * time.Millisecond, Throttle: scheduler.NewByteRate(64 << 20)}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for s.Status().LastRun.Checked != len(bs) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no run completed: %+v", s.Status())
+		}
+		time.Sleep(5 * time.Millisecond) // polling for the state asserted
+	}
+	if err := s.Healthy(); err != nil {
+		t.Errorf("Healthy after a run: %v", err)
+	}
+	if r, ok := s.Result(bs[0].ID); !ok || r.Findings() != 0 || r.Err != nil {
+		t.Errorf("result: %+v %v", r, ok)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after cancel: %v", err)
+	}
+}
