@@ -10,11 +10,13 @@ import (
 	"time"
 )
 
-// Defaults of the background verification of every backup (the scrub).
-// Daily, as the backups are; at a rate that takes a small share of one
-// core (docs/BENCHMARKS.md, "Background verification") and still reads
-// several times the daily growth of a large fleet in a day
-// (docs/SCALING.md).
+// Defaults of the background verification of every backup (the scrub):
+// daily, as the full backups are, so that damage is found within a day or
+// so; 4 MiB a second, 4.5% of what an unpaced scrub reads on one core,
+// with checkpoints taken meanwhile 10 to 21% slower where an unpaced scrub
+// makes them 1.3 to 2.5 times slower, and still 362 GB a day: ten months
+// of history of 10,000 instances of 10,000 keys (docs/BENCHMARKS.md,
+// "Background verification").
 const (
 	defaultScrubInterval = 24 * time.Hour
 	defaultScrubRate     = "4MiB"

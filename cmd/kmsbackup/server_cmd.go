@@ -25,6 +25,11 @@ token (--admin-token-file, or KMSBACKUP_ADMIN_TOKEN) for creating accounts.
 --dev generates a master key into the data directory, prints an admin token
 (fixed with --dev-admin-token), and creates the account "dev", printing its token.
 
+Every --scrub-interval the server verifies every backup in the background (the
+chain of checkpoints, every checksum, every key version opens), reading at most
+--scrub-rate bytes a second, and exports the result on /metrics
+(kmsbackup_verify_*).
+
 Beyond one machine, several server processes share one event log
 (--event-log nats://... or esdb://...) and, optionally, one bus (--bus
 nats://...): any node serves the API, every scheduled backup is taken once
