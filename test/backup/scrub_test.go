@@ -317,8 +317,10 @@ func (g *gate) WaitN(ctx context.Context, _ int) error {
 	}
 }
 
-// scrubInBackground runs a scrub through g in a goroutine.
-func scrubInBackground(e *Engine, g *gate) (<-chan commands.ScrubRun, <-chan error, *resultLog) {
+// scrubThrough runs a scrub through g in a goroutine and calls atPause at
+// each read it paces, while the scrub waits, until it ends.
+func scrubThrough(t *testing.T, e *Engine, g *gate, atPause func()) (commands.ScrubRun, *resultLog) {
+	t.Helper()
 	runs, errs := make(chan commands.ScrubRun, 1), make(chan error, 1)
 	results := &resultLog{}
 	go func() {
@@ -329,7 +331,17 @@ func scrubInBackground(e *Engine, g *gate) (<-chan commands.ScrubRun, <-chan err
 		}
 		runs <- run
 	}()
-	return runs, errs, results
+	for {
+		select {
+		case <-g.paused:
+			atPause()
+			g.resume <- struct{}{}
+		case run := <-runs:
+			return run, results
+		case err := <-errs:
+			t.Fatal(err)
+		}
+	}
 }
 
 type resultLog struct {
@@ -362,25 +374,13 @@ func TestScrubLeavesCheckpointsOnTime(t *testing.T) {
 		}
 	}
 
-	g := newGate()
-	runs, errs, results := scrubInBackground(e, g)
 	steps := 0
-	var run commands.ScrubRun
-wait:
-	for {
-		select {
-		case <-g.paused:
-			if steps < 60 {
-				steps++
-				advanceOnTime(t, e, bs)
-			}
-			g.resume <- struct{}{}
-		case run = <-runs:
-			break wait
-		case err := <-errs:
-			t.Fatal(err)
+	run, results := scrubThrough(t, e, newGate(), func() {
+		if steps < 60 {
+			steps++
+			advanceOnTime(t, e, bs)
 		}
-	}
+	})
 	if steps < 30 {
 		t.Fatalf("the scrub paused only %d times", steps)
 	}
@@ -444,25 +444,13 @@ func TestScrubSkipsWhatIsDestroyed(t *testing.T) {
 	e := NewEngine(t, time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC))
 	bs := withKeys(t, e, 3)
 	slices.SortFunc(bs, func(a, b *domain.Backup) int { return strings.Compare(string(a.ID), string(b.ID)) })
-	g := newGate()
-	runs, errs, results := scrubInBackground(e, g)
 	reset := false
-	var run commands.ScrubRun
-wait:
-	for {
-		select {
-		case <-g.paused:
-			if !reset { // the scrub is reading the first instance
-				reset = true
-				Must(e.Backups.ResetBackupInstance(context.Background(), e.Caller, bs[0].ID, true))
-			}
-			g.resume <- struct{}{}
-		case run = <-runs:
-			break wait
-		case err := <-errs:
-			t.Fatal(err)
+	run, results := scrubThrough(t, e, newGate(), func() {
+		if !reset { // the scrub is reading the first instance
+			reset = true
+			Must(e.Backups.ResetBackupInstance(context.Background(), e.Caller, bs[0].ID, true))
 		}
-	}
+	})
 	if run.Skipped != 1 || run.Checked != 2 || run.WithFindings != 0 || run.Errors != 0 {
 		t.Fatalf("run = %+v, want the reset instance skipped and 2 clean", run)
 	}
