@@ -1,7 +1,10 @@
-// Package scheduler drives the backup schedule in time: a Runner follows the
-// real clock (catching up once after downtime, then sleeping until the next
-// full, incremental, expiry or release), and a Manual driver moves a manual
-// clock forward for --dev, doing every piece of work that falls due on the
-// way, in order. The work itself is the commands package's; this package
-// only decides when.
+// Package scheduler drives the engine's background work in time: a Runner
+// follows the real clock for the backup schedule (catching up once after
+// downtime, then sleeping until the next full, incremental, expiry or
+// release), a Manual driver moves a manual clock forward for --dev, doing
+// every piece of work that falls due on the way, in order, and a Scrub
+// verifies every backup every interval (or when asked), paced by a
+// ByteRate, and remembers the results for metrics. The work itself is the
+// commands package's; this package only decides when, and never holds a
+// lock of the work it drives.
 package scheduler

@@ -181,6 +181,22 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}
 
+	// The background verification of every backup: on the real clock
+	// every --scrub-interval; with a manual clock only when asked (POST
+	// /v1/dev/scrub), so that tests decide when it runs.
+	scrub := &scheduler.Scrub{Scrubber: backups, Interval: cfg.ScrubInterval, Logger: m.Logger}
+	if n := cfg.ScrubBytesPerSecond(); n > 0 {
+		scrub.Throttle = scheduler.NewByteRate(n)
+	}
+	if manual == nil && cfg.ScrubInterval > 0 {
+		m.background(runCtx, "backup scrub", func(ctx context.Context) error {
+			if err := m.waitProjections(ctx, backupState, backupData); err != nil {
+				return err
+			}
+			return scrub.Run(ctx)
+		})
+	}
+
 	events, err := m.startEvents(runCtx, projector)
 	if err != nil {
 		return err
@@ -195,6 +211,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Restores:     restores,
 		Audit:        auditUC,
 		BackupGauges: func() ([]*domain.Backup, error) { return backupstate.Active(m.store) },
+		ScrubStatus:  scrub.Status,
+		LastScrub:    scrub.Result,
 		Ready: func(ctx context.Context) error {
 			for _, p := range projectors {
 				if err := p.Healthy(); err != nil {
@@ -215,6 +233,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}}
 	if dc != nil {
 		api.DevClock = dc
+	}
+	if cfg.Dev {
+		api.DevScrub = scrub
 	}
 	web := &console.Console{Backups: backups, Restores: restores, KMS: kms, Auth: accounts, Logger: m.Logger,
 		MaxUpload: cfg.MaxUpload, SpoolDir: spool, Registry: reg}
