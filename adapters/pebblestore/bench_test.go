@@ -3,6 +3,7 @@ package pebblestore
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -187,8 +189,9 @@ type rawIngest struct {
 }
 
 func newRawIngest(b *testing.B, c ingestCase) *rawIngest {
-	po := pebbleOptions(Options{})
-	db, err := pebble.Open(b.TempDir(), po)
+	dir := b.TempDir()
+	po := pebbleOptions(dir, Options{}, newTableChecker(vfs.Default, dir, logStoreKind, slog.Default()))
+	db, err := pebble.Open(dir, po)
 	po.Cache.Unref()
 	if err != nil {
 		b.Fatal(err)

@@ -25,6 +25,9 @@ type Config struct {
 	EventLog      string // --event-log: "pebble" (embedded), nats://..., esdb://...
 	Bus           string // --bus: "gochannel" (in-process) or nats://...
 	DevToken      string // --dev-token: with --dev, the account dev's token (several nodes share it)
+	// AcceptLostLogPositions: --accept-lost-log-positions, go on when the
+	// embedded log lost acknowledged events at its end.
+	AcceptLostLogPositions bool
 }
 
 // LogKind is the kind of event log --event-log names: "pebble", "nats" or
@@ -87,6 +90,9 @@ func (c Config) Validate() error {
 	}
 	if c.Dev && c.LogKind() != "pebble" && c.MasterKeyFile == "" && c.MasterKeyEnv == "" {
 		errs = append(errs, errors.New("--dev on a shared --event-log needs the nodes' shared master key: pass --master-key-file or set KMSBACKUP_MASTER_KEY"))
+	}
+	if c.AcceptLostLogPositions && c.LogKind() != "pebble" {
+		errs = append(errs, errors.New("--accept-lost-log-positions concerns the embedded event log only (--event-log pebble)"))
 	}
 	if c.MaxUpload < 0 {
 		errs = append(errs, errors.New("--max-upload-bytes must not be negative (0: the default, 16 GiB)"))

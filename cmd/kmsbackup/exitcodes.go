@@ -23,6 +23,12 @@ const (
 	exitAuth         = 7 // unauthenticated or permission denied
 	exitUnavailable  = 8 // unavailable: the server cannot be reached or cannot serve now
 	exitCorrupt      = 9 // corrupt data
+
+	// Start failures of `kmsbackup server`: the data directory is left as
+	// it was.
+	exitDamaged        = 10 // a file of the data directory is damaged
+	exitWrongMasterKey = 11 // the master key is not the one the data was written with
+	exitLogBehind      = 12 // acknowledged events are missing from the event log
 )
 
 // exitCodes is the one table from the domain's error classes (the sentinel
@@ -56,6 +62,29 @@ var exitMeanings = map[int]string{
 	exitAuth:         "unauthenticated or permission denied (check --token / KMSBACKUP_TOKEN)",
 	exitUnavailable:  "unavailable: the server is not reachable or cannot serve now",
 	exitCorrupt:      "corrupt data (also: verify's findings, a restore that does not validate)",
+
+	exitDamaged:        "server: a file of the data directory is damaged (the message names it and says what it holds); restore the data directory from a copy. The server also stops with it when it finds damage it cannot go on from while running",
+	exitWrongMasterKey: "server: the master key is not the one the data was written with; nothing was written",
+	exitLogBehind:      "server: acknowledged events are missing from the event log (the message lists their positions); restore the data directory from a copy, or see --accept-lost-log-positions",
+}
+
+// startFailure is a refused start of the server, with its own exit code
+// (exitDamaged, exitWrongMasterKey, exitLogBehind).
+type startFailure struct {
+	code int
+	err  error
+}
+
+func (e *startFailure) Error() string { return e.err.Error() }
+func (e *startFailure) Unwrap() error { return e.err }
+
+// fatalExitCode is the exit code of a store's fatal error while running
+// (pebblestore.Options.Fatal): damage, or a store that cannot go on.
+func fatalExitCode(err error) int {
+	if domain.IsCorruption(err) {
+		return exitDamaged
+	}
+	return exitUnavailable
 }
 
 // usageError is a mistake in the command line itself: an unknown flag or
@@ -79,6 +108,10 @@ func exitCode(err error) int {
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return exitUsage
+	}
+	var sf *startFailure
+	if errors.As(err, &sf) {
+		return sf.code
 	}
 	if code, ok := exitCodes[domain.Kind(err)]; ok {
 		return code

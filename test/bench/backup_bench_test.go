@@ -60,7 +60,8 @@ func TestMain(m *testing.M) {
 type engine struct {
 	dir     string
 	master  []byte
-	store   *pebblestore.Store
+	store   *pebblestore.Store       // the log, data keys and blobs
+	proj    *pebblestore.Projections // the read models
 	env     *envelope.Envelope
 	clock   *clock.Manual
 	ids     ids.Random
@@ -84,24 +85,30 @@ func openEngine(dir string, start time.Time) (*engine, error) {
 
 // open opens the store in e.dir and starts the projectors.
 func (e *engine) open() error {
-	st, err := pebblestore.Open(e.dir, pebblestore.Options{})
+	st, err := pebblestore.Open(filepath.Join(e.dir, "db"), pebblestore.Options{})
 	if err != nil {
 		return err
 	}
-	env, err := envelope.New(e.master, st)
+	proj, err := pebblestore.OpenProjections(filepath.Join(e.dir, "projections"), pebblestore.Options{}, st)
 	if err != nil {
 		_ = st.Close()
 		return err
 	}
-	e.store, e.env = st, env
+	env, err := envelope.New(e.master, st)
+	if err != nil {
+		_ = proj.Close()
+		_ = st.Close()
+		return err
+	}
+	e.store, e.proj, e.env = st, proj, env
 	clk := e.clock
-	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: st, Apply: kmsstate.Apply}
-	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: st, Apply: backupstate.Apply}
-	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: st, Apply: commands.BackupDataApply(st)}
+	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
+	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: proj, Apply: backupstate.Apply}
+	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: proj, Apply: commands.BackupDataApply(st)}
 	e.procs = []*commands.Projector{kp, bs, bd}
-	e.backups = &commands.Backups{Log: st, State: st, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
+	e.backups = &commands.Backups{Log: st, State: proj, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
 		Blobs: st, Files: backupfile.New(), Clock: clk, IDs: e.ids, Zones: time.LoadLocation}
-	e.kms = &commands.KMS{Log: st, State: st, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
+	e.kms = &commands.KMS{Log: st, State: proj, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
 		Clock: clk, IDs: e.ids,
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
 			return e.backups.EnsureDefault(ctx, in.Account, in.Region)
@@ -165,7 +172,7 @@ func (e *engine) close() error {
 	e.cancel()
 	<-e.done
 	e.cancel = nil
-	return e.store.Close()
+	return errors.Join(e.proj.Close(), e.store.Close())
 }
 
 // enableBackup creates a provisioned backup instance and enables it on
@@ -386,7 +393,7 @@ func buildSealState(ctx context.Context, dir string, n int) (*sealState, time.Du
 // idle (every projector has applied the rotations). It returns the
 // checkpoint due.
 func (s *sealState) change(ctx context.Context) (domain.Due, error) {
-	b, err := backupstate.Get(s.e.store, s.backup)
+	b, err := backupstate.Get(s.e.proj, s.backup)
 	if err != nil {
 		return domain.Due{}, err
 	}

@@ -115,7 +115,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 					b.ResetTimer()
 					for i := range b.N {
 						b.StopTimer()
-						cur, err := backupstate.Get(n.store, bk.ID)
+						cur, err := backupstate.Get(n.proj, bk.ID)
 						if err != nil {
 							b.Fatal(err)
 						}
@@ -455,7 +455,7 @@ func (s *restoreState) read(ctx context.Context) (int, int, error) {
 	})
 	ref := s.backup.DataRef()
 	versions := 0
-	err = backupdata.VersionsOf(s.e.store, ref, sorted, func(i int, vs []backupdata.Version) error {
+	err = backupdata.VersionsOf(s.e.proj, ref, sorted, func(i int, vs []backupdata.Version) error {
 		for _, v := range vs {
 			versions++
 			if sorted[i].Kind == backupdata.KindKey {
@@ -552,7 +552,7 @@ func BenchmarkRestoreApply(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			cur, err := backupstate.Get(n.store, bk.ID)
+			cur, err := backupstate.Get(n.proj, bk.ID)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -707,7 +707,7 @@ func TestCheckpointBytes(t *testing.T) {
 
 func mustCheckpoints(t *testing.T, e *engine, id domain.BackupID) int {
 	t.Helper()
-	b, err := backupstate.Get(e.store, id)
+	b, err := backupstate.Get(e.proj, id)
 	if err != nil {
 		t.Fatal(err)
 	}
