@@ -82,7 +82,7 @@ func BenchmarkIngest(b *testing.B) {
 			perRound := (b.N + ingestRounds*c.appenders*c.batch - 1) / (ingestRounds * c.appenders * c.batch) // batches per appender
 			events := ingestRounds * perRound * c.batch * c.appenders
 			rec := appendRecord(nil, ptr(benchEvent("kms-kms_01JNB8Y7V6QK4M2X9ZP3R00000", newBenchIDs(0).next(), 0)))
-			store := newStoreIngest(b, c)
+			store := newStoreIngest(b, c, Options{})
 			raw := newRawIngest(b, c)
 			b.ResetTimer()
 			var storeTime, rawTime time.Duration
@@ -127,8 +127,8 @@ type storeAppender struct {
 	seq    int
 }
 
-func newStoreIngest(b *testing.B, c ingestCase) *storeIngest {
-	s, err := Open(b.TempDir(), Options{})
+func newStoreIngest(b *testing.B, c ingestCase, opts Options) *storeIngest {
+	s, err := Open(b.TempDir(), opts)
 	if err != nil {
 		b.Fatal(err)
 	}

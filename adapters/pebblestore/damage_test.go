@@ -287,3 +287,57 @@ func TestFatalBecomesOneError(t *testing.T) {
 var errStop = errors.New("stop")
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestAdoptOlderReadModels: the read models an older layout kept in the
+// log store are copied into the new database once, with their positions,
+// and deleted from the log store; a copy a crash interrupted is made again.
+func TestAdoptOlderReadModels(t *testing.T) {
+	fs := vfs.NewMem()
+	s := MustOpen(t, "db", fs)
+	mustAppend(t, s, "kms-a", domain.ExpectNoStream, eventlog.Events("kms-a", 1, 3))
+	older := map[string]string{"a/1": "va/1", "a/2": "va/2", "b/1": "vb/1"}
+	b := s.db.NewBatch()
+	for k, v := range older {
+		_ = b.Set(projKey([]byte(k)), []byte(v), nil)
+	}
+	_ = b.Set(projPosKey("state"), putUint64(3), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+
+	// An interrupted copy: keys, no layout.
+	half, err := openProjections("projections", Options{FS: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := half.db.Set(projKey([]byte("stale")), []byte("x"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := half.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	p := MustOpenProjections(t, "projections", fs, s)
+	if pos, err := p.Position("state"); err != nil || pos != 3 {
+		t.Fatalf("adopted position = %d, %v; want 3", pos, err)
+	}
+	got := map[string]string{}
+	if err := p.Scan(nil, nil, func(k, v []byte) (bool, error) { got[string(k)] = string(v); return true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(older, got); diff != "" {
+		t.Fatalf("adopted read models (-older +adopted):\n%s", diff)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{nsProj}, UpperBound: []byte{nsProjPos + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := it.First()
+	_ = it.Close()
+	if left {
+		t.Fatal("the log store still holds read models after the adoption")
+	}
+	if h, _ := s.Head(context.Background()); h != 3 {
+		t.Fatalf("the adoption changed the log: head %d", h)
+	}
+}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -14,66 +12,15 @@ import (
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/test/conformance/eventlog"
+	"github.com/kmsbackup/kmsbackup/test/stallfs"
 )
-
-// stallFS holds back the creation of sstables while stalled, so that
-// flushes cannot finish and write-ahead log files pile up.
-type stallFS struct {
-	vfs.FS
-	mu      sync.Mutex
-	release chan struct{} // nil: not stalled
-}
-
-func (f *stallFS) stall() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.release = make(chan struct{})
-}
-
-func (f *stallFS) unstall() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.release != nil {
-		close(f.release)
-		f.release = nil
-	}
-}
-
-func (f *stallFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
-	if strings.HasSuffix(name, ".sst") {
-		f.mu.Lock()
-		release := f.release
-		f.mu.Unlock()
-		if release != nil {
-			<-release
-		}
-	}
-	return f.FS.Create(name, cat)
-}
-
-// walFiles lists the write-ahead log files of dir, oldest first.
-func walFiles(tb testing.TB, fs vfs.FS, dir string) []string {
-	tb.Helper()
-	names, err := fs.List(dir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var out []string
-	for _, n := range names {
-		if strings.HasSuffix(n, ".log") {
-			out = append(out, n)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
 
 // markStore is a log store on a crashable in-memory file system whose
 // flushes are stalled once it is set up: two write-ahead log files hold
 // acknowledged events that no sstable holds.
 type markStore struct {
 	mem     *vfs.MemFS
-	fs      *stallFS
+	fs      *stallfs.FS
 	s       *Store
 	flushed uint64 // the mark's flushed position
 	head    uint64 // the last acknowledged position
@@ -85,14 +32,14 @@ type markStore struct {
 func newMarkStore(t *testing.T) *markStore {
 	t.Helper()
 	mem := vfs.NewCrashableMem()
-	fs := &stallFS{FS: mem}
+	fs := stallfs.New(mem)
 	s, err := Open("db", Options{FS: fs, MemTableSize: 64 << 10, MarkInterval: -1, FlushInterval: -1, Logger: discardLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := &markStore{mem: mem, fs: fs, s: s}
 	t.Cleanup(func() {
-		fs.unstall()
+		fs.Unstall()
 		_ = s.Close()
 	})
 	res := mustAppend(t, s, "kms-a", domain.ExpectAny, eventlog.Events("kms-a", 1, 20))
@@ -100,10 +47,16 @@ func newMarkStore(t *testing.T) *markStore {
 		t.Fatal(err)
 	}
 	m.flushed = res.LastPosition
-	fs.stall()
+	fs.Stall()
 	// Append until the memtable switches (a new log file; the one before
 	// waits for a flush that cannot finish), then once more.
-	newest := func() string { w := walFiles(t, mem, "db"); return w[len(w)-1] }
+	newest := func() string {
+		w, err := stallfs.WALs(mem, "db")
+		if err != nil || len(w) == 0 {
+			t.Fatalf("write-ahead logs: %v, %v", w, err)
+		}
+		return w[len(w)-1]
+	}
 	m.older = newest()
 	for i := 0; newest() == m.older; i++ {
 		if i > 10000 {

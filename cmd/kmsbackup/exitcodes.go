@@ -63,9 +63,9 @@ var exitMeanings = map[int]string{
 	exitUnavailable:  "unavailable: the server is not reachable or cannot serve now",
 	exitCorrupt:      "corrupt data (also: verify's findings, a restore that does not validate)",
 
-	exitDamaged:        "server: a file of the data directory is damaged (the message names it and says what it holds); restore the data directory from a copy. The server also stops with it when it finds damage it cannot go on from while running",
-	exitWrongMasterKey: "server: the master key is not the one the data was written with; nothing was written",
-	exitLogBehind:      "server: acknowledged events are missing from the event log (the message lists their positions); restore the data directory from a copy, or see --accept-lost-log-positions",
+	exitDamaged:        "server refused to start: a file of the data directory is damaged (the message names it); restore the directory from a copy. Also: the server stopped on damage while running",
+	exitWrongMasterKey: "server refused to start: the master key is not the one the data was written with",
+	exitLogBehind:      "server refused to start: acknowledged events are missing from the event log (the message lists them); restore the directory from a copy, or see server --accept-lost-log-positions",
 }
 
 // startFailure is a refused start of the server, with its own exit code
@@ -137,7 +137,7 @@ func exitCodeHelp() string {
 	var b strings.Builder
 	b.WriteString("Exit codes:\n")
 	for _, c := range codes {
-		fmt.Fprintf(&b, "  %d  %s\n", c, exitMeanings[c])
+		fmt.Fprintf(&b, "  %2d  %s\n", c, exitMeanings[c])
 	}
 	return b.String()
 }

@@ -231,10 +231,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another server running? choose another --listen)", cfg.Listen, err)
 	}
+	// Close clears m.http: the goroutine serves with its own copy.
+	srv, ln := m.http, m.listener
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		if err := m.http.Serve(m.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Logger.Error("API server stopped", "error", err)
 		}
 	}()
