@@ -3,9 +3,7 @@ package esdb
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -342,23 +340,13 @@ func refOfDataKeyStream(stream string) (string, bool) {
 func (l *Log) lastOfAll(ctx context.Context, op string) (pos esdbclient.Position, any bool, err error) {
 	err = l.do(ctx, op, func(ctx context.Context, c *esdbclient.Client) error {
 		any = false // do may run this twice
-		rs, err := c.ReadAll(ctx, esdbclient.ReadAllOptions{Direction: esdbclient.Backwards, From: esdbclient.End{}}, 1)
-		if err != nil {
-			return err
-		}
-		defer rs.Close()
-		for {
-			re, err := rs.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
+		opts := esdbclient.ReadAllOptions{Direction: esdbclient.Backwards, From: esdbclient.End{}}
+		return eachOfAll(ctx, c, opts, 1, func(re *esdbclient.ResolvedEvent) bool {
 			if re.Event != nil {
 				pos, any = re.Event.Position, true
 			}
-		}
+			return true
+		})
 	})
 	return pos, any, err
 }

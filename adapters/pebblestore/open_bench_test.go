@@ -139,21 +139,11 @@ func benchStore(b *testing.B, n int) (string, int64) {
 // other never; b.N is the number of events each ingests.
 func BenchmarkMarkIngest(b *testing.B) {
 	c := ingestCase{8, 10}
-	perRound := (b.N + ingestRounds*c.appenders*c.batch - 1) / (ingestRounds * c.appenders * c.batch)
-	events := ingestRounds * perRound * c.batch * c.appenders
+	perRound, events := c.rounds(b.N)
 	marked := newStoreIngest(b, c, Options{FlushInterval: 2 * time.Second})
 	plain := newStoreIngest(b, c, Options{MarkInterval: -1, FlushInterval: -1})
 	b.ResetTimer()
-	var markedTime, plainTime time.Duration
-	for round := range ingestRounds {
-		if round%2 == 0 {
-			plainTime += plain.run(b, perRound)
-			markedTime += marked.run(b, perRound)
-		} else {
-			markedTime += marked.run(b, perRound)
-			plainTime += plain.run(b, perRound)
-		}
-	}
+	plainTime, markedTime := takeTurns(b, plain, marked, perRound)
 	b.StopTimer()
 	marked.check(b, events)
 	plain.check(b, events)

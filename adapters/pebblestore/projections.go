@@ -33,8 +33,8 @@ type Projections struct {
 	checker *tableChecker
 	rebuilt error
 
-	life     sync.RWMutex
-	closed   bool
+	life     guard
+	closeMu  sync.Mutex // serialises Close
 	closeErr error
 }
 
@@ -218,18 +218,17 @@ func (p *Projections) Rebuilt() error { return p.rebuilt }
 // domain.ErrCorrupt; the next OpenProjections rebuilds the database.
 func (p *Projections) Damage() error { return p.checker.damaged() }
 
-// Close closes the database. Idempotent; the error of the first Close is
-// returned again. Not safe to call concurrently with the other methods'
-// callers still expecting success: they then fail with
-// domain.ErrUnavailable.
+// Close waits for the calls under way, flushes and closes the database;
+// later calls fail with domain.ErrUnavailable. Idempotent; safe for
+// concurrent use; the error of the first Close is returned again.
 func (p *Projections) Close() error {
-	p.life.Lock()
-	defer p.life.Unlock()
-	if p.closed {
+	p.closeMu.Lock()
+	defer p.closeMu.Unlock()
+	if !p.life.shut(func() {}) {
 		return p.closeErr
 	}
-	p.closed = true
-	// A flush keeps the next start from replaying a write-ahead log.
+	// No method holds life any more and none will use db again. A flush
+	// keeps the next start from replaying a write-ahead log.
 	ferr := p.db.Flush()
 	if ferr != nil {
 		ferr = storeErr("flush the read models", ferr)
@@ -238,16 +237,9 @@ func (p *Projections) Close() error {
 	return p.closeErr
 }
 
-func (p *Projections) enter(op string) error {
-	p.life.RLock()
-	if p.closed {
-		p.life.RUnlock()
-		return errClosed(op)
-	}
-	return nil
-}
+func (p *Projections) enter(op string) error { return p.life.enter(op) }
 
-func (p *Projections) leave() { p.life.RUnlock() }
+func (p *Projections) leave() { p.life.leave() }
 
 // Get returns a copy of the value of projection key; ok is false when the key
 // is absent.

@@ -29,11 +29,8 @@ type Store struct {
 	// readOnly is set on the store Options.Check sees: it has no writer.
 	readOnly bool
 
-	// life guards closed against Close: every method that touches db holds
-	// it for reading, Close takes it for writing, so the database is never
-	// used after it is closed.
-	life     sync.RWMutex
-	closed   bool
+	// life keeps db from being used after Close.
+	life     guard
 	closeMu  sync.Mutex // serialises Close
 	closeErr error      // what the first Close returned
 	doneCh   chan struct{}
@@ -230,10 +227,7 @@ func (s *Store) Close() error {
 	if s.isClosed() {
 		return s.closeErr
 	}
-	s.life.Lock()
-	s.closed = true
-	close(s.stop)
-	s.life.Unlock()
+	s.life.shut(func() { close(s.stop) })
 	<-s.writerDone
 	if s.markDone != nil {
 		<-s.markDone
@@ -261,16 +255,42 @@ func (s *Store) isClosed() bool {
 }
 
 // enter takes the read side of life; it fails once the store is closed.
-func (s *Store) enter(op string) error {
-	s.life.RLock()
-	if s.closed {
-		s.life.RUnlock()
+func (s *Store) enter(op string) error { return s.life.enter(op) }
+
+func (s *Store) leave() { s.life.leave() }
+
+// guard keeps a database from being used after it is closed: every method
+// that touches it holds the guard for reading (enter, leave), Close takes
+// it for writing (shut).
+type guard struct {
+	mu     sync.RWMutex
+	closed bool
+}
+
+// enter takes the read side; it fails once the guard is shut.
+func (g *guard) enter(op string) error {
+	g.mu.RLock()
+	if g.closed {
+		g.mu.RUnlock()
 		return errClosed(op)
 	}
 	return nil
 }
 
-func (s *Store) leave() { s.life.RUnlock() }
+func (g *guard) leave() { g.mu.RUnlock() }
+
+// shut marks the guard closed, running then under its write side, once no
+// method holds it; false when it was shut already.
+func (g *guard) shut(then func()) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.closed = true
+	then()
+	return true
+}
 
 func errClosed(op string) error {
 	return &domain.Error{Op: op, Kind: domain.ErrUnavailable, Msg: "the store is closed"}

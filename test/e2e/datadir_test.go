@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -210,16 +209,7 @@ func runServer(t *testing.T, args ...string) Result {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, append([]string{"server", "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = cleanEnv()
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run server %v: %v", args, err)
-	}
-	return Result{Code: code, Stdout: out.String(), Stderr: errb.String()}
+	return runCmd(t, cmd)
 }
 
 // mustRefuse starts the server on dir with args and requires the refusal:
