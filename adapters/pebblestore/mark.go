@@ -84,7 +84,7 @@ func readMark(fs vfs.FS, dir string) (m logMark, ok bool, err error) {
 	}
 	m, ok = parseMark(b)
 	if !ok {
-		return logMark{}, false, damaged(logStoreKind, "open", path, "the event log's high-water mark", errors.New("it does not parse"))
+		return logMark{}, false, damaged(logStoreKind, "open", path, "", errors.New("the event log's high-water mark does not parse"))
 	}
 	return m, true, nil
 }

@@ -95,18 +95,19 @@ var (
 		hint: "start the server again: damaged read models are removed and rebuilt from the event log"}
 )
 
-// holds names what keys from lo to hi (user keys) may hold: every
-// namespace whose byte lies between their first bytes.
-func holds(lo, hi []byte) string {
+// holds names what a file of the database whose keys run from lo to hi
+// (user keys) may hold: every namespace whose byte lies between their
+// first bytes. The read models' database holds read models only; in the
+// log store, read models ('P', 'Q') are left over from an older layout and
+// are not named.
+func (k *storeKind) holds(lo, hi []byte) string {
+	if k == projectionsKind {
+		return "read models (rebuildable)"
+	}
 	if len(lo) == 0 || len(hi) == 0 {
 		return "unknown keys"
 	}
 	var parts []string
-	add := func(s string) {
-		if !slices.Contains(parts, s) {
-			parts = append(parts, s)
-		}
-	}
 	for _, ns := range []struct {
 		b    byte
 		what string
@@ -116,13 +117,11 @@ func holds(lo, hi []byte) string {
 		{nsID, "event log"},
 		{nsKeyCheck, "data keys"},
 		{nsLog, "event log"},
-		{nsProj, "read models (rebuildable)"},
-		{nsProjPos, "read models (rebuildable)"},
 		{nsStream, "event log"},
 		{nsWrapped, "data keys"},
 	} {
-		if lo[0] <= ns.b && ns.b <= hi[0] {
-			add(ns.what)
+		if lo[0] <= ns.b && ns.b <= hi[0] && !slices.Contains(parts, ns.what) {
+			parts = append(parts, ns.what)
 		}
 	}
 	if len(parts) == 0 {
@@ -140,7 +139,7 @@ func damaged(kind *storeKind, op, path, what string, cause error) error {
 		msg += " (" + strings.Replace(firstLine(cause.Error()), "pebble: file 000000: ", "", 1) + ")"
 	}
 	if what != "" {
-		msg += "; it holds " + what
+		msg += "; its keys span " + what
 	}
 	return &domain.Error{Op: op + " the " + kind.name, Kind: domain.ErrCorrupt, Item: path, Msg: msg, Hint: kind.hint}
 }
@@ -205,7 +204,7 @@ func (c *tableChecker) validateLive(db *pebble.DB) error {
 			if !t.Virtual {
 				size = int64(t.Size)
 			}
-			stamp, err := c.validate(num, size, old, holds(t.Smallest.UserKey, t.Largest.UserKey))
+			stamp, err := c.validate(num, size, old, c.kind.holds(t.Smallest.UserKey, t.Largest.UserKey))
 			if err != nil {
 				return err
 			}
@@ -406,7 +405,7 @@ func (c *tableChecker) dataCorruption(info pebble.DataCorruptionInfo) {
 	if n, ok := strings.CutSuffix(base, ".sst"); ok {
 		num, _ = strconv.ParseUint(n, 10, 64)
 	}
-	c.corrupt(num, damaged(c.kind, "read", info.Path, holds(info.Bounds.Start, info.Bounds.End.Key), info.Details))
+	c.corrupt(num, damaged(c.kind, "read", info.Path, c.kind.holds(info.Bounds.Start, info.Bounds.End.Key), info.Details))
 }
 
 // damaged returns the first damage found while open, nil when none.

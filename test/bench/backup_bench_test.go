@@ -722,22 +722,51 @@ func positions(ctx context.Context, st *pebblestore.Store, stream string) (map[u
 	}
 }
 
-// scan opens the closed store's database with Pebble itself and adds up
-// key and value sizes by namespace (the layout of pebblestore's keys.go and
-// blobs.go: 'L' position -> record, 'I' event ID -> position, 'S' stream
-// runs, 'B' ref\0name\0[chunk] blobs, 'P' projection keys), then compacts
+// scan opens the closed engine's two databases (db/, the log store, and
+// projections/) with Pebble itself and adds up key and value sizes by
+// namespace (the layout of pebblestore's keys.go and blobs.go: 'L' position
+// -> record, 'I' event ID -> position, 'S' stream runs, 'B'
+// ref\0name\0[chunk] blobs, 'P' projection keys), then compacts
 // everything and asks Pebble for on-disk estimates of the ranges.
 func (u *usage) scan(dir string, b *domain.Backup, kmsStream, backupStream string, kmsPos, chainPos map[uint64]bool) error {
-	db, err := pebble.Open(dir, storeOptions())
+	logDB, err := pebble.Open(filepath.Join(dir, "db"), storeOptions())
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer logDB.Close()
+	projDB, err := pebble.Open(filepath.Join(dir, "projections"), storeOptions())
+	if err != nil {
+		return err
+	}
+	defer projDB.Close()
 	ref := b.DataRef()
 	blobPrefix := append(append([]byte{'B'}, ref...), 0)
 	projPrefix := append(append([]byte("Pbkd/"), ref...), 0)
 	metaKey := append(append([]byte("Pbkd/"), b.ID...), 0, 'm')
 	kmsPrefix := []byte("Pkms/")
+	for _, db := range []*pebble.DB{logDB, projDB} {
+		if err := u.scanDB(db, kmsStream, backupStream, kmsPos, chainPos, blobPrefix, projPrefix, metaKey, kmsPrefix); err != nil {
+			return err
+		}
+	}
+	u.checkpoints = u.projKeys['c']
+	for _, db := range []*pebble.DB{logDB, projDB} {
+		if err := db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+			return err
+		}
+	}
+	if u.diskBlobs, err = logDB.EstimateDiskUsage(blobPrefix, prefixEnd(blobPrefix)); err != nil {
+		return err
+	}
+	if u.diskProj, err = projDB.EstimateDiskUsage(projPrefix, prefixEnd(projPrefix)); err != nil {
+		return err
+	}
+	u.diskLog, err = logDB.EstimateDiskUsage([]byte{'L'}, []byte{'L' + 1})
+	return err
+}
+
+// scanDB adds up the key and value sizes of one database (see scan).
+func (u *usage) scanDB(db *pebble.DB, kmsStream, backupStream string, kmsPos, chainPos map[uint64]bool, blobPrefix, projPrefix, metaKey, kmsPrefix []byte) error {
 	it, err := db.NewIter(nil)
 	if err != nil {
 		return err
@@ -794,21 +823,7 @@ func (u *usage) scan(dir string, b *domain.Backup, kmsStream, backupStream strin
 			}
 		}
 	}
-	if err := it.Close(); err != nil {
-		return err
-	}
-	u.checkpoints = u.projKeys['c']
-	if err := db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
-		return err
-	}
-	if u.diskBlobs, err = db.EstimateDiskUsage(blobPrefix, prefixEnd(blobPrefix)); err != nil {
-		return err
-	}
-	if u.diskProj, err = db.EstimateDiskUsage(projPrefix, prefixEnd(projPrefix)); err != nil {
-		return err
-	}
-	u.diskLog, err = db.EstimateDiskUsage([]byte{'L'}, []byte{'L' + 1})
-	return err
+	return it.Close()
 }
 
 // prefixEnd is the first key after every key with prefix p (whose last
