@@ -28,7 +28,12 @@ func TestIngestRefusesEventsTheReadModelsCannotApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: st, Apply: kmsstate.Apply}
+	proj, err := pebblestore.OpenProjections(filepath.Join(t.TempDir(), "projections"), pebblestore.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = proj.Close() })
+	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
 	pctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- kp.Run(pctx) }()
@@ -38,7 +43,7 @@ func TestIngestRefusesEventsTheReadModelsCannotApply(t *testing.T) {
 			t.Errorf("kms-state projector: %v", err)
 		}
 	})
-	ing := &commands.KMSIngest{Log: st, Streams: st, State: st, Applied: kp}
+	ing := &commands.KMSIngest{Log: st, Streams: st, State: proj, Applied: kp}
 	acct := domain.AccountID("acct_01KJMBQED8040G2081040G2081")
 	in := domain.InstanceID("kms_01KJMBQJA80M2GA1850M2GA185")
 	history := externalHistory(t, 7, acct, in)[:4] // created, key created and rotated, secret created

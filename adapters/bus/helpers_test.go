@@ -31,6 +31,17 @@ type writer struct {
 	n   int
 }
 
+// positions returns a real projection store, for a publisher's position.
+func (w *writer) positions() *pebblestore.Projections {
+	w.tb.Helper()
+	p, err := pebblestore.OpenProjections(w.tb.TempDir(), pebblestore.Options{}, nil)
+	if err != nil {
+		w.tb.Fatal(err)
+	}
+	w.tb.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
 // newWriter writes to a real event log: the Pebble store on a temporary
 // directory.
 func newWriter(tb testing.TB) *writer {

@@ -95,7 +95,7 @@ func (s *syncBuffer) String() string {
 
 // kmsState is the kmsstate projection of store: every projection key and
 // value.
-func kmsState(tb testing.TB, store *pebblestore.Store) map[string]string {
+func kmsState(tb testing.TB, store *pebblestore.Projections) map[string]string {
 	tb.Helper()
 	out := map[string]string{}
 	err := store.Scan(nil, nil, func(k, v []byte) (bool, error) {
@@ -112,7 +112,7 @@ func kmsState(tb testing.TB, store *pebblestore.Store) map[string]string {
 // fresh projection store.
 func referenceState(tb testing.TB, events []domain.Event) map[string]string {
 	tb.Helper()
-	st, err := pebblestore.Open(tb.TempDir(), pebblestore.Options{})
+	st, err := pebblestore.OpenProjections(tb.TempDir(), pebblestore.Options{}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -250,7 +250,12 @@ func ingestScenario(t *testing.T, tr ingestTransport, order func(events []domain
 		}
 	}
 
-	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: st, Apply: kmsstate.Apply}
+	proj, err := pebblestore.OpenProjections(t.TempDir(), pebblestore.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proj.Close()
+	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
 	pctx, pcancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- kp.Run(pctx) }()
@@ -263,7 +268,7 @@ func ingestScenario(t *testing.T, tr ingestTransport, order func(events []domain
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if diff := gocmp.Diff(referenceState(t, all), kmsState(t, st)); diff != "" {
+	if diff := gocmp.Diff(referenceState(t, all), kmsState(t, proj)); diff != "" {
 		t.Errorf("kmsstate of the ingested log differs from applying the events once (-once +ingested):\n%s", diff)
 	}
 

@@ -74,7 +74,7 @@ func publishAndTail(t *testing.T, pub message.Publisher, sub message.Subscriber,
 	var running sync.WaitGroup
 	errs := make(chan error, 8)
 
-	publisher := &commands.PublishEvents{Log: w.log, Positions: w.log,
+	publisher := &commands.PublishEvents{Log: w.log, Positions: w.positions(),
 		Publisher: bus.NewPublisher(pub), FromHead: true, MaxBatch: 16}
 	running.Go(func() { errs <- fmt.Errorf("publish: %w", publisher.Run(ctx)) })
 

@@ -4,7 +4,11 @@
 // (DEK) per ref, a KMS instance or a backup instance, and the DEKs seal the
 // key material and secret values that go into events. It implements the
 // commands.Sealer and commands.DataKeys ports over a small KeyStore port that
-// holds each ref's wrapped record.
+// holds each ref's wrapped record and a check of the master key: no
+// Envelope reads or writes anything under a master key that does not
+// match the store's check (ErrWrongMasterKey), and the first one to use a
+// store writes the check, after unwrapping one of its records when it has
+// some.
 //
 // Every ciphertext is bound to its associated data, every wrapped DEK to its
 // ref and version, and every DEK is rotated long before random nonces could

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/commands"
@@ -16,8 +17,9 @@ import (
 )
 
 // KeyStore holds each ref's wrapped data-key record: opaque bytes that are
-// safe to store (every key in them is wrapped under the master key). An
-// Envelope must be the only writer of the refs it uses.
+// safe to store (every key in them is wrapped under the master key), and
+// the master-key check (MasterKeyChecks). An Envelope must be the only
+// writer of the refs it uses. Every method is safe for concurrent use.
 type KeyStore interface {
 	// GetWrapped returns ref's record; ok is false when there is none. The
 	// returned slice is owned by the caller.
@@ -28,6 +30,29 @@ type KeyStore interface {
 	// DeleteWrapped durably removes ref's record. Removing an absent record
 	// is not an error.
 	DeleteWrapped(ref string) error
+	MasterKeyChecks
+}
+
+// MasterKeyChecks is the part of a KeyStore that lets an Envelope check its
+// master key before it writes anything under it (see keycheck.go). The
+// check is stored beside the records, never among them: GetWrapped and
+// AnyWrapped never return it.
+type MasterKeyChecks interface {
+	// KeyCheck returns the stored master-key check; ok is false when there
+	// is none. Errors: domain.ErrUnavailable (the store cannot answer).
+	KeyCheck() (check []byte, ok bool, err error)
+	// CreateKeyCheck stores check (1 to 1024 bytes) unless a check is
+	// stored already, durably, and returns the check stored afterwards:
+	// check itself, or the one found. It is atomic across every process
+	// sharing the store: of concurrent calls, all return the same check.
+	// Errors: domain.ErrInvalidArgument for an empty or oversized check;
+	// domain.ErrUnavailable. Idempotent.
+	CreateKeyCheck(check []byte) (stored []byte, err error)
+	// AnyWrapped returns one record the store holds, with its ref; ok is
+	// false when it holds none. It lets an Envelope verify its master key
+	// on a store written before checks existed. Errors:
+	// domain.ErrUnavailable. Read-only.
+	AnyWrapped() (ref string, wrapped []byte, ok bool, err error)
 }
 
 var (
@@ -98,6 +123,12 @@ type Envelope struct {
 
 	master cipher.AEAD
 	store  KeyStore
+	check  []byte // the master key's check (keycheck.go)
+
+	// checked is set once the master key passed CheckMasterKey; checkMu
+	// serialises the check.
+	checked atomic.Bool
+	checkMu sync.Mutex
 
 	// refLocks serialise the slow paths of one ref (loading, creating and
 	// destroying its key), so a ref never has two live keyStates.
@@ -122,7 +153,9 @@ type keyState struct {
 
 // New returns an Envelope whose data keys are wrapped by master (32 bytes)
 // and stored in store. It keeps no reference to master; the caller may wipe
-// it. Errors: domain.ErrInvalidArgument for a master key of the wrong size.
+// it. It reads nothing yet: the master key is checked against the store by
+// CheckMasterKey, which the first use of the Envelope calls. Errors:
+// domain.ErrInvalidArgument for a master key of the wrong size.
 func New(master []byte, store KeyStore) (*Envelope, error) {
 	if len(master) != MasterKeySize {
 		return nil, domain.Invalid("envelope: new", "master key is %d bytes, want %d", len(master), MasterKeySize)
@@ -134,7 +167,12 @@ func New(master []byte, store KeyStore) (*Envelope, error) {
 	if err != nil {
 		return nil, fmt.Errorf("envelope: new: %w", err)
 	}
+	check, err := keyCheck(master)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: new: %w", err)
+	}
 	return &Envelope{
+		check:        check,
 		RotateAfter:  DefaultRotateAfter,
 		ReserveChunk: DefaultReserveChunk,
 		master:       aead,
@@ -174,14 +212,14 @@ func (e *Envelope) reserveChunk() uint64 {
 }
 
 // Seal encrypts plaintext under ref's current DEK, bound to aad. Errors:
-// domain.ErrNotFound when ref has no data key; domain.ErrCorrupt when its
-// record does not unwrap (a wrong master key, a tampered record); the
-// store's errors when a reservation or rotation cannot be written. Safe for
-// concurrent use.
+// ErrWrongMasterKey (see CheckMasterKey); domain.ErrNotFound when ref has
+// no data key; domain.ErrCorrupt when its record does not unwrap (a
+// tampered record, or one moved from another ref); the store's errors when
+// a reservation or rotation cannot be written. Safe for concurrent use.
 func (e *Envelope) Seal(ctx context.Context, ref string, plaintext domain.Plaintext, aad []byte) (domain.Sealed, error) {
 	const op = "envelope: seal"
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s under %s: %w", op, ref, err)
+	if err := e.ready(ctx, op+" under", ref); err != nil {
+		return nil, err
 	}
 	k, err := e.load(op, ref)
 	if err != nil {
@@ -199,13 +237,14 @@ func (e *Envelope) Seal(ctx context.Context, ref string, plaintext domain.Plaint
 }
 
 // Open decrypts a value Seal made for ref with the same aad. Errors:
-// domain.ErrNotFound when ref has no data key (never created, or destroyed);
-// domain.ErrCorrupt for anything that does not authenticate: tampered or
-// truncated bytes, other aad, a wrong master key. Safe for concurrent use.
+// ErrWrongMasterKey (see CheckMasterKey); domain.ErrNotFound when ref has
+// no data key (never created, or destroyed); domain.ErrCorrupt for
+// anything that does not authenticate: tampered or truncated bytes, other
+// aad, a record that does not unwrap. Safe for concurrent use.
 func (e *Envelope) Open(ctx context.Context, ref string, sealed domain.Sealed, aad []byte) (domain.Plaintext, error) {
 	const op = "envelope: open"
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%s under %s: %w", op, ref, err)
+	if err := e.ready(ctx, op+" under", ref); err != nil {
+		return nil, err
 	}
 	k, err := e.load(op, ref)
 	if err != nil {
@@ -232,13 +271,15 @@ func (e *Envelope) Open(ctx context.Context, ref string, sealed domain.Sealed, a
 }
 
 // CreateDataKey makes ref's first DEK unless ref has one already (it is
-// then loaded, which checks that it unwraps). Errors: domain.ErrCorrupt when
-// an existing record does not unwrap; the store's errors. Idempotent; safe
-// for concurrent use.
+// then loaded, which checks that it unwraps). It never runs before the
+// master key passed CheckMasterKey, so no data key is ever wrapped under a
+// master key the store does not recognise. Errors: ErrWrongMasterKey;
+// domain.ErrCorrupt when an existing record does not unwrap; the store's
+// errors. Idempotent; safe for concurrent use.
 func (e *Envelope) CreateDataKey(ctx context.Context, ref string) error {
 	const op = "envelope: create data key"
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s %s: %w", op, ref, err)
+	if err := e.ready(ctx, op, ref); err != nil {
+		return err
 	}
 	if err := checkRef(op, ref); err != nil {
 		return err
@@ -276,11 +317,13 @@ func (e *Envelope) CreateDataKey(ctx context.Context, ref string) error {
 // DestroyDataKey removes ref's record from the store and its DEKs from
 // memory: everything sealed under them becomes unreadable. If the store
 // fails, the error is returned and the record may survive; the call should
-// be retried. Idempotent; safe for concurrent use.
+// be retried. Like every method it refuses (ErrWrongMasterKey) under a
+// master key the store does not recognise. Idempotent; safe for concurrent
+// use.
 func (e *Envelope) DestroyDataKey(ctx context.Context, ref string) error {
 	const op = "envelope: destroy data key"
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%s %s: %w", op, ref, err)
+	if err := e.ready(ctx, op, ref); err != nil {
+		return err
 	}
 	if err := checkRef(op, ref); err != nil {
 		return err
@@ -508,8 +551,11 @@ func notFound(op, ref string) error {
 // storeError wraps a KeyStore error with context, marking it unavailable
 // unless the store already said what kind of error it is.
 func storeError(op, ref, what string, err error) error {
-	if domain.Kind(err) == nil {
-		return fmt.Errorf("%s %s: %s key store: %w: %w", op, ref, what, domain.ErrUnavailable, err)
+	if ref != "" {
+		op += " " + ref
 	}
-	return fmt.Errorf("%s %s: %s key store: %w", op, ref, what, err)
+	if domain.Kind(err) == nil {
+		return fmt.Errorf("%s: %s key store: %w: %w", op, what, domain.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %s key store: %w", op, what, err)
 }

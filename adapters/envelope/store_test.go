@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"maps"
+	"slices"
 	"sync"
 	"testing"
 
@@ -15,6 +17,7 @@ import (
 type memStore struct {
 	mu      sync.Mutex
 	records map[string][]byte
+	check   []byte
 	puts    int
 	failPut error // returned by PutWrapped when set
 	failDel error // returned by DeleteWrapped when set
@@ -64,6 +67,45 @@ func (s *memStore) DeleteWrapped(ref string) error {
 	}
 	delete(s.records, ref)
 	return nil
+}
+
+func (s *memStore) KeyCheck() ([]byte, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.check), s.check != nil, nil
+}
+
+func (s *memStore) CreateKeyCheck(check []byte) ([]byte, error) {
+	if len(check) == 0 || len(check) > 1024 {
+		return nil, domain.Invalid("key store", "the key check must be 1 to 1024 bytes")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failPut != nil {
+		return nil, s.failPut
+	}
+	if s.check == nil {
+		s.check = bytes.Clone(check)
+	}
+	return bytes.Clone(s.check), nil
+}
+
+// AnyWrapped returns the record of the smallest ref.
+func (s *memStore) AnyWrapped() (string, []byte, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	refs := slices.Sorted(maps.Keys(s.records))
+	if len(refs) == 0 {
+		return "", nil, false, nil
+	}
+	return refs[0], bytes.Clone(s.records[refs[0]]), true, nil
+}
+
+// dropCheck forgets the check, as a store written before checks existed.
+func (s *memStore) dropCheck() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.check = nil
 }
 
 func (s *memStore) raw(ref string) ([]byte, bool) {

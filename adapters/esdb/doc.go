@@ -91,6 +91,10 @@
 //
 //   - datakey-<ref>: a data key's wrapped records, one event each
 //     (WrappedDataKey); the last one is current.
+//   - datakey--check: the master-key check (MasterKeyCheck), its first
+//     event, appended once expecting no stream (no ref encodes to an empty
+//     name). AnyWrapped finds a record with a catch-up subscription to $all
+//     from its start, filtered by the server on "datakey-".
 //   - blob-<ref>-<name>: one blob: a header (length, chunk size, chunk
 //     count, SHA-256), chunks of at most 512 KiB, and, for a blob that does
 //     not fit in one append (Options.MaxAppendSize, 1 MiB by default), a

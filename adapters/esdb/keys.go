@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
@@ -16,6 +18,9 @@ var _ interface {
 	GetWrapped(ref string) ([]byte, bool, error)
 	PutWrapped(ref string, wrapped []byte) error
 	DeleteWrapped(ref string) error
+	KeyCheck() ([]byte, bool, error)
+	CreateKeyCheck(check []byte) ([]byte, error)
+	AnyWrapped() (string, []byte, bool, error)
 } = (*KeyStore)(nil)
 
 const (
@@ -67,10 +72,13 @@ const (
 // store.
 type KeyStore struct {
 	l *Log
+	// checkStream holds the master-key check (keyCheckStream; tests use
+	// one of their own).
+	checkStream string
 }
 
 // NewKeyStore returns the key store on l's server, through l's client.
-func NewKeyStore(l *Log) *KeyStore { return &KeyStore{l: l} }
+func NewKeyStore(l *Log) *KeyStore { return &KeyStore{l: l, checkStream: keyCheckStream} }
 
 // Ping checks that the server answers (see Log.Ping), for readiness
 // probes.
@@ -186,4 +194,159 @@ func checkKeyRef(op, ref string) error {
 		return domain.Invalid(op, "the data key ref must be 1 to %d bytes, not %d", maxKeyRefLen, len(ref))
 	}
 	return nil
+}
+
+// The master-key check is the first event of the stream keyCheckStream,
+// of type typeKeyCheck: created once with an expected revision of "no
+// stream", so of nodes racing to create it one wins, and read back from
+// its first event. The name starts with the key store's prefix (the log
+// never shows it) followed by '-', which no ref's stream has (an encoded
+// ref is never empty and never holds '-').
+const (
+	keyCheckStream = dataKeyStreamPrefix + "-check"
+	typeKeyCheck   = "MasterKeyCheck"
+	maxKeyCheckLen = 1024
+
+	opKeyCheck       = "get key check"
+	opCreateKeyCheck = "create key check"
+	opAnyWrapped     = "find a wrapped key"
+
+	// anyWrappedTimeout bounds AnyWrapped's scan of $all.
+	anyWrappedTimeout = 2 * time.Minute
+)
+
+// KeyCheck returns the stored master-key check; ok is false when there is
+// none.
+//
+// Errors: domain.ErrCorrupt when the check's stream holds something else
+// or was deleted; domain.ErrUnavailable when the server fails or the log
+// is closed. Safe for concurrent use.
+func (k *KeyStore) KeyCheck() ([]byte, bool, error) {
+	ctx := context.Background()
+	recs, state, err := k.l.readRaw(ctx, opKeyCheck, k.checkStream, esdbclient.Start{}, false, 1)
+	switch {
+	case err != nil:
+		return nil, false, k.l.mapErr(ctx, opKeyCheck, k.checkStream, err)
+	case state == streamDeleted:
+		return nil, false, domain.Corruption("esdb: %s: the stream %q was deleted", opKeyCheck, k.checkStream)
+	case len(recs) == 0:
+		return nil, false, nil
+	case recs[0].EventType != typeKeyCheck || len(recs[0].Data) == 0:
+		return nil, false, domain.Corruption("esdb: %s: the first event of %q is a %q, not a key check", opKeyCheck, k.checkStream, recs[0].EventType)
+	}
+	return bytes.Clone(recs[0].Data), true, nil
+}
+
+// CreateKeyCheck stores check as the master-key check unless one is
+// stored already, and returns the check stored afterwards.
+//
+// Errors: domain.ErrInvalidArgument for an empty check or one over 1 KiB;
+// those of KeyCheck. Safe for concurrent use, across nodes; idempotent.
+func (k *KeyStore) CreateKeyCheck(check []byte) ([]byte, error) {
+	if len(check) == 0 || len(check) > maxKeyCheckLen {
+		return nil, domain.Invalid(opCreateKeyCheck, "the key check must be 1 to %d bytes, not %d", maxKeyCheckLen, len(check))
+	}
+	ctx := context.Background()
+	ev := esdbclient.EventData{EventType: typeKeyCheck, ContentType: esdbclient.ContentTypeBinary, Data: bytes.Clone(check)}
+	_, err := k.l.appendRaw(ctx, opCreateKeyCheck, k.checkStream, esdbclient.NoStream{}, []esdbclient.EventData{ev})
+	switch {
+	case err == nil:
+		return bytes.Clone(check), nil
+	case !isWrongExpectedVersion(err):
+		return nil, k.l.mapErr(ctx, opCreateKeyCheck, k.checkStream, err)
+	}
+	stored, ok, err := k.KeyCheck()
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, domain.Corruption("esdb: %s: the stream %q exists without a check", opCreateKeyCheck, k.checkStream)
+	}
+	return stored, nil
+}
+
+// AnyWrapped returns the current record of the first ref whose records
+// $all holds (a catch-up subscription from the start, filtered by the
+// server on the key store's prefix, up to the end of $all as it was when
+// the call began); ok is false when there is none.
+//
+// Errors: domain.ErrUnavailable when the server fails, the log is closed,
+// or the scan takes over two minutes. Safe for concurrent use; read-only.
+func (k *KeyStore) AnyWrapped() (string, []byte, bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), anyWrappedTimeout)
+	defer cancel()
+	end, any, err := k.l.lastOfAll(ctx, opAnyWrapped)
+	if err != nil || !any {
+		return "", nil, false, k.l.mapErr(ctx, opAnyWrapped, "", err)
+	}
+	filter := &esdbclient.SubscriptionFilter{Type: esdbclient.StreamFilterType, Prefixes: []string{dataKeyStreamPrefix}}
+	sub, stop, err := k.l.openSubscription(ctx, esdbclient.Start{}, filter)
+	if err != nil {
+		return "", nil, false, k.l.mapErr(ctx, opAnyWrapped, "", err)
+	}
+	defer func() {
+		_ = sub.Close()
+		stop()
+	}()
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", nil, false, k.l.mapErr(ctx, opAnyWrapped, "", err)
+		}
+		ev := sub.Recv()
+		switch {
+		case ev.SubscriptionDropped != nil:
+			err := ev.SubscriptionDropped.Error
+			if err == nil {
+				err = errDropped
+			}
+			return "", nil, false, k.l.mapErr(ctx, opAnyWrapped, "", err)
+		case ev.EventAppeared != nil && ev.EventAppeared.Event != nil:
+			r := ev.EventAppeared.Event
+			if ref, ok := refOfDataKeyStream(r.StreamID); ok && r.EventType == typeWrappedKey {
+				rec, found, err := k.GetWrapped(ref)
+				if err != nil || found {
+					return ref, rec, found, err
+				}
+			}
+			if !keyAfter(end, r.Position) {
+				return "", nil, false, nil
+			}
+		case ev.CheckPointReached != nil:
+			if !keyAfter(end, *ev.CheckPointReached) {
+				return "", nil, false, nil
+			}
+		case ev.CaughtUp != nil:
+			return "", nil, false, nil
+		}
+	}
+}
+
+// refOfDataKeyStream returns the ref whose records stream holds (any
+// generation); ok is false for any other stream.
+func refOfDataKeyStream(stream string) (string, bool) {
+	rest, ok := strings.CutPrefix(stream, dataKeyStreamPrefix)
+	if !ok {
+		return "", false
+	}
+	enc, _, _ := strings.Cut(rest, "-") // an encoded ref has no '-'; a generation follows one
+	if enc == "" {
+		return "", false
+	}
+	return decodeStreamPart(enc)
+}
+
+// lastOfAll returns the position of the last record of $all; any is false
+// when $all is empty. Errors are unmapped.
+func (l *Log) lastOfAll(ctx context.Context, op string) (pos esdbclient.Position, any bool, err error) {
+	err = l.do(ctx, op, func(ctx context.Context, c *esdbclient.Client) error {
+		any = false // do may run this twice
+		opts := esdbclient.ReadAllOptions{Direction: esdbclient.Backwards, From: esdbclient.End{}}
+		return eachOfAll(ctx, c, opts, 1, func(re *esdbclient.ResolvedEvent) bool {
+			if re.Event != nil {
+				pos, any = re.Event.Position, true
+			}
+			return true
+		})
+	})
+	return pos, any, err
 }

@@ -174,40 +174,30 @@ func (l *Log) readAllFrom(ctx context.Context, from esdbclient.AllPosition, afte
 			// do may run this twice (see do): start afresh.
 			page, got, pageLast, pageSeen, cut = page[:0], 0, lastKey, seen, false
 			size := 0
-			rs, err := c.ReadAll(ctx, esdbclient.ReadAllOptions{Direction: esdbclient.Forwards, From: from}, batch)
-			if err != nil {
-				return err
-			}
-			defer rs.Close()
-			for {
-				re, err := rs.Recv()
-				if errors.Is(err, io.EOF) {
-					return nil
-				}
-				if err != nil {
-					return err
-				}
+			opts := esdbclient.ReadAllOptions{Direction: esdbclient.Forwards, From: from}
+			return eachOfAll(ctx, c, opts, batch, func(re *esdbclient.ResolvedEvent) bool {
 				got++
 				r := re.Event
 				if r == nil {
-					continue
+					return true
 				}
 				if pageSeen && !keyAfter(r.Position, pageLast) {
-					continue // the record a page starts from ended the page before
+					return true // the record a page starts from ended the page before
 				}
 				pageSeen, pageLast = true, r.Position
 				size += len(r.Data) + len(r.UserMetadata)
 				if r.Position.Commit > after && l.wanted(r.StreamID, r.EventType) {
 					page = append(page, r)
 					if len(out)+len(page) == max {
-						return nil
+						return false
 					}
 				}
 				if size >= readPageBytes {
 					cut = true // go on from pageLast in another call
-					return nil
+					return false
 				}
-			}
+				return true
+			})
 		})
 		if err != nil {
 			return nil, err
@@ -256,33 +246,20 @@ func (l *Log) head(ctx context.Context) (esdbclient.Position, bool, error) {
 		)
 		err := l.do(ctx, opHead, func(ctx context.Context, c *esdbclient.Client) error {
 			got, found, pageLast, pageSeen = 0, false, lastKey, seen // do may run this twice
-			rs, err := c.ReadAll(ctx, esdbclient.ReadAllOptions{Direction: esdbclient.Backwards, From: from}, headBatch)
-			if err != nil {
-				return err
-			}
-			defer rs.Close()
-			for {
-				re, err := rs.Recv()
-				if errors.Is(err, io.EOF) {
-					return nil
-				}
-				if err != nil {
-					return err
-				}
+			opts := esdbclient.ReadAllOptions{Direction: esdbclient.Backwards, From: from}
+			return eachOfAll(ctx, c, opts, headBatch, func(re *esdbclient.ResolvedEvent) bool {
 				got++
 				r := re.Event
 				if r == nil {
-					continue
+					return true
 				}
 				if pageSeen && !keyAfter(pageLast, r.Position) {
-					continue
+					return true
 				}
 				pageSeen, pageLast = true, r.Position
-				if l.wanted(r.StreamID, r.EventType) {
-					found = true
-					return nil
-				}
-			}
+				found = l.wanted(r.StreamID, r.EventType)
+				return !found
+			})
 		})
 		if err != nil {
 			return esdbclient.Position{}, false, err
@@ -294,5 +271,28 @@ func (l *Log) head(ctx context.Context) (esdbclient.Position, bool, error) {
 			return esdbclient.Position{}, false, nil
 		}
 		from, lastKey, seen = pageLast, pageLast, pageSeen
+	}
+}
+
+// eachOfAll reads up to count records of $all as opts says and calls fn
+// for each, in order, until $all ends or fn returns false. Errors are the
+// client's, unmapped.
+func eachOfAll(ctx context.Context, c *esdbclient.Client, opts esdbclient.ReadAllOptions, count uint64, fn func(*esdbclient.ResolvedEvent) bool) error {
+	rs, err := c.ReadAll(ctx, opts, count)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	for {
+		re, err := rs.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !fn(re) {
+			return nil
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -343,8 +344,13 @@ func TestReadAllFromAnyPosition(t *testing.T) {
 
 func TestKeyStoreConformance(t *testing.T) {
 	serverURL(t)
+	run := time.Now().UnixNano()
+	var n atomic.Int64
 	keystore.Run(t, func(t *testing.T) envelope.KeyStore {
-		return NewKeyStore(MustOpen(t, Options{Logger: testLogger(t)}))
+		ks := NewKeyStore(MustOpen(t, Options{Logger: testLogger(t)}))
+		// The suite needs a store without a check: one check stream each.
+		ks.checkStream = fmt.Sprintf("%s-conf%d-%d", keyCheckStream, run, n.Add(1))
+		return ks
 	})
 }
 

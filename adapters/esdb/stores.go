@@ -59,6 +59,45 @@ func encodeStreamPart(s string) string {
 	return b.String()
 }
 
+// decodeStreamPart inverts encodeStreamPart; ok is false for a string
+// encodeStreamPart cannot produce.
+func decodeStreamPart(s string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if streamSafe(c) {
+			b.WriteByte(c)
+			continue
+		}
+		if c != escapeChar || i+2 >= len(s) {
+			return "", false
+		}
+		v, ok := unhexByte(s[i+1 : i+3])
+		if !ok || streamSafe(v) {
+			return "", false
+		}
+		b.WriteByte(v)
+		i += 2
+	}
+	return b.String(), true
+}
+
+func unhexByte(s string) (byte, bool) {
+	var v byte
+	for i := range 2 {
+		c := s[i]
+		switch {
+		case '0' <= c && c <= '9':
+			v = v<<4 | (c - '0')
+		case 'a' <= c && c <= 'f':
+			v = v<<4 | (c - 'a' + 10)
+		default:
+			return 0, false
+		}
+	}
+	return v, true
+}
+
 func streamSafe(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.'
 }

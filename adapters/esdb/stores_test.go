@@ -18,45 +18,6 @@ import (
 
 var _ envelope.KeyStore = (*KeyStore)(nil)
 
-// decodeStreamPart inverts encodeStreamPart; ok is false for a string
-// encodeStreamPart cannot produce.
-func decodeStreamPart(s string) (string, bool) {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if streamSafe(c) {
-			b.WriteByte(c)
-			continue
-		}
-		if c != escapeChar || i+2 >= len(s) {
-			return "", false
-		}
-		v, ok := unhexByte(s[i+1 : i+3])
-		if !ok || streamSafe(v) {
-			return "", false
-		}
-		b.WriteByte(v)
-		i += 2
-	}
-	return b.String(), true
-}
-
-func unhexByte(s string) (byte, bool) {
-	var v byte
-	for i := range 2 {
-		c := s[i]
-		switch {
-		case '0' <= c && c <= '9':
-			v = v<<4 | (c - '0')
-		case 'a' <= c && c <= 'f':
-			v = v<<4 | (c - 'a' + 10)
-		default:
-			return 0, false
-		}
-	}
-	return v, true
-}
-
 // validStreamPart reports whether s is made only of the characters
 // encodeStreamPart emits.
 func validStreamPart(s string) bool {
@@ -586,5 +547,23 @@ func TestStoreErrors(t *testing.T) {
 	}
 	if name, sealed, err := indexEntry(typeBlobsSealed, nil); name != "" || !sealed || err != nil {
 		t.Errorf("seal entry: %q, %v, %v", name, sealed, err)
+	}
+}
+
+// TestDataKeyStreamRefs: AnyWrapped finds a record's ref from its stream
+// name, in any generation, and never takes the key check's stream for a
+// ref's.
+func TestDataKeyStreamRefs(t *testing.T) {
+	for _, ref := range []string{"kms_01J", "bkp_01J/3", "a-b", "ü~"} {
+		for _, gen := range []uint64{0, 1, 12} {
+			if got, ok := refOfDataKeyStream(dataKeyStream(ref, gen)); !ok || got != ref {
+				t.Errorf("refOfDataKeyStream(%q) = %q, %v; want %q", dataKeyStream(ref, gen), got, ok, ref)
+			}
+		}
+	}
+	for _, stream := range []string{keyCheckStream, keyCheckStream + "-conf1-2", "blob-a-b", "kms-a", "datakey-"} {
+		if ref, ok := refOfDataKeyStream(stream); ok {
+			t.Errorf("refOfDataKeyStream(%q) = %q, a ref", stream, ref)
+		}
 	}
 }

@@ -189,7 +189,7 @@ func (s *subscription) resolve(last *uint64) (esdbclient.AllPosition, error) {
 // subscription drops. It moves *from to every record received and *last to
 // every event delivered. progressed reports that the server sent anything.
 func (s *subscription) follow(from *esdbclient.AllPosition, last *uint64) (progressed bool, err error) {
-	sub, cancel, err := s.l.openSubscription(s.ctx, *from)
+	sub, cancel, err := s.l.openSubscription(s.ctx, *from, s.l.filter)
 	if err != nil {
 		return false, err
 	}
@@ -245,11 +245,12 @@ func (s *subscription) send(e domain.Event) bool {
 	}
 }
 
-// openSubscription subscribes to $all from from, like call does for other
+// openSubscription subscribes to $all from from, with a server-side
+// filter, like call does for other
 // calls (in a goroutine, bounded by Options.Timeout), except that the
 // subscription's context must outlive the call: the caller cancels it with
 // the returned function once done with the subscription.
-func (l *Log) openSubscription(ctx context.Context, from esdbclient.AllPosition) (*esdbclient.Subscription, context.CancelFunc, error) {
+func (l *Log) openSubscription(ctx context.Context, from esdbclient.AllPosition, filter *esdbclient.SubscriptionFilter) (*esdbclient.Subscription, context.CancelFunc, error) {
 	for attempt := 0; ; attempt++ {
 		c, err := l.acquire(opSubscribe)
 		if err != nil {
@@ -264,7 +265,7 @@ func (l *Log) openSubscription(ctx context.Context, from esdbclient.AllPosition)
 		go func() {
 			defer l.inflight.Done()
 			defer recoverClientGone(func(err error) { done <- result{err: err} })
-			sub, err := c.SubscribeToAll(sctx, esdbclient.SubscribeToAllOptions{From: from, Filter: l.filter})
+			sub, err := c.SubscribeToAll(sctx, esdbclient.SubscribeToAllOptions{From: from, Filter: filter})
 			done <- result{sub, err}
 		}()
 		t := time.NewTimer(l.opts.Timeout)

@@ -142,7 +142,7 @@ func (s *seqIDs) NewULID() ulid.ULID {
 func TestListAudit(t *testing.T) {
 	ctx := context.Background()
 	// The real projection store, on a temporary directory.
-	store, err := pebblestore.Open(t.TempDir(), pebblestore.Options{})
+	store, err := pebblestore.OpenProjections(t.TempDir(), pebblestore.Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

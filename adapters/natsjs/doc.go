@@ -107,7 +107,11 @@
 // storage, replicas from the options). The KV key of a ref keeps letters,
 // digits, '-', '_' and '/' and writes every other byte as '=' and two hex
 // digits, so "bkp_01J.../3" is its own key and no ref can make an invalid
-// key or a wildcard. Reads are direct gets of the key's last message.
+// key or a wildcard. Reads are direct gets of the key's last message. The
+// master-key check lives beside the records under the key "=keycheck",
+// which no ref encodes to; CreateKeyCheck uses the bucket's create (a
+// write expecting no revision), so of nodes racing to write it one wins.
+// AnyWrapped reads the bucket's stream by subject from its start.
 //
 // Deleting a record must crypto-shred (every value sealed under its data
 // keys becomes unreadable), so it must leave no copy of the record on the

@@ -1,9 +1,11 @@
 package natsjs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -311,4 +313,132 @@ func (s *KeyStore) erase(ctx context.Context, subj string, before uint64) error 
 		}
 		seq = m.Sequence + 1
 	}
+}
+
+// keyCheckKey is the KV key of the master-key check, beside the records.
+// kvKey never makes it: an escaped byte is '=' and two upper-case hex
+// digits, and 'k' is not one.
+const keyCheckKey = "=keycheck"
+
+// maxKeyCheckLen bounds a key check (the envelope's is 33 bytes).
+const maxKeyCheckLen = 1024
+
+const (
+	opKeyCheck       = "get key check"
+	opCreateKeyCheck = "create key check"
+	opAnyWrapped     = "find a wrapped key"
+)
+
+// KeyCheck returns the stored master-key check; ok is false when there is
+// none.
+//
+// Errors: domain.ErrUnavailable when the connection is closed or the
+// server cannot answer within 20 s. Safe for concurrent use; read-only.
+func (s *KeyStore) KeyCheck() ([]byte, bool, error) {
+	if err := s.c.enter(opKeyCheck); err != nil {
+		return nil, false, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), keyCallTimeout)
+	defer cancel()
+	e, err := s.kv.Get(ctx, keyCheckKey)
+	if errors.Is(err, jsapi.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, s.fail(opKeyCheck, err)
+	}
+	return e.Value(), true, nil
+}
+
+// CreateKeyCheck stores check as the master-key check unless one is
+// stored already, and returns the check stored afterwards. It uses the
+// bucket's create (a write expecting no revision), so of nodes racing to
+// create it exactly one succeeds and all return its check.
+//
+// Errors: domain.ErrInvalidArgument for an empty check or one over 1 KiB;
+// domain.ErrUnavailable when the connection is closed or the server fails.
+// Safe for concurrent use; idempotent.
+func (s *KeyStore) CreateKeyCheck(check []byte) ([]byte, error) {
+	if len(check) == 0 || len(check) > maxKeyCheckLen {
+		return nil, domain.Invalid(opCreateKeyCheck, "the key check must be 1 to %d bytes, not %d", maxKeyCheckLen, len(check))
+	}
+	if err := s.c.enter(opCreateKeyCheck); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), keyCallTimeout)
+	defer cancel()
+	if _, err := s.kv.Create(ctx, keyCheckKey, check); err == nil {
+		return bytes.Clone(check), nil
+	} else if !errors.Is(err, jsapi.ErrKeyExists) {
+		return nil, s.fail(opCreateKeyCheck, err)
+	}
+	e, err := s.kv.Get(ctx, keyCheckKey)
+	if err != nil {
+		return nil, s.fail(opCreateKeyCheck, err)
+	}
+	return e.Value(), nil
+}
+
+// AnyWrapped returns one stored record (of the oldest message still in
+// the bucket) with its ref; ok is false when the bucket holds none. It
+// reads the bucket's stream in order by subject, skipping the key check,
+// markers and keys that are not refs, and returns the ref's current
+// record.
+//
+// Errors: domain.ErrUnavailable when the connection is closed or the
+// server fails. Safe for concurrent use; read-only.
+func (s *KeyStore) AnyWrapped() (string, []byte, bool, error) {
+	if err := s.c.enter(opAnyWrapped); err != nil {
+		return "", nil, false, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), keyCallTimeout)
+	defer cancel()
+	for seq := uint64(1); ; {
+		m, err := s.stream.GetMsg(ctx, seq, jsapi.WithGetMsgSubject(s.prefix+">"))
+		if errors.Is(err, jsapi.ErrMsgNotFound) {
+			return "", nil, false, nil
+		}
+		if err != nil {
+			return "", nil, false, s.fail(opAnyWrapped, err)
+		}
+		seq = m.Sequence + 1
+		key := strings.TrimPrefix(m.Subject, s.prefix)
+		ref, ok := refOfKVKey(key)
+		if !ok || key == keyCheckKey || m.Header.Get("KV-Operation") != "" || len(m.Data) == 0 {
+			continue
+		}
+		rec, ok, err := s.GetWrapped(ref)
+		if err != nil {
+			return "", nil, false, err
+		}
+		if ok {
+			return ref, rec, true, nil
+		}
+	}
+}
+
+// refOfKVKey decodes a KV key that kvKey made; ok is false for any other.
+func refOfKVKey(key string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c != keyEscape {
+			if !tokenSafe(c) && c != '/' {
+				return "", false
+			}
+			b.WriteByte(c)
+			continue
+		}
+		if i+2 >= len(key) {
+			return "", false
+		}
+		v, err := strconv.ParseUint(key[i+1:i+3], 16, 8)
+		if err != nil || strings.ToUpper(key[i+1:i+3]) != key[i+1:i+3] {
+			return "", false
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	ref := b.String()
+	return ref, ref != "" && kvKey(ref) == key
 }

@@ -155,6 +155,15 @@ func TestKVKey(t *testing.T) {
 		if got := kvKey(ref); got != want {
 			t.Errorf("kvKey(%q) = %q, want %q", ref, got, want)
 		}
+		if back, ok := refOfKVKey(want); !ok || back != ref {
+			t.Errorf("refOfKVKey(%q) = %q, %v; want %q", want, back, ok, ref)
+		}
+	}
+	// Keys kvKey never makes: the key check's, and malformed escapes.
+	for _, key := range []string{keyCheckKey, "a=2e", "a=2", "=", "a.b", ""} {
+		if ref, ok := refOfKVKey(key); ok {
+			t.Errorf("refOfKVKey(%q) = %q, a ref", key, ref)
+		}
 	}
 }
 

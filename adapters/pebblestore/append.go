@@ -83,6 +83,10 @@ func (s *Store) Append(ctx context.Context, stream string, expected domain.Expec
 	if err := s.enter(opAppend); err != nil {
 		return commands.AppendResult{}, err
 	}
+	if s.readOnly {
+		s.leave()
+		return commands.AppendResult{}, &domain.Error{Op: opAppend, Kind: domain.ErrUnavailable, Msg: "the store is open read-only"}
+	}
 	s.precheck(r)
 	select {
 	case s.reqs <- r:

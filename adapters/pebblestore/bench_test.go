@@ -3,6 +3,7 @@ package pebblestore
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/oklog/ulid/v2"
 
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -77,22 +79,12 @@ var benchPayload = func() []byte {
 func BenchmarkIngest(b *testing.B) {
 	for _, c := range []ingestCase{{8, 10}, {16, 1}, {4, 100}} {
 		b.Run(fmt.Sprintf("appenders=%d/batch=%d", c.appenders, c.batch), func(b *testing.B) {
-			perRound := (b.N + ingestRounds*c.appenders*c.batch - 1) / (ingestRounds * c.appenders * c.batch) // batches per appender
-			events := ingestRounds * perRound * c.batch * c.appenders
+			perRound, events := c.rounds(b.N)
 			rec := appendRecord(nil, ptr(benchEvent("kms-kms_01JNB8Y7V6QK4M2X9ZP3R00000", newBenchIDs(0).next(), 0)))
-			store := newStoreIngest(b, c)
+			store := newStoreIngest(b, c, Options{})
 			raw := newRawIngest(b, c)
 			b.ResetTimer()
-			var storeTime, rawTime time.Duration
-			for round := range ingestRounds {
-				if round%2 == 0 {
-					rawTime += raw.run(b, perRound)
-					storeTime += store.run(b, perRound)
-				} else {
-					storeTime += store.run(b, perRound)
-					rawTime += raw.run(b, perRound)
-				}
-			}
+			rawTime, storeTime := takeTurns(b, raw, store, perRound)
 			b.StopTimer()
 			store.check(b, events)
 			raw.check(b, events)
@@ -107,6 +99,33 @@ func BenchmarkIngest(b *testing.B) {
 }
 
 const ingestRounds = 4
+
+// rounds returns the batches each appender appends per round for n events
+// in all (rounded up), and the events that makes.
+func (c ingestCase) rounds(n int) (perRound, events int) {
+	perRound = (n + ingestRounds*c.appenders*c.batch - 1) / (ingestRounds * c.appenders * c.batch)
+	return perRound, ingestRounds * perRound * c.batch * c.appenders
+}
+
+// ingester runs a side of an ingest comparison.
+type ingester interface {
+	run(b *testing.B, batches int) time.Duration
+}
+
+// takeTurns runs x and y for ingestRounds rounds of perRound batches,
+// alternating which goes first, and returns each one's summed time.
+func takeTurns(b *testing.B, x, y ingester, perRound int) (tx, ty time.Duration) {
+	for round := range ingestRounds {
+		if round%2 == 0 {
+			tx += x.run(b, perRound)
+			ty += y.run(b, perRound)
+		} else {
+			ty += y.run(b, perRound)
+			tx += x.run(b, perRound)
+		}
+	}
+	return tx, ty
+}
 
 func ptr[T any](v T) *T { return &v }
 
@@ -125,8 +144,8 @@ type storeAppender struct {
 	seq    int
 }
 
-func newStoreIngest(b *testing.B, c ingestCase) *storeIngest {
-	s, err := Open(b.TempDir(), Options{})
+func newStoreIngest(b *testing.B, c ingestCase, opts Options) *storeIngest {
+	s, err := Open(b.TempDir(), opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -187,8 +206,9 @@ type rawIngest struct {
 }
 
 func newRawIngest(b *testing.B, c ingestCase) *rawIngest {
-	po := pebbleOptions(Options{})
-	db, err := pebble.Open(b.TempDir(), po)
+	dir := b.TempDir()
+	po := pebbleOptions(dir, Options{}, newTableChecker(vfs.Default, dir, logStoreKind, slog.Default()))
+	db, err := pebble.Open(dir, po)
 	po.Cache.Unref()
 	if err != nil {
 		b.Fatal(err)

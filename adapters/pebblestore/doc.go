@@ -1,13 +1,22 @@
-// Package pebblestore is the embedded storage of kmsbackup: one Pebble
-// database under the data directory holds the event log (by global
-// position, by stream and revision, and by event ID), the projections with
-// their positions, and the wrapped data keys; it implements
-// commands.EventLog, commands.ProjectionStore and the wrapped data-key store
-// (GetWrapped, PutWrapped, DeleteWrapped). Appends pass through one writer
-// goroutine that commits concurrent requests together (group commit) and
-// acknowledges them only once a pebble.Sync commit has made them durable;
-// readers see only acknowledged, gap-free positions; events are stored in a
-// compact, versioned binary encoding (domain/wire), never JSON. It never
-// interprets or decrypts event payloads, never puts payload or key bytes into
-// errors, and never rewrites or deletes an acknowledged event.
+// Package pebblestore is the embedded storage of kmsbackup, in two Pebble
+// databases under the data directory sharing one block cache: Store (db/)
+// holds the source of truth, the event log (by global position, by stream
+// and revision, and by event ID), the wrapped data keys with their
+// master-key check and the backup blobs, and implements commands.EventLog,
+// commands.BlobStore and the envelope's key store; Projections
+// (projections/) holds the read models with their positions, rebuildable
+// from the log, and implements commands.ProjectionStore. A database that
+// exists is checked read-only before anything is written: its sstables'
+// checksums (those not validated since they were written), and for the log
+// its high-water mark, kept outside the write-ahead log, so that lost
+// acknowledged events are refused (LostPositionsError); damage names the
+// file and what it holds, and damaged read models are made again. Pebble's
+// fatal errors reach Options.Fatal as one error. Appends pass through one
+// writer goroutine that commits concurrent requests together (group
+// commit) and acknowledges them only once a pebble.Sync commit has made
+// them durable; readers see only acknowledged, gap-free positions; events
+// are stored in a compact, versioned binary encoding (domain/wire), never
+// JSON. It never interprets or decrypts event payloads, never puts payload
+// or key bytes into errors, and never rewrites or deletes an acknowledged
+// event.
 package pebblestore

@@ -12,9 +12,10 @@ import (
 //	'B' ref 0x00 name 0x00                     -> blob header (see blobs.go)
 //	'B' ref 0x00 name 0x00 chunk (4 BE)        -> blob chunk (chunk size bytes; the last may be shorter)
 //	'I' eventID (16)                           -> position of the event (8 bytes BE)
+//	'K' "check"                                -> the master-key check (see keycheck.go)
 //	'L' position (8 BE)                        -> event record (see codec.go)
-//	'P' key                                    -> projection data (any projection)
-//	'Q' projection name                        -> projection position (8 bytes BE)
+//	'P' key                                    -> projection data (older layout; see below)
+//	'Q' projection name                        -> projection position (older layout)
 //	'S' uvarint(len(stream)) stream rev (8 BE) -> run: position (8 bytes BE), count (uvarint)
 //	'W' ref                                    -> wrapped data key
 //
@@ -32,10 +33,16 @@ import (
 // DestroyBlobs deletes them with one range deletion. The 'B' namespace was
 // added without a layout change: older keys are untouched and a store
 // without blobs is a valid store with blobs. (nsBlob is declared in
-// blobs.go.)
+// blobs.go.) So was 'K'.
+//
+// The read models ('P' and 'Q') live in a database of their own
+// (Projections), which uses the same two namespaces; a log store of an
+// older layout still holds them until OpenProjections adopts them and
+// deletes them here.
 const (
 	nsMeta     byte = 0x00
 	nsID       byte = 'I'
+	nsKeyCheck byte = 'K'
 	nsLog      byte = 'L'
 	nsProj     byte = 'P'
 	nsProjPos  byte = 'Q'

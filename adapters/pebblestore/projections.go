@@ -2,30 +2,256 @@ package pebblestore
 
 import (
 	"errors"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections"
 )
 
-// Projection data lives under its own namespace ('P'); positions under 'Q'.
-// The keys a projection passes in are stored behind that one-byte prefix and
-// handed back without it.
+// Projections is the Pebble database of the read models, apart from the
+// source of truth (Store), so that damage to it costs a rebuild from the
+// log, never the log itself. Projection data lives under its own namespace
+// ('P'); positions under 'Q'; the keys a projection passes in are stored
+// behind that one-byte prefix and handed back without it. The layout key
+// (0x00 "projections") is written once the database is complete: a
+// database without it (a copy that a crash interrupted) is made again.
+//
+// Older data directories kept the read models in the log store's database
+// under the same keys; OpenProjections adopts them (copies the keys once,
+// then deletes them from the log store with one range deletion).
+//
+// All methods are safe for concurrent use unless their documentation says
+// otherwise. After Close every method fails with domain.ErrUnavailable.
+type Projections struct {
+	db      *pebble.DB
+	fs      vfs.FS
+	dir     string
+	checker *tableChecker
+	rebuilt error
 
-const opProjection = "projection"
+	life     guard
+	closeMu  sync.Mutex // serialises Close
+	closeErr error
+}
+
+var _ commands.ProjectionStore = (*Projections)(nil)
+
+const (
+	opProjection = "projection"
+	projLayoutV1 = 1
+	// adoptBatchBytes bounds one batch of the copy of older read models.
+	adoptBatchBytes = 4 << 20
+)
+
+var projLayoutKey = []byte{nsMeta, 'p', 'r', 'o', 'j', 'e', 'c', 't', 'i', 'o', 'n', 's'}
+
+// OpenProjections opens (creating if needed) the read models' database in
+// dir. Damage found at open (tables.go) does not fail it: the database is
+// removed and made again empty, so that the projectors rebuild it from the
+// log, and Rebuilt says why. When the database is new and legacy is not
+// nil, the read models legacy holds under an older layout are copied in;
+// once the copy is complete they are deleted from legacy.
+//
+// Errors: domain.ErrUnavailable when the files cannot be opened, removed or
+// written (e.g. another process holds the lock); domain.ErrCorrupt when
+// legacy's read models cannot be read. Call Close when done.
+func OpenProjections(dir string, opts Options, legacy *Store) (*Projections, error) {
+	p, err := openProjections(dir, opts)
+	var rebuilt error
+	if domain.IsCorruption(err) {
+		rebuilt = err
+		if rerr := RemoveProjections(dir, opts); rerr != nil {
+			return nil, rerr
+		}
+		p, err = openProjections(dir, opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.rebuilt = rebuilt
+	if err := p.adopt(legacy); err != nil {
+		_ = p.Close()
+		return nil, err
+	}
+	p.checker.start(p.db)
+	return p, nil
+}
+
+// RemoveProjections removes the read models' database in dir, which must
+// not be open: the next OpenProjections makes it again, empty.
+//
+// Errors: domain.ErrUnavailable when it cannot be removed.
+func RemoveProjections(dir string, opts Options) error {
+	return storeErr("remove the read models in "+dir, opts.fs().RemoveAll(dir))
+}
+
+// openProjections opens the database; one that holds keys but no layout
+// (an interrupted copy) is removed and made again.
+func openProjections(dir string, opts Options) (*Projections, error) {
+	for attempt := 0; ; attempt++ {
+		db, checker, err := openDatabase(dir, opts, projectionsKind, nil)
+		if err != nil {
+			return nil, err
+		}
+		p := &Projections{db: db, fs: opts.fs(), dir: dir, checker: checker}
+		_, complete, err := get(db, projLayoutKey)
+		if err != nil {
+			_ = db.Close()
+			return nil, storeErr("read the read models' layout", err)
+		}
+		if complete {
+			return p, nil
+		}
+		it, err := db.NewIter(nil)
+		if err != nil {
+			_ = db.Close()
+			return nil, storeErr("open the read models", err)
+		}
+		empty := !it.First()
+		_ = it.Close()
+		if empty || attempt > 0 {
+			return p, nil
+		}
+		if err := db.Close(); err != nil {
+			return nil, storeErr("close the read models", err)
+		}
+		if err := RemoveProjections(dir, opts); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// adopt completes a new database, copying legacy's read models in first,
+// and deletes the read models legacy still holds.
+func (p *Projections) adopt(legacy *Store) error {
+	_, complete, err := get(p.db, projLayoutKey)
+	if err != nil {
+		return storeErr("read the read models' layout", err)
+	}
+	if !complete {
+		if legacy != nil {
+			if err := p.copyFrom(legacy); err != nil {
+				return err
+			}
+		}
+		// A synced write syncs every write before it in the WAL.
+		if err := p.db.Set(projLayoutKey, []byte{projLayoutV1}, pebble.Sync); err != nil {
+			return storeErr("write the read models' layout", err)
+		}
+	}
+	if legacy == nil {
+		return nil
+	}
+	return legacy.DropLegacyProjections()
+}
+
+// copyFrom copies every read-model key of legacy.
+func (p *Projections) copyFrom(legacy *Store) error {
+	if err := legacy.enter("adopt read models"); err != nil {
+		return err
+	}
+	defer legacy.leave()
+	it, err := legacy.db.NewIter(&pebble.IterOptions{LowerBound: []byte{nsProj}, UpperBound: []byte{nsProjPos + 1}})
+	if err != nil {
+		return storeErr("read the older read models", err)
+	}
+	defer it.Close()
+	b := p.db.NewBatch()
+	defer func() { _ = b.Close() }()
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return storeErr("read the older read models", err)
+		}
+		if err := b.Set(it.Key(), v, nil); err != nil {
+			return storeErr("copy the older read models", err)
+		}
+		if b.Len() >= adoptBatchBytes {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return storeErr("copy the older read models", err)
+			}
+			_ = b.Close()
+			b = p.db.NewBatch()
+		}
+	}
+	if err := it.Error(); err != nil {
+		return storeErr("read the older read models", err)
+	}
+	return storeErr("copy the older read models", b.Commit(pebble.NoSync))
+}
+
+// DropLegacyProjections deletes the read models an older layout kept in
+// the log store (one synced range deletion; Pebble reclaims the space as
+// it compacts). OpenProjections calls it once it has adopted them.
+//
+// Errors: domain.ErrUnavailable when the store is closed or the write
+// fails. Idempotent; safe for concurrent use.
+func (s *Store) DropLegacyProjections() error {
+	if err := s.enter("drop older read models"); err != nil {
+		return err
+	}
+	defer s.leave()
+	lower, upper := []byte{nsProj}, []byte{nsProjPos + 1}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return storeErr("drop older read models", err)
+	}
+	present := it.First()
+	err = errors.Join(it.Error(), it.Close())
+	if err != nil || !present {
+		return storeErr("drop older read models", err)
+	}
+	return storeErr("drop older read models", s.db.DeleteRange(lower, upper, pebble.Sync))
+}
+
+// Rebuilt returns the damage OpenProjections found and repaired by making
+// the database again (the projectors then rebuild it from the log); nil
+// when there was none.
+func (p *Projections) Rebuilt() error { return p.rebuilt }
+
+// Damage returns the first damage found in the database's files since it
+// was opened; nil when none. The reads concerned fail with
+// domain.ErrCorrupt; the next OpenProjections rebuilds the database.
+func (p *Projections) Damage() error { return p.checker.damaged() }
+
+// Close waits for the calls under way, flushes and closes the database;
+// later calls fail with domain.ErrUnavailable. Idempotent; safe for
+// concurrent use; the error of the first Close is returned again.
+func (p *Projections) Close() error {
+	p.closeMu.Lock()
+	defer p.closeMu.Unlock()
+	if !p.life.shut(func() {}) {
+		return p.closeErr
+	}
+	// No method holds life any more and none will use db again. A flush
+	// keeps the next start from replaying a write-ahead log.
+	ferr := p.db.Flush()
+	if ferr != nil {
+		ferr = storeErr("flush the read models", ferr)
+	}
+	p.closeErr = errors.Join(ferr, p.checker.close(), storeErr("close the read models", p.db.Close()))
+	return p.closeErr
+}
+
+func (p *Projections) enter(op string) error { return p.life.enter(op) }
+
+func (p *Projections) leave() { p.life.leave() }
 
 // Get returns a copy of the value of projection key; ok is false when the key
 // is absent.
 //
 // Errors: domain.ErrCorrupt or domain.ErrUnavailable from the database
 // (ErrUnavailable also once the store is closed). Safe for concurrent use.
-func (s *Store) Get(key []byte) ([]byte, bool, error) {
-	if err := s.enter(opProjection); err != nil {
+func (p *Projections) Get(key []byte) ([]byte, bool, error) {
+	if err := p.enter(opProjection); err != nil {
 		return nil, false, err
 	}
-	defer s.leave()
-	v, ok, err := s.get(projKey(key))
+	defer p.leave()
+	v, ok, err := get(p.db, projKey(key))
 	if err != nil {
 		return nil, false, storeErr("projection get", err)
 	}
@@ -39,12 +265,12 @@ func (s *Store) Get(key []byte) ([]byte, bool, error) {
 //
 // Errors: fn's error; domain.ErrCorrupt or domain.ErrUnavailable from the
 // database. Safe for concurrent use.
-func (s *Store) Scan(prefix, start []byte, fn func(k, v []byte) (bool, error)) error {
-	if err := s.enter(opProjection); err != nil {
+func (p *Projections) Scan(prefix, start []byte, fn func(k, v []byte) (bool, error)) error {
+	if err := p.enter(opProjection); err != nil {
 		return err
 	}
-	defer s.leave()
-	return scan(s.db, prefix, start, fn)
+	defer p.leave()
+	return scan(p.db, prefix, start, fn)
 }
 
 // reader is what a *pebble.DB and an indexed *pebble.Batch share.
@@ -97,12 +323,12 @@ func projRange(prefix []byte) (lower, upper []byte) {
 // Errors: domain.ErrCorrupt for a malformed stored position;
 // domain.ErrUnavailable when the store is closed or the read fails. Safe for
 // concurrent use.
-func (s *Store) Position(name string) (uint64, error) {
-	if err := s.enter(opProjection); err != nil {
+func (p *Projections) Position(name string) (uint64, error) {
+	if err := p.enter(opProjection); err != nil {
 		return 0, err
 	}
-	defer s.leave()
-	v, ok, err := s.get(projPosKey(name))
+	defer p.leave()
+	v, ok, err := get(p.db, projPosKey(name))
 	if err != nil {
 		return 0, storeErr("projection position", err)
 	}
@@ -128,15 +354,15 @@ func (s *Store) Position(name string) (uint64, error) {
 // Txn must not be used after fn returns. Not safe for concurrent use on the
 // same name; different names may be updated concurrently. Idempotent when fn
 // is (same writes, same position).
-func (s *Store) Update(name string, position uint64, fn func(projections.Txn) error) error {
+func (p *Projections) Update(name string, position uint64, fn func(projections.Txn) error) error {
 	if name == "" {
 		return domain.Invalid("projection update", "the projection name is empty")
 	}
-	if err := s.enter(opProjection); err != nil {
+	if err := p.enter(opProjection); err != nil {
 		return err
 	}
-	defer s.leave()
-	b := s.db.NewIndexedBatch()
+	defer p.leave()
+	b := p.db.NewIndexedBatch()
 	defer b.Close()
 	tx := &txn{b: b}
 	err := fn(tx)

@@ -2,54 +2,35 @@ package pebblestore
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
-var (
-	_ commands.EventLog        = (*Store)(nil)
-	_ commands.ProjectionStore = (*Store)(nil)
-)
+var _ commands.EventLog = (*Store)(nil)
 
-// Options configures Open.
-type Options struct {
-	// FS is the file system the database lives on; nil means the real disk.
-	// Tests pass vfs.NewMem() or vfs.NewCrashableMem().
-	FS vfs.FS
-	// Logger receives Pebble's background errors (a failed compaction or
-	// flush), which no call can return; nil means slog.Default().
-	// Informational messages are dropped.
-	Logger *slog.Logger
-	// CacheSize is the block cache in bytes; 0 means DefaultCacheSize.
-	// Projections look items up at random, so a cache far below the working
-	// set makes every checkpoint of a large backup read blocks from disk.
-	CacheSize int64
-}
-
-// DefaultCacheSize is the block cache of a store when Options says none.
-const DefaultCacheSize = 256 << 20
-
-// Store is one Pebble database holding the event log, the projections and
-// the wrapped data keys. All its methods are safe for concurrent use unless
-// their documentation says otherwise. After Close every method fails with
-// domain.ErrUnavailable.
+// Store is the Pebble database of the source of truth: the event log, the
+// wrapped data keys and their check, and the backup blobs (the read models
+// live in a database of their own, Projections). All its methods are safe
+// for concurrent use unless their documentation says otherwise. After Close
+// every method fails with domain.ErrUnavailable.
 type Store struct {
-	db *pebble.DB
+	db      *pebble.DB
+	fs      vfs.FS
+	dir     string
+	logger  *slog.Logger
+	checker *tableChecker
+	// readOnly is set on the store Options.Check sees: it has no writer.
+	readOnly bool
 
-	// life guards closed against Close: every method that touches db holds
-	// it for reading, Close takes it for writing, so the database is never
-	// used after it is closed.
-	life     sync.RWMutex
-	closed   bool
+	// life keeps db from being used after Close.
+	life     guard
 	closeMu  sync.Mutex // serialises Close
 	closeErr error      // what the first Close returned
 	doneCh   chan struct{}
@@ -73,103 +54,167 @@ type Store struct {
 	// failed holds the first commit failure; appends are refused after it.
 	failed atomic.Pointer[error]
 
+	// The high-water mark (mark.go): mark is what the file holds.
+	markMu      sync.Mutex
+	mark        logMark
+	markWritten bool
+	markDone    chan struct{} // closed when markLoop returns; nil without one
+	lost        *LostPositionsError
+
+	keyCheckMu sync.Mutex // serialises CreateKeyCheck
+
 	w writer // owned by the writer goroutine
 }
 
 // Open opens (creating if needed) the store in dir and starts its writer.
 //
-// Errors: domain.ErrCorrupt when the database or its layout version cannot be
-// read; domain.ErrUnavailable when the files cannot be opened (e.g. another
-// process holds the lock). Call Close when done.
+// A store that exists is first opened read-only and checked before
+// anything is written: every live sstable not validated since it was
+// written has its block checksums validated (tables.go); the log is
+// checked against its high-water mark (mark.go); then Options.Check runs.
+// Only then is the store opened read-write, its high-water mark brought up
+// to date (after a flush), and its writer started.
+//
+// Errors: domain.ErrCorrupt, naming the file and what it holds, when a
+// file of the store is damaged or its layout version is unknown;
+// *LostPositionsError (domain.ErrCorrupt) when acknowledged events are
+// missing from the log (unless Options.AcceptLostLogPositions accepts a
+// loss at its end); Options.Check's error; domain.ErrUnavailable when the
+// files cannot be opened (e.g. another process holds the lock). Call Close
+// when done.
 func Open(dir string, opts Options) (*Store, error) {
-	po := pebbleOptions(opts)
-	db, err := pebble.Open(dir, po)
-	po.Cache.Unref() // the database holds its own reference
+	var lost *LostPositionsError
+	roCheck := func(db *pebble.DB) error {
+		ro := newStore(db, dir, opts, nil)
+		ro.readOnly = true
+		head, _, err := readHead(db)
+		if err != nil {
+			return err
+		}
+		ro.durable.Store(head)
+		if err := checkMark(opts.fs(), dir, db, head); err != nil {
+			if !errors.As(err, &lost) || !opts.AcceptLostLogPositions || !lost.TailOnly() {
+				return err
+			}
+		}
+		if opts.Check != nil {
+			return opts.Check(ro)
+		}
+		return nil
+	}
+	db, checker, err := openDatabase(dir, opts, logStoreKind, roCheck)
 	if err != nil {
-		return nil, storeErr("open "+dir, err)
+		return nil, err
 	}
-	s := &Store{
-		db:         db,
-		doneCh:     make(chan struct{}),
-		reqs:       make(chan *appendReq, maxQueuedRequests),
-		stop:       make(chan struct{}),
-		writerDone: make(chan struct{}),
-		notify:     make(chan struct{}),
-	}
+	s := newStore(db, dir, opts, checker)
+	s.lost = lost
 	head, err := s.init()
 	if err != nil {
 		_ = db.Close()
 		return nil, err
 	}
 	s.durable.Store(head)
+	// A mark starts from a flushed log: after this, only what is appended
+	// from now on is counted at the next start.
+	if m, ok, err := readMark(s.fs, dir); err == nil && ok && lost == nil {
+		s.mark = m
+	}
+	if err := s.syncMark(true, false); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	checker.start(db)
 	s.w = newWriter(s, head)
 	go s.run()
+	markEvery, flushEvery := opts.MarkInterval, opts.FlushInterval
+	if markEvery == 0 {
+		markEvery = DefaultMarkInterval
+	}
+	if flushEvery == 0 {
+		flushEvery = DefaultFlushInterval
+	}
+	if markEvery > 0 {
+		s.markDone = make(chan struct{})
+		go s.markLoop(markEvery, flushEvery)
+	}
 	return s, nil
 }
 
-// pebbleOptions are the Pebble settings of a store.
-func pebbleOptions(opts Options) *pebble.Options {
-	fs := opts.FS
-	if fs == nil {
-		fs = vfs.Default
+func newStore(db *pebble.DB, dir string, opts Options, checker *tableChecker) *Store {
+	return &Store{
+		db:         db,
+		fs:         opts.fs(),
+		dir:        dir,
+		logger:     opts.logger(),
+		checker:    checker,
+		doneCh:     make(chan struct{}),
+		reqs:       make(chan *appendReq, maxQueuedRequests),
+		stop:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+		notify:     make(chan struct{}),
 	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.Default()
+}
+
+// Lost reports the acknowledged events Open found missing at the end of
+// the log and accepted (Options.AcceptLostLogPositions); nil when none.
+func (s *Store) Lost() *LostPositionsError { return s.lost }
+
+// Damage returns the first damage found in the store's files since it was
+// opened (a read that met a bad checksum, a table written damaged), nil
+// when none. The reads concerned fail with domain.ErrCorrupt; the next
+// Open validates the file again and refuses. Safe for concurrent use.
+func (s *Store) Damage() error {
+	if s.checker == nil {
+		return nil
 	}
-	size := opts.CacheSize
-	if size <= 0 {
-		size = DefaultCacheSize
-	}
-	po := &pebble.Options{
-		Cache:              pebble.NewCache(size),
-		FS:                 fs,
-		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{l: logger},
-		// A larger memtable than the 4 MiB default keeps a burst of ingest in
-		// memory instead of flushing many small L0 files.
-		MemTableSize: 64 << 20,
-	}
-	// Every append looks its event IDs up, and almost all of them are
-	// absent: bloom filters answer those without reading blocks.
-	for i := range po.Levels {
-		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-	}
-	return po
+	return s.checker.damaged()
 }
 
 // init checks or writes the layout version and returns the last position.
 func (s *Store) init() (uint64, error) {
-	v, closer, err := s.db.Get(layoutKey)
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
+	head, ok, err := readHead(s.db)
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
 		if err := s.db.Set(layoutKey, []byte{layoutV1}, pebble.Sync); err != nil {
 			return 0, storeErr("write layout", err)
 		}
+	}
+	return head, nil
+}
+
+// readHead checks the layout version (ok is false when the store has
+// none yet: it is new) and returns the last position of the log.
+func readHead(db *pebble.DB) (head uint64, ok bool, err error) {
+	v, closer, err := db.Get(layoutKey)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
 	case err != nil:
-		return 0, storeErr("read layout", err)
+		return 0, false, storeErr("read layout", err)
 	default:
-		ok := len(v) == 1 && v[0] == layoutV1
+		good := len(v) == 1 && v[0] == layoutV1
 		got := append([]byte(nil), v...)
 		_ = closer.Close()
-		if !ok {
-			return 0, domain.Corruption("pebblestore: unknown store layout %x", got)
+		if !good {
+			return 0, false, domain.Corruption("pebblestore: unknown store layout %x", got)
 		}
+		ok = true
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{nsLog}, UpperBound: []byte{nsLog + 1}})
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{nsLog}, UpperBound: []byte{nsLog + 1}})
 	if err != nil {
-		return 0, storeErr("find head", err)
+		return 0, false, storeErr("find head", err)
 	}
 	defer it.Close()
 	if !it.Last() {
-		return 0, storeErr("find head", it.Error())
+		return 0, ok, storeErr("find head", it.Error())
 	}
 	k := it.Key()
 	if len(k) != logKeyLen {
-		return 0, domain.Corruption("pebblestore: log key of %d bytes", len(k))
+		return 0, false, domain.Corruption("pebblestore: log key of %d bytes", len(k))
 	}
 	pos, _ := getUint64(k[1:])
-	return pos, nil
+	return pos, ok, nil
 }
 
 // Close stops the writer, fails the appends still queued (and every later
@@ -182,14 +227,21 @@ func (s *Store) Close() error {
 	if s.isClosed() {
 		return s.closeErr
 	}
-	s.life.Lock()
-	s.closed = true
-	close(s.stop)
-	s.life.Unlock()
+	s.life.shut(func() { close(s.stop) })
 	<-s.writerDone
+	if s.markDone != nil {
+		<-s.markDone
+	}
 	close(s.doneCh)
-	// No method holds life any more and none will use db again.
-	s.closeErr = storeErr("close", s.db.Close())
+	// No method holds life any more and none will use db again. A clean
+	// shutdown flushes, so that the next start has no log to count (and no
+	// write-ahead log to replay).
+	var errs []error
+	if s.failed.Load() == nil {
+		errs = append(errs, s.syncMark(true, true))
+	}
+	errs = append(errs, s.checker.close(), storeErr("close", s.db.Close()))
+	s.closeErr = errors.Join(errs...)
 	return s.closeErr
 }
 
@@ -203,37 +255,53 @@ func (s *Store) isClosed() bool {
 }
 
 // enter takes the read side of life; it fails once the store is closed.
-func (s *Store) enter(op string) error {
-	s.life.RLock()
-	if s.closed {
-		s.life.RUnlock()
+func (s *Store) enter(op string) error { return s.life.enter(op) }
+
+func (s *Store) leave() { s.life.leave() }
+
+// guard keeps a database from being used after it is closed: every method
+// that touches it holds the guard for reading (enter, leave), Close takes
+// it for writing (shut).
+type guard struct {
+	mu     sync.RWMutex
+	closed bool
+}
+
+// enter takes the read side; it fails once the guard is shut.
+func (g *guard) enter(op string) error {
+	g.mu.RLock()
+	if g.closed {
+		g.mu.RUnlock()
 		return errClosed(op)
 	}
 	return nil
 }
 
-func (s *Store) leave() { s.life.RUnlock() }
+func (g *guard) leave() { g.mu.RUnlock() }
+
+// shut marks the guard closed, running then under its write side, once no
+// method holds it; false when it was shut already.
+func (g *guard) shut(then func()) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return false
+	}
+	g.closed = true
+	then()
+	return true
+}
 
 func errClosed(op string) error {
 	return &domain.Error{Op: op, Kind: domain.ErrUnavailable, Msg: "the store is closed"}
 }
 
-// storeErr translates a Pebble error: corruption stays corruption, anything
-// else is domain.ErrUnavailable. Pebble's messages carry keys at most, never
-// values.
-func storeErr(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, pebble.ErrCorruption) {
-		return fmt.Errorf("pebblestore: %s: %w (%w)", op, domain.ErrCorrupt, err)
-	}
-	return fmt.Errorf("pebblestore: %s: %w (%w)", op, domain.ErrUnavailable, err)
-}
-
 // get returns a copy of key's value.
-func (s *Store) get(key []byte) ([]byte, bool, error) {
-	v, closer, err := s.db.Get(key)
+func (s *Store) get(key []byte) ([]byte, bool, error) { return get(s.db, key) }
+
+// get returns a copy of key's value in db.
+func get(db *pebble.DB, key []byte) ([]byte, bool, error) {
+	v, closer, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -242,16 +310,4 @@ func (s *Store) get(key []byte) ([]byte, bool, error) {
 	}
 	out := append([]byte(nil), v...)
 	return out, true, closer.Close()
-}
-
-// pebbleLogger drops Pebble's informational messages, passes its
-// background errors to slog and keeps its fatal path.
-type pebbleLogger struct{ l *slog.Logger }
-
-func (pebbleLogger) Infof(string, ...any) {}
-func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error("pebble: " + fmt.Sprintf(format, args...))
-}
-func (pebbleLogger) Fatalf(format string, args ...any) {
-	panic(fmt.Sprintf("pebble: "+format, args...))
 }

@@ -20,19 +20,19 @@ type healthCheck struct {
 
 // openBackends opens what the nodes of a deployment share: the event log,
 // the wrapped data keys and the backup blobs. Embedded, all three are the
-// local Pebble store; on a shared log they live beside it (NATS JetStream)
-// and the data directory holds only projections, rebuildable from the log.
+// local Pebble store (opened already); on a shared log they live beside it
+// (NATS JetStream) and the data directory holds only projections,
+// rebuildable from the log.
 func (m *Main) openBackends(ctx context.Context) error {
 	cfg := m.Config
-	if err := m.checkLogIdentity(); err != nil {
-		return err
-	}
 	switch cfg.LogKind() {
 	case "pebble":
 		m.log, m.keys, m.blobs = m.store, m.store, m.store
 		m.health = append(m.health, healthCheck{"event log", func(ctx context.Context) error {
-			_, err := m.store.Head(ctx)
-			return err
+			if _, err := m.store.Head(ctx); err != nil {
+				return err
+			}
+			return m.store.Damage()
 		}})
 	case "nats":
 		l, err := natsjs.Open(ctx, cfg.EventLog, natsjs.Options{Logger: m.Logger})
@@ -60,15 +60,20 @@ func (m *Main) openBackends(ctx context.Context) error {
 	return nil
 }
 
-// checkLogIdentity refuses a data directory whose projections were built
-// from another event log: they would not match it.
-func (m *Main) checkLogIdentity() error {
-	path := filepath.Join(m.Config.DataDir, "event-log")
-	want := m.Config.LogKind() + " " + redactURL(m.Config.EventLog)
+// logIdentity is the event-log file of the data directory and what it
+// must say.
+func (m *Main) logIdentity() (path, want string) {
+	return filepath.Join(m.Config.DataDir, "event-log"), m.Config.LogKind() + " " + redactURL(m.Config.EventLog)
+}
+
+// verifyLogIdentity refuses a data directory whose projections were built
+// from another event log: they would not match it. It writes nothing.
+func (m *Main) verifyLogIdentity() error {
+	path, want := m.logIdentity()
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return os.WriteFile(path, []byte(want+"\n"), 0o600)
+		return nil
 	case err != nil:
 		return fmt.Errorf("read %s: %w", path, err)
 	}
@@ -77,6 +82,15 @@ func (m *Main) checkLogIdentity() error {
 			m.Config.DataDir, got, want)
 	}
 	return nil
+}
+
+// recordLogIdentity writes the event-log file when there is none.
+func (m *Main) recordLogIdentity() error {
+	path, want := m.logIdentity()
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	return os.WriteFile(path, []byte(want+"\n"), 0o600)
 }
 
 // redactURL drops credentials from a connection URL, for messages.

@@ -45,6 +45,9 @@ type Config struct {
 	// ScrubRate is how many bytes a second they read (--scrub-rate, such
 	// as 4MiB); "0" reads as fast as it can, "" is the default.
 	ScrubRate string
+	// AcceptLostLogPositions: --accept-lost-log-positions, go on when the
+	// embedded log lost acknowledged events at its end.
+	AcceptLostLogPositions bool
 }
 
 // ScrubBytesPerSecond is ScrubRate in bytes a second (0: unpaced). Call
@@ -146,6 +149,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseByteRate(c.ScrubRate); err != nil && c.ScrubRate != "" {
 		errs = append(errs, fmt.Errorf("--scrub-rate: %w", err))
+	}
+	if c.AcceptLostLogPositions && c.LogKind() != "pebble" {
+		errs = append(errs, errors.New("--accept-lost-log-positions concerns the embedded event log only (--event-log pebble)"))
 	}
 	if c.MaxUpload < 0 {
 		errs = append(errs, errors.New("--max-upload-bytes must not be negative (0: the default, 16 GiB)"))

@@ -51,7 +51,7 @@ func (m *Main) startEvents(ctx context.Context, kmsApplied commands.Waiter) (*ev
 	}
 	// Every node publishes what it sees appended after it first started;
 	// on NATS the stream drops the copies (the event ID is the message ID).
-	publisher := &commands.PublishEvents{Log: m.log, Positions: m.store, Publisher: bus.NewPublisher(pub),
+	publisher := &commands.PublishEvents{Log: m.log, Positions: m.proj, Publisher: bus.NewPublisher(pub),
 		FromHead: true, Retrying: func(err error) { m.Logger.Warn("publishing events, retrying", "error", err) }}
 	if err := publisher.Validate(); err != nil {
 		return nil, fmt.Errorf("event publisher: %w", err)
@@ -81,7 +81,7 @@ func (m *Main) startIngest(ctx context.Context, n *bus.NATS, kmsApplied commands
 	if err != nil {
 		return fmt.Errorf("ingest router: %w", err)
 	}
-	ingest := &commands.KMSIngest{Log: m.log, Streams: m.log, State: m.store, Applied: kmsApplied}
+	ingest := &commands.KMSIngest{Log: m.log, Streams: m.log, State: m.proj, Applied: kmsApplied}
 	bus.AddIngestHandler(router, sub, ingest.Ingest, bus.IngestOptions{Logger: m.Logger})
 	m.closers = append(m.closers, router.Close)
 	m.background(ctx, "KMS event ingest", router.Run)

@@ -23,6 +23,12 @@ const (
 	exitAuth         = 7 // unauthenticated or permission denied
 	exitUnavailable  = 8 // unavailable: the server cannot be reached or cannot serve now
 	exitCorrupt      = 9 // corrupt data
+
+	// Start failures of `kmsbackup server`: the data directory is left as
+	// it was.
+	exitDamaged        = 10 // a file of the data directory is damaged
+	exitWrongMasterKey = 11 // the master key is not the one the data was written with
+	exitLogBehind      = 12 // acknowledged events are missing from the event log
 )
 
 // exitCodes is the one table from the domain's error classes (the sentinel
@@ -56,6 +62,29 @@ var exitMeanings = map[int]string{
 	exitAuth:         "unauthenticated or permission denied (check --token / KMSBACKUP_TOKEN)",
 	exitUnavailable:  "unavailable: the server is not reachable or cannot serve now",
 	exitCorrupt:      "corrupt data (also: verify's findings, a restore that does not validate)",
+
+	exitDamaged:        "server refused to start: a file of the data directory is damaged (the message names it); restore the directory from a copy. Also: the server stopped on damage while running",
+	exitWrongMasterKey: "server refused to start: the master key is not the one the data was written with",
+	exitLogBehind:      "server refused to start: acknowledged events are missing from the event log (the message lists them); restore the directory from a copy, or see server --accept-lost-log-positions",
+}
+
+// startFailure is a refused start of the server, with its own exit code
+// (exitDamaged, exitWrongMasterKey, exitLogBehind).
+type startFailure struct {
+	code int
+	err  error
+}
+
+func (e *startFailure) Error() string { return e.err.Error() }
+func (e *startFailure) Unwrap() error { return e.err }
+
+// fatalExitCode is the exit code of a store's fatal error while running
+// (pebblestore.Options.Fatal): damage, or a store that cannot go on.
+func fatalExitCode(err error) int {
+	if domain.IsCorruption(err) {
+		return exitDamaged
+	}
+	return exitUnavailable
 }
 
 // usageError is a mistake in the command line itself: an unknown flag or
@@ -79,6 +108,10 @@ func exitCode(err error) int {
 	var ue *usageError
 	if errors.As(err, &ue) {
 		return exitUsage
+	}
+	var sf *startFailure
+	if errors.As(err, &sf) {
+		return sf.code
 	}
 	if code, ok := exitCodes[domain.Kind(err)]; ok {
 		return code
@@ -104,7 +137,7 @@ func exitCodeHelp() string {
 	var b strings.Builder
 	b.WriteString("Exit codes:\n")
 	for _, c := range codes {
-		fmt.Fprintf(&b, "  %d  %s\n", c, exitMeanings[c])
+		fmt.Fprintf(&b, "  %2d  %s\n", c, exitMeanings[c])
 	}
 	return b.String()
 }

@@ -47,7 +47,9 @@ type Main struct {
 	Stdout io.Writer // where --dev prints its tokens
 	Logger *slog.Logger
 
-	store    *pebblestore.Store // projections (and, embedded, the log, data keys and blobs)
+	store    *pebblestore.Store       // embedded only: the log, data keys and blobs
+	proj     *pebblestore.Projections // the read models
+	env      *envelope.Envelope
 	log      commands.EventLog
 	keys     envelope.KeyStore
 	blobs    commands.BlobStore
@@ -62,6 +64,11 @@ type Main struct {
 	DevToken string
 	// AdminToken is the admin token in force (empty when none).
 	AdminToken string
+
+	// Fatal is called when a store meets an error it cannot go on from
+	// (pebblestore.Options.Fatal); it must not return. The command line
+	// prints the error and exits; nil panics with it.
+	Fatal func(error)
 }
 
 // Addr is the address the API listens on (useful with --listen :0).
@@ -88,6 +95,16 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
+	master, err := m.masterKey()
+	if err != nil {
+		return err
+	}
+	// Everything is checked before anything is written (openStores).
+	if err := m.openStores(ctx, master); err != nil {
+		return err
+	}
+	clear(master)
+	env := m.env
 
 	// Uploads wait here, still encrypted, while they are checked; what a
 	// crash left behind is of no use.
@@ -99,39 +116,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("create the upload spool: %w", err)
 	}
 
-	master, err := m.masterKey()
-	if err != nil {
-		return err
-	}
-	m.store, err = pebblestore.Open(filepath.Join(cfg.DataDir, "db"), pebblestore.Options{})
-	if err != nil {
-		return fmt.Errorf("open store in %s: %w", cfg.DataDir, err)
-	}
-	m.closers = append(m.closers, m.store.Close)
-	if err := m.openBackends(ctx); err != nil {
-		return err
-	}
-	env, err := envelope.New(master, m.keys)
-	if err != nil {
-		return fmt.Errorf("set up envelope encryption: %w", err)
-	}
-	if cfg.LogKind() != "pebble" {
-		// Other nodes destroy and rotate data keys too: read them again often.
-		env.CacheTTL = sharedKeyCacheTTL
-	}
-
 	clk, manual, err := m.clock(ctx)
 	if err != nil {
 		return err
 	}
 	idsrc := ids.Random{Clock: clk}
-	projector := &commands.Projector{Name: kmsstate.Name, Log: m.log, Store: m.store, Apply: kmsstate.Apply}
-	backupState := &commands.Projector{Name: backupstate.Name, Log: m.log, Store: m.store, Apply: backupstate.Apply}
-	backupData := &commands.Projector{Name: backupdata.Name, Log: m.log, Store: m.store, Apply: commands.BackupDataApply(m.blobs)}
-	auditLog := &commands.Projector{Name: audit.Name, Log: m.log, Store: m.store, Apply: audit.Apply}
-	backups := &commands.Backups{Log: m.log, State: m.store, StateApplied: backupState, DataApplied: backupData,
+	projector := &commands.Projector{Name: kmsstate.Name, Log: m.log, Store: m.proj, Apply: kmsstate.Apply}
+	backupState := &commands.Projector{Name: backupstate.Name, Log: m.log, Store: m.proj, Apply: backupstate.Apply}
+	backupData := &commands.Projector{Name: backupdata.Name, Log: m.log, Store: m.proj, Apply: commands.BackupDataApply(m.blobs)}
+	auditLog := &commands.Projector{Name: audit.Name, Log: m.log, Store: m.proj, Apply: audit.Apply}
+	backups := &commands.Backups{Log: m.log, State: m.proj, StateApplied: backupState, DataApplied: backupData,
 		Sealer: env, DataKeys: env, Blobs: m.blobs, Files: backupfile.New(), Clock: clk, IDs: idsrc, Zones: time.LoadLocation}
-	kms := &commands.KMS{Log: m.log, State: m.store, Applied: projector, Sealer: env, DataKeys: env,
+	kms := &commands.KMS{Log: m.log, State: m.proj, Applied: projector, Sealer: env, DataKeys: env,
 		Cipher: softkms.Cipher{}, Clock: clk, IDs: idsrc,
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
 			return backups.EnsureDefault(ctx, in.Account, in.Region)
@@ -145,7 +141,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.AdminToken = commands.NewToken()
 		}
 	}
-	accounts := &commands.Accounts{Log: m.log, State: m.store, Applied: projector, Clock: clk, IDs: idsrc,
+	accounts := &commands.Accounts{Log: m.log, State: m.proj, Applied: projector, Clock: clk, IDs: idsrc,
 		AdminToken: m.AdminToken}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -154,7 +150,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	for _, p := range projectors {
 		m.background(runCtx, "projection "+p.Name, p.Run)
 	}
-	auditUC := &commands.Audit{Log: m.log, State: m.store, Applied: auditLog, Clock: clk, IDs: idsrc}
+	auditUC := &commands.Audit{Log: m.log, State: m.proj, Applied: auditLog, Clock: clk, IDs: idsrc}
 	backups.Audit = auditUC
 	restores := &commands.Restores{Backups: backups, KMS: kms, Audit: auditUC}
 	var runner *scheduler.Runner
@@ -210,7 +206,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		MaxUpload:    cfg.MaxUpload,
 		Restores:     restores,
 		Audit:        auditUC,
-		BackupGauges: func() ([]*domain.Backup, error) { return backupstate.Active(m.store) },
+		BackupGauges: func() ([]*domain.Backup, error) { return backupstate.Active(m.proj) },
 		ScrubStatus:  scrub.Status,
 		LastScrub:    scrub.Result,
 		Ready: func(ctx context.Context) error {
@@ -256,10 +252,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (is another server running? choose another --listen)", cfg.Listen, err)
 	}
+	// Close clears m.http: the goroutine serves with its own copy.
+	srv, ln := m.http, m.listener
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		if err := m.http.Serve(m.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Logger.Error("API server stopped", "error", err)
 		}
 	}()

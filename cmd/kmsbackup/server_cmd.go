@@ -34,7 +34,13 @@ Beyond one machine, several server processes share one event log
 (--event-log nats://... or esdb://...) and, optionally, one bus (--bus
 nats://...): any node serves the API, every scheduled backup is taken once
 (claimed by an expected-revision append), and each node's --data-dir holds only
-projections rebuildable from the log. All nodes need the same master key.`,
+projections rebuildable from the log. All nodes need the same master key.
+
+Before writing anything, a start checks the data directory and refuses, with
+one message and its own exit code, when a file of the embedded store is
+damaged (10), the master key is not the one the data was written with (11),
+or acknowledged events are missing from the event log (12). Damaged read
+models are rebuilt from the log (logged as a warning).`,
 		Example: `  kmsbackup server --dev
   kmsbackup server --data-dir /var/lib/kmsbackup --listen 0.0.0.0:8080 --master-key-file /etc/kmsbackup/master.key
   kmsbackup server --event-log nats://nats-1:4222 --bus nats://nats-1:4222 --master-key-file /etc/kmsbackup/master.key`,
@@ -50,7 +56,14 @@ projections rebuildable from the log. All nodes need the same master key.`,
 				cfg.AdminToken = strings.TrimSpace(string(b))
 			}
 			logger := newLogger(cfg)
-			m := &Main{Config: cfg, Stdout: cmd.OutOrStdout(), Logger: logger}
+			stderr := cmd.ErrOrStderr()
+			m := &Main{Config: cfg, Stdout: cmd.OutOrStdout(), Logger: logger,
+				// A store that cannot go on stops the process with one
+				// message, as a refused start does.
+				Fatal: func(err error) {
+					fmt.Fprintln(stderr, "kmsbackup: "+err.Error())
+					os.Exit(fatalExitCode(err))
+				}}
 			if err := m.Run(cmd.Context()); err != nil {
 				return err
 			}
@@ -78,6 +91,8 @@ projections rebuildable from the log. All nodes need the same master key.`,
 		"time between two background verifications of every backup (chain, checksums, key versions); 0 turns them off")
 	f.StringVar(&cfg.ScrubRate, "scrub-rate", defaultScrubRate,
 		"bytes a second the background verification reads (such as 4MiB or 512KiB; 0: as fast as it can)")
+	f.BoolVar(&cfg.AcceptLostLogPositions, "accept-lost-log-positions", false,
+		"start even though acknowledged events are missing from the end of the embedded event log (exit code 12 names them): they are gone for good, the read models are rebuilt, and it is logged as an error. Restoring the data directory from a copy is the better way out")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

@@ -172,7 +172,7 @@ func TestRealConflictsStillAnswered(t *testing.T) {
 					t.Errorf("round %d: delete key: %v, want success, failed precondition or not found", round, err)
 				}
 			}
-			using := Must(kmsstate.SecretsUsingKey(e.Store, a.ID, k.ID))
+			using := Must(kmsstate.SecretsUsingKey(e.Proj, a.ID, k.ID))
 			if deleted > 1 || (deleted == 1 && created > 0) || using != created {
 				t.Fatalf("round %d: %d secrets created (%d use the key), the key deleted %d times", round, created, using, deleted)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,7 +30,8 @@ type Engine struct {
 	t        testing.TB
 	dir      string
 	master   []byte
-	Store    *pebblestore.Store
+	Store    *pebblestore.Store       // the log, data keys and blobs
+	Proj     *pebblestore.Projections // the read models
 	Clock    *clock.Manual
 	KMS      *commands.KMS
 	Backups  *commands.Backups
@@ -59,7 +61,11 @@ func NewEngine(t testing.TB, start time.Time) *Engine {
 func (e *Engine) open() {
 	t := e.t
 	t.Helper()
-	st, err := pebblestore.Open(e.dir, pebblestore.Options{})
+	st, err := pebblestore.Open(filepath.Join(e.dir, "db"), pebblestore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proj, err := pebblestore.OpenProjections(filepath.Join(e.dir, "projections"), pebblestore.Options{}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,23 +73,23 @@ func (e *Engine) open() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.Store = st
+	e.Store, e.Proj = st, proj
 	idsrc := ids.Random{Clock: e.Clock}
-	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: st, Apply: kmsstate.Apply}
-	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: st, Apply: backupstate.Apply}
-	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: st, Apply: commands.BackupDataApply(st)}
-	ap := &commands.Projector{Name: audit.Name, Log: st, Store: st, Apply: audit.Apply}
+	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
+	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: proj, Apply: backupstate.Apply}
+	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: proj, Apply: commands.BackupDataApply(st)}
+	ap := &commands.Projector{Name: audit.Name, Log: st, Store: proj, Apply: audit.Apply}
 	e.procs = []*commands.Projector{kp, bs, bd, ap}
-	e.Backups = &commands.Backups{Log: st, State: st, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
+	e.Backups = &commands.Backups{Log: st, State: proj, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
 		Blobs: st, Files: backupfile.New(), Clock: e.Clock, IDs: idsrc, Zones: time.LoadLocation}
-	e.KMS = &commands.KMS{Log: st, State: st, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
+	e.KMS = &commands.KMS{Log: st, State: proj, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
 		Clock: e.Clock, IDs: idsrc,
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
 			return e.Backups.EnsureDefault(ctx, in.Account, in.Region)
 		},
 		BeforeShred: e.Backups.FinalCheckpoint}
 	e.Driver = &scheduler.Manual{Planner: e.Backups, Clock: e.Clock}
-	e.Backups.Audit = &commands.Audit{Log: st, State: st, Applied: ap, Clock: e.Clock, IDs: idsrc}
+	e.Backups.Audit = &commands.Audit{Log: st, State: proj, Applied: ap, Clock: e.Clock, IDs: idsrc}
 	e.Restores = &commands.Restores{Backups: e.Backups, KMS: e.KMS, Audit: e.Backups.Audit}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})
@@ -117,6 +123,7 @@ func (e *Engine) Close() {
 	}
 	e.cancel()
 	<-e.done
+	_ = e.Proj.Close()
 	_ = e.Store.Close()
 	e.cancel = nil
 }

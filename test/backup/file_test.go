@@ -142,7 +142,7 @@ func TestFileRoundTripRandomized(t *testing.T) {
 	}
 	e.Advance(10 * time.Minute)
 	b = Must(e.Backups.ShowBackupInstance(e.Caller, b.ID))
-	days := Must(backupdata.Days(e.Store, b.DataRef()))
+	days := Must(backupdata.Days(e.Proj, b.DataRef()))
 	loc := Must(time.LoadLocation(b.TimeZone))
 	today := domain.DayOf(e.Clock.Now(), loc)
 	checked := 0

@@ -143,7 +143,7 @@ func runHistory(t *testing.T, seed uint64) {
 		want := replayState(t, e, in.ID, c.Next)
 		got := map[string]uint32{}
 		var items []backupdata.Item
-		if err := backupdata.StateAt(e.Store, b.DataRef(), c.Seq, func(it backupdata.Item) error {
+		if err := backupdata.StateAt(e.Proj, b.DataRef(), c.Seq, func(it backupdata.Item) error {
 			got[it.Kind+"/"+it.ID] = it.Versions
 			items = append(items, it)
 			return nil
@@ -153,7 +153,7 @@ func runHistory(t *testing.T, seed uint64) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Fatalf("checkpoint %d (%s, full %v): backed-up state differs from the replay (-replay +backup):\n%s", c.Seq, c.At, c.Full, diff)
 		}
-		sum := Must(backupdata.Checkpoint(e.Store, b.DataRef(), c.Seq))
+		sum := Must(backupdata.Checkpoint(e.Proj, b.DataRef(), c.Seq))
 		if backupdata.StateDigest(items) != sum.StateDigest {
 			t.Fatalf("checkpoint %d: state digest maintained incrementally differs from the digest of the state", c.Seq)
 		}

@@ -54,14 +54,14 @@ func instanceState(t *testing.T, e *Engine, in domain.InstanceID) map[string][]s
 	t.Helper()
 	ctx := context.Background()
 	st := map[string][]string{}
-	for _, k := range Must(kmsstate.ListKeys(e.Store, in, "", 1000)).Items {
+	for _, k := range Must(kmsstate.ListKeys(e.Proj, in, "", 1000)).Items {
 		for _, v := range k.Versions {
 			pt := Must(e.KMS.Sealer.Open(ctx, string(k.Instance), v.Material, domain.AssociatedData(k.Account, v.Stream, v.SealedBy)))
 			d := commands.KeyVersionDigest(pt)
 			st["key/"+string(k.ID)] = append(st["key/"+string(k.ID)], fmt.Sprintf("%x", d[:6]))
 		}
 	}
-	for _, s := range Must(kmsstate.ListSecrets(e.Store, in, "", 1000)).Items {
+	for _, s := range Must(kmsstate.ListSecrets(e.Proj, in, "", 1000)).Items {
 		for _, v := range s.Versions {
 			st["secret/"+s.Name] = append(st["secret/"+s.Name], string(v.Value))
 		}

@@ -18,9 +18,9 @@ import (
 // targetState is everything a restore could change in a target instance.
 func targetState(t *testing.T, e *Engine, in domain.InstanceID) string {
 	t.Helper()
-	inst := Must(kmsstate.GetInstance(e.Store, in))
-	keys := Must(kmsstate.ListKeys(e.Store, in, "", 1000))
-	secs := Must(kmsstate.ListSecrets(e.Store, in, "", 1000))
+	inst := Must(kmsstate.GetInstance(e.Proj, in))
+	keys := Must(kmsstate.ListKeys(e.Proj, in, "", 1000))
+	secs := Must(kmsstate.ListSecrets(e.Proj, in, "", 1000))
 	var b strings.Builder
 	fmt.Fprintf(&b, "keys=%d secrets=%d rev=%d\n", inst.LiveKeys, inst.LiveSecrets, inst.Revision)
 	for _, k := range keys.Items {

@@ -61,7 +61,8 @@ func TestMain(m *testing.M) {
 type engine struct {
 	dir     string
 	master  []byte
-	store   *pebblestore.Store
+	store   *pebblestore.Store       // the log, data keys and blobs
+	proj    *pebblestore.Projections // the read models
 	env     *envelope.Envelope
 	clock   *clock.Manual
 	ids     ids.Random
@@ -85,24 +86,30 @@ func openEngine(dir string, start time.Time) (*engine, error) {
 
 // open opens the store in e.dir and starts the projectors.
 func (e *engine) open() error {
-	st, err := pebblestore.Open(e.dir, pebblestore.Options{})
+	st, err := pebblestore.Open(filepath.Join(e.dir, "db"), pebblestore.Options{})
 	if err != nil {
 		return err
 	}
-	env, err := envelope.New(e.master, st)
+	proj, err := pebblestore.OpenProjections(filepath.Join(e.dir, "projections"), pebblestore.Options{}, st)
 	if err != nil {
 		_ = st.Close()
 		return err
 	}
-	e.store, e.env = st, env
+	env, err := envelope.New(e.master, st)
+	if err != nil {
+		_ = proj.Close()
+		_ = st.Close()
+		return err
+	}
+	e.store, e.proj, e.env = st, proj, env
 	clk := e.clock
-	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: st, Apply: kmsstate.Apply}
-	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: st, Apply: backupstate.Apply}
-	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: st, Apply: commands.BackupDataApply(st)}
+	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
+	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: proj, Apply: backupstate.Apply}
+	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: proj, Apply: commands.BackupDataApply(st)}
 	e.procs = []*commands.Projector{kp, bs, bd}
-	e.backups = &commands.Backups{Log: st, State: st, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
+	e.backups = &commands.Backups{Log: st, State: proj, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
 		Blobs: st, Files: backupfile.New(), Clock: clk, IDs: e.ids, Zones: time.LoadLocation}
-	e.kms = &commands.KMS{Log: st, State: st, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
+	e.kms = &commands.KMS{Log: st, State: proj, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
 		Clock: clk, IDs: e.ids,
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
 			return e.backups.EnsureDefault(ctx, in.Account, in.Region)
@@ -166,7 +173,7 @@ func (e *engine) close() error {
 	e.cancel()
 	<-e.done
 	e.cancel = nil
-	return e.store.Close()
+	return errors.Join(e.proj.Close(), e.store.Close())
 }
 
 // enableBackup creates a provisioned backup instance and enables it on
@@ -387,7 +394,7 @@ func buildSealState(ctx context.Context, dir string, n int) (*sealState, time.Du
 // idle (every projector has applied the rotations). It returns the
 // checkpoint due.
 func (s *sealState) change(ctx context.Context) (domain.Due, error) {
-	b, err := backupstate.Get(s.e.store, s.backup)
+	b, err := backupstate.Get(s.e.proj, s.backup)
 	if err != nil {
 		return domain.Due{}, err
 	}
@@ -716,22 +723,51 @@ func positions(ctx context.Context, st *pebblestore.Store, stream string) (map[u
 	}
 }
 
-// scan opens the closed store's database with Pebble itself and adds up
-// key and value sizes by namespace (the layout of pebblestore's keys.go and
-// blobs.go: 'L' position -> record, 'I' event ID -> position, 'S' stream
-// runs, 'B' ref\0name\0[chunk] blobs, 'P' projection keys), then compacts
+// scan opens the closed engine's two databases (db/, the log store, and
+// projections/) with Pebble itself and adds up key and value sizes by
+// namespace (the layout of pebblestore's keys.go and blobs.go: 'L' position
+// -> record, 'I' event ID -> position, 'S' stream runs, 'B'
+// ref\0name\0[chunk] blobs, 'P' projection keys), then compacts
 // everything and asks Pebble for on-disk estimates of the ranges.
 func (u *usage) scan(dir string, b *domain.Backup, kmsStream, backupStream string, kmsPos, chainPos map[uint64]bool) error {
-	db, err := pebble.Open(dir, storeOptions())
+	logDB, err := pebble.Open(filepath.Join(dir, "db"), storeOptions())
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer logDB.Close()
+	projDB, err := pebble.Open(filepath.Join(dir, "projections"), storeOptions())
+	if err != nil {
+		return err
+	}
+	defer projDB.Close()
 	ref := b.DataRef()
 	blobPrefix := append(append([]byte{'B'}, ref...), 0)
 	projPrefix := append(append([]byte("Pbkd/"), ref...), 0)
 	metaKey := append(append([]byte("Pbkd/"), b.ID...), 0, 'm')
 	kmsPrefix := []byte("Pkms/")
+	for _, db := range []*pebble.DB{logDB, projDB} {
+		if err := u.scanDB(db, kmsStream, backupStream, kmsPos, chainPos, blobPrefix, projPrefix, metaKey, kmsPrefix); err != nil {
+			return err
+		}
+	}
+	u.checkpoints = u.projKeys['c']
+	for _, db := range []*pebble.DB{logDB, projDB} {
+		if err := db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+			return err
+		}
+	}
+	if u.diskBlobs, err = logDB.EstimateDiskUsage(blobPrefix, prefixEnd(blobPrefix)); err != nil {
+		return err
+	}
+	if u.diskProj, err = projDB.EstimateDiskUsage(projPrefix, prefixEnd(projPrefix)); err != nil {
+		return err
+	}
+	u.diskLog, err = logDB.EstimateDiskUsage([]byte{'L'}, []byte{'L' + 1})
+	return err
+}
+
+// scanDB adds up the key and value sizes of one database (see scan).
+func (u *usage) scanDB(db *pebble.DB, kmsStream, backupStream string, kmsPos, chainPos map[uint64]bool, blobPrefix, projPrefix, metaKey, kmsPrefix []byte) error {
 	it, err := db.NewIter(nil)
 	if err != nil {
 		return err
@@ -788,21 +824,7 @@ func (u *usage) scan(dir string, b *domain.Backup, kmsStream, backupStream strin
 			}
 		}
 	}
-	if err := it.Close(); err != nil {
-		return err
-	}
-	u.checkpoints = u.projKeys['c']
-	if err := db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
-		return err
-	}
-	if u.diskBlobs, err = db.EstimateDiskUsage(blobPrefix, prefixEnd(blobPrefix)); err != nil {
-		return err
-	}
-	if u.diskProj, err = db.EstimateDiskUsage(projPrefix, prefixEnd(projPrefix)); err != nil {
-		return err
-	}
-	u.diskLog, err = db.EstimateDiskUsage([]byte{'L'}, []byte{'L' + 1})
-	return err
+	return it.Close()
 }
 
 // prefixEnd is the first key after every key with prefix p (whose last

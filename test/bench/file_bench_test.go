@@ -603,20 +603,20 @@ func BenchmarkDayStateReads(b *testing.B) {
 	for _, size := range fileSizes {
 		b.Run(size.name, func(b *testing.B) {
 			s := fileStateOf(b, size.n)
-			bk, err := backupstate.Get(s.e.store, s.backup)
+			bk, err := backupstate.Get(s.e.proj, s.backup)
 			if err != nil {
 				b.Fatal(err)
 			}
 			ref := bk.DataRef()
-			lo, _, ok, err := backupdata.DayRange(s.e.store, ref, domain.Day(s.day))
+			lo, _, ok, err := backupdata.DayRange(s.e.proj, ref, domain.Day(s.day))
 			if err != nil || !ok {
 				b.Fatalf("day range: %v %v", ok, err)
 			}
-			full, err := backupdata.Checkpoint(s.e.store, ref, lo)
+			full, err := backupdata.Checkpoint(s.e.proj, ref, lo)
 			if err != nil || !full.Full {
 				b.Fatalf("the day's first checkpoint: %+v %v", full, err)
 			}
-			_, hi, _, err := backupdata.DayRange(s.e.store, ref, domain.Day(s.day))
+			_, hi, _, err := backupdata.DayRange(s.e.proj, ref, domain.Day(s.day))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -628,38 +628,38 @@ func BenchmarkDayStateReads(b *testing.B) {
 			}{
 				{"per-item", func() error {
 					versions[0] = 0
-					return backupdata.StateAt(s.e.store, ref, full.Seq, func(it backupdata.Item) error {
-						vs, err := backupdata.Versions(s.e.store, ref, it.Kind, it.ID, it.CreateSeq)
+					return backupdata.StateAt(s.e.proj, ref, full.Seq, func(it backupdata.Item) error {
+						vs, err := backupdata.Versions(s.e.proj, ref, it.Kind, it.ID, it.CreateSeq)
 						versions[0] += min(len(vs), int(it.Versions))
 						return err
 					})
 				}},
 				{"merged", func() error {
 					var items []backupdata.Item
-					if err := backupdata.StateAt(s.e.store, ref, full.Seq, func(it backupdata.Item) error {
+					if err := backupdata.StateAt(s.e.proj, ref, full.Seq, func(it backupdata.Item) error {
 						items = append(items, it)
 						return nil
 					}); err != nil {
 						return err
 					}
 					versions[1] = 0
-					return backupdata.VersionsOf(s.e.store, ref, items, func(_ int, vs []backupdata.Version) error {
+					return backupdata.VersionsOf(s.e.proj, ref, items, func(_ int, vs []backupdata.Version) error {
 						versions[1] += len(vs)
 						return nil
 					})
 				}},
 				{"streamed", func() error {
 					versions[2] = 0
-					return backupdata.StateVersionsAt(s.e.store, ref, full.Seq, func(_ backupdata.Item, vs []backupdata.Version) error {
+					return backupdata.StateVersionsAt(s.e.proj, ref, full.Seq, func(_ backupdata.Item, vs []backupdata.Version) error {
 						versions[2] += len(vs)
 						return nil
 					})
 				}},
 				{"rows", func() error {
-					return backupdata.StateAt(s.e.store, ref, full.Seq, func(backupdata.Item) error { return nil })
+					return backupdata.StateAt(s.e.proj, ref, full.Seq, func(backupdata.Item) error { return nil })
 				}},
 				{"count", func() (err error) {
-					count, err = backupdata.CountState(s.e.store, ref, full.Seq, lo, hi)
+					count, err = backupdata.CountState(s.e.proj, ref, full.Seq, lo, hi)
 					return err
 				}},
 			}
@@ -813,7 +813,7 @@ func TestFileRoundTripSmall(t *testing.T) {
 	if err := s.deleteUpload(ctx, u.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := backupstate.Get(e.store, u.ID); err != nil || !got.Deleted() {
+	if got, err := backupstate.Get(e.proj, u.ID); err != nil || !got.Deleted() {
 		t.Fatalf("after delete: %+v, %v", got, err)
 	}
 }

@@ -698,7 +698,7 @@ func benchRebuild(b *testing.B, url string) {
 				for range rounds {
 					b.StopTimer()
 					dir := b.TempDir()
-					st, err := pebblestore.Open(dir, pebblestore.Options{Logger: quietLogger})
+					st, err := pebblestore.OpenProjections(dir, pebblestore.Options{Logger: quietLogger}, nil)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -734,7 +734,7 @@ func benchRebuild(b *testing.B, url string) {
 // rebuild runs the server's four projectors on t's log into st until they
 // have applied it all, and returns the time until all four had applied the
 // first phase and the time of the rest.
-func rebuild(ctx context.Context, t *rebuildTarget, st *pebblestore.Store) (bulk, sched time.Duration, err error) {
+func rebuild(ctx context.Context, t *rebuildTarget, st *pebblestore.Projections) (bulk, sched time.Duration, err error) {
 	procs := []*commands.Projector{
 		{Name: kmsstate.Name, Log: t.log, Store: st, Apply: kmsstate.Apply},
 		{Name: backupstate.Name, Log: t.log, Store: st, Apply: backupstate.Apply},
@@ -782,6 +782,7 @@ func rebuild(ctx context.Context, t *rebuildTarget, st *pebblestore.Store) (bulk
 type node struct {
 	kind    string
 	store   *pebblestore.Store
+	proj    *pebblestore.Projections
 	log     commands.EventLog
 	blobs   commands.BlobStore
 	url     string
@@ -819,11 +820,16 @@ func openNode(tb testing.TB, kind, url, dir string, start time.Time) *node {
 // deployment does (its projections start empty and catch up from the log).
 func newNode(kind, url, dir string, start time.Time, peer *node) (*node, error) {
 	ctx := context.Background()
-	st, err := pebblestore.Open(dir, pebblestore.Options{Logger: quietLogger})
+	st, err := pebblestore.Open(filepath.Join(dir, "db"), pebblestore.Options{Logger: quietLogger})
 	if err != nil {
 		return nil, err
 	}
-	n := &node{kind: kind, store: st, log: st, blobs: st, url: url, closers: []func() error{st.Close}}
+	proj, err := pebblestore.OpenProjections(filepath.Join(dir, "projections"), pebblestore.Options{Logger: quietLogger}, nil)
+	if err != nil {
+		_ = st.Close()
+		return nil, err
+	}
+	n := &node{kind: kind, store: st, proj: proj, log: st, blobs: st, url: url, closers: []func() error{proj.Close, st.Close}}
 	var keys envelope.KeyStore = st
 	if peer != nil {
 		n.master, n.logOpts, n.buckets = peer.master, peer.logOpts, peer.buckets
@@ -863,15 +869,15 @@ func newNode(kind, url, dir string, start time.Time, peer *node) (*node, error) 
 	}
 	n.clock = clock.NewManual(start)
 	n.ids = ids.Random{Clock: n.clock}
-	kp := &commands.Projector{Name: kmsstate.Name, Log: n.log, Store: st, Apply: kmsstate.Apply}
-	bs := &commands.Projector{Name: backupstate.Name, Log: n.log, Store: st, Apply: backupstate.Apply}
-	bd := &commands.Projector{Name: backupdata.Name, Log: n.log, Store: st, Apply: commands.BackupDataApply(n.blobs)}
-	ap := &commands.Projector{Name: audit.Name, Log: n.log, Store: st, Apply: audit.Apply}
+	kp := &commands.Projector{Name: kmsstate.Name, Log: n.log, Store: proj, Apply: kmsstate.Apply}
+	bs := &commands.Projector{Name: backupstate.Name, Log: n.log, Store: proj, Apply: backupstate.Apply}
+	bd := &commands.Projector{Name: backupdata.Name, Log: n.log, Store: proj, Apply: commands.BackupDataApply(n.blobs)}
+	ap := &commands.Projector{Name: audit.Name, Log: n.log, Store: proj, Apply: audit.Apply}
 	n.procs = []*commands.Projector{kp, bs, bd, ap}
-	n.audit = &commands.Audit{Log: n.log, State: st, Applied: ap, Clock: n.clock, IDs: n.ids}
-	n.backups = &commands.Backups{Log: n.log, State: st, StateApplied: bs, DataApplied: bd, Sealer: n.env, DataKeys: n.env,
+	n.audit = &commands.Audit{Log: n.log, State: proj, Applied: ap, Clock: n.clock, IDs: n.ids}
+	n.backups = &commands.Backups{Log: n.log, State: proj, StateApplied: bs, DataApplied: bd, Sealer: n.env, DataKeys: n.env,
 		Blobs: n.blobs, Files: backupfile.New(), Clock: n.clock, IDs: n.ids, Zones: time.LoadLocation, Audit: n.audit}
-	n.kms = &commands.KMS{Log: n.log, State: st, Applied: kp, Sealer: n.env, DataKeys: n.env, Cipher: softkms.Cipher{},
+	n.kms = &commands.KMS{Log: n.log, State: proj, Applied: kp, Sealer: n.env, DataKeys: n.env, Cipher: softkms.Cipher{},
 		Clock: n.clock, IDs: n.ids,
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
 			return n.backups.EnsureDefault(ctx, in.Account, in.Region)

@@ -161,7 +161,7 @@ func BenchmarkRestoreToDay(b *testing.B) {
 			}
 			return strings.Compare(a.ID, b.ID)
 		})
-		return backupdata.VersionsOf(e.store, ref, sorted, func(i int, vs []backupdata.Version) error {
+		return backupdata.VersionsOf(e.proj, ref, sorted, func(i int, vs []backupdata.Version) error {
 			for _, v := range vs {
 				versions++
 				if sorted[i].Kind == backupdata.KindKey {

@@ -115,7 +115,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 					b.ResetTimer()
 					for i := range b.N {
 						b.StopTimer()
-						cur, err := backupstate.Get(n.store, bk.ID)
+						cur, err := backupstate.Get(n.proj, bk.ID)
 						if err != nil {
 							b.Fatal(err)
 						}
@@ -455,7 +455,7 @@ func (s *restoreState) read(ctx context.Context) (int, int, error) {
 	})
 	ref := s.backup.DataRef()
 	versions := 0
-	err = backupdata.VersionsOf(s.e.store, ref, sorted, func(i int, vs []backupdata.Version) error {
+	err = backupdata.VersionsOf(s.e.proj, ref, sorted, func(i int, vs []backupdata.Version) error {
 		for _, v := range vs {
 			versions++
 			if sorted[i].Kind == backupdata.KindKey {
@@ -552,7 +552,7 @@ func BenchmarkRestoreApply(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			cur, err := backupstate.Get(n.store, bk.ID)
+			cur, err := backupstate.Get(n.proj, bk.ID)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -596,22 +596,32 @@ func BenchmarkRestoreApply(b *testing.B) {
 // first byte of the key, and for projection keys ('P') the projection's
 // name up to its first '/'.
 func dbBytes(dir string) (map[string]int64, error) {
+	out := map[string]int64{}
+	for _, sub := range []string{"db", "projections"} {
+		if err := addDBBytes(filepath.Join(dir, sub), out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// addDBBytes adds the bytes of the database in dir to out, by namespace.
+func addDBBytes(dir string, out map[string]int64) error {
 	db, err := pebble.Open(dir, storeOptions())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer db.Close()
 	it, err := db.NewIter(nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out := map[string]int64{}
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
 		v, err := it.ValueAndErr()
 		if err != nil {
 			_ = it.Close()
-			return nil, err
+			return err
 		}
 		ns := string(k[:1])
 		if k[0] == 'P' {
@@ -621,7 +631,7 @@ func dbBytes(dir string) (map[string]int64, error) {
 		}
 		out[ns] += int64(len(k) + len(v))
 	}
-	return out, it.Close()
+	return it.Close()
 }
 
 // TestCheckpointBytes measures what a day of empty incrementals stores on
@@ -707,7 +717,7 @@ func TestCheckpointBytes(t *testing.T) {
 
 func mustCheckpoints(t *testing.T, e *engine, id domain.BackupID) int {
 	t.Helper()
-	b, err := backupstate.Get(e.store, id)
+	b, err := backupstate.Get(e.proj, id)
 	if err != nil {
 		t.Fatal(err)
 	}

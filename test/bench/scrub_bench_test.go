@@ -142,7 +142,7 @@ func (s *scrubState) rawPass(ctx context.Context) (rawRead, error) {
 	st := s.e.store
 	var n rawRead
 	for _, id := range s.backups {
-		b, err := backupstate.Get(st, id)
+		b, err := backupstate.Get(s.e.proj, id)
 		if err != nil {
 			return n, err
 		}
@@ -180,7 +180,7 @@ func (s *scrubState) rawPass(ctx context.Context) (rawRead, error) {
 			n.blobs += int64(len(blob))
 			n.slices++
 		}
-		if err := backupdata.StateAt(st, b.DataRef(), b.Checkpoints, func(it backupdata.Item) error {
+		if err := backupdata.StateAt(s.e.proj, b.DataRef(), b.Checkpoints, func(it backupdata.Item) error {
 			n.state += int64(len(it.ID) + len(it.Description) + len(it.KeyID) + 48)
 			return nil
 		}); err != nil {

@@ -174,11 +174,16 @@ func keyMaterials(t *testing.T, dataDir, inst string, key domain.KeyID) [][]byte
 		t.Fatal(err)
 	}
 	defer st.Close()
+	proj, err := pebblestore.OpenProjections(filepath.Join(dataDir, "projections"), pebblestore.Options{}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proj.Close()
 	env, err := envelope.New(master, st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := kmsstate.GetKey(st, domain.InstanceID(inst), key)
+	k, err := kmsstate.GetKey(proj, domain.InstanceID(inst), key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -183,6 +183,12 @@ func (s *Server) CLI(token string, stdin string, args ...string) Result {
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Env = append(cleanEnv(), "KMSBACKUP_ADDR=http://"+s.Addr, "KMSBACKUP_TOKEN="+token)
 	cmd.Stdin = strings.NewReader(stdin)
+	return runCmd(s.t, cmd)
+}
+
+// runCmd runs cmd to its end and returns its exit code and output.
+func runCmd(tb testing.TB, cmd *exec.Cmd) Result {
+	tb.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -190,7 +196,7 @@ func (s *Server) CLI(token string, stdin string, args ...string) Result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		s.t.Fatalf("run %v: %v", args, err)
+		tb.Fatalf("run %v: %v", cmd.Args, err)
 	}
 	return Result{Code: code, Stdout: out.String(), Stderr: errb.String()}
 }

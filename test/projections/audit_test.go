@@ -43,7 +43,7 @@ func auditHistory() (acme, other domain.AccountID, b1, b2 domain.BackupID, event
 }
 
 func TestAuditList(t *testing.T) {
-	st, err := pebblestore.Open(t.TempDir(), pebblestore.Options{})
+	st, err := pebblestore.OpenProjections(t.TempDir(), pebblestore.Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestAuditList(t *testing.T) {
 }
 
 func TestAuditApplyRefusesMisplacedRecord(t *testing.T) {
-	st, err := pebblestore.Open(t.TempDir(), pebblestore.Options{})
+	st, err := pebblestore.OpenProjections(t.TempDir(), pebblestore.Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -37,13 +38,17 @@ func TestAuditRecordAndList(t *testing.T) {
 	acme, other := domain.NewAccountID(ulid.Make()), domain.NewAccountID(ulid.Make())
 	bkp := domain.NewBackupID(ulid.Make())
 	at := time.Date(2026, 5, 1, 8, 0, 0, 0, time.FixedZone("CST", 8*3600))
-	// The real store holds both the log and the read model.
-	st, err := pebblestore.Open(t.TempDir(), pebblestore.Options{})
+	// The real stores: the log and the read models.
+	log, err := pebblestore.Open(filepath.Join(t.TempDir(), "db"), pebblestore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	log, state := st, st
+	defer log.Close()
+	state, err := pebblestore.OpenProjections(filepath.Join(t.TempDir(), "projections"), pebblestore.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer state.Close()
 	s := &commands.Audit{Log: log, State: state, Clock: auditClock{at}, IDs: &auditIDs{}}
 
 	in := &domain.Audited{Action: "restore-key", Actor: "forged", Backup: bkp, Day: "2026-04-30", Target: "kms_x", Item: "key_x"}
@@ -78,7 +83,7 @@ func TestAuditRecordAndList(t *testing.T) {
 		t.Errorf("event envelope: %+v", e)
 	}
 	for _, e := range events {
-		if err := st.Update(audit.Name, e.Position, func(txn projections.Txn) error { return audit.Apply(txn, e) }); err != nil {
+		if err := state.Update(audit.Name, e.Position, func(txn projections.Txn) error { return audit.Apply(txn, e) }); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -19,7 +19,7 @@ import (
 // checkpoint comes with the events of its slice.
 type world struct {
 	tb      testing.TB
-	st      *pebblestore.Store
+	st      *pebblestore.Projections
 	acct    domain.AccountID
 	region  string
 	pos     uint64
@@ -31,7 +31,7 @@ type world struct {
 
 func newWorld(tb testing.TB) *world {
 	tb.Helper()
-	st, err := pebblestore.Open(tb.TempDir(), pebblestore.Options{})
+	st, err := pebblestore.OpenProjections(tb.TempDir(), pebblestore.Options{}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

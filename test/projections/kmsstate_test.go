@@ -73,7 +73,7 @@ func history() []domain.Event {
 }
 
 func TestKMSStateGolden(t *testing.T) {
-	st, err := pebblestore.Open(t.TempDir(), pebblestore.Options{})
+	st, err := pebblestore.OpenProjections(t.TempDir(), pebblestore.Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

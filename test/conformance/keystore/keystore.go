@@ -22,7 +22,10 @@ const MaxRefLen = 256
 // Run runs the suite. newStore must return a working store and release it
 // when its test ends (t.Cleanup); it is called once per subtest. The store
 // need not be empty: refs are unique to each run, drawn from a seed that is
-// logged so that a failing run can be reproduced.
+// logged so that a failing run can be reproduced. But its master-key check
+// must be its own: each call returns a store without a check (a new
+// bucket, a new database, a check stream of its own), since the subtests
+// that build envelopes write one under a master key of this run.
 func Run(t *testing.T, newStore func(t *testing.T) envelope.KeyStore) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("keystore conformance: seed %d", seed)
@@ -34,7 +37,10 @@ func Run(t *testing.T, newStore func(t *testing.T) envelope.KeyStore) {
 	t.Run("Refs", s.refs)
 	t.Run("Concurrent", s.concurrent)
 	t.Run("InvalidArgument", s.invalidArgument)
+	t.Run("KeyCheck", s.keyCheck)
+	t.Run("AnyWrapped", s.anyWrapped)
 	t.Run("Envelope", s.envelope)
+	t.Run("WrongMasterKey", s.wrongMasterKey)
 }
 
 type suite struct {
@@ -250,6 +256,124 @@ func (s *suite) invalidArgument(t *testing.T) {
 		}
 	}
 	mustAbsent(t, st, ref)
+}
+
+// keyCheck: the first CreateKeyCheck stores its check, every later one
+// (concurrent ones included) returns the stored check, KeyCheck reads it,
+// and an empty or oversized check is refused. On a store that already has
+// a check (shared with other runs), only what does not depend on which
+// check is there is checked.
+func (s *suite) keyCheck(t *testing.T) {
+	st := s.newStore(t)
+	_, had, err := st.KeyCheck()
+	if err != nil {
+		t.Fatalf("KeyCheck: %v", err)
+	}
+	for _, bad := range [][]byte{nil, {}, make([]byte, 1025)} {
+		if _, err := st.CreateKeyCheck(bad); !errors.Is(err, domain.ErrInvalidArgument) {
+			t.Errorf("CreateKeyCheck of %d bytes = %v, want ErrInvalidArgument", len(bad), err)
+		}
+	}
+	const racers = 8
+	results := make([][]byte, racers)
+	errs := make([]error, racers)
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Go(func() { results[i], errs[i] = st.CreateKeyCheck(s.value(fmt.Sprintf("check-%d", i), 33)) })
+	}
+	wg.Wait()
+	for i := range racers {
+		if errs[i] != nil {
+			t.Fatalf("CreateKeyCheck #%d: %v", i, errs[i])
+		}
+		if !bytes.Equal(results[i], results[0]) {
+			t.Fatalf("concurrent CreateKeyCheck calls returned different checks: %x and %x", results[0], results[i])
+		}
+	}
+	if !had {
+		won := false
+		for i := range racers {
+			won = won || bytes.Equal(results[0], s.value(fmt.Sprintf("check-%d", i), 33))
+		}
+		if !won {
+			t.Fatalf("CreateKeyCheck on a store without a check returned %x, none of the checks given", results[0])
+		}
+	}
+	got, ok, err := st.KeyCheck()
+	if err != nil || !ok || !bytes.Equal(got, results[0]) {
+		t.Fatalf("KeyCheck = %x, %v, %v; want %x", got, ok, err, results[0])
+	}
+	again, err := st.CreateKeyCheck(s.value("later", 33))
+	if err != nil || !bytes.Equal(again, results[0]) {
+		t.Fatalf("a later CreateKeyCheck = %x, %v; want the stored %x", again, err, results[0])
+	}
+}
+
+// anyWrapped: AnyWrapped returns a record the store holds, under its ref;
+// on a store without records it returns none, whatever check is stored.
+func (s *suite) anyWrapped(t *testing.T) {
+	st := s.newStore(t)
+	mustAny := func(what string) (string, []byte, bool) {
+		t.Helper()
+		ref, rec, ok, err := st.AnyWrapped()
+		if err != nil {
+			t.Fatalf("AnyWrapped %s: %v", what, err)
+		}
+		if ok {
+			mustGet(t, st, ref, rec)
+		}
+		return ref, rec, ok
+	}
+	_, _, nonEmpty := mustAny("at first")
+	if _, err := st.CreateKeyCheck(s.value("check", 33)); err != nil {
+		t.Fatalf("CreateKeyCheck: %v", err)
+	}
+	if _, _, ok := mustAny("after a check was stored"); ok && !nonEmpty {
+		t.Fatal("AnyWrapped returned the key check as a record")
+	}
+	ref := s.ref("any")
+	v := s.value(ref, 60)
+	mustPut(t, st, ref, v)
+	if gotRef, got, ok := mustAny("after a put"); !ok {
+		t.Fatal("AnyWrapped found no record after a put")
+	} else if !nonEmpty && (gotRef != ref || !bytes.Equal(got, v)) {
+		t.Fatalf("AnyWrapped = %q, %x; want the only record %q", gotRef, got, ref)
+	}
+	mustDelete(t, st, ref)
+	if _, _, ok := mustAny("after the delete"); ok && !nonEmpty {
+		t.Fatal("AnyWrapped returned a deleted record")
+	}
+}
+
+// wrongMasterKey: once an envelope used the store, an envelope with
+// another master key is refused (envelope.ErrWrongMasterKey) and writes
+// nothing: no data key, no check.
+func (s *suite) wrongMasterKey(t *testing.T) {
+	st := s.newStore(t)
+	ctx := t.Context()
+	right, err := envelope.New(s.value("master", envelope.MasterKeySize), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := right.CheckMasterKey(ctx); err != nil {
+		t.Fatalf("CheckMasterKey: %v", err)
+	}
+	check, _, err := st.KeyCheck()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong, err := envelope.New(s.value("another master", envelope.MasterKeySize), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := s.ref("wrong")
+	if err := wrong.CreateDataKey(ctx, ref); !errors.Is(err, envelope.ErrWrongMasterKey) {
+		t.Fatalf("CreateDataKey under another master key = %v, want ErrWrongMasterKey", err)
+	}
+	mustAbsent(t, st, ref)
+	if got, _, err := st.KeyCheck(); err != nil || !bytes.Equal(got, check) {
+		t.Fatalf("the check changed: %x, %v", got, err)
+	}
 }
 
 // envelope: an envelope built on the store seals and opens across data-key
