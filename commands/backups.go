@@ -44,9 +44,13 @@ type Backups struct {
 	Zones func(name string) (*time.Location, error)
 	// Audit, if set, records every lifecycle change.
 	Audit *Audit
+	// Jitter draws the jitter of retry delays, in [0, 1) (default
+	// math/rand/v2's Float64); see RetryDelay.
+	Jitter func() float64
 
-	locks sync.Map // backup ID -> *sync.Mutex: one decision at a time per backup in this process
-	bind  sync.Mutex
+	retries retries  // failing scheduled work, in this process
+	locks   sync.Map // backup ID -> *sync.Mutex: one decision at a time per backup in this process
+	bind    sync.Mutex
 }
 
 func (s *Backups) lock(id domain.BackupID) func() {

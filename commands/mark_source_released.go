@@ -2,25 +2,74 @@ package commands
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
+	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
-// FinalCheckpoint backs up everything a KMS instance recorded up to now, if
-// an enabled backup instance is bound to it. The KMS runs it before it
-// destroys a released instance's data key, so that nothing is lost.
-func (s *Backups) FinalCheckpoint(ctx context.Context, in *domain.Instance) error {
+// MarkSourceReleased records, in the backup instance bound to the released
+// KMS instance in (if one is), that its source is released
+// (domain.BackupSourceReleased): from then on it keeps what it holds and
+// copies nothing more. An enabled backup instance first takes a final
+// checkpoint of everything the KMS instance recorded, so that nothing is
+// lost; an expired one stopped backing up at its expiry and is marked at
+// once. The KMS runs it after appending InstanceReleased and before it
+// destroys the instance's data key; the scheduler runs it too for any
+// bound backup instance whose KMS instance the read model shows released
+// but which has no record of it (a crash in between, or a data directory
+// from before this record existed). Idempotent; safe for concurrent use.
+func (s *Backups) MarkSourceReleased(ctx context.Context, in *domain.Instance) error {
 	id, ok, err := backupstate.BoundTo(s.State, in.ID)
 	if err != nil || !ok {
 		return err
 	}
+	return s.markSourceReleased(ctx, id)
+}
+
+// markSourceReleased records the release of the KMS instance backup id is
+// bound to, if it is released and not recorded yet.
+func (s *Backups) markSourceReleased(ctx context.Context, id domain.BackupID) error {
+	const op = "record the release of the backed-up KMS instance"
 	b, err := backupstate.Get(s.State, id)
-	if err != nil || b.State != domain.StateEnabled {
+	if err != nil {
 		return err
 	}
+	if b.KMSInstance == "" {
+		return nil
+	}
+	in, err := kmsstate.GetInstance(s.State, b.KMSInstance)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if _, due := b.MarkSourceReleased(in); !due {
+		return nil
+	}
+	if b.State == domain.StateEnabled && b.NextRevision <= in.Revision {
+		// The final checkpoint: everything up to the release.
+		err := s.decide(ctx, func() error {
+			_, err := s.takeCheckpoint(ctx, id, domain.Due{At: s.Clock.Now(), Full: b.Checkpoints == 0}, false)
+			return err
+		})
+		// A data key destroyed before the release was recorded (an older
+		// version did not record it; or a release interrupted, then retried)
+		// leaves the rest unreadable: the record then says what is missing.
+		if err != nil && !errors.As(err, new(sourceKeyGone)) {
+			return fmt.Errorf("%s: final checkpoint: %w", op, err)
+		}
+	}
+	defer s.lock(id)()
 	return s.decide(ctx, func() error {
-		_, err := s.takeCheckpoint(ctx, id, domain.Due{At: s.Clock.Now()}, false)
-		return err
+		b, err := backupstate.Get(s.State, id)
+		if err != nil {
+			return err
+		}
+		d, due := b.MarkSourceReleased(in)
+		if !due {
+			return nil
+		}
+		return s.commit(ctx, b, false, s.newEvent(b, s.Clock.Now(), d))
 	})
 }

@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"time"
 
@@ -44,9 +45,14 @@ func (s *Backups) takeCheckpoint(ctx context.Context, id domain.BackupID, due do
 	if err != nil {
 		return nil, err
 	}
-	slice, next, err := s.copySlice(ctx, b, due)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", op, id, err)
+	// Once its KMS instance is released nothing more is copied: the
+	// checkpoint holds no event and never opens that instance's key.
+	var slice []domain.Event
+	next := b.NextRevision
+	if !b.SourceReleased.Recorded() {
+		if slice, next, err = s.copySlice(ctx, b, due); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", op, id, err)
+		}
 	}
 	var name string
 	var digest [32]byte
@@ -113,7 +119,11 @@ func (s *Backups) reseal(ctx context.Context, b *domain.Backup, e domain.Event) 
 	for _, m := range materials {
 		pt, err := s.Sealer.Open(ctx, string(e.Instance), *m, domain.AssociatedData(e.Account, e.Stream, e.ID))
 		if err != nil {
-			return domain.Event{}, fmt.Errorf("open key material of event %s: %w", e.ID, err)
+			err = fmt.Errorf("open key material of event %s: %w", e.ID, err)
+			if errors.Is(err, domain.ErrNotFound) {
+				err = sourceKeyGone{err}
+			}
+			return domain.Event{}, err
 		}
 		sealed, err := s.Sealer.Seal(ctx, b.DataRef(), pt, BackupAAD(b.Account, b.DataRef(), e.ID))
 		pt.Wipe()
@@ -125,6 +135,12 @@ func (s *Backups) reseal(ctx context.Context, b *domain.Backup, e domain.Event) 
 	e.Data = domain.EncodeData(d)
 	return e, nil
 }
+
+// sourceKeyGone marks a copy that failed because the KMS instance's data
+// key is destroyed: what it sealed and was not backed up is lost for good.
+type sourceKeyGone struct{ error }
+
+func (e sourceKeyGone) Unwrap() error { return e.error }
 
 // BackupAAD is the associated data of key material in a backup's copy.
 func BackupAAD(a domain.AccountID, dataRef string, id domain.EventID) []byte {
