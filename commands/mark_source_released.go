@@ -30,41 +30,41 @@ func (s *Backups) MarkSourceReleased(ctx context.Context, in *domain.Instance) e
 }
 
 // markSourceReleased records the release of the KMS instance backup id is
-// bound to, if it is released and not recorded yet.
+// bound to, if it is released and not recorded yet, after the final
+// checkpoint of an enabled backup instance: both under the backup's lock,
+// and decided again after a lost race, so that two engines, or the release
+// and the scheduler, take that checkpoint once.
 func (s *Backups) markSourceReleased(ctx context.Context, id domain.BackupID) error {
 	const op = "record the release of the backed-up KMS instance"
-	b, err := backupstate.Get(s.State, id)
-	if err != nil {
-		return err
-	}
-	if b.KMSInstance == "" {
-		return nil
-	}
-	in, err := kmsstate.GetInstance(s.State, b.KMSInstance)
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if _, due := b.MarkSourceReleased(in); !due {
-		return nil
-	}
-	if b.State == domain.StateEnabled && b.NextRevision <= in.Revision {
-		// The final checkpoint: everything up to the release.
-		err := s.decide(ctx, func() error {
-			_, err := s.takeCheckpoint(ctx, id, domain.Due{At: s.Clock.Now(), Full: b.Checkpoints == 0}, false)
-			return err
-		})
-		// A data key destroyed before the release was recorded (an older
-		// version did not record it; or a release interrupted, then retried)
-		// leaves the rest unreadable: the record then says what is missing.
-		if err != nil && !errors.As(err, new(sourceKeyGone)) {
-			return fmt.Errorf("%s: final checkpoint: %w", op, err)
-		}
-	}
 	defer s.lock(id)()
 	return s.decide(ctx, func() error {
 		b, err := backupstate.Get(s.State, id)
-		if err != nil {
+		if err != nil || b.KMSInstance == "" {
 			return err
+		}
+		in, err := kmsstate.GetInstance(s.State, b.KMSInstance)
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		if _, due := b.MarkSourceReleased(in); !due {
+			return nil
+		}
+		if b.State == domain.StateEnabled && b.NextRevision <= in.Revision {
+			// The final checkpoint: everything up to the release.
+			_, err := s.checkpoint(ctx, b, domain.Due{At: s.Clock.Now(), Full: b.Checkpoints == 0})
+			switch {
+			case errors.As(err, new(sourceKeyGone)):
+				// The data key was destroyed before the release was recorded
+				// (an older version did not record it, or a release was
+				// interrupted, then retried): the rest is unreadable, and the
+				// record says what is missing.
+			case err != nil:
+				return fmt.Errorf("%s: final checkpoint: %w", op, err)
+			default:
+				if b, err = backupstate.Get(s.State, id); err != nil {
+					return err
+				}
+			}
 		}
 		d, due := b.MarkSourceReleased(in)
 		if !due {

@@ -159,10 +159,28 @@ func (s *Backups) Do(ctx context.Context, w Work) error {
 // maxRoundErrors bounds the errors a round of work reports.
 const maxRoundErrors = 8
 
-// round collects what a round of scheduled work could not even record.
+// round is one round of scheduled work: how many pieces succeeded, and
+// what could not even be recorded.
 type round struct {
+	done    int
 	errs    []error
 	dropped int
+}
+
+// run does w (see attempt), counting it when it succeeds and keeping what
+// could not be recorded; it returns ctx's error once ctx ends.
+func (r *round) run(ctx context.Context, s *Backups, w Work) error {
+	did, err := s.attempt(ctx, w)
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		r.add(err)
+	}
+	if did {
+		r.done++
+	}
+	return nil
 }
 
 func (r *round) add(err error) {
@@ -209,35 +227,26 @@ func (s *Backups) attempt(ctx context.Context, w Work) (did bool, err error) {
 // error only when the schedule cannot be read, a failure cannot be
 // recorded, or ctx ends.
 func (s *Backups) RunDue(ctx context.Context, until time.Time, setClock func(time.Time)) (int, error) {
-	n := 0
 	var r round
 	for {
 		if err := ctx.Err(); err != nil {
-			return n, err
+			return r.done, err
 		}
 		due, err := s.dueFirst(until)
 		if err != nil {
 			r.add(err)
-			return n, r.err()
+			return r.done, r.err()
 		}
 		if len(due) == 0 {
-			return n, r.err()
+			return r.done, r.err()
 		}
 		if setClock != nil {
 			setClock(due[0].At)
 		}
 		off := rand.IntN(len(due))
 		for i := range due {
-			w := due[(off+i)%len(due)]
-			did, err := s.attempt(ctx, w)
-			if ctx.Err() != nil {
-				return n, ctx.Err()
-			}
-			if err != nil {
-				r.add(err)
-			}
-			if did {
-				n++
+			if err := r.run(ctx, s, due[(off+i)%len(due)]); err != nil {
+				return r.done, err
 			}
 		}
 	}
@@ -282,7 +291,6 @@ func (s *Backups) CatchUp(ctx context.Context, now time.Time) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
 	var r round
 	for _, b := range all {
 		w, ok := s.nextWork(b, now)
@@ -300,52 +308,37 @@ func (s *Backups) CatchUp(ctx context.Context, now time.Time) (int, error) {
 		case WorkExpire, WorkRelease:
 			continue // at their own times, below
 		}
-		did, err := s.attempt(ctx, w)
-		if ctx.Err() != nil {
-			return n, ctx.Err()
-		}
-		if err != nil {
-			r.add(err)
-		}
-		if did {
-			n++
+		if err := r.run(ctx, s, w); err != nil {
+			return r.done, err
 		}
 	}
 	// Expiries and releases at their own times.
-	m, err := s.runLifecycle(ctx, now, &r)
-	if err != nil {
+	if err := s.runLifecycle(ctx, now, &r); err != nil {
 		r.add(err)
 	}
-	return n + m, r.err()
+	return r.done, r.err()
 }
 
-func (s *Backups) runLifecycle(ctx context.Context, now time.Time, r *round) (int, error) {
-	n := 0
+// runLifecycle records the expiries and releases due at or before now, in
+// rounds until none is left that can be done.
+func (s *Backups) runLifecycle(ctx context.Context, now time.Time, r *round) error {
 	for {
 		all, err := backupstate.Scheduled(s.State)
 		if err != nil {
-			return n, err
+			return err
 		}
-		did := false
+		before := r.done
 		for _, b := range all {
 			w, ok := s.nextWork(b, now)
 			if !ok || (w.Kind != WorkExpire && w.Kind != WorkRelease) || w.At.After(now) {
 				continue
 			}
-			ok, err := s.attempt(ctx, w)
-			if ctx.Err() != nil {
-				return n, ctx.Err()
-			}
-			if err != nil {
-				r.add(err)
-			}
-			if ok {
-				n++
-				did = true
+			if err := r.run(ctx, s, w); err != nil {
+				return err
 			}
 		}
-		if !did {
-			return n, nil
+		if r.done == before {
+			return nil
 		}
 	}
 }

@@ -21,26 +21,27 @@ const slicePage = 1000
 // checkpoint, or domain.ErrWrongExpectedRevision when another engine took a
 // checkpoint first (the caller re-plans).
 func (s *Backups) TakeCheckpoint(ctx context.Context, id domain.BackupID, due domain.Due) (*domain.BackupCheckpointed, error) {
-	return s.takeCheckpoint(ctx, id, due, true)
-}
-
-// takeCheckpoint takes a checkpoint. A scheduled one whose instant the
-// chain already covers was taken by another engine, planning from an older
-// view (ErrWrongExpectedRevision); an unscheduled one (before a KMS
-// instance's data key is destroyed) may share the instant of the last, to
-// cover what was appended since.
-func (s *Backups) takeCheckpoint(ctx context.Context, id domain.BackupID, due domain.Due, scheduled bool) (*domain.BackupCheckpointed, error) {
 	const op = "take backup"
 	defer s.lock(id)()
 	b, err := backupstate.Get(s.State, id)
 	if err != nil {
 		return nil, err
 	}
-	if scheduled && b.Taken(due) {
+	if b.Taken(due) {
 		// Planned from an older view: another engine took it meanwhile.
 		return nil, domain.Errorf(domain.ErrWrongExpectedRevision, op, string(id), "",
 			"the checkpoint due %s was taken already", due.At.Format(time.RFC3339))
 	}
+	return s.checkpoint(ctx, b, due)
+}
+
+// checkpoint takes b's checkpoint due; the caller holds b's lock and loaded
+// b under it. An unscheduled checkpoint (the last one before a released KMS
+// instance's data key is destroyed) may share the instant of the previous
+// one, to cover what was appended since.
+func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.Due) (*domain.BackupCheckpointed, error) {
+	const op = "take backup"
+	id := b.ID
 	loc, err := s.location(b)
 	if err != nil {
 		return nil, err

@@ -33,7 +33,7 @@ func (s SourceRelease) NeverBackedUp() uint64 {
 
 // Failure is the failing state of a backup instance's scheduled work.
 type Failure struct {
-	Work     string    // the work that fails: full, incremental, expire, release, source-released
+	Work     string    // the work that fails: full, incremental, expire, release, source-released, schedule
 	Reason   string    // why, as last recorded (see CleanReason)
 	Since    time.Time // the first failure; zero: not failing
 	Attempts uint32    // failed attempts when it was recorded

@@ -166,9 +166,9 @@ type BackupSourceReleased struct {
 }
 
 // BackupFailing: the backup instance's scheduled work (work: full,
-// incremental, expire, release or source-released) fails, since since,
-// after attempts tries, for reason. Published when it starts failing and
-// when the reason changes, never once per retry; the instance's next
+// incremental, expire, release, source-released or schedule) fails, since
+// since, after attempts tries, for reason. Published when it starts failing
+// and when the reason changes, never once per retry; the instance's next
 // BackupCheckpointed (or other scheduled event) ends it.
 type BackupFailing struct {
 	Work     string    `json:"work"`

@@ -131,8 +131,8 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 	ctx := context.Background()
 
 	// The case found from outside: expired, its KMS instance released, renewed.
-	relIn, _, renewed := e.provisioned1mo(e.Caller, "s1")
-	e.Advance(31*24*time.Hour + time.Hour)
+	relIn, _, renewed := e.provisioned1moEnabledBefore(e.Caller, "s1", time.Hour)
+	e.Advance(2 * time.Hour) // past its expiry, 2026-06-01T09:30Z
 	Must(e.KMS.CreateKey(ctx, e.Caller, relIn.ID, "after expiry"))
 	Must(e.KMS.ReleaseInstance(ctx, e.Caller, relIn.ID))
 	Must(e.Backups.RenewBackupInstance(ctx, e.Caller, renewed.ID, "1mo"))
@@ -302,5 +302,52 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 	}
 	if _, body := get(t, hc, apiSrv.URL+"/readyz?verbose", nil); strings.Contains(body, "[!]") {
 		t.Fatalf("/readyz?verbose still names a failing backup:\n%s", body)
+	}
+}
+
+// TestUnreadableScheduleIsThatBackupsFailure: a backup instance whose
+// schedule cannot even be planned (its time zone does not load here) fails
+// alone, shown with its reason, while the other keeps its schedule; once
+// the zone loads, it catches up with one checkpoint.
+func TestUnreadableScheduleIsThatBackupsFailure(t *testing.T) {
+	start := time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC)
+	e := NewEngine(t, start)
+	_, fine := e.EnabledBackup("UTC")
+	_, lost := e.EnabledBackup("Asia/Shanghai")
+	e.Restart()
+	var mu sync.Mutex
+	broken := true
+	e.Backups.Zones = func(name string) (*time.Location, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if broken && name == "Asia/Shanghai" {
+			return nil, fmt.Errorf("unknown time zone %s", name)
+		}
+		return time.LoadLocation(name)
+	}
+	Must(e.Driver.Start(context.Background()))
+	e.Advance(time.Hour)
+
+	b := Must(e.Backups.ShowBackupInstance(e.Caller, lost.ID))
+	if !b.Failing.Active() || b.Failing.Work != commands.WorkSchedule || !strings.Contains(b.Failing.Reason, `time zone "Asia/Shanghai" is not a known IANA time zone`) {
+		t.Fatalf("the backup in an unknown zone: %+v", b.Failing)
+	}
+	if err := sameSlots(slotsOf(e.Checkpoints(fine.ID)), scheduleFrom(slot{start, true}, e.Clock.Now(), time.UTC)); err != nil {
+		t.Fatalf("the other backup: %v", err)
+	}
+	mu.Lock()
+	broken = false
+	mu.Unlock()
+	healed := e.Clock.Now()
+	e.Advance(time.Hour)
+	cps := e.Checkpoints(lost.ID)
+	chainOK(t, cps)
+	if b := Must(e.Backups.ShowBackupInstance(e.Caller, lost.ID)); b.Failing.Active() {
+		t.Fatalf("still failing: %+v", b.Failing)
+	}
+	catchUp := cps[1]
+	if err := sameSlots(slotsOf(cps[1:]), scheduleFrom(slot{catchUp.At, false}, e.Clock.Now(), time.FixedZone("CST", 8*3600))); err != nil ||
+		!catchUp.At.After(healed) || catchUp.At.After(healed.Add(commands.RetryMax)) {
+		t.Fatalf("after the zone loads: catch-up at %s (healed %s): %v", catchUp.At, healed, err)
 	}
 }

@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,13 +28,34 @@ func (e *Engine) sourceReleasedEvents(id domain.BackupID) []*domain.BackupSource
 // name, and a provisioned backup instance with a 1-month term bound to it.
 func (e *Engine) provisioned1mo(c commands.Caller, secret string) (*domain.Instance, *domain.Key, *domain.Backup) {
 	e.t.Helper()
+	return e.provisioned1moEnabledBefore(c, secret, 0)
+}
+
+// provisioned1moEnabledBefore is provisioned1mo, with the backup instance
+// enabled only that long before its expiry (0: at once): the clock gets
+// there without a month of checkpoints to take.
+func (e *Engine) provisioned1moEnabledBefore(c commands.Caller, secret string, before time.Duration) (*domain.Instance, *domain.Key, *domain.Backup) {
+	e.t.Helper()
 	ctx := context.Background()
 	in := Must(e.KMS.CreateInstance(ctx, c, commands.CreateInstanceInput{Region: "cn-hangzhou"}))
 	k := Must(e.KMS.CreateKey(ctx, c, in.ID, "k1"))
 	Must(e.KMS.CreateSecret(ctx, c, commands.CreateSecretInput{Name: secret, Instance: in.ID, Key: k.ID, Value: domain.Plaintext("v1")}))
 	b := Must(e.Backups.CreateBackupInstance(ctx, c, commands.CreateBackupInput{Region: "cn-hangzhou", ViewableDays: 60, Term: "1mo"}))
+	if before > 0 {
+		e.Advance(b.ExpiresAt.Add(-before).Sub(e.Clock.Now()))
+	}
 	b = Must(e.Backups.EnableBackupInstance(ctx, c, b.ID, commands.EnableInput{KMSInstance: in.ID, Alias: "prod", TimeZone: "UTC"}))
 	return in, k, b
+}
+
+// rotatedSinceLastCheckpoint is provisioned1mo 7 minutes on, with its key
+// rotated since the last checkpoint (09:35).
+func (e *Engine) rotatedSinceLastCheckpoint() (*domain.Instance, *domain.Key, *domain.Backup) {
+	e.t.Helper()
+	in, k1, b := e.provisioned1mo(e.Caller, "s1")
+	e.Advance(7 * time.Minute)
+	Must(e.KMS.RotateKey(context.Background(), e.Caller, k1.ID, ""))
+	return in, k1, b
 }
 
 // restoreKeyAndSecret restores k1 and s1 of backup b's day into a fresh
@@ -66,8 +88,8 @@ func TestRenewedAfterItsKMSInstanceWasReleased(t *testing.T) {
 	start := time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC)
 	e := NewEngine(t, start)
 	ctx := context.Background()
-	in, k1, b := e.provisioned1mo(e.Caller, "s1")
-	e.Advance(31*24*time.Hour + time.Hour) // past the expiry on 2026-06-01T09:30Z
+	in, k1, b := e.provisioned1moEnabledBefore(e.Caller, "s1", time.Hour) // enabled 2026-06-01T08:30Z
+	e.Advance(2 * time.Hour)                                              // past the expiry at 09:30
 	if got := Must(e.Backups.ShowBackupInstance(e.Caller, b.ID)); got.State != domain.StateExpired {
 		t.Fatalf("state %s, want expired", got.State)
 	}
@@ -111,9 +133,9 @@ func TestRenewedAfterItsKMSInstanceWasReleased(t *testing.T) {
 	}
 	// What it holds stays viewable and restorable: the first day, and a day
 	// after the release.
-	keys := Must(e.Backups.ListDayData(e.Caller, b.ID, "2026-05-01", "full-keys", "", 100))
+	keys := Must(e.Backups.ListDayData(e.Caller, b.ID, "2026-06-01", "full-keys", "", 100))
 	if len(keys.Items) != 1 || keys.Items[0].ID != string(k1.ID) {
-		t.Fatalf("full keys of 2026-05-01: %+v", keys.Items)
+		t.Fatalf("full keys of 2026-06-01: %+v", keys.Items)
 	}
 	e.restoreKeyAndSecret(b.ID, "2026-06-03", k1.ID)
 }
@@ -126,9 +148,7 @@ func TestReleaseOfAnEnabledBackupsInstance(t *testing.T) {
 	start := time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC)
 	e := NewEngine(t, start)
 	ctx := context.Background()
-	in, k1, b := e.provisioned1mo(e.Caller, "s1")
-	e.Advance(7 * time.Minute)
-	Must(e.KMS.RotateKey(ctx, e.Caller, k1.ID, ""))
+	in, k1, b := e.rotatedSinceLastCheckpoint()
 	Must(e.KMS.ReleaseInstance(ctx, e.Caller, in.ID))
 	released := e.Clock.Now()
 	e.Advance(48 * time.Hour)
@@ -179,9 +199,7 @@ func TestSourceReleaseFinishedAfterACrash(t *testing.T) {
 	start := time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC)
 	e := NewEngine(t, start)
 	ctx := context.Background()
-	in, k1, b := e.provisioned1mo(e.Caller, "s1")
-	e.Advance(7 * time.Minute)
-	Must(e.KMS.RotateKey(ctx, e.Caller, k1.ID, ""))
+	in, k1, b := e.rotatedSinceLastCheckpoint()
 	crash := errors.New("crashed")
 	e.KMS.BeforeShred = func(context.Context, *domain.Instance) error { return crash }
 	if _, err := e.KMS.ReleaseInstance(ctx, e.Caller, in.ID); !errors.Is(err, crash) {
@@ -189,8 +207,25 @@ func TestSourceReleaseFinishedAfterACrash(t *testing.T) {
 	}
 	e.Clock.Set(e.Clock.Now().Add(time.Minute))
 	e.Restart()
-	if _, err := e.Driver.Start(ctx); err != nil {
-		t.Fatal(err)
+	cpsBefore := len(e.Checkpoints(b.ID))
+	// The scheduler's catch-up and two retried releases at once take the
+	// last checkpoint once and record the release once.
+	relIn := Must(e.KMS.ShowInstance(e.Caller, in.ID))
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	wg.Go(func() { _, err := e.Driver.Start(ctx); errs <- err })
+	for range 2 {
+		wg.Go(func() { errs <- e.Backups.MarkSourceReleased(ctx, relIn) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(e.Checkpoints(b.ID)) - cpsBefore; n != 1 {
+		t.Fatalf("%d checkpoints after the restart, want the one last checkpoint", n)
 	}
 	got := Must(e.Backups.ShowBackupInstance(e.Caller, b.ID))
 	end := uint64(len(Must(e.Store.ReadStream(ctx, domain.KMSStream(in.ID), 0, false, 1000))))
@@ -229,8 +264,8 @@ func TestDataDirectoryFromBeforeTheRecord(t *testing.T) {
 		}
 		return nil
 	}
-	expiring, k1, renewed := e.provisioned1mo(e.Caller, "s1")
-	e.Advance(31*24*time.Hour + time.Hour)
+	expiring, k1, renewed := e.provisioned1moEnabledBefore(e.Caller, "s1", time.Hour)
+	e.Advance(2 * time.Hour)
 	Must(e.KMS.CreateKey(ctx, e.Caller, expiring.ID, "after expiry"))
 	enabledIn, _, enabled := e.provisioned1mo(e.Caller, "s2")
 	Must(e.KMS.CreateKey(ctx, e.Caller, enabledIn.ID, "k2"))
