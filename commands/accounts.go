@@ -28,6 +28,8 @@ type Accounts struct {
 	IDs     IDSource
 	// AdminToken is the admin's token. Empty disables the admin.
 	AdminToken string
+
+	creating keyedLocks // the accounts stream: one creation at a time in this process
 }
 
 // TokenPrefix starts every token this product issues, so that leaked tokens
@@ -122,30 +124,36 @@ func (a *Accounts) create(ctx context.Context, name, token string) (*kmsstate.Ac
 		return nil, err
 	}
 	id := domain.NewAccountID(a.IDs.NewULID())
-	for range maxAttempts {
+	err := decide(ctx, op, nil, func() error {
+		unlock, err := a.creating.lock(ctx, domain.AccountsStream)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		expected, err := a.head(ctx)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if _, ok, err := kmsstate.AccountByName(a.State, name); err != nil || ok {
 			if err != nil {
-				return nil, err
+				return err
 			}
-			return nil, domain.Errorf(domain.ErrAlreadyExists, op, name, "choose another name", "an account with this name exists")
+			return domain.Errorf(domain.ErrAlreadyExists, op, name, "choose another name", "an account with this name exists")
 		}
 		d := &domain.AccountCreated{Account: id, Name: name, TokenHash: sha256.Sum256([]byte(token))}
 		e := domain.Event{ID: a.IDs.NewULID(), Stream: domain.AccountsStream, Type: d.EventType(),
 			Schema: domain.SchemaVersion, OccurredAt: a.Clock.Now().UTC(), Account: id, Data: domain.EncodeData(d)}
 		res, err := a.Log.Append(ctx, domain.AccountsStream, expected, []domain.Event{e})
-		if err == nil {
-			if err := a.Applied.WaitFor(ctx, res.LastPosition); err != nil {
-				return nil, err
+		if err != nil {
+			if isRace(err) {
+				return err
 			}
-			return kmsstate.GetAccount(a.State, id)
+			return fmt.Errorf("%s: %w", op, err)
 		}
-		if !isRace(err) {
-			return nil, fmt.Errorf("%s: %w", op, err)
-		}
+		return a.Applied.WaitFor(ctx, res.LastPosition)
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("%s: too many concurrent account creations: %w", op, domain.ErrUnavailable)
+	return kmsstate.GetAccount(a.State, id)
 }

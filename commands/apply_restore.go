@@ -83,12 +83,16 @@ func (s *Restores) versionsOf(ref string, items []RestoreItem) (map[string][]bac
 
 func (s *Restores) restoreKey(ctx context.Context, c Caller, b *domain.Backup, target domain.InstanceID, it *RestoreItem, vs []backupdata.Version, from domain.RestoredFrom) error {
 	k := s.KMS
-	return k.decide(ctx, func() error {
+	return k.decide(ctx, "restore key", func() error {
 		in, err := kmsstate.GetInstance(k.State, target)
 		if err != nil {
 			return err
 		}
-		defer k.regionLock(in.Account, in.Region)()
+		in, unlock, err := k.lockStream(ctx, in.ID, regionItem(in, "key", it.ID))
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		taken, err := kmsstate.RegionHasKey(k.State, in.Account, in.Region, domain.KeyID(it.ID))
 		if err != nil {
 			return err
@@ -120,12 +124,16 @@ func (s *Restores) restoreKey(ctx context.Context, c Caller, b *domain.Backup, t
 
 func (s *Restores) restoreSecret(ctx context.Context, c Caller, b *domain.Backup, target domain.InstanceID, it *RestoreItem, vs []backupdata.Version, from domain.RestoredFrom) error {
 	k := s.KMS
-	return k.decide(ctx, func() error {
+	return k.decide(ctx, "restore secret", func() error {
 		in, err := kmsstate.GetInstance(k.State, target)
 		if err != nil {
 			return err
 		}
-		defer k.regionLock(in.Account, in.Region)()
+		in, unlock, err := k.lockStream(ctx, in.ID, regionItem(in, "secret", it.ID))
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		taken, err := kmsstate.RegionHasSecret(k.State, in.Account, in.Region, it.ID)
 		if err != nil {
 			return err

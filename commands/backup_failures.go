@@ -151,7 +151,7 @@ func (s *Backups) recordFailure(ctx context.Context, w Work, cause error) error 
 	}
 	attempts := s.retries.failed(w.Backup, w.Kind, reason, now, seen, s.jitter())
 	defer s.lock(w.Backup)()
-	err := s.decide(ctx, func() error {
+	err := s.decide(ctx, "record a failing backup", func() error {
 		b, err := backupstate.Get(s.State, w.Backup)
 		if err != nil {
 			return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -119,23 +118,10 @@ func (s *Backups) commit(ctx context.Context, b *domain.Backup, first bool, e do
 	return s.DataApplied.WaitFor(ctx, res.LastPosition)
 }
 
-// decide runs attempt until it does not lose a race, waiting for the read
-// models to catch up after each loss.
-func (s *Backups) decide(ctx context.Context, attempt func() error) error {
-	var err error
-	for range maxAttempts {
-		if err = attempt(); !isRace(err) {
-			return err
-		}
-		head, herr := s.Log.Head(ctx)
-		if herr != nil {
-			return herr
-		}
-		if werr := s.StateApplied.WaitFor(ctx, head); werr != nil {
-			return werr
-		}
-	}
-	return fmt.Errorf("gave up after %d concurrent changes: %w", maxAttempts, err)
+// decide runs attempt until it does not lose a race (see decide), catching
+// the backupstate read model up with the log after each loss.
+func (s *Backups) decide(ctx context.Context, op string, attempt func() error) error {
+	return decide(ctx, op, caughtUp(s.Log, s.StateApplied), attempt)
 }
 
 // DefaultBackupID is the ID of the default backup instance of an account's

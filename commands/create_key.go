@@ -13,21 +13,25 @@ import (
 // it enters the event.
 func (s *KMS) CreateKey(ctx context.Context, c Caller, instance domain.InstanceID, description string) (*domain.Key, error) {
 	const op = "create key"
+	if err := domain.ValidateDescription(description); err != nil {
+		return nil, err
+	}
 	keyID := domain.NewKeyID(s.IDs.NewULID())
-	err := s.decide(ctx, func() error {
+	err := s.decide(ctx, op, func() error {
 		in, err := s.instance(c, op, instance)
 		if err != nil {
 			return err
 		}
-		defer s.regionLock(in.Account, in.Region)()
+		in, unlock, err := s.lockStream(ctx, in.ID, regionItem(in, "key", string(keyID)))
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		taken, err := kmsstate.RegionHasKey(s.State, in.Account, in.Region, keyID)
 		if err != nil {
 			return err
 		}
 		eid := s.IDs.NewULID()
-		if err := domain.ValidateDescription(description); err != nil {
-			return err
-		}
 		sealed, err := s.sealMaterial(ctx, in, eid)
 		if err != nil {
 			return fmt.Errorf("%s: %w", op, err)

@@ -41,12 +41,16 @@ func (s *KMS) CreateSecret(ctx context.Context, c Caller, in CreateSecretInput) 
 	if err := checkValue(op, in.Value); err != nil {
 		return nil, err
 	}
-	err := s.decide(ctx, func() error {
+	err := s.decide(ctx, op, func() error {
 		inst, err := s.instance(c, op, in.Instance)
 		if err != nil {
 			return err
 		}
-		defer s.regionLock(inst.Account, inst.Region)()
+		inst, unlock, err := s.lockStream(ctx, inst.ID, regionItem(inst, "secret", in.Name))
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		key, err := kmsstate.GetKey(s.State, inst.ID, in.Key)
 		if errors.Is(err, domain.ErrNotFound) {
 			key, err = s.otherInstanceKey(c, in.Key, inst.Region)

@@ -11,15 +11,12 @@ import (
 // live secrets is refused: delete those first.
 func (s *KMS) DeleteKey(ctx context.Context, c Caller, id domain.KeyID, region string) error {
 	const op = "delete key"
-	return s.decide(ctx, func() error {
-		k, err := s.findKey(c, op, id, region)
+	return s.decide(ctx, op, func() error {
+		in, k, unlock, err := s.lockKey(ctx, c, op, id, region)
 		if err != nil {
 			return err
 		}
-		in, err := kmsstate.GetInstance(s.State, k.Instance)
-		if err != nil {
-			return err
-		}
+		defer unlock()
 		using, err := kmsstate.SecretsUsingKey(s.State, in.ID, k.ID)
 		if err != nil {
 			return err

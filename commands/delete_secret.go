@@ -4,21 +4,17 @@ import (
 	"context"
 
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
 // DeleteSecret deletes a secret with all its versions.
 func (s *KMS) DeleteSecret(ctx context.Context, c Caller, name, region string) error {
 	const op = "delete secret"
-	return s.decide(ctx, func() error {
-		sec, err := s.findSecret(c, op, name, region)
+	return s.decide(ctx, op, func() error {
+		in, sec, unlock, err := s.lockSecret(ctx, c, op, name, region)
 		if err != nil {
 			return err
 		}
-		in, err := kmsstate.GetInstance(s.State, sec.Instance)
-		if err != nil {
-			return err
-		}
+		defer unlock()
 		d, err := in.DeleteSecret(sec)
 		if err != nil {
 			return err

@@ -13,7 +13,7 @@ func (s *Backups) DeleteUpload(ctx context.Context, c Caller, id domain.BackupID
 	const op = "delete upload"
 	defer s.lock(id)()
 	var b *domain.Backup
-	err := s.decide(ctx, func() error {
+	err := s.decide(ctx, op, func() error {
 		var err error
 		if b, err = s.backup(c, op, id); err != nil {
 			return err

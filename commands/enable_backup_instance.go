@@ -34,7 +34,7 @@ func (s *Backups) EnableBackupInstance(ctx context.Context, c Caller, id domain.
 	// Bindings span backup instances: decide them one at a time.
 	s.bind.Lock()
 	defer s.bind.Unlock()
-	err := s.decide(ctx, func() error {
+	err := s.decide(ctx, op, func() error {
 		b, err := s.backup(c, op, id)
 		if err != nil {
 			return err

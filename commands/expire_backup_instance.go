@@ -12,7 +12,7 @@ import (
 // term ended at or before now; a no-op when it is not due.
 func (s *Backups) ExpireBackupInstance(ctx context.Context, id domain.BackupID, now time.Time) error {
 	defer s.lock(id)()
-	return s.decide(ctx, func() error {
+	return s.decide(ctx, "expire backup instance", func() error {
 		b, err := backupstate.Get(s.State, id)
 		if err != nil {
 			return err

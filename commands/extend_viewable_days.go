@@ -11,7 +11,7 @@ import (
 // (upwards only, at most 600).
 func (s *Backups) ExtendViewableDays(ctx context.Context, c Caller, id domain.BackupID, days int) (*domain.Backup, error) {
 	const op = "extend viewable days"
-	err := s.decide(ctx, func() error {
+	err := s.decide(ctx, op, func() error {
 		b, err := s.backup(c, op, id)
 		if err != nil {
 			return err

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections"
@@ -21,8 +20,11 @@ type Waiter interface {
 // KMS holds the software KMS's use cases: instances, keys, data-plane
 // encryption and secrets. Every change is decided by the domain against the
 // read model, appended to the instance's stream with the revision the read
-// model saw (a concurrent change makes the append fail and the use case
-// decide again), and returned once the read model shows it.
+// model saw, and returned once the read model shows it. Within this process
+// the changes of one instance are decided one at a time (lockStream), so
+// its writers never race each other; a change appended meanwhile by
+// another process sharing the log makes the append fail, and the use case
+// decides again (decide).
 type KMS struct {
 	Log interface {
 		EventAppender
@@ -46,22 +48,115 @@ type KMS struct {
 	// Backups.MarkSourceReleased). It must be idempotent.
 	BeforeShred func(ctx context.Context, in *domain.Instance) error
 
-	regions sync.Map // account+region -> *sync.Mutex: serialises uniqueness decisions
+	names   keyedLocks // a key ID or secret name within an account's region (regionItem)
+	streams keyedLocks // an instance's stream
 }
 
-// maxAttempts bounds how often a use case decides again after losing an
-// optimistic-concurrency race.
-const maxAttempts = 8
+// decide runs attempt until it does not lose a race (see decide), catching
+// the read model up with the log after each loss.
+func (s *KMS) decide(ctx context.Context, op string, attempt func() error) error {
+	return decide(ctx, op, caughtUp(s.Log, s.Applied), attempt)
+}
 
-// regionLock serialises decisions that depend on uniqueness within a region
-// (key IDs and secret names span instances). Within one process this closes
-// the race; across processes the expected revision of the instance stream
-// still protects each instance.
-func (s *KMS) regionLock(a domain.AccountID, region string) func() {
-	m, _ := s.regions.LoadOrStore(string(a)+"\x00"+region, &sync.Mutex{})
-	mu := m.(*sync.Mutex)
-	mu.Lock()
-	return mu.Unlock
+// regionItem names a key ID or secret name within the region of in: the
+// uniqueness that spans the instances of a region.
+func regionItem(in *domain.Instance, kind, item string) string {
+	return fmt.Sprintf("%s %s %s %s", in.Account, in.Region, kind, item)
+}
+
+// lockStream takes the locks a decision about instance id needs, in their
+// one order: first, when item is set, the lock of that name within the
+// region (regionItem: key IDs and secret names are unique across the
+// instances of a region), then the lock of the instance's stream. The
+// caller holds them until the read model shows its append (or it gives
+// up), so that no other writer of this process decides on a state it is
+// about to change. Holding them, lockStream reads the instance: its
+// revision is read before anything else the decision reads, so that a
+// change another process appends meanwhile makes the append at that
+// revision fail, rather than pass on a read taken after it. Errors: the
+// instance's (domain.ErrNotFound), or domain.ErrUnavailable when ctx ends
+// while waiting.
+func (s *KMS) lockStream(ctx context.Context, id domain.InstanceID, item string) (*domain.Instance, func(), error) {
+	var unlocks []func()
+	unlock := func() {
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
+	}
+	if item != "" {
+		u, err := s.names.lock(ctx, item)
+		if err != nil {
+			return nil, nil, err
+		}
+		unlocks = append(unlocks, u)
+	}
+	u, err := s.streams.lock(ctx, domain.KMSStream(id))
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	unlocks = append(unlocks, u)
+	in, err := kmsstate.GetInstance(s.State, id)
+	if err != nil {
+		unlock()
+		return nil, nil, err
+	}
+	return in, unlock, nil
+}
+
+// lockKey finds a live key of the caller, takes its instance's stream lock
+// and, holding it, reads the instance and then the key again.
+func (s *KMS) lockKey(ctx context.Context, c Caller, op string, id domain.KeyID, region string) (*domain.Instance, *domain.Key, func(), error) {
+	return lockFound(ctx, s, op, "key", string(id), func() (*domain.Key, domain.InstanceID, error) {
+		k, err := s.findKey(c, op, id, region)
+		if err != nil {
+			return nil, "", err
+		}
+		return k, k.Instance, nil
+	})
+}
+
+// lockSecret is lockKey for a secret.
+func (s *KMS) lockSecret(ctx context.Context, c Caller, op, name, region string) (*domain.Instance, *domain.Secret, func(), error) {
+	return lockFound(ctx, s, op, "secret", name, func() (*domain.Secret, domain.InstanceID, error) {
+		sec, err := s.findSecret(c, op, name, region)
+		if err != nil {
+			return nil, "", err
+		}
+		return sec, sec.Instance, nil
+	})
+}
+
+// lockFound finds an item (find returns it and its instance), takes the
+// stream lock of its instance and, holding it, reads the instance and
+// finds the item again: the item as the decision sees it is no older than
+// the revision its append expects.
+func lockFound[T any](ctx context.Context, s *KMS, op, what, item string, find func() (T, domain.InstanceID, error)) (*domain.Instance, T, func(), error) {
+	var none T
+	_, at, err := find()
+	if err != nil {
+		return nil, none, nil, err
+	}
+	in, unlock, err := s.lockStream(ctx, at, "")
+	if err != nil {
+		return nil, none, nil, err
+	}
+	found, now, err := find()
+	if err == nil && now != in.ID {
+		err = moved(op, what, item)
+	}
+	if err != nil {
+		unlock()
+		return nil, none, nil, err
+	}
+	return in, found, unlock, nil
+}
+
+// moved is the race lost when an item was deleted and restored into another
+// instance of its region while a decision waited for its first instance's
+// lock: decide then looks it up again.
+func moved(op, what, item string) error {
+	return domain.Errorf(domain.ErrWrongExpectedRevision, op, item, "", "the %s moved to another instance meanwhile", what)
 }
 
 func requireAccount(c Caller, op string) error {
@@ -173,25 +268,6 @@ func (s *KMS) commit(ctx context.Context, stream string, expected domain.Expecte
 	return s.Applied.WaitFor(ctx, res.LastPosition)
 }
 
-// decide runs one decide-and-append attempt until it does not lose a race.
-// After a lost race it waits for the read model to catch up with the log.
-func (s *KMS) decide(ctx context.Context, attempt func() error) error {
-	var err error
-	for range maxAttempts {
-		if err = attempt(); !errors.Is(err, domain.ErrWrongExpectedRevision) {
-			return err
-		}
-		head, herr := s.Log.Head(ctx)
-		if herr != nil {
-			return herr
-		}
-		if werr := s.Applied.WaitFor(ctx, head); werr != nil {
-			return werr
-		}
-	}
-	return fmt.Errorf("gave up after %d concurrent changes: %w", maxAttempts, err)
-}
-
 // sealMaterial seals fresh key material for an event of an instance.
 func (s *KMS) sealMaterial(ctx context.Context, in *domain.Instance, id domain.EventID) (domain.Sealed, error) {
 	m, err := s.Cipher.NewKeyMaterial()
@@ -264,5 +340,3 @@ func pageSize(n int) (int, error) {
 	}
 	return n, nil
 }
-
-func isRace(err error) bool { return errors.Is(err, domain.ErrWrongExpectedRevision) }

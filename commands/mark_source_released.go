@@ -37,7 +37,7 @@ func (s *Backups) MarkSourceReleased(ctx context.Context, in *domain.Instance) e
 func (s *Backups) markSourceReleased(ctx context.Context, id domain.BackupID) error {
 	const op = "record the release of the backed-up KMS instance"
 	defer s.lock(id)()
-	return s.decide(ctx, func() error {
+	return s.decide(ctx, op, func() error {
 		b, err := backupstate.Get(s.State, id)
 		if err != nil || b.KMSInstance == "" {
 			return err

@@ -61,3 +61,15 @@ func CheckBlobName(op, ref, name string) error {
 	}
 	return nil
 }
+
+// Throttle paces background work, the scrub of every backup, by the bytes
+// it reads, so that it leaves the disk and the CPU to checkpoints and
+// requests.
+type Throttle interface {
+	// WaitN blocks until the work may count n more bytes read (n of any
+	// size; 0 returns at once), then counts them. Errors: ctx's error
+	// (wrapped) as soon as ctx ends, or at once when the wait would end
+	// after ctx's deadline. Safe for concurrent use; not idempotent (every
+	// call counts).
+	WaitN(ctx context.Context, n int) error
+}

@@ -14,7 +14,7 @@ import (
 func (s *Backups) ReleaseBackupInstance(ctx context.Context, id domain.BackupID, now time.Time) error {
 	defer s.lock(id)()
 	var ref string
-	err := s.decide(ctx, func() error {
+	err := s.decide(ctx, "release backup instance", func() error {
 		b, err := backupstate.Get(s.State, id)
 		if err != nil {
 			return err

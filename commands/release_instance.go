@@ -14,11 +14,15 @@ import (
 // own copies under their own keys.
 func (s *KMS) ReleaseInstance(ctx context.Context, c Caller, id domain.InstanceID) (*domain.Instance, error) {
 	const op = "release instance"
-	err := s.decide(ctx, func() error {
-		in, err := s.instance(c, op, id)
+	err := s.decide(ctx, op, func() error {
+		if _, err := s.instance(c, op, id); err != nil {
+			return err
+		}
+		in, unlock, err := s.lockStream(ctx, id, "")
 		if err != nil {
 			return err
 		}
+		defer unlock()
 		d, err := in.Release()
 		if err != nil {
 			if in.Released {

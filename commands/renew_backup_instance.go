@@ -15,7 +15,7 @@ func (s *Backups) RenewBackupInstance(ctx context.Context, c Caller, id domain.B
 	if err != nil {
 		return nil, err
 	}
-	err = s.decide(ctx, func() error {
+	err = s.decide(ctx, op, func() error {
 		b, err := s.backup(c, op, id)
 		if err != nil {
 			return err

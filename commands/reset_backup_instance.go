@@ -18,7 +18,7 @@ func (s *Backups) ResetBackupInstance(ctx context.Context, c Caller, id domain.B
 	}
 	defer s.lock(id)()
 	var ref string
-	err := s.decide(ctx, func() error {
+	err := s.decide(ctx, op, func() error {
 		b, err := s.backup(c, op, id)
 		if err != nil {
 			return err

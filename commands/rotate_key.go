@@ -14,16 +14,13 @@ import (
 func (s *KMS) RotateKey(ctx context.Context, c Caller, id domain.KeyID, region string) (*domain.Key, error) {
 	const op = "rotate key"
 	var inst domain.InstanceID
-	err := s.decide(ctx, func() error {
-		k, err := s.findKey(c, op, id, region)
+	err := s.decide(ctx, op, func() error {
+		in, k, unlock, err := s.lockKey(ctx, c, op, id, region)
 		if err != nil {
 			return err
 		}
+		defer unlock()
 		inst = k.Instance
-		in, err := kmsstate.GetInstance(s.State, k.Instance)
-		if err != nil {
-			return err
-		}
 		eid := s.IDs.NewULID()
 		sealed, err := s.sealMaterial(ctx, in, eid)
 		if err != nil {

@@ -16,16 +16,13 @@ func (s *KMS) RotateSecret(ctx context.Context, c Caller, name, region string, v
 		return nil, err
 	}
 	var inst domain.InstanceID
-	err := s.decide(ctx, func() error {
-		sec, err := s.findSecret(c, op, name, region)
+	err := s.decide(ctx, op, func() error {
+		in, sec, unlock, err := s.lockSecret(ctx, c, op, name, region)
 		if err != nil {
 			return err
 		}
+		defer unlock()
 		inst = sec.Instance
-		in, err := kmsstate.GetInstance(s.State, sec.Instance)
-		if err != nil {
-			return err
-		}
 		key, err := kmsstate.GetKey(s.State, in.ID, sec.Key)
 		if errors.Is(err, domain.ErrNotFound) {
 			key, err = nil, nil

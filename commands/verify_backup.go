@@ -8,6 +8,7 @@ import (
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
+	"github.com/kmsbackup/kmsbackup/projections/backupstate"
 )
 
 // Kinds of verify findings.
@@ -44,6 +45,14 @@ type VerifyReport struct {
 // the chain of checkpoints (no gap, overlap, reorder or rollback), every
 // digest and checksum, that every sealed key version opens under the
 // backup's data key, and that the state read model agrees with the data.
+// It acts for caller c: another account's instance does not exist, and an
+// expired or released one is refused. ScrubBackups runs the same checks for
+// the engine itself, over every instance that holds data.
+//
+// Errors: domain.ErrNotFound, domain.ErrFailedPrecondition (expired or
+// released); domain.ErrUnavailable (wrapped) when the log, the blob store or
+// the key store cannot be read: then nothing is known, which differs from
+// a report with findings. Safe for concurrent use; reads only.
 func (s *Backups) VerifyBackup(ctx context.Context, c Caller, id domain.BackupID) (*VerifyReport, error) {
 	const op = "verify backup"
 	b, err := s.backup(c, op, id)
@@ -53,161 +62,284 @@ func (s *Backups) VerifyBackup(ctx context.Context, c Caller, id domain.BackupID
 	if err := b.Usable(op); err != nil {
 		return nil, err
 	}
-	rep := &VerifyReport{Backup: id, Generation: b.Generation}
-	add := func(kind string, seq uint64, format string, args ...any) {
-		rep.Findings = append(rep.Findings, Finding{Kind: kind, Seq: seq, Detail: fmt.Sprintf(format, args...)})
+	rep, err := s.verify(ctx, b, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, id, err)
 	}
+	return rep, nil
+}
+
+// verify checks the data of b's generation: every checkpoint event of b's
+// stream (the log, not the read model, is the truth: an event the read
+// model refused is checked too). It takes no lock, so checkpoints of b
+// proceed while it runs, and checks no caller: its callers do. th, when
+// not nil, paces it by the bytes it reads. It returns an error only when
+// the data could not be read (see unreadable); damage is a finding.
+func (s *Backups) verify(ctx context.Context, b *domain.Backup, th Throttle) (*VerifyReport, error) {
+	v := &verifier{s: s, b: b, th: th, rep: &VerifyReport{Backup: b.ID, Generation: b.Generation}}
+	stream := domain.BackupStream(b.ID)
 	var prev *domain.BackupCheckpointed
+	var prevPos, lastPos uint64 // log positions of prev's event and of the last event read
 	for from := uint64(0); ; {
-		page, err := s.Log.ReadStream(ctx, domain.BackupStream(id), from, false, slicePage)
+		page, err := s.Log.ReadStream(ctx, stream, from, false, slicePage)
 		if err != nil {
-			return nil, fmt.Errorf("%s: read %s: %w", op, domain.BackupStream(id), err)
+			return nil, fmt.Errorf("read %s: %w", stream, err)
 		}
+		read := 0
 		for _, e := range page {
-			from = e.Revision + 1
+			from, lastPos = e.Revision+1, e.Position
+			read += storedSize(&e)
 			if e.Type != domain.TypeBackupCheckpointed {
 				continue
 			}
 			d, err := e.Decode()
 			if err != nil {
-				add(FindingTamper, 0, "checkpoint event at revision %d does not decode: %v", e.Revision, err)
+				v.add(FindingTamper, 0, "checkpoint event at revision %d does not decode: %v", e.Revision, err)
 				continue
 			}
 			cp := d.(*domain.BackupCheckpointed)
 			if cp.Generation != b.Generation {
 				continue
 			}
-			rep.Checkpoints++
-			s.verifyLink(prev, cp, id, add)
-			s.verifySlice(ctx, b, cp, rep, add)
-			prev = cp
+			v.rep.Checkpoints++
+			v.link(prev, cp)
+			if err := v.slice(ctx, cp); err != nil {
+				return nil, err
+			}
+			prev, prevPos = cp, e.Position
+		}
+		if err := v.pace(ctx, read); err != nil {
+			return nil, err
 		}
 		if len(page) < slicePage {
 			break
 		}
 	}
 	if prev != nil && prev.Seq != b.Checkpoints {
-		add(FindingGap, prev.Seq, "the chain ends at checkpoint %d, the instance records %d", prev.Seq, b.Checkpoints)
+		recorded := b.Checkpoints
+		if prev.Seq > recorded {
+			// Checkpoints appended while this ran are in the chain read but
+			// not in b: the read model must show them once it has applied
+			// everything read (and maybe more), unless it refused them.
+			now, err := s.settled(ctx, b, lastPos)
+			if err != nil {
+				return nil, err
+			}
+			recorded = now.Checkpoints
+		}
+		if prev.Seq < b.Checkpoints || prev.Seq > recorded {
+			v.add(FindingGap, prev.Seq, "the chain ends at checkpoint %d, the instance records %d", prev.Seq, recorded)
+		}
 	}
 	if prev != nil {
-		s.verifyState(b, prev.Seq, add)
+		if err := v.state(ctx, prev.Seq, prevPos); err != nil {
+			return nil, err
+		}
 	}
-	return rep, nil
+	return v.rep, nil
 }
 
-func (s *Backups) verifyLink(prev, cp *domain.BackupCheckpointed, id domain.BackupID, add func(string, uint64, string, ...any)) {
-	if cp.Digest != domain.CheckpointDigest(id, cp) {
-		add(FindingTamper, cp.Seq, "checkpoint digest does not match its contents")
+// settled returns b as the backupstate read model shows it once it has
+// applied log position pos, or b itself when the read model cannot get
+// there (it stopped on a corrupt event) or b's generation has been
+// destroyed since. Errors: ctx's.
+func (s *Backups) settled(ctx context.Context, b *domain.Backup, pos uint64) (*domain.Backup, error) {
+	if s.StateApplied == nil {
+		return b, nil
+	}
+	if err := s.StateApplied.WaitFor(ctx, pos); err != nil {
+		return b, ctx.Err()
+	}
+	now, err := backupstate.Get(s.State, b.ID)
+	if err != nil || now.Generation != b.Generation {
+		return b, nil
+	}
+	return now, nil
+}
+
+// unreadable reports whether err means that the data could not be read
+// (a store or the log is unavailable, or the work was cancelled), as
+// opposed to data that was read and is damaged.
+func unreadable(err error) bool {
+	return errors.Is(err, domain.ErrUnavailable) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded)
+}
+
+// storedSize approximates the bytes an event takes in the log, for pacing.
+func storedSize(e *domain.Event) int { return len(e.Data) + len(e.Stream) + 100 }
+
+// verifier is one verification of a backup generation.
+type verifier struct {
+	s   *Backups
+	b   *domain.Backup
+	th  Throttle // nil: no pacing
+	rep *VerifyReport
+}
+
+func (v *verifier) add(kind string, seq uint64, format string, args ...any) {
+	v.rep.Findings = append(v.rep.Findings, Finding{Kind: kind, Seq: seq, Detail: fmt.Sprintf(format, args...)})
+}
+
+// pace counts n bytes read against the throttle.
+func (v *verifier) pace(ctx context.Context, n int) error {
+	if v.th == nil || n <= 0 {
+		return nil
+	}
+	return v.th.WaitN(ctx, n)
+}
+
+func (v *verifier) link(prev, cp *domain.BackupCheckpointed) {
+	if cp.Digest != domain.CheckpointDigest(v.b.ID, cp) {
+		v.add(FindingTamper, cp.Seq, "checkpoint digest does not match its contents")
 	}
 	if cp.Next < cp.From {
-		add(FindingRollback, cp.Seq, "covers revisions [%d, %d): backwards", cp.From, cp.Next)
+		v.add(FindingRollback, cp.Seq, "covers revisions [%d, %d): backwards", cp.From, cp.Next)
 	}
 	if prev == nil {
 		if cp.Seq != 1 {
-			add(FindingGap, cp.Seq, "the chain starts at checkpoint %d, not 1", cp.Seq)
+			v.add(FindingGap, cp.Seq, "the chain starts at checkpoint %d, not 1", cp.Seq)
 		}
 		if !cp.Full {
-			add(FindingTamper, cp.Seq, "the first checkpoint is not a full backup")
+			v.add(FindingTamper, cp.Seq, "the first checkpoint is not a full backup")
 		}
 		return
 	}
 	switch {
 	case cp.Seq <= prev.Seq:
-		add(FindingReorder, cp.Seq, "checkpoint %d comes after checkpoint %d", cp.Seq, prev.Seq)
+		v.add(FindingReorder, cp.Seq, "checkpoint %d comes after checkpoint %d", cp.Seq, prev.Seq)
 	case cp.Seq > prev.Seq+1:
-		add(FindingGap, cp.Seq, "checkpoints %d to %d are missing", prev.Seq+1, cp.Seq-1)
+		v.add(FindingGap, cp.Seq, "checkpoints %d to %d are missing", prev.Seq+1, cp.Seq-1)
 	}
 	switch {
 	case cp.From > prev.Next:
-		add(FindingGap, cp.Seq, "KMS revisions %d to %d are in no checkpoint", prev.Next, cp.From-1)
+		v.add(FindingGap, cp.Seq, "KMS revisions %d to %d are in no checkpoint", prev.Next, cp.From-1)
 	case cp.From < prev.Next:
-		add(FindingOverlap, cp.Seq, "KMS revisions %d to %d are in two checkpoints", cp.From, prev.Next-1)
+		v.add(FindingOverlap, cp.Seq, "KMS revisions %d to %d are in two checkpoints", cp.From, prev.Next-1)
 	}
 	if cp.At.Before(prev.At) {
-		add(FindingRollback, cp.Seq, "checkpoint time %s is before the previous %s", cp.At, prev.At)
+		v.add(FindingRollback, cp.Seq, "checkpoint time %s is before the previous %s", cp.At, prev.At)
 	}
 	if cp.PrevDigest != prev.Digest {
-		add(FindingTamper, cp.Seq, "the chain link to checkpoint %d does not match", prev.Seq)
+		v.add(FindingTamper, cp.Seq, "the chain link to checkpoint %d does not match", prev.Seq)
 	}
 }
 
-func (s *Backups) verifySlice(ctx context.Context, b *domain.Backup, cp *domain.BackupCheckpointed, rep *VerifyReport, add func(string, uint64, string, ...any)) {
+func (v *verifier) slice(ctx context.Context, cp *domain.BackupCheckpointed) error {
+	b := v.b
 	// An upload's first checkpoint is the state its day started from, kept
 	// as the events that build it: in order, but with the revisions of
 	// everything else left out (and none at all for an empty state).
 	compacted := b.Kind == domain.BackupUpload && cp.Seq == 1
 	if cp.From == cp.Next || (compacted && cp.Slice == "") {
-		return
+		return nil
 	}
 	if cp.Slice == "" {
-		add(FindingMissingSlice, cp.Seq, "revisions [%d, %d) have no slice", cp.From, cp.Next)
-		return
+		v.add(FindingMissingSlice, cp.Seq, "revisions [%d, %d) have no slice", cp.From, cp.Next)
+		return nil
 	}
-	blob, err := s.Blobs.GetBlob(ctx, b.DataRef(), cp.Slice)
+	blob, err := v.s.Blobs.GetBlob(ctx, b.DataRef(), cp.Slice)
 	switch {
 	case errors.Is(err, domain.ErrNotFound):
-		add(FindingMissingSlice, cp.Seq, "slice %s is missing", cp.Slice)
-		return
+		v.add(FindingMissingSlice, cp.Seq, "slice %s is missing", cp.Slice)
+		return nil
+	case unreadable(err):
+		return fmt.Errorf("read slice %s: %w", cp.Slice, err)
 	case err != nil:
-		add(FindingChecksum, cp.Seq, "slice %s cannot be read: %v", cp.Slice, err)
-		return
+		v.add(FindingChecksum, cp.Seq, "slice %s cannot be read: %v", cp.Slice, err)
+		return nil
+	}
+	if err := v.pace(ctx, len(blob)); err != nil {
+		return err
 	}
 	if sha256.Sum256(blob) != cp.SliceDigest {
-		add(FindingChecksum, cp.Seq, "slice %s does not match its digest", cp.Slice)
-		return
+		v.add(FindingChecksum, cp.Seq, "slice %s does not match its digest", cp.Slice)
+		return nil
 	}
 	events, err := domain.DecodeSlice(blob)
 	if err != nil {
-		add(FindingChecksum, cp.Seq, "slice %s does not decode: %v", cp.Slice, err)
-		return
+		v.add(FindingChecksum, cp.Seq, "slice %s does not decode: %v", cp.Slice, err)
+		return nil
 	}
 	want := cp.From
 	for _, e := range events {
-		rep.Events++
+		v.rep.Events++
 		switch {
 		case compacted && e.Revision >= cp.Next:
-			add(FindingGap, cp.Seq, "slice holds revision %d, beyond the checkpoint's %d", e.Revision, cp.Next)
+			v.add(FindingGap, cp.Seq, "slice holds revision %d, beyond the checkpoint's %d", e.Revision, cp.Next)
 		case e.Revision > want && !compacted:
-			add(FindingGap, cp.Seq, "slice skips revisions %d to %d", want, e.Revision-1)
+			v.add(FindingGap, cp.Seq, "slice skips revisions %d to %d", want, e.Revision-1)
 		case e.Revision < want:
-			add(FindingReorder, cp.Seq, "slice repeats or reorders revision %d", e.Revision)
+			v.add(FindingReorder, cp.Seq, "slice repeats or reorders revision %d", e.Revision)
 		}
 		want = e.Revision + 1
 		d, err := e.Decode()
 		if err != nil {
-			add(FindingChecksum, cp.Seq, "event %s does not decode: %v", e.ID, err)
+			v.add(FindingChecksum, cp.Seq, "event %s does not decode: %v", e.ID, err)
 			continue
 		}
 		for _, m := range domain.KeyMaterials(d) {
-			pt, err := s.Sealer.Open(ctx, b.DataRef(), *m, BackupAAD(b.Account, b.DataRef(), e.ID))
-			if err != nil {
-				add(FindingUndecryptable, cp.Seq, "key material of event %s does not open: %v", e.ID, err)
+			pt, err := v.s.Sealer.Open(ctx, b.DataRef(), *m, BackupAAD(b.Account, b.DataRef(), e.ID))
+			switch {
+			case unreadable(err):
+				return fmt.Errorf("open key material of event %s: %w", e.ID, err)
+			case err != nil:
+				v.add(FindingUndecryptable, cp.Seq, "key material of event %s does not open: %v", e.ID, err)
 				continue
 			}
 			pt.Wipe()
-			rep.Sealed++
+			v.rep.Sealed++
 		}
 	}
 	if want != cp.Next && !compacted {
-		add(FindingGap, cp.Seq, "slice ends at revision %d, the checkpoint claims %d", want, cp.Next)
+		v.add(FindingGap, cp.Seq, "slice ends at revision %d, the checkpoint claims %d", want, cp.Next)
 	}
+	return nil
 }
 
-func (s *Backups) verifyState(b *domain.Backup, last uint64, add func(string, uint64, string, ...any)) {
-	sum, err := backupdata.Checkpoint(s.State, b.DataRef(), last)
+// state checks the read model's state digest at the last checkpoint (seq,
+// appended at log position pos) against the items it holds. The backupdata
+// projector follows the log on its own, behind the backupstate one that b
+// came from: a checkpoint it has not applied yet is waited for, not
+// reported.
+func (v *verifier) state(ctx context.Context, seq, pos uint64) error {
+	s, ref := v.s, v.b.DataRef()
+	sum, err := backupdata.Checkpoint(s.State, ref, seq)
+	if errors.Is(err, domain.ErrNotFound) && s.DataApplied != nil {
+		if werr := s.DataApplied.WaitFor(ctx, pos); werr == nil {
+			sum, err = backupdata.Checkpoint(s.State, ref, seq)
+		} else if ctx.Err() != nil {
+			return werr
+		}
+	}
 	if err != nil {
-		add(FindingState, last, "the read model has no checkpoint %d: %v", last, err)
-		return
-	}
-	var items []backupdata.Item
-	if err := backupdata.StateAt(s.State, b.DataRef(), last, func(it backupdata.Item) error {
-		items = append(items, it)
+		if unreadable(err) {
+			return fmt.Errorf("read the state at checkpoint %d: %w", seq, err)
+		}
+		v.add(FindingState, seq, "the read model has no checkpoint %d: %v", seq, err)
 		return nil
-	}); err != nil {
-		add(FindingState, last, "cannot read the state: %v", err)
-		return
 	}
-	if backupdata.StateDigest(items) != sum.StateDigest {
-		add(FindingState, last, "state digest does not match the %d items backed up", len(items))
+	var digest backupdata.StateSum
+	items, read := 0, 0
+	err = backupdata.StateAt(s.State, ref, seq, func(it backupdata.Item) error {
+		digest.Add(&it)
+		items++
+		read += len(it.ID) + len(it.Description) + len(it.KeyID) + 48
+		return nil
+	})
+	if err != nil {
+		if unreadable(err) {
+			return fmt.Errorf("read the state at checkpoint %d: %w", seq, err)
+		}
+		v.add(FindingState, seq, "cannot read the state: %v", err)
+		return nil
 	}
+	// Paced after the scan, so that no read of the store stays open while
+	// the throttle waits.
+	if err := v.pace(ctx, read); err != nil {
+		return err
+	}
+	if digest.Digest() != sum.StateDigest {
+		v.add(FindingState, seq, "state digest does not match the %d items backed up", items)
+	}
+	return nil
 }

@@ -132,6 +132,18 @@ func (b *Backup) DeleteUpload() (*BackupUploadDeleted, error) {
 // no longer exists for anyone.
 func (b *Backup) Deleted() bool { return b.Kind == BackupUpload && b.State == StateReleased }
 
+// HoldsData reports whether the instance keeps backed-up data that can be
+// read: an enabled or expired instance (an expired one keeps its data until
+// it is released) or an upload. A not-enabled instance holds nothing; a
+// released one (or a deleted upload) lost its data.
+func (b *Backup) HoldsData() bool {
+	switch b.State {
+	case StateEnabled, StateExpired, StateUploaded:
+		return true
+	}
+	return false
+}
+
 // notUpload refuses lifecycle operations that do not apply to an upload.
 func (b *Backup) notUpload(op string) error {
 	if b.Kind == BackupUpload {

@@ -369,6 +369,12 @@ func (c *Client) AdvanceClock(ctx context.Context, duration string) (AdvanceCloc
 	return do[AdvanceClockResponse](ctx, c, "POST", "/v1/dev/clock/advance", nil, AdvanceClockRequest{Duration: duration})
 }
 
+// DevScrub runs a background verification of every backup instance now
+// (--dev servers only) and returns what it did.
+func (c *Client) DevScrub(ctx context.Context) (ScrubRunView, error) {
+	return do[ScrubRunView](ctx, c, "POST", "/v1/dev/scrub", nil, nil)
+}
+
 // TailEvents streams public events (one JSON document each) after position
 // from, calling fn for each until ctx is done or fn fails.
 func (c *Client) TailEvents(ctx context.Context, from uint64, fn func(json.RawMessage) error) error {

@@ -62,7 +62,13 @@ func (s *Server) backupRoutes(rt *Router) {
 		if err != nil {
 			return nil, err
 		}
-		return backupView(bk), nil
+		v := backupView(bk)
+		if s.LastScrub != nil {
+			if res, ok := s.LastScrub(bk.ID); ok {
+				v.LastScrub = lastScrubView(bk, res)
+			}
+		}
+		return v, nil
 	})
 	rt.Handle("POST", "/v1/backup-instances/{id}/enable", func(_ http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
 		var req EnableBackupInstanceRequest

@@ -71,9 +71,20 @@ type Server struct {
 	Restores *commands.Restores
 	// Audit serves GET /v1/audit; nil leaves it out.
 	Audit *commands.Audit
+	// ScrubStatus, when set, is read at each scrape of /metrics for the
+	// background verification of every backup (kmsbackup_verify_*); wire it
+	// to the scrub runner's Status.
+	ScrubStatus func() commands.ScrubStatus
+	// LastScrub, when set, gives the last background verification of a
+	// backup instance, shown by GET /v1/backup-instances/{id} as last_scrub
+	// (after the caller's access to the instance is checked).
+	LastScrub func(domain.BackupID) (commands.ScrubResult, bool)
 	// DevClock, when set (--dev), serves /v1/dev/clock; nil leaves the dev
 	// routes out, so that they answer not_found.
 	DevClock DevClock
+	// DevScrub, when set (--dev), serves POST /v1/dev/scrub, which runs a
+	// background verification of every backup at once; nil leaves it out.
+	DevScrub DevScrub
 	// MaxUpload bounds an uploaded backup data file (default 16 GiB);
 	// SpoolDir is where an upload waits, still encrypted, while it is
 	// checked and stored (default os.TempDir()).
@@ -100,6 +111,15 @@ type DevClock interface {
 	// the new time and how many pieces of work it did. Safe for concurrent
 	// use (advances happen one at a time); not idempotent.
 	Advance(ctx context.Context, d time.Duration) (now time.Time, work int, err error)
+}
+
+// DevScrub runs the background verification of every backup on request,
+// for development and end-to-end tests.
+type DevScrub interface {
+	// RunOnce verifies every backup instance that holds data, after the
+	// run in progress if there is one, and returns the run. Safe for
+	// concurrent use; not idempotent (each call is a run).
+	RunOnce(ctx context.Context) (commands.ScrubRun, error)
 }
 
 // Route is one registered method and path pattern.
@@ -173,6 +193,12 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.DevClock != nil {
 		s.devRoutes(rt)
+	}
+	if s.DevScrub != nil {
+		s.devScrubRoutes(rt)
+	}
+	if s.ScrubStatus != nil {
+		s.Registry.MustRegister(&scrubCollector{status: s.ScrubStatus})
 	}
 	if s.Extra != nil {
 		s.Extra(rt)

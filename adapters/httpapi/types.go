@@ -190,6 +190,9 @@ type BackupInstance struct {
 	SourceReleased *SourceReleased `json:"source_released,omitempty"`
 	// Failing is set while the instance's scheduled work fails.
 	Failing *BackupFailing `json:"failing,omitempty"`
+	// LastScrub is the last background verification of the instance's
+	// current data by the server that answers (GET of one instance only).
+	LastScrub *LastScrub `json:"last_scrub,omitempty"`
 }
 
 // SourceReleased tells that a backup instance's KMS instance was released:
@@ -215,6 +218,16 @@ type BackupFailing struct {
 	Reason   string    `json:"reason"`
 	Since    time.Time `json:"since"`
 	Attempts uint32    `json:"attempts"`
+}
+
+// LastScrub is a backup instance's last background verification: when it
+// ended and its outcome (clean, findings: run verify to list them, or
+// error: its data could not be read, the server log says why).
+type LastScrub struct {
+	At       time.Time `json:"at"`
+	Outcome  string    `json:"outcome"` // clean | findings | error
+	Findings int       `json:"findings"`
+	Kinds    []string  `json:"kinds,omitempty"` // the kinds of the findings, as verify names them
 }
 
 // DownloadRequest is POST /v1/backup-instances/{id}/download: the day to
@@ -314,6 +327,20 @@ type DevClockView struct {
 // duration ("90m", "48h") or a number of days ("31d"); see ParseAdvance.
 type AdvanceClockRequest struct {
 	Duration string `json:"duration"`
+}
+
+// ScrubRunView is POST /v1/dev/scrub: one background verification of every
+// backup instance, of every account: when it ran and how many instances it
+// verified (Checked), with findings, could not verify (Errors), or skipped
+// (reset or released meanwhile).
+type ScrubRunView struct {
+	StartedAt       time.Time `json:"started_at"`
+	EndedAt         time.Time `json:"ended_at"`
+	DurationSeconds float64   `json:"duration_seconds"`
+	Checked         int       `json:"checked"`
+	WithFindings    int       `json:"with_findings"`
+	Errors          int       `json:"errors"`
+	Skipped         int       `json:"skipped"`
 }
 
 // AdvanceClockResponse is the clock after an advance and how many pieces of
@@ -511,6 +538,22 @@ func failingView(f domain.Failure) *BackupFailing {
 		return nil
 	}
 	return &BackupFailing{Work: f.Work, Reason: f.Reason, Since: f.Since.UTC(), Attempts: f.Attempts}
+}
+
+// lastScrubView is r as shown with instance b, or nil when r verified an
+// earlier generation of b (its data has been reset since).
+func lastScrubView(b *domain.Backup, r commands.ScrubResult) *LastScrub {
+	if r.Generation != b.Generation {
+		return nil
+	}
+	v := &LastScrub{At: r.At.UTC(), Outcome: "clean", Findings: r.Findings(), Kinds: r.Kinds()}
+	switch {
+	case r.Err != nil:
+		v.Outcome = "error"
+	case v.Findings > 0:
+		v.Outcome = "findings"
+	}
+	return v
 }
 
 func dataItemView(it backupdata.Item) DataItem {

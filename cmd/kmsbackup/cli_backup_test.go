@@ -15,13 +15,14 @@ const (
 		`"kms_instance":"kms_01","viewable_days":10,"time_zone":"Asia/Shanghai","state":"enabled",` +
 		`"expires_at":"2026-06-01T09:30:00Z","created_at":"2026-05-01T09:30:00Z","enabled_at":"2026-05-01T09:31:00Z",` +
 		`"enabled_day":"2026-05-01","generation":0,"checkpoints":3,"last_full_at":"2026-05-01T09:31:00Z",` +
-		`"last_incremental_at":"2026-05-01T09:41:00+00:00"}`
+		`"last_incremental_at":"2026-05-01T09:41:00+00:00","last_scrub":{"at":"2026-05-01T10:00:00Z","outcome":"clean","findings":0}}`
 	defaultBackupJSON = `{"id":"bkp_DEFAULT","account":"acct_1","alias":"","kind":"default","region":"cn-hangzhou",` +
 		`"kms_instance":"","viewable_days":7,"time_zone":"","state":"not-enabled","created_at":"2026-05-01T09:00:00Z",` +
 		`"generation":0,"checkpoints":0}`
 	expiredBackupJSON = `{"id":"bkp_02","account":"acct_1","alias":"old","kind":"provisioned","region":"cn-hangzhou",` +
 		`"kms_instance":"kms_02","viewable_days":30,"time_zone":"UTC","state":"expired","expires_at":"2026-06-01T00:00:00Z",` +
-		`"created_at":"2026-05-01T00:00:00Z","generation":2,"checkpoints":0}`
+		`"created_at":"2026-05-01T00:00:00Z","generation":2,"checkpoints":0,` +
+		`"last_scrub":{"at":"2026-06-02T00:01:00Z","outcome":"findings","findings":3,"kinds":["checksum","missing-slice"]}}`
 	troubledBackupJSON = `{"id":"bkp_03","account":"acct_1","alias":"gone","kind":"provisioned","region":"cn-hangzhou",` +
 		`"kms_instance":"kms_03","viewable_days":30,"time_zone":"UTC","state":"enabled","expires_at":"2026-08-01T00:00:00Z",` +
 		`"created_at":"2026-05-01T00:00:00Z","enabled_at":"2026-05-01T00:00:00Z","enabled_day":"2026-05-01","generation":0,` +
@@ -38,6 +39,8 @@ const (
 		`{"kind":"gap","seq":3,"detail":"KMS revisions 4 to 6 are in no checkpoint"}],"ok":false}`
 	clockJSON   = `{"now":"2026-05-01T09:30:00Z","manual":true}`
 	advanceJSON = `{"now":"2026-05-02T09:30:00Z","work":289}`
+	scrubJSON   = `{"started_at":"2026-05-01T09:30:00Z","ended_at":"2026-05-01T09:30:00Z","duration_seconds":0,` +
+		`"checked":4,"with_findings":1,"errors":1,"skipped":0}`
 )
 
 // backupAPI is a fake API with canned backup replies, and more.
@@ -60,6 +63,7 @@ func backupAPI(tb testing.TB, more map[string]reply) *fakeAPI {
 		"POST /v1/backup-instances/bkp_02/verify": {200, verifyBadJSON},
 		"GET /v1/dev/clock":                       {200, clockJSON},
 		"POST /v1/dev/clock/advance":              {200, advanceJSON},
+		"POST /v1/dev/scrub":                      {200, scrubJSON},
 	}
 	for k, v := range more {
 		replies[k] = v
@@ -185,7 +189,8 @@ func TestBackupTableOutput(t *testing.T) {
 			"Generation:        0\n" +
 			"Checkpoints:       3\n" +
 			"Last full:         2026-05-01T09:31:00Z\n" +
-			"Last incremental:  2026-05-01T09:41:00Z\n", ""},
+			"Last incremental:  2026-05-01T09:41:00Z\n" +
+			"Last scrub:        2026-05-01T10:00:00Z: clean\n", ""},
 		{[]string{"backup-instance", "show", "bkp_02"}, "" +
 			"ID:                bkp_02\n" +
 			"Alias:             old\n" +
@@ -203,7 +208,8 @@ func TestBackupTableOutput(t *testing.T) {
 			"Generation:        2\n" +
 			"Checkpoints:       0\n" +
 			"Last full:         -\n" +
-			"Last incremental:  -\n", ""},
+			"Last incremental:  -\n" +
+			"Last scrub:        2026-06-02T00:01:00Z: 3 findings (checksum, missing-slice); kmsbackup verify bkp_02 lists them\n", ""},
 		{[]string{"backup-instance", "show", "bkp_03"}, "" +
 			"ID:                bkp_03\n" +
 			"Alias:             gone\n" +
@@ -223,7 +229,8 @@ func TestBackupTableOutput(t *testing.T) {
 			"Generation:        0\n" +
 			"Checkpoints:       9\n" +
 			"Last full:         2026-07-02T00:00:00Z\n" +
-			"Last incremental:  -\n", ""},
+			"Last incremental:  -\n" +
+			"Last scrub:        -\n", ""},
 		{[]string{"data", "list", "bkp_01", "--day", "2026-05-01", "--tab", "full-keys"}, "" +
 			"ID      KIND    VERSIONS  CHANGED\n" +
 			"key_01  key     2         2026-05-01T09:35:00Z\n" +
@@ -246,6 +253,13 @@ func TestBackupTableOutput(t *testing.T) {
 		{[]string{"dev", "clock", "advance", "24h"}, "" +
 			"Now:        2026-05-02T09:30:00Z\n" +
 			"Work done:  289\n", ""},
+		{[]string{"dev", "scrub"}, "" +
+			"Started:           2026-05-01T09:30:00Z\n" +
+			"Ended:             2026-05-01T09:30:00Z\n" +
+			"Verified:          4\n" +
+			"With findings:     1\n" +
+			"Could not verify:  1\n" +
+			"Skipped:           0\n", ""},
 	}
 	for _, tt := range tests {
 		r := mustRun(t, api, nil, tt.args...)

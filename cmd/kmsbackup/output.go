@@ -351,6 +351,7 @@ func backupFields(b httpapi.BackupInstance) []field {
 			field{"Source KMS instance", orDash(b.SourceKMSInstance)},
 			field{"File ID", orDash(b.FileID)},
 			field{"Uploaded", fmtTime(b.CreatedAt)},
+			field{"Last scrub", lastScrub(b)},
 		)
 	}
 	if b.State == string(domain.StateExpired) && !b.ExpiresAt.IsZero() {
@@ -372,6 +373,7 @@ func backupFields(b httpapi.BackupInstance) []field {
 		field{"Checkpoints", itoa(b.Checkpoints)},
 		field{"Last full", orDash(fmtTime(b.LastFullAt))},
 		field{"Last incremental", orDash(fmtTime(b.LastIncrementalAt))},
+		field{"Last scrub", lastScrub(b)},
 	)
 }
 
@@ -401,6 +403,22 @@ func backupState(b httpapi.BackupInstance) string {
 		s += ", failing"
 	}
 	return s
+}
+
+// lastScrub describes the instance's last background verification.
+func lastScrub(b httpapi.BackupInstance) string {
+	s := b.LastScrub
+	if s == nil {
+		return "-"
+	}
+	at := fmtTime(s.At)
+	switch s.Outcome {
+	case "findings":
+		return fmt.Sprintf("%s: %d findings (%s); kmsbackup verify %s lists them", at, s.Findings, strings.Join(s.Kinds, ", "), b.ID)
+	case "error":
+		return at + ": could not be verified (its data could not be read; the server log says why)"
+	}
+	return at + ": clean"
 }
 
 var backupHeader = []string{"ID", "ALIAS", "KIND", "REGION", "KMS INSTANCE", "VIEWABLE", "EXPIRES", "STATE", "LAST FULL", "LAST INCREMENTAL"}

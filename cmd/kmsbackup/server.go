@@ -181,6 +181,22 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}
 
+	// The background verification of every backup: on the real clock
+	// every --scrub-interval; with a manual clock only when asked (POST
+	// /v1/dev/scrub), so that tests decide when it runs.
+	scrub := &scheduler.Scrub{Scrubber: backups, Interval: cfg.ScrubInterval, Logger: m.Logger}
+	if n := cfg.ScrubBytesPerSecond(); n > 0 {
+		scrub.Throttle = scheduler.NewByteRate(n)
+	}
+	if manual == nil && cfg.ScrubInterval > 0 {
+		m.background(runCtx, "backup scrub", func(ctx context.Context) error {
+			if err := m.waitProjections(ctx, backupState, backupData); err != nil {
+				return err
+			}
+			return scrub.Run(ctx)
+		})
+	}
+
 	events, err := m.startEvents(runCtx, projector)
 	if err != nil {
 		return err
@@ -197,9 +213,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		BackupGauges:   backups.ScheduledBackups,
 		BackupFailures: backups.FailureTotals,
 		FailingBackups: backups.FailingBackups,
+		ScrubStatus:    scrub.Status,
+		LastScrub:      scrub.Result,
 		Ready:          m.readyChecks(projectors, runner, events)}
 	if dc != nil {
 		api.DevClock = dc
+	}
+	if cfg.Dev {
+		api.DevScrub = scrub
 	}
 	web := &console.Console{Backups: backups, Restores: restores, KMS: kms, Auth: accounts, Logger: m.Logger,
 		MaxUpload: cfg.MaxUpload, SpoolDir: spool, Registry: reg}

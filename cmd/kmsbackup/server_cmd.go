@@ -25,6 +25,11 @@ token (--admin-token-file, or KMSBACKUP_ADMIN_TOKEN) for creating accounts.
 --dev generates a master key into the data directory, prints an admin token
 (fixed with --dev-admin-token), and creates the account "dev", printing its token.
 
+Every --scrub-interval the server verifies every backup in the background (the
+chain of checkpoints, every checksum, every key version opens), reading at most
+--scrub-rate bytes a second, and exports the result on /metrics
+(kmsbackup_verify_*).
+
 Beyond one machine, several server processes share one event log
 (--event-log nats://... or esdb://...) and, optionally, one bus (--bus
 nats://...): any node serves the API, every scheduled backup is taken once
@@ -69,6 +74,10 @@ projections rebuildable from the log. All nodes need the same master key.`,
 	f.StringVar(&cfg.Bus, "bus", envOr("KMSBACKUP_BUS", "gochannel"),
 		"the bus of the public event stream and of KMS event ingestion: gochannel (in-process) or nats://HOST:PORT (env KMSBACKUP_BUS)")
 	f.StringVar(&cfg.DevToken, "dev-token", "", "with --dev: the token of account dev (nodes of one deployment share it)")
+	f.DurationVar(&cfg.ScrubInterval, "scrub-interval", defaultScrubInterval,
+		"time between two background verifications of every backup (chain, checksums, key versions); 0 turns them off")
+	f.StringVar(&cfg.ScrubRate, "scrub-rate", defaultScrubRate,
+		"bytes a second the background verification reads (such as 4MiB or 512KiB; 0: as fast as it can)")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

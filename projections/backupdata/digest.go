@@ -71,9 +71,20 @@ func (it *Item) term() sum256 {
 // on the order of items. Checkpoint summaries carry the same digest,
 // maintained incrementally; the empty state's digest is all zeros.
 func StateDigest(items []Item) [32]byte {
-	var s sum256
+	var s StateSum
 	for i := range items {
-		s.add(items[i].term())
+		s.Add(&items[i])
 	}
-	return s.bytes()
+	return s.Digest()
 }
+
+// StateSum computes StateDigest one item at a time, so that a caller
+// walking a large state (StateAt) need not hold its items. The zero value
+// is the empty state. Not safe for concurrent use.
+type StateSum struct{ s sum256 }
+
+// Add counts one live item.
+func (d *StateSum) Add(it *Item) { d.s.add(it.term()) }
+
+// Digest is StateDigest of the items added so far.
+func (d *StateSum) Digest() [32]byte { return d.s.bytes() }

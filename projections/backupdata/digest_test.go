@@ -71,6 +71,12 @@ func TestStateDigest(t *testing.T) {
 	if StateDigest([]Item{k, s}) != StateDigest([]Item{s, k}) {
 		t.Fatal("the digest depends on order")
 	}
+	var sum StateSum
+	sum.Add(&s)
+	sum.Add(&k)
+	if sum.Digest() != StateDigest([]Item{k, s}) {
+		t.Fatal("StateSum, item by item, differs from StateDigest")
+	}
 	// Adding then removing a term is the incremental maintenance.
 	var inc sum256
 	inc.add(k.term())

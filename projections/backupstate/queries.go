@@ -90,6 +90,45 @@ func Active(r projections.Reader) ([]*domain.Backup, error) {
 	})
 }
 
+// WithData lists the backup instances of every account that hold data
+// (domain.Backup.HoldsData: enabled, expired and uploads), in ID order, up
+// to size at a time, starting after the instance ID cursor ("" for the
+// first page); Next is the cursor of the next page, "" after the last.
+// It reads every instance's record, those without data too, so a page may
+// cost more reads than it returns. Errors: domain.ErrInvalidArgument for a
+// size below 1; domain.ErrCorrupt for a malformed record; the Reader's
+// errors.
+func WithData(r projections.Reader, cursor domain.BackupID, size int) (projections.Page[*domain.Backup], error) {
+	if size < 1 {
+		return projections.Page[*domain.Backup]{}, domain.Invalid("list backup instances with data", "page size %d must be at least 1", size)
+	}
+	p := []byte(pBackup)
+	var start []byte
+	if cursor != "" {
+		start = append(backupKey(cursor), 0) // first key after the cursor
+	}
+	var page projections.Page[*domain.Backup]
+	err := r.Scan(p, start, func(_, v []byte) (bool, error) {
+		b, err := decodeBackup(v)
+		if err != nil {
+			return false, err
+		}
+		if !b.HoldsData() {
+			return true, nil
+		}
+		if len(page.Items) == size {
+			page.Next = string(page.Items[size-1].ID)
+			return false, nil
+		}
+		page.Items = append(page.Items, b)
+		return true, nil
+	})
+	if err != nil {
+		return projections.Page[*domain.Backup]{}, err
+	}
+	return page, nil
+}
+
 func scheduled(r projections.Reader, keep func(*domain.Backup) bool) ([]*domain.Backup, error) {
 	p := []byte(pScheduled)
 	var ids []domain.BackupID

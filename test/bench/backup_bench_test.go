@@ -48,6 +48,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	closeSealStates()
 	closeFileStates()
+	closeScrubStates()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -934,9 +934,10 @@ func (n *node) newCaller() commands.Caller {
 //   - callers=16/accounts=16: 16 concurrent callers of 16 accounts, an
 //     instance each;
 //   - callers=16/accounts=1: 16 concurrent callers of one account, an
-//     instance each in one region: CreateKey holds the account's region
-//     lock (key IDs are unique within a region) from its decision until
-//     the read model shows the event, so these run one at a time.
+//     instance each in one region: CreateKey holds the lock of its key ID
+//     in the region (key IDs are unique within a region) and its
+//     instance's stream lock from its decision until the read model shows
+//     the event, so these run in parallel.
 //
 // Each log=jetstream reports its rate over the log=pebble rate just before.
 func BenchmarkIngestUseCases(b *testing.B) {

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections"
@@ -304,6 +306,7 @@ func TestBackupGolden(t *testing.T) {
 		}
 	}
 	checkGolden(t, "backup.golden.json", got)
+	withData(t, st, mainID) // the default instance is not enabled: it holds nothing
 
 	// What must not be there.
 	if _, err := backupdata.Versions(st, ref, backupdata.KindKey, string(k3), 1); !errors.Is(err, domain.ErrNotFound) {
@@ -340,6 +343,7 @@ func TestBackupGolden(t *testing.T) {
 	if n := of(backupdata.LastSeq(st, ref)).must(t); n != 9 {
 		t.Fatalf("an expired instance keeps its data: last seq %d", n)
 	}
+	withData(t, st, mainID)
 	w.backup(mainID, expiry.Add(time.Hour), of(b.Renew(domain.Term{Months: 1}, expiry.Add(time.Hour))).decided(t))
 
 	// Reset: the data of generation 0 is gone, the binding too.
@@ -353,6 +357,7 @@ func TestBackupGolden(t *testing.T) {
 	if got := ids(of(backupstate.Active(st)).must(t)); len(got) != 0 {
 		t.Fatalf("active after reset: %v", got)
 	}
+	withData(t, st)
 
 	// Generation 1 starts clean, in UTC, with the whole KMS history as its
 	// first full.
@@ -388,6 +393,7 @@ func TestBackupGolden(t *testing.T) {
 	w.backup(bkp2, t0.Add(2*time.Minute), of(domain.NewProvisionedBackup(bkp2, w.region, 7, domain.Term{Months: 1}, t0)).decided(t))
 	w.backup(bkp2, t0.Add(3*time.Minute), of(w.backups[bkp2].Enable(&domain.Instance{ID: kms2, Account: w.acct, Region: w.region}, "b", "UTC", "")).decided(t))
 	w.checkpoint(bkp2, t0.Add(3*time.Minute), true)
+	withData(t, st, mainID, bkp2)
 	ref2 := w.ref(bkp2)
 	if n := of(backupdata.LastSeq(st, ref2)).must(t); n != 1 {
 		t.Fatalf("second instance: last seq %d", n)
@@ -409,6 +415,35 @@ func TestBackupGolden(t *testing.T) {
 	}
 	if got := ids(of(backupstate.Scheduled(st)).must(t)); !cmp.Equal(got, []domain.BackupID{mainID}) {
 		t.Fatalf("scheduled after release: %v", got)
+	}
+	withData(t, st, mainID)
+}
+
+// withData checks that backupstate.WithData lists exactly want (in ID
+// order), in one page and in pages of one.
+func withData(t *testing.T, r projections.Reader, want ...domain.BackupID) {
+	t.Helper()
+	slices.Sort(want)
+	if got := ids(of(backupstate.WithData(r, "", 100)).must(t).Items); !cmp.Equal(got, want, cmpopts.EquateEmpty()) {
+		t.Fatalf("instances with data = %v, want %v", got, want)
+	}
+	var paged []domain.BackupID
+	for cursor, n := domain.BackupID(""), 0; ; n++ {
+		p := of(backupstate.WithData(r, cursor, 1)).must(t)
+		paged = append(paged, ids(p.Items)...)
+		if p.Next == "" {
+			break
+		}
+		if n > len(want) {
+			t.Fatalf("paging instances with data does not end: %v", paged)
+		}
+		cursor = domain.BackupID(p.Next)
+	}
+	if !cmp.Equal(paged, want, cmpopts.EquateEmpty()) {
+		t.Fatalf("instances with data in pages of one = %v, want %v", paged, want)
+	}
+	if _, err := backupstate.WithData(r, "", 0); !errors.Is(err, domain.ErrInvalidArgument) {
+		t.Fatalf("page size 0: %v, want invalid argument", err)
 	}
 }
 

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseByteRate(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"1048576", 1 << 20, true},
+		{"4MiB", 4 << 20, true},
+		{"4mib/s", 4 << 20, true},
+		{"512KiB", 512 << 10, true},
+		{"2GiB", 2 << 30, true},
+		{"100B", 100, true},
+		{" 8 MiB ", 8 << 20, true},
+		{"", 0, false},
+		{"-1", 0, false},
+		{"4MB", 0, false},
+		{"1.5MiB", 0, false},
+		{"fast", 0, false},
+		{"9999999999GiB", 0, false},
+	} {
+		got, err := parseByteRate(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parseByteRate(%q) = %d, %v; want %d, ok %v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestConfigScrub(t *testing.T) {
+	base := Config{Dev: true, DataDir: "d", Listen: "127.0.0.1:0", LogFormat: "text", LogLevel: "info"}
+	if err := base.Validate(); err != nil {
+		t.Fatalf("base config: %v", err)
+	}
+	if got := base.ScrubBytesPerSecond(); got != 4<<20 {
+		t.Errorf("an empty --scrub-rate is the default: %d bytes a second", got)
+	}
+	off := base
+	off.ScrubInterval, off.ScrubRate = 0, "0"
+	if err := off.Validate(); err != nil || off.ScrubBytesPerSecond() != 0 {
+		t.Errorf("scrub off and unpaced: %v, %d", err, off.ScrubBytesPerSecond())
+	}
+	bad := base
+	bad.ScrubInterval, bad.ScrubRate = -time.Hour, "fast"
+	err := bad.Validate()
+	for _, want := range []string{"--scrub-interval must not be negative", `--scrub-rate: "fast" is not a rate`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want %q in it", err, want)
+		}
+	}
+}
