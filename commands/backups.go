@@ -43,9 +43,14 @@ type Backups struct {
 	Zones func(name string) (*time.Location, error)
 	// Audit, if set, records every lifecycle change.
 	Audit *Audit
+	// Jitter draws the jitter of retry delays, in [0, 1) (default
+	// math/rand/v2's Float64); see RetryDelay.
+	Jitter func() float64
 
-	locks sync.Map // backup ID -> *sync.Mutex: one decision at a time per backup in this process
-	bind  sync.Mutex
+	retries retries  // failing scheduled work, in this process
+	zones   sync.Map // time zone name -> *time.Location, loaded
+	locks   sync.Map // backup ID -> *sync.Mutex: one decision at a time per backup in this process
+	bind    sync.Mutex
 }
 
 func (s *Backups) lock(id domain.BackupID) func() {
@@ -70,14 +75,20 @@ func (s *Backups) backup(c Caller, op string, id domain.BackupID) (*domain.Backu
 	return b, err
 }
 
+// zone loads a time zone by name, once per process: the scheduler asks for
+// every enabled instance's zone at every instant it plans.
 func (s *Backups) zone(name string) (*time.Location, error) {
 	if name == "" {
 		return time.UTC, nil
+	}
+	if loc, ok := s.zones.Load(name); ok {
+		return loc.(*time.Location), nil
 	}
 	loc, err := s.Zones(name)
 	if err != nil {
 		return nil, domain.Invalid("load time zone", "time zone %q is not a known IANA time zone (such as UTC or Asia/Shanghai)", name)
 	}
+	s.zones.Store(name, loc)
 	return loc, nil
 }
 

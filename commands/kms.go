@@ -42,8 +42,10 @@ type KMS struct {
 	// backup instance of its region is made there).
 	AfterCreate func(ctx context.Context, in *domain.Instance) error
 	// BeforeShred, if set, runs after an instance's release is recorded and
-	// before its data key is destroyed (its backup takes a last checkpoint
-	// while the key material can still be read).
+	// before its data key is destroyed, and again when a release is retried
+	// (its backup takes a last checkpoint while the key material can still
+	// be read, and records that its source is released: see
+	// Backups.MarkSourceReleased). It must be idempotent.
 	BeforeShred func(ctx context.Context, in *domain.Instance) error
 
 	names   keyedLocks // a key ID or secret name within an account's region (regionItem)

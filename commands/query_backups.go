@@ -9,7 +9,12 @@ import (
 // ShowBackupInstance returns one of the caller's backup instances, whatever
 // its state.
 func (s *Backups) ShowBackupInstance(c Caller, id domain.BackupID) (*domain.Backup, error) {
-	return s.backup(c, "show backup instance", id)
+	b, err := s.backup(c, "show backup instance", id)
+	if err != nil {
+		return nil, err
+	}
+	s.retries.overlay(b)
+	return b, nil
 }
 
 // ListBackupInstances lists the caller's backup instances.
@@ -21,5 +26,39 @@ func (s *Backups) ListBackupInstances(c Caller, cursor string, size int) (projec
 	if err != nil {
 		return projections.Page[*domain.Backup]{}, err
 	}
-	return backupstate.List(s.State, c.Account, cursor, n)
+	p, err := backupstate.List(s.State, c.Account, cursor, n)
+	for _, b := range p.Items {
+		s.retries.overlay(b)
+	}
+	return p, err
+}
+
+// ScheduledBackups lists the backup instances of every account that have
+// scheduled work (enabled, expired, and provisioned ones that will
+// expire), with their failing state as this process knows it: for
+// /metrics, which serves no account in particular.
+func (s *Backups) ScheduledBackups() ([]*domain.Backup, error) {
+	all, err := backupstate.Scheduled(s.State)
+	for _, b := range all {
+		s.retries.overlay(b)
+	}
+	return all, err
+}
+
+// FailingBackups lists the backup instances of every account whose
+// scheduled work fails, in ID order: for /readyz?verbose, where each is
+// named (a failing backup instance is its own problem, never the
+// server's).
+func (s *Backups) FailingBackups() ([]*domain.Backup, error) {
+	all, err := s.ScheduledBackups()
+	if err != nil {
+		return nil, err
+	}
+	var out []*domain.Backup
+	for _, b := range all {
+		if b.Failing.Active() {
+			out = append(out, b)
+		}
+	}
+	return out, nil
 }

@@ -27,9 +27,9 @@ func (s *KMS) ReleaseInstance(ctx context.Context, c Caller, id domain.InstanceI
 		if err != nil {
 			if in.Released {
 				// A retry after a crash between the event and the shredding
-				// finishes the shredding.
-				if derr := s.DataKeys.DestroyDataKey(ctx, string(id)); derr != nil {
-					return fmt.Errorf("%s: destroy data key: %w", op, derr)
+				// finishes what came after the event, in the same order.
+				if derr := s.shred(ctx, in); derr != nil {
+					return fmt.Errorf("%s: %w", op, derr)
 				}
 			}
 			return err
@@ -44,13 +44,22 @@ func (s *KMS) ReleaseInstance(ctx context.Context, c Caller, id domain.InstanceI
 	if err != nil {
 		return nil, err
 	}
-	if s.BeforeShred != nil {
-		if err := s.BeforeShred(ctx, released); err != nil {
-			return nil, fmt.Errorf("%s: last backup before destroying the data key: %w", op, err)
-		}
-	}
-	if err := s.DataKeys.DestroyDataKey(ctx, string(id)); err != nil {
-		return nil, fmt.Errorf("%s: destroy data key: %w", op, err)
+	if err := s.shred(ctx, released); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	return released, nil
+}
+
+// shred runs BeforeShred (the bound backup's last checkpoint and the record
+// of the release), then destroys the released instance's data key.
+func (s *KMS) shred(ctx context.Context, in *domain.Instance) error {
+	if s.BeforeShred != nil {
+		if err := s.BeforeShred(ctx, in); err != nil {
+			return fmt.Errorf("last backup before destroying the data key: %w", err)
+		}
+	}
+	if err := s.DataKeys.DestroyDataKey(ctx, string(in.ID)); err != nil {
+		return fmt.Errorf("destroy data key: %w", err)
+	}
+	return nil
 }

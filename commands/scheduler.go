@@ -2,6 +2,7 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -10,17 +11,52 @@ import (
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
+	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
-// Work is one piece of scheduled work: a checkpoint, an expiry or a release.
+// Kinds of scheduled work.
+const (
+	WorkFull           = "full"
+	WorkIncremental    = "incremental"
+	WorkExpire         = "expire"
+	WorkRelease        = "release"
+	WorkSourceReleased = "source-released" // record that the bound KMS instance is released
+	// WorkSchedule is the work of a backup instance whose schedule cannot
+	// be read (its time zone, its KMS instance's record): it fails with
+	// why, so that it is retried and shown like any other failure.
+	WorkSchedule = "schedule"
+)
+
+// Work is one piece of scheduled work of a backup instance.
 type Work struct {
 	Backup domain.BackupID
 	At     time.Time
-	Kind   string // "full", "incremental", "expire" or "release"
+	Kind   string // one of the Work... kinds
+
+	err error // WorkSchedule: why the schedule cannot be read
 }
 
-// nextWork is the earliest work of one backup instance.
-func (s *Backups) nextWork(b *domain.Backup) (Work, bool, error) {
+// checkpointKind is the kind of work of a checkpoint due.
+func checkpointKind(d domain.Due) string {
+	if d.Full {
+		return WorkFull
+	}
+	return WorkIncremental
+}
+
+// plannedWork is the earliest work of one backup instance as its state
+// asks: recording that its KMS instance is released comes before anything
+// else; then its next checkpoint, expiry or release.
+func (s *Backups) plannedWork(b *domain.Backup) (Work, bool, error) {
+	if (b.State == domain.StateEnabled || b.State == domain.StateExpired) && b.KMSInstance != "" && !b.SourceReleased.Recorded() {
+		in, err := kmsstate.GetInstance(s.State, b.KMSInstance)
+		if err != nil && !errors.Is(err, domain.ErrNotFound) {
+			return Work{}, false, fmt.Errorf("read KMS instance %s: %w", b.KMSInstance, err)
+		}
+		if _, due := b.MarkSourceReleased(in); due {
+			return Work{Backup: b.ID, At: in.ReleasedAt, Kind: WorkSourceReleased}, true, nil
+		}
+	}
 	var w Work
 	found := false
 	consider := func(at time.Time, kind string) {
@@ -34,37 +70,56 @@ func (s *Backups) nextWork(b *domain.Backup) (Work, bool, error) {
 			return Work{}, false, err
 		}
 		if due, ok := b.NextCheckpoint(loc); ok {
-			kind := "incremental"
-			if due.Full {
-				kind = "full"
-			}
-			consider(due.At, kind)
+			consider(due.At, checkpointKind(due))
 		}
 	}
 	if b.Kind == domain.BackupProvisioned && !b.ExpiresAt.IsZero() {
 		switch b.State {
 		case domain.StateEnabled, domain.StateNotEnabled:
-			consider(b.ExpiresAt, "expire")
+			consider(b.ExpiresAt, WorkExpire)
 		case domain.StateExpired:
-			consider(b.ReleaseDue(), "release")
+			consider(b.ReleaseDue(), WorkRelease)
 		}
 	}
 	return w, found, nil
 }
 
-// NextWork is the earliest scheduled work of every backup instance.
+// nextWork is the earliest work of one backup instance, with what this
+// process remembers of its failures: while its work fails, it waits for
+// the retry instant, and a checkpoint retried is the catch-up checkpoint
+// at that instant (the missed full of the day, or one incremental covering
+// everything since the last checkpoint), never a back-fill. An instance
+// whose schedule cannot be read gets WorkSchedule at now.
+func (s *Backups) nextWork(b *domain.Backup, now time.Time) (Work, bool) {
+	w, ok, err := s.plannedWork(b)
+	if err != nil {
+		w, ok = Work{Backup: b.ID, At: now, Kind: WorkSchedule, err: err}, true
+	}
+	r, failing := s.retries.get(b)
+	if !ok || !failing || !w.At.Before(r.next) {
+		return w, ok
+	}
+	w.At = r.next
+	if w.Kind == WorkFull || w.Kind == WorkIncremental {
+		if loc, err := s.location(b); err == nil {
+			w.Kind = checkpointKind(b.CatchUp(r.next, loc))
+		}
+	}
+	return w, true
+}
+
+// NextWork is the earliest scheduled work of every backup instance
+// (retries of failing work included).
 func (s *Backups) NextWork() (Work, bool, error) {
 	all, err := backupstate.Scheduled(s.State)
 	if err != nil {
 		return Work{}, false, err
 	}
+	now := s.Clock.Now()
 	var best Work
 	found := false
 	for _, b := range all {
-		w, ok, err := s.nextWork(b)
-		if err != nil {
-			return Work{}, false, err
-		}
+		w, ok := s.nextWork(b, now)
 		if ok && (!found || w.At.Before(best.At) || (w.At.Equal(best.At) && w.Backup < best.Backup)) {
 			best, found = w, true
 		}
@@ -76,12 +131,16 @@ func (s *Backups) NextWork() (Work, bool, error) {
 func (s *Backups) Do(ctx context.Context, w Work) error {
 	var err error
 	switch w.Kind {
-	case "full", "incremental":
-		_, err = s.TakeCheckpoint(ctx, w.Backup, domain.Due{At: w.At, Full: w.Kind == "full"})
-	case "expire":
+	case WorkFull, WorkIncremental:
+		_, err = s.TakeCheckpoint(ctx, w.Backup, domain.Due{At: w.At, Full: w.Kind == WorkFull})
+	case WorkExpire:
 		err = s.ExpireBackupInstance(ctx, w.Backup, w.At)
-	case "release":
+	case WorkRelease:
 		err = s.ReleaseBackupInstance(ctx, w.Backup, w.At)
+	case WorkSourceReleased:
+		err = s.markSourceReleased(ctx, w.Backup)
+	case WorkSchedule:
+		err = fmt.Errorf("read the schedule of %s: %w", w.Backup, w.err)
 	default:
 		err = fmt.Errorf("unknown work %q", w.Kind)
 	}
@@ -97,34 +156,98 @@ func (s *Backups) Do(ctx context.Context, w Work) error {
 	return err
 }
 
+// maxRoundErrors bounds the errors a round of work reports.
+const maxRoundErrors = 8
+
+// round is one round of scheduled work: how many pieces succeeded, and
+// what could not even be recorded.
+type round struct {
+	done    int
+	errs    []error
+	dropped int
+}
+
+// run does w (see attempt), counting it when it succeeds and keeping what
+// could not be recorded; it returns ctx's error once ctx ends.
+func (r *round) run(ctx context.Context, s *Backups, w Work) error {
+	did, err := s.attempt(ctx, w)
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		r.add(err)
+	}
+	if did {
+		r.done++
+	}
+	return nil
+}
+
+func (r *round) add(err error) {
+	if len(r.errs) < maxRoundErrors {
+		r.errs = append(r.errs, err)
+	} else {
+		r.dropped++
+	}
+}
+
+func (r *round) err() error {
+	if r.dropped > 0 {
+		r.errs = append(r.errs, fmt.Errorf("and %d more", r.dropped))
+	}
+	return errors.Join(r.errs...)
+}
+
+// attempt does one piece of work. A failure is that backup instance's
+// alone: it is recorded (see recordFailure) and retried later, and attempt
+// reports only what keeps the failure from being recorded (the log itself
+// failing) or the end of ctx. did tells whether the work succeeded.
+func (s *Backups) attempt(ctx context.Context, w Work) (did bool, err error) {
+	werr := s.Do(ctx, w)
+	if werr == nil {
+		s.retries.succeeded(w.Backup)
+		return true, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	return false, s.recordFailure(ctx, w, werr)
+}
+
 // RunDue does, in order, the work due at or before until: one instant at a
 // time, every backup instance due at that instant (setClock, when not nil,
 // is moved to the instant first, as a manual clock's driver does). Each
 // instant is planned with one read of the scheduled instances, not one per
 // piece of work, and each engine works through an instant's pieces from a
 // random place, so that engines sharing a log mostly take different ones
-// (the append still decides when two meet). It returns how many pieces it
-// did (including those another engine took first).
+// (the append still decides when two meet). A piece that fails never stops
+// the others: it is recorded as that backup instance's failure and retried
+// with backoff (see recordFailure), and RunDue goes on. It returns how many
+// pieces succeeded (including those another engine took first), and an
+// error only when the schedule cannot be read, a failure cannot be
+// recorded, or ctx ends.
 func (s *Backups) RunDue(ctx context.Context, until time.Time, setClock func(time.Time)) (int, error) {
-	n := 0
+	var r round
 	for {
 		if err := ctx.Err(); err != nil {
-			return n, err
+			return r.done, err
 		}
 		due, err := s.dueFirst(until)
-		if err != nil || len(due) == 0 {
-			return n, err
+		if err != nil {
+			r.add(err)
+			return r.done, r.err()
+		}
+		if len(due) == 0 {
+			return r.done, r.err()
 		}
 		if setClock != nil {
 			setClock(due[0].At)
 		}
 		off := rand.IntN(len(due))
 		for i := range due {
-			w := due[(off+i)%len(due)]
-			if err := s.Do(ctx, w); err != nil {
-				return n, fmt.Errorf("%s of %s due %s: %w", w.Kind, w.Backup, w.At.Format(time.RFC3339), err)
+			if err := r.run(ctx, s, due[(off+i)%len(due)]); err != nil {
+				return r.done, err
 			}
-			n++
 		}
 	}
 }
@@ -136,12 +259,13 @@ func (s *Backups) dueFirst(until time.Time) ([]Work, error) {
 	if err != nil {
 		return nil, err
 	}
+	now := s.Clock.Now()
+	if now.After(until) {
+		now = until
+	}
 	var out []Work
 	for _, b := range all {
-		w, ok, err := s.nextWork(b)
-		if err != nil {
-			return nil, err
-		}
+		w, ok := s.nextWork(b, now)
 		if !ok || w.At.After(until) {
 			continue
 		}
@@ -158,62 +282,63 @@ func (s *Backups) dueFirst(until time.Time) ([]Work, error) {
 
 // CatchUp covers a downtime that ended at now: each enabled instance whose
 // next checkpoint is overdue takes one checkpoint at now (the missed full
-// of today, or one incremental covering the gap); expiries and releases
-// that fell due are recorded.
+// of today, or one incremental covering the gap); releases of KMS
+// instances not yet recorded are recorded; expiries and releases that fell
+// due are recorded. As in RunDue, one instance's failure is recorded and
+// retried later and never stops the others.
 func (s *Backups) CatchUp(ctx context.Context, now time.Time) (int, error) {
 	all, err := backupstate.Scheduled(s.State)
 	if err != nil {
 		return 0, err
 	}
-	n := 0
+	var r round
 	for _, b := range all {
-		w, ok, err := s.nextWork(b)
-		if err != nil {
-			return n, err
-		}
+		w, ok := s.nextWork(b, now)
 		if !ok || !w.At.Before(now) {
 			continue
 		}
 		switch w.Kind {
-		case "full", "incremental":
+		case WorkFull, WorkIncremental:
 			loc, err := s.location(b)
 			if err != nil {
-				return n, err
+				w = Work{Backup: b.ID, At: now, Kind: WorkSchedule, err: err}
+				break
 			}
-			if _, err := s.TakeCheckpoint(ctx, b.ID, b.CatchUp(now, loc)); err != nil && !isRace(err) {
-				return n, fmt.Errorf("catch up %s: %w", b.ID, err)
-			}
-			n++
+			w = Work{Backup: b.ID, At: now, Kind: checkpointKind(b.CatchUp(now, loc))}
+		case WorkExpire, WorkRelease:
+			continue // at their own times, below
+		}
+		if err := r.run(ctx, s, w); err != nil {
+			return r.done, err
 		}
 	}
 	// Expiries and releases at their own times.
-	m, err := s.runLifecycle(ctx, now)
-	return n + m, err
+	if err := s.runLifecycle(ctx, now, &r); err != nil {
+		r.add(err)
+	}
+	return r.done, r.err()
 }
 
-func (s *Backups) runLifecycle(ctx context.Context, now time.Time) (int, error) {
-	n := 0
+// runLifecycle records the expiries and releases due at or before now, in
+// rounds until none is left that can be done.
+func (s *Backups) runLifecycle(ctx context.Context, now time.Time, r *round) error {
 	for {
 		all, err := backupstate.Scheduled(s.State)
 		if err != nil {
-			return n, err
+			return err
 		}
-		did := false
+		before := r.done
 		for _, b := range all {
-			w, ok, err := s.nextWork(b)
-			if err != nil {
-				return n, err
+			w, ok := s.nextWork(b, now)
+			if !ok || (w.Kind != WorkExpire && w.Kind != WorkRelease) || w.At.After(now) {
+				continue
 			}
-			if ok && (w.Kind == "expire" || w.Kind == "release") && !w.At.After(now) {
-				if err := s.Do(ctx, w); err != nil {
-					return n, err
-				}
-				n++
-				did = true
+			if err := r.run(ctx, s, w); err != nil {
+				return err
 			}
 		}
-		if !did {
-			return n, nil
+		if r.done == before {
+			return nil
 		}
 	}
 }

@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,33 +21,39 @@ const slicePage = 1000
 // checkpoint, or domain.ErrWrongExpectedRevision when another engine took a
 // checkpoint first (the caller re-plans).
 func (s *Backups) TakeCheckpoint(ctx context.Context, id domain.BackupID, due domain.Due) (*domain.BackupCheckpointed, error) {
-	return s.takeCheckpoint(ctx, id, due, true)
-}
-
-// takeCheckpoint takes a checkpoint. A scheduled one whose instant the
-// chain already covers was taken by another engine, planning from an older
-// view (ErrWrongExpectedRevision); an unscheduled one (before a KMS
-// instance's data key is destroyed) may share the instant of the last, to
-// cover what was appended since.
-func (s *Backups) takeCheckpoint(ctx context.Context, id domain.BackupID, due domain.Due, scheduled bool) (*domain.BackupCheckpointed, error) {
 	const op = "take backup"
 	defer s.lock(id)()
 	b, err := backupstate.Get(s.State, id)
 	if err != nil {
 		return nil, err
 	}
-	if scheduled && b.Taken(due) {
+	if b.Taken(due) {
 		// Planned from an older view: another engine took it meanwhile.
 		return nil, domain.Errorf(domain.ErrWrongExpectedRevision, op, string(id), "",
 			"the checkpoint due %s was taken already", due.At.Format(time.RFC3339))
 	}
+	return s.checkpoint(ctx, b, due)
+}
+
+// checkpoint takes b's checkpoint due; the caller holds b's lock and loaded
+// b under it. An unscheduled checkpoint (the last one before a released KMS
+// instance's data key is destroyed) may share the instant of the previous
+// one, to cover what was appended since.
+func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.Due) (*domain.BackupCheckpointed, error) {
+	const op = "take backup"
+	id := b.ID
 	loc, err := s.location(b)
 	if err != nil {
 		return nil, err
 	}
-	slice, next, err := s.copySlice(ctx, b, due)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", op, id, err)
+	// Once its KMS instance is released nothing more is copied: the
+	// checkpoint holds no event and never opens that instance's key.
+	var slice []domain.Event
+	next := b.NextRevision
+	if !b.SourceReleased.Recorded() {
+		if slice, next, err = s.copySlice(ctx, b, due); err != nil {
+			return nil, fmt.Errorf("%s %s: %w", op, id, err)
+		}
 	}
 	var name string
 	var digest [32]byte
@@ -113,7 +120,11 @@ func (s *Backups) reseal(ctx context.Context, b *domain.Backup, e domain.Event) 
 	for _, m := range materials {
 		pt, err := s.Sealer.Open(ctx, string(e.Instance), *m, domain.AssociatedData(e.Account, e.Stream, e.ID))
 		if err != nil {
-			return domain.Event{}, fmt.Errorf("open key material of event %s: %w", e.ID, err)
+			err = fmt.Errorf("open key material of event %s: %w", e.ID, err)
+			if errors.Is(err, domain.ErrNotFound) {
+				err = sourceKeyGone{err}
+			}
+			return domain.Event{}, err
 		}
 		sealed, err := s.Sealer.Seal(ctx, b.DataRef(), pt, BackupAAD(b.Account, b.DataRef(), e.ID))
 		pt.Wipe()
@@ -125,6 +136,12 @@ func (s *Backups) reseal(ctx context.Context, b *domain.Backup, e domain.Event) 
 	e.Data = domain.EncodeData(d)
 	return e, nil
 }
+
+// sourceKeyGone marks a copy that failed because the KMS instance's data
+// key is destroyed: what it sealed and was not backed up is lost for good.
+type sourceKeyGone struct{ error }
+
+func (e sourceKeyGone) Unwrap() error { return e.error }
 
 // BackupAAD is the associated data of key material in a backup's copy.
 func BackupAAD(a domain.AccountID, dataRef string, id domain.EventID) []byte {

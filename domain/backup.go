@@ -116,6 +116,19 @@ type Backup struct {
 	LastFullAt      time.Time // instant covered by the last full backup
 	LastFullDay     Day
 	LastIncremental time.Time // instant covered by the last incremental
+
+	// ResumedAt is when a renewal reactivated the instance after it had
+	// expired (zero if it never did since it was enabled): checkpoints that
+	// fell due before it are covered by one catch-up checkpoint at it, never
+	// back-filled.
+	ResumedAt time.Time
+	// SourceReleased is recorded once the bound KMS instance was released:
+	// from then on the instance copies nothing more of it (see
+	// MarkSourceReleased).
+	SourceReleased SourceRelease
+	// Failing is set while the instance's scheduled work fails (see Fail);
+	// the next scheduled work that succeeds clears it.
+	Failing Failure
 }
 
 // DataRef names the data key and data of a backup generation.
@@ -145,6 +158,8 @@ const (
 	TypeBackupReleased     = "BackupInstanceReleased"
 	TypeBackupReset        = "BackupInstanceReset"
 	TypeBackupCheckpointed = "BackupCheckpointed"
+	TypeSourceReleased     = "BackupSourceReleased"
+	TypeBackupFailing      = "BackupFailing"
 )
 
 // BackupCreated records a new backup instance.
@@ -383,26 +398,35 @@ func (b *Backup) Apply(e Event, d EventData) {
 		b.clearData()
 	case *BackupEnabled:
 		b.State, b.KMSInstance, b.Alias, b.TimeZone, b.EnabledAt = StateEnabled, d.KMSInstance, d.Alias, d.TimeZone, e.OccurredAt
+		b.ResumedAt, b.SourceReleased = time.Time{}, SourceRelease{}
 	case *BackupExtended:
 		b.ViewableDays = int(d.ViewableDays)
 	case *BackupRenewed:
 		b.ExpiresAt = d.ExpiresAt
 		if b.State == StateExpired {
-			b.State, b.ExpiredAt = b.BeforeExpiry, time.Time{}
+			b.State, b.ExpiredAt, b.ResumedAt = b.BeforeExpiry, time.Time{}, e.OccurredAt
 		}
 	case *BackupExpired:
 		b.BeforeExpiry, b.State, b.ExpiredAt = b.State, StateExpired, e.OccurredAt
+		b.Failing = Failure{} // an expired instance has no scheduled work but its release
 	case *BackupReleased:
 		b.State, b.ReleasedAt = StateReleased, e.OccurredAt
 		b.clearData()
 	case *BackupReset:
 		b.State, b.KMSInstance, b.Alias, b.TimeZone, b.EnabledAt = StateNotEnabled, "", "", "", time.Time{}
+		b.ResumedAt, b.SourceReleased = time.Time{}, SourceRelease{}
 		b.clearData()
+	case *BackupSourceReleased:
+		b.SourceReleased = SourceRelease{At: e.OccurredAt, Next: d.Next, End: d.End}
+		b.Failing = Failure{}
+	case *BackupFailing:
+		b.Failing = Failure{Work: d.Work, Reason: d.Reason, Since: d.Since, Attempts: d.Attempts}
 	case *BackupCheckpointed:
 		if d.Generation != b.Generation {
 			return // a checkpoint of a destroyed generation changes nothing
 		}
 		b.Checkpoints, b.NextRevision, b.LastDigest = d.Seq, d.Next, d.Digest
+		b.Failing = Failure{}
 		if d.Seq == 1 {
 			b.EnabledDay = d.Day
 		}
@@ -415,6 +439,7 @@ func (b *Backup) Apply(e Event, d EventData) {
 }
 
 func (b *Backup) clearData() {
+	b.Failing = Failure{}
 	b.Generation++
 	b.Checkpoints, b.NextRevision, b.LastDigest = 0, 0, [32]byte{}
 	b.LastFullAt, b.LastFullDay, b.LastIncremental, b.EnabledDay = time.Time{}, "", time.Time{}, ""

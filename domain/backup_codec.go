@@ -57,6 +57,25 @@ func (e *BackupCheckpointed) decode(r *wire.Reader) {
 	r.Fixed(e.Digest[:])
 }
 
+func (e *BackupSourceReleased) encode(w *wire.Writer) {
+	w.String(string(e.Instance))
+	w.Uvarint(e.Next)
+	w.Uvarint(e.End)
+}
+func (e *BackupSourceReleased) decode(r *wire.Reader) {
+	e.Instance, e.Next, e.End = InstanceID(r.String()), r.Uvarint(), r.Uvarint()
+}
+
+func (e *BackupFailing) encode(w *wire.Writer) {
+	w.String(e.Work)
+	w.String(e.Reason)
+	w.Time(e.Since)
+	w.Uvarint(uint64(e.Attempts))
+}
+func (e *BackupFailing) decode(r *wire.Reader) {
+	e.Work, e.Reason, e.Since, e.Attempts = r.String(), r.String(), r.Time(), r.Uint32()
+}
+
 func backupData(typ string) EventData {
 	switch typ {
 	case TypeBackupCreated:
@@ -75,6 +94,10 @@ func backupData(typ string) EventData {
 		return &BackupReset{}
 	case TypeBackupCheckpointed:
 		return &BackupCheckpointed{}
+	case TypeSourceReleased:
+		return &BackupSourceReleased{}
+	case TypeBackupFailing:
+		return &BackupFailing{}
 	case TypeBackupUploaded:
 		return &BackupUploaded{}
 	case TypeBackupUploadDeleted:

@@ -30,8 +30,13 @@ func (b *Backup) Taken(due Due) bool {
 // NextCheckpoint is when the next checkpoint is due, and whether it is a
 // full backup: the first full at once on enable; then a full at 00:00 of
 // every day in the instance's time zone; and, after each full, an
-// incremental every 5 minutes. ok is false when the instance takes no
-// backups (not enabled, expired or released).
+// incremental every 5 minutes. Once its KMS instance is released (see
+// MarkSourceReleased) nothing can change any more: only the daily full
+// remains, so that the last state stays viewable and restorable day after
+// day. After a renewal ended an expiry, whatever fell due before it is one
+// catch-up checkpoint at the renewal (see CatchUp), never a back-fill. ok
+// is false when the instance takes no backups (not enabled, expired or
+// released).
 func (b *Backup) NextCheckpoint(loc *time.Location) (Due, bool) {
 	if b.State != StateEnabled {
 		return Due{}, false
@@ -39,12 +44,14 @@ func (b *Backup) NextCheckpoint(loc *time.Location) (Due, bool) {
 	if b.Checkpoints == 0 {
 		return Due{At: b.EnabledAt, Full: true}, true
 	}
-	nextFull := b.LastFullDay.Next().Start(loc)
-	nextInc := b.lastCheckpointAt().Add(IncrementalEvery)
-	if !nextInc.Before(nextFull) {
-		return Due{At: nextFull, Full: true}, true
+	due := Due{At: b.LastFullDay.Next().Start(loc), Full: true}
+	if inc := b.lastCheckpointAt().Add(IncrementalEvery); inc.Before(due.At) && !b.SourceReleased.Recorded() {
+		due = Due{At: inc}
 	}
-	return Due{At: nextInc}, true
+	if due.At.Before(b.ResumedAt) {
+		return b.CatchUp(b.ResumedAt, loc), true
+	}
+	return due, true
 }
 
 // CatchUp is the one checkpoint that covers a downtime ending at now: the
@@ -63,6 +70,10 @@ func (b *Backup) Checkpoint(due Due, loc *time.Location, next uint64, slice stri
 	}
 	if next < b.NextRevision {
 		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "", "rollback: revision %d is before the %d already backed up", next, b.NextRevision)
+	}
+	if b.SourceReleased.Recorded() && next != b.NextRevision {
+		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "",
+			"KMS instance %s was released: nothing more of it is backed up", b.KMSInstance)
 	}
 	if b.Checkpoints > 0 && due.At.Before(b.lastCheckpointAt()) {
 		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "", "checkpoint at %s is before the previous one", due.At.Format(time.RFC3339))

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 )
@@ -93,5 +94,52 @@ func TestEveryPageParses(t *testing.T) {
 		if pages[name] == nil || pages[name].Lookup("content") == nil || pages[name].Lookup("layout") == nil {
 			t.Errorf("page %s is missing or has no content", name)
 		}
+	}
+}
+
+// TestBackupListSaysWhatIsWrong: the list writes out, in words, that a
+// backup instance's work fails (since when, how often, why) and that its
+// KMS instance was released (and what was never backed up).
+func TestBackupListSaysWhatIsWrong(t *testing.T) {
+	since := time.Date(2026, 6, 1, 10, 5, 0, 0, time.UTC)
+	failing := &domain.Backup{ID: "bkp_bad", Kind: domain.BackupProvisioned, State: domain.StateEnabled, Region: "cn-hangzhou",
+		Failing: domain.Failure{Work: "incremental", Reason: `take backup bkp_bad: store slice: <disk> "full"`, Since: since, Attempts: 12}}
+	gone := &domain.Backup{ID: "bkp_gone", Kind: domain.BackupProvisioned, State: domain.StateEnabled, Region: "cn-hangzhou",
+		KMSInstance: "kms_1", SourceReleased: domain.SourceRelease{At: since, Next: 5, End: 7}}
+	whole := &domain.Backup{ID: "bkp_whole", Kind: domain.BackupProvisioned, State: domain.StateEnabled, Region: "cn-hangzhou",
+		KMSInstance: "kms_2", SourceReleased: domain.SourceRelease{At: since, Next: 7, End: 7}}
+	fine := &domain.Backup{ID: "bkp_fine", Kind: domain.BackupProvisioned, State: domain.StateEnabled, Region: "cn-hangzhou"}
+	c := &Console{}
+	c.init()
+	rec := httptest.NewRecorder()
+	v := backupsView{}
+	for _, b := range []*domain.Backup{failing, gone, whole, fine} {
+		v.Rows = append(v.Rows, backupRow{Backup: b, Actions: actionsFor(b)})
+	}
+	c.render(rec, httptest.NewRequest("GET", "/backups", nil), 200, "backups", "Backups", v)
+	body := rec.Body.String()
+	row := func(id string) string {
+		_, after, ok := strings.Cut(body, `<tr id="row-`+id+`">`)
+		if !ok {
+			t.Fatalf("no row %s in\n%s", id, body)
+		}
+		r, _, _ := strings.Cut(after, "</tr>")
+		return r
+	}
+	for id, wants := range map[string][]string{
+		"bkp_bad": {"Failing since", `datetime="2026-06-01T10:05:00Z"`, "12 attempts", "incremental backup",
+			"retried automatically", "take backup bkp_bad: store slice: &lt;disk&gt; &#34;full&#34;"},
+		"bkp_gone":  {"KMS instance released", "its last 2 changes were never backed up", "one full backup a day"},
+		"bkp_whole": {"KMS instance released", "everything it recorded is backed up"},
+	} {
+		r := row(id)
+		for _, w := range wants {
+			if !strings.Contains(r, w) {
+				t.Errorf("row %s does not say %q:\n%s", id, w, r)
+			}
+		}
+	}
+	if r := row("bkp_fine"); strings.Contains(r, "Failing") || strings.Contains(r, "released") {
+		t.Errorf("a healthy row says it is not:\n%s", r)
 	}
 }

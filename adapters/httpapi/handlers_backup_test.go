@@ -293,12 +293,14 @@ func TestBackupMetrics(t *testing.T) {
 		{ID: "bkp_on", Account: "acct_1", State: domain.StateEnabled, LastFullAt: full, LastIncremental: full.Add(5 * time.Minute)},
 		{ID: "bkp_exp", Account: "acct_2", State: domain.StateExpired, LastFullAt: full},
 		{ID: "bkp_off", Account: "acct_1", State: domain.StateNotEnabled},
-		{ID: "bkp_gone", Account: "acct_1", State: domain.StateReleased},
+		{ID: "bkp_bad", Account: "acct_3", State: domain.StateEnabled, LastFullAt: full,
+			Failing: domain.Failure{Work: "incremental", Reason: "store slice: disk full", Since: full, Attempts: 3}},
 	}
 	var err error
 	reg := prometheus.NewRegistry()
 	s := &Server{Backups: &commands.Backups{}, Auth: tokenAuth{}, Registry: reg,
-		BackupGauges: func() ([]*domain.Backup, error) { return backups, err }}
+		BackupGauges:   func() ([]*domain.Backup, error) { return backups, err },
+		BackupFailures: func() map[domain.BackupID]uint64 { return map[domain.BackupID]uint64{"bkp_bad": 7, "bkp_gone": 2} }}
 	s.Handler()
 	mfs, gerr := reg.Gather()
 	if gerr != nil {
@@ -314,7 +316,11 @@ func TestBackupMetrics(t *testing.T) {
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			got[mf.GetName()+"{"+labels["backup"]+","+labels["account"]+"}"] = m.GetGauge().GetValue()
+			v := m.GetGauge().GetValue()
+			if m.GetCounter() != nil {
+				v = m.GetCounter().GetValue()
+			}
+			got[mf.GetName()+"{"+labels["backup"]+","+labels["account"]+"}"] = v
 		}
 	}
 	f := float64(full.Unix())
@@ -323,6 +329,18 @@ func TestBackupMetrics(t *testing.T) {
 		"kmsbackup_backup_last_incremental_timestamp_seconds{bkp_on,acct_1}":  f + 300,
 		"kmsbackup_backup_last_full_timestamp_seconds{bkp_exp,acct_2}":        f,
 		"kmsbackup_backup_last_incremental_timestamp_seconds{bkp_exp,acct_2}": 0,
+		"kmsbackup_backup_last_full_timestamp_seconds{bkp_bad,acct_3}":        f,
+		"kmsbackup_backup_last_incremental_timestamp_seconds{bkp_bad,acct_3}": 0,
+		// Every instance with scheduled work says whether it fails, and how
+		// often its work failed.
+		"kmsbackup_backup_failing{bkp_on,acct_1}":         0,
+		"kmsbackup_backup_failing{bkp_exp,acct_2}":        0,
+		"kmsbackup_backup_failing{bkp_off,acct_1}":        0,
+		"kmsbackup_backup_failing{bkp_bad,acct_3}":        1,
+		"kmsbackup_backup_failures_total{bkp_on,acct_1}":  0,
+		"kmsbackup_backup_failures_total{bkp_exp,acct_2}": 0,
+		"kmsbackup_backup_failures_total{bkp_off,acct_1}": 0,
+		"kmsbackup_backup_failures_total{bkp_bad,acct_3}": 7,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("metrics (-want +got):\n%s", diff)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -73,6 +74,38 @@ func TestErrorBodyTable(t *testing.T) {
 			if got := (&APIError{ErrorDetail: body.Error}).Unwrap(); got != k {
 				t.Errorf("client maps %s to %v, want %v", body.Error.Code, got, k)
 			}
+		}
+	}
+}
+
+// TestOpenAPISchemasMatchTypes checks that the OpenAPI schemas of these
+// types list exactly the JSON fields the server writes.
+func TestOpenAPISchemasMatchTypes(t *testing.T) {
+	var doc struct {
+		Components struct {
+			Schemas map[string]struct {
+				Properties map[string]json.RawMessage `json:"properties"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(OpenAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]any{"BackupInstance": BackupInstance{}, "SourceReleased": SourceReleased{}, "BackupFailing": BackupFailing{}} {
+		var documented, written []string
+		for p := range doc.Components.Schemas[name].Properties {
+			documented = append(documented, p)
+		}
+		rt := reflect.TypeOf(v)
+		for i := range rt.NumField() {
+			if tag, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ","); tag != "" && tag != "-" {
+				written = append(written, tag)
+			}
+		}
+		sort.Strings(documented)
+		sort.Strings(written)
+		if diff := cmp.Diff(documented, written); diff != "" {
+			t.Errorf("schema %s and type %s differ (-documented +written):\n%s", name, rt.Name(), diff)
 		}
 	}
 }

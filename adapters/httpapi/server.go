@@ -39,19 +39,32 @@ type Server struct {
 	Accounts *commands.Accounts
 	Auth     Authenticator
 	Events   EventTailer
-	// Ready reports whether the server can serve (log, projections, bus).
-	Ready func(ctx context.Context) error
+	// Ready lists what /readyz checks, by name (the projections, the
+	// scheduler, the event log, the stores, the bus): the server is ready
+	// when every check passes.
+	Ready []ReadyCheck
+	// FailingBackups, when set, lists the backup instances whose scheduled
+	// work fails, which /readyz?verbose names with their reasons. They never
+	// make the server unready: a failing backup instance is its own problem,
+	// and the others are backed up on time.
+	FailingBackups func() ([]*domain.Backup, error)
+	// BackupFailures, when set, counts the failures of each backup
+	// instance's scheduled work since the process started, which /metrics
+	// exports as kmsbackup_backup_failures_total.
+	BackupFailures func() map[domain.BackupID]uint64
 	// Registry receives the API's metrics and is served at /metrics.
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 	// Backups serves the backup instances under /v1/backup-instances; nil
 	// leaves those routes and the backup metrics out.
 	Backups *commands.Backups
-	// BackupGauges lists the backup instances whose last backup times
-	// /metrics exports (kmsbackup_backup_last_full_timestamp_seconds and
-	// kmsbackup_backup_last_incremental_timestamp_seconds): every account's,
-	// read at each scrape. Wire it to backupstate.Active; only enabled and
-	// expired instances are exported. Nil exports none.
+	// BackupGauges lists the backup instances /metrics reports on, every
+	// account's, read at each scrape: their last backup times
+	// (kmsbackup_backup_last_full_timestamp_seconds and
+	// kmsbackup_backup_last_incremental_timestamp_seconds, for the enabled
+	// and expired ones) and whether their scheduled work fails
+	// (kmsbackup_backup_failing). Wire it to Backups.ScheduledBackups. Nil
+	// exports none.
 	BackupGauges func() ([]*domain.Backup, error)
 	// Restores serves POST /v1/restores and GET
 	// /v1/backup-instances/{id}/replay; nil leaves them out.
@@ -170,7 +183,7 @@ func (s *Server) Handler() http.Handler {
 	if s.Backups != nil {
 		s.backupRoutes(rt)
 		s.fileRoutes(rt)
-		s.Registry.MustRegister(&backupCollector{list: s.BackupGauges, logger: s.Logger})
+		s.Registry.MustRegister(&backupCollector{list: s.BackupGauges, failures: s.BackupFailures, logger: s.Logger})
 	}
 	if s.Restores != nil {
 		s.restoreRoutes(rt)
@@ -196,15 +209,59 @@ func (s *Server) Handler() http.Handler {
 	return s.recoverPanics(mux)
 }
 
+// ReadyCheck is one named check of /readyz.
+type ReadyCheck struct {
+	Name  string // e.g. "projection kmsstate", "scheduler", "event log"
+	Check func(ctx context.Context) error
+}
+
+// readyz answers 200 "ok" when every check passes, else 503 "not ready:"
+// and the first failure. With ?verbose it lists every check by name, as
+// Kubernetes does ("[+]name ok", "[-]name failed: why"), then each backup
+// instance whose scheduled work fails ("[!]backup ..."; informational: it
+// does not make the server unready), then "readyz check passed" or
+// "readyz check failed".
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if s.Ready != nil {
-		if err := s.Ready(r.Context()); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
-			return
+	verbose := r.URL.Query().Has("verbose")
+	var out strings.Builder
+	var first error
+	for _, c := range s.Ready {
+		err := c.Check(r.Context())
+		if err != nil {
+			if first == nil {
+				first = fmt.Errorf("%s: %w", c.Name, err)
+			}
+			fmt.Fprintf(&out, "[-]%s failed: %s\n", c.Name, domain.CleanReason(err.Error()))
+			continue
+		}
+		fmt.Fprintf(&out, "[+]%s ok\n", c.Name)
+	}
+	if verbose && s.FailingBackups != nil {
+		bs, err := s.FailingBackups()
+		if err != nil {
+			s.Logger.Error("readyz: read failing backup instances", "error", err)
+			out.WriteString("[!]backups: cannot read the failing backup instances; the server log has the details\n")
+		}
+		for _, b := range bs {
+			fmt.Fprintf(&out, "[!]backup %s of account %s failing since %s (%s, %d attempts): %s\n", b.ID, b.Account,
+				b.Failing.Since.UTC().Format(time.RFC3339), b.Failing.Work, b.Failing.Attempts, b.Failing.Reason)
 		}
 	}
-	_, _ = io.WriteString(w, "ok\n")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if first != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	switch {
+	case verbose && first != nil:
+		_, _ = io.WriteString(w, out.String()+"readyz check failed\n")
+	case verbose:
+		_, _ = io.WriteString(w, out.String()+"readyz check passed\n")
+	case first != nil:
+		_, _ = fmt.Fprintf(w, "not ready: %s\n", domain.CleanReason(first.Error()))
+	default:
+		_, _ = io.WriteString(w, "ok\n")
+	}
 }
 
 type statusWriter struct {

@@ -185,9 +185,39 @@ type BackupInstance struct {
 	SourceBackup      string `json:"source_backup,omitempty"`
 	SourceKMSInstance string `json:"source_kms_instance,omitempty"`
 	FileID            string `json:"file_id,omitempty"`
+	// SourceReleased is set once the bound KMS instance was released: the
+	// instance keeps what it holds and copies nothing more of it.
+	SourceReleased *SourceReleased `json:"source_released,omitempty"`
+	// Failing is set while the instance's scheduled work fails.
+	Failing *BackupFailing `json:"failing,omitempty"`
 	// LastScrub is the last background verification of the instance's
 	// current data by the server that answers (GET of one instance only).
 	LastScrub *LastScrub `json:"last_scrub,omitempty"`
+}
+
+// SourceReleased tells that a backup instance's KMS instance was released:
+// revisions [next_revision, end_revision) of its stream were never backed
+// up (never_backed_up of them; 0 when nothing was lost, as when the backup
+// instance was enabled at the release; an expired one misses what happened
+// after its expiry).
+type SourceReleased struct {
+	KMSInstance   string    `json:"kms_instance"`
+	At            time.Time `json:"at"`
+	NextRevision  uint64    `json:"next_revision"`
+	EndRevision   uint64    `json:"end_revision"`
+	NeverBackedUp uint64    `json:"never_backed_up"`
+}
+
+// BackupFailing is the failing state of a backup instance's scheduled work:
+// which work (full, incremental, expire, release, source-released,
+// schedule), why (never key material), since when and after how many
+// attempts. It is retried with backoff (5 seconds doubling to 5 minutes);
+// other backup instances are not held up.
+type BackupFailing struct {
+	Work     string    `json:"work"`
+	Reason   string    `json:"reason"`
+	Since    time.Time `json:"since"`
+	Attempts uint32    `json:"attempts"`
 }
 
 // LastScrub is a backup instance's last background verification: when it
@@ -491,7 +521,23 @@ func backupView(b *domain.Backup) BackupInstance {
 		EnabledDay: string(b.EnabledDay), Generation: b.Generation, Checkpoints: b.Checkpoints,
 		LastFullAt: b.LastFullAt.UTC(), LastIncrementalAt: b.LastIncremental.UTC(),
 		UploadDay: string(b.UploadDay), SourceBackup: string(b.Source), SourceKMSInstance: string(b.SourceInstance),
-		FileID: b.FileID}
+		FileID: b.FileID, SourceReleased: sourceReleasedView(b), Failing: failingView(b.Failing)}
+}
+
+func sourceReleasedView(b *domain.Backup) *SourceReleased {
+	sr := b.SourceReleased
+	if !sr.Recorded() {
+		return nil
+	}
+	return &SourceReleased{KMSInstance: string(b.KMSInstance), At: sr.At.UTC(), NextRevision: sr.Next, EndRevision: sr.End,
+		NeverBackedUp: sr.NeverBackedUp()}
+}
+
+func failingView(f domain.Failure) *BackupFailing {
+	if !f.Active() {
+		return nil
+	}
+	return &BackupFailing{Work: f.Work, Reason: f.Reason, Since: f.Since.UTC(), Attempts: f.Attempts}
 }
 
 // lastScrubView is r as shown with instance b, or nil when r verified an

@@ -31,7 +31,10 @@ type Runner struct {
 }
 
 // Healthy reports the last failure of a round of work, if the last round
-// failed.
+// failed: the schedule could not be read, or a failure could not be
+// recorded. One backup instance's failing work is not a failure of the
+// round: it is recorded as that instance's, and the round goes on (see
+// commands.Backups.RunDue).
 func (r *Runner) Healthy() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

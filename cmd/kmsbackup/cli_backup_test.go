@@ -23,6 +23,12 @@ const (
 		`"kms_instance":"kms_02","viewable_days":30,"time_zone":"UTC","state":"expired","expires_at":"2026-06-01T00:00:00Z",` +
 		`"created_at":"2026-05-01T00:00:00Z","generation":2,"checkpoints":0,` +
 		`"last_scrub":{"at":"2026-06-02T00:01:00Z","outcome":"findings","findings":3,"kinds":["checksum","missing-slice"]}}`
+	troubledBackupJSON = `{"id":"bkp_03","account":"acct_1","alias":"gone","kind":"provisioned","region":"cn-hangzhou",` +
+		`"kms_instance":"kms_03","viewable_days":30,"time_zone":"UTC","state":"enabled","expires_at":"2026-08-01T00:00:00Z",` +
+		`"created_at":"2026-05-01T00:00:00Z","enabled_at":"2026-05-01T00:00:00Z","enabled_day":"2026-05-01","generation":0,` +
+		`"checkpoints":9,"last_full_at":"2026-07-02T00:00:00Z",` +
+		`"source_released":{"kms_instance":"kms_03","at":"2026-06-02T10:30:00Z","next_revision":5,"end_revision":7,"never_backed_up":2},` +
+		`"failing":{"work":"full","reason":"take backup bkp_03: commit: log unavailable","since":"2026-07-03T00:00:00Z","attempts":6}}`
 	dataJSON = `{"items":[{"id":"key_01","kind":"key","versions":2,"created_at":"2026-05-01T09:00:00Z",` +
 		`"changed_at":"2026-05-01T09:35:00Z","description":"pay\u001b[31m"},{"id":"db","kind":"secret","versions":1,` +
 		`"created_at":"2026-05-01T09:36:00Z","changed_at":"2026-05-01T09:36:00Z","key_id":"key_01"}],"next_page_token":"p2"}`
@@ -45,6 +51,7 @@ func backupAPI(tb testing.TB, more map[string]reply) *fakeAPI {
 		"POST /v1/backup-instances":               {200, strings.Replace(backupJSON, `"enabled"`, `"not-enabled"`, 1)},
 		"GET /v1/backup-instances/bkp_01":         {200, backupJSON},
 		"GET /v1/backup-instances/bkp_02":         {200, expiredBackupJSON},
+		"GET /v1/backup-instances/bkp_03":         {200, troubledBackupJSON},
 		"GET /v1/backup-instances/bkp_DEFAULT":    {200, defaultBackupJSON},
 		"POST /v1/backup-instances/bkp_01/enable": {200, backupJSON},
 		"POST /v1/backup-instances/bkp_01/extend": {200, backupJSON},
@@ -203,6 +210,27 @@ func TestBackupTableOutput(t *testing.T) {
 			"Last full:         -\n" +
 			"Last incremental:  -\n" +
 			"Last scrub:        2026-06-02T00:01:00Z: 3 findings (checksum, missing-slice); kmsbackup verify bkp_02 lists them\n", ""},
+		{[]string{"backup-instance", "show", "bkp_03"}, "" +
+			"ID:                bkp_03\n" +
+			"Alias:             gone\n" +
+			"Kind:              provisioned\n" +
+			"Region:            cn-hangzhou\n" +
+			"KMS instance:      kms_03\n" +
+			"State:             enabled\n" +
+			"Viewable days:     30\n" +
+			"Time zone:         UTC\n" +
+			"Expires:           2026-08-01T00:00:00Z\n" +
+			"Source:            KMS instance kms_03 was released (recorded 2026-06-02T10:30:00Z); its last 2 events (revisions 5 to 6) were never backed up; only the daily full backup is taken now\n" +
+			"Failing:           since 2026-07-03T00:00:00Z: the full backup work failed 6 times, retried with backoff\n" +
+			"Failure reason:    take backup bkp_03: commit: log unavailable\n" +
+			"Created:           2026-05-01T00:00:00Z\n" +
+			"Enabled:           2026-05-01T00:00:00Z\n" +
+			"Enabled day:       2026-05-01\n" +
+			"Generation:        0\n" +
+			"Checkpoints:       9\n" +
+			"Last full:         2026-07-02T00:00:00Z\n" +
+			"Last incremental:  -\n" +
+			"Last scrub:        -\n", ""},
 		{[]string{"data", "list", "bkp_01", "--day", "2026-05-01", "--tab", "full-keys"}, "" +
 			"ID      KIND    VERSIONS  CHANGED\n" +
 			"key_01  key     2         2026-05-01T09:35:00Z\n" +
@@ -449,5 +477,18 @@ func TestBackupCompletion(t *testing.T) {
 		if !strings.Contains(r.stdout, sub+"\t") {
 			t.Errorf("completing backup-instance: %q lacks %s", r.stdout, sub)
 		}
+	}
+}
+
+// TestBackupListShowsTrouble: the list's state column says when a backup
+// instance's source is released and when its work fails.
+func TestBackupListShowsTrouble(t *testing.T) {
+	api := backupAPI(t, map[string]reply{"GET /v1/backup-instances": {200, `{"items":[` + troubledBackupJSON + `]}`}})
+	r := mustRun(t, api, nil, "backup-instance", "list")
+	want := "" +
+		"ID      ALIAS  KIND         REGION       KMS INSTANCE  VIEWABLE  EXPIRES               STATE                              LAST FULL             LAST INCREMENTAL\n" +
+		"bkp_03  gone   provisioned  cn-hangzhou  kms_03        30d       2026-08-01T00:00:00Z  enabled, source released, failing  2026-07-02T00:00:00Z  -\n"
+	if diff := cmp.Diff(want, r.stdout); r.code != 0 || diff != "" {
+		t.Fatalf("exit %d, stdout (-want +got):\n%s%s", r.code, diff, r.stderr)
 	}
 }

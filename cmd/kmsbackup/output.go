@@ -357,6 +357,14 @@ func backupFields(b httpapi.BackupInstance) []field {
 	if b.State == string(domain.StateExpired) && !b.ExpiresAt.IsZero() {
 		f = append(f, field{"Released", fmtTime(b.ExpiresAt.Add(domain.ReleaseAfterExpiry)) + " unless renewed"})
 	}
+	if sr := b.SourceReleased; sr != nil {
+		f = append(f, field{"Source", sourceReleasedText(sr)})
+	}
+	if fl := b.Failing; fl != nil {
+		f = append(f,
+			field{"Failing", fmt.Sprintf("since %s: the %s backup work failed %d times, retried with backoff", fmtTime(fl.Since), fl.Work, fl.Attempts)},
+			field{"Failure reason", fl.Reason})
+	}
 	return append(f,
 		field{"Created", fmtTime(b.CreatedAt)},
 		field{"Enabled", orDash(fmtTime(b.EnabledAt))},
@@ -367,6 +375,34 @@ func backupFields(b httpapi.BackupInstance) []field {
 		field{"Last incremental", orDash(fmtTime(b.LastIncrementalAt))},
 		field{"Last scrub", lastScrub(b)},
 	)
+}
+
+// sourceReleasedText says that a backup instance's KMS instance was
+// released, and what of it was never backed up.
+func sourceReleasedText(sr *httpapi.SourceReleased) string {
+	s := fmt.Sprintf("KMS instance %s was released (recorded %s); ", sr.KMSInstance, fmtTime(sr.At))
+	switch sr.NeverBackedUp {
+	case 0:
+		s += "everything it recorded is backed up"
+	case 1:
+		s += fmt.Sprintf("its last event (revision %d) was never backed up", sr.NextRevision)
+	default:
+		s += fmt.Sprintf("its last %d events (revisions %d to %d) were never backed up", sr.NeverBackedUp, sr.NextRevision, sr.EndRevision-1)
+	}
+	return s + "; only the daily full backup is taken now"
+}
+
+// backupState is the state column: the state, and "failing" or "source
+// released" when that is so.
+func backupState(b httpapi.BackupInstance) string {
+	s := b.State
+	if b.SourceReleased != nil {
+		s += ", source released"
+	}
+	if b.Failing != nil {
+		s += ", failing"
+	}
+	return s
 }
 
 // lastScrub describes the instance's last background verification.
@@ -389,7 +425,7 @@ var backupHeader = []string{"ID", "ALIAS", "KIND", "REGION", "KMS INSTANCE", "VI
 
 func backupRow(b httpapi.BackupInstance) []string {
 	return []string{b.ID, orDash(b.Alias), b.Kind, b.Region, orDash(b.KMSInstance), itoa(b.ViewableDays) + "d",
-		backupExpires(b), b.State, orDash(fmtTime(b.LastFullAt)), orDash(fmtTime(b.LastIncrementalAt))}
+		backupExpires(b), backupState(b), orDash(fmtTime(b.LastFullAt)), orDash(fmtTime(b.LastIncrementalAt))}
 }
 
 var dataHeader = []string{"ID", "KIND", "VERSIONS", "CHANGED"}

@@ -132,7 +132,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
 			return backups.EnsureDefault(ctx, in.Account, in.Region)
 		},
-		BeforeShred: backups.FinalCheckpoint}
+		BeforeShred: backups.MarkSourceReleased}
 
 	m.AdminToken = cfg.AdminToken
 	if cfg.Dev {
@@ -201,32 +201,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	api := &httpapi.Server{KMS: kms, Accounts: accounts, Auth: accounts, Events: events, Registry: reg, Logger: m.Logger,
-		Backups:      backups,
-		SpoolDir:     spool,
-		MaxUpload:    cfg.MaxUpload,
-		Restores:     restores,
-		Audit:        auditUC,
-		BackupGauges: func() ([]*domain.Backup, error) { return backupstate.Active(m.proj) },
-		ScrubStatus:  scrub.Status,
-		LastScrub:    scrub.Result,
-		Ready: func(ctx context.Context) error {
-			for _, p := range projectors {
-				if err := p.Healthy(); err != nil {
-					return err
-				}
-			}
-			if runner != nil {
-				if err := runner.Healthy(); err != nil {
-					return err
-				}
-			}
-			for _, c := range m.health {
-				if err := c.check(ctx); err != nil {
-					return fmt.Errorf("%s: %w", c.name, err)
-				}
-			}
-			return events.Healthy()
-		}}
+		Backups:        backups,
+		SpoolDir:       spool,
+		MaxUpload:      cfg.MaxUpload,
+		Restores:       restores,
+		Audit:          auditUC,
+		BackupGauges:   backups.ScheduledBackups,
+		BackupFailures: backups.FailureTotals,
+		FailingBackups: backups.FailingBackups,
+		ScrubStatus:    scrub.Status,
+		LastScrub:      scrub.Result,
+		Ready:          m.readyChecks(projectors, runner, events)}
 	if dc != nil {
 		api.DevClock = dc
 	}
@@ -272,6 +257,24 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			filepath.Join(cfg.DataDir, "master.key"))
 	}
 	return nil
+}
+
+// readyChecks are the checks of /readyz, by name: each projection, the
+// scheduler (running on the real clock), each backend, the publisher of
+// the public event stream. A backup instance whose scheduled work fails is
+// not among them: it is its own problem (/readyz?verbose names it).
+func (m *Main) readyChecks(projectors []*commands.Projector, runner *scheduler.Runner, events *eventStream) []httpapi.ReadyCheck {
+	var checks []httpapi.ReadyCheck
+	for _, p := range projectors {
+		checks = append(checks, httpapi.ReadyCheck{Name: "projection " + p.Name, Check: func(context.Context) error { return p.Healthy() }})
+	}
+	if runner != nil {
+		checks = append(checks, httpapi.ReadyCheck{Name: "scheduler", Check: func(context.Context) error { return runner.Healthy() }})
+	}
+	for _, c := range m.health {
+		checks = append(checks, httpapi.ReadyCheck{Name: c.name, Check: c.check})
+	}
+	return append(checks, httpapi.ReadyCheck{Name: "event publisher", Check: func(context.Context) error { return events.Healthy() }})
 }
 
 // routes serves the JSON API under /v1/ with the health and metrics

@@ -136,7 +136,7 @@ func known(typ string) bool {
 	switch typ {
 	case domain.TypeBackupCreated, domain.TypeBackupEnabled, domain.TypeBackupExtended, domain.TypeBackupRenewed,
 		domain.TypeBackupExpired, domain.TypeBackupReleased, domain.TypeBackupReset, domain.TypeBackupCheckpointed,
-		domain.TypeBackupUploaded, domain.TypeBackupUploadDeleted:
+		domain.TypeBackupUploaded, domain.TypeBackupUploadDeleted, domain.TypeSourceReleased, domain.TypeBackupFailing:
 		return true
 	}
 	return false

@@ -6,8 +6,9 @@ import (
 )
 
 // recordVersion is the first byte of every record, so the layout can evolve.
-// Version 2 added the upload fields; version 1 records still decode.
-const recordVersion = 2
+// Version 2 added the upload fields, version 3 the renewal instant, the
+// released source and the failing state; older records still decode.
+const recordVersion = 3
 
 func encodeBackup(b *domain.Backup) []byte {
 	w := wire.Writer{B: make([]byte, 0, 256)}
@@ -40,13 +41,21 @@ func encodeBackup(b *domain.Backup) []byte {
 	w.String(string(b.Source))
 	w.String(string(b.SourceInstance))
 	w.String(b.FileID)
+	w.Time(b.ResumedAt)
+	w.Time(b.SourceReleased.At)
+	w.Uvarint(b.SourceReleased.Next)
+	w.Uvarint(b.SourceReleased.End)
+	w.String(b.Failing.Work)
+	w.String(b.Failing.Reason)
+	w.Time(b.Failing.Since)
+	w.Uvarint(uint64(b.Failing.Attempts))
 	return w.B
 }
 
 func decodeBackup(v []byte) (*domain.Backup, error) {
 	r := wire.Reader{B: v}
 	ver := r.Uvarint()
-	if r.Err() == nil && ver != 1 && ver != recordVersion {
+	if r.Err() == nil && (ver < 1 || ver > recordVersion) {
 		return nil, domain.Corruption("backup record: unknown version %d", ver)
 	}
 	b := &domain.Backup{
@@ -62,6 +71,11 @@ func decodeBackup(v []byte) (*domain.Backup, error) {
 	if ver >= 2 {
 		b.UploadDay, b.Source = domain.Day(r.String()), domain.BackupID(r.String())
 		b.SourceInstance, b.FileID = domain.InstanceID(r.String()), r.String()
+	}
+	if ver >= 3 {
+		b.ResumedAt = r.Time()
+		b.SourceReleased = domain.SourceRelease{At: r.Time(), Next: r.Uvarint(), End: r.Uvarint()}
+		b.Failing = domain.Failure{Work: r.String(), Reason: r.String(), Since: r.Time(), Attempts: r.Uint32()}
 	}
 	if err := r.Done(); err != nil {
 		return nil, domain.Corruption("backup record: %v", err)

@@ -23,6 +23,8 @@ func TestBackupRecordRoundTrip(t *testing.T) {
 		Generation: 2, Checkpoints: 17, NextRevision: 40, LastDigest: [32]byte{1, 2, 3},
 		LastFullAt: at.Add(5), LastFullDay: "2026-05-02", LastIncremental: at.Add(6),
 		UploadDay: "2026-05-03", Source: "bkp_0", SourceInstance: "kms_0", FileID: "01JFILE",
+		ResumedAt: at.Add(7), SourceReleased: domain.SourceRelease{At: at.Add(8), Next: 40, End: 42},
+		Failing: domain.Failure{Work: "incremental", Reason: "no data key", Since: at.Add(9), Attempts: 4},
 	}
 	v := reflect.ValueOf(b).Elem()
 	for i := range v.NumField() {

@@ -153,6 +153,30 @@ type BackupCheckpointed struct {
 	Digest      string    `json:"digest"`
 }
 
+// BackupSourceReleased: the KMS instance the backup instance is bound to
+// was released. The backup keeps everything it holds, viewable and
+// restorable as before, and copies nothing more of that instance: its
+// stream revisions [next_revision, end_revision) were never backed up
+// (none when the two are equal; a backup instance that was expired when
+// its KMS instance was released misses what happened since its expiry).
+type BackupSourceReleased struct {
+	KMSInstance string `json:"kms_instance"`
+	Next        uint64 `json:"next_revision"`
+	End         uint64 `json:"end_revision"`
+}
+
+// BackupFailing: the backup instance's scheduled work (work: full,
+// incremental, expire, release, source-released or schedule) fails, since
+// since, after attempts tries, for reason. Published when it starts failing
+// and when the reason changes, never once per retry; the instance's next
+// BackupCheckpointed (or other scheduled event) ends it.
+type BackupFailing struct {
+	Work     string    `json:"work"`
+	Reason   string    `json:"reason"`
+	Since    time.Time `json:"since"`
+	Attempts uint32    `json:"attempts"`
+}
+
 // RestoredFrom says where a restored item came from: the backup instance,
 // the viewable day, the checkpoint (seq) restored from, and who restored it
 // (an account ID, or "admin").
@@ -240,6 +264,8 @@ func (BackupInstanceReset) EventType() string        { return "BackupInstanceRes
 func (BackupUploaded) EventType() string             { return "BackupUploaded" }
 func (BackupUploadDeleted) EventType() string        { return "BackupUploadDeleted" }
 func (BackupCheckpointed) EventType() string         { return "BackupCheckpointed" }
+func (BackupSourceReleased) EventType() string       { return "BackupSourceReleased" }
+func (BackupFailing) EventType() string              { return "BackupFailing" }
 func (KeyRestored) EventType() string                { return "KeyRestored" }
 func (SecretRestored) EventType() string             { return "SecretRestored" }
 func (Audited) EventType() string                    { return "Audited" }
@@ -265,6 +291,7 @@ func Types() []string {
 		"BackupInstanceReset", "BackupCheckpointed",
 		"KeyRestored", "SecretRestored", "Audited",
 		"BackupUploaded", "BackupUploadDeleted",
+		"BackupSourceReleased", "BackupFailing",
 	}
 }
 
@@ -314,6 +341,10 @@ func newData(typ string) Data {
 		return &BackupUploaded{}
 	case "BackupUploadDeleted":
 		return &BackupUploadDeleted{}
+	case "BackupSourceReleased":
+		return &BackupSourceReleased{}
+	case "BackupFailing":
+		return &BackupFailing{}
 	}
 	return nil
 }

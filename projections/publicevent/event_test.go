@@ -32,6 +32,7 @@ var domainTypes = []string{
 	domain.TypeBackupReset, domain.TypeBackupCheckpointed,
 	domain.TypeKeyRestored, domain.TypeSecretRestored, domain.TypeAudited,
 	domain.TypeBackupUploaded, domain.TypeBackupUploadDeleted,
+	domain.TypeSourceReleased, domain.TypeBackupFailing,
 }
 
 func goldenPath(typ string) string { return filepath.Join("testdata", typ+".json") }

@@ -91,6 +91,10 @@ func fromData(d domain.EventData) (Data, error) {
 		return &BackupCheckpointed{Generation: d.Generation, Seq: d.Seq, Full: d.Full, At: d.At.UTC(), Day: string(d.Day),
 			From: d.From, Next: d.Next, SliceDigest: hex.EncodeToString(d.SliceDigest[:]),
 			PrevDigest: hex.EncodeToString(d.PrevDigest[:]), Digest: hex.EncodeToString(d.Digest[:])}, nil
+	case *domain.BackupSourceReleased:
+		return &BackupSourceReleased{KMSInstance: string(d.Instance), Next: d.Next, End: d.End}, nil
+	case *domain.BackupFailing:
+		return &BackupFailing{Work: d.Work, Reason: d.Reason, Since: d.Since.UTC(), Attempts: d.Attempts}, nil
 	case *domain.KeyRestored:
 		v := &KeyRestored{KeyID: string(d.Key), Description: d.Description, Spec: d.Spec,
 			Versions: make([]RestoredKeyVersion, len(d.Versions)), From: fromRestored(d.From)}

@@ -116,6 +116,9 @@ func (s sample) events(tb testing.TB, keyMaterial, rotatedMaterial, secretValue,
 			Day: "2026-03-01", TimeZone: "Asia/Shanghai", Source: s.backup, KMSInstance: s.instance,
 			FileID: "01KJMBQNZ00G2081040G208104", Keys: 1, Secrets: 1}},
 		{upl, "cn-hangzhou", "", &domain.BackupUploadDeleted{}},
+		{bkp, "cn-hangzhou", s.instance, &domain.BackupSourceReleased{Instance: s.instance, Next: 3, End: 5}},
+		{bkp, "cn-hangzhou", s.instance, &domain.BackupFailing{Work: "incremental",
+			Reason: "take backup: store slice: backup blob store unavailable", Since: base.Add(23 * time.Minute).Truncate(time.Second), Attempts: 1}},
 	}
 	revs := map[string]uint64{}
 	out := make([]domain.Event, len(specs))

@@ -87,7 +87,7 @@ func (e *Engine) open() {
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
 			return e.Backups.EnsureDefault(ctx, in.Account, in.Region)
 		},
-		BeforeShred: e.Backups.FinalCheckpoint}
+		BeforeShred: e.Backups.MarkSourceReleased}
 	e.Driver = &scheduler.Manual{Planner: e.Backups, Clock: e.Clock}
 	e.Backups.Audit = &commands.Audit{Log: st, State: proj, Applied: ap, Clock: e.Clock, IDs: idsrc}
 	e.Restores = &commands.Restores{Backups: e.Backups, KMS: e.KMS, Audit: e.Backups.Audit}

@@ -114,7 +114,7 @@ func (e *engine) open() error {
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
 			return e.backups.EnsureDefault(ctx, in.Account, in.Region)
 		},
-		BeforeShred: e.backups.FinalCheckpoint}
+		BeforeShred: e.backups.MarkSourceReleased}
 	e.driver = &scheduler.Manual{Planner: e.backups, Clock: clk}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})

@@ -882,7 +882,7 @@ func newNode(kind, url, dir string, start time.Time, peer *node) (*node, error) 
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
 			return n.backups.EnsureDefault(ctx, in.Account, in.Region)
 		},
-		BeforeShred: n.backups.FinalCheckpoint}
+		BeforeShred: n.backups.MarkSourceReleased}
 	n.driver = &scheduler.Manual{Planner: n.backups, Clock: n.clock}
 	rctx, cancel := context.WithCancel(ctx)
 	n.cancel, n.done = cancel, make(chan struct{})
