@@ -51,8 +51,14 @@ func NewEngine(t testing.TB, start time.Time) *Engine {
 	t.Helper()
 	master := make([]byte, 32)
 	_, _ = rand.Read(master)
-	e := &Engine{t: t, dir: t.TempDir(), master: master, Clock: clock.NewManual(start),
-		Caller: commands.Caller{Account: domain.NewAccountID(ids.Random{Clock: clock.System{}}.NewULID())}}
+	return newEngineAt(t, t.TempDir(), master, domain.NewAccountID(ids.Random{Clock: clock.System{}}.NewULID()), start)
+}
+
+// newEngineAt starts an engine on the data directory dir (made if needed)
+// with master key master, acting for account, at start.
+func newEngineAt(t testing.TB, dir string, master []byte, account domain.AccountID, start time.Time) *Engine {
+	t.Helper()
+	e := &Engine{t: t, dir: dir, master: master, Clock: clock.NewManual(start), Caller: commands.Caller{Account: account}}
 	e.open()
 	t.Cleanup(e.Close)
 	return e
