@@ -65,7 +65,11 @@ func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.D
 			return nil, fmt.Errorf("%s %s: store slice: %w", op, id, err)
 		}
 	}
-	c, err := b.Checkpoint(due, loc, next, name, digest)
+	var parts []domain.SlicePart
+	if name != "" {
+		parts = []domain.SlicePart{{Name: name, Digest: digest}}
+	}
+	c, err := b.Checkpoint(due, loc, next, parts, false)
 	if err != nil {
 		return nil, err
 	}

@@ -180,11 +180,12 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 			seg := domain.UploadSegment{Full: cur.Full, At: cur.At, From: cur.From, Next: cur.Next}
 			if slice.Events() > 0 {
 				blob := slice.Bytes()
-				seg.SliceDigest = sha256.Sum256(blob)
-				seg.Slice = fmt.Sprintf("slice-%d-%s", len(segs)+1, s.IDs.NewULID())
-				if err := s.Blobs.PutBlob(ctx, ref, seg.Slice, blob); err != nil {
+				part := domain.SlicePart{Digest: sha256.Sum256(blob), Events: slice.Events(), From: cur.From, Next: cur.Next,
+					Name: fmt.Sprintf("slice-%d-%s", len(segs)+1, s.IDs.NewULID())}
+				if err := s.Blobs.PutBlob(ctx, ref, part.Name, blob); err != nil {
 					return fmt.Errorf("%s: store data: %w", op, err)
 				}
+				seg.Parts = []domain.SlicePart{part}
 			}
 			slice = nil // the blob is stored: let it go before the next segment
 			segs = append(segs, seg)

@@ -72,8 +72,7 @@ type UploadSegment struct {
 	Full        bool
 	At          time.Time
 	From, Next  uint64 // KMS stream revisions covered: [From, Next)
-	Slice       string // the blob holding the segment's events (empty when none)
-	SliceDigest [32]byte
+	Parts       []SlicePart // the blobs holding the segment's events (none when none)
 }
 
 // NewUpload decides an upload: the BackupUploaded event and the chain of
@@ -104,10 +103,15 @@ func NewUpload(id BackupID, name string, h FileHeader, segs []UploadSegment, loc
 		}
 		// A later segment holds every revision of its range; the first holds
 		// only the events that build the state, possibly none.
-		if s.Next < s.From || (s.Slice != "" && s.Next == s.From) || (i > 0 && s.Next > s.From && s.Slice == "") {
+		if s.Next < s.From || (len(s.Parts) > 0 && s.Next == s.From) || (i > 0 && s.Next > s.From && len(s.Parts) == 0) {
 			return nil, BadBackupFile()
 		}
-		c.Slice, c.SliceDigest = s.Slice, s.SliceDigest
+		switch {
+		case len(s.Parts) == 1:
+			c.Slice, c.SliceDigest = s.Parts[0].Name, s.Parts[0].Digest
+		case len(s.Parts) > 1:
+			c.Parts = s.Parts
+		}
 		c.Digest = CheckpointDigest(id, c)
 		out = append(out, c)
 		prev = c
