@@ -69,10 +69,10 @@ func (*BackupUploadDeleted) decode(*wire.Reader) {}
 
 // UploadSegment is one checkpoint of an upload's data as the file held it.
 type UploadSegment struct {
-	Full        bool
-	At          time.Time
-	From, Next  uint64 // KMS stream revisions covered: [From, Next)
-	Parts       []SlicePart // the blobs holding the segment's events (none when none)
+	Full       bool
+	At         time.Time
+	From, Next uint64      // KMS stream revisions covered: [From, Next)
+	Parts      []SlicePart // the blobs holding the segment's events (none when none)
 }
 
 // NewUpload decides an upload: the BackupUploaded event and the chain of
