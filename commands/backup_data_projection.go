@@ -27,17 +27,19 @@ func BackupDataApply(blobs BlobStore) func(txn projections.Txn, e domain.Event) 
 		}
 		cp := d.(*domain.BackupCheckpointed)
 		var slice []domain.Event
-		if cp.Slice != "" {
+		if parts := cp.SliceParts(); len(parts) > 0 {
 			id := domain.BackupID(strings.TrimPrefix(e.Stream, domain.BackupStreamPrefix))
-			blob, err := blobs.GetBlob(context.Background(), domain.DataRef(id, cp.Generation), cp.Slice)
+			err := eachSliceEvent(context.Background(), blobs, domain.DataRef(id, cp.Generation), parts, func(ev *domain.Event) error {
+				cp := *ev
+				cp.Data = append([]byte(nil), ev.Data...)
+				slice = append(slice, cp)
+				return nil
+			})
 			switch {
 			case errors.Is(err, domain.ErrNotFound):
+				slice = nil
 			case err != nil:
-				return fmt.Errorf("load slice %s of %s: %w", cp.Slice, id, err)
-			default:
-				if slice, err = domain.DecodeSlice(blob); err != nil {
-					return fmt.Errorf("decode slice %s of %s: %w", cp.Slice, id, err)
-				}
+				return fmt.Errorf("load the slice of checkpoint %d of %s: %w", cp.Seq, id, err)
 			}
 		}
 		return backupdata.Apply(txn, e, slice)

@@ -46,6 +46,9 @@ type Backups struct {
 	// Jitter draws the jitter of retry delays, in [0, 1) (default
 	// math/rand/v2's Float64); see RetryDelay.
 	Jitter func() float64
+	// SlicePartBytes is where slices are cut into parts (default
+	// domain.MaxSlicePart; tests set less).
+	SlicePartBytes int
 
 	retries retries  // failing scheduled work, in this process
 	zones   sync.Map // time zone name -> *time.Location, loaded

@@ -2,10 +2,10 @@ package commands
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
@@ -157,18 +157,19 @@ func (s *Backups) lateCheckpoints(b *domain.Backup, hi uint64, d domain.Day) ([]
 		if err != nil {
 			return nil, err
 		}
-		if sum.Next == sum.From {
+		parts := sum.SliceParts()
+		if sum.Next == sum.From || len(parts) == 0 {
 			return out, nil
 		}
-		blob, err := s.Blobs.GetBlob(context.Background(), ref, sum.Slice)
-		if err != nil {
+		var first time.Time
+		err = eachSliceEvent(context.Background(), s.Blobs, ref, parts[:1], func(e *domain.Event) error {
+			first = e.OccurredAt
+			return errStopSlice
+		})
+		if err != nil && !errors.Is(err, errStopSlice) {
 			return nil, fmt.Errorf("load slice of checkpoint %d: %w", q, err)
 		}
-		events, err := domain.DecodeSlice(blob)
-		if err != nil {
-			return nil, err
-		}
-		if len(events) == 0 || domain.DayOf(events[0].OccurredAt, loc) > d {
+		if err == nil || domain.DayOf(first, loc) > d {
 			return out, nil
 		}
 		out = append(out, sum)
@@ -263,21 +264,16 @@ func (s *Backups) writeSlice(ctx context.Context, b *domain.Backup, sum *backupd
 	if sum.Next == sum.From {
 		return nil
 	}
-	blob, err := s.Blobs.GetBlob(ctx, ref, sum.Slice)
-	if err != nil {
-		return fmt.Errorf("load slice of checkpoint %d: %w", sum.Seq, err)
+	parts := sum.SliceParts()
+	var held uint64
+	for _, p := range parts {
+		held += p.Events
 	}
-	if sha256.Sum256(blob) != sum.SliceDigest {
-		return domain.Corruption("slice of checkpoint %d of %s does not match its digest", sum.Seq, ref)
+	if held != sum.Next-sum.From {
+		return domain.Corruption("slice of checkpoint %d of %s holds %d events for %d revisions", sum.Seq, ref, held, sum.Next-sum.From)
 	}
-	events, err := domain.DecodeSlice(blob)
-	if err != nil {
-		return err
-	}
-	if uint64(len(events)) != sum.Next-sum.From {
-		return domain.Corruption("slice of checkpoint %d of %s holds %d events for %d revisions", sum.Seq, ref, len(events), sum.Next-sum.From)
-	}
-	for _, e := range events {
+	return eachSliceEvent(ctx, s.Blobs, ref, parts, func(ev *domain.Event) error {
+		e := *ev
 		d, err := e.Decode()
 		if err != nil {
 			return err
@@ -301,9 +297,9 @@ func (s *Backups) writeSlice(ctx context.Context, b *domain.Backup, sum *backupd
 		if len(opened) > 0 {
 			domain.Plaintext(e.Data).Wipe()
 		}
-		if err := fw.WriteRecord(*buf); err != nil {
-			return err
-		}
-	}
-	return nil
+		return fw.WriteRecord(*buf)
+	})
 }
+
+// errStopSlice ends a walk over a slice's events early.
+var errStopSlice = errors.New("commands: stop reading the slice")

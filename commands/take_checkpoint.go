@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -48,26 +47,12 @@ func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.D
 	}
 	// Once its KMS instance is released nothing more is copied: the
 	// checkpoint holds no event and never opens that instance's key.
-	var slice []domain.Event
+	var parts []domain.SlicePart
 	next := b.NextRevision
 	if !b.SourceReleased.Recorded() {
-		if slice, next, err = s.copySlice(ctx, b, due); err != nil {
+		if parts, next, err = s.copySlice(ctx, b, due); err != nil {
 			return nil, fmt.Errorf("%s %s: %w", op, id, err)
 		}
-	}
-	var name string
-	var digest [32]byte
-	if len(slice) > 0 {
-		blob := domain.EncodeSlice(slice)
-		digest = sha256.Sum256(blob)
-		name = fmt.Sprintf("slice-%d-%s", b.Checkpoints+1, s.IDs.NewULID())
-		if err := s.Blobs.PutBlob(ctx, b.DataRef(), name, blob); err != nil {
-			return nil, fmt.Errorf("%s %s: store slice: %w", op, id, err)
-		}
-	}
-	var parts []domain.SlicePart
-	if name != "" {
-		parts = []domain.SlicePart{{Name: name, Digest: digest}}
 	}
 	c, err := b.Checkpoint(due, loc, next, parts, false)
 	if err != nil {
@@ -80,13 +65,20 @@ func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.D
 }
 
 // copySlice reads the KMS stream from the first revision not backed up, up
-// to the last event that occurred at or before due.At, and reseals each
-// event's key material for the backup. It returns the copies and the first
-// revision left for the next checkpoint.
-func (s *Backups) copySlice(ctx context.Context, b *domain.Backup, due domain.Due) ([]domain.Event, uint64, error) {
+// to the last event that occurred at or before due.At, reseals each
+// event's key material for the backup and stores the copies as slice
+// parts as they fill (one page of events and one part in memory). It
+// returns the parts and the first revision left for the next checkpoint.
+func (s *Backups) copySlice(ctx context.Context, b *domain.Backup, due domain.Due) ([]domain.SlicePart, uint64, error) {
 	stream := domain.KMSStream(b.KMSInstance)
 	next := b.NextRevision
-	var out []domain.Event
+	seq, run := b.Checkpoints+1, s.IDs.NewULID()
+	w := &sliceWriter{ctx: ctx, blobs: s.Blobs, ref: b.DataRef(), limit: s.slicePartLimit(), name: func(i int) string {
+		if i == 0 {
+			return fmt.Sprintf("slice-%d-%s", seq, run)
+		}
+		return fmt.Sprintf("slice-%d-%s-%d", seq, run, i)
+	}}
 	for {
 		page, err := s.Log.ReadStream(ctx, stream, next, false, slicePage)
 		if err != nil {
@@ -94,19 +86,31 @@ func (s *Backups) copySlice(ctx context.Context, b *domain.Backup, due domain.Du
 		}
 		for _, e := range page {
 			if e.OccurredAt.After(due.At) {
-				return out, next, nil
+				parts, err := w.finish()
+				return parts, next, err
 			}
 			cp, err := s.reseal(ctx, b, e)
 			if err != nil {
 				return nil, 0, err
 			}
-			out = append(out, cp)
+			if err := w.add(&cp); err != nil {
+				return nil, 0, err
+			}
 			next = e.Revision + 1
 		}
 		if len(page) < slicePage {
-			return out, next, nil
+			parts, err := w.finish()
+			return parts, next, err
 		}
 	}
+}
+
+// slicePartLimit is where slices are cut into parts.
+func (s *Backups) slicePartLimit() int {
+	if s.SlicePartBytes > 0 {
+		return s.SlicePartBytes
+	}
+	return domain.MaxSlicePart
 }
 
 // reseal copies one KMS event for the backup: key material sealed under the

@@ -97,7 +97,7 @@ func TestSliceReaderReadsV1(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 9))
 	for _, n := range []int{0, 1, 300} {
 		events := randomSliceEvents(rng, n)
-		got, err := DecodeSliceAll(EncodeSlice(events))
+		got, err := DecodeSliceAll(EncodeSliceV1(events))
 		if err != nil {
 			t.Fatal(err)
 		}

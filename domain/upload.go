@@ -106,12 +106,7 @@ func NewUpload(id BackupID, name string, h FileHeader, segs []UploadSegment, loc
 		if s.Next < s.From || (len(s.Parts) > 0 && s.Next == s.From) || (i > 0 && s.Next > s.From && len(s.Parts) == 0) {
 			return nil, BadBackupFile()
 		}
-		switch {
-		case len(s.Parts) == 1:
-			c.Slice, c.SliceDigest = s.Parts[0].Name, s.Parts[0].Digest
-		case len(s.Parts) > 1:
-			c.Parts = s.Parts
-		}
+		c.Parts = s.Parts // listed even when one: each part says how many events it holds
 		c.Digest = CheckpointDigest(id, c)
 		out = append(out, c)
 		prev = c

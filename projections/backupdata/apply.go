@@ -197,7 +197,7 @@ func applyCheckpoint(txn projections.Txn, ref string, m *meta, d *domain.BackupC
 	}
 	s := Summary{Seq: d.Seq, Full: d.Full, At: d.At, Day: d.Day, From: d.From, Next: d.Next,
 		LiveKeys: m.LiveKeys, LiveSecrets: m.LiveSecrets, StateDigest: m.Digest.bytes(),
-		Slice: d.Slice, SliceDigest: d.SliceDigest}
+		Slice: d.Slice, SliceDigest: d.SliceDigest, Parts: d.Parts}
 	if err := txn.Set(checkpointKey(ref, d.Seq), encodeSummary(&s)); err != nil {
 		return err
 	}

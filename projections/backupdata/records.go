@@ -181,6 +181,16 @@ func encodeSummary(s *Summary) []byte {
 	w.Fixed(s.StateDigest[:])
 	w.String(s.Slice)
 	w.Fixed(s.SliceDigest[:])
+	if len(s.Parts) > 0 {
+		w.Uvarint(uint64(len(s.Parts)))
+		for _, p := range s.Parts {
+			w.String(p.Name)
+			w.Fixed(p.Digest[:])
+			w.Uvarint(p.Events)
+			w.Uvarint(p.From)
+			w.Uvarint(p.Next)
+		}
+	}
 	return w.B
 }
 
@@ -195,6 +205,19 @@ func decodeSummary(b []byte) (Summary, error) {
 	if len(r.B) > 0 { // absent from summaries written before slices were named
 		s.Slice = r.String()
 		r.Fixed(s.SliceDigest[:])
+	}
+	if len(r.B) > 0 { // a slice in parts
+		n := r.Count()
+		if n == 0 {
+			return Summary{}, domain.Corruption("backup data checkpoint record: an empty list of parts")
+		}
+		s.Parts = make([]domain.SlicePart, n)
+		for i := range s.Parts {
+			p := &s.Parts[i]
+			p.Name = r.String()
+			r.Fixed(p.Digest[:])
+			p.Events, p.From, p.Next = r.Uvarint(), r.Uvarint(), r.Uvarint()
+		}
 	}
 	return s, done(r, "checkpoint")
 }

@@ -103,8 +103,18 @@ type Summary struct {
 	LiveKeys    uint64
 	LiveSecrets uint64
 	StateDigest [32]byte // StateDigest of the state at Seq
-	Slice       string   // the blob holding the checkpoint's slice ("" when empty)
+	Slice       string   // the blob holding the checkpoint's slice ("" when empty, or in Parts)
 	SliceDigest [32]byte // its SHA-256
+	// Parts lists the parts of a slice cut in several (Slice is then
+	// empty).
+	Parts []domain.SlicePart
+}
+
+// SliceParts returns the parts of the checkpoint's slice, in revision
+// order (see domain.BackupCheckpointed.SliceParts).
+func (s *Summary) SliceParts() []domain.SlicePart {
+	c := domain.BackupCheckpointed{From: s.From, Next: s.Next, Slice: s.Slice, SliceDigest: s.SliceDigest, Parts: s.Parts}
+	return c.SliceParts()
 }
 
 // Change is one difference between the states of two days.

@@ -44,6 +44,9 @@ type Engine struct {
 	// TolerateCorruption keeps a projector that refuses corrupt input from
 	// failing the test (tamper tests provoke exactly that).
 	TolerateCorruption atomic.Bool
+	// SlicePartBytes, when set before open, is where slices are cut into
+	// parts (commands.Backups.SlicePartBytes).
+	SlicePartBytes int
 }
 
 // NewEngine starts an engine at start with a fresh data directory.
@@ -87,7 +90,7 @@ func (e *Engine) open() {
 	ap := &commands.Projector{Name: audit.Name, Log: st, Store: proj, Apply: audit.Apply}
 	e.procs = []*commands.Projector{kp, bs, bd, ap}
 	e.Backups = &commands.Backups{Log: st, State: proj, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
-		Blobs: st, Files: backupfile.New(), Clock: e.Clock, IDs: idsrc, Zones: time.LoadLocation}
+		Blobs: st, Files: backupfile.New(), Clock: e.Clock, IDs: idsrc, Zones: time.LoadLocation, SlicePartBytes: e.SlicePartBytes}
 	e.KMS = &commands.KMS{Log: st, State: proj, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
 		Clock: e.Clock, IDs: idsrc,
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {

@@ -96,7 +96,7 @@ func (w *world) checkpoint(id domain.BackupID, at time.Time, full bool) *domain.
 	}
 	kms := w.streams[domain.KMSStream(b.KMSInstance)]
 	slice := kms[b.NextRevision:]
-	sum := sha256.Sum256(domain.EncodeSlice(slice))
+	sum := sha256.Sum256(domain.EncodeSliceV1(slice))
 	c, err := b.Checkpoint(domain.Due{At: at, Full: full}, loc, uint64(len(kms)), []domain.SlicePart{{Name: fmt.Sprintf("blob-%d", w.pos+1), Digest: sum}}, false)
 	if err != nil {
 		w.tb.Fatalf("checkpoint at %s: %v", at, err)
