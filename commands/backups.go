@@ -35,6 +35,9 @@ type Backups struct {
 	Sealer       Sealer
 	DataKeys     DataKeys
 	Blobs        BlobStore
+	// Scratch makes the scratch stores that restore points are loaded into
+	// (Open) and bases written from.
+	Scratch ScratchStores
 	// Files writes and reads backup data files (download and upload).
 	Files BackupFiles
 	Clock Clock

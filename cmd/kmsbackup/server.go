@@ -116,6 +116,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("create the upload spool: %w", err)
 	}
 
+	// Restores load their points, and bases are written, in temporary
+	// databases here; what a crash left behind is removed.
+	scratch, err := pebblestore.NewScratches(filepath.Join(cfg.DataDir, "scratch"), pebblestore.ScratchOptions{Logger: m.Logger})
+	if err != nil {
+		return fmt.Errorf("set up the scratch directory: %w", err)
+	}
+
 	clk, manual, err := m.clock(ctx)
 	if err != nil {
 		return err
@@ -126,7 +133,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	backupData := &commands.Projector{Name: backupdata.Name, Log: m.log, Store: m.proj, Apply: commands.BackupDataApply(m.blobs)}
 	auditLog := &commands.Projector{Name: audit.Name, Log: m.log, Store: m.proj, Apply: audit.Apply}
 	backups := &commands.Backups{Log: m.log, State: m.proj, StateApplied: backupState, DataApplied: backupData,
-		Sealer: env, DataKeys: env, Blobs: m.blobs, Files: backupfile.New(), Clock: clk, IDs: idsrc, Zones: time.LoadLocation}
+		Sealer: env, DataKeys: env, Blobs: m.blobs, Scratch: scratch, Files: backupfile.New(), Clock: clk, IDs: idsrc, Zones: time.LoadLocation}
 	kms := &commands.KMS{Log: m.log, State: m.proj, Applied: projector, Sealer: env, DataKeys: env,
 		Cipher: softkms.Cipher{}, Clock: clk, IDs: idsrc,
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {

@@ -82,6 +82,10 @@ func (e *Engine) open() {
 	if err != nil {
 		t.Fatal(err)
 	}
+	scratch, err := pebblestore.NewScratches(filepath.Join(e.dir, "scratch"), pebblestore.ScratchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.Store, e.Proj = st, proj
 	idsrc := ids.Random{Clock: e.Clock}
 	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
@@ -90,7 +94,8 @@ func (e *Engine) open() {
 	ap := &commands.Projector{Name: audit.Name, Log: st, Store: proj, Apply: audit.Apply}
 	e.procs = []*commands.Projector{kp, bs, bd, ap}
 	e.Backups = &commands.Backups{Log: st, State: proj, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
-		Blobs: st, Files: backupfile.New(), Clock: e.Clock, IDs: idsrc, Zones: time.LoadLocation, SlicePartBytes: e.SlicePartBytes}
+		Blobs: st, Scratch: scratch, Files: backupfile.New(), Clock: e.Clock, IDs: idsrc, Zones: time.LoadLocation,
+		SlicePartBytes: e.SlicePartBytes}
 	e.KMS = &commands.KMS{Log: st, State: proj, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
 		Clock: e.Clock, IDs: idsrc,
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {

@@ -101,6 +101,12 @@ func (e *engine) open() error {
 		_ = st.Close()
 		return err
 	}
+	scratch, err := pebblestore.NewScratches(filepath.Join(e.dir, "scratch"), pebblestore.ScratchOptions{})
+	if err != nil {
+		_ = proj.Close()
+		_ = st.Close()
+		return err
+	}
 	e.store, e.proj, e.env = st, proj, env
 	clk := e.clock
 	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
@@ -108,7 +114,7 @@ func (e *engine) open() error {
 	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: proj, Apply: commands.BackupDataApply(st)}
 	e.procs = []*commands.Projector{kp, bs, bd}
 	e.backups = &commands.Backups{Log: st, State: proj, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
-		Blobs: st, Files: backupfile.New(), Clock: clk, IDs: e.ids, Zones: time.LoadLocation}
+		Blobs: st, Scratch: scratch, Files: backupfile.New(), Clock: clk, IDs: e.ids, Zones: time.LoadLocation}
 	e.kms = &commands.KMS{Log: st, State: proj, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
 		Clock: clk, IDs: e.ids,
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {

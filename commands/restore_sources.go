@@ -1,0 +1,339 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/backupdata"
+	"github.com/kmsbackup/kmsbackup/projections/dayview"
+)
+
+var _ RestoreSources = (*Backups)(nil)
+
+// Open loads a restore point of b's current generation into a scratch
+// store (RestoreSources): the newest base from before the point, if any,
+// ingested from its parts, then the events of the checkpoints after it,
+// replayed from their slice parts in revision order with blind writes:
+//
+//   - an instant T: every event that occurred at or before T;
+//   - a whole day: the events before the day's start at an instant, then
+//     the day's own events item by item as they last stood (a deleted
+//     item kept as it was just before, marked deleted). Every event of the
+//     day is found wherever its checkpoint fell: the first checkpoint at or
+//     after the day's end (a catch-up after downtime) is read too.
+//
+// The generation's first checkpoint is the history from before enabling
+// (or, for an upload, the state its day starts from): it is always
+// replayed at an instant, so that nothing deleted before enabling shows.
+// With only, the events of other items are not replayed, and reads leave
+// them out. Memory: the scratch's cache and write buffer, and one slice
+// part; nothing grows with the state or the history.
+func (s *Backups) Open(ctx context.Context, b *domain.Backup, point RestorePoint, only []ItemRef) (RestoreSource, error) {
+	const op = "load restore point"
+	if s.Scratch == nil {
+		return nil, domain.Errorf(domain.ErrUnavailable, op, string(b.ID), "", "no scratch store is configured")
+	}
+	loc, err := s.location(b)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := domain.ParseDay(string(point.Day)); err != nil {
+		return nil, err
+	}
+	l := &load{s: s, b: b, ref: b.DataRef(), point: point, dayStart: point.Day.Start(loc), dayEnd: point.Day.Next().Start(loc)}
+	if !point.At.IsZero() {
+		if domain.DayOf(point.At, loc) != point.Day {
+			return nil, domain.Invalid(op, "instant %s is not in day %s", point.At.Format(time.RFC3339), point.Day)
+		}
+		l.instant = true
+	}
+	if only != nil {
+		l.only = map[ItemRef]bool{}
+		for _, r := range only {
+			l.only[r] = true
+		}
+	}
+	src, err := l.run(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s of %s: %w", op, describePoint(point), b.ID, err)
+	}
+	return src, nil
+}
+
+func describePoint(p RestorePoint) string {
+	if p.At.IsZero() {
+		return "day " + string(p.Day)
+	}
+	return "instant " + p.At.UTC().Format(time.RFC3339Nano)
+}
+
+// load is one Open.
+type load struct {
+	s        *Backups
+	b        *domain.Backup
+	ref      string
+	point    RestorePoint
+	instant  bool
+	dayStart time.Time
+	dayEnd   time.Time
+	only     map[ItemRef]bool
+}
+
+// end is where the point ends: checkpoints are read up to the first at or
+// after it (which may still hold events of the point: a catch-up).
+func (l *load) end() time.Time {
+	if l.instant {
+		return l.point.At
+	}
+	return l.dayEnd
+}
+
+// keep reports whether an event that occurred at t is part of the point,
+// and in which mode it is applied.
+func (l *load) keep(t time.Time) (bool, dayview.Mode) {
+	if l.instant {
+		return !t.After(l.point.At), dayview.Instant
+	}
+	switch {
+	case !t.Before(l.dayEnd):
+		return false, dayview.Instant
+	case t.Before(l.dayStart):
+		return true, dayview.Instant
+	}
+	return true, dayview.WholeDay
+}
+
+func (l *load) run(ctx context.Context) (RestoreSource, error) {
+	last, err := backupdata.LastSeq(l.s.State, l.ref)
+	if err != nil {
+		return nil, err
+	}
+	if last == 0 {
+		return nil, domain.Errorf(domain.ErrFailedPrecondition, "load restore point", string(l.b.ID), "", "the backup holds no checkpoint")
+	}
+	first, err := backupdata.Checkpoint(l.s.State, l.ref, 1)
+	if err != nil {
+		return nil, err
+	}
+	if l.instant && l.point.At.Before(first.At) {
+		return nil, domain.Errorf(domain.ErrFailedPrecondition, "load restore point", l.point.At.UTC().Format(time.RFC3339), "choose a later time",
+			"the backup holds nothing before its first checkpoint at %s", first.At.Format(time.RFC3339))
+	}
+	sc, err := l.s.Scratch.OpenScratch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	src := &loadedSource{sc: sc, point: l.point, only: l.only}
+	defer func() {
+		if sc != nil {
+			_ = sc.Close()
+		}
+	}()
+	for seq := uint64(1); seq <= last; seq++ {
+		sum, err := backupdata.Checkpoint(l.s.State, l.ref, seq)
+		if err != nil {
+			return nil, err
+		}
+		if err := l.replay(ctx, sc, &sum); err != nil {
+			return nil, err
+		}
+		src.seq, src.at = sum.Seq, sum.At
+		if !sum.At.Before(l.end()) {
+			break
+		}
+	}
+	if err := sc.Flush(); err != nil {
+		return nil, err
+	}
+	if l.instant && src.at.After(l.point.At) {
+		src.at = l.point.At
+	} else if !l.instant && src.at.After(l.dayEnd) {
+		src.at = l.dayEnd
+	}
+	sc = nil // the source's now
+	return src, nil
+}
+
+// replay applies the events of one checkpoint's slice that belong to the
+// point.
+func (l *load) replay(ctx context.Context, sc Scratch, sum *backupdata.Summary) error {
+	history := sum.Seq == 1 // before enabling, or an upload's starting state
+	return eachSliceEvent(ctx, l.s.Blobs, l.ref, sum.SliceParts(), func(e *domain.Event) error {
+		keep, mode := true, dayview.Instant
+		if !history {
+			if keep, mode = l.keep(e.OccurredAt); !keep {
+				return nil
+			}
+		}
+		c, ok, err := dayview.ChangeOf(e)
+		if err != nil || !ok {
+			return err
+		}
+		if l.only != nil && !l.only[ItemRef{Kind: kindName(c.Kind), ID: c.ID}] {
+			return nil
+		}
+		return c.Apply(sc, mode)
+	})
+}
+
+func kindName(k byte) string {
+	if k == dayview.KindKey {
+		return ItemKindKey
+	}
+	return ItemKindSecret
+}
+
+func kindByte(kind string) (byte, bool) {
+	switch kind {
+	case ItemKindKey:
+		return dayview.KindKey, true
+	case ItemKindSecret:
+		return dayview.KindSecret, true
+	}
+	return 0, false
+}
+
+// loadedSource is a loaded restore point (RestoreSource).
+type loadedSource struct {
+	sc     Scratch
+	point  RestorePoint
+	only   map[ItemRef]bool
+	seq    uint64
+	at     time.Time
+	counts *[3]uint64
+	item   BackedUpItem
+	closed bool
+}
+
+var errSourceClosed = &domain.Error{Op: "read restore point", Kind: domain.ErrUnavailable, Msg: "the restore source is closed"}
+
+func (s *loadedSource) Point() RestorePoint                 { return s.point }
+func (s *loadedSource) Covered() (at time.Time, seq uint64) { return s.at, s.seq }
+
+func (s *loadedSource) Counts(ctx context.Context) (keys, secrets, versions uint64, err error) {
+	if s.counts == nil {
+		var c [3]uint64
+		err := s.each(ctx, ItemRef{}, func(it *dayview.Item) error {
+			if it.Kind == dayview.KindKey {
+				c[0]++
+			} else {
+				c[1]++
+			}
+			c[2] += uint64(len(it.Versions))
+			return nil
+		})
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		s.counts = &c
+	}
+	return s.counts[0], s.counts[1], s.counts[2], nil
+}
+
+func (s *loadedSource) Each(ctx context.Context, after ItemRef, fn func(*BackedUpItem) error) error {
+	return s.each(ctx, after, func(it *dayview.Item) error {
+		s.fill(&s.item, it)
+		return fn(&s.item)
+	})
+}
+
+// each calls fn with every item after `after`, in order, until fn fails
+// or returns ErrStop.
+func (s *loadedSource) each(ctx context.Context, after ItemRef, fn func(*dayview.Item) error) error {
+	if s.closed {
+		return errSourceClosed
+	}
+	var lower []byte
+	if after != (ItemRef{}) {
+		k, ok := kindByte(after.Kind)
+		if !ok {
+			return domain.Invalid("read restore point", "item kind %q must be %s or %s", after.Kind, ItemKindKey, ItemKindSecret)
+		}
+		lower = dayview.ItemEnd(k, after.ID)
+	}
+	it, err := s.sc.NewIter(lower, nil)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	it.First()
+	r := dayview.NewItemReader(it)
+	for n := 0; ; n++ {
+		if n%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		item, ok, err := r.Next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return it.Error()
+		}
+		if s.only != nil && !s.only[ItemRef{Kind: kindName(item.Kind), ID: item.ID}] {
+			continue
+		}
+		if err := fn(item); err != nil {
+			if errors.Is(err, ErrStop) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+func (s *loadedSource) Lookup(ctx context.Context, ref ItemRef) (*BackedUpItem, bool, error) {
+	if s.closed {
+		return nil, false, errSourceClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	k, ok := kindByte(ref.Kind)
+	if !ok {
+		return nil, false, domain.Invalid("read restore point", "item kind %q must be %s or %s", ref.Kind, ItemKindKey, ItemKindSecret)
+	}
+	if s.only != nil && !s.only[ref] {
+		return nil, false, nil
+	}
+	it, err := s.sc.NewIter(dayview.ItemStart(k, ref.ID), dayview.ItemEnd(k, ref.ID))
+	if err != nil {
+		return nil, false, err
+	}
+	defer it.Close()
+	it.First()
+	item, ok, err := dayview.NewItemReader(it).Next()
+	if err != nil || !ok {
+		return nil, false, errors.Join(err, it.Error())
+	}
+	out := &BackedUpItem{}
+	s.fill(out, item)
+	for i := range out.Versions { // the caller's to keep
+		v := &out.Versions[i]
+		v.Material, v.Value = slices.Clone(v.Material), slices.Clone(v.Value)
+	}
+	return out, true, nil
+}
+
+// fill sets out to it, reusing out's versions.
+func (s *loadedSource) fill(out *BackedUpItem, it *dayview.Item) {
+	*out = BackedUpItem{Kind: kindName(it.Kind), ID: it.ID, Description: it.Row.Description, CreatedAt: it.Row.CreatedAt,
+		DeletedAt: it.DeletedAt, Versions: out.Versions[:0]}
+	for _, v := range it.Versions {
+		out.Versions = append(out.Versions, BackedUpVersion{Version: v.Version, CreatedAt: v.CreatedAt, Material: v.Material,
+			SealedBy: v.SealedBy, KeyID: v.KeyID, Value: v.Value})
+	}
+}
+
+func (s *loadedSource) Close() error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.sc.Close()
+}
