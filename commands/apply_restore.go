@@ -6,7 +6,6 @@ import (
 	"crypto/subtle"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
@@ -29,7 +28,7 @@ func (s *Restores) Restore(ctx context.Context, c Caller, req RestoreRequest) (*
 		return res, nil
 	}
 	from := domain.RestoredFrom{Backup: plan.Backup, Day: plan.Day, Seq: plan.To, By: c.String()}
-	versions, err := s.versionsOf(src.backup.DataRef(), plan.Items)
+	versions, err := s.versionsOf(ctx, src.backup, plan, req)
 	if err != nil {
 		return nil, err
 	}
@@ -60,28 +59,48 @@ func (s *Restores) Restore(ctx context.Context, c Caller, req RestoreRequest) (*
 	return res, err
 }
 
-// versionsOf reads the backed-up versions of every item of a plan in one
-// scan, keyed by itemKey.
-func (s *Restores) versionsOf(ref string, items []RestoreItem) (map[string][]backupdata.Version, error) {
-	sorted := make([]backupdata.Item, len(items))
-	for i, it := range items {
-		sorted[i] = backupdata.Item{Kind: it.Kind, ID: it.ID, Versions: it.Versions, CreateSeq: it.CreateSeq}
+// versionsOf reads the backed-up versions of every item of a plan, keyed
+// by itemKey, from the restore point loaded (Backups.Open): the day as its
+// items last stood up to the plan's last checkpoint (the items the plan
+// took from the read model), or the instant of the checkpoint the plan
+// chose, and only the plan's items unless it restores everything. Each
+// item keeps the versions its plan counted.
+func (s *Restores) versionsOf(ctx context.Context, b *domain.Backup, plan *RestorePlan, req RestoreRequest) (map[string][]BackedUpVersion, error) {
+	point := RestorePoint{Day: plan.Day}
+	if req.At != "" {
+		point.At = plan.At
 	}
-	slices.SortFunc(sorted, func(a, b backupdata.Item) int {
-		if c := strings.Compare(a.Kind, b.Kind); c != 0 {
-			return c
+	var only []ItemRef
+	want := make(map[string]uint32, len(plan.Items))
+	for _, it := range plan.Items {
+		want[itemKey(it.Kind, it.ID)] = it.Versions
+		if !req.All {
+			only = append(only, ItemRef{Kind: it.Kind, ID: it.ID})
 		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	out := make(map[string][]backupdata.Version, len(items))
-	err := backupdata.VersionsOf(s.Backups.State, ref, sorted, func(i int, vs []backupdata.Version) error {
-		out[itemKey(sorted[i].Kind, sorted[i].ID)] = vs
+	}
+	src, err := s.Backups.openThrough(ctx, b, point, only, plan.To)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	out := make(map[string][]BackedUpVersion, len(plan.Items))
+	err = src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
+		n, ok := want[itemKey(it.Kind, it.ID)]
+		if !ok {
+			return nil
+		}
+		vs := make([]BackedUpVersion, 0, n)
+		for _, v := range it.Versions[:min(len(it.Versions), int(n))] {
+			v.Material, v.Value = slices.Clone(v.Material), slices.Clone(v.Value)
+			vs = append(vs, v)
+		}
+		out[itemKey(it.Kind, it.ID)] = vs
 		return nil
 	})
 	return out, err
 }
 
-func (s *Restores) restoreKey(ctx context.Context, c Caller, b *domain.Backup, target domain.InstanceID, it *RestoreItem, vs []backupdata.Version, from domain.RestoredFrom) error {
+func (s *Restores) restoreKey(ctx context.Context, c Caller, b *domain.Backup, target domain.InstanceID, it *RestoreItem, vs []BackedUpVersion, from domain.RestoredFrom) error {
 	k := s.KMS
 	return k.decide(ctx, "restore key", func() error {
 		in, err := kmsstate.GetInstance(k.State, target)
@@ -122,7 +141,7 @@ func (s *Restores) restoreKey(ctx context.Context, c Caller, b *domain.Backup, t
 	})
 }
 
-func (s *Restores) restoreSecret(ctx context.Context, c Caller, b *domain.Backup, target domain.InstanceID, it *RestoreItem, vs []backupdata.Version, from domain.RestoredFrom) error {
+func (s *Restores) restoreSecret(ctx context.Context, c Caller, b *domain.Backup, target domain.InstanceID, it *RestoreItem, vs []BackedUpVersion, from domain.RestoredFrom) error {
 	k := s.KMS
 	return k.decide(ctx, "restore secret", func() error {
 		in, err := kmsstate.GetInstance(k.State, target)
@@ -169,7 +188,7 @@ func (s *Restores) audit(ctx context.Context, c Caller, in *domain.Instance, fro
 // backup's versions with the same material (compared by digest), every
 // restored secret has the backup's versions and each decrypts under its key
 // in the target.
-func (s *Restores) validate(ctx context.Context, b *domain.Backup, plan *RestorePlan, versions map[string][]backupdata.Version) ([]RestoreFinding, error) {
+func (s *Restores) validate(ctx context.Context, b *domain.Backup, plan *RestorePlan, versions map[string][]BackedUpVersion) ([]RestoreFinding, error) {
 	var out []RestoreFinding
 	add := func(code, item, format string, args ...any) {
 		out = append(out, RestoreFinding{Code: code, Item: item, Message: fmt.Sprintf(format, args...)})

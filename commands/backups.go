@@ -52,6 +52,9 @@ type Backups struct {
 	// SlicePartBytes is where slices are cut into parts (default
 	// domain.MaxSlicePart; tests set less).
 	SlicePartBytes int
+	// BasePartBytes is where bases are cut into parts (default
+	// MaxBasePart; tests set less).
+	BasePartBytes int
 
 	retries retries  // failing scheduled work, in this process
 	zones   sync.Map // time zone name -> *time.Location, loaded
@@ -107,14 +110,15 @@ func (s *Backups) newEvent(b *domain.Backup, at time.Time, d domain.EventData) d
 		Instance: b.KMSInstance, Data: domain.EncodeData(d)}
 }
 
-// commit appends to a backup stream at the revision the decision saw (or
-// as its first event) and waits until both backup read models show it.
-func (s *Backups) commit(ctx context.Context, b *domain.Backup, first bool, e domain.Event) error {
+// commit appends events to a backup stream, in one atomic append, at the
+// revision the decision saw (or as its first events) and waits until both
+// backup read models show them.
+func (s *Backups) commit(ctx context.Context, b *domain.Backup, first bool, events ...domain.Event) error {
 	expected := domain.ExpectRevision(b.Revision)
 	if first {
 		expected = domain.ExpectNoStream
 	}
-	res, err := s.Log.Append(ctx, e.Stream, expected, []domain.Event{e})
+	res, err := s.Log.Append(ctx, events[0].Stream, expected, events)
 	if err != nil {
 		return err
 	}

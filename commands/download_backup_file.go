@@ -32,8 +32,8 @@ type dayFile struct {
 // before any data; the key is not kept anywhere. The file holds the state
 // the day starts from (its full backup) and the day's incrementals, key
 // material in the clear inside the file's encryption. Memory stays flat
-// whatever the size of the day: items are read a batch at a time (see
-// backupdata.StateVersionsAt), slices one at a time.
+// whatever the size of the day: the starting state is loaded into a
+// scratch store (Open) and read item by item, slices a part at a time.
 //
 // Errors: domain.ErrNotFound for an instance the caller cannot see;
 // domain.ErrFailedPrecondition for an expired instance, a day outside the
@@ -201,18 +201,22 @@ func (s *Backups) writeDayFile(ctx context.Context, b *domain.Backup, plan *dayF
 		domain.Plaintext(at.Data).Wipe()
 		return fw.WriteRecord(buf)
 	}
-	// Each item with its versions, read in two forward scans (not one
-	// iterator per item).
-	err := backupdata.StateVersionsAt(s.State, ref, base.Seq, func(it backupdata.Item, vs []backupdata.Version) error {
-		if uint32(len(vs)) < it.Versions {
-			return domain.Corruption("backup data %s: %s %s has %d of its %d versions", ref, it.Kind, it.ID, len(vs), it.Versions)
-		}
-		for _, v := range vs {
+	// The state the day starts from: exactly what the base checkpoint
+	// holds (the restore point at its instant, its checkpoint the last
+	// read), each item with its versions (a scratch store: memory stays
+	// flat whatever the state).
+	src, err := s.openThrough(ctx, b, RestorePoint{Day: base.Day, At: base.At}, nil, base.Seq)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	err = src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
+		for _, v := range it.Versions {
 			at := domain.Event{OccurredAt: v.CreatedAt}
 			if v.Version == 1 {
 				at.OccurredAt = it.CreatedAt
 			}
-			if it.Kind == backupdata.KindSecret {
+			if it.Kind == ItemKindSecret {
 				var d domain.EventData = &domain.SecretCreated{Name: it.ID, Key: v.KeyID, Value: v.Value}
 				if v.Version > 1 {
 					d = &domain.SecretRotated{Name: it.ID, Version: v.Version, Key: v.KeyID, Value: v.Value}
@@ -264,15 +268,8 @@ func (s *Backups) writeSlice(ctx context.Context, b *domain.Backup, sum *backupd
 	if sum.Next == sum.From {
 		return nil
 	}
-	parts := sum.SliceParts()
-	var held uint64
-	for _, p := range parts {
-		held += p.Events
-	}
-	if held != sum.Next-sum.From {
-		return domain.Corruption("slice of checkpoint %d of %s holds %d events for %d revisions", sum.Seq, ref, held, sum.Next-sum.From)
-	}
-	return eachSliceEvent(ctx, s.Blobs, ref, parts, func(ev *domain.Event) error {
+	// The file's writer counts the records against the header's promise.
+	return eachSliceEvent(ctx, s.Blobs, ref, sum.SliceParts(), func(ev *domain.Event) error {
 		e := *ev
 		d, err := e.Decode()
 		if err != nil {

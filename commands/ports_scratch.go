@@ -43,10 +43,10 @@ type Scratch interface {
 	// call. Close it before the scratch.
 	NewIter(lower, upper []byte) (ScratchIter, error)
 	// WriteTables writes what the scratch holds in [lower, upper), in key
-	// order, as sstables that AddTable and Ingest load: before each key,
-	// split (given the key and the bytes of the table so far) may start a
-	// new table. put receives each finished table, readable until put
-	// returns. Errors: put's; ctx's.
+	// order, as sstables that AddTable and Ingest load: split sees every
+	// key before it is written, with the bytes of the table so far (0 for
+	// the first key), and may start a new table there. put receives each
+	// finished table, readable until put returns. Errors: put's; ctx's.
 	WriteTables(ctx context.Context, lower, upper []byte, split func(key []byte, size int64) bool, put func(t *ScratchTable) error) error
 	// Close removes the scratch and its files. Idempotent.
 	Close() error

@@ -70,8 +70,14 @@ func (s *Restores) Replay(ctx context.Context, c Caller, id domain.BackupID, day
 		return nil, err
 	}
 	st := &ReplayState{Backup: b.ID, Day: d, Seq: plan.To, At: plan.At}
-	// The state at the checkpoint: items live at To.
-	err = backupdata.StateAt(s.Backups.State, b.DataRef(), plan.To, func(it backupdata.Item) error {
+	// The state at the checkpoint: the restore point at its instant, the
+	// checkpoint the last read.
+	loaded, err := s.Backups.openThrough(ctx, b, RestorePoint{Day: plan.Day, At: plan.At}, nil, plan.To)
+	if err != nil {
+		return nil, err
+	}
+	defer loaded.Close()
+	err = loaded.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
 		ri, err := s.replayItem(ctx, b, it)
 		if err != nil {
 			return err
@@ -86,15 +92,11 @@ func (s *Restores) Replay(ctx context.Context, c Caller, id domain.BackupID, day
 	return st, nil
 }
 
-func (s *Restores) replayItem(ctx context.Context, b *domain.Backup, it backupdata.Item) (ReplayItem, error) {
-	ri := ReplayItem{Kind: it.Kind, ID: it.ID, KeyID: it.KeyID}
-	vs, err := backupdata.Versions(s.Backups.State, b.DataRef(), it.Kind, it.ID, it.CreateSeq)
-	if err != nil {
-		return ReplayItem{}, err
-	}
-	for _, v := range vs[:min(len(vs), int(it.Versions))] {
+func (s *Restores) replayItem(ctx context.Context, b *domain.Backup, it *BackedUpItem) (ReplayItem, error) {
+	ri := ReplayItem{Kind: it.Kind, ID: it.ID}
+	for _, v := range it.Versions {
 		var digest [32]byte
-		if it.Kind == backupdata.KindKey {
+		if it.Kind == ItemKindKey {
 			pt, err := s.Backups.Sealer.Open(ctx, b.DataRef(), v.Material, BackupAAD(b.Account, b.DataRef(), v.SealedBy))
 			if err != nil {
 				return ReplayItem{}, fmt.Errorf("open %s version %d: %w", it.ID, v.Version, err)
@@ -103,6 +105,7 @@ func (s *Restores) replayItem(ctx context.Context, b *domain.Backup, it backupda
 			pt.Wipe()
 		} else {
 			digest = SecretVersionDigest(v.Value)
+			ri.KeyID = string(v.KeyID)
 		}
 		ri.Versions = append(ri.Versions, ReplayVersion{Version: v.Version, Digest: hex.EncodeToString(digest[:])})
 	}

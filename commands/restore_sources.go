@@ -33,6 +33,11 @@ var _ RestoreSources = (*Backups)(nil)
 // them out. Memory: the scratch's cache and write buffer, and one slice
 // part; nothing grows with the state or the history.
 func (s *Backups) Open(ctx context.Context, b *domain.Backup, point RestorePoint, only []ItemRef) (RestoreSource, error) {
+	return s.openThrough(ctx, b, point, only, 0)
+}
+
+// openThrough is Open reading no checkpoint after through (0: no limit).
+func (s *Backups) openThrough(ctx context.Context, b *domain.Backup, point RestorePoint, only []ItemRef, through uint64) (RestoreSource, error) {
 	const op = "load restore point"
 	if s.Scratch == nil {
 		return nil, domain.Errorf(domain.ErrUnavailable, op, string(b.ID), "", "no scratch store is configured")
@@ -44,7 +49,7 @@ func (s *Backups) Open(ctx context.Context, b *domain.Backup, point RestorePoint
 	if _, err := domain.ParseDay(string(point.Day)); err != nil {
 		return nil, err
 	}
-	l := &load{s: s, b: b, ref: b.DataRef(), point: point, dayStart: point.Day.Start(loc), dayEnd: point.Day.Next().Start(loc)}
+	l := &load{s: s, b: b, ref: b.DataRef(), point: point, dayStart: point.Day.Start(loc), dayEnd: point.Day.Next().Start(loc), through: through}
 	if !point.At.IsZero() {
 		if domain.DayOf(point.At, loc) != point.Day {
 			return nil, domain.Invalid(op, "instant %s is not in day %s", point.At.Format(time.RFC3339), point.Day)
@@ -81,15 +86,19 @@ type load struct {
 	dayStart time.Time
 	dayEnd   time.Time
 	only     map[ItemRef]bool
+	through  uint64 // the last checkpoint read (0: up to the point's end)
 }
 
-// end is where the point ends: checkpoints are read up to the first at or
-// after it (which may still hold events of the point: a catch-up).
-func (l *load) end() time.Time {
+// past reports whether checkpoint at is the last one read: a checkpoint
+// holds the events appended since the previous one, which occurred at or
+// after the previous one's instant, so checkpoints are read up to the
+// first past the point (which may still hold events of the point: a
+// catch-up, or events of the very instant of the one before).
+func (l *load) past(at time.Time) bool {
 	if l.instant {
-		return l.point.At
+		return at.After(l.point.At)
 	}
-	return l.dayEnd
+	return !at.Before(l.dayEnd)
 }
 
 // keep reports whether an event that occurred at t is part of the point,
@@ -112,6 +121,9 @@ func (l *load) run(ctx context.Context) (RestoreSource, error) {
 	if err != nil {
 		return nil, err
 	}
+	if l.through > 0 {
+		last = min(last, l.through)
+	}
 	if last == 0 {
 		return nil, domain.Errorf(domain.ErrFailedPrecondition, "load restore point", string(l.b.ID), "", "the backup holds no checkpoint")
 	}
@@ -123,6 +135,10 @@ func (l *load) run(ctx context.Context) (RestoreSource, error) {
 		return nil, domain.Errorf(domain.ErrFailedPrecondition, "load restore point", l.point.At.UTC().Format(time.RFC3339), "choose a later time",
 			"the backup holds nothing before its first checkpoint at %s", first.At.Format(time.RFC3339))
 	}
+	base, err := l.base(&first)
+	if err != nil {
+		return nil, err
+	}
 	sc, err := l.s.Scratch.OpenScratch(ctx)
 	if err != nil {
 		return nil, err
@@ -133,7 +149,14 @@ func (l *load) run(ctx context.Context) (RestoreSource, error) {
 			_ = sc.Close()
 		}
 	}()
-	for seq := uint64(1); seq <= last; seq++ {
+	start := uint64(1)
+	if base != nil {
+		if err := l.s.loadBase(ctx, l.ref, base.Parts, sc, l.only); err != nil {
+			return nil, fmt.Errorf("load the base of checkpoint %d: %w", base.Seq, err)
+		}
+		start, src.seq, src.at = base.Seq+1, base.Seq, base.At
+	}
+	for seq := start; seq <= last; seq++ {
 		sum, err := backupdata.Checkpoint(l.s.State, l.ref, seq)
 		if err != nil {
 			return nil, err
@@ -142,7 +165,7 @@ func (l *load) run(ctx context.Context) (RestoreSource, error) {
 			return nil, err
 		}
 		src.seq, src.at = sum.Seq, sum.At
-		if !sum.At.Before(l.end()) {
+		if l.past(sum.At) {
 			break
 		}
 	}
@@ -156,6 +179,34 @@ func (l *load) run(ctx context.Context) (RestoreSource, error) {
 	}
 	sc = nil // the source's now
 	return src, nil
+}
+
+// base chooses the base the point is loaded from: the newest from before
+// the point (for an instant, at or before it; for a whole day, before the
+// day's start, so that every event of the day is replayed in the day's
+// mode), or, when there is none, the generation's base 0 (which holds
+// nothing of the day's own but what happened before enabling). nil: no
+// base (a generation of the first version), replay from checkpoint 1.
+func (l *load) base(first *backupdata.Summary) (*backupdata.BaseInfo, error) {
+	bases, err := backupdata.Bases(l.s.State, l.ref)
+	if err != nil {
+		return nil, err
+	}
+	var best *backupdata.BaseInfo
+	for i := range bases {
+		b := &bases[i]
+		if (l.instant && !b.At.After(l.point.At)) || (!l.instant && b.At.Before(l.dayStart)) {
+			best = b
+		}
+	}
+	if best == nil && len(bases) > 0 && bases[0].Seq == 1 {
+		best = &bases[0]
+	}
+	if first.InBase && best == nil {
+		return nil, domain.Errorf(domain.ErrUnavailable, "load restore point", l.ref, "wait for the read model to apply it",
+			"checkpoint 1 is held by a base the read model does not show")
+	}
+	return best, nil
 }
 
 // replay applies the events of one checkpoint's slice that belong to the

@@ -71,8 +71,8 @@ func (w *sliceWriter) finish() ([]domain.SlicePart, error) {
 // eachSliceEvent calls fn with every event of a slice's parts, in order.
 // Each part is read whole (at most about domain.MaxSlicePart bytes; a
 // slice of the first generation is one blob) and checked: its digest, and
-// that it holds the events its record claims, in increasing revisions
-// within [From, Next). e.Data aliases the part: fn copies what it keeps.
+// that it holds the events its record claims (when it records them), in
+// increasing revisions within [From, Next). e.Data aliases the part: fn copies what it keeps.
 // Errors: domain.ErrNotFound for a part that is gone; domain.ErrCorrupt;
 // the blob store's; fn's.
 func eachSliceEvent(ctx context.Context, blobs BlobStore, ref string, parts []domain.SlicePart, fn func(e *domain.Event) error) error {
@@ -106,7 +106,7 @@ func eachSliceEvent(ctx context.Context, blobs BlobStore, ref string, parts []do
 				return err
 			}
 		}
-		if n != p.Events {
+		if p.Events != 0 && n != p.Events { // 0: a blob of the first generation, whose count is not recorded
 			return domain.Corruption("slice part %s of %s holds %d events, its record %d", p.Name, ref, n, p.Events)
 		}
 	}

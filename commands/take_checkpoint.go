@@ -8,6 +8,7 @@ import (
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
+	"github.com/kmsbackup/kmsbackup/projections/dayview"
 )
 
 // slicePage is how many KMS events a checkpoint reads at a time.
@@ -45,6 +46,9 @@ func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.D
 	if err != nil {
 		return nil, err
 	}
+	if b.Checkpoints == 0 && !b.SourceReleased.Recorded() && s.Scratch != nil {
+		return s.firstCheckpoint(ctx, b, due, loc)
+	}
 	// Once its KMS instance is released nothing more is copied: the
 	// checkpoint holds no event and never opens that instance's key.
 	var parts []domain.SlicePart
@@ -64,14 +68,92 @@ func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.D
 	return c, nil
 }
 
+// firstCheckpoint takes the first checkpoint of a generation: the history
+// of the KMS instance from before enabling is not viewable, so instead of
+// a slice of its events it is written as base 0, the state those events
+// leave: they are read page by page, resealed and replayed into a scratch
+// store (memory stays that of the scratch and one page, whatever the
+// instance's size), whose content is stored as base parts. The checkpoint
+// (held by its base) and the base are appended together.
+func (s *Backups) firstCheckpoint(ctx context.Context, b *domain.Backup, due domain.Due, loc *time.Location) (*domain.BackupCheckpointed, error) {
+	const op = "take backup"
+	sc, err := s.Scratch.OpenScratch(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, b.ID, err)
+	}
+	defer sc.Close()
+	next, err := s.copyEvents(ctx, b, due, func(e *domain.Event) error {
+		c, ok, err := dayview.ChangeOf(e)
+		if err != nil || !ok {
+			return err
+		}
+		return c.Apply(sc, dayview.Instant)
+	})
+	if err == nil {
+		err = sc.Flush()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, b.ID, err)
+	}
+	c, err := b.Checkpoint(due, loc, next, nil, true)
+	if err != nil {
+		return nil, err
+	}
+	parts, digest, err := s.writeBase(ctx, b.DataRef(), c.Seq, sc)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: write base 0: %w", op, b.ID, err)
+	}
+	after := *b
+	cpEvent := s.newEvent(b, due.At, c)
+	after.Apply(domain.Event{Revision: b.Revision + 1, OccurredAt: cpEvent.OccurredAt}, c)
+	base, err := after.StoreBase(c, parts, digest)
+	if err == nil {
+		err = s.commit(ctx, b, false, cpEvent, s.newEvent(b, due.At, base))
+	}
+	if err != nil {
+		s.deleteParts(b.DataRef(), parts)
+		return nil, err
+	}
+	return c, nil
+}
+
+// copyEvents reads the KMS stream from the first revision not backed up,
+// up to the last event that occurred at or before due.At, page by page,
+// reseals each event's key material for the backup and hands it to fn. It
+// returns the first revision left for the next checkpoint.
+func (s *Backups) copyEvents(ctx context.Context, b *domain.Backup, due domain.Due, fn func(e *domain.Event) error) (uint64, error) {
+	stream := domain.KMSStream(b.KMSInstance)
+	next := b.NextRevision
+	for {
+		page, err := s.Log.ReadStream(ctx, stream, next, false, slicePage)
+		if err != nil {
+			return 0, fmt.Errorf("read %s: %w", stream, err)
+		}
+		for _, e := range page {
+			if e.OccurredAt.After(due.At) {
+				return next, nil
+			}
+			cp, err := s.reseal(ctx, b, e)
+			if err != nil {
+				return 0, err
+			}
+			if err := fn(&cp); err != nil {
+				return 0, err
+			}
+			next = e.Revision + 1
+		}
+		if len(page) < slicePage {
+			return next, nil
+		}
+	}
+}
+
 // copySlice reads the KMS stream from the first revision not backed up, up
 // to the last event that occurred at or before due.At, reseals each
 // event's key material for the backup and stores the copies as slice
 // parts as they fill (one page of events and one part in memory). It
 // returns the parts and the first revision left for the next checkpoint.
 func (s *Backups) copySlice(ctx context.Context, b *domain.Backup, due domain.Due) ([]domain.SlicePart, uint64, error) {
-	stream := domain.KMSStream(b.KMSInstance)
-	next := b.NextRevision
 	seq, run := b.Checkpoints+1, s.IDs.NewULID()
 	w := &sliceWriter{ctx: ctx, blobs: s.Blobs, ref: b.DataRef(), limit: s.slicePartLimit(), name: func(i int) string {
 		if i == 0 {
@@ -79,30 +161,12 @@ func (s *Backups) copySlice(ctx context.Context, b *domain.Backup, due domain.Du
 		}
 		return fmt.Sprintf("slice-%d-%s-%d", seq, run, i)
 	}}
-	for {
-		page, err := s.Log.ReadStream(ctx, stream, next, false, slicePage)
-		if err != nil {
-			return nil, 0, fmt.Errorf("read %s: %w", stream, err)
-		}
-		for _, e := range page {
-			if e.OccurredAt.After(due.At) {
-				parts, err := w.finish()
-				return parts, next, err
-			}
-			cp, err := s.reseal(ctx, b, e)
-			if err != nil {
-				return nil, 0, err
-			}
-			if err := w.add(&cp); err != nil {
-				return nil, 0, err
-			}
-			next = e.Revision + 1
-		}
-		if len(page) < slicePage {
-			parts, err := w.finish()
-			return parts, next, err
-		}
+	next, err := s.copyEvents(ctx, b, due, w.add)
+	if err != nil {
+		return nil, 0, err
 	}
+	parts, err := w.finish()
+	return parts, next, err
 }
 
 // slicePartLimit is where slices are cut into parts.

@@ -228,8 +228,9 @@ type BackupCheckpointed struct {
 	SliceDigest [32]byte  // SHA-256 of the blob
 	PrevDigest  [32]byte  // the previous checkpoint's Digest
 	Digest      [32]byte  // see CheckpointDigest
-	// Parts lists the parts of a slice cut in more than one (Slice is then
-	// empty), in revision order.
+	// Parts lists the parts of the slice, in revision order (Slice is
+	// then empty: it named the one blob of a slice of the first
+	// generation).
 	Parts []SlicePart
 	// InBase says that revisions [From, Next) are in no slice: the base of
 	// this checkpoint holds their state (the first checkpoint of a
@@ -238,7 +239,10 @@ type BackupCheckpointed struct {
 }
 
 // SliceParts returns the parts of the checkpoint's slice, in revision
-// order: Parts, or the one blob Slice (its events Next - From), or none.
+// order: Parts, or the one blob Slice of the first generation, or none.
+// The count of events of that one blob is not recorded (Events 0): it is
+// Next - From, except for an upload's first checkpoint, which holds only
+// the events that build its state.
 func (c *BackupCheckpointed) SliceParts() []SlicePart {
 	if len(c.Parts) > 0 {
 		return c.Parts
@@ -246,7 +250,7 @@ func (c *BackupCheckpointed) SliceParts() []SlicePart {
 	if c.Slice == "" {
 		return nil
 	}
-	return []SlicePart{{Name: c.Slice, Digest: c.SliceDigest, Events: c.Next - c.From, From: c.From, Next: c.Next}}
+	return []SlicePart{{Name: c.Slice, Digest: c.SliceDigest, From: c.From, Next: c.Next}}
 }
 
 func (BackupCreated) EventType() string      { return TypeBackupCreated }

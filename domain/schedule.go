@@ -62,9 +62,9 @@ func (b *Backup) CatchUp(now time.Time, loc *time.Location) Due {
 
 // Checkpoint decides the next checkpoint, covering the KMS stream up to
 // (not including) revision next, at instant at. The parts of its slice
-// are already stored (one part is recorded as Slice, several as Parts);
-// inBase says that a base holds the revisions instead (the first
-// checkpoint only).
+// are already stored (Slice, the one blob of the first generation, is no
+// longer written); inBase says that a base holds the revisions instead
+// (the first checkpoint only).
 func (b *Backup) Checkpoint(due Due, loc *time.Location, next uint64, parts []SlicePart, inBase bool) (*BackupCheckpointed, error) {
 	const op = "take backup"
 	if b.State != StateEnabled {
@@ -89,12 +89,7 @@ func (b *Backup) Checkpoint(due Due, loc *time.Location, next uint64, parts []Sl
 	c := &BackupCheckpointed{Generation: b.Generation, Seq: b.Checkpoints + 1, Full: due.Full, At: due.At.UTC(),
 		Day: DayOf(due.At, loc), From: b.NextRevision, Next: next, PrevDigest: b.LastDigest, InBase: inBase}
 	if next > b.NextRevision {
-		switch {
-		case len(parts) == 1:
-			c.Slice, c.SliceDigest = parts[0].Name, parts[0].Digest
-		case len(parts) > 1:
-			c.Parts = parts
-		}
+		c.Parts = parts
 	}
 	c.Digest = CheckpointDigest(b.ID, c)
 	return c, nil

@@ -106,7 +106,7 @@ func NewUpload(id BackupID, name string, h FileHeader, segs []UploadSegment, loc
 		if s.Next < s.From || (len(s.Parts) > 0 && s.Next == s.From) || (i > 0 && s.Next > s.From && len(s.Parts) == 0) {
 			return nil, BadBackupFile()
 		}
-		c.Parts = s.Parts // listed even when one: each part says how many events it holds
+		c.Parts = s.Parts
 		c.Digest = CheckpointDigest(id, c)
 		out = append(out, c)
 		prev = c

@@ -287,7 +287,11 @@ func (s *scratch) WriteTables(ctx context.Context, lower, upper []byte, split fu
 			return err
 		}
 		k := it.Key()
-		if w != nil && split(k, int64(w.Raw().EstimatedSize())) {
+		var size int64
+		if w != nil {
+			size = int64(w.Raw().EstimatedSize())
+		}
+		if split(k, size) && w != nil {
 			if err := finish(); err != nil {
 				return err
 			}

@@ -130,7 +130,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	idsrc := ids.Random{Clock: clk}
 	projector := &commands.Projector{Name: kmsstate.Name, Log: m.log, Store: m.proj, Apply: kmsstate.Apply}
 	backupState := &commands.Projector{Name: backupstate.Name, Log: m.log, Store: m.proj, Apply: backupstate.Apply}
-	backupData := &commands.Projector{Name: backupdata.Name, Log: m.log, Store: m.proj, Apply: commands.BackupDataApply(m.blobs)}
+	backupData := &commands.Projector{Name: backupdata.Name, Log: m.log, Store: m.proj, Apply: commands.BackupDataApply(m.blobs, scratch, stager(m.proj, backupdata.Name))}
 	auditLog := &commands.Projector{Name: audit.Name, Log: m.log, Store: m.proj, Apply: audit.Apply}
 	backups := &commands.Backups{Log: m.log, State: m.proj, StateApplied: backupState, DataApplied: backupData,
 		Sealer: env, DataKeys: env, Blobs: m.blobs, Scratch: scratch, Files: backupfile.New(), Clock: clk, IDs: idsrc, Zones: time.LoadLocation}

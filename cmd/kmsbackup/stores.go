@@ -11,6 +11,7 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections"
 	"github.com/kmsbackup/kmsbackup/projections/audit"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
@@ -145,6 +146,12 @@ func (m *Main) openProjections(ctx context.Context, opts pebblestore.Options, re
 			_ = p.Close()
 			return fmt.Errorf("open the read models in %s: %w", dir, err)
 		}
+		// The first version of the backup data read model held every
+		// version; it is rebuilt under its new name, the old one dropped.
+		if err := p.DropProjection(backupdata.LegacyName, []byte(backupdata.LegacyPrefix)); err != nil {
+			_ = p.Close()
+			return fmt.Errorf("drop the backup data read model of an older version: %w", err)
+		}
 		m.proj = p
 		m.closers = append(m.closers, p.Close)
 		m.health = append(m.health, healthCheck{"read models", func(context.Context) error { return p.Damage() }})
@@ -203,4 +210,10 @@ func masterKeyFailure(what string, err error) error {
 		return &startFailure{code: exitDamaged, err: fmt.Errorf("%s is damaged: %w", what, err)}
 	}
 	return fmt.Errorf("check the master key: %w", err)
+}
+
+// stager is the Stage of projection name in p, for the projections that
+// write a large change in chunks (commands.BackupDataApply).
+func stager(p *pebblestore.Projections, name string) func(fn func(projections.Txn) error) error {
+	return func(fn func(projections.Txn) error) error { return p.Stage(name, fn) }
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/softkms"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections"
 	"github.com/kmsbackup/kmsbackup/projections/audit"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
@@ -78,6 +79,9 @@ func (e *Engine) open() {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := proj.DropProjection(backupdata.LegacyName, []byte(backupdata.LegacyPrefix)); err != nil {
+		t.Fatal(err)
+	}
 	env, err := envelope.New(e.master, st)
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +94,7 @@ func (e *Engine) open() {
 	idsrc := ids.Random{Clock: e.Clock}
 	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
 	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: proj, Apply: backupstate.Apply}
-	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: proj, Apply: commands.BackupDataApply(st)}
+	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: proj, Apply: commands.BackupDataApply(st, scratch, func(fn func(projections.Txn) error) error { return proj.Stage(backupdata.Name, fn) })}
 	ap := &commands.Projector{Name: audit.Name, Log: st, Store: proj, Apply: audit.Apply}
 	e.procs = []*commands.Projector{kp, bs, bd, ap}
 	e.Backups = &commands.Backups{Log: st, State: proj, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,

@@ -91,11 +91,11 @@ func randomHistory(t *testing.T, e *Engine, rng *rand.Rand, steps int) (*domain.
 // naiveItems computes from the KMS instance's log what a restore point
 // holds: at an instant (every event at or before at), or a whole day
 // [start, end) (the events before it at an instant, then every item as it
-// last stood within it). Events up to the backup's first checkpoint
-// (enabled) are always at an instant: nothing deleted before enabling
-// shows. Keys: description, creation and deletion times, and the digest of
+// last stood within it). The events of the backup's first checkpoint
+// (revisions before enabled) are always at an instant: nothing deleted
+// before enabling shows. Keys: description, creation and deletion times, and the digest of
 // each version's material; secrets: each version's key and ciphertext.
-func naiveItems(t *testing.T, e *Engine, in domain.InstanceID, enabled, start, end time.Time, whole bool) map[string]string {
+func naiveItems(t *testing.T, e *Engine, in domain.InstanceID, enabled uint64, start, end time.Time, whole bool) map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	type item struct {
@@ -108,7 +108,7 @@ func naiveItems(t *testing.T, e *Engine, in domain.InstanceID, enabled, start, e
 		page := Must(e.Store.ReadStream(ctx, domain.KMSStream(in), from, false, 1000))
 		for _, ev := range page {
 			from = ev.Revision + 1
-			inDay := whole && !ev.OccurredAt.Before(start) && ev.OccurredAt.After(enabled)
+			inDay := whole && !ev.OccurredAt.Before(start) && ev.Revision >= enabled
 			if whole && !ev.OccurredAt.Before(end) || !whole && ev.OccurredAt.After(end) {
 				continue
 			}
@@ -227,7 +227,7 @@ func TestLoadEqualsReplay(t *testing.T) {
 	}()
 	cps := e.Checkpoints(b.ID)
 	loc := Must(time.LoadLocation(b.TimeZone))
-	enabled := cps[0].At
+	enabled := cps[0].Next
 	first, last := cps[0].At, cps[len(cps)-1].At
 	for round := range 12 {
 		// An instant of the backup's span, on a checkpoint or not.

@@ -27,6 +27,7 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/softkms"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
@@ -111,7 +112,7 @@ func (e *engine) open() error {
 	clk := e.clock
 	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
 	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: proj, Apply: backupstate.Apply}
-	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: proj, Apply: commands.BackupDataApply(st)}
+	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: proj, Apply: commands.BackupDataApply(st, scratch, func(fn func(projections.Txn) error) error { return proj.Stage(backupdata.Name, fn) })}
 	e.procs = []*commands.Projector{kp, bs, bd}
 	e.backups = &commands.Backups{Log: st, State: proj, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
 		Blobs: st, Scratch: scratch, Files: backupfile.New(), Clock: clk, IDs: e.ids, Zones: time.LoadLocation}
@@ -748,8 +749,8 @@ func (u *usage) scan(dir string, b *domain.Backup, kmsStream, backupStream strin
 	defer projDB.Close()
 	ref := b.DataRef()
 	blobPrefix := append(append([]byte{'B'}, ref...), 0)
-	projPrefix := append(append([]byte("Pbkd/"), ref...), 0)
-	metaKey := append(append([]byte("Pbkd/"), b.ID...), 0, 'm')
+	projPrefix := append([]byte("P"), backupdata.GenerationPrefix(ref)...)
+	metaKey := append([]byte("P"), backupdata.MetaKey(b.ID)...)
 	kmsPrefix := []byte("Pkms/")
 	for _, db := range []*pebble.DB{logDB, projDB} {
 		if err := u.scanDB(db, kmsStream, backupStream, kmsPos, chainPos, blobPrefix, projPrefix, metaKey, kmsPrefix); err != nil {
@@ -833,12 +834,17 @@ func (u *usage) scanDB(db *pebble.DB, kmsStream, backupStream string, kmsPos, ch
 	return it.Close()
 }
 
-// prefixEnd is the first key after every key with prefix p (whose last
-// byte is 0x00 here).
+// prefixEnd is the first key after every key with prefix p (p is never
+// all 0xff bytes here).
 func prefixEnd(p []byte) []byte {
 	end := slices.Clone(p)
-	end[len(end)-1]++
-	return end
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
 }
 
 // storeOptions are the Pebble options of pebblestore.pebbleOptions that
@@ -935,7 +941,7 @@ func TestScenariosSmall(t *testing.T) {
 
 	r := runChurn(t, t.TempDir(), churn{keys: 1000, days: 1, perDay: 100})
 	u := r.end
-	if u.kmsEvents != 1+1000+100 || u.blobs == 0 || u.proj['v'] == 0 || u.logRecords == 0 || r.start.backup() >= u.backup() {
+	if u.kmsEvents != 1+1000+100 || u.blobs == 0 || u.proj['i'] == 0 || u.logRecords == 0 || r.start.backup() >= u.backup() {
 		t.Fatalf("usage: %+v", u)
 	}
 	// The first full at enable (23:50), an incremental at 23:55, then a

@@ -5,14 +5,12 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 )
 
 // peakHeap samples the heap while fn runs and returns fn's duration and
@@ -136,7 +134,6 @@ func BenchmarkRestoreToDay(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ref := bkp.DataRef()
 
 	// Restore read: the plan (every item as it stood within the day), then
 	// every version of every item, key material opened.
@@ -149,31 +146,8 @@ func BenchmarkRestoreToDay(b *testing.B) {
 		if len(plan.Findings) > 0 {
 			return fmt.Errorf("plan findings: %+v", plan.Findings[0])
 		}
-		items, versions = len(plan.Items), 0
-		// As Restore reads them: every item's versions in one merged scan.
-		sorted := make([]backupdata.Item, len(plan.Items))
-		for i, it := range plan.Items {
-			sorted[i] = backupdata.Item{Kind: it.Kind, ID: it.ID, Versions: it.Versions, CreateSeq: it.CreateSeq}
-		}
-		slices.SortFunc(sorted, func(a, b backupdata.Item) int {
-			if c := strings.Compare(a.Kind, b.Kind); c != 0 {
-				return c
-			}
-			return strings.Compare(a.ID, b.ID)
-		})
-		return backupdata.VersionsOf(e.proj, ref, sorted, func(i int, vs []backupdata.Version) error {
-			for _, v := range vs {
-				versions++
-				if sorted[i].Kind == backupdata.KindKey {
-					pt, err := e.env.Open(ctx, ref, v.Material, commands.BackupAAD(bkp.Account, ref, v.SealedBy))
-					if err != nil {
-						return err
-					}
-					pt.Wipe()
-				}
-			}
-			return nil
-		})
+		items, versions, err = readDay(ctx, e, bkp, domain.Day(day))
+		return err
 	}
 	// Genesis replay: every event of the KMS stream from revision 0,
 	// decoded, key material opened, state with versions built.
@@ -268,6 +242,35 @@ func BenchmarkRestoreToDay(b *testing.B) {
 	applied := time.Since(t0)
 	b.ReportMetric(float64(res.Restored)/applied.Seconds(), "applied_items/s")
 	b.Logf("applied restore of %d keys (with validation) in %s", res.Restored, applied)
+}
+
+// readDay is a restore read of a whole day: the restore point loaded
+// (commands.Backups.Open), every item read with every version, every key
+// version's material opened under the backup's data key. It returns the
+// items and versions read.
+func readDay(ctx context.Context, e *engine, b *domain.Backup, day domain.Day) (items, versions int, err error) {
+	src, err := e.backups.Open(ctx, b, commands.RestorePoint{Day: day}, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer src.Close()
+	ref := b.DataRef()
+	err = src.Each(ctx, commands.ItemRef{}, func(it *commands.BackedUpItem) error {
+		items++
+		versions += len(it.Versions)
+		if it.Kind != commands.ItemKindKey {
+			return nil
+		}
+		for _, v := range it.Versions {
+			pt, err := e.env.Open(ctx, ref, v.Material, commands.BackupAAD(b.Account, ref, v.SealedBy))
+			if err != nil {
+				return err
+			}
+			pt.Wipe()
+		}
+		return nil
+	})
+	return items, versions, err
 }
 
 func medianDur(xs []time.Duration) time.Duration {

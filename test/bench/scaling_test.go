@@ -19,7 +19,6 @@ import (
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
 	"github.com/kmsbackup/kmsbackup/test/natsserver"
 )
@@ -434,7 +433,8 @@ func buildRestoreState(ctx context.Context, dir string, items int) (*restoreStat
 
 // read plans restoring everything of the day and reads every version of
 // every item, opening key material, as BenchmarkRestoreToDay's "restore
-// read" does. It returns the items and versions read.
+// read" does (with the plan on top). It returns the items and versions
+// read.
 func (s *restoreState) read(ctx context.Context) (int, int, error) {
 	plan, err := s.rs.PlanRestore(ctx, s.e.caller, commands.RestoreRequest{From: s.backup.ID, Day: s.day, All: true, ToInstance: s.target})
 	if err != nil {
@@ -443,32 +443,7 @@ func (s *restoreState) read(ctx context.Context) (int, int, error) {
 	if len(plan.Findings) > 0 {
 		return 0, 0, fmt.Errorf("plan findings: %+v", plan.Findings[0])
 	}
-	sorted := make([]backupdata.Item, len(plan.Items))
-	for i, it := range plan.Items {
-		sorted[i] = backupdata.Item{Kind: it.Kind, ID: it.ID, Versions: it.Versions, CreateSeq: it.CreateSeq}
-	}
-	slices.SortFunc(sorted, func(a, b backupdata.Item) int {
-		if c := strings.Compare(a.Kind, b.Kind); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	ref := s.backup.DataRef()
-	versions := 0
-	err = backupdata.VersionsOf(s.e.proj, ref, sorted, func(i int, vs []backupdata.Version) error {
-		for _, v := range vs {
-			versions++
-			if sorted[i].Kind == backupdata.KindKey {
-				pt, err := s.e.env.Open(ctx, ref, v.Material, commands.BackupAAD(s.backup.Account, ref, v.SealedBy))
-				if err != nil {
-					return err
-				}
-				pt.Wipe()
-			}
-		}
-		return nil
-	})
-	return len(plan.Items), versions, err
+	return readDay(ctx, s.e, s.backup, domain.Day(s.day))
 }
 
 // BenchmarkRestoreSizes measures the restore read (BenchmarkRestoreToDay's
