@@ -55,10 +55,18 @@ type Backups struct {
 	// BasePartBytes is where bases are cut into parts (default
 	// MaxBasePart; tests set less).
 	BasePartBytes int
+	// Rebase is when new bases are written (nil:
+	// domain.DefaultRebasePolicy).
+	Rebase *domain.RebasePolicy
+	// BaseLimit, when set, keeps Open from reading a base of a checkpoint
+	// after it (an older base and more slices instead): for tests that
+	// compare the paths to one state.
+	BaseLimit uint64
 
-	retries retries  // failing scheduled work, in this process
-	zones   sync.Map // time zone name -> *time.Location, loaded
-	locks   sync.Map // backup ID -> *sync.Mutex: one decision at a time per backup in this process
+	retries retries       // failing scheduled work, in this process
+	rebases rebaseRetries // failing rebases, in this process
+	zones   sync.Map      // time zone name -> *time.Location, loaded
+	locks   sync.Map      // backup ID -> *sync.Mutex: one decision at a time per backup in this process
 	bind    sync.Mutex
 }
 

@@ -38,6 +38,19 @@ func (s *Backups) Open(ctx context.Context, b *domain.Backup, point RestorePoint
 
 // openThrough is Open reading no checkpoint after through (0: no limit).
 func (s *Backups) openThrough(ctx context.Context, b *domain.Backup, point RestorePoint, only []ItemRef, through uint64) (RestoreSource, error) {
+	l, err := s.newLoad(b, point, only, through)
+	if err != nil {
+		return nil, err
+	}
+	src, err := l.run(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load restore point %s of %s: %w", describePoint(point), b.ID, err)
+	}
+	return src, nil
+}
+
+// newLoad prepares the load of point (see Open and openThrough).
+func (s *Backups) newLoad(b *domain.Backup, point RestorePoint, only []ItemRef, through uint64) (*load, error) {
 	const op = "load restore point"
 	if s.Scratch == nil {
 		return nil, domain.Errorf(domain.ErrUnavailable, op, string(b.ID), "", "no scratch store is configured")
@@ -62,11 +75,7 @@ func (s *Backups) openThrough(ctx context.Context, b *domain.Backup, point Resto
 			l.only[r] = true
 		}
 	}
-	src, err := l.run(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s of %s: %w", op, describePoint(point), b.ID, err)
-	}
-	return src, nil
+	return l, nil
 }
 
 func describePoint(p RestorePoint) string {
@@ -117,59 +126,13 @@ func (l *load) keep(t time.Time) (bool, dayview.Mode) {
 }
 
 func (l *load) run(ctx context.Context) (RestoreSource, error) {
-	last, err := backupdata.LastSeq(l.s.State, l.ref)
-	if err != nil {
-		return nil, err
-	}
-	if l.through > 0 {
-		last = min(last, l.through)
-	}
-	if last == 0 {
-		return nil, domain.Errorf(domain.ErrFailedPrecondition, "load restore point", string(l.b.ID), "", "the backup holds no checkpoint")
-	}
-	first, err := backupdata.Checkpoint(l.s.State, l.ref, 1)
-	if err != nil {
-		return nil, err
-	}
-	if l.instant && l.point.At.Before(first.At) {
-		return nil, domain.Errorf(domain.ErrFailedPrecondition, "load restore point", l.point.At.UTC().Format(time.RFC3339), "choose a later time",
-			"the backup holds nothing before its first checkpoint at %s", first.At.Format(time.RFC3339))
-	}
-	base, err := l.base(&first)
-	if err != nil {
-		return nil, err
-	}
 	sc, err := l.s.Scratch.OpenScratch(ctx)
 	if err != nil {
 		return nil, err
 	}
 	src := &loadedSource{sc: sc, point: l.point, only: l.only}
-	defer func() {
-		if sc != nil {
-			_ = sc.Close()
-		}
-	}()
-	start := uint64(1)
-	if base != nil {
-		if err := l.s.loadBase(ctx, l.ref, base.Parts, sc, l.only); err != nil {
-			return nil, fmt.Errorf("load the base of checkpoint %d: %w", base.Seq, err)
-		}
-		start, src.seq, src.at = base.Seq+1, base.Seq, base.At
-	}
-	for seq := start; seq <= last; seq++ {
-		sum, err := backupdata.Checkpoint(l.s.State, l.ref, seq)
-		if err != nil {
-			return nil, err
-		}
-		if err := l.replay(ctx, sc, &sum); err != nil {
-			return nil, err
-		}
-		src.seq, src.at = sum.Seq, sum.At
-		if l.past(sum.At) {
-			break
-		}
-	}
-	if err := sc.Flush(); err != nil {
+	if src.seq, src.at, err = l.fill(ctx, sc); err != nil {
+		_ = sc.Close()
 		return nil, err
 	}
 	if l.instant && src.at.After(l.point.At) {
@@ -177,8 +140,55 @@ func (l *load) run(ctx context.Context) (RestoreSource, error) {
 	} else if !l.instant && src.at.After(l.dayEnd) {
 		src.at = l.dayEnd
 	}
-	sc = nil // the source's now
 	return src, nil
+}
+
+// fill loads the point into sc (empty) and flushes it. It returns the last
+// checkpoint read and its instant.
+func (l *load) fill(ctx context.Context, sc Scratch) (seq uint64, at time.Time, err error) {
+	last, err := backupdata.LastSeq(l.s.State, l.ref)
+	if err != nil {
+		return 0, at, err
+	}
+	if l.through > 0 {
+		last = min(last, l.through)
+	}
+	if last == 0 {
+		return 0, at, domain.Errorf(domain.ErrFailedPrecondition, "load restore point", string(l.b.ID), "", "the backup holds no checkpoint")
+	}
+	first, err := backupdata.Checkpoint(l.s.State, l.ref, 1)
+	if err != nil {
+		return 0, at, err
+	}
+	if l.instant && l.point.At.Before(first.At) {
+		return 0, at, domain.Errorf(domain.ErrFailedPrecondition, "load restore point", l.point.At.UTC().Format(time.RFC3339), "choose a later time",
+			"the backup holds nothing before its first checkpoint at %s", first.At.Format(time.RFC3339))
+	}
+	base, err := l.base(&first)
+	if err != nil {
+		return 0, at, err
+	}
+	start := uint64(1)
+	if base != nil {
+		if err := l.s.loadBase(ctx, l.ref, base.Parts, sc, l.only); err != nil {
+			return 0, at, fmt.Errorf("load the base of checkpoint %d: %w", base.Seq, err)
+		}
+		start, seq, at = base.Seq+1, base.Seq, base.At
+	}
+	for q := start; q <= last; q++ {
+		sum, err := backupdata.Checkpoint(l.s.State, l.ref, q)
+		if err != nil {
+			return 0, at, err
+		}
+		if err := l.replay(ctx, sc, &sum); err != nil {
+			return 0, at, err
+		}
+		seq, at = sum.Seq, sum.At
+		if l.past(sum.At) {
+			break
+		}
+	}
+	return seq, at, sc.Flush()
 }
 
 // base chooses the base the point is loaded from: the newest from before
@@ -195,6 +205,9 @@ func (l *load) base(first *backupdata.Summary) (*backupdata.BaseInfo, error) {
 	var best *backupdata.BaseInfo
 	for i := range bases {
 		b := &bases[i]
+		if l.s.BaseLimit > 0 && b.Seq > l.s.BaseLimit {
+			break
+		}
 		if (l.instant && !b.At.After(l.point.At)) || (!l.instant && b.At.Before(l.dayStart)) {
 			best = b
 		}

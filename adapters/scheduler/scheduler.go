@@ -15,6 +15,8 @@ type Planner interface {
 	CatchUp(ctx context.Context, now time.Time) (int, error)
 	RunDue(ctx context.Context, until time.Time, setClock func(time.Time)) (int, error)
 	NextWork() (commands.Work, bool, error)
+	// RunRebases writes the bases due, off the path of checkpoints.
+	RunRebases(ctx context.Context) (int, error)
 }
 
 // Runner runs scheduled work on the real clock.
@@ -63,6 +65,15 @@ func (r *Runner) Run(ctx context.Context) error {
 	} else if n > 0 {
 		r.Logger.Info("caught up after downtime", "work", n)
 	}
+	// Bases are written in the background, never in the way of a
+	// checkpoint: a rebase that fails is the backup's own, logged and
+	// retried later (restores read from its older base meanwhile).
+	rebases := make(chan struct{})
+	go func() {
+		defer close(rebases)
+		r.runRebases(ctx)
+	}()
+	defer func() { <-rebases }()
 	for {
 		_, err := r.Planner.RunDue(ctx, r.Clock.Now(), nil)
 		if ctx.Err() != nil {
@@ -87,6 +98,29 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 }
 
+// runRebases runs the rebases due every MaxSleep until ctx ends.
+func (r *Runner) runRebases(ctx context.Context) {
+	for {
+		n, err := r.Planner.RunRebases(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			r.Logger.Warn("writing a base of a backup failed; retrying later (restores read from its older base meanwhile)", "error", err)
+		}
+		if n > 0 {
+			r.Logger.Info("wrote bases of backups", "bases", n)
+		}
+		t := time.NewTimer(r.MaxSleep)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // SettableClock is a clock that can be moved forward.
 type SettableClock interface {
 	commands.Clock
@@ -98,6 +132,9 @@ type SettableClock interface {
 type Manual struct {
 	Planner Planner
 	Clock   SettableClock
+	// Logger, if set, receives the failures of rebases, which are not
+	// failures of an advance: the planner retries them later.
+	Logger *slog.Logger
 
 	mu sync.Mutex
 }
@@ -111,8 +148,11 @@ func (m *Manual) Start(ctx context.Context) (int, error) {
 }
 
 // Advance moves the clock forward by d, stopping at the time of each piece
-// of work due on the way to do it, in order. It returns the new time and
-// how much work it did. d must be positive.
+// of work due on the way to do it, in order, then writes the bases due
+// (RunRebases), as the real scheduler does in the background (a rebase
+// that fails is logged and retried at a later advance, not an error of
+// this one). It returns the new time and how much work it did (bases
+// included). d must be positive.
 func (m *Manual) Advance(ctx context.Context, d time.Duration) (time.Time, int, error) {
 	if d <= 0 {
 		return time.Time{}, 0, fmt.Errorf("advance by %s: the duration must be positive", d)
@@ -125,5 +165,9 @@ func (m *Manual) Advance(ctx context.Context, d time.Duration) (time.Time, int, 
 		return m.Clock.Now(), n, err
 	}
 	m.Clock.Set(target)
-	return target, n, nil
+	r, err := m.Planner.RunRebases(ctx)
+	if err != nil && ctx.Err() == nil && m.Logger != nil {
+		m.Logger.Warn("writing a base of a backup failed; retrying later", "error", err)
+	}
+	return target, n + r, ctx.Err()
 }

@@ -336,7 +336,7 @@ func applyCheckpoint(txn projections.Txn, ref string, m *meta, d *domain.BackupC
 	}
 	s := Summary{Seq: d.Seq, Full: d.Full, At: d.At, Day: d.Day, From: d.From, Next: d.Next,
 		LiveKeys: m.LiveKeys, LiveSecrets: m.LiveSecrets, StateDigest: m.Digest.bytes(),
-		Parts: d.SliceParts(), InBase: d.InBase}
+		Parts: d.SliceParts(), InBase: d.InBase, Digest: d.Digest}
 	if err := txn.Set(checkpointKey(ref, d.Seq), encodeSummary(&s)); err != nil {
 		return err
 	}

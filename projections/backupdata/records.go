@@ -144,6 +144,7 @@ func encodeSummary(s *Summary) []byte {
 	w.Uvarint(s.LiveSecrets)
 	w.Fixed(s.StateDigest[:])
 	w.Bool(s.InBase)
+	w.Fixed(s.Digest[:])
 	w.Uvarint(uint64(len(s.Parts)))
 	for _, p := range s.Parts {
 		w.String(p.Name)
@@ -164,6 +165,7 @@ func decodeSummary(b []byte) (Summary, error) {
 		Next: r.Uvarint(), LiveKeys: r.Uvarint(), LiveSecrets: r.Uvarint()}
 	r.Fixed(s.StateDigest[:])
 	s.InBase = r.Bool()
+	r.Fixed(s.Digest[:])
 	if n := r.Count(); n > 0 {
 		s.Parts = make([]domain.SlicePart, n)
 		for i := range s.Parts {

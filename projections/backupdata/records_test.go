@@ -17,7 +17,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 	x := &row{To: open, Versions: 3, CreatedAt: at, ChangedAt: at.Add(time.Minute), Text: "payments", CreateSeq: 7}
 	s := Summary{Seq: 9, Full: true, At: at, Day: "2026-05-01", From: 3, Next: 8, LiveKeys: 4, LiveSecrets: 5,
 		Parts:       []domain.SlicePart{{Name: "slice-9-x", Digest: [32]byte{7}, Events: 2, From: 3, Next: 5}, {Name: "slice-9-y", Events: 3, From: 5, Next: 8}},
-		StateDigest: [32]byte{9, 8, 7}, InBase: true}
+		StateDigest: [32]byte{9, 8, 7}, InBase: true, Digest: [32]byte{6}}
 	d := DayInfo{Day: "2026-05-01", FullSeq: 1, LastSeq: 5}
 
 	type codec struct {

@@ -108,6 +108,9 @@ type Summary struct {
 	// InBase says that the checkpoint's revisions are held by its base
 	// (the first checkpoint of a generation of this version).
 	InBase bool
+	// Digest is the checkpoint's own digest, its link in the chain
+	// (domain.CheckpointDigest), which a base of it is chained to.
+	Digest [32]byte
 }
 
 // SliceParts returns the parts of the checkpoint's slice, in revision

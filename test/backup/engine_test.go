@@ -45,9 +45,16 @@ type Engine struct {
 	// TolerateCorruption keeps a projector that refuses corrupt input from
 	// failing the test (tamper tests provoke exactly that).
 	TolerateCorruption atomic.Bool
-	// SlicePartBytes, when set before open, is where slices are cut into
-	// parts (commands.Backups.SlicePartBytes).
-	SlicePartBytes int
+	// Configure, when set, adjusts the use cases each time the engine
+	// opens (a restart makes them again): the size of parts, the rebase
+	// policy.
+	Configure func(b *commands.Backups)
+}
+
+// configure sets fn as e's Configure and applies it now.
+func (e *Engine) configure(fn func(b *commands.Backups)) {
+	e.Configure = fn
+	fn(e.Backups)
 }
 
 // NewEngine starts an engine at start with a fresh data directory.
@@ -98,8 +105,10 @@ func (e *Engine) open() {
 	ap := &commands.Projector{Name: audit.Name, Log: st, Store: proj, Apply: audit.Apply}
 	e.procs = []*commands.Projector{kp, bs, bd, ap}
 	e.Backups = &commands.Backups{Log: st, State: proj, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
-		Blobs: st, Scratch: scratch, Files: backupfile.New(), Clock: e.Clock, IDs: idsrc, Zones: time.LoadLocation,
-		SlicePartBytes: e.SlicePartBytes}
+		Blobs: st, Scratch: scratch, Files: backupfile.New(), Clock: e.Clock, IDs: idsrc, Zones: time.LoadLocation}
+	if e.Configure != nil {
+		e.Configure(e.Backups)
+	}
 	e.KMS = &commands.KMS{Log: st, State: proj, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
 		Clock: e.Clock, IDs: idsrc,
 		AfterCreate: func(ctx context.Context, in *domain.Instance) error {

@@ -16,8 +16,7 @@ import (
 func partedEngine(t *testing.T, start time.Time) *Engine {
 	t.Helper()
 	e := NewEngine(t, start)
-	e.SlicePartBytes = 2 << 10
-	e.Backups.SlicePartBytes = e.SlicePartBytes
+	e.configure(func(b *commands.Backups) { b.SlicePartBytes = 2 << 10 })
 	return e
 }
 

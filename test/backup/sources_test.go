@@ -205,11 +205,13 @@ func sourceItems(t *testing.T, e *Engine, b *domain.Backup, src commands.Restore
 }
 
 // TestLoadEqualsReplay: over random histories with downtime, deletions and
-// re-creations, loading any instant (a checkpoint's or not) gives the
-// state of replaying the log from the start to it, and loading a whole
-// day gives every item as it last stood within the day, computed naively
-// from the log; a load restricted to some items gives those items as the
-// whole load does.
+// re-creations, and bases written as the schedule goes (a small rebase
+// threshold), loading any instant (a checkpoint's or not) gives the state
+// of replaying the log from the start to it, and loading a whole day gives
+// every item as it last stood within the day, computed naively from the
+// log; loading through an older base and more slices gives what the
+// newest base and fewer give; a load restricted to some items gives those
+// items as the whole load does.
 func TestLoadEqualsReplay(t *testing.T) {
 	seed := *seedFlag
 	if seed == 0 {
@@ -217,9 +219,16 @@ func TestLoadEqualsReplay(t *testing.T) {
 	}
 	t.Logf("seed %d (rerun with -seed %d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 11))
-	e := partedEngine(t, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(rng.IntN(24*60))*time.Minute))
+	e := rebasingEngine(t, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(rng.IntN(24*60))*time.Minute), 0.1, 6)
 	ctx := context.Background()
 	in, b, history := randomHistory(t, e, rng, 150)
+	bases := e.baseRecords(b.ID)
+	t.Logf("%d bases, at checkpoints %v", len(bases), func() (out []uint64) {
+		for _, x := range bases {
+			out = append(out, x.Seq)
+		}
+		return out
+	}())
 	defer func() {
 		if t.Failed() {
 			t.Logf("seed %d; history:\n%s", seed, strings.Join(history, "\n"))
@@ -238,7 +247,8 @@ func TestLoadEqualsReplay(t *testing.T) {
 		day := domain.DayOf(at, loc)
 		src := Must(e.Backups.Open(ctx, b, commands.RestorePoint{Day: day, At: at}, nil))
 		want := naiveItems(t, e, in.ID, enabled, at, at, false)
-		if diff := cmp.Diff(want, sourceItems(t, e, b, src)); diff != "" {
+		loaded := sourceItems(t, e, b, src)
+		if diff := cmp.Diff(want, loaded); diff != "" {
 			t.Fatalf("instant %s: (-log +loaded)\n%s", at, diff)
 		}
 		_ = src.Close()
@@ -248,6 +258,22 @@ func TestLoadEqualsReplay(t *testing.T) {
 		want = naiveItems(t, e, in.ID, enabled, day.Start(loc), day.Next().Start(loc), true)
 		if diff := cmp.Diff(want, all); diff != "" {
 			t.Fatalf("day %s: (-log +loaded)\n%s", day, diff)
+		}
+
+		// Through an older base and more slices.
+		if len(bases) > 1 {
+			e.Backups.BaseLimit = bases[rng.IntN(len(bases)-1)].Seq
+			older := Must(e.Backups.Open(ctx, b, commands.RestorePoint{Day: day, At: at}, nil))
+			if diff := cmp.Diff(loaded, sourceItems(t, e, b, older)); diff != "" {
+				t.Fatalf("instant %s through the base of checkpoint %d: (-newest base +older)\n%s", at, e.Backups.BaseLimit, diff)
+			}
+			_ = older.Close()
+			older = Must(e.Backups.Open(ctx, b, commands.RestorePoint{Day: day}, nil))
+			if diff := cmp.Diff(all, sourceItems(t, e, b, older)); diff != "" {
+				t.Fatalf("day %s through the base of checkpoint %d: (-newest base +older)\n%s", day, e.Backups.BaseLimit, diff)
+			}
+			_ = older.Close()
+			e.Backups.BaseLimit = 0
 		}
 		// Some items alone, one the day does not hold.
 		var only []commands.ItemRef
@@ -278,6 +304,9 @@ func TestLoadEqualsReplay(t *testing.T) {
 		}
 		_ = some.Close()
 		_ = whole.Close()
+	}
+	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) > 0 {
+		t.Fatalf("verify: %+v", rep.Findings)
 	}
 }
 
