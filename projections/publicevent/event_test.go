@@ -32,7 +32,7 @@ var domainTypes = []string{
 	domain.TypeBackupReset, domain.TypeBackupCheckpointed,
 	domain.TypeKeyRestored, domain.TypeSecretRestored, domain.TypeAudited,
 	domain.TypeBackupUploaded, domain.TypeBackupUploadDeleted,
-	domain.TypeSourceReleased, domain.TypeBackupFailing,
+	domain.TypeSourceReleased, domain.TypeBackupFailing, domain.TypeBackupBaseStored,
 }
 
 func goldenPath(typ string) string { return filepath.Join("testdata", typ+".json") }
