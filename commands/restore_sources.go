@@ -96,6 +96,7 @@ type load struct {
 	dayEnd   time.Time
 	only     map[ItemRef]bool
 	through  uint64 // the last checkpoint read (0: up to the point's end)
+	apply    dayview.Applier
 }
 
 // past reports whether checkpoint at is the last one read: a checkpoint
@@ -237,10 +238,10 @@ func (l *load) replay(ctx context.Context, sc Scratch, sum *backupdata.Summary) 
 		if err != nil || !ok {
 			return err
 		}
-		if l.only != nil && !l.only[ItemRef{Kind: kindName(c.Kind), ID: c.ID}] {
+		if l.only != nil && !l.only[ItemRef{Kind: kindName(c.Kind), ID: string(c.ID)}] {
 			return nil
 		}
-		return c.Apply(sc, mode)
+		return l.apply.Apply(sc, mode, &c)
 	})
 }
 

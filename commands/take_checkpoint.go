@@ -82,12 +82,13 @@ func (s *Backups) firstCheckpoint(ctx context.Context, b *domain.Backup, due dom
 		return nil, fmt.Errorf("%s %s: %w", op, b.ID, err)
 	}
 	defer sc.Close()
+	var apply dayview.Applier
 	next, err := s.copyEvents(ctx, b, due, func(e *domain.Event) error {
 		c, ok, err := dayview.ChangeOf(e)
 		if err != nil || !ok {
 			return err
 		}
-		return c.Apply(sc, dayview.Instant)
+		return apply.Apply(sc, dayview.Instant, &c)
 	})
 	if err == nil {
 		err = sc.Flush()

@@ -213,13 +213,14 @@ func (v *verifier) checkpoints(ctx context.Context, fn func(cp *domain.BackupChe
 // stops (its state would be wrong).
 func (v *verifier) replay(ctx context.Context, sc Scratch, cp *domain.BackupCheckpointed) error {
 	read := 0
+	var apply dayview.Applier
 	err := eachSliceEvent(ctx, v.s.Blobs, v.b.DataRef(), cp.SliceParts(), func(e *domain.Event) error {
 		read += len(e.Data) + 32
 		c, ok, err := dayview.ChangeOf(e)
 		if err != nil || !ok {
 			return err
 		}
-		return c.Apply(sc, dayview.Instant)
+		return apply.Apply(sc, dayview.Instant, &c)
 	})
 	if err == nil {
 		err = v.pace(ctx, read) // the slices are read a second time

@@ -191,11 +191,15 @@ func naive(events []domain.Event, from, to time.Time, whole bool) map[string]str
 		if !ok {
 			continue
 		}
-		key := string(c.Kind) + "/" + c.ID
+		key := string(c.Kind) + "/" + string(c.ID)
+		d, err := e.Decode()
+		if err != nil {
+			panic(err)
+		}
 		ver := func(n uint32, at time.Time, s string) string {
 			return fmt.Sprintf("%d@%s:%s", n, at.Format(time.TimeOnly), s)
 		}
-		switch d := c.d.(type) {
+		switch d := d.(type) {
 		case *domain.KeyCreated:
 			state[key] = &item{desc: d.Description, created: e.OccurredAt, versions: []string{ver(1, e.OccurredAt, string(d.Material))}}
 		case *domain.SecretCreated:
@@ -315,11 +319,19 @@ func TestChangeOf(t *testing.T) {
 	}
 	e = domain.Event{Type: domain.TypeKeyRotated, Schema: domain.SchemaVersion, Data: domain.EncodeData(&domain.KeyRotated{Key: "key_1", Version: 0})}
 	c, ok, err := ChangeOf(&e)
-	if !ok || err != nil || c.Kind != KindKey || c.ID != "key_1" {
+	if !ok || err != nil || c.Kind != KindKey || string(c.ID) != "key_1" {
 		t.Fatalf("a rotation: %+v %v %v", c, ok, err)
 	}
 	if err := c.Apply(newMemState(), Instant); !domain.IsCorruption(err) {
 		t.Fatalf("version 0: %v", err)
+	}
+	e.Data = append(e.Data, 0)
+	if _, _, err := ChangeOf(&e); !domain.IsCorruption(err) {
+		t.Fatalf("a trailing byte: %v", err)
+	}
+	e.Data, e.Schema = e.Data[:len(e.Data)-1], 2
+	if _, _, err := ChangeOf(&e); !domain.IsCorruption(err) {
+		t.Fatalf("schema 2: %v", err)
 	}
 }
 
