@@ -22,13 +22,15 @@ import (
 
 // Scratch stores: temporary Pebble databases, one per read, each in a
 // directory of its own under the scratch directory (<data-dir>/scratch),
-// with no write-ahead log, a small block cache and small memtables, removed
+// with no write-ahead log, a block cache of its own (64 MiB by default:
+// the replay of a day reads beneath every deletion into the ingested base,
+// and the pass over the state reads it all) and small memtables, removed
 // when the read ends. Nothing in them needs to survive a crash: a scratch
 // directory left by one is removed when the next Scratches opens.
 
 // Defaults of ScratchOptions.
 const (
-	DefaultScratchCache    = 8 << 20
+	DefaultScratchCache    = 64 << 20
 	DefaultScratchMemTable = 8 << 20
 	// scratchBatchBytes is how much a scratch buffers before it commits.
 	scratchBatchBytes = 1 << 20
@@ -103,9 +105,12 @@ func (s *Scratches) OpenScratch(ctx context.Context) (commands.Scratch, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{l: s.opts.Logger, dir: dir, kind: scratchKind},
 		// A scratch lives for one read: few flushes, and reads right after
-		// them. Compactions would compete with the read for the CPU.
+		// them. Compactions would compete with the read for the CPU, and so
+		// would table statistics (which estimate what every range deletion
+		// would reclaim beneath it, reading the ingested tables' indexes).
 		L0CompactionThreshold: 16,
 		L0StopWritesThreshold: 1000,
+		DisableTableStats:     true,
 	}
 	po.EnsureDefaults()
 	db, err := pebble.Open(dir, po)
