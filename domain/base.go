@@ -105,7 +105,7 @@ type RebasePolicy struct {
 
 // DefaultRebasePolicy is the policy of the engine (docs/restore-engine.md
 // says why).
-var DefaultRebasePolicy = RebasePolicy{Beta: 0.5, MinEvents: 4096}
+var DefaultRebasePolicy = RebasePolicy{Beta: 0.35, MinEvents: 4096}
 
 // RebaseDue reports whether a base of the last daily full is due under p:
 // the instance is enabled, its last full is newer than its newest base,

@@ -568,6 +568,22 @@ func (u *usage) backup() int64 {
 	return t
 }
 
+// projParts describes the backup's read model by part: item rows, live
+// index, day index, checkpoint summaries, day records, bases.
+func (u *usage) projParts() string {
+	out := ""
+	for _, p := range []struct {
+		b    byte
+		name string
+	}{{'i', "rows"}, {'l', "live index"}, {'d', "day index"}, {'c', "summaries"}, {'f', "day records"}, {'b', "bases"}} {
+		if out != "" {
+			out += ", "
+		}
+		out += fmt.Sprintf("%s %.1f MiB (%d x %.0f B)", p.name, mib(u.proj[p.b]), u.projKeys[p.b], u.perKey(p.b))
+	}
+	return out
+}
+
 // perKey is the mean size of a key and its value in one part of the
 // backup's projection.
 func (u *usage) perKey(part byte) float64 {
