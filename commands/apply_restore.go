@@ -220,12 +220,19 @@ func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatc
 			return err
 		}
 		restored = len(events)
-		if s.Audit != nil {
-			if auditPos, err = s.Audit.append(ctx, r.caller, in.Account, audited); err != nil {
-				return err
-			}
+		if s.Audit == nil {
+			return k.Applied.WaitFor(ctx, appended.LastPosition)
 		}
-		return k.Applied.WaitFor(ctx, appended.LastPosition)
+		// The audit record is appended while the read model catches up
+		// with the batch: the two waits overlap.
+		audit := make(chan error, 1)
+		go func() {
+			var err error
+			auditPos, err = s.Audit.append(ctx, r.caller, in.Account, audited)
+			audit <- err
+		}()
+		err = k.Applied.WaitFor(ctx, appended.LastPosition)
+		return errors.Join(<-audit, err)
 	})
 	return restored, present, auditPos, err
 }

@@ -219,30 +219,27 @@ func (s *Restores) itemFacts(ctx context.Context, r *restoreRun, target *domain.
 		return f, nil
 	}
 	st := s.KMS.State
-	var locs []kmsstate.Location
+	var where domain.InstanceID
+	var taken bool
 	var err error
 	if it.Kind == domain.RestoreKey {
-		locs, err = kmsstate.KeyLocations(st, target.Account, domain.KeyID(it.ID))
+		where, taken, err = kmsstate.KeyInRegion(st, target.Account, target.Region, domain.KeyID(it.ID))
 	} else {
-		locs, err = kmsstate.SecretLocations(st, target.Account, it.ID)
+		where, taken, err = kmsstate.SecretInRegion(st, target.Account, target.Region, it.ID)
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		return f, err
-	}
-	for _, l := range locs {
-		if l.Region != target.Region {
-			continue
-		}
+	case taken && where != target.ID:
 		f.Presence = domain.PresentElsewhere
-		if l.Instance == target.ID {
-			same, err := s.sameInTarget(ctx, r.backup, target.ID, it)
-			if err != nil {
-				return f, err
-			}
-			f.Presence = domain.PresentDifferent
-			if same {
-				f.Presence = domain.PresentIdentical
-			}
+	case taken:
+		same, err := s.sameInTarget(ctx, r.backup, target.ID, it)
+		if err != nil {
+			return f, err
+		}
+		f.Presence = domain.PresentDifferent
+		if same {
+			f.Presence = domain.PresentIdentical
 		}
 	}
 	if it.Kind != domain.RestoreSecret || f.Presence == domain.PresentIdentical {

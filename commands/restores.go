@@ -26,11 +26,12 @@ type Restores struct {
 
 // Defaults of a restore's batches, within every event log's limits: NATS
 // JetStream takes 500 events in one atomic batch (natsjs.MaxBatchEvents),
-// EventStoreDB 1 MiB in one append by default (esdb.DefaultMaxAppendSize),
-// and its retried-append detection looks at the last 100 events of a
-// stream (esdb.DefaultRetryWindow).
+// EventStoreDB 1 MiB in one append by default (esdb.DefaultMaxAppendSize).
+// 250 items was the fastest of 100, 250 and 500 in BenchmarkRestoreWhole
+// (docs/BENCHMARKS.md): larger batches leave the writer idle longer while
+// the read model applies one.
 const (
-	DefaultRestoreBatchItems = 100
+	DefaultRestoreBatchItems = 250
 	DefaultRestoreBatchBytes = 512 << 10
 )
 
