@@ -583,6 +583,16 @@ func TestConsoleTour(t *testing.T) {
 		t.Fatalf("restoring the day's last backup offers %s versions of the key, want 2", v)
 	}
 	p.run(chromedp.Click(css(`#dialog [data-close]`)), chromedp.WaitNotVisible(css("#dialog")))
+	// Any instant of the day, typed in: the state of the last backup at or
+	// before it.
+	p.dialog(`a[aria-label="Restore key `+pay+`"]`, "#at_instant")
+	p.run(chromedp.SetValue(css("#at_instant"), "2026-05-01T09:32:00Z"), chromedp.Click(css(`#dialog button[type=submit]`)),
+		chromedp.WaitVisible(css(`#dialog .plan-items`)))
+	p.wantText("#dialog", "backup state at 2026-05-01 09:30:00 UTC")
+	if v := get(p, chromedp.Text(css(`#dialog .plan-items tbody td:nth-of-type(2)`))); v != "1" {
+		t.Fatalf("restoring at 09:32 offers %s versions of the key, want 1", v)
+	}
+	p.run(chromedp.Click(css(`#dialog [data-close]`)), chromedp.WaitNotVisible(css("#dialog")))
 
 	// Verify the whole chain from its row.
 	row := "#row-" + bkp
