@@ -141,7 +141,6 @@ func newRestoreWorld(b *testing.B, n, keys int) *wholeRestore {
 	return w
 }
 
-
 func (w *wholeRestore) target(b *testing.B, i int) domain.InstanceID {
 	in, err := w.e.kms.CreateInstance(context.Background(), w.e.caller, commands.CreateInstanceInput{Region: fmt.Sprintf("eu-bench-%d", i),
 		KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
