@@ -55,6 +55,50 @@ type RestoreRequest struct {
 	Region    string // optional: must be the target's region
 }
 
+// RestoreInput is a restore request as the API and the console receive
+// it: strings. Parse makes it the typed request the use cases take.
+type RestoreInput struct {
+	From, Day, At        string // Day may be empty (an upload, or At's day); At too (the whole day)
+	Keys, Secrets        []string
+	All                  bool
+	ToInstance, ToRegion string // ToRegion may be empty
+}
+
+// Parse parses a restore request, once, at the edge. Errors:
+// domain.ErrInvalidArgument naming the field.
+func (in RestoreInput) Parse() (RestoreRequest, error) {
+	const op = "restore"
+	from, err := domain.ParseBackupID(in.From)
+	if err != nil {
+		return RestoreRequest{}, err
+	}
+	to, err := domain.ParseInstanceID(in.ToInstance)
+	if err != nil {
+		return RestoreRequest{}, err
+	}
+	var point RestorePoint
+	if in.Day != "" {
+		if point.Day, err = domain.ParseDay(in.Day); err != nil {
+			return RestoreRequest{}, domain.Invalid(op, "day must be a date as YYYY-MM-DD, such as 2026-05-01")
+		}
+	}
+	if in.At != "" {
+		if point.At, err = time.Parse(time.RFC3339, in.At); err != nil {
+			return RestoreRequest{}, domain.Invalid(op, "at must be an RFC 3339 time such as 2026-05-01T10:05:00Z")
+		}
+	}
+	sel, err := domain.ParseRestoreSelection(in.All, in.Keys, in.Secrets)
+	if err != nil {
+		return RestoreRequest{}, err
+	}
+	if in.ToRegion != "" {
+		if err := domain.ValidateRegion(in.ToRegion); err != nil {
+			return RestoreRequest{}, err
+		}
+	}
+	return RestoreRequest{From: from, Point: point, Selection: sel, Target: to, Region: in.ToRegion}, nil
+}
+
 // Restore finding codes: every reason a plan cannot be applied (the
 // domain's), and the validation's findings after an apply.
 const (

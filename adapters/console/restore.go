@@ -3,7 +3,6 @@ package console
 import (
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -58,31 +57,8 @@ func (v *restoreView) request(id domain.BackupID) (commands.RestoreRequest, erro
 	if v.ToInstance == "" {
 		return commands.RestoreRequest{}, domain.Invalid(op, "choose the KMS instance to restore into")
 	}
-	to, err := domain.ParseInstanceID(v.ToInstance)
-	if err != nil {
-		return commands.RestoreRequest{}, err
-	}
-	var point commands.RestorePoint
-	if v.Day != "" {
-		if point.Day, err = domain.ParseDay(v.Day); err != nil {
-			return commands.RestoreRequest{}, err
-		}
-	}
-	if v.At != "" {
-		if point.At, err = time.Parse(time.RFC3339, v.At); err != nil {
-			return commands.RestoreRequest{}, domain.Invalid(op, "the point in time %q must be an RFC 3339 time such as 2026-05-01T10:05:00Z", v.At)
-		}
-	}
-	sel, err := domain.ParseRestoreSelection(v.All, v.Keys, v.Secrets)
-	if err != nil {
-		return commands.RestoreRequest{}, err
-	}
-	if v.ToRegion != "" {
-		if err := domain.ValidateRegion(v.ToRegion); err != nil {
-			return commands.RestoreRequest{}, err
-		}
-	}
-	return commands.RestoreRequest{From: id, Point: point, Selection: sel, Target: to, Region: v.ToRegion}, nil
+	return commands.RestoreInput{From: string(id), Day: v.Day, At: v.At, Keys: v.Keys, Secrets: v.Secrets, All: v.All,
+		ToInstance: v.ToInstance, ToRegion: v.ToRegion}.Parse()
 }
 
 // fill adds what every step shows: the backup and the account's instances.

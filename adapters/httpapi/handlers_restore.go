@@ -30,35 +30,8 @@ func (req RestoreRequest) input(op string) (commands.RestoreRequest, error) {
 	case req.ToInstance == "":
 		return commands.RestoreRequest{}, domain.Invalid(op, "to_instance is required: the ID of the KMS instance to restore into (kms_...)")
 	}
-	from, err := domain.ParseBackupID(req.From)
-	if err != nil {
-		return commands.RestoreRequest{}, err
-	}
-	to, err := domain.ParseInstanceID(req.ToInstance)
-	if err != nil {
-		return commands.RestoreRequest{}, err
-	}
-	var point commands.RestorePoint
-	if req.Day != "" { // an upload needs no day, nor an instant
-		if point.Day, err = domain.ParseDay(req.Day); err != nil {
-			return commands.RestoreRequest{}, domain.Invalid(op, "day must be a date as YYYY-MM-DD, such as 2026-05-01")
-		}
-	}
-	if req.At != "" {
-		if point.At, err = rfc3339(op, "at", req.At); err != nil {
-			return commands.RestoreRequest{}, err
-		}
-	}
-	sel, err := domain.ParseRestoreSelection(req.All, req.Keys, req.Secrets)
-	if err != nil {
-		return commands.RestoreRequest{}, err
-	}
-	if req.ToRegion != "" {
-		if err := domain.ValidateRegion(req.ToRegion); err != nil {
-			return commands.RestoreRequest{}, err
-		}
-	}
-	return commands.RestoreRequest{From: from, Point: point, Selection: sel, Target: to, Region: req.ToRegion}, nil
+	return commands.RestoreInput{From: req.From, Day: req.Day, At: req.At, Keys: req.Keys, Secrets: req.Secrets, All: req.All,
+		ToInstance: req.ToInstance, ToRegion: req.ToRegion}.Parse()
 }
 
 // wantsNDJSON reports whether the client asked for a stream of progress

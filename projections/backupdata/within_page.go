@@ -23,46 +23,21 @@ type ItemVersions struct {
 // is open when it returns, so the caller may do anything with the page;
 // memory is the page's. Like Within, a page reads no single snapshot.
 func WithinPage(r projections.Reader, ref string, lo, hi uint64, afterKind, afterID string, size int) (page []ItemVersions, more bool, err error) {
-	p := rowsPrefix(ref)
 	var start []byte
 	if afterKind != "" {
 		start = after(rowKindPrefix(ref, kindByte(afterKind)), afterID)
 	}
 	var items []Item
-	var last *Item
-	var lastKind byte
-	err = r.Scan(p, start, func(k, v []byte) (bool, error) {
-		kind, id, from, ok := parseRowKey(k[len(p):])
-		if !ok {
-			return false, domain.Corruption("backup data %s: bad item key", ref)
-		}
-		if last != nil && (kind != lastKind || id != last.ID) {
-			items, last = append(items, *last), nil
-		}
+	err = scanWithin(r, ref, lo, hi, start, func(it Item) (bool, error) {
 		if len(items) == size {
 			more = true
 			return false, nil
 		}
-		if from > hi {
-			return true, nil
-		}
-		to, err := rowTo(v)
-		if err != nil || to <= lo {
-			return err == nil, err
-		}
-		x, err := decodeRow(v)
-		if err != nil {
-			return false, err
-		}
-		it := x.item(kind, id)
-		last, lastKind = &it, kind
+		items = append(items, it)
 		return true, nil
 	})
 	if err != nil {
 		return nil, false, err
-	}
-	if last != nil {
-		items = append(items, *last)
 	}
 	page = make([]ItemVersions, 0, len(items))
 	_, err = versionsOfBatch(r, ref, items, nil, func(it Item, vs []Version) error {
@@ -133,20 +108,11 @@ func WithinItem(r projections.Reader, ref string, lo, hi uint64, kind, id string
 		if !ok {
 			return false, domain.Corruption("backup data %s: bad item key", ref)
 		}
-		if from > hi {
-			return false, nil
+		it, err := withinRow(kb, id, from, v, lo, hi)
+		if it != nil {
+			last = it
 		}
-		to, err := rowTo(v)
-		if err != nil || to <= lo {
-			return err == nil, err
-		}
-		x, err := decodeRow(v)
-		if err != nil {
-			return false, err
-		}
-		item := x.item(kb, id)
-		last = &item
-		return true, nil
+		return err == nil && from <= hi, err
 	})
 	if err != nil || last == nil {
 		return ItemVersions{}, false, err
@@ -159,4 +125,23 @@ func WithinItem(r projections.Reader, ref string, lo, hi uint64, kind, id string
 		return ItemVersions{}, false, err
 	}
 	return ItemVersions{Item: *last, Versions: vs[:min(len(vs), int(last.Versions))]}, true, nil
+}
+
+// withinRow decodes the row (of an item of kind and ID, from checkpoint
+// from, encoded as v) when the item is live at some checkpoint of [lo,
+// hi]; nil when it is not.
+func withinRow(kind byte, id string, from uint64, v []byte, lo, hi uint64) (*Item, error) {
+	if from > hi {
+		return nil, nil
+	}
+	to, err := rowTo(v)
+	if err != nil || to <= lo {
+		return nil, err
+	}
+	x, err := decodeRow(v)
+	if err != nil {
+		return nil, err
+	}
+	it := x.item(kind, id)
+	return &it, nil
 }

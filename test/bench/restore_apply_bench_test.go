@@ -165,13 +165,15 @@ type heapUse struct {
 	collectionsDone uint32
 }
 
-// heapPeaks runs fn and samples the heap every 2 ms. The garbage a run
-// leaves between two collections is proportional to the whole live heap
-// (GOGC), the engine's included, so the live heap says better what a
+// heapPeaks runs fn, after gcs collections (two drop what sync.Pools
+// kept through the first), and samples the heap every 2 ms. The garbage a
+// run leaves between two collections is proportional to the whole live
+// heap (GOGC), the engine's included, so the live heap says better what a
 // restore itself holds.
-func heapPeaks(fn func() error) (heapUse, error) {
-	runtime.GC()
-	runtime.GC() // what sync.Pools kept through the first
+func heapPeaks(fn func() error, gcs int) (heapUse, error) {
+	for range gcs {
+		runtime.GC()
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	baseInuse, gcBefore := ms.HeapInuse, ms.NumGC
@@ -253,7 +255,7 @@ func BenchmarkRestoreWhole(b *testing.B) {
 						}
 					})
 					return err
-				})
+				}, 2)
 				end := time.Now()
 				var split []string
 				for i, ph := range phaseOrder {
@@ -276,7 +278,7 @@ func BenchmarkRestoreWhole(b *testing.B) {
 						err = fmt.Errorf("plan findings: %+v", plan.Findings[0])
 					}
 					return err
-				})
+				}, 2)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -323,7 +325,7 @@ func BenchmarkRestorePlanLarge(b *testing.B) {
 			var err error
 			plan, err = w.rs.PlanRestore(ctx, w.e.caller, w.request(to), nil)
 			return err
-		})
+		}, 2)
 		if err != nil || plan.Keys != n || plan.FindingCount() != 1 || plan.Findings[0].Code != commands.FindingKeyQuota {
 			b.Fatalf("plan: %v; %d keys, findings %+v", err, plan.Keys, plan.Findings)
 		}

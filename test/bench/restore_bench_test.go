@@ -3,9 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,43 +12,10 @@ import (
 )
 
 // peakHeap samples the heap while fn runs and returns fn's duration and
-// the peak heap in use above what was in use before.
+// the peak heap in use above what was in use before (after one collection).
 func peakHeap(fn func() error) (time.Duration, uint64, error) {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base := ms.HeapInuse
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(2 * time.Millisecond)
-		defer t.Stop()
-		var m runtime.MemStats
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				runtime.ReadMemStats(&m)
-				if m.HeapInuse > peak.Load() {
-					peak.Store(m.HeapInuse)
-				}
-			}
-		}
-	}()
-	start := time.Now()
-	err := fn()
-	d := time.Since(start)
-	close(stop)
-	<-done
-	runtime.ReadMemStats(&ms)
-	p := max(peak.Load(), ms.HeapInuse)
-	if p < base {
-		return d, 0, err
-	}
-	return d, p - base, err
+	u, err := heapPeaks(fn, 1)
+	return u.took, u.inuse, err
 }
 
 // BenchmarkRestoreToDay measures, in one run, restoring everything of a
