@@ -206,7 +206,16 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, domain.Errorf(domain.ErrNotFound, r.Method+" "+r.URL.Path, "", "see /v1/openapi.json for the API", "no such API route"))
 	})
-	return s.recoverPanics(mux)
+	return s.recoverPanics(noSniff(mux))
+}
+
+// noSniff tells browsers to take every answer of the API (JSON, event
+// streams, files, /metrics) as the type it says it is.
+func noSniff(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
 }
 
 // ReadyCheck is one named check of /readyz.
@@ -329,8 +338,7 @@ func (s *Server) authenticated(h HandlerFunc) http.Handler { return s.authentica
 // authenticatedUpTo is authenticated with a body of at most limit bytes.
 func (s *Server) authenticatedUpTo(limit int64, h HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		c, err := s.Auth.Authenticate(strings.TrimSpace(token))
+		c, err := s.Auth.Authenticate(BearerToken(r.Header.Get("Authorization")))
 		if err != nil {
 			writeError(w, err)
 			return
@@ -353,6 +361,17 @@ func (s *Server) authenticatedUpTo(limit int64, h HandlerFunc) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
+}
+
+// BearerToken is the token of an Authorization header value of the form
+// "Bearer <token>" (RFC 6750: the scheme in any case, exactly one space, a
+// token without spaces), else "", which authenticates no one.
+func BearerToken(header string) string {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
+		return ""
+	}
+	return token
 }
 
 // streamed is returned by handlers that wrote their own response.
