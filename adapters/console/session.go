@@ -18,6 +18,10 @@ const CookieName = "kmsbackup_session"
 
 const sessionLifetime = 12 * time.Hour
 
+// SignInPath is the sign-in page and form: its requests read a body before
+// they authenticate.
+const SignInPath = "/signin"
+
 // handler is a console handler that runs for a signed-in account.
 type handler func(w http.ResponseWriter, r *http.Request, a commands.Caller)
 

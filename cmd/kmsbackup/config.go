@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kmsbackup/kmsbackup/adapters/httpedge"
 )
 
 // Defaults of the background verification of every backup (the scrub):
@@ -48,6 +50,15 @@ type Config struct {
 	// AcceptLostLogPositions: --accept-lost-log-positions, go on when the
 	// embedded log lost acknowledged events at its end.
 	AcceptLostLogPositions bool
+	// TrustedProxies (--trusted-proxy, repeatable) are the addresses and
+	// CIDR prefixes whose X-Forwarded-For and X-Forwarded-Proto are
+	// believed: for the client address of the limit on failed
+	// authentications, and for the console's HTTPS decision.
+	TrustedProxies []string
+	// HTTP bounds what a client may hold of the server: timeouts, body
+	// deadlines, the cap on unauthenticated requests, the limit on failed
+	// authentications (zero fields: the defaults of httpedge; no flags).
+	HTTP httpedge.Limits
 }
 
 // ScrubBytesPerSecond is ScrubRate in bytes a second (0: unpaced). Call
@@ -152,6 +163,9 @@ func (c Config) Validate() error {
 	}
 	if c.AcceptLostLogPositions && c.LogKind() != "pebble" {
 		errs = append(errs, errors.New("--accept-lost-log-positions concerns the embedded event log only (--event-log pebble)"))
+	}
+	if _, err := httpedge.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("--trusted-proxy: %w", err))
 	}
 	if c.MaxUpload < 0 {
 		errs = append(errs, errors.New("--max-upload-bytes must not be negative (0: the default, 16 GiB)"))

@@ -22,6 +22,7 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/console"
 	"github.com/kmsbackup/kmsbackup/adapters/envelope"
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
+	"github.com/kmsbackup/kmsbackup/adapters/httpedge"
 	"github.com/kmsbackup/kmsbackup/adapters/ids"
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
@@ -200,6 +201,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Between the network and the handlers: timeouts and body deadlines,
+	// the cap on unauthenticated requests, the limit on failed
+	// authentications, the client behind --trusted-proxy.
+	proxies, _ := httpedge.ParseTrustedProxies(cfg.TrustedProxies) // checked by Validate
+	edge := httpedge.New(httpedge.Options{Limits: cfg.HTTP, TrustedProxies: proxies, CredentialCookie: console.CookieName,
+		SignInPaths: []string{console.SignInPath}, Registerer: reg})
 	api := &httpapi.Server{KMS: kms, Accounts: accounts, Auth: accounts, Events: events, Registry: reg, Logger: m.Logger,
 		Backups:        backups,
 		SpoolDir:       spool,
@@ -224,8 +231,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		web.DevClock = dc
 	}
 	m.closers = append(m.closers, web.Close)
-	m.http = &http.Server{Handler: routes(api.Handler(), web.Handler()), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)}
+	m.http = edge.Server(routes(api.Handler(), web.Handler()), slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn))
 
 	if cfg.Dev {
 		if err := m.devSetup(ctx, accounts); err != nil {

@@ -93,6 +93,8 @@ models are rebuilt from the log (logged as a warning).`,
 		"bytes a second the background verification reads (such as 4MiB or 512KiB; 0: as fast as it can)")
 	f.BoolVar(&cfg.AcceptLostLogPositions, "accept-lost-log-positions", false,
 		"start even though acknowledged events are missing from the end of the embedded event log (exit code 12 names them): they are gone for good, the read models are rebuilt, and it is logged as an error. Restoring the data directory from a copy is the better way out")
+	f.StringSliceVar(&cfg.TrustedProxies, "trusted-proxy", envList("KMSBACKUP_TRUSTED_PROXIES"),
+		"an address or CIDR prefix of a reverse proxy whose X-Forwarded-For and X-Forwarded-Proto are believed (repeatable, or comma-separated; env KMSBACKUP_TRUSTED_PROXIES); from any other peer they are ignored")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
@@ -103,6 +105,15 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// envList is a comma-separated environment variable as a list (nil when
+// unset).
+func envList(name string) []string {
+	if v := os.Getenv(name); v != "" {
+		return strings.Split(v, ",")
+	}
+	return nil
 }
 
 func newLogger(cfg Config) *slog.Logger {
