@@ -34,6 +34,27 @@ type Authenticator interface {
 	Authenticate(token string) (commands.Caller, error)
 }
 
+// Guard is the HTTP edge as the console sees it (adapters/httpedge
+// implements it). Its methods are safe for concurrent use.
+type Guard interface {
+	// Admit reports whether r's client may try to authenticate now; when
+	// not, how long until it may (whole seconds, for Retry-After).
+	Admit(r *http.Request) (retryAfter time.Duration, ok bool)
+	// Failed records that r's client failed to sign in, or presented a
+	// session that is not valid.
+	Failed(r *http.Request)
+	// Authenticated records that r authenticated: it stops counting among
+	// the unauthenticated requests.
+	Authenticated(r *http.Request)
+}
+
+// openGuard admits everyone (a Console without a Guard).
+type openGuard struct{}
+
+func (openGuard) Admit(*http.Request) (time.Duration, bool) { return 0, true }
+func (openGuard) Failed(*http.Request)                      {}
+func (openGuard) Authenticated(*http.Request)               {}
+
 // DevClock is the clock of a --dev server; a manual one can be advanced
 // from the console's development bar.
 type DevClock interface {
@@ -49,6 +70,9 @@ type Console struct {
 	Restores *commands.Restores
 	KMS      *commands.KMS
 	Auth     Authenticator
+	// Guard limits failed sign-ins per client (429 with Retry-After) and
+	// learns which requests authenticated; nil admits everyone.
+	Guard Guard
 	// DevClock, when set (--dev), shows the development bar with the clock
 	// and, for a manual clock, buttons to advance it.
 	DevClock DevClock
@@ -146,6 +170,9 @@ func (c *Console) init() {
 		if c.Now == nil {
 			c.Now = time.Now
 		}
+		if c.Guard == nil {
+			c.Guard = openGuard{}
+		}
 		if c.MaxUpload <= 0 {
 			c.MaxUpload = 16 << 30
 		}
@@ -237,6 +264,8 @@ func errorStatus(err error) int {
 		return http.StatusUnprocessableEntity
 	case domain.ErrUnavailable:
 		return http.StatusServiceUnavailable
+	case domain.ErrTooManyRequests:
+		return http.StatusTooManyRequests
 	}
 	return http.StatusInternalServerError
 }

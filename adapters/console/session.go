@@ -2,9 +2,11 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,13 +31,10 @@ type handler func(w http.ResponseWriter, r *http.Request, a commands.Caller)
 // session goes to the sign-in page (and back afterwards, for a page).
 func (c *Console) session(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var caller commands.Caller
-		ck, err := r.Cookie(CookieName)
-		if err == nil {
-			caller, err = c.Auth.Authenticate(ck.Value)
-		}
-		if err == nil && caller.Account == "" {
-			err = domain.Errorf(domain.ErrUnauthenticated, "sign in", "", "", "not an account token")
+		caller, err := c.signedIn(w, r)
+		if domain.Kind(err) == domain.ErrTooManyRequests {
+			c.renderError(w, r, err)
+			return
 		}
 		if err != nil {
 			next := "/backups"
@@ -55,12 +54,48 @@ func (c *Console) session(h handler) http.Handler {
 	})
 }
 
+// signedIn returns the account of r's session cookie, within the limit on
+// failed authentications of its client. Errors: ErrUnauthenticated without
+// a valid session (a cookie that is not one counts as a failure of the
+// client); ErrTooManyRequests, with Retry-After set on w, when the client
+// failed too often, before the cookie is checked.
+func (c *Console) signedIn(w http.ResponseWriter, r *http.Request) (commands.Caller, error) {
+	ck, err := r.Cookie(CookieName)
+	if err != nil {
+		return commands.Caller{}, domain.Errorf(domain.ErrUnauthenticated, "sign in", "", "", "not signed in")
+	}
+	if err := c.admit(w, r, "requests with a session that is not valid"); err != nil {
+		return commands.Caller{}, err
+	}
+	caller, err := c.Auth.Authenticate(ck.Value)
+	if err == nil && caller.Account == "" {
+		err = domain.Errorf(domain.ErrUnauthenticated, "sign in", "", "", "not an account token")
+	}
+	if err != nil {
+		c.Guard.Failed(r)
+		return commands.Caller{}, err
+	}
+	c.Guard.Authenticated(r)
+	return caller, nil
+}
+
+// admit refuses, with ErrTooManyRequests and Retry-After set on w, a
+// client that failed to authenticate too often; what names its failures.
+func (c *Console) admit(w http.ResponseWriter, r *http.Request, what string) error {
+	wait, ok := c.Guard.Admit(r)
+	if ok {
+		return nil
+	}
+	secs := int(wait / time.Second)
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	return domain.Errorf(domain.ErrTooManyRequests, "", "", fmt.Sprintf("wait %d seconds, then try again", secs),
+		"too many failed sign-ins or %s from this address", what)
+}
+
 func (c *Console) home(w http.ResponseWriter, r *http.Request) {
-	if ck, err := r.Cookie(CookieName); err == nil {
-		if caller, err := c.Auth.Authenticate(ck.Value); err == nil && caller.Account != "" {
-			http.Redirect(w, r, "/backups", http.StatusSeeOther)
-			return
-		}
+	if _, err := c.signedIn(w, r); err == nil {
+		http.Redirect(w, r, "/backups", http.StatusSeeOther)
+		return
 	}
 	http.Redirect(w, r, "/signin", http.StatusSeeOther)
 }
@@ -80,8 +115,9 @@ func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	v := signInView{Next: localPath(r.PostFormValue("next"), "/backups")}
 	token := strings.TrimSpace(r.PostFormValue("token"))
-	var err error
+	err := c.admit(w, r, "requests with a session that is not valid")
 	switch {
+	case err != nil:
 	case !secureOrigin(r):
 		err = domain.Errorf(domain.ErrFailedPrecondition, "sign in", "", "serve the console over HTTPS (a TLS-terminating proxy that sets X-Forwarded-Proto: https), or open it on a loopback address",
 			"the console keeps its session in a Secure cookie, which browsers do not store over plain HTTP")
@@ -95,6 +131,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 				"the console is for one account at a time")
 		}
 		if err != nil && domain.Kind(err) == domain.ErrUnauthenticated {
+			c.Guard.Failed(r)
 			err = domain.Errorf(domain.ErrUnauthenticated, "sign in", "", "check the token; `kmsbackup account create` prints a new account's token",
 				"that token is not valid")
 		}

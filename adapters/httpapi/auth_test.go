@@ -1,9 +1,16 @@
 package httpapi
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/domain"
 )
 
 // TestOnlyBearerTokensAuthenticate: the Authorization header carries a
@@ -75,5 +82,63 @@ func TestJSONResponsesAreNotSniffed(t *testing.T) {
 		if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
 			t.Errorf("GET %s (status %d): X-Content-Type-Options %q, want nosniff", c.path, resp.StatusCode, got)
 		}
+	}
+}
+
+// countingGuard refuses once it has seen limit failures.
+type countingGuard struct {
+	mu                    sync.Mutex
+	limit, failed, authed int
+}
+
+func (g *countingGuard) Admit(*http.Request) (time.Duration, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return 7 * time.Second, g.failed < g.limit
+}
+func (g *countingGuard) Failed(*http.Request) { g.mu.Lock(); g.failed++; g.mu.Unlock() }
+func (g *countingGuard) Authenticated(*http.Request) {
+	g.mu.Lock()
+	g.authed++
+	g.mu.Unlock()
+}
+
+// TestFailedAuthenticationsAreReportedToTheGuard: a presented credential
+// that does not authenticate is a failure of the client (no credential at
+// all is not); a success is reported; a client over its limit is answered
+// 429 too_many_requests with Retry-After, its token unchecked.
+func TestFailedAuthenticationsAreReportedToTheGuard(t *testing.T) {
+	g := &countingGuard{limit: 2}
+	c := MustServe(t, &Server{Guard: g})
+	get := func(authorization string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", c.Base+"/v1/whoami", nil)
+		if authorization != "" {
+			req.Header.Set("Authorization", authorization)
+		}
+		resp, err := c.HTTP.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for _, h := range []string{"", "", "Bearer " + testToken} {
+		get(h).Body.Close()
+	}
+	if g.failed != 0 || g.authed != 1 {
+		t.Fatalf("no credential twice, a good one once: %d failures, %d successes; want 0, 1", g.failed, g.authed)
+	}
+	for _, h := range []string{"Bearer wrong", testToken} {
+		get(h).Body.Close()
+	}
+	resp := get("Bearer " + testToken)
+	var eb ErrorBody
+	_ = json.NewDecoder(resp.Body).Decode(&eb)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "7" || eb.Error.Code != "too_many_requests" {
+		t.Fatalf("over the limit: %d, Retry-After %q, %+v; want 429, 7, too_many_requests", resp.StatusCode, resp.Header.Get("Retry-After"), eb.Error)
+	}
+	if _, err := c.WhoAmI(context.Background()); !errors.Is(err, domain.ErrTooManyRequests) {
+		t.Fatalf("the client sees %v, want ErrTooManyRequests", err)
 	}
 }

@@ -28,6 +28,27 @@ type Authenticator interface {
 	Authenticate(token string) (commands.Caller, error)
 }
 
+// Guard is the HTTP edge as the API sees it (adapters/httpedge implements
+// it). Its methods are safe for concurrent use.
+type Guard interface {
+	// Admit reports whether r's client may try to authenticate now; when
+	// not, how long until it may (whole seconds, for Retry-After).
+	Admit(r *http.Request) (retryAfter time.Duration, ok bool)
+	// Failed records that r's client presented a credential that did not
+	// authenticate.
+	Failed(r *http.Request)
+	// Authenticated records that r authenticated: it stops counting among
+	// the unauthenticated requests.
+	Authenticated(r *http.Request)
+}
+
+// openGuard admits everyone (a Server without a Guard).
+type openGuard struct{}
+
+func (openGuard) Admit(*http.Request) (time.Duration, bool) { return 0, true }
+func (openGuard) Failed(*http.Request)                      {}
+func (openGuard) Authenticated(*http.Request)               {}
+
 // EventTailer streams public events for a caller after a position.
 type EventTailer interface {
 	TailEvents(ctx context.Context, c commands.Caller, from uint64, emit func(publicevent.Event) error) error
@@ -38,7 +59,11 @@ type Server struct {
 	KMS      *commands.KMS
 	Accounts *commands.Accounts
 	Auth     Authenticator
-	Events   EventTailer
+	// Guard limits failed authentications per client (429 with
+	// Retry-After) and learns which requests authenticated; nil admits
+	// everyone.
+	Guard  Guard
+	Events EventTailer
 	// Ready lists what /readyz checks, by name (the projections, the
 	// scheduler, the event log, the stores, the bus): the server is ready
 	// when every check passes.
@@ -159,6 +184,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Registry == nil {
 		s.Registry = prometheus.NewRegistry()
+	}
+	if s.Guard == nil {
+		s.Guard = openGuard{}
 	}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kmsbackup_http_requests_total", Help: "API requests by route and status code.",
@@ -338,7 +366,7 @@ func (s *Server) authenticated(h HandlerFunc) http.Handler { return s.authentica
 // authenticatedUpTo is authenticated with a body of at most limit bytes.
 func (s *Server) authenticatedUpTo(limit int64, h HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := s.Auth.Authenticate(BearerToken(r.Header.Get("Authorization")))
+		c, err := s.authenticate(w, r)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -361,6 +389,28 @@ func (s *Server) authenticatedUpTo(limit int64, h HandlerFunc) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
+}
+
+// authenticate maps r's bearer token to a caller, within the limit on
+// failed authentications of its client: over it, ErrTooManyRequests (with
+// Retry-After set on w) before the token is checked.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (commands.Caller, error) {
+	if wait, ok := s.Guard.Admit(r); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
+		return commands.Caller{}, domain.Errorf(domain.ErrTooManyRequests, "authenticate", "",
+			fmt.Sprintf("wait %d seconds, then check the token", int(wait/time.Second)),
+			"too many failed authentications from this address")
+	}
+	header := r.Header.Get("Authorization")
+	c, err := s.Auth.Authenticate(BearerToken(header))
+	if err != nil {
+		if header != "" && domain.Kind(err) == domain.ErrUnauthenticated {
+			s.Guard.Failed(r)
+		}
+		return commands.Caller{}, err
+	}
+	s.Guard.Authenticated(r)
+	return c, nil
 }
 
 // BearerToken is the token of an Authorization header value of the form

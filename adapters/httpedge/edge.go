@@ -219,13 +219,15 @@ func (e *Edge) Authenticated(r *http.Request) {
 }
 
 // Admit reports whether r's client may try to authenticate now; when not,
-// how long until it may (for Retry-After).
+// how long until it may, in whole seconds (at least one), as Retry-After
+// says it.
 func (e *Edge) Admit(r *http.Request) (retryAfter time.Duration, ok bool) {
 	wait, ok := e.clients.admit(clientKey(e.Client(r)), e.o.Now())
-	if !ok {
-		e.refused.WithLabelValues(reasonFailures).Inc()
+	if ok {
+		return 0, true
 	}
-	return wait, ok
+	e.refused.WithLabelValues(reasonFailures).Inc()
+	return max(time.Second, (wait+time.Second-1)/time.Second*time.Second), false
 }
 
 // Failed records that r's client failed to authenticate.
@@ -359,13 +361,6 @@ func busy(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusServiceUnavailable)
 	_, _ = io.WriteString(w, msg+"\n")
-}
-
-// RetryAfter is d as the value of a Retry-After header: whole seconds,
-// rounded up, at least 1.
-func RetryAfter(d time.Duration) string {
-	s := int64((d + time.Second - 1) / time.Second)
-	return strconv.FormatInt(max(s, 1), 10)
 }
 
 // deadlineBody is a request body whose connection read deadline follows

@@ -207,7 +207,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	proxies, _ := httpedge.ParseTrustedProxies(cfg.TrustedProxies) // checked by Validate
 	edge := httpedge.New(httpedge.Options{Limits: cfg.HTTP, TrustedProxies: proxies, CredentialCookie: console.CookieName,
 		SignInPaths: []string{console.SignInPath}, Registerer: reg})
-	api := &httpapi.Server{KMS: kms, Accounts: accounts, Auth: accounts, Events: events, Registry: reg, Logger: m.Logger,
+	api := &httpapi.Server{KMS: kms, Accounts: accounts, Auth: accounts, Guard: edge, Events: events, Registry: reg, Logger: m.Logger,
 		Backups:        backups,
 		SpoolDir:       spool,
 		MaxUpload:      cfg.MaxUpload,
@@ -225,7 +225,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cfg.Dev {
 		api.DevScrub = scrub
 	}
-	web := &console.Console{Backups: backups, Restores: restores, KMS: kms, Auth: accounts, Logger: m.Logger,
+	web := &console.Console{Backups: backups, Restores: restores, KMS: kms, Auth: accounts, Guard: edge, Logger: m.Logger,
 		MaxUpload: cfg.MaxUpload, SpoolDir: spool, Registry: reg}
 	if dc != nil {
 		web.DevClock = dc
