@@ -32,6 +32,7 @@ type Config struct {
 	MasterKeyFile string // --master-key-file
 	MasterKeyEnv  string // value of KMSBACKUP_MASTER_KEY
 	AdminToken    string // value of KMSBACKUP_ADMIN_TOKEN (or read from --admin-token-file)
+	MetricsToken  string // value of KMSBACKUP_METRICS_TOKEN (or read from --metrics-token-file)
 	DevAdminToken string // --dev-admin-token
 	LogFormat     string // text | json
 	LogLevel      string // debug | info | warn | error
@@ -142,6 +143,12 @@ func (c Config) Validate() error {
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		errs = append(errs, errors.New("the admin token must be at least 16 characters"))
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		errs = append(errs, errors.New("the metrics token must be at least 16 characters"))
+	}
+	if c.MetricsToken != "" && (c.MetricsToken == c.AdminToken || c.MetricsToken == c.DevAdminToken) {
+		errs = append(errs, errors.New("the metrics token must not be the admin token: it is written into Prometheus's configuration"))
 	}
 	if c.LogKind() == "" {
 		errs = append(errs, fmt.Errorf("--event-log %q must be pebble (embedded), nats://HOST:PORT or esdb://HOST:PORT", c.EventLog))

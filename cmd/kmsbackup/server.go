@@ -208,6 +208,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	edge := httpedge.New(httpedge.Options{Limits: cfg.HTTP, TrustedProxies: proxies, CredentialCookie: console.CookieName,
 		SignInPaths: []string{console.SignInPath}, Registerer: reg})
 	api := &httpapi.Server{KMS: kms, Accounts: accounts, Auth: accounts, Guard: edge, Events: events, Registry: reg, Logger: m.Logger,
+		MetricsToken:   cfg.MetricsToken,
 		Backups:        backups,
 		SpoolDir:       spool,
 		MaxUpload:      cfg.MaxUpload,

@@ -11,7 +11,7 @@ import (
 
 func newServerCmd() *cobra.Command {
 	cfg := Config{}
-	var adminTokenFile string
+	var adminTokenFile, metricsTokenFile string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the kmsbackup server (API, software KMS, event log)",
@@ -28,7 +28,9 @@ token (--admin-token-file, or KMSBACKUP_ADMIN_TOKEN) for creating accounts.
 Every --scrub-interval the server verifies every backup in the background (the
 chain of checkpoints, every checksum, every key version opens), reading at most
 --scrub-rate bytes a second, and exports the result on /metrics
-(kmsbackup_verify_*).
+(kmsbackup_verify_*). /metrics names no account and no backup instance unless
+the request carries the metrics token (--metrics-token-file, or
+KMSBACKUP_METRICS_TOKEN) or the admin token as a bearer token.
 
 Beyond one machine, several server processes share one event log
 (--event-log nats://... or esdb://...) and, optionally, one bus (--bus
@@ -55,6 +57,14 @@ models are rebuilt from the log (logged as a warning).`,
 				}
 				cfg.AdminToken = strings.TrimSpace(string(b))
 			}
+			cfg.MetricsToken = os.Getenv("KMSBACKUP_METRICS_TOKEN")
+			if metricsTokenFile != "" {
+				b, err := os.ReadFile(metricsTokenFile)
+				if err != nil {
+					return fmt.Errorf("read --metrics-token-file: %w", err)
+				}
+				cfg.MetricsToken = strings.TrimSpace(string(b))
+			}
 			logger := newLogger(cfg)
 			stderr := cmd.ErrOrStderr()
 			m := &Main{Config: cfg, Stdout: cmd.OutOrStdout(), Logger: logger,
@@ -78,6 +88,8 @@ models are rebuilt from the log (logged as a warning).`,
 	f.StringVar(&cfg.Listen, "listen", envOr("KMSBACKUP_LISTEN", "127.0.0.1:8080"), "address to serve the API on (env KMSBACKUP_LISTEN)")
 	f.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "file holding the base64 master key (mode 0600)")
 	f.StringVar(&adminTokenFile, "admin-token-file", "", "file holding the admin token (else env KMSBACKUP_ADMIN_TOKEN)")
+	f.StringVar(&metricsTokenFile, "metrics-token-file", "",
+		"file holding the metrics token (else env KMSBACKUP_METRICS_TOKEN): with it, /metrics adds the series of each backup instance and account")
 	f.StringVar(&cfg.DevAdminToken, "dev-admin-token", "", "with --dev: use this admin token instead of a random one")
 	f.StringVar(&cfg.Clock, "clock", "real", "clock: real, or manual (with --dev: moves only with 'kmsbackup dev clock advance')")
 	f.StringVar(&cfg.ClockStart, "clock-start", "", "with --clock manual: the clock's start (RFC 3339; default now)")

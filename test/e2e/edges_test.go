@@ -2,12 +2,17 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
 
 // apiStatus sends GET /v1/whoami with the Authorization header given (none
@@ -137,5 +142,82 @@ func TestAuthenticationEdges(t *testing.T) {
 		"X-Forwarded-Proto", "https", "X-Forwarded-For", "198.51.100.4")
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-in behind a trusted TLS proxy: %d, want 303", resp.StatusCode)
+	}
+}
+
+// scrapeAs GETs /metrics (or another path) with a bearer token (none when
+// empty).
+func scrapeAs(t *testing.T, s *Server, path, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+s.Addr+path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestMetricsEdges: the real server's /metrics names no account and no
+// backup instance without a token, names them for the metrics token
+// (--metrics-token-file) and the admin token, refuses an account token,
+// and passes `promtool check metrics`'s rules both ways.
+func TestMetricsEdges(t *testing.T) {
+	const metricsToken = "prometheus-scrape-token-0123"
+	file := filepath.Join(t.TempDir(), "metrics.token")
+	if err := os.WriteFile(file, []byte(metricsToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := StartServer(t, "", "--clock", "manual", "--clock-start", "2026-05-01T09:30:00Z", "--metrics-token-file", file)
+	tok := s.DevTok
+	inst := str(t, s.MustJSON(tok, "kms", "instance", "create", "--region", "cn-hangzhou"), "id")
+	bkp := items(t, s.MustJSON(tok, "backup-instance", "list"))[0]["id"].(string)
+	s.MustJSON(tok, "backup-instance", "enable", bkp, "--kms-instance", inst, "--alias", "prod")
+	s.MustJSON(tok, "dev", "clock", "advance", "10m") // incrementals at 09:35 and 09:40
+	account := str(t, s.MustJSON(tok, "whoami"), "account")
+
+	code, open := scrapeAs(t, s, "/metrics", "")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, id := range []string{bkp, account, inst} {
+		if strings.Contains(open, id) {
+			t.Errorf("the open /metrics names %s", id)
+		}
+	}
+	if !strings.Contains(open, `kmsbackup_backups{state="enabled"} 1`+"\n") ||
+		!strings.Contains(open, "kmsbackup_backups_oldest_last_backup_timestamp_seconds 1.7776284e+09\n") {
+		t.Errorf("the open /metrics lacks the aggregates:\n%s", open)
+	}
+	lint(t, "the open /metrics", open)
+	for _, token := range []string{metricsToken, AdminToken} {
+		code, all := scrapeAs(t, s, "/metrics", token)
+		if code != http.StatusOK || !strings.Contains(all, fmt.Sprintf(`kmsbackup_backup_failing{account=%q,backup=%q} 0`, account, bkp)) {
+			t.Fatalf("/metrics with a token: %d, without the series of %s", code, bkp)
+		}
+		lint(t, "/metrics with a token", all)
+	}
+	if code, body := scrapeAs(t, s, "/metrics", tok); code != http.StatusForbidden || strings.Contains(body, bkp) {
+		t.Fatalf("/metrics with an account token: %d", code)
+	}
+	// The metrics token reads nothing else.
+	if code, _ := scrapeAs(t, s, "/v1/backup-instances", metricsToken); code != http.StatusUnauthorized {
+		t.Fatalf("the metrics token on the API: %d, want 401", code)
+	}
+}
+
+// lint applies the rules of `promtool check metrics` to an exposition.
+func lint(t *testing.T, what, exposition string) {
+	t.Helper()
+	problems, err := promlint.New(strings.NewReader(exposition)).Lint()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s: %s", what, p.Metric, p.Text)
 	}
 }
