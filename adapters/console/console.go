@@ -29,9 +29,18 @@ var staticFS embed.FS
 // layout loads.
 const HTMX = "htmx-2.0.11.min.js"
 
-// Authenticator maps an account token to a caller.
-type Authenticator interface {
-	Authenticate(token string) (commands.Caller, error)
+// Sessions are the console's sign-ins (commands.Accounts implements them).
+// Every method is safe for concurrent use.
+type Sessions interface {
+	// StartSession checks an account token and opens a session; its Ref
+	// goes into the cookie. Errors: ErrUnauthenticated for a token that is
+	// not valid, ErrPermissionDenied for the admin token.
+	StartSession(ctx context.Context, token string) (commands.Session, error)
+	// SessionCaller maps a cookie's session reference to its account.
+	// Errors: ErrUnauthenticated when it is not a live session.
+	SessionCaller(ctx context.Context, ref string) (commands.Caller, error)
+	// EndSession signs a session out on the server. Idempotent.
+	EndSession(ctx context.Context, ref string) error
 }
 
 // Guard is the HTTP edge as the console sees it (adapters/httpedge
@@ -69,7 +78,7 @@ type Console struct {
 	Backups  *commands.Backups
 	Restores *commands.Restores
 	KMS      *commands.KMS
-	Auth     Authenticator
+	Sessions Sessions
 	// Guard limits failed sign-ins per client (429 with Retry-After) and
 	// learns which requests authenticated; nil admits everyone.
 	Guard Guard

@@ -14,11 +14,10 @@ import (
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
-// CookieName is the session cookie: it holds the account token, Secure,
-// HttpOnly and SameSite=Strict, for sessionLifetime.
+// CookieName is the session cookie: it holds a session reference (never
+// the account token), Secure, HttpOnly and SameSite=Strict, until the
+// session expires.
 const CookieName = "kmsbackup_session"
-
-const sessionLifetime = 12 * time.Hour
 
 // SignInPath is the sign-in page and form: its requests read a body before
 // they authenticate.
@@ -67,12 +66,11 @@ func (c *Console) signedIn(w http.ResponseWriter, r *http.Request) (commands.Cal
 	if err := c.admit(w, r, "requests with a session that is not valid"); err != nil {
 		return commands.Caller{}, err
 	}
-	caller, err := c.Auth.Authenticate(ck.Value)
-	if err == nil && caller.Account == "" {
-		err = domain.Errorf(domain.ErrUnauthenticated, "sign in", "", "", "not an account token")
-	}
+	caller, err := c.Sessions.SessionCaller(r.Context(), ck.Value)
 	if err != nil {
-		c.Guard.Failed(r)
+		if domain.Kind(err) == domain.ErrUnauthenticated {
+			c.Guard.Failed(r)
+		}
 		return commands.Caller{}, err
 	}
 	c.Guard.Authenticated(r)
@@ -109,12 +107,14 @@ func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "signin", "Sign in", signInView{Next: localPath(r.URL.Query().Get("next"), "/backups")})
 }
 
-// signIn checks the token and keeps it in the session cookie. The cookie is
-// always Secure, so a browser keeps it only over HTTPS or on a loopback
-// address: on plain HTTP elsewhere, sign-in says so instead of looping.
+// signIn checks the token, opens a session and keeps its reference in the
+// session cookie. The cookie is always Secure, so a browser keeps it only
+// over HTTPS or on a loopback address: on plain HTTP elsewhere, sign-in
+// says so instead of looping.
 func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	v := signInView{Next: localPath(r.PostFormValue("next"), "/backups")}
 	token := strings.TrimSpace(r.PostFormValue("token"))
+	var sess commands.Session
 	err := c.admit(w, r, "requests with a session that is not valid")
 	switch {
 	case err != nil:
@@ -124,12 +124,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	case token == "":
 		err = domain.Invalid("sign in", "enter your account token (kmsb_...)")
 	default:
-		var caller commands.Caller
-		caller, err = c.Auth.Authenticate(token)
-		if err == nil && caller.Account == "" {
-			err = domain.Errorf(domain.ErrPermissionDenied, "sign in", "", "sign in with an account token; the admin token manages accounts from the command line",
-				"the console is for one account at a time")
-		}
+		sess, err = c.Sessions.StartSession(r.Context(), token)
 		if err != nil && domain.Kind(err) == domain.ErrUnauthenticated {
 			c.Guard.Failed(r)
 			err = domain.Errorf(domain.ErrUnauthenticated, "sign in", "", "check the token; `kmsbackup account create` prints a new account's token",
@@ -141,12 +136,21 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, errorStatus(err), "signin", "Sign in", v)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: token, Path: "/", MaxAge: int(sessionLifetime / time.Second),
+	c.Guard.Authenticated(r)
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sess.Ref, Path: "/", MaxAge: int(sess.ExpiresAt.Sub(c.Now()) / time.Second),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	redirect(w, r, v.Next)
 }
 
+// signOut ends the session on the server (every copy of the cookie stops
+// working) and clears the cookie.
 func (c *Console) signOut(w http.ResponseWriter, r *http.Request) {
+	if ck, err := r.Cookie(CookieName); err == nil {
+		if err := c.Sessions.EndSession(r.Context(), ck.Value); err != nil {
+			c.renderError(w, r, err)
+			return
+		}
+	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1,
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	redirect(w, r, "/signin")

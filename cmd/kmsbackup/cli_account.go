@@ -8,9 +8,10 @@ import (
 )
 
 func newAccountCmd(a *app) *cobra.Command {
-	return newGroupCmd("account", "Create and list accounts (admin token)",
+	return newGroupCmd("account", "Create and list accounts, replace their tokens (admin token)",
 		newAccountCreateCmd(a),
 		newAccountListCmd(a),
+		newAccountReplaceTokenCmd(a),
 	)
 }
 
@@ -37,6 +38,44 @@ now (it cannot be shown again), then use it with --token or KMSBACKUP_TOKEN.`,
 				return err
 			}
 			const note = "Note: the token is shown only once; store it now. Use it with --token or KMSBACKUP_TOKEN."
+			if a.output == formatJSON {
+				fmt.Fprintln(a.stderr, note)
+			}
+			return a.render(acc, func(w io.Writer) error {
+				if err := writeFields(w, accountFields(acc)); err != nil {
+					return err
+				}
+				_, err := fmt.Fprintln(w, "\n"+note)
+				return err
+			})
+		},
+	}
+}
+
+func newAccountReplaceTokenCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "replace-token ACCOUNT_ID",
+		Short: "Give an account a new API token and print it (shown once); the old one stops working",
+		Long: `Replace an account's API token. Needs the admin token.
+
+The old token stops working at once, and every web console session opened
+with it ends (on every node, as soon as it has read the change). The new
+token is printed once, in this response only: store it now.`,
+		Example: `  kmsbackup account replace-token acct_01J... --token "$ADMIN_TOKEN"
+  kmsbackup account replace-token acct_01J... -o json | jq -r .token`,
+		Annotations:       map[string]string{noIDOutput: "would hide the account's new token, which is shown only once"},
+		Args:              exactArgs("ACCOUNT_ID"),
+		ValidArgsFunction: cobra.NoFileCompletions,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client(cmd)
+			if err != nil {
+				return err
+			}
+			acc, err := c.ReplaceAccountToken(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			const note = "Note: the new token is shown only once; store it now. The old token no longer works."
 			if a.output == formatJSON {
 				fmt.Fprintln(a.stderr, note)
 			}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/kmsbackup/kmsbackup/adapters/backupfile"
+	"github.com/kmsbackup/kmsbackup/adapters/clock"
 	"github.com/kmsbackup/kmsbackup/adapters/console"
 	"github.com/kmsbackup/kmsbackup/adapters/envelope"
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
@@ -142,8 +143,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.AdminToken = commands.NewToken()
 		}
 	}
+	// Console sessions expire on the wall clock, whatever --clock says.
 	accounts := &commands.Accounts{Log: m.log, State: m.proj, Applied: projector, Clock: clk, IDs: idsrc,
-		AdminToken: m.AdminToken}
+		AdminToken: m.AdminToken, SessionClock: clock.System{}}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
@@ -226,7 +228,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cfg.Dev {
 		api.DevScrub = scrub
 	}
-	web := &console.Console{Backups: backups, Restores: restores, KMS: kms, Auth: accounts, Guard: edge, Logger: m.Logger,
+	web := &console.Console{Backups: backups, Restores: restores, KMS: kms, Sessions: accounts, Guard: edge, Logger: m.Logger,
 		MaxUpload: cfg.MaxUpload, SpoolDir: spool, Registry: reg}
 	if dc != nil {
 		web.DevClock = dc

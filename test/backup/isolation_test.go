@@ -186,7 +186,7 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 		BackupGauges: e.Backups.ScheduledBackups, BackupFailures: e.Backups.FailureTotals, FailingBackups: e.Backups.FailingBackups}
 	apiSrv := httptest.NewServer(api.Handler())
 	defer apiSrv.Close()
-	web := &console.Console{Backups: e.Backups, Restores: e.Restores, KMS: e.KMS, Auth: accounts}
+	web := &console.Console{Backups: e.Backups, Restores: e.Restores, KMS: e.KMS, Sessions: accounts, Now: e.Clock.Now}
 	webSrv := httptest.NewServer(web.Handler())
 	defer webSrv.Close()
 
@@ -244,7 +244,8 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 	if showJSON.Failing == nil || showJSON.Failing.Attempts != v.Failing.Attempts || !showJSON.Failing.Since.Equal(firstFailure) {
 		t.Fatalf("the API's backup instance: failing %+v", showJSON.Failing)
 	}
-	_, page := get(t, webSrv.Client(), webSrv.URL+"/backups", &http.Cookie{Name: console.CookieName, Value: token})
+	session := Must(accounts.StartSession(ctx, token))
+	_, page := get(t, webSrv.Client(), webSrv.URL+"/backups", &http.Cookie{Name: console.CookieName, Value: session.Ref})
 	if !strings.Contains(page, "Failing since") || !strings.Contains(page, "injected failure of the blob store") {
 		t.Fatalf("the console's list does not show the failure:\n%s", page)
 	}
