@@ -27,5 +27,5 @@ func (a *Accounts) EndSession(ctx context.Context, ref string) error {
 	if !ok || !now.Before(s.ExpiresAt) {
 		return nil
 	}
-	return a.appendSessionEvent(ctx, op, s.Account, now, &domain.SessionEnded{Session: h})
+	return a.appendAccountEvent(ctx, op, s.Account, now, &domain.SessionEnded{Session: h})
 }

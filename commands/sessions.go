@@ -86,10 +86,10 @@ func (a *Accounts) SessionCaller(ctx context.Context, ref string) (Caller, error
 	return Caller{Account: s.Account}, nil
 }
 
-// appendSessionEvent appends d to the account's stream and waits until the
-// read model shows it. Sessions decide nothing against each other, so the
-// append expects any revision.
-func (a *Accounts) appendSessionEvent(ctx context.Context, op string, acct domain.AccountID, at time.Time, d domain.EventData) error {
+// appendAccountEvent appends d to the account's stream and waits until the
+// read model shows it. Its events (sessions, token replacements) decide
+// nothing against each other, so the append expects any revision.
+func (a *Accounts) appendAccountEvent(ctx context.Context, op string, acct domain.AccountID, at time.Time, d domain.EventData) error {
 	stream := domain.AccountStream(acct)
 	e := domain.Event{ID: a.IDs.NewULID(), Stream: stream, Type: d.EventType(), Schema: domain.SchemaVersion,
 		OccurredAt: at, Account: acct, Data: domain.EncodeData(d)}

@@ -27,7 +27,7 @@ func (a *Accounts) StartSession(ctx context.Context, token string) (Session, err
 	now := a.sessionNow().UTC()
 	s := Session{Ref: ref, Caller: c, ExpiresAt: now.Add(SessionLifetime)}
 	d := &domain.SessionStarted{Session: sessionHash(ref), TokenHash: sha256.Sum256([]byte(token)), ExpiresAt: s.ExpiresAt}
-	if err := a.appendSessionEvent(ctx, op, c.Account, now, d); err != nil {
+	if err := a.appendAccountEvent(ctx, op, c.Account, now, d); err != nil {
 		return Session{}, err
 	}
 	return s, nil

@@ -6,10 +6,10 @@ import (
 	"github.com/kmsbackup/kmsbackup/domain/wire"
 )
 
-// Types of the events of an account's token and of its console sessions.
-// Sessions are events of the account's stream (AccountStream); a token
-// replacement is an event of the accounts stream, like the account's
-// creation. None of them has a public form.
+// Types of the events of an account's token and of its console sessions,
+// on the account's own stream (AccountStream). None of them has a public
+// form, and nothing else is on that stream, so the public event stream
+// never shows a gap in a stream's revisions.
 const (
 	TypeAccountTokenReplaced = "AccountTokenReplaced"
 	TypeSessionStarted       = "SessionStarted"

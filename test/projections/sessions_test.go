@@ -16,6 +16,7 @@ import (
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
+	"github.com/kmsbackup/kmsbackup/projections/publicevent"
 )
 
 // sessionWorld is the accounts use cases on the real stores, with the
@@ -208,5 +209,16 @@ func TestSessions(t *testing.T) {
 	_, err = w.acc.SessionCaller(ctx, commands.SessionPrefix+"late") // catches up with the log first
 	if !errors.Is(err, domain.ErrUnauthenticated) || !strings.Contains(err.Error(), "replaced") {
 		t.Fatalf("a session recorded after its token was replaced: %v", err)
+	}
+
+	// Sessions and token replacements are on the account's stream, which
+	// the public event stream never shows: the streams it shows keep
+	// contiguous revisions.
+	for _, e := range w.events() {
+		_, err := publicevent.FromEvent(e)
+		private := e.Stream == domain.AccountStream(e.Account)
+		if private != errors.Is(err, publicevent.ErrNoPublicForm) {
+			t.Errorf("%s on stream %s: public form error %v", e.Type, e.Stream, err)
+		}
 	}
 }
