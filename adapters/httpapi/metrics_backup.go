@@ -83,10 +83,7 @@ type backupCollector struct{ backupSource }
 var _ prometheus.Collector = (*backupCollector)(nil)
 
 func (c *backupCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- lastFullDesc
-	ch <- lastIncrementalDesc
-	ch <- failingDesc
-	ch <- failuresDesc
+	describe(ch, lastFullDesc, lastIncrementalDesc, failingDesc, failuresDesc)
 }
 
 func (c *backupCollector) Collect(ch chan<- prometheus.Metric) {
@@ -117,10 +114,7 @@ type backupSummary struct{ backupSource }
 var _ prometheus.Collector = (*backupSummary)(nil)
 
 func (c *backupSummary) Describe(ch chan<- *prometheus.Desc) {
-	ch <- backupsDesc
-	ch <- backupsFailingDesc
-	ch <- backupsFailuresDesc
-	ch <- oldestBackupDesc
+	describe(ch, backupsDesc, backupsFailingDesc, backupsFailuresDesc, oldestBackupDesc)
 }
 
 func (c *backupSummary) Collect(ch chan<- prometheus.Metric) {
@@ -162,6 +156,13 @@ func (c *backupSummary) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(backupsFailuresDesc, prometheus.CounterValue, float64(total))
 	if !oldest.IsZero() {
 		ch <- prometheus.MustNewConstMetric(oldestBackupDesc, prometheus.GaugeValue, unixSeconds(oldest))
+	}
+}
+
+// describe sends every desc, for a collector's Describe.
+func describe(ch chan<- *prometheus.Desc, descs ...*prometheus.Desc) {
+	for _, d := range descs {
+		ch <- d
 	}
 }
 

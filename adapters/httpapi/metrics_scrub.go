@@ -39,11 +39,7 @@ type scrubCollector struct {
 var _ prometheus.Collector = (*scrubCollector)(nil)
 
 func (c *scrubCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- verifyLastRunDesc
-	ch <- verifyDurationDesc
-	ch <- verifyBackupsDesc
-	ch <- verifyErrorsDesc
-	ch <- verifyWithFindingsDesc
+	describe(ch, verifyLastRunDesc, verifyDurationDesc, verifyBackupsDesc, verifyErrorsDesc, verifyWithFindingsDesc)
 }
 
 func (c *scrubCollector) Collect(ch chan<- prometheus.Metric) {

@@ -47,11 +47,11 @@ func tenantsServer() *Server {
 		ScrubStatus:    func() commands.ScrubStatus { return st }}
 }
 
-// scrapeMetrics GETs /metrics with the Authorization header given (none
-// when empty).
-func scrapeMetrics(t *testing.T, url, authorization string) (int, string) {
+// getWith GETs url with the Authorization header given (none when empty)
+// and returns the status and the body.
+func getWith(t *testing.T, url, authorization string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest("GET", url+"/metrics", nil)
+	req, err := http.NewRequest("GET", url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +68,12 @@ func scrapeMetrics(t *testing.T, url, authorization string) (int, string) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// scrapeMetrics GETs /metrics of the server at url.
+func scrapeMetrics(t *testing.T, url, authorization string) (int, string) {
+	t.Helper()
+	return getWith(t, url+"/metrics", authorization)
 }
 
 // TestOpenMetricsNameNoTenant: /metrics without a token carries no

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kmsbackup/kmsbackup/test/rawconn"
 )
 
 // manualNow is a clock that moves only when told.
@@ -169,30 +171,6 @@ func serve(t *testing.T, e *Edge, h http.Handler) string {
 	return ln.Addr().String()
 }
 
-// dial opens a connection that fails the test if anything takes longer
-// than bound.
-func dial(t *testing.T, addr string, bound time.Duration) net.Conn {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(bound))
-	return c
-}
-
-// closedOrAnswered waits until the server closes c or answers on it; it
-// returns the status line, or "" for a close.
-func closedOrAnswered(t *testing.T, c net.Conn) string {
-	t.Helper()
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		t.Fatal("the server neither answered nor closed the connection")
-	}
-	return strings.TrimSpace(line)
-}
-
 // TestSlowClientsAreCut: a body that stops, a body sent a byte at a time,
 // and an idle connection are all cut by their deadlines; a body that keeps
 // arriving at the minimum rate is read whole, however long it takes, and a
@@ -228,24 +206,24 @@ func TestSlowClientsAreCut(t *testing.T) {
 	const bound = 5 * time.Second
 
 	t.Run("headers", func(t *testing.T) {
-		c := dial(t, addr, bound)
+		c := rawconn.Dial(t, addr, bound)
 		_, _ = io.WriteString(c, "POST /x HTTP/1.1\r\nHost: x\r\n")
-		if line := closedOrAnswered(t, c); line != "" && !strings.Contains(line, "408") {
+		if line := rawconn.StatusLine(t, c); line != "" && !strings.Contains(line, "408") {
 			t.Fatalf("slow headers answered %q", line)
 		}
 	})
 	t.Run("stalled body", func(t *testing.T) {
-		c := dial(t, addr, bound)
+		c := rawconn.Dial(t, addr, bound)
 		_, _ = io.WriteString(c, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc")
-		if line := closedOrAnswered(t, c); line != "" && !strings.Contains(line, "408") {
+		if line := rawconn.StatusLine(t, c); line != "" && !strings.Contains(line, "408") {
 			t.Fatalf("a stalled body answered %q", line)
 		}
 	})
 	t.Run("trickled body", func(t *testing.T) {
-		c := dial(t, addr, bound)
+		c := rawconn.Dial(t, addr, bound)
 		_, _ = io.WriteString(c, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
 		done := make(chan string)
-		go func() { done <- closedOrAnswered(t, c) }()
+		go func() { done <- rawconn.StatusLine(t, c) }()
 		tick := time.NewTicker(limits.BodyIdle / 3)
 		defer tick.Stop()
 		for {
@@ -261,23 +239,12 @@ func TestSlowClientsAreCut(t *testing.T) {
 		}
 	})
 	t.Run("idle connection", func(t *testing.T) {
-		c := dial(t, addr, bound)
-		_, _ = io.WriteString(c, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
-		br := bufio.NewReader(c)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if _, err := br.ReadByte(); err == nil || isTimeout(err) {
-			t.Fatalf("idle connection: %v, want it closed", err)
-		}
+		rawconn.ClosedWhenIdle(t, rawconn.Dial(t, addr, bound), "GET /x HTTP/1.1\r\nHost: x\r\n\r\n")
 	})
 	t.Run("steady upload", func(t *testing.T) {
 		// 20 chunks of 100 bytes, one every BodyIdle/3: it lasts twice the
 		// grace, at 10 times the minimum rate.
-		c := dial(t, addr, bound)
+		c := rawconn.Dial(t, addr, bound)
 		_, _ = io.WriteString(c, "POST /long HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n")
 		chunk := strings.Repeat("u", 100)
 		tick := time.NewTicker(limits.BodyIdle / 10)
@@ -302,11 +269,6 @@ func TestSlowClientsAreCut(t *testing.T) {
 	if want := "/long 2000"; len(got) != 2 || got[1] != want {
 		t.Fatalf("handled %q, want [/x 0, %s]", got, want)
 	}
-}
-
-func isTimeout(err error) bool {
-	ne, ok := err.(net.Error)
-	return ok && ne.Timeout()
 }
 
 // TestUnauthenticatedRequestsAreCapped: requests without credentials, and
@@ -342,7 +304,7 @@ func TestUnauthenticatedRequestsAreCapped(t *testing.T) {
 	}
 	// Two slow sign-ins, one with a cookie: both hold a slot.
 	for _, cookie := range []string{"", "Cookie: session=x\r\n"} {
-		c := dial(t, addr, bound)
+		c := rawconn.Dial(t, addr, bound)
 		_, _ = io.WriteString(c, "POST /signin HTTP/1.1\r\nHost: x\r\n"+cookie+
 			"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nto")
 		if p := <-entered; p != "/signin" {

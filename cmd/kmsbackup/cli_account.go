@@ -5,6 +5,8 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
 )
 
 func newAccountCmd(a *app) *cobra.Command {
@@ -37,17 +39,7 @@ now (it cannot be shown again), then use it with --token or KMSBACKUP_TOKEN.`,
 			if err != nil {
 				return err
 			}
-			const note = "Note: the token is shown only once; store it now. Use it with --token or KMSBACKUP_TOKEN."
-			if a.output == formatJSON {
-				fmt.Fprintln(a.stderr, note)
-			}
-			return a.render(acc, func(w io.Writer) error {
-				if err := writeFields(w, accountFields(acc)); err != nil {
-					return err
-				}
-				_, err := fmt.Fprintln(w, "\n"+note)
-				return err
-			})
+			return renderWithToken(a, acc, "Note: the token is shown only once; store it now. Use it with --token or KMSBACKUP_TOKEN.")
 		},
 	}
 }
@@ -75,19 +67,24 @@ token is printed once, in this response only: store it now.`,
 			if err != nil {
 				return err
 			}
-			const note = "Note: the new token is shown only once; store it now. The old token no longer works."
-			if a.output == formatJSON {
-				fmt.Fprintln(a.stderr, note)
-			}
-			return a.render(acc, func(w io.Writer) error {
-				if err := writeFields(w, accountFields(acc)); err != nil {
-					return err
-				}
-				_, err := fmt.Fprintln(w, "\n"+note)
-				return err
-			})
+			return renderWithToken(a, acc, "Note: the new token is shown only once; store it now. The old token no longer works.")
 		},
 	}
+}
+
+// renderWithToken prints an account with its token, which is shown this
+// once, and note (on stderr beside JSON, so that stdout stays one document).
+func renderWithToken(a *app, acc httpapi.Account, note string) error {
+	if a.output == formatJSON {
+		fmt.Fprintln(a.stderr, note)
+	}
+	return a.render(acc, func(w io.Writer) error {
+		if err := writeFields(w, accountFields(acc)); err != nil {
+			return err
+		}
+		_, err := fmt.Fprintln(w, "\n"+note)
+		return err
+	})
 }
 
 func newAccountListCmd(a *app) *cobra.Command {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"net"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/adapters/httpedge"
+	"github.com/kmsbackup/kmsbackup/test/rawconn"
 )
 
 // startMain runs the server in-process on cfg until the test ends.
@@ -28,29 +28,12 @@ func startMain(t *testing.T, cfg Config) *Main {
 	return m
 }
 
-// rawConn is a connection to the server whose every read fails the test
-// after bound.
-func rawConn(t *testing.T, addr string, bound time.Duration) net.Conn {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(bound))
-	return c
-}
-
 // cutOff waits for the server to close c, or to answer it with a client
 // error, and fails the test if it does neither.
 func cutOff(t *testing.T, what string, c net.Conn) {
 	t.Helper()
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		t.Fatalf("%s: the server neither answered nor closed the connection", what)
-	}
-	if line != "" && !strings.HasPrefix(line, "HTTP/1.1 4") {
-		t.Fatalf("%s: answered %q", what, strings.TrimSpace(line))
+	if line := rawconn.StatusLine(t, c); line != "" && !strings.HasPrefix(line, "HTTP/1.1 4") {
+		t.Fatalf("%s: answered %q", what, line)
 	}
 }
 
@@ -67,28 +50,15 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	addr := m.Addr()
 	const bound = 5 * time.Second
 
-	c := rawConn(t, addr, bound)
+	c := rawconn.Dial(t, addr, bound)
 	_, _ = io.WriteString(c, "POST /signin HTTP/1.1\r\nHost: "+addr+"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\ntoken=kmsb_")
 	cutOff(t, "a stalled sign-in", c)
 
-	c = rawConn(t, addr, bound)
+	c = rawconn.Dial(t, addr, bound)
 	_, _ = io.WriteString(c, "GET /v1/whoami HTTP/1.1\r\nHost: "+addr+"\r\n")
 	cutOff(t, "slow headers", c)
 
-	c = rawConn(t, addr, bound)
-	_, _ = io.WriteString(c, "GET /livez HTTP/1.1\r\nHost: "+addr+"\r\n\r\n")
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if _, err := br.ReadByte(); err == nil {
-		t.Fatal("an idle connection: the server sent more")
-	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		t.Fatal("an idle connection stayed open")
-	}
+	rawconn.ClosedWhenIdle(t, rawconn.Dial(t, addr, bound), "GET /livez HTTP/1.1\r\nHost: "+addr+"\r\n\r\n")
 
 	// The cap: two slow sign-ins hold it; a third unauthenticated request
 	// is refused at once; a request with a valid token goes through.
@@ -97,7 +67,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	m = startMain(t, cfg)
 	addr = m.Addr()
 	for range 2 {
-		c := rawConn(t, addr, bound)
+		c := rawconn.Dial(t, addr, bound)
 		_, _ = io.WriteString(c, "POST /signin HTTP/1.1\r\nHost: "+addr+"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\ntoken=")
 	}
 	client := &http.Client{Timeout: bound}
@@ -118,7 +88,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	}
 	req, _ := http.NewRequest("GET", "http://"+addr+"/v1/whoami", nil)
 	req.Header.Set("Authorization", "Bearer "+m.DevToken)
-	resp, err = client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

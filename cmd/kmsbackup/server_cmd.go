@@ -49,21 +49,12 @@ models are rebuilt from the log (logged as a warning).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.MasterKeyEnv = os.Getenv("KMSBACKUP_MASTER_KEY")
-			cfg.AdminToken = os.Getenv("KMSBACKUP_ADMIN_TOKEN")
-			if adminTokenFile != "" {
-				b, err := os.ReadFile(adminTokenFile)
-				if err != nil {
-					return fmt.Errorf("read --admin-token-file: %w", err)
-				}
-				cfg.AdminToken = strings.TrimSpace(string(b))
+			var err error
+			if cfg.AdminToken, err = tokenFrom("--admin-token-file", adminTokenFile, "KMSBACKUP_ADMIN_TOKEN"); err != nil {
+				return err
 			}
-			cfg.MetricsToken = os.Getenv("KMSBACKUP_METRICS_TOKEN")
-			if metricsTokenFile != "" {
-				b, err := os.ReadFile(metricsTokenFile)
-				if err != nil {
-					return fmt.Errorf("read --metrics-token-file: %w", err)
-				}
-				cfg.MetricsToken = strings.TrimSpace(string(b))
+			if cfg.MetricsToken, err = tokenFrom("--metrics-token-file", metricsTokenFile, "KMSBACKUP_METRICS_TOKEN"); err != nil {
+				return err
 			}
 			logger := newLogger(cfg)
 			stderr := cmd.ErrOrStderr()
@@ -117,6 +108,19 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// tokenFrom reads a token from the file a flag names, else from an
+// environment variable ("" when neither is set).
+func tokenFrom(flag, file, env string) (string, error) {
+	if file == "" {
+		return os.Getenv(env), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", flag, err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // envList is a comma-separated environment variable as a list (nil when
