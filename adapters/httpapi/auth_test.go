@@ -6,10 +6,13 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
@@ -140,5 +143,39 @@ func TestFailedAuthenticationsAreReportedToTheGuard(t *testing.T) {
 	}
 	if _, err := c.WhoAmI(context.Background()); !errors.Is(err, domain.ErrTooManyRequests) {
 		t.Fatalf("the client sees %v, want ErrTooManyRequests", err)
+	}
+}
+
+// brokenBody delivers some bytes, then fails as a connection whose read
+// deadline passed does.
+type brokenBody struct{ sent bool }
+
+func (b *brokenBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, "KMSBK"), nil
+	}
+	return 0, os.ErrDeadlineExceeded
+}
+func (b *brokenBody) Close() error { return nil }
+
+// TestUploadCutOffIsTheClientsFault: an upload whose body stops arriving
+// (the edge's body deadline) is answered as an invalid request, not as an
+// internal error, and leaves nothing in the spool.
+func TestUploadCutOffIsTheClientsFault(t *testing.T) {
+	spool := t.TempDir()
+	h := (&Server{Backups: &commands.Backups{}, Auth: tokenAuth{}, SpoolDir: spool}).Handler()
+	r := httptest.NewRequest("POST", "/v1/uploads?name=x", &brokenBody{})
+	r.Header.Set("Authorization", "Bearer "+testToken)
+	r.Header.Set(HeaderDataKey, domain.FormatDataKey(make(domain.Plaintext, domain.DataKeySize)))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	var eb ErrorBody
+	_ = json.NewDecoder(w.Body).Decode(&eb)
+	if w.Code != http.StatusBadRequest || eb.Error.Code != "invalid_argument" || !strings.Contains(eb.Error.Message, "did not arrive") {
+		t.Fatalf("an upload cut off: %d %+v, want 400 invalid_argument", w.Code, eb.Error)
+	}
+	if left, _ := os.ReadDir(spool); len(left) != 0 {
+		t.Fatalf("the spool holds %d files", len(left))
 	}
 }
