@@ -36,6 +36,14 @@ import (
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
+// The HTTP edge serves the API's and the console's guards; the accounts use
+// cases serve the console's sessions.
+var (
+	_ httpapi.Guard    = (*httpedge.Edge)(nil)
+	_ console.Guard    = (*httpedge.Edge)(nil)
+	_ console.Sessions = (*commands.Accounts)(nil)
+)
+
 // sharedKeyCacheTTL bounds how long a node of a shared log uses a data key
 // before reading it from the shared key store again, so that a key another
 // node destroyed stops working here too.
