@@ -37,6 +37,9 @@ var (
 	// ErrUnavailable: a dependency (log, bus, store) cannot serve now; the
 	// operation may be retried.
 	ErrUnavailable = errors.New("domain: unavailable")
+	// ErrTooManyRequests: the client failed to authenticate too often and
+	// must wait before it tries again; nothing was checked or changed.
+	ErrTooManyRequests = errors.New("domain: too many requests")
 )
 
 // Error is an error with operation context: what was being done, to which
@@ -94,7 +97,7 @@ func IsCorruption(err error) bool { return errors.Is(err, ErrCorrupt) }
 func Kind(err error) error {
 	for _, k := range []error{ErrInvalidArgument, ErrNotFound, ErrAlreadyExists, ErrQuotaExceeded,
 		ErrFailedPrecondition, ErrWrongExpectedRevision, ErrUnauthenticated, ErrPermissionDenied,
-		ErrCorrupt, ErrUnavailable} {
+		ErrCorrupt, ErrUnavailable, ErrTooManyRequests} {
 		if errors.Is(err, k) {
 			return k
 		}

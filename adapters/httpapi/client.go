@@ -152,6 +152,12 @@ func (c *Client) CreateAccount(ctx context.Context, name string) (Account, error
 	return do[Account](ctx, c, "POST", "/v1/accounts", nil, CreateAccountRequest{Name: name})
 }
 
+// ReplaceAccountToken gives an account a new token (admin token); the new
+// token is in the result, the old one stops working.
+func (c *Client) ReplaceAccountToken(ctx context.Context, id string) (Account, error) {
+	return do[Account](ctx, c, "POST", "/v1/accounts/"+url.PathEscape(id)+"/token", nil, nil)
+}
+
 // ListAccounts lists accounts (admin token).
 func (c *Client) ListAccounts(ctx context.Context) (List[Account], error) {
 	return do[List[Account]](ctx, c, "GET", "/v1/accounts", nil, nil)

@@ -298,7 +298,7 @@ func TestBackupMetrics(t *testing.T) {
 	}
 	var err error
 	reg := prometheus.NewRegistry()
-	s := &Server{Backups: &commands.Backups{}, Auth: tokenAuth{}, Registry: reg,
+	s := &Server{Backups: &commands.Backups{}, Auth: tokenAuth{}, Tenants: reg,
 		BackupGauges:   func() ([]*domain.Backup, error) { return backups, err },
 		BackupFailures: func() map[domain.BackupID]uint64 { return map[domain.BackupID]uint64{"bkp_bad": 7, "bkp_gone": 2} }}
 	s.Handler()

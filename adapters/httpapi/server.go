@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +30,27 @@ type Authenticator interface {
 	Authenticate(token string) (commands.Caller, error)
 }
 
+// Guard is the HTTP edge as the API sees it (adapters/httpedge implements
+// it). Its methods are safe for concurrent use.
+type Guard interface {
+	// Admit reports whether r's client may try to authenticate now; when
+	// not, how long until it may (whole seconds, for Retry-After).
+	Admit(r *http.Request) (retryAfter time.Duration, ok bool)
+	// Failed records that r's client presented a credential that did not
+	// authenticate.
+	Failed(r *http.Request)
+	// Authenticated records that r authenticated: it stops counting among
+	// the unauthenticated requests.
+	Authenticated(r *http.Request)
+}
+
+// openGuard admits everyone (a Server without a Guard).
+type openGuard struct{}
+
+func (openGuard) Admit(*http.Request) (time.Duration, bool) { return 0, true }
+func (openGuard) Failed(*http.Request)                      {}
+func (openGuard) Authenticated(*http.Request)               {}
+
 // EventTailer streams public events for a caller after a position.
 type EventTailer interface {
 	TailEvents(ctx context.Context, c commands.Caller, from uint64, emit func(publicevent.Event) error) error
@@ -38,7 +61,11 @@ type Server struct {
 	KMS      *commands.KMS
 	Accounts *commands.Accounts
 	Auth     Authenticator
-	Events   EventTailer
+	// Guard limits failed authentications per client (429 with
+	// Retry-After) and learns which requests authenticated; nil admits
+	// everyone.
+	Guard  Guard
+	Events EventTailer
 	// Ready lists what /readyz checks, by name (the projections, the
 	// scheduler, the event log, the stores, the bus): the server is ready
 	// when every check passes.
@@ -52,9 +79,17 @@ type Server struct {
 	// instance's scheduled work since the process started, which /metrics
 	// exports as kmsbackup_backup_failures_total.
 	BackupFailures func() map[domain.BackupID]uint64
-	// Registry receives the API's metrics and is served at /metrics.
+	// Registry receives the API's metrics and is served at /metrics to
+	// anyone: nothing in it names an account or a backup instance.
 	Registry *prometheus.Registry
-	Logger   *slog.Logger
+	// Tenants receives the metrics of each backup instance (labelled by
+	// backup and account), added to /metrics only for the metrics token
+	// or the admin token; nil makes a registry of its own.
+	Tenants *prometheus.Registry
+	// MetricsToken, when set, is a token that reads every metric of
+	// /metrics and nothing else (Prometheus sends it as a bearer token).
+	MetricsToken string
+	Logger       *slog.Logger
 	// Backups serves the backup instances under /v1/backup-instances; nil
 	// leaves those routes and the backup metrics out.
 	Backups *commands.Backups
@@ -160,6 +195,12 @@ func (s *Server) Handler() http.Handler {
 	if s.Registry == nil {
 		s.Registry = prometheus.NewRegistry()
 	}
+	if s.Guard == nil {
+		s.Guard = openGuard{}
+	}
+	if s.Tenants == nil {
+		s.Tenants = prometheus.NewRegistry()
+	}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kmsbackup_http_requests_total", Help: "API requests by route and status code.",
 	}, []string{"route", "code"})
@@ -174,7 +215,7 @@ func (s *Server) Handler() http.Handler {
 	s.routes = nil
 	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", s.metrics())
 	mux.HandleFunc("GET /v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(OpenAPI)
@@ -183,7 +224,9 @@ func (s *Server) Handler() http.Handler {
 	if s.Backups != nil {
 		s.backupRoutes(rt)
 		s.fileRoutes(rt)
-		s.Registry.MustRegister(&backupCollector{list: s.BackupGauges, failures: s.BackupFailures, logger: s.Logger})
+		src := backupSource{list: s.BackupGauges, failures: s.BackupFailures, logger: s.Logger}
+		s.Registry.MustRegister(&backupSummary{src})
+		s.Tenants.MustRegister(&backupCollector{src})
 	}
 	if s.Restores != nil {
 		s.restoreRoutes(rt)
@@ -199,6 +242,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.ScrubStatus != nil {
 		s.Registry.MustRegister(&scrubCollector{status: s.ScrubStatus})
+		s.Tenants.MustRegister(&scrubFindings{status: s.ScrubStatus})
 	}
 	if s.Extra != nil {
 		s.Extra(rt)
@@ -206,7 +250,16 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, domain.Errorf(domain.ErrNotFound, r.Method+" "+r.URL.Path, "", "see /v1/openapi.json for the API", "no such API route"))
 	})
-	return s.recoverPanics(mux)
+	return s.recoverPanics(noSniff(mux))
+}
+
+// noSniff tells browsers to take every answer of the API (JSON, event
+// streams, files, /metrics) as the type it says it is.
+func noSniff(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
 }
 
 // ReadyCheck is one named check of /readyz.
@@ -220,9 +273,18 @@ type ReadyCheck struct {
 // Kubernetes does ("[+]name ok", "[-]name failed: why"), then each backup
 // instance whose scheduled work fails ("[!]backup ..."; informational: it
 // does not make the server unready), then "readyz check passed" or
-// "readyz check failed".
+// "readyz check failed". The failing backup instances are named only for
+// the metrics token or the admin token; anyone else is told how many.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	verbose := r.URL.Query().Has("verbose")
+	tenants := false
+	if verbose && r.Header.Get("Authorization") != "" {
+		if err := s.readsTenants(w, r); err != nil {
+			writeError(w, err)
+			return
+		}
+		tenants = true
+	}
 	var out strings.Builder
 	var first error
 	for _, c := range s.Ready {
@@ -241,6 +303,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			s.Logger.Error("readyz: read failing backup instances", "error", err)
 			out.WriteString("[!]backups: cannot read the failing backup instances; the server log has the details\n")
+		}
+		if !tenants && len(bs) > 0 {
+			fmt.Fprintf(&out, "[!]backups: %d failing (which, and why: /readyz?verbose with the metrics token or the admin token)\n", len(bs))
+			bs = nil
 		}
 		for _, b := range bs {
 			fmt.Fprintf(&out, "[!]backup %s of account %s failing since %s (%s, %d attempts): %s\n", b.ID, b.Account,
@@ -329,8 +395,7 @@ func (s *Server) authenticated(h HandlerFunc) http.Handler { return s.authentica
 // authenticatedUpTo is authenticated with a body of at most limit bytes.
 func (s *Server) authenticatedUpTo(limit int64, h HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		c, err := s.Auth.Authenticate(strings.TrimSpace(token))
+		c, err := s.authenticate(w, r)
 		if err != nil {
 			writeError(w, err)
 			return
@@ -353,6 +418,89 @@ func (s *Server) authenticatedUpTo(limit int64, h HandlerFunc) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
+}
+
+// authenticate maps r's bearer token to a caller, within the limit on
+// failed authentications of its client: over it, ErrTooManyRequests (with
+// Retry-After set on w) before the token is checked.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (commands.Caller, error) {
+	c, _, err := s.authenticateOr(w, r, "")
+	return c, err
+}
+
+// authenticateOr is authenticate that also accepts the token other, when
+// set (it then reports other as true and no caller).
+func (s *Server) authenticateOr(w http.ResponseWriter, r *http.Request, other string) (commands.Caller, bool, error) {
+	if wait, ok := s.Guard.Admit(r); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)))
+		return commands.Caller{}, false, domain.Errorf(domain.ErrTooManyRequests, "authenticate", "",
+			fmt.Sprintf("wait %d seconds, then check the token", int(wait/time.Second)),
+			"too many failed authentications from this address")
+	}
+	header := r.Header.Get("Authorization")
+	token := BearerToken(header)
+	if other != "" && token != "" && sameToken(token, other) {
+		s.Guard.Authenticated(r)
+		return commands.Caller{}, true, nil
+	}
+	c, err := s.Auth.Authenticate(token)
+	if err != nil {
+		if header != "" && domain.Kind(err) == domain.ErrUnauthenticated {
+			s.Guard.Failed(r)
+		}
+		return commands.Caller{}, false, err
+	}
+	s.Guard.Authenticated(r)
+	return c, false, nil
+}
+
+// sameToken compares two tokens in constant time (of their hashes).
+func sameToken(a, b string) bool {
+	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
+}
+
+// metrics serves /metrics: to anyone, the metrics that name no tenant;
+// with the metrics token or the admin token, those of every backup
+// instance too. A wrong token is refused (and counts as a failed
+// authentication of its client); an account token is not enough.
+func (s *Server) metrics() http.Handler {
+	open := promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{})
+	all := promhttp.HandlerFor(prometheus.Gatherers{s.Registry, s.Tenants}, promhttp.HandlerOpts{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			open.ServeHTTP(w, r)
+			return
+		}
+		if err := s.readsTenants(w, r); err != nil {
+			writeError(w, err)
+			return
+		}
+		all.ServeHTTP(w, r)
+	})
+}
+
+// readsTenants checks that r carries the metrics token or the admin
+// token, which read what /metrics and /readyz?verbose say of every
+// account's backup instances.
+func (s *Server) readsTenants(w http.ResponseWriter, r *http.Request) error {
+	c, metrics, err := s.authenticateOr(w, r, s.MetricsToken)
+	if err == nil && !metrics && !c.Admin {
+		err = domain.Errorf(domain.ErrPermissionDenied, "read "+r.URL.Path, "", "use the metrics token (--metrics-token-file) or the admin token",
+			"an account token does not read what concerns every account")
+	}
+	return err
+}
+
+// BearerToken is the token of an Authorization header value of the form
+// "Bearer <token>" (RFC 6750: the scheme in any case, exactly one space, a
+// token without spaces), else "", which authenticates no one.
+func BearerToken(header string) string {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
+		return ""
+	}
+	return token
 }
 
 // streamed is returned by handlers that wrote their own response.

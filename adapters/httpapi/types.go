@@ -26,7 +26,8 @@ type ErrorDetail struct {
 	Hint    string `json:"hint,omitempty"`
 }
 
-// Account is an account; Token is set only in the response that created it.
+// Account is an account; Token is set only in the response that created it
+// or replaced its token.
 type Account struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kmsbackup/kmsbackup/adapters/httpedge"
 	"github.com/kmsbackup/kmsbackup/commands"
 )
 
@@ -36,6 +37,7 @@ type Config struct {
 	MasterKeyFile string // --master-key-file
 	MasterKeyEnv  string // value of KMSBACKUP_MASTER_KEY
 	AdminToken    string // value of KMSBACKUP_ADMIN_TOKEN (or read from --admin-token-file)
+	MetricsToken  string // value of KMSBACKUP_METRICS_TOKEN (or read from --metrics-token-file)
 	DevAdminToken string // --dev-admin-token
 	LogFormat     string // text | json
 	LogLevel      string // debug | info | warn | error
@@ -57,6 +59,15 @@ type Config struct {
 	// AcceptLostLogPositions: --accept-lost-log-positions, go on when the
 	// embedded log lost acknowledged events at its end.
 	AcceptLostLogPositions bool
+	// TrustedProxies (--trusted-proxy, repeatable) are the addresses and
+	// CIDR prefixes whose X-Forwarded-For and X-Forwarded-Proto are
+	// believed: for the client address of the limit on failed
+	// authentications, and for the console's HTTPS decision.
+	TrustedProxies []string
+	// HTTP bounds what a client may hold of the server: timeouts, body
+	// deadlines, the cap on unauthenticated requests, the limit on failed
+	// authentications (zero fields: the defaults of httpedge; no flags).
+	HTTP httpedge.Limits
 }
 
 // ScrubBytesPerSecond is ScrubRate in bytes a second (0: unpaced). Call
@@ -141,6 +152,12 @@ func (c Config) Validate() error {
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		errs = append(errs, errors.New("the admin token must be at least 16 characters"))
 	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		errs = append(errs, errors.New("the metrics token must be at least 16 characters"))
+	}
+	if c.MetricsToken != "" && (c.MetricsToken == c.AdminToken || c.MetricsToken == c.DevAdminToken) {
+		errs = append(errs, errors.New("the metrics token must not be the admin token: it is written into Prometheus's configuration"))
+	}
 	if c.LogKind() == "" {
 		errs = append(errs, fmt.Errorf("--event-log %q must be pebble (embedded), nats://HOST:PORT or esdb://HOST:PORT", c.EventLog))
 	}
@@ -164,6 +181,9 @@ func (c Config) Validate() error {
 	}
 	if c.RestoreBatch < 0 || c.RestoreBatch > maxRestoreBatch {
 		errs = append(errs, fmt.Errorf("--restore-batch must be between 1 and %d (0: the default, %d)", maxRestoreBatch, commands.DefaultRestoreBatchItems))
+	}
+	if _, err := httpedge.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("--trusted-proxy: %w", err))
 	}
 	if c.MaxUpload < 0 {
 		errs = append(errs, errors.New("--max-upload-bytes must not be negative (0: the default, 16 GiB)"))

@@ -19,9 +19,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/kmsbackup/kmsbackup/adapters/backupfile"
+	"github.com/kmsbackup/kmsbackup/adapters/clock"
 	"github.com/kmsbackup/kmsbackup/adapters/console"
 	"github.com/kmsbackup/kmsbackup/adapters/envelope"
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
+	"github.com/kmsbackup/kmsbackup/adapters/httpedge"
 	"github.com/kmsbackup/kmsbackup/adapters/ids"
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
@@ -32,6 +34,14 @@ import (
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
+)
+
+// The HTTP edge serves the API's and the console's guards; the accounts use
+// cases serve the console's sessions.
+var (
+	_ httpapi.Guard    = (*httpedge.Edge)(nil)
+	_ console.Guard    = (*httpedge.Edge)(nil)
+	_ console.Sessions = (*commands.Accounts)(nil)
 )
 
 // sharedKeyCacheTTL bounds how long a node of a shared log uses a data key
@@ -141,8 +151,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.AdminToken = commands.NewToken()
 		}
 	}
+	// Console sessions expire on the wall clock, whatever --clock says.
 	accounts := &commands.Accounts{Log: m.log, State: m.proj, Applied: projector, Clock: clk, IDs: idsrc,
-		AdminToken: m.AdminToken}
+		AdminToken: m.AdminToken, SessionClock: clock.System{}}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
@@ -201,7 +212,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	api := &httpapi.Server{KMS: kms, Accounts: accounts, Auth: accounts, Events: events, Registry: reg, Logger: m.Logger,
+	// Between the network and the handlers: timeouts and body deadlines,
+	// the cap on unauthenticated requests, the limit on failed
+	// authentications, the client behind --trusted-proxy.
+	proxies, _ := httpedge.ParseTrustedProxies(cfg.TrustedProxies) // checked by Validate
+	edge := httpedge.New(httpedge.Options{Limits: cfg.HTTP, TrustedProxies: proxies, CredentialCookie: console.CookieName,
+		SignInPaths: []string{console.SignInPath}, Registerer: reg})
+	api := &httpapi.Server{KMS: kms, Accounts: accounts, Auth: accounts, Guard: edge, Events: events, Registry: reg, Logger: m.Logger,
+		MetricsToken:   cfg.MetricsToken,
 		Backups:        backups,
 		SpoolDir:       spool,
 		MaxUpload:      cfg.MaxUpload,
@@ -219,14 +237,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cfg.Dev {
 		api.DevScrub = scrub
 	}
-	web := &console.Console{Backups: backups, Restores: restores, KMS: kms, Auth: accounts, Logger: m.Logger,
+	web := &console.Console{Backups: backups, Restores: restores, KMS: kms, Sessions: accounts, Guard: edge, Logger: m.Logger,
 		MaxUpload: cfg.MaxUpload, SpoolDir: spool, Registry: reg}
 	if dc != nil {
 		web.DevClock = dc
 	}
 	m.closers = append(m.closers, web.Close)
-	m.http = &http.Server{Handler: routes(api.Handler(), web.Handler()), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)}
+	m.http = edge.Server(routes(api.Handler(), web.Handler()), slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn))
 
 	if cfg.Dev {
 		if err := m.devSetup(ctx, accounts); err != nil {
