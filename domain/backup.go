@@ -67,8 +67,18 @@ func ParseTerm(s string) (Term, error) {
 	return Term{Months: n}, nil
 }
 
-// After is the end of a term that starts at t.
-func (t Term) After(start time.Time) time.Time { return start.AddDate(0, t.Months, 0) }
+// After is the end of a term that starts at start: the same day and time
+// t.Months calendar months later, or the last day of that month when it is
+// shorter (bought on January 31 for one month: the end of February, never
+// March 3).
+func (t Term) After(start time.Time) time.Time {
+	y, m, d := start.Date()
+	first := time.Date(y, m+time.Month(t.Months), 1, start.Hour(), start.Minute(), start.Second(), start.Nanosecond(), start.Location())
+	if last := first.AddDate(0, 1, -1).Day(); d > last {
+		d = last
+	}
+	return first.AddDate(0, 0, d-1)
+}
 
 func (t Term) String() string {
 	if t.Months%12 == 0 {
@@ -345,6 +355,13 @@ func (b *Backup) Renew(term Term, now time.Time) (*BackupRenewed, error) {
 		start = now
 	}
 	return &BackupRenewed{ExpiresAt: term.After(start).UTC()}, nil
+}
+
+// ExpiredBy reports whether a provisioned instance's term has ended at
+// instant at (its expiry is at or before it), recorded or not: no
+// checkpoint may cover at.
+func (b *Backup) ExpiredBy(at time.Time) bool {
+	return b.Kind == BackupProvisioned && !b.ExpiresAt.IsZero() && !at.Before(b.ExpiresAt)
 }
 
 // Expire decides the expiry at now, if due.
