@@ -48,6 +48,11 @@ type Server struct {
 	// make the server unready: a failing backup instance is its own problem,
 	// and the others are backed up on time.
 	FailingBackups func() ([]*domain.Backup, error)
+	// ClockBehind, when set, tells whether the clock is behind the newest
+	// checkpoint (a system clock set back): /readyz?verbose says so on a
+	// "[!]clock" line. It never makes the server unready: backups wait
+	// until the clock passes that checkpoint, nothing else does.
+	ClockBehind func() (commands.ClockLag, bool, error)
 	// BackupFailures, when set, counts the failures of each backup
 	// instance's scheduled work since the process started, which /metrics
 	// exports as kmsbackup_backup_failures_total.
@@ -219,8 +224,9 @@ type ReadyCheck struct {
 // and the first failure. With ?verbose it lists every check by name, as
 // Kubernetes does ("[+]name ok", "[-]name failed: why"), then each backup
 // instance whose scheduled work fails ("[!]backup ..."; informational: it
-// does not make the server unready), then "readyz check passed" or
-// "readyz check failed".
+// does not make the server unready) and a clock behind the newest
+// checkpoint ("[!]clock ..."; informational too), then "readyz check
+// passed" or "readyz check failed".
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	verbose := r.URL.Query().Has("verbose")
 	var out strings.Builder
@@ -245,6 +251,17 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		for _, b := range bs {
 			fmt.Fprintf(&out, "[!]backup %s of account %s failing since %s (%s, %d attempts): %s\n", b.ID, b.Account,
 				b.Failing.Since.UTC().Format(time.RFC3339), b.Failing.Work, b.Failing.Attempts, b.Failing.Reason)
+		}
+	}
+	if verbose && s.ClockBehind != nil {
+		lag, behind, err := s.ClockBehind()
+		switch {
+		case err != nil:
+			s.Logger.Error("readyz: compare the clock with the last checkpoint", "error", err)
+			out.WriteString("[!]clock: cannot compare it with the last checkpoint; the server log has the details\n")
+		case behind:
+			fmt.Fprintf(&out, "[!]clock %s is behind the last checkpoint, %s (backup %s), by %s: no backup is taken until it passes it\n",
+				lag.Now.UTC().Format(time.RFC3339), lag.Checkpoint.UTC().Format(time.RFC3339), lag.Backup, lag.Behind().Round(time.Second))
 		}
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
