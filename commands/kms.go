@@ -331,6 +331,22 @@ func (s *KMS) decryptWith(ctx context.Context, k *domain.Key, c domain.Ciphertex
 }
 
 // pageSize clamps a requested page size.
+// openPage reads the page token of the listing scope (see
+// domain.PageScope), returning the position the listing's query starts
+// after; "" for the first page. A token the listing did not issue is
+// domain.ErrInvalidArgument.
+func openPage(scope, token string) (string, error) { return domain.PageCursor(scope, token) }
+
+// sealPage turns the position of a page's next page into the token the
+// caller gets (see domain.PageToken).
+func sealPage[T any](scope string, p projections.Page[T], err error) (projections.Page[T], error) {
+	if err != nil {
+		return projections.Page[T]{}, err
+	}
+	p.Next = domain.PageToken(scope, p.Next)
+	return p, nil
+}
+
 func pageSize(n int) (int, error) {
 	switch {
 	case n == 0:

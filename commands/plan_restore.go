@@ -242,7 +242,7 @@ func (s *Restores) loadSource(plan *RestorePlan, src *source, req RestoreRequest
 	if req.At != "" {
 		at, err := time.Parse(time.RFC3339, req.At)
 		if err != nil {
-			return domain.Invalid(op, "--at %q must be an RFC 3339 time such as 2026-05-01T10:05:00Z", req.At)
+			return domain.Invalid(op, "--at %s must be an RFC 3339 time such as 2026-05-01T10:05:00Z", domain.Quote(req.At))
 		}
 		seq := uint64(0)
 		for q := lo; q <= hi; q++ {

@@ -48,7 +48,7 @@ func (s *Restores) Replay(ctx context.Context, c Caller, id domain.BackupID, day
 		}
 		t, err := time.Parse(time.RFC3339, at)
 		if err != nil {
-			return nil, domain.Invalid(op, "--at %q must be an RFC 3339 time such as 2026-05-01T10:05:00Z", at)
+			return nil, domain.Invalid(op, "--at %s must be an RFC 3339 time such as 2026-05-01T10:05:00Z", domain.Quote(at))
 		}
 		b, err := s.Backups.backup(c, op, id)
 		if err != nil {

@@ -298,3 +298,33 @@ func TestTermIsCalendarMonthsClamped(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseDropsTheBinding: a released instance no longer names its KMS
+// instance.
+func TestReleaseDropsTheBinding(t *testing.T) {
+	b := backupWith(t, provisioned(10), &domain.BackupEnabled{KMSInstance: "kms_x", Alias: "a", TimeZone: "UTC"},
+		&domain.BackupSourceReleased{Next: 3, End: 5}, &domain.BackupExpired{}, &domain.BackupReleased{})
+	if b.State != domain.StateReleased || b.KMSInstance != "" || b.SourceReleased.Recorded() {
+		t.Fatalf("released: state %s, KMS instance %q, source released %+v", b.State, b.KMSInstance, b.SourceReleased)
+	}
+}
+
+// TestEnableTakesTheRegionsZone: without a time zone, an instance counts its
+// days in its region's; an alias is kept trimmed.
+func TestEnableTakesTheRegionsZone(t *testing.T) {
+	for region, want := range map[string]string{"cn-hangzhou": "Asia/Shanghai", "eu-central-1": "Europe/Berlin", "xx-nowhere-9": "UTC"} {
+		d, err := domain.NewProvisionedBackup(bkpID, region, 10, domain.Term{Months: 1}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := backupWith(t, d)
+		kms := &domain.Instance{ID: domain.NewInstanceID(id(1)), Account: acct, Region: region}
+		e, err := b.Enable(kms, "  prod ", "", "")
+		if err != nil || e.TimeZone != want || e.Alias != "prod" {
+			t.Fatalf("%s: %+v, %v; want zone %s and alias prod", region, e, err, want)
+		}
+		if _, err := b.Enable(kms, "prod", "Local", ""); !errors.Is(err, domain.ErrInvalidArgument) {
+			t.Fatalf("%s: zone Local accepted: %v", region, err)
+		}
+	}
+}

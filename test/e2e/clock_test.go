@@ -3,6 +3,7 @@ package e2e
 import (
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -15,9 +16,7 @@ func TestManualClockNeverRewinds(t *testing.T) {
 	const start = "2026-05-01T09:30:00Z"
 	s := StartServer(t, "", "--clock", "manual", "--clock-start", start)
 	tok := s.DevTok
-	inst := str(t, s.MustJSON(tok, "kms", "instance", "create", "--region", "cn-hangzhou"), "id")
-	bkp := str(t, s.MustJSON(tok, "backup-instance", "create", "--region", "cn-hangzhou", "--viewable-days", "10", "--term", "1mo"), "id")
-	s.MustJSON(tok, "backup-instance", "enable", bkp, "--kms-instance", inst, "--alias", "prod")
+	_, bkp := enabledBackup(t, s, tok)
 	s.MustJSON(tok, "dev", "clock", "advance", "12m")
 	s.MustJSON(tok, "dev", "clock", "advance", "2d") // the last checkpoint at 09:40, the clock at 09:42
 	s.Stop()
@@ -55,10 +54,7 @@ func TestManualClockNeverRewinds(t *testing.T) {
 // /readyz?verbose.
 func TestRealClockBehindTheLastCheckpoint(t *testing.T) {
 	s := StartServer(t, "", "--clock", "manual", "--clock-start", "2099-01-01T00:00:00Z")
-	tok := s.DevTok
-	inst := str(t, s.MustJSON(tok, "kms", "instance", "create", "--region", "cn-hangzhou"), "id")
-	bkp := str(t, s.MustJSON(tok, "backup-instance", "create", "--region", "cn-hangzhou", "--viewable-days", "10", "--term", "1mo"), "id")
-	s.MustJSON(tok, "backup-instance", "enable", bkp, "--kms-instance", inst, "--alias", "prod")
+	_, bkp := enabledBackup(t, s, s.DevTok)
 	s.Stop()
 	s = StartServer(t, s.DataDir)
 	waitReady(t, s)
@@ -69,10 +65,30 @@ func TestRealClockBehindTheLastCheckpoint(t *testing.T) {
 	body := new(strings.Builder)
 	_, _ = io.Copy(body, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(body.String(), "[!]clock") || !strings.Contains(body.String(), "2099-01-01T") {
+	if resp.StatusCode != 200 || !strings.Contains(body.String(), "[!]clock") || !strings.Contains(body.String(), "2099-01-01T") || !strings.Contains(body.String(), bkp) {
 		t.Fatalf("/readyz?verbose: %d\n%s", resp.StatusCode, body)
 	}
 	if !strings.Contains(s.Logs(), "behind the last checkpoint") {
 		t.Fatalf("the log does not say the clock is behind:\n%s", lastLines(s.Logs(), 30))
 	}
+}
+
+// enabledBackup creates a KMS instance of cn-hangzhou and a provisioned
+// backup instance of 10 viewable days and a month bound to it (enable
+// adds flags to the enable command).
+func enabledBackup(t *testing.T, s *Server, tok string, enable ...string) (inst, bkp string) {
+	t.Helper()
+	inst = str(t, s.MustJSON(tok, "kms", "instance", "create", "--region", "cn-hangzhou"), "id")
+	bkp = str(t, s.MustJSON(tok, "backup-instance", "create", "--region", "cn-hangzhou", "--viewable-days", "10", "--term", "1mo"), "id")
+	s.MustJSON(tok, append([]string{"backup-instance", "enable", bkp, "--kms-instance", inst, "--alias", "prod"}, enable...)...)
+	return inst, bkp
+}
+
+// signIn is a console client signed in with tok.
+func signIn(t *testing.T, s *Server, tok string) *web {
+	t.Helper()
+	w := newWeb(t, s)
+	resp, _ := w.do("POST", "/signin", url.Values{"token": {tok}})
+	w.cookie = resp.Cookies()[0].Value
+	return w
 }
