@@ -76,11 +76,7 @@ func (s *Audit) ListAudit(c Caller, backup domain.BackupID, since time.Time, tok
 	if err != nil {
 		return projections.Page[audit.Record]{}, err
 	}
-	scope := domain.PageScope("audit", string(c.Account), string(backup), since.UTC().Format(time.RFC3339Nano))
-	cursor, err := openPage(scope, token)
-	if err != nil {
-		return projections.Page[audit.Record]{}, err
-	}
-	p, err := audit.List(s.State, c.Account, backup, since, cursor, n)
-	return sealPage(scope, p, err)
+	return pageOf(domain.PageScope("audit", string(c.Account), string(backup), since.UTC().Format(time.RFC3339Nano)), token, func(cursor string) (projections.Page[audit.Record], error) {
+		return audit.List(s.State, c.Account, backup, since, cursor, n)
+	})
 }

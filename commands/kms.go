@@ -331,15 +331,17 @@ func (s *KMS) decryptWith(ctx context.Context, k *domain.Key, c domain.Ciphertex
 }
 
 // pageSize clamps a requested page size.
-// openPage reads the page token of the listing scope (see
-// domain.PageScope), returning the position the listing's query starts
-// after; "" for the first page. A token the listing did not issue is
-// domain.ErrInvalidArgument.
-func openPage(scope, token string) (string, error) { return domain.PageCursor(scope, token) }
-
-// sealPage turns the position of a page's next page into the token the
-// caller gets (see domain.PageToken).
-func sealPage[T any](scope string, p projections.Page[T], err error) (projections.Page[T], error) {
+// pageOf runs a listing's query from the position its page token holds
+// (token is "" for the first page, else the Next of a page of the listing
+// scope names: see domain.PageScope) and hands out the position of the
+// next page as a token (domain.PageToken). A token the listing did not
+// issue is domain.ErrInvalidArgument.
+func pageOf[T any](scope, token string, query func(cursor string) (projections.Page[T], error)) (projections.Page[T], error) {
+	cursor, err := domain.PageCursor(scope, token)
+	if err != nil {
+		return projections.Page[T]{}, err
+	}
+	p, err := query(cursor)
 	if err != nil {
 		return projections.Page[T]{}, err
 	}

@@ -64,13 +64,9 @@ func (s *Backups) ListDayData(c Caller, id domain.BackupID, day, tab, token stri
 	if err != nil {
 		return projections.Page[backupdata.Item]{}, err
 	}
-	scope := domain.PageScope("data", string(c.Account), b.DataRef(), string(d), string(t))
-	cursor, err := openPage(scope, token)
-	if err != nil {
-		return projections.Page[backupdata.Item]{}, err
-	}
-	p, err := backupdata.List(s.State, b.DataRef(), d, t, cursor, n)
-	return sealPage(scope, p, err)
+	return pageOf(domain.PageScope("data", string(c.Account), b.DataRef(), string(d), string(t)), token, func(cursor string) (projections.Page[backupdata.Item], error) {
+		return backupdata.List(s.State, b.DataRef(), d, t, cursor, n)
+	})
 }
 
 // DiffDays lists what was created, rotated and deleted between the end of

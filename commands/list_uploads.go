@@ -24,37 +24,34 @@ func (s *Backups) listBackups(c Caller, kind, token string, size int, keep func(
 	if err != nil {
 		return projections.Page[*domain.Backup]{}, err
 	}
-	scope := domain.PageScope(kind, string(c.Account))
-	cursor, err := openPage(scope, token)
-	if err != nil {
-		return projections.Page[*domain.Backup]{}, err
-	}
-	// One item more than the page tells whether a next page exists.
-	var items []*domain.Backup
-	for {
-		p, err := backupstate.List(s.State, c.Account, cursor, n+1)
-		if err != nil {
-			return projections.Page[*domain.Backup]{}, err
-		}
-		for _, b := range p.Items {
-			cursor = string(b.ID)
-			if keep(b) {
-				items = append(items, b)
+	return pageOf(domain.PageScope(kind, string(c.Account)), token, func(cursor string) (projections.Page[*domain.Backup], error) {
+		// One item more than the page tells whether a next page exists.
+		var items []*domain.Backup
+		for {
+			p, err := backupstate.List(s.State, c.Account, cursor, n+1)
+			if err != nil {
+				return projections.Page[*domain.Backup]{}, err
 			}
-			if len(items) > n {
+			for _, b := range p.Items {
+				cursor = string(b.ID)
+				if keep(b) {
+					items = append(items, b)
+				}
+				if len(items) > n {
+					break
+				}
+			}
+			if len(items) > n || p.Next == "" {
 				break
 			}
 		}
-		if len(items) > n || p.Next == "" {
-			break
+		out := projections.Page[*domain.Backup]{Items: items}
+		if len(items) > n {
+			out.Items, out.Next = items[:n], string(items[n-1].ID)
 		}
-	}
-	out := projections.Page[*domain.Backup]{Items: items}
-	if len(items) > n {
-		out.Items, out.Next = items[:n], string(items[n-1].ID)
-	}
-	for _, b := range out.Items {
-		s.retries.overlay(b)
-	}
-	return sealPage(scope, out, nil)
+		for _, b := range out.Items {
+			s.retries.overlay(b)
+		}
+		return out, nil
+	})
 }

@@ -21,11 +21,7 @@ func (s *KMS) ListInstances(c Caller, token string, size int) (kmsstate.Page[*do
 	if err != nil {
 		return kmsstate.Page[*domain.Instance]{}, err
 	}
-	scope := domain.PageScope("instances", string(c.Account))
-	cursor, err := openPage(scope, token)
-	if err != nil {
-		return kmsstate.Page[*domain.Instance]{}, err
-	}
-	p, err := kmsstate.ListInstances(s.State, c.Account, cursor, n)
-	return sealPage(scope, p, err)
+	return pageOf(domain.PageScope("instances", string(c.Account)), token, func(cursor string) (kmsstate.Page[*domain.Instance], error) {
+		return kmsstate.ListInstances(s.State, c.Account, cursor, n)
+	})
 }

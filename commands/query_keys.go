@@ -20,11 +20,7 @@ func (s *KMS) ListKeys(c Caller, instance domain.InstanceID, token string, size 
 	if err != nil {
 		return kmsstate.Page[*domain.Key]{}, err
 	}
-	scope := domain.PageScope("keys", string(c.Account), string(instance))
-	cursor, err := openPage(scope, token)
-	if err != nil {
-		return kmsstate.Page[*domain.Key]{}, err
-	}
-	p, err := kmsstate.ListKeys(s.State, instance, cursor, n)
-	return sealPage(scope, p, err)
+	return pageOf(domain.PageScope("keys", string(c.Account), string(instance)), token, func(cursor string) (kmsstate.Page[*domain.Key], error) {
+		return kmsstate.ListKeys(s.State, instance, cursor, n)
+	})
 }

@@ -21,11 +21,7 @@ func (s *KMS) ListSecrets(c Caller, instance domain.InstanceID, token string, si
 	if err != nil {
 		return kmsstate.Page[*domain.Secret]{}, err
 	}
-	scope := domain.PageScope("secrets", string(c.Account), string(instance))
-	cursor, err := openPage(scope, token)
-	if err != nil {
-		return kmsstate.Page[*domain.Secret]{}, err
-	}
-	p, err := kmsstate.ListSecrets(s.State, instance, cursor, n)
-	return sealPage(scope, p, err)
+	return pageOf(domain.PageScope("secrets", string(c.Account), string(instance)), token, func(cursor string) (kmsstate.Page[*domain.Secret], error) {
+		return kmsstate.ListSecrets(s.State, instance, cursor, n)
+	})
 }
