@@ -3,6 +3,8 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 )
 
 // Sentinel errors. Every error the product returns wraps exactly one of these,
@@ -55,7 +57,7 @@ type Error struct {
 func (e *Error) Error() string {
 	s := e.Op
 	if e.Item != "" {
-		s += " " + e.Item
+		s += " " + ShownItem(e.Item)
 	}
 	if s != "" {
 		s += ": "
@@ -65,6 +67,16 @@ func (e *Error) Error() string {
 		s += " (" + e.Hint + ")"
 	}
 	return s
+}
+
+// ShownItem is an error's item as a message shows it: as it is when it is
+// short and printable (an ID, a name, a day), else quoted and cut (see
+// Quote), since an item can come straight from a request.
+func ShownItem(item string) string {
+	if len(item) <= MaxShown && strings.IndexFunc(item, func(r rune) bool { return unprintable(r, "") || r == utf8.RuneError }) < 0 {
+		return item
+	}
+	return Quote(item)
 }
 
 // Unwrap returns the sentinel.

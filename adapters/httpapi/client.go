@@ -260,9 +260,14 @@ func (c *Client) DeleteSecret(ctx context.Context, name, region string) error {
 
 func backupPath(id string) string { return "/v1/backup-instances/" + url.PathEscape(id) }
 
-// ListBackupInstances lists backup instances.
-func (c *Client) ListBackupInstances(ctx context.Context, pageSize int, pageToken string) (List[BackupInstance], error) {
-	return do[List[BackupInstance]](ctx, c, "GET", "/v1/backup-instances", pageQuery(pageSize, pageToken), nil)
+// ListBackupInstances lists backup instances and uploads; released ones
+// only when all is set.
+func (c *Client) ListBackupInstances(ctx context.Context, all bool, pageSize int, pageToken string) (List[BackupInstance], error) {
+	q := pageQuery(pageSize, pageToken)
+	if all {
+		q.Set("all", "true")
+	}
+	return do[List[BackupInstance]](ctx, c, "GET", "/v1/backup-instances", q, nil)
 }
 
 // CreateBackupInstance creates a provisioned backup instance.
@@ -417,7 +422,7 @@ func (c *Client) DevClock(ctx context.Context) (DevClockView, error) {
 }
 
 // AdvanceClock moves a manual dev clock forward by duration (see
-// ParseAdvance), doing the scheduled work on the way.
+// domain.ParseClockAdvance), doing the scheduled work on the way.
 func (c *Client) AdvanceClock(ctx context.Context, duration string) (AdvanceClockResponse, error) {
 	return do[AdvanceClockResponse](ctx, c, "POST", "/v1/dev/clock/advance", nil, AdvanceClockRequest{Duration: duration})
 }

@@ -41,7 +41,7 @@ func errorBody(err error) (int, ErrorBody) {
 		d.Hint = de.Hint
 		d.Message = de.Op
 		if de.Item != "" {
-			d.Message += " " + de.Item
+			d.Message += " " + domain.ShownItem(de.Item)
 		}
 		d.Message += ": " + de.Msg
 	}

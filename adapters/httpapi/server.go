@@ -1,15 +1,18 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -75,6 +78,11 @@ type Server struct {
 	// make the server unready: a failing backup instance is its own problem,
 	// and the others are backed up on time.
 	FailingBackups func() ([]*domain.Backup, error)
+	// ClockBehind, when set, tells whether the clock is behind the newest
+	// checkpoint (a system clock set back): /readyz?verbose says so on a
+	// "[!]clock" line. It never makes the server unready: backups wait
+	// until the clock passes that checkpoint, nothing else does.
+	ClockBehind func() (commands.ClockLag, bool, error)
 	// BackupFailures, when set, counts the failures of each backup
 	// instance's scheduled work since the process started, which /metrics
 	// exports as kmsbackup_backup_failures_total.
@@ -272,9 +280,11 @@ type ReadyCheck struct {
 // and the first failure. With ?verbose it lists every check by name, as
 // Kubernetes does ("[+]name ok", "[-]name failed: why"), then each backup
 // instance whose scheduled work fails ("[!]backup ..."; informational: it
-// does not make the server unready), then "readyz check passed" or
-// "readyz check failed". The failing backup instances are named only for
-// the metrics token or the admin token; anyone else is told how many.
+// does not make the server unready) and a clock behind the newest
+// checkpoint ("[!]clock ..."; informational too), then "readyz check
+// passed" or "readyz check failed". The failing backup instances are named
+// only for the metrics token or the admin token; anyone else is told how
+// many.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	verbose := r.URL.Query().Has("verbose")
 	tenants := false
@@ -311,6 +321,17 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		for _, b := range bs {
 			fmt.Fprintf(&out, "[!]backup %s of account %s failing since %s (%s, %d attempts): %s\n", b.ID, b.Account,
 				b.Failing.Since.UTC().Format(time.RFC3339), b.Failing.Work, b.Failing.Attempts, b.Failing.Reason)
+		}
+	}
+	if verbose && s.ClockBehind != nil {
+		lag, behind, err := s.ClockBehind()
+		switch {
+		case err != nil:
+			s.Logger.Error("readyz: compare the clock with the last checkpoint", "error", err)
+			out.WriteString("[!]clock: cannot compare it with the last checkpoint; the server log has the details\n")
+		case behind:
+			fmt.Fprintf(&out, "[!]clock %s is behind the last checkpoint, %s (backup %s), by %s: no backup is taken until it passes it\n",
+				lag.Now.UTC().Format(time.RFC3339), lag.Checkpoint.UTC().Format(time.RFC3339), lag.Backup, lag.Behind().Round(time.Second))
 		}
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -520,39 +541,133 @@ func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, status, body)
 }
 
-// decode reads a strict JSON body into v.
+// decode reads a strict JSON body into v, a pointer to a request struct.
+// Its errors name the JSON field and the form it takes ("a whole number",
+// "a base64 string"), never a Go type, and repeat at most a short part of
+// what was sent (domain.Quote).
 func decode(r *http.Request, v any) error {
 	const op = "read request"
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return domain.Invalid(op, "content type must be application/json, got %q", ct)
+		return domain.Invalid(op, "content type must be application/json, got %s", domain.Quote(ct))
 	}
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(r.Body)
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return domain.Invalid(op, "request body is larger than %d bytes", maxBody)
+	case err != nil:
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
 		var se *json.SyntaxError
 		var te *json.UnmarshalTypeError
+		var be base64.CorruptInputError
 		switch {
 		case errors.Is(err, io.EOF):
 			return domain.Invalid(op, "request body is empty; send a JSON object")
-		case errors.As(err, &mbe):
-			return domain.Invalid(op, "request body is larger than %d bytes", maxBody)
 		case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
 			if se == nil {
 				return domain.Invalid(op, "request body is not valid JSON (it ends too early)")
 			}
 			return domain.Invalid(op, "request body is not valid JSON (at byte %d)", se.Offset)
+		case errors.As(err, &te) && te.Field == "":
+			return domain.Invalid(op, "request body must be a JSON object, not %s", jsonKind(te.Value))
 		case errors.As(err, &te):
-			return domain.Invalid(op, "field %q must be of type %s", te.Field, te.Type)
-		case strings.HasPrefix(err.Error(), "json: unknown field"):
-			return domain.Invalid(op, "request has an %s", strings.TrimPrefix(err.Error(), "json: "))
+			return domain.Invalid(op, "field %s must be %s, not %s", domain.Quote(te.Field), jsonForm(te.Type), jsonKind(te.Value))
+		case errors.As(err, &be):
+			field := "a field of bytes"
+			if name := base64Field(body, v); name != "" {
+				field = "field " + domain.Quote(name)
+			}
+			return domain.Invalid(op, "%s must be a base64 string (standard alphabet, with padding)", field)
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+			return domain.Errorf(domain.ErrInvalidArgument, op, "", "see /v1/openapi.json for the fields of this request",
+				"request has an unknown field %s", domain.Quote(name))
 		}
-		return domain.Invalid(op, "request body is not valid: %v", err)
+		return domain.Invalid(op, "request body is not a valid JSON object of this request")
 	}
 	if dec.More() {
 		return domain.Invalid(op, "request body must hold exactly one JSON object")
 	}
 	return nil
+}
+
+// jsonKind names the kind of JSON value a decoding error met ("string",
+// "number 1.5", ...), without the value.
+func jsonKind(value string) string {
+	kind, _, _ := strings.Cut(value, " ")
+	switch kind {
+	case "array", "object", "string", "number":
+		return "an " + kind
+	}
+	return "a " + kind
+}
+
+// jsonForm says, in JSON's words, what a request field of Go type t takes.
+func jsonForm(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return "a base64 string"
+		}
+		return "an array"
+	}
+	return "an object"
+}
+
+// base64Field names the field of body that should hold base64 and does
+// not: v's byte-slice fields are the only ones JSON reads as base64.
+func base64Field(body []byte, v any) string {
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(body, &raw) != nil {
+		return ""
+	}
+	t := reflect.TypeOf(v)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return ""
+	}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if f.Type.Kind() != reflect.Slice || f.Type.Elem().Kind() != reflect.Uint8 {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		var b []byte
+		if m, ok := raw[name]; ok && json.Unmarshal(m, &b) != nil {
+			return name
+		}
+	}
+	return ""
+}
+
+// queryBool parses an optional boolean query parameter: true or 1, false
+// or 0; absent or empty is false.
+func queryBool(r *http.Request, name string) (bool, error) {
+	switch r.URL.Query().Get(name) {
+	case "", "false", "0":
+		return false, nil
+	case "true", "1":
+		return true, nil
+	}
+	return false, domain.Invalid("read request", "query parameter %s must be true or false", name)
 }
 
 // queryInt parses an optional non-negative integer query parameter.

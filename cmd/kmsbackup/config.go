@@ -11,6 +11,7 @@ import (
 
 	"github.com/kmsbackup/kmsbackup/adapters/httpedge"
 	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
 )
 
 // Defaults of the background verification of every backup (the scrub):
@@ -98,7 +99,7 @@ func parseByteRate(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
 	if err != nil || n < 0 || n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("%q is not a rate in bytes a second such as 4MiB, 512KiB or 0", s)
+		return 0, fmt.Errorf("%s is not a rate in bytes a second such as 4MiB, 512KiB or 0", domain.Quote(s))
 	}
 	return n * mult, nil
 }
@@ -136,7 +137,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("--data-dir must not be empty"))
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		errs = append(errs, fmt.Errorf("--listen %q must be host:port (e.g. 127.0.0.1:8080)", c.Listen))
+		errs = append(errs, fmt.Errorf("--listen %s must be host:port (e.g. 127.0.0.1:8080)", domain.Quote(c.Listen)))
 	}
 	if !c.Dev {
 		if c.MasterKeyFile == "" && c.MasterKeyEnv == "" {
@@ -159,10 +160,10 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("the metrics token must not be the admin token: it is written into Prometheus's configuration"))
 	}
 	if c.LogKind() == "" {
-		errs = append(errs, fmt.Errorf("--event-log %q must be pebble (embedded), nats://HOST:PORT or esdb://HOST:PORT", c.EventLog))
+		errs = append(errs, fmt.Errorf("--event-log %s must be pebble (embedded), nats://HOST:PORT or esdb://HOST:PORT", domain.Quote(c.EventLog)))
 	}
 	if c.BusKind() == "" {
-		errs = append(errs, fmt.Errorf("--bus %q must be gochannel (in-process) or nats://HOST:PORT", c.Bus))
+		errs = append(errs, fmt.Errorf("--bus %s must be gochannel (in-process) or nats://HOST:PORT", domain.Quote(c.Bus)))
 	}
 	if c.DevToken != "" && !c.Dev {
 		errs = append(errs, errors.New("--dev-token needs --dev"))
@@ -199,21 +200,21 @@ func (c Config) Validate() error {
 		}
 		if c.ClockStart != "" {
 			if _, err := time.Parse(time.RFC3339, c.ClockStart); err != nil {
-				errs = append(errs, fmt.Errorf("--clock-start %q must be an RFC 3339 time such as 2026-05-01T00:00:00Z", c.ClockStart))
+				errs = append(errs, fmt.Errorf("--clock-start %s must be an RFC 3339 time such as 2026-05-01T00:00:00Z", domain.Quote(c.ClockStart)))
 			}
 		}
 	default:
-		errs = append(errs, fmt.Errorf("--clock %q must be real or manual", c.Clock))
+		errs = append(errs, fmt.Errorf("--clock %s must be real or manual", domain.Quote(c.Clock)))
 	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:
-		errs = append(errs, fmt.Errorf("--log-format %q must be text or json", c.LogFormat))
+		errs = append(errs, fmt.Errorf("--log-format %s must be text or json", domain.Quote(c.LogFormat)))
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, fmt.Errorf("--log-level %q must be debug, info, warn or error", c.LogLevel))
+		errs = append(errs, fmt.Errorf("--log-level %s must be debug, info, warn or error", domain.Quote(c.LogLevel)))
 	}
 	return errors.Join(errs...)
 }

@@ -69,6 +69,10 @@ type Main struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	closers  []func() error
+	// clockStart is where a manual clock starts (checkClockStart), once
+	// clockDecided.
+	clockStart   time.Time
+	clockDecided bool
 
 	// DevToken is the token of account "dev" in --dev mode.
 	DevToken string
@@ -182,6 +186,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			if err := m.waitProjections(ctx, projector, backupState, backupData); err != nil {
 				return err
 			}
+			if lag, behind, err := backups.ClockBehind(); err == nil && behind {
+				m.Logger.Warn("the system clock is behind the last checkpoint: no backup is taken until it passes it (/readyz?verbose shows it)",
+					"clock", lag.Now.UTC().Format(time.RFC3339), "last_checkpoint", lag.Checkpoint.UTC().Format(time.RFC3339),
+					"backup", lag.Backup, "behind", lag.Behind().Round(time.Second).String())
+			}
 			return runner.Run(ctx)
 		})
 		if cfg.Dev {
@@ -228,6 +237,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		BackupGauges:   backups.ScheduledBackups,
 		BackupFailures: backups.FailureTotals,
 		FailingBackups: backups.FailingBackups,
+		ClockBehind:    backups.ClockBehind,
 		ScrubStatus:    scrub.Status,
 		LastScrub:      scrub.Result,
 		Ready:          m.readyChecks(projectors, runner, events)}
@@ -269,7 +279,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		fmt.Fprintf(m.Stdout, "kmsbackup --dev is listening on http://%s\n\n", m.Addr())
 		fmt.Fprintf(m.Stdout, "  admin token:        %s\n", m.AdminToken)
 		fmt.Fprintf(m.Stdout, "  account dev token:  %s\n", m.DevToken)
-		fmt.Fprintf(m.Stdout, "  web console:        http://%s/ (sign in with the account dev token)\n\n", m.Addr())
+		fmt.Fprintf(m.Stdout, "  web console:        http://%s/ (sign in with the account dev token)\n", m.Addr())
+		if manual != nil {
+			fmt.Fprintf(m.Stdout, "  clock:              %s, manual (kmsbackup dev clock advance moves it; a restart continues from it)\n",
+				manual.Now().UTC().Format(time.RFC3339))
+		} else {
+			fmt.Fprintf(m.Stdout, "  clock:              the system's\n")
+		}
+		fmt.Fprintln(m.Stdout)
 		fmt.Fprintf(m.Stdout, "  export KMSBACKUP_ADDR=http://%s KMSBACKUP_TOKEN=%s\n\n", m.Addr(), m.DevToken)
 		fmt.Fprintf(m.Stdout, "Development mode: the master key is in %s. Do not use --dev in production.\n",
 			filepath.Join(cfg.DataDir, "master.key"))
