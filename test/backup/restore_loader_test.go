@@ -16,6 +16,20 @@ func onlyItem(st map[string][]string, item string) map[string][]string {
 	return map[string][]string{item: st[item]}
 }
 
+// restoresTo applies r into a new instance of region and checks that it
+// restores n items, validates, and leaves the target holding want.
+func restoresTo(t *testing.T, e *Engine, r RestoreReq, region string, n int, want map[string][]string) {
+	t.Helper()
+	r.ToInstance = Must(e.KMS.CreateInstance(context.Background(), e.Caller, commands.CreateInstanceInput{Region: region})).ID
+	res := Must(restore(t, e, r))
+	if !res.Applied || res.Restored != n || len(res.Validation) > 0 {
+		t.Fatalf("restore %+v: applied %v, restored %d, findings %+v, validation %+v", r, res.Applied, res.Restored, res.Plan.Findings, res.Validation)
+	}
+	if diff := cmp.Diff(want, instanceState(t, e, r.ToInstance)); diff != "" {
+		t.Fatalf("restore %+v (-log +restored):\n%s", r, diff)
+	}
+}
+
 // TestRestoreItemBetweenCheckpoints: a key created, rotated and deleted
 // within three minutes, between two checkpoints (no checkpoint ever held
 // it live), restores from its day at an instant between, and from the
@@ -43,14 +57,7 @@ func TestRestoreItemBetweenCheckpoints(t *testing.T) {
 		{From: b.ID, At: between.Format(time.RFC3339), Keys: []string{string(k.ID)}},
 		{From: b.ID, Day: "2026-05-01", Keys: []string{string(k.ID)}},
 	} {
-		r.ToInstance = Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: []string{"eu-central-1", "eu-west-1"}[i]})).ID
-		res := Must(restore(t, e, r))
-		if !res.Applied || res.Restored != 1 || len(res.Validation) > 0 {
-			t.Fatalf("restore %+v: applied %v, restored %d, findings %+v, validation %+v", r, res.Applied, res.Restored, res.Plan.Findings, res.Validation)
-		}
-		if diff := cmp.Diff(want, instanceState(t, e, r.ToInstance)); diff != "" {
-			t.Fatalf("restore %+v (-log +restored):\n%s", r, diff)
-		}
+		restoresTo(t, e, r, []string{"eu-central-1", "eu-west-1"}[i], 1, want)
 	}
 }
 
@@ -94,13 +101,6 @@ func TestRestoreDayWithCatchUpEvents(t *testing.T) {
 		{From: b.ID, Day: "2026-05-01", All: true},
 		{From: b.ID, At: "2026-05-01T23:58:00Z", All: true},
 	} {
-		r.ToInstance = Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: []string{"eu-central-1", "eu-west-1"}[i]})).ID
-		res := Must(restore(t, e, r))
-		if !res.Applied || res.Restored != 2 || len(res.Validation) > 0 {
-			t.Fatalf("restore %+v: applied %v, restored %d, findings %+v, validation %+v", r, res.Applied, res.Restored, res.Plan.Findings, res.Validation)
-		}
-		if diff := cmp.Diff(want, instanceState(t, e, r.ToInstance)); diff != "" {
-			t.Fatalf("restore %+v (-log +restored):\n%s", r, diff)
-		}
+		restoresTo(t, e, r, []string{"eu-central-1", "eu-west-1"}[i], 2, want)
 	}
 }

@@ -3,8 +3,6 @@ package backup
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"strings"
 	"testing"
 	"time"
 
@@ -100,20 +98,8 @@ func instanceState(t *testing.T, e *Engine, in domain.InstanceID) map[string][]s
 // every version included; a second apply is a no-op. The seed is printed;
 // -seed replays one.
 func TestRestoreAtRandomInstantEqualsReplay(t *testing.T) {
-	seed := *seedFlag
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	t.Logf("seed %d (rerun with -seed %d)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, 7))
-	e := rebasingEngine(t, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(rng.IntN(24*60))*time.Minute), 0.1, 6)
+	e, rng, src, b := seededHistory(t, 7, 120)
 	ctx := context.Background()
-	src, b, history := randomHistory(t, e, rng, 120)
-	defer func() {
-		if t.Failed() {
-			t.Logf("seed %d; history:\n%s", seed, strings.Join(history, "\n"))
-		}
-	}()
 	cps := e.Checkpoints(b.ID)
 	loc := Must(time.LoadLocation(b.TimeZone))
 	first, last := cps[0].At, cps[len(cps)-1].At
