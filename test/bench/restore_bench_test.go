@@ -248,6 +248,12 @@ func readWholeDay(ctx context.Context, rs *commands.Restores, c commands.Caller,
 // version, every key version's material opened under the backup's data
 // key. It returns the items and versions read.
 func readDay(ctx context.Context, e *engine, b *domain.Backup, day domain.Day) (items, versions int, err error) {
+	return loadDay(ctx, e, b, day, true)
+}
+
+// loadDay is readDay, opening the key material or not (the loader alone:
+// what a raw scan of as many records compares with).
+func loadDay(ctx context.Context, e *engine, b *domain.Backup, day domain.Day, open bool) (items, versions int, err error) {
 	src, err := e.backups.Open(ctx, b, commands.RestorePoint{Day: day}, nil)
 	if err != nil {
 		return 0, 0, err
@@ -257,7 +263,7 @@ func readDay(ctx context.Context, e *engine, b *domain.Backup, day domain.Day) (
 	err = src.Each(ctx, commands.ItemRef{}, func(it *commands.BackedUpItem) error {
 		items++
 		versions += len(it.Versions)
-		if it.Kind != commands.ItemKindKey {
+		if !open || it.Kind != commands.ItemKindKey {
 			return nil
 		}
 		for _, v := range it.Versions {
