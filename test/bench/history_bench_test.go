@@ -356,59 +356,10 @@ func (h *builtHistory) scheduledDay(ctx context.Context, d int) error {
 	return nil
 }
 
-// genesisReplay reads the KMS instance's stream from revision 0 up to end,
-// decodes every event, opens every key version's material under the
-// instance's data key, and builds the state with its versions in memory.
-// It returns the events read.
+// genesisReplay is the genesis replay of the KMS instance's stream up to
+// revision end (see genesisReplay).
 func (h *builtHistory) genesisReplay(ctx context.Context, end uint64) (int, error) {
-	state := map[string][][]byte{}
-	n := 0
-	for from := uint64(0); from < end; {
-		page, err := h.e.store.ReadStream(ctx, h.s.stream, from, false, 5000)
-		if err != nil {
-			return n, err
-		}
-		for _, ev := range page {
-			if ev.Revision >= end {
-				return n, nil
-			}
-			from = ev.Revision + 1
-			n++
-			d, err := ev.Decode()
-			if err != nil {
-				return n, err
-			}
-			var id string
-			var m domain.Sealed
-			switch d := d.(type) {
-			case *domain.KeyCreated:
-				id, m = string(d.Key), d.Material
-				state[id] = nil
-			case *domain.KeyRotated:
-				id, m = string(d.Key), d.Material
-			case *domain.KeyDeleted:
-				delete(state, string(d.Key))
-			case *domain.SecretCreated:
-				state["s/"+d.Name] = [][]byte{d.Value}
-			case *domain.SecretRotated:
-				state["s/"+d.Name] = append(state["s/"+d.Name], d.Value)
-			case *domain.SecretDeleted:
-				delete(state, "s/"+d.Name)
-			}
-			if m != nil {
-				pt, err := h.e.env.Open(ctx, string(ev.Instance), m, domain.AssociatedData(ev.Account, ev.Stream, ev.ID))
-				if err != nil {
-					return n, err
-				}
-				pt.Wipe()
-				state[id] = append(state[id], m)
-			}
-		}
-		if len(page) < 5000 {
-			break
-		}
-	}
-	return n, nil
+	return genesisReplay(ctx, h.e, h.s.stream, end)
 }
 
 // rawRecords is a Pebble database of n records of the sizes of the KMS
