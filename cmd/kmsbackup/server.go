@@ -19,21 +19,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/kmsbackup/kmsbackup/adapters/backupfile"
-	"github.com/kmsbackup/kmsbackup/adapters/clock"
 	"github.com/kmsbackup/kmsbackup/adapters/console"
 	"github.com/kmsbackup/kmsbackup/adapters/envelope"
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
 	"github.com/kmsbackup/kmsbackup/adapters/httpedge"
-	"github.com/kmsbackup/kmsbackup/adapters/ids"
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
-	"github.com/kmsbackup/kmsbackup/adapters/softkms"
+	"github.com/kmsbackup/kmsbackup/cmd/engine"
 	"github.com/kmsbackup/kmsbackup/commands"
-	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/audit"
-	"github.com/kmsbackup/kmsbackup/projections/backupdata"
-	"github.com/kmsbackup/kmsbackup/projections/backupstate"
-	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
 // The HTTP edge serves the API's and the console's guards; the accounts use
@@ -49,9 +42,12 @@ var (
 // node destroyed stops working here too.
 const sharedKeyCacheTTL = 10 * time.Second
 
-// Main is the server process: it builds the adapters and use cases from a
-// Config, serves the API, and runs the background loops (projections, the
-// event publisher). End-to-end tests run it in-process.
+// Main is the server process: it opens the adapters a Config names,
+// assembles the engine on them (cmd/engine, as the engine tests and the
+// benchmarks do), serves the API and the console, and runs the background
+// loops (projections, the scheduler, the scrub, the event publisher). The
+// command's own tests run it in-process (startMain); test/e2e runs the
+// built binary.
 type Main struct {
 	Config Config
 	Stdout io.Writer // where --dev prints its tokens
@@ -141,20 +137,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	idsrc := ids.Random{Clock: clk}
-	projector := &commands.Projector{Name: kmsstate.Name, Log: m.log, Store: m.proj, Apply: kmsstate.Apply}
-	backupState := &commands.Projector{Name: backupstate.Name, Log: m.log, Store: m.proj, Apply: backupstate.Apply}
-	backupData := &commands.Projector{Name: backupdata.Name, Log: m.log, Store: m.proj, Apply: commands.BackupDataApply(m.blobs, scratch, stager(m.proj, backupdata.Name))}
-	auditLog := &commands.Projector{Name: audit.Name, Log: m.log, Store: m.proj, Apply: audit.Apply}
-	backups := &commands.Backups{Log: m.log, State: m.proj, StateApplied: backupState, DataApplied: backupData,
-		Sealer: env, DataKeys: env, Blobs: m.blobs, Scratch: scratch, Files: backupfile.New(), Clock: clk, IDs: idsrc, Zones: time.LoadLocation}
-	kms := &commands.KMS{Log: m.log, State: m.proj, Applied: projector, Sealer: env, DataKeys: env,
-		Cipher: softkms.Cipher{}, Clock: clk, IDs: idsrc,
-		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
-			return backups.EnsureDefault(ctx, in.Account, in.Region)
-		},
-		BeforeShred: backups.MarkSourceReleased}
-
 	m.AdminToken = cfg.AdminToken
 	if cfg.Dev {
 		m.AdminToken = cfg.DevAdminToken
@@ -162,20 +144,19 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.AdminToken = commands.NewToken()
 		}
 	}
-	// Console sessions expire on the wall clock, whatever --clock says.
-	accounts := &commands.Accounts{Log: m.log, State: m.proj, Applied: projector, Clock: clk, IDs: idsrc,
-		AdminToken: m.AdminToken, SessionClock: clock.System{}}
+	// Console sessions expire on the wall clock, whatever --clock says
+	// (engine.Ports.SessionClock's default).
+	eng := engine.New(engine.Ports{Log: m.log, ReadModels: m.proj, Blobs: m.blobs, Keys: env, Scratch: scratch,
+		Files: backupfile.New(), Clock: clk}, engine.Options{AdminToken: m.AdminToken, RestoreBatch: cfg.RestoreBatch})
+	projector, backupState, backupData := eng.KMSState, eng.BackupState, eng.BackupData
+	backups, kms, accounts, restores, auditUC := eng.Backups, eng.KMS, eng.Accounts, eng.Restores, eng.Audit
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
-	projectors := []*commands.Projector{projector, backupState, backupData, auditLog}
+	projectors := eng.Projectors()
 	for _, p := range projectors {
 		m.background(runCtx, "projection "+p.Name, p.Run)
 	}
-	auditUC := &commands.Audit{Log: m.log, State: m.proj, Applied: auditLog, Clock: clk, IDs: idsrc}
-	backups.Audit = auditUC
-	restores := &commands.Restores{Backups: backups, KMS: kms, Audit: auditUC, Sources: backups,
-		BatchItems: m.Config.RestoreBatch}
 	var runner *scheduler.Runner
 	var dc *devClock
 	if manual != nil {

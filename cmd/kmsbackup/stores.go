@@ -11,7 +11,6 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections"
 	"github.com/kmsbackup/kmsbackup/projections/audit"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
@@ -219,10 +218,4 @@ func masterKeyFailure(what string, err error) error {
 		return &startFailure{code: exitDamaged, err: fmt.Errorf("%s is damaged: %w", what, err)}
 	}
 	return fmt.Errorf("check the master key: %w", err)
-}
-
-// stager is the Stage of projection name in p, for the projections that
-// write a large change in chunks (commands.BackupDataApply).
-func stager(p *pebblestore.Projections, name string) func(fn func(projections.Txn) error) error {
-	return func(fn func(projections.Txn) error) error { return p.Stage(name, fn) }
 }
