@@ -15,18 +15,14 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/ids"
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
-	"github.com/kmsbackup/kmsbackup/adapters/softkms"
+	"github.com/kmsbackup/kmsbackup/cmd/engine"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections"
-	"github.com/kmsbackup/kmsbackup/projections/audit"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
-	"github.com/kmsbackup/kmsbackup/projections/backupstate"
-	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
-// Engine is the backup engine wired as the server wires it, on a manual
-// clock, in-process.
+// Engine is the backup engine assembled as the server assembles it
+// (cmd/engine), on a manual clock, in-process.
 type Engine struct {
 	t        testing.TB
 	dir      string
@@ -37,6 +33,7 @@ type Engine struct {
 	KMS      *commands.KMS
 	Backups  *commands.Backups
 	Restores *commands.Restores
+	Accounts *commands.Accounts
 	Driver   *scheduler.Manual
 	Caller   commands.Caller
 	cancel   context.CancelFunc
@@ -98,26 +95,14 @@ func (e *Engine) open() {
 		t.Fatal(err)
 	}
 	e.Store, e.Proj = st, proj
-	idsrc := ids.Random{Clock: e.Clock}
-	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
-	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: proj, Apply: backupstate.Apply}
-	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: proj, Apply: commands.BackupDataApply(st, scratch, func(fn func(projections.Txn) error) error { return proj.Stage(backupdata.Name, fn) })}
-	ap := &commands.Projector{Name: audit.Name, Log: st, Store: proj, Apply: audit.Apply}
-	e.procs = []*commands.Projector{kp, bs, bd, ap}
-	e.Backups = &commands.Backups{Log: st, State: proj, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
-		Blobs: st, Scratch: scratch, Files: backupfile.New(), Clock: e.Clock, IDs: idsrc, Zones: time.LoadLocation}
+	eng := engine.New(engine.Ports{Log: st, ReadModels: proj, Blobs: st, Keys: env, Scratch: scratch,
+		Files: backupfile.New(), Clock: e.Clock}, engine.Options{})
+	e.procs = eng.Projectors()
+	e.Backups, e.KMS, e.Restores, e.Accounts = eng.Backups, eng.KMS, eng.Restores, eng.Accounts
 	if e.Configure != nil {
 		e.Configure(e.Backups)
 	}
-	e.KMS = &commands.KMS{Log: st, State: proj, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
-		Clock: e.Clock, IDs: idsrc,
-		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
-			return e.Backups.EnsureDefault(ctx, in.Account, in.Region)
-		},
-		BeforeShred: e.Backups.MarkSourceReleased}
 	e.Driver = &scheduler.Manual{Planner: e.Backups, Clock: e.Clock}
-	e.Backups.Audit = &commands.Audit{Log: st, State: proj, Applied: ap, Clock: e.Clock, IDs: idsrc}
-	e.Restores = &commands.Restores{Backups: e.Backups, KMS: e.KMS, Audit: e.Backups.Audit, Sources: e.Backups}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})
 	go func() {

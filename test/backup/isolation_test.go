@@ -15,7 +15,6 @@ import (
 
 	"github.com/kmsbackup/kmsbackup/adapters/console"
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
-	"github.com/kmsbackup/kmsbackup/adapters/ids"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
@@ -165,7 +164,7 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 	}
 
 	// The one whose storage fails, of an account with a token for the console.
-	accounts := &commands.Accounts{Log: e.Store, State: e.Proj, Applied: e.procs[0], Clock: e.Clock, IDs: ids.Random{Clock: e.Clock}}
+	accounts := e.Accounts
 	token := commands.NewToken()
 	victimAcct := Must(accounts.EnsureAccount(ctx, "victim", token))
 	vc := commands.Caller{Account: victimAcct.ID}

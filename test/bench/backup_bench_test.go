@@ -25,12 +25,11 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
 	"github.com/kmsbackup/kmsbackup/adapters/softkms"
+	kmsengine "github.com/kmsbackup/kmsbackup/cmd/engine"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
-	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
 // root holds the data directories of every engine of this test binary. The
@@ -55,25 +54,28 @@ func TestMain(m *testing.M) {
 }
 
 // ---------------------------------------------------------------------------
-// The engine, wired as test/backup's NewEngine wires it (and as the server
-// does): one Pebble store, envelope encryption, the software KMS, the three
-// projectors following the log, a manual clock and the manual scheduler.
+// The engine, assembled as the server and test/backup's NewEngine assemble
+// it (cmd/engine): one Pebble store, envelope encryption, the software KMS,
+// the projectors following the log, a manual clock and the manual
+// scheduler.
 
 type engine struct {
-	dir     string
-	master  []byte
-	store   *pebblestore.Store       // the log, data keys and blobs
-	proj    *pebblestore.Projections // the read models
-	env     *envelope.Envelope
-	clock   *clock.Manual
-	ids     ids.Random
-	kms     *commands.KMS
-	backups *commands.Backups
-	driver  *scheduler.Manual
-	caller  commands.Caller
-	procs   []*commands.Projector
-	cancel  context.CancelFunc
-	done    chan struct{}
+	dir      string
+	master   []byte
+	store    *pebblestore.Store       // the log, data keys and blobs
+	proj     *pebblestore.Projections // the read models
+	env      *envelope.Envelope
+	clock    *clock.Manual
+	ids      ids.Random
+	kms      *commands.KMS
+	backups  *commands.Backups
+	audit    *commands.Audit
+	restores *commands.Restores
+	driver   *scheduler.Manual
+	caller   commands.Caller
+	procs    []*commands.Projector
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 func openEngine(dir string, start time.Time) (*engine, error) {
@@ -110,18 +112,10 @@ func (e *engine) open() error {
 	}
 	e.store, e.proj, e.env = st, proj, env
 	clk := e.clock
-	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
-	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: proj, Apply: backupstate.Apply}
-	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: proj, Apply: commands.BackupDataApply(st, scratch, func(fn func(projections.Txn) error) error { return proj.Stage(backupdata.Name, fn) })}
-	e.procs = []*commands.Projector{kp, bs, bd}
-	e.backups = &commands.Backups{Log: st, State: proj, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
-		Blobs: st, Scratch: scratch, Files: backupfile.New(), Clock: clk, IDs: e.ids, Zones: time.LoadLocation}
-	e.kms = &commands.KMS{Log: st, State: proj, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
-		Clock: clk, IDs: e.ids,
-		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
-			return e.backups.EnsureDefault(ctx, in.Account, in.Region)
-		},
-		BeforeShred: e.backups.MarkSourceReleased}
+	eng := kmsengine.New(kmsengine.Ports{Log: st, ReadModels: proj, Blobs: st, Keys: env, Scratch: scratch,
+		Files: backupfile.New(), Clock: clk, IDs: e.ids}, kmsengine.Options{})
+	e.procs = eng.Projectors()
+	e.backups, e.kms, e.audit, e.restores = eng.Backups, eng.KMS, eng.Audit, eng.Restores
 	e.driver = &scheduler.Manual{Planner: e.backups, Clock: clk}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})

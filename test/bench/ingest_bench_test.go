@@ -28,14 +28,9 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/natsjs"
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
-	"github.com/kmsbackup/kmsbackup/adapters/softkms"
+	kmsengine "github.com/kmsbackup/kmsbackup/cmd/engine"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections"
-	"github.com/kmsbackup/kmsbackup/projections/audit"
-	"github.com/kmsbackup/kmsbackup/projections/backupdata"
-	"github.com/kmsbackup/kmsbackup/projections/backupstate"
-	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 	"github.com/kmsbackup/kmsbackup/test/natsserver"
 )
 
@@ -757,13 +752,9 @@ func rebuild(ctx context.Context, t *rebuildTarget, st *pebblestore.Projections)
 	if err != nil {
 		return 0, 0, err
 	}
-	stage := func(fn func(projections.Txn) error) error { return st.Stage(backupdata.Name, fn) }
-	procs := []*commands.Projector{
-		{Name: kmsstate.Name, Log: t.log, Store: st, Apply: kmsstate.Apply},
-		{Name: backupstate.Name, Log: t.log, Store: st, Apply: backupstate.Apply},
-		{Name: backupdata.Name, Log: t.log, Store: st, Apply: commands.BackupDataApply(t.blobs, scratch, stage)},
-		{Name: audit.Name, Log: t.log, Store: st, Apply: audit.Apply},
-	}
+	// The server's projectors; the use cases go unused.
+	procs := kmsengine.New(kmsengine.Ports{Log: t.log, ReadModels: st, Blobs: t.blobs, Scratch: scratch, Clock: clock.System{}},
+		kmsengine.Options{}).Projectors()
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -803,26 +794,27 @@ func rebuild(ctx context.Context, t *rebuildTarget, st *pebblestore.Projections)
 // it, so that several nodes can share them. A manual clock, the manual
 // scheduler, the four projectors and the audit use case, as in the server.
 type node struct {
-	kind    string
-	store   *pebblestore.Store
-	proj    *pebblestore.Projections
-	log     commands.EventLog
-	blobs   commands.BlobStore
-	url     string
-	master  []byte
-	logOpts natsjs.Options // jetstream: the log's stream
-	buckets [2]string      // jetstream: the blob and key buckets
-	env     *envelope.Envelope
-	clock   *clock.Manual
-	ids     ids.Random
-	kms     *commands.KMS
-	backups *commands.Backups
-	audit   *commands.Audit
-	driver  *scheduler.Manual
-	procs   []*commands.Projector
-	cancel  context.CancelFunc
-	done    chan struct{}
-	closers []func() error
+	kind     string
+	store    *pebblestore.Store
+	proj     *pebblestore.Projections
+	log      commands.EventLog
+	blobs    commands.BlobStore
+	url      string
+	master   []byte
+	logOpts  natsjs.Options // jetstream: the log's stream
+	buckets  [2]string      // jetstream: the blob and key buckets
+	env      *envelope.Envelope
+	clock    *clock.Manual
+	ids      ids.Random
+	kms      *commands.KMS
+	backups  *commands.Backups
+	audit    *commands.Audit
+	restores *commands.Restores
+	driver   *scheduler.Manual
+	procs    []*commands.Projector
+	cancel   context.CancelFunc
+	done     chan struct{}
+	closers  []func() error
 }
 
 // openNode opens a node of kind on a fresh log (on the server at url for
@@ -892,26 +884,15 @@ func newNode(kind, url, dir string, start time.Time, peer *node) (*node, error) 
 	}
 	n.clock = clock.NewManual(start)
 	n.ids = ids.Random{Clock: n.clock}
-	kp := &commands.Projector{Name: kmsstate.Name, Log: n.log, Store: proj, Apply: kmsstate.Apply}
-	bs := &commands.Projector{Name: backupstate.Name, Log: n.log, Store: proj, Apply: backupstate.Apply}
 	scratch, err := pebblestore.NewScratches(filepath.Join(dir, "scratch"), pebblestore.ScratchOptions{Logger: quietLogger})
 	if err != nil {
 		n.close()
 		return nil, err
 	}
-	bd := &commands.Projector{Name: backupdata.Name, Log: n.log, Store: proj,
-		Apply: commands.BackupDataApply(n.blobs, scratch, func(fn func(projections.Txn) error) error { return proj.Stage(backupdata.Name, fn) })}
-	ap := &commands.Projector{Name: audit.Name, Log: n.log, Store: proj, Apply: audit.Apply}
-	n.procs = []*commands.Projector{kp, bs, bd, ap}
-	n.audit = &commands.Audit{Log: n.log, State: proj, Applied: ap, Clock: n.clock, IDs: n.ids}
-	n.backups = &commands.Backups{Log: n.log, State: proj, StateApplied: bs, DataApplied: bd, Sealer: n.env, DataKeys: n.env,
-		Blobs: n.blobs, Scratch: scratch, Files: backupfile.New(), Clock: n.clock, IDs: n.ids, Zones: time.LoadLocation, Audit: n.audit}
-	n.kms = &commands.KMS{Log: n.log, State: proj, Applied: kp, Sealer: n.env, DataKeys: n.env, Cipher: softkms.Cipher{},
-		Clock: n.clock, IDs: n.ids,
-		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
-			return n.backups.EnsureDefault(ctx, in.Account, in.Region)
-		},
-		BeforeShred: n.backups.MarkSourceReleased}
+	eng := kmsengine.New(kmsengine.Ports{Log: n.log, ReadModels: proj, Blobs: n.blobs, Keys: n.env, Scratch: scratch,
+		Files: backupfile.New(), Clock: n.clock, IDs: n.ids}, kmsengine.Options{})
+	n.procs = eng.Projectors()
+	n.audit, n.backups, n.kms, n.restores = eng.Audit, eng.Backups, eng.KMS, eng.Restores
 	n.driver = &scheduler.Manual{Planner: n.backups, Clock: n.clock}
 	rctx, cancel := context.WithCancel(ctx)
 	n.cancel, n.done = cancel, make(chan struct{})

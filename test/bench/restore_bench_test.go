@@ -95,7 +95,7 @@ func BenchmarkRestoreToDay(b *testing.B) {
 	}
 	b.Logf("built %d keys, %d secrets, %d days in %s", nKeys, nSecrets, days, time.Since(buildStart).Round(time.Second))
 	day := string(domain.DayOf(e.clock.Now().Add(-time.Hour), time.UTC))
-	rs := &commands.Restores{Backups: e.backups, KMS: e.kms, Sources: e.backups}
+	rs := e.restores
 	target, err := e.kms.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: "eu-bench-1", KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 	if err != nil {
 		b.Fatal(err)
