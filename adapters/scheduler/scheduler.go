@@ -11,8 +11,9 @@ import (
 	"github.com/kmsbackup/kmsbackup/commands"
 )
 
-// Planner is what the scheduler drives: the backup use cases.
-type Planner interface {
+// Worker is what the scheduler drives: the backup use cases, which take
+// the checkpoints, fulls and bases that are due (commands.Backups).
+type Worker interface {
 	CatchUp(ctx context.Context, now time.Time) (int, error)
 	RunDue(ctx context.Context, until time.Time, setClock func(time.Time)) (int, error)
 	NextWork() (commands.Work, bool, error)
@@ -22,9 +23,9 @@ type Planner interface {
 
 // Runner runs scheduled work on the real clock.
 type Runner struct {
-	Planner Planner
-	Clock   commands.Clock
-	Logger  *slog.Logger
+	Work   Worker
+	Clock  commands.Clock
+	Logger *slog.Logger
 	// MaxSleep bounds a sleep, so that work planned by another engine or a
 	// new enable is picked up (default 30s).
 	MaxSleep time.Duration
@@ -61,7 +62,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}
-	if n, err := r.Planner.CatchUp(ctx, r.Clock.Now()); err != nil {
+	if n, err := r.Work.CatchUp(ctx, r.Clock.Now()); err != nil {
 		r.setErr(fmt.Errorf("catch up: %w", err))
 	} else if n > 0 {
 		r.Logger.Info("caught up after downtime", "work", n)
@@ -76,7 +77,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}()
 	defer func() { <-rebases }()
 	for {
-		_, err := r.Planner.RunDue(ctx, r.Clock.Now(), nil)
+		_, err := r.Work.RunDue(ctx, r.Clock.Now(), nil)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -84,7 +85,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		sleep := r.MaxSleep
 		if err != nil {
 			sleep = 5 * time.Second
-		} else if w, ok, err := r.Planner.NextWork(); err == nil && ok {
+		} else if w, ok, err := r.Work.NextWork(); err == nil && ok {
 			if d := w.At.Sub(r.Clock.Now()); d < sleep {
 				sleep = max(d, 10*time.Millisecond)
 			}
@@ -102,7 +103,7 @@ func (r *Runner) Run(ctx context.Context) error {
 // runRebases runs the rebases due every MaxSleep until ctx ends.
 func (r *Runner) runRebases(ctx context.Context) {
 	for {
-		n, err := r.Planner.RunRebases(ctx)
+		n, err := r.Work.RunRebases(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -139,8 +140,8 @@ type Recorder interface {
 // A clock that is also a Recorder is recorded after each move. Safe for
 // concurrent use: advances happen one at a time.
 type Manual struct {
-	Planner Planner
-	Clock   SettableClock
+	Work  Worker
+	Clock SettableClock
 	// Logger, if set, receives the failures of rebases, which are not
 	// failures of an advance: the planner retries them later.
 	Logger *slog.Logger
@@ -153,7 +154,7 @@ type Manual struct {
 func (m *Manual) Start(ctx context.Context) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n, err := m.Planner.CatchUp(ctx, m.Clock.Now())
+	n, err := m.Work.CatchUp(ctx, m.Clock.Now())
 	if err != nil {
 		return n, err
 	}
@@ -183,12 +184,12 @@ func (m *Manual) Advance(ctx context.Context, d time.Duration) (time.Time, int, 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	target := m.Clock.Now().Add(d)
-	n, err := m.Planner.RunDue(ctx, target, m.Clock.Set)
+	n, err := m.Work.RunDue(ctx, target, m.Clock.Set)
 	if err != nil {
 		return m.Clock.Now(), n, errors.Join(err, m.record(ctx))
 	}
 	m.Clock.Set(target)
-	r, err := m.Planner.RunRebases(ctx)
+	r, err := m.Work.RunRebases(ctx)
 	if err != nil && ctx.Err() == nil && m.Logger != nil {
 		m.Logger.Warn("writing a base of a backup failed; retrying later", "error", err)
 	}

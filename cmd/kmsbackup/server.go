@@ -160,7 +160,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	var runner *scheduler.Runner
 	var dc *devClock
 	if manual != nil {
-		driver := &scheduler.Manual{Planner: backups, Clock: manual}
+		driver := &scheduler.Manual{Work: backups, Clock: manual}
 		dc = &devClock{manual: manual, driver: driver}
 		if err := m.waitProjections(ctx, projector, backupState, backupData); err != nil {
 			return err
@@ -169,7 +169,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("catch up backups: %w", err)
 		}
 	} else {
-		runner = &scheduler.Runner{Planner: backups, Clock: clk, Logger: m.Logger}
+		runner = &scheduler.Runner{Work: backups, Clock: clk, Logger: m.Logger}
 		m.background(runCtx, "backup scheduler", func(ctx context.Context) error {
 			if err := m.waitProjections(ctx, projector, backupState, backupData); err != nil {
 				return err

@@ -102,7 +102,7 @@ func (e *Engine) open() {
 	if e.Configure != nil {
 		e.Configure(e.Backups)
 	}
-	e.Driver = &scheduler.Manual{Planner: e.Backups, Clock: e.Clock}
+	e.Driver = &scheduler.Manual{Work: e.Backups, Clock: e.Clock}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})
 	go func() {

@@ -116,7 +116,7 @@ func (e *engine) open() error {
 		Files: backupfile.New(), Clock: clk, IDs: e.ids}, kmsengine.Options{})
 	e.procs = eng.Projectors()
 	e.backups, e.kms, e.audit, e.restores = eng.Backups, eng.KMS, eng.Audit, eng.Restores
-	e.driver = &scheduler.Manual{Planner: e.backups, Clock: clk}
+	e.driver = &scheduler.Manual{Work: e.backups, Clock: clk}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})
 	go func() {

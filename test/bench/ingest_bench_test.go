@@ -893,7 +893,7 @@ func newNode(kind, url, dir string, start time.Time, peer *node) (*node, error) 
 		Files: backupfile.New(), Clock: n.clock, IDs: n.ids}, kmsengine.Options{})
 	n.procs = eng.Projectors()
 	n.audit, n.backups, n.kms, n.restores = eng.Audit, eng.Backups, eng.KMS, eng.Restores
-	n.driver = &scheduler.Manual{Planner: n.backups, Clock: n.clock}
+	n.driver = &scheduler.Manual{Work: n.backups, Clock: n.clock}
 	rctx, cancel := context.WithCancel(ctx)
 	n.cancel, n.done = cancel, make(chan struct{})
 	go func() {

@@ -15,8 +15,8 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
 )
 
 // sessionWorld is the accounts use cases on the real stores, with the
