@@ -20,10 +20,9 @@ import (
 // events and memory stays bounded. A slice or base whose generation was
 // destroyed (reset or released) is gone; its event then applies without
 // data, which the later reset or release erases anyway.
-func BackupDataApply(blobs BlobStore, scratch ScratchStores, stage func(fn func(projections.Txn) error) error) func(txn projections.Txn, e domain.Event) error {
+func BackupDataApply(blobs BlobStore, scratch ScratchStores, stage func(fn func(projections.Txn) error) error) func(ctx context.Context, txn projections.Txn, e domain.Event) error {
 	s := &Backups{Blobs: blobs, Scratch: scratch}
-	return func(txn projections.Txn, e domain.Event) error {
-		ctx := context.Background()
+	return func(ctx context.Context, txn projections.Txn, e domain.Event) error {
 		if e.Type != domain.TypeBackupCheckpointed && e.Type != domain.TypeBackupBaseStored {
 			return backupdata.Apply(txn, e, backupdata.Data{})
 		}

@@ -85,7 +85,7 @@ func (s *Backups) writeBase(ctx context.Context, ref string, seq uint64, sc Scra
 	run := s.IDs.NewULID()
 	defer func() {
 		if err != nil {
-			s.deleteParts(ref, parts)
+			s.deleteParts(ctx, ref, parts)
 			parts = nil
 		}
 	}()
@@ -130,8 +130,8 @@ func (s *Backups) writeBase(ctx context.Context, ref string, seq uint64, sc Scra
 }
 
 // deleteParts deletes base parts that will not be recorded.
-func (s *Backups) deleteParts(ref string, parts []domain.BasePart) {
-	ctx := context.Background()
+func (s *Backups) deleteParts(ctx context.Context, ref string, parts []domain.BasePart) {
+	ctx = context.WithoutCancel(ctx) // cleaning up after a failure, whatever ended it
 	for _, p := range parts {
 		_ = s.Blobs.DeleteBlob(ctx, ref, p.Name)
 	}

@@ -44,7 +44,7 @@ func (s *Backups) DownloadDay(ctx context.Context, c Caller, id domain.BackupID,
 	if err != nil {
 		return domain.FileHeader{}, err
 	}
-	plan, h, err := s.planDayFile(b, d)
+	plan, h, err := s.planDayFile(ctx, b, d)
 	if err != nil {
 		return domain.FileHeader{}, err
 	}
@@ -75,7 +75,7 @@ func (s *Backups) DownloadDay(ctx context.Context, c Caller, id domain.BackupID,
 // planDayFile finds the checkpoints of day d and counts what the file will
 // hold, so that the authenticated header can promise it: one scan of the
 // item rows (backupdata.CountState) besides the checkpoint records.
-func (s *Backups) planDayFile(b *domain.Backup, d domain.Day) (*dayFile, domain.FileHeader, error) {
+func (s *Backups) planDayFile(ctx context.Context, b *domain.Backup, d domain.Day) (*dayFile, domain.FileHeader, error) {
 	const op = "download"
 	ref := b.DataRef()
 	lo, hi, ok, err := backupdata.DayRange(s.State, ref, d)
@@ -118,7 +118,7 @@ func (s *Backups) planDayFile(b *domain.Backup, d domain.Day) (*dayFile, domain.
 	// When the engine was down at the end of the day, the day's last events
 	// were recorded by a checkpoint of a later day (the catch-up); the day's
 	// lists show them, so the file holds that checkpoint too.
-	late, err := s.lateCheckpoints(b, hi, d)
+	late, err := s.lateCheckpoints(ctx, b, hi, d)
 	if err != nil {
 		return nil, domain.FileHeader{}, err
 	}
@@ -142,7 +142,7 @@ func (s *Backups) planDayFile(b *domain.Backup, d domain.Day) (*dayFile, domain.
 
 // lateCheckpoints returns the checkpoints after hi whose slices begin with
 // events that occurred on day d or before.
-func (s *Backups) lateCheckpoints(b *domain.Backup, hi uint64, d domain.Day) ([]backupdata.Summary, error) {
+func (s *Backups) lateCheckpoints(ctx context.Context, b *domain.Backup, hi uint64, d domain.Day) ([]backupdata.Summary, error) {
 	ref := b.DataRef()
 	loc, err := s.location(b)
 	if err != nil {
@@ -162,7 +162,7 @@ func (s *Backups) lateCheckpoints(b *domain.Backup, hi uint64, d domain.Day) ([]
 			return out, nil
 		}
 		var first time.Time
-		err = eachSliceEvent(context.Background(), s.Blobs, ref, parts[:1], func(e *domain.Event) error {
+		err = eachSliceEvent(ctx, s.Blobs, ref, parts[:1], func(e *domain.Event) error {
 			first = e.OccurredAt
 			return errStopSlice
 		})

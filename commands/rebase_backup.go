@@ -83,7 +83,7 @@ func (s *Backups) RebaseBackup(ctx context.Context, id domain.BackupID) (did boo
 		return s.commit(ctx, now, false, s.newEvent(now, s.Clock.Now(), base))
 	})
 	if err != nil {
-		s.deleteParts(ref, parts)
+		s.deleteParts(ctx, ref, parts)
 		if errors.Is(err, errLostRebase) {
 			return false, nil
 		}

@@ -112,7 +112,7 @@ func (s *Backups) firstCheckpoint(ctx context.Context, b *domain.Backup, due dom
 		err = s.commit(ctx, b, false, cpEvent, s.newEvent(b, due.At, base))
 	}
 	if err != nil {
-		s.deleteParts(b.DataRef(), parts)
+		s.deleteParts(ctx, b.DataRef(), parts)
 		return nil, err
 	}
 	return c, nil

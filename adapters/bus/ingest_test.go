@@ -255,7 +255,7 @@ func ingestScenario(t *testing.T, tr ingestTransport, order func(events []domain
 		t.Fatal(err)
 	}
 	defer proj.Close()
-	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
+	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: commands.Pure(kmsstate.Apply)}
 	pctx, pcancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- kp.Run(pctx) }()

@@ -87,13 +87,13 @@ func New(p Ports, o Options) *Engine {
 	}
 	rm := p.ReadModels
 	e := &Engine{
-		KMSState:    &commands.Projector{Name: kmsstate.Name, Log: p.Log, Store: rm, Apply: kmsstate.Apply},
-		BackupState: &commands.Projector{Name: backupstate.Name, Log: p.Log, Store: rm, Apply: backupstate.Apply},
+		KMSState:    &commands.Projector{Name: kmsstate.Name, Log: p.Log, Store: rm, Apply: commands.Pure(kmsstate.Apply)},
+		BackupState: &commands.Projector{Name: backupstate.Name, Log: p.Log, Store: rm, Apply: commands.Pure(backupstate.Apply)},
 		BackupData: &commands.Projector{Name: backupdata.Name, Log: p.Log, Store: rm,
 			Apply: commands.BackupDataApply(p.Blobs, p.Scratch, func(fn func(projections.Txn) error) error {
 				return rm.Stage(backupdata.Name, fn)
 			})},
-		AuditLog: &commands.Projector{Name: audit.Name, Log: p.Log, Store: rm, Apply: audit.Apply},
+		AuditLog: &commands.Projector{Name: audit.Name, Log: p.Log, Store: rm, Apply: commands.Pure(audit.Apply)},
 	}
 	e.Audit = &commands.Audit{Log: p.Log, State: rm, Applied: e.AuditLog, Clock: p.Clock, IDs: p.IDs}
 	e.Backups = &commands.Backups{Log: p.Log, State: rm, StateApplied: e.BackupState, DataApplied: e.BackupData,

@@ -54,7 +54,7 @@ func (w *sessionWorld) open() {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	p := &commands.Projector{Name: kmsstate.Name, Log: w.log, Store: state, Apply: kmsstate.Apply}
+	p := &commands.Projector{Name: kmsstate.Name, Log: w.log, Store: state, Apply: commands.Pure(kmsstate.Apply)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = p.Run(ctx) }()
