@@ -152,7 +152,7 @@ restored); 9 when the validation after the restore finds a problem.`,
 	fl.StringVar(&f.toInstance, "to-instance", "", "ID of the KMS instance to restore into (required)")
 	fl.StringVar(&f.toRegion, "to-region", "", "the target's region, checked against it")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "only plan: check every condition and print the plan, restore nothing")
-	for _, name := range []string{"from", "day", "at", "key", "secret", "to-instance", "to-region"} {
+	for _, name := range []string{"day", "at", "key", "secret", "to-region"} { // --from, --to-instance: completion.go
 		_ = cmd.RegisterFlagCompletionFunc(name, cobra.NoFileCompletions)
 	}
 	return cmd

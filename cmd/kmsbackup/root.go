@@ -127,6 +127,7 @@ item of a list; commands whose result has no ID refuse it).
 		newAuditCmd(a),
 		newDevCmd(a),
 	)
+	registerIDCompletions(a, root)
 	markRun(root, &a.ran)
 	return root
 }
