@@ -369,6 +369,13 @@ func (c *Client) AdvanceClock(ctx context.Context, duration string) (AdvanceCloc
 	return do[AdvanceClockResponse](ctx, c, "POST", "/v1/dev/clock/advance", nil, AdvanceClockRequest{Duration: duration})
 }
 
+// AdvanceClockWithProgress is AdvanceClock, asking for the answer as a
+// stream and calling progress with each progress line as the clock moves.
+func (c *Client) AdvanceClockWithProgress(ctx context.Context, duration string, progress func(AdvanceClockProgress)) (AdvanceClockResponse, error) {
+	return doStream[AdvanceClockProgress, AdvanceClockResponse](ctx, c, "POST", "/v1/dev/clock/advance", nil,
+		AdvanceClockRequest{Duration: duration}, progress)
+}
+
 // DevScrub runs a background verification of every backup instance now
 // (--dev servers only) and returns what it did.
 func (c *Client) DevScrub(ctx context.Context) (ScrubRunView, error) {

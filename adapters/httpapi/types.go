@@ -350,6 +350,18 @@ type AdvanceClockResponse struct {
 	Work int       `json:"work"`
 }
 
+// AdvanceClockProgress is how far an advance has gone: from From to To, it
+// has reached Now (the instant of the work it is doing).
+type AdvanceClockProgress struct {
+	From time.Time `json:"from"`
+	Now  time.Time `json:"now"`
+	To   time.Time `json:"to"`
+}
+
+// AdvanceClockStreamLine is a line of POST /v1/dev/clock/advance answered
+// as a stream (Accept: application/x-ndjson).
+type AdvanceClockStreamLine = StreamLine[AdvanceClockProgress, AdvanceClockResponse]
+
 // RestoreRequest is POST /v1/restores: what to restore (Keys and Secrets,
 // or All), from which backup instance and viewable day (At, an RFC 3339
 // instant of that day, restores from the last checkpoint at or before it),

@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -85,7 +86,9 @@ func newDevClockAdvanceCmd(a *app) *cobra.Command {
 		Long: `Move the manual clock of a --dev --clock manual server forward by DURATION
 (such as 5m, 48h or 31d; positive, at most 400 days), stopping at each
 scheduled piece of work on the way (full and incremental backups, expiries,
-releases) to do it, in order. Prints the new time and how much work was done.`,
+releases) to do it, in order. Prints the new time and how much work was done.
+A long advance does thousands of checkpoints: with a terminal on stderr, a
+progress bar there shows the clock as the server moves it.`,
 		Example: `  kmsbackup dev clock advance 5m
   kmsbackup dev clock advance 48h
   kmsbackup dev clock advance 31d -o json`,
@@ -93,7 +96,8 @@ releases) to do it, in order. Prints the new time and how much work was done.`,
 		Args:              exactArgs("DURATION"),
 		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := httpapi.ParseAdvance(args[0]); err != nil {
+			d, err := httpapi.ParseAdvance(args[0])
+			if err != nil {
 				return usagef("DURATION must be a positive duration such as 5m, 48h or 31d, at most %d days",
 					int(httpapi.MaxAdvance.Hours()/24))
 			}
@@ -101,7 +105,16 @@ releases) to do it, in order. Prints the new time and how much work was done.`,
 			if err != nil {
 				return err
 			}
-			res, err := c.AdvanceClock(cmd.Context(), args[0])
+			var res httpapi.AdvanceClockResponse
+			if bar := newProgressBar(a.stderr, "advancing the clock", int64(d/time.Minute)); bar != nil {
+				res, err = c.AdvanceClockWithProgress(cmd.Context(), args[0], func(p httpapi.AdvanceClockProgress) {
+					bar.describe("clock at " + p.Now.Format("2006-01-02 15:04Z07:00"))
+					bar.set(int64(p.Now.Sub(p.From)/time.Minute), int64(p.To.Sub(p.From)/time.Minute))
+				})
+				bar.finish(err == nil)
+			} else {
+				res, err = c.AdvanceClock(cmd.Context(), args[0])
+			}
 			if err != nil {
 				return err
 			}
