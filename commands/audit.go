@@ -47,12 +47,19 @@ func (s *Audit) Record(ctx context.Context, c Caller, account domain.AccountID, 
 	if a == nil || a.Action == "" {
 		return domain.Invalid(op, "an audit record needs an action")
 	}
-	e := AuditEvent(c, s.Clock.Now(), s.IDs, account, a)
-	res, err := s.Log.Append(ctx, e.Stream, domain.ExpectAny, []domain.Event{e})
+	pos, err := s.append(ctx, c, account, a)
 	if err != nil || s.Applied == nil {
 		return err
 	}
-	return s.Applied.WaitFor(ctx, res.LastPosition)
+	return s.Applied.WaitFor(ctx, pos)
+}
+
+// append appends an audit record and returns its log position, without
+// waiting for the read model.
+func (s *Audit) append(ctx context.Context, c Caller, account domain.AccountID, a *domain.Audited) (uint64, error) {
+	e := AuditEvent(c, s.Clock.Now(), s.IDs, account, a)
+	res, err := s.Log.Append(ctx, e.Stream, domain.ExpectAny, []domain.Event{e})
+	return res.LastPosition, err
 }
 
 // ListAudit lists the caller's account's audit records in log order: all of

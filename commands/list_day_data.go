@@ -19,14 +19,13 @@ func (s *Backups) viewableDay(c Caller, op string, id domain.BackupID, day strin
 	}
 	if b.Kind == domain.BackupUpload {
 		// An upload holds the one day its file held, always viewable.
-		if day == "" || day == string(b.UploadDay) {
-			return b, b.UploadDay, nil
+		if err := b.CheckDay(op, domain.Day(day), ""); err != nil {
+			return nil, "", err
 		}
-		return nil, "", domain.Errorf(domain.ErrFailedPrecondition, op, day, "leave out the day, or use "+string(b.UploadDay),
-			"upload %s holds only the day %s", b.ID, b.UploadDay)
+		return b, b.UploadDay, nil
 	}
 	if day == "" {
-		return nil, "", domain.Invalid(op, "day is required: a viewable day of %s as YYYY-MM-DD", b.ID)
+		return nil, "", b.CheckDay(op, "", "")
 	}
 	d, err := domain.ParseDay(day)
 	if err != nil {
@@ -36,13 +35,8 @@ func (s *Backups) viewableDay(c Caller, op string, id domain.BackupID, day strin
 	if err != nil {
 		return nil, "", err
 	}
-	today := s.today(loc)
-	if b.EnabledDay == "" || !domain.Viewable(b.EnabledDay, d, today, b.ViewableDays) {
-		hint := "nothing of " + string(b.ID) + " is viewable yet"
-		if first, last, ok := domain.ViewableWindow(b.EnabledDay, today, b.ViewableDays); ok {
-			hint = "viewable days of " + string(b.ID) + ": from " + string(first) + " to " + string(last)
-		}
-		return nil, "", domain.Errorf(domain.ErrFailedPrecondition, op, string(d), hint, "day is not viewable")
+	if err := b.CheckDay(op, d, s.today(loc)); err != nil {
+		return nil, "", err
 	}
 	return b, d, nil
 }

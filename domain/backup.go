@@ -235,6 +235,34 @@ func (b *Backup) usable(op string) error {
 // Usable refuses an operation on an expired or released instance.
 func (b *Backup) Usable(op string) error { return b.usable(op) }
 
+// CheckDay refuses a day whose data cannot be seen, restored or downloaded
+// on day today (in the instance's time zone): for an upload, any day but
+// the one it holds ("" stands for it); otherwise a day before the instance
+// was enabled, in the future, or viewableDays or more ago. It does not
+// check the instance's state (Usable does). Errors: ErrInvalidArgument
+// when an instance's day is missing; ErrFailedPrecondition, with the
+// viewable days as a hint.
+func (b *Backup) CheckDay(op string, d, today Day) error {
+	if b.Kind == BackupUpload {
+		if d == "" || d == b.UploadDay {
+			return nil
+		}
+		return Errorf(ErrFailedPrecondition, op, string(d), "leave out the day, or use "+string(b.UploadDay),
+			"upload %s holds only the day %s", b.ID, b.UploadDay)
+	}
+	if d == "" {
+		return Invalid(op, "day is required: a viewable day of %s as YYYY-MM-DD", b.ID)
+	}
+	if b.EnabledDay == "" || !Viewable(b.EnabledDay, d, today, b.ViewableDays) {
+		hint := "nothing of " + string(b.ID) + " is viewable yet"
+		if first, last, ok := ViewableWindow(b.EnabledDay, today, b.ViewableDays); ok {
+			hint = "viewable days of " + string(b.ID) + ": from " + string(first) + " to " + string(last)
+		}
+		return Errorf(ErrFailedPrecondition, op, string(d), hint, "day is not viewable")
+	}
+	return nil
+}
+
 // NewDefaultBackup decides the default backup instance of a region.
 func NewDefaultBackup(id BackupID, region string) (*BackupCreated, error) {
 	if err := ValidateRegion(region); err != nil {

@@ -46,3 +46,14 @@ func errorBody(err error) (int, ErrorBody) {
 	}
 	return c.status, ErrorBody{Error: d}
 }
+
+// statusOf is the status code an error code is answered with (500 for an
+// unknown code), for an error that arrives in a stream after the status.
+func statusOf(code string) int {
+	for _, c := range errorCodes {
+		if c.code == code {
+			return c.status
+		}
+	}
+	return http.StatusInternalServerError
+}

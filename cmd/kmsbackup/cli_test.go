@@ -62,7 +62,11 @@ func newFakeAPI(tb testing.TB, replies map[string]reply) *fakeAPI {
 			rep.status = http.StatusOK
 		}
 		if rep.status != http.StatusNoContent {
-			w.Header().Set("Content-Type", "application/json")
+			ct := "application/json"
+			if strings.HasPrefix(rep.body, `{"progress"`) { // a streamed restore
+				ct = "application/x-ndjson"
+			}
+			w.Header().Set("Content-Type", ct)
 		}
 		w.WriteHeader(rep.status)
 		_, _ = io.WriteString(w, rep.body)

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kmsbackup/kmsbackup/commands"
 )
 
 // Defaults of the background verification of every backup (the scrub):
@@ -17,6 +19,10 @@ import (
 // makes them 1.3 to 2.5 times slower, and still 362 GB a day: ten months
 // of history of 10,000 instances of 10,000 keys (docs/BENCHMARKS.md,
 // "Background verification").
+// maxRestoreBatch bounds --restore-batch: NATS JetStream takes at most 500
+// events in one atomic append.
+const maxRestoreBatch = 500
+
 const (
 	defaultScrubInterval = 24 * time.Hour
 	defaultScrubRate     = "4MiB"
@@ -45,6 +51,9 @@ type Config struct {
 	// ScrubRate is how many bytes a second they read (--scrub-rate, such
 	// as 4MiB); "0" reads as fast as it can, "" is the default.
 	ScrubRate string
+	// RestoreBatch is how many items a restore writes in one atomic append
+	// (--restore-batch; 0: commands.DefaultRestoreBatchItems).
+	RestoreBatch int
 	// AcceptLostLogPositions: --accept-lost-log-positions, go on when the
 	// embedded log lost acknowledged events at its end.
 	AcceptLostLogPositions bool
@@ -152,6 +161,9 @@ func (c Config) Validate() error {
 	}
 	if c.AcceptLostLogPositions && c.LogKind() != "pebble" {
 		errs = append(errs, errors.New("--accept-lost-log-positions concerns the embedded event log only (--event-log pebble)"))
+	}
+	if c.RestoreBatch < 0 || c.RestoreBatch > maxRestoreBatch {
+		errs = append(errs, fmt.Errorf("--restore-batch must be between 1 and %d (0: the default, %d)", maxRestoreBatch, commands.DefaultRestoreBatchItems))
 	}
 	if c.MaxUpload < 0 {
 		errs = append(errs, errors.New("--max-upload-bytes must not be negative (0: the default, 16 GiB)"))

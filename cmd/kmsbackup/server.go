@@ -151,7 +151,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	auditUC := &commands.Audit{Log: m.log, State: m.proj, Applied: auditLog, Clock: clk, IDs: idsrc}
 	backups.Audit = auditUC
-	restores := &commands.Restores{Backups: backups, KMS: kms, Audit: auditUC}
+	restores := &commands.Restores{Backups: backups, KMS: kms, Audit: auditUC, Sources: &commands.ReadModelSources{State: m.proj},
+		BatchItems: m.Config.RestoreBatch}
 	var runner *scheduler.Runner
 	var dc *devClock
 	if manual != nil {

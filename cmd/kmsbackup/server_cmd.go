@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kmsbackup/kmsbackup/commands"
 )
 
 func newServerCmd() *cobra.Command {
@@ -91,6 +93,8 @@ models are rebuilt from the log (logged as a warning).`,
 		"time between two background verifications of every backup (chain, checksums, key versions); 0 turns them off")
 	f.StringVar(&cfg.ScrubRate, "scrub-rate", defaultScrubRate,
 		"bytes a second the background verification reads (such as 4MiB or 512KiB; 0: as fast as it can)")
+	f.IntVar(&cfg.RestoreBatch, "restore-batch", 0,
+		fmt.Sprintf("items a restore writes in one atomic append to the target's stream (1 to %d; 0: %d)", maxRestoreBatch, commands.DefaultRestoreBatchItems))
 	f.BoolVar(&cfg.AcceptLostLogPositions, "accept-lost-log-positions", false,
 		"start even though acknowledged events are missing from the end of the embedded event log (exit code 12 names them): they are gone for good, the read models are rebuilt, and it is logged as an error. Restoring the data directory from a copy is the better way out")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")

@@ -322,49 +322,47 @@ func Versions(r projections.Reader, ref string, kind, id string, createSeq uint6
 // This is what a restore "from day d" takes, with lo and hi the day's first
 // and last checkpoints.
 func Within(r projections.Reader, ref string, lo, hi uint64, fn func(Item) error) error {
+	return scanWithin(r, ref, lo, hi, nil, func(it Item) (bool, error) { return true, fn(it) })
+}
+
+// scanWithin calls fn with the items of Within(lo, hi) from row key start
+// (nil: the first), until fn returns false or an error (returned).
+func scanWithin(r projections.Reader, ref string, lo, hi uint64, start []byte, fn func(Item) (bool, error)) error {
 	p := rowsPrefix(ref)
 	var last *Item
 	var lastKind byte
-	flush := func() error {
+	done := false
+	flush := func() (bool, error) {
 		if last == nil {
-			return nil
+			return true, nil
 		}
 		it := *last
 		last = nil
-		return fn(it)
+		more, err := fn(it)
+		done = !more
+		return more, err
 	}
-	err := r.Scan(p, nil, func(k, v []byte) (bool, error) {
+	err := r.Scan(p, start, func(k, v []byte) (bool, error) {
 		kind, id, from, ok := parseRowKey(k[len(p):])
 		if !ok {
-			return false, domain.Corruption("backup data: bad item key")
+			return false, domain.Corruption("backup data %s: bad item key", ref)
 		}
 		if last != nil && (kind != lastKind || id != last.ID) {
-			if err := flush(); err != nil {
+			if more, err := flush(); !more || err != nil {
 				return false, err
 			}
 		}
-		if from > hi {
-			return true, nil
+		it, err := withinRow(kind, id, from, v, lo, hi)
+		if it != nil {
+			last, lastKind = it, kind
 		}
-		to, err := rowTo(v)
-		if err != nil {
-			return false, err
-		}
-		if to <= lo {
-			return true, nil
-		}
-		x, err := decodeRow(v)
-		if err != nil {
-			return false, err
-		}
-		it := x.item(kind, id)
-		last, lastKind = &it, kind
-		return true, nil
+		return err == nil, err
 	})
-	if err != nil {
+	if err != nil || done {
 		return err
 	}
-	return flush()
+	_, err = flush()
+	return err
 }
 
 // DayRange is the range of checkpoints of a day's data: its first full

@@ -356,19 +356,40 @@ func (e RestoreItemKind) Valid() bool {
 
 // Defines values for RestoreItemStatus.
 const (
-	AlreadyRestored RestoreItemStatus = "already-restored"
-	Planned         RestoreItemStatus = "planned"
-	Restored        RestoreItemStatus = "restored"
+	AlreadyPresent RestoreItemStatus = "already-present"
+	Planned        RestoreItemStatus = "planned"
+	Restored       RestoreItemStatus = "restored"
 )
 
 // Valid indicates whether the value is a known member of the RestoreItemStatus enum.
 func (e RestoreItemStatus) Valid() bool {
 	switch e {
-	case AlreadyRestored:
+	case AlreadyPresent:
 		return true
 	case Planned:
 		return true
 	case Restored:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RestoreProgressPhase.
+const (
+	Apply    RestoreProgressPhase = "apply"
+	Plan     RestoreProgressPhase = "plan"
+	Validate RestoreProgressPhase = "validate"
+)
+
+// Valid indicates whether the value is a known member of the RestoreProgressPhase enum.
+func (e RestoreProgressPhase) Valid() bool {
+	switch e {
+	case Apply:
+		return true
+	case Plan:
+		return true
+	case Validate:
 		return true
 	default:
 		return false
@@ -496,7 +517,7 @@ type AdvanceClockStreamLine struct {
 
 // AuditRecord defines model for AuditRecord.
 type AuditRecord struct {
-	// Action restore-key, restore-secret, ...
+	// Action restore (one record per batch of a restore, listing its keys and secrets), reset, ...; restore-key and restore-secret in records written before batches
 	Action string `json:"action"`
 
 	// Actor the account that acted
@@ -514,6 +535,12 @@ type AuditRecord struct {
 
 	// Item the key ID or secret name, when one
 	Item string `json:"item"`
+
+	// Keys restore: the keys the batch wrote (omitted otherwise)
+	Keys *[]string `json:"keys,omitempty"`
+
+	// Secrets restore: the secrets the batch wrote (omitted otherwise)
+	Secrets *[]string `json:"secrets,omitempty"`
 
 	// Target the instance or object acted on
 	Target string `json:"target"`
@@ -914,8 +941,10 @@ type RestoreItem struct {
 	Id string `json:"id"`
 
 	// KeyId secrets: the key of the newest version
-	KeyId  *string           `json:"key_id,omitempty"`
-	Kind   RestoreItemKind   `json:"kind"`
+	KeyId *string         `json:"key_id,omitempty"`
+	Kind  RestoreItemKind `json:"kind"`
+
+	// Status already-present: the target holds it, identical to the backup's; it is skipped
 	Status RestoreItemStatus `json:"status"`
 
 	// Versions restored with all of them
@@ -925,27 +954,39 @@ type RestoreItem struct {
 // RestoreItemKind defines model for RestoreItem.Kind.
 type RestoreItemKind string
 
-// RestoreItemStatus defines model for RestoreItem.Status.
+// RestoreItemStatus already-present: the target holds it, identical to the backup's; it is skipped
 type RestoreItemStatus string
 
 // RestorePlan defines model for RestorePlan.
 type RestorePlan struct {
-	// At the time of checkpoint to_seq; omitted when the backup or day cannot be read
+	// At the instant the restored state is at (for a whole day, its last checkpoint); omitted when the backup or day cannot be read
 	At     *time.Time         `json:"at,omitempty"`
 	Backup string             `json:"backup"`
 	Day    openapi_types.Date `json:"day"`
 
-	// Findings every reason the plan cannot be applied; empty when it can
+	// Findings every reason the plan cannot be applied, the first 100 of each code; empty when it can
 	Findings []RestoreFinding `json:"findings"`
+
+	// FindingsOmitted per finding code, the findings not listed; omitted when none
+	FindingsOmitted *map[string]int `json:"findings_omitted,omitempty"`
 
 	// FromSeq the first checkpoint the items come from (0 when the backup or day cannot be read)
 	FromSeq int `json:"from_seq"`
 
-	// Items keys first, then secrets
+	// Items keys first, then secrets; the first 1,000 items of the plan (keys and secrets count them all)
 	Items []RestoreItem `json:"items"`
+
+	// Keys keys in the plan (omitted when none)
+	Keys *int `json:"keys,omitempty"`
+
+	// Present items of the plan already present in the target, identical to the backup's (omitted when none)
+	Present *int `json:"present,omitempty"`
 
 	// Region the target's region (empty when the target is not found)
 	Region string `json:"region"`
+
+	// Secrets secrets in the plan (omitted when none)
+	Secrets *int `json:"secrets,omitempty"`
 
 	// Target the KMS instance restored into
 	Target string `json:"target"`
@@ -954,15 +995,28 @@ type RestorePlan struct {
 	ToSeq int `json:"to_seq"`
 }
 
-// RestoreRequest Name keys and/or secrets, or set all.
+// RestoreProgress defines model for RestoreProgress.
+type RestoreProgress struct {
+	// Done items of the phase done
+	Done  int                  `json:"done"`
+	Phase RestoreProgressPhase `json:"phase"`
+
+	// Total items of the phase
+	Total int `json:"total"`
+}
+
+// RestoreProgressPhase defines model for RestoreProgress.Phase.
+type RestoreProgressPhase string
+
+// RestoreRequest Name keys and/or secrets, or set all. Send Accept: application/x-ndjson to receive the answer as a stream of RestoreStreamLine: progress lines while the restore runs, then its result.
 type RestoreRequest struct {
 	// All restore every key and secret of the day's data; excludes keys and secrets
 	All *bool `json:"all,omitempty"`
 
-	// At optional RFC 3339 instant within day: restore from the last checkpoint at or before it
+	// At optional RFC 3339 instant of a viewable day (of day, when both are given): restore the state at that instant. Until the backups keep every event in a loadable form, that is the state of the last checkpoint at or before it (GET .../checkpoints lists them)
 	At *time.Time `json:"at,omitempty"`
 
-	// Day a viewable day of the backup instance, YYYY-MM-DD in its time zone: items are restored as they last stood within the day's data, before any deletion (may be omitted when from names an upload, which holds one day)
+	// Day a viewable day of the backup instance, YYYY-MM-DD in its time zone: items are restored as they last stood within the day's data, before any deletion (may be omitted when from names an upload, which holds one day, or when at is given: its day in the backup instance's time zone)
 	Day *openapi_types.Date `json:"day,omitempty"`
 
 	// DryRun only plan: check every condition, write nothing
@@ -986,17 +1040,31 @@ type RestoreRequest struct {
 
 // RestoreResult defines model for RestoreResult.
 type RestoreResult struct {
-	// AlreadyRestored items a previous attempt restored (retries are safe)
-	AlreadyRestored int `json:"already_restored"`
+	// AlreadyPresent items the target already held, identical to the backup's (restored before, by this restore cut short or an earlier one, or never deleted there): skipped, so retries are safe
+	AlreadyPresent int `json:"already_present"`
 
 	// Applied false for a dry run and for a plan with findings (nothing written)
-	Applied  bool        `json:"applied"`
+	Applied bool `json:"applied"`
+
+	// Batches atomic appends written to the target (each at most --restore-batch items, with one audit record listing them); omitted when none
+	Batches  *int        `json:"batches,omitempty"`
 	DryRun   bool        `json:"dry_run"`
 	Plan     RestorePlan `json:"plan"`
 	Restored int         `json:"restored"`
 
 	// Validation what the check of the target after an apply found: restored versions that differ from the backup, secrets that do not decrypt; empty when it matches
 	Validation []RestoreFinding `json:"validation"`
+
+	// ValidationOmitted per finding code, the validation findings not listed (the first 100 of each code are); omitted when none
+	ValidationOmitted *map[string]int `json:"validation_omitted,omitempty"`
+}
+
+// RestoreStreamLine one line of POST /v1/restores answered as application/x-ndjson: exactly one of progress, result, error. Progress lines come at the start and end of each phase, after each batch of the apply and every 1,000 items of a plan or validation; the last line is the result or the error.
+type RestoreStreamLine struct {
+	// Error an error: its class (code), what went wrong (message) and, when there is one, what to do (hint)
+	Error    *ErrorDetail     `json:"error,omitempty"`
+	Progress *RestoreProgress `json:"progress,omitempty"`
+	Result   *RestoreResult   `json:"result,omitempty"`
 }
 
 // RotateSecretRequest defines model for RotateSecretRequest.
@@ -1693,7 +1761,7 @@ type ClientInterface interface {
 
 	// RestoreWithBody Restore keys and secrets (or everything) of a backup instance's viewable day into a KMS instance, or only plan it (dry_run)
 	//
-	// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, each item all or nothing with an audit record, and the target is validated against the backup (validation). Retrying is safe: items already restored are recognised (status already-restored). The call is synchronous: it returns when every item is restored.
+	// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, in batches each written all or nothing with one audit record listing its items, and the target is validated against the backup (validation). Retrying is safe, also after a restore cut short: items the target already holds, identical to the backup's, are skipped (status already-present). The plain call returns when every item is restored; with Accept: application/x-ndjson the answer streams the progress.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1702,7 +1770,7 @@ type ClientInterface interface {
 
 	// Restore Restore keys and secrets (or everything) of a backup instance's viewable day into a KMS instance, or only plan it (dry_run)
 	//
-	// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, each item all or nothing with an audit record, and the target is validated against the backup (validation). Retrying is safe: items already restored are recognised (status already-restored). The call is synchronous: it returns when every item is restored.
+	// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, in batches each written all or nothing with one audit record listing its items, and the target is validated against the backup (validation). Retrying is safe, also after a restore cut short: items the target already holds, identical to the backup's, are skipped (status already-present). The plain call returns when every item is restored; with Accept: application/x-ndjson the answer streams the progress.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2563,7 +2631,7 @@ func (c *Client) GetSecretValue(ctx context.Context, name string, params *GetSec
 
 // RestoreWithBody Restore keys and secrets (or everything) of a backup instance's viewable day into a KMS instance, or only plan it (dry_run)
 //
-// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, each item all or nothing with an audit record, and the target is validated against the backup (validation). Retrying is safe: items already restored are recognised (status already-restored). The call is synchronous: it returns when every item is restored.
+// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, in batches each written all or nothing with one audit record listing its items, and the target is validated against the backup (validation). Retrying is safe, also after a restore cut short: items the target already holds, identical to the backup's, are skipped (status already-present). The plain call returns when every item is restored; with Accept: application/x-ndjson the answer streams the progress.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2582,7 +2650,7 @@ func (c *Client) RestoreWithBody(ctx context.Context, contentType string, body i
 
 // Restore Restore keys and secrets (or everything) of a backup instance's viewable day into a KMS instance, or only plan it (dry_run)
 //
-// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, each item all or nothing with an audit record, and the target is validated against the backup (validation). Retrying is safe: items already restored are recognised (status already-restored). The call is synchronous: it returns when every item is restored.
+// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, in batches each written all or nothing with one audit record listing its items, and the target is validated against the backup (validation). Retrying is safe, also after a restore cut short: items the target already holds, identical to the backup's, are skipped (status already-present). The plain call returns when every item is restored; with Accept: application/x-ndjson the answer streams the progress.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -5217,7 +5285,7 @@ type ClientWithResponsesInterface interface {
 
 	// RestoreWithBodyWithResponse Restore keys and secrets (or everything) of a backup instance's viewable day into a KMS instance, or only plan it (dry_run)
 	//
-	// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, each item all or nothing with an audit record, and the target is validated against the backup (validation). Retrying is safe: items already restored are recognised (status already-restored). The call is synchronous: it returns when every item is restored.
+	// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, in batches each written all or nothing with one audit record listing its items, and the target is validated against the backup (validation). Retrying is safe, also after a restore cut short: items the target already holds, identical to the backup's, are skipped (status already-present). The plain call returns when every item is restored; with Accept: application/x-ndjson the answer streams the progress.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5226,7 +5294,7 @@ type ClientWithResponsesInterface interface {
 
 	// RestoreWithResponse Restore keys and secrets (or everything) of a backup instance's viewable day into a KMS instance, or only plan it (dry_run)
 	//
-	// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, each item all or nothing with an audit record, and the target is validated against the backup (validation). Retrying is safe: items already restored are recognised (status already-restored). The call is synchronous: it returns when every item is restored.
+	// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, in batches each written all or nothing with one audit record listing its items, and the target is validated against the backup (validation). Retrying is safe, also after a restore cut short: items the target already holds, identical to the backup's, are skipped (status already-present). The plain call returns when every item is restored; with Accept: application/x-ndjson the answer streams the progress.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -8729,7 +8797,7 @@ func (c *ClientWithResponses) GetSecretValueWithResponse(ctx context.Context, na
 
 // RestoreWithBodyWithResponse Restore keys and secrets (or everything) of a backup instance's viewable day into a KMS instance, or only plan it (dry_run)
 //
-// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, each item all or nothing with an audit record, and the target is validated against the backup (validation). Retrying is safe: items already restored are recognised (status already-restored). The call is synchronous: it returns when every item is restored.
+// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, in batches each written all or nothing with one audit record listing its items, and the target is validated against the backup (validation). Retrying is safe, also after a restore cut short: items the target already holds, identical to the backup's, are skipped (status already-present). The plain call returns when every item is restored; with Accept: application/x-ndjson the answer streams the progress.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8744,7 +8812,7 @@ func (c *ClientWithResponses) RestoreWithBodyWithResponse(ctx context.Context, c
 
 // RestoreWithResponse Restore keys and secrets (or everything) of a backup instance's viewable day into a KMS instance, or only plan it (dry_run)
 //
-// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, each item all or nothing with an audit record, and the target is validated against the backup (validation). Retrying is safe: items already restored are recognised (status already-restored). The call is synchronous: it returns when every item is restored.
+// The plan checks every condition and reports all failures together as findings. A plan with findings is answered 200 with applied false and nothing written. Otherwise keys are restored before secrets, in batches each written all or nothing with one audit record listing its items, and the target is validated against the backup (validation). Retrying is safe, also after a restore cut short: items the target already holds, identical to the backup's, are skipped (status already-present). The plain call returns when every item is restored; with Accept: application/x-ndjson the answer streams the progress.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -10800,6 +10868,9 @@ func ParseRestoreResponse(rsp *http.Response) (*RestoreResponse, error) {
 			return nil, err
 		}
 		response.JSON422 = &dest
+
+	case rsp.StatusCode == 200:
+		// Content-type (application/x-ndjson) unsupported
 
 	}
 

@@ -120,7 +120,7 @@ func TestRestoreAtRandomInstantEqualsReplay(t *testing.T) {
 	for round := range 3 {
 		c := cps[rng.IntN(len(cps))]
 		target := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: fmt.Sprint("eu-restore-", round), KeyQuota: 1000, SecretQuota: 1000}))
-		res := Must(e.Restores.Restore(ctx, e.Caller, commands.RestoreRequest{From: b.ID, Day: string(c.Day),
+		res := Must(restore(t, e, RestoreReq{From: b.ID, Day: string(c.Day),
 			At: c.At.Format(time.RFC3339), All: true, ToInstance: target.ID}))
 		if !res.Applied || len(res.Validation) != 0 {
 			t.Fatalf("restore at checkpoint %d (%s): applied %v, findings %+v, validation %+v", c.Seq, c.At, res.Applied, res.Plan.Findings, res.Validation)
@@ -131,10 +131,10 @@ func TestRestoreAtRandomInstantEqualsReplay(t *testing.T) {
 			t.Fatalf("restore at checkpoint %d (%s) differs from the log replayed to revision %d (-log +restored):\n%s", c.Seq, c.At, c.Next, diff)
 		}
 		// A second apply is a no-op.
-		again := Must(e.Restores.Restore(ctx, e.Caller, commands.RestoreRequest{From: b.ID, Day: string(c.Day),
+		again := Must(restore(t, e, RestoreReq{From: b.ID, Day: string(c.Day),
 			At: c.At.Format(time.RFC3339), All: true, ToInstance: target.ID}))
-		if !again.Applied || again.Restored != 0 || again.AlreadyRestored != len(res.Plan.Items) {
-			t.Fatalf("retry: applied %v restored %d already %d of %d; findings %+v", again.Applied, again.Restored, again.AlreadyRestored, len(res.Plan.Items), again.Plan.Findings)
+		if !again.Applied || again.Restored != 0 || again.AlreadyPresent != len(res.Plan.Items) {
+			t.Fatalf("retry: applied %v restored %d already %d of %d; findings %+v", again.Applied, again.Restored, again.AlreadyPresent, len(res.Plan.Items), again.Plan.Findings)
 		}
 	}
 }

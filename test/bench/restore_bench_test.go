@@ -3,56 +3,19 @@ package bench
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 )
 
 // peakHeap samples the heap while fn runs and returns fn's duration and
-// the peak heap in use above what was in use before.
+// the peak heap in use above what was in use before (after one collection).
 func peakHeap(fn func() error) (time.Duration, uint64, error) {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base := ms.HeapInuse
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(2 * time.Millisecond)
-		defer t.Stop()
-		var m runtime.MemStats
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				runtime.ReadMemStats(&m)
-				if m.HeapInuse > peak.Load() {
-					peak.Store(m.HeapInuse)
-				}
-			}
-		}
-	}()
-	start := time.Now()
-	err := fn()
-	d := time.Since(start)
-	close(stop)
-	<-done
-	runtime.ReadMemStats(&ms)
-	p := max(peak.Load(), ms.HeapInuse)
-	if p < base {
-		return d, 0, err
-	}
-	return d, p - base, err
+	u, err := heapPeaks(fn, 1)
+	return u.took, u.inuse, err
 }
 
 // BenchmarkRestoreToDay measures, in one run, restoring everything of a
@@ -131,49 +94,18 @@ func BenchmarkRestoreToDay(b *testing.B) {
 	}
 	b.Logf("built %d keys, %d secrets, %d days in %s", nKeys, nSecrets, days, time.Since(buildStart).Round(time.Second))
 	day := string(domain.DayOf(e.clock.Now().Add(-time.Hour), time.UTC))
-	rs := &commands.Restores{Backups: e.backups, KMS: e.kms}
+	rs := &commands.Restores{Backups: e.backups, KMS: e.kms, Sources: &commands.ReadModelSources{State: e.proj}}
 	target, err := e.kms.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: "eu-bench-1", KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 	if err != nil {
 		b.Fatal(err)
 	}
-	ref := bkp.DataRef()
 
 	// Restore read: the plan (every item as it stood within the day), then
 	// every version of every item, key material opened.
 	var items, versions int
-	restoreRead := func() error {
-		plan, err := rs.PlanRestore(ctx, e.caller, commands.RestoreRequest{From: bkp.ID, Day: day, All: true, ToInstance: target.ID})
-		if err != nil {
-			return err
-		}
-		if len(plan.Findings) > 0 {
-			return fmt.Errorf("plan findings: %+v", plan.Findings[0])
-		}
-		items, versions = len(plan.Items), 0
-		// As Restore reads them: every item's versions in one merged scan.
-		sorted := make([]backupdata.Item, len(plan.Items))
-		for i, it := range plan.Items {
-			sorted[i] = backupdata.Item{Kind: it.Kind, ID: it.ID, Versions: it.Versions, CreateSeq: it.CreateSeq}
-		}
-		slices.SortFunc(sorted, func(a, b backupdata.Item) int {
-			if c := strings.Compare(a.Kind, b.Kind); c != 0 {
-				return c
-			}
-			return strings.Compare(a.ID, b.ID)
-		})
-		return backupdata.VersionsOf(e.proj, ref, sorted, func(i int, vs []backupdata.Version) error {
-			for _, v := range vs {
-				versions++
-				if sorted[i].Kind == backupdata.KindKey {
-					pt, err := e.env.Open(ctx, ref, v.Material, commands.BackupAAD(bkp.Account, ref, v.SealedBy))
-					if err != nil {
-						return err
-					}
-					pt.Wipe()
-				}
-			}
-			return nil
-		})
+	restoreRead := func() (err error) {
+		items, versions, err = readWholeDay(ctx, rs, e.caller, bkp, domain.Day(day), target.ID)
+		return err
 	}
 	// Genesis replay: every event of the KMS stream from revision 0,
 	// decoded, key material opened, state with versions built.
@@ -260,14 +192,55 @@ func BenchmarkRestoreToDay(b *testing.B) {
 	for _, i := range k.live[:2000] {
 		keysToRestore = append(keysToRestore, string(k.ids[i]))
 	}
+	sel, err := domain.ParseRestoreSelection(false, keysToRestore, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	t0 := time.Now()
-	res, err := rs.Restore(ctx, e.caller, commands.RestoreRequest{From: bkp.ID, Day: day, Keys: keysToRestore, ToInstance: target.ID})
+	res, err := rs.Restore(ctx, e.caller, commands.RestoreRequest{From: bkp.ID, Point: commands.RestorePoint{Day: domain.Day(day)}, Selection: sel, Target: target.ID}, nil)
 	if err != nil || !res.Applied || len(res.Validation) > 0 {
 		b.Fatalf("apply: %v %+v", err, res)
 	}
 	applied := time.Since(t0)
 	b.ReportMetric(float64(res.Restored)/applied.Seconds(), "applied_items/s")
 	b.Logf("applied restore of %d keys (with validation) in %s", res.Restored, applied)
+}
+
+// readWholeDay is a restore's read of a whole day: the plan of everything
+// into target (every item as it stood within the day, checked against the
+// target), then every version of every item from the restore source, key
+// material opened under the backup's data key. It returns the items and
+// versions read.
+func readWholeDay(ctx context.Context, rs *commands.Restores, c commands.Caller, bkp *domain.Backup, day domain.Day, target domain.InstanceID) (items, versions int, err error) {
+	point := commands.RestorePoint{Day: day}
+	plan, err := rs.PlanRestore(ctx, c, commands.RestoreRequest{From: bkp.ID, Point: point, Selection: domain.SelectAll(), Target: target}, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	if plan.FindingCount() > 0 {
+		return 0, 0, fmt.Errorf("plan findings: %+v", plan.Findings[0])
+	}
+	src, err := rs.Sources.Open(ctx, bkp, point, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer src.Close()
+	ref := bkp.DataRef()
+	err = src.Each(ctx, commands.ItemRef{}, func(it *commands.BackedUpItem) error {
+		items++
+		for _, v := range it.Versions {
+			versions++
+			if it.Kind == domain.RestoreKey {
+				pt, err := rs.Backups.Sealer.Open(ctx, ref, v.Material, commands.BackupAAD(bkp.Account, ref, v.SealedBy))
+				if err != nil {
+					return err
+				}
+				pt.Wipe()
+			}
+		}
+		return nil
+	})
+	return items, versions, err
 }
 
 func medianDur(xs []time.Duration) time.Duration {

@@ -570,19 +570,35 @@ func TestConsoleTour(t *testing.T) {
 	if len(points) < 3 || points[0] != "the day's last backup" || !strings.Contains(points[1], "full backup") {
 		t.Fatalf("points in time offered: %q", points)
 	}
-	p.run(chromedp.SetValue(css("#at"), "2026-05-01T09:30:00Z"), chromedp.Click(css(`#dialog button[type=submit]`)),
-		chromedp.WaitVisible(css(`#dialog .plan-items`)))
-	p.wantText("#dialog", "backup state at 2026-05-01 09:30:00 UTC")
-	if v := get(p, chromedp.Text(css(`#dialog .plan-items tbody td:nth-of-type(2)`))); v != "1" {
+	// planVersions plans the key's restore at a point chosen in field (none:
+	// the whole day) and returns the versions the plan offers; the dialog
+	// stays open.
+	planVersions := func(field, value string) string {
+		if field != "" {
+			p.run(chromedp.SetValue(css(field), value))
+		}
+		p.run(chromedp.Click(css(`#dialog button[type=submit]`)), chromedp.WaitVisible(css(`#dialog .plan-items`)))
+		return get(p, chromedp.Text(css(`#dialog .plan-items tbody td:nth-of-type(2)`)))
+	}
+	closeDialog := func() { p.run(chromedp.Click(css(`#dialog [data-close]`)), chromedp.WaitNotVisible(css("#dialog"))) }
+	if v := planVersions("#at", "2026-05-01T09:30:00Z"); v != "1" {
 		t.Fatalf("restoring at the first backup offers %s versions of the key, want 1 (it was rotated after)", v)
 	}
-	p.run(chromedp.Click(css(`#dialog [data-close]`)), chromedp.WaitNotVisible(css("#dialog")))
+	p.wantText("#dialog", "backup state at 2026-05-01 09:30:00 UTC")
+	closeDialog()
 	p.dialog(`a[aria-label="Restore key `+pay+`"]`, "#at")
-	p.run(chromedp.Click(css(`#dialog button[type=submit]`)), chromedp.WaitVisible(css(`#dialog .plan-items`)))
-	if v := get(p, chromedp.Text(css(`#dialog .plan-items tbody td:nth-of-type(2)`))); v != "2" {
+	if v := planVersions("", ""); v != "2" {
 		t.Fatalf("restoring the day's last backup offers %s versions of the key, want 2", v)
 	}
-	p.run(chromedp.Click(css(`#dialog [data-close]`)), chromedp.WaitNotVisible(css("#dialog")))
+	closeDialog()
+	// Any instant of the day, typed in: the state of the last backup at or
+	// before it.
+	p.dialog(`a[aria-label="Restore key `+pay+`"]`, "#at_instant")
+	if v := planVersions("#at_instant", "2026-05-01T09:32:00Z"); v != "1" {
+		t.Fatalf("restoring at 09:32 offers %s versions of the key, want 1", v)
+	}
+	p.wantText("#dialog", "backup state at 2026-05-01 09:30:00 UTC")
+	closeDialog()
 
 	// Verify the whole chain from its row.
 	row := "#row-" + bkp
