@@ -71,7 +71,7 @@ func (s *Server) devRoutes(rt *Router) {
 		}
 		var st *ndjsonWriter
 		var progress func(from, now, to time.Time)
-		if acceptsNDJSON(r) {
+		if wantsNDJSON(r) {
 			st = &ndjsonWriter{w: w}
 			var last time.Time
 			progress = func(from, now, to time.Time) {

@@ -24,13 +24,13 @@ const ndjsonType = "application/x-ndjson"
 // StreamLine is one line of a streamed answer: exactly one of Progress,
 // Result and Error.
 type StreamLine[P, R any] struct {
-	Progress *P          `json:"progress,omitempty"`
-	Result   *R          `json:"result,omitempty"`
+	Progress *P           `json:"progress,omitempty"`
+	Result   *R           `json:"result,omitempty"`
 	Error    *ErrorDetail `json:"error,omitempty"`
 }
 
-// acceptsNDJSON reports whether the request asks for a streamed answer.
-func acceptsNDJSON(r *http.Request) bool {
+// wantsNDJSON reports whether the request asks for a streamed answer.
+func wantsNDJSON(r *http.Request) bool {
 	for _, a := range r.Header.Values("Accept") {
 		for part := range strings.SplitSeq(a, ",") {
 			if mt, _, _ := strings.Cut(strings.TrimSpace(part), ";"); strings.EqualFold(mt, ndjsonType) {
@@ -90,8 +90,9 @@ func finish[P, R any](st *ndjsonWriter, res R, err error) (any, error) {
 // progress with each progress line, then returns the result, or the error
 // line as an *APIError. A server that answers with one JSON document gives
 // no progress. An answer that ends before its result is
-// domain.ErrUnavailable.
-func doStream[P, R any](ctx context.Context, c *Client, method, path string, query url.Values, body any, progress func(P)) (R, error) {
+// domain.ErrUnavailable, with cut as its hint (what to do about work that
+// may be half done).
+func doStream[P, R any](ctx context.Context, c *Client, method, path string, query url.Values, body any, progress func(P), cut string) (R, error) {
 	op := method + " " + path
 	var out R
 	b, err := json.Marshal(body)
@@ -119,26 +120,15 @@ func doStream[P, R any](ctx context.Context, c *Client, method, path string, que
 			if ctx.Err() != nil {
 				return out, ctx.Err()
 			}
-			return out, domain.Errorf(domain.ErrUnavailable, op, "", "", "the answer ended before the result: %v", err)
+			return out, domain.Errorf(domain.ErrUnavailable, op, "", cut, "the answer ended before the result: %v", err)
 		}
 		switch {
 		case l.Error != nil:
-			return out, &APIError{Status: statusOfCode(l.Error.Code), ErrorDetail: *l.Error}
+			return out, &APIError{Status: statusOf(l.Error.Code), ErrorDetail: *l.Error}
 		case l.Result != nil:
 			return *l.Result, nil
 		case l.Progress != nil && progress != nil:
 			progress(*l.Progress)
 		}
 	}
-}
-
-// statusOfCode is the status an error code is answered with (500 for an
-// unknown one), for an error that arrives in a stream after the status.
-func statusOfCode(code string) int {
-	for _, c := range errorCodes {
-		if c.code == code {
-			return c.status
-		}
-	}
-	return http.StatusInternalServerError
 }

@@ -451,11 +451,7 @@ type RestoreProgress struct {
 
 // RestoreStreamLine is one line of POST /v1/restores answered as NDJSON:
 // progress lines, then one line with the result or the error.
-type RestoreStreamLine struct {
-	Progress *RestoreProgress `json:"progress,omitempty"`
-	Result   *RestoreResult   `json:"result,omitempty"`
-	Error    *ErrorDetail     `json:"error,omitempty"`
-}
+type RestoreStreamLine = StreamLine[RestoreProgress, RestoreResult]
 
 // ReplayState is GET /v1/backup-instances/{id}/replay: the keys and secrets
 // of a backup instance at checkpoint Seq (taken at At), with a digest per

@@ -106,7 +106,7 @@ progress bar there shows the clock as the server moves it.`,
 				return err
 			}
 			var res httpapi.AdvanceClockResponse
-			if bar := newProgressBar(a.stderr, "advancing the clock", int64(d/time.Minute)); bar != nil {
+			if bar := newProgressBar(a.stderr, "advancing the clock", int64(d/time.Minute), false); bar != nil {
 				res, err = c.AdvanceClockWithProgress(cmd.Context(), args[0], func(p httpapi.AdvanceClockProgress) {
 					bar.describe("clock at " + p.Now.Format("2006-01-02 15:04Z07:00"))
 					bar.set(int64(p.Now.Sub(p.From)/time.Minute), int64(p.To.Sub(p.From)/time.Minute))

@@ -9,8 +9,8 @@ import (
 )
 
 // progressBar is the command line's progress bar for long operations the
-// server reports as they go (a streamed answer: dev clock advance; any
-// other long command can use it too). It draws on stderr with
+// server reports as they go (a streamed answer: dev clock advance, each
+// phase of restore --all). It draws on stderr with
 // github.com/schollz/progressbar, and only when stderr is a terminal: a
 // nil *progressBar (what newProgressBar returns otherwise) does nothing,
 // so callers need not check. Not safe for concurrent use.
@@ -20,18 +20,24 @@ type progressBar struct {
 }
 
 // newProgressBar starts a bar of total steps on w, with a description
-// before it; nil when w is not a terminal.
-func newProgressBar(w io.Writer, description string, total int64) *progressBar {
+// before it and, when count is set, the steps done after it ("2/5"); nil
+// when w is not a terminal.
+func newProgressBar(w io.Writer, description string, total int64, count bool) *progressBar {
 	if !isTerminal(w) {
 		return nil
 	}
-	return &progressBar{w: w, bar: progressbar.NewOptions64(max(total, 1),
+	opts := []progressbar.Option{
 		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription(description),
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionSetRenderBlankState(true))}
+		progressbar.OptionThrottle(100 * time.Millisecond),
+		progressbar.OptionSetRenderBlankState(true),
+	}
+	if count {
+		opts = append(opts, progressbar.OptionShowCount())
+	}
+	return &progressBar{w: w, bar: progressbar.NewOptions64(max(total, 1), opts...)}
 }
 
 // set shows done steps of total (the total may change as the work is
@@ -54,13 +60,14 @@ func (b *progressBar) describe(description string) {
 	b.bar.Describe(description)
 }
 
-// finish ends the bar on a line of its own: full when the work succeeded,
-// where it stood otherwise (the error follows it).
-func (b *progressBar) finish(ok bool) {
+// finish ends the bar on a line of its own: full when the work is done,
+// where it stands otherwise (a phase that ends there, or an error that
+// follows it).
+func (b *progressBar) finish(full bool) {
 	if b == nil {
 		return
 	}
-	if ok {
+	if full {
 		_ = b.bar.Finish()
 	} else {
 		_ = b.bar.Exit()
