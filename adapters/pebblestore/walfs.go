@@ -25,10 +25,12 @@ type walFS struct {
 }
 
 // reserveAhead is how far ahead of its writes the store reserves a log
-// file holding written bytes: an eighth of that, at least 64 KiB and at
-// most 4 MiB. So a log file takes at most an eighth more than it holds,
-// plus 64 KiB, and a growing one is extended a few times per MiB at most.
-func reserveAhead(written int64) int64 { return min(max(written/8, 64<<10), 4<<20) }
+// file holding written bytes: an eighth of that, at least 1 MiB and at most
+// 4 MiB. So a log file takes at most 1 MiB or an eighth more than it holds,
+// and a growing one is extended once per MiB at most. With 64 KiB at least,
+// 16 synced appenders on a new store were slower than with Pebble's own
+// reservation (docs/BENCHMARKS.md, "Disk use").
+func reserveAhead(written int64) int64 { return min(max(written/8, 1<<20), 4<<20) }
 
 func isWAL(name string) bool { return strings.HasSuffix(name, ".log") }
 
