@@ -59,23 +59,13 @@ func diskUsage(t *testing.T, dir string) usage {
 	return u
 }
 
-// tables is what the sstables of both databases take on disk: the data at
-// rest, compressed.
-func (u usage) tables() int64 {
+// onDisk is what the files whose names end in suffix take on disk: ".sst"
+// the data at rest (compressed sstables of both databases), ".log" the
+// write-ahead logs.
+func (u usage) onDisk(suffix string) int64 {
 	var n int64
 	for k, v := range u.byKind {
-		if strings.HasSuffix(k, ".sst") {
-			n += v[1]
-		}
-	}
-	return n
-}
-
-// logs is what the write-ahead log files take on disk.
-func (u usage) logs() int64 {
-	var n int64
-	for k, v := range u.byKind {
-		if strings.HasSuffix(k, ".log") {
+		if strings.HasSuffix(k, suffix) {
 			n += v[1]
 		}
 	}
@@ -225,8 +215,8 @@ func TestDiskUseCloseToTheData(t *testing.T) {
 
 	// The figures README.md quotes ("Disk use").
 	t.Logf("at rest (sstables): %d bytes a key, %d a secret; the backup of an instance of %d items with its first day: %d bytes",
-		(withKeys.tables()-start.tables())/keys, (withSecrets.tables()-withKeys.tables())/secrets,
-		(keys+secrets)/instances, stopped.tables()-withSecrets.tables())
+		(withKeys.onDisk(".sst")-start.onDisk(".sst"))/keys, (withSecrets.onDisk(".sst")-withKeys.onDisk(".sst"))/secrets,
+		(keys+secrets)/instances, stopped.onDisk(".sst")-withSecrets.onDisk(".sst"))
 	t.Logf("running, before a flush: the write-ahead logs took %d bytes a key created (%d of %d bytes in all)",
-		keysLive.logs()/keys, keysLive.logs(), keysLive.allocated)
+		keysLive.onDisk(".log")/keys, keysLive.onDisk(".log"), keysLive.allocated)
 }
