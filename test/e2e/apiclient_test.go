@@ -131,9 +131,12 @@ func TestGeneratedClientIsCurrent(t *testing.T) {
 	if err := os.WriteFile(docPath, doc, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// The configuration's output (client.gen.go) is relative to the working
+	// directory: the temporary one, outside the module (go run pkg@version
+	// needs none).
 	out := filepath.Join(dir, "client.gen.go")
-	cmd := exec.Command("go", "run", generator, "-config", filepath.Join(pkg, "oapi-codegen.yaml"), "-o", out, docPath)
-	cmd.Dir = dir // outside the module: go run pkg@version needs none
+	cmd := exec.Command("go", "run", generator, "-config", filepath.Join(pkg, "oapi-codegen.yaml"), docPath)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOFLAGS=")
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		if offline(string(msg)) {
