@@ -345,6 +345,24 @@ func (s *KMS) decryptWith(ctx context.Context, k *domain.Key, c domain.Ciphertex
 }
 
 // pageSize clamps a requested page size.
+// pageOf runs a listing's query from the position its page token holds
+// (token is "" for the first page, else the Next of a page of the listing
+// scope names: see domain.PageScope) and hands out the position of the
+// next page as a token (domain.PageToken). A token the listing did not
+// issue is domain.ErrInvalidArgument.
+func pageOf[T any](scope, token string, query func(cursor string) (projections.Page[T], error)) (projections.Page[T], error) {
+	cursor, err := domain.PageCursor(scope, token)
+	if err != nil {
+		return projections.Page[T]{}, err
+	}
+	p, err := query(cursor)
+	if err != nil {
+		return projections.Page[T]{}, err
+	}
+	p.Next = domain.PageToken(scope, p.Next)
+	return p, nil
+}
+
 func pageSize(n int) (int, error) {
 	switch {
 	case n == 0:

@@ -42,8 +42,9 @@ func (s *Backups) viewableDay(c Caller, op string, id domain.BackupID, day strin
 }
 
 // ListDayData lists one of the seven tabs of a viewable day's data: IDs or
-// names, version counts and change times; never material or values.
-func (s *Backups) ListDayData(c Caller, id domain.BackupID, day, tab, cursor string, size int) (projections.Page[backupdata.Item], error) {
+// names, version counts and change times; never material or values. token
+// is the Next of the previous page ("" for the first).
+func (s *Backups) ListDayData(c Caller, id domain.BackupID, day, tab, token string, size int) (projections.Page[backupdata.Item], error) {
 	const op = "list data"
 	t, err := backupdata.ParseTab(tab)
 	if err != nil {
@@ -57,7 +58,9 @@ func (s *Backups) ListDayData(c Caller, id domain.BackupID, day, tab, cursor str
 	if err != nil {
 		return projections.Page[backupdata.Item]{}, err
 	}
-	return backupdata.List(s.State, b.DataRef(), d, t, cursor, n)
+	return pageOf(domain.PageScope("data", string(c.Account), b.DataRef(), string(d), string(t)), token, func(cursor string) (projections.Page[backupdata.Item], error) {
+		return backupdata.List(s.State, b.DataRef(), d, t, cursor, n)
+	})
 }
 
 // DiffDays lists what was created, rotated and deleted between the end of

@@ -33,6 +33,9 @@ func TestEventDataRoundTrip(t *testing.T) {
 			Keys: []string{"key_x", "key_y"}, Secrets: []string{"db"}},
 		&domain.BackupSourceReleased{Instance: domain.NewInstanceID(id(2)), Next: 17, End: 300},
 		&domain.BackupFailing{Work: "incremental", Reason: "take backup: no data key", Since: t0, Attempts: 3},
+		&domain.AccountTokenReplaced{Account: domain.NewAccountID(id(1)), TokenHash: [32]byte{3, 4}},
+		&domain.SessionStarted{Session: [32]byte{5}, TokenHash: [32]byte{6}, ExpiresAt: t0},
+		&domain.SessionEnded{Session: [32]byte{7}},
 	}
 	for _, d := range all {
 		t.Run(d.EventType(), func(t *testing.T) {

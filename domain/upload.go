@@ -83,8 +83,9 @@ type UploadSegment struct {
 // in time order, and one must fall on h.Day in loc.
 func NewUpload(id BackupID, name string, h FileHeader, segs []UploadSegment, loc *time.Location) ([]EventData, error) {
 	const op = "upload"
-	if err := ValidateAlias(name); err != nil {
-		return nil, Invalid(op, "name must be 1 to %d printable characters", MaxAliasLength)
+	name, err := CleanAlias("upload name", name)
+	if err != nil {
+		return nil, err
 	}
 	if len(segs) == 0 {
 		return nil, BadBackupFile()

@@ -152,6 +152,12 @@ func (c *Client) CreateAccount(ctx context.Context, name string) (Account, error
 	return do[Account](ctx, c, "POST", "/v1/accounts", nil, CreateAccountRequest{Name: name})
 }
 
+// ReplaceAccountToken gives an account a new token (admin token); the new
+// token is in the result, the old one stops working.
+func (c *Client) ReplaceAccountToken(ctx context.Context, id string) (Account, error) {
+	return do[Account](ctx, c, "POST", "/v1/accounts/"+url.PathEscape(id)+"/token", nil, nil)
+}
+
 // ListAccounts lists accounts (admin token).
 func (c *Client) ListAccounts(ctx context.Context) (List[Account], error) {
 	return do[List[Account]](ctx, c, "GET", "/v1/accounts", nil, nil)
@@ -254,9 +260,14 @@ func (c *Client) DeleteSecret(ctx context.Context, name, region string) error {
 
 func backupPath(id string) string { return "/v1/backup-instances/" + url.PathEscape(id) }
 
-// ListBackupInstances lists backup instances.
-func (c *Client) ListBackupInstances(ctx context.Context, pageSize int, pageToken string) (List[BackupInstance], error) {
-	return do[List[BackupInstance]](ctx, c, "GET", "/v1/backup-instances", pageQuery(pageSize, pageToken), nil)
+// ListBackupInstances lists backup instances and uploads; released ones
+// only when all is set.
+func (c *Client) ListBackupInstances(ctx context.Context, all bool, pageSize int, pageToken string) (List[BackupInstance], error) {
+	q := pageQuery(pageSize, pageToken)
+	if all {
+		q.Set("all", "true")
+	}
+	return do[List[BackupInstance]](ctx, c, "GET", "/v1/backup-instances", q, nil)
 }
 
 // CreateBackupInstance creates a provisioned backup instance.
@@ -371,7 +382,7 @@ func (c *Client) DevClock(ctx context.Context) (DevClockView, error) {
 }
 
 // AdvanceClock moves a manual dev clock forward by duration (see
-// ParseAdvance), doing the scheduled work on the way.
+// domain.ParseClockAdvance), doing the scheduled work on the way.
 func (c *Client) AdvanceClock(ctx context.Context, duration string) (AdvanceClockResponse, error) {
 	return do[AdvanceClockResponse](ctx, c, "POST", "/v1/dev/clock/advance", nil, AdvanceClockRequest{Duration: duration})
 }

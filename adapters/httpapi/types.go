@@ -26,7 +26,8 @@ type ErrorDetail struct {
 	Hint    string `json:"hint,omitempty"`
 }
 
-// Account is an account; Token is set only in the response that created it.
+// Account is an account; Token is set only in the response that created it
+// or replaced its token.
 type Account struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
@@ -282,11 +283,14 @@ type DataItem struct {
 }
 
 // Checkpoint is one backup of a day: a point in time a restore can choose
-// (RestoreRequest.At).
+// (RestoreRequest.At). At is in UTC, as every time of the API; TimeZone
+// is the backup's zone, which its days are counted in (the command line
+// and the console show At in it).
 type Checkpoint struct {
-	Seq  uint64 `json:"seq"`
-	At   string `json:"at"`
-	Full bool   `json:"full"`
+	Seq      uint64 `json:"seq"`
+	At       string `json:"at"`
+	Full     bool   `json:"full"`
+	TimeZone string `json:"time_zone"`
 }
 
 // DiffItem is one difference between the ends of two days.
@@ -323,8 +327,9 @@ type DevClockView struct {
 	Manual bool      `json:"manual"`
 }
 
-// AdvanceClockRequest is POST /v1/dev/clock/advance. Duration is a Go
-// duration ("90m", "48h") or a number of days ("31d"); see ParseAdvance.
+// AdvanceClockRequest is POST /v1/dev/clock/advance. Duration is a whole
+// number of seconds, minutes, hours or days, one unit ("90s", "5m", "48h",
+// "31d"); see domain.ParseClockAdvance.
 type AdvanceClockRequest struct {
 	Duration string `json:"duration"`
 }
@@ -609,7 +614,7 @@ func dataItemView(it backupdata.Item) DataItem {
 func checkpointsView(cs []commands.DayCheckpoint) List[Checkpoint] {
 	out := List[Checkpoint]{Items: make([]Checkpoint, 0, len(cs))}
 	for _, c := range cs {
-		out.Items = append(out.Items, Checkpoint{Seq: c.Seq, At: c.At.UTC().Format(time.RFC3339), Full: c.Full})
+		out.Items = append(out.Items, Checkpoint{Seq: c.Seq, At: c.At.UTC().Format(time.RFC3339), Full: c.Full, TimeZone: c.Zone})
 	}
 	return out
 }

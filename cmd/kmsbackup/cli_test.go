@@ -271,7 +271,7 @@ func TestExitCodes(t *testing.T) {
 func TestExitCodeTable(t *testing.T) {
 	for _, k := range []error{domain.ErrInvalidArgument, domain.ErrNotFound, domain.ErrAlreadyExists, domain.ErrQuotaExceeded,
 		domain.ErrFailedPrecondition, domain.ErrWrongExpectedRevision, domain.ErrUnauthenticated, domain.ErrPermissionDenied,
-		domain.ErrCorrupt, domain.ErrUnavailable} {
+		domain.ErrCorrupt, domain.ErrUnavailable, domain.ErrTooManyRequests} {
 		code, ok := exitCodes[k]
 		if !ok {
 			t.Errorf("%v has no exit code", k)

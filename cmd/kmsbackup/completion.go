@@ -181,7 +181,7 @@ func (a *app) completeIDs(cmd *cobra.Command, kind idKind) []string {
 		}
 	case idBackupInstance, idBackup:
 		err = eachPage(func(token string) (string, error) {
-			l, err := c.ListBackupInstances(ctx, 0, token)
+			l, err := c.ListBackupInstances(ctx, false, 0, token)
 			for _, b := range l.Items {
 				if kind == idBackupInstance && b.Kind == "upload" {
 					continue

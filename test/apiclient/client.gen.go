@@ -164,6 +164,7 @@ const (
 	NotFound           ErrorDetailCode = "not_found"
 	PermissionDenied   ErrorDetailCode = "permission_denied"
 	QuotaExceeded      ErrorDetailCode = "quota_exceeded"
+	TooManyRequests    ErrorDetailCode = "too_many_requests"
 	Unauthenticated    ErrorDetailCode = "unauthenticated"
 	Unavailable        ErrorDetailCode = "unavailable"
 )
@@ -188,6 +189,8 @@ func (e ErrorDetailCode) Valid() bool {
 	case PermissionDenied:
 		return true
 	case QuotaExceeded:
+		return true
+	case TooManyRequests:
 		return true
 	case Unauthenticated:
 		return true
@@ -493,7 +496,7 @@ type AdvanceClockProgress struct {
 
 // AdvanceClockRequest defines model for AdvanceClockRequest.
 type AdvanceClockRequest struct {
-	// Duration a positive Go duration (5m, 48h) or days (31d), at most 400 days
+	// Duration a whole number and one unit, s, m, h or d (90s, 5m, 48h, 31d; not 1h30m or 500ms), at most 400 days
 	Duration string `json:"duration"`
 }
 
@@ -584,13 +587,15 @@ type BackupInstance struct {
 	Failing *BackupFailing `json:"failing,omitempty"`
 
 	// FileId uploads: the downloaded file's ID
-	FileId            *string            `json:"file_id,omitempty"`
-	Generation        *int32             `json:"generation,omitempty"`
-	Id                string             `json:"id"`
-	Kind              BackupInstanceKind `json:"kind"`
-	KmsInstance       *string            `json:"kms_instance,omitempty"`
-	LastFullAt        *time.Time         `json:"last_full_at,omitempty"`
-	LastIncrementalAt *time.Time         `json:"last_incremental_at,omitempty"`
+	FileId     *string            `json:"file_id,omitempty"`
+	Generation *int32             `json:"generation,omitempty"`
+	Id         string             `json:"id"`
+	Kind       BackupInstanceKind `json:"kind"`
+
+	// KmsInstance the bound KMS instance; empty when not enabled, and once released
+	KmsInstance       *string    `json:"kms_instance,omitempty"`
+	LastFullAt        *time.Time `json:"last_full_at,omitempty"`
+	LastIncrementalAt *time.Time `json:"last_incremental_at,omitempty"`
 
 	// LastScrub GET of one instance only: the last background verification of the instance's current data by the server that answers; absent until one has run
 	LastScrub *LastScrub `json:"last_scrub,omitempty"`
@@ -606,7 +611,7 @@ type BackupInstance struct {
 	SourceReleased *SourceReleased     `json:"source_released,omitempty"`
 	State          BackupInstanceState `json:"state"`
 
-	// TimeZone IANA time zone of the instance's days and midnight full backups
+	// TimeZone IANA time zone of the instance's days and midnight full backups: the region's unless it was enabled with another (empty while not enabled). Every time here is UTC; the CLI and the console show them in this zone
 	TimeZone *string `json:"time_zone,omitempty"`
 
 	// UploadDay uploads: the day the file held, YYYY-MM-DD in time_zone
@@ -628,7 +633,7 @@ type BackupInstanceList struct {
 
 // Checkpoint defines model for Checkpoint.
 type Checkpoint struct {
-	// At the instant it covers up to; pass it as a restore's at
+	// At the instant it covers up to, in UTC; pass it as a restore's at
 	At time.Time `json:"at"`
 
 	// Full a full backup (else an incremental)
@@ -636,6 +641,9 @@ type Checkpoint struct {
 
 	// Seq the checkpoint's sequence number in the backup instance's chain
 	Seq int `json:"seq"`
+
+	// TimeZone the backup's IANA time zone, which its days are counted in
+	TimeZone string `json:"time_zone"`
 }
 
 // CheckpointList defines model for CheckpointList.
@@ -666,6 +674,7 @@ type CreateInstanceRequest struct {
 
 // CreateKeyRequest defines model for CreateKeyRequest.
 type CreateKeyRequest struct {
+	// Description at most 1024 characters, kept without surrounding white space; newlines and tabs allowed, other control characters and bidi characters not
 	Description *string `json:"description,omitempty"`
 	Instance    string  `json:"instance"`
 }
@@ -758,10 +767,11 @@ type DownloadRequest struct {
 
 // EnableBackupInstanceRequest defines model for EnableBackupInstanceRequest.
 type EnableBackupInstanceRequest struct {
+	// Alias kept without surrounding white space; no control or bidi characters
 	Alias       string `json:"alias"`
 	KmsInstance string `json:"kms_instance"`
 
-	// TimeZone IANA name, e.g. Asia/Shanghai
+	// TimeZone IANA time zone name, e.g. Asia/Shanghai (not Local, Factory, posixrules, right/... or posix/...); default: the region's (cn-hangzhou: Asia/Shanghai; UTC for a region kmsbackup does not know)
 	TimeZone *string `json:"time_zone,omitempty"`
 }
 
@@ -1185,7 +1195,7 @@ type ListAuditParams struct {
 	Since    *time.Time `form:"since,omitempty" json:"since,omitempty"`
 	PageSize *int       `form:"page_size,omitempty" json:"page_size,omitempty"`
 
-	// PageToken next_page_token of the previous page
+	// PageToken next_page_token of the previous page, unchanged, with the same filters; a token this listing did not issue is refused (400)
 	PageToken *string `form:"page_token,omitempty" json:"page_token,omitempty"`
 }
 
@@ -1193,8 +1203,11 @@ type ListAuditParams struct {
 type ListBackupInstancesParams struct {
 	PageSize *int `form:"page_size,omitempty" json:"page_size,omitempty"`
 
-	// PageToken next_page_token of the previous page
+	// PageToken next_page_token of the previous page, unchanged, with the same filters; a token this listing did not issue is refused (400)
 	PageToken *string `form:"page_token,omitempty" json:"page_token,omitempty"`
+
+	// All true: list released backup instances too (hidden by default; a released row has no KMS binding)
+	All *bool `form:"all,omitempty" json:"all,omitempty"`
 }
 
 // ListDayCheckpointsParams defines parameters for ListDayCheckpoints.
@@ -1210,7 +1223,7 @@ type ListDayDataParams struct {
 	Tab      ListDayDataParamsTab `form:"tab" json:"tab"`
 	PageSize *int                 `form:"page_size,omitempty" json:"page_size,omitempty"`
 
-	// PageToken next_page_token of the previous page
+	// PageToken next_page_token of the previous page, unchanged, with the same filters; a token this listing did not issue is refused (400)
 	PageToken *string `form:"page_token,omitempty" json:"page_token,omitempty"`
 }
 
@@ -1245,7 +1258,7 @@ type TailEventsParams struct {
 type ListInstancesParams struct {
 	PageSize *int `form:"page_size,omitempty" json:"page_size,omitempty"`
 
-	// PageToken next_page_token of the previous page
+	// PageToken next_page_token of the previous page, unchanged, with the same filters; a token this listing did not issue is refused (400)
 	PageToken *string `form:"page_token,omitempty" json:"page_token,omitempty"`
 }
 
@@ -1254,7 +1267,7 @@ type ListKeysParams struct {
 	Instance string `form:"instance" json:"instance"`
 	PageSize *int   `form:"page_size,omitempty" json:"page_size,omitempty"`
 
-	// PageToken next_page_token of the previous page
+	// PageToken next_page_token of the previous page, unchanged, with the same filters; a token this listing did not issue is refused (400)
 	PageToken *string `form:"page_token,omitempty" json:"page_token,omitempty"`
 }
 
@@ -1281,7 +1294,7 @@ type ListSecretsParams struct {
 	Instance string `form:"instance" json:"instance"`
 	PageSize *int   `form:"page_size,omitempty" json:"page_size,omitempty"`
 
-	// PageToken next_page_token of the previous page
+	// PageToken next_page_token of the previous page, unchanged, with the same filters; a token this listing did not issue is refused (400)
 	PageToken *string `form:"page_token,omitempty" json:"page_token,omitempty"`
 }
 
@@ -1308,13 +1321,15 @@ type GetSecretValueParams struct {
 
 // ListUploadsParams defines parameters for ListUploads.
 type ListUploadsParams struct {
-	PageSize  *int    `form:"page_size,omitempty" json:"page_size,omitempty"`
+	PageSize *int `form:"page_size,omitempty" json:"page_size,omitempty"`
+
+	// PageToken next_page_token of the previous page, unchanged, with the same filters; a token this listing did not issue is refused (400)
 	PageToken *string `form:"page_token,omitempty" json:"page_token,omitempty"`
 }
 
 // CreateUploadParams defines parameters for CreateUpload.
 type CreateUploadParams struct {
-	// Name a name for the upload (1-64 printable characters)
+	// Name a name for the upload: 1-64 characters, kept without surrounding white space, no control or bidi characters
 	Name string `form:"name" json:"name"`
 
 	// KmsbackupDataKey the data key download returned
@@ -1323,6 +1338,9 @@ type CreateUploadParams struct {
 
 // CreateAccountJSONRequestBody defines body for CreateAccount for application/json ContentType.
 type CreateAccountJSONRequestBody = CreateAccountRequest
+
+// ReplaceAccountTokenJSONRequestBody defines body for ReplaceAccountToken for application/json ContentType.
+type ReplaceAccountTokenJSONRequestBody = CreateAccountRequest
 
 // CreateBackupInstanceJSONRequestBody defines body for CreateBackupInstance for application/json ContentType.
 type CreateBackupInstanceJSONRequestBody = CreateBackupInstanceRequest
@@ -1459,12 +1477,26 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/accounts (the `CreateAccount` operationId).
 	CreateAccount(ctx context.Context, body CreateAccountJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ReplaceAccountTokenWithBody Replace an account's API token (admin): the old token stops working and every console session opened with it ends; the new token is in this response only
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/accounts/{id}/token (the `ReplaceAccountToken` operationId).
+	ReplaceAccountTokenWithBody(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// ReplaceAccountToken Replace an account's API token (admin): the old token stops working and every console session opened with it ends; the new token is in this response only
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/accounts/{id}/token (the `ReplaceAccountToken` operationId).
+	ReplaceAccountToken(ctx context.Context, id string, body ReplaceAccountTokenJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListAudit List the account's audit records (restores, ...) in log order
 	//
 	// Corresponds with GET /v1/audit (the `ListAudit` operationId).
 	ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// ListBackupInstances List backup instances
+	// ListBackupInstances List backup instances (released ones with all=true)
 	//
 	// Corresponds with GET /v1/backup-instances (the `ListBackupInstances` operationId).
 	ListBackupInstances(ctx context.Context, params *ListBackupInstancesParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -1849,6 +1881,40 @@ func (c *Client) CreateAccount(ctx context.Context, body CreateAccountJSONReques
 	return c.Client.Do(req)
 }
 
+// ReplaceAccountTokenWithBody Replace an account's API token (admin): the old token stops working and every console session opened with it ends; the new token is in this response only
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/accounts/{id}/token (the `ReplaceAccountToken` operationId).
+func (c *Client) ReplaceAccountTokenWithBody(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReplaceAccountTokenRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// ReplaceAccountToken Replace an account's API token (admin): the old token stops working and every console session opened with it ends; the new token is in this response only
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/accounts/{id}/token (the `ReplaceAccountToken` operationId).
+func (c *Client) ReplaceAccountToken(ctx context.Context, id string, body ReplaceAccountTokenJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewReplaceAccountTokenRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ListAudit List the account's audit records (restores, ...) in log order
 //
 // Corresponds with GET /v1/audit (the `ListAudit` operationId).
@@ -1864,7 +1930,7 @@ func (c *Client) ListAudit(ctx context.Context, params *ListAuditParams, reqEdit
 	return c.Client.Do(req)
 }
 
-// ListBackupInstances List backup instances
+// ListBackupInstances List backup instances (released ones with all=true)
 //
 // Corresponds with GET /v1/backup-instances (the `ListBackupInstances` operationId).
 func (c *Client) ListBackupInstances(ctx context.Context, params *ListBackupInstancesParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -2796,6 +2862,53 @@ func NewCreateAccountRequestWithBody(server string, contentType string, body io.
 	return req, nil
 }
 
+// NewReplaceAccountTokenRequest calls the generic ReplaceAccountToken builder with application/json body
+func NewReplaceAccountTokenRequest(server string, id string, body ReplaceAccountTokenJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewReplaceAccountTokenRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewReplaceAccountTokenRequestWithBody constructs an http.Request for the ReplaceAccountToken method, with any body, and a specified content type
+func NewReplaceAccountTokenRequestWithBody(server string, id string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/accounts/%s/token", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewListAuditRequest constructs an http.Request for the ListAudit method
 func NewListAuditRequest(server string, params *ListAuditParams) (*http.Request, error) {
 	var err error
@@ -2929,6 +3042,18 @@ func NewListBackupInstancesRequest(server string, params *ListBackupInstancesPar
 		if params.PageToken != nil {
 
 			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "page_token", *params.PageToken, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.All != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "all", *params.All, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "boolean", Format: ""}); err != nil {
 				return nil, err
 			} else {
 				for _, qp := range strings.Split(queryFrag, "&") {
@@ -4939,6 +5064,20 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/accounts (the `CreateAccount` operationId).
 	CreateAccountWithResponse(ctx context.Context, body CreateAccountJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateAccountResponse, error)
 
+	// ReplaceAccountTokenWithBodyWithResponse Replace an account's API token (admin): the old token stops working and every console session opened with it ends; the new token is in this response only
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/accounts/{id}/token (the `ReplaceAccountToken` operationId).
+	ReplaceAccountTokenWithBodyWithResponse(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplaceAccountTokenResponse, error)
+
+	// ReplaceAccountTokenWithResponse Replace an account's API token (admin): the old token stops working and every console session opened with it ends; the new token is in this response only
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/accounts/{id}/token (the `ReplaceAccountToken` operationId).
+	ReplaceAccountTokenWithResponse(ctx context.Context, id string, body ReplaceAccountTokenJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaceAccountTokenResponse, error)
+
 	// ListAuditWithResponse List the account's audit records (restores, ...) in log order
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -4946,7 +5085,7 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/audit (the `ListAudit` operationId).
 	ListAuditWithResponse(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*ListAuditResponse, error)
 
-	// ListBackupInstancesWithResponse List backup instances
+	// ListBackupInstancesWithResponse List backup instances (released ones with all=true)
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -5469,6 +5608,68 @@ func (r CreateAccountResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r CreateAccountResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type ReplaceAccountTokenResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Account
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Error
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *Error
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *Error
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ReplaceAccountTokenResponse) GetJSON200() *Account {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ReplaceAccountTokenResponse) GetJSON401() *Error {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ReplaceAccountTokenResponse) GetJSON403() *Error {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r ReplaceAccountTokenResponse) GetJSON404() *Error {
+	return r.JSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r ReplaceAccountTokenResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ReplaceAccountTokenResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ReplaceAccountTokenResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ReplaceAccountTokenResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -8163,6 +8364,32 @@ func (c *ClientWithResponses) CreateAccountWithResponse(ctx context.Context, bod
 	return ParseCreateAccountResponse(rsp)
 }
 
+// ReplaceAccountTokenWithBodyWithResponse Replace an account's API token (admin): the old token stops working and every console session opened with it ends; the new token is in this response only
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/accounts/{id}/token (the `ReplaceAccountToken` operationId).
+func (c *ClientWithResponses) ReplaceAccountTokenWithBodyWithResponse(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ReplaceAccountTokenResponse, error) {
+	rsp, err := c.ReplaceAccountTokenWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReplaceAccountTokenResponse(rsp)
+}
+
+// ReplaceAccountTokenWithResponse Replace an account's API token (admin): the old token stops working and every console session opened with it ends; the new token is in this response only
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/accounts/{id}/token (the `ReplaceAccountToken` operationId).
+func (c *ClientWithResponses) ReplaceAccountTokenWithResponse(ctx context.Context, id string, body ReplaceAccountTokenJSONRequestBody, reqEditors ...RequestEditorFn) (*ReplaceAccountTokenResponse, error) {
+	rsp, err := c.ReplaceAccountToken(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseReplaceAccountTokenResponse(rsp)
+}
+
 // ListAuditWithResponse List the account's audit records (restores, ...) in log order
 //
 // Returns a wrapper object for the known response body format(s).
@@ -8176,7 +8403,7 @@ func (c *ClientWithResponses) ListAuditWithResponse(ctx context.Context, params 
 	return ParseListAuditResponse(rsp)
 }
 
-// ListBackupInstancesWithResponse List backup instances
+// ListBackupInstancesWithResponse List backup instances (released ones with all=true)
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -8986,6 +9213,53 @@ func ParseCreateAccountResponse(rsp *http.Response) (*CreateAccountResponse, err
 			return nil, err
 		}
 		response.JSON409 = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseReplaceAccountTokenResponse parses an HTTP response from a ReplaceAccountTokenWithResponse call
+func ParseReplaceAccountTokenResponse(rsp *http.Response) (*ReplaceAccountTokenResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ReplaceAccountTokenResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Account
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest Error
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
 
 	}
 

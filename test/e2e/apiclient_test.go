@@ -177,7 +177,7 @@ func TestAdvanceReportsProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bs, err := c.ListBackupInstances(ctx, 0, "")
+	bs, err := c.ListBackupInstances(ctx, false, 0, "")
 	if err != nil || len(bs.Items) != 1 {
 		t.Fatalf("backup instances %+v, %v", bs, err)
 	}

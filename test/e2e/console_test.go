@@ -273,7 +273,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	p.run(chromedp.SetValue(css("#kms_instance"), inst), chromedp.SetValue(css("#alias"), "pay "+html),
 		chromedp.Click(css(`#dialog button[type=submit]`)))
 	p.until(".notice", "Enabled backup instance", bkp)
-	p.wantText(row, "enabled", inst, "pay "+html, "2026-05-01 09:30")
+	// Enabled in its region's zone: times in Asia/Shanghai, with the offset.
+	p.wantText(row, "enabled", inst, "pay "+html, "2026-05-01 17:30 +08:00")
 
 	// The first full backup is there at once; a key created now appears in
 	// the incremental keys after the dev clock passes the next 5 minutes.
@@ -529,7 +530,7 @@ func TestConsoleTour(t *testing.T) {
 	p.run(chromedp.SetValue(css("#token"), tok), chromedp.Submit(css("#token")))
 	p.until("h1", "Backup instances and uploads")
 	p.accessible("backup management page")
-	p.wantText("#row-"+bkp, "payments-prod", "provisioned", "enabled", inst, "30", "2026-05-02 09:40")
+	p.wantText("#row-"+bkp, "payments-prod", "provisioned", "enabled", inst, "30", "2026-05-02 17:40 +08:00")
 	p.screenshot("console-backups")
 
 	p.open("/backups/" + bkp + "/data?tab=full-keys&day=2026-05-01")
@@ -623,7 +624,7 @@ func TestConsoleTour(t *testing.T) {
 	p.dialog(`a[aria-label="Renew `+bkp+`"]`, "#term")
 	p.run(chromedp.SetValue(css("#term"), "2y"), chromedp.Click(css(`#dialog button[type=submit]`)))
 	p.until(".notice", "Renewed", bkp)
-	p.wantText(row, "2029-05-01 09:30")
+	p.wantText(row, "2029-05-01 17:30 +08:00")
 	p.dialog(`a[aria-label="Reset `+bkp+`"]`, "#confirm")
 	p.wantText("#dialog", "destroys", "every full and incremental backup of "+bkp, inst, "cannot", "payments-prod")
 	p.run(chromedp.Click(css(`#dialog button.danger`)))

@@ -189,7 +189,7 @@ func TestDiskUseCloseToTheData(t *testing.T) {
 	measure(fmt.Sprintf("and %d secrets", secrets))
 	withSecrets := restart(fmt.Sprintf("and %d secrets", secrets))
 
-	bs, err := c.ListBackupInstances(ctx, 0, "")
+	bs, err := c.ListBackupInstances(ctx, false, 0, "")
 	if err != nil || len(bs.Items) != 1 {
 		t.Fatalf("backup instances %+v, %v; want the default one", bs, err)
 	}
