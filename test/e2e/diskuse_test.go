@@ -196,8 +196,9 @@ func TestDiskUseCloseToTheData(t *testing.T) {
 	if _, err := c.EnableBackupInstance(ctx, bs.Items[0].ID, httpapi.EnableBackupInstanceRequest{KMSInstance: ins[0], Alias: "disk"}); err != nil {
 		t.Fatal(err)
 	}
-	// The manual clock starts again at --clock-start on a restart: from
-	// here on the server keeps running.
+	// Once the clock has moved, a restart with the same --clock-start
+	// would be refused (the clock never goes back): from here on the
+	// server keeps running.
 	measure(fmt.Sprintf("and a backup of one instance (%d keys, %d secrets)", keys/instances, secrets/instances))
 	// A day of 1% churn: 25 rotations spread over the day, then its
 	// incrementals and the next full.
