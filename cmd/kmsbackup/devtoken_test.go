@@ -9,25 +9,15 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
 )
 
-// startDev runs a --dev server on cfg until the test ends and returns it.
-func startDev(t *testing.T, cfg Config) *Main {
-	t.Helper()
-	m := &Main{Config: cfg}
-	if err := m.Run(context.Background()); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	return m
-}
-
 // TestDevAdminTokenSurvivesRestarts: the --dev admin token is kept in the
 // data directory (mode 0600), as the account token is, so that a restart
 // does not invalidate the one printed before; --dev-admin-token still
-// overrides it.
+// overrides it. (Close is idempotent: startMain closes again at the end.)
 func TestDevAdminTokenSurvivesRestarts(t *testing.T) {
 	dir := t.TempDir()
 	cfg := devConfig(dir)
 	cfg.DevAdminToken = ""
-	m := startDev(t, cfg)
+	m := startMain(t, cfg)
 	first := m.AdminToken
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
@@ -37,8 +27,7 @@ func TestDevAdminTokenSurvivesRestarts(t *testing.T) {
 		t.Fatalf("admin-token file: %v, %v; want mode 0600", info, err)
 	}
 
-	m = startDev(t, cfg)
-	t.Cleanup(func() { _ = m.Close() })
+	m = startMain(t, cfg)
 	if m.AdminToken != first || first == "" {
 		t.Fatalf("admin token after a restart %q, want the first one %q", m.AdminToken, first)
 	}
@@ -51,7 +40,7 @@ func TestDevAdminTokenSurvivesRestarts(t *testing.T) {
 	}
 
 	cfg.DevAdminToken = "fixed-admin-token-0123456789"
-	m = startDev(t, cfg)
+	m = startMain(t, cfg)
 	if m.AdminToken != cfg.DevAdminToken {
 		t.Errorf("with --dev-admin-token: %q", m.AdminToken)
 	}
