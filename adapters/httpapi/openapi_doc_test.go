@@ -52,8 +52,8 @@ func TestOpenAPIOperationIDs(t *testing.T) {
 }
 
 // TestOpenAPILicence: the document claims the licence the repository has,
-// and none when it has none (OpenAPI does not require one). Today the
-// repository has no LICENSE file.
+// and none when it has none (OpenAPI does not require one): the
+// repository's LICENSE is Apache-2.0.
 func TestOpenAPILicence(t *testing.T) {
 	var doc struct {
 		Info struct {
