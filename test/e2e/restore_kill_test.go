@@ -75,7 +75,7 @@ func TestRestoreKilledMidwayThenRetried(t *testing.T) {
 		t.Fatalf("the stream ended before the apply wrote anything: phases %v; %v", phases, sc.Err())
 	}
 
-	s.start()
+	s.startAgain()
 	written := s.MustJSON(tok, "kms", "instance", "show", target)["keys"].(float64)
 	if written < 1 || written >= n {
 		t.Fatalf("after the kill the target holds %v keys, want some of the %d (the kill came after the first batch)", written, n)
