@@ -185,8 +185,8 @@ func TestUsagePrintedOnlyForUsageErrors(t *testing.T) {
 		"GET /v1/kms/keys/k1": {http.StatusNotFound, `{"error":{"code":"not_found","message":"get key k1: key not found"}}`},
 	})
 	r := mustRun(t, api, nil, "kms", "key", "show")
-	if !strings.Contains(r.stderr, "Usage:\n  kmsbackup kms key show KEY_ID [flags]") {
-		t.Errorf("usage error without usage:\n%s", r.stderr)
+	if want := "kmsbackup: missing KEY_ID (usage: kmsbackup kms key show KEY_ID [flags]) (see kmsbackup kms key show --help)\n"; r.stderr != want {
+		t.Errorf("usage error: stderr %q, want %q", r.stderr, want)
 	}
 	r = mustRun(t, api, nil, "kms", "key", "show", "k1")
 	if want := "kmsbackup: get key k1: key not found\n"; r.stderr != want || r.code != exitNotFound {

@@ -4,6 +4,8 @@
 // (domain pure and self-contained; projections over domain; commands over
 // projections and domain; adapters never importing each other; cmd and test
 // imported by nobody else), when domain reads the clock, or when a package
-// lacks a one-sentence doc comment in doc.go. It holds no production code
-// and is never imported.
+// lacks a one-sentence doc comment in doc.go. It also checks that .gitignore
+// covers what the README's tour leaves in a checkout (data directories,
+// backup data files and their data keys, the binary). It holds no
+// production code and is never imported.
 package archtest
