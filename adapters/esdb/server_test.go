@@ -376,7 +376,7 @@ func uniqueRef(what string) string {
 }
 
 // mustState reads the state of a store's stream.
-func mustState(t *testing.T, l *Log, stream string) streamState {
+func mustState(t testing.TB, l *Log, stream string) streamState {
 	t.Helper()
 	_, state, err := l.readRaw(context.Background(), "test", stream, esdbclient.Start{}, false, 1)
 	if err != nil {

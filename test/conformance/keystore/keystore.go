@@ -69,14 +69,14 @@ func (s *suite) value(tag string, n int) []byte {
 	return b
 }
 
-func mustPut(t *testing.T, st commands.KeyStore, ref string, v []byte) {
+func mustPut(t testing.TB, st commands.KeyStore, ref string, v []byte) {
 	t.Helper()
 	if err := st.PutWrapped(context.Background(), ref, v); err != nil {
 		t.Fatalf("PutWrapped(%q, %d bytes): %v", ref, len(v), err)
 	}
 }
 
-func mustGet(t *testing.T, st commands.KeyStore, ref string, want []byte) {
+func mustGet(t testing.TB, st commands.KeyStore, ref string, want []byte) {
 	t.Helper()
 	got, ok, err := st.GetWrapped(context.Background(), ref)
 	switch {
@@ -89,7 +89,7 @@ func mustGet(t *testing.T, st commands.KeyStore, ref string, want []byte) {
 	}
 }
 
-func mustAbsent(t *testing.T, st commands.KeyStore, ref string) {
+func mustAbsent(t testing.TB, st commands.KeyStore, ref string) {
 	t.Helper()
 	got, ok, err := st.GetWrapped(context.Background(), ref)
 	if err != nil || ok || got != nil {
@@ -97,7 +97,7 @@ func mustAbsent(t *testing.T, st commands.KeyStore, ref string) {
 	}
 }
 
-func mustDelete(t *testing.T, st commands.KeyStore, ref string) {
+func mustDelete(t testing.TB, st commands.KeyStore, ref string) {
 	t.Helper()
 	if err := st.DeleteWrapped(context.Background(), ref); err != nil {
 		t.Fatalf("DeleteWrapped(%q): %v", ref, err)
