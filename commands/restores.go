@@ -111,6 +111,7 @@ const (
 	FindingSecretExists     = domain.FindingSecretExists
 	FindingSecretKeyMissing = domain.FindingSecretKeyMissing
 	FindingBackupExpired    = domain.FindingBackupExpired
+	FindingBackupReleased   = domain.FindingBackupReleased
 	FindingDayNotViewable   = domain.FindingDayNotViewable
 	FindingItemNotInBackup  = domain.FindingItemNotInBackup
 	// Validation findings, after an apply.
