@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"net/url"
 	"regexp"
 	"strings"
@@ -86,5 +87,41 @@ func TestWhatTheEdgesSay(t *testing.T) {
 	if out.Code != 6 || !strings.Contains(out.Stdout, "backup-released") || !strings.Contains(out.Stdout, "cannot be restored from or renewed") ||
 		strings.Contains(out.Stdout, "renew it first") {
 		t.Fatalf("plan from a released instance: exit %d\n%s%s", out.Code, out.Stdout, out.Stderr)
+	}
+}
+
+// TestPlanReportsKeyInTheWayAndQuotaTogether: a plan where one key ID is
+// taken in the region and the others exceed the target's key quota
+// reports both findings at once.
+func TestPlanReportsKeyInTheWayAndQuotaTogether(t *testing.T) {
+	s := StartServer(t, "", "--clock", "manual", "--clock-start", "2026-05-01T09:30:00Z")
+	tok := s.DevTok
+	inst, bkp := enabledBackup(t, s, tok)
+	k1 := str(t, s.MustJSON(tok, "kms", "key", "create", "--instance", inst), "id")
+	k2 := str(t, s.MustJSON(tok, "kms", "key", "create", "--instance", inst), "id")
+	s.MustJSON(tok, "dev", "clock", "advance", "5m")
+	s.MustJSON(tok, "kms", "key", "delete", k2) // k2 is free in the region again, k1 is not
+	full := str(t, s.MustJSON(tok, "kms", "instance", "create", "--region", "cn-hangzhou", "--key-quota", "1"), "id")
+	s.MustJSON(tok, "kms", "key", "create", "--instance", full)
+	s.MustJSON(tok, "dev", "clock", "advance", "5m")
+
+	out := s.CLI(tok, "", "restore", "--from", bkp, "--day", "2026-05-01", "--all", "--to-instance", full, "--dry-run", "-o", "json")
+	if out.Code != 6 {
+		t.Fatalf("plan: exit %d, want 6\n%s%s", out.Code, out.Stdout, out.Stderr)
+	}
+	var res struct {
+		Plan struct {
+			Findings []struct{ Code, Item string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out.Stdout), &res); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, f := range res.Plan.Findings {
+		got[f.Code] = f.Item
+	}
+	if len(res.Plan.Findings) != 2 || got["key-exists"] != k1 || got["key-quota-exceeded"] != full {
+		t.Fatalf("findings %+v, want key-exists for %s and key-quota-exceeded for %s", res.Plan.Findings, k1, full)
 	}
 }
