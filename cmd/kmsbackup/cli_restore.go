@@ -192,6 +192,21 @@ func checkpoints(p httpapi.RestorePlan) string {
 	return s
 }
 
+// allPresent says, when every item of a plan is already present in its
+// target and identical to the backup's (a restore into the instance a
+// backup was taken from, where nothing changed), that there is nothing to
+// restore; "" otherwise.
+func allPresent(p httpapi.RestorePlan) string {
+	n := p.Keys + p.Secrets
+	switch {
+	case n == 0 || p.Present != n:
+		return ""
+	case n == 1:
+		return "nothing to restore: the item is already present in " + p.Target + ", identical to the backup"
+	}
+	return fmt.Sprintf("nothing to restore: the %d items are already present in %s, identical to the backup", n, p.Target)
+}
+
 func writeRestore(w io.Writer, res httpapi.RestoreResult) error {
 	p := res.Plan
 	fields := []field{
@@ -201,16 +216,20 @@ func writeRestore(w io.Writer, res httpapi.RestoreResult) error {
 		{"Day", p.Day},
 		{"Checkpoint", checkpoints(p)},
 	}
+	validation := "OK"
+	if n := len(res.Validation); n > 0 {
+		validation = fmt.Sprintf("%d %s", n, plural(n, "problem", "problems"))
+	}
 	switch n := len(p.Findings); {
 	case n > 0:
 		fields = append(fields, field{"Result", fmt.Sprintf("%d %s: nothing restored", n, plural(n, "finding", "findings"))})
+	case allPresent(p) != "" && (res.DryRun || !res.Applied):
+		fields = append(fields, field{"Result", allPresent(p) + " (dry run)"})
 	case res.DryRun || !res.Applied:
 		fields = append(fields, field{"Result", "OK, no findings (dry run: nothing restored)"})
+	case res.Restored == 0 && allPresent(p) != "":
+		fields = append(fields, field{"Result", allPresent(p)}, field{"Validation", validation})
 	default:
-		validation := "OK"
-		if n := len(res.Validation); n > 0 {
-			validation = fmt.Sprintf("%d %s", n, plural(n, "problem", "problems"))
-		}
 		fields = append(fields, field{"Restored", itoa(res.Restored)}, field{"Already present", itoa(res.AlreadyPresent)},
 			field{"Validation", validation})
 	}

@@ -685,6 +685,27 @@ func TestEventsTailUntilInterrupted(t *testing.T) {
 	}
 }
 
+// TestEventsTailLimit: with --limit N, tail ends by itself (exit 0) once it
+// has printed N events, so that a script can run it.
+func TestEventsTailLimit(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"position":1,"type":"KeyCreated"}`+"\n"+`{"position":2,"type":"KeyRotated"}`+"\n"+`{"position":3,"type":"KeyRotated"}`+"\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // a stream that never ends by itself
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r := runCLI(ctx, nil, "--addr", srv.URL, "events", "tail", "--from", "0", "--limit", "2")
+	want := `{"position":1,"type":"KeyCreated"}` + "\n" + `{"position":2,"type":"KeyRotated"}` + "\n"
+	if r.code != 0 || r.stdout != want || ctx.Err() != nil {
+		t.Fatalf("code %d, stdout %q, stderr %q (deadline: %v)", r.code, r.stdout, r.stderr, ctx.Err())
+	}
+	if r := runCLI(ctx, nil, "--addr", srv.URL, "events", "tail", "--limit", "0"); r.code != exitUsage {
+		t.Errorf("--limit 0: code %d, stderr %q", r.code, r.stderr)
+	}
+}
+
 func TestInterruptWhileReadingStdin(t *testing.T) {
 	api := newFakeAPI(t, nil)
 	pr, pw := io.Pipe() // a writer that never closes

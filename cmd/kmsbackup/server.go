@@ -286,7 +286,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			fmt.Fprintf(m.Stdout, "  clock:              the system's\n")
 		}
 		fmt.Fprintln(m.Stdout)
-		fmt.Fprintf(m.Stdout, "  export KMSBACKUP_ADDR=http://%s KMSBACKUP_TOKEN=%s\n\n", m.Addr(), m.DevToken)
+		// One line to paste into a client's shell: the account's address and
+		// token, and the admin token for the admin commands (--token "$ADMIN_TOKEN").
+		fmt.Fprintf(m.Stdout, "  export KMSBACKUP_ADDR=http://%s KMSBACKUP_TOKEN=%s ADMIN_TOKEN=%s\n\n", m.Addr(), m.DevToken, m.AdminToken)
 		fmt.Fprintf(m.Stdout, "Development mode: the master key is in %s. Do not use --dev in production.\n",
 			filepath.Join(cfg.DataDir, "master.key"))
 	}

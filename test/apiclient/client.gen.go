@@ -291,6 +291,7 @@ func (e ResetBackupInstanceRequestConfirm) Valid() bool {
 // Defines values for RestoreFindingCode.
 const (
 	BackupExpired        RestoreFindingCode = "backup-expired"
+	BackupReleased       RestoreFindingCode = "backup-released"
 	DayNotViewable       RestoreFindingCode = "day-not-viewable"
 	ItemNotInBackup      RestoreFindingCode = "item-not-in-backup"
 	KeyExists            RestoreFindingCode = "key-exists"
@@ -309,6 +310,8 @@ const (
 func (e RestoreFindingCode) Valid() bool {
 	switch e {
 	case BackupExpired:
+		return true
+	case BackupReleased:
 		return true
 	case DayNotViewable:
 		return true
