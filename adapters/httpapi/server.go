@@ -231,9 +231,14 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(OpenAPI)
 	})
-	s.kmsRoutes(rt)
+	s.accountRoutes(rt)
+	s.instanceRoutes(rt)
+	s.keyRoutes(rt)
+	s.secretRoutes(rt)
+	s.eventRoutes(rt)
 	if s.Backups != nil {
 		s.backupRoutes(rt)
+		s.backupDataRoutes(rt)
 		s.fileRoutes(rt)
 		src := backupSource{list: s.BackupGauges, failures: s.BackupFailures, logger: s.Logger}
 		s.Registry.MustRegister(&backupSummary{src})

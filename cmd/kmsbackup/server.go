@@ -61,7 +61,7 @@ type Main struct {
 	proj     *pebblestore.Projections // the read models
 	env      *envelope.Envelope
 	log      commands.EventLog
-	keys     envelope.KeyStore
+	keys     commands.KeyStore
 	blobs    commands.BlobStore
 	health   []healthCheck // what /readyz checks beside the loops
 	listener net.Listener
