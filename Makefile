@@ -44,13 +44,15 @@ screenshots: chromium
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s -timeout 60m $(PKGS)
 
-## fuzz: run each fuzz target for FUZZTIME (default 30s)
+## fuzz: run every fuzz target of the tree (each func Fuzz... in a _test.go) for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME) ./adapters/envelope
-	$(GO) test -run '^$$' -fuzz FuzzOpen -fuzztime $(FUZZTIME) ./adapters/backupfile
-	$(GO) test -run '^$$' -fuzz FuzzPayload -fuzztime $(FUZZTIME) ./adapters/backupfile
-	$(GO) test -run '^$$' -fuzz FuzzFileRecords -fuzztime $(FUZZTIME) ./domain
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for target in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | cut -d' ' -f2); do \
+			echo "fuzz $$dir $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$dir; \
+		done; \
+	done
 
 clean:
 	rm -rf bin

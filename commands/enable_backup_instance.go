@@ -56,7 +56,7 @@ func (s *Backups) EnableBackupInstance(ctx context.Context, c Caller, id domain.
 		if !ok || bound == b.ID {
 			bound = ""
 		}
-		d, err := b.Enable(kms, in.Alias, in.TimeZone, bound)
+		d, err := b.Enable(in.KMSInstance, kms, in.Alias, in.TimeZone, bound)
 		if err != nil {
 			return err
 		}

@@ -85,7 +85,7 @@ func TestIngestRefusesEventsTheReadModelsCannotApply(t *testing.T) {
 	}
 }
 
-func mustPublic(t *testing.T, e domain.Event) publicevent.Event {
+func mustPublic(t testing.TB, e domain.Event) publicevent.Event {
 	t.Helper()
 	pe, err := publicevent.FromEvent(e)
 	if err != nil {

@@ -111,6 +111,7 @@ const (
 	FindingSecretExists     = domain.FindingSecretExists
 	FindingSecretKeyMissing = domain.FindingSecretKeyMissing
 	FindingBackupExpired    = domain.FindingBackupExpired
+	FindingBackupReleased   = domain.FindingBackupReleased
 	FindingDayNotViewable   = domain.FindingDayNotViewable
 	FindingItemNotInBackup  = domain.FindingItemNotInBackup
 	// Validation findings, after an apply.
@@ -159,6 +160,12 @@ type RestorePlan struct {
 
 // ItemCount is the number of items of the plan, listed or not.
 func (p *RestorePlan) ItemCount() int { return p.Keys + p.Secrets }
+
+// NothingToRestore reports whether the plan has items and every one is
+// already present in the target, identical to the backup's (a restore
+// into the instance a backup was taken from, where nothing changed):
+// applying it writes nothing.
+func (p *RestorePlan) NothingToRestore() bool { return p.Present > 0 && p.Present == p.ItemCount() }
 
 // FindingCount is the number of findings, listed or not.
 func (p *RestorePlan) FindingCount() int {

@@ -348,13 +348,15 @@ func NewProvisionedBackup(id BackupID, region string, viewableDays int, term Ter
 		ExpiresAt: term.After(now).UTC()}, nil
 }
 
-// Enable decides binding the instance to KMS instance in (of the same
-// account and region). boundTo is the backup instance that already backs
-// in up, if any. The alias is kept trimmed (see CleanAlias). timeZone is an
-// IANA name whose form is checked here (the caller checks that it loads);
-// empty, it is the region's (see RegionTimeZone), since the daily full
-// backup is at local midnight.
-func (b *Backup) Enable(in *Instance, alias, timeZone string, boundTo BackupID) (*BackupEnabled, error) {
+// Enable decides binding the instance to KMS instance want, which is in
+// (nil when there is none), of the same account and region. boundTo is
+// the backup instance that already backs in up, if any. The alias is kept
+// trimmed (see CleanAlias). timeZone is an IANA name whose form is checked
+// here (the caller checks that it loads); empty, it is the region's (see
+// RegionTimeZone), since the daily full backup is at local midnight.
+// Every error is about the backup instance (its Item) and names the KMS
+// instance in its message, so that neither reads as the other.
+func (b *Backup) Enable(want InstanceID, in *Instance, alias, timeZone string, boundTo BackupID) (*BackupEnabled, error) {
 	const op = "enable backup instance"
 	if err := b.notUpload(op); err != nil {
 		return nil, err
@@ -363,21 +365,21 @@ func (b *Backup) Enable(in *Instance, alias, timeZone string, boundTo BackupID) 
 		return nil, err
 	}
 	if b.State == StateEnabled {
-		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "reset it first to bind another KMS instance", "backup instance is already enabled for %s", b.KMSInstance)
+		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "reset it first to bind another KMS instance", "backup instance is already enabled for KMS instance %s", b.KMSInstance)
 	}
 	if in == nil || in.Account != b.Account {
-		return nil, NotFound(op, "KMS instance", "")
+		return nil, Errorf(ErrNotFound, op, string(b.ID), "", "KMS instance %s not found", want)
 	}
 	if in.Region != b.Region {
-		return nil, Errorf(ErrFailedPrecondition, op, string(in.ID), "use a backup instance of region "+in.Region,
-			"KMS instance is in region %s, the backup instance in %s", in.Region, b.Region)
+		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "use a backup instance of region "+in.Region,
+			"KMS instance %s is in region %s, the backup instance in %s", in.ID, in.Region, b.Region)
 	}
 	if in.Released {
-		return nil, Errorf(ErrFailedPrecondition, op, string(in.ID), "", "KMS instance is released")
+		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "", "KMS instance %s is released", in.ID)
 	}
 	if boundTo != "" {
-		return nil, Errorf(ErrAlreadyExists, op, string(in.ID), "reset "+string(boundTo)+" first",
-			"KMS instance is already backed up by %s", boundTo)
+		return nil, Errorf(ErrAlreadyExists, op, string(b.ID), "reset "+string(boundTo)+" first",
+			"KMS instance %s is already backed up by backup instance %s", in.ID, boundTo)
 	}
 	alias, err := CleanAlias("alias", alias)
 	if err != nil {

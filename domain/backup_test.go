@@ -52,20 +52,20 @@ func TestBackupLifecycleRules(t *testing.T) {
 		when func() (any, error)
 		want error
 	}{
-		{"enable", func() (any, error) { return fresh.Enable(kms, "prod", "UTC", "") }, nil},
-		{"enable twice", func() (any, error) { return on.Enable(kms, "prod", "UTC", "") }, domain.ErrFailedPrecondition},
-		{"bind across accounts", func() (any, error) { return fresh.Enable(foreign, "prod", "UTC", "") }, domain.ErrNotFound},
-		{"bind across regions", func() (any, error) { return fresh.Enable(elsewhere, "prod", "UTC", "") }, domain.ErrFailedPrecondition},
-		{"bind a released KMS instance", func() (any, error) { return fresh.Enable(gone, "prod", "UTC", "") }, domain.ErrFailedPrecondition},
-		{"second backup for one KMS instance", func() (any, error) { return fresh.Enable(kms, "b", "UTC", domain.NewBackupID(id(6))) }, domain.ErrAlreadyExists},
-		{"enable without alias", func() (any, error) { return fresh.Enable(kms, "", "UTC", "") }, domain.ErrInvalidArgument},
+		{"enable", func() (any, error) { return fresh.Enable(kms.ID, kms, "prod", "UTC", "") }, nil},
+		{"enable twice", func() (any, error) { return on.Enable(kms.ID, kms, "prod", "UTC", "") }, domain.ErrFailedPrecondition},
+		{"bind across accounts", func() (any, error) { return fresh.Enable(foreign.ID, foreign, "prod", "UTC", "") }, domain.ErrNotFound},
+		{"bind across regions", func() (any, error) { return fresh.Enable(elsewhere.ID, elsewhere, "prod", "UTC", "") }, domain.ErrFailedPrecondition},
+		{"bind a released KMS instance", func() (any, error) { return fresh.Enable(gone.ID, gone, "prod", "UTC", "") }, domain.ErrFailedPrecondition},
+		{"second backup for one KMS instance", func() (any, error) { return fresh.Enable(kms.ID, kms, "b", "UTC", domain.NewBackupID(id(6))) }, domain.ErrAlreadyExists},
+		{"enable without alias", func() (any, error) { return fresh.Enable(kms.ID, kms, "", "UTC", "") }, domain.ErrInvalidArgument},
 		{"extend", func() (any, error) { return on.Extend(16) }, nil},
 		{"extend downwards", func() (any, error) { return on.Extend(9) }, domain.ErrInvalidArgument},
 		{"extend to the same", func() (any, error) { return on.Extend(10) }, domain.ErrInvalidArgument},
 		{"extend past 600", func() (any, error) { return on.Extend(601) }, domain.ErrInvalidArgument},
 		{"extend the default", func() (any, error) { return dflt.Extend(30) }, domain.ErrFailedPrecondition},
 		{"extend an expired instance", func() (any, error) { return expired.Extend(30) }, domain.ErrFailedPrecondition},
-		{"enable an expired instance", func() (any, error) { return expired.Enable(kms, "p", "UTC", "") }, domain.ErrFailedPrecondition},
+		{"enable an expired instance", func() (any, error) { return expired.Enable(kms.ID, kms, "p", "UTC", "") }, domain.ErrFailedPrecondition},
 		{"reset an expired instance", func() (any, error) { return expired.Reset() }, domain.ErrFailedPrecondition},
 		{"view an expired instance", func() (any, error) { return nil, expired.Usable("list data") }, domain.ErrFailedPrecondition},
 		{"renew an expired instance", func() (any, error) { return expired.Renew(domain.Term{Months: 1}, expiry.Add(time.Hour)) }, nil},
@@ -319,12 +319,56 @@ func TestEnableTakesTheRegionsZone(t *testing.T) {
 		}
 		b := backupWith(t, d)
 		kms := &domain.Instance{ID: domain.NewInstanceID(id(1)), Account: acct, Region: region}
-		e, err := b.Enable(kms, "  prod ", "", "")
+		e, err := b.Enable(kms.ID, kms, "  prod ", "", "")
 		if err != nil || e.TimeZone != want || e.Alias != "prod" {
 			t.Fatalf("%s: %+v, %v; want zone %s and alias prod", region, e, err, want)
 		}
-		if _, err := b.Enable(kms, "prod", "Local", ""); !errors.Is(err, domain.ErrInvalidArgument) {
+		if _, err := b.Enable(kms.ID, kms, "prod", "Local", ""); !errors.Is(err, domain.ErrInvalidArgument) {
 			t.Fatalf("%s: zone Local accepted: %v", region, err)
 		}
+	}
+}
+
+// TestEnableErrorsNameEachInstance: a refused enable names the backup
+// instance as the item of its operation and the KMS instance in its words,
+// so that neither reads as the other.
+func TestEnableErrorsNameEachInstance(t *testing.T) {
+	kms := &domain.Instance{ID: domain.NewInstanceID(id(1)), Account: acct, Region: "cn-hangzhou"}
+	foreign := &domain.Instance{ID: domain.NewInstanceID(id(2)), Account: other, Region: "cn-hangzhou"}
+	elsewhere := &domain.Instance{ID: domain.NewInstanceID(id(3)), Account: acct, Region: "eu-central-1"}
+	gone := &domain.Instance{ID: domain.NewInstanceID(id(4)), Account: acct, Region: "cn-hangzhou", Released: true}
+	missing := domain.NewInstanceID(id(5))
+	fresh := backupWith(t, provisioned(10))
+	on := backupWith(t, provisioned(10), &domain.BackupEnabled{KMSInstance: kms.ID, Alias: "prod", TimeZone: "UTC"})
+	bound := domain.NewBackupID(id(6))
+	enableErr := func(b *domain.Backup, want domain.InstanceID, in *domain.Instance, bound domain.BackupID) error {
+		_, err := b.Enable(want, in, "prod", "UTC", bound)
+		return err
+	}
+	b := "enable backup instance " + string(bkpID) + ": "
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"released", enableErr(fresh, gone.ID, gone, ""),
+			b + "KMS instance " + string(gone.ID) + " is released"},
+		{"missing", enableErr(fresh, missing, nil, ""),
+			b + "KMS instance " + string(missing) + " not found"},
+		{"another account's", enableErr(fresh, foreign.ID, foreign, ""),
+			b + "KMS instance " + string(foreign.ID) + " not found"},
+		{"another region", enableErr(fresh, elsewhere.ID, elsewhere, ""),
+			b + "KMS instance " + string(elsewhere.ID) + " is in region eu-central-1, the backup instance in cn-hangzhou (use a backup instance of region eu-central-1)"},
+		{"bound to another", enableErr(fresh, kms.ID, kms, bound),
+			b + "KMS instance " + string(kms.ID) + " is already backed up by backup instance " + string(bound) + " (reset " + string(bound) + " first)"},
+		{"enabled already", enableErr(on, kms.ID, kms, ""),
+			b + "backup instance is already enabled for KMS instance " + string(kms.ID) + " (reset it first to bind another KMS instance)"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.err == nil || c.err.Error() != c.want {
+				t.Fatalf("error\n %v\nwant\n %s", c.err, c.want)
+			}
+		})
 	}
 }

@@ -21,7 +21,8 @@ const (
 	FindingKeyExists        = "key-exists"
 	FindingSecretExists     = "secret-exists"
 	FindingSecretKeyMissing = "secret-key-missing"
-	FindingBackupExpired    = "backup-expired"
+	FindingBackupExpired    = "backup-expired"  // renewing brings it back
+	FindingBackupReleased   = "backup-released" // its data is destroyed: nothing brings it back
 	FindingDayNotViewable   = "day-not-viewable"
 	FindingItemNotInBackup  = "item-not-in-backup"
 )
@@ -199,25 +200,27 @@ type RestorePlanner struct {
 }
 
 // StartRestore begins a plan and returns the findings about the backup,
-// the day and the target: the backup is usable (not expired, not
-// released), the day viewable, the target an instance of the caller's
-// account (another account's instance answers exactly as a missing one),
-// live, and in the region asked for.
+// the day and the target: the backup is not released (its data is gone
+// for good) nor expired (renewing brings it back), the day viewable, the
+// target an instance of the caller's account (another account's instance
+// answers exactly as a missing one), live, and in the region asked for.
 func StartRestore(s RestoreStart) (*RestorePlanner, []RestoreFinding) {
 	const op = "plan restore"
 	p := &RestorePlanner{day: s.Day, readable: true}
 	var out []RestoreFinding
 	b := s.Backup
-	if err := b.Usable(op); err != nil {
-		hint := "renew it first"
-		if b.State == StateReleased {
-			hint = "its data is destroyed"
+	switch {
+	case b.State == StateReleased:
+		out = append(out, finding(FindingBackupReleased, string(b.ID), "backup instance %s is released: its data is destroyed, and it cannot be restored from or renewed", b.ID))
+		p.readable = false
+	case b.Usable(op) != nil:
+		out = append(out, finding(FindingBackupExpired, string(b.ID), "backup instance %s is %s: renew it first", b.ID, b.State))
+		p.readable = false
+	default:
+		if err := b.CheckDay(op, s.Day, s.Today); err != nil {
+			out = append(out, finding(FindingDayNotViewable, string(s.Day), "%v", err))
+			p.readable = false
 		}
-		out = append(out, finding(FindingBackupExpired, string(b.ID), "backup instance %s is %s: %s", b.ID, b.State, hint))
-		p.readable = false
-	} else if err := b.CheckDay(op, s.Day, s.Today); err != nil {
-		out = append(out, finding(FindingDayNotViewable, string(s.Day), "%v", err))
-		p.readable = false
 	}
 	if t := s.Target; t == nil || t.Account != s.Account {
 		out = append(out, finding(FindingTargetNotFound, string(s.TargetID), "KMS instance %s not found", s.TargetID))

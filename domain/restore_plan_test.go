@@ -95,7 +95,7 @@ func TestRestorePlanner(t *testing.T) {
 		{"region mismatch", func() domain.RestoreStart { s := ok; s.Region = "eu-central-1"; return s }(), nil, nil,
 			nil, []string{domain.FindingRegionMismatch}},
 		{"expired backup", start(expired, "2026-05-02", target), nil, nil, nil, []string{domain.FindingBackupExpired}},
-		{"released backup", start(releasedB, "2026-05-02", target), nil, nil, nil, []string{domain.FindingBackupExpired}},
+		{"released backup", start(releasedB, "2026-05-02", target), nil, nil, nil, []string{domain.FindingBackupReleased}},
 		{"day before enabling", start(enabled, "2026-04-30", target), nil, nil, nil, []string{domain.FindingDayNotViewable}},
 		{"day in the future", start(enabled, "2026-05-04", target), nil, nil, nil, []string{domain.FindingDayNotViewable}},
 		{"an upload's day", start(upload, "2026-04-01", target), nil, nil, nil, nil},
@@ -138,6 +138,23 @@ func TestRestorePlannerMessages(t *testing.T) {
 	}
 	if err := a[0].Err("restore"); !errors.Is(err, domain.ErrNotFound) {
 		t.Errorf("the finding as an error: %v", err)
+	}
+	// A released backup is not an expired one: renewing cannot bring it back.
+	exp := *b
+	exp.State = domain.StateExpired
+	rel := *b
+	rel.State = domain.StateReleased
+	for _, c := range []struct {
+		b          *domain.Backup
+		code, want string
+	}{
+		{&exp, domain.FindingBackupExpired, "backup instance " + string(bkpID) + " is expired: renew it first"},
+		{&rel, domain.FindingBackupReleased, "backup instance " + string(bkpID) + " is released: its data is destroyed, and it cannot be restored from or renewed"},
+	} {
+		_, f := domain.StartRestore(domain.RestoreStart{Account: acct, Backup: c.b, Day: "2026-05-02", Today: "2026-05-02", TargetID: foreign.ID})
+		if f[0].Code != c.code || f[0].Message != c.want {
+			t.Errorf("finding %s %q, want %s %q", f[0].Code, f[0].Message, c.code, c.want)
+		}
 	}
 	_, late := domain.StartRestore(domain.RestoreStart{Account: acct, Backup: b, Day: "2026-04-20", Today: "2026-05-02", TargetID: foreign.ID})
 	if want := "plan restore 2026-04-20: day is not viewable (viewable days of " + string(bkpID) + ": from 2026-05-01 to 2026-05-02)"; late[0].Message != want {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	jsapi "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kmsbackup/kmsbackup/adapters/internal/natsconn"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
@@ -33,8 +34,6 @@ const (
 )
 
 const (
-	natsConnectTimeout = 5 * time.Second
-	natsReconnectWait  = 250 * time.Millisecond
 	natsRequestTimeout = 10 * time.Second
 	// natsCloseTimeout bounds how long closing a subscriber waits for its
 	// subscriptions to end.
@@ -341,26 +340,7 @@ func (n *NATS) Close() error {
 
 // connect opens one connection, named after its role.
 func (n *NATS) connect(role string) (*nats.Conn, error) {
-	logger := n.logger.With("connection", role)
-	nc, err := nats.Connect(n.url,
-		nats.Name(n.opts.Name+" bus "+role),
-		nats.Timeout(natsConnectTimeout),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(natsReconnectWait),
-		// Fail publishes while disconnected instead of buffering them.
-		nats.ReconnectBufSize(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				logger.Warn("disconnected from NATS", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) {
-			logger.Info("reconnected to NATS", "server", c.ConnectedUrlRedacted())
-		}),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			logger.Error("NATS asynchronous error", "err", err)
-		}),
-	)
+	nc, err := natsconn.Dial(n.url, n.opts.Name+" bus "+role, n.logger.With("connection", role))
 	if err != nil {
 		return nil, natsUnavailable("connect", err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kmsbackup/kmsbackup/adapters/envelope"
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
+	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/test/conformance/keystore"
 )
@@ -16,7 +17,7 @@ import (
 // TestMemStoreConformance: the in-memory key store the unit tests use keeps
 // the promises of the real ones.
 func TestMemStoreConformance(t *testing.T) {
-	keystore.Run(t, func(*testing.T) envelope.KeyStore { return envelope.NewMemStore() })
+	keystore.Run(t, func(*testing.T) commands.KeyStore { return envelope.NewMemStore() })
 }
 
 // TestCacheTTLSeesAnotherEnginesDestroy: two envelopes share one key store

@@ -16,45 +16,6 @@ import (
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
-// KeyStore holds each ref's wrapped data-key record: opaque bytes that are
-// safe to store (every key in them is wrapped under the master key), and
-// the master-key check (MasterKeyChecks). An Envelope must be the only
-// writer of the refs it uses. Every method is safe for concurrent use.
-type KeyStore interface {
-	// GetWrapped returns ref's record; ok is false when there is none. The
-	// returned slice is owned by the caller.
-	GetWrapped(ref string) (wrapped []byte, ok bool, err error)
-	// PutWrapped durably replaces ref's record; it returns only once the
-	// write would survive a crash.
-	PutWrapped(ref string, wrapped []byte) error
-	// DeleteWrapped durably removes ref's record. Removing an absent record
-	// is not an error.
-	DeleteWrapped(ref string) error
-	MasterKeyChecks
-}
-
-// MasterKeyChecks is the part of a KeyStore that lets an Envelope check its
-// master key before it writes anything under it (see keycheck.go). The
-// check is stored beside the records, never among them: GetWrapped and
-// AnyWrapped never return it.
-type MasterKeyChecks interface {
-	// KeyCheck returns the stored master-key check; ok is false when there
-	// is none. Errors: domain.ErrUnavailable (the store cannot answer).
-	KeyCheck() (check []byte, ok bool, err error)
-	// CreateKeyCheck stores check (1 to 1024 bytes) unless a check is
-	// stored already, durably, and returns the check stored afterwards:
-	// check itself, or the one found. It is atomic across every process
-	// sharing the store: of concurrent calls, all return the same check.
-	// Errors: domain.ErrInvalidArgument for an empty or oversized check;
-	// domain.ErrUnavailable. Idempotent.
-	CreateKeyCheck(check []byte) (stored []byte, err error)
-	// AnyWrapped returns one record the store holds, with its ref; ok is
-	// false when it holds none. It lets an Envelope verify its master key
-	// on a store written before checks existed. Errors:
-	// domain.ErrUnavailable. Read-only.
-	AnyWrapped() (ref string, wrapped []byte, ok bool, err error)
-}
-
 var (
 	_ commands.Sealer   = (*Envelope)(nil)
 	_ commands.DataKeys = (*Envelope)(nil)
@@ -122,7 +83,7 @@ type Envelope struct {
 	ReserveChunk uint64
 
 	master cipher.AEAD
-	store  KeyStore
+	store  commands.KeyStore
 	check  []byte // the master key's check (keycheck.go)
 
 	// checked is set once the master key passed CheckMasterKey; checkMu
@@ -156,7 +117,7 @@ type keyState struct {
 // it. It reads nothing yet: the master key is checked against the store by
 // CheckMasterKey, which the first use of the Envelope calls. Errors:
 // domain.ErrInvalidArgument for a master key of the wrong size.
-func New(master []byte, store KeyStore) (*Envelope, error) {
+func New(master []byte, store commands.KeyStore) (*Envelope, error) {
 	if len(master) != MasterKeySize {
 		return nil, domain.Invalid("envelope: new", "master key is %d bytes, want %d", len(master), MasterKeySize)
 	}
@@ -221,11 +182,11 @@ func (e *Envelope) Seal(ctx context.Context, ref string, plaintext domain.Plaint
 	if err := e.ready(ctx, op+" under", ref); err != nil {
 		return nil, err
 	}
-	k, err := e.load(op, ref)
+	k, err := e.load(ctx, op, ref)
 	if err != nil {
 		return nil, err
 	}
-	version, aead, err := e.take(op, k)
+	version, aead, err := e.take(ctx, op, k)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +207,7 @@ func (e *Envelope) Open(ctx context.Context, ref string, sealed domain.Sealed, a
 	if err := e.ready(ctx, op+" under", ref); err != nil {
 		return nil, err
 	}
-	k, err := e.load(op, ref)
+	k, err := e.load(ctx, op, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -290,7 +251,7 @@ func (e *Envelope) CreateDataKey(ctx context.Context, ref string) error {
 	if e.cached(ref) != nil {
 		return nil
 	}
-	raw, ok, err := e.store.GetWrapped(ref)
+	raw, ok, err := e.store.GetWrapped(ctx, ref)
 	if err != nil {
 		return storeError(op, ref, "read", err)
 	}
@@ -307,7 +268,7 @@ func (e *Envelope) CreateDataKey(ctx context.Context, ref string) error {
 		return err
 	}
 	rec := record{reserved: e.reserveChunk(), versions: []wrappedDEK{{version: 1, wrapped: wrapped}}}
-	if err := e.store.PutWrapped(ref, rec.encode()); err != nil {
+	if err := e.store.PutWrapped(ctx, ref, rec.encode()); err != nil {
 		return storeError(op, ref, "write", err)
 	}
 	e.cache(&keyState{ref: ref, rec: rec, aeads: map[uint32]cipher.AEAD{1: aead}, current: 1})
@@ -345,14 +306,14 @@ func (e *Envelope) DestroyDataKey(ctx context.Context, ref string) error {
 		k.aeads = nil
 		k.rec = record{}
 	}
-	if err := e.store.DeleteWrapped(ref); err != nil {
+	if err := e.store.DeleteWrapped(ctx, ref); err != nil {
 		return storeError(op, ref, "delete", err)
 	}
 	return nil
 }
 
 // load returns ref's key state, unwrapping its record on first use.
-func (e *Envelope) load(op, ref string) (*keyState, error) {
+func (e *Envelope) load(ctx context.Context, op, ref string) (*keyState, error) {
 	if k := e.cached(ref); k != nil {
 		return k, nil
 	}
@@ -365,7 +326,7 @@ func (e *Envelope) load(op, ref string) (*keyState, error) {
 	if k := e.cached(ref); k != nil {
 		return k, nil
 	}
-	raw, ok, err := e.store.GetWrapped(ref)
+	raw, ok, err := e.store.GetWrapped(ctx, ref)
 	if err != nil {
 		return nil, storeError(op, ref, "read", err)
 	}
@@ -456,21 +417,21 @@ func (e *Envelope) newDEK(op, ref string, version uint32) ([]byte, cipher.AEAD, 
 // make it with, first rotating to a new DEK version when the current one
 // has sealed its quota, and reserving the next chunk of seals in the store
 // when the reservation is used up.
-func (e *Envelope) take(op string, k *keyState) (uint32, cipher.AEAD, error) {
+func (e *Envelope) take(ctx context.Context, op string, k *keyState) (uint32, cipher.AEAD, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.destroyed {
 		return 0, nil, notFound(op, k.ref)
 	}
 	if k.used >= e.rotateAfter() {
-		if err := e.rotate(op, k); err != nil {
+		if err := e.rotate(ctx, op, k); err != nil {
 			return 0, nil, err
 		}
 	}
 	if k.used >= k.rec.reserved {
 		rec := k.rec
 		rec.reserved = k.used + e.reserveChunk()
-		if err := e.store.PutWrapped(k.ref, rec.encode()); err != nil {
+		if err := e.store.PutWrapped(ctx, k.ref, rec.encode()); err != nil {
 			return 0, nil, storeError(op, k.ref, "reserve seals in", err)
 		}
 		k.rec = rec
@@ -480,7 +441,7 @@ func (e *Envelope) take(op string, k *keyState) (uint32, cipher.AEAD, error) {
 }
 
 // rotate adds a new DEK version to k and makes it current. k.mu is held.
-func (e *Envelope) rotate(op string, k *keyState) error {
+func (e *Envelope) rotate(ctx context.Context, op string, k *keyState) error {
 	if k.current == math.MaxUint32 {
 		return domain.Errorf(domain.ErrFailedPrecondition, op, k.ref, "", "data key has no version left")
 	}
@@ -493,7 +454,7 @@ func (e *Envelope) rotate(op string, k *keyState) error {
 		reserved: e.reserveChunk(),
 		versions: append(k.rec.versions[:len(k.rec.versions):len(k.rec.versions)], wrappedDEK{version: next, wrapped: wrapped}),
 	}
-	if err := e.store.PutWrapped(k.ref, rec.encode()); err != nil {
+	if err := e.store.PutWrapped(ctx, k.ref, rec.encode()); err != nil {
 		return storeError(op, k.ref, "rotate data key in", err)
 	}
 	k.rec, k.current, k.used = rec, next, 0

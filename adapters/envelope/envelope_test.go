@@ -398,7 +398,7 @@ func TestDestroyWhileInUse(t *testing.T) {
 	}
 	// A caller still holding the old state neither seals nor resurrects
 	// the record.
-	if _, _, err := e.take("test", k); !errors.Is(err, domain.ErrNotFound) {
+	if _, _, err := e.take(context.Background(), "test", k); !errors.Is(err, domain.ErrNotFound) {
 		t.Errorf("take on destroyed state: %v, want ErrNotFound", err)
 	}
 	if _, ok := store.raw(refA); ok {

@@ -1,5 +1,7 @@
 package envelope
 
+import "github.com/kmsbackup/kmsbackup/commands"
+
 // NewMemStore exposes the in-memory test key store to the external tests,
 // which run the key-store conformance suite on it.
-func NewMemStore() KeyStore { return newMemStore() }
+func NewMemStore() commands.KeyStore { return newMemStore() }

@@ -109,7 +109,7 @@ func (e *Envelope) CheckMasterKey(ctx context.Context) error {
 		return err
 	}
 	if check != nil {
-		stored, err := e.store.CreateKeyCheck(check)
+		stored, err := e.store.CreateKeyCheck(ctx, check)
 		if err != nil {
 			return storeError("envelope: check master key", "", "write the check to", err)
 		}
@@ -128,14 +128,14 @@ func (e *Envelope) verify(ctx context.Context) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	stored, ok, err := e.store.KeyCheck()
+	stored, ok, err := e.store.KeyCheck(ctx)
 	if err != nil {
 		return nil, storeError(op, "", "read the check from", err)
 	}
 	if ok {
 		return nil, compareCheck(stored, e.check)
 	}
-	ref, raw, found, err := e.store.AnyWrapped()
+	ref, raw, found, err := e.store.AnyWrapped(ctx)
 	if err != nil {
 		return nil, storeError(op, "", "read a record from", err)
 	}

@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"maps"
 	"strings"
@@ -130,7 +131,7 @@ func TestStoreWithoutCheck(t *testing.T) {
 
 	// A record that does not decode is damage, not a wrong key.
 	store.dropCheck()
-	first, _, _, _ := store.AnyWrapped()
+	first, _, _, _ := store.AnyWrapped(context.Background())
 	store.set(first, []byte{9, 9})
 	if err := MustEnvelope(t, master, store, 0, 0).VerifyMasterKey(ctx); !errors.Is(err, domain.ErrCorrupt) || errors.Is(err, ErrWrongMasterKey) {
 		t.Fatalf("a store whose record does not decode: %v, want ErrCorrupt", err)

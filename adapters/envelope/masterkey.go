@@ -136,12 +136,13 @@ func parseMasterKey(op, source, text string) ([]byte, error) {
 func EnsureDevMasterKey(dataDir string) (key []byte, path string, created bool, err error) {
 	const op = "envelope: dev master key"
 	path = filepath.Join(dataDir, DevMasterKeyFile)
-	key, err = LoadMasterKey(path, "")
-	if err == nil {
-		return key, path, false, nil
-	}
+	// Only a key file that does not exist is created; one that exists is
+	// loaded, and when unusable refused, never overwritten. (Loading first
+	// and looking afterwards would take another process's key, linked in
+	// between, for an unusable one.)
 	if _, statErr := os.Lstat(path); !errors.Is(statErr, fs.ErrNotExist) {
-		return nil, path, false, err // present but unusable: never overwrite it
+		key, err = LoadMasterKey(path, "")
+		return key, path, false, err
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, path, false, fmt.Errorf("%s: create data directory: %w", op, err)

@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"maps"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
@@ -29,7 +31,7 @@ func newMemStore() *memStore { return &memStore{records: make(map[string][]byte)
 // errEmpty is what the real stores answer for an empty ref or record.
 var errEmpty = domain.Invalid("key store", "empty ref or record")
 
-func (s *memStore) GetWrapped(ref string) ([]byte, bool, error) {
+func (s *memStore) GetWrapped(ctx context.Context, ref string) ([]byte, bool, error) {
 	if ref == "" {
 		return nil, false, errEmpty
 	}
@@ -39,7 +41,7 @@ func (s *memStore) GetWrapped(ref string) ([]byte, bool, error) {
 	return bytes.Clone(b), ok, nil
 }
 
-func (s *memStore) PutWrapped(ref string, wrapped []byte) error {
+func (s *memStore) PutWrapped(ctx context.Context, ref string, wrapped []byte) error {
 	if ref == "" || len(wrapped) == 0 {
 		return errEmpty
 	}
@@ -56,7 +58,7 @@ func (s *memStore) PutWrapped(ref string, wrapped []byte) error {
 	return nil
 }
 
-func (s *memStore) DeleteWrapped(ref string) error {
+func (s *memStore) DeleteWrapped(ctx context.Context, ref string) error {
 	if ref == "" {
 		return errEmpty
 	}
@@ -69,13 +71,13 @@ func (s *memStore) DeleteWrapped(ref string) error {
 	return nil
 }
 
-func (s *memStore) KeyCheck() ([]byte, bool, error) {
+func (s *memStore) KeyCheck(ctx context.Context) ([]byte, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return bytes.Clone(s.check), s.check != nil, nil
 }
 
-func (s *memStore) CreateKeyCheck(check []byte) ([]byte, error) {
+func (s *memStore) CreateKeyCheck(ctx context.Context, check []byte) ([]byte, error) {
 	if len(check) == 0 || len(check) > 1024 {
 		return nil, domain.Invalid("key store", "the key check must be 1 to 1024 bytes")
 	}
@@ -91,7 +93,7 @@ func (s *memStore) CreateKeyCheck(check []byte) ([]byte, error) {
 }
 
 // AnyWrapped returns the record of the smallest ref.
-func (s *memStore) AnyWrapped() (string, []byte, bool, error) {
+func (s *memStore) AnyWrapped(ctx context.Context) (string, []byte, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	refs := slices.Sorted(maps.Keys(s.records))
@@ -109,7 +111,7 @@ func (s *memStore) dropCheck() {
 }
 
 func (s *memStore) raw(ref string) ([]byte, bool) {
-	b, ok, _ := s.GetWrapped(ref)
+	b, ok, _ := s.GetWrapped(context.Background(), ref)
 	return b, ok
 }
 
@@ -159,7 +161,7 @@ func MustMasterKey(tb testing.TB) []byte {
 
 // MustEnvelope returns an Envelope over store with the given limits (zero
 // keeps the defaults).
-func MustEnvelope(tb testing.TB, master []byte, store KeyStore, rotateAfter, chunk uint64) *Envelope {
+func MustEnvelope(tb testing.TB, master []byte, store commands.KeyStore, rotateAfter, chunk uint64) *Envelope {
 	tb.Helper()
 	e, err := New(master, store)
 	if err != nil {

@@ -4,7 +4,7 @@
 // commands.EventLog for deployments that share one log between several
 // engine processes, and beside it, on the same server and client, the two
 // other things those processes share: the wrapped data keys (KeyStore, the
-// method set of envelope.KeyStore) and the backup blobs (Blobs,
+// method set of commands.KeyStore) and the backup blobs (Blobs,
 // commands.BlobStore). The log never deletes, truncates or rewrites a
 // stream; the stores tombstone their own streams to destroy what they
 // hold, and nothing else. The package never writes to EventStoreDB's own

@@ -9,19 +9,11 @@ import (
 
 	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
+	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
-// KeyStore implements envelope.KeyStore's method set (adapters do not
-// import each other; cmd wires them).
-var _ interface {
-	GetWrapped(ref string) ([]byte, bool, error)
-	PutWrapped(ref string, wrapped []byte) error
-	DeleteWrapped(ref string) error
-	KeyCheck() ([]byte, bool, error)
-	CreateKeyCheck(check []byte) ([]byte, error)
-	AnyWrapped() (string, []byte, bool, error)
-} = (*KeyStore)(nil)
+var _ commands.KeyStore = (*KeyStore)(nil)
 
 const (
 	opGetWrapped    = "get wrapped key"
@@ -35,8 +27,7 @@ const (
 	maxKeyRefLen = 256
 )
 
-// KeyStore keeps the wrapped data-key records of the envelope (the method
-// set of envelope.KeyStore) in EventStoreDB, beside the log, so that every
+// KeyStore keeps the wrapped data-key records of the envelope (commands.KeyStore) in EventStoreDB, beside the log, so that every
 // engine node sharing the log shares the keys. Ref r's records live in the
 // stream "datakey-<r encoded>" (see encodeStreamPart): PutWrapped appends
 // an event holding the whole record, GetWrapped reads the last one, and
@@ -91,11 +82,10 @@ func (k *KeyStore) Ping(ctx context.Context) error { return k.l.Ping(ctx) }
 // bytes; domain.ErrCorrupt when the stream's last event is not a record
 // this store wrote; domain.ErrUnavailable when the server fails or the log
 // is closed. Safe for concurrent use.
-func (k *KeyStore) GetWrapped(ref string) ([]byte, bool, error) {
+func (k *KeyStore) GetWrapped(ctx context.Context, ref string) ([]byte, bool, error) {
 	if err := checkKeyRef(opGetWrapped, ref); err != nil {
 		return nil, false, err
 	}
-	ctx := context.Background()
 	gen, state, last, err := k.current(ctx, opGetWrapped, ref)
 	if err != nil {
 		return nil, false, err
@@ -141,7 +131,7 @@ func (k *KeyStore) current(ctx context.Context, op, ref string) (uint64, streamS
 // record may then be written or not: put it again). Safe for concurrent
 // use; idempotent (putting the same bytes again appends an identical
 // record).
-func (k *KeyStore) PutWrapped(ref string, wrapped []byte) error {
+func (k *KeyStore) PutWrapped(ctx context.Context, ref string, wrapped []byte) error {
 	if err := checkKeyRef(opPutWrapped, ref); err != nil {
 		return err
 	}
@@ -153,7 +143,6 @@ func (k *KeyStore) PutWrapped(ref string, wrapped []byte) error {
 		return &domain.Error{Op: opPutWrapped, Kind: domain.ErrInvalidArgument, Item: ref,
 			Msg: fmt.Sprintf("the record takes %d bytes, over the server's maximum append size of %d", n, k.l.opts.MaxAppendSize)}
 	}
-	ctx := context.Background()
 	for gen := uint64(0); gen < maxGenerations; gen++ {
 		_, err := k.l.appendRaw(ctx, opPutWrapped, dataKeyStream(ref, gen), esdbclient.Any{}, []esdbclient.EventData{ev})
 		if isStreamDeleted(err) {
@@ -175,11 +164,10 @@ func (k *KeyStore) PutWrapped(ref string, wrapped []byte) error {
 // deleting a ref that has no record, or was deleted before, succeeds. Safe
 // for concurrent use (a put concurrent with a delete lands before it, and
 // is deleted, or after it, in the next generation).
-func (k *KeyStore) DeleteWrapped(ref string) error {
+func (k *KeyStore) DeleteWrapped(ctx context.Context, ref string) error {
 	if err := checkKeyRef(opDeleteWrapped, ref); err != nil {
 		return err
 	}
-	ctx := context.Background()
 	gen, state, _, err := k.current(ctx, opDeleteWrapped, ref)
 	if err != nil || state == streamAbsent {
 		return err
@@ -221,8 +209,7 @@ const (
 // Errors: domain.ErrCorrupt when the check's stream holds something else
 // or was deleted; domain.ErrUnavailable when the server fails or the log
 // is closed. Safe for concurrent use.
-func (k *KeyStore) KeyCheck() ([]byte, bool, error) {
-	ctx := context.Background()
+func (k *KeyStore) KeyCheck(ctx context.Context) ([]byte, bool, error) {
 	recs, state, err := k.l.readRaw(ctx, opKeyCheck, k.checkStream, esdbclient.Start{}, false, 1)
 	switch {
 	case err != nil:
@@ -242,11 +229,10 @@ func (k *KeyStore) KeyCheck() ([]byte, bool, error) {
 //
 // Errors: domain.ErrInvalidArgument for an empty check or one over 1 KiB;
 // those of KeyCheck. Safe for concurrent use, across nodes; idempotent.
-func (k *KeyStore) CreateKeyCheck(check []byte) ([]byte, error) {
+func (k *KeyStore) CreateKeyCheck(ctx context.Context, check []byte) ([]byte, error) {
 	if len(check) == 0 || len(check) > maxKeyCheckLen {
 		return nil, domain.Invalid(opCreateKeyCheck, "the key check must be 1 to %d bytes, not %d", maxKeyCheckLen, len(check))
 	}
-	ctx := context.Background()
 	ev := esdbclient.EventData{EventType: typeKeyCheck, ContentType: esdbclient.ContentTypeBinary, Data: bytes.Clone(check)}
 	_, err := k.l.appendRaw(ctx, opCreateKeyCheck, k.checkStream, esdbclient.NoStream{}, []esdbclient.EventData{ev})
 	switch {
@@ -255,7 +241,7 @@ func (k *KeyStore) CreateKeyCheck(check []byte) ([]byte, error) {
 	case !isWrongExpectedVersion(err):
 		return nil, k.l.mapErr(ctx, opCreateKeyCheck, k.checkStream, err)
 	}
-	stored, ok, err := k.KeyCheck()
+	stored, ok, err := k.KeyCheck(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -272,8 +258,8 @@ func (k *KeyStore) CreateKeyCheck(check []byte) ([]byte, error) {
 //
 // Errors: domain.ErrUnavailable when the server fails, the log is closed,
 // or the scan takes over two minutes. Safe for concurrent use; read-only.
-func (k *KeyStore) AnyWrapped() (string, []byte, bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), anyWrappedTimeout)
+func (k *KeyStore) AnyWrapped(ctx context.Context) (string, []byte, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, anyWrappedTimeout)
 	defer cancel()
 	end, any, err := k.l.lastOfAll(ctx, opAnyWrapped)
 	if err != nil || !any {
@@ -303,7 +289,7 @@ func (k *KeyStore) AnyWrapped() (string, []byte, bool, error) {
 		case ev.EventAppeared != nil && ev.EventAppeared.Event != nil:
 			r := ev.EventAppeared.Event
 			if ref, ok := refOfDataKeyStream(r.StreamID); ok && r.EventType == typeWrappedKey {
-				rec, found, err := k.GetWrapped(ref)
+				rec, found, err := k.GetWrapped(ctx, ref)
 				if err != nil || found {
 					return ref, rec, found, err
 				}

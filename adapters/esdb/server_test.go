@@ -15,7 +15,6 @@ import (
 	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
 	"github.com/oklog/ulid/v2"
 
-	"github.com/kmsbackup/kmsbackup/adapters/envelope"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/test/conformance/blobstore"
@@ -346,7 +345,7 @@ func TestKeyStoreConformance(t *testing.T) {
 	serverURL(t)
 	run := time.Now().UnixNano()
 	var n atomic.Int64
-	keystore.Run(t, func(t *testing.T) envelope.KeyStore {
+	keystore.Run(t, func(t *testing.T) commands.KeyStore {
 		ks := NewKeyStore(MustOpen(t, Options{Logger: testLogger(t)}))
 		// The suite needs a store without a check: one check stream each.
 		ks.checkStream = fmt.Sprintf("%s-conf%d-%d", keyCheckStream, run, n.Add(1))
@@ -377,7 +376,7 @@ func uniqueRef(what string) string {
 }
 
 // mustState reads the state of a store's stream.
-func mustState(t *testing.T, l *Log, stream string) streamState {
+func mustState(t testing.TB, l *Log, stream string) streamState {
 	t.Helper()
 	_, state, err := l.readRaw(context.Background(), "test", stream, esdbclient.Start{}, false, 1)
 	if err != nil {
@@ -409,7 +408,7 @@ func TestStoresStayOutOfTheLog(t *testing.T) {
 	if _, err := l.Append(ctx, st, domain.ExpectNoStream, evs[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.PutWrapped(ref, []byte("wrapped")); err != nil {
+	if err := k.PutWrapped(context.Background(), ref, []byte("wrapped")); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.PutBlob(ctx, ref, "small", []byte("small blob")); err != nil {
@@ -428,7 +427,7 @@ func TestStoresStayOutOfTheLog(t *testing.T) {
 	if err := b.DestroyBlobs(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.DeleteWrapped(ref); err != nil {
+	if err := k.DeleteWrapped(context.Background(), ref); err != nil {
 		t.Fatal(err)
 	}
 	page, err := l.ReadAll(ctx, h, 1000)
@@ -484,22 +483,22 @@ func TestKeyStoreTombstones(t *testing.T) {
 	ref := uniqueRef("key")
 	for gen := range uint64(3) {
 		v := fmt.Appendf(nil, "record of generation %d", gen)
-		if err := k.PutWrapped(ref, v); err != nil {
+		if err := k.PutWrapped(context.Background(), ref, v); err != nil {
 			t.Fatal(err)
 		}
-		if got, ok, err := k.GetWrapped(ref); err != nil || !ok || string(got) != string(v) {
+		if got, ok, err := k.GetWrapped(context.Background(), ref); err != nil || !ok || string(got) != string(v) {
 			t.Fatalf("generation %d: GetWrapped = %q, %v, %v", gen, got, ok, err)
 		}
 		if s := mustState(t, l, dataKeyStream(ref, gen)); s != streamLive {
 			t.Fatalf("generation %d is %v, want live", gen, s)
 		}
-		if err := k.DeleteWrapped(ref); err != nil {
+		if err := k.DeleteWrapped(context.Background(), ref); err != nil {
 			t.Fatal(err)
 		}
 		if s := mustState(t, l, dataKeyStream(ref, gen)); s != streamDeleted {
 			t.Fatalf("generation %d after DeleteWrapped is %v, want tombstoned", gen, s)
 		}
-		if err := k.DeleteWrapped(ref); err != nil {
+		if err := k.DeleteWrapped(context.Background(), ref); err != nil {
 			t.Fatal(err)
 		}
 		if s := mustState(t, l, dataKeyStream(ref, gen+1)); s != streamAbsent {

@@ -12,11 +12,8 @@ import (
 
 	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
-	"github.com/kmsbackup/kmsbackup/adapters/envelope"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
-
-var _ envelope.KeyStore = (*KeyStore)(nil)
 
 // validStreamPart reports whether s is made only of the characters
 // encodeStreamPart emits.
@@ -452,13 +449,13 @@ func TestStoreArguments(t *testing.T) {
 	ctx := context.Background()
 	long := strings.Repeat("r", 257)
 	for name, err := range map[string]error{
-		"GetWrapped empty ref":      func() error { _, _, err := k.GetWrapped(""); return err }(),
-		"GetWrapped long ref":       func() error { _, _, err := k.GetWrapped(long); return err }(),
-		"PutWrapped empty ref":      k.PutWrapped("", []byte("w")),
-		"PutWrapped empty record":   k.PutWrapped("kms_1", nil),
-		"PutWrapped large record":   k.PutWrapped("kms_1", make([]byte, 8<<10)),
-		"DeleteWrapped empty ref":   k.DeleteWrapped(""),
-		"DeleteWrapped long ref":    k.DeleteWrapped(long),
+		"GetWrapped empty ref":      func() error { _, _, err := k.GetWrapped(context.Background(), ""); return err }(),
+		"GetWrapped long ref":       func() error { _, _, err := k.GetWrapped(context.Background(), long); return err }(),
+		"PutWrapped empty ref":      k.PutWrapped(context.Background(), "", []byte("w")),
+		"PutWrapped empty record":   k.PutWrapped(context.Background(), "kms_1", nil),
+		"PutWrapped large record":   k.PutWrapped(context.Background(), "kms_1", make([]byte, 8<<10)),
+		"DeleteWrapped empty ref":   k.DeleteWrapped(context.Background(), ""),
+		"DeleteWrapped long ref":    k.DeleteWrapped(context.Background(), long),
 		"PutBlob empty ref":         b.PutBlob(ctx, "", "n", []byte("x")),
 		"PutBlob empty name":        b.PutBlob(ctx, "r", "", []byte("x")),
 		"PutBlob long ref":          b.PutBlob(ctx, long, "n", []byte("x")),
@@ -510,9 +507,9 @@ func TestStoresUnreachableServer(t *testing.T) {
 	check := func(when string) {
 		t.Helper()
 		for name, err := range map[string]error{
-			"GetWrapped":    func() error { _, _, err := k.GetWrapped("kms_1"); return err }(),
-			"PutWrapped":    k.PutWrapped("kms_1", []byte("wrapped")),
-			"DeleteWrapped": k.DeleteWrapped("kms_1"),
+			"GetWrapped":    func() error { _, _, err := k.GetWrapped(context.Background(), "kms_1"); return err }(),
+			"PutWrapped":    k.PutWrapped(context.Background(), "kms_1", []byte("wrapped")),
+			"DeleteWrapped": k.DeleteWrapped(context.Background(), "kms_1"),
 			"PutBlob":       b.PutBlob(ctx, "bkp_1/0", "slice-1", []byte("blob")),
 			"GetBlob":       func() error { _, err := b.GetBlob(ctx, "bkp_1/0", "slice-1"); return err }(),
 			"DestroyBlobs":  b.DestroyBlobs(ctx, "bkp_1/0"),

@@ -345,47 +345,7 @@ func (c *Client) Restore(ctx context.Context, r RestoreRequest) (RestoreResult, 
 // (Accept: application/x-ndjson) and calling progress with every progress
 // line; a server that answers with plain JSON gives no progress.
 func (c *Client) RestoreWithProgress(ctx context.Context, r RestoreRequest, progress func(RestoreProgress)) (RestoreResult, error) {
-	const op = "POST /v1/restores"
-	b, err := json.Marshal(r)
-	if err != nil {
-		return RestoreResult{}, fmt.Errorf("encode request: %w", err)
-	}
-	hdr := http.Header{}
-	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Accept", "application/x-ndjson, application/json;q=0.5")
-	resp, err := c.send(ctx, "POST", "/v1/restores", nil, bytes.NewReader(b), hdr)
-	if err != nil {
-		return RestoreResult{}, err
-	}
-	defer resp.Body.Close()
-	var out RestoreResult
-	if ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";"); ct != "application/x-ndjson" {
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-			return out, fmt.Errorf("%s: decode response: %w", op, err)
-		}
-		return out, nil
-	}
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var l RestoreStreamLine
-		if err := dec.Decode(&l); err != nil {
-			if ctx.Err() != nil {
-				return out, ctx.Err()
-			}
-			return out, domain.Errorf(domain.ErrUnavailable, op, "", "retry: a restore is safe to repeat",
-				"the answer ended before the result: %v", err)
-		}
-		switch {
-		case l.Progress != nil:
-			if progress != nil {
-				progress(*l.Progress)
-			}
-		case l.Error != nil:
-			return out, &APIError{Status: statusOf(l.Error.Code), ErrorDetail: *l.Error}
-		case l.Result != nil:
-			return *l.Result, nil
-		}
-	}
+	return doStream[RestoreProgress, RestoreResult](ctx, c, "POST", "/v1/restores", nil, r, progress, "retry: a restore is safe to repeat")
 }
 
 // Replay returns the state of a backup instance at the end of a viewable
@@ -425,6 +385,13 @@ func (c *Client) DevClock(ctx context.Context) (DevClockView, error) {
 // domain.ParseClockAdvance), doing the scheduled work on the way.
 func (c *Client) AdvanceClock(ctx context.Context, duration string) (AdvanceClockResponse, error) {
 	return do[AdvanceClockResponse](ctx, c, "POST", "/v1/dev/clock/advance", nil, AdvanceClockRequest{Duration: duration})
+}
+
+// AdvanceClockWithProgress is AdvanceClock, asking for the answer as a
+// stream and calling progress with each progress line as the clock moves.
+func (c *Client) AdvanceClockWithProgress(ctx context.Context, duration string, progress func(AdvanceClockProgress)) (AdvanceClockResponse, error) {
+	return doStream[AdvanceClockProgress, AdvanceClockResponse](ctx, c, "POST", "/v1/dev/clock/advance", nil,
+		AdvanceClockRequest{Duration: duration}, progress, "the clock may have moved part of the way: dev clock show says where it is")
 }
 
 // DevScrub runs a background verification of every backup instance now

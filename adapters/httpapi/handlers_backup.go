@@ -23,6 +23,8 @@ func tabList() string { return strings.Join(DataTabs(), ", ") }
 
 func backupID(r *http.Request) domain.BackupID { return domain.BackupID(r.PathValue("id")) }
 
+// backupRoutes serves backup instances: list, create, show, and their
+// lifecycle (enable, extend, renew, reset).
 func (s *Server) backupRoutes(rt *Router) {
 	b := s.Backups
 	rt.Handle("GET", "/v1/backup-instances", func(_ http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
@@ -133,6 +135,12 @@ func (s *Server) backupRoutes(rt *Router) {
 		}
 		return backupView(bk), nil
 	})
+}
+
+// backupDataRoutes serves what a backup instance holds: a day's lists,
+// its checkpoints, the difference of two days, and verification.
+func (s *Server) backupDataRoutes(rt *Router) {
+	b := s.Backups
 	rt.Handle("GET", "/v1/backup-instances/{id}/data", func(_ http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
 		const op = "list data"
 		day := r.URL.Query().Get("day") // optional for an upload, which holds one day

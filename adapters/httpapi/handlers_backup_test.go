@@ -49,14 +49,20 @@ func (f *fakeClock) Now() time.Time {
 
 func (f *fakeClock) Manual() bool { return !f.real }
 
-func (f *fakeClock) Advance(_ context.Context, d time.Duration) (time.Time, int, error) {
+// AdvanceReporting reports progress at each whole day on the way, then
+// fails with err when set.
+func (f *fakeClock) AdvanceReporting(_ context.Context, d time.Duration, progress func(from, now, to time.Time)) (time.Time, int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	from, to := f.now, f.now.Add(d)
+	for t := from.Add(24 * time.Hour); progress != nil && t.Before(to); t = t.Add(24 * time.Hour) {
+		progress(from, t, to)
+	}
 	if f.err != nil {
 		return f.now, 0, f.err
 	}
 	f.advanced = append(f.advanced, d)
-	f.now = f.now.Add(d)
+	f.now = to
 	return f.now, 3, nil
 }
 

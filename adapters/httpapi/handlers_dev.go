@@ -2,19 +2,26 @@ package httpapi
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
+// advanceProgressEvery is the least time between two progress lines of an
+// advance (the first comes at once): a long advance reaches thousands of
+// instants of work.
+const advanceProgressEvery = 100 * time.Millisecond
+
 // devRoutes serves the --dev clock: any account may read it and, when it
-// is manual, move it forward (the scheduled backups run on the way).
+// is manual, move it forward (the scheduled backups run on the way), with
+// its progress as a stream when asked (Accept: application/x-ndjson).
 func (s *Server) devRoutes(rt *Router) {
 	clk := s.DevClock
 	rt.Handle("GET", "/v1/dev/clock", func(_ http.ResponseWriter, _ *http.Request, _ commands.Caller) (any, error) {
 		return DevClockView{Now: clk.Now().UTC(), Manual: clk.Manual()}, nil
 	})
-	rt.Handle("POST", "/v1/dev/clock/advance", func(_ http.ResponseWriter, r *http.Request, _ commands.Caller) (any, error) {
+	rt.Handle("POST", "/v1/dev/clock/advance", func(w http.ResponseWriter, r *http.Request, _ commands.Caller) (any, error) {
 		var req AdvanceClockRequest
 		if err := decode(r, &req); err != nil {
 			return nil, err
@@ -27,11 +34,20 @@ func (s *Server) devRoutes(rt *Router) {
 			return nil, domain.Errorf(domain.ErrFailedPrecondition, "advance clock", "", "start the server with --clock manual",
 				"the server runs on the real clock, which cannot be advanced")
 		}
-		now, work, err := clk.Advance(r.Context(), d)
-		if err != nil {
-			return nil, err
+		var st *ndjsonWriter
+		var progress func(from, now, to time.Time)
+		if wantsNDJSON(r) {
+			st = &ndjsonWriter{w: w}
+			var last time.Time
+			progress = func(from, now, to time.Time) {
+				if t := time.Now(); last.IsZero() || t.Sub(last) >= advanceProgressEvery {
+					last = t
+					st.line(AdvanceClockStreamLine{Progress: &AdvanceClockProgress{From: from.UTC(), Now: now.UTC(), To: to.UTC()}})
+				}
+			}
 		}
-		return AdvanceClockResponse{Now: now.UTC(), Work: work}, nil
+		now, work, err := clk.AdvanceReporting(r.Context(), d, progress)
+		return finish[AdvanceClockProgress](st, AdvanceClockResponse{Now: now.UTC(), Work: work}, err)
 	})
 }
 

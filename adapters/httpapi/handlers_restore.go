@@ -1,9 +1,7 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/commands"
@@ -34,43 +32,6 @@ func (req RestoreRequest) input(op string) (commands.RestoreRequest, error) {
 		ToInstance: req.ToInstance, ToRegion: req.ToRegion}.Parse()
 }
 
-// wantsNDJSON reports whether the client asked for a stream of progress
-// lines (Accept: application/x-ndjson).
-func wantsNDJSON(r *http.Request) bool {
-	for _, a := range r.Header.Values("Accept") {
-		for _, part := range strings.Split(a, ",") {
-			if mt, _, _ := strings.Cut(strings.TrimSpace(part), ";"); strings.EqualFold(mt, "application/x-ndjson") {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// restoreStream answers a restore as NDJSON: a line per progress report,
-// then the result or the error. Until the first line the answer is
-// undecided, so that a request refused before any progress gets its
-// status code (returned as the handler's error).
-type restoreStream struct {
-	w       http.ResponseWriter
-	enc     *json.Encoder
-	started bool
-}
-
-func (st *restoreStream) line(l RestoreStreamLine) {
-	if !st.started {
-		st.started = true
-		st.w.Header().Set("Content-Type", "application/x-ndjson")
-		st.w.Header().Set("Cache-Control", "no-store")
-		st.w.WriteHeader(http.StatusOK)
-		st.enc = json.NewEncoder(st.w)
-	}
-	_ = st.enc.Encode(l) // a client gone stops reading; the restore goes on
-	if f, ok := st.w.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
 // restoreRoutes serves restores and replays of backup instances.
 func (s *Server) restoreRoutes(rt *Router) {
 	rs := s.Restores
@@ -84,10 +45,10 @@ func (s *Server) restoreRoutes(rt *Router) {
 		if err != nil {
 			return nil, err
 		}
-		var st *restoreStream
+		var st *ndjsonWriter
 		var progress commands.ProgressFunc
 		if wantsNDJSON(r) {
-			st = &restoreStream{w: w}
+			st = &ndjsonWriter{w: w}
 			progress = func(p commands.RestoreProgress) {
 				st.line(RestoreStreamLine{Progress: &RestoreProgress{Phase: p.Phase, Done: p.Done, Total: p.Total}})
 			}
@@ -101,20 +62,11 @@ func (s *Server) restoreRoutes(rt *Router) {
 		} else {
 			res, err = rs.Restore(r.Context(), c, in, progress)
 		}
-		switch {
-		case st == nil || !st.started:
-			if err != nil {
-				return nil, err
-			}
-			return restoreView(res, req.DryRun), nil
-		case err != nil:
-			_, body := errorBody(err)
-			st.line(RestoreStreamLine{Error: &body.Error})
-		default:
-			v := restoreView(res, req.DryRun)
-			st.line(RestoreStreamLine{Result: &v})
+		var view RestoreResult
+		if err == nil {
+			view = restoreView(res, req.DryRun)
 		}
-		return streamed, nil
+		return finish[RestoreProgress](st, view, err)
 	})
 	rt.Handle("GET", "/v1/backup-instances/{id}/replay", func(_ http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
 		const op = "replay"

@@ -149,11 +149,14 @@ type DevClock interface {
 	// Manual reports whether the clock moves only when advanced (--clock
 	// manual); a real clock cannot be advanced.
 	Manual() bool
-	// Advance moves a manual clock forward by d (positive), doing the
-	// scheduled backup work that falls due on the way, in order; it returns
-	// the new time and how many pieces of work it did. Safe for concurrent
-	// use (advances happen one at a time); not idempotent.
-	Advance(ctx context.Context, d time.Duration) (now time.Time, work int, err error)
+	// AdvanceReporting moves a manual clock forward by d (positive), doing
+	// the scheduled backup work that falls due on the way, in order; it
+	// returns the new time and how many pieces of work it did. progress,
+	// when not nil, is called from the advancing goroutine as the clock
+	// reaches each instant of work: the advance goes from from to to and
+	// has reached now. Safe for concurrent use (advances happen one at a
+	// time); not idempotent.
+	AdvanceReporting(ctx context.Context, d time.Duration, progress func(from, now, to time.Time)) (now time.Time, work int, err error)
 }
 
 // DevScrub runs the background verification of every backup on request,
@@ -228,9 +231,14 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(OpenAPI)
 	})
-	s.kmsRoutes(rt)
+	s.accountRoutes(rt)
+	s.instanceRoutes(rt)
+	s.keyRoutes(rt)
+	s.secretRoutes(rt)
+	s.eventRoutes(rt)
 	if s.Backups != nil {
 		s.backupRoutes(rt)
+		s.backupDataRoutes(rt)
 		s.fileRoutes(rt)
 		src := backupSource{list: s.BackupGauges, failures: s.BackupFailures, logger: s.Logger}
 		s.Registry.MustRegister(&backupSummary{src})

@@ -355,6 +355,18 @@ type AdvanceClockResponse struct {
 	Work int       `json:"work"`
 }
 
+// AdvanceClockProgress is how far an advance has gone: from From to To, it
+// has reached Now (the instant of the work it is doing).
+type AdvanceClockProgress struct {
+	From time.Time `json:"from"`
+	Now  time.Time `json:"now"`
+	To   time.Time `json:"to"`
+}
+
+// AdvanceClockStreamLine is a line of POST /v1/dev/clock/advance answered
+// as a stream (Accept: application/x-ndjson).
+type AdvanceClockStreamLine = StreamLine[AdvanceClockProgress, AdvanceClockResponse]
+
 // RestoreRequest is POST /v1/restores: what to restore (Keys and Secrets,
 // or All), from which backup instance and viewable day (At, an RFC 3339
 // instant of that day, restores the state at that instant; with At, Day
@@ -444,11 +456,7 @@ type RestoreProgress struct {
 
 // RestoreStreamLine is one line of POST /v1/restores answered as NDJSON:
 // progress lines, then one line with the result or the error.
-type RestoreStreamLine struct {
-	Progress *RestoreProgress `json:"progress,omitempty"`
-	Result   *RestoreResult   `json:"result,omitempty"`
-	Error    *ErrorDetail     `json:"error,omitempty"`
-}
+type RestoreStreamLine = StreamLine[RestoreProgress, RestoreResult]
 
 // ReplayState is GET /v1/backup-instances/{id}/replay: the keys and secrets
 // of a backup instance at checkpoint Seq (taken at At), with a digest per

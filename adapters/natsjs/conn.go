@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	jsapi "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kmsbackup/kmsbackup/adapters/internal/natsconn"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
@@ -59,7 +60,7 @@ func Connect(ctx context.Context, url string, opts ConnOptions) (*Conn, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	nc, err := dial(url, opts.Name, opts.Logger.With("component", "jetstream"))
+	nc, err := natsconn.Dial(url, opts.Name, opts.Logger.With("component", "jetstream"))
 	if err != nil {
 		return nil, unavailable("connect", err)
 	}
@@ -69,31 +70,6 @@ func Connect(ctx context.Context, url string, opts ConnOptions) (*Conn, error) {
 		return nil, unavailable("open JetStream", err)
 	}
 	return &Conn{nc: nc, js: js}, nil
-}
-
-// dial opens a NATS connection that reconnects forever, never buffers
-// publishes while disconnected, and logs what no call can return.
-func dial(url, name string, logger *slog.Logger) (*nats.Conn, error) {
-	return nats.Connect(url,
-		nats.Name(name),
-		nats.Timeout(connectTimeout),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(reconnectWait),
-		// Fail publishes while disconnected instead of buffering them: a
-		// buffered write could land long after its call gave up on it.
-		nats.ReconnectBufSize(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				logger.Warn("disconnected from NATS", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) {
-			logger.Info("reconnected to NATS", "server", c.ConnectedUrlRedacted())
-		}),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			logger.Error("NATS asynchronous error", "err", err)
-		}),
-	)
 }
 
 // Close closes the connection: calls in flight on it fail with

@@ -1,6 +1,6 @@
 // Package natsjs keeps on NATS JetStream what the nodes of a deployment
 // that runs beyond one machine share: the event log (commands.EventLog, on
-// a stream), the envelope's wrapped data keys (envelope.KeyStore's methods,
+// a stream), the envelope's wrapped data keys (commands.KeyStore,
 // on a key-value bucket) and the backup blobs (commands.BlobStore, on an
 // object store bucket). The event log never deletes, purges or expires a
 // message; only DeleteWrapped and DestroyBlobs remove anything, and only

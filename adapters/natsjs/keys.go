@@ -11,8 +11,11 @@ import (
 
 	jsapi "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
+
+var _ commands.KeyStore = (*KeyStore)(nil)
 
 // DefaultKeyBucket is the default of KeyStoreOptions.Bucket.
 const DefaultKeyBucket = "KMSBACKUP_KEYS"
@@ -30,7 +33,7 @@ const (
 	maxKeyRefLen = 512
 	// keyEscape starts an escaped byte in a KV key.
 	keyEscape = '='
-	// keyCallTimeout bounds one KeyStore call, whose methods take no
+	// keyCallTimeout bounds one KeyStore call, within the caller's
 	// context.
 	keyCallTimeout = 2 * requestTimeout
 )
@@ -67,7 +70,7 @@ func (o KeyStoreOptions) Validate() error {
 }
 
 // KeyStore keeps the envelope's wrapped data-key records (it implements
-// envelope.KeyStore) in a JetStream key-value bucket, so that every node of
+// commands.KeyStore) in a JetStream key-value bucket, so that every node of
 // a deployment sees the same data keys. One ref is one KV key. All its
 // methods are safe for concurrent use; a ref should have one writer at a
 // time (the envelope serialises its writes of a ref).
@@ -199,21 +202,21 @@ func checkKeyRef(op, ref string) error {
 // Errors: domain.ErrInvalidArgument for an empty ref or one over 512
 // bytes; domain.ErrUnavailable when the connection is closed or the server
 // cannot answer within 20 s. Safe for concurrent use; read-only.
-func (s *KeyStore) GetWrapped(ref string) ([]byte, bool, error) {
+func (s *KeyStore) GetWrapped(ctx context.Context, ref string) ([]byte, bool, error) {
 	if err := checkKeyRef(opGetWrapped, ref); err != nil {
 		return nil, false, err
 	}
 	if err := s.c.enter(opGetWrapped); err != nil {
 		return nil, false, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), keyCallTimeout)
+	call, cancel := context.WithTimeout(ctx, keyCallTimeout)
 	defer cancel()
-	e, err := s.kv.Get(ctx, kvKey(ref))
+	e, err := s.kv.Get(call, kvKey(ref))
 	if errors.Is(err, jsapi.ErrKeyNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, s.fail(opGetWrapped+" "+ref, err)
+		return nil, false, s.fail(ctx, opGetWrapped+" "+ref, err)
 	}
 	return e.Value(), true, nil
 }
@@ -230,7 +233,7 @@ func (s *KeyStore) GetWrapped(ref string) ([]byte, bool, error) {
 // PutWrapped or DeleteWrapped erases the old one). Safe for concurrent use,
 // with one writer per ref. Idempotent: putting the same bytes again leaves
 // the same record.
-func (s *KeyStore) PutWrapped(ref string, wrapped []byte) error {
+func (s *KeyStore) PutWrapped(ctx context.Context, ref string, wrapped []byte) error {
 	if err := checkKeyRef(opPutWrapped, ref); err != nil {
 		return err
 	}
@@ -240,15 +243,15 @@ func (s *KeyStore) PutWrapped(ref string, wrapped []byte) error {
 	if err := s.c.enter(opPutWrapped); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), keyCallTimeout)
+	call, cancel := context.WithTimeout(ctx, keyCallTimeout)
 	defer cancel()
 	key := kvKey(ref)
-	rev, err := s.kv.Put(ctx, key, wrapped)
+	rev, err := s.kv.Put(call, key, wrapped)
 	if err != nil {
-		return s.fail(opPutWrapped+" "+ref, err)
+		return s.fail(ctx, opPutWrapped+" "+ref, err)
 	}
-	if err := s.erase(ctx, s.prefix+key, rev); err != nil {
-		return s.fail(opPutWrapped+" "+ref+": erase the previous revision", err)
+	if err := s.erase(call, s.prefix+key, rev); err != nil {
+		return s.fail(ctx, opPutWrapped+" "+ref+": erase the previous revision", err)
 	}
 	return nil
 }
@@ -264,31 +267,32 @@ func (s *KeyStore) PutWrapped(ref string, wrapped []byte) error {
 // bytes; domain.ErrUnavailable when the connection is closed or a delete
 // fails (the record may then survive: call again). Safe for concurrent
 // use. Idempotent: deleting a missing ref succeeds.
-func (s *KeyStore) DeleteWrapped(ref string) error {
+func (s *KeyStore) DeleteWrapped(ctx context.Context, ref string) error {
 	if err := checkKeyRef(opDeleteWrapped, ref); err != nil {
 		return err
 	}
 	if err := s.c.enter(opDeleteWrapped); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), keyCallTimeout)
+	call, cancel := context.WithTimeout(ctx, keyCallTimeout)
 	defer cancel()
 	subj := s.prefix + kvKey(ref)
-	if err := s.erase(ctx, subj, 0); err != nil {
-		return s.fail(opDeleteWrapped+" "+ref, err)
+	if err := s.erase(call, subj, 0); err != nil {
+		return s.fail(ctx, opDeleteWrapped+" "+ref, err)
 	}
 	// Anything the erasure did not see (a put racing with the delete) goes
 	// too, and the purge leaves no marker.
-	if err := s.stream.Purge(ctx, jsapi.WithPurgeSubject(subj)); err != nil {
-		return s.fail(opDeleteWrapped+" "+ref, err)
+	if err := s.stream.Purge(call, jsapi.WithPurgeSubject(subj)); err != nil {
+		return s.fail(ctx, opDeleteWrapped+" "+ref, err)
 	}
 	return nil
 }
 
-// fail translates the error of a call: the methods take no context, so
-// their own timeout running out is domain.ErrUnavailable too.
-func (s *KeyStore) fail(op string, err error) error {
-	return s.c.callErr(context.Background(), op, err)
+// fail translates the error of a call made under ctx: ctx's end is
+// reported as such, the call's own timeout running out as
+// domain.ErrUnavailable.
+func (s *KeyStore) fail(ctx context.Context, op string, err error) error {
+	return s.c.callErr(ctx, op, err)
 }
 
 // erase securely deletes every message of subj whose sequence is below
@@ -334,18 +338,18 @@ const (
 //
 // Errors: domain.ErrUnavailable when the connection is closed or the
 // server cannot answer within 20 s. Safe for concurrent use; read-only.
-func (s *KeyStore) KeyCheck() ([]byte, bool, error) {
+func (s *KeyStore) KeyCheck(ctx context.Context) ([]byte, bool, error) {
 	if err := s.c.enter(opKeyCheck); err != nil {
 		return nil, false, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), keyCallTimeout)
+	call, cancel := context.WithTimeout(ctx, keyCallTimeout)
 	defer cancel()
-	e, err := s.kv.Get(ctx, keyCheckKey)
+	e, err := s.kv.Get(call, keyCheckKey)
 	if errors.Is(err, jsapi.ErrKeyNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, s.fail(opKeyCheck, err)
+		return nil, false, s.fail(ctx, opKeyCheck, err)
 	}
 	return e.Value(), true, nil
 }
@@ -358,23 +362,23 @@ func (s *KeyStore) KeyCheck() ([]byte, bool, error) {
 // Errors: domain.ErrInvalidArgument for an empty check or one over 1 KiB;
 // domain.ErrUnavailable when the connection is closed or the server fails.
 // Safe for concurrent use; idempotent.
-func (s *KeyStore) CreateKeyCheck(check []byte) ([]byte, error) {
+func (s *KeyStore) CreateKeyCheck(ctx context.Context, check []byte) ([]byte, error) {
 	if len(check) == 0 || len(check) > maxKeyCheckLen {
 		return nil, domain.Invalid(opCreateKeyCheck, "the key check must be 1 to %d bytes, not %d", maxKeyCheckLen, len(check))
 	}
 	if err := s.c.enter(opCreateKeyCheck); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), keyCallTimeout)
+	call, cancel := context.WithTimeout(ctx, keyCallTimeout)
 	defer cancel()
-	if _, err := s.kv.Create(ctx, keyCheckKey, check); err == nil {
+	if _, err := s.kv.Create(call, keyCheckKey, check); err == nil {
 		return bytes.Clone(check), nil
 	} else if !errors.Is(err, jsapi.ErrKeyExists) {
-		return nil, s.fail(opCreateKeyCheck, err)
+		return nil, s.fail(ctx, opCreateKeyCheck, err)
 	}
-	e, err := s.kv.Get(ctx, keyCheckKey)
+	e, err := s.kv.Get(call, keyCheckKey)
 	if err != nil {
-		return nil, s.fail(opCreateKeyCheck, err)
+		return nil, s.fail(ctx, opCreateKeyCheck, err)
 	}
 	return e.Value(), nil
 }
@@ -387,19 +391,19 @@ func (s *KeyStore) CreateKeyCheck(check []byte) ([]byte, error) {
 //
 // Errors: domain.ErrUnavailable when the connection is closed or the
 // server fails. Safe for concurrent use; read-only.
-func (s *KeyStore) AnyWrapped() (string, []byte, bool, error) {
+func (s *KeyStore) AnyWrapped(ctx context.Context) (string, []byte, bool, error) {
 	if err := s.c.enter(opAnyWrapped); err != nil {
 		return "", nil, false, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), keyCallTimeout)
+	call, cancel := context.WithTimeout(ctx, keyCallTimeout)
 	defer cancel()
 	for seq := uint64(1); ; {
-		m, err := s.stream.GetMsg(ctx, seq, jsapi.WithGetMsgSubject(s.prefix+">"))
+		m, err := s.stream.GetMsg(call, seq, jsapi.WithGetMsgSubject(s.prefix+">"))
 		if errors.Is(err, jsapi.ErrMsgNotFound) {
 			return "", nil, false, nil
 		}
 		if err != nil {
-			return "", nil, false, s.fail(opAnyWrapped, err)
+			return "", nil, false, s.fail(ctx, opAnyWrapped, err)
 		}
 		seq = m.Sequence + 1
 		key := strings.TrimPrefix(m.Subject, s.prefix)
@@ -407,7 +411,7 @@ func (s *KeyStore) AnyWrapped() (string, []byte, bool, error) {
 		if !ok || key == keyCheckKey || m.Header.Get("KV-Operation") != "" || len(m.Data) == 0 {
 			continue
 		}
-		rec, ok, err := s.GetWrapped(ref)
+		rec, ok, err := s.GetWrapped(ctx, ref)
 		if err != nil {
 			return "", nil, false, err
 		}

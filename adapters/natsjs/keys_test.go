@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,13 +14,11 @@ import (
 
 	jsapi "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kmsbackup/kmsbackup/adapters/envelope"
+	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/test/conformance/keystore"
 	"github.com/kmsbackup/kmsbackup/test/natsserver"
 )
-
-var _ envelope.KeyStore = (*KeyStore)(nil)
 
 // bucketN numbers the buckets of a test binary, so that each store gets
 // its own.
@@ -53,7 +52,7 @@ func MustOpenKeyStore(tb testing.TB, c *Conn) *KeyStore {
 func TestKeyStoreConformance(t *testing.T) {
 	url, _ := natsserver.Start(t)
 	c := MustConnect(t, url)
-	keystore.Run(t, func(t *testing.T) envelope.KeyStore { return MustOpenKeyStore(t, c) })
+	keystore.Run(t, func(t *testing.T) commands.KeyStore { return MustOpenKeyStore(t, c) })
 }
 
 // storeFilesContaining lists the files under dir that contain needle.
@@ -95,7 +94,7 @@ func TestDeleteWrappedErases(t *testing.T) {
 		ref string
 		v   []byte
 	}{{ref, first}, {other, kept}, {ref, second}} {
-		if err := s.PutWrapped(p.ref, p.v); err != nil {
+		if err := s.PutWrapped(context.Background(), p.ref, p.v); err != nil {
 			t.Fatalf("PutWrapped(%q): %v", p.ref, err)
 		}
 	}
@@ -104,7 +103,7 @@ func TestDeleteWrappedErases(t *testing.T) {
 	if h, err := s.kv.History(t.Context(), kvKey(ref)); err != nil || len(h) != 1 || !bytes.Equal(h[0].Value(), second) {
 		t.Fatalf("history after a replacement = %d entries, %v; want the current record only", len(h), err)
 	}
-	if err := s.DeleteWrapped(ref); err != nil {
+	if err := s.DeleteWrapped(context.Background(), ref); err != nil {
 		t.Fatalf("DeleteWrapped: %v", err)
 	}
 	if h, err := s.kv.History(t.Context(), kvKey(ref)); !errors.Is(err, jsapi.ErrKeyNotFound) {
@@ -117,7 +116,7 @@ func TestDeleteWrappedErases(t *testing.T) {
 	if n := si.State.Subjects[s.prefix+kvKey(ref)]; n != 0 {
 		t.Fatalf("%d messages left on the key's subject", n)
 	}
-	if _, ok, err := s.GetWrapped(ref); ok || err != nil {
+	if _, ok, err := s.GetWrapped(context.Background(), ref); ok || err != nil {
 		t.Fatalf("GetWrapped after DeleteWrapped: ok=%v err=%v", ok, err)
 	}
 
@@ -180,16 +179,16 @@ func TestKeyStoreLimitsAndOptions(t *testing.T) {
 	c := MustConnect(t, url)
 	s := MustOpenKeyStore(t, c)
 	long := string(bytes.Repeat([]byte{'.'}, maxKeyRefLen)) // every byte escaped
-	if err := s.PutWrapped(long, []byte{1}); err != nil {
+	if err := s.PutWrapped(context.Background(), long, []byte{1}); err != nil {
 		t.Fatalf("PutWrapped of a %d-byte ref that escapes to %d: %v", len(long), len(kvKey(long)), err)
 	}
-	if v, ok, err := s.GetWrapped(long); err != nil || !ok || !bytes.Equal(v, []byte{1}) {
+	if v, ok, err := s.GetWrapped(context.Background(), long); err != nil || !ok || !bytes.Equal(v, []byte{1}) {
 		t.Fatalf("GetWrapped of the long ref = %x, %v, %v", v, ok, err)
 	}
-	if err := s.DeleteWrapped(long); err != nil {
+	if err := s.DeleteWrapped(context.Background(), long); err != nil {
 		t.Fatalf("DeleteWrapped of the long ref: %v", err)
 	}
-	if err := s.PutWrapped(long+"x", []byte{1}); !errors.Is(err, domain.ErrInvalidArgument) {
+	if err := s.PutWrapped(context.Background(), long+"x", []byte{1}); !errors.Is(err, domain.ErrInvalidArgument) {
 		t.Fatalf("PutWrapped of a ref over %d bytes = %v, want ErrInvalidArgument", maxKeyRefLen, err)
 	}
 }
@@ -233,13 +232,13 @@ func TestStoresAfterClose(t *testing.T) {
 	}
 	_ = c.Close()
 	_ = c.Close()
-	_, _, getErr := ks.GetWrapped("kms_x")
+	_, _, getErr := ks.GetWrapped(context.Background(), "kms_x")
 	for what, err := range map[string]error{
 		"KeyStore.Ping":      ks.Ping(ctx),
 		"Blobs.Ping":         bs.Ping(ctx),
 		"GetWrapped":         getErr,
-		"PutWrapped":         ks.PutWrapped("kms_x", []byte{1}),
-		"DeleteWrapped":      ks.DeleteWrapped("kms_x"),
+		"PutWrapped":         ks.PutWrapped(context.Background(), "kms_x", []byte{1}),
+		"DeleteWrapped":      ks.DeleteWrapped(context.Background(), "kms_x"),
 		"PutBlob":            bs.PutBlob(ctx, "bkp_x/1", "a", []byte{1}),
 		"DestroyBlobs":       bs.DestroyBlobs(ctx, "bkp_x/1"),
 		"OpenKeyStore/Blobs": func() error { _, err := OpenBlobs(ctx, c, BlobsOptions{}); return err }(),

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	jsapi "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kmsbackup/kmsbackup/adapters/internal/natsconn"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
@@ -30,10 +31,6 @@ const (
 	// requestTimeout bounds every request to the server when the caller's
 	// context has no earlier deadline.
 	requestTimeout = 10 * time.Second
-	// connectTimeout bounds the initial connection.
-	connectTimeout = 5 * time.Second
-	// reconnectWait is the pause between reconnection attempts.
-	reconnectWait = 250 * time.Millisecond
 	// maxInflightBatches bounds the atomic batches this Log has open at once
 	// (the server allows 50 per stream by default).
 	maxInflightBatches = 32
@@ -151,7 +148,7 @@ func Open(ctx context.Context, url string, opts Options) (*Log, error) {
 		return nil, err
 	}
 	logger := opts.Logger.With("component", "jetstream", "stream", opts.Stream)
-	nc, err := dial(url, "kmsbackup event log", logger)
+	nc, err := natsconn.Dial(url, "kmsbackup event log", logger)
 	if err != nil {
 		return nil, unavailable("connect", err)
 	}

@@ -82,7 +82,7 @@ func BenchmarkIngest(b *testing.B) {
 			perRound, events := c.rounds(b.N)
 			rec := appendRecord(nil, ptr(benchEvent("kms-kms_01JNB8Y7V6QK4M2X9ZP3R00000", newBenchIDs(0).next(), 0)))
 			store := newStoreIngest(b, c, Options{})
-			raw := newRawIngest(b, c)
+			raw := newRawIngest(b, c, nil)
 			b.ResetTimer()
 			rawTime, storeTime := takeTurns(b, raw, store, perRound)
 			b.StopTimer()
@@ -197,24 +197,29 @@ func (in *storeIngest) check(b *testing.B, events int) {
 }
 
 // rawIngest writes the same encoded records straight into Pebble, key =
-// position, one synced batch per append.
+// position, one synced batch per append, on the store's options (and fs
+// for Pebble's when not nil).
 type rawIngest struct {
 	c    ingestCase
+	dir  string
 	db   *pebble.DB
 	next atomic.Uint64
 	recs [][][]byte // per appender, one batch of records
 }
 
-func newRawIngest(b *testing.B, c ingestCase) *rawIngest {
+func newRawIngest(b *testing.B, c ingestCase, fs vfs.FS) *rawIngest {
 	dir := b.TempDir()
 	po := pebbleOptions(dir, Options{}, newTableChecker(vfs.Default, dir, logStoreKind, slog.Default()))
+	if fs != nil {
+		po.FS = fs
+	}
 	db, err := pebble.Open(dir, po)
 	po.Cache.Unref()
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = db.Close() })
-	in := &rawIngest{c: c, db: db, recs: make([][][]byte, c.appenders)}
+	in := &rawIngest{c: c, dir: dir, db: db, recs: make([][][]byte, c.appenders)}
 	for a := range in.recs {
 		stream := fmt.Sprintf("kms-kms_01JNB8Y7V6QK4M2X9ZP3R%05d", a)
 		ids := newBenchIDs(a)

@@ -32,7 +32,9 @@ type Options struct {
 	// blocks from disk.
 	CacheSize int64
 	// MemTableSize is the size of a memtable in bytes; 0 means 64 MiB.
-	// Tests set it small to make Pebble switch write-ahead log files.
+	// Tests set it small to make Pebble switch write-ahead log files. A
+	// write-ahead log file holds at most about a memtable (see
+	// FlushInterval), and Pebble keeps up to three used ones to recycle.
 	MemTableSize uint64
 	// Fatal is called when Pebble meets an error it cannot go on from (its
 	// Logger.Fatalf: a failed MANIFEST write, a failed commit, a broken
@@ -42,6 +44,13 @@ type Options struct {
 	// prints the error and exits). When nil, the store panics with that
 	// error.
 	Fatal func(error)
+	// FlushInterval is how often, while writes happen, the memtable is
+	// flushed: the log store's appends, so that the mark's flushed
+	// position advances; the read models' updates. Either way Pebble
+	// starts a new write-ahead log file at a flush, so that a log file
+	// holds about one interval of writes, not a memtable's worth. 0 means
+	// DefaultFlushInterval; negative means only at Open and Close.
+	FlushInterval time.Duration
 
 	// The rest concerns Open (the event log store) only.
 
@@ -59,10 +68,6 @@ type Options struct {
 	// appends happen; 0 means DefaultMarkInterval; negative means only at
 	// Open and Close (tests call SyncMark).
 	MarkInterval time.Duration
-	// FlushInterval is how often, while appends happen, the memtable is
-	// flushed so that the mark's flushed position advances; 0 means
-	// DefaultFlushInterval; negative means only at Open and Close.
-	FlushInterval time.Duration
 }
 
 func (o Options) fs() vfs.FS {
@@ -102,7 +107,7 @@ func pebbleOptions(dir string, opts Options, checker *tableChecker) *pebble.Opti
 	logger := opts.logger()
 	po := &pebble.Options{
 		Cache:              cache,
-		FS:                 opts.fs(),
+		FS:                 walFS{FS: opts.fs(), ahead: reserveAhead},
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{l: logger, dir: dir, kind: checker.kind, fatal: opts.Fatal},
 		MemTableSize:       memtable,

@@ -14,7 +14,10 @@
 // its high-water mark, kept outside the write-ahead log, so that lost
 // acknowledged events are refused (LostPositionsError); damage names the
 // file and what it holds, and damaged read models are made again. Pebble's
-// fatal errors reach Options.Fatal as one error. Appends pass through one
+// fatal errors reach Options.Fatal as one error. Both databases flush every
+// FlushInterval while written, and reserve their write-ahead log files on
+// disk just ahead of their writes (walFS), so that the disk they take stays
+// close to what they hold. Appends pass through one
 // writer goroutine that commits concurrent requests together (group
 // commit) and acknowledges them only once a pebble.Sync commit has made
 // them durable; readers see only acknowledged, gap-free positions; events

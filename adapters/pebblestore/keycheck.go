@@ -2,6 +2,7 @@ package pebblestore
 
 import (
 	"bytes"
+	"context"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -21,7 +22,7 @@ const maxKeyCheckLen = 1024
 //
 // Errors: domain.ErrCorrupt or domain.ErrUnavailable from the database
 // (ErrUnavailable also once the store is closed). Safe for concurrent use.
-func (s *Store) KeyCheck() ([]byte, bool, error) {
+func (s *Store) KeyCheck(ctx context.Context) ([]byte, bool, error) {
 	if err := s.enter("get key check"); err != nil {
 		return nil, false, err
 	}
@@ -41,7 +42,7 @@ func (s *Store) KeyCheck() ([]byte, bool, error) {
 // domain.ErrUnavailable when the store is closed or the write fails. Safe
 // for concurrent use (calls are serialised; one process holds the store).
 // Idempotent.
-func (s *Store) CreateKeyCheck(check []byte) ([]byte, error) {
+func (s *Store) CreateKeyCheck(ctx context.Context, check []byte) ([]byte, error) {
 	const op = "create key check"
 	if len(check) == 0 || len(check) > maxKeyCheckLen {
 		return nil, domain.Invalid(op, "the key check must be 1 to %d bytes, not %d", maxKeyCheckLen, len(check))
@@ -70,7 +71,7 @@ func (s *Store) CreateKeyCheck(check []byte) ([]byte, error) {
 //
 // Errors: domain.ErrCorrupt or domain.ErrUnavailable from the database.
 // Safe for concurrent use.
-func (s *Store) AnyWrapped() (ref string, wrapped []byte, ok bool, err error) {
+func (s *Store) AnyWrapped(ctx context.Context) (ref string, wrapped []byte, ok bool, err error) {
 	const op = "find a wrapped key"
 	if err := s.enter(op); err != nil {
 		return "", nil, false, err

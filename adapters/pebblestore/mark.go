@@ -41,7 +41,9 @@ const (
 	// happen.
 	DefaultMarkInterval = time.Second
 	// DefaultFlushInterval is how often the memtable is flushed while
-	// appends happen, so that the flushed position advances.
+	// writes happen (Options.FlushInterval): in the log store so that the
+	// flushed position advances, in both databases so that a write-ahead
+	// log file holds about this long of writes.
 	DefaultFlushInterval = 2 * time.Minute
 
 	// maxMissingRanges bounds the ranges a LostPositionsError lists.

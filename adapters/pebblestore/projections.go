@@ -2,7 +2,10 @@ package pebblestore
 
 import (
 	"errors"
+	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -32,6 +35,14 @@ type Projections struct {
 	dir     string
 	checker *tableChecker
 	rebuilt error
+	logger  *slog.Logger
+
+	// written is set by every write and cleared by the flush loop, which
+	// flushes only after writes; stop ends the loop, flushDone says it
+	// ended (nil when there is no loop).
+	written   atomic.Bool
+	stop      chan struct{}
+	flushDone chan struct{}
 
 	life     guard
 	closeMu  sync.Mutex // serialises Close
@@ -78,7 +89,50 @@ func OpenProjections(dir string, opts Options, legacy *Store) (*Projections, err
 		return nil, err
 	}
 	p.checker.start(p.db)
+	every := opts.FlushInterval
+	if every == 0 {
+		every = DefaultFlushInterval
+	}
+	if every > 0 {
+		p.stop, p.flushDone = make(chan struct{}), make(chan struct{})
+		go p.flushLoop(every)
+	}
 	return p, nil
+}
+
+// flushLoop flushes the memtable every interval in which something was
+// written, until Close. Pebble starts a new write-ahead log file at each
+// flush: without it the file would grow to a memtable (64 MiB) on any
+// deployment, however small, and up to three used ones are kept for
+// recycling beside it.
+func (p *Projections) flushLoop(every time.Duration) {
+	defer close(p.flushDone)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+		}
+		if !p.written.Swap(false) {
+			continue
+		}
+		if err := p.flush(); err != nil {
+			p.written.Store(true) // again at the next tick
+			p.logger.Warn("pebblestore: cannot flush the read models", "error", err)
+		}
+	}
+}
+
+// flush flushes the memtable; once the database is closed it does nothing
+// (Close flushes).
+func (p *Projections) flush() error {
+	if p.enter("flush the read models") != nil {
+		return nil
+	}
+	defer p.leave()
+	return storeErr("flush the read models", p.db.Flush())
 }
 
 // RemoveProjections removes the read models' database in dir, which must
@@ -97,7 +151,7 @@ func openProjections(dir string, opts Options) (*Projections, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := &Projections{db: db, fs: opts.fs(), dir: dir, checker: checker}
+		p := &Projections{db: db, fs: opts.fs(), dir: dir, checker: checker, logger: opts.logger()}
 		_, complete, err := get(db, projLayoutKey)
 		if err != nil {
 			_ = db.Close()
@@ -226,6 +280,10 @@ func (p *Projections) Close() error {
 	defer p.closeMu.Unlock()
 	if !p.life.shut(func() {}) {
 		return p.closeErr
+	}
+	if p.stop != nil {
+		close(p.stop)
+		<-p.flushDone
 	}
 	// No method holds life any more and none will use db again. A flush
 	// keeps the next start from replaying a write-ahead log.
@@ -373,6 +431,7 @@ func (p *Projections) Update(name string, position uint64, fn func(projections.T
 	if err := b.Set(projPosKey(name), putUint64(position), nil); err != nil {
 		return storeErr("projection update", err)
 	}
+	p.written.Store(true)
 	return storeErr("projection update", b.Commit(pebble.NoSync))
 }
 

@@ -79,7 +79,7 @@ func TestReopen(t *testing.T) {
 	}
 	evs := eventlog.Events("kms-a", 1, 4)
 	res := mustAppend(t, s, "kms-a", domain.ExpectNoStream, evs)
-	if err := s.PutWrapped("kms_a", []byte("wrapped")); err != nil {
+	if err := s.PutWrapped(context.Background(), "kms_a", []byte("wrapped")); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -109,7 +109,7 @@ func TestReopen(t *testing.T) {
 	if err != nil || len(got) != 5 {
 		t.Fatalf("ReadStream after reopen: %d events, %v", len(got), err)
 	}
-	if w, ok, err := s.GetWrapped("kms_a"); err != nil || !ok || string(w) != "wrapped" {
+	if w, ok, err := s.GetWrapped(context.Background(), "kms_a"); err != nil || !ok || string(w) != "wrapped" {
 		t.Fatalf("GetWrapped after reopen = %q, %v, %v", w, ok, err)
 	}
 }
@@ -416,22 +416,22 @@ func scanKeys(t *testing.T, r projections.Reader, prefix, start string) []string
 func TestWrappedKeys(t *testing.T) {
 	fs := vfs.NewMem()
 	s := MustOpen(t, "db", fs)
-	if _, ok, err := s.GetWrapped("kms_x"); ok || err != nil {
+	if _, ok, err := s.GetWrapped(context.Background(), "kms_x"); ok || err != nil {
 		t.Fatalf("GetWrapped of a missing ref = %v, %v", ok, err)
 	}
 	secret := []byte("WRAPPED-KEY-BYTES-0123456789abcdef")
-	if err := s.PutWrapped("kms_x", secret); err != nil {
+	if err := s.PutWrapped(context.Background(), "kms_x", secret); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutWrapped("kms_y", []byte("other")); err != nil {
+	if err := s.PutWrapped(context.Background(), "kms_y", []byte("other")); err != nil {
 		t.Fatal(err)
 	}
-	got, ok, err := s.GetWrapped("kms_x")
+	got, ok, err := s.GetWrapped(context.Background(), "kms_x")
 	if err != nil || !ok || !bytes.Equal(got, secret) {
 		t.Fatalf("GetWrapped = %q, %v, %v", got, ok, err)
 	}
 	got[0] = 'X' // the copy is the caller's
-	if again, _, _ := s.GetWrapped("kms_x"); !bytes.Equal(again, secret) {
+	if again, _, _ := s.GetWrapped(context.Background(), "kms_x"); !bytes.Equal(again, secret) {
 		t.Fatal("changing the returned slice changed the store")
 	}
 	// Push the key into an sstable, then delete it: the compaction must
@@ -442,22 +442,22 @@ func TestWrappedKeys(t *testing.T) {
 	if !sstablesContain(t, fs, "db", s, secret) {
 		t.Fatal("test setup: the flushed sstable does not hold the wrapped key")
 	}
-	if err := s.DeleteWrapped("kms_x"); err != nil {
+	if err := s.DeleteWrapped(context.Background(), "kms_x"); err != nil {
 		t.Fatalf("DeleteWrapped: %v", err)
 	}
-	if _, ok, _ := s.GetWrapped("kms_x"); ok {
+	if _, ok, _ := s.GetWrapped(context.Background(), "kms_x"); ok {
 		t.Fatal("the wrapped key is still there after DeleteWrapped")
 	}
 	if sstablesContain(t, fs, "db", s, secret) {
 		t.Fatal("a live sstable still holds the deleted wrapped key")
 	}
-	if _, ok, _ := s.GetWrapped("kms_y"); !ok {
+	if _, ok, _ := s.GetWrapped(context.Background(), "kms_y"); !ok {
 		t.Fatal("DeleteWrapped removed another ref")
 	}
-	if err := s.DeleteWrapped("kms_x"); err != nil {
+	if err := s.DeleteWrapped(context.Background(), "kms_x"); err != nil {
 		t.Fatalf("second DeleteWrapped: %v", err)
 	}
-	for _, err := range []error{s.PutWrapped("", secret), s.PutWrapped("kms_z", nil), s.DeleteWrapped("")} {
+	for _, err := range []error{s.PutWrapped(context.Background(), "", secret), s.PutWrapped(context.Background(), "kms_z", nil), s.DeleteWrapped(context.Background(), "")} {
 		if !errors.Is(err, domain.ErrInvalidArgument) {
 			t.Errorf("invalid wrapped-key call: %v", err)
 		}

@@ -5,8 +5,11 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
+
+var _ commands.KeyStore = (*Store)(nil)
 
 // Wrapped data keys live under the 'W' namespace, one key per ref.
 
@@ -16,7 +19,7 @@ import (
 // Errors: domain.ErrInvalidArgument for an empty ref; domain.ErrCorrupt or
 // domain.ErrUnavailable from the database (ErrUnavailable also once the
 // store is closed). Safe for concurrent use.
-func (s *Store) GetWrapped(ref string) ([]byte, bool, error) {
+func (s *Store) GetWrapped(ctx context.Context, ref string) ([]byte, bool, error) {
 	if ref == "" {
 		return nil, false, domain.Invalid("get wrapped key", "the key ref is empty")
 	}
@@ -37,7 +40,7 @@ func (s *Store) GetWrapped(ref string) ([]byte, bool, error) {
 // Errors: domain.ErrInvalidArgument for an empty ref or empty wrapped bytes;
 // domain.ErrUnavailable when the store is closed or the write fails. Safe for
 // concurrent use. Idempotent: putting the same bytes again changes nothing.
-func (s *Store) PutWrapped(ref string, wrapped []byte) error {
+func (s *Store) PutWrapped(ctx context.Context, ref string, wrapped []byte) error {
 	if ref == "" {
 		return domain.Invalid("put wrapped key", "the key ref is empty")
 	}
@@ -66,7 +69,7 @@ func (s *Store) PutWrapped(ref string, wrapped []byte) error {
 // key is then already deleted; calling again retries the compaction). Safe
 // for concurrent use. Idempotent: deleting a missing ref succeeds. It may
 // take as long as a flush and a compaction of the key's range.
-func (s *Store) DeleteWrapped(ref string) error {
+func (s *Store) DeleteWrapped(ctx context.Context, ref string) error {
 	if ref == "" {
 		return domain.Invalid("delete wrapped key", "the key ref is empty")
 	}

@@ -3,14 +3,12 @@ package pebblestore
 import (
 	"testing"
 
-	"github.com/kmsbackup/kmsbackup/adapters/envelope"
+	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/test/conformance/keystore"
 )
 
-var _ envelope.KeyStore = (*Store)(nil)
-
 func TestKeyStoreConformance(t *testing.T) {
-	keystore.Run(t, func(t *testing.T) envelope.KeyStore {
+	keystore.Run(t, func(t *testing.T) commands.KeyStore {
 		return MustOpen(t, t.TempDir(), nil)
 	})
 }

@@ -178,13 +178,28 @@ func (m *Manual) record(ctx context.Context) error {
 // this one). It returns the new time and how much work it did (bases
 // included). d must be positive.
 func (m *Manual) Advance(ctx context.Context, d time.Duration) (time.Time, int, error) {
+	return m.AdvanceReporting(ctx, d, nil)
+}
+
+// AdvanceReporting is Advance, calling progress (when not nil) with the
+// advance's start, the instant reached and its end each time the clock
+// stops at an instant of work, before that work.
+func (m *Manual) AdvanceReporting(ctx context.Context, d time.Duration, progress func(from, now, to time.Time)) (time.Time, int, error) {
 	if d <= 0 {
 		return time.Time{}, 0, fmt.Errorf("advance by %s: the duration must be positive", d)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	target := m.Clock.Now().Add(d)
-	n, err := m.Work.RunDue(ctx, target, m.Clock.Set)
+	from := m.Clock.Now()
+	target := from.Add(d)
+	set := m.Clock.Set
+	if progress != nil {
+		set = func(t time.Time) {
+			m.Clock.Set(t)
+			progress(from, t, target)
+		}
+	}
+	n, err := m.Work.RunDue(ctx, target, set)
 	if err != nil {
 		return m.Clock.Now(), n, errors.Join(err, m.record(ctx))
 	}

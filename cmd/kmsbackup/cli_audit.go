@@ -56,7 +56,6 @@ backup instance, --since those at or after an RFC 3339 time.`,
 	cmd.Flags().StringVar(&backup, "backup", "", "only the records about this backup instance")
 	cmd.Flags().StringVar(&since, "since", "", "only the records at or after this RFC 3339 time")
 	page.register(cmd)
-	_ = cmd.RegisterFlagCompletionFunc("backup", cobra.NoFileCompletions)
 	_ = cmd.RegisterFlagCompletionFunc("since", cobra.NoFileCompletions)
 	return cmd
 }

@@ -180,7 +180,7 @@ surrounding spaces and may hold no control or bidi characters.`,
 	cmd.Flags().StringVar(&kms, "kms-instance", "", "ID of the KMS instance to back up (required)")
 	cmd.Flags().StringVar(&alias, "alias", "", "alias of the backup instance (required)")
 	cmd.Flags().StringVar(&zone, "time-zone", "", "IANA time zone of the days and the midnight full backups (default: the region's)")
-	for _, f := range []string{"kms-instance", "alias", "time-zone"} {
+	for _, f := range []string{"alias", "time-zone"} { // --kms-instance: completion.go
 		_ = cmd.RegisterFlagCompletionFunc(f, cobra.NoFileCompletions)
 	}
 	return cmd

@@ -405,7 +405,7 @@ func TestResetNeedsYes(t *testing.T) {
 	}
 	wantMsg := "kmsbackup: reset would destroy every full and incremental backup of backup instance bkp_01 " +
 		"(3 checkpoints since 2026-05-01, the last at 2026-05-01T09:41:00Z) and unbind it from KMS instance kms_01; " +
-		"this cannot be undone: repeat with --yes to confirm\n"
+		"this cannot be undone: repeat with --yes to confirm (see kmsbackup backup-instance reset --help)\n"
 	if !strings.HasSuffix(r.stderr, wantMsg) {
 		t.Errorf("stderr %q, want it to end with %q", r.stderr, wantMsg)
 	}

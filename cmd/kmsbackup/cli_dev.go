@@ -3,9 +3,11 @@ package main
 import (
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
@@ -87,7 +89,9 @@ a whole number and one unit, s, m, h or d (such as 90s, 5m, 48h or 31d; not
 1h30m or 500ms), at most 400 days. It stops at each scheduled piece of work
 on the way (full and incremental backups, expiries, releases) to do it, in
 order. Prints the new time and how much work was done. The clock is kept in
-the server's event log: a restart continues from it.`,
+the server's event log: a restart continues from it. A long advance does
+thousands of checkpoints: with a terminal on stderr, a progress bar there
+shows the clock as the server moves it.`,
 		Example: `  kmsbackup dev clock advance 5m
   kmsbackup dev clock advance 48h
   kmsbackup dev clock advance 31d -o json`,
@@ -95,7 +99,8 @@ the server's event log: a restart continues from it.`,
 		Args:              exactArgs("DURATION"),
 		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := domain.ParseClockAdvance(args[0]); err != nil {
+			d, err := domain.ParseClockAdvance(args[0])
+			if err != nil {
 				return usagef("DURATION must be %s, at most %d days (not 1h30m, not 500ms)",
 					domain.ClockAdvanceForm, int(domain.MaxClockAdvance.Hours()/24))
 			}
@@ -103,7 +108,16 @@ the server's event log: a restart continues from it.`,
 			if err != nil {
 				return err
 			}
-			res, err := c.AdvanceClock(cmd.Context(), args[0])
+			var res httpapi.AdvanceClockResponse
+			if bar := newProgressBar(a.stderr, "advancing the clock", int64(d/time.Minute), false); bar != nil {
+				res, err = c.AdvanceClockWithProgress(cmd.Context(), args[0], func(p httpapi.AdvanceClockProgress) {
+					bar.describe("clock at " + p.Now.Format("2006-01-02 15:04Z07:00"))
+					bar.set(int64(p.Now.Sub(p.From)/time.Minute), int64(p.To.Sub(p.From)/time.Minute))
+				})
+				bar.finish(err == nil)
+			} else {
+				res, err = c.AdvanceClock(cmd.Context(), args[0])
+			}
 			if err != nil {
 				return err
 			}

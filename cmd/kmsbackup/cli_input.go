@@ -38,7 +38,7 @@ func exactArgs(names ...string) cobra.PositionalArgs {
 // noArgs refuses positional arguments.
 func noArgs(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usagef("%s takes no arguments, received %d; values go in flags (see --help)", cmd.CommandPath(), len(args))
+		return usagef("%s takes no arguments, received %d; values go in flags", cmd.CommandPath(), len(args))
 	}
 	return nil
 }

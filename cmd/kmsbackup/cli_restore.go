@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
@@ -144,7 +143,7 @@ restored); 9 when the validation after the restore finds a problem.`,
 	fl.StringVar(&f.toInstance, "to-instance", "", "ID of the KMS instance to restore into (required)")
 	fl.StringVar(&f.toRegion, "to-region", "", "the target's region, checked against it")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "only plan: check every condition and print the plan, restore nothing")
-	for _, name := range []string{"from", "day", "at", "key", "secret", "to-instance", "to-region"} {
+	for _, name := range []string{"day", "at", "key", "secret", "to-region"} { // --from, --to-instance: completion.go
 		_ = cmd.RegisterFlagCompletionFunc(name, cobra.NoFileCompletions)
 	}
 	return cmd
@@ -194,6 +193,21 @@ func checkpoints(p httpapi.RestorePlan) string {
 	return s
 }
 
+// allPresent says, when every item of a plan is already present in its
+// target and identical to the backup's (a restore into the instance a
+// backup was taken from, where nothing changed), that there is nothing to
+// restore; "" otherwise.
+func allPresent(p httpapi.RestorePlan) string {
+	n := p.Keys + p.Secrets
+	switch {
+	case n == 0 || p.Present != n:
+		return ""
+	case n == 1:
+		return "nothing to restore: the item is already present in " + p.Target + ", identical to the backup"
+	}
+	return fmt.Sprintf("nothing to restore: the %d items are already present in %s, identical to the backup", n, p.Target)
+}
+
 func writeRestore(w io.Writer, res httpapi.RestoreResult) error {
 	p := res.Plan
 	fields := []field{
@@ -203,16 +217,20 @@ func writeRestore(w io.Writer, res httpapi.RestoreResult) error {
 		{"Day", p.Day},
 		{"Checkpoint", checkpoints(p)},
 	}
+	validation := "OK"
+	if n := len(res.Validation); n > 0 {
+		validation = fmt.Sprintf("%d %s", n, plural(n, "problem", "problems"))
+	}
 	switch n := len(p.Findings); {
 	case n > 0:
 		fields = append(fields, field{"Result", fmt.Sprintf("%d %s: nothing restored", n, plural(n, "finding", "findings"))})
+	case allPresent(p) != "" && (res.DryRun || !res.Applied):
+		fields = append(fields, field{"Result", allPresent(p) + " (dry run)"})
 	case res.DryRun || !res.Applied:
 		fields = append(fields, field{"Result", "OK, no findings (dry run: nothing restored)"})
+	case res.Restored == 0 && allPresent(p) != "":
+		fields = append(fields, field{"Result", allPresent(p)}, field{"Validation", validation})
 	default:
-		validation := "OK"
-		if n := len(res.Validation); n > 0 {
-			validation = fmt.Sprintf("%d %s", n, plural(n, "problem", "problems"))
-		}
 		fields = append(fields, field{"Restored", itoa(res.Restored)}, field{"Already present", itoa(res.AlreadyPresent)},
 			field{"Validation", validation})
 	}
@@ -328,7 +346,7 @@ func writeReplay(w io.Writer, st httpapi.ReplayState) error {
 type restoreBar struct {
 	w     io.Writer
 	phase string
-	bar   *progressbar.ProgressBar
+	bar   *progressBar
 }
 
 func newRestoreBar(w io.Writer) *restoreBar { return &restoreBar{w: w} }
@@ -338,25 +356,13 @@ func (b *restoreBar) show(p httpapi.RestoreProgress) {
 	if p.Phase != b.phase || b.bar == nil {
 		b.close()
 		b.phase = p.Phase
-		b.bar = progressbar.NewOptions64(int64(max(p.Total, 1)), progressbar.OptionSetWriter(b.w),
-			progressbar.OptionSetDescription(fmt.Sprintf("%-8s", p.Phase)), progressbar.OptionShowCount(),
-			progressbar.OptionSetWidth(30), progressbar.OptionSetPredictTime(true),
-			progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionSetRenderBlankState(true))
+		b.bar = newProgressBar(b.w, fmt.Sprintf("%-8s", p.Phase), int64(p.Total), true)
 	}
-	if int64(p.Total) > b.bar.GetMax64() {
-		b.bar.ChangeMax64(int64(p.Total))
-	}
-	_ = b.bar.Set64(int64(p.Done))
+	b.bar.set(int64(p.Done), int64(p.Total))
 }
 
-// close ends the current bar on its own line.
+// close ends the current bar on its own line, where it stands.
 func (b *restoreBar) close() {
-	if b.bar == nil {
-		return
-	}
-	if !b.bar.IsFinished() {
-		_ = b.bar.Exit()
-	}
-	fmt.Fprintln(b.w)
+	b.bar.finish(false)
 	b.bar = nil
 }

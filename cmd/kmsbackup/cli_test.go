@@ -185,8 +185,8 @@ func TestUsagePrintedOnlyForUsageErrors(t *testing.T) {
 		"GET /v1/kms/keys/k1": {http.StatusNotFound, `{"error":{"code":"not_found","message":"get key k1: key not found"}}`},
 	})
 	r := mustRun(t, api, nil, "kms", "key", "show")
-	if !strings.Contains(r.stderr, "Usage:\n  kmsbackup kms key show KEY_ID [flags]") {
-		t.Errorf("usage error without usage:\n%s", r.stderr)
+	if want := "kmsbackup: missing KEY_ID (usage: kmsbackup kms key show KEY_ID [flags]) (see kmsbackup kms key show --help)\n"; r.stderr != want {
+		t.Errorf("usage error: stderr %q, want %q", r.stderr, want)
 	}
 	r = mustRun(t, api, nil, "kms", "key", "show", "k1")
 	if want := "kmsbackup: get key k1: key not found\n"; r.stderr != want || r.code != exitNotFound {
@@ -682,6 +682,27 @@ func TestEventsTailUntilInterrupted(t *testing.T) {
 	}
 	if q := <-queries; q != "from=7" {
 		t.Errorf("query %q", q)
+	}
+}
+
+// TestEventsTailLimit: with --limit N, tail ends by itself (exit 0) once it
+// has printed N events, so that a script can run it.
+func TestEventsTailLimit(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"position":1,"type":"KeyCreated"}`+"\n"+`{"position":2,"type":"KeyRotated"}`+"\n"+`{"position":3,"type":"KeyRotated"}`+"\n")
+		w.(http.Flusher).Flush()
+		<-r.Context().Done() // a stream that never ends by itself
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r := runCLI(ctx, nil, "--addr", srv.URL, "events", "tail", "--from", "0", "--limit", "2")
+	want := `{"position":1,"type":"KeyCreated"}` + "\n" + `{"position":2,"type":"KeyRotated"}` + "\n"
+	if r.code != 0 || r.stdout != want || ctx.Err() != nil {
+		t.Fatalf("code %d, stdout %q, stderr %q (deadline: %v)", r.code, r.stdout, r.stderr, ctx.Err())
+	}
+	if r := runCLI(ctx, nil, "--addr", srv.URL, "events", "tail", "--limit", "0"); r.code != exitUsage {
+		t.Errorf("--limit 0: code %d, stderr %q", r.code, r.stderr)
 	}
 }
 

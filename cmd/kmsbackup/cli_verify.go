@@ -20,7 +20,9 @@ and checksum, that every backed-up key version opens under the instance's
 data key, and that the read model agrees with the data.
 
 Prints a summary and each finding. Exits with 0 when there is no finding and
-with 9 (corrupt data) when there is any, whatever the output format.`,
+with 9 (corrupt data) when there is any, whatever the output format. An
+instance that holds no backup yet (never enabled, or reset since) has nothing
+to verify: it says so and exits with 0 (in JSON: "checkpoints": 0).`,
 		Example: `  kmsbackup verify BACKUP_ID
   kmsbackup verify BACKUP_ID -o json | jq '.findings[]'`,
 		Args:              exactArgs("BACKUP_ID"),
@@ -50,8 +52,11 @@ with 9 (corrupt data) when there is any, whatever the output format.`,
 
 func writeVerify(w io.Writer, rep httpapi.VerifyReport) error {
 	result := "OK, no findings"
-	if n := len(rep.Findings); n > 0 {
+	switch n := len(rep.Findings); {
+	case n > 0:
 		result = fmt.Sprintf("%d %s", n, plural(n, "finding", "findings"))
+	case rep.Checkpoints == 0:
+		result = "nothing to verify: " + rep.ID + " holds no backup yet (enabling it takes the first full backup)"
 	}
 	err := writeFields(w, []field{
 		{"Backup instance", rep.ID},

@@ -102,9 +102,16 @@ func (d *devClock) Now() time.Time {
 
 func (d *devClock) Manual() bool { return d.manual != nil }
 
+// Advance moves the manual clock (the console's buttons).
 func (d *devClock) Advance(ctx context.Context, by time.Duration) (time.Time, int, error) {
+	return d.AdvanceReporting(ctx, by, nil)
+}
+
+// AdvanceReporting moves the manual clock, reporting its progress (the
+// API's advance, streamed when asked).
+func (d *devClock) AdvanceReporting(ctx context.Context, by time.Duration, progress func(from, now, to time.Time)) (time.Time, int, error) {
 	if d.driver == nil {
 		return time.Time{}, 0, errors.New("the clock is not manual")
 	}
-	return d.driver.Advance(ctx, by)
+	return d.driver.AdvanceReporting(ctx, by, progress)
 }

@@ -90,10 +90,20 @@ func fatalExitCode(err error) int {
 
 // usageError is a mistake in the command line itself: an unknown flag or
 // command, a missing or malformed flag or argument. It is found before any
-// request is sent, exits with exitUsage and prints the command's usage.
-type usageError struct{ err error }
+// request is sent and exits with exitUsage; its message is one line, which
+// ends by naming the --help that explains the command (help, the command's
+// path, set by execute).
+type usageError struct {
+	err  error
+	help string
+}
 
-func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Error() string {
+	if e.help == "" {
+		return e.err.Error()
+	}
+	return e.err.Error() + " (see " + e.help + " --help)"
+}
 func (e *usageError) Unwrap() error { return e.err }
 
 // usagef builds a usageError. Never pass it a secret value or plaintext.

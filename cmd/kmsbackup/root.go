@@ -37,8 +37,8 @@ type app struct {
 }
 
 // execute runs the command line with args and returns its error, a
-// *usageError for mistakes in the command line. For those it also prints
-// the failing command's usage to stderr; main prints the error itself.
+// *usageError for mistakes in the command line, which names the failing
+// command's --help; main prints the error, one line.
 func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	a := &app{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := newRootCmd(a)
@@ -55,8 +55,7 @@ func execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		err = &usageError{err: err}
 	}
 	if errors.As(err, &ue) && cmd != nil {
-		fmt.Fprint(stderr, cmd.UsageString())
-		fmt.Fprintln(stderr)
+		ue.help = cmd.CommandPath()
 	}
 	return err
 }
@@ -129,6 +128,7 @@ item of a list; commands whose result has no ID refuse it).
 		newAuditCmd(a),
 		newDevCmd(a),
 	)
+	registerIDCompletions(a, root)
 	markRun(root, &a.ran)
 	return root
 }
@@ -196,5 +196,26 @@ func (a *app) client(cmd *cobra.Command) (*httpapi.Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, usagef("invalid server address %s (--addr or %s): use a URL such as %s", domain.Quote(addr), envAddr, defaultAddr)
 	}
+	if what := unsendable(token); what != "" {
+		return nil, usagef("the token (--token or %s) holds %s, which no HTTP header can carry: pass the token alone, as it was printed (a file read whole may end with a newline)",
+			envToken, what)
+	}
 	return &httpapi.Client{Base: addr, Token: token}, nil
+}
+
+// unsendable names the first character of token that no HTTP header value
+// can hold (a control character other than a tab), or returns "". It never
+// repeats the token.
+func unsendable(token string) string {
+	for i := range len(token) {
+		switch b := token[i]; {
+		case b == '\n':
+			return "a newline"
+		case b == '\r':
+			return "a carriage return"
+		case b < ' ' && b != '\t' || b == 0x7f:
+			return "a control character"
+		}
+	}
+	return ""
 }

@@ -57,7 +57,7 @@ type Main struct {
 	proj     *pebblestore.Projections // the read models
 	env      *envelope.Envelope
 	log      commands.EventLog
-	keys     envelope.KeyStore
+	keys     commands.KeyStore
 	blobs    commands.BlobStore
 	health   []healthCheck // what /readyz checks beside the loops
 	listener net.Listener
@@ -139,9 +139,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.AdminToken = cfg.AdminToken
 	if cfg.Dev {
-		m.AdminToken = cfg.DevAdminToken
-		if m.AdminToken == "" {
-			m.AdminToken = commands.NewToken()
+		if m.AdminToken, err = devTokenFile(filepath.Join(cfg.DataDir, "admin-token"), cfg.DevAdminToken); err != nil {
+			return fmt.Errorf("dev admin token: %w", err)
 		}
 	}
 	// Console sessions expire on the wall clock, whatever --clock says
@@ -275,7 +274,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			fmt.Fprintf(m.Stdout, "  clock:              the system's\n")
 		}
 		fmt.Fprintln(m.Stdout)
-		fmt.Fprintf(m.Stdout, "  export KMSBACKUP_ADDR=http://%s KMSBACKUP_TOKEN=%s\n\n", m.Addr(), m.DevToken)
+		// One line to paste into a client's shell: the account's address and
+		// token, and the admin token for the admin commands (--token "$ADMIN_TOKEN").
+		fmt.Fprintf(m.Stdout, "  export KMSBACKUP_ADDR=http://%s KMSBACKUP_TOKEN=%s ADMIN_TOKEN=%s\n\n", m.Addr(), m.DevToken, m.AdminToken)
 		fmt.Fprintf(m.Stdout, "Development mode: the master key is in %s. Do not use --dev in production.\n",
 			filepath.Join(cfg.DataDir, "master.key"))
 	}
@@ -342,23 +343,35 @@ func (m *Main) masterKey() ([]byte, error) {
 	return key, nil
 }
 
+// devTokenFile returns a --dev token: override when set (a flag), else the
+// one kept in the file at path, else a new one, which it keeps there (mode
+// 0600), so that a restart does not change the tokens printed before.
+func devTokenFile(path, override string) (string, error) {
+	if override != "" {
+		return override, nil
+	}
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && strings.TrimSpace(string(b)) != "":
+		return strings.TrimSpace(string(b)), nil
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	// Missing, or left empty by a crash while it was written.
+	tok := commands.NewToken()
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return tok, nil
+}
+
 // devSetup ensures the account "dev" exists, with a token kept in the data
 // directory so that it survives restarts.
 func (m *Main) devSetup(ctx context.Context, accounts *commands.Accounts) error {
 	path := filepath.Join(m.Config.DataDir, "dev-token")
-	b, err := os.ReadFile(path)
-	switch {
-	case m.Config.DevToken != "":
-		m.DevToken = m.Config.DevToken
-	case err == nil:
-		m.DevToken = strings.TrimSpace(string(b))
-	case errors.Is(err, os.ErrNotExist):
-		m.DevToken = commands.NewToken()
-		if err := os.WriteFile(path, []byte(m.DevToken+"\n"), 0o600); err != nil {
-			return fmt.Errorf("write dev token: %w", err)
-		}
-	default:
-		return fmt.Errorf("read dev token: %w", err)
+	var err error
+	if m.DevToken, err = devTokenFile(path, m.Config.DevToken); err != nil {
+		return fmt.Errorf("dev token: %w", err)
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

@@ -176,6 +176,11 @@ func relTo(module, p string) (string, bool) {
 // under reports whether rel is dir or inside it.
 func under(rel, dir string) bool { return rel == dir || strings.HasPrefix(rel, dir+"/") }
 
+// sharedAdapterCode is the directory under adapters/ of the code that
+// several adapters share (one NATS connection policy, one chunked-blob
+// format): every adapter may import it; it imports no adapter.
+const sharedAdapterCode = "internal"
+
 // adapterOf names the adapter rel belongs to ("adapters/x/..." is x).
 func adapterOf(rel string) (string, bool) {
 	if !under(rel, "adapters") {
@@ -228,8 +233,12 @@ func importRules(module, from, imp string) []string {
 		broken = append(broken, "commands import only domain/..., projections/... and commands/...")
 	}
 	if x, ok := adapterOf(fromRel); ok && ours {
-		if y, ok := adapterOf(impRel); ok && y != x {
-			broken = append(broken, "adapters never import each other (wiring happens in cmd/)")
+		switch y, ok := adapterOf(impRel); {
+		case !ok || y == x:
+		case y == sharedAdapterCode && x != sharedAdapterCode:
+			// adapters/internal: code that several adapters share
+		default:
+			broken = append(broken, "adapters never import each other (wiring happens in cmd/); code they share lives in adapters/internal, which imports no adapter")
 		}
 	}
 	if ours && under(impRel, "cmd") && !under(fromRel, "cmd") && !under(fromRel, "test") {
@@ -469,6 +478,9 @@ func TestImportRules(t *testing.T) {
 		{"adapters/envelope", mod + "/adapters/envelopex", 1},
 		{"adapters/envelope", mod + "/adapters", 1},
 		{"adapters", mod + "/adapters/envelope", 1},
+		{"adapters/bus", mod + "/adapters/internal/natsconn", 0},
+		{"adapters/internal/natsconn", mod + "/adapters/internal/blobformat", 0},
+		{"adapters/internal/natsconn", mod + "/adapters/natsjs", 1},
 		{"adapters/httpapi", mod + "/cmd/kmsbackup", 1},
 		{"adapters/httpapi", mod + "/test/conformance/eventlog", 1},
 		{"cmd/kmsbackup", mod + "/adapters/httpapi", 0},
@@ -492,7 +504,7 @@ func TestImportRules(t *testing.T) {
 	}
 	// A violation names the package, the import and the rule.
 	vs := importViolations(mod, []pkg{{ImportPath: mod + "/adapters/a", Imports: []string{"fmt", mod + "/adapters/b"}}})
-	want := []violation{{mod + "/adapters/a", mod + "/adapters/b", "adapters never import each other (wiring happens in cmd/)"}}
+	want := []violation{{mod + "/adapters/a", mod + "/adapters/b", "adapters never import each other (wiring happens in cmd/); code they share lives in adapters/internal, which imports no adapter"}}
 	if diff := cmp.Diff(want, vs); diff != "" {
 		t.Errorf("violations (-want +got):\n%s", diff)
 	}

@@ -845,7 +845,7 @@ func newNode(kind, url, dir string, start time.Time, peer *node) (*node, error) 
 		return nil, err
 	}
 	n := &node{kind: kind, store: st, proj: proj, log: st, blobs: st, url: url, closers: []func() error{proj.Close, st.Close}}
-	var keys envelope.KeyStore = st
+	var keys commands.KeyStore = st
 	if peer != nil {
 		n.master, n.logOpts, n.buckets = peer.master, peer.logOpts, peer.buckets
 	} else {

@@ -682,7 +682,7 @@ func TestCheckpointBytes(t *testing.T) {
 	}
 }
 
-func mustCheckpoints(t *testing.T, e *engine, id domain.BackupID) int {
+func mustCheckpoints(t testing.TB, e *engine, id domain.BackupID) int {
 	t.Helper()
 	b, err := backupstate.Get(e.proj, id)
 	if err != nil {

@@ -213,7 +213,7 @@ func randomBackupHistory(t *testing.T, seed uint64) {
 		step()
 	}
 	w.backup(bkp, tick(), of(domain.NewProvisionedBackup(bkp, w.region, 30, domain.Term{Months: 12}, now)).decided(t))
-	w.backup(bkp, now, of(w.backups[bkp].Enable(&domain.Instance{ID: kms, Account: w.acct, Region: w.region}, "r", tz, "")).decided(t))
+	w.backup(bkp, now, of(w.backups[bkp].Enable(kms, &domain.Instance{ID: kms, Account: w.acct, Region: w.region}, "r", tz, "")).decided(t))
 	checkpoint(true)
 	enabled = true
 	for range 100 + rng.IntN(200) {

@@ -235,7 +235,7 @@ func TestBackupGolden(t *testing.T) {
 
 	w.backup(dfltID, at(1, 9, 40), of(domain.NewDefaultBackup(dfltID, w.region)).decided(t))
 	w.backup(mainID, at(1, 9, 50), of(domain.NewProvisionedBackup(mainID, w.region, 30, domain.Term{Months: 12}, at(1, 9, 50))).decided(t))
-	w.backup(mainID, at(1, 10, 0), of(w.backups[mainID].Enable(instance, "prod", "Asia/Shanghai", "")).decided(t))
+	w.backup(mainID, at(1, 10, 0), of(w.backups[mainID].Enable(instance.ID, instance, "prod", "Asia/Shanghai", "")).decided(t))
 	w.checkpoint(mainID, at(1, 10, 0), true) // 1: the first full
 
 	op.createKey(at(1, 10, 2), k4, "ledger")
@@ -355,7 +355,7 @@ func TestBackupGolden(t *testing.T) {
 	// Generation 1 starts clean, in UTC, with the whole KMS history as its
 	// first full.
 	enableAt := resetAt.Add(time.Hour)
-	w.backup(mainID, enableAt, of(b.Enable(instance, "prod-2", "", "")).decided(t))
+	w.backup(mainID, enableAt, of(b.Enable(instance.ID, instance, "prod-2", "", "")).decided(t))
 	w.checkpoint(mainID, enableAt, true)
 	ref1 := w.ref(mainID)
 	if ref1 == ref {
@@ -384,7 +384,7 @@ func TestBackupGolden(t *testing.T) {
 	w.kms(kms2, t0, of(domain.NewInstance(kms2, w.region, 10, 10)).decided(t))
 	kmsOps{w, kms2}.createKey(t0.Add(time.Minute), w.nextKeyID(), "other")
 	w.backup(bkp2, t0.Add(2*time.Minute), of(domain.NewProvisionedBackup(bkp2, w.region, 7, domain.Term{Months: 1}, t0)).decided(t))
-	w.backup(bkp2, t0.Add(3*time.Minute), of(w.backups[bkp2].Enable(&domain.Instance{ID: kms2, Account: w.acct, Region: w.region}, "b", "UTC", "")).decided(t))
+	w.backup(bkp2, t0.Add(3*time.Minute), of(w.backups[bkp2].Enable(kms2, &domain.Instance{ID: kms2, Account: w.acct, Region: w.region}, "b", "UTC", "")).decided(t))
 	w.checkpoint(bkp2, t0.Add(3*time.Minute), true)
 	withData(t, st, mainID, bkp2)
 	ref2 := w.ref(bkp2)

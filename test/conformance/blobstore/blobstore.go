@@ -89,7 +89,7 @@ func describe(b []byte) string {
 	return fmt.Sprintf("%d bytes, sha256 %x", len(b), sum[:6])
 }
 
-func mustPut(t *testing.T, ctx context.Context, st commands.BlobStore, ref, name string, data []byte) {
+func mustPut(t testing.TB, ctx context.Context, st commands.BlobStore, ref, name string, data []byte) {
 	t.Helper()
 	if err := st.PutBlob(ctx, ref, name, data); err != nil {
 		t.Fatalf("PutBlob(%q, %q, %s): %v", ref, name, describe(data), err)
@@ -98,7 +98,7 @@ func mustPut(t *testing.T, ctx context.Context, st commands.BlobStore, ref, name
 
 // mustGet checks that GetBlob, and a streaming read through OpenBlob,
 // both give want.
-func mustGet(t *testing.T, ctx context.Context, st commands.BlobStore, ref, name string, want []byte) {
+func mustGet(t testing.TB, ctx context.Context, st commands.BlobStore, ref, name string, want []byte) {
 	t.Helper()
 	got, err := st.GetBlob(ctx, ref, name)
 	if err != nil {
@@ -150,7 +150,7 @@ func readStream(ctx context.Context, st commands.BlobStore, ref, name string, bu
 	}
 }
 
-func mustNotFound(t *testing.T, ctx context.Context, st commands.BlobStore, ref, name string) {
+func mustNotFound(t testing.TB, ctx context.Context, st commands.BlobStore, ref, name string) {
 	t.Helper()
 	got, err := st.GetBlob(ctx, ref, name)
 	if !errors.Is(err, domain.ErrNotFound) {

@@ -252,7 +252,7 @@ func (s *suite) positionsIncrease(t *testing.T, evs []domain.Event) {
 	}
 }
 
-func mustAppend(t *testing.T, ctx context.Context, l commands.EventLog, stream string, exp domain.ExpectedRevision, evs []domain.Event) commands.AppendResult {
+func mustAppend(t testing.TB, ctx context.Context, l commands.EventLog, stream string, exp domain.ExpectedRevision, evs []domain.Event) commands.AppendResult {
 	t.Helper()
 	res, err := l.Append(ctx, stream, exp, evs)
 	if err != nil {
@@ -261,7 +261,7 @@ func mustAppend(t *testing.T, ctx context.Context, l commands.EventLog, stream s
 	return res
 }
 
-func mustReadStream(t *testing.T, ctx context.Context, l commands.EventLog, stream string, from uint64, backwards bool, max int) []domain.Event {
+func mustReadStream(t testing.TB, ctx context.Context, l commands.EventLog, stream string, from uint64, backwards bool, max int) []domain.Event {
 	t.Helper()
 	evs, err := l.ReadStream(ctx, stream, from, backwards, max)
 	if err != nil {
@@ -270,7 +270,7 @@ func mustReadStream(t *testing.T, ctx context.Context, l commands.EventLog, stre
 	return evs
 }
 
-func mustHead(t *testing.T, ctx context.Context, l commands.EventLog) uint64 {
+func mustHead(t testing.TB, ctx context.Context, l commands.EventLog) uint64 {
 	t.Helper()
 	h, err := l.Head(ctx)
 	if err != nil {

@@ -1,5 +1,5 @@
 // Package keystore is the conformance suite of the envelope's key store
-// (envelope.KeyStore), where wrapped data-key records live. Every
+// (commands.KeyStore), where wrapped data-key records live. Every
 // implementation (pebblestore on one machine, natsjs's key-value bucket
 // and esdb's streams across nodes, the envelope's in-memory test store) runs it from its own tests with Run, so that all of them
 // keep the same promises: a missing ref reads as absent, puts replace,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/adapters/envelope"
+	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
@@ -26,7 +27,7 @@ const MaxRefLen = 256
 // must be its own: each call returns a store without a check (a new
 // bucket, a new database, a check stream of its own), since the subtests
 // that build envelopes write one under a master key of this run.
-func Run(t *testing.T, newStore func(t *testing.T) envelope.KeyStore) {
+func Run(t *testing.T, newStore func(t *testing.T) commands.KeyStore) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("keystore conformance: seed %d", seed)
 	s := &suite{newStore: newStore, seed: seed, run: fmt.Sprintf("%x", seed&0xffffffff)}
@@ -44,7 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) envelope.KeyStore) {
 }
 
 type suite struct {
-	newStore func(t *testing.T) envelope.KeyStore
+	newStore func(t *testing.T) commands.KeyStore
 	seed     uint64
 	run      string
 
@@ -68,16 +69,16 @@ func (s *suite) value(tag string, n int) []byte {
 	return b
 }
 
-func mustPut(t *testing.T, st envelope.KeyStore, ref string, v []byte) {
+func mustPut(t testing.TB, st commands.KeyStore, ref string, v []byte) {
 	t.Helper()
-	if err := st.PutWrapped(ref, v); err != nil {
+	if err := st.PutWrapped(context.Background(), ref, v); err != nil {
 		t.Fatalf("PutWrapped(%q, %d bytes): %v", ref, len(v), err)
 	}
 }
 
-func mustGet(t *testing.T, st envelope.KeyStore, ref string, want []byte) {
+func mustGet(t testing.TB, st commands.KeyStore, ref string, want []byte) {
 	t.Helper()
-	got, ok, err := st.GetWrapped(ref)
+	got, ok, err := st.GetWrapped(context.Background(), ref)
 	switch {
 	case err != nil:
 		t.Fatalf("GetWrapped(%q): %v", ref, err)
@@ -88,17 +89,17 @@ func mustGet(t *testing.T, st envelope.KeyStore, ref string, want []byte) {
 	}
 }
 
-func mustAbsent(t *testing.T, st envelope.KeyStore, ref string) {
+func mustAbsent(t testing.TB, st commands.KeyStore, ref string) {
 	t.Helper()
-	got, ok, err := st.GetWrapped(ref)
+	got, ok, err := st.GetWrapped(context.Background(), ref)
 	if err != nil || ok || got != nil {
 		t.Fatalf("GetWrapped(%q) = %x, %v, %v; want nil, false, nil", ref, got, ok, err)
 	}
 }
 
-func mustDelete(t *testing.T, st envelope.KeyStore, ref string) {
+func mustDelete(t testing.TB, st commands.KeyStore, ref string) {
 	t.Helper()
-	if err := st.DeleteWrapped(ref); err != nil {
+	if err := st.DeleteWrapped(context.Background(), ref); err != nil {
 		t.Fatalf("DeleteWrapped(%q): %v", ref, err)
 	}
 }
@@ -119,7 +120,7 @@ func (s *suite) putGet(t *testing.T) {
 		mustPut(t, st, ref, in)
 		clear(in)
 		mustGet(t, st, ref, v)
-		got, _, _ := st.GetWrapped(ref)
+		got, _, _ := st.GetWrapped(context.Background(), ref)
 		clear(got)
 		mustGet(t, st, ref, v)
 	}
@@ -201,17 +202,17 @@ func (s *suite) concurrent(t *testing.T) {
 			for i, ref := range refs[w] {
 				for round := range 2 {
 					v := s.value(fmt.Sprintf("%s-%d", ref, round), 60)
-					if err := st.PutWrapped(ref, v); err != nil {
+					if err := st.PutWrapped(context.Background(), ref, v); err != nil {
 						errs <- fmt.Errorf("PutWrapped(%q): %w", ref, err)
 						return
 					}
-					got, ok, err := st.GetWrapped(ref)
+					got, ok, err := st.GetWrapped(context.Background(), ref)
 					if err != nil || !ok || !bytes.Equal(got, v) {
 						errs <- fmt.Errorf("GetWrapped(%q) after a put = %x, %v, %v; want %x", ref, got, ok, err, v)
 					}
 				}
 				if i%2 == 1 {
-					if err := st.DeleteWrapped(ref); err != nil {
+					if err := st.DeleteWrapped(context.Background(), ref); err != nil {
 						errs <- fmt.Errorf("DeleteWrapped(%q): %w", ref, err)
 					}
 				}
@@ -240,18 +241,18 @@ func (s *suite) concurrent(t *testing.T) {
 // invalidArgument: an empty ref, for every method, and an empty record.
 func (s *suite) invalidArgument(t *testing.T) {
 	st := s.newStore(t)
-	if _, _, err := st.GetWrapped(""); !errors.Is(err, domain.ErrInvalidArgument) {
+	if _, _, err := st.GetWrapped(context.Background(), ""); !errors.Is(err, domain.ErrInvalidArgument) {
 		t.Errorf("GetWrapped(\"\") = %v, want ErrInvalidArgument", err)
 	}
-	if err := st.PutWrapped("", []byte{1}); !errors.Is(err, domain.ErrInvalidArgument) {
+	if err := st.PutWrapped(context.Background(), "", []byte{1}); !errors.Is(err, domain.ErrInvalidArgument) {
 		t.Errorf("PutWrapped(\"\") = %v, want ErrInvalidArgument", err)
 	}
-	if err := st.DeleteWrapped(""); !errors.Is(err, domain.ErrInvalidArgument) {
+	if err := st.DeleteWrapped(context.Background(), ""); !errors.Is(err, domain.ErrInvalidArgument) {
 		t.Errorf("DeleteWrapped(\"\") = %v, want ErrInvalidArgument", err)
 	}
 	ref := s.ref("inv")
 	for _, v := range [][]byte{nil, {}} {
-		if err := st.PutWrapped(ref, v); !errors.Is(err, domain.ErrInvalidArgument) {
+		if err := st.PutWrapped(context.Background(), ref, v); !errors.Is(err, domain.ErrInvalidArgument) {
 			t.Errorf("PutWrapped of an empty record = %v, want ErrInvalidArgument", err)
 		}
 	}
@@ -265,12 +266,12 @@ func (s *suite) invalidArgument(t *testing.T) {
 // check is there is checked.
 func (s *suite) keyCheck(t *testing.T) {
 	st := s.newStore(t)
-	_, had, err := st.KeyCheck()
+	_, had, err := st.KeyCheck(context.Background())
 	if err != nil {
 		t.Fatalf("KeyCheck: %v", err)
 	}
 	for _, bad := range [][]byte{nil, {}, make([]byte, 1025)} {
-		if _, err := st.CreateKeyCheck(bad); !errors.Is(err, domain.ErrInvalidArgument) {
+		if _, err := st.CreateKeyCheck(context.Background(), bad); !errors.Is(err, domain.ErrInvalidArgument) {
 			t.Errorf("CreateKeyCheck of %d bytes = %v, want ErrInvalidArgument", len(bad), err)
 		}
 	}
@@ -279,7 +280,9 @@ func (s *suite) keyCheck(t *testing.T) {
 	errs := make([]error, racers)
 	var wg sync.WaitGroup
 	for i := range racers {
-		wg.Go(func() { results[i], errs[i] = st.CreateKeyCheck(s.value(fmt.Sprintf("check-%d", i), 33)) })
+		wg.Go(func() {
+			results[i], errs[i] = st.CreateKeyCheck(context.Background(), s.value(fmt.Sprintf("check-%d", i), 33))
+		})
 	}
 	wg.Wait()
 	for i := range racers {
@@ -299,11 +302,11 @@ func (s *suite) keyCheck(t *testing.T) {
 			t.Fatalf("CreateKeyCheck on a store without a check returned %x, none of the checks given", results[0])
 		}
 	}
-	got, ok, err := st.KeyCheck()
+	got, ok, err := st.KeyCheck(context.Background())
 	if err != nil || !ok || !bytes.Equal(got, results[0]) {
 		t.Fatalf("KeyCheck = %x, %v, %v; want %x", got, ok, err, results[0])
 	}
-	again, err := st.CreateKeyCheck(s.value("later", 33))
+	again, err := st.CreateKeyCheck(context.Background(), s.value("later", 33))
 	if err != nil || !bytes.Equal(again, results[0]) {
 		t.Fatalf("a later CreateKeyCheck = %x, %v; want the stored %x", again, err, results[0])
 	}
@@ -315,7 +318,7 @@ func (s *suite) anyWrapped(t *testing.T) {
 	st := s.newStore(t)
 	mustAny := func(what string) (string, []byte, bool) {
 		t.Helper()
-		ref, rec, ok, err := st.AnyWrapped()
+		ref, rec, ok, err := st.AnyWrapped(context.Background())
 		if err != nil {
 			t.Fatalf("AnyWrapped %s: %v", what, err)
 		}
@@ -325,7 +328,7 @@ func (s *suite) anyWrapped(t *testing.T) {
 		return ref, rec, ok
 	}
 	_, _, nonEmpty := mustAny("at first")
-	if _, err := st.CreateKeyCheck(s.value("check", 33)); err != nil {
+	if _, err := st.CreateKeyCheck(context.Background(), s.value("check", 33)); err != nil {
 		t.Fatalf("CreateKeyCheck: %v", err)
 	}
 	if _, _, ok := mustAny("after a check was stored"); ok && !nonEmpty {
@@ -358,7 +361,7 @@ func (s *suite) wrongMasterKey(t *testing.T) {
 	if err := right.CheckMasterKey(ctx); err != nil {
 		t.Fatalf("CheckMasterKey: %v", err)
 	}
-	check, _, err := st.KeyCheck()
+	check, _, err := st.KeyCheck(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +374,7 @@ func (s *suite) wrongMasterKey(t *testing.T) {
 		t.Fatalf("CreateDataKey under another master key = %v, want ErrWrongMasterKey", err)
 	}
 	mustAbsent(t, st, ref)
-	if got, _, err := st.KeyCheck(); err != nil || !bytes.Equal(got, check) {
+	if got, _, err := st.KeyCheck(context.Background()); err != nil || !bytes.Equal(got, check) {
 		t.Fatalf("the check changed: %x, %v", got, err)
 	}
 }
