@@ -12,34 +12,55 @@ import (
 )
 
 // BackupDataApply is the apply step of the backupdata projection: for each
-// checkpoint it loads the slice from the blob store, so that the projection
-// itself stays a pure function of events. A slice whose generation was
-// destroyed (reset or released) is gone; its checkpoint then applies
-// without data, which the later reset or release erases anyway.
-func BackupDataApply(blobs BlobStore) func(txn projections.Txn, e domain.Event) error {
-	return func(txn projections.Txn, e domain.Event) error {
-		if e.Type != domain.TypeBackupCheckpointed {
-			return backupdata.Apply(txn, e, nil)
+// checkpoint it walks the slice's parts from the blob store, one part in
+// memory at a time, and for the base that holds a generation's first
+// checkpoint it walks the base's items, loaded into a scratch store, and
+// writes their rows in chunks through stage (ProjectionStore.Stage of the
+// projection), so that the projection itself stays a pure function of
+// events and memory stays bounded. A slice or base whose generation was
+// destroyed (reset or released) is gone; its event then applies without
+// data, which the later reset or release erases anyway.
+func BackupDataApply(blobs BlobStore, scratch ScratchStores, stage func(fn func(projections.Txn) error) error) func(ctx context.Context, txn projections.Txn, e domain.Event) error {
+	s := &Backups{Blobs: blobs, Scratch: scratch}
+	return func(ctx context.Context, txn projections.Txn, e domain.Event) error {
+		if e.Type != domain.TypeBackupCheckpointed && e.Type != domain.TypeBackupBaseStored {
+			return backupdata.Apply(txn, e, backupdata.Data{})
 		}
 		d, err := e.Decode()
 		if err != nil {
 			return err
 		}
-		cp := d.(*domain.BackupCheckpointed)
-		var slice []domain.Event
-		if cp.Slice != "" {
-			id := domain.BackupID(strings.TrimPrefix(e.Stream, domain.BackupStreamPrefix))
-			blob, err := blobs.GetBlob(context.Background(), domain.DataRef(id, cp.Generation), cp.Slice)
-			switch {
-			case errors.Is(err, domain.ErrNotFound):
-			case err != nil:
-				return fmt.Errorf("load slice %s of %s: %w", cp.Slice, id, err)
-			default:
-				if slice, err = domain.DecodeSlice(blob); err != nil {
-					return fmt.Errorf("decode slice %s of %s: %w", cp.Slice, id, err)
-				}
+		id := domain.BackupID(strings.TrimPrefix(e.Stream, domain.BackupStreamPrefix))
+		if base, ok := d.(*domain.BackupBaseStored); ok {
+			ref := domain.DataRef(id, base.Generation)
+			data := backupdata.Data{Stage: stage}
+			if len(base.Parts) == 0 || !gone(ctx, blobs, ref, base.Parts[0].Name) {
+				data.Base = s.baseItems(ctx, ref, base.Parts)
 			}
+			return backupdata.Apply(txn, e, data)
 		}
-		return backupdata.Apply(txn, e, slice)
+		cp := d.(*domain.BackupCheckpointed)
+		parts := cp.SliceParts()
+		ref := domain.DataRef(id, cp.Generation)
+		if len(parts) == 0 || gone(ctx, blobs, ref, parts[0].Name) {
+			return backupdata.Apply(txn, e, backupdata.Data{})
+		}
+		err = backupdata.Apply(txn, e, backupdata.Data{Slice: func(fn func(*domain.Event) error) error {
+			return eachSliceEvent(ctx, blobs, ref, parts, fn)
+		}})
+		if err != nil {
+			return fmt.Errorf("apply checkpoint %d of %s: %w", cp.Seq, id, err)
+		}
+		return nil
 	}
+}
+
+// gone reports whether a blob of a generation is gone (the generation was
+// destroyed since): opening it reads its header alone.
+func gone(ctx context.Context, blobs BlobStore, ref, name string) bool {
+	r, err := blobs.OpenBlob(ctx, ref, name)
+	if err == nil {
+		_ = r.Close()
+	}
+	return errors.Is(err, domain.ErrNotFound)
 }

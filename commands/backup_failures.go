@@ -149,14 +149,14 @@ func (s *Backups) recordFailure(ctx context.Context, w Work, cause error) error 
 	if b, err := backupstate.Get(s.State, w.Backup); err == nil {
 		seen = b.Revision
 	}
-	attempts := s.retries.failed(w.Backup, w.Kind, reason, now, seen, s.jitter())
+	attempts := s.retries.failed(w.Backup, string(w.Kind), reason, now, seen, s.jitter())
 	defer s.lock(w.Backup)()
 	err := s.decide(ctx, "record a failing backup", func() error {
 		b, err := backupstate.Get(s.State, w.Backup)
 		if err != nil {
 			return err
 		}
-		d, ok := b.Fail(w.Kind, reason, now, attempts)
+		d, ok := b.Fail(string(w.Kind), reason, now, attempts)
 		if !ok {
 			return nil
 		}

@@ -35,6 +35,9 @@ type Backups struct {
 	Sealer       Sealer
 	DataKeys     DataKeys
 	Blobs        BlobStore
+	// Scratch makes the scratch stores that restore points are loaded into
+	// (Open) and bases written from.
+	Scratch ScratchStores
 	// Files writes and reads backup data files (download and upload).
 	Files BackupFiles
 	Clock Clock
@@ -46,10 +49,24 @@ type Backups struct {
 	// Jitter draws the jitter of retry delays, in [0, 1) (default
 	// math/rand/v2's Float64); see RetryDelay.
 	Jitter func() float64
+	// SlicePartBytes is where slices are cut into parts (default
+	// domain.MaxSlicePart; tests set less).
+	SlicePartBytes int
+	// BasePartBytes is where bases are cut into parts (default
+	// MaxBasePart; tests set less).
+	BasePartBytes int
+	// Rebase is when new bases are written (nil:
+	// domain.DefaultRebasePolicy).
+	Rebase *domain.RebasePolicy
+	// BaseLimit, when set, keeps Open from reading a base of a checkpoint
+	// after it (an older base and more slices instead): for tests that
+	// compare the paths to one state.
+	BaseLimit uint64
 
-	retries retries  // failing scheduled work, in this process
-	zones   sync.Map // time zone name -> *time.Location, loaded
-	locks   sync.Map // backup ID -> *sync.Mutex: one decision at a time per backup in this process
+	retries retries       // failing scheduled work, in this process
+	rebases rebaseRetries // failing rebases, in this process
+	zones   sync.Map      // time zone name -> *time.Location, loaded
+	locks   sync.Map      // backup ID -> *sync.Mutex: one decision at a time per backup in this process
 	bind    sync.Mutex
 }
 
@@ -102,14 +119,15 @@ func (s *Backups) newEvent(b *domain.Backup, at time.Time, d domain.EventData) d
 		Instance: b.KMSInstance, Data: domain.EncodeData(d)}
 }
 
-// commit appends to a backup stream at the revision the decision saw (or
-// as its first event) and waits until both backup read models show it.
-func (s *Backups) commit(ctx context.Context, b *domain.Backup, first bool, e domain.Event) error {
+// commit appends events to a backup stream, in one atomic append, at the
+// revision the decision saw (or as its first events) and waits until both
+// backup read models show them.
+func (s *Backups) commit(ctx context.Context, b *domain.Backup, first bool, events ...domain.Event) error {
 	expected := domain.ExpectRevision(b.Revision)
 	if first {
 		expected = domain.ExpectNoStream
 	}
-	res, err := s.Log.Append(ctx, e.Stream, expected, []domain.Event{e})
+	res, err := s.Log.Append(ctx, events[0].Stream, expected, events)
 	if err != nil {
 		return err
 	}

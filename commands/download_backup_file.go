@@ -2,10 +2,10 @@ package commands
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
@@ -32,8 +32,8 @@ type dayFile struct {
 // before any data; the key is not kept anywhere. The file holds the state
 // the day starts from (its full backup) and the day's incrementals, key
 // material in the clear inside the file's encryption. Memory stays flat
-// whatever the size of the day: items are read a batch at a time (see
-// backupdata.StateVersionsAt), slices one at a time.
+// whatever the size of the day: the starting state is loaded into a
+// scratch store (Open) and read item by item, slices a part at a time.
 //
 // Errors: domain.ErrNotFound for an instance the caller cannot see;
 // domain.ErrFailedPrecondition for an expired instance, a day outside the
@@ -44,7 +44,7 @@ func (s *Backups) DownloadDay(ctx context.Context, c Caller, id domain.BackupID,
 	if err != nil {
 		return domain.FileHeader{}, err
 	}
-	plan, h, err := s.planDayFile(b, d)
+	plan, h, err := s.planDayFile(ctx, b, d)
 	if err != nil {
 		return domain.FileHeader{}, err
 	}
@@ -75,7 +75,7 @@ func (s *Backups) DownloadDay(ctx context.Context, c Caller, id domain.BackupID,
 // planDayFile finds the checkpoints of day d and counts what the file will
 // hold, so that the authenticated header can promise it: one scan of the
 // item rows (backupdata.CountState) besides the checkpoint records.
-func (s *Backups) planDayFile(b *domain.Backup, d domain.Day) (*dayFile, domain.FileHeader, error) {
+func (s *Backups) planDayFile(ctx context.Context, b *domain.Backup, d domain.Day) (*dayFile, domain.FileHeader, error) {
 	const op = "download"
 	ref := b.DataRef()
 	lo, hi, ok, err := backupdata.DayRange(s.State, ref, d)
@@ -118,7 +118,7 @@ func (s *Backups) planDayFile(b *domain.Backup, d domain.Day) (*dayFile, domain.
 	// When the engine was down at the end of the day, the day's last events
 	// were recorded by a checkpoint of a later day (the catch-up); the day's
 	// lists show them, so the file holds that checkpoint too.
-	late, err := s.lateCheckpoints(b, hi, d)
+	late, err := s.lateCheckpoints(ctx, b, hi, d)
 	if err != nil {
 		return nil, domain.FileHeader{}, err
 	}
@@ -142,7 +142,7 @@ func (s *Backups) planDayFile(b *domain.Backup, d domain.Day) (*dayFile, domain.
 
 // lateCheckpoints returns the checkpoints after hi whose slices begin with
 // events that occurred on day d or before.
-func (s *Backups) lateCheckpoints(b *domain.Backup, hi uint64, d domain.Day) ([]backupdata.Summary, error) {
+func (s *Backups) lateCheckpoints(ctx context.Context, b *domain.Backup, hi uint64, d domain.Day) ([]backupdata.Summary, error) {
 	ref := b.DataRef()
 	loc, err := s.location(b)
 	if err != nil {
@@ -157,18 +157,19 @@ func (s *Backups) lateCheckpoints(b *domain.Backup, hi uint64, d domain.Day) ([]
 		if err != nil {
 			return nil, err
 		}
-		if sum.Next == sum.From {
+		parts := sum.SliceParts()
+		if sum.Next == sum.From || len(parts) == 0 {
 			return out, nil
 		}
-		blob, err := s.Blobs.GetBlob(context.Background(), ref, sum.Slice)
-		if err != nil {
+		var first time.Time
+		err = eachSliceEvent(ctx, s.Blobs, ref, parts[:1], func(e *domain.Event) error {
+			first = e.OccurredAt
+			return errStopSlice
+		})
+		if err != nil && !errors.Is(err, errStopSlice) {
 			return nil, fmt.Errorf("load slice of checkpoint %d: %w", q, err)
 		}
-		events, err := domain.DecodeSlice(blob)
-		if err != nil {
-			return nil, err
-		}
-		if len(events) == 0 || domain.DayOf(events[0].OccurredAt, loc) > d {
+		if err == nil || domain.DayOf(first, loc) > d {
 			return out, nil
 		}
 		out = append(out, sum)
@@ -200,18 +201,22 @@ func (s *Backups) writeDayFile(ctx context.Context, b *domain.Backup, plan *dayF
 		domain.Plaintext(at.Data).Wipe()
 		return fw.WriteRecord(buf)
 	}
-	// Each item with its versions, read in two forward scans (not one
-	// iterator per item).
-	err := backupdata.StateVersionsAt(s.State, ref, base.Seq, func(it backupdata.Item, vs []backupdata.Version) error {
-		if uint32(len(vs)) < it.Versions {
-			return domain.Corruption("backup data %s: %s %s has %d of its %d versions", ref, it.Kind, it.ID, len(vs), it.Versions)
-		}
-		for _, v := range vs {
+	// The state the day starts from: exactly what the base checkpoint
+	// holds (the restore point at its instant, its checkpoint the last
+	// read), each item with its versions (a scratch store: memory stays
+	// flat whatever the state).
+	src, err := s.openThrough(ctx, b, RestorePoint{Day: base.Day, At: base.At}, nil, base.Seq)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	err = src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
+		for _, v := range it.Versions {
 			at := domain.Event{OccurredAt: v.CreatedAt}
 			if v.Version == 1 {
 				at.OccurredAt = it.CreatedAt
 			}
-			if it.Kind == backupdata.KindSecret {
+			if it.Kind == ItemKindSecret {
 				var d domain.EventData = &domain.SecretCreated{Name: it.ID, Key: v.KeyID, Value: v.Value}
 				if v.Version > 1 {
 					d = &domain.SecretRotated{Name: it.ID, Version: v.Version, Key: v.KeyID, Value: v.Value}
@@ -263,21 +268,9 @@ func (s *Backups) writeSlice(ctx context.Context, b *domain.Backup, sum *backupd
 	if sum.Next == sum.From {
 		return nil
 	}
-	blob, err := s.Blobs.GetBlob(ctx, ref, sum.Slice)
-	if err != nil {
-		return fmt.Errorf("load slice of checkpoint %d: %w", sum.Seq, err)
-	}
-	if sha256.Sum256(blob) != sum.SliceDigest {
-		return domain.Corruption("slice of checkpoint %d of %s does not match its digest", sum.Seq, ref)
-	}
-	events, err := domain.DecodeSlice(blob)
-	if err != nil {
-		return err
-	}
-	if uint64(len(events)) != sum.Next-sum.From {
-		return domain.Corruption("slice of checkpoint %d of %s holds %d events for %d revisions", sum.Seq, ref, len(events), sum.Next-sum.From)
-	}
-	for _, e := range events {
+	// The file's writer counts the records against the header's promise.
+	return eachSliceEvent(ctx, s.Blobs, ref, sum.SliceParts(), func(ev *domain.Event) error {
+		e := *ev
 		d, err := e.Decode()
 		if err != nil {
 			return err
@@ -301,9 +294,9 @@ func (s *Backups) writeSlice(ctx context.Context, b *domain.Backup, sum *backupd
 		if len(opened) > 0 {
 			domain.Plaintext(e.Data).Wipe()
 		}
-		if err := fw.WriteRecord(*buf); err != nil {
-			return err
-		}
-	}
-	return nil
+		return fw.WriteRecord(*buf)
+	})
 }
+
+// errStopSlice ends a walk over a slice's events early.
+var errStopSlice = errors.New("commands: stop reading the slice")

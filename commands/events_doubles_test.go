@@ -13,8 +13,8 @@ import (
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 	"github.com/kmsbackup/kmsbackup/projections"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
 )
 
 // memPositions is a test double of the position part of a ProjectionStore.

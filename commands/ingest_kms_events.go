@@ -6,9 +6,9 @@ import (
 	"fmt"
 
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 	"github.com/kmsbackup/kmsbackup/projections"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
 )
 
 // KMSIngest appends the events of an external KMS to the log: a KMS that

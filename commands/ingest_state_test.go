@@ -12,8 +12,8 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
 )
 
 // TestIngestRefusesEventsTheReadModelsCannotApply: with the KMS read model
@@ -33,7 +33,7 @@ func TestIngestRefusesEventsTheReadModelsCannotApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = proj.Close() })
-	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
+	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: commands.Pure(kmsstate.Apply)}
 	pctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- kp.Run(pctx) }()

@@ -16,9 +16,10 @@ import (
 // Errors: domain.ErrInvalidArgument for a request that selects nothing, a
 // missing day or an instant outside its day; domain.ErrNotFound for a
 // backup the caller cannot see; domain.ErrFailedPrecondition when the
-// point cannot be read (no checkpoint on the day, or at or before the
-// instant); the stores' errors. Everything about the target and the items
-// is a finding, not an error. Reads only; safe for concurrent use.
+// point cannot be read (no checkpoint on the day, or an instant before
+// the backup's first); the stores' errors. Everything about the target
+// and the items is a finding, not an error. Reads only; safe for
+// concurrent use.
 func (s *Restores) PlanRestore(ctx context.Context, c Caller, req RestoreRequest, progress ProgressFunc) (*RestorePlan, error) {
 	r, err := s.plan(ctx, c, req, progress)
 	if r != nil && r.src != nil {
@@ -128,12 +129,20 @@ func (s *Restores) readPlan(ctx context.Context, r *restoreRun, point RestorePoi
 	}
 	r.src = src
 	p := r.plan
-	p.At = src.Point().At
-	if cp, ok := src.(interface{ Checkpoints() (uint64, uint64) }); ok {
-		p.From, p.To = cp.Checkpoints()
+	p.At, p.To = src.Covered()
+	p.From = p.To
+	if cp, ok := src.(interface{ FirstCheckpoint() uint64 }); ok {
+		p.From = cp.FirstCheckpoint()
 	}
-	keys, secrets, _ := src.Counts()
-	report := progressReporter(progress, PhasePlan, keys+secrets)
+	var total uint64
+	if progress != nil { // counting reads the point once more
+		keys, secrets, _, err := src.Counts(ctx)
+		if err != nil {
+			return err
+		}
+		total = keys + secrets
+	}
+	report := progressReporter(progress, PhasePlan, total)
 	seen := 0 // named items the point holds
 	err = src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
 		facts, err := s.itemFacts(ctx, r, planner.Target(), it, nil)

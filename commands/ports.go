@@ -179,4 +179,12 @@ type ProjectionStore interface {
 	// written. Projections are rebuildable, so commits need not be synced.
 	// Not safe for concurrent use on the same name.
 	Update(name string, position uint64, fn func(projections.Txn) error) error
+	// Stage runs fn in a transaction of its own and commits its writes
+	// without changing projection name's position: a chunk of a large
+	// change (a base's rows) that the Update of the same event completes.
+	// What it writes must be blind (the same keys and values when the
+	// event is applied again after a crash) and read by nothing before
+	// that Update commits. If fn fails nothing is written. Not synced.
+	// Safe to call while an Update of name is open (from its fn).
+	Stage(name string, fn func(projections.Txn) error) error
 }

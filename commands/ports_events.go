@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 	"github.com/kmsbackup/kmsbackup/projections"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
 )
 
 // Ports of the public event stream (PublishEvents, TailEvents). They live

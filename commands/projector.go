@@ -18,7 +18,9 @@ type Projector struct {
 	Name  string
 	Log   LogSubscriber
 	Store ProjectionStore
-	Apply func(txn projections.Txn, e domain.Event) error
+	// Apply applies e within txn; ctx ends when the projector stops. Most
+	// projections are pure functions of events (see Pure).
+	Apply func(ctx context.Context, txn projections.Txn, e domain.Event) error
 
 	mu      sync.Mutex
 	pos     uint64
@@ -79,7 +81,10 @@ func (p *Projector) Run(ctx context.Context) error {
 			p.advance(0, err)
 			return err
 		}
-		if err := p.Store.Update(p.Name, e.Position, func(txn projections.Txn) error { return p.Apply(txn, e) }); err != nil {
+		if err := p.Store.Update(p.Name, e.Position, func(txn projections.Txn) error { return p.Apply(ctx, txn, e) }); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while applying: the event applies again at the next start
+			}
 			err = fmt.Errorf("projection %s: apply event at position %d: %w", p.Name, e.Position, err)
 			p.advance(0, err)
 			return err
@@ -112,4 +117,10 @@ func (p *Projector) Healthy() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.err
+}
+
+// Pure makes a projection that is a pure function of events the Apply of
+// a Projector.
+func Pure(apply func(txn projections.Txn, e domain.Event) error) func(context.Context, projections.Txn, domain.Event) error {
+	return func(_ context.Context, txn projections.Txn, e domain.Event) error { return apply(txn, e) }
 }

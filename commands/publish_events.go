@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 	"github.com/kmsbackup/kmsbackup/projections"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
 )
 
 // Defaults of PublishEvents.

@@ -38,7 +38,7 @@ type ReplayState struct {
 	Digest string
 }
 
-// Replay returns the state of a backup at the end of a viewable day, or at
+// Replay returns the state of a backup at the last checkpoint of a viewable day, or at
 // the last checkpoint at or before an instant (whose day, in the backup's
 // time zone, must be viewable). Pass day, at, or both (at must then be of
 // that day).
@@ -66,21 +66,13 @@ func (s *Restores) Replay(ctx context.Context, c Caller, id domain.BackupID, day
 	if err := b.CheckDay(op, point.Day, s.Backups.today(loc)); err != nil {
 		return nil, err
 	}
-	if point.At.IsZero() { // the state at the end of the day
-		point.At = point.Day.Next().Start(loc).Add(-time.Nanosecond)
-	}
-	if s.Sources == nil {
-		return nil, domain.Errorf(domain.ErrUnavailable, op, "", "", "no restore source is configured")
-	}
-	src, err := s.Sources.Open(ctx, b, point, nil)
+	src, err := s.Backups.openCheckpoint(ctx, b, point)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, src.Close()) }()
-	st = &ReplayState{Backup: b.ID, Day: point.Day, At: src.Point().At}
-	if cp, ok := src.(interface{ Checkpoints() (uint64, uint64) }); ok {
-		_, st.Seq = cp.Checkpoints()
-	}
+	st = &ReplayState{Backup: b.ID, Day: point.Day}
+	st.At, st.Seq = src.Covered()
 	err = src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
 		ri, err := s.replayItem(ctx, b, it)
 		st.Items = append(st.Items, ri)

@@ -14,30 +14,33 @@ import (
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
+// WorkKind is the kind of a piece of scheduled work.
+type WorkKind string
+
 // Kinds of scheduled work.
 const (
-	WorkFull           = "full"
-	WorkIncremental    = "incremental"
-	WorkExpire         = "expire"
-	WorkRelease        = "release"
-	WorkSourceReleased = "source-released" // record that the bound KMS instance is released
+	WorkFull           WorkKind = "full"
+	WorkIncremental    WorkKind = "incremental"
+	WorkExpire         WorkKind = "expire"
+	WorkRelease        WorkKind = "release"
+	WorkSourceReleased WorkKind = "source-released" // record that the bound KMS instance is released
 	// WorkSchedule is the work of a backup instance whose schedule cannot
 	// be read (its time zone, its KMS instance's record): it fails with
 	// why, so that it is retried and shown like any other failure.
-	WorkSchedule = "schedule"
+	WorkSchedule WorkKind = "schedule"
 )
 
 // Work is one piece of scheduled work of a backup instance.
 type Work struct {
 	Backup domain.BackupID
 	At     time.Time
-	Kind   string // one of the Work... kinds
+	Kind   WorkKind
 
 	err error // WorkSchedule: why the schedule cannot be read
 }
 
 // checkpointKind is the kind of work of a checkpoint due.
-func checkpointKind(d domain.Due) string {
+func checkpointKind(d domain.Due) WorkKind {
 	if d.Full {
 		return WorkFull
 	}
@@ -59,7 +62,7 @@ func (s *Backups) plannedWork(b *domain.Backup) (Work, bool, error) {
 	}
 	var w Work
 	found := false
-	consider := func(at time.Time, kind string) {
+	consider := func(at time.Time, kind WorkKind) {
 		if !found || at.Before(w.At) {
 			w, found = Work{Backup: b.ID, At: at, Kind: kind}, true
 		}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 )
 
 // DefaultTailPage is how many events EventTailer reads from the log at once

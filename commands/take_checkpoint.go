@@ -2,13 +2,13 @@ package commands
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
+	"github.com/kmsbackup/kmsbackup/projections/dayview"
 )
 
 // slicePage is how many KMS events a checkpoint reads at a time.
@@ -46,26 +46,19 @@ func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.D
 	if err != nil {
 		return nil, err
 	}
+	if b.Checkpoints == 0 && !b.SourceReleased.Recorded() && s.Scratch != nil {
+		return s.firstCheckpoint(ctx, b, due, loc)
+	}
 	// Once its KMS instance is released nothing more is copied: the
 	// checkpoint holds no event and never opens that instance's key.
-	var slice []domain.Event
+	var parts []domain.SlicePart
 	next := b.NextRevision
 	if !b.SourceReleased.Recorded() {
-		if slice, next, err = s.copySlice(ctx, b, due); err != nil {
+		if parts, next, err = s.copySlice(ctx, b, due); err != nil {
 			return nil, fmt.Errorf("%s %s: %w", op, id, err)
 		}
 	}
-	var name string
-	var digest [32]byte
-	if len(slice) > 0 {
-		blob := domain.EncodeSlice(slice)
-		digest = sha256.Sum256(blob)
-		name = fmt.Sprintf("slice-%d-%s", b.Checkpoints+1, s.IDs.NewULID())
-		if err := s.Blobs.PutBlob(ctx, b.DataRef(), name, blob); err != nil {
-			return nil, fmt.Errorf("%s %s: store slice: %w", op, id, err)
-		}
-	}
-	c, err := b.Checkpoint(due, loc, next, name, digest)
+	c, err := b.Checkpoint(due, loc, next, parts, false)
 	if err != nil {
 		return nil, err
 	}
@@ -75,34 +68,114 @@ func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.D
 	return c, nil
 }
 
-// copySlice reads the KMS stream from the first revision not backed up, up
-// to the last event that occurred at or before due.At, and reseals each
-// event's key material for the backup. It returns the copies and the first
-// revision left for the next checkpoint.
-func (s *Backups) copySlice(ctx context.Context, b *domain.Backup, due domain.Due) ([]domain.Event, uint64, error) {
+// firstCheckpoint takes the first checkpoint of a generation: the history
+// of the KMS instance from before enabling is not viewable, so instead of
+// a slice of its events it is written as base 0, the state those events
+// leave: they are read page by page, resealed and replayed into a scratch
+// store (memory stays that of the scratch and one page, whatever the
+// instance's size), whose content is stored as base parts. The checkpoint
+// (held by its base) and the base are appended together.
+func (s *Backups) firstCheckpoint(ctx context.Context, b *domain.Backup, due domain.Due, loc *time.Location) (*domain.BackupCheckpointed, error) {
+	const op = "take backup"
+	sc, err := s.Scratch.OpenScratch(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, b.ID, err)
+	}
+	defer sc.Close()
+	var apply dayview.Applier
+	next, err := s.copyEvents(ctx, b, due, func(e *domain.Event) error {
+		c, ok, err := dayview.ChangeOf(e)
+		if err != nil || !ok {
+			return err
+		}
+		return apply.Apply(sc, dayview.Instant, &c)
+	})
+	if err == nil {
+		err = sc.Flush()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", op, b.ID, err)
+	}
+	c, err := b.Checkpoint(due, loc, next, nil, true)
+	if err != nil {
+		return nil, err
+	}
+	parts, digest, err := s.writeBase(ctx, b.DataRef(), c.Seq, sc)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: write base 0: %w", op, b.ID, err)
+	}
+	after := *b
+	cpEvent := s.newEvent(b, due.At, c)
+	after.Apply(domain.Event{Revision: b.Revision + 1, OccurredAt: cpEvent.OccurredAt}, c)
+	base, err := after.StoreBase(c, parts, digest)
+	if err == nil {
+		err = s.commit(ctx, b, false, cpEvent, s.newEvent(b, due.At, base))
+	}
+	if err != nil {
+		s.deleteParts(ctx, b.DataRef(), parts)
+		return nil, err
+	}
+	return c, nil
+}
+
+// copyEvents reads the KMS stream from the first revision not backed up,
+// up to the last event that occurred at or before due.At, page by page,
+// reseals each event's key material for the backup and hands it to fn. It
+// returns the first revision left for the next checkpoint.
+func (s *Backups) copyEvents(ctx context.Context, b *domain.Backup, due domain.Due, fn func(e *domain.Event) error) (uint64, error) {
 	stream := domain.KMSStream(b.KMSInstance)
 	next := b.NextRevision
-	var out []domain.Event
 	for {
 		page, err := s.Log.ReadStream(ctx, stream, next, false, slicePage)
 		if err != nil {
-			return nil, 0, fmt.Errorf("read %s: %w", stream, err)
+			return 0, fmt.Errorf("read %s: %w", stream, err)
 		}
 		for _, e := range page {
 			if e.OccurredAt.After(due.At) {
-				return out, next, nil
+				return next, nil
 			}
 			cp, err := s.reseal(ctx, b, e)
 			if err != nil {
-				return nil, 0, err
+				return 0, err
 			}
-			out = append(out, cp)
+			if err := fn(&cp); err != nil {
+				return 0, err
+			}
 			next = e.Revision + 1
 		}
 		if len(page) < slicePage {
-			return out, next, nil
+			return next, nil
 		}
 	}
+}
+
+// copySlice reads the KMS stream from the first revision not backed up, up
+// to the last event that occurred at or before due.At, reseals each
+// event's key material for the backup and stores the copies as slice
+// parts as they fill (one page of events and one part in memory). It
+// returns the parts and the first revision left for the next checkpoint.
+func (s *Backups) copySlice(ctx context.Context, b *domain.Backup, due domain.Due) ([]domain.SlicePart, uint64, error) {
+	seq, run := b.Checkpoints+1, s.IDs.NewULID()
+	w := &sliceWriter{ctx: ctx, blobs: s.Blobs, ref: b.DataRef(), limit: s.slicePartLimit(), name: func(i int) string {
+		if i == 0 {
+			return fmt.Sprintf("slice-%d-%s", seq, run)
+		}
+		return fmt.Sprintf("slice-%d-%s-%d", seq, run, i)
+	}}
+	next, err := s.copyEvents(ctx, b, due, w.add)
+	if err != nil {
+		return nil, 0, err
+	}
+	parts, err := w.finish()
+	return parts, next, err
+}
+
+// slicePartLimit is where slices are cut into parts.
+func (s *Backups) slicePartLimit() int {
+	if s.SlicePartBytes > 0 {
+		return s.SlicePartBytes
+	}
+	return domain.MaxSlicePart
 }
 
 // reseal copies one KMS event for the backup: key material sealed under the

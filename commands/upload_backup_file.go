@@ -2,7 +2,6 @@ package commands
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -150,13 +149,17 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 	const op = "upload"
 	var segs []domain.UploadSegment
 	var cur *domain.FileCheckpoint
-	// Each event goes into its segment's blob as it arrives, resealed: a
-	// segment is held once, encoded (the checkpoint record gives its count
-	// first), never as decoded events as well.
-	var slice *domain.SliceWriter
+	// Each event goes into its segment's slice as it arrives, resealed, and
+	// the slice is stored in parts as they fill (domain.MaxSlicePart), so
+	// that a segment is never whole in memory.
+	var slice *sliceWriter
 	sink := &uploadSink{
 		begin: func(cp *domain.FileCheckpoint) error {
-			cur, slice = cp, domain.NewSliceWriter(cp.Events)
+			seq, run := len(segs)+1, s.IDs.NewULID()
+			cur = cp
+			slice = &sliceWriter{ctx: ctx, blobs: s.Blobs, ref: ref, limit: s.slicePartLimit(), name: func(i int) string {
+				return fmt.Sprintf("slice-%d-%s-%d", seq, run, i)
+			}}
 			return nil
 		},
 		event: func(e *domain.Event) error {
@@ -174,21 +177,27 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 			}
 			cp := *e
 			cp.Data = domain.EncodeData(d)
-			slice.Add(&cp)
+			if err := slice.add(&cp); err != nil {
+				return fmt.Errorf("%s: store data: %w", op, err)
+			}
 			return nil
 		},
 		end: func() error {
-			seg := domain.UploadSegment{Full: cur.Full, At: cur.At, From: cur.From, Next: cur.Next}
-			if slice.Events() > 0 {
-				blob := slice.Bytes()
-				seg.SliceDigest = sha256.Sum256(blob)
-				seg.Slice = fmt.Sprintf("slice-%d-%s", len(segs)+1, s.IDs.NewULID())
-				if err := s.Blobs.PutBlob(ctx, ref, seg.Slice, blob); err != nil {
-					return fmt.Errorf("%s: store data: %w", op, err)
-				}
+			parts, err := slice.finish()
+			if err != nil {
+				return fmt.Errorf("%s: store data: %w", op, err)
 			}
-			slice = nil // the blob is stored: let it go before the next segment
-			segs = append(segs, seg)
+			if len(parts) > 0 && (cur.Next == cur.From || parts[0].From < cur.From || parts[len(parts)-1].Next > cur.Next) {
+				return domain.BadBackupFile()
+			}
+			// A segment's first part starts at the segment's first revision,
+			// its last ends at its Next; an upload's first segment keeps only
+			// the events that build its state, so its parts cover less.
+			if len(parts) > 0 {
+				parts[0].From, parts[len(parts)-1].Next = cur.From, cur.Next
+			}
+			segs = append(segs, domain.UploadSegment{Full: cur.Full, At: cur.At, From: cur.From, Next: cur.Next, Parts: parts})
+			slice = nil // stored: let it go before the next segment
 			return nil
 		},
 	}

@@ -22,6 +22,7 @@ const (
 	FindingChecksum      = "checksum"       // a slice blob does not match its digest
 	FindingUndecryptable = "undecryptable"  // sealed key material does not open
 	FindingState         = "state-mismatch" // the read model's state digest disagrees with the data
+	FindingBase          = "base-mismatch"  // a base's content is not the state its slices replay to, or not its record
 )
 
 // Finding is one problem verify found, at a checkpoint.
@@ -44,7 +45,9 @@ type VerifyReport struct {
 // VerifyBackup checks a backup instance's data without restoring anything:
 // the chain of checkpoints (no gap, overlap, reorder or rollback), every
 // digest and checksum, that every sealed key version opens under the
-// backup's data key, and that the state read model agrees with the data.
+// backup's data key, that every base is chained, whole, holds what its
+// record says and exactly the state its checkpoint's slices replay to,
+// and that the state read model agrees with the data.
 // It acts for caller c: another account's instance does not exist, and an
 // expired or released one is refused. ScrubBackups runs the same checks for
 // the engine itself, over every instance that holds data.
@@ -80,6 +83,8 @@ func (s *Backups) verify(ctx context.Context, b *domain.Backup, th Throttle) (*V
 	stream := domain.BackupStream(b.ID)
 	var prev *domain.BackupCheckpointed
 	var prevPos, lastPos uint64 // log positions of prev's event and of the last event read
+	var bases []*domain.BackupBaseStored
+	fulls := map[uint64][32]byte{} // digests of the full checkpoints, which bases are of
 	for from := uint64(0); ; {
 		page, err := s.Log.ReadStream(ctx, stream, from, false, slicePage)
 		if err != nil {
@@ -89,17 +94,26 @@ func (s *Backups) verify(ctx context.Context, b *domain.Backup, th Throttle) (*V
 		for _, e := range page {
 			from, lastPos = e.Revision+1, e.Position
 			read += storedSize(&e)
-			if e.Type != domain.TypeBackupCheckpointed {
+			if e.Type != domain.TypeBackupCheckpointed && e.Type != domain.TypeBackupBaseStored {
 				continue
 			}
 			d, err := e.Decode()
 			if err != nil {
-				v.add(FindingTamper, 0, "checkpoint event at revision %d does not decode: %v", e.Revision, err)
+				v.add(FindingTamper, 0, "%s event at revision %d does not decode: %v", e.Type, e.Revision, err)
+				continue
+			}
+			if base, ok := d.(*domain.BackupBaseStored); ok {
+				if base.Generation == b.Generation {
+					bases = append(bases, base)
+				}
 				continue
 			}
 			cp := d.(*domain.BackupCheckpointed)
 			if cp.Generation != b.Generation {
 				continue
+			}
+			if cp.Full {
+				fulls[cp.Seq] = cp.Digest
 			}
 			v.rep.Checkpoints++
 			v.link(prev, cp)
@@ -135,6 +149,9 @@ func (s *Backups) verify(ctx context.Context, b *domain.Backup, th Throttle) (*V
 		if err := v.state(ctx, prev.Seq, prevPos); err != nil {
 			return nil, err
 		}
+	}
+	if err := v.bases(ctx, bases, fulls); err != nil {
+		return nil, err
 	}
 	return v.rep, nil
 }
@@ -230,37 +247,64 @@ func (v *verifier) slice(ctx context.Context, cp *domain.BackupCheckpointed) err
 	// as the events that build it: in order, but with the revisions of
 	// everything else left out (and none at all for an empty state).
 	compacted := b.Kind == domain.BackupUpload && cp.Seq == 1
-	if cp.From == cp.Next || (compacted && cp.Slice == "") {
-		return nil
+	parts := cp.SliceParts()
+	if cp.From == cp.Next || (compacted && len(parts) == 0) || cp.InBase {
+		return nil // nothing, or held by its base (checked by bases)
 	}
-	if cp.Slice == "" {
+	if len(parts) == 0 {
 		v.add(FindingMissingSlice, cp.Seq, "revisions [%d, %d) have no slice", cp.From, cp.Next)
 		return nil
 	}
-	blob, err := v.s.Blobs.GetBlob(ctx, b.DataRef(), cp.Slice)
+	want := cp.From
+	for i, p := range parts {
+		switch {
+		case compacted:
+		case p.From != want:
+			v.add(FindingGap, cp.Seq, "slice part %d starts at revision %d, where %d was due", i, p.From, want)
+		case p.Events != 0 && p.Events != p.Next-p.From:
+			v.add(FindingGap, cp.Seq, "slice part %d holds %d events for revisions [%d, %d)", i, p.Events, p.From, p.Next)
+		}
+		var err error
+		if want, err = v.slicePart(ctx, cp, p, want, compacted); err != nil {
+			return err
+		}
+	}
+	if want != cp.Next && !compacted {
+		v.add(FindingGap, cp.Seq, "slice ends at revision %d, the checkpoint claims %d", want, cp.Next)
+	}
+	return nil
+}
+
+// slicePart checks one part of cp's slice, whose first revision is due to
+// be want, and returns the revision due after it.
+func (v *verifier) slicePart(ctx context.Context, cp *domain.BackupCheckpointed, p domain.SlicePart, want uint64, compacted bool) (uint64, error) {
+	b := v.b
+	blob, err := v.s.Blobs.GetBlob(ctx, b.DataRef(), p.Name)
 	switch {
 	case errors.Is(err, domain.ErrNotFound):
-		v.add(FindingMissingSlice, cp.Seq, "slice %s is missing", cp.Slice)
-		return nil
+		v.add(FindingMissingSlice, cp.Seq, "slice part %s is missing", p.Name)
+		return p.Next, nil
 	case unreadable(err):
-		return fmt.Errorf("read slice %s: %w", cp.Slice, err)
+		return 0, fmt.Errorf("read slice part %s: %w", p.Name, err)
 	case err != nil:
-		v.add(FindingChecksum, cp.Seq, "slice %s cannot be read: %v", cp.Slice, err)
-		return nil
+		v.add(FindingChecksum, cp.Seq, "slice part %s cannot be read: %v", p.Name, err)
+		return p.Next, nil
 	}
 	if err := v.pace(ctx, len(blob)); err != nil {
-		return err
+		return 0, err
 	}
-	if sha256.Sum256(blob) != cp.SliceDigest {
-		v.add(FindingChecksum, cp.Seq, "slice %s does not match its digest", cp.Slice)
-		return nil
+	if sha256.Sum256(blob) != p.Digest {
+		v.add(FindingChecksum, cp.Seq, "slice part %s does not match its digest", p.Name)
+		return p.Next, nil
 	}
-	events, err := domain.DecodeSlice(blob)
+	events, err := domain.DecodeSliceAll(blob)
 	if err != nil {
-		v.add(FindingChecksum, cp.Seq, "slice %s does not decode: %v", cp.Slice, err)
-		return nil
+		v.add(FindingChecksum, cp.Seq, "slice part %s does not decode: %v", p.Name, err)
+		return p.Next, nil
 	}
-	want := cp.From
+	if p.Events != 0 && uint64(len(events)) != p.Events {
+		v.add(FindingGap, cp.Seq, "slice part %s holds %d events, its record %d", p.Name, len(events), p.Events)
+	}
 	for _, e := range events {
 		v.rep.Events++
 		switch {
@@ -272,26 +316,33 @@ func (v *verifier) slice(ctx context.Context, cp *domain.BackupCheckpointed) err
 			v.add(FindingReorder, cp.Seq, "slice repeats or reorders revision %d", e.Revision)
 		}
 		want = e.Revision + 1
-		d, err := e.Decode()
-		if err != nil {
-			v.add(FindingChecksum, cp.Seq, "event %s does not decode: %v", e.ID, err)
-			continue
-		}
-		for _, m := range domain.KeyMaterials(d) {
-			pt, err := v.s.Sealer.Open(ctx, b.DataRef(), *m, BackupAAD(b.Account, b.DataRef(), e.ID))
-			switch {
-			case unreadable(err):
-				return fmt.Errorf("open key material of event %s: %w", e.ID, err)
-			case err != nil:
-				v.add(FindingUndecryptable, cp.Seq, "key material of event %s does not open: %v", e.ID, err)
-				continue
-			}
-			pt.Wipe()
-			v.rep.Sealed++
+		if err := v.opens(ctx, cp.Seq, &e); err != nil {
+			return 0, err
 		}
 	}
-	if want != cp.Next && !compacted {
-		v.add(FindingGap, cp.Seq, "slice ends at revision %d, the checkpoint claims %d", want, cp.Next)
+	return want, nil
+}
+
+// opens checks that the key material an event holds opens under the
+// backup's data key.
+func (v *verifier) opens(ctx context.Context, seq uint64, e *domain.Event) error {
+	b := v.b
+	d, err := e.Decode()
+	if err != nil {
+		v.add(FindingChecksum, seq, "event %s does not decode: %v", e.ID, err)
+		return nil
+	}
+	for _, m := range domain.KeyMaterials(d) {
+		pt, err := v.s.Sealer.Open(ctx, b.DataRef(), *m, BackupAAD(b.Account, b.DataRef(), e.ID))
+		switch {
+		case unreadable(err):
+			return fmt.Errorf("open key material of event %s: %w", e.ID, err)
+		case err != nil:
+			v.add(FindingUndecryptable, seq, "key material of event %s does not open: %v", e.ID, err)
+			continue
+		}
+		pt.Wipe()
+		v.rep.Sealed++
 	}
 	return nil
 }

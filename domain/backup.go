@@ -124,7 +124,17 @@ type Backup struct {
 	LastDigest      [32]byte  // digest of the last checkpoint
 	LastFullAt      time.Time // instant covered by the last full backup
 	LastFullDay     Day
+	LastFullSeq     uint64    // the last full backup's checkpoint
+	LastFullNext    uint64    // the KMS revisions it covers up to
 	LastIncremental time.Time // instant covered by the last incremental
+
+	// The newest base of the generation (see BackupBaseStored); Bases is
+	// 0 when it has none (a generation of the first version).
+	Bases          uint64
+	BaseSeq        uint64 // the checkpoint whose state it holds
+	BaseNext       uint64 // the KMS revisions it covers up to
+	BaseRecords    uint64 // its items and versions
+	LastBaseDigest [32]byte
 
 	// ResumedAt is when a renewal reactivated the instance after it had
 	// expired (zero if it never did since it was enabled): checkpoints that
@@ -178,6 +188,7 @@ const (
 	TypeBackupCheckpointed = "BackupCheckpointed"
 	TypeSourceReleased     = "BackupSourceReleased"
 	TypeBackupFailing      = "BackupFailing"
+	TypeBackupBaseStored   = "BackupBaseStored"
 )
 
 // BackupCreated records a new backup instance.
@@ -214,8 +225,16 @@ type BackupReset struct{}
 
 // BackupCheckpointed records one checkpoint: the slice of the KMS
 // instance's stream between the previous checkpoint and this one (KMS
-// revisions [From, Next)), stored as the blob Slice, and, when Full, that
-// this checkpoint is the day's full backup.
+// revisions [From, Next)), stored as the blob Slice (or, when it took
+// several, as Parts), and, when Full, that this checkpoint is the day's
+// full backup.
+//
+// The first checkpoint of a generation written by this version holds no
+// slice: the history from before enabling is written as base 0 (InBase),
+// recorded by the BackupBaseStored of the same Seq appended with it.
+// Checkpoints without Parts or InBase encode exactly as the first
+// generation's did (so their digests stay valid); the others add both
+// after the fields of that generation.
 type BackupCheckpointed struct {
 	Generation  uint32
 	Seq         uint64
@@ -223,10 +242,33 @@ type BackupCheckpointed struct {
 	At          time.Time // the instant the checkpoint covers up to
 	Day         Day       // At's day in the instance's time zone
 	From, Next  uint64    // KMS stream revisions covered: [From, Next)
-	Slice       string    // the blob holding the slice (empty when From == Next)
+	Slice       string    // the blob holding the slice (empty when From == Next, or held in Parts or a base)
 	SliceDigest [32]byte  // SHA-256 of the blob
 	PrevDigest  [32]byte  // the previous checkpoint's Digest
 	Digest      [32]byte  // see CheckpointDigest
+	// Parts lists the parts of the slice, in revision order (Slice is
+	// then empty: it named the one blob of a slice of the first
+	// generation).
+	Parts []SlicePart
+	// InBase says that revisions [From, Next) are in no slice: the base of
+	// this checkpoint holds their state (the first checkpoint of a
+	// generation, whose history from before enabling is not viewable).
+	InBase bool
+}
+
+// SliceParts returns the parts of the checkpoint's slice, in revision
+// order: Parts, or the one blob Slice of the first generation, or none.
+// The count of events of that one blob is not recorded (Events 0): it is
+// Next - From, except for an upload's first checkpoint, which holds only
+// the events that build its state.
+func (c *BackupCheckpointed) SliceParts() []SlicePart {
+	if len(c.Parts) > 0 {
+		return c.Parts
+	}
+	if c.Slice == "" {
+		return nil
+	}
+	return []SlicePart{{Name: c.Slice, Digest: c.SliceDigest, From: c.From, Next: c.Next}}
 }
 
 func (BackupCreated) EventType() string      { return TypeBackupCreated }
@@ -237,6 +279,7 @@ func (BackupExpired) EventType() string      { return TypeBackupExpired }
 func (BackupReleased) EventType() string     { return TypeBackupReleased }
 func (BackupReset) EventType() string        { return TypeBackupReset }
 func (BackupCheckpointed) EventType() string { return TypeBackupCheckpointed }
+func (BackupBaseStored) EventType() string   { return TypeBackupBaseStored }
 
 // backupOp refuses operations an instance's state does not allow: an
 // expired instance allows only show and renew; a released one nothing.
@@ -481,6 +524,12 @@ func (b *Backup) Apply(e Event, d EventData) {
 		b.Failing = Failure{}
 	case *BackupFailing:
 		b.Failing = Failure{Work: d.Work, Reason: d.Reason, Since: d.Since, Attempts: d.Attempts}
+	case *BackupBaseStored:
+		if d.Generation != b.Generation || d.Seq <= b.BaseSeq {
+			return // of a destroyed generation, or older than the newest
+		}
+		b.Bases++
+		b.BaseSeq, b.BaseNext, b.BaseRecords, b.LastBaseDigest = d.Seq, d.Next, d.Items+d.Versions, d.Digest
 	case *BackupCheckpointed:
 		if d.Generation != b.Generation {
 			return // a checkpoint of a destroyed generation changes nothing
@@ -491,7 +540,7 @@ func (b *Backup) Apply(e Event, d EventData) {
 			b.EnabledDay = d.Day
 		}
 		if d.Full {
-			b.LastFullAt, b.LastFullDay = d.At, d.Day
+			b.LastFullAt, b.LastFullDay, b.LastFullSeq, b.LastFullNext = d.At, d.Day, d.Seq, d.Next
 		} else {
 			b.LastIncremental = d.At
 		}
@@ -503,4 +552,6 @@ func (b *Backup) clearData() {
 	b.Generation++
 	b.Checkpoints, b.NextRevision, b.LastDigest = 0, 0, [32]byte{}
 	b.LastFullAt, b.LastFullDay, b.LastIncremental, b.EnabledDay = time.Time{}, "", time.Time{}, ""
+	b.LastFullSeq, b.LastFullNext = 0, 0
+	b.Bases, b.BaseSeq, b.BaseNext, b.BaseRecords, b.LastBaseDigest = 0, 0, 0, 0, [32]byte{}
 }

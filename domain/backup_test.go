@@ -166,7 +166,7 @@ func runSchedule(t *testing.T, b *domain.Backup, loc *time.Location, end time.Ti
 		if !ok || due.At.After(end) {
 			return fulls, incs
 		}
-		c, err := b.Checkpoint(due, loc, b.NextRevision, "", [32]byte{})
+		c, err := b.Checkpoint(due, loc, b.NextRevision, nil, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,7 +225,7 @@ func TestCatchUpAfterDowntime(t *testing.T) {
 	if !due.Full || !due.At.Equal(up) {
 		t.Fatalf("catch-up %+v", due)
 	}
-	c, err := b.Checkpoint(due, time.UTC, b.NextRevision+3, "blob", [32]byte{1})
+	c, err := b.Checkpoint(due, time.UTC, b.NextRevision+3, []domain.SlicePart{{Name: "blob", Digest: [32]byte{1}, Events: 3}}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestCatchUpAfterDowntime(t *testing.T) {
 		t.Fatal("second catch-up of the day is a full")
 	}
 	// A rollback is refused.
-	if _, err := b.Checkpoint(domain.Due{At: up.Add(time.Hour)}, time.UTC, b.NextRevision-1, "", [32]byte{}); !errors.Is(err, domain.ErrFailedPrecondition) {
+	if _, err := b.Checkpoint(domain.Due{At: up.Add(time.Hour)}, time.UTC, b.NextRevision-1, nil, false); !errors.Is(err, domain.ErrFailedPrecondition) {
 		t.Fatalf("rollback accepted: %v", err)
 	}
 }
@@ -257,7 +257,7 @@ func TestNoCheckpointAtOrAfterExpiry(t *testing.T) {
 		t.Fatalf("a checkpoint is scheduled at %s, at or after the expiry %s", due.At, expiry)
 	}
 	for _, at := range []time.Time{expiry, expiry.Add(time.Hour)} {
-		if _, err := b.Checkpoint(domain.Due{At: at}, time.UTC, b.NextRevision, "", [32]byte{}); !errors.Is(err, domain.ErrFailedPrecondition) {
+		if _, err := b.Checkpoint(domain.Due{At: at}, time.UTC, b.NextRevision, nil, false); !errors.Is(err, domain.ErrFailedPrecondition) {
 			t.Fatalf("checkpoint at %s accepted: %v", at, err)
 		}
 	}

@@ -19,7 +19,7 @@ func applyAt(b *domain.Backup, at time.Time, d domain.EventData) {
 // checkpointAt takes b's checkpoint due, covering up to revision next.
 func checkpointAt(t *testing.T, b *domain.Backup, due domain.Due, next uint64) *domain.BackupCheckpointed {
 	t.Helper()
-	c, err := b.Checkpoint(due, time.UTC, next, "blob", [32]byte{1})
+	c, err := b.Checkpoint(due, time.UTC, next, []domain.SlicePart{{Name: "blob", Digest: [32]byte{1}}}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestSourceReleasedKeepsDailyFullsOnly(t *testing.T) {
 	if !ok || !due.Full || !due.At.Equal(time.Date(2026, 5, 2, 0, 0, 0, 0, time.UTC)) {
 		t.Fatalf("next checkpoint %+v %v, want the full of 2026-05-02", due, ok)
 	}
-	if _, err := b.Checkpoint(due, time.UTC, 4, "blob", [32]byte{1}); !errors.Is(err, domain.ErrFailedPrecondition) {
+	if _, err := b.Checkpoint(due, time.UTC, 4, []domain.SlicePart{{Name: "blob", Digest: [32]byte{1}}}, false); !errors.Is(err, domain.ErrFailedPrecondition) {
 		t.Fatalf("a copy after the release: %v", err)
 	}
 	fulls, incs := runSchedule(t, b, time.UTC, time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC))

@@ -70,9 +70,11 @@ func (b *Backup) CatchUp(now time.Time, loc *time.Location) Due {
 }
 
 // Checkpoint decides the next checkpoint, covering the KMS stream up to
-// (not including) revision next, at instant at. The slice blob and its
-// digest are already stored.
-func (b *Backup) Checkpoint(due Due, loc *time.Location, next uint64, slice string, sliceDigest [32]byte) (*BackupCheckpointed, error) {
+// (not including) revision next, at instant at. The parts of its slice
+// are already stored (Slice, the one blob of the first generation, is no
+// longer written); inBase says that a base holds the revisions instead
+// (the first checkpoint only).
+func (b *Backup) Checkpoint(due Due, loc *time.Location, next uint64, parts []SlicePart, inBase bool) (*BackupCheckpointed, error) {
 	const op = "take backup"
 	if b.State != StateEnabled {
 		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "", "backup instance is %s", b.State)
@@ -94,10 +96,13 @@ func (b *Backup) Checkpoint(due Due, loc *time.Location, next uint64, slice stri
 	if b.Checkpoints == 0 && !due.Full {
 		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "", "the first checkpoint must be a full backup")
 	}
+	if inBase && (b.Checkpoints > 0 || len(parts) > 0) {
+		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "", "only the first checkpoint is held by a base, and then by no slice")
+	}
 	c := &BackupCheckpointed{Generation: b.Generation, Seq: b.Checkpoints + 1, Full: due.Full, At: due.At.UTC(),
-		Day: DayOf(due.At, loc), From: b.NextRevision, Next: next, PrevDigest: b.LastDigest}
+		Day: DayOf(due.At, loc), From: b.NextRevision, Next: next, PrevDigest: b.LastDigest, InBase: inBase}
 	if next > b.NextRevision {
-		c.Slice, c.SliceDigest = slice, sliceDigest
+		c.Parts = parts
 	}
 	c.Digest = CheckpointDigest(b.ID, c)
 	return c, nil

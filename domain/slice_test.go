@@ -1,7 +1,6 @@
 package domain
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
@@ -38,64 +37,6 @@ func randomSliceEvents(rng *rand.Rand, n int) []Event {
 	return out
 }
 
-func TestSliceWriterMatchesEncodeSlice(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	for _, n := range []int{0, 1, 2, 127, 128, 129, 1000, 5000} {
-		events := randomSliceEvents(rng, n)
-		want := EncodeSlice(events)
-		// The count announced: right, too many, too few (the head of a
-		// slice of 127 or 128 events changes size).
-		for _, count := range []int{n, n + 1, max(n-1, 0), 128, 127, 1 << 40} {
-			w := NewSliceWriter(uint64(count))
-			for i := range events {
-				w.Add(&events[i])
-			}
-			if w.Events() != uint64(n) {
-				t.Fatalf("%d events announced as %d: Events %d", n, count, w.Events())
-			}
-			got := w.Bytes()
-			if !bytes.Equal(got, want) {
-				t.Fatalf("%d events announced as %d: %d bytes differ from EncodeSlice's %d", n, count, len(got), len(want))
-			}
-			if again := w.Bytes(); !bytes.Equal(again, want) {
-				t.Fatalf("%d events announced as %d: a second Bytes differs", n, count)
-			}
-			if back, err := DecodeSlice(got); err != nil || len(back) != n {
-				t.Fatalf("%d events announced as %d: decode: %d events, %v", n, count, len(back), err)
-			}
-			// A count that overstates reserves at most 16 times what the
-			// events take (or 4 MiB).
-			if c := cap(got); c > max(16*len(want), sliceReserveMin) {
-				t.Fatalf("%d events announced as %d: capacity %d for %d bytes", n, count, c, len(want))
-			}
-		}
-	}
-}
-
-func TestSliceWriterSizesItsBufferOnce(t *testing.T) {
-	// Events of about the same size: the buffer is sized for the first
-	// sliceSample events, then for all, and never grows again, with about
-	// 1/16 to spare.
-	var events []Event
-	for i := range 5000 {
-		events = append(events, Event{Stream: "kms-inst_1", Revision: uint64(i), Type: "KeyCreated",
-			Account: "acct_1", Region: "eu-west-1", Instance: "inst_1", Data: make([]byte, 90+i%20)})
-	}
-	w := NewSliceWriter(uint64(len(events)))
-	grew := 0
-	for i := range events {
-		c := cap(w.w.B)
-		w.Add(&events[i])
-		if cap(w.w.B) != c {
-			grew++
-		}
-	}
-	b := w.Bytes()
-	if grew != 2 || cap(b) > len(b)+len(b)/16+200 {
-		t.Fatalf("the buffer grew %d times, to %d bytes for %d", grew, cap(b), len(b))
-	}
-}
-
 func TestEncodeSliceSizesItsBuffer(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for _, n := range []int{0, 1, 300} {
@@ -107,7 +48,7 @@ func TestEncodeSliceSizesItsBuffer(t *testing.T) {
 				t.Fatalf("eventSize %d, encoded %d bytes", got, len(w.B))
 			}
 		}
-		b := EncodeSlice(events)
+		b := EncodeSliceV1(events)
 		if cap(b) > len(b)+2*binary.MaxVarintLen64 {
 			t.Fatalf("%d events: capacity %d for %d bytes", n, cap(b), len(b))
 		}

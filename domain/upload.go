@@ -69,11 +69,10 @@ func (*BackupUploadDeleted) decode(*wire.Reader) {}
 
 // UploadSegment is one checkpoint of an upload's data as the file held it.
 type UploadSegment struct {
-	Full        bool
-	At          time.Time
-	From, Next  uint64 // KMS stream revisions covered: [From, Next)
-	Slice       string // the blob holding the segment's events (empty when none)
-	SliceDigest [32]byte
+	Full       bool
+	At         time.Time
+	From, Next uint64      // KMS stream revisions covered: [From, Next)
+	Parts      []SlicePart // the blobs holding the segment's events (none when none)
 }
 
 // NewUpload decides an upload: the BackupUploaded event and the chain of
@@ -105,10 +104,10 @@ func NewUpload(id BackupID, name string, h FileHeader, segs []UploadSegment, loc
 		}
 		// A later segment holds every revision of its range; the first holds
 		// only the events that build the state, possibly none.
-		if s.Next < s.From || (s.Slice != "" && s.Next == s.From) || (i > 0 && s.Next > s.From && s.Slice == "") {
+		if s.Next < s.From || (len(s.Parts) > 0 && s.Next == s.From) || (i > 0 && s.Next > s.From && len(s.Parts) == 0) {
 			return nil, BadBackupFile()
 		}
-		c.Slice, c.SliceDigest = s.Slice, s.SliceDigest
+		c.Parts = s.Parts
 		c.Digest = CheckpointDigest(id, c)
 		out = append(out, c)
 		prev = c

@@ -11,7 +11,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 )
 
 var (

@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kmsbackup/kmsbackup/adapters/bus"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 )
 
 // TestConsumersCanDedupeOnTheMessageUUID proves the at-least-once contract

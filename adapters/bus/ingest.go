@@ -9,7 +9,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 )
 
 // IngestHandlerName is the router handler name AddIngestHandler registers.

@@ -24,9 +24,9 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 	"github.com/kmsbackup/kmsbackup/projections"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
 	"github.com/kmsbackup/kmsbackup/test/natsserver"
 )
 
@@ -255,7 +255,7 @@ func ingestScenario(t *testing.T, tr ingestTransport, order func(events []domain
 		t.Fatal(err)
 	}
 	defer proj.Close()
-	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
+	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: commands.Pure(kmsstate.Apply)}
 	pctx, pcancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- kp.Run(pctx) }()

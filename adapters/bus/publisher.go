@@ -10,7 +10,7 @@ import (
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 )
 
 // Topic is the Watermill topic of the public event stream, schema

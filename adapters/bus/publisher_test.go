@@ -12,7 +12,7 @@ import (
 
 	"github.com/kmsbackup/kmsbackup/adapters/bus"
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 )
 
 func TestPublisherMessages(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 )
 
 // DefaultLiveBuffer is how many received events a live subscription holds

@@ -16,7 +16,7 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/bus"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 )
 
 // tryNext calls sub.Next and reports whether it returned before every

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"sync"
 
 	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
@@ -801,7 +802,8 @@ func startBlob(rev uint64, eventType string, data []byte) (*blobAssembler, error
 	}
 	// A header may claim up to maxBlobSize: allocate at most 64 MiB before
 	// the chunks confirm it.
-	a := &blobAssembler{h: h, raw: bytes.Clone(data), next: 1, out: make([]byte, 0, min(h.length, 64<<20)), sum: sha256.New()}
+	a := &blobAssembler{h: h, raw: bytes.Clone(data), next: 1, sum: sha256.New()}
+	a.out = make([]byte, 0, min(h.length, 64<<20))
 	a.complete = h.atomic && h.chunks == 0
 	return a, nil
 }
@@ -838,6 +840,11 @@ func (a *blobAssembler) add(rev uint64, eventType string, data []byte) error {
 // expected (at most blobReadBytes of chunks), plus one to see what
 // follows.
 func (a *blobAssembler) nextRead() uint64 {
+	return a.readUpTo(blobReadBytes)
+}
+
+// readUpTo is nextRead for reads of at most bytes of chunks.
+func (a *blobAssembler) readUpTo(bytes int) uint64 {
 	left := uint64(0)
 	if !a.complete {
 		left = uint64(a.h.chunks) + 2 - a.next // chunks left, and the commit
@@ -845,7 +852,7 @@ func (a *blobAssembler) nextRead() uint64 {
 			left--
 		}
 	}
-	page := max(1, uint64(blobReadBytes)/uint64(a.h.chunkSize))
+	page := max(1, uint64(bytes)/uint64(a.h.chunkSize))
 	return min(left, page) + 1
 }
 
@@ -863,4 +870,178 @@ func (a *blobAssembler) finish() (data []byte, complete bool, err error) {
 		return nil, false, errors.New("SHA-256 mismatch")
 	}
 	return a.out, true, nil
+}
+
+const opDeleteBlob = "delete blob"
+
+// streamReadBytes bounds the chunk bytes one read of a streaming read asks
+// for (OpenBlob): about what the reader holds at a time.
+const streamReadBytes = 1 << 20
+
+// OpenBlob returns a reader of blob name of ref that reads its stream page
+// by page (about 1 MiB of chunks a read) as it is consumed, with the checks
+// GetBlob makes, as it goes: a header, every chunk in order with its
+// expected length, the commit of a blob written in several appends, and the
+// recorded length and SHA-256; the last Read returns io.EOF only then. It
+// finds the blob's stream as GetBlob does, in the ref's generation that
+// holds it.
+//
+// Errors, of OpenBlob or of a Read: domain.ErrInvalidArgument for a ref or
+// name PutBlob would refuse; domain.ErrNotFound when the blob was never put,
+// was destroyed or deleted (also while read), or is unfinished (found at
+// its end); domain.ErrCorrupt; domain.ErrUnavailable; ctx's error. Safe for
+// concurrent use; the reader is not. Read-only.
+func (b *Blobs) OpenBlob(ctx context.Context, ref, name string) (io.ReadCloser, error) {
+	if err := commands.CheckBlobName(opGetBlob, ref, name); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	item := blobItem(ref, name)
+	gen, found, err := b.liveGen(ctx, opGetBlob, ref, name)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, domain.NotFound(opGetBlob, "blob", item)
+	}
+	r := &blobReader{b: b, ctx: ctx, item: item, stream: blobStream(ref, name, gen)}
+	recs, state, err := b.l.readRaw(ctx, opGetBlob, r.stream, esdbclient.Revision(0), false, 1)
+	switch {
+	case err != nil:
+		return nil, b.l.mapErr(ctx, opGetBlob, item, err)
+	case state != streamLive:
+		return nil, domain.NotFound(opGetBlob, "blob", item)
+	case len(recs) == 0:
+		return nil, domain.Corruption("esdb: %s %s: the stream has no readable header", opGetBlob, item)
+	}
+	if r.a, err = startBlob(recs[0].EventNumber, recs[0].EventType, recs[0].Data); err != nil {
+		return nil, domain.Corruption("esdb: %s %s: %v", opGetBlob, item, err)
+	}
+	r.a.out = nil // a streaming read takes the chunks page by page (load)
+	r.next = 1
+	return r, nil
+}
+
+// liveGen finds the generation of ref whose stream of blob name is live:
+// found is false when no generation holds it. Errors are mapped.
+func (b *Blobs) liveGen(ctx context.Context, op, ref, name string) (gen uint64, found bool, err error) {
+	item := blobItem(ref, name)
+	for gen < maxGenerations {
+		_, state, err := b.l.readRaw(ctx, op, blobStream(ref, name, gen), esdbclient.Revision(0), false, 1)
+		switch {
+		case err != nil:
+			return 0, false, b.l.mapErr(ctx, op, item, err)
+		case state == streamLive:
+			return gen, true, nil
+		case state == streamDeleted:
+			gen++
+			continue
+		}
+		cur, err := b.readableGen(ctx, ref, gen)
+		if err != nil {
+			return 0, false, err
+		}
+		if cur == gen {
+			return 0, false, nil
+		}
+		gen = cur
+	}
+	return 0, false, errTooManyGenerations(op, item)
+}
+
+// blobReader reads a blob's stream page by page (see OpenBlob).
+type blobReader struct {
+	b      *Blobs
+	ctx    context.Context
+	item   string
+	stream string
+	a      *blobAssembler
+	next   uint64 // the revision to read from next
+	ended  bool   // the stream's end was read
+	buf    []byte
+	off    int
+	err    error // sticks: io.EOF, or the failure
+}
+
+func (r *blobReader) Read(p []byte) (int, error) {
+	for r.err == nil && r.off == len(r.buf) {
+		r.err = r.load()
+	}
+	if r.off == len(r.buf) {
+		return 0, r.err
+	}
+	n := copy(p, r.buf[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// load reads the next page of the stream, or ends the blob.
+func (r *blobReader) load() error {
+	corrupt := func(err error) error { return domain.Corruption("esdb: %s %s: %v", opGetBlob, r.item, err) }
+	if r.ended {
+		_, complete, err := r.a.finish()
+		switch {
+		case err != nil:
+			return corrupt(err)
+		case !complete:
+			return &domain.Error{Op: opGetBlob, Kind: domain.ErrNotFound, Item: r.item,
+				Msg: "blob unfinished (a put in progress, or one that failed)", Hint: "put it again"}
+		}
+		return io.EOF
+	}
+	if err := r.ctx.Err(); err != nil {
+		return err
+	}
+	count := r.a.readUpTo(streamReadBytes)
+	recs, state, err := r.b.l.readRaw(r.ctx, opGetBlob, r.stream, esdbclient.Revision(r.next), false, count)
+	switch {
+	case err != nil:
+		return r.b.l.mapErr(r.ctx, opGetBlob, r.item, err)
+	case state != streamLive:
+		return domain.NotFound(opGetBlob, "blob", r.item) // deleted while read
+	}
+	r.a.out = r.buf[:0]
+	for _, rec := range recs {
+		if err := r.a.add(rec.EventNumber, rec.EventType, rec.Data); err != nil {
+			return corrupt(err)
+		}
+	}
+	r.buf, r.off = r.a.out, 0
+	r.next += uint64(len(recs))
+	r.ended = uint64(len(recs)) < count
+	return nil
+}
+
+// Close releases the buffer. Idempotent.
+func (r *blobReader) Close() error {
+	r.buf, r.off = nil, 0
+	if r.err == nil {
+		r.err = &domain.Error{Op: opGetBlob, Kind: domain.ErrFailedPrecondition, Item: r.item, Msg: "the blob reader is closed"}
+	}
+	return nil
+}
+
+// DeleteBlob tombstones the stream of blob name of ref in the generation
+// that holds it: from then on GetBlob reports it absent, on every node
+// (the name stays in the ref's index, and DestroyBlobs tombstones it again
+// at no cost). A tombstoned stream can never be written again: a name
+// deleted is never put again (kmsbackup's part names are unique).
+//
+// Errors: domain.ErrInvalidArgument for a ref or name PutBlob would
+// refuse; domain.ErrUnavailable when the server fails or the log is
+// closed; ctx's error. Idempotent; safe for concurrent use.
+func (b *Blobs) DeleteBlob(ctx context.Context, ref, name string) error {
+	if err := commands.CheckBlobName(opDeleteBlob, ref, name); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	gen, found, err := b.liveGen(ctx, opDeleteBlob, ref, name)
+	if err != nil || !found {
+		return err
+	}
+	return b.l.mapErr(ctx, opDeleteBlob, blobItem(ref, name), b.l.tombstone(ctx, opDeleteBlob, blobStream(ref, name, gen)))
 }

@@ -99,6 +99,8 @@
 //     count, SHA-256), chunks of at most 512 KiB, and, for a blob that does
 //     not fit in one append (Options.MaxAppendSize, 1 MiB by default), a
 //     commit event once all chunks are written. Blobs up to 1 GiB.
+//     OpenBlob reads one about 1 MiB of chunks at a time; DeleteBlob
+//     tombstones one (its name is never written again).
 //   - blobs-<ref>: the index of a ref's blob names, ended by a seal when
 //     the ref is destroyed.
 //

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -725,4 +727,170 @@ func (b *Blobs) purgeObject(ctx context.Context, op, subj string, cur meta) erro
 		return b.c.callErr(ctx, op, err)
 	}
 	return nil
+}
+
+const opDeleteBlob = "delete blob"
+
+// streamReadBytes bounds the chunk bytes one direct-get of a streaming
+// read asks for (OpenBlob): about what the reader holds at a time.
+const streamReadBytes = 1 << 20
+
+// OpenBlob returns a reader of blob name of ref that reads its chunks in
+// batched direct gets of about 1 MiB as it is consumed, and checks them as
+// they go, as GetBlob does: the chunks must add up to the length the meta
+// records, in the recorded count, and hash to its SHA-256; the last Read
+// returns io.EOF only then, domain.ErrCorrupt otherwise. Chunks that are
+// gone (the blob was destroyed or deleted while read) are
+// domain.ErrNotFound when the meta is gone or marked deleted too.
+//
+// Errors, of OpenBlob or of a Read: domain.ErrInvalidArgument for a ref or
+// name PutBlob would refuse; domain.ErrNotFound; domain.ErrCorrupt;
+// domain.ErrUnavailable when the connection is closed or the server cannot
+// answer; ctx's error. Safe for concurrent use; the reader is not.
+// Read-only.
+func (b *Blobs) OpenBlob(ctx context.Context, ref, name string) (io.ReadCloser, error) {
+	metaSubj, err := b.metaSubject(opGetBlob, ref, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := b.c.enter(opGetBlob); err != nil {
+		return nil, err
+	}
+	item := blobItem(ref, name)
+	op := opGetBlob + " " + item
+	cur, found, err := b.readMeta(ctx, op, metaSubj)
+	if err != nil {
+		return nil, err
+	}
+	if !found || (cur.bad == nil && cur.info.Deleted) {
+		return nil, domain.NotFound(opGetBlob, "blob", item)
+	}
+	corrupt := func(format string, args ...any) error {
+		return domain.Corruption("jetstream: %s: %s", op, fmt.Sprintf(format, args...))
+	}
+	if cur.bad != nil {
+		return nil, corrupt("%v", cur.bad)
+	}
+	info := cur.info
+	want, ok := decodeDigest(info.Digest)
+	switch {
+	case !ok:
+		return nil, corrupt("unreadable digest %q", info.Digest)
+	case info.Size > maxBlobSize:
+		return nil, corrupt("the meta records %d bytes, more than %d", info.Size, maxBlobSize)
+	case info.Opts != nil && info.Opts.Link != nil:
+		return nil, corrupt("the object is a link, not a blob")
+	case !validNUID(info.NUID):
+		return nil, corrupt("invalid chunk NUID %q", info.NUID)
+	}
+	return &blobReader{b: b, ctx: ctx, op: op, item: item, metaSubj: metaSubj, info: info, want: want,
+		seq: 1, sum: sha256.New()}, nil
+}
+
+// blobReader reads an object's chunks in batches (see OpenBlob).
+type blobReader struct {
+	b        *Blobs
+	ctx      context.Context
+	op, item string
+	metaSubj string
+	info     jsapi.ObjectInfo
+	want     []byte // the SHA-256 the meta records
+	seq      uint64 // the stream sequence to read from next
+	read     uint64 // bytes of chunks read
+	chunks   uint32
+	buf      []byte
+	off      int
+	sum      hash.Hash
+	err      error // sticks: io.EOF, or the failure
+}
+
+func (r *blobReader) Read(p []byte) (int, error) {
+	for r.err == nil && r.off == len(r.buf) {
+		r.err = r.load()
+	}
+	if r.off == len(r.buf) {
+		return 0, r.err
+	}
+	n := copy(p, r.buf[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// load reads the next batch of chunks into buf, or ends the blob.
+func (r *blobReader) load() error {
+	if r.read == r.info.Size {
+		switch {
+		case r.chunks != r.info.Chunks:
+			return domain.Corruption("jetstream: %s: %d chunks, the meta records %d", r.op, r.chunks, r.info.Chunks)
+		case !bytes.Equal(r.sum.Sum(nil), r.want):
+			return domain.Corruption("jetstream: %s: SHA-256 mismatch", r.op)
+		}
+		return io.EOF
+	}
+	if err := r.ctx.Err(); err != nil {
+		return err
+	}
+	if err := r.b.c.enter(opGetBlob); err != nil {
+		return err
+	}
+	msgs, _, err := directBatch(r.ctx, r.b.c.nc, r.b.directSubj, directRequest{Seq: r.seq, NextFor: r.b.chunkPfx + r.info.NUID,
+		Batch: readBatch, MaxBytes: streamReadBytes})
+	if err != nil {
+		return r.b.c.callErr(r.ctx, r.op, err)
+	}
+	if len(msgs) == 0 {
+		again, found, err := r.b.readMeta(r.ctx, r.op, r.metaSubj)
+		switch {
+		case err != nil:
+			return err
+		case !found || (again.bad == nil && (again.info.Deleted || again.info.NUID != r.info.NUID)):
+			return domain.NotFound(opGetBlob, "blob", r.item)
+		}
+		return domain.Corruption("jetstream: %s: chunks missing after chunk %d (%d of %d bytes)", r.op, r.chunks, r.read, r.info.Size)
+	}
+	r.buf, r.off = r.buf[:0], 0
+	for _, m := range msgs {
+		if r.read+uint64(len(m.data)) > r.info.Size {
+			return domain.Corruption("jetstream: %s: the chunks hold more than the %d bytes recorded", r.op, r.info.Size)
+		}
+		r.buf = append(r.buf, m.data...)
+		r.read += uint64(len(m.data))
+		r.chunks++
+		r.seq = m.seq + 1
+	}
+	r.sum.Write(r.buf)
+	return nil
+}
+
+// Close releases the buffer. Idempotent.
+func (r *blobReader) Close() error {
+	r.buf, r.off = nil, 0
+	if r.err == nil {
+		r.err = &domain.Error{Op: opGetBlob, Kind: domain.ErrFailedPrecondition, Item: r.item, Msg: "the blob reader is closed"}
+	}
+	return nil
+}
+
+// DeleteBlob deletes blob name of ref as DestroyBlobs deletes each of a
+// ref's: it marks the meta deleted (readers then get domain.ErrNotFound),
+// purges the chunks, then purges the meta subject.
+//
+// Errors: domain.ErrInvalidArgument for a ref or name PutBlob would
+// refuse; domain.ErrUnavailable when the connection is closed or a request
+// fails (call again); ctx's error. Idempotent; safe for concurrent use.
+func (b *Blobs) DeleteBlob(ctx context.Context, ref, name string) error {
+	metaSubj, err := b.metaSubject(opDeleteBlob, ref, name)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := b.c.enter(opDeleteBlob); err != nil {
+		return err
+	}
+	return b.destroyObject(ctx, opDeleteBlob+" "+blobItem(ref, name), metaSubj)
 }

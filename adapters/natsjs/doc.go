@@ -165,7 +165,9 @@
 // succeed with different bytes. GetBlob reads the meta, then the chunks in
 // batched direct gets (no consumer), and returns only bytes whose length,
 // chunk count and SHA-256 match the meta; anything else is
-// domain.ErrCorrupt.
+// domain.ErrCorrupt. OpenBlob reads the same way about 1 MiB of chunks at
+// a time as its reader is consumed, hashing as it goes. DeleteBlob removes
+// one object as DestroyBlobs removes each of a ref's.
 //
 // One bucket holds every ref, rather than a bucket per ref: a stream per
 // backup generation would multiply streams (each a Raft group when

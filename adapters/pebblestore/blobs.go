@@ -5,7 +5,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -413,4 +416,165 @@ func lockBlob(s *Store, key []byte, write bool) (unlock func()) {
 		}
 		blobLocks.mu.Unlock()
 	}
+}
+
+const opDeleteBlob = "delete blob"
+
+// OpenBlob returns a reader of blob name of ref that reads one chunk at a
+// time (at most 1 MiB in memory), each with a point read, and checks what
+// it read as it goes: every chunk must be present with its expected length,
+// and the whole must have the length and SHA-256 recorded when it was put;
+// the last Read returns io.EOF only then, domain.ErrCorrupt otherwise. The
+// header is read under the blob's lock (as GetBlob reads it), so the reader
+// never sees a put before it is acknowledged; the reader holds no iterator
+// or snapshot between reads, so an open reader never keeps the store from
+// closing (a Read after Close of the store fails with
+// domain.ErrUnavailable).
+//
+// Errors, of OpenBlob or of a Read: domain.ErrInvalidArgument for a ref or
+// name PutBlob would refuse; domain.ErrNotFound when the blob is absent, or
+// was deleted while read; domain.ErrCorrupt as above and when Pebble
+// reports corruption; domain.ErrUnavailable when the store is closed or a
+// read fails; ctx's error, checked before each chunk. Safe for concurrent
+// use; the reader is not. Read-only.
+func (s *Store) OpenBlob(ctx context.Context, ref, name string) (io.ReadCloser, error) {
+	if err := commands.CheckBlobName(opGetBlob, ref, name); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := s.enter(opGetBlob); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	key := blobKey(ref, name)
+	unlock := lockBlob(s, key, false)
+	defer unlock()
+	item := blobItem(ref, name)
+	v, ok, err := s.get(key)
+	if err != nil {
+		return nil, storeErr(opGetBlob+" "+item, err)
+	}
+	if !ok {
+		return nil, domain.NotFound(opGetBlob, "blob", item)
+	}
+	h, valid := decodeBlobHeader(v)
+	if !valid {
+		return nil, domain.Corruption("pebblestore: %s %s: unreadable blob header", opGetBlob, item)
+	}
+	return &blobReader{s: s, ctx: ctx, key: key, item: item, h: h, sum: sha256.New()}, nil
+}
+
+// blobReader reads a blob chunk by chunk (see OpenBlob).
+type blobReader struct {
+	s    *Store
+	ctx  context.Context
+	key  []byte // the blob's header key, with room for a chunk index
+	item string
+	h    blobHeader
+	next uint32 // the chunk to read next
+	buf  []byte // the chunk being read
+	off  int
+	sum  hash.Hash
+	err  error // sticks: io.EOF, or the failure
+}
+
+func (r *blobReader) Read(p []byte) (int, error) {
+	for r.err == nil && r.off == len(r.buf) {
+		r.err = r.load()
+	}
+	if r.off == len(r.buf) {
+		return 0, r.err
+	}
+	n := copy(p, r.buf[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// load reads the next chunk into buf, or ends the blob: io.EOF when it
+// matches its header.
+func (r *blobReader) load() error {
+	corrupt := func(format string, args ...any) error {
+		return domain.Corruption("pebblestore: %s %s: %s", opGetBlob, r.item, fmt.Sprintf(format, args...))
+	}
+	if r.next == r.h.chunks {
+		if !bytes.Equal(r.sum.Sum(nil), r.h.digest[:]) {
+			return corrupt("SHA-256 mismatch")
+		}
+		return io.EOF
+	}
+	if err := r.ctx.Err(); err != nil {
+		return err
+	}
+	if err := r.s.enter(opGetBlob); err != nil {
+		return err
+	}
+	defer r.s.leave()
+	ck := binary.BigEndian.AppendUint32(r.key[:len(r.key):len(r.key)], r.next)
+	v, closer, err := r.s.db.Get(ck)
+	if errors.Is(err, pebble.ErrNotFound) {
+		// Gone with the whole blob (deleted while read), or damaged.
+		if _, ok, herr := r.s.get(r.key); herr == nil && !ok {
+			return domain.NotFound(opGetBlob, "blob", r.item)
+		}
+		return corrupt("chunk %d of %d is missing", r.next, r.h.chunks)
+	}
+	if err != nil {
+		return storeErr(opGetBlob+" "+r.item, err)
+	}
+	if want := r.h.chunkLen(r.next); len(v) != want {
+		_ = closer.Close()
+		return corrupt("chunk %d has %d bytes, want %d", r.next, len(v), want)
+	}
+	r.buf = append(r.buf[:0], v...)
+	r.off = 0
+	r.sum.Write(r.buf)
+	r.next++
+	return storeErr(opGetBlob+" "+r.item, closer.Close())
+}
+
+var _ commands.BlobDigester = (*blobReader)(nil)
+
+// Digest is the blob's SHA-256, checked, once Read returned io.EOF.
+func (r *blobReader) Digest() (sum [32]byte, ok bool) {
+	return r.h.digest, r.err == io.EOF && r.off == len(r.buf)
+}
+
+// Close releases the chunk buffer. Idempotent.
+func (r *blobReader) Close() error {
+	r.buf, r.off = nil, 0
+	if r.err == nil {
+		r.err = errReaderClosed
+	}
+	return nil
+}
+
+var errReaderClosed = &domain.Error{Op: opGetBlob, Kind: domain.ErrFailedPrecondition, Msg: "the blob reader is closed"}
+
+// DeleteBlob deletes blob name of ref with one range deletion committed
+// with pebble.Sync, under the blob's lock. It does not compact: the blob
+// is ciphertext under a data key that lives on (DestroyBlobs, which
+// destroys a generation, compacts). Only that blob's keys are covered.
+//
+// Errors: domain.ErrInvalidArgument for a ref or name PutBlob would
+// refuse; domain.ErrUnavailable when the store is closed or the deletion
+// fails; ctx.Err() when ctx has ended before. Idempotent; safe for
+// concurrent use (a GetBlob at the same time gets the whole blob or
+// domain.ErrNotFound).
+func (s *Store) DeleteBlob(ctx context.Context, ref, name string) error {
+	if err := commands.CheckBlobName(opDeleteBlob, ref, name); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.enter(opDeleteBlob); err != nil {
+		return err
+	}
+	defer s.leave()
+	key := blobKey(ref, name)
+	unlock := lockBlob(s, key, true)
+	defer unlock()
+	return storeErr(opDeleteBlob+" "+blobItem(ref, name), s.db.DeleteRange(key, prefixEnd(key), pebble.Sync))
 }

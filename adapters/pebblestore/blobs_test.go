@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -339,6 +340,25 @@ func TestBlobCorruptionIsDetected(t *testing.T) {
 				t.Errorf("%s: GetBlob returned bytes with its error", what)
 			}
 		}
+		// A streaming read reads the header and the chunks it names by
+		// their keys: it sees no key it does not look for (an extra chunk,
+		// a stray key: the bytes it returns are the blob's all the same),
+		// and no blob without its header.
+		streamed, err := readBlobStream(s, ref, name)
+		switch what {
+		case "extra chunk", "stray key":
+			if err != nil || !bytes.Equal(streamed, data) {
+				t.Errorf("%s: a streaming read = %d bytes, %v; want the blob", what, len(streamed), err)
+			}
+		case "missing header":
+			if !errors.Is(err, domain.ErrNotFound) {
+				t.Errorf("%s: a streaming read = %v, want ErrNotFound", what, err)
+			}
+		default:
+			if !domain.IsCorruption(err) {
+				t.Errorf("%s: a streaming read = %d bytes, %v; want a corruption", what, len(streamed), err)
+			}
+		}
 		restore()
 		mustGetBlob(t, s, ref, name, data)
 	}
@@ -358,6 +378,19 @@ func TestBlobCorruptionIsDetected(t *testing.T) {
 	if _, err := s.GetBlob(ctx, ref, name); !domain.IsCorruption(err) {
 		t.Errorf("flipped byte over a flushed blob: GetBlob = %v, want a corruption", err)
 	}
+	if _, err := readBlobStream(s, ref, name); !domain.IsCorruption(err) {
+		t.Errorf("flipped byte over a flushed blob: a streaming read = %v, want a corruption", err)
+	}
+}
+
+// readBlobStream reads a blob through OpenBlob until io.EOF or an error.
+func readBlobStream(s *Store, ref, name string) ([]byte, error) {
+	r, err := s.OpenBlob(context.Background(), ref, name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
 }
 
 func TestBlobInvalidArguments(t *testing.T) {
@@ -411,10 +444,26 @@ func TestBlobClosedStoreAndContext(t *testing.T) {
 	}
 	mustGetBlob(t, s, "bkp_A/1", "n", []byte("x"))
 
+	// A reader open across the store's Close keeps nothing open in it: the
+	// store closes, and the reader's next read fails.
+	open, err := s.OpenBlob(context.Background(), "bkp_A/1", "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := io.ReadAll(open); !errors.Is(err, domain.ErrUnavailable) {
+		t.Errorf("a streaming read after Close = %v, want ErrUnavailable", err)
+	}
 	ctx := context.Background()
+	if _, err := s.OpenBlob(ctx, "bkp_A/1", "n"); !errors.Is(err, domain.ErrUnavailable) {
+		t.Errorf("OpenBlob after Close = %v, want ErrUnavailable", err)
+	}
+	if err := s.DeleteBlob(ctx, "bkp_A/1", "n"); !errors.Is(err, domain.ErrUnavailable) {
+		t.Errorf("DeleteBlob after Close = %v, want ErrUnavailable", err)
+	}
 	if err := s.PutBlob(ctx, "bkp_A/1", "m", []byte("y")); !errors.Is(err, domain.ErrUnavailable) {
 		t.Errorf("PutBlob after Close = %v, want ErrUnavailable", err)
 	}

@@ -5,7 +5,10 @@
 // master-key check and the backup blobs, and implements commands.EventLog,
 // commands.BlobStore and the envelope's key store; Projections
 // (projections/) holds the read models with their positions, rebuildable
-// from the log, and implements commands.ProjectionStore. A database that
+// from the log, and implements commands.ProjectionStore; Scratches
+// (scratch/) makes the temporary databases of reads (commands.ScratchStores:
+// no write-ahead log, small caches, removed after each read and at start).
+// A database that
 // exists is checked read-only before anything is written: its sstables'
 // checksums (those not validated since they were written), and for the log
 // its high-water mark, kept outside the write-ahead log, so that lost

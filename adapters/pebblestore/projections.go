@@ -486,3 +486,57 @@ func (t *txn) DeletePrefix(prefix []byte) error {
 	lower, upper := projRange(prefix)
 	return storeErr("projection delete prefix", t.b.DeleteRange(lower, upper, nil))
 }
+
+// DropProjection deletes a read model no version uses any more: every key
+// under prefix (one range deletion) and the position of projection name,
+// in one batch (not synced: read models are rebuildable, and a drop lost
+// in a crash is done again at the next start). Idempotent.
+//
+// Errors: domain.ErrInvalidArgument for an empty name or prefix;
+// domain.ErrUnavailable when the store is closed or the write fails. Safe
+// for concurrent use, though not with an Update of name.
+func (p *Projections) DropProjection(name string, prefix []byte) error {
+	if name == "" || len(prefix) == 0 {
+		return domain.Invalid("drop projection", "a projection name and a key prefix are needed")
+	}
+	if err := p.enter(opProjection); err != nil {
+		return err
+	}
+	defer p.leave()
+	lower, upper := projRange(prefix)
+	b := p.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(lower, upper, nil); err != nil {
+		return storeErr("drop projection "+name, err)
+	}
+	if err := b.Delete(projPosKey(name), nil); err != nil {
+		return storeErr("drop projection "+name, err)
+	}
+	return storeErr("drop projection "+name, b.Commit(pebble.NoSync))
+}
+
+// Stage runs fn in a transaction of its own (an indexed batch) and commits
+// its writes, not synced, without changing projection name's position:
+// commands.ProjectionStore.Stage. A batch of its own, so that an Update of
+// name may call it from its fn while its own batch is open.
+//
+// Errors: domain.ErrInvalidArgument for an empty name; fn's error;
+// domain.ErrUnavailable when the store is closed or the commit fails.
+func (p *Projections) Stage(name string, fn func(projections.Txn) error) error {
+	if name == "" {
+		return domain.Invalid("projection stage", "the projection name is empty")
+	}
+	if err := p.enter(opProjection); err != nil {
+		return err
+	}
+	defer p.leave()
+	b := p.db.NewIndexedBatch()
+	defer b.Close()
+	tx := &txn{b: b}
+	err := fn(tx)
+	tx.b = nil
+	if err != nil {
+		return err
+	}
+	return storeErr("projection stage", b.Commit(pebble.NoSync))
+}

@@ -11,18 +11,21 @@ import (
 	"github.com/kmsbackup/kmsbackup/commands"
 )
 
-// Planner is what the scheduler drives: the backup use cases.
-type Planner interface {
+// Worker is what the scheduler drives: the backup use cases, which take
+// the checkpoints, fulls and bases that are due (commands.Backups).
+type Worker interface {
 	CatchUp(ctx context.Context, now time.Time) (int, error)
 	RunDue(ctx context.Context, until time.Time, setClock func(time.Time)) (int, error)
 	NextWork() (commands.Work, bool, error)
+	// RunRebases writes the bases due, off the path of checkpoints.
+	RunRebases(ctx context.Context) (int, error)
 }
 
 // Runner runs scheduled work on the real clock.
 type Runner struct {
-	Planner Planner
-	Clock   commands.Clock
-	Logger  *slog.Logger
+	Work   Worker
+	Clock  commands.Clock
+	Logger *slog.Logger
 	// MaxSleep bounds a sleep, so that work planned by another engine or a
 	// new enable is picked up (default 30s).
 	MaxSleep time.Duration
@@ -59,13 +62,22 @@ func (r *Runner) Run(ctx context.Context) error {
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.DiscardHandler)
 	}
-	if n, err := r.Planner.CatchUp(ctx, r.Clock.Now()); err != nil {
+	if n, err := r.Work.CatchUp(ctx, r.Clock.Now()); err != nil {
 		r.setErr(fmt.Errorf("catch up: %w", err))
 	} else if n > 0 {
 		r.Logger.Info("caught up after downtime", "work", n)
 	}
+	// Bases are written in the background, never in the way of a
+	// checkpoint: a rebase that fails is the backup's own, logged and
+	// retried later (restores read from its older base meanwhile).
+	rebases := make(chan struct{})
+	go func() {
+		defer close(rebases)
+		r.runRebases(ctx)
+	}()
+	defer func() { <-rebases }()
 	for {
-		_, err := r.Planner.RunDue(ctx, r.Clock.Now(), nil)
+		_, err := r.Work.RunDue(ctx, r.Clock.Now(), nil)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -73,7 +85,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		sleep := r.MaxSleep
 		if err != nil {
 			sleep = 5 * time.Second
-		} else if w, ok, err := r.Planner.NextWork(); err == nil && ok {
+		} else if w, ok, err := r.Work.NextWork(); err == nil && ok {
 			if d := w.At.Sub(r.Clock.Now()); d < sleep {
 				sleep = max(d, 10*time.Millisecond)
 			}
@@ -83,6 +95,29 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// runRebases runs the rebases due every MaxSleep until ctx ends.
+func (r *Runner) runRebases(ctx context.Context) {
+	for {
+		n, err := r.Work.RunRebases(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			r.Logger.Warn("writing a base of a backup failed; retrying later (restores read from its older base meanwhile)", "error", err)
+		}
+		if n > 0 {
+			r.Logger.Info("wrote bases of backups", "bases", n)
+		}
+		t := time.NewTimer(r.MaxSleep)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
 		case <-t.C:
 		}
 	}
@@ -105,8 +140,11 @@ type Recorder interface {
 // A clock that is also a Recorder is recorded after each move. Safe for
 // concurrent use: advances happen one at a time.
 type Manual struct {
-	Planner Planner
-	Clock   SettableClock
+	Work  Worker
+	Clock SettableClock
+	// Logger, if set, receives the failures of rebases, which are not
+	// failures of an advance: the planner retries them later.
+	Logger *slog.Logger
 
 	mu sync.Mutex
 }
@@ -116,7 +154,7 @@ type Manual struct {
 func (m *Manual) Start(ctx context.Context) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n, err := m.Planner.CatchUp(ctx, m.Clock.Now())
+	n, err := m.Work.CatchUp(ctx, m.Clock.Now())
 	if err != nil {
 		return n, err
 	}
@@ -134,8 +172,11 @@ func (m *Manual) record(ctx context.Context) error {
 }
 
 // Advance moves the clock forward by d, stopping at the time of each piece
-// of work due on the way to do it, in order. It returns the new time and
-// how much work it did. d must be positive.
+// of work due on the way to do it, in order, then writes the bases due
+// (RunRebases), as the real scheduler does in the background (a rebase
+// that fails is logged and retried at a later advance, not an error of
+// this one). It returns the new time and how much work it did (bases
+// included). d must be positive.
 func (m *Manual) Advance(ctx context.Context, d time.Duration) (time.Time, int, error) {
 	return m.AdvanceReporting(ctx, d, nil)
 }
@@ -158,10 +199,17 @@ func (m *Manual) AdvanceReporting(ctx context.Context, d time.Duration, progress
 			progress(from, t, target)
 		}
 	}
-	n, err := m.Planner.RunDue(ctx, target, set)
+	n, err := m.Work.RunDue(ctx, target, set)
 	if err != nil {
 		return m.Clock.Now(), n, errors.Join(err, m.record(ctx))
 	}
 	m.Clock.Set(target)
-	return target, n, m.record(ctx)
+	r, err := m.Work.RunRebases(ctx)
+	if err != nil && ctx.Err() == nil && m.Logger != nil {
+		m.Logger.Warn("writing a base of a backup failed; retrying later", "error", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return target, n + r, err
+	}
+	return target, n + r, m.record(ctx)
 }

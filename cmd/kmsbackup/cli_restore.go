@@ -67,9 +67,10 @@ into a KMS instance of the same account (--to-instance). Each item is restored
 as it last stood within the day, before any deletion, with all its versions:
 ciphertexts made before a deletion decrypt again. --at restores the state at
 an RFC 3339 instant of a viewable day (--day may then be left out: it is the
-instant's day in the backup instance's time zone). Today that state is the
-one of the last checkpoint (every 5 minutes) at or before the instant: see
-kmsbackup data checkpoints.
+instant's day in the backup instance's time zone): every change that occurred
+at or before it, not only the 5-minute checkpoints (kmsbackup data checkpoints
+lists them as a guide). An instant after the day's last checkpoint restores
+that checkpoint's state: the backup holds nothing later yet.
 
 Before anything is written, a plan checks every condition and reports all
 failures together: the target instance exists (another account's is reported

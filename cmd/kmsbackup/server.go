@@ -19,21 +19,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/kmsbackup/kmsbackup/adapters/backupfile"
-	"github.com/kmsbackup/kmsbackup/adapters/clock"
 	"github.com/kmsbackup/kmsbackup/adapters/console"
 	"github.com/kmsbackup/kmsbackup/adapters/envelope"
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
 	"github.com/kmsbackup/kmsbackup/adapters/httpedge"
-	"github.com/kmsbackup/kmsbackup/adapters/ids"
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
-	"github.com/kmsbackup/kmsbackup/adapters/softkms"
+	"github.com/kmsbackup/kmsbackup/cmd/engine"
 	"github.com/kmsbackup/kmsbackup/commands"
-	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/audit"
-	"github.com/kmsbackup/kmsbackup/projections/backupdata"
-	"github.com/kmsbackup/kmsbackup/projections/backupstate"
-	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
 // The HTTP edge serves the API's and the console's guards; the accounts use
@@ -49,9 +42,12 @@ var (
 // node destroyed stops working here too.
 const sharedKeyCacheTTL = 10 * time.Second
 
-// Main is the server process: it builds the adapters and use cases from a
-// Config, serves the API, and runs the background loops (projections, the
-// event publisher). End-to-end tests run it in-process.
+// Main is the server process: it opens the adapters a Config names,
+// assembles the engine on them (cmd/engine, as the engine tests and the
+// benchmarks do), serves the API and the console, and runs the background
+// loops (projections, the scheduler, the scrub, the event publisher). The
+// command's own tests run it in-process (startMain); test/e2e runs the
+// built binary.
 type Main struct {
 	Config Config
 	Stdout io.Writer // where --dev prints its tokens
@@ -130,48 +126,40 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("create the upload spool: %w", err)
 	}
 
+	// Restores load their points, and bases are written, in temporary
+	// databases here; what a crash left behind is removed.
+	scratch, err := pebblestore.NewScratches(filepath.Join(cfg.DataDir, "scratch"), pebblestore.ScratchOptions{Logger: m.Logger})
+	if err != nil {
+		return fmt.Errorf("set up the scratch directory: %w", err)
+	}
+
 	clk, manual, err := m.clock(ctx)
 	if err != nil {
 		return err
 	}
-	idsrc := ids.Random{Clock: clk}
-	projector := &commands.Projector{Name: kmsstate.Name, Log: m.log, Store: m.proj, Apply: kmsstate.Apply}
-	backupState := &commands.Projector{Name: backupstate.Name, Log: m.log, Store: m.proj, Apply: backupstate.Apply}
-	backupData := &commands.Projector{Name: backupdata.Name, Log: m.log, Store: m.proj, Apply: commands.BackupDataApply(m.blobs)}
-	auditLog := &commands.Projector{Name: audit.Name, Log: m.log, Store: m.proj, Apply: audit.Apply}
-	backups := &commands.Backups{Log: m.log, State: m.proj, StateApplied: backupState, DataApplied: backupData,
-		Sealer: env, DataKeys: env, Blobs: m.blobs, Files: backupfile.New(), Clock: clk, IDs: idsrc, Zones: time.LoadLocation}
-	kms := &commands.KMS{Log: m.log, State: m.proj, Applied: projector, Sealer: env, DataKeys: env,
-		Cipher: softkms.Cipher{}, Clock: clk, IDs: idsrc,
-		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
-			return backups.EnsureDefault(ctx, in.Account, in.Region)
-		},
-		BeforeShred: backups.MarkSourceReleased}
-
 	m.AdminToken = cfg.AdminToken
 	if cfg.Dev {
 		if m.AdminToken, err = devTokenFile(filepath.Join(cfg.DataDir, "admin-token"), cfg.DevAdminToken); err != nil {
 			return fmt.Errorf("dev admin token: %w", err)
 		}
 	}
-	// Console sessions expire on the wall clock, whatever --clock says.
-	accounts := &commands.Accounts{Log: m.log, State: m.proj, Applied: projector, Clock: clk, IDs: idsrc,
-		AdminToken: m.AdminToken, SessionClock: clock.System{}}
+	// Console sessions expire on the wall clock, whatever --clock says
+	// (engine.Ports.SessionClock's default).
+	eng := engine.New(engine.Ports{Log: m.log, ReadModels: m.proj, Blobs: m.blobs, Keys: env, Scratch: scratch,
+		Files: backupfile.New(), Clock: clk}, engine.Options{AdminToken: m.AdminToken, RestoreBatch: cfg.RestoreBatch})
+	projector, backupState, backupData := eng.KMSState, eng.BackupState, eng.BackupData
+	backups, kms, accounts, restores, auditUC := eng.Backups, eng.KMS, eng.Accounts, eng.Restores, eng.Audit
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
-	projectors := []*commands.Projector{projector, backupState, backupData, auditLog}
+	projectors := eng.Projectors()
 	for _, p := range projectors {
 		m.background(runCtx, "projection "+p.Name, p.Run)
 	}
-	auditUC := &commands.Audit{Log: m.log, State: m.proj, Applied: auditLog, Clock: clk, IDs: idsrc}
-	backups.Audit = auditUC
-	restores := &commands.Restores{Backups: backups, KMS: kms, Audit: auditUC, Sources: &commands.ReadModelSources{State: m.proj},
-		BatchItems: m.Config.RestoreBatch}
 	var runner *scheduler.Runner
 	var dc *devClock
 	if manual != nil {
-		driver := &scheduler.Manual{Planner: backups, Clock: manual}
+		driver := &scheduler.Manual{Work: backups, Clock: manual}
 		dc = &devClock{manual: manual, driver: driver}
 		if err := m.waitProjections(ctx, projector, backupState, backupData); err != nil {
 			return err
@@ -180,7 +168,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("catch up backups: %w", err)
 		}
 	} else {
-		runner = &scheduler.Runner{Planner: backups, Clock: clk, Logger: m.Logger}
+		runner = &scheduler.Runner{Work: backups, Clock: clk, Logger: m.Logger}
 		m.background(runCtx, "backup scheduler", func(ctx context.Context) error {
 			if err := m.waitProjections(ctx, projector, backupState, backupData); err != nil {
 				return err

@@ -154,6 +154,12 @@ func (m *Main) openProjections(ctx context.Context, opts pebblestore.Options, re
 			_ = p.Close()
 			return fmt.Errorf("open the read models in %s: %w", dir, err)
 		}
+		// The first version of the backup data read model held every
+		// version; it is rebuilt under its new name, the old one dropped.
+		if err := p.DropProjection(backupdata.LegacyName, []byte(backupdata.LegacyPrefix)); err != nil {
+			_ = p.Close()
+			return fmt.Errorf("drop the backup data read model of an older version: %w", err)
+		}
 		m.proj = p
 		m.closers = append(m.closers, p.Close)
 		m.health = append(m.health, healthCheck{"read models", func(context.Context) error { return p.Damage() }})

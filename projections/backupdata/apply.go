@@ -11,13 +11,52 @@ import (
 	"github.com/kmsbackup/kmsbackup/projections"
 )
 
-// Name is the projection's name in the projection store.
-const Name = "backup-data"
+// Name is the projection's name in the projection store (the second
+// version of the read model; see Legacy for the first).
+const Name = "backup-data-2"
 
-// Apply applies one event of a backup stream. For a BackupCheckpointed,
-// slice holds the events of its slice (the KMS instance's stream revisions
-// [From, Next)), decoded by the caller with key material resealed; for any
-// other event it is ignored.
+// Events walks the events of a checkpoint's slice, in order, calling fn
+// with each (valid only during fn), part by part, so that a slice is never
+// whole in memory; it returns fn's error or its own.
+type Events func(fn func(e *domain.Event) error) error
+
+// BaseItem is one item of a base, as the read model needs it: its row,
+// how many versions it has, and, for a secret, the key of its newest
+// version; ChangedAt is its last change (its newest version, or its
+// restore).
+type BaseItem struct {
+	Kind        string // KindKey or KindSecret
+	ID          string
+	CreatedAt   time.Time
+	ChangedAt   time.Time
+	Description string // keys
+	KeyID       string // secrets
+	Versions    uint32
+}
+
+// Data is what Apply reads besides the event.
+type Data struct {
+	// Slice walks the events of a BackupCheckpointed's slice (nil: it has
+	// none, or it is gone with a destroyed generation).
+	Slice Events
+	// Base walks the items of a BackupBaseStored's base in key order (nil:
+	// gone with a destroyed generation). Apply reads it only for the base
+	// that holds a checkpoint's state (InBase: a generation's first).
+	Base func(fn func(it *BaseItem) error) error
+	// Stage, when set, commits writes of a large state (a base's rows) in
+	// chunks ahead of Apply's own transaction, which commits the rest and
+	// the position; the staged keys are written blindly (the same again if
+	// the event is applied again after a crash), and nothing reads them
+	// before that transaction. Nil: everything in the transaction.
+	Stage func(fn func(txn projections.Txn) error) error
+}
+
+// stageItems is how many items of a base go into one staged chunk.
+var stageItems = 4096
+
+// Apply applies one event of a backup stream, with what data gives of a
+// checkpoint's slice (the KMS instance's stream revisions [From, Next),
+// decoded by the caller with key material resealed) or of a base's items.
 //
 //   - BackupCreated starts the instance's meta record (generation 0);
 //     BackupEnabled records its time zone. BackupUploaded does both for an
@@ -25,10 +64,16 @@ const Name = "backup-data"
 //   - BackupReset, BackupReleased and BackupUploadDeleted delete the
 //     current generation's data and move to the next generation.
 //   - BackupCheckpointed of the current generation records the slice: the
-//     item rows that changed, new versions, the day index (except for the
-//     first checkpoint, whose slice is the history from before enabling),
-//     the checkpoint summary and its day record. A checkpoint of another
-//     generation is ignored.
+//     item rows that changed, the day index (except for the first
+//     checkpoint, whose slice is the history from before enabling), the
+//     checkpoint summary (with its slice's parts) and its day record. A
+//     checkpoint of another generation is ignored. The read model holds no
+//     version and no key material: restores read slices and bases.
+//   - BackupBaseStored of the current generation records the base and its
+//     parts; when it holds the state of a checkpoint held by no slice (the
+//     first of a generation), its items become that checkpoint's rows, in
+//     chunks (data.Stage), so that memory stays bounded whatever the
+//     state, and the checkpoint's summary gets its counts and digest.
 //
 // Events of other types are ignored, and so is an event whose stream
 // revision is not after the last one applied (which makes Apply
@@ -36,11 +81,9 @@ const Name = "backup-data"
 // the log in order, one at a time: it is not safe for concurrent use on one
 // store.
 //
-// Versions are stored per incarnation under the checkpoint that created it.
-// When a key ID or secret name is created, deleted and created again within
-// one checkpoint (after the first), the two incarnations share that
-// checkpoint: the later one keeps the versions, and the day entries of the
-// earlier one say CreateSeq 0 (its versions are not kept).
+// Memory: the items a checkpoint changes (one row each) and the day
+// entries it writes, never its events all at once; a chunk of a base's
+// items.
 //
 // Errors: domain.ErrCorrupt for an undecodable event, a gap in the chain
 // of checkpoints, a slice event outside [From, Next) or out of order, or a
@@ -48,7 +91,7 @@ const Name = "backup-data"
 // does); domain.ErrNotFound (wrapped) for an event of an instance that was
 // never created; domain.ErrFailedPrecondition when the time zone cannot be
 // loaded; the Txn's errors.
-func Apply(txn projections.Txn, e domain.Event, slice []domain.Event) error {
+func Apply(txn projections.Txn, e domain.Event, data Data) error {
 	if !known(e.Type) {
 		return nil
 	}
@@ -105,19 +148,112 @@ func Apply(txn projections.Txn, e domain.Event, slice []domain.Event) error {
 			if d.Seq != m.LastSeq+1 {
 				return domain.Corruption("backup data %s: checkpoint %d follows %d", ref, d.Seq, m.LastSeq)
 			}
-			if err := applyCheckpoint(txn, ref, m, d, slice); err != nil {
+			if err := applyCheckpoint(txn, ref, m, d, data.Slice); err != nil {
 				return fmt.Errorf("apply checkpoint %d of %s: %w", d.Seq, ref, err)
+			}
+		}
+	case *domain.BackupBaseStored:
+		if d.Generation == m.Generation && d.Seq <= m.LastSeq {
+			ref := domain.DataRef(id, m.Generation)
+			if err := applyBase(txn, ref, m, d, data); err != nil {
+				return fmt.Errorf("apply the base of checkpoint %d of %s: %w", d.Seq, ref, err)
 			}
 		}
 	}
 	return txn.Set(metaKey(id), encodeMeta(m))
 }
 
+// applyBase records a base, and, when it holds a checkpoint's state (that
+// checkpoint's summary says InBase), makes its rows and live index from
+// the base's items.
+func applyBase(txn projections.Txn, ref string, m *meta, d *domain.BackupBaseStored, data Data) error {
+	info := BaseInfo{Seq: d.Seq, At: d.At, Next: d.Next, Parts: d.Parts, Items: d.Items, Versions: d.Versions, StateDigest: d.StateDigest}
+	if err := txn.Set(baseKey(ref, d.Seq), encodeBase(&info)); err != nil {
+		return err
+	}
+	sum, err := Checkpoint(txn, ref, d.Seq)
+	if err != nil {
+		return err
+	}
+	if !sum.InBase {
+		return nil
+	}
+	if data.Base == nil {
+		return nil // gone with its generation, which a later event destroys
+	}
+	if m.LiveKeys+m.LiveSecrets > 0 {
+		return domain.Corruption("backup data %s: a base holds checkpoint %d, whose state has %d items already", ref, d.Seq, m.LiveKeys+m.LiveSecrets)
+	}
+	stage := data.Stage
+	if stage == nil {
+		stage = func(fn func(projections.Txn) error) error { return fn(txn) }
+	}
+	chunk := make([]BaseItem, 0, stageItems)
+	var last BaseItem
+	write := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		err := stage(func(t projections.Txn) error {
+			for i := range chunk {
+				it := &chunk[i]
+				kind := kindByte(it.Kind)
+				x := row{To: open, Versions: it.Versions, CreatedAt: it.CreatedAt, ChangedAt: it.ChangedAt, CreateSeq: d.Seq, Text: it.Description}
+				if kind == kindSecret {
+					x.Text = it.KeyID
+				}
+				if err := t.Set(rowKey(ref, kind, it.ID, d.Seq), encodeRow(&x)); err != nil {
+					return err
+				}
+				if err := t.Set(liveKey(ref, kind, it.ID), putUint64(d.Seq)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		chunk = chunk[:0]
+		return err
+	}
+	err = data.Base(func(it *BaseItem) error {
+		kind := kindByte(it.Kind)
+		switch {
+		case kind == 0 || it.ID == "" || it.Versions == 0:
+			return domain.Corruption("backup data %s: a base item %s %q with %d versions", ref, it.Kind, it.ID, it.Versions)
+		case last.ID != "" && (it.Kind < last.Kind || it.Kind == last.Kind && it.ID <= last.ID):
+			return domain.Corruption("backup data %s: base items out of order", ref)
+		}
+		last = *it
+		x := row{Versions: it.Versions, CreateSeq: d.Seq, Text: it.Description}
+		if kind == kindSecret {
+			x.Text, m.LiveSecrets = it.KeyID, m.LiveSecrets+1
+		} else {
+			m.LiveKeys++
+		}
+		m.Digest.add(term(kind, it.ID, x.CreateSeq, x.Versions, x.Text))
+		chunk = append(chunk, *it)
+		if len(chunk) == cap(chunk) {
+			return write()
+		}
+		return nil
+	})
+	if err == nil {
+		err = write()
+	}
+	if err != nil {
+		return err
+	}
+	if m.LiveKeys+m.LiveSecrets != d.Items {
+		return domain.Corruption("backup data %s: the base of checkpoint %d holds %d items, its record %d", ref, d.Seq, m.LiveKeys+m.LiveSecrets, d.Items)
+	}
+	sum.LiveKeys, sum.LiveSecrets, sum.StateDigest = m.LiveKeys, m.LiveSecrets, m.Digest.bytes()
+	return txn.Set(checkpointKey(ref, d.Seq), encodeSummary(&sum))
+}
+
 func known(typ string) bool {
 	switch typ {
 	case domain.TypeBackupCreated, domain.TypeBackupEnabled, domain.TypeBackupExtended, domain.TypeBackupRenewed,
 		domain.TypeBackupExpired, domain.TypeBackupReleased, domain.TypeBackupReset, domain.TypeBackupCheckpointed,
-		domain.TypeBackupUploaded, domain.TypeBackupUploadDeleted:
+		domain.TypeBackupUploaded, domain.TypeBackupUploadDeleted, domain.TypeBackupBaseStored:
 		return true
 	}
 	return false
@@ -171,24 +307,27 @@ type work struct {
 type entry struct {
 	kind byte
 	id   string
-	inc  int
 	rec  row
-	lost bool // its incarnation's versions were replaced in this checkpoint
 }
 
-func applyCheckpoint(txn projections.Txn, ref string, m *meta, d *domain.BackupCheckpointed, slice []domain.Event) error {
+func applyCheckpoint(txn projections.Txn, ref string, m *meta, d *domain.BackupCheckpointed, slice Events) error {
 	loc, err := location(m.TimeZone)
 	if err != nil {
 		return err
 	}
 	c := &checkpoint{txn: txn, ref: ref, seq: d.Seq, baseline: d.Seq == 1, loc: loc,
 		items: map[string]*work{}, entries: map[string]*entry{}}
-	for i := range slice {
-		e := &slice[i]
-		if e.Revision < d.From || e.Revision >= d.Next || (i > 0 && e.Revision <= slice[i-1].Revision) {
-			return domain.Corruption("slice event %s has revision %d, outside [%d, %d) or out of order", e.ID, e.Revision, d.From, d.Next)
-		}
-		if err := c.event(e); err != nil {
+	if slice != nil {
+		var prev uint64
+		n := 0
+		err := slice(func(e *domain.Event) error {
+			if e.Revision < d.From || e.Revision >= d.Next || (n > 0 && e.Revision <= prev) {
+				return domain.Corruption("slice event %s has revision %d, outside [%d, %d) or out of order", e.ID, e.Revision, d.From, d.Next)
+			}
+			prev, n = e.Revision, n+1
+			return c.event(e)
+		})
+		if err != nil {
 			return err
 		}
 	}
@@ -197,7 +336,7 @@ func applyCheckpoint(txn projections.Txn, ref string, m *meta, d *domain.BackupC
 	}
 	s := Summary{Seq: d.Seq, Full: d.Full, At: d.At, Day: d.Day, From: d.From, Next: d.Next,
 		LiveKeys: m.LiveKeys, LiveSecrets: m.LiveSecrets, StateDigest: m.Digest.bytes(),
-		Slice: d.Slice, SliceDigest: d.SliceDigest}
+		Parts: d.SliceParts(), InBase: d.InBase, Digest: d.Digest}
 	if err := txn.Set(checkpointKey(ref, d.Seq), encodeSummary(&s)); err != nil {
 		return err
 	}
@@ -236,62 +375,50 @@ func (c *checkpoint) event(e *domain.Event) error {
 	}
 	switch d := d.(type) {
 	case *domain.KeyCreated:
-		return c.create(e, kindKey, string(d.Key), d.Description, &Version{Material: d.Material, SealedBy: e.ID, Stream: e.Stream})
+		return c.create(e, kindKey, string(d.Key), d.Description)
 	case *domain.KeyRotated:
-		w, err := c.rotate(e, kindKey, string(d.Key), d.Version, "")
-		if err != nil {
-			return err
-		}
-		return c.version(w, &Version{Version: d.Version, CreatedAt: e.OccurredAt, Material: d.Material, SealedBy: e.ID, Stream: e.Stream})
+		return c.rotate(e, kindKey, string(d.Key), d.Version, "")
 	case *domain.KeyDeleted:
 		return c.remove(e, kindKey, string(d.Key))
 	case *domain.SecretCreated:
-		return c.create(e, kindSecret, d.Name, string(d.Key), &Version{KeyID: d.Key, Value: d.Value})
+		return c.create(e, kindSecret, d.Name, string(d.Key))
 	case *domain.SecretRotated:
-		w, err := c.rotate(e, kindSecret, d.Name, d.Version, string(d.Key))
-		if err != nil {
-			return err
-		}
-		return c.version(w, &Version{Version: d.Version, CreatedAt: e.OccurredAt, KeyID: d.Key, Value: d.Value})
+		return c.rotate(e, kindSecret, d.Name, d.Version, string(d.Key))
 	case *domain.SecretDeleted:
 		return c.remove(e, kindSecret, d.Name)
 	case *domain.KeyRestored:
-		vs := make([]Version, len(d.Versions))
+		vs := make([]uint32, len(d.Versions))
 		for i, v := range d.Versions {
-			vs[i] = Version{Version: v.Version, CreatedAt: v.CreatedAt, Material: v.Material, SealedBy: e.ID, Stream: e.Stream}
+			vs[i] = v.Version
 		}
 		return c.restore(e, kindKey, string(d.Key), d.Description, vs)
 	case *domain.SecretRestored:
-		vs := make([]Version, len(d.Versions))
+		vs := make([]uint32, len(d.Versions))
 		for i, v := range d.Versions {
-			vs[i] = Version{Version: v.Version, CreatedAt: v.CreatedAt, KeyID: v.Key, Value: v.Value}
+			vs[i] = v.Version
 		}
 		return c.restore(e, kindSecret, d.Name, string(d.Key), vs)
 	}
 	return nil
 }
 
-// restore records an item restored with all its versions: a create (it
-// shows among the day's created items) whose versions keep their times.
-func (c *checkpoint) restore(e *domain.Event, kind byte, id, text string, vs []Version) error {
+// restore records an item restored with all its versions (numbered vs): a
+// create (it shows among the day's created items) with every version.
+func (c *checkpoint) restore(e *domain.Event, kind byte, id, text string, vs []uint32) error {
 	if len(vs) == 0 {
 		return domain.Corruption("slice event %s restores %s %s without versions", e.ID, kindName(kind), id)
 	}
-	first := vs[0]
-	if err := c.create(e, kind, id, text, &first); err != nil {
+	for i, v := range vs {
+		if v != uint32(i)+1 {
+			return domain.Corruption("slice event %s restores %s %s with version %d at place %d", e.ID, kindName(kind), id, v, i+1)
+		}
+	}
+	if err := c.create(e, kind, id, text); err != nil {
 		return err
 	}
 	w, err := c.item(kind, id)
 	if err != nil {
 		return err
-	}
-	for i := range vs {
-		if vs[i].Version != uint32(i)+1 {
-			return domain.Corruption("slice event %s restores %s %s with version %d at place %d", e.ID, kindName(kind), id, vs[i].Version, i+1)
-		}
-		if err := c.version(w, &vs[i]); err != nil {
-			return err
-		}
 	}
 	w.cur.Versions = uint32(len(vs))
 	c.index(e, incrementalTab(kind), w)
@@ -331,7 +458,7 @@ func (c *checkpoint) item(kind byte, id string) (*work, error) {
 	return w, nil
 }
 
-func (c *checkpoint) create(e *domain.Event, kind byte, id, text string, v *Version) error {
+func (c *checkpoint) create(e *domain.Event, kind byte, id, text string) error {
 	w, err := c.item(kind, id)
 	if err != nil {
 		return err
@@ -339,46 +466,29 @@ func (c *checkpoint) create(e *domain.Event, kind byte, id, text string, v *Vers
 	if w.cur != nil {
 		return domain.Corruption("slice event %s creates %s %s, which exists", e.ID, kindName(kind), id)
 	}
-	if w.inc > 0 {
-		// An earlier incarnation was created (and deleted) in this same
-		// checkpoint: its versions share the createSeq and are replaced.
-		if err := c.txn.DeletePrefix(versionPrefix(c.ref, kind, id, c.seq)); err != nil {
-			return err
-		}
-		for _, en := range c.entries {
-			if en.kind == kind && en.id == id && en.inc == w.inc {
-				en.lost = true
-			}
-		}
-	}
-	w.inc++
 	w.cur = &row{To: open, Versions: 1, CreatedAt: e.OccurredAt, ChangedAt: e.OccurredAt, Text: text, CreateSeq: c.seq}
-	v.Version, v.CreatedAt = 1, e.OccurredAt
-	if err := c.version(w, v); err != nil {
-		return err
-	}
 	c.index(e, incrementalTab(kind), w)
 	return nil
 }
 
 // rotate adds a version; a secret's keyID is the key of the new version.
-func (c *checkpoint) rotate(e *domain.Event, kind byte, id string, version uint32, keyID string) (*work, error) {
+func (c *checkpoint) rotate(e *domain.Event, kind byte, id string, version uint32, keyID string) error {
 	w, err := c.item(kind, id)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if w.cur == nil {
-		return nil, domain.Corruption("slice event %s rotates %s %s, which does not exist", e.ID, kindName(kind), id)
+		return domain.Corruption("slice event %s rotates %s %s, which does not exist", e.ID, kindName(kind), id)
 	}
 	if version != w.cur.Versions+1 {
-		return nil, domain.Corruption("slice event %s adds version %d to %s %s, which has %d", e.ID, version, kindName(kind), id, w.cur.Versions)
+		return domain.Corruption("slice event %s adds version %d to %s %s, which has %d", e.ID, version, kindName(kind), id, w.cur.Versions)
 	}
 	w.cur.Versions, w.cur.ChangedAt = version, e.OccurredAt
 	if kind == kindSecret {
 		w.cur.Text = keyID
 	}
 	c.index(e, rotatedTab(kind), w)
-	return w, nil
+	return nil
 }
 
 func (c *checkpoint) remove(e *domain.Event, kind byte, id string) error {
@@ -391,19 +501,8 @@ func (c *checkpoint) remove(e *domain.Event, kind byte, id string) error {
 	}
 	w.cur.ChangedAt = e.OccurredAt
 	c.index(e, Deleted, w)
-	if c.baseline && w.cur.CreateSeq == c.seq {
-		// Created and deleted before the backup was enabled: never viewable.
-		if err := c.txn.DeletePrefix(versionPrefix(c.ref, kind, id, c.seq)); err != nil {
-			return err
-		}
-	}
 	w.cur = nil
 	return nil
-}
-
-// version stores one version of the item's current incarnation.
-func (c *checkpoint) version(w *work, v *Version) error {
-	return c.txn.Set(versionKey(c.ref, w.kind, w.id, w.cur.CreateSeq, v.Version), encodeVersion(w.kind, v))
 }
 
 // index records a change in the day index of the change's own day; the
@@ -413,7 +512,7 @@ func (c *checkpoint) index(e *domain.Event, tab Tab, w *work) {
 		return
 	}
 	k := string(dayKey(c.ref, domain.DayOf(e.OccurredAt, c.loc), tab, w.kind, w.id))
-	c.entries[k] = &entry{kind: w.kind, id: w.id, inc: w.inc, rec: *w.cur}
+	c.entries[k] = &entry{kind: w.kind, id: w.id, rec: *w.cur}
 }
 
 func incrementalTab(kind byte) Tab {
@@ -484,9 +583,6 @@ func (c *checkpoint) flush(m *meta) error {
 	for _, k := range keys {
 		en := c.entries[k]
 		en.rec.To = 0
-		if en.lost {
-			en.rec.CreateSeq = 0
-		}
 		if err := c.txn.Set([]byte(k), encodeRow(&en.rec)); err != nil {
 			return err
 		}

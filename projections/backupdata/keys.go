@@ -1,25 +1,43 @@
 package backupdata
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
-// Key layout. Every key starts with "bkd/". A generation's data lives under
-// "bkd/<dataRef>\0" (dataRef is domain.DataRef: "<backup>/<generation>"), so
-// one DeletePrefix destroys it; the per-backup meta record sits beside it.
-// Components are separated by 0x00, which no ID, name or day contains;
-// numbers are fixed-width big-endian so they sort.
+// Key layout (version 2 of the read model). A generation's data lives
+// under one fixed-length prefix, "bd2/g" and the first 8 bytes of a SHA-256
+// of its data ref (domain.DataRef), so that one DeletePrefix destroys it
+// and no key repeats the 30-odd bytes of the ref; the per-backup meta
+// record sits apart. Item IDs and names contain no 0x00; numbers are
+// fixed-width big-endian so that they sort.
 //
-//	bkd/<backup>\0m                                    meta: generation, zone, head of the chain
-//	bkd/<ref>\0i\0<k|s>\0<item>\0<fromSeq 8>           temporal item row: live over [fromSeq, toSeq)
-//	bkd/<ref>\0l\0<k|s>\0<item>                        live item -> fromSeq of its current row
-//	bkd/<ref>\0v\0<k|s>\0<item>\0<createSeq 8><ver 4>  version record (sealed material / ciphertext)
-//	bkd/<ref>\0d\0<day>\0<tab>\0<item>\0<k|s>          day index: a change during day
-//	bkd/<ref>\0c\0<seq 8>                              checkpoint summary
-//	bkd/<ref>\0f\0<day>                                day record: first full, last checkpoint
-const root = "bkd/"
+//	bd2/m/<backup>                                  meta: generation, zone, head of the chain
+//	<gen> i <k|s> <item> 0x00 <fromSeq 8>            temporal item row: live over [fromSeq, toSeq)
+//	<gen> l <k|s> <item>                             live item -> fromSeq of its current row
+//	<gen> d <day> <tab 1> <item> 0x00 <k|s>          day index: a change during day
+//	<gen> c <seq 8>                                  checkpoint summary (with its slice's parts)
+//	<gen> f <day>                                    day record: first full, last checkpoint
+//	<gen> b <seq 8>                                  base of checkpoint seq, with its parts
+//
+// The first version of the read model (name "backup-data", keys under
+// "bkd/") also held every version of every item, with its sealed material;
+// restores now read bases and slices (commands.Backups.Open) instead.
+const (
+	root     = "bd2/"
+	metaRoot = root + "m/"
+	genRoot  = root + "g"
+	hashLen  = 8
+)
+
+// Legacy names the first version of the read model, whose keys a store
+// deletes once (LegacyPrefix) with its position (LegacyName).
+const (
+	LegacyName   = "backup-data"
+	LegacyPrefix = "bkd/"
+)
 
 // Kind bytes in keys.
 const (
@@ -29,19 +47,17 @@ const (
 
 // base is the prefix of everything of a generation.
 func base(ref string) []byte {
-	b := make([]byte, 0, len(root)+len(ref)+64)
-	b = append(b, root...)
-	b = append(b, ref...)
-	return append(b, 0)
+	h := sha256.Sum256([]byte("kmsbackup backup data\x00" + ref))
+	b := make([]byte, 0, len(genRoot)+hashLen+64)
+	b = append(b, genRoot...)
+	return append(b, h[:hashLen]...)
 }
 
-func metaKey(id domain.BackupID) []byte {
-	return append(append([]byte(root), id...), 0, 'm')
-}
+func metaKey(id domain.BackupID) []byte { return append([]byte(metaRoot), id...) }
 
-func rowsPrefix(ref string) []byte { return append(base(ref), 'i', 0) }
+func rowsPrefix(ref string) []byte { return append(base(ref), 'i') }
 
-func rowKindPrefix(ref string, kind byte) []byte { return append(rowsPrefix(ref), kind, 0) }
+func rowKindPrefix(ref string, kind byte) []byte { return append(rowsPrefix(ref), kind) }
 
 func rowKey(ref string, kind byte, id string, from uint64) []byte {
 	b := append(rowKindPrefix(ref, kind), id...)
@@ -51,28 +67,21 @@ func rowKey(ref string, kind byte, id string, from uint64) []byte {
 // parseRowKey splits the part of a row key after rowsPrefix.
 func parseRowKey(rest []byte) (kind byte, id string, from uint64, ok bool) {
 	n := len(rest)
-	if n < 2+1+8 || rest[1] != 0 || rest[n-9] != 0 {
+	if n < 1+1+1+8 || rest[n-9] != 0 {
 		return 0, "", 0, false
 	}
-	return rest[0], string(rest[2 : n-9]), binary.BigEndian.Uint64(rest[n-8:]), true
+	return rest[0], string(rest[1 : n-9]), binary.BigEndian.Uint64(rest[n-8:]), true
 }
 
 func liveKey(ref string, kind byte, id string) []byte {
-	return append(append(base(ref), 'l', 0, kind, 0), id...)
+	return append(append(base(ref), 'l', kind), id...)
 }
 
-func versionPrefix(ref string, kind byte, id string, createSeq uint64) []byte {
-	b := append(append(base(ref), 'v', 0, kind, 0), id...)
-	return binary.BigEndian.AppendUint64(append(b, 0), createSeq)
-}
-
-func versionKey(ref string, kind byte, id string, createSeq uint64, v uint32) []byte {
-	return binary.BigEndian.AppendUint32(versionPrefix(ref, kind, id, createSeq), v)
-}
+// tabBytes are the one-byte codes of the change tabs in day index keys.
+var tabBytes = map[Tab]byte{IncrementalKeys: 'a', RotatedKeys: 'b', IncrementalSecrets: 'c', RotatedSecrets: 'd', Deleted: 'e'}
 
 func dayTabPrefix(ref string, day domain.Day, tab Tab) []byte {
-	b := append(append(base(ref), 'd', 0), day...)
-	return append(append(append(b, 0), tab...), 0)
+	return append(append(append(base(ref), 'd'), day...), tabBytes[tab])
 }
 
 func dayKey(ref string, day domain.Day, tab Tab, kind byte, id string) []byte {
@@ -89,12 +98,18 @@ func parseDayKey(rest []byte) (kind byte, id string, ok bool) {
 }
 
 func checkpointKey(ref string, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(append(base(ref), 'c', 0), seq)
+	return binary.BigEndian.AppendUint64(append(base(ref), 'c'), seq)
 }
 
-func daysPrefix(ref string) []byte { return append(base(ref), 'f', 0) }
+func daysPrefix(ref string) []byte { return append(base(ref), 'f') }
 
 func dayRecordKey(ref string, day domain.Day) []byte { return append(daysPrefix(ref), day...) }
+
+func basesPrefix(ref string) []byte { return append(base(ref), 'b') }
+
+func baseKey(ref string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(basesPrefix(ref), seq)
+}
 
 // after is the first key after every key of item id under prefix p (item
 // keys continue with 0x00, and no ID contains a byte below 0x01).
@@ -103,3 +118,12 @@ func after(p []byte, id string) []byte {
 }
 
 func putUint64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// GenerationPrefix is the prefix of every key of generation ref's data
+// (for tools that account for the store's bytes); the byte after it tells
+// the record's kind: 'i' rows, 'l' live index, 'd' day index, 'c'
+// checkpoint summaries, 'f' day records, 'b' bases.
+func GenerationPrefix(ref string) []byte { return base(ref) }
+
+// MetaKey is the key of a backup instance's meta record.
+func MetaKey(id domain.BackupID) []byte { return metaKey(id) }

@@ -59,7 +59,7 @@ func listState(r projections.Reader, ref string, seq uint64, kind byte, cursor s
 		start = after(p, cursor)
 	}
 	err := r.Scan(p, start, func(k, v []byte) (bool, error) {
-		x, kind, id, ok, err := liveRow(k[len(p)-2:], v, seq)
+		x, kind, id, ok, err := liveRow(k[len(p)-1:], v, seq)
 		if err != nil || !ok {
 			return err == nil, err
 		}
@@ -288,81 +288,55 @@ func seqAtEndOf(r projections.Reader, ref string, day domain.Day) (uint64, error
 	return seq, err
 }
 
-// Versions returns every stored version of one incarnation of an item
-// (kind KindKey or KindSecret, its ID or name, and its CreateSeq), in
-// version order, for restore: sealed key material with the event that
-// sealed it, or a secret's ciphertexts. Errors: domain.ErrInvalidArgument
-// for an unknown kind; domain.ErrNotFound when nothing is stored.
-func Versions(r projections.Reader, ref string, kind, id string, createSeq uint64) ([]Version, error) {
-	kb := kindByte(kind)
-	if kb == 0 {
-		return nil, domain.Invalid("read versions", "kind %q must be %s or %s", kind, KindKey, KindSecret)
-	}
-	var out []Version
-	err := r.Scan(versionPrefix(ref, kb, id, createSeq), nil, func(_, v []byte) (bool, error) {
-		ver, err := decodeVersion(v)
-		if err != nil {
-			return false, err
-		}
-		out = append(out, ver)
-		return true, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if len(out) == 0 {
-		return nil, domain.NotFound("read versions", kind, id)
-	}
-	return out, nil
-}
-
 // Within calls fn, in (kind, ID) order, for every item that existed at some
 // checkpoint in [lo, hi], as it last stood there: an item deleted within the
 // range comes as it was just before its deletion, with all its versions.
 // This is what a restore "from day d" takes, with lo and hi the day's first
 // and last checkpoints.
 func Within(r projections.Reader, ref string, lo, hi uint64, fn func(Item) error) error {
-	return scanWithin(r, ref, lo, hi, nil, func(it Item) (bool, error) { return true, fn(it) })
-}
-
-// scanWithin calls fn with the items of Within(lo, hi) from row key start
-// (nil: the first), until fn returns false or an error (returned).
-func scanWithin(r projections.Reader, ref string, lo, hi uint64, start []byte, fn func(Item) (bool, error)) error {
 	p := rowsPrefix(ref)
 	var last *Item
 	var lastKind byte
-	done := false
-	flush := func() (bool, error) {
+	flush := func() error {
 		if last == nil {
-			return true, nil
+			return nil
 		}
 		it := *last
 		last = nil
-		more, err := fn(it)
-		done = !more
-		return more, err
+		return fn(it)
 	}
-	err := r.Scan(p, start, func(k, v []byte) (bool, error) {
+	err := r.Scan(p, nil, func(k, v []byte) (bool, error) {
 		kind, id, from, ok := parseRowKey(k[len(p):])
 		if !ok {
-			return false, domain.Corruption("backup data %s: bad item key", ref)
+			return false, domain.Corruption("backup data: bad item key")
 		}
 		if last != nil && (kind != lastKind || id != last.ID) {
-			if more, err := flush(); !more || err != nil {
+			if err := flush(); err != nil {
 				return false, err
 			}
 		}
-		it, err := withinRow(kind, id, from, v, lo, hi)
-		if it != nil {
-			last, lastKind = it, kind
+		if from > hi {
+			return true, nil
 		}
-		return err == nil, err
+		to, err := rowTo(v)
+		if err != nil {
+			return false, err
+		}
+		if to <= lo {
+			return true, nil
+		}
+		x, err := decodeRow(v)
+		if err != nil {
+			return false, err
+		}
+		it := x.item(kind, id)
+		last, lastKind = &it, kind
+		return true, nil
 	})
-	if err != nil || done {
+	if err != nil {
 		return err
 	}
-	_, err = flush()
-	return err
+	return flush()
 }
 
 // DayRange is the range of checkpoints of a day's data: its first full
@@ -389,71 +363,9 @@ func DayRange(r projections.Reader, ref string, day domain.Day) (lo, hi uint64, 
 	return lo, info.LastSeq, true, nil
 }
 
-// VersionsOf reads the versions of many items in one sequential scan of the
-// generation's version records, instead of one scan per item. items must
-// be sorted by kind then ID (as Within and StateAt return them); fn is
-// called once per item, in order, with the item's first Versions versions
-// of its CreateSeq incarnation (none if nothing is stored).
-func VersionsOf(r projections.Reader, ref string, items []Item, fn func(i int, vs []Version) error) error {
-	p := append(base(ref), 'v', 0)
-	j := 0
-	var cur []Version
-	emitUntil := func(kind byte, id string) error {
-		for j < len(items) {
-			it := &items[j]
-			kb := kindByte(it.Kind)
-			if kb > kind || (kb == kind && it.ID >= id) {
-				return nil
-			}
-			if err := fn(j, cur); err != nil {
-				return err
-			}
-			cur = nil
-			j++
-		}
-		return nil
-	}
-	err := r.Scan(p, nil, func(k, v []byte) (bool, error) {
-		rest := k[len(p):]
-		n := len(rest)
-		if n < 2+1+12 || rest[1] != 0 || rest[n-13] != 0 {
-			return false, domain.Corruption("backup data: bad version key")
-		}
-		kind, id := rest[0], string(rest[2:n-13])
-		createSeq := binary.BigEndian.Uint64(rest[n-12 : n-4])
-		if err := emitUntil(kind, id); err != nil {
-			return false, err
-		}
-		if j == len(items) {
-			return false, nil
-		}
-		it := &items[j]
-		if kindByte(it.Kind) != kind || it.ID != id || it.CreateSeq != createSeq || uint32(len(cur)) >= it.Versions {
-			return true, nil
-		}
-		ver, err := decodeVersion(v)
-		if err != nil {
-			return false, err
-		}
-		cur = append(cur, ver)
-		return true, nil
-	})
-	if err != nil {
-		return err
-	}
-	for ; j < len(items); j++ {
-		if err := fn(j, cur); err != nil {
-			return err
-		}
-		cur = nil
-	}
-	return nil
-}
-
 // StateCount is what CountState counts.
 type StateCount struct {
-	// Versions is the sum of the versions of the items live at seq: the
-	// versions StateVersionsAt(seq) gives.
+	// Versions is the sum of the versions of the items live at seq.
 	Versions uint64
 	// Keys and Secrets are the items Within(lo, hi) gives, by kind.
 	Keys, Secrets uint64
@@ -471,10 +383,10 @@ func CountState(r projections.Reader, ref string, seq, lo, hi uint64) (StateCoun
 	err := r.Scan(p, nil, func(k, v []byte) (bool, error) {
 		rest := k[len(p):]
 		n := len(rest)
-		if n < 2+1+8 || rest[1] != 0 || rest[n-9] != 0 {
+		if n < 1+1+1+8 || rest[n-9] != 0 {
 			return false, domain.Corruption("backup data: bad item key")
 		}
-		kind, id, from := rest[0], rest[2:n-9], binary.BigEndian.Uint64(rest[n-8:])
+		kind, id, from := rest[0], rest[1:n-9], binary.BigEndian.Uint64(rest[n-8:])
 		if from > seq && from > hi {
 			return true, nil
 		}
@@ -501,136 +413,6 @@ func CountState(r projections.Reader, ref string, seq, lo, hi uint64) (StateCoun
 	return c, nil
 }
 
-// stateBatch is how many items StateVersionsAt reads from the item rows
-// before reading their versions.
-var stateBatch = 1024
-
-// StateVersionsAt calls fn with every item live at checkpoint seq, in
-// StateAt's order, and the first Versions versions of its incarnation, in
-// version order (fewer if fewer are stored: the caller decides whether
-// that is corruption), until fn returns an error, which it returns. vs is
-// valid only during fn.
-//
-// It is StateAt and Versions for each item, with two forward scans
-// instead of one iterator per item: it reads the live items stateBatch at
-// a time, then their versions in one scan from the first item's version
-// records to the last's (version records sort by kind then ID, as rows
-// do). Memory stays that of one batch of items, whatever the state. Like
-// StateAt with Versions, it reads no single snapshot: each batch's scans
-// see the store as it is then.
-func StateVersionsAt(r projections.Reader, ref string, seq uint64, fn func(it Item, vs []Version) error) error {
-	p := rowsPrefix(ref)
-	items := make([]Item, 0, stateBatch)
-	var vs []Version
-	var start []byte
-	for {
-		items = items[:0]
-		var next []byte
-		err := r.Scan(p, start, func(k, v []byte) (bool, error) {
-			if len(items) == stateBatch {
-				next = append([]byte(nil), k...)
-				return false, nil
-			}
-			x, kind, id, ok, err := liveRow(k[len(p):], v, seq)
-			if err != nil || !ok {
-				return err == nil, err
-			}
-			items = append(items, x.item(kind, id))
-			return true, nil
-		})
-		if err != nil {
-			return err
-		}
-		if vs, err = versionsOfBatch(r, ref, items, vs, fn); err != nil {
-			return err
-		}
-		if next == nil {
-			return nil
-		}
-		start = next
-	}
-}
-
-// versionsOfBatch calls fn for each of items (live items in row order,
-// one incarnation per kind and ID) with its versions, read in one scan;
-// vs is a buffer it reuses and returns.
-func versionsOfBatch(r projections.Reader, ref string, items []Item, vs []Version, fn func(Item, []Version) error) ([]Version, error) {
-	if len(items) == 0 {
-		return vs, nil
-	}
-	p := append(base(ref), 'v', 0)
-	j := 0
-	vs = vs[:0]
-	// emit gives item j its versions and moves to the next.
-	emit := func() error {
-		err := fn(items[j], vs)
-		clear(vs)
-		vs = vs[:0]
-		j++
-		return err
-	}
-	first := &items[0]
-	err := r.Scan(p, versionPrefix(ref, kindByte(first.Kind), first.ID, first.CreateSeq), func(k, v []byte) (bool, error) {
-		rest := k[len(p):]
-		n := len(rest)
-		if n < 2+1+12 || rest[1] != 0 || rest[n-13] != 0 {
-			return false, domain.Corruption("backup data: bad version key")
-		}
-		kind, id := rest[0], rest[2:n-13]
-		createSeq := binary.BigEndian.Uint64(rest[n-12 : n-4])
-		// Give their versions to the items before this record's.
-		for j < len(items) && itemBefore(&items[j], kind, id, createSeq) {
-			if err := emit(); err != nil {
-				return false, err
-			}
-		}
-		if j == len(items) {
-			return false, nil
-		}
-		it := &items[j]
-		if kindByte(it.Kind) != kind || it.CreateSeq != createSeq || it.ID != string(id) {
-			return true, nil // a record of an item or incarnation not live at seq
-		}
-		if uint32(len(vs)) >= it.Versions {
-			return true, nil // a version added after seq
-		}
-		ver, err := decodeVersion(v)
-		if err != nil {
-			return false, err
-		}
-		vs = append(vs, ver)
-		if uint32(len(vs)) == it.Versions {
-			if err := emit(); err != nil {
-				return false, err
-			}
-			return j < len(items), nil
-		}
-		return true, nil
-	})
-	if err != nil {
-		return vs, err
-	}
-	for j < len(items) {
-		if err := emit(); err != nil {
-			return vs, err
-		}
-	}
-	return vs, nil
-}
-
-// itemBefore reports whether the version records of it sort before those
-// of (kind, id, createSeq).
-func itemBefore(it *Item, kind byte, id []byte, createSeq uint64) bool {
-	kb := kindByte(it.Kind)
-	if kb != kind {
-		return kb < kind
-	}
-	if c := strings.Compare(it.ID, string(id)); c != 0 {
-		return c < 0
-	}
-	return it.CreateSeq < createSeq
-}
-
 // rowRange reads only the toSeq and the number of versions of an encoded
 // row.
 func rowRange(b []byte) (to uint64, versions uint32, err error) {
@@ -643,4 +425,18 @@ func rowRange(b []byte) (to uint64, versions uint32, err error) {
 		return 0, 0, domain.Corruption("backup data item record: %v", r.Err())
 	}
 	return to, versions, nil
+}
+
+// Bases lists the bases of a generation, oldest first.
+func Bases(r projections.Reader, ref string) ([]BaseInfo, error) {
+	var out []BaseInfo
+	err := r.Scan(basesPrefix(ref), nil, func(_, v []byte) (bool, error) {
+		b, err := decodeBase(v)
+		if err != nil {
+			return false, err
+		}
+		out = append(out, b)
+		return true, nil
+	})
+	return out, err
 }

@@ -131,44 +131,8 @@ func rowTo(b []byte) (uint64, error) {
 	return to, nil
 }
 
-func encodeVersion(kind byte, v *Version) []byte {
-	w := wire.Writer{B: make([]byte, 0, 64+len(v.Material)+len(v.Stream)+len(v.KeyID)+len(v.Value))}
-	header(&w)
-	w.Fixed([]byte{kind})
-	w.Uvarint(uint64(v.Version))
-	w.Time(v.CreatedAt)
-	if kind == kindKey {
-		w.Bytes(v.Material)
-		w.Fixed(v.SealedBy[:])
-		w.String(v.Stream)
-	} else {
-		w.String(string(v.KeyID))
-		w.Bytes(v.Value)
-	}
-	return w.B
-}
-
-func decodeVersion(b []byte) (Version, error) {
-	r, err := reader(b, "version")
-	if err != nil {
-		return Version{}, err
-	}
-	var kind [1]byte
-	r.Fixed(kind[:])
-	v := Version{Version: r.Uint32(), CreatedAt: r.Time()}
-	if kind[0] == kindKey {
-		v.Material = r.Bytes()
-		r.Fixed(v.SealedBy[:])
-		v.Stream = r.String()
-	} else {
-		v.KeyID = domain.KeyID(r.String())
-		v.Value = r.Bytes()
-	}
-	return v, done(r, "version")
-}
-
 func encodeSummary(s *Summary) []byte {
-	w := wire.Writer{B: make([]byte, 0, 96)}
+	w := wire.Writer{B: make([]byte, 0, 128)}
 	header(&w)
 	w.Uvarint(s.Seq)
 	w.Bool(s.Full)
@@ -179,8 +143,16 @@ func encodeSummary(s *Summary) []byte {
 	w.Uvarint(s.LiveKeys)
 	w.Uvarint(s.LiveSecrets)
 	w.Fixed(s.StateDigest[:])
-	w.String(s.Slice)
-	w.Fixed(s.SliceDigest[:])
+	w.Bool(s.InBase)
+	w.Fixed(s.Digest[:])
+	w.Uvarint(uint64(len(s.Parts)))
+	for _, p := range s.Parts {
+		w.String(p.Name)
+		w.Fixed(p.Digest[:])
+		w.Uvarint(p.Events)
+		w.Uvarint(p.From)
+		w.Uvarint(p.Next)
+	}
 	return w.B
 }
 
@@ -192,9 +164,16 @@ func decodeSummary(b []byte) (Summary, error) {
 	s := Summary{Seq: r.Uvarint(), Full: r.Bool(), At: r.Time(), Day: domain.Day(r.String()), From: r.Uvarint(),
 		Next: r.Uvarint(), LiveKeys: r.Uvarint(), LiveSecrets: r.Uvarint()}
 	r.Fixed(s.StateDigest[:])
-	if len(r.B) > 0 { // absent from summaries written before slices were named
-		s.Slice = r.String()
-		r.Fixed(s.SliceDigest[:])
+	s.InBase = r.Bool()
+	r.Fixed(s.Digest[:])
+	if n := r.Count(); n > 0 {
+		s.Parts = make([]domain.SlicePart, n)
+		for i := range s.Parts {
+			p := &s.Parts[i]
+			p.Name = r.String()
+			r.Fixed(p.Digest[:])
+			p.Events, p.From, p.Next = r.Uvarint(), r.Uvarint(), r.Uvarint()
+		}
 	}
 	return s, done(r, "checkpoint")
 }
@@ -214,4 +193,45 @@ func decodeDay(day domain.Day, b []byte) (DayInfo, error) {
 	}
 	d := DayInfo{Day: day, FullSeq: r.Uvarint(), LastSeq: r.Uvarint()}
 	return d, done(r, "day")
+}
+
+func encodeBase(b *BaseInfo) []byte {
+	w := wire.Writer{B: make([]byte, 0, 128)}
+	header(&w)
+	w.Uvarint(b.Seq)
+	w.Time(b.At)
+	w.Uvarint(b.Next)
+	w.Uvarint(b.Items)
+	w.Uvarint(b.Versions)
+	w.Fixed(b.StateDigest[:])
+	w.Uvarint(uint64(len(b.Parts)))
+	for _, p := range b.Parts {
+		w.String(p.Name)
+		w.Fixed(p.Digest[:])
+		w.Uvarint(p.Size)
+		w.Bytes(p.First)
+		w.Bytes(p.Last)
+		w.Uvarint(p.Items)
+		w.Uvarint(p.Versions)
+	}
+	return w.B
+}
+
+func decodeBase(v []byte) (BaseInfo, error) {
+	r, err := reader(v, "base")
+	if err != nil {
+		return BaseInfo{}, err
+	}
+	b := BaseInfo{Seq: r.Uvarint(), At: r.Time(), Next: r.Uvarint(), Items: r.Uvarint(), Versions: r.Uvarint()}
+	r.Fixed(b.StateDigest[:])
+	if n := r.Count(); n > 0 {
+		b.Parts = make([]domain.BasePart, n)
+		for i := range b.Parts {
+			p := &b.Parts[i]
+			p.Name = r.String()
+			r.Fixed(p.Digest[:])
+			p.Size, p.First, p.Last, p.Items, p.Versions = r.Uvarint(), r.Bytes(), r.Bytes(), r.Uvarint(), r.Uvarint()
+		}
+	}
+	return b, done(r, "base")
 }

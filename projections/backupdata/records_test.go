@@ -16,10 +16,8 @@ func TestRecordsRoundTrip(t *testing.T) {
 		Digest: sum256{1, 2, 3, 4}}
 	x := &row{To: open, Versions: 3, CreatedAt: at, ChangedAt: at.Add(time.Minute), Text: "payments", CreateSeq: 7}
 	s := Summary{Seq: 9, Full: true, At: at, Day: "2026-05-01", From: 3, Next: 8, LiveKeys: 4, LiveSecrets: 5,
-		Slice: "slice-9-x", SliceDigest: [32]byte{7},
-		StateDigest: [32]byte{9, 8, 7}}
-	kv := Version{Version: 2, CreatedAt: at, Material: domain.Sealed("sealed"), SealedBy: domain.EventID{1, 2}, Stream: "kms-kms_1"}
-	sv := Version{Version: 1, CreatedAt: at, KeyID: "key_1", Value: []byte("ct")}
+		Parts:       []domain.SlicePart{{Name: "slice-9-x", Digest: [32]byte{7}, Events: 2, From: 3, Next: 5}, {Name: "slice-9-y", Events: 3, From: 5, Next: 8}},
+		StateDigest: [32]byte{9, 8, 7}, InBase: true, Digest: [32]byte{6}}
 	d := DayInfo{Day: "2026-05-01", FullSeq: 1, LastSeq: 5}
 
 	type codec struct {
@@ -32,8 +30,6 @@ func TestRecordsRoundTrip(t *testing.T) {
 		{"meta", encodeMeta(m), func(b []byte) (any, error) { return decodeMeta(b) }, m},
 		{"row", encodeRow(x), func(b []byte) (any, error) { return decodeRow(b) }, x},
 		{"summary", encodeSummary(&s), func(b []byte) (any, error) { return decodeSummary(b) }, s},
-		{"key version", encodeVersion(kindKey, &kv), func(b []byte) (any, error) { return decodeVersion(b) }, kv},
-		{"secret version", encodeVersion(kindSecret, &sv), func(b []byte) (any, error) { return decodeVersion(b) }, sv},
 		{"day", encodeDay(&d), func(b []byte) (any, error) { return decodeDay(d.Day, b) }, d},
 	}
 	for _, c := range codecs {

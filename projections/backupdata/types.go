@@ -74,8 +74,7 @@ type Item struct {
 	KeyID       string    // secrets: the key encrypting the newest version
 	// CreateSeq is the checkpoint that recorded the incarnation's create; it
 	// tells apart the incarnations of a secret name (or key ID) deleted and
-	// created again. 0 in a day entry means the versions of that
-	// incarnation were not kept (see Apply).
+	// created again.
 	CreateSeq uint64
 }
 
@@ -103,9 +102,20 @@ type Summary struct {
 	LiveKeys    uint64
 	LiveSecrets uint64
 	StateDigest [32]byte // StateDigest of the state at Seq
-	Slice       string   // the blob holding the checkpoint's slice ("" when empty)
-	SliceDigest [32]byte // its SHA-256
+	// Parts lists the blobs of the checkpoint's slice, in revision order
+	// (none when it holds no event, or when InBase).
+	Parts []domain.SlicePart
+	// InBase says that the checkpoint's revisions are held by its base
+	// (the first checkpoint of a generation of this version).
+	InBase bool
+	// Digest is the checkpoint's own digest, its link in the chain
+	// (domain.CheckpointDigest), which a base of it is chained to.
+	Digest [32]byte
 }
+
+// SliceParts returns the parts of the checkpoint's slice, in revision
+// order.
+func (s *Summary) SliceParts() []domain.SlicePart { return s.Parts }
 
 // Change is one difference between the states of two days.
 type Change struct {
@@ -120,17 +130,14 @@ const (
 	ChangeDeleted = "deleted"
 )
 
-// Version is one stored version of an item, for restore. Material is
-// sealed under the backup instance's data key with the associated data of
-// (account, Stream, SealedBy); Value is a KMS ciphertext under KeyID.
-type Version struct {
-	Version   uint32
-	CreatedAt time.Time
-	// Keys.
-	Material domain.Sealed
-	SealedBy domain.EventID
-	Stream   string
-	// Secrets.
-	KeyID domain.KeyID
-	Value []byte
+// BaseInfo describes one base of a generation: the complete state at
+// checkpoint Seq, stored as Parts in the blob store.
+type BaseInfo struct {
+	Seq         uint64
+	At          time.Time // checkpoint Seq's instant
+	Next        uint64    // the KMS revisions it covers up to
+	Parts       []domain.BasePart
+	Items       uint64
+	Versions    uint64
+	StateDigest [32]byte
 }

@@ -136,7 +136,8 @@ func known(typ string) bool {
 	switch typ {
 	case domain.TypeBackupCreated, domain.TypeBackupEnabled, domain.TypeBackupExtended, domain.TypeBackupRenewed,
 		domain.TypeBackupExpired, domain.TypeBackupReleased, domain.TypeBackupReset, domain.TypeBackupCheckpointed,
-		domain.TypeBackupUploaded, domain.TypeBackupUploadDeleted, domain.TypeSourceReleased, domain.TypeBackupFailing:
+		domain.TypeBackupUploaded, domain.TypeBackupUploadDeleted, domain.TypeSourceReleased, domain.TypeBackupFailing,
+		domain.TypeBackupBaseStored:
 		return true
 	}
 	return false

@@ -7,8 +7,9 @@ import (
 
 // recordVersion is the first byte of every record, so the layout can evolve.
 // Version 2 added the upload fields, version 3 the renewal instant, the
-// released source and the failing state; older records still decode.
-const recordVersion = 3
+// released source and the failing state, version 4 the last full's
+// checkpoint and the newest base; older records still decode.
+const recordVersion = 4
 
 func encodeBackup(b *domain.Backup) []byte {
 	w := wire.Writer{B: make([]byte, 0, 256)}
@@ -49,6 +50,13 @@ func encodeBackup(b *domain.Backup) []byte {
 	w.String(b.Failing.Reason)
 	w.Time(b.Failing.Since)
 	w.Uvarint(uint64(b.Failing.Attempts))
+	w.Uvarint(b.LastFullSeq)
+	w.Uvarint(b.LastFullNext)
+	w.Uvarint(b.Bases)
+	w.Uvarint(b.BaseSeq)
+	w.Uvarint(b.BaseNext)
+	w.Uvarint(b.BaseRecords)
+	w.Fixed(b.LastBaseDigest[:])
 	return w.B
 }
 
@@ -76,6 +84,11 @@ func decodeBackup(v []byte) (*domain.Backup, error) {
 		b.ResumedAt = r.Time()
 		b.SourceReleased = domain.SourceRelease{At: r.Time(), Next: r.Uvarint(), End: r.Uvarint()}
 		b.Failing = domain.Failure{Work: r.String(), Reason: r.String(), Since: r.Time(), Attempts: r.Uint32()}
+	}
+	if ver >= 4 {
+		b.LastFullSeq, b.LastFullNext = r.Uvarint(), r.Uvarint()
+		b.Bases, b.BaseSeq, b.BaseNext, b.BaseRecords = r.Uvarint(), r.Uvarint(), r.Uvarint(), r.Uvarint()
+		r.Fixed(b.LastBaseDigest[:])
 	}
 	if err := r.Done(); err != nil {
 		return nil, domain.Corruption("backup record: %v", err)

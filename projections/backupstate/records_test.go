@@ -24,7 +24,8 @@ func TestBackupRecordRoundTrip(t *testing.T) {
 		LastFullAt: at.Add(5), LastFullDay: "2026-05-02", LastIncremental: at.Add(6),
 		UploadDay: "2026-05-03", Source: "bkp_0", SourceInstance: "kms_0", FileID: "01JFILE",
 		ResumedAt: at.Add(7), SourceReleased: domain.SourceRelease{At: at.Add(8), Next: 40, End: 42},
-		Failing: domain.Failure{Work: "incremental", Reason: "no data key", Since: at.Add(9), Attempts: 4},
+		Failing:     domain.Failure{Work: "incremental", Reason: "no data key", Since: at.Add(9), Attempts: 4},
+		LastFullSeq: 16, LastFullNext: 39, Bases: 2, BaseSeq: 12, BaseNext: 30, BaseRecords: 55, LastBaseDigest: [32]byte{4},
 	}
 	v := reflect.ValueOf(b).Elem()
 	for i := range v.NumField() {

@@ -1026,7 +1026,7 @@ type RestoreRequest struct {
 	// All restore every key and secret of the day's data; excludes keys and secrets
 	All *bool `json:"all,omitempty"`
 
-	// At optional RFC 3339 instant of a viewable day (of day, when both are given): restore the state at that instant. Until the backups keep every event in a loadable form, that is the state of the last checkpoint at or before it (GET .../checkpoints lists them)
+	// At optional RFC 3339 instant of a viewable day (of day, when both are given): restore the state of every change that occurred at or before that instant (GET .../checkpoints lists the checkpoints as a guide; past the day's last checkpoint, the state of that checkpoint)
 	At *time.Time `json:"at,omitempty"`
 
 	// Day a viewable day of the backup instance, YYYY-MM-DD in its time zone: items are restored as they last stood within the day's data, before any deletion (may be omitted when from names an upload, which holds one day, or when at is given: its day in the backup instance's time zone)

@@ -15,17 +15,14 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/ids"
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
-	"github.com/kmsbackup/kmsbackup/adapters/softkms"
+	"github.com/kmsbackup/kmsbackup/cmd/engine"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/audit"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
-	"github.com/kmsbackup/kmsbackup/projections/backupstate"
-	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
-// Engine is the backup engine wired as the server wires it, on a manual
-// clock, in-process.
+// Engine is the backup engine assembled as the server assembles it
+// (cmd/engine), on a manual clock, in-process.
 type Engine struct {
 	t        testing.TB
 	dir      string
@@ -36,6 +33,7 @@ type Engine struct {
 	KMS      *commands.KMS
 	Backups  *commands.Backups
 	Restores *commands.Restores
+	Accounts *commands.Accounts
 	Driver   *scheduler.Manual
 	Caller   commands.Caller
 	cancel   context.CancelFunc
@@ -44,6 +42,16 @@ type Engine struct {
 	// TolerateCorruption keeps a projector that refuses corrupt input from
 	// failing the test (tamper tests provoke exactly that).
 	TolerateCorruption atomic.Bool
+	// Configure, when set, adjusts the use cases each time the engine
+	// opens (a restart makes them again): the size of parts, the rebase
+	// policy.
+	Configure func(b *commands.Backups)
+}
+
+// configure sets fn as e's Configure and applies it now.
+func (e *Engine) configure(fn func(b *commands.Backups)) {
+	e.Configure = fn
+	fn(e.Backups)
 }
 
 // NewEngine starts an engine at start with a fresh data directory.
@@ -51,8 +59,14 @@ func NewEngine(t testing.TB, start time.Time) *Engine {
 	t.Helper()
 	master := make([]byte, 32)
 	_, _ = rand.Read(master)
-	e := &Engine{t: t, dir: t.TempDir(), master: master, Clock: clock.NewManual(start),
-		Caller: commands.Caller{Account: domain.NewAccountID(ids.Random{Clock: clock.System{}}.NewULID())}}
+	return newEngineAt(t, t.TempDir(), master, domain.NewAccountID(ids.Random{Clock: clock.System{}}.NewULID()), start)
+}
+
+// newEngineAt starts an engine on the data directory dir (made if needed)
+// with master key master, acting for account, at start.
+func newEngineAt(t testing.TB, dir string, master []byte, account domain.AccountID, start time.Time) *Engine {
+	t.Helper()
+	e := &Engine{t: t, dir: dir, master: master, Clock: clock.NewManual(start), Caller: commands.Caller{Account: account}}
 	e.open()
 	t.Cleanup(e.Close)
 	return e
@@ -69,28 +83,26 @@ func (e *Engine) open() {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := proj.DropProjection(backupdata.LegacyName, []byte(backupdata.LegacyPrefix)); err != nil {
+		t.Fatal(err)
+	}
 	env, err := envelope.New(e.master, st)
 	if err != nil {
 		t.Fatal(err)
 	}
+	scratch, err := pebblestore.NewScratches(filepath.Join(e.dir, "scratch"), pebblestore.ScratchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.Store, e.Proj = st, proj
-	idsrc := ids.Random{Clock: e.Clock}
-	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
-	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: proj, Apply: backupstate.Apply}
-	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: proj, Apply: commands.BackupDataApply(st)}
-	ap := &commands.Projector{Name: audit.Name, Log: st, Store: proj, Apply: audit.Apply}
-	e.procs = []*commands.Projector{kp, bs, bd, ap}
-	e.Backups = &commands.Backups{Log: st, State: proj, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
-		Blobs: st, Files: backupfile.New(), Clock: e.Clock, IDs: idsrc, Zones: time.LoadLocation}
-	e.KMS = &commands.KMS{Log: st, State: proj, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
-		Clock: e.Clock, IDs: idsrc,
-		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
-			return e.Backups.EnsureDefault(ctx, in.Account, in.Region)
-		},
-		BeforeShred: e.Backups.MarkSourceReleased}
-	e.Driver = &scheduler.Manual{Planner: e.Backups, Clock: e.Clock}
-	e.Backups.Audit = &commands.Audit{Log: st, State: proj, Applied: ap, Clock: e.Clock, IDs: idsrc}
-	e.Restores = &commands.Restores{Backups: e.Backups, KMS: e.KMS, Audit: e.Backups.Audit, Sources: &commands.ReadModelSources{State: proj}}
+	eng := engine.New(engine.Ports{Log: st, ReadModels: proj, Blobs: st, Keys: env, Scratch: scratch,
+		Files: backupfile.New(), Clock: e.Clock}, engine.Options{})
+	e.procs = eng.Projectors()
+	e.Backups, e.KMS, e.Restores, e.Accounts = eng.Backups, eng.KMS, eng.Restores, eng.Accounts
+	if e.Configure != nil {
+		e.Configure(e.Backups)
+	}
+	e.Driver = &scheduler.Manual{Work: e.Backups, Clock: e.Clock}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})
 	go func() {
@@ -133,6 +145,19 @@ func (e *Engine) Close() {
 func (e *Engine) Restart() {
 	e.Close()
 	e.open()
+}
+
+// DownUntil stops the engine, moves the clock to at while it is down, and
+// starts it again: the start catches up (today's missed full, one
+// incremental for the rest).
+func (e *Engine) DownUntil(at time.Time) {
+	e.t.Helper()
+	e.Close()
+	e.Clock.Set(at)
+	e.open()
+	if _, err := e.Driver.Start(context.Background()); err != nil {
+		e.t.Fatalf("start after downtime: %v", err)
+	}
 }
 
 // Advance moves the clock forward, doing the work due on the way.

@@ -93,8 +93,11 @@ func planItems(t *testing.T, e *Engine, req RestoreReq) []string {
 // plans the same whole-instance restore, verifies clean, and restores with
 // every version valid.
 func TestFileRoundTripRandomized(t *testing.T) {
-	seed := rand.Uint64()
-	t.Logf("seed %d", seed)
+	seed := *seedFlag
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	t.Logf("seed %d (rerun with -seed %d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	start := time.Date(2026, 5, 1, 20, 0, 0, 0, time.UTC)
 	e := NewEngine(t, start)

@@ -15,7 +15,6 @@ import (
 
 	"github.com/kmsbackup/kmsbackup/adapters/console"
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
-	"github.com/kmsbackup/kmsbackup/adapters/ids"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
@@ -165,7 +164,7 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 	}
 
 	// The one whose storage fails, of an account with a token for the console.
-	accounts := &commands.Accounts{Log: e.Store, State: e.Proj, Applied: e.procs[0], Clock: e.Clock, IDs: ids.Random{Clock: e.Clock}}
+	accounts := e.Accounts
 	token := commands.NewToken()
 	victimAcct := Must(accounts.EnsureAccount(ctx, "victim", token))
 	vc := commands.Caller{Account: victimAcct.ID}
@@ -202,7 +201,7 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 
 	// Half a day later it is shown failing, everywhere, with its reason.
 	v := Must(e.Backups.ShowBackupInstance(vc, victim.ID))
-	if f := v.Failing; !f.Active() || !f.Since.Equal(firstFailure) || f.Work != commands.WorkIncremental ||
+	if f := v.Failing; !f.Active() || !f.Since.Equal(firstFailure) || f.Work != string(commands.WorkIncremental) ||
 		!strings.Contains(f.Reason, "injected failure of the blob store") || f.Attempts < 100 {
 		t.Fatalf("the victim's failing state: %+v; want failing since %s, over 100 attempts", f, firstFailure)
 	}
@@ -334,7 +333,7 @@ func TestUnreadableScheduleIsThatBackupsFailure(t *testing.T) {
 	e.Advance(time.Hour)
 
 	b := Must(e.Backups.ShowBackupInstance(e.Caller, lost.ID))
-	if !b.Failing.Active() || b.Failing.Work != commands.WorkSchedule || !strings.Contains(b.Failing.Reason, `time zone "Asia/Shanghai" is not a known IANA time zone`) {
+	if !b.Failing.Active() || b.Failing.Work != string(commands.WorkSchedule) || !strings.Contains(b.Failing.Reason, `time zone "Asia/Shanghai" is not a known IANA time zone`) {
 		t.Fatalf("the backup in an unknown zone: %+v", b.Failing)
 	}
 	if err := sameSlots(slotsOf(e.Checkpoints(fine.ID)), scheduleFrom(slot{start, true}, e.Clock.Now(), time.UTC)); err != nil {

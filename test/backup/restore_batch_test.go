@@ -232,23 +232,24 @@ func TestRestorePlanListsFindingsBounded(t *testing.T) {
 }
 
 // TestRestoreAtAnyInstant: --at takes any instant of a viewable day (its
-// day may be left out); the read-model source restores the state of the
-// last checkpoint at or before it. An instant outside the day named is
-// refused.
+// day may be left out) and restores the state of every event that occurred
+// at or before it, whichever checkpoint holds them. An instant outside the
+// day named is refused.
 func TestRestoreAtAnyInstant(t *testing.T) {
 	w := newBatchWorld(t)
 	e := w.e
 	cps := e.Checkpoints(w.b.ID)
 	to := w.target(t, "eu-central-1")
-	// Between the first checkpoint (09:30, nothing yet) and the second.
+	// Between the first checkpoint (09:30, the instant the items were
+	// made: the second checkpoint holds them) and the second.
 	between := cps[0].At.Add(2 * time.Minute)
 	plan := Must(planRestore(t, e, RestoreReq{From: w.b.ID, At: between.Format(time.RFC3339), All: true, ToInstance: to}))
-	if plan.Day != "2026-05-01" || !plan.At.Equal(cps[0].At) || plan.Keys+plan.Secrets != 0 {
-		t.Fatalf("plan at %s: day %s, state at %s, %d items", between, plan.Day, plan.At, plan.Keys+plan.Secrets)
+	if plan.Day != "2026-05-01" || !plan.At.Equal(between) || plan.Keys != 10 || plan.Secrets != 4 {
+		t.Fatalf("plan at %s: day %s, state at %s, %d keys, %d secrets", between, plan.Day, plan.At, plan.Keys, plan.Secrets)
 	}
 	later := cps[len(cps)-1].At.Add(time.Minute)
 	plan = Must(planRestore(t, e, RestoreReq{From: w.b.ID, Day: w.day, At: later.Format(time.RFC3339), All: true, ToInstance: to}))
-	if !plan.At.Equal(cps[len(cps)-1].At) || plan.Keys != 10 || plan.Secrets != 4 {
+	if !plan.At.Equal(cps[len(cps)-1].At) || plan.Keys != 10 || plan.Secrets != 4 { // the data goes no further yet
 		t.Fatalf("plan at %s: state at %s, %d keys, %d secrets", later, plan.At, plan.Keys, plan.Secrets)
 	}
 	_, err := planRestore(t, e, RestoreReq{From: w.b.ID, Day: "2026-05-02", At: later.Format(time.RFC3339), All: true, ToInstance: to})

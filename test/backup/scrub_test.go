@@ -50,8 +50,11 @@ func sliceBlobs(t *testing.T, e *Engine, b *domain.Backup) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
 	for _, c := range e.Checkpoints(b.ID) {
-		if c.Generation == b.Generation && c.Slice != "" {
-			out[c.Slice] = Must(e.Store.GetBlob(context.Background(), b.DataRef(), c.Slice))
+		if c.Generation != b.Generation {
+			continue
+		}
+		for _, p := range c.SliceParts() {
+			out[p.Name] = Must(e.Store.GetBlob(context.Background(), b.DataRef(), p.Name))
 		}
 	}
 	if len(out) == 0 {

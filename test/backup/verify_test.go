@@ -103,7 +103,7 @@ func TestVerifyFindings(t *testing.T) {
 		}, commands.FindingTamper},
 		{"slice that does not match its digest", func(t *testing.T, e *Engine, b *domain.Backup, last *domain.BackupCheckpointed) {
 			c := next(last)
-			blob := domain.EncodeSlice(nil)
+			blob := domain.EncodeSliceV1(nil)
 			if err := e.Store.PutBlob(context.Background(), b.DataRef(), "forged", blob); err != nil {
 				t.Fatal(err)
 			}

@@ -25,11 +25,11 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
 	"github.com/kmsbackup/kmsbackup/adapters/softkms"
+	kmsengine "github.com/kmsbackup/kmsbackup/cmd/engine"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
-	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
 // root holds the data directories of every engine of this test binary. The
@@ -54,25 +54,28 @@ func TestMain(m *testing.M) {
 }
 
 // ---------------------------------------------------------------------------
-// The engine, wired as test/backup's NewEngine wires it (and as the server
-// does): one Pebble store, envelope encryption, the software KMS, the three
-// projectors following the log, a manual clock and the manual scheduler.
+// The engine, assembled as the server and test/backup's NewEngine assemble
+// it (cmd/engine): one Pebble store, envelope encryption, the software KMS,
+// the projectors following the log, a manual clock and the manual
+// scheduler.
 
 type engine struct {
-	dir     string
-	master  []byte
-	store   *pebblestore.Store       // the log, data keys and blobs
-	proj    *pebblestore.Projections // the read models
-	env     *envelope.Envelope
-	clock   *clock.Manual
-	ids     ids.Random
-	kms     *commands.KMS
-	backups *commands.Backups
-	driver  *scheduler.Manual
-	caller  commands.Caller
-	procs   []*commands.Projector
-	cancel  context.CancelFunc
-	done    chan struct{}
+	dir      string
+	master   []byte
+	store    *pebblestore.Store       // the log, data keys and blobs
+	proj     *pebblestore.Projections // the read models
+	env      *envelope.Envelope
+	clock    *clock.Manual
+	ids      ids.Random
+	kms      *commands.KMS
+	backups  *commands.Backups
+	audit    *commands.Audit
+	restores *commands.Restores
+	driver   *scheduler.Manual
+	caller   commands.Caller
+	procs    []*commands.Projector
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 func openEngine(dir string, start time.Time) (*engine, error) {
@@ -101,21 +104,19 @@ func (e *engine) open() error {
 		_ = st.Close()
 		return err
 	}
+	scratch, err := pebblestore.NewScratches(filepath.Join(e.dir, "scratch"), pebblestore.ScratchOptions{})
+	if err != nil {
+		_ = proj.Close()
+		_ = st.Close()
+		return err
+	}
 	e.store, e.proj, e.env = st, proj, env
 	clk := e.clock
-	kp := &commands.Projector{Name: kmsstate.Name, Log: st, Store: proj, Apply: kmsstate.Apply}
-	bs := &commands.Projector{Name: backupstate.Name, Log: st, Store: proj, Apply: backupstate.Apply}
-	bd := &commands.Projector{Name: backupdata.Name, Log: st, Store: proj, Apply: commands.BackupDataApply(st)}
-	e.procs = []*commands.Projector{kp, bs, bd}
-	e.backups = &commands.Backups{Log: st, State: proj, StateApplied: bs, DataApplied: bd, Sealer: env, DataKeys: env,
-		Blobs: st, Files: backupfile.New(), Clock: clk, IDs: e.ids, Zones: time.LoadLocation}
-	e.kms = &commands.KMS{Log: st, State: proj, Applied: kp, Sealer: env, DataKeys: env, Cipher: softkms.Cipher{},
-		Clock: clk, IDs: e.ids,
-		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
-			return e.backups.EnsureDefault(ctx, in.Account, in.Region)
-		},
-		BeforeShred: e.backups.MarkSourceReleased}
-	e.driver = &scheduler.Manual{Planner: e.backups, Clock: clk}
+	eng := kmsengine.New(kmsengine.Ports{Log: st, ReadModels: proj, Blobs: st, Keys: env, Scratch: scratch,
+		Files: backupfile.New(), Clock: clk, IDs: e.ids}, kmsengine.Options{})
+	e.procs = eng.Projectors()
+	e.backups, e.kms, e.audit, e.restores = eng.Backups, eng.KMS, eng.Audit, eng.Restores
+	e.driver = &scheduler.Manual{Work: e.backups, Clock: clk}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})
 	go func() {
@@ -178,9 +179,10 @@ func (e *engine) close() error {
 
 // enableBackup creates a provisioned backup instance and enables it on
 // instance in (UTC), which takes the first full backup at once: a copy of
-// everything the instance's stream holds.
+// everything the instance's stream holds. Its term is three years, so that
+// a 600-day history never reaches its expiry.
 func (e *engine) enableBackup(ctx context.Context, in domain.InstanceID) (*domain.Backup, error) {
-	b, err := e.backups.CreateBackupInstance(ctx, e.caller, commands.CreateBackupInput{Region: region, ViewableDays: 30, Term: "1y"})
+	b, err := e.backups.CreateBackupInstance(ctx, e.caller, commands.CreateBackupInput{Region: region, ViewableDays: 30, Term: "3y"})
 	if err != nil {
 		return nil, err
 	}
@@ -561,6 +563,22 @@ func (u *usage) backup() int64 {
 	return t
 }
 
+// projParts describes the backup's read model by part: item rows, live
+// index, day index, checkpoint summaries, day records, bases.
+func (u *usage) projParts() string {
+	out := ""
+	for _, p := range []struct {
+		b    byte
+		name string
+	}{{'i', "rows"}, {'l', "live index"}, {'d', "day index"}, {'c', "summaries"}, {'f', "day records"}, {'b', "bases"}} {
+		if out != "" {
+			out += ", "
+		}
+		out += fmt.Sprintf("%s %.1f MiB (%d x %.0f B)", p.name, mib(u.proj[p.b]), u.projKeys[p.b], u.perKey(p.b))
+	}
+	return out
+}
+
 // perKey is the mean size of a key and its value in one part of the
 // backup's projection.
 func (u *usage) perKey(part byte) float64 {
@@ -742,8 +760,8 @@ func (u *usage) scan(dir string, b *domain.Backup, kmsStream, backupStream strin
 	defer projDB.Close()
 	ref := b.DataRef()
 	blobPrefix := append(append([]byte{'B'}, ref...), 0)
-	projPrefix := append(append([]byte("Pbkd/"), ref...), 0)
-	metaKey := append(append([]byte("Pbkd/"), b.ID...), 0, 'm')
+	projPrefix := append([]byte("P"), backupdata.GenerationPrefix(ref)...)
+	metaKey := append([]byte("P"), backupdata.MetaKey(b.ID)...)
 	kmsPrefix := []byte("Pkms/")
 	for _, db := range []*pebble.DB{logDB, projDB} {
 		if err := u.scanDB(db, kmsStream, backupStream, kmsPos, chainPos, blobPrefix, projPrefix, metaKey, kmsPrefix); err != nil {
@@ -827,12 +845,17 @@ func (u *usage) scanDB(db *pebble.DB, kmsStream, backupStream string, kmsPos, ch
 	return it.Close()
 }
 
-// prefixEnd is the first key after every key with prefix p (whose last
-// byte is 0x00 here).
+// prefixEnd is the first key after every key with prefix p (p is never
+// all 0xff bytes here).
 func prefixEnd(p []byte) []byte {
 	end := slices.Clone(p)
-	end[len(end)-1]++
-	return end
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] != 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
 }
 
 // storeOptions are the Pebble options of pebblestore.pebbleOptions that
@@ -929,7 +952,7 @@ func TestScenariosSmall(t *testing.T) {
 
 	r := runChurn(t, t.TempDir(), churn{keys: 1000, days: 1, perDay: 100})
 	u := r.end
-	if u.kmsEvents != 1+1000+100 || u.blobs == 0 || u.proj['v'] == 0 || u.logRecords == 0 || r.start.backup() >= u.backup() {
+	if u.kmsEvents != 1+1000+100 || u.blobs == 0 || u.proj['i'] == 0 || u.logRecords == 0 || r.start.backup() >= u.backup() {
 		t.Fatalf("usage: %+v", u)
 	}
 	// The first full at enable (23:50), an incremental at 23:55, then a

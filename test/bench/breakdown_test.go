@@ -131,12 +131,12 @@ func instrument(s *sealState) *stages {
 	b.DataApplied = timedWaiter{Waiter: b.DataApplied, name: "wait for backupdata", st: st}
 	bd := s.e.procs[2]
 	apply := bd.Apply
-	bd.Apply = func(txn projections.Txn, e domain.Event) error {
+	bd.Apply = func(ctx context.Context, txn projections.Txn, e domain.Event) error {
 		if e.Type != domain.TypeBackupCheckpointed {
-			return apply(txn, e)
+			return apply(ctx, txn, e)
 		}
 		defer st.since("  of which backupdata apply", time.Now())
-		return apply(txn, e)
+		return apply(ctx, txn, e)
 	}
 	return st
 }

@@ -584,31 +584,27 @@ func BenchmarkUploadDay(b *testing.B) {
 
 // BenchmarkDayStateReads times the read of the state a day's file starts
 // from (every live item at the day's full, with its versions: what
-// DownloadDay reads before opening and writing anything) in four ways, in
+// DownloadDay reads before writing its incrementals) in three ways, in
 // alternating rounds, and reports the median of each:
 //
-//   - per-item: as DownloadDay read it before backupdata.StateVersionsAt:
-//     backupdata.StateAt, and for each item backupdata.Versions, one
-//     Pebble iterator per item;
-//   - merged: StateAt into a slice, then every item's versions in one
-//     sequential scan (backupdata.VersionsOf, as Restore reads them);
-//   - streamed: backupdata.StateVersionsAt, as DownloadDay reads it now
-//     (writeDayFile): the rows and the versions in forward scans, a batch
-//     of items at a time, memory flat;
-//   - rows: StateAt alone, the item rows without their versions.
-//
-// It also times backupdata.CountState (count-s), the one scan of the rows
-// with which DownloadDay counts what the file's header promises.
+//   - loaded: the restore point at the full's instant loaded into a
+//     scratch store (commands.Backups.Open: its base, then its slices) and
+//     read item by item with every version, as DownloadDay reads it;
+//   - rows: backupdata.StateAt, the item rows of the read model alone
+//     (which hold no version);
+//   - count: backupdata.CountState, the one scan of the rows with which
+//     DownloadDay counts what the file's header promises.
 func BenchmarkDayStateReads(b *testing.B) {
 	for _, size := range fileSizes {
 		b.Run(size.name, func(b *testing.B) {
+			ctx := context.Background()
 			s := fileStateOf(b, size.n)
 			bk, err := backupstate.Get(s.e.proj, s.backup)
 			if err != nil {
 				b.Fatal(err)
 			}
 			ref := bk.DataRef()
-			lo, _, ok, err := backupdata.DayRange(s.e.proj, ref, domain.Day(s.day))
+			lo, hi, ok, err := backupdata.DayRange(s.e.proj, ref, domain.Day(s.day))
 			if err != nil || !ok {
 				b.Fatalf("day range: %v %v", ok, err)
 			}
@@ -616,42 +612,21 @@ func BenchmarkDayStateReads(b *testing.B) {
 			if err != nil || !full.Full {
 				b.Fatalf("the day's first checkpoint: %+v %v", full, err)
 			}
-			_, hi, _, err := backupdata.DayRange(s.e.proj, ref, domain.Day(s.day))
-			if err != nil {
-				b.Fatal(err)
-			}
-			var versions [3]int
+			var versions uint64
 			var count backupdata.StateCount
 			readers := []struct {
 				name string
 				run  func() error
 			}{
-				{"per-item", func() error {
-					versions[0] = 0
-					return backupdata.StateAt(s.e.proj, ref, full.Seq, func(it backupdata.Item) error {
-						vs, err := backupdata.Versions(s.e.proj, ref, it.Kind, it.ID, it.CreateSeq)
-						versions[0] += min(len(vs), int(it.Versions))
-						return err
-					})
-				}},
-				{"merged", func() error {
-					var items []backupdata.Item
-					if err := backupdata.StateAt(s.e.proj, ref, full.Seq, func(it backupdata.Item) error {
-						items = append(items, it)
-						return nil
-					}); err != nil {
+				{"loaded", func() error {
+					versions = 0
+					src, err := s.e.backups.Open(ctx, bk, commands.RestorePoint{Day: full.Day, At: full.At}, nil)
+					if err != nil {
 						return err
 					}
-					versions[1] = 0
-					return backupdata.VersionsOf(s.e.proj, ref, items, func(_ int, vs []backupdata.Version) error {
-						versions[1] += len(vs)
-						return nil
-					})
-				}},
-				{"streamed", func() error {
-					versions[2] = 0
-					return backupdata.StateVersionsAt(s.e.proj, ref, full.Seq, func(_ backupdata.Item, vs []backupdata.Version) error {
-						versions[2] += len(vs)
+					defer src.Close()
+					return src.Each(ctx, commands.ItemRef{}, func(it *commands.BackedUpItem) error {
+						versions += uint64(len(it.Versions))
 						return nil
 					})
 				}},
@@ -676,9 +651,9 @@ func BenchmarkDayStateReads(b *testing.B) {
 				}
 			}
 			b.StopTimer()
-			if versions[0] != versions[1] || versions[0] != versions[2] || uint64(versions[0]) != s.header.Records-s.header.Checkpoints-fileSliceEvents(s) ||
-				count.Versions != uint64(versions[0]) || count.Keys != s.header.Keys || count.Secrets != s.header.Secrets {
-				b.Fatalf("read %d, %d and %d versions; counted %+v", versions[0], versions[1], versions[2], count)
+			if versions != s.header.Records-s.header.Checkpoints-fileSliceEvents(s) ||
+				count.Versions != versions || count.Keys != s.header.Keys || count.Secrets != s.header.Secrets {
+				b.Fatalf("read %d versions; counted %+v", versions, count)
 			}
 			b.ReportMetric(0, "ns/op")
 			med := make([]time.Duration, len(readers))
@@ -686,11 +661,8 @@ func BenchmarkDayStateReads(b *testing.B) {
 				med[j] = medianDur(took[j])
 				b.ReportMetric(med[j].Seconds(), r.name+"-s")
 			}
-			b.ReportMetric(med[0].Seconds()/med[1].Seconds(), "per-item/merged")
-			b.ReportMetric(med[0].Seconds()/med[2].Seconds(), "per-item/streamed")
-			b.Logf("%d versions; medians: per-item %s, merged %s, streamed %s, rows %s, count %s", versions[0],
-				med[0].Round(time.Millisecond), med[1].Round(time.Millisecond), med[2].Round(time.Millisecond),
-				med[3].Round(time.Millisecond), med[4].Round(time.Millisecond))
+			b.Logf("%d versions; medians: loaded %s, rows %s, count %s", versions,
+				med[0].Round(time.Millisecond), med[1].Round(time.Millisecond), med[2].Round(time.Millisecond))
 		})
 	}
 }

@@ -28,13 +28,9 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/natsjs"
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
-	"github.com/kmsbackup/kmsbackup/adapters/softkms"
+	kmsengine "github.com/kmsbackup/kmsbackup/cmd/engine"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/audit"
-	"github.com/kmsbackup/kmsbackup/projections/backupdata"
-	"github.com/kmsbackup/kmsbackup/projections/backupstate"
-	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 	"github.com/kmsbackup/kmsbackup/test/natsserver"
 )
 
@@ -551,7 +547,7 @@ func buildRebuildHistory(ctx context.Context, dir string) (*rebuildHistory, erro
 				if err != nil {
 					return fail(err)
 				}
-				if d.(*domain.BackupCheckpointed).Slice != "" {
+				if len(d.(*domain.BackupCheckpointed).SliceParts()) > 0 {
 					h.slices++
 				}
 			}
@@ -577,24 +573,36 @@ func (h *rebuildHistory) copyTo(ctx context.Context, l commands.EventAppender, b
 		batch := make([]domain.Event, j-i)
 		copy(batch, h.events[i:j])
 		for _, ev := range batch {
-			if !copyBlobs || ev.Type != domain.TypeBackupCheckpointed {
+			if !copyBlobs || (ev.Type != domain.TypeBackupCheckpointed && ev.Type != domain.TypeBackupBaseStored) {
 				continue
 			}
 			d, err := ev.Decode()
 			if err != nil {
 				return 0, 0, err
 			}
-			cp := d.(*domain.BackupCheckpointed)
-			if cp.Slice == "" {
-				continue
+			var names []string
+			var gen uint32
+			switch d := d.(type) {
+			case *domain.BackupCheckpointed:
+				gen = d.Generation
+				for _, p := range d.SliceParts() {
+					names = append(names, p.Name)
+				}
+			case *domain.BackupBaseStored:
+				gen = d.Generation
+				for _, p := range d.Parts {
+					names = append(names, p.Name)
+				}
 			}
-			ref := domain.DataRef(domain.BackupID(ev.Stream[len(domain.BackupStreamPrefix):]), cp.Generation)
-			blob, err := h.e.store.GetBlob(ctx, ref, cp.Slice)
-			if err != nil {
-				return 0, 0, err
-			}
-			if err := blobs.PutBlob(ctx, ref, cp.Slice, blob); err != nil {
-				return 0, 0, err
+			ref := domain.DataRef(domain.BackupID(ev.Stream[len(domain.BackupStreamPrefix):]), gen)
+			for _, name := range names {
+				blob, err := h.e.store.GetBlob(ctx, ref, name)
+				if err != nil {
+					return 0, 0, err
+				}
+				if err := blobs.PutBlob(ctx, ref, name, blob); err != nil {
+					return 0, 0, err
+				}
 			}
 		}
 		res, err := l.Append(ctx, batch[0].Stream, domain.ExpectAny, batch)
@@ -735,12 +743,18 @@ func benchRebuild(b *testing.B, url string) {
 // have applied it all, and returns the time until all four had applied the
 // first phase and the time of the rest.
 func rebuild(ctx context.Context, t *rebuildTarget, st *pebblestore.Projections) (bulk, sched time.Duration, err error) {
-	procs := []*commands.Projector{
-		{Name: kmsstate.Name, Log: t.log, Store: st, Apply: kmsstate.Apply},
-		{Name: backupstate.Name, Log: t.log, Store: st, Apply: backupstate.Apply},
-		{Name: backupdata.Name, Log: t.log, Store: st, Apply: commands.BackupDataApply(t.blobs)},
-		{Name: audit.Name, Log: t.log, Store: st, Apply: audit.Apply},
+	scratchDir, err := os.MkdirTemp(root, "rebuild-scratch-")
+	if err != nil {
+		return 0, 0, err
 	}
+	defer os.RemoveAll(scratchDir)
+	scratch, err := pebblestore.NewScratches(scratchDir, pebblestore.ScratchOptions{Logger: quietLogger})
+	if err != nil {
+		return 0, 0, err
+	}
+	// The server's projectors; the use cases go unused.
+	procs := kmsengine.New(kmsengine.Ports{Log: t.log, ReadModels: st, Blobs: t.blobs, Scratch: scratch, Clock: clock.System{}},
+		kmsengine.Options{}).Projectors()
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -780,26 +794,27 @@ func rebuild(ctx context.Context, t *rebuildTarget, st *pebblestore.Projections)
 // it, so that several nodes can share them. A manual clock, the manual
 // scheduler, the four projectors and the audit use case, as in the server.
 type node struct {
-	kind    string
-	store   *pebblestore.Store
-	proj    *pebblestore.Projections
-	log     commands.EventLog
-	blobs   commands.BlobStore
-	url     string
-	master  []byte
-	logOpts natsjs.Options // jetstream: the log's stream
-	buckets [2]string      // jetstream: the blob and key buckets
-	env     *envelope.Envelope
-	clock   *clock.Manual
-	ids     ids.Random
-	kms     *commands.KMS
-	backups *commands.Backups
-	audit   *commands.Audit
-	driver  *scheduler.Manual
-	procs   []*commands.Projector
-	cancel  context.CancelFunc
-	done    chan struct{}
-	closers []func() error
+	kind     string
+	store    *pebblestore.Store
+	proj     *pebblestore.Projections
+	log      commands.EventLog
+	blobs    commands.BlobStore
+	url      string
+	master   []byte
+	logOpts  natsjs.Options // jetstream: the log's stream
+	buckets  [2]string      // jetstream: the blob and key buckets
+	env      *envelope.Envelope
+	clock    *clock.Manual
+	ids      ids.Random
+	kms      *commands.KMS
+	backups  *commands.Backups
+	audit    *commands.Audit
+	restores *commands.Restores
+	driver   *scheduler.Manual
+	procs    []*commands.Projector
+	cancel   context.CancelFunc
+	done     chan struct{}
+	closers  []func() error
 }
 
 // openNode opens a node of kind on a fresh log (on the server at url for
@@ -869,21 +884,16 @@ func newNode(kind, url, dir string, start time.Time, peer *node) (*node, error) 
 	}
 	n.clock = clock.NewManual(start)
 	n.ids = ids.Random{Clock: n.clock}
-	kp := &commands.Projector{Name: kmsstate.Name, Log: n.log, Store: proj, Apply: kmsstate.Apply}
-	bs := &commands.Projector{Name: backupstate.Name, Log: n.log, Store: proj, Apply: backupstate.Apply}
-	bd := &commands.Projector{Name: backupdata.Name, Log: n.log, Store: proj, Apply: commands.BackupDataApply(n.blobs)}
-	ap := &commands.Projector{Name: audit.Name, Log: n.log, Store: proj, Apply: audit.Apply}
-	n.procs = []*commands.Projector{kp, bs, bd, ap}
-	n.audit = &commands.Audit{Log: n.log, State: proj, Applied: ap, Clock: n.clock, IDs: n.ids}
-	n.backups = &commands.Backups{Log: n.log, State: proj, StateApplied: bs, DataApplied: bd, Sealer: n.env, DataKeys: n.env,
-		Blobs: n.blobs, Files: backupfile.New(), Clock: n.clock, IDs: n.ids, Zones: time.LoadLocation, Audit: n.audit}
-	n.kms = &commands.KMS{Log: n.log, State: proj, Applied: kp, Sealer: n.env, DataKeys: n.env, Cipher: softkms.Cipher{},
-		Clock: n.clock, IDs: n.ids,
-		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
-			return n.backups.EnsureDefault(ctx, in.Account, in.Region)
-		},
-		BeforeShred: n.backups.MarkSourceReleased}
-	n.driver = &scheduler.Manual{Planner: n.backups, Clock: n.clock}
+	scratch, err := pebblestore.NewScratches(filepath.Join(dir, "scratch"), pebblestore.ScratchOptions{Logger: quietLogger})
+	if err != nil {
+		n.close()
+		return nil, err
+	}
+	eng := kmsengine.New(kmsengine.Ports{Log: n.log, ReadModels: proj, Blobs: n.blobs, Keys: n.env, Scratch: scratch,
+		Files: backupfile.New(), Clock: n.clock, IDs: n.ids}, kmsengine.Options{})
+	n.procs = eng.Projectors()
+	n.audit, n.backups, n.kms, n.restores = eng.Audit, eng.Backups, eng.KMS, eng.Restores
+	n.driver = &scheduler.Manual{Work: n.backups, Clock: n.clock}
 	rctx, cancel := context.WithCancel(ctx)
 	n.cancel, n.done = cancel, make(chan struct{})
 	go func() {

@@ -17,7 +17,6 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/softkms"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/audit"
 )
 
 var restoreItems = flag.String("restore-items", "100000", "comma-separated sizes of BenchmarkRestoreWhole's instances (keys and secrets)")
@@ -128,13 +127,8 @@ func newRestoreWorld(b *testing.B, n, keys int) *wholeRestore {
 	// check of new IDs read its index ID by ID (pebblestore's precheck).
 	realIDs := ids.Random{Clock: clock.System{}}
 	e.kms.IDs = realIDs
-	ap := &commands.Projector{Name: audit.Name, Log: e.store, Store: e.proj, Apply: audit.Apply}
-	actx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = ap.Run(actx) }()
-	b.Cleanup(func() { cancel(); <-done })
-	auditUC := &commands.Audit{Log: e.store, State: e.proj, Applied: ap, Clock: e.clock, IDs: realIDs}
-	w.rs = &commands.Restores{Backups: e.backups, KMS: e.kms, Audit: auditUC, Sources: &commands.ReadModelSources{State: e.proj}}
+	e.audit.IDs = realIDs
+	w.rs = e.restores
 	if err := e.settle(ctx); err != nil {
 		b.Fatal(err)
 	}

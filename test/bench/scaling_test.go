@@ -428,7 +428,7 @@ func buildRestoreState(ctx context.Context, dir string, items int) (*restoreStat
 	}
 	return &restoreState{e: e, k: k, backup: bkp, target: target.ID,
 		day: string(domain.DayOf(e.clock.Now().Add(-time.Hour), time.UTC)),
-		rs:  &commands.Restores{Backups: e.backups, KMS: e.kms, Sources: &commands.ReadModelSources{State: e.proj}}}, nil
+		rs:  e.restores}, nil
 }
 
 // read plans restoring everything of the day and reads every version of
@@ -528,7 +528,7 @@ func BenchmarkRestoreApply(b *testing.B) {
 				b.Fatal(err)
 			}
 			day := string(domain.DayOf(n.clock.Now(), time.UTC))
-			rs := &commands.Restores{Backups: n.backups, KMS: n.kms, Audit: n.audit, Sources: &commands.ReadModelSources{State: n.proj}}
+			rs := n.restores
 			restored := 0
 			b.ResetTimer()
 			for i := range b.N {

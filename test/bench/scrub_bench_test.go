@@ -126,18 +126,20 @@ func (s *scrubState) rotate(ctx context.Context, n int) error {
 }
 
 // rawRead is what a raw pass read, in bytes as the scrub counts them for
-// its Throttle: the backup streams' events, the slice blobs, the state
-// rows at the last checkpoints.
+// its Throttle: the backup streams' events, the slice blobs, the base
+// parts, the state rows at the last checkpoints.
 type rawRead struct {
-	stream, blobs, state int64
-	checkpoints, slices  int
+	stream, blobs, bases, state int64
+	checkpoints, slices         int
 }
 
-func (r rawRead) total() int64 { return r.stream + r.blobs + r.state }
+func (r rawRead) total() int64 { return r.stream + r.blobs + r.bases + r.state }
 
 // rawPass reads what a scrub reads, checking nothing: each backup's
-// stream, every slice blob of its generation, and the state rows at its
-// last checkpoint.
+// stream, every slice blob of its generation, every part of its bases, and
+// the state rows at its last checkpoint. (A generation with bases after
+// base 0 has its slices read a second time by the scrub, replaying them to
+// compare with the bases: the fleets here have none.)
 func (s *scrubState) rawPass(ctx context.Context) (rawRead, error) {
 	st := s.e.store
 	var n rawRead
@@ -147,7 +149,7 @@ func (s *scrubState) rawPass(ctx context.Context) (rawRead, error) {
 			return n, err
 		}
 		stream := domain.BackupStream(id)
-		var slices []string
+		var slices, parts []string
 		for from := uint64(0); ; {
 			page, err := st.ReadStream(ctx, stream, from, false, 1000)
 			if err != nil {
@@ -156,6 +158,18 @@ func (s *scrubState) rawPass(ctx context.Context) (rawRead, error) {
 			for _, e := range page {
 				from = e.Revision + 1
 				n.stream += int64(len(e.Data) + len(e.Stream) + 100)
+				if e.Type == domain.TypeBackupBaseStored {
+					d, err := e.Decode()
+					if err != nil {
+						return n, err
+					}
+					if base := d.(*domain.BackupBaseStored); base.Generation == b.Generation {
+						for _, p := range base.Parts {
+							parts = append(parts, p.Name)
+						}
+					}
+					continue
+				}
 				if e.Type != domain.TypeBackupCheckpointed {
 					continue
 				}
@@ -164,8 +178,10 @@ func (s *scrubState) rawPass(ctx context.Context) (rawRead, error) {
 				if err != nil {
 					return n, err
 				}
-				if cp := d.(*domain.BackupCheckpointed); cp.Slice != "" && cp.Generation == b.Generation {
-					slices = append(slices, cp.Slice)
+				if cp := d.(*domain.BackupCheckpointed); cp.Generation == b.Generation {
+					for _, p := range cp.SliceParts() {
+						slices = append(slices, p.Name)
+					}
 				}
 			}
 			if len(page) < 1000 {
@@ -179,6 +195,13 @@ func (s *scrubState) rawPass(ctx context.Context) (rawRead, error) {
 			}
 			n.blobs += int64(len(blob))
 			n.slices++
+		}
+		for _, name := range parts {
+			blob, err := st.GetBlob(ctx, b.DataRef(), name)
+			if err != nil {
+				return n, err
+			}
+			n.bases += int64(len(blob))
 		}
 		if err := backupdata.StateAt(s.e.proj, b.DataRef(), b.Checkpoints, func(it backupdata.Item) error {
 			n.state += int64(len(it.ID) + len(it.Description) + len(it.KeyID) + 48)

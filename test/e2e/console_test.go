@@ -516,6 +516,9 @@ func TestConsoleTour(t *testing.T) {
 	s.MustJSON(tok, "kms", "secret", "create", "db-password", "--instance", inst, "--key", pay, "--value", "s3cret")
 	bkp := str(t, s.MustJSON(tok, "backup-instance", "create", "--region", "cn-hangzhou", "--viewable-days", "30", "--term", "1y"), "id")
 	s.MustJSON(tok, "backup-instance", "enable", bkp, "--kms-instance", inst, "--alias", "payments-prod", "--time-zone", "Asia/Shanghai")
+	// Three minutes after the first full (09:30), before the next
+	// incremental (09:35): a restore at 09:30 or 09:32 predates it.
+	s.MustJSON(tok, "dev", "clock", "advance", "3m")
 	s.MustJSON(tok, "kms", "key", "rotate", pay)
 	s.MustJSON(tok, "kms", "key", "create", "--instance", inst, "--description", "webhook signing")
 	s.MustJSON(tok, "dev", "clock", "advance", "24h")
@@ -592,13 +595,13 @@ func TestConsoleTour(t *testing.T) {
 		t.Fatalf("restoring the day's last backup offers %s versions of the key, want 2", v)
 	}
 	closeDialog()
-	// Any instant of the day, typed in: the state of the last backup at or
+	// Any instant of the day, typed in: the state of every change at or
 	// before it.
 	p.dialog(`a[aria-label="Restore key `+pay+`"]`, "#at_instant")
 	if v := planVersions("#at_instant", "2026-05-01T09:32:00Z"); v != "1" {
 		t.Fatalf("restoring at 09:32 offers %s versions of the key, want 1", v)
 	}
-	p.wantText("#dialog", "backup state at 2026-05-01 09:30:00 UTC")
+	p.wantText("#dialog", "backup state at 2026-05-01 09:32:00 UTC")
 	closeDialog()
 
 	// Verify the whole chain from its row.

@@ -61,8 +61,25 @@ func (w *world) apply(e domain.Event, slice []domain.Event) {
 	if err := w.st.Update(backupstate.Name, e.Position, func(txn projections.Txn) error { return backupstate.Apply(txn, e) }); err != nil {
 		w.tb.Fatalf("backupstate: apply %s: %v", e.Type, err)
 	}
-	if err := w.st.Update(backupdata.Name, e.Position, func(txn projections.Txn) error { return backupdata.Apply(txn, e, slice) }); err != nil {
+	if err := w.st.Update(backupdata.Name, e.Position, func(txn projections.Txn) error {
+		return backupdata.Apply(txn, e, backupdata.Data{Slice: events(slice)})
+	}); err != nil {
 		w.tb.Fatalf("backupdata: apply %s: %v", e.Type, err)
+	}
+}
+
+// events walks a slice held in memory, as backupdata.Apply reads one.
+func events(slice []domain.Event) backupdata.Events {
+	if slice == nil {
+		return nil
+	}
+	return func(fn func(*domain.Event) error) error {
+		for i := range slice {
+			if err := fn(&slice[i]); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 }
 
@@ -96,8 +113,8 @@ func (w *world) checkpoint(id domain.BackupID, at time.Time, full bool) *domain.
 	}
 	kms := w.streams[domain.KMSStream(b.KMSInstance)]
 	slice := kms[b.NextRevision:]
-	sum := sha256.Sum256(domain.EncodeSlice(slice))
-	c, err := b.Checkpoint(domain.Due{At: at, Full: full}, loc, uint64(len(kms)), fmt.Sprintf("blob-%d", w.pos+1), sum)
+	sum := sha256.Sum256(domain.EncodeSliceV1(slice))
+	c, err := b.Checkpoint(domain.Due{At: at, Full: full}, loc, uint64(len(kms)), []domain.SlicePart{{Name: fmt.Sprintf("blob-%d", w.pos+1), Digest: sum}}, false)
 	if err != nil {
 		w.tb.Fatalf("checkpoint at %s: %v", at, err)
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
 )
 
 // sessionWorld is the accounts use cases on the real stores, with the
@@ -54,7 +54,7 @@ func (w *sessionWorld) open() {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	p := &commands.Projector{Name: kmsstate.Name, Log: w.log, Store: state, Apply: kmsstate.Apply}
+	p := &commands.Projector{Name: kmsstate.Name, Log: w.log, Store: state, Apply: commands.Pure(kmsstate.Apply)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = p.Run(ctx) }()

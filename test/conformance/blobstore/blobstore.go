@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -44,6 +45,8 @@ func Run(t *testing.T, newStore func(t *testing.T) commands.BlobStore) {
 	t.Run("ConcurrentSameBlob", s.concurrentSameBlob)
 	t.Run("InvalidArgument", s.invalidArgument)
 	t.Run("CanceledContext", s.canceledContext)
+	t.Run("Stream", s.stream)
+	t.Run("DeleteBlob", s.deleteBlob)
 }
 
 type suite struct {
@@ -93,6 +96,8 @@ func mustPut(t testing.TB, ctx context.Context, st commands.BlobStore, ref, name
 	}
 }
 
+// mustGet checks that GetBlob, and a streaming read through OpenBlob,
+// both give want.
 func mustGet(t testing.TB, ctx context.Context, st commands.BlobStore, ref, name string, want []byte) {
 	t.Helper()
 	got, err := st.GetBlob(ctx, ref, name)
@@ -102,6 +107,47 @@ func mustGet(t testing.TB, ctx context.Context, st commands.BlobStore, ref, name
 	if !bytes.Equal(got, want) {
 		t.Fatalf("GetBlob(%q, %q) = %s, want %s", ref, name, describe(got), describe(want))
 	}
+	streamed, err := readStream(ctx, st, ref, name, 64<<10+3)
+	if err != nil {
+		t.Fatalf("OpenBlob(%q, %q), read: %v", ref, name, err)
+	}
+	if !bytes.Equal(streamed, want) {
+		t.Fatalf("OpenBlob(%q, %q) reads %s, want %s", ref, name, describe(streamed), describe(want))
+	}
+}
+
+// readStream reads a blob through OpenBlob, bufSize bytes a Read, until
+// io.EOF, and closes the reader. A reader that is a commands.BlobDigester
+// must tell no digest before io.EOF and the SHA-256 of what it read at it.
+func readStream(ctx context.Context, st commands.BlobStore, ref, name string, bufSize int) ([]byte, error) {
+	r, err := st.OpenBlob(ctx, ref, name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	d, digests := r.(commands.BlobDigester)
+	var out []byte
+	buf := make([]byte, bufSize)
+	for {
+		if digests {
+			if _, ok := d.Digest(); ok {
+				return out, fmt.Errorf("a digest before the end of the blob (%d bytes read)", len(out))
+			}
+		}
+		n, err := r.Read(buf)
+		out = append(out, buf[:n]...)
+		if errors.Is(err, io.EOF) {
+			if digests {
+				if sum, ok := d.Digest(); !ok || sum != sha256.Sum256(out) {
+					return out, fmt.Errorf("at the end, Digest = %x, %v; want the SHA-256 of the blob", sum, ok)
+				}
+			}
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+	}
 }
 
 func mustNotFound(t testing.TB, ctx context.Context, st commands.BlobStore, ref, name string) {
@@ -109,6 +155,9 @@ func mustNotFound(t testing.TB, ctx context.Context, st commands.BlobStore, ref,
 	got, err := st.GetBlob(ctx, ref, name)
 	if !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("GetBlob(%q, %q) = %s, %v; want ErrNotFound", ref, name, describe(got), err)
+	}
+	if got, err := readStream(ctx, st, ref, name, 4096); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("OpenBlob(%q, %q) reads %s, %v; want ErrNotFound", ref, name, describe(got), err)
 	}
 }
 
@@ -408,6 +457,12 @@ func (s *suite) invalidArgument(t *testing.T) {
 		if err := st.DestroyBlobs(ctx, r); !errors.Is(err, domain.ErrInvalidArgument) {
 			t.Errorf("DestroyBlobs with %s = %v, want ErrInvalidArgument", what, err)
 		}
+		if _, err := st.OpenBlob(ctx, r, "x"); !errors.Is(err, domain.ErrInvalidArgument) {
+			t.Errorf("OpenBlob with %s = %v, want ErrInvalidArgument", what, err)
+		}
+		if err := st.DeleteBlob(ctx, r, "x"); !errors.Is(err, domain.ErrInvalidArgument) {
+			t.Errorf("DeleteBlob with %s = %v, want ErrInvalidArgument", what, err)
+		}
 	}
 	for what, n := range badNames {
 		if err := st.PutBlob(ctx, ref, n, []byte("x")); !errors.Is(err, domain.ErrInvalidArgument) {
@@ -415,6 +470,12 @@ func (s *suite) invalidArgument(t *testing.T) {
 		}
 		if _, err := st.GetBlob(ctx, ref, n); !errors.Is(err, domain.ErrInvalidArgument) {
 			t.Errorf("GetBlob with %s = %v, want ErrInvalidArgument", what, err)
+		}
+		if _, err := st.OpenBlob(ctx, ref, n); !errors.Is(err, domain.ErrInvalidArgument) {
+			t.Errorf("OpenBlob with %s = %v, want ErrInvalidArgument", what, err)
+		}
+		if err := st.DeleteBlob(ctx, ref, n); !errors.Is(err, domain.ErrInvalidArgument) {
+			t.Errorf("DeleteBlob with %s = %v, want ErrInvalidArgument", what, err)
 		}
 	}
 	// The names on either side of a NUL were not written either.
@@ -439,6 +500,98 @@ func (s *suite) canceledContext(t *testing.T) {
 	if err := st.DestroyBlobs(dead, ref); !errors.Is(err, context.Canceled) {
 		t.Errorf("DestroyBlobs with a canceled context = %v, want context.Canceled", err)
 	}
+	if _, err := st.OpenBlob(dead, ref, "kept"); !errors.Is(err, context.Canceled) {
+		t.Errorf("OpenBlob with a canceled context = %v, want context.Canceled", err)
+	}
+	if err := st.DeleteBlob(dead, ref, "kept"); !errors.Is(err, context.Canceled) {
+		t.Errorf("DeleteBlob with a canceled context = %v, want context.Canceled", err)
+	}
 	mustNotFound(t, ctx, st, ref, "new")
 	mustGet(t, ctx, st, ref, "kept", []byte("kept"))
+}
+
+// stream: a streaming read gives the blob whatever the size of the reads,
+// keeps the context it was opened with, and Close is idempotent; a read
+// after Close fails.
+func (s *suite) stream(t *testing.T) {
+	st, ctx := s.open(t)
+	ref := s.ref("stream")
+	data := s.data("stream", 5<<20+11)
+	mustPut(t, ctx, st, ref, "b", data)
+	for _, size := range []int{1 << 20, 3<<20 + 1, 8 << 20} {
+		got, err := readStream(ctx, st, ref, "b", size)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("reads of %d bytes: %s, %v; want %s", size, describe(got), err, describe(data))
+		}
+	}
+	small := s.data("small", 1<<20+9)
+	mustPut(t, ctx, st, ref, "small", small)
+	if got, err := readStream(ctx, st, ref, "small", 7); err != nil || !bytes.Equal(got, small) {
+		t.Fatalf("reads of 7 bytes: %s, %v; want %s", describe(got), err, describe(small))
+	}
+	r, err := st.OpenBlob(ctx, ref, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	if n, err := io.ReadFull(r, buf); err != nil || !bytes.Equal(buf[:n], data[:100]) {
+		t.Fatalf("first 100 bytes: %d, %v", n, err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := r.Read(buf); err == nil || errors.Is(err, io.EOF) {
+		t.Fatalf("Read after Close = %v, want an error", err)
+	}
+	// The reader keeps its context: once it ends, reads fail with it.
+	rctx, cancel := context.WithCancel(ctx)
+	r, err = st.OpenBlob(rctx, ref, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cancel()
+	if _, err := io.Copy(io.Discard, r); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a read after its context ended = %v, want context.Canceled", err)
+	}
+}
+
+// deleteBlob: DeleteBlob removes one blob and no other (of the ref, or of
+// a ref or name extending it); it is idempotent; a reader opened before
+// gets the whole blob or ErrNotFound.
+func (s *suite) deleteBlob(t *testing.T) {
+	st, ctx := s.open(t)
+	ref := s.ref("del")
+	for _, name := range []string{"part-1", "part-10", "part-2"} {
+		mustPut(t, ctx, st, ref, name, s.data(name, 2<<20+5))
+	}
+	mustPut(t, ctx, st, ref+"0", "part-1", []byte("other ref"))
+	early, err := st.OpenBlob(ctx, ref, "part-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+	if err := st.DeleteBlob(ctx, ref, "part-1"); err != nil {
+		t.Fatalf("DeleteBlob: %v", err)
+	}
+	if err := st.DeleteBlob(ctx, ref, "part-1"); err != nil {
+		t.Fatalf("DeleteBlob again: %v", err)
+	}
+	if err := st.DeleteBlob(ctx, ref, "never"); err != nil {
+		t.Fatalf("DeleteBlob of a blob never put: %v", err)
+	}
+	mustNotFound(t, ctx, st, ref, "part-1")
+	mustGet(t, ctx, st, ref, "part-10", s.data("part-10", 2<<20+5))
+	mustGet(t, ctx, st, ref, "part-2", s.data("part-2", 2<<20+5))
+	mustGet(t, ctx, st, ref+"0", "part-1", []byte("other ref"))
+	got, err := io.ReadAll(early)
+	if err != nil && !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("a reader opened before the deletion: %v, want the whole blob or ErrNotFound", err)
+	}
+	if err == nil && !bytes.Equal(got, s.data("part-1", 2<<20+5)) {
+		t.Fatalf("a reader opened before the deletion read %s", describe(got))
+	}
 }

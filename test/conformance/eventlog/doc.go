@@ -1,8 +1,8 @@
 // Package eventlog is the conformance suite of the event-log port
 // (commands.EventLog). Every implementation of that port (pebblestore,
-// esdb, the in-memory double of the use-case tests) runs it from its own
-// tests with Run, declaring in Features the promises it does not make, so
-// that all of them keep the same promises. The suite drives only the port:
-// it never reaches into an adapter's storage, and production code never
-// imports it.
+// natsjs, esdb, the in-memory double of the use-case tests) runs it from its
+// own tests with Run, declaring in Features the promises it does not make, so
+// that all of them keep the same promises. The suite drives only the port: it
+// never reaches into an adapter's storage, and production code never imports
+// it.
 package eventlog

@@ -141,16 +141,52 @@ type BackupUploadDeleted struct{}
 // instance's stream revisions [from, next), chained to the previous
 // checkpoint by digests (hex SHA-256).
 type BackupCheckpointed struct {
-	Generation  uint32    `json:"generation"`
-	Seq         uint64    `json:"seq"`
-	Full        bool      `json:"full"`
-	At          time.Time `json:"at"`
-	Day         string    `json:"day"`
-	From        uint64    `json:"from_revision"`
-	Next        uint64    `json:"next_revision"`
-	SliceDigest string    `json:"slice_digest"`
-	PrevDigest  string    `json:"prev_digest"`
-	Digest      string    `json:"digest"`
+	Generation  uint32      `json:"generation"`
+	Seq         uint64      `json:"seq"`
+	Full        bool        `json:"full"`
+	At          time.Time   `json:"at"`
+	Day         string      `json:"day"`
+	From        uint64      `json:"from_revision"`
+	Next        uint64      `json:"next_revision"`
+	SliceDigest string      `json:"slice_digest"`
+	PrevDigest  string      `json:"prev_digest"`
+	Digest      string      `json:"digest"`
+	Parts       []SlicePart `json:"parts,omitempty"`
+	InBase      bool        `json:"in_base,omitempty"`
+}
+
+// SlicePart: one stored part of a checkpoint's slice.
+type SlicePart struct {
+	Digest string `json:"digest"`
+	Events uint64 `json:"events"`
+	From   uint64 `json:"from_revision"`
+	Next   uint64 `json:"next_revision"`
+}
+
+// BackupBaseStored: a base of the backup instance's data was stored: the
+// complete state at checkpoint seq, which restores load instead of
+// replaying what came before. Bases are chained to each other and to
+// their checkpoint by digests (hex SHA-256).
+type BackupBaseStored struct {
+	Generation       uint32     `json:"generation"`
+	Seq              uint64     `json:"seq"`
+	At               time.Time  `json:"at"`
+	Next             uint64     `json:"next_revision"`
+	Items            uint64     `json:"items"`
+	Versions         uint64     `json:"versions"`
+	Parts            []BasePart `json:"parts"`
+	StateDigest      string     `json:"state_digest"`
+	CheckpointDigest string     `json:"checkpoint_digest"`
+	PrevDigest       string     `json:"prev_digest"`
+	Digest           string     `json:"digest"`
+}
+
+// BasePart: one stored part of a base.
+type BasePart struct {
+	Digest   string `json:"digest"`
+	Size     uint64 `json:"size"`
+	Items    uint64 `json:"items"`
+	Versions uint64 `json:"versions"`
 }
 
 // BackupSourceReleased: the KMS instance the backup instance is bound to
@@ -267,6 +303,7 @@ func (BackupInstanceReset) EventType() string        { return "BackupInstanceRes
 func (BackupUploaded) EventType() string             { return "BackupUploaded" }
 func (BackupUploadDeleted) EventType() string        { return "BackupUploadDeleted" }
 func (BackupCheckpointed) EventType() string         { return "BackupCheckpointed" }
+func (BackupBaseStored) EventType() string           { return "BackupBaseStored" }
 func (BackupSourceReleased) EventType() string       { return "BackupSourceReleased" }
 func (BackupFailing) EventType() string              { return "BackupFailing" }
 func (KeyRestored) EventType() string                { return "KeyRestored" }
@@ -294,7 +331,7 @@ func Types() []string {
 		"BackupInstanceReset", "BackupCheckpointed",
 		"KeyRestored", "SecretRestored", "Audited",
 		"BackupUploaded", "BackupUploadDeleted",
-		"BackupSourceReleased", "BackupFailing",
+		"BackupSourceReleased", "BackupFailing", "BackupBaseStored",
 	}
 }
 
@@ -348,6 +385,8 @@ func newData(typ string) Data {
 		return &BackupSourceReleased{}
 	case "BackupFailing":
 		return &BackupFailing{}
+	case "BackupBaseStored":
+		return &BackupBaseStored{}
 	}
 	return nil
 }

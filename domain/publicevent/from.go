@@ -88,9 +88,22 @@ func fromData(d domain.EventData) (Data, error) {
 	case *domain.BackupUploadDeleted:
 		return &BackupUploadDeleted{}, nil
 	case *domain.BackupCheckpointed:
-		return &BackupCheckpointed{Generation: d.Generation, Seq: d.Seq, Full: d.Full, At: d.At.UTC(), Day: string(d.Day),
+		c := &BackupCheckpointed{Generation: d.Generation, Seq: d.Seq, Full: d.Full, At: d.At.UTC(), Day: string(d.Day),
 			From: d.From, Next: d.Next, SliceDigest: hex.EncodeToString(d.SliceDigest[:]),
-			PrevDigest: hex.EncodeToString(d.PrevDigest[:]), Digest: hex.EncodeToString(d.Digest[:])}, nil
+			PrevDigest: hex.EncodeToString(d.PrevDigest[:]), Digest: hex.EncodeToString(d.Digest[:]), InBase: d.InBase}
+		for _, p := range d.Parts {
+			c.Parts = append(c.Parts, SlicePart{Digest: hex.EncodeToString(p.Digest[:]), Events: p.Events, From: p.From, Next: p.Next})
+		}
+		return c, nil
+	case *domain.BackupBaseStored:
+		b := &BackupBaseStored{Generation: d.Generation, Seq: d.Seq, At: d.At.UTC(), Next: d.Next, Items: d.Items,
+			Versions: d.Versions, Parts: []BasePart{}, StateDigest: hex.EncodeToString(d.StateDigest[:]),
+			CheckpointDigest: hex.EncodeToString(d.CheckpointDigest[:]), PrevDigest: hex.EncodeToString(d.PrevDigest[:]),
+			Digest: hex.EncodeToString(d.Digest[:])}
+		for _, p := range d.Parts {
+			b.Parts = append(b.Parts, BasePart{Digest: hex.EncodeToString(p.Digest[:]), Size: p.Size, Items: p.Items, Versions: p.Versions})
+		}
+		return b, nil
 	case *domain.BackupSourceReleased:
 		return &BackupSourceReleased{KMSInstance: string(d.Instance), Next: d.Next, End: d.End}, nil
 	case *domain.BackupFailing:

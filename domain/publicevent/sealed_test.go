@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 )
 
 // TestNoPlaintextOnTheStream builds events from random plaintext key

@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/publicevent"
+	"github.com/kmsbackup/kmsbackup/domain/publicevent"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -32,7 +32,7 @@ var domainTypes = []string{
 	domain.TypeBackupReset, domain.TypeBackupCheckpointed,
 	domain.TypeKeyRestored, domain.TypeSecretRestored, domain.TypeAudited,
 	domain.TypeBackupUploaded, domain.TypeBackupUploadDeleted,
-	domain.TypeSourceReleased, domain.TypeBackupFailing,
+	domain.TypeSourceReleased, domain.TypeBackupFailing, domain.TypeBackupBaseStored,
 }
 
 func goldenPath(typ string) string { return filepath.Join("testdata", typ+".json") }

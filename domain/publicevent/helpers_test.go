@@ -119,6 +119,11 @@ func (s sample) events(tb testing.TB, keyMaterial, rotatedMaterial, secretValue,
 		{bkp, "cn-hangzhou", s.instance, &domain.BackupSourceReleased{Instance: s.instance, Next: 3, End: 5}},
 		{bkp, "cn-hangzhou", s.instance, &domain.BackupFailing{Work: "incremental",
 			Reason: "take backup: store slice: backup blob store unavailable", Since: base.Add(23 * time.Minute).Truncate(time.Second), Attempts: 1}},
+		{bkp, "cn-hangzhou", s.instance, &domain.BackupBaseStored{Generation: 1, Seq: 289, At: base.Add(15 * time.Hour).Truncate(time.Hour),
+			Next: 1204, Items: 812, Versions: 1650, Parts: []domain.BasePart{
+				{Name: "base-289-x-0", Digest: digest(0x60), Size: 16779431, Items: 700, Versions: 1420},
+				{Name: "base-289-x-1", Digest: digest(0x80), Size: 2741260, Items: 112, Versions: 230}},
+			StateDigest: digest(0xa0), CheckpointDigest: digest(0xc0), PrevDigest: digest(0xe0), Digest: digest(0x00)}},
 	}
 	revs := map[string]uint64{}
 	out := make([]domain.Event, len(specs))

@@ -1,0 +1,360 @@
+package pebblestore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
+)
+
+// Scratch stores: temporary Pebble databases, one per read, each in a
+// directory of its own under the scratch directory (<data-dir>/scratch),
+// with no write-ahead log, a block cache of its own (64 MiB by default:
+// the replay of a day reads beneath every deletion into the ingested base,
+// and the pass over the state reads it all) and small memtables, removed
+// when the read ends. Nothing in them needs to survive a crash: a scratch
+// directory left by one is removed when the next Scratches opens.
+
+// Defaults of ScratchOptions.
+const (
+	DefaultScratchCache    = 64 << 20
+	DefaultScratchMemTable = 8 << 20
+	// scratchBatchBytes is how much a scratch buffers before it commits.
+	scratchBatchBytes = 1 << 20
+)
+
+const opScratch = "scratch"
+
+// ScratchOptions configures NewScratches. The zero value uses the
+// defaults.
+type ScratchOptions struct {
+	// FS is the file system; nil means the real disk.
+	FS vfs.FS
+	// CacheSize and MemTableSize are each scratch's block cache and
+	// memtable, in bytes; 0 means DefaultScratchCache and
+	// DefaultScratchMemTable.
+	CacheSize    int64
+	MemTableSize uint64
+	// Logger receives Pebble's background errors; nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// Scratches makes scratch stores (commands.ScratchStores) in one
+// directory. Safe for concurrent use.
+type Scratches struct {
+	dir  string
+	opts ScratchOptions
+}
+
+var _ commands.ScratchStores = (*Scratches)(nil)
+
+// NewScratches returns the scratch stores of dir, creating dir and
+// removing whatever an earlier process left in it (no scratch outlives its
+// process). Errors: domain.ErrUnavailable.
+func NewScratches(dir string, opts ScratchOptions) (*Scratches, error) {
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = DefaultScratchCache
+	}
+	if opts.MemTableSize == 0 {
+		opts.MemTableSize = DefaultScratchMemTable
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := opts.FS.RemoveAll(dir); err != nil {
+		return nil, storeErr("clear the scratch directory "+dir, err)
+	}
+	if err := opts.FS.MkdirAll(dir, 0o700); err != nil {
+		return nil, storeErr("make the scratch directory "+dir, err)
+	}
+	return &Scratches{dir: dir, opts: opts}, nil
+}
+
+// OpenScratch makes an empty scratch store in a directory of its own.
+// Errors: domain.ErrUnavailable; ctx's.
+func (s *Scratches) OpenScratch(ctx context.Context) (commands.Scratch, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var name [8]byte
+	_, _ = rand.Read(name[:])
+	dir := s.opts.FS.PathJoin(s.dir, hex.EncodeToString(name[:]))
+	cache := pebble.NewCache(s.opts.CacheSize)
+	defer cache.Unref()
+	po := &pebble.Options{
+		FS:                 s.opts.FS,
+		Cache:              cache,
+		MemTableSize:       s.opts.MemTableSize,
+		DisableWAL:         true,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{l: s.opts.Logger, dir: dir, kind: scratchKind},
+		// A scratch lives for one read: few flushes, and reads right after
+		// them. Compactions would compete with the read for the CPU, and so
+		// would table statistics (which estimate what every range deletion
+		// would reclaim beneath it, reading the ingested tables' indexes).
+		L0CompactionThreshold: 16,
+		L0StopWritesThreshold: 1000,
+		DisableTableStats:     true,
+	}
+	po.EnsureDefaults()
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		_ = s.opts.FS.RemoveAll(dir)
+		return nil, storeErr("open a scratch store", err)
+	}
+	return &scratch{db: db, fs: s.opts.FS, dir: dir, b: db.NewBatch(), writeOpts: po.MakeWriterOptions(6, db.TableFormat())}, nil
+}
+
+// scratchKind names scratch stores in errors.
+var scratchKind = &storeKind{name: "scratch store", hint: "it is a cache of the blob store: run the read again"}
+
+// scratch is one scratch store.
+type scratch struct {
+	db        *pebble.DB
+	fs        vfs.FS
+	dir       string
+	b         *pebble.Batch
+	writeOpts sstable.WriterOptions
+	tables    []string // added, not yet ingested
+	n         int      // files made, for their names
+	closeOnce sync.Once
+	closed    bool
+}
+
+var _ commands.Scratch = (*scratch)(nil)
+
+var errScratchClosed = &domain.Error{Op: opScratch, Kind: domain.ErrUnavailable, Msg: "the scratch store is closed"}
+
+func (s *scratch) Set(key, value []byte) error {
+	if s.closed {
+		return errScratchClosed
+	}
+	if err := s.b.Set(key, value, nil); err != nil {
+		return storeErr("scratch set", err)
+	}
+	return s.maybeCommit()
+}
+
+func (s *scratch) DeleteRange(start, end []byte) error {
+	if s.closed {
+		return errScratchClosed
+	}
+	if err := s.b.DeleteRange(start, end, nil); err != nil {
+		return storeErr("scratch delete range", err)
+	}
+	return s.maybeCommit()
+}
+
+func (s *scratch) maybeCommit() error {
+	if s.b.Len() < scratchBatchBytes {
+		return nil
+	}
+	return s.Flush()
+}
+
+// Flush commits the buffered writes (without sync: there is no log).
+func (s *scratch) Flush() error {
+	if s.closed {
+		return errScratchClosed
+	}
+	if s.b.Empty() {
+		return nil
+	}
+	err := s.b.Commit(pebble.NoSync)
+	_ = s.b.Close()
+	s.b = s.db.NewBatch()
+	return storeErr("scratch commit", err)
+}
+
+// file makes a new file of the scratch for a table.
+func (s *scratch) file() (vfs.File, string, error) {
+	s.n++
+	path := s.fs.PathJoin(s.dir, fmt.Sprintf("table-%06d.sst", s.n))
+	f, err := s.fs.Create(path, vfs.WriteCategoryUnspecified)
+	return f, path, err
+}
+
+func (s *scratch) AddTable(r io.Reader) (int64, error) {
+	if s.closed {
+		return 0, errScratchClosed
+	}
+	f, path, err := s.file()
+	if err != nil {
+		return 0, storeErr("scratch add table", err)
+	}
+	n, err := io.Copy(f, r)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = storeErr("scratch add table", cerr)
+	}
+	if err != nil {
+		_ = s.fs.Remove(path)
+		return n, fmt.Errorf("scratch: add a table: %w", err)
+	}
+	s.tables = append(s.tables, path)
+	return n, nil
+}
+
+func (s *scratch) Ingest(ctx context.Context) error {
+	if s.closed {
+		return errScratchClosed
+	}
+	if err := s.Flush(); err != nil {
+		return err
+	}
+	if len(s.tables) == 0 {
+		return nil
+	}
+	tables := s.tables
+	s.tables = nil
+	if err := s.db.Ingest(ctx, tables); err != nil {
+		for _, p := range tables {
+			_ = s.fs.Remove(p)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// A table that does not load is damage; a failing disk is not.
+		var fsErr *fs.PathError
+		if errors.As(err, &fsErr) {
+			return storeErr("scratch ingest", err)
+		}
+		return domain.Corruption("scratch: ingest %d tables: %s", len(tables), firstLine(err.Error()))
+	}
+	return nil
+}
+
+func (s *scratch) NewIter(lower, upper []byte) (commands.ScratchIter, error) {
+	if s.closed {
+		return nil, errScratchClosed
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, storeErr("scratch iterator", err)
+	}
+	return &scratchIter{it: it}, nil
+}
+
+func (s *scratch) WriteTables(ctx context.Context, lower, upper []byte, split func(key []byte, size int64) bool, put func(t *commands.ScratchTable) error) error {
+	if s.closed {
+		return errScratchClosed
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return storeErr("scratch write tables", err)
+	}
+	defer it.Close()
+	var (
+		w     *sstable.Writer
+		path  string
+		first []byte
+		last  []byte
+		keys  uint64
+	)
+	finish := func() error {
+		if w == nil {
+			return nil
+		}
+		werr := w.Close()
+		w = nil
+		defer func() { _ = s.fs.Remove(path) }()
+		if werr != nil {
+			return storeErr("scratch write a table", werr)
+		}
+		f, err := s.fs.Open(path)
+		if err != nil {
+			return storeErr("scratch read a table", err)
+		}
+		defer f.Close()
+		st, err := f.Stat()
+		if err != nil {
+			return storeErr("scratch read a table", err)
+		}
+		return put(&commands.ScratchTable{Data: f, Size: st.Size(), First: first, Last: last, Keys: keys})
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		k := it.Key()
+		var size int64
+		if w != nil {
+			size = int64(w.Raw().EstimatedSize())
+		}
+		if split(k, size) && w != nil {
+			if err := finish(); err != nil {
+				return err
+			}
+		}
+		if w == nil {
+			var f vfs.File
+			if f, path, err = s.file(); err != nil {
+				return storeErr("scratch write a table", err)
+			}
+			w = sstable.NewWriter(objstorageprovider.NewFileWritable(f), s.writeOpts)
+			first, keys = append(first[:0:0], k...), 0
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = w.Close()
+			_ = s.fs.Remove(path)
+			return storeErr("scratch write tables", err)
+		}
+		if err := w.Set(k, v); err != nil {
+			_ = w.Close()
+			_ = s.fs.Remove(path)
+			return storeErr("scratch write a table", err)
+		}
+		last = append(last[:0:0], k...)
+		keys++
+	}
+	if err := it.Error(); err != nil {
+		if w != nil {
+			_ = w.Close()
+			_ = s.fs.Remove(path)
+		}
+		return storeErr("scratch write tables", err)
+	}
+	return finish()
+}
+
+// Close closes the database and removes its directory. Idempotent.
+func (s *scratch) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.closed = true
+		_ = s.b.Close()
+		err = errors.Join(storeErr("close a scratch store", s.db.Close()), storeErr("remove a scratch store", s.fs.RemoveAll(s.dir)))
+	})
+	return err
+}
+
+// scratchIter is a scratch's iterator.
+type scratchIter struct{ it *pebble.Iterator }
+
+func (i *scratchIter) First() bool            { return i.it.First() }
+func (i *scratchIter) SeekGE(key []byte) bool { return i.it.SeekGE(key) }
+func (i *scratchIter) Next() bool             { return i.it.Next() }
+func (i *scratchIter) Valid() bool            { return i.it.Valid() }
+func (i *scratchIter) Key() []byte            { return i.it.Key() }
+func (i *scratchIter) Value() ([]byte, error) {
+	v, err := i.it.ValueAndErr()
+	return v, storeErr("scratch read", err)
+}
+func (i *scratchIter) Error() error { return storeErr("scratch read", i.it.Error()) }
+func (i *scratchIter) Close() error { return storeErr("scratch read", i.it.Close()) }

@@ -1,0 +1,119 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/adapters/clock"
+	"github.com/kmsbackup/kmsbackup/adapters/ids"
+	"github.com/kmsbackup/kmsbackup/adapters/softkms"
+	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections"
+	"github.com/kmsbackup/kmsbackup/projections/audit"
+	"github.com/kmsbackup/kmsbackup/projections/backupdata"
+	"github.com/kmsbackup/kmsbackup/projections/backupstate"
+	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
+)
+
+// ReadModels is where the projections keep their read models: the
+// projection store of commands, and a way to stage the backup-data
+// projection's writes beside the position it applies (Stage runs fn in a
+// transaction that the projector's next commit makes durable).
+type ReadModels interface {
+	commands.ProjectionStore
+	Stage(name string, fn func(projections.Txn) error) error
+}
+
+// Envelope seals values and keeps the data keys they are sealed under.
+type Envelope interface {
+	commands.Sealer
+	commands.DataKeys
+}
+
+// Ports are what the engine is assembled from. Log, ReadModels, Blobs,
+// Keys, Scratch, Files and Clock are required.
+type Ports struct {
+	Log        commands.EventLog
+	ReadModels ReadModels
+	Blobs      commands.BlobStore
+	Keys       Envelope
+	Scratch    commands.ScratchStores
+	Files      commands.BackupFiles
+	Clock      commands.Clock
+	// IDs draws new IDs (default: random ULIDs at Clock's time).
+	IDs commands.IDSource
+	// Zones loads a time zone by IANA name (default time.LoadLocation).
+	Zones func(name string) (*time.Location, error)
+	// SessionClock is the clock console sessions expire on (default the
+	// system's, whatever Clock is).
+	SessionClock commands.Clock
+}
+
+// Options tune the engine; the zero value is the server's default.
+type Options struct {
+	// AdminToken is the token of the administrator (empty: none).
+	AdminToken string
+	// RestoreBatch is the number of items a restore writes per append (0:
+	// the default of commands.Restores).
+	RestoreBatch int
+}
+
+// Engine is the assembled use cases and the projectors that keep their
+// read models.
+type Engine struct {
+	KMS      *commands.KMS
+	Backups  *commands.Backups
+	Accounts *commands.Accounts
+	Audit    *commands.Audit
+	Restores *commands.Restores
+
+	KMSState    *commands.Projector
+	BackupState *commands.Projector
+	BackupData  *commands.Projector
+	AuditLog    *commands.Projector
+}
+
+// New assembles the engine on p.
+func New(p Ports, o Options) *Engine {
+	if p.IDs == nil {
+		p.IDs = ids.Random{Clock: p.Clock}
+	}
+	if p.Zones == nil {
+		p.Zones = time.LoadLocation
+	}
+	if p.SessionClock == nil {
+		p.SessionClock = clock.System{}
+	}
+	rm := p.ReadModels
+	e := &Engine{
+		KMSState:    &commands.Projector{Name: kmsstate.Name, Log: p.Log, Store: rm, Apply: commands.Pure(kmsstate.Apply)},
+		BackupState: &commands.Projector{Name: backupstate.Name, Log: p.Log, Store: rm, Apply: commands.Pure(backupstate.Apply)},
+		BackupData: &commands.Projector{Name: backupdata.Name, Log: p.Log, Store: rm,
+			Apply: commands.BackupDataApply(p.Blobs, p.Scratch, func(fn func(projections.Txn) error) error {
+				return rm.Stage(backupdata.Name, fn)
+			})},
+		AuditLog: &commands.Projector{Name: audit.Name, Log: p.Log, Store: rm, Apply: commands.Pure(audit.Apply)},
+	}
+	e.Audit = &commands.Audit{Log: p.Log, State: rm, Applied: e.AuditLog, Clock: p.Clock, IDs: p.IDs}
+	e.Backups = &commands.Backups{Log: p.Log, State: rm, StateApplied: e.BackupState, DataApplied: e.BackupData,
+		Sealer: p.Keys, DataKeys: p.Keys, Blobs: p.Blobs, Scratch: p.Scratch, Files: p.Files,
+		Clock: p.Clock, IDs: p.IDs, Zones: p.Zones, Audit: e.Audit}
+	backups := e.Backups
+	e.KMS = &commands.KMS{Log: p.Log, State: rm, Applied: e.KMSState, Sealer: p.Keys, DataKeys: p.Keys,
+		Cipher: softkms.Cipher{}, Clock: p.Clock, IDs: p.IDs,
+		AfterCreate: func(ctx context.Context, in *domain.Instance) error {
+			return backups.EnsureDefault(ctx, in.Account, in.Region)
+		},
+		BeforeShred: backups.MarkSourceReleased}
+	e.Accounts = &commands.Accounts{Log: p.Log, State: rm, Applied: e.KMSState, Clock: p.Clock, IDs: p.IDs,
+		AdminToken: o.AdminToken, SessionClock: p.SessionClock}
+	e.Restores = &commands.Restores{Backups: e.Backups, KMS: e.KMS, Audit: e.Audit, Sources: e.Backups,
+		BatchItems: o.RestoreBatch}
+	return e
+}
+
+// Projectors returns the projectors, in the order the server starts them.
+func (e *Engine) Projectors() []*commands.Projector {
+	return []*commands.Projector{e.KMSState, e.BackupState, e.BackupData, e.AuditLog}
+}

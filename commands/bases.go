@@ -1,0 +1,255 @@
+package commands
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/backupdata"
+	"github.com/kmsbackup/kmsbackup/projections/dayview"
+)
+
+// Bases (docs/restore-engine.md): the complete state of a generation at
+// one checkpoint, in the state layout (projections/dayview), stored as
+// sstable parts in the blob store, so that a read ingests them instead of
+// replaying what came before. A base is written by iterating a scratch
+// store that holds the state, and loaded by ingesting its parts into one.
+
+// MaxBasePart is where a base is cut into parts: a part ends at the first
+// item boundary at or after it.
+const MaxBasePart = 16 << 20
+
+// basePartLimit is where bases are cut into parts.
+func (s *Backups) basePartLimit() int64 {
+	if s.BasePartBytes > 0 {
+		return int64(s.BasePartBytes)
+	}
+	return MaxBasePart
+}
+
+// stateDigest digests the state sc holds (see dayview.Digest), reading it
+// item by item. fn, when set, sees each item (to open its versions).
+func stateDigest(ctx context.Context, sc Scratch, fn func(*dayview.Item) error) (sum [32]byte, items, versions uint64, err error) {
+	it, err := sc.NewIter(nil, nil)
+	if err != nil {
+		return sum, 0, 0, err
+	}
+	defer it.Close()
+	it.First()
+	d := dayview.NewDigest()
+	r := dayview.NewItemReader(it)
+	for n := 0; ; n++ {
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return sum, 0, 0, err
+			}
+		}
+		item, ok, err := r.Next()
+		if err != nil {
+			return sum, 0, 0, err
+		}
+		if !ok {
+			break
+		}
+		if !item.DeletedAt.IsZero() {
+			return sum, 0, 0, domain.Corruption("state layout: %s is marked deleted in the state at an instant", item.ID)
+		}
+		d.Add(item)
+		if fn != nil {
+			if err := fn(item); err != nil {
+				return sum, 0, 0, err
+			}
+		}
+	}
+	if err := it.Error(); err != nil {
+		return sum, 0, 0, err
+	}
+	sum, items, versions = d.Sum()
+	return sum, items, versions, nil
+}
+
+// writeBase writes the state sc holds (flushed, at an instant) as the
+// parts of a base of checkpoint seq of generation ref, stores them, and
+// returns them with the state's digest. A part holds whole items; the
+// parts do not overlap. On failure the parts stored are deleted again
+// (best effort: a part left behind is destroyed with its generation).
+func (s *Backups) writeBase(ctx context.Context, ref string, seq uint64, sc Scratch) (parts []domain.BasePart, digest [32]byte, err error) {
+	if digest, _, _, err = stateDigest(ctx, sc, nil); err != nil {
+		return nil, digest, err
+	}
+	run := s.IDs.NewULID()
+	defer func() {
+		if err != nil {
+			s.deleteParts(ctx, ref, parts)
+			parts = nil
+		}
+	}()
+	limit := s.basePartLimit()
+	var cur, done domain.BasePart // the counts of the part being written, and of the one just cut
+	cut := false
+	split := func(key []byte, size int64) bool {
+		rec, perr := dayview.ParseKey(key)
+		c := perr == nil && rec.IsRow() && size >= limit // a row starts an item
+		if c {
+			done, cur, cut = cur, domain.BasePart{}, true
+		}
+		if perr == nil && rec.IsRow() {
+			cur.Items++
+		} else if perr == nil && rec.IsVersion() {
+			cur.Versions++
+		}
+		return c
+	}
+	var data bytes.Buffer
+	put := func(t *ScratchTable) error {
+		counts := cur
+		if cut {
+			counts, cut = done, false
+		}
+		data.Reset()
+		if _, err := io.Copy(&data, t.Data); err != nil {
+			return err
+		}
+		p := domain.BasePart{Name: fmt.Sprintf("base-%d-%s-%d", seq, run, len(parts)), Digest: sha256.Sum256(data.Bytes()),
+			Size: uint64(data.Len()), First: bytes.Clone(t.First), Last: bytes.Clone(t.Last), Items: counts.Items, Versions: counts.Versions}
+		if err := s.Blobs.PutBlob(ctx, ref, p.Name, data.Bytes()); err != nil {
+			return fmt.Errorf("store base part %s: %w", p.Name, err)
+		}
+		parts = append(parts, p)
+		return nil
+	}
+	if err := sc.WriteTables(ctx, nil, nil, split, put); err != nil {
+		return nil, digest, err
+	}
+	return parts, digest, nil
+}
+
+// deleteParts deletes base parts that will not be recorded.
+func (s *Backups) deleteParts(ctx context.Context, ref string, parts []domain.BasePart) {
+	ctx = context.WithoutCancel(ctx) // cleaning up after a failure, whatever ended it
+	for _, p := range parts {
+		_ = s.Blobs.DeleteBlob(ctx, ref, p.Name)
+	}
+}
+
+// loadBase ingests the parts of a base of generation ref into sc: every
+// part, or, with only, those holding one of its items. Each part is read
+// from the blob store as it is copied (never whole in memory) and checked
+// against the digest its record holds before anything is ingested.
+// Errors: domain.ErrNotFound for a part that is gone; domain.ErrCorrupt;
+// the stores'.
+func (s *Backups) loadBase(ctx context.Context, ref string, parts []domain.BasePart, sc Scratch, only map[ItemRef]bool) error {
+	added := 0
+	for _, p := range parts {
+		if only != nil && !partHolds(p, only) {
+			continue
+		}
+		if err := s.addBasePart(ctx, ref, p, sc); err != nil {
+			return err
+		}
+		added++
+	}
+	if added == 0 {
+		return nil
+	}
+	return sc.Ingest(ctx)
+}
+
+// addBasePart copies one part into sc, checking its digest.
+func (s *Backups) addBasePart(ctx context.Context, ref string, p domain.BasePart, sc Scratch) error {
+	r, err := s.Blobs.OpenBlob(ctx, ref, p.Name)
+	if err != nil {
+		return fmt.Errorf("read base part %s: %w", p.Name, err)
+	}
+	defer r.Close()
+	// The store checks the blob against its own digest as it reads; a
+	// reader that tells it spares a second hash of the part.
+	d, tells := r.(BlobDigester)
+	var h *hashingReader
+	src := io.Reader(r)
+	if !tells {
+		h = &hashingReader{r: r, h: sha256.New()}
+		src = h
+	}
+	n, err := sc.AddTable(src)
+	if err != nil {
+		return fmt.Errorf("read base part %s: %w", p.Name, err)
+	}
+	var sum [32]byte
+	ok := true
+	if tells {
+		sum, ok = d.Digest()
+	} else {
+		h.h.Sum(sum[:0])
+	}
+	if !ok || uint64(n) != p.Size || sum != p.Digest {
+		return domain.Corruption("base part %s of %s does not match its record", p.Name, ref)
+	}
+	return nil
+}
+
+// partHolds reports whether a base part may hold one of the items.
+func partHolds(p domain.BasePart, only map[ItemRef]bool) bool {
+	for r := range only {
+		k, ok := kindByte(r.Kind)
+		if !ok {
+			continue
+		}
+		if bytes.Compare(dayview.ItemStart(k, r.ID), p.Last) <= 0 && bytes.Compare(dayview.ItemEnd(k, r.ID), p.First) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// hashingReader hashes what it reads.
+type hashingReader struct {
+	r io.Reader
+	h hash.Hash
+}
+
+func (h *hashingReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.h.Write(p[:n])
+	return n, err
+}
+
+// baseItems walks the items of a base for the backupdata projection: its
+// parts loaded into a scratch store, read item by item.
+func (s *Backups) baseItems(ctx context.Context, ref string, parts []domain.BasePart) func(fn func(*backupdata.BaseItem) error) error {
+	return func(fn func(*backupdata.BaseItem) error) error {
+		if len(parts) == 0 {
+			return nil
+		}
+		if s.Scratch == nil {
+			return errors.New("no scratch store to read a base with")
+		}
+		sc, err := s.Scratch.OpenScratch(ctx)
+		if err != nil {
+			return err
+		}
+		defer sc.Close()
+		if err := s.loadBase(ctx, ref, parts, sc, nil); err != nil {
+			return err
+		}
+		var bi backupdata.BaseItem
+		_, _, _, err = stateDigest(ctx, sc, func(it *dayview.Item) error {
+			bi = backupdata.BaseItem{Kind: kindName(it.Kind), ID: it.ID, CreatedAt: it.Row.CreatedAt, ChangedAt: it.Row.CreatedAt,
+				Description: it.Row.Description, Versions: uint32(len(it.Versions))}
+			last := it.Versions[len(it.Versions)-1]
+			if last.CreatedAt.After(bi.ChangedAt) {
+				bi.ChangedAt = last.CreatedAt
+			}
+			if it.Kind == dayview.KindSecret {
+				bi.KeyID = string(last.KeyID)
+			}
+			return fn(&bi)
+		})
+		return err
+	}
+}
