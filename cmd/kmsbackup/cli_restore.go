@@ -187,10 +187,16 @@ func checkpoints(p httpapi.RestorePlan) string {
 	if p.FromSeq != p.ToSeq {
 		s = itoa(p.FromSeq) + " to " + s
 	}
-	if !p.At.IsZero() {
-		s += " (" + fmtTime(p.At) + ")"
-	}
 	return s
+}
+
+// stateAt is the instant a plan's state is at: the instant asked for, or
+// a whole day's last checkpoint.
+func stateAt(p httpapi.RestorePlan) string {
+	if p.At.IsZero() {
+		return "-"
+	}
+	return fmtTime(p.At)
 }
 
 // allPresent says, when every item of a plan is already present in its
@@ -215,7 +221,8 @@ func writeRestore(w io.Writer, res httpapi.RestoreResult) error {
 		{"Region", orDash(p.Region)},
 		{"From backup", p.Backup},
 		{"Day", p.Day},
-		{"Checkpoint", checkpoints(p)},
+		{"State at", stateAt(p)},
+		{"Checkpoints read", checkpoints(p)},
 	}
 	validation := "OK"
 	if n := len(res.Validation); n > 0 {

@@ -175,35 +175,38 @@ func TestRestoreTableOutput(t *testing.T) {
 		stdout  string
 	}{
 		{"applied", restoreAppliedJSON, withArgs(restoreArgs, "--key", key01, "--secret", "db"), "" +
-			"Target:           kms_01\n" +
-			"Region:           cn-hangzhou\n" +
-			"From backup:      bkp_01\n" +
-			"Day:              2026-05-01\n" +
-			"Checkpoint:       3 to 7 (2026-05-01T23:55:00Z)\n" +
-			"Restored:         1\n" +
-			"Already present:  1\n" +
-			"Validation:       OK\n" +
+			"Target:            kms_01\n" +
+			"Region:            cn-hangzhou\n" +
+			"From backup:       bkp_01\n" +
+			"Day:               2026-05-01\n" +
+			"State at:          2026-05-01T23:55:00Z\n" +
+			"Checkpoints read:  3 to 7\n" +
+			"Restored:          1\n" +
+			"Already present:   1\n" +
+			"Validation:        OK\n" +
 			"\n" +
 			"KIND    ID      VERSIONS  STATUS\n" +
 			"key     key_01  2         restored\n" +
 			"secret  db      1         already-present\n"},
 		{"dry run", restoreDryRunJSON, withArgs(restoreArgs, "--key", key01, "--at", "2026-05-01T10:07:00+08:00", "--dry-run"), "" +
-			"Target:       kms_01\n" +
-			"Region:       cn-hangzhou\n" +
-			"From backup:  bkp_01\n" +
-			"Day:          2026-05-01\n" +
-			"Checkpoint:   7 (2026-05-01T10:05:00Z)\n" +
-			"Result:       OK, no findings (dry run: nothing restored)\n" +
+			"Target:            kms_01\n" +
+			"Region:            cn-hangzhou\n" +
+			"From backup:       bkp_01\n" +
+			"Day:               2026-05-01\n" +
+			"State at:          2026-05-01T10:05:00Z\n" +
+			"Checkpoints read:  7\n" +
+			"Result:            OK, no findings (dry run: nothing restored)\n" +
 			"\n" +
 			"KIND  ID      VERSIONS  STATUS\n" +
 			"key   key_01  2         planned\n"},
 		{"findings", restoreFindingsJSON, withArgs(restoreArgs, "--key", key01, "--secret", "gone"), "" +
-			"Target:       kms_01\n" +
-			"Region:       cn-hangzhou\n" +
-			"From backup:  bkp_01\n" +
-			"Day:          2026-05-01\n" +
-			"Checkpoint:   3 to 7 (2026-05-01T23:55:00Z)\n" +
-			"Result:       2 findings: nothing restored\n" +
+			"Target:            kms_01\n" +
+			"Region:            cn-hangzhou\n" +
+			"From backup:       bkp_01\n" +
+			"Day:               2026-05-01\n" +
+			"State at:          2026-05-01T23:55:00Z\n" +
+			"Checkpoints read:  3 to 7\n" +
+			"Result:            2 findings: nothing restored\n" +
 			"\n" +
 			"KIND  ID      VERSIONS  STATUS\n" +
 			"key   key_01  2         planned\n" +
@@ -212,25 +215,27 @@ func TestRestoreTableOutput(t *testing.T) {
 			"key-exists          key_01  a key with ID key_01 already exists in region cn-hangzhou: delete it there first\n" +
 			"item-not-in-backup  gone    secret gone is not in the data of 2026-05-01\n"},
 		{"unreadable source", restoreExpiredJSON, withArgs(restoreArgs, "--all", "--dry-run"), "" +
-			"Target:       kms_404\n" +
-			"Region:       -\n" +
-			"From backup:  bkp_02\n" +
-			"Day:          2026-05-01\n" +
-			"Checkpoint:   -\n" +
-			"Result:       2 findings: nothing restored\n" +
+			"Target:            kms_404\n" +
+			"Region:            -\n" +
+			"From backup:       bkp_02\n" +
+			"Day:               2026-05-01\n" +
+			"State at:          -\n" +
+			"Checkpoints read:  -\n" +
+			"Result:            2 findings: nothing restored\n" +
 			"\n" +
 			"CODE              ITEM     MESSAGE\n" +
 			"backup-expired    bkp_02   backup instance bkp_02 is expired: renew it first\n" +
 			"target-not-found  kms_404  KMS instance kms_404 not found\n"},
 		{"validation", restoreInvalidJSON, withArgs(restoreArgs, "--secret", "db"), "" +
-			"Target:           kms_01\n" +
-			"Region:           cn-hangzhou\n" +
-			"From backup:      bkp_01\n" +
-			"Day:              2026-05-01\n" +
-			"Checkpoint:       3 to 7 (2026-05-01T23:55:00Z)\n" +
-			"Restored:         1\n" +
-			"Already present:  0\n" +
-			"Validation:       1 problem\n" +
+			"Target:            kms_01\n" +
+			"Region:            cn-hangzhou\n" +
+			"From backup:       bkp_01\n" +
+			"Day:               2026-05-01\n" +
+			"State at:          2026-05-01T23:55:00Z\n" +
+			"Checkpoints read:  3 to 7\n" +
+			"Restored:          1\n" +
+			"Already present:   0\n" +
+			"Validation:        1 problem\n" +
 			"\n" +
 			"KIND    ID  VERSIONS  STATUS\n" +
 			"secret  db  1         restored\n" +
@@ -392,7 +397,7 @@ func TestRestoreAllProgress(t *testing.T) {
 	if strings.Index(out, "plan") > strings.Index(out, "apply") || strings.Index(out, "apply") > strings.Index(out, "validate") {
 		t.Errorf("phases out of order:\n%q", out)
 	}
-	if !strings.Contains(stdout.String(), "Restored:         1\n") {
+	if !strings.Contains(stdout.String(), "Restored:          1\n") {
 		t.Errorf("stdout:\n%s", stdout.String())
 	}
 
