@@ -112,6 +112,7 @@ func (s *Backups) writeBase(ctx context.Context, ref string, seq uint64, sc Scra
 			counts, cut = done, false
 		}
 		data.Reset()
+		data.Grow(int(t.Size)) // once, not by doubling
 		if _, err := io.Copy(&data, t.Data); err != nil {
 			return err
 		}
