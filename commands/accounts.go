@@ -13,19 +13,25 @@ import (
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
-// Accounts holds the account use cases: creating accounts (admin only) and
-// authenticating tokens. Accounts are events of the "accounts" stream, whose
-// expected revision makes names unique; only a SHA-256 hash of each token is
-// kept.
+// Accounts holds the account use cases: creating accounts and replacing
+// their tokens (admin only), authenticating tokens, and the console's
+// sessions. Accounts and their tokens are events of the "accounts" stream,
+// whose expected revision makes names unique; sessions are events of each
+// account's own stream. Only SHA-256 hashes of tokens and session
+// references are kept.
 type Accounts struct {
 	Log interface {
 		EventAppender
 		StreamReader
+		LogReader
 	}
 	State   projections.Reader
 	Applied Waiter
 	Clock   Clock
 	IDs     IDSource
+	// SessionClock is the wall clock of console sessions (their expiry);
+	// nil uses Clock.
+	SessionClock Clock
 	// AdminToken is the admin's token. Empty disables the admin.
 	AdminToken string
 

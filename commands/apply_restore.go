@@ -2,261 +2,272 @@ package commands
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
+	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
-// Restore plans a restore and, when the plan has no finding, applies it:
-// keys before secrets, each item in one event (all or nothing), with an
-// audit record per item; then validates the target against the backup.
-// It is safe to retry: items already restored are recognised and skipped.
-// A plan with findings is returned unapplied (Applied false), nothing
-// written.
-func (s *Restores) Restore(ctx context.Context, c Caller, req RestoreRequest) (*RestoreResult, error) {
-	plan, src, err := s.plan(c, req)
+// Restore plans a restore and, when the plan has no finding, applies it,
+// then validates the target against the backup. A plan with findings is
+// returned unapplied (Applied false), nothing written.
+//
+// The apply reads the point again, keys before secrets, and writes it in
+// batches (at most BatchItems items and about BatchBytes bytes each): one
+// atomic append of KeyRestored and SecretRestored events to the target's
+// stream at the revision it decided on, one audit record listing the
+// batch's items, and one wait for the read model. Each batch is decided
+// again against the target as it is then, by the same rules as the plan
+// (domain.RestorePlanner), holding the target's stream lock and the locks
+// of its items' names in the region; a batch that loses a race to another
+// writer is decided again (decide). A batch is all or nothing.
+//
+// Safe to retry, after an error or a crash: an item already present in
+// the target and identical to the backup's is skipped, so a retried
+// restore writes what is missing and no duplicate. The audit records are
+// appended after their batch: a crash between the two leaves that batch's
+// items without their audit record (their events still say where they
+// came from and who restored them: domain.RestoredFrom).
+//
+// Errors: those of PlanRestore; a batch that the target's changes since
+// the plan refuse (already exists, quota exceeded, failed precondition:
+// plan again); the log's and the sealer's errors. The items of the batches
+// written before an error stay restored.
+func (s *Restores) Restore(ctx context.Context, c Caller, req RestoreRequest, progress ProgressFunc) (res *RestoreResult, err error) {
+	r, err := s.plan(ctx, c, req, progress)
+	if r != nil && r.src != nil {
+		defer func() { err = errors.Join(err, r.src.Close()) }()
+	}
 	if err != nil {
 		return nil, err
 	}
-	res := &RestoreResult{Plan: plan}
-	if len(plan.Findings) > 0 {
+	res = &RestoreResult{Plan: r.plan}
+	if r.plan.FindingCount() > 0 {
 		return res, nil
 	}
-	from := domain.RestoredFrom{Backup: plan.Backup, Day: plan.Day, Seq: plan.To, By: c.String()}
-	versions, err := s.versionsOf(ctx, src.backup, plan, req)
-	if err != nil {
-		return nil, err
-	}
-	for i := range plan.Items {
-		it := &plan.Items[i]
-		if it.Status == StatusAlreadyRestored {
-			res.AlreadyRestored++
-			continue
-		}
-		vs := versions[itemKey(it.Kind, it.ID)]
-		if len(vs) == 0 {
-			return res, domain.Corruption("restore %s %s: the backup holds none of its versions", it.Kind, it.ID)
-		}
-		var err error
-		if it.Kind == backupdata.KindKey {
-			err = s.restoreKey(ctx, c, src.backup, plan.Target, it, vs, from)
-		} else {
-			err = s.restoreSecret(ctx, c, src.backup, plan.Target, it, vs, from)
-		}
-		if err != nil {
-			return res, fmt.Errorf("restore %s %s (restored so far: %d; retry to continue): %w", it.Kind, it.ID, res.Restored, err)
-		}
-		it.Status = StatusRestored
-		res.Restored++
+	if err := s.apply(ctx, r, res, progress); err != nil {
+		return res, err
 	}
 	res.Applied = true
-	res.Validation, err = s.validate(ctx, src.backup, plan, versions)
-	return res, err
-}
-
-// versionsOf reads the backed-up versions of every item of a plan, keyed
-// by itemKey, from the restore point loaded (Backups.Open): the day as its
-// items last stood up to the plan's last checkpoint (the items the plan
-// took from the read model), or the instant of the checkpoint the plan
-// chose, and only the plan's items unless it restores everything. Each
-// item keeps the versions its plan counted.
-func (s *Restores) versionsOf(ctx context.Context, b *domain.Backup, plan *RestorePlan, req RestoreRequest) (map[string][]BackedUpVersion, error) {
-	point := RestorePoint{Day: plan.Day}
-	if req.At != "" {
-		point.At = plan.At
-	}
-	var only []ItemRef
-	want := make(map[string]uint32, len(plan.Items))
-	for _, it := range plan.Items {
-		want[itemKey(it.Kind, it.ID)] = it.Versions
-		if !req.All {
-			only = append(only, ItemRef{Kind: it.Kind, ID: it.ID})
+	for i := range res.Plan.Items {
+		if res.Plan.Items[i].Status == StatusPlanned {
+			res.Plan.Items[i].Status = StatusRestored
 		}
 	}
-	src, err := s.Backups.openThrough(ctx, b, point, only, plan.To)
-	if err != nil {
-		return nil, err
+	res.Plan.Present = res.AlreadyPresent
+	if err := s.validate(ctx, r, res, progress); err != nil {
+		return res, err
 	}
-	defer src.Close()
-	out := make(map[string][]BackedUpVersion, len(plan.Items))
-	err = src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
-		n, ok := want[itemKey(it.Kind, it.ID)]
-		if !ok {
+	return res, nil
+}
+
+// restoreBatch is the items of one batch, copied out of the source.
+type restoreBatch struct {
+	items []BackedUpItem
+	bytes int
+	keys  map[string]bool // the batch's key IDs
+}
+
+func (b *restoreBatch) add(it *BackedUpItem) {
+	c := *it
+	c.Versions = slices.Clone(it.Versions)
+	size := 64 + len(c.ID) + len(c.Description)
+	for i := range c.Versions {
+		v := &c.Versions[i]
+		v.Material, v.Value = slices.Clone(v.Material), slices.Clone(v.Value)
+		size += 48 + len(v.Material) + len(v.Value) + len(v.KeyID)
+	}
+	b.items = append(b.items, c)
+	b.bytes += size
+	if c.Kind == domain.RestoreKey {
+		if b.keys == nil {
+			b.keys = map[string]bool{}
+		}
+		b.keys[c.ID] = true
+	}
+}
+
+func (b *restoreBatch) reset() {
+	clear(b.items)
+	b.items, b.bytes = b.items[:0], 0
+	clear(b.keys)
+}
+
+func (s *Restores) apply(ctx context.Context, r *restoreRun, res *RestoreResult, progress ProgressFunc) error {
+	maxItems, maxBytes := s.BatchItems, s.BatchBytes
+	if maxItems <= 0 {
+		maxItems = DefaultRestoreBatchItems
+	}
+	if maxBytes <= 0 {
+		maxBytes = DefaultRestoreBatchBytes
+	}
+	total := uint64(r.plan.Keys + r.plan.Secrets)
+	var done uint64
+	if progress != nil {
+		progress(RestoreProgress{Phase: PhaseApply, Total: total})
+	}
+	var auditPos uint64
+	b := &restoreBatch{}
+	flush := func() error {
+		if len(b.items) == 0 {
 			return nil
 		}
-		vs := make([]BackedUpVersion, 0, n)
-		for _, v := range it.Versions[:min(len(it.Versions), int(n))] {
-			v.Material, v.Value = slices.Clone(v.Material), slices.Clone(v.Value)
-			vs = append(vs, v)
+		restored, present, pos, err := s.writeBatch(ctx, r, b)
+		if err != nil {
+			return fmt.Errorf("restore (restored so far: %d; retry to continue): %w", res.Restored, err)
 		}
-		out[itemKey(it.Kind, it.ID)] = vs
+		res.Restored += restored
+		res.AlreadyPresent += present
+		if restored > 0 {
+			res.Batches++
+		}
+		auditPos = max(auditPos, pos)
+		done += uint64(len(b.items))
+		if progress != nil {
+			progress(RestoreProgress{Phase: PhaseApply, Done: done, Total: max(total, done)})
+		}
+		b.reset()
+		return nil
+	}
+	err := r.src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
+		if len(it.Versions) == 0 {
+			return domain.Corruption("restore %s %s: the backup holds none of its versions", it.Kind, it.ID)
+		}
+		b.add(it)
+		if len(b.items) >= maxItems || b.bytes >= maxBytes {
+			return flush()
+		}
 		return nil
 	})
-	return out, err
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return err
+	}
+	if auditPos > 0 && s.Audit != nil && s.Audit.Applied != nil {
+		return s.Audit.Applied.WaitFor(ctx, auditPos)
+	}
+	return nil
 }
 
-func (s *Restores) restoreKey(ctx context.Context, c Caller, b *domain.Backup, target domain.InstanceID, it *RestoreItem, vs []BackedUpVersion, from domain.RestoredFrom) error {
+// writeBatch decides one batch against the target as it is now and writes
+// it: the restored items' events in one append, then the batch's audit
+// record. It returns how many items it wrote and found already present,
+// and the audit record's log position (0: none).
+func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatch) (restored, present int, auditPos uint64, err error) {
+	const op = "restore"
 	k := s.KMS
-	return k.decide(ctx, "restore key", func() error {
-		in, err := kmsstate.GetInstance(k.State, target)
+	from := domain.RestoredFrom{Backup: r.plan.Backup, Day: r.plan.Day, Seq: r.plan.To, By: r.caller.String()}
+	err = k.decide(ctx, op, func() error {
+		restored, present, auditPos = 0, 0, 0
+		in, err := kmsstate.GetInstance(k.State, r.plan.Target)
 		if err != nil {
 			return err
 		}
-		in, unlock, err := k.lockStream(ctx, in.ID, regionItem(in, "key", it.ID))
+		names := make([]string, len(b.items))
+		for i := range b.items {
+			names[i] = regionItem(in, b.items[i].Kind, b.items[i].ID)
+		}
+		in, unlock, err := k.lockStreamItems(ctx, in.ID, names)
 		if err != nil {
 			return err
 		}
 		defer unlock()
-		taken, err := kmsstate.RegionHasKey(k.State, in.Account, in.Region, domain.KeyID(it.ID))
+		start := r.start
+		start.Target = in
+		planner, found := domain.StartRestore(start)
+		if len(found) > 0 {
+			return changed(op, found[0])
+		}
+		var events []domain.Event
+		audited := &domain.Audited{Action: "restore", Backup: from.Backup, Day: from.Day, Target: string(in.ID)}
+		for i := range b.items {
+			it := &b.items[i]
+			facts, err := s.itemFacts(ctx, r, in, it, b.keys)
+			if err != nil {
+				return err
+			}
+			status, found := planner.Item(candidate(it), facts)
+			if len(found) > 0 {
+				return changed(op, found[0])
+			}
+			if status == StatusPresent {
+				present++
+				continue
+			}
+			e, err := s.restoredEvent(ctx, r.backup, in, it, from)
+			if err != nil {
+				return err
+			}
+			events = append(events, e)
+			if it.Kind == domain.RestoreKey {
+				audited.Keys = append(audited.Keys, it.ID)
+			} else {
+				audited.Secrets = append(audited.Secrets, it.ID)
+			}
+		}
+		if found := planner.Finish(); len(found) > 0 {
+			return changed(op, found[0])
+		}
+		if len(events) == 0 {
+			return nil
+		}
+		appended, err := k.Log.Append(ctx, domain.KMSStream(in.ID), domain.ExpectRevision(in.Revision), events)
 		if err != nil {
 			return err
 		}
-		eid := k.IDs.NewULID()
-		d := &domain.KeyRestored{Key: domain.KeyID(it.ID), Description: it.Description, Spec: domain.KeySpecAES256, From: from}
-		for _, v := range vs {
-			pt, err := s.Backups.Sealer.Open(ctx, b.DataRef(), v.Material, BackupAAD(b.Account, b.DataRef(), v.SealedBy))
-			if err != nil {
-				return fmt.Errorf("open version %d from the backup: %w", v.Version, err)
-			}
-			sealed, err := k.Sealer.Seal(ctx, string(in.ID), pt, domain.AssociatedData(in.Account, domain.KMSStream(in.ID), eid))
-			pt.Wipe()
-			if err != nil {
-				return fmt.Errorf("seal version %d for %s: %w", v.Version, in.ID, err)
-			}
-			d.Versions = append(d.Versions, domain.RestoredKeyVersion{Version: v.Version, Material: sealed, CreatedAt: v.CreatedAt})
+		restored = len(events)
+		if s.Audit == nil {
+			return k.Applied.WaitFor(ctx, appended.LastPosition)
 		}
-		if _, err := in.RestoreKey(d, taken); err != nil {
-			return err
-		}
-		e := k.newEvent(eid, in, d)
-		if err := k.commit(ctx, e.Stream, domain.ExpectRevision(in.Revision), e); err != nil {
-			return err
-		}
-		return s.audit(ctx, c, in, from, "restore-key", it.ID)
+		// The audit record is appended while the read model catches up
+		// with the batch: the two waits overlap.
+		audit := make(chan error, 1)
+		go func() {
+			var err error
+			auditPos, err = s.Audit.append(ctx, r.caller, in.Account, audited)
+			audit <- err
+		}()
+		err = k.Applied.WaitFor(ctx, appended.LastPosition)
+		return errors.Join(<-audit, err)
 	})
+	return restored, present, auditPos, err
 }
 
-func (s *Restores) restoreSecret(ctx context.Context, c Caller, b *domain.Backup, target domain.InstanceID, it *RestoreItem, vs []BackedUpVersion, from domain.RestoredFrom) error {
+// changed is a finding of a batch's decision: the target changed since
+// the plan.
+func changed(op string, f RestoreFinding) error {
+	return fmt.Errorf("the target changed since the plan (plan again): %w", f.Err(op))
+}
+
+// restoredEvent is the event that restores it into in: a key's versions
+// opened under the backup's data key and sealed under the instance's,
+// bound to the event; a secret's ciphertexts as they are.
+func (s *Restores) restoredEvent(ctx context.Context, b *domain.Backup, in *domain.Instance, it *BackedUpItem, from domain.RestoredFrom) (domain.Event, error) {
 	k := s.KMS
-	return k.decide(ctx, "restore secret", func() error {
-		in, err := kmsstate.GetInstance(k.State, target)
-		if err != nil {
-			return err
-		}
-		in, unlock, err := k.lockStream(ctx, in.ID, regionItem(in, "secret", it.ID))
-		if err != nil {
-			return err
-		}
-		defer unlock()
-		taken, err := kmsstate.RegionHasSecret(k.State, in.Account, in.Region, it.ID)
-		if err != nil {
-			return err
-		}
-		key, err := kmsstate.GetKey(k.State, in.ID, domain.KeyID(it.KeyID))
-		if err != nil {
-			key = nil
-		}
-		d := &domain.SecretRestored{Name: it.ID, Key: domain.KeyID(it.KeyID), From: from}
-		for _, v := range vs {
+	eid := k.IDs.NewULID()
+	if it.Kind == domain.RestoreSecret {
+		d := &domain.SecretRestored{Name: it.ID, Key: it.KeyID(), From: from}
+		for _, v := range it.Versions {
 			d.Versions = append(d.Versions, domain.RestoredSecretVersion{Version: v.Version, Key: v.KeyID, Value: v.Value, CreatedAt: v.CreatedAt})
 		}
-		if _, err := in.RestoreSecret(d, key, taken); err != nil {
-			return err
-		}
-		e := k.newEvent(k.IDs.NewULID(), in, d)
-		if err := k.commit(ctx, e.Stream, domain.ExpectRevision(in.Revision), e); err != nil {
-			return err
-		}
-		return s.audit(ctx, c, in, from, "restore-secret", it.ID)
-	})
-}
-
-func (s *Restores) audit(ctx context.Context, c Caller, in *domain.Instance, from domain.RestoredFrom, action, item string) error {
-	if s.Audit == nil {
-		return nil
+		return k.newEvent(eid, in, d), nil
 	}
-	return s.Audit.Record(ctx, c, in.Account, &domain.Audited{Action: action, Backup: from.Backup, Day: from.Day,
-		Target: string(in.ID), Item: item})
-}
-
-// validate checks the target against the backup: every restored key has the
-// backup's versions with the same material (compared by digest), every
-// restored secret has the backup's versions and each decrypts under its key
-// in the target.
-func (s *Restores) validate(ctx context.Context, b *domain.Backup, plan *RestorePlan, versions map[string][]BackedUpVersion) ([]RestoreFinding, error) {
-	var out []RestoreFinding
-	add := func(code, item, format string, args ...any) {
-		out = append(out, RestoreFinding{Code: code, Item: item, Message: fmt.Sprintf(format, args...)})
-	}
-	k := s.KMS
-	for _, it := range plan.Items {
-		vs := versions[itemKey(it.Kind, it.ID)]
-		if it.Kind == backupdata.KindKey {
-			key, err := kmsstate.GetKey(k.State, plan.Target, domain.KeyID(it.ID))
-			if err != nil {
-				add(FindingVersionMismatch, it.ID, "key is not in the target: %v", err)
-				continue
-			}
-			if len(key.Versions) != len(vs) {
-				add(FindingVersionMismatch, it.ID, "target has %d versions, the backup %d", len(key.Versions), len(vs))
-				continue
-			}
-			for i, v := range vs {
-				want, err := s.Backups.Sealer.Open(ctx, b.DataRef(), v.Material, BackupAAD(b.Account, b.DataRef(), v.SealedBy))
-				if err != nil {
-					return nil, err
-				}
-				got, err := k.openVersion(ctx, key, key.Versions[i])
-				if err != nil {
-					want.Wipe()
-					add(FindingVersionMismatch, it.ID, "version %d does not open in the target: %v", v.Version, err)
-					continue
-				}
-				wd, gd := sha256.Sum256(want), sha256.Sum256(got)
-				want.Wipe()
-				got.Wipe()
-				if subtle.ConstantTimeCompare(wd[:], gd[:]) != 1 || key.Versions[i].Version != v.Version {
-					add(FindingVersionMismatch, it.ID, "version %d differs from the backup's (digest)", v.Version)
-				}
-			}
-			continue
-		}
-		sec, err := kmsstate.GetSecret(k.State, plan.Target, it.ID)
+	d := &domain.KeyRestored{Key: domain.KeyID(it.ID), Description: it.Description, Spec: domain.KeySpecAES256, From: from}
+	for _, v := range it.Versions {
+		pt, err := s.Backups.Sealer.Open(ctx, b.DataRef(), v.Material, BackupAAD(b.Account, b.DataRef(), v.SealedBy))
 		if err != nil {
-			add(FindingVersionMismatch, it.ID, "secret is not in the target: %v", err)
-			continue
+			return domain.Event{}, fmt.Errorf("open version %d of key %s from the backup: %w", v.Version, it.ID, err)
 		}
-		if len(sec.Versions) != len(vs) {
-			add(FindingVersionMismatch, it.ID, "target has %d versions, the backup %d", len(sec.Versions), len(vs))
-			continue
+		sealed, err := k.Sealer.Seal(ctx, string(in.ID), pt, domain.AssociatedData(in.Account, domain.KMSStream(in.ID), eid))
+		pt.Wipe()
+		if err != nil {
+			return domain.Event{}, fmt.Errorf("seal version %d of key %s for %s: %w", v.Version, it.ID, in.ID, err)
 		}
-		for i, v := range sec.Versions {
-			if string(v.Value) != string(vs[i].Value) {
-				add(FindingVersionMismatch, it.ID, "version %d differs from the backup's", v.Version)
-				continue
-			}
-			ct, err := domain.ParseCiphertext(string(v.Value))
-			if err != nil {
-				add(FindingUndecryptableSecret, it.ID, "version %d is not a ciphertext", v.Version)
-				continue
-			}
-			key, err := kmsstate.GetKey(k.State, plan.Target, ct.Key)
-			if err != nil {
-				add(FindingUndecryptableSecret, it.ID, "version %d: its key %s is not in the target", v.Version, ct.Key)
-				continue
-			}
-			pt, err := k.decryptWith(ctx, key, ct, secretContext(it.ID, v.Version))
-			if err != nil {
-				add(FindingUndecryptableSecret, it.ID, "version %d does not decrypt under %s", v.Version, ct.Key)
-				continue
-			}
-			pt.Wipe()
-		}
+		d.Versions = append(d.Versions, domain.RestoredKeyVersion{Version: v.Version, Material: sealed, CreatedAt: v.CreatedAt})
 	}
-	return out, nil
+	return k.newEvent(eid, in, d), nil
 }

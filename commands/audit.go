@@ -47,12 +47,19 @@ func (s *Audit) Record(ctx context.Context, c Caller, account domain.AccountID, 
 	if a == nil || a.Action == "" {
 		return domain.Invalid(op, "an audit record needs an action")
 	}
-	e := AuditEvent(c, s.Clock.Now(), s.IDs, account, a)
-	res, err := s.Log.Append(ctx, e.Stream, domain.ExpectAny, []domain.Event{e})
+	pos, err := s.append(ctx, c, account, a)
 	if err != nil || s.Applied == nil {
 		return err
 	}
-	return s.Applied.WaitFor(ctx, res.LastPosition)
+	return s.Applied.WaitFor(ctx, pos)
+}
+
+// append appends an audit record and returns its log position, without
+// waiting for the read model.
+func (s *Audit) append(ctx context.Context, c Caller, account domain.AccountID, a *domain.Audited) (uint64, error) {
+	e := AuditEvent(c, s.Clock.Now(), s.IDs, account, a)
+	res, err := s.Log.Append(ctx, e.Stream, domain.ExpectAny, []domain.Event{e})
+	return res.LastPosition, err
 }
 
 // ListAudit lists the caller's account's audit records in log order: all of
@@ -60,9 +67,9 @@ func (s *Audit) Record(ctx context.Context, c Caller, account domain.AccountID, 
 // size 0 is the default page size.
 //
 // Errors: domain.ErrPermissionDenied for the admin; domain.ErrInvalidArgument
-// for a malformed backup ID, page size or cursor; domain.ErrCorrupt for a
+// for a malformed backup ID, page size or page token; domain.ErrCorrupt for a
 // damaged record.
-func (s *Audit) ListAudit(c Caller, backup domain.BackupID, since time.Time, cursor string, size int) (projections.Page[audit.Record], error) {
+func (s *Audit) ListAudit(c Caller, backup domain.BackupID, since time.Time, token string, size int) (projections.Page[audit.Record], error) {
 	const op = "list audit records"
 	if err := requireAccount(c, op); err != nil {
 		return projections.Page[audit.Record]{}, err
@@ -76,5 +83,7 @@ func (s *Audit) ListAudit(c Caller, backup domain.BackupID, since time.Time, cur
 	if err != nil {
 		return projections.Page[audit.Record]{}, err
 	}
-	return audit.List(s.State, c.Account, backup, since, cursor, n)
+	return pageOf(domain.PageScope("audit", string(c.Account), string(backup), since.UTC().Format(time.RFC3339Nano)), token, func(cursor string) (projections.Page[audit.Record], error) {
+		return audit.List(s.State, c.Account, backup, since, cursor, n)
+	})
 }

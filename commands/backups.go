@@ -103,7 +103,8 @@ func (s *Backups) zone(name string) (*time.Location, error) {
 	}
 	loc, err := s.Zones(name)
 	if err != nil {
-		return nil, domain.Invalid("load time zone", "time zone %q is not a known IANA time zone (such as UTC or Asia/Shanghai)", name)
+		return nil, domain.Errorf(domain.ErrInvalidArgument, "load time zone", "", "leave it out for the region's zone",
+			"time zone %s is not a known IANA time zone (such as UTC or Asia/Shanghai)", domain.Quote(name))
 	}
 	s.zones.Store(name, loc)
 	return loc, nil

@@ -13,11 +13,12 @@ import (
 // it enters the event.
 func (s *KMS) CreateKey(ctx context.Context, c Caller, instance domain.InstanceID, description string) (*domain.Key, error) {
 	const op = "create key"
-	if err := domain.ValidateDescription(description); err != nil {
+	description, err := domain.CleanDescription(description)
+	if err != nil {
 		return nil, err
 	}
 	keyID := domain.NewKeyID(s.IDs.NewULID())
-	err := s.decide(ctx, op, func() error {
+	err = s.decide(ctx, op, func() error {
 		in, err := s.instance(c, op, instance)
 		if err != nil {
 			return err

@@ -14,22 +14,25 @@ import (
 type EnableInput struct {
 	KMSInstance domain.InstanceID
 	Alias       string
-	TimeZone    string // IANA name; empty means UTC
+	TimeZone    string // IANA name; empty: the region's (domain.RegionTimeZone)
 }
 
 // EnableBackupInstance binds a backup instance to a KMS instance of the same
 // account and region (at most one backup instance per KMS instance), then
-// takes the first full backup at once.
+// takes the first full backup at once. Without a time zone it takes its
+// region's.
 func (s *Backups) EnableBackupInstance(ctx context.Context, c Caller, id domain.BackupID, in EnableInput) (*domain.Backup, error) {
 	const op = "enable backup instance"
 	if _, err := domain.ParseInstanceID(string(in.KMSInstance)); err != nil {
 		return nil, err
 	}
-	if in.TimeZone == "" {
-		in.TimeZone = "UTC"
-	}
-	if _, err := s.zone(in.TimeZone); err != nil {
-		return nil, err
+	if in.TimeZone != "" {
+		if err := domain.ValidateTimeZone(in.TimeZone); err != nil {
+			return nil, err
+		}
+		if _, err := s.zone(in.TimeZone); err != nil {
+			return nil, err
+		}
 	}
 	// Bindings span backup instances: decide them one at a time.
 	s.bind.Lock()
@@ -55,6 +58,9 @@ func (s *Backups) EnableBackupInstance(ctx context.Context, c Caller, id domain.
 		}
 		d, err := b.Enable(kms, in.Alias, in.TimeZone, bound)
 		if err != nil {
+			return err
+		}
+		if _, err := s.zone(d.TimeZone); err != nil { // the region's
 			return err
 		}
 		if err := s.DataKeys.CreateDataKey(ctx, b.DataRef()); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -77,15 +78,28 @@ func regionItem(in *domain.Instance, kind, item string) string {
 // instance's (domain.ErrNotFound), or domain.ErrUnavailable when ctx ends
 // while waiting.
 func (s *KMS) lockStream(ctx context.Context, id domain.InstanceID, item string) (*domain.Instance, func(), error) {
+	if item == "" {
+		return s.lockStreamItems(ctx, id, nil)
+	}
+	return s.lockStreamItems(ctx, id, []string{item})
+}
+
+// lockStreamItems is lockStream for a decision about several items at
+// once (a batch of a restore): it takes their name locks in sorted order,
+// so that two such decisions never wait for each other in a cycle, then
+// the stream's lock.
+func (s *KMS) lockStreamItems(ctx context.Context, id domain.InstanceID, items []string) (*domain.Instance, func(), error) {
 	var unlocks []func()
 	unlock := func() {
 		for i := len(unlocks) - 1; i >= 0; i-- {
 			unlocks[i]()
 		}
 	}
-	if item != "" {
+	items = slices.Compact(slices.Sorted(slices.Values(items)))
+	for _, item := range items {
 		u, err := s.names.lock(ctx, item)
 		if err != nil {
+			unlock()
 			return nil, nil, err
 		}
 		unlocks = append(unlocks, u)
@@ -331,6 +345,24 @@ func (s *KMS) decryptWith(ctx context.Context, k *domain.Key, c domain.Ciphertex
 }
 
 // pageSize clamps a requested page size.
+// pageOf runs a listing's query from the position its page token holds
+// (token is "" for the first page, else the Next of a page of the listing
+// scope names: see domain.PageScope) and hands out the position of the
+// next page as a token (domain.PageToken). A token the listing did not
+// issue is domain.ErrInvalidArgument.
+func pageOf[T any](scope, token string, query func(cursor string) (projections.Page[T], error)) (projections.Page[T], error) {
+	cursor, err := domain.PageCursor(scope, token)
+	if err != nil {
+		return projections.Page[T]{}, err
+	}
+	p, err := query(cursor)
+	if err != nil {
+		return projections.Page[T]{}, err
+	}
+	p.Next = domain.PageToken(scope, p.Next)
+	return p, nil
+}
+
 func pageSize(n int) (int, error) {
 	switch {
 	case n == 0:

@@ -9,11 +9,13 @@ import (
 
 // DayCheckpoint is one backup within a day's data: the instant it covers up
 // to, and whether it is a full backup. A restore "at" that instant restores
-// the state it holds.
+// the state it holds. Zone is the backup's time zone (IANA), which its
+// days are counted in.
 type DayCheckpoint struct {
 	Seq  uint64
 	At   time.Time
 	Full bool
+	Zone string
 }
 
 // ListDayCheckpoints lists the checkpoints of a viewable day, oldest first:
@@ -40,7 +42,7 @@ func (s *Backups) ListDayCheckpoints(c Caller, id domain.BackupID, day string) (
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, DayCheckpoint{Seq: sum.Seq, At: sum.At, Full: sum.Full})
+		out = append(out, DayCheckpoint{Seq: sum.Seq, At: sum.At, Full: sum.Full, Zone: b.Zone()})
 	}
 	return out, nil
 }

@@ -19,14 +19,13 @@ func (s *Backups) viewableDay(c Caller, op string, id domain.BackupID, day strin
 	}
 	if b.Kind == domain.BackupUpload {
 		// An upload holds the one day its file held, always viewable.
-		if day == "" || day == string(b.UploadDay) {
-			return b, b.UploadDay, nil
+		if err := b.CheckDay(op, domain.Day(day), ""); err != nil {
+			return nil, "", err
 		}
-		return nil, "", domain.Errorf(domain.ErrFailedPrecondition, op, day, "leave out the day, or use "+string(b.UploadDay),
-			"upload %s holds only the day %s", b.ID, b.UploadDay)
+		return b, b.UploadDay, nil
 	}
 	if day == "" {
-		return nil, "", domain.Invalid(op, "day is required: a viewable day of %s as YYYY-MM-DD", b.ID)
+		return nil, "", b.CheckDay(op, "", "")
 	}
 	d, err := domain.ParseDay(day)
 	if err != nil {
@@ -36,20 +35,16 @@ func (s *Backups) viewableDay(c Caller, op string, id domain.BackupID, day strin
 	if err != nil {
 		return nil, "", err
 	}
-	today := s.today(loc)
-	if b.EnabledDay == "" || !domain.Viewable(b.EnabledDay, d, today, b.ViewableDays) {
-		hint := "nothing of " + string(b.ID) + " is viewable yet"
-		if first, last, ok := domain.ViewableWindow(b.EnabledDay, today, b.ViewableDays); ok {
-			hint = "viewable days of " + string(b.ID) + ": from " + string(first) + " to " + string(last)
-		}
-		return nil, "", domain.Errorf(domain.ErrFailedPrecondition, op, string(d), hint, "day is not viewable")
+	if err := b.CheckDay(op, d, s.today(loc)); err != nil {
+		return nil, "", err
 	}
 	return b, d, nil
 }
 
 // ListDayData lists one of the seven tabs of a viewable day's data: IDs or
-// names, version counts and change times; never material or values.
-func (s *Backups) ListDayData(c Caller, id domain.BackupID, day, tab, cursor string, size int) (projections.Page[backupdata.Item], error) {
+// names, version counts and change times; never material or values. token
+// is the Next of the previous page ("" for the first).
+func (s *Backups) ListDayData(c Caller, id domain.BackupID, day, tab, token string, size int) (projections.Page[backupdata.Item], error) {
 	const op = "list data"
 	t, err := backupdata.ParseTab(tab)
 	if err != nil {
@@ -63,7 +58,9 @@ func (s *Backups) ListDayData(c Caller, id domain.BackupID, day, tab, cursor str
 	if err != nil {
 		return projections.Page[backupdata.Item]{}, err
 	}
-	return backupdata.List(s.State, b.DataRef(), d, t, cursor, n)
+	return pageOf(domain.PageScope("data", string(c.Account), b.DataRef(), string(d), string(t)), token, func(cursor string) (projections.Page[backupdata.Item], error) {
+		return backupdata.List(s.State, b.DataRef(), d, t, cursor, n)
+	})
 }
 
 // DiffDays lists what was created, rotated and deleted between the end of

@@ -15,8 +15,8 @@ import (
 // (domain.BackupSourceReleased): from then on it keeps what it holds and
 // copies nothing more. An enabled backup instance first takes a final
 // checkpoint of everything the KMS instance recorded, so that nothing is
-// lost; an expired one stopped backing up at its expiry and is marked at
-// once. The KMS runs it after appending InstanceReleased and before it
+// lost; an expired one (or one whose term ended, its expiry not yet
+// recorded) stopped backing up at its expiry and is marked at once. The KMS runs it after appending InstanceReleased and before it
 // destroys the instance's data key; the scheduler runs it too for any
 // bound backup instance whose KMS instance the read model shows released
 // but which has no record of it (a crash in between, or a data directory
@@ -49,9 +49,10 @@ func (s *Backups) markSourceReleased(ctx context.Context, id domain.BackupID) er
 		if _, due := b.MarkSourceReleased(in); !due {
 			return nil
 		}
-		if b.State == domain.StateEnabled && b.NextRevision <= in.Revision {
+		now := s.Clock.Now()
+		if b.State == domain.StateEnabled && b.NextRevision <= in.Revision && !b.ExpiredBy(now) {
 			// The final checkpoint: everything up to the release.
-			_, err := s.checkpoint(ctx, b, domain.Due{At: s.Clock.Now(), Full: b.Checkpoints == 0})
+			_, err := s.checkpoint(ctx, b, domain.Due{At: now, Full: b.Checkpoints == 0})
 			switch {
 			case errors.As(err, new(sourceKeyGone)):
 				// The data key was destroyed before the release was recorded

@@ -3,338 +3,271 @@ package commands
 import (
 	"context"
 	"errors"
-	"fmt"
-	"slices"
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
 // PlanRestore checks a restore against its target without writing
-// anything, and reports every finding at once.
-func (s *Restores) PlanRestore(ctx context.Context, c Caller, req RestoreRequest) (*RestorePlan, error) {
-	plan, _, err := s.plan(c, req)
-	return plan, err
+// anything, and reports every finding at once. progress, when not nil,
+// hears how far the plan has read.
+//
+// Errors: domain.ErrInvalidArgument for a request that selects nothing, a
+// missing day or an instant outside its day; domain.ErrNotFound for a
+// backup the caller cannot see; domain.ErrFailedPrecondition when the
+// point cannot be read (no checkpoint on the day, or an instant before
+// the backup's first); the stores' errors. Everything about the target and the items
+// is a finding, not an error. Reads only; safe for concurrent use.
+func (s *Restores) PlanRestore(ctx context.Context, c Caller, req RestoreRequest, progress ProgressFunc) (*RestorePlan, error) {
+	r, err := s.plan(ctx, c, req, progress)
+	if r != nil && r.src != nil {
+		err = errors.Join(err, r.src.Close())
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r.plan, nil
 }
 
-// source is where a plan's items come from.
-type source struct {
+// restoreRun is a restore being planned and applied: what the plan read
+// and decided, and what the apply needs again.
+type restoreRun struct {
+	caller Caller
 	backup *domain.Backup
-	items  map[string]backupdata.Item // "key/ID", "secret/name"
+	start  domain.RestoreStart
+	sel    domain.RestoreSelection
+	src    RestoreSource // nil when the point cannot be read
+	plan   *RestorePlan
 }
 
-func itemKey(kind, id string) string { return kind + "/" + id }
+// resolvePoint makes a request's point complete: an upload's day, or the
+// day of the instant in the backup's time zone; an instant must be of its
+// day.
+func (s *Restores) resolvePoint(op string, b *domain.Backup, p RestorePoint) (RestorePoint, *time.Location, error) {
+	loc, err := s.Backups.location(b)
+	if err != nil {
+		return RestorePoint{}, nil, err
+	}
+	switch {
+	case p.Day == "" && b.Kind == domain.BackupUpload:
+		p.Day = b.UploadDay
+	case p.Day == "" && !p.At.IsZero():
+		p.Day = domain.DayOf(p.At, loc)
+	case p.Day == "":
+		return RestorePoint{}, nil, b.CheckDay(op, "", "")
+	}
+	if !p.At.IsZero() && domain.DayOf(p.At, loc) != p.Day {
+		return RestorePoint{}, nil, domain.Invalid(op, "at %s is not an instant of day %s in the time zone of %s (%s)",
+			p.At.Format(time.RFC3339), p.Day, b.ID, loc)
+	}
+	return p, loc, nil
+}
 
-func (s *Restores) plan(c Caller, req RestoreRequest) (*RestorePlan, *source, error) {
+func (s *Restores) plan(ctx context.Context, c Caller, req RestoreRequest, progress ProgressFunc) (*restoreRun, error) {
 	const op = "plan restore"
 	if err := requireAccount(c, op); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if err := checkRequest(op, req); err != nil {
-		return nil, nil, err
+	if req.Selection.IsZero() {
+		return nil, domain.Invalid(op, "name what to restore: keys, secrets, or all")
 	}
 	b, err := s.Backups.backup(c, op, req.From)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	if b.Kind == domain.BackupUpload && req.Day == "" {
-		req.Day = string(b.UploadDay) // an upload holds one day
-	}
-	if req.Day == "" {
-		return nil, nil, domain.Invalid(op, "day is required: a viewable day of %s as YYYY-MM-DD", b.ID)
-	}
-	day, err := domain.ParseDay(req.Day)
+	point, loc, err := s.resolvePoint(op, b, req.Point)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	plan := &RestorePlan{Backup: b.ID, Day: day, Target: req.ToInstance}
-	add := func(code, item, format string, args ...any) {
-		plan.Findings = append(plan.Findings, RestoreFinding{Code: code, Item: item, Message: fmt.Sprintf(format, args...)})
+	target, err := kmsstate.GetInstance(s.KMS.State, req.Target)
+	if errors.Is(err, domain.ErrNotFound) {
+		target, err = nil, nil
 	}
-	src := &source{backup: b, items: map[string]backupdata.Item{}}
-
-	// The source: a usable backup instance, a viewable day, a checkpoint.
-	readable := true
-	if err := b.Usable(op); err != nil {
-		add(FindingBackupExpired, string(b.ID), "backup instance %s is %s: renew it first", b.ID, b.State)
-		readable = false
-	} else if _, _, err := s.Backups.viewableDay(c, op, b.ID, req.Day); err != nil {
-		add(FindingDayNotViewable, string(day), "%v", err)
-		readable = false
+	if err != nil {
+		return nil, err
 	}
-	if readable {
-		if err := s.loadSource(plan, src, req); err != nil {
-			return nil, nil, err
+	r := &restoreRun{caller: c, backup: b, sel: req.Selection,
+		start: domain.RestoreStart{Account: c.Account, Backup: b, Day: point.Day, Today: s.Backups.today(loc),
+			TargetID: req.Target, Target: target, Region: req.Region},
+		plan: &RestorePlan{Backup: b.ID, Day: point.Day, Target: req.Target}}
+	planner, start := domain.StartRestore(r.start)
+	var fs findingList
+	fs.add(start...)
+	if t := planner.Target(); t != nil {
+		r.plan.Region = t.Region
+	}
+	if planner.Readable() {
+		if err := s.readPlan(ctx, r, point, planner, &fs, progress); err != nil {
+			return r, err
 		}
 	}
-
-	// The selection.
-	var keys, secrets []backupdata.Item
-	picked := map[string]bool{}
-	pick := func(kind, id string) {
-		if picked[itemKey(kind, id)] {
-			return
-		}
-		picked[itemKey(kind, id)] = true
-		it, ok := src.items[itemKey(kind, id)]
-		switch {
-		case ok && kind == backupdata.KindKey:
-			keys = append(keys, it)
-		case ok:
-			secrets = append(secrets, it)
-		case readable:
-			add(FindingItemNotInBackup, id, "%s %s is not in the data of %s", kind, id, day)
-		}
-	}
-	if req.All {
-		for _, it := range sortedItems(src.items) {
-			pick(it.Kind, it.ID)
-		}
-	}
-	for _, k := range req.Keys {
-		pick(backupdata.KindKey, k)
-	}
-	for _, n := range req.Secrets {
-		pick(backupdata.KindSecret, n)
-	}
-
-	// The target, as any other account's instance would answer: not found.
-	target, err := kmsstate.GetInstance(s.KMS.State, req.ToInstance)
-	if errors.Is(err, domain.ErrNotFound) || (err == nil && !c.Sees(target.Account)) {
-		add(FindingTargetNotFound, string(req.ToInstance), "KMS instance %s not found", req.ToInstance)
-		target = nil
-	} else if err != nil {
-		return nil, nil, err
-	}
-	if target != nil {
-		plan.Region = target.Region
-		if target.Released {
-			add(FindingTargetReleased, string(target.ID), "KMS instance %s is released", target.ID)
-		}
-		if req.ToRegion != "" && req.ToRegion != target.Region {
-			add(FindingRegionMismatch, string(target.ID), "KMS instance %s is in region %s, not %s", target.ID, target.Region, req.ToRegion)
-		}
-	}
-
-	// Where the items already live: one scan of the account's locations for a
-	// large plan, one look-up per item for a small one.
-	locate := s.itemLocations
-	if target != nil && len(keys)+len(secrets) > 64 {
-		all := map[string][]kmsstate.Location{}
-		if err := kmsstate.EachLocation(s.KMS.State, target.Account, func(kind, id string, l kmsstate.Location) error {
-			if picked[itemKey(kind, id)] {
-				all[itemKey(kind, id)] = append(all[itemKey(kind, id)], l)
-			}
-			return nil
-		}); err != nil {
-			return nil, nil, err
-		}
-		locate = func(_ *domain.Instance, kind, id string) ([]kmsstate.Location, error) {
-			return all[itemKey(kind, id)], nil
-		}
-	}
-
-	newKeys, newSecrets := 0, 0
-	planned := map[string]bool{}
-	for _, it := range keys {
-		item := RestoreItem{Kind: it.Kind, ID: it.ID, Versions: it.Versions, CreateSeq: it.CreateSeq,
-			Description: it.Description, Status: StatusPlanned}
-		if target != nil {
-			locs, err := locate(target, it.Kind, it.ID)
-			if err != nil {
-				return nil, nil, err
-			}
-			done, conflict, err := s.keyInTarget(target, domain.KeyID(it.ID), it.Versions, locs)
-			if err != nil {
-				return nil, nil, err
-			}
-			switch {
-			case done:
-				item.Status = StatusAlreadyRestored
-			case conflict:
-				add(FindingKeyExists, it.ID, "a key with ID %s already exists in region %s: delete it there first", it.ID, target.Region)
-			default:
-				newKeys++
-			}
-		}
-		planned[it.ID] = true
-		plan.Items = append(plan.Items, item)
-	}
-	for _, it := range secrets {
-		item := RestoreItem{Kind: it.Kind, ID: it.ID, Versions: it.Versions, KeyID: it.KeyID, CreateSeq: it.CreateSeq, Status: StatusPlanned}
-		if target != nil {
-			locs, err := locate(target, it.Kind, it.ID)
-			if err != nil {
-				return nil, nil, err
-			}
-			done, conflict, err := s.secretInTarget(target, it.ID, it.Versions, locs)
-			if err != nil {
-				return nil, nil, err
-			}
-			switch {
-			case done:
-				item.Status = StatusAlreadyRestored
-			case conflict:
-				add(FindingSecretExists, it.ID, "a secret named %s already exists in region %s: delete it there first", it.ID, target.Region)
-			default:
-				newSecrets++
-			}
-			if !done {
-				if _, err := kmsstate.GetKey(s.KMS.State, target.ID, domain.KeyID(it.KeyID)); errors.Is(err, domain.ErrNotFound) && !planned[it.KeyID] {
-					add(FindingSecretKeyMissing, it.ID, "secret %s is encrypted under key %s, which is neither in %s nor restored with it", it.ID, it.KeyID, target.ID)
-				} else if err != nil && !errors.Is(err, domain.ErrNotFound) {
-					return nil, nil, err
-				}
-			}
-		}
-		plan.Items = append(plan.Items, item)
-	}
-	if target != nil && !target.Released {
-		if int(target.LiveKeys)+newKeys > int(target.KeyQuota) {
-			add(FindingKeyQuota, string(target.ID), "%d keys to restore, %d of the key quota of %d left", newKeys, int(target.KeyQuota)-int(target.LiveKeys), target.KeyQuota)
-		}
-		if int(target.LiveSecrets)+newSecrets > int(target.SecretQuota) {
-			add(FindingSecretQuota, string(target.ID), "%d secrets to restore, %d of the secret quota of %d left", newSecrets, int(target.SecretQuota)-int(target.LiveSecrets), target.SecretQuota)
-		}
-	}
-	return plan, src, nil
+	fs.add(planner.Finish()...)
+	r.plan.Findings, r.plan.Omitted = fs.listed, fs.omitted
+	return r, nil
 }
 
-func checkRequest(op string, req RestoreRequest) error {
-	if req.All && (len(req.Keys) > 0 || len(req.Secrets) > 0) {
-		return domain.Invalid(op, "--all restores everything: do not also name keys or secrets")
+// readPlan opens the point and folds every selected item through the
+// planner, one at a time.
+func (s *Restores) readPlan(ctx context.Context, r *restoreRun, point RestorePoint, planner *domain.RestorePlanner, fs *findingList, progress ProgressFunc) error {
+	var only []ItemRef
+	if !r.sel.All() {
+		for _, k := range r.sel.Keys() {
+			only = append(only, ItemRef{Kind: domain.RestoreKey, ID: string(k)})
+		}
+		for _, n := range r.sel.Secrets() {
+			only = append(only, ItemRef{Kind: domain.RestoreSecret, ID: n})
+		}
 	}
-	if !req.All && len(req.Keys) == 0 && len(req.Secrets) == 0 {
-		return domain.Invalid(op, "name what to restore: --key KEY_ID, --secret NAME, or --all")
+	if s.Sources == nil {
+		return domain.Errorf(domain.ErrUnavailable, "plan restore", "", "", "no restore source is configured")
 	}
-	if _, err := domain.ParseInstanceID(string(req.ToInstance)); err != nil {
+	src, err := s.Sources.Open(ctx, r.backup, point, only)
+	if err != nil {
 		return err
 	}
-	for _, k := range req.Keys {
-		if _, err := domain.ParseKeyID(k); err != nil {
+	r.src = src
+	p := r.plan
+	p.At, p.To = src.Covered()
+	p.From = p.To
+	if cp, ok := src.(interface{ FirstCheckpoint() uint64 }); ok {
+		p.From = cp.FirstCheckpoint()
+	}
+	var total uint64
+	if progress != nil { // counting reads the point once more
+		keys, secrets, _, err := src.Counts(ctx)
+		if err != nil {
 			return err
 		}
+		total = keys + secrets
 	}
-	for _, n := range req.Secrets {
-		if err := domain.ValidateSecretName(n); err != nil {
+	report := progressReporter(progress, PhasePlan, total)
+	seen := 0 // named items the point holds
+	err = src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
+		facts, err := s.itemFacts(ctx, r, planner.Target(), it, nil)
+		if err != nil {
 			return err
 		}
+		status, found := planner.Item(candidate(it), facts)
+		fs.add(found...)
+		p.count(it, status)
+		seen++
+		report(1)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	if req.ToRegion != "" {
-		return domain.ValidateRegion(req.ToRegion)
+	report(0)
+	if len(only) > seen {
+		for _, ref := range only {
+			if _, ok, err := src.Lookup(ctx, ref); err != nil {
+				return err
+			} else if !ok {
+				fs.add(planner.Missing(ref.Kind, ref.ID))
+			}
+		}
 	}
 	return nil
 }
 
-// loadSource reads the items of the day (or of the checkpoint at req.At).
-func (s *Restores) loadSource(plan *RestorePlan, src *source, req RestoreRequest) error {
-	const op = "plan restore"
-	ref := src.backup.DataRef()
-	lo, hi, ok, err := backupdata.DayRange(s.Backups.State, ref, plan.Day)
-	if err != nil {
-		return err
+// count adds an item to the plan's counts, and to its list while short.
+func (p *RestorePlan) count(it *BackedUpItem, status string) {
+	if it.Kind == domain.RestoreKey {
+		p.Keys++
+	} else {
+		p.Secrets++
 	}
-	if !ok {
-		return domain.Errorf(domain.ErrFailedPrecondition, op, string(plan.Day), "", "the backup has no checkpoint on that day")
+	if status == StatusPresent {
+		p.Present++
 	}
-	if req.At != "" {
-		at, err := time.Parse(time.RFC3339, req.At)
+	if len(p.Items) < MaxListedItems {
+		p.Items = append(p.Items, RestoreItem{Kind: it.Kind, ID: it.ID, Versions: uint32(len(it.Versions)),
+			KeyID: string(it.KeyID()), Description: it.Description, Status: status})
+	}
+}
+
+// candidate is an item as the planner weighs it.
+func candidate(it *BackedUpItem) domain.RestoreCandidate {
+	return domain.RestoreCandidate{Kind: it.Kind, ID: it.ID, Versions: uint32(len(it.Versions)), KeyID: it.KeyID()}
+}
+
+// progressReporter returns report(n): n more items done; report(0) ends
+// the phase. It tells progress at the start, every progressEvery items
+// and at the end.
+func progressReporter(progress ProgressFunc, phase string, total uint64) func(n uint64) {
+	if progress == nil {
+		return func(uint64) {}
+	}
+	progress(RestoreProgress{Phase: phase, Total: total})
+	var done uint64
+	return func(n uint64) {
+		if n == 0 {
+			progress(RestoreProgress{Phase: phase, Done: done, Total: max(total, done)})
+			return
+		}
+		before := done
+		done += n
+		if done/progressEvery != before/progressEvery {
+			progress(RestoreProgress{Phase: phase, Done: done, Total: max(total, done)})
+		}
+	}
+}
+
+// itemFacts is what the target says about one backed-up item: where its
+// key ID or secret name lives in the target's region (and, in the target,
+// whether it is identical to the backup's), and, for a secret, whether its
+// key is in the target or restored with it. batch, during an apply, holds
+// the keys written with the item (a secret's key restored with it is
+// then one of them); nil during a plan, when the key must be selected and
+// held by the point. No target: no facts.
+func (s *Restores) itemFacts(ctx context.Context, r *restoreRun, target *domain.Instance, it *BackedUpItem, batch map[string]bool) (domain.RestoreItemFacts, error) {
+	var f domain.RestoreItemFacts
+	if target == nil {
+		return f, nil
+	}
+	st := s.KMS.State
+	var where domain.InstanceID
+	var taken bool
+	var err error
+	if it.Kind == domain.RestoreKey {
+		where, taken, err = kmsstate.KeyInRegion(st, target.Account, target.Region, domain.KeyID(it.ID))
+	} else {
+		where, taken, err = kmsstate.SecretInRegion(st, target.Account, target.Region, it.ID)
+	}
+	switch {
+	case err != nil:
+		return f, err
+	case taken && where != target.ID:
+		f.Presence = domain.PresentElsewhere
+	case taken:
+		same, err := s.sameInTarget(ctx, r.backup, target.ID, it)
 		if err != nil {
-			return domain.Invalid(op, "--at %q must be an RFC 3339 time such as 2026-05-01T10:05:00Z", req.At)
+			return f, err
 		}
-		seq := uint64(0)
-		for q := lo; q <= hi; q++ {
-			sum, err := backupdata.Checkpoint(s.Backups.State, ref, q)
-			if err != nil {
-				return err
-			}
-			if sum.At.After(at) {
-				break
-			}
-			seq = q
+		f.Presence = domain.PresentDifferent
+		if same {
+			f.Presence = domain.PresentIdentical
 		}
-		if seq == 0 {
-			return domain.Errorf(domain.ErrFailedPrecondition, op, req.At, "choose a later time of that day", "no checkpoint of %s is at or before %s", plan.Day, req.At)
-		}
-		lo, hi = seq, seq
 	}
-	sum, err := backupdata.Checkpoint(s.Backups.State, ref, hi)
-	if err != nil {
-		return err
+	if it.Kind != domain.RestoreSecret || f.Presence == domain.PresentIdentical {
+		return f, nil
 	}
-	plan.From, plan.To, plan.At = lo, hi, sum.At
-	return backupdata.Within(s.Backups.State, ref, lo, hi, func(it backupdata.Item) error {
-		src.items[itemKey(it.Kind, it.ID)] = it
-		return nil
-	})
-}
-
-// keyInTarget says whether the target instance already holds this key
-// with these versions (a restore already applied), or whether its ID is
-// taken in the region by another key.
-func (s *Restores) keyInTarget(target *domain.Instance, id domain.KeyID, versions uint32, locs []kmsstate.Location) (done, conflict bool, err error) {
-	return presence(target, locs, versions, func() (int, error) {
-		k, err := kmsstate.GetKey(s.KMS.State, target.ID, id)
+	key := it.KeyID()
+	_, err = kmsstate.GetKey(st, target.ID, key)
+	switch {
+	case err == nil:
+		f.KeyInTarget = true
+	case !errors.Is(err, domain.ErrNotFound):
+		return f, err
+	case batch != nil:
+		f.KeyRestoredWith = batch[string(key)]
+	case r.sel.Selects(domain.RestoreKey, string(key)):
+		_, held, err := r.src.Lookup(ctx, ItemRef{Kind: domain.RestoreKey, ID: string(key)})
 		if err != nil {
-			return 0, err
+			return f, err
 		}
-		return len(k.Versions), nil
-	})
-}
-
-// secretInTarget is keyInTarget for secrets.
-func (s *Restores) secretInTarget(target *domain.Instance, name string, versions uint32, locs []kmsstate.Location) (done, conflict bool, err error) {
-	return presence(target, locs, versions, func() (int, error) {
-		sec, err := kmsstate.GetSecret(s.KMS.State, target.ID, name)
-		if err != nil {
-			return 0, err
-		}
-		return len(sec.Versions), nil
-	})
-}
-
-// itemLocations looks up where one key or secret of the target's account
-// lives.
-func (s *Restores) itemLocations(target *domain.Instance, kind, id string) ([]kmsstate.Location, error) {
-	if kind == backupdata.KindKey {
-		return kmsstate.KeyLocations(s.KMS.State, target.Account, domain.KeyID(id))
+		f.KeyRestoredWith = held
 	}
-	return kmsstate.SecretLocations(s.KMS.State, target.Account, id)
-}
-
-// presence decides from an item's locations: in the target instance with
-// the same number of versions, it was restored already; anywhere else in
-// the target's region, it is in the way.
-func presence(target *domain.Instance, locs []kmsstate.Location, versions uint32, count func() (int, error)) (done, conflict bool, err error) {
-	for _, l := range locs {
-		if l.Region != target.Region {
-			continue
-		}
-		if l.Instance == target.ID {
-			n, err := count()
-			if err != nil {
-				return false, false, err
-			}
-			if n == int(versions) {
-				return true, false, nil
-			}
-		}
-		return false, true, nil
-	}
-	return false, false, nil
-}
-
-func sortedItems(m map[string]backupdata.Item) []backupdata.Item {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	out := make([]backupdata.Item, len(keys))
-	for i, k := range keys {
-		out[i] = m[k]
-	}
-	return out
+	return f, nil
 }

@@ -56,6 +56,14 @@ type BackedUpItem struct {
 	Versions    []BackedUpVersion
 }
 
+// KeyID of a secret is the key of its newest version; "" for a key.
+func (it *BackedUpItem) KeyID() domain.KeyID {
+	if it.Kind != ItemKindSecret || len(it.Versions) == 0 {
+		return ""
+	}
+	return it.Versions[len(it.Versions)-1].KeyID
+}
+
 // ItemRef names one key or secret: Kind ItemKindKey or ItemKindSecret, and
 // its key ID or secret name. The zero ItemRef comes before every item.
 type ItemRef struct{ Kind, ID string }

@@ -17,20 +17,18 @@ func (s *Backups) ShowBackupInstance(c Caller, id domain.BackupID) (*domain.Back
 	return b, nil
 }
 
-// ListBackupInstances lists the caller's backup instances.
-func (s *Backups) ListBackupInstances(c Caller, cursor string, size int) (projections.Page[*domain.Backup], error) {
+// ListBackupInstances lists the caller's backup instances and uploads, a
+// page at a time: token is the Next of the previous page ("" for the
+// first). Released instances are left out unless all is set (their rows
+// stay, with state released and no binding).
+func (s *Backups) ListBackupInstances(c Caller, all bool, token string, size int) (projections.Page[*domain.Backup], error) {
 	if err := requireAccount(c, "list backup instances"); err != nil {
 		return projections.Page[*domain.Backup]{}, err
 	}
-	n, err := pageSize(size)
-	if err != nil {
-		return projections.Page[*domain.Backup]{}, err
+	if all {
+		return s.listBackups(c, "backups all", token, size, func(*domain.Backup) bool { return true })
 	}
-	p, err := backupstate.List(s.State, c.Account, cursor, n)
-	for _, b := range p.Items {
-		s.retries.overlay(b)
-	}
-	return p, err
+	return s.listBackups(c, "backups", token, size, func(b *domain.Backup) bool { return b.State != domain.StateReleased })
 }
 
 // ScheduledBackups lists the backup instances of every account that have

@@ -10,8 +10,10 @@ func (s *KMS) ShowInstance(c Caller, id domain.InstanceID) (*domain.Instance, er
 	return s.instance(c, "show instance", id)
 }
 
-// ListInstances lists the caller's KMS instances, released ones included.
-func (s *KMS) ListInstances(c Caller, cursor string, size int) (kmsstate.Page[*domain.Instance], error) {
+// ListInstances lists the caller's KMS instances, released ones included,
+// a page at a time: token is the Next of the previous page ("" for the
+// first).
+func (s *KMS) ListInstances(c Caller, token string, size int) (kmsstate.Page[*domain.Instance], error) {
 	if err := requireAccount(c, "list instances"); err != nil {
 		return kmsstate.Page[*domain.Instance]{}, err
 	}
@@ -19,5 +21,7 @@ func (s *KMS) ListInstances(c Caller, cursor string, size int) (kmsstate.Page[*d
 	if err != nil {
 		return kmsstate.Page[*domain.Instance]{}, err
 	}
-	return kmsstate.ListInstances(s.State, c.Account, cursor, n)
+	return pageOf(domain.PageScope("instances", string(c.Account)), token, func(cursor string) (kmsstate.Page[*domain.Instance], error) {
+		return kmsstate.ListInstances(s.State, c.Account, cursor, n)
+	})
 }

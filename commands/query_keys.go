@@ -10,8 +10,9 @@ func (s *KMS) ShowKey(c Caller, id domain.KeyID, region string) (*domain.Key, er
 	return s.findKey(c, "show key", id, region)
 }
 
-// ListKeys lists the live keys of one of the caller's instances.
-func (s *KMS) ListKeys(c Caller, instance domain.InstanceID, cursor string, size int) (kmsstate.Page[*domain.Key], error) {
+// ListKeys lists the live keys of one of the caller's instances, a page at
+// a time: token is the Next of the previous page ("" for the first).
+func (s *KMS) ListKeys(c Caller, instance domain.InstanceID, token string, size int) (kmsstate.Page[*domain.Key], error) {
 	if _, err := s.instance(c, "list keys", instance); err != nil {
 		return kmsstate.Page[*domain.Key]{}, err
 	}
@@ -19,5 +20,7 @@ func (s *KMS) ListKeys(c Caller, instance domain.InstanceID, cursor string, size
 	if err != nil {
 		return kmsstate.Page[*domain.Key]{}, err
 	}
-	return kmsstate.ListKeys(s.State, instance, cursor, n)
+	return pageOf(domain.PageScope("keys", string(c.Account), string(instance)), token, func(cursor string) (kmsstate.Page[*domain.Key], error) {
+		return kmsstate.ListKeys(s.State, instance, cursor, n)
+	})
 }

@@ -10,8 +10,10 @@ func (s *KMS) ShowSecret(c Caller, name, region string) (*domain.Secret, error) 
 	return s.findSecret(c, "show secret", name, region)
 }
 
-// ListSecrets lists the live secrets of one of the caller's instances.
-func (s *KMS) ListSecrets(c Caller, instance domain.InstanceID, cursor string, size int) (kmsstate.Page[*domain.Secret], error) {
+// ListSecrets lists the live secrets of one of the caller's instances, a
+// page at a time: token is the Next of the previous page ("" for the
+// first).
+func (s *KMS) ListSecrets(c Caller, instance domain.InstanceID, token string, size int) (kmsstate.Page[*domain.Secret], error) {
 	if _, err := s.instance(c, "list secrets", instance); err != nil {
 		return kmsstate.Page[*domain.Secret]{}, err
 	}
@@ -19,5 +21,7 @@ func (s *KMS) ListSecrets(c Caller, instance domain.InstanceID, cursor string, s
 	if err != nil {
 		return kmsstate.Page[*domain.Secret]{}, err
 	}
-	return kmsstate.ListSecrets(s.State, instance, cursor, n)
+	return pageOf(domain.PageScope("secrets", string(c.Account), string(instance)), token, func(cursor string) (kmsstate.Page[*domain.Secret], error) {
+		return kmsstate.ListSecrets(s.State, instance, cursor, n)
+	})
 }

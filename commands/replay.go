@@ -4,11 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/domain"
-	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 )
 
 // ReplayVersion is one version of a replayed item: its number and a digest
@@ -38,52 +38,45 @@ type ReplayState struct {
 	Digest string
 }
 
-// Replay returns the state of a backup at the end of a viewable day, or at
-// the last checkpoint at or before an instant of that day.
-func (s *Restores) Replay(ctx context.Context, c Caller, id domain.BackupID, day, at string) (*ReplayState, error) {
+// Replay returns the state of a backup at the last checkpoint of a viewable day, or at
+// the last checkpoint at or before an instant (whose day, in the backup's
+// time zone, must be viewable). Pass day, at, or both (at must then be of
+// that day).
+//
+// Errors: domain.ErrInvalidArgument when neither is given or they
+// disagree; domain.ErrNotFound for a backup the caller cannot see;
+// domain.ErrFailedPrecondition for an expired backup, a day that is not
+// viewable or has no checkpoint at or before the instant. Reads only.
+func (s *Restores) Replay(ctx context.Context, c Caller, id domain.BackupID, day domain.Day, at time.Time) (st *ReplayState, err error) {
 	const op = "replay"
-	if day == "" {
-		if at == "" {
-			return nil, domain.Invalid(op, "pass --day YYYY-MM-DD or --at RFC3339")
-		}
-		t, err := time.Parse(time.RFC3339, at)
-		if err != nil {
-			return nil, domain.Invalid(op, "--at %q must be an RFC 3339 time such as 2026-05-01T10:05:00Z", at)
-		}
-		b, err := s.Backups.backup(c, op, id)
-		if err != nil {
-			return nil, err
-		}
-		loc, err := s.Backups.location(b)
-		if err != nil {
-			return nil, err
-		}
-		day = string(domain.DayOf(t, loc))
+	if day == "" && at.IsZero() {
+		return nil, domain.Invalid(op, "pass --day YYYY-MM-DD or --at RFC3339")
 	}
-	b, d, err := s.Backups.viewableDay(c, op, id, day)
+	b, err := s.Backups.backup(c, op, id)
 	if err != nil {
 		return nil, err
 	}
-	plan := &RestorePlan{Day: d}
-	src := &source{backup: b, items: map[string]backupdata.Item{}}
-	if err := s.loadSource(plan, src, RestoreRequest{At: at}); err != nil {
+	if err := b.Usable(op); err != nil {
 		return nil, err
 	}
-	st := &ReplayState{Backup: b.ID, Day: d, Seq: plan.To, At: plan.At}
-	// The state at the checkpoint: the restore point at its instant, the
-	// checkpoint the last read.
-	loaded, err := s.Backups.openThrough(ctx, b, RestorePoint{Day: plan.Day, At: plan.At}, nil, plan.To)
+	point, loc, err := s.resolvePoint(op, b, RestorePoint{Day: day, At: at})
 	if err != nil {
 		return nil, err
 	}
-	defer loaded.Close()
-	err = loaded.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
+	if err := b.CheckDay(op, point.Day, s.Backups.today(loc)); err != nil {
+		return nil, err
+	}
+	src, err := s.Backups.openCheckpoint(ctx, b, point)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, src.Close()) }()
+	st = &ReplayState{Backup: b.ID, Day: point.Day}
+	st.At, st.Seq = src.Covered()
+	err = src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
 		ri, err := s.replayItem(ctx, b, it)
-		if err != nil {
-			return err
-		}
 		st.Items = append(st.Items, ri)
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -93,10 +86,10 @@ func (s *Restores) Replay(ctx context.Context, c Caller, id domain.BackupID, day
 }
 
 func (s *Restores) replayItem(ctx context.Context, b *domain.Backup, it *BackedUpItem) (ReplayItem, error) {
-	ri := ReplayItem{Kind: it.Kind, ID: it.ID}
+	ri := ReplayItem{Kind: it.Kind, ID: it.ID, KeyID: string(it.KeyID())}
 	for _, v := range it.Versions {
 		var digest [32]byte
-		if it.Kind == ItemKindKey {
+		if it.Kind == domain.RestoreKey {
 			pt, err := s.Backups.Sealer.Open(ctx, b.DataRef(), v.Material, BackupAAD(b.Account, b.DataRef(), v.SealedBy))
 			if err != nil {
 				return ReplayItem{}, fmt.Errorf("open %s version %d: %w", it.ID, v.Version, err)
@@ -105,7 +98,6 @@ func (s *Restores) replayItem(ctx context.Context, b *domain.Backup, it *BackedU
 			pt.Wipe()
 		} else {
 			digest = SecretVersionDigest(v.Value)
-			ri.KeyID = string(v.KeyID)
 		}
 		ri.Versions = append(ri.Versions, ReplayVersion{Version: v.Version, Digest: hex.EncodeToString(digest[:])})
 	}

@@ -49,6 +49,39 @@ func (s *Backups) openThrough(ctx context.Context, b *domain.Backup, point Resto
 	return src, nil
 }
 
+// openCheckpoint loads the state of the last checkpoint of point's day at
+// or before point.At (zero: the day's last checkpoint), exactly as that
+// checkpoint holds it: what a replay digests, so that two systems compare
+// the same checkpoint. Errors: domain.ErrFailedPrecondition when the day
+// has no checkpoint at or before the instant; Open's.
+func (s *Backups) openCheckpoint(ctx context.Context, b *domain.Backup, point RestorePoint) (RestoreSource, error) {
+	const op = "replay"
+	ref := b.DataRef()
+	lo, hi, ok, err := backupdata.DayRange(s.State, ref, point.Day)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, domain.Errorf(domain.ErrFailedPrecondition, op, string(point.Day), "", "the backup has no checkpoint on that day")
+	}
+	var last *backupdata.Summary
+	for q := lo; q <= hi; q++ {
+		sum, err := backupdata.Checkpoint(s.State, ref, q)
+		if err != nil {
+			return nil, err
+		}
+		if !point.At.IsZero() && sum.At.After(point.At) {
+			break
+		}
+		last = &sum
+	}
+	if last == nil {
+		at := point.At.UTC().Format(time.RFC3339)
+		return nil, domain.Errorf(domain.ErrFailedPrecondition, op, at, "choose a later time of that day", "no checkpoint of %s is at or before %s", point.Day, at)
+	}
+	return s.openThrough(ctx, b, RestorePoint{Day: point.Day, At: last.At}, nil, last.Seq)
+}
+
 // newLoad prepares the load of point (see Open and openThrough).
 func (s *Backups) newLoad(b *domain.Backup, point RestorePoint, only []ItemRef, through uint64) (*load, error) {
 	const op = "load restore point"
@@ -96,6 +129,7 @@ type load struct {
 	dayEnd   time.Time
 	only     map[ItemRef]bool
 	through  uint64 // the last checkpoint read (0: up to the point's end)
+	first    uint64 // a whole day: the first checkpoint read of the day
 	apply    dayview.Applier
 }
 
@@ -135,6 +169,10 @@ func (l *load) run(ctx context.Context) (RestoreSource, error) {
 	if src.seq, src.at, err = l.fill(ctx, sc); err != nil {
 		_ = sc.Close()
 		return nil, err
+	}
+	src.first = l.first
+	if src.first == 0 {
+		src.first = src.seq
 	}
 	if l.instant && src.at.After(l.point.At) {
 		src.at = l.point.At
@@ -185,6 +223,9 @@ func (l *load) fill(ctx context.Context, sc Scratch) (seq uint64, at time.Time, 
 			return 0, at, err
 		}
 		seq, at = sum.Seq, sum.At
+		if l.first == 0 && !l.instant && !sum.At.Before(l.dayStart) {
+			l.first = sum.Seq
+		}
 		if l.past(sum.At) {
 			break
 		}
@@ -268,6 +309,7 @@ type loadedSource struct {
 	point  RestorePoint
 	only   map[ItemRef]bool
 	seq    uint64
+	first  uint64
 	at     time.Time
 	counts *[3]uint64
 	item   BackedUpItem
@@ -278,6 +320,11 @@ var errSourceClosed = &domain.Error{Op: "read restore point", Kind: domain.ErrUn
 
 func (s *loadedSource) Point() RestorePoint                 { return s.point }
 func (s *loadedSource) Covered() (at time.Time, seq uint64) { return s.at, s.seq }
+
+// FirstCheckpoint is the first checkpoint of the point's own: for a whole
+// day, the first read that was taken within or after the day; for an
+// instant, the last read (Covered's). Plans show it as their from_seq.
+func (s *loadedSource) FirstCheckpoint() uint64 { return s.first }
 
 func (s *loadedSource) Counts(ctx context.Context) (keys, secrets, versions uint64, err error) {
 	if s.counts == nil {

@@ -101,6 +101,10 @@ func (s *Backups) nextWork(b *domain.Backup, now time.Time) (Work, bool) {
 	}
 	w.At = r.next
 	if w.Kind == WorkFull || w.Kind == WorkIncremental {
+		if b.ExpiredBy(r.next) {
+			// The term ends before the retry: it expires instead.
+			return Work{Backup: b.ID, At: b.ExpiresAt, Kind: WorkExpire}, true
+		}
 		if loc, err := s.location(b); err == nil {
 			w.Kind = checkpointKind(b.CatchUp(r.next, loc))
 		}
@@ -282,10 +286,11 @@ func (s *Backups) dueFirst(until time.Time) ([]Work, error) {
 
 // CatchUp covers a downtime that ended at now: each enabled instance whose
 // next checkpoint is overdue takes one checkpoint at now (the missed full
-// of today, or one incremental covering the gap); releases of KMS
-// instances not yet recorded are recorded; expiries and releases that fell
-// due are recorded. As in RunDue, one instance's failure is recorded and
-// retried later and never stops the others.
+// of today, or one incremental covering the gap), unless its term ended
+// by now (no checkpoint is ever taken at or after an expiry: it expires);
+// releases of KMS instances not yet recorded are recorded; expiries and
+// releases that fell due are recorded. As in RunDue, one instance's
+// failure is recorded and retried later and never stops the others.
 func (s *Backups) CatchUp(ctx context.Context, now time.Time) (int, error) {
 	all, err := backupstate.Scheduled(s.State)
 	if err != nil {
@@ -299,6 +304,12 @@ func (s *Backups) CatchUp(ctx context.Context, now time.Time) (int, error) {
 		}
 		switch w.Kind {
 		case WorkFull, WorkIncremental:
+			if b.ExpiredBy(now) {
+				// Its term ended during the downtime: it expires, at its
+				// own instant, with no checkpoint after that.
+				w = Work{Backup: b.ID, At: b.ExpiresAt, Kind: WorkExpire}
+				break
+			}
 			loc, err := s.location(b)
 			if err != nil {
 				w = Work{Backup: b.ID, At: now, Kind: WorkSchedule, err: err}

@@ -38,8 +38,9 @@ func (s *Backups) UploadBackupFile(ctx context.Context, c Caller, name, dataKey 
 	if err := requireAccount(c, op); err != nil {
 		return nil, err
 	}
-	if err := domain.ValidateAlias(name); err != nil {
-		return nil, domain.Invalid(op, "name must be 1 to %d printable characters", domain.MaxAliasLength)
+	name, err := domain.CleanAlias("upload name", name)
+	if err != nil {
+		return nil, err
 	}
 	key, err := domain.ParseDataKey(dataKey)
 	if err != nil {

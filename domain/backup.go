@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 )
 
 // BackupKind tells a free default backup instance from a provisioned one.
@@ -55,20 +54,30 @@ var termRe = regexp.MustCompile(`^([1-9][0-9]{0,2})(mo|y)$`)
 func ParseTerm(s string) (Term, error) {
 	m := termRe.FindStringSubmatch(strings.TrimSpace(s))
 	if m == nil {
-		return Term{}, Invalid("parse term", "term %q must be a number of months or years, such as 1mo, 12mo or 1y", s)
+		return Term{}, Invalid("parse term", "term %s must be a number of months or years, such as 1mo, 12mo or 1y", Quote(s))
 	}
 	n, _ := strconv.Atoi(m[1])
 	if m[2] == "y" {
 		n *= 12
 	}
 	if n > MaxTermMonths {
-		return Term{}, Invalid("parse term", "term %q is longer than %d months", s, MaxTermMonths)
+		return Term{}, Invalid("parse term", "term %s is longer than %d months", Quote(s), MaxTermMonths)
 	}
 	return Term{Months: n}, nil
 }
 
-// After is the end of a term that starts at t.
-func (t Term) After(start time.Time) time.Time { return start.AddDate(0, t.Months, 0) }
+// After is the end of a term that starts at start: the same day and time
+// t.Months calendar months later, or the last day of that month when it is
+// shorter (bought on January 31 for one month: the end of February, never
+// March 3).
+func (t Term) After(start time.Time) time.Time {
+	y, m, d := start.Date()
+	first := time.Date(y, m+time.Month(t.Months), 1, start.Hour(), start.Minute(), start.Second(), start.Nanosecond(), start.Location())
+	if last := first.AddDate(0, 1, -1).Day(); d > last {
+		d = last
+	}
+	return first.AddDate(0, 0, d-1)
+}
 
 func (t Term) String() string {
 	if t.Months%12 == 0 {
@@ -147,6 +156,15 @@ func (b *Backup) DataRef() string { return DataRef(b.ID, b.Generation) }
 // DataRef names the data key and data of generation gen of a backup.
 func DataRef(id BackupID, gen uint32) string {
 	return string(id) + "/" + strconv.FormatUint(uint64(gen), 10)
+}
+
+// Zone is the IANA name of the time zone the instance counts its days in
+// and shows its times in: its own, or UTC while it has none (not enabled).
+func (b *Backup) Zone() string {
+	if b.TimeZone == "" {
+		return "UTC"
+	}
+	return b.TimeZone
 }
 
 // Location returns the instance's time zone; loader is time.LoadLocation or
@@ -278,6 +296,34 @@ func (b *Backup) usable(op string) error {
 // Usable refuses an operation on an expired or released instance.
 func (b *Backup) Usable(op string) error { return b.usable(op) }
 
+// CheckDay refuses a day whose data cannot be seen, restored or downloaded
+// on day today (in the instance's time zone): for an upload, any day but
+// the one it holds ("" stands for it); otherwise a day before the instance
+// was enabled, in the future, or viewableDays or more ago. It does not
+// check the instance's state (Usable does). Errors: ErrInvalidArgument
+// when an instance's day is missing; ErrFailedPrecondition, with the
+// viewable days as a hint.
+func (b *Backup) CheckDay(op string, d, today Day) error {
+	if b.Kind == BackupUpload {
+		if d == "" || d == b.UploadDay {
+			return nil
+		}
+		return Errorf(ErrFailedPrecondition, op, string(d), "leave out the day, or use "+string(b.UploadDay),
+			"upload %s holds only the day %s", b.ID, b.UploadDay)
+	}
+	if d == "" {
+		return Invalid(op, "day is required: a viewable day of %s as YYYY-MM-DD", b.ID)
+	}
+	if b.EnabledDay == "" || !Viewable(b.EnabledDay, d, today, b.ViewableDays) {
+		hint := "nothing of " + string(b.ID) + " is viewable yet"
+		if first, last, ok := ViewableWindow(b.EnabledDay, today, b.ViewableDays); ok {
+			hint = "viewable days of " + string(b.ID) + ": from " + string(first) + " to " + string(last)
+		}
+		return Errorf(ErrFailedPrecondition, op, string(d), hint, "day is not viewable")
+	}
+	return nil
+}
+
 // NewDefaultBackup decides the default backup instance of a region.
 func NewDefaultBackup(id BackupID, region string) (*BackupCreated, error) {
 	if err := ValidateRegion(region); err != nil {
@@ -304,7 +350,10 @@ func NewProvisionedBackup(id BackupID, region string, viewableDays int, term Ter
 
 // Enable decides binding the instance to KMS instance in (of the same
 // account and region). boundTo is the backup instance that already backs
-// in up, if any; loc is the time zone, already loaded by the caller.
+// in up, if any. The alias is kept trimmed (see CleanAlias). timeZone is an
+// IANA name whose form is checked here (the caller checks that it loads);
+// empty, it is the region's (see RegionTimeZone), since the daily full
+// backup is at local midnight.
 func (b *Backup) Enable(in *Instance, alias, timeZone string, boundTo BackupID) (*BackupEnabled, error) {
 	const op = "enable backup instance"
 	if err := b.notUpload(op); err != nil {
@@ -330,18 +379,17 @@ func (b *Backup) Enable(in *Instance, alias, timeZone string, boundTo BackupID) 
 		return nil, Errorf(ErrAlreadyExists, op, string(in.ID), "reset "+string(boundTo)+" first",
 			"KMS instance is already backed up by %s", boundTo)
 	}
-	if err := ValidateAlias(alias); err != nil {
+	alias, err := CleanAlias("alias", alias)
+	if err != nil {
+		return nil, err
+	}
+	if timeZone == "" {
+		timeZone = RegionTimeZone(b.Region)
+	}
+	if err := ValidateTimeZone(timeZone); err != nil {
 		return nil, err
 	}
 	return &BackupEnabled{KMSInstance: in.ID, Alias: alias, TimeZone: timeZone}, nil
-}
-
-// ValidateAlias checks a backup instance alias: 1-64 printable characters.
-func ValidateAlias(a string) error {
-	if a == "" || !utf8.ValidString(a) || utf8.RuneCountInString(a) > MaxAliasLength || strings.ContainsAny(a, "\x00\n\r\t") {
-		return Invalid("validate alias", "alias must be 1 to %d printable characters", MaxAliasLength)
-	}
-	return nil
 }
 
 // Extend decides more viewable days: upwards only, at most 600, never for
@@ -388,6 +436,13 @@ func (b *Backup) Renew(term Term, now time.Time) (*BackupRenewed, error) {
 		start = now
 	}
 	return &BackupRenewed{ExpiresAt: term.After(start).UTC()}, nil
+}
+
+// ExpiredBy reports whether a provisioned instance's term has ended at
+// instant at (its expiry is at or before it), recorded or not: no
+// checkpoint may cover at.
+func (b *Backup) ExpiredBy(at time.Time) bool {
+	return b.Kind == BackupProvisioned && !b.ExpiresAt.IsZero() && !at.Before(b.ExpiresAt)
 }
 
 // Expire decides the expiry at now, if due.
@@ -453,7 +508,10 @@ func (b *Backup) Apply(e Event, d EventData) {
 		b.BeforeExpiry, b.State, b.ExpiredAt = b.State, StateExpired, e.OccurredAt
 		b.Failing = Failure{} // an expired instance has no scheduled work but its release
 	case *BackupReleased:
-		b.State, b.ReleasedAt = StateReleased, e.OccurredAt
+		// A released instance keeps its row (listed on request) but
+		// nothing of its binding: its KMS instance may be backed up anew.
+		b.State, b.ReleasedAt, b.KMSInstance = StateReleased, e.OccurredAt, ""
+		b.SourceReleased = SourceRelease{}
 		b.clearData()
 	case *BackupReset:
 		b.State, b.KMSInstance, b.Alias, b.TimeZone, b.EnabledAt = StateNotEnabled, "", "", "", time.Time{}

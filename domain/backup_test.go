@@ -242,3 +242,89 @@ func TestCatchUpAfterDowntime(t *testing.T) {
 		t.Fatalf("rollback accepted: %v", err)
 	}
 }
+
+// TestNoCheckpointAtOrAfterExpiry: a checkpoint due at or after the end of
+// the term is not scheduled (the instance expires instead) and not taken.
+func TestNoCheckpointAtOrAfterExpiry(t *testing.T) {
+	b := backupWith(t, provisioned(10), &domain.BackupEnabled{KMSInstance: "kms_x", Alias: "a"})
+	expiry := b.ExpiresAt
+	// Schedule up to the last instant before the expiry.
+	runSchedule(t, b, time.UTC, expiry)
+	if last := b.LastIncremental; !last.Equal(expiry.Add(-5 * time.Minute)) {
+		t.Fatalf("last checkpoint at %s, want 5 minutes before the expiry %s", last, expiry)
+	}
+	if due, ok := b.NextCheckpoint(time.UTC); ok {
+		t.Fatalf("a checkpoint is scheduled at %s, at or after the expiry %s", due.At, expiry)
+	}
+	for _, at := range []time.Time{expiry, expiry.Add(time.Hour)} {
+		if _, err := b.Checkpoint(domain.Due{At: at}, time.UTC, b.NextRevision, nil, false); !errors.Is(err, domain.ErrFailedPrecondition) {
+			t.Fatalf("checkpoint at %s accepted: %v", at, err)
+		}
+	}
+	if !b.ExpiredBy(expiry) || b.ExpiredBy(expiry.Add(-time.Nanosecond)) {
+		t.Fatal("ExpiredBy is not the expiry instant")
+	}
+	// A catch-up after a renewal is scheduled again.
+	r, err := b.Renew(domain.Term{Months: 1}, expiry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Apply(domain.Event{Revision: 100000, OccurredAt: expiry}, r)
+	if due, ok := b.NextCheckpoint(time.UTC); !ok || !due.At.Equal(expiry) {
+		t.Fatalf("after the renewal: %+v %v", due, ok)
+	}
+}
+
+// TestTermIsCalendarMonthsClamped: a term ends on the same day of the
+// month, or on the last day of a shorter month.
+func TestTermIsCalendarMonthsClamped(t *testing.T) {
+	at := func(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 10, 15, 0, 0, time.UTC) }
+	for _, c := range []struct {
+		months      int
+		start, want time.Time
+	}{
+		{1, at(2026, 1, 31), at(2026, 2, 28)},
+		{1, at(2028, 1, 31), at(2028, 2, 29)},
+		{1, at(2026, 3, 31), at(2026, 4, 30)},
+		{1, at(2026, 1, 15), at(2026, 2, 15)},
+		{1, at(2026, 12, 31), at(2027, 1, 31)},
+		{2, at(2026, 12, 31), at(2027, 2, 28)},
+		{12, at(2028, 2, 29), at(2029, 2, 28)},
+		{48, at(2028, 2, 29), at(2032, 2, 29)},
+		{1, at(2026, 5, 1), at(2026, 6, 1)},
+	} {
+		if got := (domain.Term{Months: c.months}).After(c.start); !got.Equal(c.want) {
+			t.Errorf("%d months after %s = %s, want %s", c.months, c.start.Format(time.RFC3339), got.Format(time.RFC3339), c.want.Format(time.RFC3339))
+		}
+	}
+}
+
+// TestReleaseDropsTheBinding: a released instance no longer names its KMS
+// instance.
+func TestReleaseDropsTheBinding(t *testing.T) {
+	b := backupWith(t, provisioned(10), &domain.BackupEnabled{KMSInstance: "kms_x", Alias: "a", TimeZone: "UTC"},
+		&domain.BackupSourceReleased{Next: 3, End: 5}, &domain.BackupExpired{}, &domain.BackupReleased{})
+	if b.State != domain.StateReleased || b.KMSInstance != "" || b.SourceReleased.Recorded() {
+		t.Fatalf("released: state %s, KMS instance %q, source released %+v", b.State, b.KMSInstance, b.SourceReleased)
+	}
+}
+
+// TestEnableTakesTheRegionsZone: without a time zone, an instance counts its
+// days in its region's; an alias is kept trimmed.
+func TestEnableTakesTheRegionsZone(t *testing.T) {
+	for region, want := range map[string]string{"cn-hangzhou": "Asia/Shanghai", "eu-central-1": "Europe/Berlin", "xx-nowhere-9": "UTC"} {
+		d, err := domain.NewProvisionedBackup(bkpID, region, 10, domain.Term{Months: 1}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := backupWith(t, d)
+		kms := &domain.Instance{ID: domain.NewInstanceID(id(1)), Account: acct, Region: region}
+		e, err := b.Enable(kms, "  prod ", "", "")
+		if err != nil || e.TimeZone != want || e.Alias != "prod" {
+			t.Fatalf("%s: %+v, %v; want zone %s and alias prod", region, e, err, want)
+		}
+		if _, err := b.Enable(kms, "prod", "Local", ""); !errors.Is(err, domain.ErrInvalidArgument) {
+			t.Fatalf("%s: zone Local accepted: %v", region, err)
+		}
+	}
+}

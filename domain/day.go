@@ -15,7 +15,7 @@ const dayLayout = "2006-01-02"
 func ParseDay(s string) (Day, error) {
 	t, err := time.Parse(dayLayout, s)
 	if err != nil || t.Format(dayLayout) != s {
-		return "", Invalid("parse day", "day %q must be a date as YYYY-MM-DD", s)
+		return "", Invalid("parse day", "day %s must be a date as YYYY-MM-DD", Quote(s))
 	}
 	return Day(s), nil
 }

@@ -3,6 +3,8 @@ package domain
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 )
 
 // Sentinel errors. Every error the product returns wraps exactly one of these,
@@ -37,6 +39,9 @@ var (
 	// ErrUnavailable: a dependency (log, bus, store) cannot serve now; the
 	// operation may be retried.
 	ErrUnavailable = errors.New("domain: unavailable")
+	// ErrTooManyRequests: the client failed to authenticate too often and
+	// must wait before it tries again; nothing was checked or changed.
+	ErrTooManyRequests = errors.New("domain: too many requests")
 )
 
 // Error is an error with operation context: what was being done, to which
@@ -52,7 +57,7 @@ type Error struct {
 func (e *Error) Error() string {
 	s := e.Op
 	if e.Item != "" {
-		s += " " + e.Item
+		s += " " + ShownItem(e.Item)
 	}
 	if s != "" {
 		s += ": "
@@ -62,6 +67,16 @@ func (e *Error) Error() string {
 		s += " (" + e.Hint + ")"
 	}
 	return s
+}
+
+// ShownItem is an error's item as a message shows it: as it is when it is
+// short and printable (an ID, a name, a day), else quoted and cut (see
+// Quote), since an item can come straight from a request.
+func ShownItem(item string) string {
+	if len(item) <= MaxShown && strings.IndexFunc(item, func(r rune) bool { return unprintable(r, "") || r == utf8.RuneError }) < 0 {
+		return item
+	}
+	return Quote(item)
 }
 
 // Unwrap returns the sentinel.
@@ -94,7 +109,7 @@ func IsCorruption(err error) bool { return errors.Is(err, ErrCorrupt) }
 func Kind(err error) error {
 	for _, k := range []error{ErrInvalidArgument, ErrNotFound, ErrAlreadyExists, ErrQuotaExceeded,
 		ErrFailedPrecondition, ErrWrongExpectedRevision, ErrUnauthenticated, ErrPermissionDenied,
-		ErrCorrupt, ErrUnavailable} {
+		ErrCorrupt, ErrUnavailable, ErrTooManyRequests} {
 		if errors.Is(err, k) {
 			return k
 		}

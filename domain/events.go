@@ -212,6 +212,9 @@ func newData(typ string) EventData {
 	if typ == TypeDevClockSet {
 		return &DevClockSet{}
 	}
+	if d := sessionData(typ); d != nil {
+		return d
+	}
 	return restoreData(typ)
 }
 

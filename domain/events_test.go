@@ -29,8 +29,13 @@ func TestEventDataRoundTrip(t *testing.T) {
 			Versions: []domain.RestoredSecretVersion{{Version: 1, Key: domain.NewKeyID(id(3)), Value: []byte("kms1:x"), CreatedAt: t0}},
 			From:     domain.RestoredFrom{Backup: domain.NewBackupID(id(4)), Day: "2026-05-01", Seq: 7, By: "acct_x"}},
 		&domain.Audited{Action: "restore-key", Actor: "acct_x", Backup: domain.NewBackupID(id(4)), Day: "2026-05-01", Target: "kms_x", Item: "key_x"},
+		&domain.Audited{Action: "restore", Actor: "acct_x", Backup: domain.NewBackupID(id(4)), Day: "2026-05-01", Target: "kms_x",
+			Keys: []string{"key_x", "key_y"}, Secrets: []string{"db"}},
 		&domain.BackupSourceReleased{Instance: domain.NewInstanceID(id(2)), Next: 17, End: 300},
 		&domain.BackupFailing{Work: "incremental", Reason: "take backup: no data key", Since: t0, Attempts: 3},
+		&domain.AccountTokenReplaced{Account: domain.NewAccountID(id(1)), TokenHash: [32]byte{3, 4}},
+		&domain.SessionStarted{Session: [32]byte{5}, TokenHash: [32]byte{6}, ExpiresAt: t0},
+		&domain.SessionEnded{Session: [32]byte{7}},
 	}
 	for _, d := range all {
 		t.Run(d.EventType(), func(t *testing.T) {

@@ -42,10 +42,10 @@ func NewBackupID(u ulid.ULID) BackupID { return BackupID(BackupPrefix + u.String
 func parsePrefixed(op, prefix, what, s string) error {
 	rest, ok := strings.CutPrefix(s, prefix)
 	if !ok {
-		return Invalid(op, "%s %q must start with %q", what, s, prefix)
+		return Invalid(op, "%s %s must start with %q", what, Quote(s), prefix)
 	}
 	if _, err := ulid.ParseStrict(rest); err != nil {
-		return Invalid(op, "%s %q is not a valid ID", what, s)
+		return Invalid(op, "%s %s is not a valid ID", what, Quote(s))
 	}
 	return nil
 }
@@ -79,7 +79,7 @@ var (
 // ValidateRegion checks a region name such as "cn-hangzhou".
 func ValidateRegion(r string) error {
 	if !regionRe.MatchString(r) {
-		return Invalid("validate region", "region %q must be 2-64 lower-case letters, digits and dashes, e.g. cn-hangzhou", r)
+		return Invalid("validate region", "region %s must be 2-64 lower-case letters, digits and dashes, e.g. cn-hangzhou", Quote(r))
 	}
 	return nil
 }
@@ -88,7 +88,7 @@ func ValidateRegion(r string) error {
 // digits and _ + = . @ -.
 func ValidateSecretName(n string) error {
 	if !secretNameRe.MatchString(n) {
-		return Invalid("validate secret name", "secret name %q must be 1-192 letters, digits or _ + = . @ -", n)
+		return Invalid("validate secret name", "secret name %s must be 1-192 letters, digits or _ + = . @ -", Quote(n))
 	}
 	return nil
 }
@@ -97,7 +97,7 @@ func ValidateSecretName(n string) error {
 // '_' and '-', at most 63 characters.
 func ValidateAccountName(n string) error {
 	if !accountNameRe.MatchString(n) {
-		return Invalid("validate account name", "account name %q must be 1-63 lower-case letters, digits, _ or -, starting with a letter or digit", n)
+		return Invalid("validate account name", "account name %s must be 1-63 lower-case letters, digits, _ or -, starting with a letter or digit", Quote(n))
 	}
 	return nil
 }

@@ -1,9 +1,6 @@
 package domain
 
-import (
-	"time"
-	"unicode/utf8"
-)
+import "time"
 
 // Limits of the software KMS.
 const (
@@ -126,7 +123,8 @@ func (in *Instance) CreateKey(id KeyID, description string, material Sealed, reg
 	if err := in.live(op); err != nil {
 		return nil, err
 	}
-	if err := ValidateDescription(description); err != nil {
+	description, err := CleanDescription(description)
+	if err != nil {
 		return nil, err
 	}
 	if regionHasKey {
@@ -138,12 +136,11 @@ func (in *Instance) CreateKey(id KeyID, description string, material Sealed, reg
 	return &KeyCreated{Key: id, Description: description, Spec: KeySpecAES256, Material: material}, nil
 }
 
-// ValidateDescription checks a key description.
+// ValidateDescription checks what a key description holds (see
+// CleanDescription), trimmed or not.
 func ValidateDescription(d string) error {
-	if !utf8.ValidString(d) || utf8.RuneCountInString(d) > MaxDescription {
-		return Invalid("validate description", "description must be valid UTF-8 of at most %d characters", MaxDescription)
-	}
-	return nil
+	_, err := CleanDescription(d)
+	return err
 }
 
 func (in *Instance) ownKey(op string, k *Key) error {

@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/domain/wire"
@@ -63,12 +64,16 @@ type SecretRestored struct {
 // Audited is an audit record: who did what, to which object, from which
 // backup and day, when (the envelope's time).
 type Audited struct {
-	Action string // restore-key, restore-secret, reset, enable, ...
+	Action string // restore, reset, enable, ... (restore-key and restore-secret in older records)
 	Actor  string
 	Backup BackupID
 	Day    Day
 	Target string // the instance or object acted on
 	Item   string // the key ID or secret name, when one
+	// Keys and Secrets are the items a restore wrote in one batch (one
+	// record per batch). Records written before them have none.
+	Keys    []string
+	Secrets []string
 }
 
 func (KeyRestored) EventType() string    { return TypeKeyRestored }
@@ -130,17 +135,54 @@ func (e *SecretRestored) decode(r *wire.Reader) {
 	e.From.decode(r)
 }
 
+// auditedBatch is the format of an Audited record that lists a restore's
+// items: it starts with an empty string (an older record starts with its
+// action, never empty), then this number, then the fields and the lists,
+// so that no cut of it reads as an older record.
+const auditedBatch = 2
+
 func (e *Audited) encode(w *wire.Writer) {
+	batch := len(e.Keys) > 0 || len(e.Secrets) > 0
+	if batch {
+		w.String("")
+		w.Uvarint(auditedBatch)
+	}
 	w.String(e.Action)
 	w.String(e.Actor)
 	w.String(string(e.Backup))
 	w.String(string(e.Day))
 	w.String(e.Target)
 	w.String(e.Item)
+	if batch {
+		for _, l := range [][]string{e.Keys, e.Secrets} {
+			w.Uvarint(uint64(len(l)))
+			for _, x := range l {
+				w.String(x)
+			}
+		}
+	}
 }
 
 func (e *Audited) decode(r *wire.Reader) {
-	e.Action, e.Actor, e.Backup, e.Day, e.Target, e.Item = r.String(), r.String(), BackupID(r.String()), Day(r.String()), r.String(), r.String()
+	first := r.String()
+	batch := first == ""
+	if batch {
+		if v := r.Uvarint(); v != auditedBatch {
+			r.Fail(fmt.Errorf("audit record format %d is unknown", v))
+			return
+		}
+		first = r.String()
+	}
+	e.Action, e.Actor, e.Backup, e.Day, e.Target, e.Item = first, r.String(), BackupID(r.String()), Day(r.String()), r.String(), r.String()
+	if !batch {
+		return
+	}
+	for _, l := range []*[]string{&e.Keys, &e.Secrets} {
+		*l = make([]string, r.Count())
+		for i := range *l {
+			(*l)[i] = r.String()
+		}
+	}
 }
 
 func restoreData(typ string) EventData {
@@ -153,47 +195,6 @@ func restoreData(typ string) EventData {
 		return &Audited{}
 	}
 	return nil
-}
-
-// RestoreKey decides restoring a key into the instance: the instance is
-// live, the key ID is free in its region and the key quota has room.
-func (in *Instance) RestoreKey(d *KeyRestored, regionHasKey bool) (*KeyRestored, error) {
-	const op = "restore key"
-	if err := in.live(op); err != nil {
-		return nil, err
-	}
-	if len(d.Versions) == 0 {
-		return nil, Invalid(op, "key %s has no version to restore", d.Key)
-	}
-	if regionHasKey {
-		return nil, Errorf(ErrAlreadyExists, op, string(d.Key), "delete it there first", "a key with this ID already exists in region %s", in.Region)
-	}
-	if in.LiveKeys >= in.KeyQuota {
-		return nil, Errorf(ErrQuotaExceeded, op, string(in.ID), "delete a key or restore into another instance", "key quota of %d is used up", in.KeyQuota)
-	}
-	return d, nil
-}
-
-// RestoreSecret decides restoring a secret into the instance: its key must
-// be a live key of the instance (restored first when both are restored).
-func (in *Instance) RestoreSecret(d *SecretRestored, key *Key, regionHasSecret bool) (*SecretRestored, error) {
-	const op = "restore secret"
-	if err := in.live(op); err != nil {
-		return nil, err
-	}
-	if len(d.Versions) == 0 {
-		return nil, Invalid(op, "secret %s has no version to restore", d.Name)
-	}
-	if key == nil || key.Instance != in.ID {
-		return nil, Errorf(ErrFailedPrecondition, op, d.Name, "restore its key first, or with it", "encryption key %s is not in the target instance", d.Key)
-	}
-	if regionHasSecret {
-		return nil, Errorf(ErrAlreadyExists, op, d.Name, "delete it there first", "a secret with this name already exists in region %s", in.Region)
-	}
-	if in.LiveSecrets >= in.SecretQuota {
-		return nil, Errorf(ErrQuotaExceeded, op, string(in.ID), "delete a secret or restore into another instance", "secret quota of %d is used up", in.SecretQuota)
-	}
-	return d, nil
 }
 
 // NewRestoredKey builds the key a KeyRestored event brings.

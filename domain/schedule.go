@@ -36,8 +36,17 @@ func (b *Backup) Taken(due Due) bool {
 // day. After a renewal ended an expiry, whatever fell due before it is one
 // catch-up checkpoint at the renewal (see CatchUp), never a back-fill. ok
 // is false when the instance takes no backups (not enabled, expired or
-// released).
+// released), and when the next checkpoint would fall at or after the
+// expiry: the instance expires instead.
 func (b *Backup) NextCheckpoint(loc *time.Location) (Due, bool) {
+	due, ok := b.nextCheckpoint(loc)
+	if !ok || b.ExpiredBy(due.At) {
+		return Due{}, false
+	}
+	return due, true
+}
+
+func (b *Backup) nextCheckpoint(loc *time.Location) (Due, bool) {
 	if b.State != StateEnabled {
 		return Due{}, false
 	}
@@ -79,6 +88,10 @@ func (b *Backup) Checkpoint(due Due, loc *time.Location, next uint64, parts []Sl
 	}
 	if b.Checkpoints > 0 && due.At.Before(b.lastCheckpointAt()) {
 		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "", "checkpoint at %s is before the previous one", due.At.Format(time.RFC3339))
+	}
+	if b.ExpiredBy(due.At) {
+		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "renew it to go on backing up",
+			"the term ends at %s: no checkpoint at or after it", b.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	if b.Checkpoints == 0 && !due.Full {
 		return nil, Errorf(ErrFailedPrecondition, op, string(b.ID), "", "the first checkpoint must be a full backup")

@@ -94,8 +94,9 @@ type UploadBase struct {
 // loc.
 func NewUpload(id BackupID, name string, h FileHeader, segs []UploadSegment, base UploadBase, loc *time.Location) ([]EventData, error) {
 	const op = "upload"
-	if err := ValidateAlias(name); err != nil {
-		return nil, Invalid(op, "name must be 1 to %d printable characters", MaxAliasLength)
+	name, err := CleanAlias("upload name", name)
+	if err != nil {
+		return nil, err
 	}
 	if len(segs) == 0 || len(segs[0].Parts) > 0 {
 		return nil, BadBackupFile()

@@ -25,6 +25,7 @@ type backupsView struct {
 	Rows       []backupRow
 	Next       string
 	NotFirst   bool
+	All        bool // released instances listed too
 	Notice     string
 	NoticeItem string
 }
@@ -78,14 +79,17 @@ func done(code string, id domain.BackupID) string {
 	return "/backups?done=" + code + "&id=" + string(id)
 }
 
+// listBackups lists the account's backup instances and uploads, a page at
+// a time; released instances only with all=1.
 func (c *Console) listBackups(w http.ResponseWriter, r *http.Request, a commands.Caller) {
 	q := r.URL.Query()
-	p, err := c.Backups.ListBackupInstances(a, q.Get("page"), pageSize)
+	all := q.Get("all") == "1"
+	p, err := c.Backups.ListBackupInstances(a, all, q.Get("page"), pageSize)
 	if err != nil {
 		c.renderError(w, r, err)
 		return
 	}
-	v := backupsView{Next: p.Next, NotFirst: q.Get("page") != ""}
+	v := backupsView{Next: p.Next, NotFirst: q.Get("page") != "", All: all}
 	if n, ok := notices[q.Get("done")]; ok && validID(q.Get("id")) {
 		v.Notice, v.NoticeItem = n, q.Get("id")
 	}
@@ -210,11 +214,12 @@ type enableView struct {
 	Err       *problem
 }
 
-// zones are offered as suggestions; any IANA time zone is accepted.
+// zones are offered as suggestions; any IANA time zone name is accepted,
+// and the form starts with the region's.
 var zones = []string{"UTC", "Asia/Shanghai", "Asia/Singapore", "Asia/Tokyo", "Europe/Berlin", "Europe/London", "America/New_York", "America/Los_Angeles"}
 
 func (c *Console) enableForm(w http.ResponseWriter, r *http.Request, a commands.Caller) {
-	c.showEnable(w, r, a, http.StatusOK, enableView{TimeZone: "UTC"}, nil)
+	c.showEnable(w, r, a, http.StatusOK, enableView{}, nil)
 }
 
 func (c *Console) showEnable(w http.ResponseWriter, r *http.Request, a commands.Caller, status int, v enableView, err error) {
@@ -229,6 +234,9 @@ func (c *Console) showEnable(w http.ResponseWriter, r *http.Request, a commands.
 		return
 	}
 	v.Backup, v.Zones, v.Err = b, zones, c.describe(r, err)
+	if v.TimeZone == "" && err == nil {
+		v.TimeZone = domain.RegionTimeZone(b.Region) // the default: local midnight
+	}
 	for _, in := range ins {
 		if in.Region == b.Region {
 			v.Instances = append(v.Instances, in)

@@ -29,10 +29,40 @@ var staticFS embed.FS
 // layout loads.
 const HTMX = "htmx-2.0.11.min.js"
 
-// Authenticator maps an account token to a caller.
-type Authenticator interface {
-	Authenticate(token string) (commands.Caller, error)
+// Sessions are the console's sign-ins (commands.Accounts implements them).
+// Every method is safe for concurrent use.
+type Sessions interface {
+	// StartSession checks an account token and opens a session; its Ref
+	// goes into the cookie. Errors: ErrUnauthenticated for a token that is
+	// not valid, ErrPermissionDenied for the admin token.
+	StartSession(ctx context.Context, token string) (commands.Session, error)
+	// SessionCaller maps a cookie's session reference to its account.
+	// Errors: ErrUnauthenticated when it is not a live session.
+	SessionCaller(ctx context.Context, ref string) (commands.Caller, error)
+	// EndSession signs a session out on the server. Idempotent.
+	EndSession(ctx context.Context, ref string) error
 }
+
+// Guard is the HTTP edge as the console sees it (adapters/httpedge
+// implements it). Its methods are safe for concurrent use.
+type Guard interface {
+	// Admit reports whether r's client may try to authenticate now; when
+	// not, how long until it may (whole seconds, for Retry-After).
+	Admit(r *http.Request) (retryAfter time.Duration, ok bool)
+	// Failed records that r's client failed to sign in, or presented a
+	// session that is not valid.
+	Failed(r *http.Request)
+	// Authenticated records that r authenticated: it stops counting among
+	// the unauthenticated requests.
+	Authenticated(r *http.Request)
+}
+
+// openGuard admits everyone (a Console without a Guard).
+type openGuard struct{}
+
+func (openGuard) Admit(*http.Request) (time.Duration, bool) { return 0, true }
+func (openGuard) Failed(*http.Request)                      {}
+func (openGuard) Authenticated(*http.Request)               {}
 
 // DevClock is the clock of a --dev server; a manual one can be advanced
 // from the console's development bar.
@@ -48,7 +78,10 @@ type Console struct {
 	Backups  *commands.Backups
 	Restores *commands.Restores
 	KMS      *commands.KMS
-	Auth     Authenticator
+	Sessions Sessions
+	// Guard limits failed sign-ins per client (429 with Retry-After) and
+	// learns which requests authenticated; nil admits everyone.
+	Guard Guard
 	// DevClock, when set (--dev), shows the development bar with the clock
 	// and, for a manual clock, buttons to advance it.
 	DevClock DevClock
@@ -146,6 +179,9 @@ func (c *Console) init() {
 		if c.Now == nil {
 			c.Now = time.Now
 		}
+		if c.Guard == nil {
+			c.Guard = openGuard{}
+		}
 		if c.MaxUpload <= 0 {
 			c.MaxUpload = 16 << 30
 		}
@@ -237,6 +273,8 @@ func errorStatus(err error) int {
 		return http.StatusUnprocessableEntity
 	case domain.ErrUnavailable:
 		return http.StatusServiceUnavailable
+	case domain.ErrTooManyRequests:
+		return http.StatusTooManyRequests
 	}
 	return http.StatusInternalServerError
 }

@@ -2,7 +2,6 @@ package console
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -17,12 +16,11 @@ func (c *Console) advanceClock(w http.ResponseWriter, r *http.Request, _ command
 		c.renderError(w, r, domain.Errorf(domain.ErrNotFound, "", r.URL.Path, "start the server with --dev --clock manual", "no such page"))
 		return
 	}
-	by, err := time.ParseDuration(r.PostFormValue("by"))
+	by, err := domain.ParseClockAdvance(r.PostFormValue("by"))
 	switch {
 	case !c.DevClock.Manual():
 		err = domain.Errorf(domain.ErrFailedPrecondition, op, "", "start the server with --dev --clock manual", "the clock is the system's")
-	case err != nil || by <= 0 || by > 31*24*time.Hour:
-		err = domain.Invalid(op, "advance by a duration from 1s to 744h, such as 5m or 24h")
+	case err != nil:
 	default:
 		_, _, err = c.DevClock.Advance(r.Context(), by)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"sync"
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -45,6 +46,12 @@ var funcs = template.FuncMap{
 		return t.UTC().Format("2006-01-02 15:04")
 	},
 	"iso": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	// local shows an instant to the minute in a backup's time zone (an
+	// IANA name; UTC when empty), with the zone's offset, for tables.
+	"local": func(t time.Time, zone string) string { return inZone(t, zone, "2006-01-02 15:04 -07:00") },
+	// localsec shows an instant to the second in a backup's time zone,
+	// with the zone's offset.
+	"localsec": func(t time.Time, zone string) string { return inZone(t, zone, "2006-01-02 15:04:05 -07:00") },
 	// link builds a path with query parameters from name, value pairs,
 	// each escaped: for attributes html/template does not treat as URLs
 	// (hx-get) as well as for href.
@@ -55,6 +62,29 @@ var funcs = template.FuncMap{
 		}
 		return p + "?" + q.Encode()
 	},
+}
+
+// zoneCache holds the time zones pages showed times in, by IANA name.
+var zoneCache sync.Map
+
+// inZone formats t in the zone named zone (UTC when empty or unknown); a
+// dash for the zero time.
+func inZone(t time.Time, zone, layout string) string {
+	if t.IsZero() {
+		return "—"
+	}
+	if zone == "" {
+		zone = "UTC"
+	}
+	v, ok := zoneCache.Load(zone)
+	if !ok {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			loc = time.UTC
+		}
+		v, _ = zoneCache.LoadOrStore(zone, loc)
+	}
+	return t.In(v.(*time.Location)).Format(layout)
 }
 
 // parsePages parses every page: the layout and partials, each page's

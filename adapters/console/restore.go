@@ -14,7 +14,7 @@ import (
 type restoreView struct {
 	Backup     *domain.Backup
 	Day        string
-	At         string // RFC 3339: a checkpoint of the day; empty for its last
+	At         string // RFC 3339: an instant of the day (a listed checkpoint, or typed in); empty for the whole day
 	Points     []commands.DayCheckpoint
 	Keys       []string
 	Secrets    []string
@@ -33,7 +33,11 @@ type restoreView struct {
 func readRestore(r *http.Request) restoreView {
 	_ = r.ParseForm()
 	f := r.Form
-	return restoreView{Day: f.Get("day"), At: f.Get("at"), Keys: nonEmpty(f["key"]), Secrets: nonEmpty(f["secret"]), All: f.Get("all") != "",
+	at := strings.TrimSpace(f.Get("at_instant")) // an instant typed in wins over a listed checkpoint
+	if at == "" {
+		at = f.Get("at")
+	}
+	return restoreView{Day: f.Get("day"), At: at, Keys: nonEmpty(f["key"]), Secrets: nonEmpty(f["secret"]), All: f.Get("all") != "",
 		ToInstance: f.Get("to_instance"), ToRegion: strings.TrimSpace(f.Get("to_region"))}
 }
 
@@ -47,18 +51,14 @@ func nonEmpty(ss []string) []string {
 	return out
 }
 
+// request parses the form into the typed request of the use case.
 func (v *restoreView) request(id domain.BackupID) (commands.RestoreRequest, error) {
 	const op = "restore"
-	switch {
-	case v.ToInstance == "":
+	if v.ToInstance == "" {
 		return commands.RestoreRequest{}, domain.Invalid(op, "choose the KMS instance to restore into")
-	case !v.All && len(v.Keys) == 0 && len(v.Secrets) == 0:
-		return commands.RestoreRequest{}, domain.Invalid(op, "choose what to restore: a key, a secret, or everything")
-	case v.All && (len(v.Keys) > 0 || len(v.Secrets) > 0):
-		return commands.RestoreRequest{}, domain.Invalid(op, "restore everything, or chosen keys and secrets, not both")
 	}
-	return commands.RestoreRequest{From: id, Day: v.Day, At: v.At, Keys: v.Keys, Secrets: v.Secrets, All: v.All,
-		ToInstance: domain.InstanceID(v.ToInstance), ToRegion: v.ToRegion}, nil
+	return commands.RestoreInput{From: string(id), Day: v.Day, At: v.At, Keys: v.Keys, Secrets: v.Secrets, All: v.All,
+		ToInstance: v.ToInstance, ToRegion: v.ToRegion}.Parse()
 }
 
 // fill adds what every step shows: the backup and the account's instances.
@@ -120,12 +120,12 @@ func (c *Console) restoreStep(w http.ResponseWriter, r *http.Request, a commands
 	switch {
 	case err != nil:
 	case apply:
-		v.Result, err = c.Restores.Restore(r.Context(), a, req)
+		v.Result, err = c.Restores.Restore(r.Context(), a, req, nil)
 		if v.Result != nil {
 			v.Plan = v.Result.Plan
 		}
 	default:
-		v.Plan, err = c.Restores.PlanRestore(r.Context(), a, req)
+		v.Plan, err = c.Restores.PlanRestore(r.Context(), a, req, nil)
 	}
 	switch {
 	case err != nil && v.Plan == nil:

@@ -2,9 +2,11 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -12,11 +14,14 @@ import (
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
-// CookieName is the session cookie: it holds the account token, Secure,
-// HttpOnly and SameSite=Strict, for sessionLifetime.
+// CookieName is the session cookie: it holds a session reference (never
+// the account token), Secure, HttpOnly and SameSite=Strict, until the
+// session expires.
 const CookieName = "kmsbackup_session"
 
-const sessionLifetime = 12 * time.Hour
+// SignInPath is the sign-in page and form: its requests read a body before
+// they authenticate.
+const SignInPath = "/signin"
 
 // handler is a console handler that runs for a signed-in account.
 type handler func(w http.ResponseWriter, r *http.Request, a commands.Caller)
@@ -25,13 +30,10 @@ type handler func(w http.ResponseWriter, r *http.Request, a commands.Caller)
 // session goes to the sign-in page (and back afterwards, for a page).
 func (c *Console) session(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var caller commands.Caller
-		ck, err := r.Cookie(CookieName)
-		if err == nil {
-			caller, err = c.Auth.Authenticate(ck.Value)
-		}
-		if err == nil && caller.Account == "" {
-			err = domain.Errorf(domain.ErrUnauthenticated, "sign in", "", "", "not an account token")
+		caller, err := c.signedIn(w, r)
+		if domain.Kind(err) == domain.ErrTooManyRequests {
+			c.renderError(w, r, err)
+			return
 		}
 		if err != nil {
 			next := "/backups"
@@ -51,12 +53,47 @@ func (c *Console) session(h handler) http.Handler {
 	})
 }
 
-func (c *Console) home(w http.ResponseWriter, r *http.Request) {
-	if ck, err := r.Cookie(CookieName); err == nil {
-		if caller, err := c.Auth.Authenticate(ck.Value); err == nil && caller.Account != "" {
-			http.Redirect(w, r, "/backups", http.StatusSeeOther)
-			return
+// signedIn returns the account of r's session cookie, within the limit on
+// failed authentications of its client. Errors: ErrUnauthenticated without
+// a valid session (a cookie that is not one counts as a failure of the
+// client); ErrTooManyRequests, with Retry-After set on w, when the client
+// failed too often, before the cookie is checked.
+func (c *Console) signedIn(w http.ResponseWriter, r *http.Request) (commands.Caller, error) {
+	ck, err := r.Cookie(CookieName)
+	if err != nil {
+		return commands.Caller{}, domain.Errorf(domain.ErrUnauthenticated, "sign in", "", "", "not signed in")
+	}
+	if err := c.admit(w, r, "requests with a session that is not valid"); err != nil {
+		return commands.Caller{}, err
+	}
+	caller, err := c.Sessions.SessionCaller(r.Context(), ck.Value)
+	if err != nil {
+		if domain.Kind(err) == domain.ErrUnauthenticated {
+			c.Guard.Failed(r)
 		}
+		return commands.Caller{}, err
+	}
+	c.Guard.Authenticated(r)
+	return caller, nil
+}
+
+// admit refuses, with ErrTooManyRequests and Retry-After set on w, a
+// client that failed to authenticate too often; what names its failures.
+func (c *Console) admit(w http.ResponseWriter, r *http.Request, what string) error {
+	wait, ok := c.Guard.Admit(r)
+	if ok {
+		return nil
+	}
+	secs := int(wait / time.Second)
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	return domain.Errorf(domain.ErrTooManyRequests, "", "", fmt.Sprintf("wait %d seconds, then try again", secs),
+		"too many failed sign-ins or %s from this address", what)
+}
+
+func (c *Console) home(w http.ResponseWriter, r *http.Request) {
+	if _, err := c.signedIn(w, r); err == nil {
+		http.Redirect(w, r, "/backups", http.StatusSeeOther)
+		return
 	}
 	http.Redirect(w, r, "/signin", http.StatusSeeOther)
 }
@@ -70,27 +107,26 @@ func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "signin", "Sign in", signInView{Next: localPath(r.URL.Query().Get("next"), "/backups")})
 }
 
-// signIn checks the token and keeps it in the session cookie. The cookie is
-// always Secure, so a browser keeps it only over HTTPS or on a loopback
-// address: on plain HTTP elsewhere, sign-in says so instead of looping.
+// signIn checks the token, opens a session and keeps its reference in the
+// session cookie. The cookie is always Secure, so a browser keeps it only
+// over HTTPS or on a loopback address: on plain HTTP elsewhere, sign-in
+// says so instead of looping.
 func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	v := signInView{Next: localPath(r.PostFormValue("next"), "/backups")}
 	token := strings.TrimSpace(r.PostFormValue("token"))
-	var err error
+	var sess commands.Session
+	err := c.admit(w, r, "requests with a session that is not valid")
 	switch {
+	case err != nil:
 	case !secureOrigin(r):
 		err = domain.Errorf(domain.ErrFailedPrecondition, "sign in", "", "serve the console over HTTPS (a TLS-terminating proxy that sets X-Forwarded-Proto: https), or open it on a loopback address",
 			"the console keeps its session in a Secure cookie, which browsers do not store over plain HTTP")
 	case token == "":
 		err = domain.Invalid("sign in", "enter your account token (kmsb_...)")
 	default:
-		var caller commands.Caller
-		caller, err = c.Auth.Authenticate(token)
-		if err == nil && caller.Account == "" {
-			err = domain.Errorf(domain.ErrPermissionDenied, "sign in", "", "sign in with an account token; the admin token manages accounts from the command line",
-				"the console is for one account at a time")
-		}
+		sess, err = c.Sessions.StartSession(r.Context(), token)
 		if err != nil && domain.Kind(err) == domain.ErrUnauthenticated {
+			c.Guard.Failed(r)
 			err = domain.Errorf(domain.ErrUnauthenticated, "sign in", "", "check the token; `kmsbackup account create` prints a new account's token",
 				"that token is not valid")
 		}
@@ -100,12 +136,21 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, errorStatus(err), "signin", "Sign in", v)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: token, Path: "/", MaxAge: int(sessionLifetime / time.Second),
+	c.Guard.Authenticated(r)
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sess.Ref, Path: "/", MaxAge: int(sess.ExpiresAt.Sub(c.Now()) / time.Second),
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	redirect(w, r, v.Next)
 }
 
+// signOut ends the session on the server (every copy of the cookie stops
+// working) and clears the cookie.
 func (c *Console) signOut(w http.ResponseWriter, r *http.Request) {
+	if ck, err := r.Cookie(CookieName); err == nil {
+		if err := c.Sessions.EndSession(r.Context(), ck.Value); err != nil {
+			c.renderError(w, r, err)
+			return
+		}
+	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1,
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	redirect(w, r, "/signin")

@@ -152,6 +152,12 @@ func (c *Client) CreateAccount(ctx context.Context, name string) (Account, error
 	return do[Account](ctx, c, "POST", "/v1/accounts", nil, CreateAccountRequest{Name: name})
 }
 
+// ReplaceAccountToken gives an account a new token (admin token); the new
+// token is in the result, the old one stops working.
+func (c *Client) ReplaceAccountToken(ctx context.Context, id string) (Account, error) {
+	return do[Account](ctx, c, "POST", "/v1/accounts/"+url.PathEscape(id)+"/token", nil, nil)
+}
+
 // ListAccounts lists accounts (admin token).
 func (c *Client) ListAccounts(ctx context.Context) (List[Account], error) {
 	return do[List[Account]](ctx, c, "GET", "/v1/accounts", nil, nil)
@@ -254,9 +260,14 @@ func (c *Client) DeleteSecret(ctx context.Context, name, region string) error {
 
 func backupPath(id string) string { return "/v1/backup-instances/" + url.PathEscape(id) }
 
-// ListBackupInstances lists backup instances.
-func (c *Client) ListBackupInstances(ctx context.Context, pageSize int, pageToken string) (List[BackupInstance], error) {
-	return do[List[BackupInstance]](ctx, c, "GET", "/v1/backup-instances", pageQuery(pageSize, pageToken), nil)
+// ListBackupInstances lists backup instances and uploads; released ones
+// only when all is set.
+func (c *Client) ListBackupInstances(ctx context.Context, all bool, pageSize int, pageToken string) (List[BackupInstance], error) {
+	q := pageQuery(pageSize, pageToken)
+	if all {
+		q.Set("all", "true")
+	}
+	return do[List[BackupInstance]](ctx, c, "GET", "/v1/backup-instances", q, nil)
 }
 
 // CreateBackupInstance creates a provisioned backup instance.
@@ -330,6 +341,53 @@ func (c *Client) Restore(ctx context.Context, r RestoreRequest) (RestoreResult, 
 	return do[RestoreResult](ctx, c, "POST", "/v1/restores", nil, r)
 }
 
+// RestoreWithProgress is Restore, asking for the answer as a stream
+// (Accept: application/x-ndjson) and calling progress with every progress
+// line; a server that answers with plain JSON gives no progress.
+func (c *Client) RestoreWithProgress(ctx context.Context, r RestoreRequest, progress func(RestoreProgress)) (RestoreResult, error) {
+	const op = "POST /v1/restores"
+	b, err := json.Marshal(r)
+	if err != nil {
+		return RestoreResult{}, fmt.Errorf("encode request: %w", err)
+	}
+	hdr := http.Header{}
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Accept", "application/x-ndjson, application/json;q=0.5")
+	resp, err := c.send(ctx, "POST", "/v1/restores", nil, bytes.NewReader(b), hdr)
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	defer resp.Body.Close()
+	var out RestoreResult
+	if ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";"); ct != "application/x-ndjson" {
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return out, fmt.Errorf("%s: decode response: %w", op, err)
+		}
+		return out, nil
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var l RestoreStreamLine
+		if err := dec.Decode(&l); err != nil {
+			if ctx.Err() != nil {
+				return out, ctx.Err()
+			}
+			return out, domain.Errorf(domain.ErrUnavailable, op, "", "retry: a restore is safe to repeat",
+				"the answer ended before the result: %v", err)
+		}
+		switch {
+		case l.Progress != nil:
+			if progress != nil {
+				progress(*l.Progress)
+			}
+		case l.Error != nil:
+			return out, &APIError{Status: statusOf(l.Error.Code), ErrorDetail: *l.Error}
+		case l.Result != nil:
+			return *l.Result, nil
+		}
+	}
+}
+
 // Replay returns the state of a backup instance at the end of a viewable
 // day, or at the last checkpoint at or before at (RFC 3339); pass either or
 // both (at within day).
@@ -364,7 +422,7 @@ func (c *Client) DevClock(ctx context.Context) (DevClockView, error) {
 }
 
 // AdvanceClock moves a manual dev clock forward by duration (see
-// ParseAdvance), doing the scheduled work on the way.
+// domain.ParseClockAdvance), doing the scheduled work on the way.
 func (c *Client) AdvanceClock(ctx context.Context, duration string) (AdvanceClockResponse, error) {
 	return do[AdvanceClockResponse](ctx, c, "POST", "/v1/dev/clock/advance", nil, AdvanceClockRequest{Duration: duration})
 }

@@ -23,6 +23,7 @@ var errorCodes = map[error]struct {
 	domain.ErrQuotaExceeded:         {"quota_exceeded", http.StatusUnprocessableEntity},
 	domain.ErrCorrupt:               {"corrupt", http.StatusUnprocessableEntity},
 	domain.ErrUnavailable:           {"unavailable", http.StatusServiceUnavailable},
+	domain.ErrTooManyRequests:       {"too_many_requests", http.StatusTooManyRequests},
 }
 
 // errorBody maps an error to its status and body. Errors that wrap no
@@ -40,9 +41,20 @@ func errorBody(err error) (int, ErrorBody) {
 		d.Hint = de.Hint
 		d.Message = de.Op
 		if de.Item != "" {
-			d.Message += " " + de.Item
+			d.Message += " " + domain.ShownItem(de.Item)
 		}
 		d.Message += ": " + de.Msg
 	}
 	return c.status, ErrorBody{Error: d}
+}
+
+// statusOf is the status code an error code is answered with (500 for an
+// unknown code), for an error that arrives in a stream after the status.
+func statusOf(code string) int {
+	for _, c := range errorCodes {
+		if c.code == code {
+			return c.status
+		}
+	}
+	return http.StatusInternalServerError
 }

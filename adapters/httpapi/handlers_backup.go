@@ -30,7 +30,11 @@ func (s *Server) backupRoutes(rt *Router) {
 		if err != nil {
 			return nil, err
 		}
-		p, err := b.ListBackupInstances(c, r.URL.Query().Get("page_token"), size)
+		all, err := queryBool(r, "all")
+		if err != nil {
+			return nil, err
+		}
+		p, err := b.ListBackupInstances(c, all, r.URL.Query().Get("page_token"), size)
 		if err != nil {
 			return nil, err
 		}

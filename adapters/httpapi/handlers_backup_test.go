@@ -164,33 +164,6 @@ func TestDevClock(t *testing.T) {
 	}
 }
 
-func TestParseAdvance(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		want time.Duration
-	}{
-		{"5m", 5 * time.Minute},
-		{"48h", 48 * time.Hour},
-		{"31d", 31 * 24 * time.Hour},
-		{"1d12h30m", 36*time.Hour + 30*time.Minute},
-		{"1.5d", 36 * time.Hour},
-		{".5d", 12 * time.Hour},
-		{"400d", MaxAdvance},
-		{"9600h", MaxAdvance},
-		{"1ns", 1},
-	} {
-		got, err := ParseAdvance(c.in)
-		if err != nil || got != c.want {
-			t.Errorf("ParseAdvance(%q) = %v, %v; want %v", c.in, got, err, c.want)
-		}
-	}
-	for _, in := range []string{"", "0", "0d", "-1d", "-5m", "400d1ns", "401d", "d", "1dd", "1.2.3d", "3 days", "1w", "1e3d"} {
-		if d, err := ParseAdvance(in); !errors.Is(err, domain.ErrInvalidArgument) {
-			t.Errorf("ParseAdvance(%q) = %v, %v; want invalid argument", in, d, err)
-		}
-	}
-}
-
 // TestBackupRequestsValidated checks the refusals the handlers make before
 // any use case runs (the stand-in Backups would fail if called).
 func TestBackupRequestsValidated(t *testing.T) {
@@ -298,7 +271,7 @@ func TestBackupMetrics(t *testing.T) {
 	}
 	var err error
 	reg := prometheus.NewRegistry()
-	s := &Server{Backups: &commands.Backups{}, Auth: tokenAuth{}, Registry: reg,
+	s := &Server{Backups: &commands.Backups{}, Auth: tokenAuth{}, Tenants: reg,
 		BackupGauges:   func() ([]*domain.Backup, error) { return backups, err },
 		BackupFailures: func() map[domain.BackupID]uint64 { return map[domain.BackupID]uint64{"bkp_bad": 7, "bkp_gone": 2} }}
 	s.Handler()

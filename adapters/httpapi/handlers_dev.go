@@ -2,46 +2,10 @@ package httpapi
 
 import (
 	"net/http"
-	"regexp"
-	"strconv"
-	"time"
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
-
-// MaxAdvance bounds one advance of the dev clock.
-const MaxAdvance = 400 * 24 * time.Hour
-
-// days matches a number of days in a duration ("31d", "1.5d"); no unit of
-// time.ParseDuration contains a d.
-var days = regexp.MustCompile(`([0-9]*\.?[0-9]+)d`)
-
-// ParseAdvance reads how far to advance the dev clock: a Go duration such
-// as "90m" or "48h", where d also counts days ("31d", "1d12h"). It must be
-// positive and at most MaxAdvance. Errors: domain.ErrInvalidArgument.
-func ParseAdvance(s string) (time.Duration, error) {
-	const op = "advance clock"
-	expanded := days.ReplaceAllStringFunc(s, func(m string) string {
-		n, err := strconv.ParseFloat(m[:len(m)-1], 64)
-		if err != nil {
-			return m // left for ParseDuration to refuse
-		}
-		return strconv.FormatFloat(n*24, 'f', -1, 64) + "h"
-	})
-	d, err := time.ParseDuration(expanded)
-	switch {
-	case s == "":
-		return 0, domain.Invalid(op, "the duration is required, such as 5m, 48h or 31d")
-	case err != nil:
-		return 0, domain.Invalid(op, "duration %q is not a duration such as 5m, 48h or 31d", s)
-	case d <= 0:
-		return 0, domain.Invalid(op, "duration %q must be positive: the clock never goes back", s)
-	case d > MaxAdvance:
-		return 0, domain.Invalid(op, "duration %q is more than %d days: advance in several steps", s, int(MaxAdvance/(24*time.Hour)))
-	}
-	return d, nil
-}
 
 // devRoutes serves the --dev clock: any account may read it and, when it
 // is manual, move it forward (the scheduled backups run on the way).
@@ -55,7 +19,7 @@ func (s *Server) devRoutes(rt *Router) {
 		if err := decode(r, &req); err != nil {
 			return nil, err
 		}
-		d, err := ParseAdvance(req.Duration)
+		d, err := domain.ParseClockAdvance(req.Duration)
 		if err != nil {
 			return nil, err
 		}

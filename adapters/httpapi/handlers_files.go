@@ -47,6 +47,21 @@ func (d *deferredWriter) release(w io.Writer) error {
 	return err
 }
 
+// bodyReader remembers the error of reading a request body, to tell it
+// from an error of writing where the body goes.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
 func (s *Server) fileRoutes(rt *Router) {
 	b := s.Backups
 	rt.Handle("POST", "/v1/backup-instances/{id}/download", func(w http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
@@ -104,10 +119,16 @@ func (s *Server) fileRoutes(rt *Router) {
 			return nil, fmt.Errorf("%s: spool: %w", op, err)
 		}
 		defer func() { _ = f.Close(); _ = os.Remove(f.Name()) }()
-		if _, err := io.Copy(f, r.Body); err != nil {
+		body := &bodyReader{r: r.Body}
+		if _, err := io.Copy(f, body); err != nil {
 			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
+			switch {
+			case errors.As(err, &mbe):
 				return nil, domain.Invalid(op, "the file is larger than the server's limit of %d bytes", limit)
+			case body.err != nil:
+				// Cut off, or too slow (the server's body deadline): the
+				// client's side, not the server's.
+				return nil, domain.Invalid(op, "the file did not arrive whole (the connection broke or stalled); send it again")
 			}
 			return nil, fmt.Errorf("%s: receive the file: %w", op, err)
 		}

@@ -39,6 +39,15 @@ func (s *Server) kmsRoutes(rt *Router) {
 		v.Token = token
 		return v, nil
 	})
+	rt.Handle("POST", "/v1/accounts/{id}/token", func(_ http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
+		a, token, err := s.Accounts.ReplaceAccountToken(r.Context(), c, domain.AccountID(r.PathValue("id")))
+		if err != nil {
+			return nil, err
+		}
+		v := accountView(a)
+		v.Token = token
+		return v, nil
+	})
 	rt.Handle("GET", "/v1/accounts", func(_ http.ResponseWriter, _ *http.Request, c commands.Caller) (any, error) {
 		as, err := s.Accounts.ListAccounts(c)
 		if err != nil {

@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/commands"
@@ -18,46 +20,61 @@ func rfc3339(op, name, v string) (time.Time, error) {
 	return t, nil
 }
 
-// input checks the shape of a restore request (required fields, formats, a
-// selection) and translates it; the use case checks the rest against the
-// backup and the target, and reports it as findings.
+// input parses a restore request into the typed request of the use case:
+// the only place the API checks it (the use case checks the rest against
+// the backup and the target, and reports it as findings).
 func (req RestoreRequest) input(op string) (commands.RestoreRequest, error) {
 	switch {
 	case req.From == "":
 		return commands.RestoreRequest{}, domain.Invalid(op, "from is required: the ID of the backup instance to restore from (bkp_...)")
 	case req.ToInstance == "":
 		return commands.RestoreRequest{}, domain.Invalid(op, "to_instance is required: the ID of the KMS instance to restore into (kms_...)")
-	case req.All && (len(req.Keys) > 0 || len(req.Secrets) > 0):
-		return commands.RestoreRequest{}, domain.Invalid(op, "all restores everything: do not also list keys or secrets")
-	case !req.All && len(req.Keys) == 0 && len(req.Secrets) == 0:
-		return commands.RestoreRequest{}, domain.Invalid(op, "name what to restore: keys, secrets, or all: true")
 	}
-	if _, err := domain.ParseDay(req.Day); err != nil && req.Day != "" { // an upload needs no day
-		return commands.RestoreRequest{}, domain.Invalid(op, "day must be a date as YYYY-MM-DD, such as 2026-05-01")
-	}
-	if req.At != "" {
-		if _, err := rfc3339(op, "at", req.At); err != nil {
-			return commands.RestoreRequest{}, err
-		}
-	}
-	for _, l := range []struct {
-		field string
-		ids   []string
-	}{{"keys", req.Keys}, {"secrets", req.Secrets}} {
-		for i, id := range l.ids {
-			if id == "" {
-				return commands.RestoreRequest{}, domain.Invalid(op, "%s[%d] is empty", l.field, i)
+	return commands.RestoreInput{From: req.From, Day: req.Day, At: req.At, Keys: req.Keys, Secrets: req.Secrets, All: req.All,
+		ToInstance: req.ToInstance, ToRegion: req.ToRegion}.Parse()
+}
+
+// wantsNDJSON reports whether the client asked for a stream of progress
+// lines (Accept: application/x-ndjson).
+func wantsNDJSON(r *http.Request) bool {
+	for _, a := range r.Header.Values("Accept") {
+		for _, part := range strings.Split(a, ",") {
+			if mt, _, _ := strings.Cut(strings.TrimSpace(part), ";"); strings.EqualFold(mt, "application/x-ndjson") {
+				return true
 			}
 		}
 	}
-	return commands.RestoreRequest{From: domain.BackupID(req.From), Day: req.Day, At: req.At, Keys: req.Keys,
-		Secrets: req.Secrets, All: req.All, ToInstance: domain.InstanceID(req.ToInstance), ToRegion: req.ToRegion}, nil
+	return false
+}
+
+// restoreStream answers a restore as NDJSON: a line per progress report,
+// then the result or the error. Until the first line the answer is
+// undecided, so that a request refused before any progress gets its
+// status code (returned as the handler's error).
+type restoreStream struct {
+	w       http.ResponseWriter
+	enc     *json.Encoder
+	started bool
+}
+
+func (st *restoreStream) line(l RestoreStreamLine) {
+	if !st.started {
+		st.started = true
+		st.w.Header().Set("Content-Type", "application/x-ndjson")
+		st.w.Header().Set("Cache-Control", "no-store")
+		st.w.WriteHeader(http.StatusOK)
+		st.enc = json.NewEncoder(st.w)
+	}
+	_ = st.enc.Encode(l) // a client gone stops reading; the restore goes on
+	if f, ok := st.w.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // restoreRoutes serves restores and replays of backup instances.
 func (s *Server) restoreRoutes(rt *Router) {
 	rs := s.Restores
-	rt.Handle("POST", "/v1/restores", func(_ http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
+	rt.Handle("POST", "/v1/restores", func(w http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
 		const op = "restore"
 		var req RestoreRequest
 		if err := decode(r, &req); err != nil {
@@ -67,34 +84,59 @@ func (s *Server) restoreRoutes(rt *Router) {
 		if err != nil {
 			return nil, err
 		}
+		var st *restoreStream
+		var progress commands.ProgressFunc
+		if wantsNDJSON(r) {
+			st = &restoreStream{w: w}
+			progress = func(p commands.RestoreProgress) {
+				st.line(RestoreStreamLine{Progress: &RestoreProgress{Phase: p.Phase, Done: p.Done, Total: p.Total}})
+			}
+		}
+		var res *commands.RestoreResult
 		if req.DryRun {
-			plan, err := rs.PlanRestore(r.Context(), c, in)
+			var plan *commands.RestorePlan
+			if plan, err = rs.PlanRestore(r.Context(), c, in, progress); plan != nil {
+				res = &commands.RestoreResult{Plan: plan}
+			}
+		} else {
+			res, err = rs.Restore(r.Context(), c, in, progress)
+		}
+		switch {
+		case st == nil || !st.started:
 			if err != nil {
 				return nil, err
 			}
-			return restoreView(&commands.RestoreResult{Plan: plan}, true), nil
+			return restoreView(res, req.DryRun), nil
+		case err != nil:
+			_, body := errorBody(err)
+			st.line(RestoreStreamLine{Error: &body.Error})
+		default:
+			v := restoreView(res, req.DryRun)
+			st.line(RestoreStreamLine{Result: &v})
 		}
-		res, err := rs.Restore(r.Context(), c, in)
-		if err != nil {
-			return nil, err
-		}
-		return restoreView(res, false), nil
+		return streamed, nil
 	})
 	rt.Handle("GET", "/v1/backup-instances/{id}/replay", func(_ http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
 		const op = "replay"
-		day, at := r.URL.Query().Get("day"), r.URL.Query().Get("at")
-		if day == "" && at == "" {
+		q := r.URL.Query()
+		var day domain.Day
+		var at time.Time
+		if q.Get("day") == "" && q.Get("at") == "" {
 			return nil, domain.Invalid(op, "query parameter day or at is required: a viewable day as YYYY-MM-DD, or an RFC 3339 instant")
 		}
-		if day != "" {
-			if _, err := domain.ParseDay(day); err != nil {
+		if v := q.Get("day"); v != "" {
+			d, err := domain.ParseDay(v)
+			if err != nil {
 				return nil, domain.Invalid(op, "query parameter day must be a date as YYYY-MM-DD, such as 2026-05-01")
 			}
+			day = d
 		}
-		if at != "" {
-			if _, err := rfc3339(op, "query parameter at", at); err != nil {
+		if v := q.Get("at"); v != "" {
+			t, err := rfc3339(op, "query parameter at", v)
+			if err != nil {
 				return nil, err
 			}
+			at = t
 		}
 		st, err := rs.Replay(r.Context(), c, backupID(r), day, at)
 		if err != nil {

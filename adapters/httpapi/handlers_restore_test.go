@@ -3,8 +3,11 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -47,10 +50,14 @@ func TestRestoreRequestsValidated(t *testing.T) {
 		{"POST", "/v1/restores", `{"day":"2026-05-01","to_instance":"kms_1","all":true}`, "from is required"},
 		{"POST", "/v1/restores", `{"from":"bkp_1","day":"2026-05-01","all":true}`, "to_instance is required"},
 		{"POST", "/v1/restores", `{` + ok + `}`, "name what to restore"},
-		{"POST", "/v1/restores", `{` + ok + `,"all":true,"keys":["key_1"]}`, "do not also list keys or secrets"},
-		{"POST", "/v1/restores", `{` + ok + `,"all":true,"secrets":["db"]}`, "do not also list keys or secrets"},
-		{"POST", "/v1/restores", `{` + ok + `,"keys":["key_1",""]}`, "keys[1] is empty"},
-		{"POST", "/v1/restores", `{` + ok + `,"secrets":[""]}`, "secrets[0] is empty"},
+		{"POST", "/v1/restores", `{` + ok + `,"all":true,"keys":["key_1"]}`, "restore everything (all) or name keys and secrets, not both"},
+		{"POST", "/v1/restores", `{` + ok + `,"all":true,"secrets":["db"]}`, "not both"},
+		{"POST", "/v1/restores", `{` + ok + `,"keys":["key_01J00000000000000000000000",""]}`, `key ID "" must start with "key_"`},
+		{"POST", "/v1/restores", `{` + ok + `,"keys":["key_1"]}`, `key ID "key_1" is not a valid ID`},
+		{"POST", "/v1/restores", `{` + ok + `,"secrets":[""]}`, `secret name "" must be`},
+		{"POST", "/v1/restores", strings.Replace(`{`+ok+`,"all":true}`, "bkp_01J", "bkp_0", 1), `backup instance ID "bkp_0`},
+		{"POST", "/v1/restores", strings.Replace(`{`+ok+`,"all":true}`, "kms_01J", "kms_0", 1), `KMS instance ID "kms_0`},
+		{"POST", "/v1/restores", `{` + ok + `,"all":true,"to_region":"Hangzhou"}`, `region "Hangzhou"`},
 		{"POST", "/v1/restores", strings.Replace(`{`+ok+`,"all":true}`, "2026-05-01", "2026-02-30", 1), "day must be a date as YYYY-MM-DD"},
 		{"POST", "/v1/restores", `{` + ok + `,"all":true,"at":"10:05"}`, "at must be an RFC 3339 time"},
 		{"POST", "/v1/restores", `{` + ok + `,"all":true,"at":"2026-05-01 10:05:00"}`, "at must be an RFC 3339 time"},
@@ -83,30 +90,30 @@ func TestRestoreJSONShapes(t *testing.T) {
 	}
 	plan := &commands.RestorePlan{Backup: "bkp_1", Day: "2026-05-01", From: 3, To: 7, At: at, Target: "kms_1", Region: "cn-hangzhou",
 		Items: []commands.RestoreItem{
-			{Kind: "key", ID: "key_1", Versions: 2, Description: "pay", CreateSeq: 3, Status: commands.StatusRestored},
-			{Kind: "secret", ID: "db", Versions: 1, KeyID: "key_1", CreateSeq: 4, Status: commands.StatusAlreadyRestored},
+			{Kind: "key", ID: "key_1", Versions: 2, Description: "pay", Status: commands.StatusRestored},
+			{Kind: "secret", ID: "db", Versions: 1, KeyID: "key_1", Status: commands.StatusPresent},
 		}}
 	tests := []struct {
 		name string
 		got  any
 		want string
 	}{
-		{"applied", restoreView(&commands.RestoreResult{Plan: plan, Applied: true, Restored: 1, AlreadyRestored: 1}, false),
+		{"applied", restoreView(&commands.RestoreResult{Plan: plan, Applied: true, Restored: 1, AlreadyPresent: 1, Batches: 1}, false),
 			`{"applied":true,"dry_run":false,"plan":{"backup":"bkp_1","day":"2026-05-01","from_seq":3,"to_seq":7,` +
 				`"at":"2026-05-01T10:05:00Z","target":"kms_1","region":"cn-hangzhou","items":[` +
 				`{"kind":"key","id":"key_1","versions":2,"status":"restored"},` +
-				`{"kind":"secret","id":"db","versions":1,"key_id":"key_1","status":"already-restored"}],"findings":[]},` +
-				`"restored":1,"already_restored":1,"validation":[]}`},
+				`{"kind":"secret","id":"db","versions":1,"key_id":"key_1","status":"already-present"}],"findings":[]},` +
+				`"restored":1,"already_present":1,"batches":1,"validation":[]}`},
 		{"validation findings", restoreView(&commands.RestoreResult{Plan: &commands.RestorePlan{Backup: "bkp_1", Day: "2026-05-01", To: 7, At: at, Target: "kms_1"},
 			Applied: true, Validation: []commands.RestoreFinding{{Code: commands.FindingUndecryptableSecret, Item: "db", Message: "version 1 does not decrypt"}}}, false),
 			`{"applied":true,"dry_run":false,"plan":{"backup":"bkp_1","day":"2026-05-01","from_seq":0,"to_seq":7,` +
-				`"at":"2026-05-01T10:05:00Z","target":"kms_1","region":"","items":[],"findings":[]},"restored":0,"already_restored":0,` +
+				`"at":"2026-05-01T10:05:00Z","target":"kms_1","region":"","items":[],"findings":[]},"restored":0,"already_present":0,` +
 				`"validation":[{"code":"secret-does-not-decrypt","item":"db","message":"version 1 does not decrypt"}]}`},
 		{"unreadable source, dry run", restoreView(&commands.RestoreResult{Plan: &commands.RestorePlan{Backup: "bkp_1", Day: "2026-05-01", Target: "kms_1",
 			Findings: []commands.RestoreFinding{{Code: commands.FindingBackupExpired, Item: "bkp_1", Message: "expired"}}}}, true),
 			`{"applied":false,"dry_run":true,"plan":{"backup":"bkp_1","day":"2026-05-01","from_seq":0,"to_seq":0,` +
 				`"target":"kms_1","region":"","items":[],"findings":[{"code":"backup-expired","item":"bkp_1","message":"expired"}]},` +
-				`"restored":0,"already_restored":0,"validation":[]}`},
+				`"restored":0,"already_present":0,"validation":[]}`},
 		{"replay", replayView(&commands.ReplayState{Backup: "bkp_1", Day: "2026-05-01", Seq: 7, At: at, Digest: "ab12",
 			Items: []commands.ReplayItem{
 				{Kind: "key", ID: "key_1", Versions: []commands.ReplayVersion{{Version: 1, Digest: "d1"}, {Version: 2, Digest: "d2"}}},
@@ -210,5 +217,70 @@ func TestListAudit(t *testing.T) {
 
 	if status, eb := call(t, c, "GET", "/v1/audit?backup=bkp_nope", ""); status != http.StatusBadRequest || eb.Error.Code != "invalid_argument" {
 		t.Errorf("malformed backup ID: %d %+v", status, eb.Error)
+	}
+}
+
+func TestWantsNDJSON(t *testing.T) {
+	for accept, want := range map[string]bool{
+		"":                     false,
+		"application/json":     false,
+		"application/x-ndjson": true,
+		"application/json, application/x-ndjson;q=0.9": true,
+		"Application/X-NDJSON; charset=utf-8":          true,
+		"text/plain, */*":                              false,
+	} {
+		r, _ := http.NewRequest("POST", "/v1/restores", nil)
+		if accept != "" {
+			r.Header.Set("Accept", accept)
+		}
+		if got := wantsNDJSON(r); got != want {
+			t.Errorf("Accept %q: %v, want %v", accept, got, want)
+		}
+	}
+}
+
+// TestRestoreWithProgress reads a streamed answer (progress, then the
+// result or an error) and a plain one.
+func TestRestoreWithProgress(t *testing.T) {
+	answers := map[string]struct{ ctype, body string }{
+		"stream": {"application/x-ndjson", `{"progress":{"phase":"plan","done":0,"total":2}}` + "\n" +
+			`{"progress":{"phase":"apply","done":2,"total":2}}` + "\n" +
+			`{"result":{"applied":true,"dry_run":false,"plan":{"backup":"bkp_1","day":"2026-05-01","from_seq":1,"to_seq":2,"target":"kms_1","region":"r","items":[],"findings":[]},"restored":2,"already_present":0,"validation":[]}}` + "\n"},
+		"error": {"application/x-ndjson", `{"progress":{"phase":"apply","done":0,"total":2}}` + "\n" + `{"error":{"code":"already_exists","message":"restore key_1: taken"}}` + "\n"},
+		"cut":   {"application/x-ndjson", `{"progress":{"phase":"apply","done":0,"total":2}}` + "\n"},
+		"plain": {"application/json", `{"applied":true,"dry_run":false,"plan":{"backup":"bkp_1","day":"2026-05-01","from_seq":1,"to_seq":2,"target":"kms_1","region":"r","items":[],"findings":[]},"restored":1,"already_present":1,"validation":[]}`},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept") == "" || !wantsNDJSON(r) {
+			t.Errorf("the client did not ask for a stream: Accept %q", r.Header.Get("Accept"))
+		}
+		var req RestoreRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			t.Error(err)
+		}
+		a := answers[req.From]
+		w.Header().Set("Content-Type", a.ctype)
+		_, _ = io.WriteString(w, a.body)
+	}))
+	defer srv.Close()
+	for name, want := range map[string]struct {
+		progress []RestoreProgress
+		restored int
+		err      error
+	}{
+		"stream": {[]RestoreProgress{{"plan", 0, 2}, {"apply", 2, 2}}, 2, nil},
+		"error":  {[]RestoreProgress{{"apply", 0, 2}}, 0, domain.ErrAlreadyExists},
+		"cut":    {[]RestoreProgress{{"apply", 0, 2}}, 0, domain.ErrUnavailable},
+		"plain":  {nil, 1, nil},
+	} {
+		var got []RestoreProgress
+		c := &Client{Base: srv.URL}
+		res, err := c.RestoreWithProgress(context.Background(), RestoreRequest{From: name}, func(p RestoreProgress) { got = append(got, p) })
+		if !errors.Is(err, want.err) || (want.err == nil && err != nil) || res.Restored != want.restored {
+			t.Errorf("%s: restored %d, %v; want %d, %v", name, res.Restored, err, want.restored, want.err)
+		}
+		if diff := cmp.Diff(want.progress, got); diff != "" {
+			t.Errorf("%s: progress (-want +got):\n%s", name, diff)
+		}
 	}
 }

@@ -22,12 +22,15 @@ var (
 	verifyErrorsDesc = prometheus.NewDesc("kmsbackup_verify_errors_total",
 		"Background verifications of a backup instance that could not be done because its data could not be read (the server log names the instance).",
 		nil, nil)
+	verifyWithFindingsDesc = prometheus.NewDesc("kmsbackup_verify_backups_with_findings",
+		"Backup instances whose last background verification found damage (which ones: kmsbackup_verify_findings, with the metrics token).",
+		nil, nil)
 )
 
 // scrubCollector exports the background verification of every backup
-// (the scrub), read from status at each scrape. Alert on
-// kmsbackup_verify_findings > 0 (damage), on
-// increase(kmsbackup_verify_errors_total[1d]) > 0, and on time() -
+// (the scrub), read from status at each scrape, naming no backup
+// instance. Alert on kmsbackup_verify_backups_with_findings > 0 (damage),
+// on increase(kmsbackup_verify_errors_total[1d]) > 0, and on time() -
 // kmsbackup_verify_last_run_timestamp_seconds growing past the interval.
 type scrubCollector struct {
 	status func() commands.ScrubStatus
@@ -36,11 +39,7 @@ type scrubCollector struct {
 var _ prometheus.Collector = (*scrubCollector)(nil)
 
 func (c *scrubCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- verifyLastRunDesc
-	ch <- verifyDurationDesc
-	ch <- verifyBackupsDesc
-	ch <- verifyFindingsDesc
-	ch <- verifyErrorsDesc
+	describe(ch, verifyLastRunDesc, verifyDurationDesc, verifyBackupsDesc, verifyErrorsDesc, verifyWithFindingsDesc)
 }
 
 func (c *scrubCollector) Collect(ch chan<- prometheus.Metric) {
@@ -49,7 +48,28 @@ func (c *scrubCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(verifyDurationDesc, prometheus.GaugeValue, st.LastRun.Duration().Seconds())
 	ch <- prometheus.MustNewConstMetric(verifyBackupsDesc, prometheus.GaugeValue, float64(st.LastRun.Checked))
 	ch <- prometheus.MustNewConstMetric(verifyErrorsDesc, prometheus.CounterValue, float64(st.Errors))
+	damaged := 0
 	for _, r := range st.Results {
+		if r.Err == nil && r.Findings() > 0 {
+			damaged++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(verifyWithFindingsDesc, prometheus.GaugeValue, float64(damaged))
+}
+
+// scrubFindings exports the findings of the last background verification
+// of each backup instance, labelled by backup and account: served only
+// with the metrics token (or the admin token).
+type scrubFindings struct {
+	status func() commands.ScrubStatus
+}
+
+var _ prometheus.Collector = (*scrubFindings)(nil)
+
+func (c *scrubFindings) Describe(ch chan<- *prometheus.Desc) { ch <- verifyFindingsDesc }
+
+func (c *scrubFindings) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range c.status().Results {
 		if r.Err != nil {
 			continue // not verified: counted in the errors, no findings to show
 		}

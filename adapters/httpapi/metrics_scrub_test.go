@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/kmsbackup/kmsbackup/commands"
@@ -31,17 +32,19 @@ func TestScrubMetrics(t *testing.T) {
 		Errors: 4,
 	}
 	c := &scrubCollector{status: func() commands.ScrubStatus { return st }}
-	if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) != 0 {
-		t.Fatalf("promtool's lint: %v %+v", err, problems)
+	f := &scrubFindings{status: c.status}
+	for _, c := range []prometheus.Collector{c, f} {
+		if problems, err := testutil.CollectAndLint(c); err != nil || len(problems) != 0 {
+			t.Fatalf("promtool's lint: %v %+v", err, problems)
+		}
 	}
 	want := `
+# HELP kmsbackup_verify_backups_with_findings Backup instances whose last background verification found damage (which ones: kmsbackup_verify_findings, with the metrics token).
+# TYPE kmsbackup_verify_backups_with_findings gauge
+kmsbackup_verify_backups_with_findings 1
 # HELP kmsbackup_verify_errors_total Background verifications of a backup instance that could not be done because its data could not be read (the server log names the instance).
 # TYPE kmsbackup_verify_errors_total counter
 kmsbackup_verify_errors_total 4
-# HELP kmsbackup_verify_findings Findings of the last background verification of a backup instance (0: clean; kmsbackup verify lists them).
-# TYPE kmsbackup_verify_findings gauge
-kmsbackup_verify_findings{account="acct_1",backup="bkp_1"} 0
-kmsbackup_verify_findings{account="acct_2",backup="bkp_2"} 2
 # HELP kmsbackup_verify_last_run_backups Backup instances the last complete background verification verified, with or without findings.
 # TYPE kmsbackup_verify_last_run_backups gauge
 kmsbackup_verify_last_run_backups 2
@@ -53,6 +56,16 @@ kmsbackup_verify_last_run_duration_seconds 90
 kmsbackup_verify_last_run_timestamp_seconds 1.7776806e+09
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+	// Per backup instance, for the metrics token only.
+	want = `
+# HELP kmsbackup_verify_findings Findings of the last background verification of a backup instance (0: clean; kmsbackup verify lists them).
+# TYPE kmsbackup_verify_findings gauge
+kmsbackup_verify_findings{account="acct_1",backup="bkp_1"} 0
+kmsbackup_verify_findings{account="acct_2",backup="bkp_2"} 2
+`
+	if err := testutil.CollectAndCompare(f, strings.NewReader(want)); err != nil {
 		t.Fatal(err)
 	}
 }

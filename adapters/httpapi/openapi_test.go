@@ -91,7 +91,10 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 	if err := json.Unmarshal(OpenAPI, &doc); err != nil {
 		t.Fatal(err)
 	}
-	for name, v := range map[string]any{"BackupInstance": BackupInstance{}, "SourceReleased": SourceReleased{}, "BackupFailing": BackupFailing{}} {
+	for name, v := range map[string]any{"BackupInstance": BackupInstance{}, "SourceReleased": SourceReleased{}, "BackupFailing": BackupFailing{},
+		"RestoreRequest": RestoreRequest{}, "RestoreResult": RestoreResult{}, "RestorePlan": RestorePlan{}, "RestoreItem": RestoreItem{},
+		"RestoreFinding": RestoreFinding{}, "RestoreProgress": RestoreProgress{}, "RestoreStreamLine": RestoreStreamLine{},
+		"AuditRecord": AuditRecord{}} {
 		var documented, written []string
 		for p := range doc.Components.Schemas[name].Properties {
 			documented = append(documented, p)

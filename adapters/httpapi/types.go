@@ -26,7 +26,8 @@ type ErrorDetail struct {
 	Hint    string `json:"hint,omitempty"`
 }
 
-// Account is an account; Token is set only in the response that created it.
+// Account is an account; Token is set only in the response that created it
+// or replaced its token.
 type Account struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
@@ -282,11 +283,14 @@ type DataItem struct {
 }
 
 // Checkpoint is one backup of a day: a point in time a restore can choose
-// (RestoreRequest.At).
+// (RestoreRequest.At). At is in UTC, as every time of the API; TimeZone
+// is the backup's zone, which its days are counted in (the command line
+// and the console show At in it).
 type Checkpoint struct {
-	Seq  uint64 `json:"seq"`
-	At   string `json:"at"`
-	Full bool   `json:"full"`
+	Seq      uint64 `json:"seq"`
+	At       string `json:"at"`
+	Full     bool   `json:"full"`
+	TimeZone string `json:"time_zone"`
 }
 
 // DiffItem is one difference between the ends of two days.
@@ -323,8 +327,9 @@ type DevClockView struct {
 	Manual bool      `json:"manual"`
 }
 
-// AdvanceClockRequest is POST /v1/dev/clock/advance. Duration is a Go
-// duration ("90m", "48h") or a number of days ("31d"); see ParseAdvance.
+// AdvanceClockRequest is POST /v1/dev/clock/advance. Duration is a whole
+// number of seconds, minutes, hours or days, one unit ("90s", "5m", "48h",
+// "31d"); see domain.ParseClockAdvance.
 type AdvanceClockRequest struct {
 	Duration string `json:"duration"`
 }
@@ -352,9 +357,11 @@ type AdvanceClockResponse struct {
 
 // RestoreRequest is POST /v1/restores: what to restore (Keys and Secrets,
 // or All), from which backup instance and viewable day (At, an RFC 3339
-// instant of that day, restores from the last checkpoint at or before it),
-// into which KMS instance (ToRegion, when set, must be its region). DryRun
-// plans without writing anything.
+// instant of that day, restores the state at that instant; with At, Day
+// may be left out: it is At's day in the backup's time zone), into which
+// KMS instance (ToRegion, when set, must be its region). DryRun plans
+// without writing anything. With "Accept: application/x-ndjson" the answer
+// is a stream of RestoreStreamLine: progress, then the result.
 type RestoreRequest struct {
 	From       string   `json:"from"`
 	Day        string   `json:"day"`
@@ -370,31 +377,43 @@ type RestoreRequest struct {
 // RestoreResult is the response of POST /v1/restores. A plan with findings
 // is not applied (Applied false, nothing written) and is still a 200: the
 // findings say why. Validation lists what the check of the target after an
-// apply found (empty when the target matches the backup).
+// apply found (empty when the target matches the backup). AlreadyPresent
+// counts the items the target held already, identical to the backup's:
+// restored before, or never deleted there. Batches counts the atomic
+// appends written.
 type RestoreResult struct {
-	Applied         bool             `json:"applied"`
-	DryRun          bool             `json:"dry_run"`
-	Plan            RestorePlan      `json:"plan"`
-	Restored        int              `json:"restored"`
-	AlreadyRestored int              `json:"already_restored"`
-	Validation      []RestoreFinding `json:"validation"`
+	Applied           bool             `json:"applied"`
+	DryRun            bool             `json:"dry_run"`
+	Plan              RestorePlan      `json:"plan"`
+	Restored          int              `json:"restored"`
+	AlreadyPresent    int              `json:"already_present"`
+	Batches           int              `json:"batches,omitempty"`
+	Validation        []RestoreFinding `json:"validation"`
+	ValidationOmitted map[string]int   `json:"validation_omitted,omitempty"`
 }
 
 // RestorePlan is a restore checked against its target. The items come from
-// checkpoints FromSeq to ToSeq of the day; At is the time of checkpoint
-// ToSeq (omitted, and the sequence numbers 0, when the backup instance or
+// checkpoints FromSeq to ToSeq of the day; At is the instant the state is
+// at (omitted, and the sequence numbers 0, when the backup instance or
 // the day cannot be read: a finding says why). Region is the target's
-// (empty when the target is not found).
+// (empty when the target is not found). Items lists the first 1,000
+// items (Keys and Secrets count them all, Present those already present),
+// Findings the first 100 findings of each code (FindingsOmitted counts the
+// others by code).
 type RestorePlan struct {
-	Backup   string           `json:"backup"`
-	Day      string           `json:"day"`
-	FromSeq  uint64           `json:"from_seq"`
-	ToSeq    uint64           `json:"to_seq"`
-	At       time.Time        `json:"at,omitzero"`
-	Target   string           `json:"target"`
-	Region   string           `json:"region"`
-	Items    []RestoreItem    `json:"items"`
-	Findings []RestoreFinding `json:"findings"`
+	Backup          string           `json:"backup"`
+	Day             string           `json:"day"`
+	FromSeq         uint64           `json:"from_seq"`
+	ToSeq           uint64           `json:"to_seq"`
+	At              time.Time        `json:"at,omitzero"`
+	Target          string           `json:"target"`
+	Region          string           `json:"region"`
+	Items           []RestoreItem    `json:"items"`
+	Keys            int              `json:"keys,omitempty"`
+	Secrets         int              `json:"secrets,omitempty"`
+	Present         int              `json:"present,omitempty"`
+	Findings        []RestoreFinding `json:"findings"`
+	FindingsOmitted map[string]int   `json:"findings_omitted,omitempty"`
 }
 
 // RestoreItem is a key or secret of a plan, restored with all its versions.
@@ -403,7 +422,7 @@ type RestoreItem struct {
 	ID       string `json:"id"`   // key ID or secret name
 	Versions uint32 `json:"versions"`
 	KeyID    string `json:"key_id,omitempty"` // secrets: the key of the newest version
-	Status   string `json:"status"`           // planned | already-restored | restored
+	Status   string `json:"status"`           // planned | already-present | restored
 }
 
 // RestoreFinding is one reason a plan cannot be applied, or one problem the
@@ -413,6 +432,22 @@ type RestoreFinding struct {
 	Code    string `json:"code"`
 	Item    string `json:"item"`
 	Message string `json:"message"`
+}
+
+// RestoreProgress is how far a restore has gone: Done of Total items of
+// Phase (plan, apply, validate).
+type RestoreProgress struct {
+	Phase string `json:"phase"`
+	Done  uint64 `json:"done"`
+	Total uint64 `json:"total"`
+}
+
+// RestoreStreamLine is one line of POST /v1/restores answered as NDJSON:
+// progress lines, then one line with the result or the error.
+type RestoreStreamLine struct {
+	Progress *RestoreProgress `json:"progress,omitempty"`
+	Result   *RestoreResult   `json:"result,omitempty"`
+	Error    *ErrorDetail     `json:"error,omitempty"`
 }
 
 // ReplayState is GET /v1/backup-instances/{id}/replay: the keys and secrets
@@ -446,14 +481,16 @@ type ReplayVersion struct {
 // AuditRecord is one entry of GET /v1/audit: who did what, when, to which
 // target and item, from which backup instance and day.
 type AuditRecord struct {
-	ID     string    `json:"id"` // the Audited event's ID, as in the public event stream
-	At     time.Time `json:"at"`
-	Action string    `json:"action"` // restore-key, restore-secret, ...
-	Actor  string    `json:"actor"`
-	Backup string    `json:"backup"`
-	Day    string    `json:"day"`
-	Target string    `json:"target"`
-	Item   string    `json:"item"`
+	ID      string    `json:"id"` // the Audited event's ID, as in the public event stream
+	At      time.Time `json:"at"`
+	Action  string    `json:"action"` // restore (one record per batch of a restore), reset, ...
+	Actor   string    `json:"actor"`
+	Backup  string    `json:"backup"`
+	Day     string    `json:"day"`
+	Target  string    `json:"target"`
+	Item    string    `json:"item"`
+	Keys    []string  `json:"keys,omitempty"`    // restore: the keys the batch wrote
+	Secrets []string  `json:"secrets,omitempty"` // restore: the secrets the batch wrote
 }
 
 // List is a page of items; NextPageToken is empty on the last page.
@@ -569,7 +606,7 @@ func dataItemView(it backupdata.Item) DataItem {
 func checkpointsView(cs []commands.DayCheckpoint) List[Checkpoint] {
 	out := List[Checkpoint]{Items: make([]Checkpoint, 0, len(cs))}
 	for _, c := range cs {
-		out.Items = append(out.Items, Checkpoint{Seq: c.Seq, At: c.At.UTC().Format(time.RFC3339), Full: c.Full})
+		out.Items = append(out.Items, Checkpoint{Seq: c.Seq, At: c.At.UTC().Format(time.RFC3339), Full: c.Full, TimeZone: c.Zone})
 	}
 	return out
 }
@@ -593,10 +630,11 @@ func verifyView(r *commands.VerifyReport) VerifyReport {
 
 func restoreView(r *commands.RestoreResult, dryRun bool) RestoreResult {
 	p := r.Plan
-	v := RestoreResult{Applied: r.Applied, DryRun: dryRun, Restored: r.Restored, AlreadyRestored: r.AlreadyRestored,
-		Validation: findingsView(r.Validation),
+	v := RestoreResult{Applied: r.Applied, DryRun: dryRun, Restored: r.Restored, AlreadyPresent: r.AlreadyPresent, Batches: r.Batches,
+		Validation: findingsView(r.Validation), ValidationOmitted: r.ValidationOmitted,
 		Plan: RestorePlan{Backup: string(p.Backup), Day: string(p.Day), FromSeq: p.From, ToSeq: p.To, At: p.At.UTC(),
-			Target: string(p.Target), Region: p.Region, Items: make([]RestoreItem, 0, len(p.Items)), Findings: findingsView(p.Findings)}}
+			Target: string(p.Target), Region: p.Region, Items: make([]RestoreItem, 0, len(p.Items)), Keys: p.Keys, Secrets: p.Secrets,
+			Present: p.Present, Findings: findingsView(p.Findings), FindingsOmitted: p.Omitted}}
 	for _, it := range p.Items {
 		v.Plan.Items = append(v.Plan.Items, RestoreItem{Kind: it.Kind, ID: it.ID, Versions: it.Versions, KeyID: it.KeyID, Status: it.Status})
 	}
@@ -626,5 +664,5 @@ func replayView(st *commands.ReplayState) ReplayState {
 
 func auditView(r audit.Record) AuditRecord {
 	return AuditRecord{ID: r.Event.String(), At: r.At.UTC(), Action: r.Action, Actor: r.Actor, Backup: string(r.Backup),
-		Day: string(r.Day), Target: r.Target, Item: r.Item}
+		Day: string(r.Day), Target: r.Target, Item: r.Item, Keys: r.Keys, Secrets: r.Secrets}
 }

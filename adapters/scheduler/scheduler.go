@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -127,8 +128,16 @@ type SettableClock interface {
 	Set(t time.Time)
 }
 
+// Recorder is a clock that keeps its time where a restart reads it back
+// (the event log): the driver records it after the start's catch-up and
+// after every advance. Record is idempotent.
+type Recorder interface {
+	Record(ctx context.Context) error
+}
+
 // Manual moves a manual clock and does the work that falls due on the way.
-// Safe for concurrent use: advances happen one at a time.
+// A clock that is also a Recorder is recorded after each move. Safe for
+// concurrent use: advances happen one at a time.
 type Manual struct {
 	Planner Planner
 	Clock   SettableClock
@@ -144,7 +153,21 @@ type Manual struct {
 func (m *Manual) Start(ctx context.Context) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.Planner.CatchUp(ctx, m.Clock.Now())
+	n, err := m.Planner.CatchUp(ctx, m.Clock.Now())
+	if err != nil {
+		return n, err
+	}
+	return n, m.record(ctx)
+}
+
+// record records the clock's time, when the clock keeps it.
+func (m *Manual) record(ctx context.Context) error {
+	if r, ok := m.Clock.(Recorder); ok {
+		if err := r.Record(ctx); err != nil {
+			return fmt.Errorf("record the clock: %w", err)
+		}
+	}
+	return nil
 }
 
 // Advance moves the clock forward by d, stopping at the time of each piece
@@ -162,12 +185,15 @@ func (m *Manual) Advance(ctx context.Context, d time.Duration) (time.Time, int, 
 	target := m.Clock.Now().Add(d)
 	n, err := m.Planner.RunDue(ctx, target, m.Clock.Set)
 	if err != nil {
-		return m.Clock.Now(), n, err
+		return m.Clock.Now(), n, errors.Join(err, m.record(ctx))
 	}
 	m.Clock.Set(target)
 	r, err := m.Planner.RunRebases(ctx)
 	if err != nil && ctx.Err() == nil && m.Logger != nil {
 		m.Logger.Warn("writing a base of a backup failed; retrying later", "error", err)
 	}
-	return target, n + r, ctx.Err()
+	if err := ctx.Err(); err != nil {
+		return target, n + r, err
+	}
+	return target, n + r, m.record(ctx)
 }

@@ -23,8 +23,9 @@ func newAuditListCmd(a *app) *cobra.Command {
 		Use:   "list [--backup BACKUP_ID] [--since RFC3339]",
 		Short: "List the account's audit records: who restored what, from which backup and day, into which instance",
 		Long: `List the account's audit records, oldest first: when, what was done (such as
-restore-key or restore-secret), by whom, to which target instance and item,
-from which backup instance and day. --backup keeps the records about one
+a restore: one record per batch of items it wrote, which -o json lists),
+by whom, to which target instance and item, from which backup instance and
+day. --backup keeps the records about one
 backup instance, --since those at or after an RFC 3339 time.`,
 		Example: `  kmsbackup audit list
   kmsbackup audit list --backup BACKUP_ID --since 2026-05-01T00:00:00Z
@@ -63,5 +64,9 @@ backup instance, --since those at or after an RFC 3339 time.`,
 var auditHeader = []string{"AT", "ACTION", "ITEM", "TARGET", "BACKUP", "DAY", "ACTOR"}
 
 func auditRow(r httpapi.AuditRecord) []string {
-	return []string{fmtTime(r.At), r.Action, orDash(r.Item), orDash(r.Target), orDash(r.Backup), orDash(r.Day), r.Actor}
+	item := r.Item
+	if n := len(r.Keys) + len(r.Secrets); n > 0 { // one batch of a restore
+		item = itoa(n) + " " + plural(n, "item", "items")
+	}
+	return []string{fmtTime(r.At), r.Action, orDash(item), orDash(r.Target), orDash(r.Backup), orDash(r.Day), r.Actor}
 }

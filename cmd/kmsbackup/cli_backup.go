@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 
@@ -49,14 +50,23 @@ func termFlag(term string) error {
 }
 
 func newBackupListCmd(a *app) *cobra.Command {
-	return newPagedListCmd(a, &cobra.Command{
+	var all bool
+	cmd := newPagedListCmd(a, &cobra.Command{
 		Short: "List backup instances: kind, binding, viewable days, expiry, state and last backups",
 		Long: `List the account's backup instances: the free default one of each region
-(created with the region's first KMS instance) and the provisioned ones.`,
+(created with the region's first KMS instance), the provisioned ones and the
+uploads. Released instances (their data destroyed, their KMS instance no
+longer bound) are left out; --all lists them too. Times are shown in each
+instance's time zone, with its offset.`,
 		Example: `  kmsbackup backup-instance list
+  kmsbackup backup-instance list --all
   kmsbackup backup-instance list -o id
   kmsbackup backup-instance list --page-size 20 --page-token TOKEN -o json`,
-	}, (*httpapi.Client).ListBackupInstances, backupHeader, backupRow)
+	}, func(c *httpapi.Client, ctx context.Context, size int, token string) (httpapi.List[httpapi.BackupInstance], error) {
+		return c.ListBackupInstances(ctx, all, size, token)
+	}, backupHeader, backupRow)
+	cmd.Flags().BoolVar(&all, "all", false, "list released backup instances too")
+	return cmd
 }
 
 func newBackupShowCmd(a *app) *cobra.Command {
@@ -135,8 +145,10 @@ func newBackupEnableCmd(a *app) *cobra.Command {
 		Long: `Enable a backup instance: bind it to a KMS instance of the same account and
 region (a KMS instance is backed up by at most one backup instance), and take
 the first full backup at once. Then a full backup runs every day at 00:00 in
---time-zone (an IANA name, default UTC) and an incremental every 5 minutes.
-Keys and secrets are backed up.`,
+--time-zone (an IANA name; by default the region's: Asia/Shanghai for
+cn-hangzhou, UTC for a region kmsbackup does not know) and an incremental
+every 5 minutes. Keys and secrets are backed up. The alias is kept without
+surrounding spaces and may hold no control or bidi characters.`,
 		Example: `  kmsbackup backup-instance enable BACKUP_ID --kms-instance KMS_ID --alias prod
   kmsbackup backup-instance enable BACKUP_ID --kms-instance KMS_ID --alias prod --time-zone Asia/Shanghai`,
 		Args:              exactArgs("BACKUP_ID"),
@@ -148,8 +160,11 @@ Keys and secrets are backed up.`,
 			if err := requireFlag("alias", alias, "a name for the backup instance, such as --alias prod"); err != nil {
 				return err
 			}
-			if domain.ValidateAlias(alias) != nil {
-				return usagef("--alias must be 1 to %d printable characters", domain.MaxAliasLength)
+			if _, err := domain.CleanAlias("alias", alias); err != nil {
+				return usagef("--alias must be 1 to %d characters without control or bidi characters", domain.MaxAliasLength)
+			}
+			if zone != "" && domain.ValidateTimeZone(zone) != nil {
+				return usagef("--time-zone must be an IANA time zone name such as Asia/Shanghai, Europe/Berlin or UTC (leave it out for the region's)")
 			}
 			c, err := a.client(cmd)
 			if err != nil {
@@ -164,7 +179,7 @@ Keys and secrets are backed up.`,
 	}
 	cmd.Flags().StringVar(&kms, "kms-instance", "", "ID of the KMS instance to back up (required)")
 	cmd.Flags().StringVar(&alias, "alias", "", "alias of the backup instance (required)")
-	cmd.Flags().StringVar(&zone, "time-zone", "", "IANA time zone of the days and the midnight full backups (default UTC)")
+	cmd.Flags().StringVar(&zone, "time-zone", "", "IANA time zone of the days and the midnight full backups (default: the region's)")
 	for _, f := range []string{"kms-instance", "alias", "time-zone"} {
 		_ = cmd.RegisterFlagCompletionFunc(f, cobra.NoFileCompletions)
 	}

@@ -89,7 +89,9 @@ func TestBackupUsageErrorsSendNothing(t *testing.T) {
 		{"show without ID", []string{"backup-instance", "show"}, "missing BACKUP_ID"},
 		{"enable without KMS instance", []string{"backup-instance", "enable", "bkp_01", "--alias", "a"}, "--kms-instance is required"},
 		{"enable without alias", []string{"backup-instance", "enable", "bkp_01", "--kms-instance", "kms_01"}, "--alias is required"},
-		{"enable with a long alias", []string{"backup-instance", "enable", "bkp_01", "--kms-instance", "kms_01", "--alias", long}, "--alias must be 1 to 64 printable characters"},
+		{"enable with a long alias", []string{"backup-instance", "enable", "bkp_01", "--kms-instance", "kms_01", "--alias", long}, "--alias must be 1 to 64 characters without control or bidi characters"},
+		{"enable with a bidi alias", []string{"backup-instance", "enable", "bkp_01", "--kms-instance", "kms_01", "--alias", "\u202eprod"}, "--alias must be"},
+		{"enable in a zone that is not IANA's", []string{"backup-instance", "enable", "bkp_01", "--kms-instance", "kms_01", "--alias", "prod", "--time-zone", "Local"}, "--time-zone must be an IANA time zone name"},
 		{"extend without days", []string{"backup-instance", "extend", "bkp_01"}, "--viewable-days is required"},
 		{"extend too far", []string{"backup-instance", "extend", "bkp_01", "--viewable-days", "700"}, "--viewable-days must be between 7 and 600"},
 		{"renew without term", []string{"backup-instance", "renew", "bkp_01"}, "--term is required"},
@@ -105,10 +107,12 @@ func TestBackupUsageErrorsSendNothing(t *testing.T) {
 		{"diff backwards", []string{"data", "diff", "bkp_01", "--from", "2026-05-02", "--to", "2026-05-01"}, "--to must not be before --from"},
 		{"verify without ID", []string{"verify"}, "missing BACKUP_ID"},
 		{"advance without duration", []string{"dev", "clock", "advance"}, "missing DURATION"},
-		{"advance by nothing", []string{"dev", "clock", "advance", "0s"}, "DURATION must be a positive duration such as 5m, 48h or 31d, at most 400 days"},
-		{"advance backwards", []string{"dev", "clock", "advance", "--", "-1h"}, "DURATION must be a positive duration"},
-		{"advance too far", []string{"dev", "clock", "advance", "401d"}, "DURATION must be a positive duration"},
-		{"advance by words", []string{"dev", "clock", "advance", "soon"}, "DURATION must be a positive duration"},
+		{"advance by nothing", []string{"dev", "clock", "advance", "0s"}, "DURATION must be a whole number and one unit (s, m, h or d), such as 90s, 5m, 48h or 31d, at most 400 days"},
+		{"advance by two units", []string{"dev", "clock", "advance", "1h30m"}, "one unit"},
+		{"advance by less than a second", []string{"dev", "clock", "advance", "500ms"}, "one unit"},
+		{"advance backwards", []string{"dev", "clock", "advance", "--", "-1h"}, "DURATION must be a whole number and one unit"},
+		{"advance too far", []string{"dev", "clock", "advance", "401d"}, "DURATION must be a whole number and one unit"},
+		{"advance by words", []string{"dev", "clock", "advance", "soon"}, "DURATION must be a whole number and one unit"},
 		{"unknown dev command", []string{"dev", "calendar"}, `unknown command "calendar" for "kmsbackup dev"`},
 		{"-o id without IDs", []string{"whoami", "-o", "id"}, "-o id: kmsbackup whoami has no ID to print; use -o table or -o json"},
 		{"-o id hiding a token", []string{"account", "create", "acme", "-o", "id"}, "would hide the new account's token"},
@@ -169,9 +173,9 @@ func TestBackupTableOutput(t *testing.T) {
 		stderrSubstr string
 	}{
 		{[]string{"backup-instance", "list"}, "" +
-			"ID           ALIAS  KIND         REGION       KMS INSTANCE  VIEWABLE  EXPIRES               STATE        LAST FULL             LAST INCREMENTAL\n" +
-			"bkp_DEFAULT  -      default      cn-hangzhou  -             7d        never                 not-enabled  -                     -\n" +
-			"bkp_01       prod   provisioned  cn-hangzhou  kms_01        10d       2026-06-01T09:30:00Z  enabled      2026-05-01T09:31:00Z  2026-05-01T09:41:00Z\n",
+			"ID           ALIAS  KIND         REGION       KMS INSTANCE  VIEWABLE  EXPIRES                    STATE        LAST FULL                  LAST INCREMENTAL\n" +
+			"bkp_DEFAULT  -      default      cn-hangzhou  -             7d        never                      not-enabled  -                          -\n" +
+			"bkp_01       prod   provisioned  cn-hangzhou  kms_01        10d       2026-06-01T17:30:00+08:00  enabled      2026-05-01T17:31:00+08:00  2026-05-01T17:41:00+08:00\n",
 			"--page-token p2"},
 		{[]string{"backup-instance", "show", "bkp_01"}, "" +
 			"ID:                bkp_01\n" +
@@ -182,15 +186,15 @@ func TestBackupTableOutput(t *testing.T) {
 			"State:             enabled\n" +
 			"Viewable days:     10\n" +
 			"Time zone:         Asia/Shanghai\n" +
-			"Expires:           2026-06-01T09:30:00Z\n" +
-			"Created:           2026-05-01T09:30:00Z\n" +
-			"Enabled:           2026-05-01T09:31:00Z\n" +
+			"Expires:           2026-06-01T17:30:00+08:00\n" +
+			"Created:           2026-05-01T17:30:00+08:00\n" +
+			"Enabled:           2026-05-01T17:31:00+08:00\n" +
 			"Enabled day:       2026-05-01\n" +
 			"Generation:        0\n" +
 			"Checkpoints:       3\n" +
-			"Last full:         2026-05-01T09:31:00Z\n" +
-			"Last incremental:  2026-05-01T09:41:00Z\n" +
-			"Last scrub:        2026-05-01T10:00:00Z: clean\n", ""},
+			"Last full:         2026-05-01T17:31:00+08:00\n" +
+			"Last incremental:  2026-05-01T17:41:00+08:00\n" +
+			"Last scrub:        2026-05-01T18:00:00+08:00: clean\n", ""},
 		{[]string{"backup-instance", "show", "bkp_02"}, "" +
 			"ID:                bkp_02\n" +
 			"Alias:             old\n" +

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
+	"github.com/kmsbackup/kmsbackup/domain"
 )
 
 func newDevCmd(a *app) *cobra.Command {
@@ -82,10 +82,12 @@ func newDevClockAdvanceCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "advance DURATION",
 		Short: "Move a manual clock forward, running the backups that fall due",
-		Long: `Move the manual clock of a --dev --clock manual server forward by DURATION
-(such as 5m, 48h or 31d; positive, at most 400 days), stopping at each
-scheduled piece of work on the way (full and incremental backups, expiries,
-releases) to do it, in order. Prints the new time and how much work was done.`,
+		Long: `Move the manual clock of a --dev --clock manual server forward by DURATION:
+a whole number and one unit, s, m, h or d (such as 90s, 5m, 48h or 31d; not
+1h30m or 500ms), at most 400 days. It stops at each scheduled piece of work
+on the way (full and incremental backups, expiries, releases) to do it, in
+order. Prints the new time and how much work was done. The clock is kept in
+the server's event log: a restart continues from it.`,
 		Example: `  kmsbackup dev clock advance 5m
   kmsbackup dev clock advance 48h
   kmsbackup dev clock advance 31d -o json`,
@@ -93,9 +95,9 @@ releases) to do it, in order. Prints the new time and how much work was done.`,
 		Args:              exactArgs("DURATION"),
 		ValidArgsFunction: cobra.NoFileCompletions,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := httpapi.ParseAdvance(args[0]); err != nil {
-				return usagef("DURATION must be a positive duration such as 5m, 48h or 31d, at most %d days",
-					int(httpapi.MaxAdvance.Hours()/24))
+			if _, err := domain.ParseClockAdvance(args[0]); err != nil {
+				return usagef("DURATION must be %s, at most %d days (not 1h30m, not 500ms)",
+					domain.ClockAdvanceForm, int(domain.MaxClockAdvance.Hours()/24))
 			}
 			c, err := a.client(cmd)
 			if err != nil {

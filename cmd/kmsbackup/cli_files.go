@@ -259,7 +259,7 @@ func newUploadDeleteCmd(a *app) *cobra.Command {
 var uploadHeader = []string{"ID", "NAME", "DAY", "REGION", "SOURCE", "CREATED"}
 
 func uploadRow(b httpapi.BackupInstance) []string {
-	return []string{b.ID, b.Alias, b.UploadDay, b.Region, orDash(b.SourceBackup), fmtTime(b.CreatedAt)}
+	return []string{b.ID, b.Alias, b.UploadDay, b.Region, orDash(b.SourceBackup), fmtTimeIn(b.CreatedAt, zoneLoc(b.TimeZone))}
 }
 
 // progress prints a transfer's progress on a terminal: bytes, share of the

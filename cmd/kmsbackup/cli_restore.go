@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
@@ -31,12 +32,13 @@ type restoreFlags struct {
 	toInstance, toRegion string
 }
 
-// validate checks the shape of the command line, before any request.
+// validate parses the command line, before any request, with the parsers
+// the server uses.
 func (f *restoreFlags) validate() error {
 	if err := requireFlag("from", f.from, "the ID of the backup instance to restore from (see kmsbackup backup-instance list)"); err != nil {
 		return err
 	}
-	if f.day != "" { // an upload holds one day: it needs none
+	if f.day != "" { // an upload holds one day, and --at names its own: neither needs --day
 		if err := dayFlag("day", f.day, "the viewable day to restore from"); err != nil {
 			return err
 		}
@@ -44,21 +46,8 @@ func (f *restoreFlags) validate() error {
 	if err := timeFlag("at", f.at); err != nil {
 		return err
 	}
-	switch {
-	case f.all && (len(f.keys) > 0 || len(f.secrets) > 0):
-		return usagef("--all restores everything: do not also pass --key or --secret")
-	case !f.all && len(f.keys) == 0 && len(f.secrets) == 0:
-		return usagef("name what to restore: --key KEY_ID or --secret NAME (both repeatable), or --all")
-	}
-	for _, l := range []struct {
-		flag string
-		ids  []string
-	}{{"key", f.keys}, {"secret", f.secrets}} {
-		for _, id := range l.ids {
-			if id == "" {
-				return usagef("--%s must not be empty", l.flag)
-			}
-		}
+	if _, err := domain.ParseRestoreSelection(f.all, f.keys, f.secrets); err != nil {
+		return usagef("%v (--key KEY_ID and --secret NAME are repeatable; --all restores everything)", err)
 	}
 	return requireFlag("to-instance", f.toInstance, "the ID of the KMS instance to restore into (see kmsbackup kms instance list)")
 }
@@ -77,8 +66,12 @@ func newRestoreCmd(a *app) *cobra.Command {
 everything (--all), from the data a backup instance holds for a viewable day
 into a KMS instance of the same account (--to-instance). Each item is restored
 as it last stood within the day, before any deletion, with all its versions:
-ciphertexts made before a deletion decrypt again. --at restores from the last
-checkpoint (every 5 minutes) at or before an RFC 3339 instant of the day.
+ciphertexts made before a deletion decrypt again. --at restores the state at
+an RFC 3339 instant of a viewable day (--day may then be left out: it is the
+instant's day in the backup instance's time zone): every change that occurred
+at or before it, not only the 5-minute checkpoints (kmsbackup data checkpoints
+lists them as a guide). An instant after the day's last checkpoint restores
+that checkpoint's state: the backup holds nothing later yet.
 
 Before anything is written, a plan checks every condition and reports all
 failures together: the target instance exists (another account's is reported
@@ -91,21 +84,23 @@ that day's data. --dry-run prints the plan and writes nothing.
 --from may name an upload (see kmsbackup upload): it holds one day, so --day
 is left out.
 
-Keys are restored before secrets, each item all or nothing, each with an audit
-record (kmsbackup audit list). Repeating a restore is safe: items already
-restored are recognised and skipped. Afterwards the target is validated: the
-restored versions match the backup and every secret decrypts.
+Keys are restored before secrets, in batches each written all or nothing
+with one audit record listing its items (kmsbackup audit list). Repeating a
+restore is safe, also after one was cut short: items the target already holds,
+identical to the backup's, are skipped (status already-present) and the rest
+is written, nothing twice. Afterwards the target is validated: the restored
+versions match the backup and every secret decrypts.
 
-The restore is one synchronous request: it returns when every item is done,
-and nothing is printed while it runs. With --all and a terminal on stderr, a
-line per item is printed there once it returns.
+With --all and a terminal on stderr, a progress bar there shows each phase
+(plan, apply, validate) as the server reports it; otherwise nothing is
+printed until the restore returns.
 
 Exit status: 0 when restored and validated (or, with --dry-run, when the plan
 has no finding); 6 when the plan has findings (they are printed, nothing is
 restored); 9 when the validation after the restore finds a problem.`,
 		Example: `  kmsbackup restore --from BACKUP_ID --day 2026-05-01 --key KEY_ID --to-instance KMS_ID --dry-run
   kmsbackup restore --from BACKUP_ID --day 2026-05-01 --key KEY_ID --secret db-password --to-instance KMS_ID
-  kmsbackup restore --from BACKUP_ID --day 2026-05-01 --at 2026-05-01T10:05:00Z --all --to-instance KMS_ID --to-region cn-hangzhou
+  kmsbackup restore --from BACKUP_ID --at 2026-05-01T10:05:00Z --all --to-instance KMS_ID --to-region cn-hangzhou
   kmsbackup restore --from BACKUP_ID --day 2026-05-01 --all --to-instance KMS_ID -o json | jq '.plan.findings'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -116,21 +111,18 @@ restored); 9 when the validation after the restore finds a problem.`,
 			if err != nil {
 				return err
 			}
-			progress := f.all && isTerminal(a.stderr)
-			if progress {
-				fmt.Fprintf(a.stderr, "Restoring everything of %s on %s into %s: one request, the items are listed when it returns...\n",
-					cell(f.from), cell(f.day), cell(f.toInstance))
+			var res httpapi.RestoreResult
+			if f.all && isTerminal(a.stderr) {
+				bar := newRestoreBar(a.stderr)
+				res, err = c.RestoreWithProgress(cmd.Context(), f.request(), bar.show)
+				bar.close()
+			} else {
+				res, err = c.Restore(cmd.Context(), f.request())
 			}
-			res, err := c.Restore(cmd.Context(), f.request())
 			if err != nil {
 				return err
 			}
 			normalizeRestore(&res)
-			if progress && res.Applied {
-				for _, it := range res.Plan.Items {
-					fmt.Fprintf(a.stderr, "%s %s %s (%d %s)\n", it.Status, it.Kind, cell(it.ID), it.Versions, plural(int(it.Versions), "version", "versions"))
-				}
-			}
 			if a.output == formatID {
 				err = writeIDs(a.stdout, httpapi.List[httpapi.RestoreItem]{Items: res.Plan.Items})
 			} else {
@@ -144,8 +136,8 @@ restored); 9 when the validation after the restore finds a problem.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.from, "from", "", "ID of the backup instance to restore from (required)")
-	fl.StringVar(&f.day, "day", "", "the viewable day, YYYY-MM-DD in the backup instance's time zone (required, except from an upload)")
-	fl.StringVar(&f.at, "at", "", "restore from the last checkpoint at or before this RFC 3339 time of the day")
+	fl.StringVar(&f.day, "day", "", "the viewable day, YYYY-MM-DD in the backup instance's time zone (required, except from an upload or with --at)")
+	fl.StringVar(&f.at, "at", "", "restore the state at this RFC 3339 instant of a viewable day")
 	fl.StringArrayVar(&f.keys, "key", nil, "key ID to restore (repeatable)")
 	fl.StringArrayVar(&f.secrets, "secret", nil, "secret name to restore (repeatable)")
 	fl.BoolVar(&f.all, "all", false, "restore every key and secret of the day's data")
@@ -221,7 +213,7 @@ func writeRestore(w io.Writer, res httpapi.RestoreResult) error {
 		if n := len(res.Validation); n > 0 {
 			validation = fmt.Sprintf("%d %s", n, plural(n, "problem", "problems"))
 		}
-		fields = append(fields, field{"Restored", itoa(res.Restored)}, field{"Already restored", itoa(res.AlreadyRestored)},
+		fields = append(fields, field{"Restored", itoa(res.Restored)}, field{"Already present", itoa(res.AlreadyPresent)},
 			field{"Validation", validation})
 	}
 	if err := writeFields(w, fields); err != nil {
@@ -330,4 +322,41 @@ func writeReplay(w io.Writer, st httpapi.ReplayState) error {
 	}
 	_, err := fmt.Fprintf(w, "\nCheckpoint: %s at %s (day %s)\nDigest: %s\n", itoa(st.Seq), fmtTime(st.At), cell(st.Day), cell(st.Digest))
 	return err
+}
+
+// restoreBar shows a restore's progress on a terminal: one bar per phase.
+type restoreBar struct {
+	w     io.Writer
+	phase string
+	bar   *progressbar.ProgressBar
+}
+
+func newRestoreBar(w io.Writer) *restoreBar { return &restoreBar{w: w} }
+
+// show draws one progress report.
+func (b *restoreBar) show(p httpapi.RestoreProgress) {
+	if p.Phase != b.phase || b.bar == nil {
+		b.close()
+		b.phase = p.Phase
+		b.bar = progressbar.NewOptions64(int64(max(p.Total, 1)), progressbar.OptionSetWriter(b.w),
+			progressbar.OptionSetDescription(fmt.Sprintf("%-8s", p.Phase)), progressbar.OptionShowCount(),
+			progressbar.OptionSetWidth(30), progressbar.OptionSetPredictTime(true),
+			progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionSetRenderBlankState(true))
+	}
+	if int64(p.Total) > b.bar.GetMax64() {
+		b.bar.ChangeMax64(int64(p.Total))
+	}
+	_ = b.bar.Set64(int64(p.Done))
+}
+
+// close ends the current bar on its own line.
+func (b *restoreBar) close() {
+	if b.bar == nil {
+		return
+	}
+	if !b.bar.IsFinished() {
+		_ = b.bar.Exit()
+	}
+	fmt.Fprintln(b.w)
+	b.bar = nil
 }

@@ -15,26 +15,26 @@ const (
 	restoreAppliedJSON = `{"applied":true,"dry_run":false,"plan":{"backup":"bkp_01","day":"2026-05-01","from_seq":3,"to_seq":7,` +
 		`"at":"2026-05-01T23:55:00Z","target":"kms_01","region":"cn-hangzhou","items":[` +
 		`{"kind":"key","id":"key_01","versions":2,"status":"restored"},` +
-		`{"kind":"secret","id":"db","versions":1,"key_id":"key_01","status":"already-restored"}],"findings":[]},` +
-		`"restored":1,"already_restored":1,"validation":[]}`
+		`{"kind":"secret","id":"db","versions":1,"key_id":"key_01","status":"already-present"}],"findings":[]},` +
+		`"restored":1,"already_present":1,"validation":[]}`
 	restoreDryRunJSON = `{"applied":false,"dry_run":true,"plan":{"backup":"bkp_01","day":"2026-05-01","from_seq":7,"to_seq":7,` +
 		`"at":"2026-05-01T10:05:00Z","target":"kms_01","region":"cn-hangzhou","items":[` +
-		`{"kind":"key","id":"key_01","versions":2,"status":"planned"}],"findings":[]},"restored":0,"already_restored":0,"validation":[]}`
+		`{"kind":"key","id":"key_01","versions":2,"status":"planned"}],"findings":[]},"restored":0,"already_present":0,"validation":[]}`
 	restoreFindingsJSON = `{"applied":false,"dry_run":false,"plan":{"backup":"bkp_01","day":"2026-05-01","from_seq":3,"to_seq":7,` +
 		`"at":"2026-05-01T23:55:00Z","target":"kms_01","region":"cn-hangzhou","items":[` +
 		`{"kind":"key","id":"key_01","versions":2,"status":"planned"}],"findings":[` +
 		`{"code":"key-exists","item":"key_01","message":"a key with ID key_01 already exists in region cn-hangzhou: delete it there first"},` +
 		`{"code":"item-not-in-backup","item":"gone","message":"secret gone is not in the data of 2026-05-01"}]},` +
-		`"restored":0,"already_restored":0,"validation":[]}`
+		`"restored":0,"already_present":0,"validation":[]}`
 	restoreExpiredJSON = `{"applied":false,"dry_run":true,"plan":{"backup":"bkp_02","day":"2026-05-01","from_seq":0,"to_seq":0,` +
 		`"target":"kms_404","region":"","items":[],"findings":[` +
 		`{"code":"backup-expired","item":"bkp_02","message":"backup instance bkp_02 is expired: renew it first"},` +
 		`{"code":"target-not-found","item":"kms_404","message":"KMS instance kms_404 not found"}]},` +
-		`"restored":0,"already_restored":0,"validation":[]}`
+		`"restored":0,"already_present":0,"validation":[]}`
 	restoreInvalidJSON = `{"applied":true,"dry_run":false,"plan":{"backup":"bkp_01","day":"2026-05-01","from_seq":3,"to_seq":7,` +
 		`"at":"2026-05-01T23:55:00Z","target":"kms_01","region":"cn-hangzhou","items":[` +
 		`{"kind":"secret","id":"db","versions":1,"key_id":"key_01","status":"restored"}],"findings":[]},` +
-		`"restored":1,"already_restored":0,"validation":[` +
+		`"restored":1,"already_present":0,"validation":[` +
 		`{"code":"secret-does-not-decrypt","item":"db","message":"version 1 does not decrypt under key_01"}]}`
 	replayJSON = `{"id":"bkp_01","day":"2026-05-01","seq":7,"at":"2026-05-01T23:55:00Z","items":[` +
 		`{"kind":"key","id":"key_01","versions":[` +
@@ -63,6 +63,13 @@ func restoreAPI(tb testing.TB, restore string) *fakeAPI {
 	})
 }
 
+// Key IDs as the command line parses them (the fake API's answers name
+// key_01 and key_02).
+const (
+	key01 = "key_01JA0000000000000000000001"
+	key02 = "key_01JA0000000000000000000002"
+)
+
 var restoreArgs = []string{"restore", "--from", "bkp_01", "--day", "2026-05-01", "--to-instance", "kms_01"}
 
 func withArgs(base []string, more ...string) []string {
@@ -78,11 +85,13 @@ func TestRestoreUsageErrorsSendNothing(t *testing.T) {
 		{"restore without from", []string{"restore", "--day", "2026-05-01", "--key", "k", "--to-instance", "kms_01"}, "--from is required"},
 		{"restore with a bad day", []string{"restore", "--from", "bkp_01", "--day", "May 1", "--key", "k", "--to-instance", "kms_01"}, "--day must be a date as YYYY-MM-DD"},
 		{"restore with a bad at", withArgs(restoreArgs, "--key", "k", "--at", "10:05"), "--at must be an RFC 3339 time"},
-		{"restore of nothing", restoreArgs, "name what to restore: --key KEY_ID or --secret NAME (both repeatable), or --all"},
-		{"restore --all with --key", withArgs(restoreArgs, "--all", "--key", "k"), "--all restores everything: do not also pass --key or --secret"},
-		{"restore --all with --secret", withArgs(restoreArgs, "--secret", "db", "--all"), "--all restores everything"},
-		{"restore an empty key", withArgs(restoreArgs, "--key", "k", "--key", ""), "--key must not be empty"},
-		{"restore an empty secret", withArgs(restoreArgs, "--secret", ""), "--secret must not be empty"},
+		{"restore of nothing", restoreArgs, "name what to restore: keys, secrets, or all (--key KEY_ID and --secret NAME are repeatable"},
+		{"restore --all with --key", withArgs(restoreArgs, "--all", "--key", key01), "restore everything (all) or name keys and secrets, not both (--key KEY_ID and --secret NAME are repeatable; --all restores everything)"},
+		{"restore --all with --secret", withArgs(restoreArgs, "--secret", "db", "--all"), "not both"},
+		{"restore an empty key", withArgs(restoreArgs, "--key", key01, "--key", ""), `key ID "" must start with "key_"`},
+		{"restore a malformed key", withArgs(restoreArgs, "--key", "k"), `key ID "k" must start with "key_"`},
+		{"restore an empty secret", withArgs(restoreArgs, "--secret", ""), `secret name "" must be 1-192 letters`},
+		{"restore a secret with a comma, not split", withArgs(restoreArgs, "--secret", "a,b"), `secret name "a,b" must be`},
 		{"restore without target", []string{"restore", "--from", "bkp_01", "--day", "2026-05-01", "--all"}, "--to-instance is required"},
 		{"restore with an argument", withArgs(restoreArgs, "--all", "key_01"), "takes no arguments"},
 		{"replay without ID", []string{"replay", "--day", "2026-05-01"}, "missing BACKUP_ID"},
@@ -126,9 +135,9 @@ func TestRestoreExitCodes(t *testing.T) {
 		code    int
 		message string // the error line, when the code is not 0
 	}{
-		{"applied", restoreAppliedJSON, withArgs(restoreArgs, "--key", "key_01", "--secret", "db"), exitOK, ""},
-		{"dry run without findings", restoreDryRunJSON, withArgs(restoreArgs, "--key", "key_01", "--dry-run"), exitOK, ""},
-		{"plan with findings", restoreFindingsJSON, withArgs(restoreArgs, "--key", "key_01", "--secret", "gone"), exitPrecondition,
+		{"applied", restoreAppliedJSON, withArgs(restoreArgs, "--key", key01, "--secret", "db"), exitOK, ""},
+		{"dry run without findings", restoreDryRunJSON, withArgs(restoreArgs, "--key", key01, "--dry-run"), exitOK, ""},
+		{"plan with findings", restoreFindingsJSON, withArgs(restoreArgs, "--key", key01, "--secret", "gone"), exitPrecondition,
 			"kmsbackup: restore: the plan has 2 findings: nothing restored (resolve them and repeat; --dry-run checks without restoring)\n"},
 		{"dry run with findings", restoreExpiredJSON, withArgs(restoreArgs, "--all", "--dry-run"), exitPrecondition,
 			"kmsbackup: restore: the plan has 2 findings: nothing restored (resolve them and repeat; --dry-run checks without restoring)\n"},
@@ -165,20 +174,20 @@ func TestRestoreTableOutput(t *testing.T) {
 		args    []string
 		stdout  string
 	}{
-		{"applied", restoreAppliedJSON, withArgs(restoreArgs, "--key", "key_01", "--secret", "db"), "" +
-			"Target:            kms_01\n" +
-			"Region:            cn-hangzhou\n" +
-			"From backup:       bkp_01\n" +
-			"Day:               2026-05-01\n" +
-			"Checkpoint:        3 to 7 (2026-05-01T23:55:00Z)\n" +
-			"Restored:          1\n" +
-			"Already restored:  1\n" +
-			"Validation:        OK\n" +
+		{"applied", restoreAppliedJSON, withArgs(restoreArgs, "--key", key01, "--secret", "db"), "" +
+			"Target:           kms_01\n" +
+			"Region:           cn-hangzhou\n" +
+			"From backup:      bkp_01\n" +
+			"Day:              2026-05-01\n" +
+			"Checkpoint:       3 to 7 (2026-05-01T23:55:00Z)\n" +
+			"Restored:         1\n" +
+			"Already present:  1\n" +
+			"Validation:       OK\n" +
 			"\n" +
 			"KIND    ID      VERSIONS  STATUS\n" +
 			"key     key_01  2         restored\n" +
-			"secret  db      1         already-restored\n"},
-		{"dry run", restoreDryRunJSON, withArgs(restoreArgs, "--key", "key_01", "--at", "2026-05-01T10:07:00+08:00", "--dry-run"), "" +
+			"secret  db      1         already-present\n"},
+		{"dry run", restoreDryRunJSON, withArgs(restoreArgs, "--key", key01, "--at", "2026-05-01T10:07:00+08:00", "--dry-run"), "" +
 			"Target:       kms_01\n" +
 			"Region:       cn-hangzhou\n" +
 			"From backup:  bkp_01\n" +
@@ -188,7 +197,7 @@ func TestRestoreTableOutput(t *testing.T) {
 			"\n" +
 			"KIND  ID      VERSIONS  STATUS\n" +
 			"key   key_01  2         planned\n"},
-		{"findings", restoreFindingsJSON, withArgs(restoreArgs, "--key", "key_01", "--secret", "gone"), "" +
+		{"findings", restoreFindingsJSON, withArgs(restoreArgs, "--key", key01, "--secret", "gone"), "" +
 			"Target:       kms_01\n" +
 			"Region:       cn-hangzhou\n" +
 			"From backup:  bkp_01\n" +
@@ -214,14 +223,14 @@ func TestRestoreTableOutput(t *testing.T) {
 			"backup-expired    bkp_02   backup instance bkp_02 is expired: renew it first\n" +
 			"target-not-found  kms_404  KMS instance kms_404 not found\n"},
 		{"validation", restoreInvalidJSON, withArgs(restoreArgs, "--secret", "db"), "" +
-			"Target:            kms_01\n" +
-			"Region:            cn-hangzhou\n" +
-			"From backup:       bkp_01\n" +
-			"Day:               2026-05-01\n" +
-			"Checkpoint:        3 to 7 (2026-05-01T23:55:00Z)\n" +
-			"Restored:          1\n" +
-			"Already restored:  0\n" +
-			"Validation:        1 problem\n" +
+			"Target:           kms_01\n" +
+			"Region:           cn-hangzhou\n" +
+			"From backup:      bkp_01\n" +
+			"Day:              2026-05-01\n" +
+			"Checkpoint:       3 to 7 (2026-05-01T23:55:00Z)\n" +
+			"Restored:         1\n" +
+			"Already present:  0\n" +
+			"Validation:       1 problem\n" +
 			"\n" +
 			"KIND    ID  VERSIONS  STATUS\n" +
 			"secret  db  1         restored\n" +
@@ -303,8 +312,8 @@ func TestRestoreIDOutput(t *testing.T) {
 		args    []string
 		stdout  string
 	}{
-		{restoreAppliedJSON, withArgs(restoreArgs, "--key", "key_01", "--secret", "db"), "key_01\ndb\n"},
-		{restoreFindingsJSON, withArgs(restoreArgs, "--key", "key_01", "--secret", "gone"), "key_01\n"},
+		{restoreAppliedJSON, withArgs(restoreArgs, "--key", key01, "--secret", "db"), "key_01\ndb\n"},
+		{restoreFindingsJSON, withArgs(restoreArgs, "--key", key01, "--secret", "gone"), "key_01\n"},
 		{restoreExpiredJSON, withArgs(restoreArgs, "--all", "--dry-run"), ""},
 		{"", []string{"replay", "bkp_01", "--day", "2026-05-01"}, "bkp_01\n"},
 		{"", []string{"audit", "list"}, "01KJMBR9R83MEHT78X3MEHT78X\n01KJMBR9R83MEHT78X3MEHT78Y\n"},
@@ -320,9 +329,8 @@ func TestRestoreIDOutput(t *testing.T) {
 func TestRestoreRequestsCarryFlags(t *testing.T) {
 	api := restoreAPI(t, restoreAppliedJSON)
 	for _, args := range [][]string{
-		withArgs(restoreArgs, "--key", "key_01", "--key", "key_02", "--secret", "db"),
+		withArgs(restoreArgs, "--key", key01, "--key", key02, "--secret", "db"),
 		withArgs(restoreArgs, "--all", "--at", "2026-05-01T10:05:00Z", "--to-region", "cn-hangzhou", "--dry-run"),
-		withArgs(restoreArgs, "--secret", "a,b"),
 		{"replay", "bkp_01", "--day", "2026-05-01"},
 		{"replay", "bkp_01", "--at", "2026-05-01T10:05:00+08:00"},
 		{"audit", "list"},
@@ -334,10 +342,9 @@ func TestRestoreRequestsCarryFlags(t *testing.T) {
 	}
 	const to = `"to_instance":"kms_01"`
 	want := []request{
-		{Method: "POST", Path: "/v1/restores", Body: []byte(`{"from":"bkp_01","day":"2026-05-01","keys":["key_01","key_02"],"secrets":["db"],` + to + `}`)},
+		{Method: "POST", Path: "/v1/restores", Body: []byte(`{"from":"bkp_01","day":"2026-05-01","keys":["` + key01 + `","` + key02 + `"],"secrets":["db"],` + to + `}`)},
 		{Method: "POST", Path: "/v1/restores", Body: []byte(`{"from":"bkp_01","day":"2026-05-01","at":"2026-05-01T10:05:00Z","all":true,` + to +
 			`,"to_region":"cn-hangzhou","dry_run":true}`)},
-		{Method: "POST", Path: "/v1/restores", Body: []byte(`{"from":"bkp_01","day":"2026-05-01","secrets":["a,b"],` + to + `}`)},
 		{Method: "GET", Path: "/v1/backup-instances/bkp_01/replay", Query: "day=2026-05-01"},
 		{Method: "GET", Path: "/v1/backup-instances/bkp_01/replay", Query: "at=2026-05-01T10%3A05%3A00%2B08%3A00"},
 		{Method: "GET", Path: "/v1/audit"},
@@ -353,31 +360,48 @@ type ttyBuffer struct{ bytes.Buffer }
 
 func (*ttyBuffer) Stat() (os.FileInfo, error) { return ttyInfo{}, nil }
 
-// TestRestoreAllProgress checks the lines --all prints on a terminal, and
-// only there.
+// restoreStreamed is a restore answered as a stream: progress of each
+// phase, then the result.
+const restoreStreamed = `{"progress":{"phase":"plan","done":0,"total":2}}
+{"progress":{"phase":"plan","done":2,"total":2}}
+{"progress":{"phase":"apply","done":0,"total":2}}
+{"progress":{"phase":"apply","done":2,"total":2}}
+{"progress":{"phase":"validate","done":0,"total":2}}
+{"progress":{"phase":"validate","done":2,"total":2}}
+{"result":` + restoreAppliedJSON + `}
+`
+
+// TestRestoreAllProgress checks the progress bar --all shows on a
+// terminal, phase by phase, and only there.
 func TestRestoreAllProgress(t *testing.T) {
-	api := restoreAPI(t, restoreAppliedJSON)
+	api := newFakeAPI(t, map[string]reply{"POST /v1/restores": {200, restoreStreamed}})
 	var stdout bytes.Buffer
 	stderr := &ttyBuffer{}
 	if err := execute(context.Background(), withArgs([]string{"--addr", api.URL}, withArgs(restoreArgs, "--all")...), nil, &stdout, stderr); err != nil {
 		t.Fatal(err)
 	}
-	want := "" +
-		"Restoring everything of bkp_01 on 2026-05-01 into kms_01: one request, the items are listed when it returns...\n" +
-		"restored key key_01 (2 versions)\n" +
-		"already-restored secret db (1 version)\n"
-	if diff := cmp.Diff(want, stderr.String()); diff != "" {
-		t.Errorf("stderr on a terminal (-want +got):\n%s", diff)
+	if reqs := api.requests(); len(reqs) != 1 {
+		t.Fatalf("%d requests", len(reqs))
 	}
-	if !strings.Contains(stdout.String(), "Restored:          1\n") {
+	out := stderr.String()
+	for _, want := range []string{"plan", "apply", "validate", "2/2", "100%"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stderr on a terminal lacks %q:\n%q", want, out)
+		}
+	}
+	if strings.Index(out, "plan") > strings.Index(out, "apply") || strings.Index(out, "apply") > strings.Index(out, "validate") {
+		t.Errorf("phases out of order:\n%q", out)
+	}
+	if !strings.Contains(stdout.String(), "Restored:         1\n") {
 		t.Errorf("stdout:\n%s", stdout.String())
 	}
 
-	if r := mustRun(t, api, nil, withArgs(restoreArgs, "--all")...); r.stderr != "" {
+	plain := restoreAPI(t, restoreAppliedJSON)
+	if r := mustRun(t, plain, nil, withArgs(restoreArgs, "--all")...); r.stderr != "" {
 		t.Errorf("stderr not a terminal: %q, want nothing", r.stderr)
 	}
 	stderr = &ttyBuffer{}
-	if err := execute(context.Background(), withArgs([]string{"--addr", api.URL}, withArgs(restoreArgs, "--key", "key_01")...), nil, &stdout, stderr); err != nil {
+	if err := execute(context.Background(), withArgs([]string{"--addr", plain.URL}, withArgs(restoreArgs, "--key", key01)...), nil, &stdout, stderr); err != nil {
 		t.Fatal(err)
 	}
 	if stderr.Len() != 0 {

@@ -62,7 +62,11 @@ func newFakeAPI(tb testing.TB, replies map[string]reply) *fakeAPI {
 			rep.status = http.StatusOK
 		}
 		if rep.status != http.StatusNoContent {
-			w.Header().Set("Content-Type", "application/json")
+			ct := "application/json"
+			if strings.HasPrefix(rep.body, `{"progress"`) { // a streamed restore
+				ct = "application/x-ndjson"
+			}
+			w.Header().Set("Content-Type", ct)
 		}
 		w.WriteHeader(rep.status)
 		_, _ = io.WriteString(w, rep.body)
@@ -267,7 +271,7 @@ func TestExitCodes(t *testing.T) {
 func TestExitCodeTable(t *testing.T) {
 	for _, k := range []error{domain.ErrInvalidArgument, domain.ErrNotFound, domain.ErrAlreadyExists, domain.ErrQuotaExceeded,
 		domain.ErrFailedPrecondition, domain.ErrWrongExpectedRevision, domain.ErrUnauthenticated, domain.ErrPermissionDenied,
-		domain.ErrCorrupt, domain.ErrUnavailable} {
+		domain.ErrCorrupt, domain.ErrUnavailable, domain.ErrTooManyRequests} {
 		code, ok := exitCodes[k]
 		if !ok {
 			t.Errorf("%v has no exit code", k)

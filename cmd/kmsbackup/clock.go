@@ -12,32 +12,61 @@ import (
 	"github.com/kmsbackup/kmsbackup/commands"
 )
 
+// checkClockStart decides where a manual clock starts (m.clockStart): the
+// log's clock wins, so that a restart continues where the clock stopped
+// and it never goes back (clock.StartAt): --clock-start moves it forward
+// only, an earlier one is refused (exit 2) before anything is written.
+func (m *Main) checkClockStart(ctx context.Context, log interface {
+	commands.StreamReader
+	commands.LogReader
+}) error {
+	if m.Config.Clock != "manual" {
+		return nil
+	}
+	var start time.Time
+	given := m.Config.ClockStart != ""
+	if given {
+		t, err := time.Parse(time.RFC3339, m.Config.ClockStart)
+		if err != nil {
+			return err
+		}
+		start = t
+	}
+	logged, ok, err := clock.LogTime(ctx, log)
+	if err != nil {
+		return fmt.Errorf("read the clock the event log holds: %w", err)
+	}
+	m.clockStart, err = clock.StartAt(logged, ok, start, given, time.Now())
+	if err != nil {
+		return &startFailure{code: exitUsage, err: err}
+	}
+	m.clockDecided = true
+	return nil
+}
+
 // clock builds the configured clock: the system clock, or for --dev
 // --clock manual a manual one (returned twice: as the Clock port and as
-// settable, for the scheduler's driver). On a shared event log the manual
-// clock lives in the log, so that every node reads and moves the same time.
+// settable, for the scheduler's driver), starting at m.clockStart. The
+// manual clock is kept in the event log: on a shared log every node reads
+// and moves the same time; on the embedded one its time is recorded after
+// every advance.
 func (m *Main) clock(ctx context.Context) (commands.Clock, scheduler.SettableClock, error) {
 	if m.Config.Clock != "manual" {
 		return clock.System{}, nil, nil
 	}
-	start := time.Now().UTC()
-	if m.Config.ClockStart != "" {
-		t, err := time.Parse(time.RFC3339, m.Config.ClockStart)
-		if err != nil {
-			return nil, nil, err
-		}
-		start = t
-	}
+	report := func(err error) { m.Logger.Warn("dev clock", "error", err) }
+	idsrc := ids.Random{Clock: clock.System{}}
 	if m.Config.LogKind() != "pebble" {
-		c, err := clock.NewShared(ctx, m.log, ids.Random{Clock: clock.System{}}, start, func(err error) {
-			m.Logger.Warn("shared dev clock", "error", err)
-		})
+		c, err := clock.NewShared(ctx, m.log, idsrc, m.clockStart, report)
 		if err != nil {
 			return nil, nil, fmt.Errorf("shared dev clock: %w", err)
 		}
 		return c, c, nil
 	}
-	c := clock.NewManual(start)
+	c, err := clock.NewLogged(ctx, m.log, idsrc, m.clockStart, report)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dev clock: %w", err)
+	}
 	return c, c, nil
 }
 

@@ -8,6 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kmsbackup/kmsbackup/adapters/httpedge"
+	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
 )
 
 // Defaults of the background verification of every backup (the scrub):
@@ -17,6 +21,10 @@ import (
 // makes them 1.3 to 2.5 times slower, and still 362 GB a day: ten months
 // of history of 10,000 instances of 10,000 keys (docs/BENCHMARKS.md,
 // "Background verification").
+// maxRestoreBatch bounds --restore-batch: NATS JetStream takes at most 500
+// events in one atomic append.
+const maxRestoreBatch = 500
+
 const (
 	defaultScrubInterval = 24 * time.Hour
 	defaultScrubRate     = "4MiB"
@@ -30,6 +38,7 @@ type Config struct {
 	MasterKeyFile string // --master-key-file
 	MasterKeyEnv  string // value of KMSBACKUP_MASTER_KEY
 	AdminToken    string // value of KMSBACKUP_ADMIN_TOKEN (or read from --admin-token-file)
+	MetricsToken  string // value of KMSBACKUP_METRICS_TOKEN (or read from --metrics-token-file)
 	DevAdminToken string // --dev-admin-token
 	LogFormat     string // text | json
 	LogLevel      string // debug | info | warn | error
@@ -45,9 +54,21 @@ type Config struct {
 	// ScrubRate is how many bytes a second they read (--scrub-rate, such
 	// as 4MiB); "0" reads as fast as it can, "" is the default.
 	ScrubRate string
+	// RestoreBatch is how many items a restore writes in one atomic append
+	// (--restore-batch; 0: commands.DefaultRestoreBatchItems).
+	RestoreBatch int
 	// AcceptLostLogPositions: --accept-lost-log-positions, go on when the
 	// embedded log lost acknowledged events at its end.
 	AcceptLostLogPositions bool
+	// TrustedProxies (--trusted-proxy, repeatable) are the addresses and
+	// CIDR prefixes whose X-Forwarded-For and X-Forwarded-Proto are
+	// believed: for the client address of the limit on failed
+	// authentications, and for the console's HTTPS decision.
+	TrustedProxies []string
+	// HTTP bounds what a client may hold of the server: timeouts, body
+	// deadlines, the cap on unauthenticated requests, the limit on failed
+	// authentications (zero fields: the defaults of httpedge; no flags).
+	HTTP httpedge.Limits
 }
 
 // ScrubBytesPerSecond is ScrubRate in bytes a second (0: unpaced). Call
@@ -78,7 +99,7 @@ func parseByteRate(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
 	if err != nil || n < 0 || n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("%q is not a rate in bytes a second such as 4MiB, 512KiB or 0", s)
+		return 0, fmt.Errorf("%s is not a rate in bytes a second such as 4MiB, 512KiB or 0", domain.Quote(s))
 	}
 	return n * mult, nil
 }
@@ -116,7 +137,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("--data-dir must not be empty"))
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		errs = append(errs, fmt.Errorf("--listen %q must be host:port (e.g. 127.0.0.1:8080)", c.Listen))
+		errs = append(errs, fmt.Errorf("--listen %s must be host:port (e.g. 127.0.0.1:8080)", domain.Quote(c.Listen)))
 	}
 	if !c.Dev {
 		if c.MasterKeyFile == "" && c.MasterKeyEnv == "" {
@@ -132,11 +153,17 @@ func (c Config) Validate() error {
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		errs = append(errs, errors.New("the admin token must be at least 16 characters"))
 	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		errs = append(errs, errors.New("the metrics token must be at least 16 characters"))
+	}
+	if c.MetricsToken != "" && (c.MetricsToken == c.AdminToken || c.MetricsToken == c.DevAdminToken) {
+		errs = append(errs, errors.New("the metrics token must not be the admin token: it is written into Prometheus's configuration"))
+	}
 	if c.LogKind() == "" {
-		errs = append(errs, fmt.Errorf("--event-log %q must be pebble (embedded), nats://HOST:PORT or esdb://HOST:PORT", c.EventLog))
+		errs = append(errs, fmt.Errorf("--event-log %s must be pebble (embedded), nats://HOST:PORT or esdb://HOST:PORT", domain.Quote(c.EventLog)))
 	}
 	if c.BusKind() == "" {
-		errs = append(errs, fmt.Errorf("--bus %q must be gochannel (in-process) or nats://HOST:PORT", c.Bus))
+		errs = append(errs, fmt.Errorf("--bus %s must be gochannel (in-process) or nats://HOST:PORT", domain.Quote(c.Bus)))
 	}
 	if c.DevToken != "" && !c.Dev {
 		errs = append(errs, errors.New("--dev-token needs --dev"))
@@ -153,6 +180,12 @@ func (c Config) Validate() error {
 	if c.AcceptLostLogPositions && c.LogKind() != "pebble" {
 		errs = append(errs, errors.New("--accept-lost-log-positions concerns the embedded event log only (--event-log pebble)"))
 	}
+	if c.RestoreBatch < 0 || c.RestoreBatch > maxRestoreBatch {
+		errs = append(errs, fmt.Errorf("--restore-batch must be between 1 and %d (0: the default, %d)", maxRestoreBatch, commands.DefaultRestoreBatchItems))
+	}
+	if _, err := httpedge.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("--trusted-proxy: %w", err))
+	}
 	if c.MaxUpload < 0 {
 		errs = append(errs, errors.New("--max-upload-bytes must not be negative (0: the default, 16 GiB)"))
 	}
@@ -167,21 +200,21 @@ func (c Config) Validate() error {
 		}
 		if c.ClockStart != "" {
 			if _, err := time.Parse(time.RFC3339, c.ClockStart); err != nil {
-				errs = append(errs, fmt.Errorf("--clock-start %q must be an RFC 3339 time such as 2026-05-01T00:00:00Z", c.ClockStart))
+				errs = append(errs, fmt.Errorf("--clock-start %s must be an RFC 3339 time such as 2026-05-01T00:00:00Z", domain.Quote(c.ClockStart)))
 			}
 		}
 	default:
-		errs = append(errs, fmt.Errorf("--clock %q must be real or manual", c.Clock))
+		errs = append(errs, fmt.Errorf("--clock %s must be real or manual", domain.Quote(c.Clock)))
 	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:
-		errs = append(errs, fmt.Errorf("--log-format %q must be text or json", c.LogFormat))
+		errs = append(errs, fmt.Errorf("--log-format %s must be text or json", domain.Quote(c.LogFormat)))
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, fmt.Errorf("--log-level %q must be debug, info, warn or error", c.LogLevel))
+		errs = append(errs, fmt.Errorf("--log-level %s must be debug, info, warn or error", domain.Quote(c.LogLevel)))
 	}
 	return errors.Join(errs...)
 }

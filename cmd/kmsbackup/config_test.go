@@ -56,3 +56,15 @@ func TestConfigScrub(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigTrustedProxies(t *testing.T) {
+	cfg := Config{Dev: true, DataDir: "d", Listen: "127.0.0.1:0", LogFormat: "text", LogLevel: "info",
+		TrustedProxies: []string{"10.0.0.0/8", "192.0.2.7,fd00::/8"}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("valid proxies: %v", err)
+	}
+	cfg.TrustedProxies = []string{"10.0.0.0/8", "proxy.example"}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), `--trusted-proxy: trusted proxy "proxy.example"`) {
+		t.Fatalf("a host name: %v, want a refusal naming it", err)
+	}
+}

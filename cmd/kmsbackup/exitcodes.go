@@ -45,6 +45,7 @@ var exitCodes = map[error]int{
 	domain.ErrFailedPrecondition:    exitPrecondition,
 	domain.ErrUnauthenticated:       exitAuth,
 	domain.ErrPermissionDenied:      exitAuth,
+	domain.ErrTooManyRequests:       exitAuth,
 	domain.ErrUnavailable:           exitUnavailable,
 	domain.ErrCorrupt:               exitCorrupt,
 }
@@ -59,7 +60,7 @@ var exitMeanings = map[int]string{
 	exitConflict:     "already exists, or a concurrent update won (retry)",
 	exitQuota:        "quota exceeded",
 	exitPrecondition: "failed precondition (e.g. a released instance, a deleted key, a restore plan with findings)",
-	exitAuth:         "unauthenticated or permission denied (check --token / KMSBACKUP_TOKEN)",
+	exitAuth:         "unauthenticated or permission denied (check --token / KMSBACKUP_TOKEN; also: too many failed authentications from this address, wait and retry)",
 	exitUnavailable:  "unavailable: the server is not reachable or cannot serve now",
 	exitCorrupt:      "corrupt data (also: verify's findings, a restore that does not validate)",
 

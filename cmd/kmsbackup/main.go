@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // every IANA zone, whatever the host has: backups count days in them
 )
 
 func main() {

@@ -134,11 +134,28 @@ func cell(s string) string {
 }
 
 // fmtTime formats t as RFC 3339 in UTC; the zero time is empty.
-func fmtTime(t time.Time) string {
+func fmtTime(t time.Time) string { return fmtTimeIn(t, time.UTC) }
+
+// fmtTimeIn formats t as RFC 3339 in loc, with its offset
+// (2026-05-02T00:00:00+08:00); the zero time is empty.
+func fmtTimeIn(t time.Time, loc *time.Location) string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.UTC().Format(time.RFC3339)
+	return t.In(loc).Format(time.RFC3339)
+}
+
+// zoneLoc is the time zone a backup's times are shown in: its own (an IANA
+// name, as the API gives it), or UTC when it has none.
+func zoneLoc(name string) *time.Location {
+	if name == "" {
+		return time.UTC
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
 }
 
 func itoa[T ~uint32 | ~int | ~uint64](n T) string { return strconv.FormatInt(int64(n), 10) }
@@ -325,14 +342,16 @@ func latest(a, b time.Time) time.Time {
 	return a
 }
 
-func backupExpires(b httpapi.BackupInstance) string {
+func backupExpires(b httpapi.BackupInstance, loc *time.Location) string {
 	if b.ExpiresAt.IsZero() {
 		return "never"
 	}
-	return fmtTime(b.ExpiresAt)
+	return fmtTimeIn(b.ExpiresAt, loc)
 }
 
+// backupFields shows a backup instance, its times in its time zone.
 func backupFields(b httpapi.BackupInstance) []field {
+	loc := zoneLoc(b.TimeZone)
 	f := []field{
 		{"ID", b.ID},
 		{"Alias", orDash(b.Alias)},
@@ -342,7 +361,7 @@ func backupFields(b httpapi.BackupInstance) []field {
 		{"State", b.State},
 		{"Viewable days", itoa(b.ViewableDays)},
 		{"Time zone", orDash(b.TimeZone)},
-		{"Expires", backupExpires(b)},
+		{"Expires", backupExpires(b, loc)},
 	}
 	if b.Kind == string(domain.BackupUpload) {
 		return append(f,
@@ -350,37 +369,37 @@ func backupFields(b httpapi.BackupInstance) []field {
 			field{"Source backup", orDash(b.SourceBackup)},
 			field{"Source KMS instance", orDash(b.SourceKMSInstance)},
 			field{"File ID", orDash(b.FileID)},
-			field{"Uploaded", fmtTime(b.CreatedAt)},
-			field{"Last scrub", lastScrub(b)},
+			field{"Uploaded", fmtTimeIn(b.CreatedAt, loc)},
+			field{"Last scrub", lastScrub(b, loc)},
 		)
 	}
 	if b.State == string(domain.StateExpired) && !b.ExpiresAt.IsZero() {
-		f = append(f, field{"Released", fmtTime(b.ExpiresAt.Add(domain.ReleaseAfterExpiry)) + " unless renewed"})
+		f = append(f, field{"Released", fmtTimeIn(b.ExpiresAt.Add(domain.ReleaseAfterExpiry), loc) + " unless renewed"})
 	}
 	if sr := b.SourceReleased; sr != nil {
-		f = append(f, field{"Source", sourceReleasedText(sr)})
+		f = append(f, field{"Source", sourceReleasedText(sr, loc)})
 	}
 	if fl := b.Failing; fl != nil {
 		f = append(f,
-			field{"Failing", fmt.Sprintf("since %s: the %s backup work failed %d times, retried with backoff", fmtTime(fl.Since), fl.Work, fl.Attempts)},
+			field{"Failing", fmt.Sprintf("since %s: the %s backup work failed %d times, retried with backoff", fmtTimeIn(fl.Since, loc), fl.Work, fl.Attempts)},
 			field{"Failure reason", fl.Reason})
 	}
 	return append(f,
-		field{"Created", fmtTime(b.CreatedAt)},
-		field{"Enabled", orDash(fmtTime(b.EnabledAt))},
+		field{"Created", fmtTimeIn(b.CreatedAt, loc)},
+		field{"Enabled", orDash(fmtTimeIn(b.EnabledAt, loc))},
 		field{"Enabled day", orDash(b.EnabledDay)},
 		field{"Generation", itoa(b.Generation)},
 		field{"Checkpoints", itoa(b.Checkpoints)},
-		field{"Last full", orDash(fmtTime(b.LastFullAt))},
-		field{"Last incremental", orDash(fmtTime(b.LastIncrementalAt))},
-		field{"Last scrub", lastScrub(b)},
+		field{"Last full", orDash(fmtTimeIn(b.LastFullAt, loc))},
+		field{"Last incremental", orDash(fmtTimeIn(b.LastIncrementalAt, loc))},
+		field{"Last scrub", lastScrub(b, loc)},
 	)
 }
 
 // sourceReleasedText says that a backup instance's KMS instance was
 // released, and what of it was never backed up.
-func sourceReleasedText(sr *httpapi.SourceReleased) string {
-	s := fmt.Sprintf("KMS instance %s was released (recorded %s); ", sr.KMSInstance, fmtTime(sr.At))
+func sourceReleasedText(sr *httpapi.SourceReleased, loc *time.Location) string {
+	s := fmt.Sprintf("KMS instance %s was released (recorded %s); ", sr.KMSInstance, fmtTimeIn(sr.At, loc))
 	switch sr.NeverBackedUp {
 	case 0:
 		s += "everything it recorded is backed up"
@@ -406,12 +425,12 @@ func backupState(b httpapi.BackupInstance) string {
 }
 
 // lastScrub describes the instance's last background verification.
-func lastScrub(b httpapi.BackupInstance) string {
+func lastScrub(b httpapi.BackupInstance, loc *time.Location) string {
 	s := b.LastScrub
 	if s == nil {
 		return "-"
 	}
-	at := fmtTime(s.At)
+	at := fmtTimeIn(s.At, loc)
 	switch s.Outcome {
 	case "findings":
 		return fmt.Sprintf("%s: %d findings (%s); kmsbackup verify %s lists them", at, s.Findings, strings.Join(s.Kinds, ", "), b.ID)
@@ -424,8 +443,9 @@ func lastScrub(b httpapi.BackupInstance) string {
 var backupHeader = []string{"ID", "ALIAS", "KIND", "REGION", "KMS INSTANCE", "VIEWABLE", "EXPIRES", "STATE", "LAST FULL", "LAST INCREMENTAL"}
 
 func backupRow(b httpapi.BackupInstance) []string {
+	loc := zoneLoc(b.TimeZone)
 	return []string{b.ID, orDash(b.Alias), b.Kind, b.Region, orDash(b.KMSInstance), itoa(b.ViewableDays) + "d",
-		backupExpires(b), backupState(b), orDash(fmtTime(b.LastFullAt)), orDash(fmtTime(b.LastIncrementalAt))}
+		backupExpires(b, loc), backupState(b), orDash(fmtTimeIn(b.LastFullAt, loc)), orDash(fmtTimeIn(b.LastIncrementalAt, loc))}
 }
 
 var dataHeader = []string{"ID", "KIND", "VERSIONS", "CHANGED"}
@@ -436,12 +456,18 @@ func dataRow(it httpapi.DataItem) []string {
 
 var checkpointHeader = []string{"SEQ", "AT", "BACKUP"}
 
+// checkpointRow shows a checkpoint at its time in the backup's zone, with
+// its offset (an instant restore --at takes as it is).
 func checkpointRow(c httpapi.Checkpoint) []string {
 	kind := "incremental"
 	if c.Full {
 		kind = "full"
 	}
-	return []string{strconv.FormatUint(c.Seq, 10), c.At, kind}
+	at := c.At
+	if t, err := time.Parse(time.RFC3339, c.At); err == nil {
+		at = fmtTimeIn(t, zoneLoc(c.TimeZone))
+	}
+	return []string{strconv.FormatUint(c.Seq, 10), at, kind}
 }
 
 var diffHeader = []string{"ID", "KIND", "CHANGE", "VERSIONS"}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
+	"github.com/kmsbackup/kmsbackup/domain"
 )
 
 const (
@@ -94,7 +95,7 @@ item of a list; commands whose result has no ID refuse it).
 					return usagef("-o id: %s %s; use -o table or -o json", cmd.CommandPath(), why)
 				}
 			default:
-				return usagef("invalid --output %q: use table, json or id", a.output)
+				return usagef("invalid --output %s: use table, json or id", domain.Quote(a.output))
 			}
 			return nil
 		},
@@ -142,7 +143,7 @@ func groupRunE(c *cobra.Command) {
 		if len(args) == 0 {
 			return cmd.Help()
 		}
-		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		msg := fmt.Sprintf("unknown command %s for %q", domain.Quote(args[0]), cmd.CommandPath())
 		if cmd.SuggestionsMinimumDistance <= 0 {
 			cmd.SuggestionsMinimumDistance = 2
 		}
@@ -193,7 +194,7 @@ func (a *app) client(cmd *cobra.Command) (*httpapi.Client, error) {
 	}
 	u, err := url.Parse(addr)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, usagef("invalid server address %q (--addr or %s): use a URL such as %s", addr, envAddr, defaultAddr)
+		return nil, usagef("invalid server address %s (--addr or %s): use a URL such as %s", domain.Quote(addr), envAddr, defaultAddr)
 	}
 	return &httpapi.Client{Base: addr, Token: token}, nil
 }

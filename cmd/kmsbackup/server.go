@@ -19,9 +19,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/kmsbackup/kmsbackup/adapters/backupfile"
+	"github.com/kmsbackup/kmsbackup/adapters/clock"
 	"github.com/kmsbackup/kmsbackup/adapters/console"
 	"github.com/kmsbackup/kmsbackup/adapters/envelope"
 	"github.com/kmsbackup/kmsbackup/adapters/httpapi"
+	"github.com/kmsbackup/kmsbackup/adapters/httpedge"
 	"github.com/kmsbackup/kmsbackup/adapters/ids"
 	"github.com/kmsbackup/kmsbackup/adapters/pebblestore"
 	"github.com/kmsbackup/kmsbackup/adapters/scheduler"
@@ -32,6 +34,14 @@ import (
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
+)
+
+// The HTTP edge serves the API's and the console's guards; the accounts use
+// cases serve the console's sessions.
+var (
+	_ httpapi.Guard    = (*httpedge.Edge)(nil)
+	_ console.Guard    = (*httpedge.Edge)(nil)
+	_ console.Sessions = (*commands.Accounts)(nil)
 )
 
 // sharedKeyCacheTTL bounds how long a node of a shared log uses a data key
@@ -59,6 +69,10 @@ type Main struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	closers  []func() error
+	// clockStart is where a manual clock starts (checkClockStart), once
+	// clockDecided.
+	clockStart   time.Time
+	clockDecided bool
 
 	// DevToken is the token of account "dev" in --dev mode.
 	DevToken string
@@ -148,8 +162,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.AdminToken = commands.NewToken()
 		}
 	}
+	// Console sessions expire on the wall clock, whatever --clock says.
 	accounts := &commands.Accounts{Log: m.log, State: m.proj, Applied: projector, Clock: clk, IDs: idsrc,
-		AdminToken: m.AdminToken}
+		AdminToken: m.AdminToken, SessionClock: clock.System{}}
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
@@ -159,7 +174,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	auditUC := &commands.Audit{Log: m.log, State: m.proj, Applied: auditLog, Clock: clk, IDs: idsrc}
 	backups.Audit = auditUC
-	restores := &commands.Restores{Backups: backups, KMS: kms, Audit: auditUC}
+	restores := &commands.Restores{Backups: backups, KMS: kms, Audit: auditUC, Sources: backups,
+		BatchItems: m.Config.RestoreBatch}
 	var runner *scheduler.Runner
 	var dc *devClock
 	if manual != nil {
@@ -176,6 +192,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.background(runCtx, "backup scheduler", func(ctx context.Context) error {
 			if err := m.waitProjections(ctx, projector, backupState, backupData); err != nil {
 				return err
+			}
+			if lag, behind, err := backups.ClockBehind(); err == nil && behind {
+				m.Logger.Warn("the system clock is behind the last checkpoint: no backup is taken until it passes it (/readyz?verbose shows it)",
+					"clock", lag.Now.UTC().Format(time.RFC3339), "last_checkpoint", lag.Checkpoint.UTC().Format(time.RFC3339),
+					"backup", lag.Backup, "behind", lag.Behind().Round(time.Second).String())
 			}
 			return runner.Run(ctx)
 		})
@@ -207,7 +228,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	api := &httpapi.Server{KMS: kms, Accounts: accounts, Auth: accounts, Events: events, Registry: reg, Logger: m.Logger,
+	// Between the network and the handlers: timeouts and body deadlines,
+	// the cap on unauthenticated requests, the limit on failed
+	// authentications, the client behind --trusted-proxy.
+	proxies, _ := httpedge.ParseTrustedProxies(cfg.TrustedProxies) // checked by Validate
+	edge := httpedge.New(httpedge.Options{Limits: cfg.HTTP, TrustedProxies: proxies, CredentialCookie: console.CookieName,
+		SignInPaths: []string{console.SignInPath}, Registerer: reg})
+	api := &httpapi.Server{KMS: kms, Accounts: accounts, Auth: accounts, Guard: edge, Events: events, Registry: reg, Logger: m.Logger,
+		MetricsToken:   cfg.MetricsToken,
 		Backups:        backups,
 		SpoolDir:       spool,
 		MaxUpload:      cfg.MaxUpload,
@@ -216,6 +244,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		BackupGauges:   backups.ScheduledBackups,
 		BackupFailures: backups.FailureTotals,
 		FailingBackups: backups.FailingBackups,
+		ClockBehind:    backups.ClockBehind,
 		ScrubStatus:    scrub.Status,
 		LastScrub:      scrub.Result,
 		Ready:          m.readyChecks(projectors, runner, events)}
@@ -225,14 +254,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cfg.Dev {
 		api.DevScrub = scrub
 	}
-	web := &console.Console{Backups: backups, Restores: restores, KMS: kms, Auth: accounts, Logger: m.Logger,
+	web := &console.Console{Backups: backups, Restores: restores, KMS: kms, Sessions: accounts, Guard: edge, Logger: m.Logger,
 		MaxUpload: cfg.MaxUpload, SpoolDir: spool, Registry: reg}
 	if dc != nil {
 		web.DevClock = dc
 	}
 	m.closers = append(m.closers, web.Close)
-	m.http = &http.Server{Handler: routes(api.Handler(), web.Handler()), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn)}
+	m.http = edge.Server(routes(api.Handler(), web.Handler()), slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn))
 
 	if cfg.Dev {
 		if err := m.devSetup(ctx, accounts); err != nil {
@@ -258,7 +286,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		fmt.Fprintf(m.Stdout, "kmsbackup --dev is listening on http://%s\n\n", m.Addr())
 		fmt.Fprintf(m.Stdout, "  admin token:        %s\n", m.AdminToken)
 		fmt.Fprintf(m.Stdout, "  account dev token:  %s\n", m.DevToken)
-		fmt.Fprintf(m.Stdout, "  web console:        http://%s/ (sign in with the account dev token)\n\n", m.Addr())
+		fmt.Fprintf(m.Stdout, "  web console:        http://%s/ (sign in with the account dev token)\n", m.Addr())
+		if manual != nil {
+			fmt.Fprintf(m.Stdout, "  clock:              %s, manual (kmsbackup dev clock advance moves it; a restart continues from it)\n",
+				manual.Now().UTC().Format(time.RFC3339))
+		} else {
+			fmt.Fprintf(m.Stdout, "  clock:              the system's\n")
+		}
+		fmt.Fprintln(m.Stdout)
 		fmt.Fprintf(m.Stdout, "  export KMSBACKUP_ADDR=http://%s KMSBACKUP_TOKEN=%s\n\n", m.Addr(), m.DevToken)
 		fmt.Fprintf(m.Stdout, "Development mode: the master key is in %s. Do not use --dev in production.\n",
 			filepath.Join(cfg.DataDir, "master.key"))

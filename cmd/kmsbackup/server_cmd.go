@@ -7,11 +7,13 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kmsbackup/kmsbackup/commands"
 )
 
 func newServerCmd() *cobra.Command {
 	cfg := Config{}
-	var adminTokenFile string
+	var adminTokenFile, metricsTokenFile string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the kmsbackup server (API, software KMS, event log)",
@@ -28,7 +30,9 @@ token (--admin-token-file, or KMSBACKUP_ADMIN_TOKEN) for creating accounts.
 Every --scrub-interval the server verifies every backup in the background (the
 chain of checkpoints, every checksum, every key version opens), reading at most
 --scrub-rate bytes a second, and exports the result on /metrics
-(kmsbackup_verify_*).
+(kmsbackup_verify_*). /metrics names no account and no backup instance unless
+the request carries the metrics token (--metrics-token-file, or
+KMSBACKUP_METRICS_TOKEN) or the admin token as a bearer token.
 
 Beyond one machine, several server processes share one event log
 (--event-log nats://... or esdb://...) and, optionally, one bus (--bus
@@ -47,13 +51,12 @@ models are rebuilt from the log (logged as a warning).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.MasterKeyEnv = os.Getenv("KMSBACKUP_MASTER_KEY")
-			cfg.AdminToken = os.Getenv("KMSBACKUP_ADMIN_TOKEN")
-			if adminTokenFile != "" {
-				b, err := os.ReadFile(adminTokenFile)
-				if err != nil {
-					return fmt.Errorf("read --admin-token-file: %w", err)
-				}
-				cfg.AdminToken = strings.TrimSpace(string(b))
+			var err error
+			if cfg.AdminToken, err = tokenFrom("--admin-token-file", adminTokenFile, "KMSBACKUP_ADMIN_TOKEN"); err != nil {
+				return err
+			}
+			if cfg.MetricsToken, err = tokenFrom("--metrics-token-file", metricsTokenFile, "KMSBACKUP_METRICS_TOKEN"); err != nil {
+				return err
 			}
 			logger := newLogger(cfg)
 			stderr := cmd.ErrOrStderr()
@@ -78,6 +81,8 @@ models are rebuilt from the log (logged as a warning).`,
 	f.StringVar(&cfg.Listen, "listen", envOr("KMSBACKUP_LISTEN", "127.0.0.1:8080"), "address to serve the API on (env KMSBACKUP_LISTEN)")
 	f.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "file holding the base64 master key (mode 0600)")
 	f.StringVar(&adminTokenFile, "admin-token-file", "", "file holding the admin token (else env KMSBACKUP_ADMIN_TOKEN)")
+	f.StringVar(&metricsTokenFile, "metrics-token-file", "",
+		"file holding the metrics token (else env KMSBACKUP_METRICS_TOKEN): with it, /metrics adds the series of each backup instance and account")
 	f.StringVar(&cfg.DevAdminToken, "dev-admin-token", "", "with --dev: use this admin token instead of a random one")
 	f.StringVar(&cfg.Clock, "clock", "real", "clock: real, or manual (with --dev: moves only with 'kmsbackup dev clock advance')")
 	f.StringVar(&cfg.ClockStart, "clock-start", "", "with --clock manual: the clock's start (RFC 3339; default now)")
@@ -91,8 +96,12 @@ models are rebuilt from the log (logged as a warning).`,
 		"time between two background verifications of every backup (chain, checksums, key versions); 0 turns them off")
 	f.StringVar(&cfg.ScrubRate, "scrub-rate", defaultScrubRate,
 		"bytes a second the background verification reads (such as 4MiB or 512KiB; 0: as fast as it can)")
+	f.IntVar(&cfg.RestoreBatch, "restore-batch", 0,
+		fmt.Sprintf("items a restore writes in one atomic append to the target's stream (1 to %d; 0: %d)", maxRestoreBatch, commands.DefaultRestoreBatchItems))
 	f.BoolVar(&cfg.AcceptLostLogPositions, "accept-lost-log-positions", false,
 		"start even though acknowledged events are missing from the end of the embedded event log (exit code 12 names them): they are gone for good, the read models are rebuilt, and it is logged as an error. Restoring the data directory from a copy is the better way out")
+	f.StringSliceVar(&cfg.TrustedProxies, "trusted-proxy", envList("KMSBACKUP_TRUSTED_PROXIES"),
+		"an address or CIDR prefix of a reverse proxy whose X-Forwarded-For and X-Forwarded-Proto are believed (repeatable, or comma-separated; env KMSBACKUP_TRUSTED_PROXIES); from any other peer they are ignored")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
@@ -103,6 +112,28 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// tokenFrom reads a token from the file a flag names, else from an
+// environment variable ("" when neither is set).
+func tokenFrom(flag, file, env string) (string, error) {
+	if file == "" {
+		return os.Getenv(env), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", flag, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// envList is a comma-separated environment variable as a list (nil when
+// unset).
+func envList(name string) []string {
+	if v := os.Getenv(name); v != "" {
+		return strings.Split(v, ",")
+	}
+	return nil
 }
 
 func newLogger(cfg Config) *slog.Logger {

@@ -40,8 +40,9 @@ var projectionNames = []string{kmsstate.Name, backupstate.Name, backupdata.Name,
 // mark, the master key against its check, all on the store opened
 // read-only) or the shared log and stores, then the envelope's master-key
 // check, then the read models (rebuilt when damaged, behind the log, or
-// after an accepted loss). A start refused here leaves the data directory
-// as it was.
+// after an accepted loss); with --clock manual, where the clock starts
+// (checkClockStart). A start refused here leaves the data directory as it
+// was.
 func (m *Main) openStores(ctx context.Context, master []byte) error {
 	cfg := m.Config
 	if err := m.verifyLogIdentity(); err != nil {
@@ -59,7 +60,10 @@ func (m *Main) openStores(ctx context.Context, master []byte) error {
 			if err != nil {
 				return err
 			}
-			return masterKeyFailure("the data in "+cfg.DataDir, e.VerifyMasterKey(ctx))
+			if err := masterKeyFailure("the data in "+cfg.DataDir, e.VerifyMasterKey(ctx)); err != nil {
+				return err
+			}
+			return m.checkClockStart(ctx, ro)
 		}
 		dir := filepath.Join(cfg.DataDir, "db")
 		store, err := pebblestore.Open(dir, so)
@@ -76,6 +80,11 @@ func (m *Main) openStores(ctx context.Context, master []byte) error {
 	}
 	if err := m.openBackends(ctx); err != nil {
 		return err
+	}
+	if !m.clockDecided { // a shared log, or a new embedded one (its check had nothing to read)
+		if err := m.checkClockStart(ctx, m.log); err != nil {
+			return err
+		}
 	}
 	env, err := envelope.New(master, m.keys)
 	if err != nil {

@@ -73,9 +73,13 @@ func (r *Reader) Done() error {
 	return nil
 }
 
-func (r *Reader) fail() {
+func (r *Reader) fail() { r.Fail(ErrShort) }
+
+// Fail makes err the decoding error (unless there already is one): the
+// input is malformed, and nothing more is read.
+func (r *Reader) Fail(err error) {
 	if r.err == nil {
-		r.err = ErrShort
+		r.err = err
 	}
 	r.B = nil
 }

@@ -34,7 +34,7 @@ func Apply(txn projections.Txn, e domain.Event) error {
 		return domain.Corruption("event %s at position %d: %s of account %q in stream %q", e.ID, e.Position, e.Type, e.Account, e.Stream)
 	}
 	rec := &Record{Event: e.ID, At: e.OccurredAt, Action: a.Action, Actor: a.Actor, Backup: a.Backup,
-		Day: a.Day, Target: a.Target, Item: a.Item}
+		Day: a.Day, Target: a.Target, Item: a.Item, Keys: a.Keys, Secrets: a.Secrets}
 	v := encodeRecord(rec)
 	if err := txn.Set(recordKey(e.Account, e.Position), v); err != nil {
 		return err

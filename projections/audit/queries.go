@@ -30,7 +30,7 @@ func List(r projections.Reader, account domain.AccountID, backup domain.BackupID
 	if cursor != "" {
 		after, err := strconv.ParseUint(cursor, 10, 64)
 		if err != nil {
-			return projections.Page[Record]{}, domain.Invalid(op, "cursor %q is not one this listing returned", cursor)
+			return projections.Page[Record]{}, domain.BadPageToken()
 		}
 		if after == math.MaxUint64 {
 			return projections.Page[Record]{}, nil

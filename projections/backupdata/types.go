@@ -59,7 +59,7 @@ func ParseTab(s string) (Tab, error) {
 	for i, t := range Tabs {
 		names[i] = string(t)
 	}
-	return "", domain.Invalid("parse tab", "tab %q must be one of %s", s, strings.Join(names, ", "))
+	return "", domain.Invalid("parse tab", "tab %s must be one of %s", domain.Quote(s), strings.Join(names, ", "))
 }
 
 // Item is a key or secret as a listing shows it: never key material or a

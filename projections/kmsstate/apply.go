@@ -24,6 +24,12 @@ func Apply(txn projections.Txn, e domain.Event) error {
 	switch d := d.(type) {
 	case *domain.AccountCreated:
 		return applyAccount(txn, e, d)
+	case *domain.AccountTokenReplaced:
+		return replaceToken(txn, e, d)
+	case *domain.SessionStarted:
+		return startSession(txn, e, d)
+	case *domain.SessionEnded:
+		return endSession(txn, e, d)
 	case *domain.InstanceCreated:
 		in := &domain.Instance{}
 		in.Apply(e, d)
@@ -41,7 +47,8 @@ func Apply(txn projections.Txn, e domain.Event) error {
 
 func known(typ string) bool {
 	switch typ {
-	case domain.TypeAccountCreated, domain.TypeInstanceCreated, domain.TypeInstanceReleased,
+	case domain.TypeAccountCreated, domain.TypeAccountTokenReplaced, domain.TypeSessionStarted, domain.TypeSessionEnded,
+		domain.TypeInstanceCreated, domain.TypeInstanceReleased,
 		domain.TypeKeyCreated, domain.TypeKeyRotated, domain.TypeKeyDeleted,
 		domain.TypeSecretCreated, domain.TypeSecretRotated, domain.TypeSecretDeleted,
 		domain.TypeKeyRestored, domain.TypeSecretRestored:

@@ -19,6 +19,8 @@ import (
 //	acct/a/<account>                          account record
 //	acct/n/<name>                             account by name
 //	acct/t/<sha256(token)>                    account by token hash
+//	acct/s/<sha256(session reference)>        console session record
+//	acct/as/<account>\0<sha256(reference)>    the account's sessions (value: expiry)
 func k(parts ...string) []byte { return projections.Key(parts...) }
 
 // prefix is the prefix of the children of k(parts...).

@@ -79,6 +79,19 @@ func SecretLocations(r projections.Reader, a domain.AccountID, name string) ([]L
 	return locations(r, prefix("kms/gs/", string(a), name))
 }
 
+// KeyInRegion returns the instance of the account's region where a live
+// key with this ID lives; ok is false when there is none. One point read.
+func KeyInRegion(r projections.Reader, a domain.AccountID, region string, id domain.KeyID) (in domain.InstanceID, ok bool, err error) {
+	v, ok, err := r.Get(keyLocKey(a, id, region))
+	return domain.InstanceID(v), ok, err
+}
+
+// SecretInRegion is KeyInRegion for a secret name.
+func SecretInRegion(r projections.Reader, a domain.AccountID, region, name string) (in domain.InstanceID, ok bool, err error) {
+	v, ok, err := r.Get(secretLocKey(a, name, region))
+	return domain.InstanceID(v), ok, err
+}
+
 // RegionHasKey reports whether the key ID is taken in the account's region.
 func RegionHasKey(r projections.Reader, a domain.AccountID, region string, id domain.KeyID) (bool, error) {
 	_, ok, err := r.Get(keyLocKey(a, id, region))

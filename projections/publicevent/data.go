@@ -263,14 +263,17 @@ type SecretRestored struct {
 
 // Audited: an audit record of the account (stream audit-<account>): who
 // did what, to which object, from which backup and day. When is the
-// envelope's occurred_at.
+// envelope's occurred_at. A restore records one per batch, listing the
+// keys and secrets the batch wrote.
 type Audited struct {
-	Action   string `json:"action"`
-	Actor    string `json:"actor"`
-	BackupID string `json:"backup_id"`
-	Day      string `json:"day"`
-	Target   string `json:"target"`
-	Item     string `json:"item"`
+	Action   string   `json:"action"`
+	Actor    string   `json:"actor"`
+	BackupID string   `json:"backup_id"`
+	Day      string   `json:"day"`
+	Target   string   `json:"target"`
+	Item     string   `json:"item"`
+	Keys     []string `json:"keys,omitempty"`
+	Secrets  []string `json:"secrets,omitempty"`
 }
 
 // Unknown is the data of an event type this version of the package does not

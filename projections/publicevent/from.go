@@ -125,7 +125,7 @@ func fromData(d domain.EventData) (Data, error) {
 		return v, nil
 	case *domain.Audited:
 		return &Audited{Action: d.Action, Actor: d.Actor, BackupID: string(d.Backup), Day: string(d.Day),
-			Target: d.Target, Item: d.Item}, nil
+			Target: d.Target, Item: d.Item, Keys: d.Keys, Secrets: d.Secrets}, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrNoPublicForm, d.EventType())
 }

@@ -98,7 +98,7 @@ func TestFirstCheckpointIsBase0(t *testing.T) {
 	}
 	e.Advance(7 * time.Minute)
 	target := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "eu-central-1"}))
-	res := Must(e.Restores.Restore(ctx, e.Caller, commands.RestoreRequest{From: b.ID, Day: day, All: true, ToInstance: target.ID}))
+	res := Must(restore(t, e, RestoreReq{From: b.ID, Day: day, All: true, ToInstance: target.ID}))
 	if !res.Applied || res.Restored != 44 || len(res.Validation) > 0 {
 		t.Fatalf("restore: %+v", res)
 	}

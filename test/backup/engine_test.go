@@ -117,7 +117,7 @@ func (e *Engine) open() {
 		BeforeShred: e.Backups.MarkSourceReleased}
 	e.Driver = &scheduler.Manual{Planner: e.Backups, Clock: e.Clock}
 	e.Backups.Audit = &commands.Audit{Log: st, State: proj, Applied: ap, Clock: e.Clock, IDs: idsrc}
-	e.Restores = &commands.Restores{Backups: e.Backups, KMS: e.KMS, Audit: e.Backups.Audit}
+	e.Restores = &commands.Restores{Backups: e.Backups, KMS: e.KMS, Audit: e.Backups.Audit, Sources: e.Backups}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})
 	go func() {
@@ -210,4 +210,44 @@ func (e *Engine) Checkpoints(id domain.BackupID) []*domain.BackupCheckpointed {
 			return out
 		}
 	}
+}
+
+// RestoreReq is a restore request as a client writes it: strings, parsed
+// as the API parses them (typed) before the use case sees them.
+type RestoreReq struct {
+	From          domain.BackupID
+	Day, At       string
+	Keys, Secrets []string
+	All           bool
+	ToInstance    domain.InstanceID
+	ToRegion      string
+}
+
+// typed parses r as the API does; a request the API would refuse fails the test.
+func (r RestoreReq) typed(tb testing.TB) commands.RestoreRequest {
+	tb.Helper()
+	var p commands.RestorePoint
+	if r.Day != "" {
+		p.Day = Must(domain.ParseDay(r.Day))
+	}
+	if r.At != "" {
+		p.At = Must(time.Parse(time.RFC3339, r.At))
+	}
+	sel, err := domain.ParseRestoreSelection(r.All, r.Keys, r.Secrets)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return commands.RestoreRequest{From: r.From, Point: p, Selection: sel, Target: r.ToInstance, Region: r.ToRegion}
+}
+
+// restore plans and applies a restore as the engine's caller.
+func restore(tb testing.TB, e *Engine, r RestoreReq) (*commands.RestoreResult, error) {
+	tb.Helper()
+	return e.Restores.Restore(context.Background(), e.Caller, r.typed(tb), nil)
+}
+
+// planRestore plans a restore as the engine's caller.
+func planRestore(tb testing.TB, e *Engine, r RestoreReq) (*commands.RestorePlan, error) {
+	tb.Helper()
+	return e.Restores.PlanRestore(context.Background(), e.Caller, r.typed(tb), nil)
 }

@@ -78,9 +78,9 @@ func sameDay(t *testing.T, e *Engine, src domain.BackupID, day string, up domain
 }
 
 // planItems is what a whole-instance restore of a source would restore.
-func planItems(t *testing.T, e *Engine, req commands.RestoreRequest) []string {
+func planItems(t *testing.T, e *Engine, req RestoreReq) []string {
 	t.Helper()
-	p := Must(e.Restores.PlanRestore(context.Background(), e.Caller, req))
+	p := Must(planRestore(t, e, req))
 	var out []string
 	for _, it := range p.Items {
 		out = append(out, fmt.Sprintf("%s %s v%d", it.Kind, it.ID, it.Versions))
@@ -165,8 +165,8 @@ func TestFileRoundTripRandomized(t *testing.T) {
 		// A region of its own for each day: key IDs are unique in a region.
 		target := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: fmt.Sprint("restore-", checked),
 			KeyQuota: 1000, SecretQuota: 1000}))
-		fromBackup := planItems(t, e, commands.RestoreRequest{From: b.ID, Day: string(d.Day), All: true, ToInstance: target.ID})
-		fromUpload := planItems(t, e, commands.RestoreRequest{From: up.ID, All: true, ToInstance: target.ID})
+		fromBackup := planItems(t, e, RestoreReq{From: b.ID, Day: string(d.Day), All: true, ToInstance: target.ID})
+		fromUpload := planItems(t, e, RestoreReq{From: up.ID, All: true, ToInstance: target.ID})
 		if diff := cmp.Diff(fromBackup, fromUpload); diff != "" {
 			t.Fatalf("day %s: restore plans differ (-backup +upload):\n%s", d.Day, diff)
 		}
@@ -174,7 +174,7 @@ func TestFileRoundTripRandomized(t *testing.T) {
 			t.Fatalf("verify upload of %s: %+v", d.Day, rep.Findings)
 		}
 		if len(fromUpload) > 0 {
-			res := Must(e.Restores.Restore(ctx, e.Caller, commands.RestoreRequest{From: up.ID, All: true, ToInstance: target.ID}))
+			res := Must(restore(t, e, RestoreReq{From: up.ID, All: true, ToInstance: target.ID}))
 			if !res.Applied || len(res.Validation) != 0 || res.Restored != len(fromUpload) {
 				t.Fatalf("restore from the upload of %s: applied %v, restored %d of %d, validation %+v", d.Day,
 					res.Applied, res.Restored, len(fromUpload), res.Validation)
@@ -211,7 +211,7 @@ func TestUploadRestoresOldCiphertexts(t *testing.T) {
 		t.Fatalf("deleted tab of the upload: %+v", got)
 	}
 	dr := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "eu-central-1"}))
-	res := Must(e.Restores.Restore(ctx, e.Caller, commands.RestoreRequest{From: up.ID, Keys: []string{string(k.ID)}, ToInstance: dr.ID}))
+	res := Must(restore(t, e, RestoreReq{From: up.ID, Keys: []string{string(k.ID)}, ToInstance: dr.ID}))
 	if !res.Applied || len(res.Validation) != 0 {
 		t.Fatalf("restore: %+v", res)
 	}
@@ -265,7 +265,7 @@ func TestRestoredItemsAreBackedUp(t *testing.T) {
 	dst := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "eu-central-1"}))
 	b2 := Must(e.Backups.CreateBackupInstance(ctx, e.Caller, commands.CreateBackupInput{Region: "eu-central-1", ViewableDays: 30, Term: "1y"}))
 	Must(e.Backups.EnableBackupInstance(ctx, e.Caller, b2.ID, commands.EnableInput{KMSInstance: dst.ID, Alias: "dr", TimeZone: "UTC"}))
-	res := Must(e.Restores.Restore(ctx, e.Caller, commands.RestoreRequest{From: b.ID, Day: "2026-05-01", All: true, ToInstance: dst.ID}))
+	res := Must(restore(t, e, RestoreReq{From: b.ID, Day: "2026-05-01", All: true, ToInstance: dst.ID}))
 	if res.Restored != 2 {
 		t.Fatalf("restored %d items, want 2", res.Restored)
 	}
@@ -285,7 +285,7 @@ func TestRestoredItemsAreBackedUp(t *testing.T) {
 	}
 	// From that backup into a third instance: the old ciphertext decrypts.
 	third := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "ap-southeast-1"}))
-	res = Must(e.Restores.Restore(ctx, e.Caller, commands.RestoreRequest{From: b2.ID, Day: "2026-05-01", All: true, ToInstance: third.ID}))
+	res = Must(restore(t, e, RestoreReq{From: b2.ID, Day: "2026-05-01", All: true, ToInstance: third.ID}))
 	if !res.Applied || len(res.Validation) != 0 || res.Restored != 2 {
 		t.Fatalf("restore from the target's backup: %+v", res)
 	}

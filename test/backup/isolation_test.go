@@ -96,7 +96,7 @@ func sameSlots(got, want []slot) error {
 	return nil
 }
 
-func get(t *testing.T, c *http.Client, url string, cookie *http.Cookie) (int, string) {
+func get(t *testing.T, c *http.Client, url string, cookie *http.Cookie, headers ...string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest("GET", url, nil)
 	if err != nil {
@@ -104,6 +104,9 @@ func get(t *testing.T, c *http.Client, url string, cookie *http.Cookie) (int, st
 	}
 	if cookie != nil {
 		req.AddCookie(cookie)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -178,11 +181,12 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 	for _, p := range e.procs {
 		ready = append(ready, httpapi.ReadyCheck{Name: "projection " + p.Name, Check: func(context.Context) error { return p.Healthy() }})
 	}
-	api := &httpapi.Server{KMS: e.KMS, Backups: e.Backups, Auth: accounts, Registry: reg, Ready: ready,
+	const metricsToken = "metrics-token-0123456789"
+	api := &httpapi.Server{KMS: e.KMS, Backups: e.Backups, Auth: accounts, Registry: reg, Ready: ready, MetricsToken: metricsToken,
 		BackupGauges: e.Backups.ScheduledBackups, BackupFailures: e.Backups.FailureTotals, FailingBackups: e.Backups.FailingBackups}
 	apiSrv := httptest.NewServer(api.Handler())
 	defer apiSrv.Close()
-	web := &console.Console{Backups: e.Backups, Restores: e.Restores, KMS: e.KMS, Auth: accounts}
+	web := &console.Console{Backups: e.Backups, Restores: e.Restores, KMS: e.KMS, Sessions: accounts, Now: e.Clock.Now}
 	webSrv := httptest.NewServer(web.Handler())
 	defer webSrv.Close()
 
@@ -218,13 +222,13 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 	if code, body := get(t, hc, apiSrv.URL+"/readyz", nil); code != 200 || body != "ok\n" {
 		t.Fatalf("/readyz: %d %q", code, body)
 	}
-	code, body := get(t, hc, apiSrv.URL+"/readyz?verbose", nil)
+	code, body := get(t, hc, apiSrv.URL+"/readyz?verbose", nil, "Authorization", "Bearer "+metricsToken)
 	if code != 200 || !strings.Contains(body, "[+]projection backup-state ok\n") ||
 		!strings.Contains(body, fmt.Sprintf("[!]backup %s of account %s failing since %s (incremental, ", victim.ID, vc.Account, firstFailure.Format(time.RFC3339))) ||
 		!strings.Contains(body, "injected failure of the blob store") || !strings.HasSuffix(body, "readyz check passed\n") {
 		t.Fatalf("/readyz?verbose: %d\n%s", code, body)
 	}
-	_, metrics := get(t, hc, apiSrv.URL+"/metrics", nil)
+	_, metrics := get(t, hc, apiSrv.URL+"/metrics", nil, "Authorization", "Bearer "+metricsToken)
 	for _, want := range []string{
 		fmt.Sprintf("kmsbackup_backup_failing{account=%q,backup=%q} 1\n", vc.Account, victim.ID),
 		fmt.Sprintf("kmsbackup_backup_failing{account=%q,backup=%q} 0\n", all[0].c.Account, all[0].id),
@@ -240,7 +244,8 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 	if showJSON.Failing == nil || showJSON.Failing.Attempts != v.Failing.Attempts || !showJSON.Failing.Since.Equal(firstFailure) {
 		t.Fatalf("the API's backup instance: failing %+v", showJSON.Failing)
 	}
-	_, page := get(t, webSrv.Client(), webSrv.URL+"/backups", &http.Cookie{Name: console.CookieName, Value: token})
+	session := Must(accounts.StartSession(ctx, token))
+	_, page := get(t, webSrv.Client(), webSrv.URL+"/backups", &http.Cookie{Name: console.CookieName, Value: session.Ref})
 	if !strings.Contains(page, "Failing since") || !strings.Contains(page, "injected failure of the blob store") {
 		t.Fatalf("the console's list does not show the failure:\n%s", page)
 	}

@@ -11,11 +11,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -136,10 +138,12 @@ func TestMigrateFirstGeneration(t *testing.T) {
 						t.Fatalf("%s: %s day %s tab %s (-first generation +now):\n%s", stage, id, want.Day, tab, diff)
 					}
 				}
-				if got := Must(e.Backups.ListDayCheckpoints(e.Caller, id, day)); !cmp.Equal(want.Checkpoints, got) {
-					t.Fatalf("%s: %s day %s checkpoints (-first +now):\n%s", stage, id, want.Day, cmp.Diff(want.Checkpoints, got))
+				// The first generation did not name the zone of a checkpoint.
+				noZone := cmpopts.IgnoreFields(commands.DayCheckpoint{}, "Zone")
+				if got := Must(e.Backups.ListDayCheckpoints(e.Caller, id, day)); !cmp.Equal(want.Checkpoints, got, noZone) {
+					t.Fatalf("%s: %s day %s checkpoints (-first +now):\n%s", stage, id, want.Day, cmp.Diff(want.Checkpoints, got, noZone))
 				}
-				if got := Must(e.Restores.Replay(ctx, e.Caller, id, string(want.Day), "")).Digest; got != want.Replay {
+				if got := Must(e.Restores.Replay(ctx, e.Caller, id, want.Day, time.Time{})).Digest; got != want.Replay {
 					t.Fatalf("%s: %s day %s replays to another state", stage, id, want.Day)
 				}
 				for i, cp := range want.Checkpoints {
@@ -148,13 +152,22 @@ func TestMigrateFirstGeneration(t *testing.T) {
 					if i > 0 && i%23 != 0 && want.AtReplays[at] == want.AtReplays[want.Checkpoints[i-1].At.Format(time.RFC3339)] {
 						continue
 					}
-					if got := Must(e.Restores.Replay(ctx, e.Caller, id, string(want.Day), at)).Digest; got != want.AtReplays[at] {
+					if got := Must(e.Restores.Replay(ctx, e.Caller, id, want.Day, cp.At)).Digest; got != want.AtReplays[at] {
 						t.Fatalf("%s: %s at %s replays to another state", stage, id, at)
 					}
 				}
 				target := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "eu-central-1"}))
-				if got := planItems(t, e, commands.RestoreRequest{From: id, Day: day, All: true, ToInstance: target.ID}); !cmp.Equal(want.Plan, got) {
-					t.Fatalf("%s: %s day %s plan (-first +now):\n%s", stage, id, want.Day, cmp.Diff(want.Plan, got))
+				wantPlan := want.Plan
+				if (id == fx.Backup || id == fx.Upload) && want.Day == "2026-05-02" {
+					// The first generation left out the day's last change,
+					// api-token's rotation at 23:57, which the next day's
+					// catch-up full recorded (and the day's file holds);
+					// the loader reads it.
+					wantPlan = slices.Clone(wantPlan)
+					wantPlan[slices.Index(wantPlan, "secret api-token v1")] = "secret api-token v2"
+				}
+				if got := planItems(t, e, RestoreReq{From: id, Day: day, All: true, ToInstance: target.ID}); !cmp.Equal(wantPlan, got) {
+					t.Fatalf("%s: %s day %s plan (-first +now):\n%s", stage, id, want.Day, cmp.Diff(wantPlan, got))
 				}
 			}
 			if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, id)); len(rep.Findings) > 0 {
@@ -167,7 +180,7 @@ func TestMigrateFirstGeneration(t *testing.T) {
 	// The deleted key of 2 May comes back with its version, and the day
 	// downloads and uploads back.
 	target := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "eu-central-1"}))
-	res := Must(e.Restores.Restore(ctx, e.Caller, commands.RestoreRequest{From: fx.Backup, Day: "2026-05-02",
+	res := Must(restore(t, e, RestoreReq{From: fx.Backup, Day: "2026-05-02",
 		Keys: []string{string(fx.Deleted)}, ToInstance: target.ID}))
 	if !res.Applied || res.Restored != 1 || len(res.Validation) > 0 {
 		t.Fatalf("restore of the deleted key: %+v", res)
@@ -197,7 +210,7 @@ func TestMigrateFirstGeneration(t *testing.T) {
 		t.Fatalf("verify after new checkpoints: %+v", rep.Findings)
 	}
 	day := string(domain.DayOf(e.Clock.Now(), Must(time.LoadLocation("Asia/Shanghai"))))
-	whole := Must(e.Restores.PlanRestore(ctx, e.Caller, commands.RestoreRequest{From: fx.Backup, Day: day, All: true, ToInstance: target.ID}))
+	whole := Must(planRestore(t, e, RestoreReq{From: fx.Backup, Day: day, All: true, ToInstance: target.ID}))
 	found := false
 	for _, it := range whole.Items {
 		found = found || it.ID == string(k.ID)

@@ -63,7 +63,7 @@ func TestSlicesInParts(t *testing.T) {
 	}
 	day := string(domain.DayOf(start, time.UTC))
 	target := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "eu-central-1"}))
-	res := Must(e.Restores.Restore(ctx, e.Caller, commands.RestoreRequest{From: b.ID, Day: day, All: true, ToInstance: target.ID}))
+	res := Must(restore(t, e, RestoreReq{From: b.ID, Day: day, All: true, ToInstance: target.ID}))
 	if !res.Applied || len(res.Validation) > 0 {
 		t.Fatalf("restore: %+v", res)
 	}

@@ -66,29 +66,29 @@ func TestRestorePlanFindings(t *testing.T) {
 	othersInst := Must(e.KMS.CreateInstance(ctx, other, commands.CreateInstanceInput{Region: "eu-central-1"})).ID
 	missing := domain.NewInstanceID(e.Backups.IDs.NewULID())
 
-	req := func(to domain.InstanceID) commands.RestoreRequest {
-		return commands.RestoreRequest{From: b.ID, Day: day, ToInstance: to}
+	req := func(to domain.InstanceID) RestoreReq {
+		return RestoreReq{From: b.ID, Day: day, ToInstance: to}
 	}
-	with := func(r commands.RestoreRequest, f func(*commands.RestoreRequest)) commands.RestoreRequest {
+	with := func(r RestoreReq, f func(*RestoreReq)) RestoreReq {
 		f(&r)
 		return r
 	}
 	cases := []struct {
 		name string
-		req  commands.RestoreRequest
+		req  RestoreReq
 		want []string
 	}{
-		{"target not found", with(req(missing), func(r *commands.RestoreRequest) { r.Keys = []string{string(k2.ID)} }), []string{commands.FindingTargetNotFound}},
-		{"another account's target", with(req(othersInst), func(r *commands.RestoreRequest) { r.Keys = []string{string(k2.ID)} }), []string{commands.FindingTargetNotFound}},
-		{"key quota", with(req(tinyKeys), func(r *commands.RestoreRequest) { r.Keys = []string{string(k1.ID), string(k2.ID)} }), []string{commands.FindingKeyQuota}},
-		{"secret quota", with(req(fullSecrets), func(r *commands.RestoreRequest) { r.Keys = []string{string(k1.ID)}; r.Secrets = []string{"s1"} }), []string{commands.FindingSecretQuota}},
-		{"key ID taken in the region", with(req(sameRegion), func(r *commands.RestoreRequest) { r.Keys = []string{string(k2.ID)} }), []string{commands.FindingKeyExists}},
-		{"secret name taken in the region, and its key missing", with(req(sameRegion), func(r *commands.RestoreRequest) { r.Secrets = []string{"s1"} }), []string{commands.FindingSecretExists, commands.FindingSecretKeyMissing}},
-		{"secret without its key", with(req(elsewhere), func(r *commands.RestoreRequest) { r.Secrets = []string{"s1"} }), []string{commands.FindingSecretKeyMissing}},
-		{"day not viewable", with(req(elsewhere), func(r *commands.RestoreRequest) { r.Day = "2026-04-30"; r.Keys = []string{string(k2.ID)} }), []string{commands.FindingDayNotViewable}},
-		{"item not in the day's data", with(req(elsewhere), func(r *commands.RestoreRequest) { r.Keys = []string{string(domain.NewKeyID(e.Backups.IDs.NewULID()))} }), []string{commands.FindingItemNotInBackup}},
-		{"region mismatch", with(req(elsewhere), func(r *commands.RestoreRequest) { r.Keys = []string{string(k2.ID)}; r.ToRegion = "cn-hangzhou" }), []string{commands.FindingRegionMismatch}},
-		{"several at once", with(req(tinyKeys), func(r *commands.RestoreRequest) {
+		{"target not found", with(req(missing), func(r *RestoreReq) { r.Keys = []string{string(k2.ID)} }), []string{commands.FindingTargetNotFound}},
+		{"another account's target", with(req(othersInst), func(r *RestoreReq) { r.Keys = []string{string(k2.ID)} }), []string{commands.FindingTargetNotFound}},
+		{"key quota", with(req(tinyKeys), func(r *RestoreReq) { r.Keys = []string{string(k1.ID), string(k2.ID)} }), []string{commands.FindingKeyQuota}},
+		{"secret quota", with(req(fullSecrets), func(r *RestoreReq) { r.Keys = []string{string(k1.ID)}; r.Secrets = []string{"s1"} }), []string{commands.FindingSecretQuota}},
+		{"key ID taken in the region", with(req(sameRegion), func(r *RestoreReq) { r.Keys = []string{string(k2.ID)} }), []string{commands.FindingKeyExists}},
+		{"secret name taken in the region, and its key missing", with(req(sameRegion), func(r *RestoreReq) { r.Secrets = []string{"s1"} }), []string{commands.FindingSecretExists, commands.FindingSecretKeyMissing}},
+		{"secret without its key", with(req(elsewhere), func(r *RestoreReq) { r.Secrets = []string{"s1"} }), []string{commands.FindingSecretKeyMissing}},
+		{"day not viewable", with(req(elsewhere), func(r *RestoreReq) { r.Day = "2026-04-30"; r.Keys = []string{string(k2.ID)} }), []string{commands.FindingDayNotViewable}},
+		{"item not in the day's data", with(req(elsewhere), func(r *RestoreReq) { r.Keys = []string{string(domain.NewKeyID(e.Backups.IDs.NewULID()))} }), []string{commands.FindingItemNotInBackup}},
+		{"region mismatch", with(req(elsewhere), func(r *RestoreReq) { r.Keys = []string{string(k2.ID)}; r.ToRegion = "cn-hangzhou" }), []string{commands.FindingRegionMismatch}},
+		{"several at once", with(req(tinyKeys), func(r *RestoreReq) {
 			r.Keys = []string{string(k1.ID), string(k2.ID), string(domain.NewKeyID(e.Backups.IDs.NewULID()))}
 			r.Secrets = []string{"nope"}
 		}), []string{commands.FindingItemNotInBackup, commands.FindingItemNotInBackup, commands.FindingKeyQuota}},
@@ -100,7 +100,7 @@ func TestRestorePlanFindings(t *testing.T) {
 			if target != missing && target != othersInst {
 				before = targetState(t, e, target)
 			}
-			res := Must(e.Restores.Restore(ctx, e.Caller, c.req))
+			res := Must(restore(t, e, c.req))
 			if res.Applied {
 				t.Fatal("a plan with findings was applied")
 			}
@@ -117,8 +117,8 @@ func TestRestorePlanFindings(t *testing.T) {
 		})
 	}
 	// The other account's instance answers exactly like a missing one.
-	a := Must(e.Restores.PlanRestore(ctx, e.Caller, with(req(othersInst), func(r *commands.RestoreRequest) { r.Keys = []string{string(k2.ID)} })))
-	m := Must(e.Restores.PlanRestore(ctx, e.Caller, with(req(missing), func(r *commands.RestoreRequest) { r.Keys = []string{string(k2.ID)} })))
+	a := Must(planRestore(t, e, with(req(othersInst), func(r *RestoreReq) { r.Keys = []string{string(k2.ID)} })))
+	m := Must(planRestore(t, e, with(req(missing), func(r *RestoreReq) { r.Keys = []string{string(k2.ID)} })))
 	if strings.ReplaceAll(a.Findings[0].Message, string(othersInst), "X") != strings.ReplaceAll(m.Findings[0].Message, string(missing), "X") {
 		t.Fatalf("other account's target: %q, missing: %q", a.Findings[0].Message, m.Findings[0].Message)
 	}
@@ -132,7 +132,7 @@ func TestRestoreFromExpiredBackup(t *testing.T) {
 	target := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "cn-hangzhou"}))
 	b := Must(e.Backups.CreateBackupInstance(ctx, e.Caller, commands.CreateBackupInput{Region: "cn-hangzhou", ViewableDays: 7, Term: "1mo"}))
 	e.Advance(32 * 24 * time.Hour)
-	res := Must(e.Restores.Restore(ctx, e.Caller, commands.RestoreRequest{From: b.ID, Day: "2026-06-01", All: true, ToInstance: target.ID}))
+	res := Must(restore(t, e, RestoreReq{From: b.ID, Day: "2026-06-01", All: true, ToInstance: target.ID}))
 	if got := codes(res.Plan); res.Applied || len(got) != 1 || got[0] != commands.FindingBackupExpired {
 		t.Fatalf("expired backup: applied %v, findings %v", res.Applied, res.Plan.Findings)
 	}
@@ -153,11 +153,11 @@ func TestLargeRestorePlan(t *testing.T) {
 		Must(e.KMS.CreateSecret(ctx, e.Caller, commands.CreateSecretInput{Name: fmt.Sprint("s", i), Instance: src.ID, Key: last, Value: domain.Plaintext("v")}))
 	}
 	e.Advance(10 * time.Minute)
-	req := func(to domain.InstanceID) commands.RestoreRequest {
-		return commands.RestoreRequest{From: b.ID, Day: "2026-05-01", All: true, ToInstance: to}
+	req := func(to domain.InstanceID) RestoreReq {
+		return RestoreReq{From: b.ID, Day: "2026-05-01", All: true, ToInstance: to}
 	}
 	same := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "cn-hangzhou", KeyQuota: 1000}))
-	plan := Must(e.Restores.PlanRestore(ctx, e.Caller, req(same.ID)))
+	plan := Must(planRestore(t, e, req(same.ID)))
 	n := map[string]int{}
 	for _, f := range plan.Findings {
 		n[f.Code]++
@@ -166,12 +166,12 @@ func TestLargeRestorePlan(t *testing.T) {
 		t.Fatalf("plan into the same region: %d items, findings %v", len(plan.Items), n)
 	}
 	other := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "eu-central-1", KeyQuota: 1000}))
-	res := Must(e.Restores.Restore(ctx, e.Caller, req(other.ID)))
+	res := Must(restore(t, e, req(other.ID)))
 	if !res.Applied || res.Restored != 85 || len(res.Validation) != 0 {
 		t.Fatalf("restore into another region: %+v", res)
 	}
-	again := Must(e.Restores.Restore(ctx, e.Caller, req(other.ID)))
-	if !again.Applied || again.Restored != 0 || again.AlreadyRestored != 85 {
-		t.Fatalf("retry: restored %d, already %d, findings %+v", again.Restored, again.AlreadyRestored, again.Plan.Findings)
+	again := Must(restore(t, e, req(other.ID)))
+	if !again.Applied || again.Restored != 0 || again.AlreadyPresent != 85 {
+		t.Fatalf("retry: restored %d, already %d, findings %+v", again.Restored, again.AlreadyPresent, again.Plan.Findings)
 	}
 }

@@ -96,7 +96,7 @@ func flipByte(t *testing.T, e *Engine, b *domain.Backup) {
 func scrubMetrics(t *testing.T, s *scheduler.Scrub) map[string]float64 {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	(&httpapi.Server{Registry: reg, ScrubStatus: s.Status}).Handler()
+	(&httpapi.Server{Registry: reg, Tenants: reg, ScrubStatus: s.Status}).Handler()
 	names := []string{"kmsbackup_verify_last_run_timestamp_seconds", "kmsbackup_verify_last_run_duration_seconds",
 		"kmsbackup_verify_last_run_backups", "kmsbackup_verify_findings", "kmsbackup_verify_errors_total"}
 	if problems, err := testutil.GatherAndLint(reg, names...); err != nil || len(problems) != 0 {

@@ -65,7 +65,7 @@ func (e *Engine) restoreKeyAndSecret(b domain.BackupID, day string, k domain.Key
 	t.Helper()
 	ctx := context.Background()
 	to := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "eu-central-1"}))
-	res := Must(e.Restores.Restore(ctx, e.Caller, commands.RestoreRequest{From: b, Day: day,
+	res := Must(restore(t, e, RestoreReq{From: b, Day: day,
 		Keys: []string{string(k)}, Secrets: []string{"s1"}, ToInstance: to.ID}))
 	if !res.Applied || res.Restored != 2 || len(res.Validation) != 0 {
 		t.Fatalf("restore from %s: applied %v, restored %d, findings %+v, validation %+v", day, res.Applied, res.Restored, res.Plan.Findings, res.Validation)

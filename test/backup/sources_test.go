@@ -88,6 +88,29 @@ func randomHistory(t *testing.T, e *Engine, rng *rand.Rand, steps int) (*domain.
 	return in, Must(e.Backups.ShowBackupInstance(e.Caller, b.ID)), history
 }
 
+// seededHistory makes a random history (randomHistory) of steps changes
+// on an engine that writes bases as the schedule goes (a small rebase
+// threshold), from the -seed flag or a random seed, which it prints; on
+// failure the test logs the seed and the history. stream tells tests
+// apart that share a seed.
+func seededHistory(t *testing.T, stream uint64, steps int) (*Engine, *rand.Rand, *domain.Instance, *domain.Backup) {
+	t.Helper()
+	seed := *seedFlag
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
+	t.Logf("seed %d (rerun with -seed %d)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, stream))
+	e := rebasingEngine(t, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(rng.IntN(24*60))*time.Minute), 0.1, 6)
+	in, b, history := randomHistory(t, e, rng, steps)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("seed %d; history:\n%s", seed, strings.Join(history, "\n"))
+		}
+	})
+	return e, rng, in, b
+}
+
 // naiveItems computes from the KMS instance's log what a restore point
 // holds: at an instant (every event at or before at), or a whole day
 // [start, end) (the events before it at an instant, then every item as it
@@ -213,15 +236,8 @@ func sourceItems(t *testing.T, e *Engine, b *domain.Backup, src commands.Restore
 // newest base and fewer give; a load restricted to some items gives those
 // items as the whole load does.
 func TestLoadEqualsReplay(t *testing.T) {
-	seed := *seedFlag
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
-	t.Logf("seed %d (rerun with -seed %d)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, 11))
-	e := rebasingEngine(t, time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(rng.IntN(24*60))*time.Minute), 0.1, 6)
+	e, rng, in, b := seededHistory(t, 11, 150)
 	ctx := context.Background()
-	in, b, history := randomHistory(t, e, rng, 150)
 	bases := e.baseRecords(b.ID)
 	t.Logf("%d bases, at checkpoints %v", len(bases), func() (out []uint64) {
 		for _, x := range bases {
@@ -229,11 +245,6 @@ func TestLoadEqualsReplay(t *testing.T) {
 		}
 		return out
 	}())
-	defer func() {
-		if t.Failed() {
-			t.Logf("seed %d; history:\n%s", seed, strings.Join(history, "\n"))
-		}
-	}()
 	cps := e.Checkpoints(b.ID)
 	loc := Must(time.LoadLocation(b.TimeZone))
 	enabled := cps[0].Next

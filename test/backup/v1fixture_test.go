@@ -180,13 +180,13 @@ func v1Days(t *testing.T, e *Engine, id domain.BackupID) []v1Day {
 		for _, tab := range backupdata.Tabs {
 			v.Tabs[tab] = tabItems(t, e, id, day, tab)
 		}
-		v.Replay = Must(e.Restores.Replay(ctx, e.Caller, id, string(d), "")).Digest
+		v.Replay = Must(e.Restores.Replay(ctx, e.Caller, id, d, time.Time{})).Digest
 		for _, cp := range cps {
 			at := cp.At.Format(time.RFC3339)
-			v.AtReplays[at] = Must(e.Restores.Replay(ctx, e.Caller, id, string(d), at)).Digest
+			v.AtReplays[at] = Must(e.Restores.Replay(ctx, e.Caller, id, d, cp.At)).Digest
 		}
 		target := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "eu-central-1"}))
-		v.Plan = planItems(t, e, commands.RestoreRequest{From: id, Day: day, All: true, ToInstance: target.ID})
+		v.Plan = planItems(t, e, RestoreReq{From: id, Day: day, All: true, ToInstance: target.ID})
 		out = append(out, v)
 	}
 	return out

@@ -187,7 +187,7 @@ func (e *engine) close() error {
 // instance in (UTC), which takes the first full backup at once: a copy of
 // everything the instance's stream holds.
 func (e *engine) enableBackup(ctx context.Context, in domain.InstanceID) (*domain.Backup, error) {
-	b, err := e.backups.CreateBackupInstance(ctx, e.caller, commands.CreateBackupInput{Region: region, ViewableDays: 30, Term: "1y"})
+	b, err := e.backups.CreateBackupInstance(ctx, e.caller, commands.CreateBackupInput{Region: region, ViewableDays: 30, Term: "3y"})
 	if err != nil {
 		return nil, err
 	}

@@ -171,7 +171,9 @@ type builtHistory struct {
 }
 
 // dayStart is the first instant of day d (1 is the first day after enabling).
-func (h *builtHistory) dayStart(d int) time.Time { return h.day1.Add(time.Duration(d-1) * 24 * time.Hour) }
+func (h *builtHistory) dayStart(d int) time.Time {
+	return h.day1.Add(time.Duration(d-1) * 24 * time.Hour)
+}
 
 // buildHistory builds spec's history in dir.
 func buildHistory(tb testing.TB, dir string, spec historySpec) *builtHistory {
@@ -545,7 +547,7 @@ func runHistoryRounds(b *testing.B, h *builtHistory, days []int, plan bool) {
 		phases = append(phases, p.read, p.replay)
 		if plan {
 			p.planned = &historyPhase{name: fmt.Sprintf("plan+read@%d", d), run: func() error {
-				pl, err := rs.PlanRestore(ctx, h.e.caller, commands.RestoreRequest{From: h.backup.ID, Day: string(hd.date), All: true, ToInstance: target.ID})
+				pl, err := rs.PlanRestore(ctx, h.e.caller, commands.RestoreRequest{From: h.backup.ID, Point: commands.RestorePoint{Day: hd.date}, Selection: domain.SelectAll(), Target: target.ID}, nil)
 				if err != nil {
 					return err
 				}

@@ -3,9 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,43 +12,10 @@ import (
 )
 
 // peakHeap samples the heap while fn runs and returns fn's duration and
-// the peak heap in use above what was in use before.
+// the peak heap in use above what was in use before (after one collection).
 func peakHeap(fn func() error) (time.Duration, uint64, error) {
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base := ms.HeapInuse
-	var peak atomic.Uint64
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(2 * time.Millisecond)
-		defer t.Stop()
-		var m runtime.MemStats
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				runtime.ReadMemStats(&m)
-				if m.HeapInuse > peak.Load() {
-					peak.Store(m.HeapInuse)
-				}
-			}
-		}
-	}()
-	start := time.Now()
-	err := fn()
-	d := time.Since(start)
-	close(stop)
-	<-done
-	runtime.ReadMemStats(&ms)
-	p := max(peak.Load(), ms.HeapInuse)
-	if p < base {
-		return d, 0, err
-	}
-	return d, p - base, err
+	u, err := heapPeaks(fn, 1)
+	return u.took, u.inuse, err
 }
 
 // BenchmarkRestoreToDay measures, in one run, restoring everything of a
@@ -129,7 +94,7 @@ func BenchmarkRestoreToDay(b *testing.B) {
 	}
 	b.Logf("built %d keys, %d secrets, %d days in %s", nKeys, nSecrets, days, time.Since(buildStart).Round(time.Second))
 	day := string(domain.DayOf(e.clock.Now().Add(-time.Hour), time.UTC))
-	rs := &commands.Restores{Backups: e.backups, KMS: e.kms}
+	rs := &commands.Restores{Backups: e.backups, KMS: e.kms, Sources: e.backups}
 	target, err := e.kms.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: "eu-bench-1", KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 	if err != nil {
 		b.Fatal(err)
@@ -138,15 +103,8 @@ func BenchmarkRestoreToDay(b *testing.B) {
 	// Restore read: the plan (every item as it stood within the day), then
 	// every version of every item, key material opened.
 	var items, versions int
-	restoreRead := func() error {
-		plan, err := rs.PlanRestore(ctx, e.caller, commands.RestoreRequest{From: bkp.ID, Day: day, All: true, ToInstance: target.ID})
-		if err != nil {
-			return err
-		}
-		if len(plan.Findings) > 0 {
-			return fmt.Errorf("plan findings: %+v", plan.Findings[0])
-		}
-		items, versions, err = readDay(ctx, e, bkp, domain.Day(day))
+	restoreRead := func() (err error) {
+		items, versions, err = readWholeDay(ctx, rs, e.caller, bkp, domain.Day(day), target.ID)
 		return err
 	}
 	// Genesis replay: every event of the KMS stream from revision 0,
@@ -234,8 +192,12 @@ func BenchmarkRestoreToDay(b *testing.B) {
 	for _, i := range k.live[:2000] {
 		keysToRestore = append(keysToRestore, string(k.ids[i]))
 	}
+	sel, err := domain.ParseRestoreSelection(false, keysToRestore, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
 	t0 := time.Now()
-	res, err := rs.Restore(ctx, e.caller, commands.RestoreRequest{From: bkp.ID, Day: day, Keys: keysToRestore, ToInstance: target.ID})
+	res, err := rs.Restore(ctx, e.caller, commands.RestoreRequest{From: bkp.ID, Point: commands.RestorePoint{Day: domain.Day(day)}, Selection: sel, Target: target.ID}, nil)
 	if err != nil || !res.Applied || len(res.Validation) > 0 {
 		b.Fatalf("apply: %v %+v", err, res)
 	}
@@ -244,10 +206,47 @@ func BenchmarkRestoreToDay(b *testing.B) {
 	b.Logf("applied restore of %d keys (with validation) in %s", res.Restored, applied)
 }
 
-// readDay is a restore read of a whole day: the restore point loaded
-// (commands.Backups.Open), every item read with every version, every key
-// version's material opened under the backup's data key. It returns the
-// items and versions read.
+// readWholeDay is a restore's read of a whole day: the plan of everything
+// into target (every item as it stood within the day, checked against the
+// target), then every version of every item from the restore source, key
+// material opened under the backup's data key. It returns the items and
+// versions read.
+func readWholeDay(ctx context.Context, rs *commands.Restores, c commands.Caller, bkp *domain.Backup, day domain.Day, target domain.InstanceID) (items, versions int, err error) {
+	point := commands.RestorePoint{Day: day}
+	plan, err := rs.PlanRestore(ctx, c, commands.RestoreRequest{From: bkp.ID, Point: point, Selection: domain.SelectAll(), Target: target}, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	if plan.FindingCount() > 0 {
+		return 0, 0, fmt.Errorf("plan findings: %+v", plan.Findings[0])
+	}
+	src, err := rs.Sources.Open(ctx, bkp, point, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer src.Close()
+	ref := bkp.DataRef()
+	err = src.Each(ctx, commands.ItemRef{}, func(it *commands.BackedUpItem) error {
+		items++
+		for _, v := range it.Versions {
+			versions++
+			if it.Kind == domain.RestoreKey {
+				pt, err := rs.Backups.Sealer.Open(ctx, ref, v.Material, commands.BackupAAD(bkp.Account, ref, v.SealedBy))
+				if err != nil {
+					return err
+				}
+				pt.Wipe()
+			}
+		}
+		return nil
+	})
+	return items, versions, err
+}
+
+// readDay is a restore read of a whole day without the plan: the restore
+// point loaded (commands.Backups.Open), every item read with every
+// version, every key version's material opened under the backup's data
+// key. It returns the items and versions read.
 func readDay(ctx context.Context, e *engine, b *domain.Backup, day domain.Day) (items, versions int, err error) {
 	src, err := e.backups.Open(ctx, b, commands.RestorePoint{Day: day}, nil)
 	if err != nil {

@@ -125,8 +125,10 @@ func TestBackupScenario(t *testing.T) {
 	if r := s.CLI(tok, "", "verify", id); r.Code != 0 {
 		t.Fatalf("verify: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
 	}
-	// Metrics carry the last backup times.
-	resp, err := http.Get("http://" + s.Addr + "/metrics")
+	// Metrics carry the last backup times, for the admin (or metrics) token.
+	req, _ := http.NewRequest("GET", "http://"+s.Addr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+AdminToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,7 +79,8 @@ func wantStatus(t *testing.T, what string, resp *http.Response, body string, wan
 // refusal of every change, escaping, and other accounts' objects reported
 // as missing.
 func TestConsoleHTTP(t *testing.T) {
-	s := StartServer(t, "", "--clock", "manual", "--clock-start", "2026-05-01T09:30:00Z")
+	// The test's client stands for a TLS proxy on this machine.
+	s := StartServer(t, "", "--clock", "manual", "--clock-start", "2026-05-01T09:30:00Z", "--trusted-proxy", "127.0.0.1")
 	tok := s.DevTok
 	w := newWeb(t, s)
 

@@ -273,7 +273,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	p.run(chromedp.SetValue(css("#kms_instance"), inst), chromedp.SetValue(css("#alias"), "pay "+html),
 		chromedp.Click(css(`#dialog button[type=submit]`)))
 	p.until(".notice", "Enabled backup instance", bkp)
-	p.wantText(row, "enabled", inst, "pay "+html, "2026-05-01 09:30")
+	// Enabled in its region's zone: times in Asia/Shanghai, with the offset.
+	p.wantText(row, "enabled", inst, "pay "+html, "2026-05-01 17:30 +08:00")
 
 	// The first full backup is there at once; a key created now appears in
 	// the incremental keys after the dev clock passes the next 5 minutes.
@@ -515,6 +516,9 @@ func TestConsoleTour(t *testing.T) {
 	s.MustJSON(tok, "kms", "secret", "create", "db-password", "--instance", inst, "--key", pay, "--value", "s3cret")
 	bkp := str(t, s.MustJSON(tok, "backup-instance", "create", "--region", "cn-hangzhou", "--viewable-days", "30", "--term", "1y"), "id")
 	s.MustJSON(tok, "backup-instance", "enable", bkp, "--kms-instance", inst, "--alias", "payments-prod", "--time-zone", "Asia/Shanghai")
+	// Three minutes after the first full (09:30), before the next
+	// incremental (09:35): a restore at 09:30 or 09:32 predates it.
+	s.MustJSON(tok, "dev", "clock", "advance", "3m")
 	s.MustJSON(tok, "kms", "key", "rotate", pay)
 	s.MustJSON(tok, "kms", "key", "create", "--instance", inst, "--description", "webhook signing")
 	s.MustJSON(tok, "dev", "clock", "advance", "24h")
@@ -529,7 +533,7 @@ func TestConsoleTour(t *testing.T) {
 	p.run(chromedp.SetValue(css("#token"), tok), chromedp.Submit(css("#token")))
 	p.until("h1", "Backup instances and uploads")
 	p.accessible("backup management page")
-	p.wantText("#row-"+bkp, "payments-prod", "provisioned", "enabled", inst, "30", "2026-05-02 09:40")
+	p.wantText("#row-"+bkp, "payments-prod", "provisioned", "enabled", inst, "30", "2026-05-02 17:40 +08:00")
 	p.screenshot("console-backups")
 
 	p.open("/backups/" + bkp + "/data?tab=full-keys&day=2026-05-01")
@@ -570,19 +574,35 @@ func TestConsoleTour(t *testing.T) {
 	if len(points) < 3 || points[0] != "the day's last backup" || !strings.Contains(points[1], "full backup") {
 		t.Fatalf("points in time offered: %q", points)
 	}
-	p.run(chromedp.SetValue(css("#at"), "2026-05-01T09:30:00Z"), chromedp.Click(css(`#dialog button[type=submit]`)),
-		chromedp.WaitVisible(css(`#dialog .plan-items`)))
-	p.wantText("#dialog", "backup state at 2026-05-01 09:30:00 UTC")
-	if v := get(p, chromedp.Text(css(`#dialog .plan-items tbody td:nth-of-type(2)`))); v != "1" {
+	// planVersions plans the key's restore at a point chosen in field (none:
+	// the whole day) and returns the versions the plan offers; the dialog
+	// stays open.
+	planVersions := func(field, value string) string {
+		if field != "" {
+			p.run(chromedp.SetValue(css(field), value))
+		}
+		p.run(chromedp.Click(css(`#dialog button[type=submit]`)), chromedp.WaitVisible(css(`#dialog .plan-items`)))
+		return get(p, chromedp.Text(css(`#dialog .plan-items tbody td:nth-of-type(2)`)))
+	}
+	closeDialog := func() { p.run(chromedp.Click(css(`#dialog [data-close]`)), chromedp.WaitNotVisible(css("#dialog"))) }
+	if v := planVersions("#at", "2026-05-01T09:30:00Z"); v != "1" {
 		t.Fatalf("restoring at the first backup offers %s versions of the key, want 1 (it was rotated after)", v)
 	}
-	p.run(chromedp.Click(css(`#dialog [data-close]`)), chromedp.WaitNotVisible(css("#dialog")))
+	p.wantText("#dialog", "backup state at 2026-05-01 09:30:00 UTC")
+	closeDialog()
 	p.dialog(`a[aria-label="Restore key `+pay+`"]`, "#at")
-	p.run(chromedp.Click(css(`#dialog button[type=submit]`)), chromedp.WaitVisible(css(`#dialog .plan-items`)))
-	if v := get(p, chromedp.Text(css(`#dialog .plan-items tbody td:nth-of-type(2)`))); v != "2" {
+	if v := planVersions("", ""); v != "2" {
 		t.Fatalf("restoring the day's last backup offers %s versions of the key, want 2", v)
 	}
-	p.run(chromedp.Click(css(`#dialog [data-close]`)), chromedp.WaitNotVisible(css("#dialog")))
+	closeDialog()
+	// Any instant of the day, typed in: the state of every change at or
+	// before it.
+	p.dialog(`a[aria-label="Restore key `+pay+`"]`, "#at_instant")
+	if v := planVersions("#at_instant", "2026-05-01T09:32:00Z"); v != "1" {
+		t.Fatalf("restoring at 09:32 offers %s versions of the key, want 1", v)
+	}
+	p.wantText("#dialog", "backup state at 2026-05-01 09:32:00 UTC")
+	closeDialog()
 
 	// Verify the whole chain from its row.
 	row := "#row-" + bkp
@@ -607,7 +627,7 @@ func TestConsoleTour(t *testing.T) {
 	p.dialog(`a[aria-label="Renew `+bkp+`"]`, "#term")
 	p.run(chromedp.SetValue(css("#term"), "2y"), chromedp.Click(css(`#dialog button[type=submit]`)))
 	p.until(".notice", "Renewed", bkp)
-	p.wantText(row, "2029-05-01 09:30")
+	p.wantText(row, "2029-05-01 17:30 +08:00")
 	p.dialog(`a[aria-label="Reset `+bkp+`"]`, "#confirm")
 	p.wantText("#dialog", "destroys", "every full and incremental backup of "+bkp, inst, "cannot", "payments-prod")
 	p.run(chromedp.Click(css(`#dialog button.danger`)))

@@ -92,10 +92,11 @@ func dataView(t *testing.T, s *Server, inst, bkp string) map[string]string {
 	return v
 }
 
-// serverView starts the server on dir and returns its view of the data.
+// serverView starts the server on dir (its manual clock continuing from
+// the log) and returns its view of the data.
 func (d realData) serverView(t *testing.T, dir string, extra ...string) (map[string]string, *Server) {
 	t.Helper()
-	s := StartServer(t, dir, append([]string{"--clock", "manual", "--clock-start", faultClockStart}, extra...)...)
+	s := StartServer(t, dir, append([]string{"--clock", "manual"}, extra...)...)
 	waitReady(t, s)
 	var inst, bkp string
 	for _, it := range items(t, s.MustJSON(s.DevTok, "kms", "instance", "list")) {
@@ -408,7 +409,9 @@ func walImage(t *testing.T, d realData) (img string, flushed, head uint64) {
 		t.Fatal(err)
 	}
 	sfs.Stall()
-	clk := clock.NewManual(time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC))
+	// The time the data's manual clock stands at (makeRealData advanced it
+	// by 12 minutes): the server continues from the log's latest time.
+	clk := clock.NewManual(time.Date(2026, 5, 1, 9, 42, 0, 0, time.UTC))
 	aud := &commands.Audit{Log: st, Clock: clk, IDs: idsource.Random{Clock: clk}}
 	record := func() {
 		t.Helper()

@@ -152,9 +152,27 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
-// Restart stops the server and starts it again on the same data directory.
+// Restart stops the server and starts it again on the same data directory,
+// with the same flags but --clock-start: a manual clock continues from the
+// time its log holds (an earlier start is refused).
 func (s *Server) Restart() {
 	s.Stop()
+	s.startAgain()
+}
+
+// startAgain starts the server again on its data directory after Stop or
+// Kill. A manual clock continues from the log, so the first start's
+// --clock-start is left out (an earlier start is refused).
+func (s *Server) startAgain() {
+	var kept []string
+	for i := 0; i < len(s.extra); i++ {
+		if s.extra[i] == "--clock-start" {
+			i++
+			continue
+		}
+		kept = append(kept, s.extra[i])
+	}
+	s.extra = kept
 	s.start()
 }
 

@@ -78,19 +78,24 @@ func TestRestoreReleasedInstance(t *testing.T) {
 	r.readsBack(t, "")
 	// Safe to retry: nothing duplicated, nothing fails.
 	again := s.MustJSON(tok, "restore", "--from", r.bkp, "--day", r.day, "--all", "--to-instance", fresh)
-	if again["applied"] != true || again["restored"] != float64(0) || again["already_restored"] != float64(4) {
+	if again["applied"] != true || again["restored"] != float64(0) || again["already_present"] != float64(4) {
 		t.Fatalf("retry: %v", again)
 	}
-	// Every restored item is audited.
+	// Every restored item is audited, in the record of its batch.
 	audit := items(t, s.MustJSON(tok, "audit", "list", "--backup", r.bkp))
-	n := 0
+	n, records := 0, 0
 	for _, a := range audit {
-		if a["action"] == "restore-key" || a["action"] == "restore-secret" {
-			n++
+		if a["action"] == "restore" {
+			records++
+			for _, l := range []string{"keys", "secrets"} {
+				if l, ok := a[l].([]any); ok {
+					n += len(l)
+				}
+			}
 		}
 	}
-	if n != 4 {
-		t.Fatalf("audit has %d restore records, want 4: %v", n, audit)
+	if n != 4 || records != 1 {
+		t.Fatalf("audit has %d restore records of %d items, want one of 4: %v", records, n, audit)
 	}
 }
 
@@ -141,8 +146,10 @@ func TestRestoreToAnotherRegion(t *testing.T) {
 }
 
 // TestRestoreAtAListedCheckpoint lists a day's checkpoints and plans
-// restores at them: the first (the full backup taken on enable, before the
-// key existed) holds nothing, the last holds the key with both versions.
+// restores at them: at the first (the full backup taken on enable, at the
+// instant the key was made and rotated: the clock stood still) and at the
+// last, the key has both versions; before the first, the backup holds
+// nothing.
 func TestRestoreAtAListedCheckpoint(t *testing.T) {
 	r := newRestoreSetup(t)
 	s, tok := r.s, r.tok
@@ -173,8 +180,10 @@ func TestRestoreAtAListedCheckpoint(t *testing.T) {
 		t.Fatalf("plan at %s: %v", ats[2], last)
 	}
 	first := planAt(ats[0])
-	if fs := first["findings"].([]any); len(fs) != 1 || fs[0].(map[string]any)["code"] != "item-not-in-backup" {
+	if its := items(t, first); len(its) != 1 || its[0]["versions"] != float64(2) || len(first["findings"].([]any)) != 0 {
 		t.Fatalf("plan at %s: %v", ats[0], first)
 	}
+	s.MustFail(tok, 6, []string{"nothing before its first checkpoint"}, "restore", "--from", r.bkp, "--at", "2026-05-01T09:29:00Z",
+		"--key", r.k1, "--to-instance", dr, "--dry-run")
 	s.MustFail(tok, 6, []string{"not viewable"}, "data", "checkpoints", r.bkp, "--day", "2026-04-30")
 }

@@ -18,7 +18,9 @@ import (
 // scrape returns the value of one exposed sample of /metrics, or false.
 func scrape(t *testing.T, s *Server, sample string) (float64, bool) {
 	t.Helper()
-	resp, err := http.Get("http://" + s.Addr + "/metrics")
+	req, _ := http.NewRequest("GET", "http://"+s.Addr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+AdminToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,9 +82,10 @@ func randomBackupHistory(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	zones := []string{"", "UTC", "Asia/Shanghai", "America/New_York", "Pacific/Chatham"}
 	tz := zones[rng.IntN(len(zones))]
+	// Enabled without a zone, an instance counts its days in its region's.
 	loc := of(time.LoadLocation(tz)).must(t)
 	if tz == "" {
-		loc = time.UTC
+		loc = of(time.LoadLocation(domain.RegionTimeZone(w.region))).must(t)
 	}
 	now := time.Date(2026, 3, 7, 20, 0, 0, 0, time.UTC) // the weekend of a daylight-saving change in New York
 	tick := func() time.Time {
