@@ -80,7 +80,7 @@ func TestUploadIsStoredAsBase0(t *testing.T) {
 		t.Fatal("the day lists nothing")
 	}
 	target := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "eu-central-1"}))
-	req := commands.RestoreRequest{From: src, Day: "2026-05-02", All: true, ToInstance: target.ID}
+	req := RestoreReq{From: src, Day: "2026-05-02", All: true, ToInstance: target.ID}
 	want := planItems(t, e, req)
 	req.From, req.Day = up.ID, ""
 	if got := planItems(t, e, req); fmt.Sprint(got) != fmt.Sprint(want) {
