@@ -334,6 +334,32 @@ func (s *fileState) downloadTo(ctx context.Context, dir string) (string, string,
 	return f.Name(), key, err
 }
 
+// damagedCopy copies the file at path into dir with one bit of its last
+// chunk flipped, and returns the copy's path.
+func damagedCopy(path, dir string) (string, error) {
+	src, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	dst, err := os.CreateTemp(dir, "damaged-*.kmsbk")
+	if err != nil {
+		return "", err
+	}
+	n, err := io.Copy(dst, src)
+	if err == nil {
+		var b [1]byte
+		if _, err = dst.ReadAt(b[:], n-20); err == nil {
+			b[0] ^= 0x08
+			_, err = dst.WriteAt(b[:], n-20)
+		}
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	return dst.Name(), err
+}
+
 // countingWriter counts what is written to it and drops it.
 type countingWriter struct{ n int64 }
 
@@ -531,7 +557,9 @@ func BenchmarkDownloadDay(b *testing.B) {
 // reads the slices). Each upload is deleted after it, untimed. The heap
 // metrics are DownloadDay's; retained-pass-MiB and retained-commit-MiB
 // split retained-MiB by phase (the peak above the heap before the upload
-// during each). raw-MB/s is rawOpenSeal over the file's bytes, timed in
+// during each); damaged-peak-heap-MiB is the peak of one more upload,
+// untimed, of the file with a bit of its last chunk flipped (refused after
+// the rest was read and stored, then removed). raw-MB/s is rawOpenSeal over the file's bytes, timed in
 // the same run after the uploads of each size, and op/raw the upload's
 // time over it.
 func BenchmarkUploadDay(b *testing.B) {
@@ -578,11 +606,24 @@ func BenchmarkUploadDay(b *testing.B) {
 				b.Fatal(err)
 			}
 			check(u)
+			// A file damaged in its last chunk fails after everything
+			// before was stored: its heap, untimed.
+			bad, err := damagedCopy(path, b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			hs := startHeapSampler()
+			_, err = s.upload(ctx, bad, key, nil, nil)
+			damagedPeak := hs.peakMiB()
+			if !domain.IsBadBackupFile(err) {
+				b.Fatalf("upload of a damaged file: %v", err)
+			}
 			raw := rawOpenSeal(b, s.size)
 			b.ReportMetric(float64(s.items())/perOp, "items/s")
 			b.ReportMetric(float64(s.size)/raw.Seconds()/1e6, "raw-MB/s")
 			b.ReportMetric(perOp/raw.Seconds(), "op/raw")
 			b.ReportMetric(peak, "peak-heap-MiB")
+			b.ReportMetric(damagedPeak, "damaged-peak-heap-MiB")
 			b.ReportMetric(kept, "retained-MiB")
 			b.ReportMetric(each[phasePass], "retained-pass-MiB")
 			b.ReportMetric(each[phaseCommit], "retained-commit-MiB")
