@@ -146,6 +146,7 @@ type upload struct {
 	account domain.AccountID
 	ref     string
 	chk     *domain.FileCheck
+	dec     domain.FileRecordReader
 	// state holds the state the first segment builds (base 0); index the
 	// item changes and event IDs of the file, for the checks that need
 	// them all (see indexKey).
@@ -183,7 +184,7 @@ func (u *upload) read(fr FileReader) error {
 			return err
 		}
 		u.records++
-		cp, e, err := domain.DecodeFileRecord(rec)
+		cp, e, err := u.dec.Decode(rec)
 		if err != nil {
 			return err
 		}

@@ -168,6 +168,33 @@ func FuzzFileRecords(f *testing.F) {
 		h, recs := fileFixture()
 		recs[3], recs[5] = a, b
 		_ = check(h, recs)
-		_, _, _ = DecodeFileRecord(a)
+		sameDecoding(t, new(FileRecordReader), a)
 	})
+}
+
+// sameDecoding asserts that FileRecordReader decodes rec as
+// DecodeFileRecord does.
+func sameDecoding(t *testing.T, d *FileRecordReader, rec []byte) {
+	t.Helper()
+	cp1, e1, err1 := DecodeFileRecord(rec)
+	cp2, e2, err2 := d.Decode(rec)
+	if (err1 == nil) != (err2 == nil) || (e1 == nil) != (e2 == nil) || (cp1 == nil) != (cp2 == nil) {
+		t.Fatalf("record %x: %v %v, reader %v %v", rec, e1, err1, e2, err2)
+	}
+	if e1 != nil && fmt.Sprint(*e1) != fmt.Sprint(*e2) {
+		t.Fatalf("record %x: %+v, reader %+v", rec, *e1, *e2)
+	}
+}
+
+// TestFileRecordReader: the reader decodes every record as
+// DecodeFileRecord does, one after another, reusing what repeats.
+func TestFileRecordReader(t *testing.T) {
+	_, recs := fileFixture()
+	var d FileRecordReader
+	for _, r := range recs {
+		sameDecoding(t, &d, r)
+	}
+	for _, r := range [][]byte{nil, {'E'}, recs[1][:len(recs[1])-1], append(bytes.Clone(recs[1]), 0)} {
+		sameDecoding(t, &d, r)
+	}
 }
