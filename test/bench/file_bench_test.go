@@ -372,8 +372,13 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 // The heap during one operation.
 
 // heapObjects is the heap memory of objects, live or not yet swept: what
-// the heap holds at an instant, read without stopping the world.
-const heapObjects = "/memory/classes/heap/objects:bytes"
+// the heap holds at an instant, read without stopping the world. heapLive
+// is the heap the last collection found live: what the program held then,
+// without its garbage.
+const (
+	heapObjects = "/memory/classes/heap/objects:bytes"
+	heapLive    = "/gc/heap/live:bytes"
+)
 
 func heapNow(sample []metrics.Sample) uint64 {
 	metrics.Read(sample)
@@ -382,13 +387,13 @@ func heapNow(sample []metrics.Sample) uint64 {
 
 // heapSampler records the peak of heapObjects, every 5 ms, from its start
 // (after a collection) to its stop, and the peak of each phase of the
-// operation (an upload's pass and commit), as the operation
-// announces them with setPhase.
+// operation (an upload's pass and commit), as the operation announces them
+// with setPhase; and the peak of heapLive.
 type heapSampler struct {
-	base  uint64
-	phase atomic.Int32
-	stop  chan struct{}
-	done  chan [phases]uint64
+	base, baseLive uint64
+	phase          atomic.Int32
+	stop           chan struct{}
+	done           chan [phases + 1]uint64 // the peak of each phase, then of heapLive
 }
 
 // The phases of an upload; other operations have only the first.
@@ -400,23 +405,30 @@ const (
 
 func startHeapSampler() *heapSampler {
 	runtime.GC()
-	s := &heapSampler{base: heapNow([]metrics.Sample{{Name: heapObjects}}), stop: make(chan struct{}), done: make(chan [phases]uint64)}
+	sample := []metrics.Sample{{Name: heapObjects}, {Name: heapLive}}
+	metrics.Read(sample)
+	s := &heapSampler{base: sample[0].Value.Uint64(), baseLive: sample[1].Value.Uint64(), stop: make(chan struct{}),
+		done: make(chan [phases + 1]uint64)}
 	go func() {
-		sample := []metrics.Sample{{Name: heapObjects}}
+		sample := []metrics.Sample{{Name: heapObjects}, {Name: heapLive}}
 		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
-		var peaks [phases]uint64
-		peaks[0] = s.base // the peak starts at the base
+		var peaks [phases + 1]uint64
+		peaks[0], peaks[phases] = s.base, s.baseLive // the peaks start at the base
+		read := func() {
+			metrics.Read(sample)
+			p := s.phase.Load()
+			peaks[p] = max(peaks[p], sample[0].Value.Uint64())
+			peaks[phases] = max(peaks[phases], sample[1].Value.Uint64())
+		}
 		for {
 			select {
 			case <-s.stop:
-				p := s.phase.Load()
-				peaks[p] = max(peaks[p], heapNow(sample))
+				read()
 				s.done <- peaks
 				return
 			case <-t.C:
-				p := s.phase.Load()
-				peaks[p] = max(peaks[p], heapNow(sample))
+				read()
 			}
 		}
 	}()
@@ -433,23 +445,26 @@ func (s *heapSampler) setPhase(p int) {
 // peakMiB stops the sampler and returns the peak above the heap before
 // the operation, in MiB.
 func (s *heapSampler) peakMiB() float64 {
-	all, _ := s.peaksMiB()
+	all, _, _ := s.peaksMiB()
 	return all
 }
 
 // peaksMiB stops the sampler and returns the peak above the heap before
-// the operation, and that of each phase (0 for a phase never sampled),
-// in MiB.
-func (s *heapSampler) peaksMiB() (all float64, each [phases]float64) {
+// the operation, that of each phase (0 for a phase never sampled), and
+// the peak of the live heap above the live heap before it, in MiB.
+func (s *heapSampler) peaksMiB() (all float64, each [phases]float64, live float64) {
 	close(s.stop)
 	peaks := <-s.done
-	for p, v := range peaks {
+	for p, v := range peaks[:phases] {
 		if v > s.base {
 			each[p] = mib(float64(v - s.base))
 		}
 		all = max(all, each[p])
 	}
-	return all, each
+	if v := peaks[phases]; v > s.baseLive {
+		live = mib(float64(v - s.baseLive))
+	}
+	return all, each, live
 }
 
 // retained runs op once with the collector at fileGOGC and returns the
@@ -457,21 +472,22 @@ func (s *heapSampler) peaksMiB() (all float64, each [phases]float64) {
 // its peak, whatever the rest of the heap and the allocation rate. It also
 // returns the heap before op (after a collection) and how long op took.
 func retained(op func() error) (kept, before float64, took time.Duration, err error) {
-	kept, _, before, took, err = retainedPhases(func(*heapSampler) error { return op() })
+	kept, _, _, before, took, err = retainedPhases(func(*heapSampler) error { return op() })
 	return kept, before, took, err
 }
 
 // retainedPhases is retained with the peak of each phase op announces to
-// the sampler it is given.
-func retainedPhases(op func(*heapSampler) error) (kept float64, each [phases]float64, before float64, took time.Duration, err error) {
+// the sampler it is given, and the peak of the live heap above the live
+// heap before op (what op held at a collection, without garbage).
+func retainedPhases(op func(*heapSampler) error) (kept float64, each [phases]float64, live, before float64, took time.Duration, err error) {
 	old := debug.SetGCPercent(fileGOGC)
 	defer debug.SetGCPercent(old)
 	s := startHeapSampler()
 	start := time.Now()
 	err = op(s)
 	took = time.Since(start)
-	kept, each = s.peaksMiB()
-	return kept, each, mib(float64(s.base)), took, err
+	kept, each, live = s.peaksMiB()
+	return kept, each, live, mib(float64(s.base)), took, err
 }
 
 // ---------------------------------------------------------------------------
@@ -557,7 +573,10 @@ func BenchmarkDownloadDay(b *testing.B) {
 // reads the slices). Each upload is deleted after it, untimed. The heap
 // metrics are DownloadDay's; retained-pass-MiB and retained-commit-MiB
 // split retained-MiB by phase (the peak above the heap before the upload
-// during each); damaged-peak-heap-MiB is the peak of one more upload,
+// during each); live-MiB is the peak of the live heap (as the last
+// collection found it, sampled with the others) above its value before
+// the upload, in the same run at GOGC=10: what the upload held, without
+// garbage; damaged-peak-heap-MiB is the peak of one more upload,
 // untimed, of the file with a bit of its last chunk flipped (refused after
 // the rest was read and stored, then removed). raw-MB/s is rawOpenSeal over the file's bytes, timed in
 // the same run after the uploads of each size, and op/raw the upload's
@@ -598,7 +617,7 @@ func BenchmarkUploadDay(b *testing.B) {
 			b.StopTimer()
 			perOp := b.Elapsed().Seconds() / float64(b.N)
 			var u *domain.Backup
-			kept, each, before, took, err := retainedPhases(func(hs *heapSampler) (err error) {
+			kept, each, live, before, took, err := retainedPhases(func(hs *heapSampler) (err error) {
 				u, err = s.upload(ctx, path, key, nil, hs)
 				return err
 			})
@@ -625,6 +644,7 @@ func BenchmarkUploadDay(b *testing.B) {
 			b.ReportMetric(peak, "peak-heap-MiB")
 			b.ReportMetric(damagedPeak, "damaged-peak-heap-MiB")
 			b.ReportMetric(kept, "retained-MiB")
+			b.ReportMetric(live, "live-MiB")
 			b.ReportMetric(each[phasePass], "retained-pass-MiB")
 			b.ReportMetric(each[phaseCommit], "retained-commit-MiB")
 			ops := float64(b.N)
