@@ -393,7 +393,7 @@ type heapSampler struct {
 	base, baseLive uint64
 	phase          atomic.Int32
 	stop           chan struct{}
-	done           chan [phases + 1]uint64 // the peak of each phase, then of heapLive
+	done           chan [2 * phases]uint64 // the peak of each phase, then of heapLive in each
 }
 
 // The phases of an upload; other operations have only the first.
@@ -408,18 +408,18 @@ func startHeapSampler() *heapSampler {
 	sample := []metrics.Sample{{Name: heapObjects}, {Name: heapLive}}
 	metrics.Read(sample)
 	s := &heapSampler{base: sample[0].Value.Uint64(), baseLive: sample[1].Value.Uint64(), stop: make(chan struct{}),
-		done: make(chan [phases + 1]uint64)}
+		done: make(chan [2 * phases]uint64)}
 	go func() {
 		sample := []metrics.Sample{{Name: heapObjects}, {Name: heapLive}}
 		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
-		var peaks [phases + 1]uint64
+		var peaks [2 * phases]uint64
 		peaks[0], peaks[phases] = s.base, s.baseLive // the peaks start at the base
 		read := func() {
 			metrics.Read(sample)
 			p := s.phase.Load()
 			peaks[p] = max(peaks[p], sample[0].Value.Uint64())
-			peaks[phases] = max(peaks[phases], sample[1].Value.Uint64())
+			peaks[phases+p] = max(peaks[phases+p], sample[1].Value.Uint64())
 		}
 		for {
 			select {
@@ -451,18 +451,19 @@ func (s *heapSampler) peakMiB() float64 {
 
 // peaksMiB stops the sampler and returns the peak above the heap before
 // the operation, that of each phase (0 for a phase never sampled), and
-// the peak of the live heap above the live heap before it, in MiB.
-func (s *heapSampler) peaksMiB() (all float64, each [phases]float64, live float64) {
+// the peak of the live heap above the live heap before it in each phase,
+// in MiB.
+func (s *heapSampler) peaksMiB() (all float64, each, live [phases]float64) {
 	close(s.stop)
 	peaks := <-s.done
-	for p, v := range peaks[:phases] {
-		if v > s.base {
+	for p := range phases {
+		if v := peaks[p]; v > s.base {
 			each[p] = mib(float64(v - s.base))
 		}
+		if v := peaks[phases+p]; v > s.baseLive {
+			live[p] = mib(float64(v - s.baseLive))
+		}
 		all = max(all, each[p])
-	}
-	if v := peaks[phases]; v > s.baseLive {
-		live = mib(float64(v - s.baseLive))
 	}
 	return all, each, live
 }
@@ -479,7 +480,7 @@ func retained(op func() error) (kept, before float64, took time.Duration, err er
 // retainedPhases is retained with the peak of each phase op announces to
 // the sampler it is given, and the peak of the live heap above the live
 // heap before op (what op held at a collection, without garbage).
-func retainedPhases(op func(*heapSampler) error) (kept float64, each [phases]float64, live, before float64, took time.Duration, err error) {
+func retainedPhases(op func(*heapSampler) error) (kept float64, each, live [phases]float64, before float64, took time.Duration, err error) {
 	old := debug.SetGCPercent(fileGOGC)
 	defer debug.SetGCPercent(old)
 	s := startHeapSampler()
@@ -576,7 +577,8 @@ func BenchmarkDownloadDay(b *testing.B) {
 // during each); live-MiB is the peak of the live heap (as the last
 // collection found it, sampled with the others) above its value before
 // the upload, in the same run at GOGC=10: what the upload held, without
-// garbage; damaged-peak-heap-MiB is the peak of one more upload,
+// garbage (live-pass-MiB and live-commit-MiB in each phase);
+// damaged-peak-heap-MiB is the peak of one more upload,
 // untimed, of the file with a bit of its last chunk flipped (refused after
 // the rest was read and stored, then removed). raw-MB/s is rawOpenSeal over the file's bytes, timed in
 // the same run after the uploads of each size, and op/raw the upload's
@@ -644,7 +646,9 @@ func BenchmarkUploadDay(b *testing.B) {
 			b.ReportMetric(peak, "peak-heap-MiB")
 			b.ReportMetric(damagedPeak, "damaged-peak-heap-MiB")
 			b.ReportMetric(kept, "retained-MiB")
-			b.ReportMetric(live, "live-MiB")
+			b.ReportMetric(max(live[phasePass], live[phaseCommit]), "live-MiB")
+			b.ReportMetric(live[phasePass], "live-pass-MiB")
+			b.ReportMetric(live[phaseCommit], "live-commit-MiB")
 			b.ReportMetric(each[phasePass], "retained-pass-MiB")
 			b.ReportMetric(each[phaseCommit], "retained-commit-MiB")
 			ops := float64(b.N)
