@@ -17,8 +17,9 @@ import (
 // missing day or an instant outside its day; domain.ErrNotFound for a
 // backup the caller cannot see; domain.ErrFailedPrecondition when the
 // point cannot be read (no checkpoint on the day, or an instant before
-// the backup's first); the stores' errors. Everything about the target and the items
-// is a finding, not an error. Reads only; safe for concurrent use.
+// the backup's first); the stores' errors. Everything about the target
+// and the items is a finding, not an error. Reads only; safe for
+// concurrent use.
 func (s *Restores) PlanRestore(ctx context.Context, c Caller, req RestoreRequest, progress ProgressFunc) (*RestorePlan, error) {
 	r, err := s.plan(ctx, c, req, progress)
 	if r != nil && r.src != nil {

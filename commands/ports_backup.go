@@ -43,6 +43,16 @@ type BlobStore interface {
 	DestroyBlobs(ctx context.Context, ref string) error
 }
 
+// BlobDigester is what a reader OpenBlob returns may also be: Digest is
+// the SHA-256 of the whole blob, as the reader checked it against the
+// store's record, once Read has returned io.EOF (ok is false before). A
+// caller that must check a blob against a digest of its own (a base part
+// against its chained record) takes it instead of hashing the bytes a
+// second time. Not safe for concurrent use, as the reader.
+type BlobDigester interface {
+	Digest() (sum [32]byte, ok bool)
+}
+
 // Limits every BlobStore keeps (and its conformance suite checks).
 const (
 	MaxBlobSize    = 1 << 30 // bytes in one blob

@@ -76,8 +76,10 @@ type RestoreSource interface {
 	// Point is the point held, as it was opened.
 	Point() RestorePoint
 	// Covered is how far the data held goes: the instant the state is at
-	// (Point().At for an instant; for a whole day, the end of the day, or,
-	// for a day still in progress, the instant of the last checkpoint), and
+	// (Point().At for an instant, or the instant of the last checkpoint
+	// when the backup holds nothing later yet; for a whole day, the end of
+	// the day, or, for a day still in progress, the instant of the last
+	// checkpoint), and
 	// the last checkpoint of the generation whose data it holds (for
 	// domain.RestoredFrom.Seq).
 	Covered() (at time.Time, seq uint64)

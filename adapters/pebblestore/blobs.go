@@ -534,6 +534,13 @@ func (r *blobReader) load() error {
 	return storeErr(opGetBlob+" "+r.item, closer.Close())
 }
 
+var _ commands.BlobDigester = (*blobReader)(nil)
+
+// Digest is the blob's SHA-256, checked, once Read returned io.EOF.
+func (r *blobReader) Digest() (sum [32]byte, ok bool) {
+	return r.h.digest, r.err == io.EOF && r.off == len(r.buf)
+}
+
 // Close releases the chunk buffer. Idempotent.
 func (r *blobReader) Close() error {
 	r.buf, r.off = nil, 0

@@ -162,6 +162,19 @@ func (e *Engine) Restart() {
 	e.open()
 }
 
+// DownUntil stops the engine, moves the clock to at while it is down, and
+// starts it again: the start catches up (today's missed full, one
+// incremental for the rest).
+func (e *Engine) DownUntil(at time.Time) {
+	e.t.Helper()
+	e.Close()
+	e.Clock.Set(at)
+	e.open()
+	if _, err := e.Driver.Start(context.Background()); err != nil {
+		e.t.Fatalf("start after downtime: %v", err)
+	}
+}
+
 // Advance moves the clock forward, doing the work due on the way.
 func (e *Engine) Advance(d time.Duration) int {
 	e.t.Helper()

@@ -75,12 +75,7 @@ func TestRestoreDayWithCatchUpEvents(t *testing.T) {
 	Must(e.KMS.RotateKey(ctx, e.Caller, k.ID, ""))
 	Must(e.KMS.RotateSecret(ctx, e.Caller, "db", "", domain.Plaintext("v2")))
 	// Down over midnight; the catch-up full of 2 May at 00:33 holds them.
-	e.Close()
-	e.Clock.Set(time.Date(2026, 5, 2, 0, 33, 0, 0, time.UTC))
-	e.open()
-	if _, err := e.Driver.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.DownUntil(time.Date(2026, 5, 2, 0, 33, 0, 0, time.UTC))
 	Must(e.KMS.RotateKey(ctx, e.Caller, k.ID, "")) // 2 May's own
 	e.Advance(10 * time.Minute)
 	caughtUp := false

@@ -75,12 +75,7 @@ func randomHistory(t *testing.T, e *Engine, rng *rand.Rand, steps int) (*domain.
 		case 3:
 			// Down: missed checkpoints, then one catch-up.
 			d := time.Duration(10+rng.IntN(30*60)) * time.Minute
-			e.Close()
-			e.Clock.Set(e.Clock.Now().Add(d))
-			e.open()
-			if _, err := e.Driver.Start(ctx); err != nil {
-				t.Fatal(err)
-			}
+			e.DownUntil(e.Clock.Now().Add(d))
 			history = append(history, fmt.Sprintf("down %s, caught up at %s", d, e.Clock.Now()))
 		}
 	}

@@ -107,12 +107,7 @@ func TestWriteV1Fixture(t *testing.T) {
 	// engine is down over midnight: the catch-up full at 00:33 holds it.
 	e.Advance(time.Date(2026, 5, 2, 15, 57, 0, 0, time.UTC).Sub(e.Clock.Now()))
 	Must(e.KMS.RotateSecret(ctx, e.Caller, "api-token", "", domain.Plaintext("s3cret-2")))
-	e.Close()
-	e.Clock.Set(time.Date(2026, 5, 2, 16, 33, 0, 0, time.UTC))
-	e.open()
-	if _, err := e.Driver.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e.DownUntil(time.Date(2026, 5, 2, 16, 33, 0, 0, time.UTC))
 	Must(e.KMS.RotateKey(ctx, e.Caller, k2.ID, ""))
 	e.Advance(26 * time.Hour)
 

@@ -185,7 +185,8 @@ func (e *engine) close() error {
 
 // enableBackup creates a provisioned backup instance and enables it on
 // instance in (UTC), which takes the first full backup at once: a copy of
-// everything the instance's stream holds.
+// everything the instance's stream holds. Its term is three years, so that
+// a 600-day history never reaches its expiry.
 func (e *engine) enableBackup(ctx context.Context, in domain.InstanceID) (*domain.Backup, error) {
 	b, err := e.backups.CreateBackupInstance(ctx, e.caller, commands.CreateBackupInput{Region: region, ViewableDays: 30, Term: "3y"})
 	if err != nil {

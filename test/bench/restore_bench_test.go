@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -110,51 +111,9 @@ func BenchmarkRestoreToDay(b *testing.B) {
 	// Genesis replay: every event of the KMS stream from revision 0,
 	// decoded, key material opened, state with versions built.
 	var replayed int
-	replay := func() error {
-		state := map[string][]domain.Sealed{}
-		replayed = 0
-		for from := uint64(0); ; {
-			page, err := e.store.ReadStream(ctx, domain.KMSStream(k.in.ID), from, false, 5000)
-			if err != nil {
-				return err
-			}
-			for _, ev := range page {
-				from = ev.Revision + 1
-				replayed++
-				d, err := ev.Decode()
-				if err != nil {
-					return err
-				}
-				var id string
-				var m domain.Sealed
-				switch d := d.(type) {
-				case *domain.KeyCreated:
-					id, m = string(d.Key), d.Material
-					state[id] = nil
-				case *domain.KeyRotated:
-					id, m = string(d.Key), d.Material
-				case *domain.KeyDeleted:
-					delete(state, string(d.Key))
-				case *domain.SecretCreated:
-					state["s/"+d.Name] = []domain.Sealed{d.Value}
-				case *domain.SecretRotated:
-					state["s/"+d.Name] = append(state["s/"+d.Name], d.Value)
-				case *domain.SecretDeleted:
-					delete(state, "s/"+d.Name)
-				}
-				if m != nil {
-					pt, err := e.env.Open(ctx, string(ev.Instance), m, domain.AssociatedData(ev.Account, ev.Stream, ev.ID))
-					if err != nil {
-						return err
-					}
-					pt.Wipe()
-					state[id] = append(state[id], m)
-				}
-			}
-			if len(page) < 5000 {
-				return nil
-			}
-		}
+	replay := func() (err error) {
+		replayed, err = genesisReplay(ctx, e, domain.KMSStream(k.in.ID), math.MaxUint64)
+		return err
 	}
 
 	type phase struct {
@@ -225,22 +184,7 @@ func readWholeDay(ctx context.Context, rs *commands.Restores, c commands.Caller,
 		return 0, 0, err
 	}
 	defer src.Close()
-	ref := bkp.DataRef()
-	err = src.Each(ctx, commands.ItemRef{}, func(it *commands.BackedUpItem) error {
-		items++
-		for _, v := range it.Versions {
-			versions++
-			if it.Kind == domain.RestoreKey {
-				pt, err := rs.Backups.Sealer.Open(ctx, ref, v.Material, commands.BackupAAD(bkp.Account, ref, v.SealedBy))
-				if err != nil {
-					return err
-				}
-				pt.Wipe()
-			}
-		}
-		return nil
-	})
-	return items, versions, err
+	return readItems(ctx, src, bkp, rs.Backups.Sealer)
 }
 
 // readDay is a restore read of a whole day without the plan: the restore
@@ -248,20 +192,37 @@ func readWholeDay(ctx context.Context, rs *commands.Restores, c commands.Caller,
 // version, every key version's material opened under the backup's data
 // key. It returns the items and versions read.
 func readDay(ctx context.Context, e *engine, b *domain.Backup, day domain.Day) (items, versions int, err error) {
+	return loadDay(ctx, e, b, day, true)
+}
+
+// loadDay is readDay, opening the key material or not (the loader alone:
+// what a raw scan of as many records compares with).
+func loadDay(ctx context.Context, e *engine, b *domain.Backup, day domain.Day, open bool) (items, versions int, err error) {
 	src, err := e.backups.Open(ctx, b, commands.RestorePoint{Day: day}, nil)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer src.Close()
+	var opener commands.Sealer
+	if open {
+		opener = e.env
+	}
+	return readItems(ctx, src, b, opener)
+}
+
+// readItems reads every item of src with every version, opening every key
+// version's material under b's data key with opener (nil: none opened). It
+// returns the items and versions read.
+func readItems(ctx context.Context, src commands.RestoreSource, b *domain.Backup, opener commands.Sealer) (items, versions int, err error) {
 	ref := b.DataRef()
 	err = src.Each(ctx, commands.ItemRef{}, func(it *commands.BackedUpItem) error {
 		items++
 		versions += len(it.Versions)
-		if it.Kind != commands.ItemKindKey {
+		if opener == nil || it.Kind != commands.ItemKindKey {
 			return nil
 		}
 		for _, v := range it.Versions {
-			pt, err := e.env.Open(ctx, ref, v.Material, commands.BackupAAD(b.Account, ref, v.SealedBy))
+			pt, err := opener.Open(ctx, ref, v.Material, commands.BackupAAD(b.Account, ref, v.SealedBy))
 			if err != nil {
 				return err
 			}
@@ -270,6 +231,61 @@ func readDay(ctx context.Context, e *engine, b *domain.Backup, day domain.Day) (
 		return nil
 	})
 	return items, versions, err
+}
+
+// genesisReplay reads stream from revision 0 up to end, decodes every
+// event, opens every key version's material under the instance's data key,
+// and builds the state with its versions in memory. It returns the events
+// read.
+func genesisReplay(ctx context.Context, e *engine, stream string, end uint64) (int, error) {
+	state := map[string][]domain.Sealed{}
+	n := 0
+	for from := uint64(0); from < end; {
+		page, err := e.store.ReadStream(ctx, stream, from, false, 5000)
+		if err != nil {
+			return n, err
+		}
+		for _, ev := range page {
+			if ev.Revision >= end {
+				return n, nil
+			}
+			from = ev.Revision + 1
+			n++
+			d, err := ev.Decode()
+			if err != nil {
+				return n, err
+			}
+			var id string
+			var m domain.Sealed
+			switch d := d.(type) {
+			case *domain.KeyCreated:
+				id, m = string(d.Key), d.Material
+				state[id] = nil
+			case *domain.KeyRotated:
+				id, m = string(d.Key), d.Material
+			case *domain.KeyDeleted:
+				delete(state, string(d.Key))
+			case *domain.SecretCreated:
+				state["s/"+d.Name] = []domain.Sealed{d.Value}
+			case *domain.SecretRotated:
+				state["s/"+d.Name] = append(state["s/"+d.Name], d.Value)
+			case *domain.SecretDeleted:
+				delete(state, "s/"+d.Name)
+			}
+			if m != nil {
+				pt, err := e.env.Open(ctx, string(ev.Instance), m, domain.AssociatedData(ev.Account, ev.Stream, ev.ID))
+				if err != nil {
+					return n, err
+				}
+				pt.Wipe()
+				state[id] = append(state[id], m)
+			}
+		}
+		if len(page) < 5000 {
+			break
+		}
+	}
+	return n, nil
 }
 
 func medianDur(xs []time.Duration) time.Duration {

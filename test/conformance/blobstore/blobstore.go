@@ -117,19 +117,31 @@ func mustGet(t *testing.T, ctx context.Context, st commands.BlobStore, ref, name
 }
 
 // readStream reads a blob through OpenBlob, bufSize bytes a Read, until
-// io.EOF, and closes the reader.
+// io.EOF, and closes the reader. A reader that is a commands.BlobDigester
+// must tell no digest before io.EOF and the SHA-256 of what it read at it.
 func readStream(ctx context.Context, st commands.BlobStore, ref, name string, bufSize int) ([]byte, error) {
 	r, err := st.OpenBlob(ctx, ref, name)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
+	d, digests := r.(commands.BlobDigester)
 	var out []byte
 	buf := make([]byte, bufSize)
 	for {
+		if digests {
+			if _, ok := d.Digest(); ok {
+				return out, fmt.Errorf("a digest before the end of the blob (%d bytes read)", len(out))
+			}
+		}
 		n, err := r.Read(buf)
 		out = append(out, buf[:n]...)
 		if errors.Is(err, io.EOF) {
+			if digests {
+				if sum, ok := d.Digest(); !ok || sum != sha256.Sum256(out) {
+					return out, fmt.Errorf("at the end, Digest = %x, %v; want the SHA-256 of the blob", sum, ok)
+				}
+			}
 			return out, nil
 		}
 		if err != nil {
