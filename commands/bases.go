@@ -105,19 +105,26 @@ func (s *Backups) writeBase(ctx context.Context, ref string, seq uint64, sc Scra
 		}
 		return c
 	}
-	var data bytes.Buffer
+	// One buffer for the parts, of a part's size: made again only for a
+	// larger part (a bytes.Buffer would grow to twice the largest and
+	// more), so that one part is in memory at a time.
+	var data []byte
 	put := func(t *ScratchTable) error {
 		counts := cur
 		if cut {
 			counts, cut = done, false
 		}
-		data.Reset()
-		if _, err := io.Copy(&data, t.Data); err != nil {
+		if int64(cap(data)) < t.Size {
+			data = nil // the old one can go before the new one is made
+			data = make([]byte, t.Size)
+		}
+		data = data[:t.Size]
+		if _, err := io.ReadFull(t.Data, data); err != nil {
 			return err
 		}
-		p := domain.BasePart{Name: fmt.Sprintf("base-%d-%s-%d", seq, run, len(parts)), Digest: sha256.Sum256(data.Bytes()),
-			Size: uint64(data.Len()), First: bytes.Clone(t.First), Last: bytes.Clone(t.Last), Items: counts.Items, Versions: counts.Versions}
-		if err := s.Blobs.PutBlob(ctx, ref, p.Name, data.Bytes()); err != nil {
+		p := domain.BasePart{Name: fmt.Sprintf("base-%d-%s-%d", seq, run, len(parts)), Digest: sha256.Sum256(data),
+			Size: uint64(len(data)), First: bytes.Clone(t.First), Last: bytes.Clone(t.Last), Items: counts.Items, Versions: counts.Versions}
+		if err := s.Blobs.PutBlob(ctx, ref, p.Name, data); err != nil {
 			return fmt.Errorf("store base part %s: %w", p.Name, err)
 		}
 		parts = append(parts, p)

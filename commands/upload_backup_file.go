@@ -2,27 +2,37 @@ package commands
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
+	"github.com/kmsbackup/kmsbackup/projections/dayview"
 )
 
 // UploadBackupFile brings a downloaded backup data file back as an upload:
 // a backup instance of kind upload holding the file's day, listed beside
 // the others and restorable like them. open returns the file from its
-// start; it is called twice. The first pass checks the whole file (every
-// chunk authentic, every record sound, every count the header's, the
-// caller's account) before anything is stored; the second stores its data
-// resealed under the upload's own data key, then records the upload with
-// one atomic append. A failure at any point leaves nothing behind.
+// start; it is called once. The file is read once, checked as it is read
+// (every chunk authentic, every record sound, every count the header's,
+// the caller's account) and stored in the form a backup instance's data
+// has (docs/restore-engine.md): the state the day starts from (its first
+// segment) replayed into a scratch store and written as base 0, every
+// later segment's events resealed under the upload's own data key as
+// slice parts. The checks that need every item and event ID of the file
+// (domain.FileItems, domain.FileIDs) read them back, sorted, from a second
+// scratch store, so memory stays bounded whatever the file's size. Only
+// once everything holds is the upload recorded, with one atomic append. A
+// failure at any point leaves nothing behind: the scratch stores, the
+// blobs stored and the data key go.
 //
 // Errors: domain.ErrInvalidArgument for a bad name or a string that is not
 // a data key; domain.BadBackupFile for every file that cannot be used
 // (wrong key, any damage, truncation, another account's file), all alike;
-// open's and the stores' errors.
+// domain.ErrUnavailable when no scratch store is configured; open's and
+// the stores' errors.
 func (s *Backups) UploadBackupFile(ctx context.Context, c Caller, name, dataKey string, open func() (io.Reader, error)) (*domain.Backup, error) {
 	const op = "upload"
 	if err := requireAccount(c, op); err != nil {
@@ -37,8 +47,14 @@ func (s *Backups) UploadBackupFile(ctx context.Context, c Caller, name, dataKey 
 		return nil, err
 	}
 	defer key.Wipe()
-
-	h, err := s.readUpload(c, key, open, nil)
+	if s.Scratch == nil {
+		return nil, domain.Errorf(domain.ErrUnavailable, op, "", "", "no scratch store is configured")
+	}
+	r, err := open()
+	if err != nil {
+		return nil, err
+	}
+	fr, err := s.Files.Open(r, key)
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +63,7 @@ func (s *Backups) UploadBackupFile(ctx context.Context, c Caller, name, dataKey 
 	if err := s.DataKeys.CreateDataKey(ctx, ref); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	b, committed, err := s.storeUpload(ctx, c, id, ref, name, key, h, open)
+	b, committed, err := s.storeUpload(ctx, c, id, ref, name, fr)
 	if err != nil && !committed {
 		// Nothing of a failed upload stays: its blobs and data key go.
 		if derr := s.destroyData(context.WithoutCancel(ctx), ref); derr != nil {
@@ -64,155 +80,42 @@ func (s *Backups) UploadBackupFile(ctx context.Context, c Caller, name, dataKey 
 	return b, nil
 }
 
-// uploadSink receives the events of each segment of a checked file.
-type uploadSink struct {
-	begin func(cp *domain.FileCheckpoint) error
-	event func(e *domain.Event) error
-	end   func() error
-}
-
-// readUpload reads a whole file, checking it; sink (if not nil) receives
-// its content as it is checked. Every problem with the file is
-// BadBackupFile.
-func (s *Backups) readUpload(c Caller, key domain.Plaintext, open func() (io.Reader, error), sink *uploadSink) (domain.FileHeader, error) {
-	r, err := open()
-	if err != nil {
-		return domain.FileHeader{}, err
-	}
-	fr, err := s.Files.Open(r, key)
-	if err != nil {
-		return domain.FileHeader{}, err
-	}
-	h := fr.Header()
-	loc, err := s.zone(h.TimeZone)
-	if err != nil {
-		return domain.FileHeader{}, domain.BadBackupFile()
-	}
-	chk, err := domain.NewFileCheck(h, c.Account, loc)
-	if err != nil {
-		return domain.FileHeader{}, err
-	}
-	open1 := false
-	for {
-		rec, err := fr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return domain.FileHeader{}, err
-		}
-		cp, e, err := domain.DecodeFileRecord(rec)
-		if err != nil {
-			return domain.FileHeader{}, err
-		}
-		if cp != nil {
-			if err := chk.Checkpoint(cp); err != nil {
-				return domain.FileHeader{}, err
-			}
-			if sink != nil {
-				if open1 {
-					if err := sink.end(); err != nil {
-						return domain.FileHeader{}, err
-					}
-				}
-				if err := sink.begin(cp); err != nil {
-					return domain.FileHeader{}, err
-				}
-			}
-			open1 = true
-			continue
-		}
-		err = chk.Event(e)
-		if err == nil && sink != nil {
-			err = sink.event(e)
-		}
-		domain.Plaintext(e.Data).Wipe()
-		if err != nil {
-			return domain.FileHeader{}, err
-		}
-	}
-	if err := chk.Done(); err != nil {
-		return domain.FileHeader{}, err
-	}
-	if sink != nil && open1 {
-		if err := sink.end(); err != nil {
-			return domain.FileHeader{}, err
-		}
-	}
-	return h, nil
-}
-
-// storeUpload reads the file again, storing each segment's events as a
-// blob resealed under ref, then appends the upload and its checkpoints.
-func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID, ref, name string, key domain.Plaintext,
-	h0 domain.FileHeader, open func() (io.Reader, error)) (b *domain.Backup, committed bool, err error) {
+// storeUpload reads the file, checking and storing it (see
+// UploadBackupFile), then appends the upload, its checkpoints and its base.
+// committed reports whether the append happened.
+func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID, ref, name string, fr FileReader) (b *domain.Backup, committed bool, err error) {
 	const op = "upload"
-	var segs []domain.UploadSegment
-	var cur *domain.FileCheckpoint
-	// Each event goes into its segment's slice as it arrives, resealed, and
-	// the slice is stored in parts as they fill (domain.MaxSlicePart), so
-	// that a segment is never whole in memory.
-	var slice *sliceWriter
-	sink := &uploadSink{
-		begin: func(cp *domain.FileCheckpoint) error {
-			seq, run := len(segs)+1, s.IDs.NewULID()
-			cur = cp
-			slice = &sliceWriter{ctx: ctx, blobs: s.Blobs, ref: ref, limit: s.slicePartLimit(), name: func(i int) string {
-				return fmt.Sprintf("slice-%d-%s-%d", seq, run, i)
-			}}
-			return nil
-		},
-		event: func(e *domain.Event) error {
-			d, err := e.Decode()
-			if err != nil {
-				return domain.BadBackupFile()
-			}
-			for _, m := range domain.KeyMaterials(d) {
-				sealed, err := s.Sealer.Seal(ctx, ref, domain.Plaintext(*m), BackupAAD(c.Account, ref, e.ID))
-				domain.Plaintext(*m).Wipe()
-				if err != nil {
-					return fmt.Errorf("%s: seal key material: %w", op, err)
-				}
-				*m = sealed
-			}
-			cp := *e
-			cp.Data = domain.EncodeData(d)
-			if err := slice.add(&cp); err != nil {
-				return fmt.Errorf("%s: store data: %w", op, err)
-			}
-			return nil
-		},
-		end: func() error {
-			parts, err := slice.finish()
-			if err != nil {
-				return fmt.Errorf("%s: store data: %w", op, err)
-			}
-			if len(parts) > 0 && (cur.Next == cur.From || parts[0].From < cur.From || parts[len(parts)-1].Next > cur.Next) {
-				return domain.BadBackupFile()
-			}
-			// A segment's first part starts at the segment's first revision,
-			// its last ends at its Next; an upload's first segment keeps only
-			// the events that build its state, so its parts cover less.
-			if len(parts) > 0 {
-				parts[0].From, parts[len(parts)-1].Next = cur.From, cur.Next
-			}
-			segs = append(segs, domain.UploadSegment{Full: cur.Full, At: cur.At, From: cur.From, Next: cur.Next, Parts: parts})
-			slice = nil // stored: let it go before the next segment
-			return nil
-		},
-	}
-	h, err := s.readUpload(c, key, open, sink)
-	if err != nil {
-		return nil, false, err
-	}
-	if h.FileID != h0.FileID || h.Records != h0.Records {
-		return nil, false, domain.BadBackupFile() // the file changed between the passes
-	}
+	h := fr.Header()
 	loc, err := s.zone(h.TimeZone)
 	if err != nil {
 		return nil, false, domain.BadBackupFile()
 	}
-	ds, err := domain.NewUpload(id, name, h, segs, loc)
+	chk, err := domain.NewFileCheck(h, c.Account, loc)
+	if err != nil {
+		return nil, false, err
+	}
+	u := &upload{s: s, ctx: ctx, account: c.Account, ref: ref, chk: chk}
+	defer u.close()
+	if u.state, err = s.Scratch.OpenScratch(ctx); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", op, err)
+	}
+	if u.index, err = s.Scratch.OpenScratch(ctx); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", op, err)
+	}
+	if err := u.read(fr); err != nil {
+		return nil, false, err
+	}
+	if err := u.checkIndex(); err != nil {
+		return nil, false, err
+	}
+	if err := u.state.Flush(); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", op, err)
+	}
+	var base domain.UploadBase
+	if base.Parts, base.StateDigest, err = s.writeBase(ctx, ref, 1, u.state); err != nil {
+		return nil, false, fmt.Errorf("%s: write base 0: %w", op, err)
+	}
+	ds, err := domain.NewUpload(id, name, h, u.segs, base, loc)
 	if err != nil {
 		return nil, false, err
 	}
@@ -234,4 +137,258 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 	}
 	b, err = backupstate.Get(s.State, id)
 	return b, true, err
+}
+
+// upload is one upload's pass over its file.
+type upload struct {
+	s       *Backups
+	ctx     context.Context
+	account domain.AccountID
+	ref     string
+	chk     *domain.FileCheck
+	dec     domain.FileRecordReader
+	// state holds the state the first segment builds (base 0); index the
+	// item changes and event IDs of the file, for the checks that need
+	// them all (see indexKey).
+	state, index Scratch
+	apply        dayview.Applier
+	segs         []domain.UploadSegment
+	cur          *domain.FileCheckpoint
+	slice        *sliceWriter // the current segment's, after the first
+	records      uint64
+	key, val     []byte
+}
+
+func (u *upload) close() {
+	for _, sc := range []Scratch{u.state, u.index} {
+		if sc != nil {
+			_ = sc.Close()
+		}
+	}
+}
+
+// read reads every record of the file, checking each and storing it.
+// Every problem with the file is BadBackupFile.
+func (u *upload) read(fr FileReader) error {
+	for n := 0; ; n++ {
+		if n%1024 == 0 {
+			if err := u.ctx.Err(); err != nil {
+				return err
+			}
+		}
+		rec, err := fr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		u.records++
+		cp, e, err := u.dec.Decode(rec)
+		if err != nil {
+			return err
+		}
+		if cp != nil {
+			err = u.checkpoint(cp)
+		} else {
+			err = u.event(e)
+			domain.Plaintext(e.Data).Wipe()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if u.cur == nil {
+		return domain.BadBackupFile()
+	}
+	return u.endSegment()
+}
+
+// checkpoint begins a segment, ending the one before.
+func (u *upload) checkpoint(cp *domain.FileCheckpoint) error {
+	if err := u.chk.Checkpoint(cp); err != nil {
+		return err
+	}
+	if u.cur != nil {
+		if err := u.endSegment(); err != nil {
+			return err
+		}
+	}
+	cur := *cp
+	u.cur = &cur
+	if len(u.segs) == 0 {
+		return nil // the first: replayed into the state
+	}
+	seq, run := len(u.segs)+1, u.s.IDs.NewULID()
+	u.slice = &sliceWriter{ctx: u.ctx, blobs: u.s.Blobs, ref: u.ref, limit: u.s.slicePartLimit(), name: func(i int) string {
+		return fmt.Sprintf("slice-%d-%s-%d", seq, run, i)
+	}}
+	return nil
+}
+
+// endSegment stores what is left of the current segment.
+func (u *upload) endSegment() error {
+	const op = "upload"
+	cur := u.cur
+	seg := domain.UploadSegment{Full: cur.Full, At: cur.At, From: cur.From, Next: cur.Next}
+	if u.slice != nil {
+		parts, err := u.slice.finish()
+		if err != nil {
+			return fmt.Errorf("%s: store data: %w", op, err)
+		}
+		if len(parts) > 0 && (cur.Next == cur.From || parts[0].From < cur.From || parts[len(parts)-1].Next > cur.Next) {
+			return domain.BadBackupFile()
+		}
+		// A segment's first part starts at the segment's first revision,
+		// its last ends at its Next.
+		if len(parts) > 0 {
+			parts[0].From, parts[len(parts)-1].Next = cur.From, cur.Next
+		}
+		seg.Parts = parts
+		u.slice = nil // stored: let it go before the next segment
+	}
+	u.segs = append(u.segs, seg)
+	return nil
+}
+
+// event checks one event, records its ID and change in the index, reseals
+// its key material under the upload's data key and stores it: into the
+// state (the first segment) or the segment's slice.
+func (u *upload) event(e *domain.Event) error {
+	const op = "upload"
+	d, ch, err := u.chk.Event(e)
+	if err != nil {
+		return err
+	}
+	if err := u.indexEvent(e.ID, &ch); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	for _, m := range domain.KeyMaterials(d) {
+		sealed, err := u.s.Sealer.Seal(u.ctx, u.ref, domain.Plaintext(*m), BackupAAD(u.account, u.ref, e.ID))
+		domain.Plaintext(*m).Wipe()
+		if err != nil {
+			return fmt.Errorf("%s: seal key material: %w", op, err)
+		}
+		*m = sealed
+	}
+	cp := *e
+	cp.Data = domain.EncodeData(d)
+	if u.slice != nil {
+		if err := u.slice.add(&cp); err != nil {
+			return fmt.Errorf("%s: store data: %w", op, err)
+		}
+		return nil
+	}
+	c, ok, err := dayview.ChangeOf(&cp)
+	if err != nil {
+		return domain.BadBackupFile()
+	}
+	if ok {
+		if err := u.apply.Apply(u.state, dayview.Instant, &c); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	return nil
+}
+
+// The index of an upload: the file's event IDs and item changes as keys,
+// in a scratch store, read back sorted once the file is read.
+//
+//	'i' <event ID 16 bytes> <record number uint64 BE>                  -> nothing
+//	'c' <kind> <key ID or secret name> 0x00 <record number uint64 BE> -> op, version (uvarint), segment (uvarint), late
+//
+// The record number keeps equal IDs apart (FileIDs finds them side by
+// side) and an item's changes in the file's order; names hold no 0x00
+// (FileCheck.Event refuses them), so an item's changes are together.
+const (
+	indexID     = 'i'
+	indexChange = 'c'
+)
+
+func (u *upload) indexEvent(id domain.EventID, ch *domain.FileChange) error {
+	u.key = append(append(u.key[:0], indexID), id[:]...)
+	u.key = binary.BigEndian.AppendUint64(u.key, u.records)
+	if err := u.index.Set(u.key, nil); err != nil {
+		return err
+	}
+	if ch.Kind == 0 {
+		return nil
+	}
+	u.key = append(append(append(u.key[:0], indexChange, ch.Kind), ch.ID...), 0)
+	u.key = binary.BigEndian.AppendUint64(u.key, u.records)
+	u.val = binary.AppendUvarint(append(u.val[:0], byte(ch.Op)), uint64(ch.Version))
+	u.val = binary.AppendUvarint(u.val, ch.Segment)
+	late := byte(0)
+	if ch.Late {
+		late = 1
+	}
+	u.val = append(u.val, late)
+	return u.index.Set(u.key, u.val)
+}
+
+// checkIndex reads the index back, sorted: the event IDs through
+// domain.FileIDs, the item changes through domain.FileItems, whose counts
+// end the file's check.
+func (u *upload) checkIndex() error {
+	const op = "upload"
+	if err := u.index.Flush(); err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	var ids domain.FileIDs
+	err := u.scan(indexID, func(k, _ []byte) error {
+		if len(k) != 1+16+8 {
+			return domain.Corruption("upload index: a key of %d bytes", len(k))
+		}
+		return ids.Next(domain.EventID(k[1:17]))
+	})
+	if err != nil {
+		return err
+	}
+	items := u.chk.Items()
+	var ch domain.FileChange
+	err = u.scan(indexChange, func(k, v []byte) error {
+		if len(k) < 1+1+1+8 || len(v) < 3 {
+			return domain.Corruption("upload index: a change of %d and %d bytes", len(k), len(v))
+		}
+		name := k[2 : len(k)-9]
+		if ch.Kind != k[1] || ch.ID != string(name) {
+			ch.Kind, ch.ID = k[1], string(name)
+		}
+		ch.Op = domain.FileOp(v[0])
+		ver, n := binary.Uvarint(v[1:])
+		seg, m := binary.Uvarint(v[1+max(n, 0):])
+		if n <= 0 || m <= 0 || 1+n+m != len(v)-1 {
+			return domain.Corruption("upload index: a change that does not decode")
+		}
+		ch.Version, ch.Segment, ch.Late = uint32(ver), seg, v[len(v)-1] == 1
+		return items.Change(&ch)
+	})
+	if err != nil {
+		return err
+	}
+	return u.chk.Done(items.Counts())
+}
+
+// scan calls fn with every key of the index under prefix, in order.
+func (u *upload) scan(prefix byte, fn func(k, v []byte) error) error {
+	it, err := u.index.NewIter([]byte{prefix}, []byte{prefix + 1})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok, n := it.First(), 0; ok; ok, n = it.Next(), n+1 {
+		if n%4096 == 0 {
+			if err := u.ctx.Err(); err != nil {
+				return err
+			}
+		}
+		v, err := it.Value()
+		if err != nil {
+			return err
+		}
+		if err := fn(it.Key(), v); err != nil {
+			return err
+		}
+	}
+	return it.Error()
 }

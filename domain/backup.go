@@ -259,8 +259,9 @@ type BackupCheckpointed struct {
 // SliceParts returns the parts of the checkpoint's slice, in revision
 // order: Parts, or the one blob Slice of the first generation, or none.
 // The count of events of that one blob is not recorded (Events 0): it is
-// Next - From, except for an upload's first checkpoint, which holds only
-// the events that build its state.
+// Next - From, except for the first checkpoint of an upload made before
+// bases (an upload's is now held by base 0), which holds only the events
+// that build its state.
 func (c *BackupCheckpointed) SliceParts() []SlicePart {
 	if len(c.Parts) > 0 {
 		return c.Parts

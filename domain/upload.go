@@ -24,7 +24,9 @@ const (
 
 // BackupUploaded records an upload. It is followed, in the same append, by
 // the BackupCheckpointed events of its data: the first holds the state the
-// day starts from, the others the day's incrementals.
+// day starts from (in base 0, whose BackupBaseStored follows it; an
+// upload of an earlier version held it as a slice of the events that
+// build it), the others the day's incrementals.
 type BackupUploaded struct {
 	Backup      BackupID
 	Name        string
@@ -72,21 +74,31 @@ type UploadSegment struct {
 	Full       bool
 	At         time.Time
 	From, Next uint64      // KMS stream revisions covered: [From, Next)
-	Parts      []SlicePart // the blobs holding the segment's events (none when none)
+	Parts      []SlicePart // the blobs holding the segment's events (none when none, and for the first)
 }
 
-// NewUpload decides an upload: the BackupUploaded event and the chain of
+// UploadBase is base 0 of an upload: the state its first segment builds
+// (the state the day starts from), stored as parts, and the digest of that
+// state (see BackupBaseStored).
+type UploadBase struct {
+	Parts       []BasePart
+	StateDigest [32]byte
+}
+
+// NewUpload decides an upload: the BackupUploaded event, then the chain of
 // checkpoints of its data, digests linked as a backup instance's are. The
-// first segment is the state the day starts from and is recorded as a full
-// backup; the segments must follow each other without gap or overlap and
-// in time order, and one must fall on h.Day in loc.
-func NewUpload(id BackupID, name string, h FileHeader, segs []UploadSegment, loc *time.Location) ([]EventData, error) {
+// first segment is the state the day starts from, recorded as a full
+// backup held by base 0 (InBase, no slice), whose BackupBaseStored follows
+// it; the later segments are slices. The segments must follow each other
+// without gap or overlap and in time order, and one must fall on h.Day in
+// loc.
+func NewUpload(id BackupID, name string, h FileHeader, segs []UploadSegment, base UploadBase, loc *time.Location) ([]EventData, error) {
 	const op = "upload"
 	name, err := CleanAlias("upload name", name)
 	if err != nil {
 		return nil, err
 	}
-	if len(segs) == 0 {
+	if len(segs) == 0 || len(segs[0].Parts) > 0 {
 		return nil, BadBackupFile()
 	}
 	out := []EventData{&BackupUploaded{Backup: id, Name: name, Region: h.Region, Day: h.Day, TimeZone: h.TimeZone,
@@ -95,21 +107,33 @@ func NewUpload(id BackupID, name string, h FileHeader, segs []UploadSegment, loc
 	onDay := false
 	for i, s := range segs {
 		c := &BackupCheckpointed{Seq: uint64(i) + 1, Full: s.Full || i == 0, At: s.At.UTC(), Day: DayOf(s.At, loc),
-			From: s.From, Next: s.Next}
+			From: s.From, Next: s.Next, InBase: i == 0}
 		if prev != nil {
 			if s.From != prev.Next || s.At.Before(prev.At) {
 				return nil, BadBackupFile()
 			}
 			c.PrevDigest = prev.Digest
 		}
-		// A later segment holds every revision of its range; the first holds
-		// only the events that build the state, possibly none.
-		if s.Next < s.From || (len(s.Parts) > 0 && s.Next == s.From) || (i > 0 && s.Next > s.From && len(s.Parts) == 0) {
+		// A later segment holds every revision of its range in its parts.
+		if s.Next < s.From || (i > 0 && (len(s.Parts) > 0) != (s.Next > s.From)) {
 			return nil, BadBackupFile()
 		}
 		c.Parts = s.Parts
 		c.Digest = CheckpointDigest(id, c)
 		out = append(out, c)
+		if i == 0 {
+			b := &BackupBaseStored{Seq: 1, At: c.At, Next: c.Next, Parts: base.Parts, StateDigest: base.StateDigest,
+				CheckpointDigest: c.Digest}
+			for _, p := range base.Parts {
+				if p.Name == "" || p.Items == 0 {
+					return nil, Invalid(op, "a part of base 0 has no name or no item")
+				}
+				b.Items += p.Items
+				b.Versions += p.Versions
+			}
+			b.Digest = BaseDigest(id, b)
+			out = append(out, b)
+		}
 		prev = c
 		onDay = onDay || c.Day == h.Day
 	}

@@ -34,6 +34,10 @@ const (
 	DefaultScratchMemTable = 8 << 20
 	// scratchBatchBytes is how much a scratch buffers before it commits.
 	scratchBatchBytes = 1 << 20
+	// scratchNodeBytes is what Pebble reckons a record takes in a
+	// memtable besides its key and value (arenaskl.MaxNodeSize: a node of
+	// the largest height), about 190 bytes.
+	scratchNodeBytes = 256
 )
 
 const opScratch = "scratch"
@@ -118,7 +122,14 @@ func (s *Scratches) OpenScratch(ctx context.Context) (commands.Scratch, error) {
 		_ = s.opts.FS.RemoveAll(dir)
 		return nil, storeErr("open a scratch store", err)
 	}
-	return &scratch{db: db, fs: s.opts.FS, dir: dir, b: db.NewBatch(), writeOpts: po.MakeWriterOptions(6, db.TableFormat())}, nil
+	// A batch that Pebble reckons at half a memtable or more is committed
+	// as a memtable of its own, flushed and sorted at once: one table in
+	// level 0 per commit. Small records reach that long before
+	// scratchBatchBytes, so a batch is also committed at a count of
+	// records that keeps it to a quarter of a memtable.
+	maxRecords := max(int(s.opts.MemTableSize/4/scratchNodeBytes), 64)
+	return &scratch{db: db, fs: s.opts.FS, dir: dir, b: db.NewBatch(), maxRecords: uint32(maxRecords),
+		writeOpts: po.MakeWriterOptions(6, db.TableFormat())}, nil
 }
 
 // scratchKind names scratch stores in errors.
@@ -126,15 +137,16 @@ var scratchKind = &storeKind{name: "scratch store", hint: "it is a cache of the 
 
 // scratch is one scratch store.
 type scratch struct {
-	db        *pebble.DB
-	fs        vfs.FS
-	dir       string
-	b         *pebble.Batch
-	writeOpts sstable.WriterOptions
-	tables    []string // added, not yet ingested
-	n         int      // files made, for their names
-	closeOnce sync.Once
-	closed    bool
+	db         *pebble.DB
+	fs         vfs.FS
+	dir        string
+	b          *pebble.Batch
+	maxRecords uint32 // records in a batch before it commits
+	writeOpts  sstable.WriterOptions
+	tables     []string // added, not yet ingested
+	n          int      // files made, for their names
+	closeOnce  sync.Once
+	closed     bool
 }
 
 var _ commands.Scratch = (*scratch)(nil)
@@ -162,7 +174,7 @@ func (s *scratch) DeleteRange(start, end []byte) error {
 }
 
 func (s *scratch) maybeCommit() error {
-	if s.b.Len() < scratchBatchBytes {
+	if s.b.Len() < scratchBatchBytes && s.b.Count() < s.maxRecords {
 		return nil
 	}
 	return s.Flush()

@@ -132,6 +132,19 @@ func (r *Reader) Bytes() []byte {
 	return out
 }
 
+// Raw reads a length-prefixed byte string in place: the result aliases
+// the input.
+func (r *Reader) Raw() []byte {
+	n := r.Uvarint()
+	if r.err != nil || n > uint64(len(r.B)) {
+		r.fail()
+		return nil
+	}
+	out := r.B[:n:n]
+	r.B = r.B[n:]
+	return out
+}
+
 // String reads a length-prefixed string.
 func (r *Reader) String() string {
 	n := r.Uvarint()

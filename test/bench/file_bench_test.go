@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,8 +51,8 @@ const (
 )
 
 // fileState is an engine whose backup holds a day to download: n keys
-// (a fifth of them with a second version) and n/10 secrets at the day's
-// full, then fileIncrementals incrementals, each rotating n/100 random
+// (a fifth of them with a second version) and n/10 secrets (at most
+// 50,000) at the day's full, then fileIncrementals incrementals, each rotating n/100 random
 // keys, deleting n/1000 and creating as many, creating n/1000 secrets and
 // rotating n/1000 random ones.
 type fileState struct {
@@ -203,7 +204,9 @@ func fillFileState(ctx context.Context, e *engine, n int) (*fileState, error) {
 		k.rev = cur.Revision
 		return nil
 	}
-	if err := secretOps(n/10, 0); err != nil {
+	// n/10 secrets, within an instance's quota (with those the
+	// incrementals create): 50,000 at 1M keys.
+	if err := secretOps(min(n/10, domain.MaxQuota/2), 0); err != nil {
 		return nil, err
 	}
 	e.clock.Set(fileDay.Add(-10 * time.Minute))
@@ -268,21 +271,22 @@ func (s *fileState) download(ctx context.Context, w io.Writer) (domain.FileHeade
 	return h, key, err
 }
 
-// uploadPhases adds up the time uploads spend in each phase: the first
-// pass over the file (the check), the second (key material resealed, one
-// blob stored per segment), and the commit (the upload's events appended,
-// and the wait until backupstate and backupdata have applied them).
+// uploadPhases adds up the time uploads spend in each phase: the pass
+// over the file (each record checked, key material resealed, the starting
+// state replayed into a scratch store, the later segments stored as slice
+// parts, then the index of items and IDs read back and the base written)
+// and the commit (the upload's events appended, and the wait until
+// backupstate and backupdata have applied them).
 type uploadPhases struct {
-	check, store, commit time.Duration
+	pass, commit time.Duration
 }
 
-// upload uploads the file at path under key, opening it for each of the
-// upload's two passes, adds the time of each phase to ph (if not nil), and
-// tells hs (if not nil) when each phase begins.
+// upload uploads the file at path under key, adds the time of each phase
+// to ph (if not nil), and tells hs (if not nil) when each phase begins.
 func (s *fileState) upload(ctx context.Context, path, key string, ph *uploadPhases, hs *heapSampler) (*domain.Backup, error) {
 	var opened []*os.File
 	start := time.Now()
-	var second, appended time.Time
+	var appended time.Time
 	s.onAppend = func() {
 		appended = time.Now()
 		hs.setPhase(phaseCommit)
@@ -294,10 +298,6 @@ func (s *fileState) upload(ctx context.Context, path, key string, ph *uploadPhas
 		}
 	}()
 	u, err := s.e.backups.UploadBackupFile(ctx, s.e.caller, "bench-upload", key, func() (io.Reader, error) {
-		if len(opened) == 1 {
-			second = time.Now()
-			hs.setPhase(phaseStore)
-		}
 		f, err := os.Open(path)
 		if err != nil {
 			return nil, err
@@ -306,8 +306,7 @@ func (s *fileState) upload(ctx context.Context, path, key string, ph *uploadPhas
 		return f, nil
 	})
 	if ph != nil && err == nil {
-		ph.check += second.Sub(start)
-		ph.store += appended.Sub(second)
+		ph.pass += appended.Sub(start)
 		ph.commit += time.Since(appended)
 	}
 	return u, err
@@ -335,6 +334,32 @@ func (s *fileState) downloadTo(ctx context.Context, dir string) (string, string,
 	return f.Name(), key, err
 }
 
+// damagedCopy copies the file at path into dir with one bit of its last
+// chunk flipped, and returns the copy's path.
+func damagedCopy(path, dir string) (string, error) {
+	src, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer src.Close()
+	dst, err := os.CreateTemp(dir, "damaged-*.kmsbk")
+	if err != nil {
+		return "", err
+	}
+	n, err := io.Copy(dst, src)
+	if err == nil {
+		var b [1]byte
+		if _, err = dst.ReadAt(b[:], n-20); err == nil {
+			b[0] ^= 0x08
+			_, err = dst.WriteAt(b[:], n-20)
+		}
+	}
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	return dst.Name(), err
+}
+
 // countingWriter counts what is written to it and drops it.
 type countingWriter struct{ n int64 }
 
@@ -347,8 +372,13 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 // The heap during one operation.
 
 // heapObjects is the heap memory of objects, live or not yet swept: what
-// the heap holds at an instant, read without stopping the world.
-const heapObjects = "/memory/classes/heap/objects:bytes"
+// the heap holds at an instant, read without stopping the world. heapLive
+// is the heap the last collection found live: what the program held then,
+// without its garbage.
+const (
+	heapObjects = "/memory/classes/heap/objects:bytes"
+	heapLive    = "/gc/heap/live:bytes"
+)
 
 func heapNow(sample []metrics.Sample) uint64 {
 	metrics.Read(sample)
@@ -357,42 +387,48 @@ func heapNow(sample []metrics.Sample) uint64 {
 
 // heapSampler records the peak of heapObjects, every 5 ms, from its start
 // (after a collection) to its stop, and the peak of each phase of the
-// operation (an upload's check, store and commit), as the operation
-// announces them with setPhase.
+// operation (an upload's pass and commit), as the operation announces them
+// with setPhase; and the peak of heapLive.
 type heapSampler struct {
-	base  uint64
-	phase atomic.Int32
-	stop  chan struct{}
-	done  chan [phases]uint64
+	base, baseLive uint64
+	phase          atomic.Int32
+	stop           chan struct{}
+	done           chan [2 * phases]uint64 // the peak of each phase, then of heapLive in each
 }
 
 // The phases of an upload; other operations have only the first.
 const (
-	phaseCheck = iota
-	phaseStore
+	phasePass = iota
 	phaseCommit
 	phases
 )
 
 func startHeapSampler() *heapSampler {
 	runtime.GC()
-	s := &heapSampler{base: heapNow([]metrics.Sample{{Name: heapObjects}}), stop: make(chan struct{}), done: make(chan [phases]uint64)}
+	sample := []metrics.Sample{{Name: heapObjects}, {Name: heapLive}}
+	metrics.Read(sample)
+	s := &heapSampler{base: sample[0].Value.Uint64(), baseLive: sample[1].Value.Uint64(), stop: make(chan struct{}),
+		done: make(chan [2 * phases]uint64)}
 	go func() {
-		sample := []metrics.Sample{{Name: heapObjects}}
+		sample := []metrics.Sample{{Name: heapObjects}, {Name: heapLive}}
 		t := time.NewTicker(5 * time.Millisecond)
 		defer t.Stop()
-		var peaks [phases]uint64
-		peaks[0] = s.base // the peak starts at the base
+		var peaks [2 * phases]uint64
+		peaks[0], peaks[phases] = s.base, s.baseLive // the peaks start at the base
+		read := func() {
+			metrics.Read(sample)
+			p := s.phase.Load()
+			peaks[p] = max(peaks[p], sample[0].Value.Uint64())
+			peaks[phases+p] = max(peaks[phases+p], sample[1].Value.Uint64())
+		}
 		for {
 			select {
 			case <-s.stop:
-				p := s.phase.Load()
-				peaks[p] = max(peaks[p], heapNow(sample))
+				read()
 				s.done <- peaks
 				return
 			case <-t.C:
-				p := s.phase.Load()
-				peaks[p] = max(peaks[p], heapNow(sample))
+				read()
 			}
 		}
 	}()
@@ -409,23 +445,27 @@ func (s *heapSampler) setPhase(p int) {
 // peakMiB stops the sampler and returns the peak above the heap before
 // the operation, in MiB.
 func (s *heapSampler) peakMiB() float64 {
-	all, _ := s.peaksMiB()
+	all, _, _ := s.peaksMiB()
 	return all
 }
 
 // peaksMiB stops the sampler and returns the peak above the heap before
-// the operation, and that of each phase (0 for a phase never sampled),
+// the operation, that of each phase (0 for a phase never sampled), and
+// the peak of the live heap above the live heap before it in each phase,
 // in MiB.
-func (s *heapSampler) peaksMiB() (all float64, each [phases]float64) {
+func (s *heapSampler) peaksMiB() (all float64, each, live [phases]float64) {
 	close(s.stop)
 	peaks := <-s.done
-	for p, v := range peaks {
-		if v > s.base {
+	for p := range phases {
+		if v := peaks[p]; v > s.base {
 			each[p] = mib(float64(v - s.base))
+		}
+		if v := peaks[phases+p]; v > s.baseLive {
+			live[p] = mib(float64(v - s.baseLive))
 		}
 		all = max(all, each[p])
 	}
-	return all, each
+	return all, each, live
 }
 
 // retained runs op once with the collector at fileGOGC and returns the
@@ -433,21 +473,22 @@ func (s *heapSampler) peaksMiB() (all float64, each [phases]float64) {
 // its peak, whatever the rest of the heap and the allocation rate. It also
 // returns the heap before op (after a collection) and how long op took.
 func retained(op func() error) (kept, before float64, took time.Duration, err error) {
-	kept, _, before, took, err = retainedPhases(func(*heapSampler) error { return op() })
+	kept, _, _, before, took, err = retainedPhases(func(*heapSampler) error { return op() })
 	return kept, before, took, err
 }
 
 // retainedPhases is retained with the peak of each phase op announces to
-// the sampler it is given.
-func retainedPhases(op func(*heapSampler) error) (kept float64, each [phases]float64, before float64, took time.Duration, err error) {
+// the sampler it is given, and the peak of the live heap above the live
+// heap before op (what op held at a collection, without garbage).
+func retainedPhases(op func(*heapSampler) error) (kept float64, each, live [phases]float64, before float64, took time.Duration, err error) {
 	old := debug.SetGCPercent(fileGOGC)
 	defer debug.SetGCPercent(old)
 	s := startHeapSampler()
 	start := time.Now()
 	err = op(s)
 	took = time.Since(start)
-	kept, each = s.peaksMiB()
-	return kept, each, mib(float64(s.base)), took, err
+	kept, each, live = s.peaksMiB()
+	return kept, each, live, mib(float64(s.base)), took, err
 }
 
 // ---------------------------------------------------------------------------
@@ -461,6 +502,16 @@ var fileSizes = []struct {
 	name string
 	n    int
 }{{"items=10k", 10_000}, {"items=100k", 100_000}}
+
+// uploadSizes are the states BenchmarkUploadDay measures: fileSizes, and
+// items=1M (1,000,000 keys and 50,000 secrets at the day's full, the
+// secret quota's half; about 300 MB of file, some minutes to build), which only `-bench` runs that
+// name it or `make bench` reach (go test without -bench runs no
+// benchmark).
+var uploadSizes = append(fileSizes[:len(fileSizes):len(fileSizes)], struct {
+	name string
+	n    int
+}{"items=1M", 1_000_000})
 
 // BenchmarkDownloadDay downloads the day (its full's state, every version
 // of every item, then its incrementals' slices, key material opened under
@@ -513,18 +564,28 @@ func BenchmarkDownloadDay(b *testing.B) {
 }
 
 // BenchmarkUploadDay uploads the day's file (downloaded once, into a
-// temporary file) again and again: two passes over the file (the check,
-// then the store: key material resealed under the upload's new data key,
-// each segment's events stored as one blob), the upload's events
-// appended, and the wait until both backup read models have applied them
-// (backupdata loads every blob and builds the upload's items, versions and
-// day index). Each upload is deleted after it, untimed. The heap metrics
-// are DownloadDay's; retained-check-MiB, retained-store-MiB and
-// retained-commit-MiB split retained-MiB by phase (the peak above the heap
-// before the upload during each).
+// temporary file) again and again: one pass over the file (each record
+// checked; key material resealed under the upload's new data key; the
+// day's starting state replayed into a scratch store and written as base
+// 0, the later segments stored as slice parts; the items and event IDs
+// checked from a second scratch store), the upload's events appended, and
+// the wait until both backup read models have applied them (backupdata
+// loads base 0 into a scratch store and writes its rows in chunks, and
+// reads the slices). Each upload is deleted after it, untimed. The heap
+// metrics are DownloadDay's; retained-pass-MiB and retained-commit-MiB
+// split retained-MiB by phase (the peak above the heap before the upload
+// during each); live-MiB is the peak of the live heap (as the last
+// collection found it, sampled with the others) above its value before
+// the upload, in the same run at GOGC=10: what the upload held, without
+// garbage (live-pass-MiB and live-commit-MiB in each phase);
+// damaged-peak-heap-MiB is the peak of one more upload,
+// untimed, of the file with a bit of its last chunk flipped (refused after
+// the rest was read and stored, then removed). raw-MB/s is rawOpenSeal over the file's bytes, timed in
+// the same run after the uploads of each size, and op/raw the upload's
+// time over it.
 func BenchmarkUploadDay(b *testing.B) {
 	ctx := context.Background()
-	for _, size := range fileSizes {
+	for _, size := range uploadSizes {
 		b.Run(size.name, func(b *testing.B) {
 			s := fileStateOf(b, size.n)
 			path, key, err := s.downloadTo(ctx, b.TempDir())
@@ -558,7 +619,7 @@ func BenchmarkUploadDay(b *testing.B) {
 			b.StopTimer()
 			perOp := b.Elapsed().Seconds() / float64(b.N)
 			var u *domain.Backup
-			kept, each, before, took, err := retainedPhases(func(hs *heapSampler) (err error) {
+			kept, each, live, before, took, err := retainedPhases(func(hs *heapSampler) (err error) {
 				u, err = s.upload(ctx, path, key, nil, hs)
 				return err
 			})
@@ -566,15 +627,32 @@ func BenchmarkUploadDay(b *testing.B) {
 				b.Fatal(err)
 			}
 			check(u)
+			// A file damaged in its last chunk fails after everything
+			// before was stored: its heap, untimed.
+			bad, err := damagedCopy(path, b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			hs := startHeapSampler()
+			_, err = s.upload(ctx, bad, key, nil, nil)
+			damagedPeak := hs.peakMiB()
+			if !domain.IsBadBackupFile(err) {
+				b.Fatalf("upload of a damaged file: %v", err)
+			}
+			raw := rawOpenSeal(b, s.size)
 			b.ReportMetric(float64(s.items())/perOp, "items/s")
+			b.ReportMetric(float64(s.size)/raw.Seconds()/1e6, "raw-MB/s")
+			b.ReportMetric(perOp/raw.Seconds(), "op/raw")
 			b.ReportMetric(peak, "peak-heap-MiB")
+			b.ReportMetric(damagedPeak, "damaged-peak-heap-MiB")
 			b.ReportMetric(kept, "retained-MiB")
-			b.ReportMetric(each[phaseCheck], "retained-check-MiB")
-			b.ReportMetric(each[phaseStore], "retained-store-MiB")
+			b.ReportMetric(max(live[phasePass], live[phaseCommit]), "live-MiB")
+			b.ReportMetric(live[phasePass], "live-pass-MiB")
+			b.ReportMetric(live[phaseCommit], "live-commit-MiB")
+			b.ReportMetric(each[phasePass], "retained-pass-MiB")
 			b.ReportMetric(each[phaseCommit], "retained-commit-MiB")
 			ops := float64(b.N)
-			b.ReportMetric(ph.check.Seconds()/ops, "check-s/op")
-			b.ReportMetric(ph.store.Seconds()/ops, "store-s/op")
+			b.ReportMetric(ph.pass.Seconds()/ops, "pass-s/op")
 			b.ReportMetric(ph.commit.Seconds()/ops, "commit-s/op")
 			b.Logf("%d items, %d records, %d bytes; heap before an operation %.1f MiB; at GOGC=%d the upload took %s",
 				s.items(), s.header.Records, s.size, before, fileGOGC, took.Round(time.Millisecond))
@@ -706,6 +784,37 @@ const (
 	rawPayload = 64 << 20
 )
 
+// rawOpenSeal is the upload's baseline, timed in the same run as the
+// upload: opening size bytes of sealed 64 KiB chunks and sealing them
+// again (an upload opens its file once and seals what it stores under a
+// key of its own), with AES-256-GCM alone. It returns the median of 5
+// rounds.
+func rawOpenSeal(b *testing.B, size int64) time.Duration {
+	g := newRawGCM(b)
+	n := int((size + rawChunk - 1) / rawChunk)
+	chunks := make([][]byte, n)
+	for i := range chunks {
+		g.setNonce(uint64(i))
+		chunks[i] = g.aead.Seal(nil, g.nonce[:], make([]byte, rawChunk), g.ad)
+	}
+	buf := make([]byte, 0, rawChunk+g.aead.Overhead())
+	var took []time.Duration
+	for range 5 {
+		start := time.Now()
+		for i, c := range chunks {
+			g.setNonce(uint64(i))
+			pt, err := g.aead.Open(buf[:0], g.nonce[:], c, g.ad)
+			if err != nil {
+				b.Fatal(err)
+			}
+			g.aead.Seal(pt[:0], g.nonce[:], pt, g.ad)
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	return took[len(took)/2]
+}
+
 // BenchmarkRawAESGCM64KiB is the baseline of the download: sealing 64 MiB
 // in 64 KiB chunks in place, each with its counter nonce, nothing else.
 func BenchmarkRawAESGCM64KiB(b *testing.B) {
@@ -720,9 +829,9 @@ func BenchmarkRawAESGCM64KiB(b *testing.B) {
 	}
 }
 
-// BenchmarkRawAESGCMOpen64KiB is the baseline of the upload: opening 64 MiB
-// of sealed 64 KiB chunks (the upload opens every chunk twice, once per
-// pass).
+// BenchmarkRawAESGCMOpen64KiB opens 64 MiB of sealed 64 KiB chunks (the
+// upload opens every chunk once; BenchmarkUploadDay times its own
+// baseline, rawOpenSeal, over the file's size in the same run).
 func BenchmarkRawAESGCMOpen64KiB(b *testing.B) {
 	g := newRawGCM(b)
 	chunks := make([][]byte, rawPayload/rawChunk)
@@ -770,7 +879,7 @@ func TestFileRoundTripSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ph.check <= 0 || ph.store <= 0 || ph.commit <= 0 {
+	if ph.pass <= 0 || ph.commit <= 0 {
 		t.Fatalf("upload phases: %+v", ph)
 	}
 	// The upload downloads as the same day, with the same content.
