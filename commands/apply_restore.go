@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
@@ -256,16 +253,9 @@ func (s *Restores) restoredEvents(ctx context.Context, b *domain.Backup, in *dom
 	}
 	data := make([]domain.EventData, len(items))
 	errs := make([]error, len(items))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), validateWorkers, len(items)) {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(items); i = int(next.Add(1) - 1) {
-				data[i], errs[i] = s.restoredData(ctx, b, in, items[i], eids[i], from)
-			}
-		})
-	}
-	wg.Wait()
+	inParallel(len(items), func(i int) {
+		data[i], errs[i] = s.restoredData(ctx, b, in, items[i], eids[i], from)
+	})
 	events := make([]domain.Event, len(items))
 	for i := range items {
 		if errs[i] != nil {

@@ -68,12 +68,20 @@ const (
 // to validateWorkers goroutines, leaving item i's findings and error in
 // found[i] and errs[i].
 func (s *Restores) compareAll(ctx context.Context, r *restoreRun, items []BackedUpItem, found [][]RestoreFinding, errs []error) {
+	inParallel(len(items), func(i int) {
+		found[i], errs[i] = s.compare(ctx, r.backup, r.plan.Target, &items[i], true)
+	})
+}
+
+// inParallel calls fn(0) to fn(n-1) on up to validateWorkers goroutines
+// (no more than GOMAXPROCS) and returns when every call has.
+func inParallel(n int, fn func(i int)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), validateWorkers, len(items)) {
+	for range min(runtime.GOMAXPROCS(0), validateWorkers, n) {
 		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(items); i = int(next.Add(1) - 1) {
-				found[i], errs[i] = s.compare(ctx, r.backup, r.plan.Target, &items[i], true)
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
 			}
 		})
 	}
