@@ -182,7 +182,7 @@ func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatc
 		if len(found) > 0 {
 			return changed(op, found[0])
 		}
-		var events []domain.Event
+		var todo []*BackedUpItem
 		audited := &domain.Audited{Action: "restore", Backup: from.Backup, Day: from.Day, Target: string(in.ID)}
 		for i := range b.items {
 			it := &b.items[i]
@@ -198,11 +198,7 @@ func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatc
 				present++
 				continue
 			}
-			e, err := s.restoredEvent(ctx, r.backup, in, it, from)
-			if err != nil {
-				return err
-			}
-			events = append(events, e)
+			todo = append(todo, it)
 			if it.Kind == domain.RestoreKey {
 				audited.Keys = append(audited.Keys, it.ID)
 			} else {
@@ -212,8 +208,12 @@ func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatc
 		if found := planner.Finish(); len(found) > 0 {
 			return changed(op, found[0])
 		}
-		if len(events) == 0 {
+		if len(todo) == 0 {
 			return nil
+		}
+		events, err := s.restoredEvents(ctx, r.backup, in, todo, from)
+		if err != nil {
+			return err
 		}
 		appended, err := k.Log.Append(ctx, domain.KMSStream(in.ID), domain.ExpectRevision(in.Revision), events)
 		if err != nil {
@@ -243,31 +243,54 @@ func changed(op string, f RestoreFinding) error {
 	return fmt.Errorf("the target changed since the plan (plan again): %w", f.Err(op))
 }
 
-// restoredEvent is the event that restores it into in: a key's versions
-// opened under the backup's data key and sealed under the instance's,
-// bound to the event; a secret's ciphertexts as they are.
-func (s *Restores) restoredEvent(ctx context.Context, b *domain.Backup, in *domain.Instance, it *BackedUpItem, from domain.RestoredFrom) (domain.Event, error) {
+// restoredEvents are the events that restore items into in, in order:
+// their IDs and times drawn in order, their keys' material resealed on up
+// to validateWorkers goroutines (restoredData).
+func (s *Restores) restoredEvents(ctx context.Context, b *domain.Backup, in *domain.Instance, items []*BackedUpItem, from domain.RestoredFrom) ([]domain.Event, error) {
+	eids := make([]domain.EventID, len(items))
+	for i := range eids {
+		eids[i] = s.KMS.IDs.NewULID()
+	}
+	data := make([]domain.EventData, len(items))
+	errs := make([]error, len(items))
+	inParallel(len(items), func(i int) {
+		data[i], errs[i] = s.restoredData(ctx, b, in, items[i], eids[i], from)
+	})
+	events := make([]domain.Event, len(items))
+	for i := range items {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		events[i] = s.KMS.newEvent(eids[i], in, data[i])
+	}
+	return events, nil
+}
+
+// restoredData is the data of the event eid that restores it into in: a
+// key's versions opened under the backup's data key and sealed under the
+// instance's, bound to the event; a secret's ciphertexts as they are.
+// Safe for concurrent use.
+func (s *Restores) restoredData(ctx context.Context, b *domain.Backup, in *domain.Instance, it *BackedUpItem, eid domain.EventID, from domain.RestoredFrom) (domain.EventData, error) {
 	k := s.KMS
-	eid := k.IDs.NewULID()
 	if it.Kind == domain.RestoreSecret {
 		d := &domain.SecretRestored{Name: it.ID, Key: it.KeyID(), From: from}
 		for _, v := range it.Versions {
 			d.Versions = append(d.Versions, domain.RestoredSecretVersion{Version: v.Version, Key: v.KeyID, Value: v.Value, CreatedAt: v.CreatedAt})
 		}
-		return k.newEvent(eid, in, d), nil
+		return d, nil
 	}
 	d := &domain.KeyRestored{Key: domain.KeyID(it.ID), Description: it.Description, Spec: domain.KeySpecAES256, From: from}
 	for _, v := range it.Versions {
 		pt, err := s.Backups.Sealer.Open(ctx, b.DataRef(), v.Material, BackupAAD(b.Account, b.DataRef(), v.SealedBy))
 		if err != nil {
-			return domain.Event{}, fmt.Errorf("open version %d of key %s from the backup: %w", v.Version, it.ID, err)
+			return nil, fmt.Errorf("open version %d of key %s from the backup: %w", v.Version, it.ID, err)
 		}
 		sealed, err := k.Sealer.Seal(ctx, string(in.ID), pt, domain.AssociatedData(in.Account, domain.KMSStream(in.ID), eid))
 		pt.Wipe()
 		if err != nil {
-			return domain.Event{}, fmt.Errorf("seal version %d of key %s for %s: %w", v.Version, it.ID, in.ID, err)
+			return nil, fmt.Errorf("seal version %d of key %s for %s: %w", v.Version, it.ID, in.ID, err)
 		}
 		d.Versions = append(d.Versions, domain.RestoredKeyVersion{Version: v.Version, Material: sealed, CreatedAt: v.CreatedAt})
 	}
-	return k.newEvent(eid, in, d), nil
+	return d, nil
 }

@@ -105,6 +105,16 @@ type Subscription interface {
 	Close() error
 }
 
+// BufferedSubscription is a Subscription that tells how many events it
+// has read ahead: the next Buffered calls of Next return at once, without
+// blocking or reading the log. Optional; a Projector applies them in one
+// transaction with the event before them. Not for concurrent use (Next's
+// goroutine).
+type BufferedSubscription interface {
+	Subscription
+	Buffered() int
+}
+
 // EventLog is the whole event-log port, as an adapter provides it. Use cases
 // depend on the smaller interfaces above.
 type EventLog interface {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -12,8 +13,12 @@ import (
 
 // Projector keeps one projection up to date with the log: it follows the
 // log from the position the projection last recorded and applies every event
-// in its own transaction, together with the event's position. Use cases call
-// WaitFor after an append so that a caller reads its own writes.
+// in a transaction that records the position of the last event it applied.
+// The events a subscription has already read (BufferedSubscription), up to
+// projectorBatch and up to the next event of a backup stream, go into one
+// transaction: a burst of appends (a restore's batches) costs one commit
+// per burst instead of one per event. Use cases
+// call WaitFor after an append so that a caller reads its own writes.
 type Projector struct {
 	Name  string
 	Log   LogSubscriber
@@ -71,6 +76,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		return fmt.Errorf("projection %s: subscribe: %w", p.Name, err)
 	}
 	defer sub.Close()
+	var batch []domain.Event
 	for {
 		e, err := sub.Next(ctx)
 		if err != nil {
@@ -81,16 +87,68 @@ func (p *Projector) Run(ctx context.Context) error {
 			p.advance(0, err)
 			return err
 		}
-		if err := p.Store.Update(p.Name, e.Position, func(txn projections.Txn) error { return p.Apply(ctx, txn, e) }); err != nil {
-			if ctx.Err() != nil {
-				return nil // stopped while applying: the event applies again at the next start
+		batch = append(batch[:0], e)
+		if b, ok := sub.(BufferedSubscription); ok && !endsBatch(e) {
+			for n := min(b.Buffered(), projectorBatch-1); n > 0; n-- {
+				e, err := sub.Next(ctx)
+				if err != nil {
+					break // Next fails again, after the events taken
+				}
+				batch = append(batch, e)
+				if endsBatch(e) {
+					break
+				}
 			}
-			err = fmt.Errorf("projection %s: apply event at position %d: %w", p.Name, e.Position, err)
+		}
+		if err := p.applyBatch(ctx, batch); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while applying: the events apply again at the next start
+			}
 			p.advance(0, err)
 			return err
 		}
+		clear(batch)
+	}
+}
+
+// projectorBatch is the most events a Projector applies in one
+// transaction.
+const projectorBatch = 256
+
+// endsBatch reports whether e ends a Projector's batch: an event of a
+// backup stream (a checkpoint's apply may write its whole slice, a base's
+// its items), so that one transaction holds at most one of those.
+func endsBatch(e domain.Event) bool {
+	return strings.HasPrefix(e.Stream, domain.BackupStreamPrefix)
+}
+
+// applyBatch applies events in one transaction and advances to the last.
+// When that fails, it applies them one by one, advancing after each, so
+// that the projection stops just before the event that fails, with its
+// error.
+func (p *Projector) applyBatch(ctx context.Context, events []domain.Event) error {
+	last := events[len(events)-1].Position
+	if len(events) > 1 {
+		err := p.Store.Update(p.Name, last, func(txn projections.Txn) error {
+			for _, e := range events {
+				if err := p.Apply(ctx, txn, e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			p.advance(last, nil)
+			return nil
+		}
+	}
+	for _, e := range events {
+		if err := p.Store.Update(p.Name, e.Position, func(txn projections.Txn) error { return p.Apply(ctx, txn, e) }); err != nil {
+			return fmt.Errorf("projection %s: apply event at position %d: %w", p.Name, e.Position, err)
+		}
 		p.advance(e.Position, nil)
 	}
+	return nil
 }
 
 // WaitFor blocks until the projection has applied position pos. Errors: the

@@ -6,6 +6,9 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
@@ -19,18 +22,70 @@ import (
 func (s *Restores) validate(ctx context.Context, r *restoreRun, res *RestoreResult, progress ProgressFunc) error {
 	var fs findingList
 	report := progressReporter(progress, PhaseValidate, uint64(r.plan.Keys+r.plan.Secrets))
+	chunk := &restoreBatch{}
+	found := make([][]RestoreFinding, validateChunk)
+	errs := make([]error, validateChunk)
+	check := func() error {
+		s.compareAll(ctx, r, chunk.items, found, errs)
+		for i := range chunk.items {
+			fs.add(found[i]...)
+			report(1)
+			if errs[i] != nil {
+				return errs[i]
+			}
+		}
+		chunk.reset()
+		return nil
+	}
 	err := r.src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
-		found, err := s.compare(ctx, r.backup, r.plan.Target, it, true)
-		fs.add(found...)
-		report(1)
-		return err
+		chunk.add(it)
+		if len(chunk.items) == validateChunk {
+			return check()
+		}
+		return nil
 	})
+	if err == nil {
+		err = check()
+	}
 	if err != nil {
 		return err
 	}
 	report(0)
 	res.Validation, res.ValidationOmitted = fs.listed, fs.omitted
 	return nil
+}
+
+// validateChunk is how many items a validation copies out of the source
+// and compares at a time, on up to validateWorkers goroutines (opening
+// key material is most of a validation's work); their findings are kept
+// in the source's order.
+const (
+	validateChunk   = 64
+	validateWorkers = 4
+)
+
+// compareAll compares items with the target (compare, decrypting), on up
+// to validateWorkers goroutines, leaving item i's findings and error in
+// found[i] and errs[i].
+func (s *Restores) compareAll(ctx context.Context, r *restoreRun, items []BackedUpItem, found [][]RestoreFinding, errs []error) {
+	inParallel(len(items), func(i int) {
+		found[i], errs[i] = s.compare(ctx, r.backup, r.plan.Target, &items[i], true)
+	})
+}
+
+// inParallel calls fn(0) to fn(n-1) on up to validateWorkers goroutines
+// (no more than GOMAXPROCS) and returns when every call has.
+func inParallel(n int, fn func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), validateWorkers, n) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // sameInTarget reports whether the target holds it as the backup does:

@@ -345,6 +345,12 @@ func (sub *subscription) Next(ctx context.Context) (domain.Event, error) {
 	}
 }
 
+// Buffered is how many events the subscription has read ahead, which
+// Next returns without blocking (until Close). Not for concurrent use.
+func (sub *subscription) Buffered() int { return len(sub.buf) }
+
+var _ commands.BufferedSubscription = (*subscription)(nil)
+
 var errSubClosed = &domain.Error{Op: "subscription", Kind: domain.ErrUnavailable, Msg: "the subscription is closed"}
 
 // Close ends the subscription; Next then fails with domain.ErrUnavailable.

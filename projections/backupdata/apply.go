@@ -205,7 +205,7 @@ func applyBase(txn projections.Txn, ref string, m *meta, d *domain.BackupBaseSto
 				if err := t.Set(rowKey(ref, kind, it.ID, d.Seq), encodeRow(&x)); err != nil {
 					return err
 				}
-				if err := t.Set(liveKey(ref, kind, it.ID), putUint64(d.Seq)); err != nil {
+				if err := t.Set(liveKey(ref, kind, it.ID), liveValue(d.Seq, &x)); err != nil {
 					return err
 				}
 			}
@@ -425,7 +425,9 @@ func (c *checkpoint) restore(e *domain.Event, kind byte, id, text string, vs []u
 	return nil
 }
 
-// item returns the work of an item, loading its current row the first time.
+// item returns the work of an item, loading its current row the first time:
+// one look-up of the live index, which holds the row (a live index of the
+// earlier layout holds only its fromSeq, and the row is read apart).
 func (c *checkpoint) item(kind byte, id string) (*work, error) {
 	k := string(kind) + id
 	if w, ok := c.items[k]; ok {
@@ -437,16 +439,17 @@ func (c *checkpoint) item(kind byte, id string) (*work, error) {
 		return nil, err
 	}
 	if ok {
-		if len(v) != 8 {
+		if len(v) < 8 {
 			return nil, domain.Corruption("backup data %s: bad live index of %s %s", c.ref, kindName(kind), id)
 		}
 		w.from = binary.BigEndian.Uint64(v)
-		rv, ok, err := c.txn.Get(rowKey(c.ref, kind, id, w.from))
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, domain.Corruption("backup data %s: live %s %s has no row %d", c.ref, kindName(kind), id, w.from)
+		rv := v[8:]
+		if len(rv) == 0 {
+			if rv, ok, err = c.txn.Get(rowKey(c.ref, kind, id, w.from)); err != nil {
+				return nil, err
+			} else if !ok {
+				return nil, domain.Corruption("backup data %s: live %s %s has no row %d", c.ref, kindName(kind), id, w.from)
+			}
 		}
 		if w.before, err = decodeRow(rv); err != nil {
 			return nil, err
@@ -568,7 +571,7 @@ func (c *checkpoint) flush(m *meta) error {
 		if err := c.txn.Set(rowKey(c.ref, w.kind, w.id, c.seq), encodeRow(w.cur)); err != nil {
 			return err
 		}
-		if err := c.txn.Set(liveKey(c.ref, w.kind, w.id), putUint64(c.seq)); err != nil {
+		if err := c.txn.Set(liveKey(c.ref, w.kind, w.id), liveValue(c.seq, w.cur)); err != nil {
 			return err
 		}
 		*live++

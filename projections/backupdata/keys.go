@@ -16,7 +16,7 @@ import (
 //
 //	bd2/m/<backup>                                  meta: generation, zone, head of the chain
 //	<gen> i <k|s> <item> 0x00 <fromSeq 8>            temporal item row: live over [fromSeq, toSeq)
-//	<gen> l <k|s> <item>                             live item -> fromSeq of its current row
+//	<gen> l <k|s> <item>                             live item -> fromSeq 8 and a copy of its current row
 //	<gen> d <day> <tab 1> <item> 0x00 <k|s>          day index: a change during day
 //	<gen> c <seq 8>                                  checkpoint summary (with its slice's parts)
 //	<gen> f <day>                                    day record: first full, last checkpoint
@@ -118,6 +118,15 @@ func after(p []byte, id string) []byte {
 }
 
 func putUint64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// liveValue is a live index entry: the fromSeq of the item's current row
+// and a copy of that row (open), so that a checkpoint reads an item it
+// changes in one look-up. Entries written before hold the fromSeq alone;
+// a checkpoint reads their row apart and writes the entry anew when it
+// changes the item.
+func liveValue(from uint64, x *row) []byte {
+	return append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+48+len(x.Text)), from), encodeRow(x)...)
+}
 
 // GenerationPrefix is the prefix of every key of generation ref's data
 // (for tools that account for the store's bytes); the byte after it tells
