@@ -13,6 +13,7 @@ import (
 
 	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
+	"github.com/kmsbackup/kmsbackup/adapters/internal/chunkread"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
@@ -907,6 +908,7 @@ func (b *Blobs) OpenBlob(ctx context.Context, ref, name string) (io.ReadCloser, 
 		return nil, domain.NotFound(opGetBlob, "blob", item)
 	}
 	r := &blobReader{b: b, ctx: ctx, item: item, stream: blobStream(ref, name, gen)}
+	r.Reader = chunkread.Reader{Load: r.load, Closed: &domain.Error{Op: opGetBlob, Kind: domain.ErrFailedPrecondition, Item: item, Msg: "the blob reader is closed"}}
 	recs, state, err := b.l.readRaw(ctx, opGetBlob, r.stream, esdbclient.Revision(0), false, 1)
 	switch {
 	case err != nil:
@@ -960,67 +962,43 @@ type blobReader struct {
 	a      *blobAssembler
 	next   uint64 // the revision to read from next
 	ended  bool   // the stream's end was read
-	buf    []byte
-	off    int
-	err    error // sticks: io.EOF, or the failure
-}
-
-func (r *blobReader) Read(p []byte) (int, error) {
-	for r.err == nil && r.off == len(r.buf) {
-		r.err = r.load()
-	}
-	if r.off == len(r.buf) {
-		return 0, r.err
-	}
-	n := copy(p, r.buf[r.off:])
-	r.off += n
-	return n, nil
+	chunkread.Reader
 }
 
 // load reads the next page of the stream, or ends the blob.
-func (r *blobReader) load() error {
+func (r *blobReader) load(buf []byte) ([]byte, error) {
 	corrupt := func(err error) error { return domain.Corruption("esdb: %s %s: %v", opGetBlob, r.item, err) }
 	if r.ended {
 		_, complete, err := r.a.finish()
 		switch {
 		case err != nil:
-			return corrupt(err)
+			return nil, corrupt(err)
 		case !complete:
-			return &domain.Error{Op: opGetBlob, Kind: domain.ErrNotFound, Item: r.item,
+			return nil, &domain.Error{Op: opGetBlob, Kind: domain.ErrNotFound, Item: r.item,
 				Msg: "blob unfinished (a put in progress, or one that failed)", Hint: "put it again"}
 		}
-		return io.EOF
+		return nil, io.EOF
 	}
 	if err := r.ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	count := r.a.readUpTo(streamReadBytes)
 	recs, state, err := r.b.l.readRaw(r.ctx, opGetBlob, r.stream, esdbclient.Revision(r.next), false, count)
 	switch {
 	case err != nil:
-		return r.b.l.mapErr(r.ctx, opGetBlob, r.item, err)
+		return nil, r.b.l.mapErr(r.ctx, opGetBlob, r.item, err)
 	case state != streamLive:
-		return domain.NotFound(opGetBlob, "blob", r.item) // deleted while read
+		return nil, domain.NotFound(opGetBlob, "blob", r.item) // deleted while read
 	}
-	r.a.out = r.buf[:0]
+	r.a.out = buf
 	for _, rec := range recs {
 		if err := r.a.add(rec.EventNumber, rec.EventType, rec.Data); err != nil {
-			return corrupt(err)
+			return nil, corrupt(err)
 		}
 	}
-	r.buf, r.off = r.a.out, 0
 	r.next += uint64(len(recs))
 	r.ended = uint64(len(recs)) < count
-	return nil
-}
-
-// Close releases the buffer. Idempotent.
-func (r *blobReader) Close() error {
-	r.buf, r.off = nil, 0
-	if r.err == nil {
-		r.err = &domain.Error{Op: opGetBlob, Kind: domain.ErrFailedPrecondition, Item: r.item, Msg: "the blob reader is closed"}
-	}
-	return nil
+	return r.a.out, nil
 }
 
 // DeleteBlob tombstones the stream of blob name of ref in the generation

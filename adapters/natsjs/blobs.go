@@ -19,6 +19,7 @@ import (
 	jsapi "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/kmsbackup/kmsbackup/adapters/internal/chunkread"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
@@ -786,8 +787,10 @@ func (b *Blobs) OpenBlob(ctx context.Context, ref, name string) (io.ReadCloser, 
 	case !validNUID(info.NUID):
 		return nil, corrupt("invalid chunk NUID %q", info.NUID)
 	}
-	return &blobReader{b: b, ctx: ctx, op: op, item: item, metaSubj: metaSubj, info: info, want: want,
-		seq: 1, sum: sha256.New()}, nil
+	r := &blobReader{b: b, ctx: ctx, op: op, item: item, metaSubj: metaSubj, info: info, want: want,
+		seq: 1, sum: sha256.New()}
+	r.Reader = chunkread.Reader{Load: r.load, Closed: &domain.Error{Op: opGetBlob, Kind: domain.ErrFailedPrecondition, Item: item, Msg: "the blob reader is closed"}}
+	return r, nil
 }
 
 // blobReader reads an object's chunks in batches (see OpenBlob).
@@ -801,77 +804,53 @@ type blobReader struct {
 	seq      uint64 // the stream sequence to read from next
 	read     uint64 // bytes of chunks read
 	chunks   uint32
-	buf      []byte
-	off      int
 	sum      hash.Hash
-	err      error // sticks: io.EOF, or the failure
-}
-
-func (r *blobReader) Read(p []byte) (int, error) {
-	for r.err == nil && r.off == len(r.buf) {
-		r.err = r.load()
-	}
-	if r.off == len(r.buf) {
-		return 0, r.err
-	}
-	n := copy(p, r.buf[r.off:])
-	r.off += n
-	return n, nil
+	chunkread.Reader
 }
 
 // load reads the next batch of chunks into buf, or ends the blob.
-func (r *blobReader) load() error {
+func (r *blobReader) load(buf []byte) ([]byte, error) {
 	if r.read == r.info.Size {
 		switch {
 		case r.chunks != r.info.Chunks:
-			return domain.Corruption("jetstream: %s: %d chunks, the meta records %d", r.op, r.chunks, r.info.Chunks)
+			return nil, domain.Corruption("jetstream: %s: %d chunks, the meta records %d", r.op, r.chunks, r.info.Chunks)
 		case !bytes.Equal(r.sum.Sum(nil), r.want):
-			return domain.Corruption("jetstream: %s: SHA-256 mismatch", r.op)
+			return nil, domain.Corruption("jetstream: %s: SHA-256 mismatch", r.op)
 		}
-		return io.EOF
+		return nil, io.EOF
 	}
 	if err := r.ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := r.b.c.enter(opGetBlob); err != nil {
-		return err
+		return nil, err
 	}
 	msgs, _, err := directBatch(r.ctx, r.b.c.nc, r.b.directSubj, directRequest{Seq: r.seq, NextFor: r.b.chunkPfx + r.info.NUID,
 		Batch: readBatch, MaxBytes: streamReadBytes})
 	if err != nil {
-		return r.b.c.callErr(r.ctx, r.op, err)
+		return nil, r.b.c.callErr(r.ctx, r.op, err)
 	}
 	if len(msgs) == 0 {
 		again, found, err := r.b.readMeta(r.ctx, r.op, r.metaSubj)
 		switch {
 		case err != nil:
-			return err
+			return nil, err
 		case !found || (again.bad == nil && (again.info.Deleted || again.info.NUID != r.info.NUID)):
-			return domain.NotFound(opGetBlob, "blob", r.item)
+			return nil, domain.NotFound(opGetBlob, "blob", r.item)
 		}
-		return domain.Corruption("jetstream: %s: chunks missing after chunk %d (%d of %d bytes)", r.op, r.chunks, r.read, r.info.Size)
+		return nil, domain.Corruption("jetstream: %s: chunks missing after chunk %d (%d of %d bytes)", r.op, r.chunks, r.read, r.info.Size)
 	}
-	r.buf, r.off = r.buf[:0], 0
 	for _, m := range msgs {
 		if r.read+uint64(len(m.data)) > r.info.Size {
-			return domain.Corruption("jetstream: %s: the chunks hold more than the %d bytes recorded", r.op, r.info.Size)
+			return nil, domain.Corruption("jetstream: %s: the chunks hold more than the %d bytes recorded", r.op, r.info.Size)
 		}
-		r.buf = append(r.buf, m.data...)
+		buf = append(buf, m.data...)
 		r.read += uint64(len(m.data))
 		r.chunks++
 		r.seq = m.seq + 1
 	}
-	r.sum.Write(r.buf)
-	return nil
-}
-
-// Close releases the buffer. Idempotent.
-func (r *blobReader) Close() error {
-	r.buf, r.off = nil, 0
-	if r.err == nil {
-		r.err = &domain.Error{Op: opGetBlob, Kind: domain.ErrFailedPrecondition, Item: r.item, Msg: "the blob reader is closed"}
-	}
-	return nil
+	r.sum.Write(buf)
+	return buf, nil
 }
 
 // DeleteBlob deletes blob name of ref as DestroyBlobs deletes each of a

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/kmsbackup/kmsbackup/adapters/internal/chunkread"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
@@ -463,7 +464,9 @@ func (s *Store) OpenBlob(ctx context.Context, ref, name string) (io.ReadCloser, 
 	if !valid {
 		return nil, domain.Corruption("pebblestore: %s %s: unreadable blob header", opGetBlob, item)
 	}
-	return &blobReader{s: s, ctx: ctx, key: key, item: item, h: h, sum: sha256.New()}, nil
+	r := &blobReader{s: s, ctx: ctx, key: key, item: item, h: h, sum: sha256.New()}
+	r.Reader = chunkread.Reader{Load: r.load, Closed: errReaderClosed}
+	return r, nil
 }
 
 // blobReader reads a blob chunk by chunk (see OpenBlob).
@@ -474,41 +477,27 @@ type blobReader struct {
 	item string
 	h    blobHeader
 	next uint32 // the chunk to read next
-	buf  []byte // the chunk being read
-	off  int
 	sum  hash.Hash
-	err  error // sticks: io.EOF, or the failure
-}
-
-func (r *blobReader) Read(p []byte) (int, error) {
-	for r.err == nil && r.off == len(r.buf) {
-		r.err = r.load()
-	}
-	if r.off == len(r.buf) {
-		return 0, r.err
-	}
-	n := copy(p, r.buf[r.off:])
-	r.off += n
-	return n, nil
+	chunkread.Reader
 }
 
 // load reads the next chunk into buf, or ends the blob: io.EOF when it
 // matches its header.
-func (r *blobReader) load() error {
+func (r *blobReader) load(buf []byte) ([]byte, error) {
 	corrupt := func(format string, args ...any) error {
 		return domain.Corruption("pebblestore: %s %s: %s", opGetBlob, r.item, fmt.Sprintf(format, args...))
 	}
 	if r.next == r.h.chunks {
 		if !bytes.Equal(r.sum.Sum(nil), r.h.digest[:]) {
-			return corrupt("SHA-256 mismatch")
+			return nil, corrupt("SHA-256 mismatch")
 		}
-		return io.EOF
+		return nil, io.EOF
 	}
 	if err := r.ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := r.s.enter(opGetBlob); err != nil {
-		return err
+		return nil, err
 	}
 	defer r.s.leave()
 	ck := binary.BigEndian.AppendUint32(r.key[:len(r.key):len(r.key)], r.next)
@@ -516,38 +505,31 @@ func (r *blobReader) load() error {
 	if errors.Is(err, pebble.ErrNotFound) {
 		// Gone with the whole blob (deleted while read), or damaged.
 		if _, ok, herr := r.s.get(r.key); herr == nil && !ok {
-			return domain.NotFound(opGetBlob, "blob", r.item)
+			return nil, domain.NotFound(opGetBlob, "blob", r.item)
 		}
-		return corrupt("chunk %d of %d is missing", r.next, r.h.chunks)
+		return nil, corrupt("chunk %d of %d is missing", r.next, r.h.chunks)
 	}
 	if err != nil {
-		return storeErr(opGetBlob+" "+r.item, err)
+		return nil, storeErr(opGetBlob+" "+r.item, err)
 	}
 	if want := r.h.chunkLen(r.next); len(v) != want {
 		_ = closer.Close()
-		return corrupt("chunk %d has %d bytes, want %d", r.next, len(v), want)
+		return nil, corrupt("chunk %d has %d bytes, want %d", r.next, len(v), want)
 	}
-	r.buf = append(r.buf[:0], v...)
-	r.off = 0
-	r.sum.Write(r.buf)
+	buf = append(buf, v...)
+	r.sum.Write(buf)
 	r.next++
-	return storeErr(opGetBlob+" "+r.item, closer.Close())
+	if err := closer.Close(); err != nil {
+		return nil, storeErr(opGetBlob+" "+r.item, err)
+	}
+	return buf, nil
 }
 
 var _ commands.BlobDigester = (*blobReader)(nil)
 
 // Digest is the blob's SHA-256, checked, once Read returned io.EOF.
 func (r *blobReader) Digest() (sum [32]byte, ok bool) {
-	return r.h.digest, r.err == io.EOF && r.off == len(r.buf)
-}
-
-// Close releases the chunk buffer. Idempotent.
-func (r *blobReader) Close() error {
-	r.buf, r.off = nil, 0
-	if r.err == nil {
-		r.err = errReaderClosed
-	}
-	return nil
+	return r.h.digest, r.Done()
 }
 
 var errReaderClosed = &domain.Error{Op: opGetBlob, Kind: domain.ErrFailedPrecondition, Msg: "the blob reader is closed"}
