@@ -24,6 +24,13 @@ import (
 // item boundary at or after it.
 const MaxBasePart = 16 << 20
 
+// MaxUploadBasePart is where an upload's base is cut into parts: smaller
+// than MaxBasePart, because a part is whole in memory while it is stored
+// (its buffer, the blob store's write and its log), and an upload's base
+// is written while a client waits, beside the rest of its pass; more
+// parts cost a restore little (it ingests them all at once).
+const MaxUploadBasePart = 4 << 20
+
 // basePartLimit is where bases are cut into parts.
 func (s *Backups) basePartLimit() int64 {
 	if s.BasePartBytes > 0 {
@@ -32,54 +39,71 @@ func (s *Backups) basePartLimit() int64 {
 	return MaxBasePart
 }
 
+// uploadBasePartLimit is where an upload's base is cut into parts.
+func (s *Backups) uploadBasePartLimit() int64 {
+	return min(s.basePartLimit(), MaxUploadBasePart)
+}
+
 // stateDigest digests the state sc holds (see dayview.Digest), reading it
 // item by item. fn, when set, sees each item (to open its versions).
 func stateDigest(ctx context.Context, sc Scratch, fn func(*dayview.Item) error) (sum [32]byte, items, versions uint64, err error) {
-	it, err := sc.NewIter(nil, nil)
-	if err != nil {
-		return sum, 0, 0, err
-	}
-	defer it.Close()
-	it.First()
 	d := dayview.NewDigest()
-	r := dayview.NewItemReader(it)
-	for n := 0; ; n++ {
-		if n%1024 == 0 {
-			if err := ctx.Err(); err != nil {
-				return sum, 0, 0, err
-			}
-		}
-		item, ok, err := r.Next()
-		if err != nil {
-			return sum, 0, 0, err
-		}
-		if !ok {
-			break
-		}
-		if !item.DeletedAt.IsZero() {
-			return sum, 0, 0, domain.Corruption("state layout: %s is marked deleted in the state at an instant", item.ID)
-		}
-		d.Add(item)
+	err = eachItem(ctx, sc, func(it *dayview.Item) error {
+		d.Add(it)
 		if fn != nil {
-			if err := fn(item); err != nil {
-				return sum, 0, 0, err
-			}
+			return fn(it)
 		}
-	}
-	if err := it.Error(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return sum, 0, 0, err
 	}
 	sum, items, versions = d.Sum()
 	return sum, items, versions, nil
 }
 
+// eachItem calls fn with each item of the state sc holds, in key order.
+// Errors: domain.ErrCorrupt for an item marked deleted (a state at an
+// instant holds none) or records that do not read; fn's; ctx's.
+func eachItem(ctx context.Context, sc Scratch, fn func(*dayview.Item) error) error {
+	it, err := sc.NewIter(nil, nil)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	it.First()
+	r := dayview.NewItemReader(it)
+	for n := 0; ; n++ {
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		item, ok, err := r.Next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		if !item.DeletedAt.IsZero() {
+			return domain.Corruption("state layout: %s is marked deleted in the state at an instant", item.ID)
+		}
+		if err := fn(item); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
 // writeBase writes the state sc holds (flushed, at an instant) as the
-// parts of a base of checkpoint seq of generation ref, stores them, and
+// parts of a base of checkpoint seq of generation ref, cut at limit
+// (basePartLimit), stores them, and
 // returns them with the state's digest, computed from the records as they
 // are written (one pass over the state). A part holds whole items; the
 // parts do not overlap. On failure the parts stored are deleted again
 // (best effort: a part left behind is destroyed with its generation).
-func (s *Backups) writeBase(ctx context.Context, ref string, seq uint64, sc Scratch) (parts []domain.BasePart, digest [32]byte, err error) {
+func (s *Backups) writeBase(ctx context.Context, ref string, seq uint64, sc Scratch, limit int64) (parts []domain.BasePart, digest [32]byte, err error) {
 	run := s.IDs.NewULID()
 	defer func() {
 		if err != nil {
@@ -87,7 +111,6 @@ func (s *Backups) writeBase(ctx context.Context, ref string, seq uint64, sc Scra
 			parts = nil
 		}
 	}()
-	limit := s.basePartLimit()
 	var cur, done domain.BasePart // the counts of the part being written, and of the one just cut
 	cut := false
 	sum := newPushDigest()
@@ -341,7 +364,7 @@ func (s *Backups) baseItems(ctx context.Context, ref string, parts []domain.Base
 			return err
 		}
 		var bi backupdata.BaseItem
-		_, _, _, err = stateDigest(ctx, sc, func(it *dayview.Item) error {
+		return eachItem(ctx, sc, func(it *dayview.Item) error {
 			bi = backupdata.BaseItem{Kind: kindName(it.Kind), ID: it.ID, CreatedAt: it.Row.CreatedAt, ChangedAt: it.Row.CreatedAt,
 				Description: it.Row.Description, Versions: uint32(len(it.Versions))}
 			last := it.Versions[len(it.Versions)-1]
@@ -353,6 +376,5 @@ func (s *Backups) baseItems(ctx context.Context, ref string, parts []domain.Base
 			}
 			return fn(&bi)
 		})
-		return err
 	}
 }

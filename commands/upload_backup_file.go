@@ -114,7 +114,7 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 		return nil, false, fmt.Errorf("%s: %w", op, err)
 	}
 	var base domain.UploadBase
-	if base.Parts, base.StateDigest, err = s.writeBase(ctx, ref, 1, u.state); err != nil {
+	if base.Parts, base.StateDigest, err = s.writeBase(ctx, ref, 1, u.state, s.uploadBasePartLimit()); err != nil {
 		return nil, false, fmt.Errorf("%s: write base 0: %w", op, err)
 	}
 	ds, err := domain.NewUpload(id, name, h, u.segs, base, loc)
