@@ -352,6 +352,10 @@ type indexRun struct {
 type indexRec struct{ off, klen, vlen uint32 }
 
 func (r *indexRun) add(key, value []byte) {
+	if r.buf == nil { // made once at its full size: never grown by doubling
+		r.buf = make([]byte, 0, indexRunBytes+1024)
+		r.recs = make([]indexRec, 0, indexRunBytes/32)
+	}
 	r.recs = append(r.recs, indexRec{uint32(len(r.buf)), uint32(len(key)), uint32(len(value))})
 	r.buf = append(append(r.buf, key...), value...)
 }
