@@ -24,6 +24,13 @@ import (
 // item boundary at or after it.
 const MaxBasePart = 16 << 20
 
+// MaxUploadBasePart is where an upload's base is cut into parts: smaller
+// than MaxBasePart, because a part is whole in memory while it is stored
+// (its buffer, the blob store's write and its log), and an upload's base
+// is written while a client waits, beside the rest of its pass; more
+// parts cost a restore little (it ingests them all at once).
+const MaxUploadBasePart = 4 << 20
+
 // basePartLimit is where bases are cut into parts.
 func (s *Backups) basePartLimit() int64 {
 	if s.BasePartBytes > 0 {
@@ -32,56 +39,71 @@ func (s *Backups) basePartLimit() int64 {
 	return MaxBasePart
 }
 
+// uploadBasePartLimit is where an upload's base is cut into parts.
+func (s *Backups) uploadBasePartLimit() int64 {
+	return min(s.basePartLimit(), MaxUploadBasePart)
+}
+
 // stateDigest digests the state sc holds (see dayview.Digest), reading it
 // item by item. fn, when set, sees each item (to open its versions).
 func stateDigest(ctx context.Context, sc Scratch, fn func(*dayview.Item) error) (sum [32]byte, items, versions uint64, err error) {
-	it, err := sc.NewIter(nil, nil)
-	if err != nil {
-		return sum, 0, 0, err
-	}
-	defer it.Close()
-	it.First()
 	d := dayview.NewDigest()
-	r := dayview.NewItemReader(it)
-	for n := 0; ; n++ {
-		if n%1024 == 0 {
-			if err := ctx.Err(); err != nil {
-				return sum, 0, 0, err
-			}
-		}
-		item, ok, err := r.Next()
-		if err != nil {
-			return sum, 0, 0, err
-		}
-		if !ok {
-			break
-		}
-		if !item.DeletedAt.IsZero() {
-			return sum, 0, 0, domain.Corruption("state layout: %s is marked deleted in the state at an instant", item.ID)
-		}
-		d.Add(item)
+	err = eachItem(ctx, sc, func(it *dayview.Item) error {
+		d.Add(it)
 		if fn != nil {
-			if err := fn(item); err != nil {
-				return sum, 0, 0, err
-			}
+			return fn(it)
 		}
-	}
-	if err := it.Error(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return sum, 0, 0, err
 	}
 	sum, items, versions = d.Sum()
 	return sum, items, versions, nil
 }
 
+// eachItem calls fn with each item of the state sc holds, in key order.
+// Errors: domain.ErrCorrupt for an item marked deleted (a state at an
+// instant holds none) or records that do not read; fn's; ctx's.
+func eachItem(ctx context.Context, sc Scratch, fn func(*dayview.Item) error) error {
+	it, err := sc.NewIter(nil, nil)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	it.First()
+	r := dayview.NewItemReader(it)
+	for n := 0; ; n++ {
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		item, ok, err := r.Next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		if !item.DeletedAt.IsZero() {
+			return domain.Corruption("state layout: %s is marked deleted in the state at an instant", item.ID)
+		}
+		if err := fn(item); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
 // writeBase writes the state sc holds (flushed, at an instant) as the
-// parts of a base of checkpoint seq of generation ref, stores them, and
-// returns them with the state's digest. A part holds whole items; the
+// parts of a base of checkpoint seq of generation ref, cut at limit
+// (basePartLimit), stores them, and
+// returns them with the state's digest, computed from the records as they
+// are written (one pass over the state). A part holds whole items; the
 // parts do not overlap. On failure the parts stored are deleted again
 // (best effort: a part left behind is destroyed with its generation).
-func (s *Backups) writeBase(ctx context.Context, ref string, seq uint64, sc Scratch) (parts []domain.BasePart, digest [32]byte, err error) {
-	if digest, _, _, err = stateDigest(ctx, sc, nil); err != nil {
-		return nil, digest, err
-	}
+func (s *Backups) writeBase(ctx context.Context, ref string, seq uint64, sc Scratch, limit int64) (parts []domain.BasePart, digest [32]byte, err error) {
 	run := s.IDs.NewULID()
 	defer func() {
 		if err != nil {
@@ -89,21 +111,27 @@ func (s *Backups) writeBase(ctx context.Context, ref string, seq uint64, sc Scra
 			parts = nil
 		}
 	}()
-	limit := s.basePartLimit()
 	var cur, done domain.BasePart // the counts of the part being written, and of the one just cut
 	cut := false
-	split := func(key []byte, size int64) bool {
-		rec, perr := dayview.ParseKey(key)
-		c := perr == nil && rec.IsRow() && size >= limit // a row starts an item
+	sum := newPushDigest()
+	split := func(key, value []byte, size int64) (bool, error) {
+		rec, err := dayview.ParseKey(key)
+		if err != nil {
+			return false, err
+		}
+		if err := sum.add(&rec, key, value); err != nil {
+			return false, err
+		}
+		c := rec.IsRow() && size >= limit // a row starts an item
 		if c {
 			done, cur, cut = cur, domain.BasePart{}, true
 		}
-		if perr == nil && rec.IsRow() {
+		if rec.IsRow() {
 			cur.Items++
-		} else if perr == nil && rec.IsVersion() {
+		} else if rec.IsVersion() {
 			cur.Versions++
 		}
-		return c
+		return c, nil
 	}
 	// One buffer for the parts, of a part's size: made again only for a
 	// larger part (a bytes.Buffer would grow to twice the largest and
@@ -133,8 +161,99 @@ func (s *Backups) writeBase(ctx context.Context, ref string, seq uint64, sc Scra
 	if err := sc.WriteTables(ctx, nil, nil, split, put); err != nil {
 		return nil, digest, err
 	}
+	if digest, err = sum.finish(); err != nil {
+		return nil, digest, err
+	}
 	return parts, digest, nil
 }
+
+// pushDigest is stateDigest fed record by record, in key order, as
+// Scratch.WriteTables hands them: it gathers an item's records and reads
+// each whole item through dayview.ItemReader (the same checks as
+// stateDigest's) when the next one starts.
+type pushDigest struct {
+	d    *dayview.Digest
+	r    *dayview.ItemReader
+	c    recordCursor
+	kind byte
+	id   []byte
+}
+
+func newPushDigest() *pushDigest {
+	p := &pushDigest{d: dayview.NewDigest()}
+	p.r = dayview.NewItemReader(&p.c)
+	return p
+}
+
+// add takes the next record, rec parsed from key.
+func (p *pushDigest) add(rec *dayview.Record, key, value []byte) error {
+	if len(p.c.recs) > 0 && (rec.Kind != p.kind || !bytes.Equal(rec.ID, p.id)) {
+		if err := p.item(); err != nil {
+			return err
+		}
+	}
+	if len(p.c.recs) == 0 {
+		p.kind, p.id = rec.Kind, append(p.id[:0], rec.ID...)
+	}
+	p.c.add(key, value)
+	return nil
+}
+
+// item digests the item gathered.
+func (p *pushDigest) item() error {
+	p.c.i = 0
+	it, ok, err := p.r.Next()
+	if err != nil {
+		return err
+	}
+	if ok {
+		if !it.DeletedAt.IsZero() {
+			return domain.Corruption("state layout: %s is marked deleted in the state at an instant", it.ID)
+		}
+		p.d.Add(it)
+	}
+	p.c.reset()
+	return nil
+}
+
+// finish digests the last item and returns the state's digest.
+func (p *pushDigest) finish() ([32]byte, error) {
+	if len(p.c.recs) > 0 {
+		if err := p.item(); err != nil {
+			return [32]byte{}, err
+		}
+	}
+	sum, _, _ := p.d.Sum()
+	return sum, nil
+}
+
+// recordCursor is a dayview.Cursor over records held in memory.
+type recordCursor struct {
+	buf  []byte
+	recs []struct{ k, v [2]int }
+	i    int
+}
+
+func (c *recordCursor) add(key, value []byte) {
+	k := [2]int{len(c.buf), len(c.buf) + len(key)}
+	c.buf = append(c.buf, key...)
+	v := [2]int{len(c.buf), len(c.buf) + len(value)}
+	c.buf = append(c.buf, value...)
+	c.recs = append(c.recs, struct{ k, v [2]int }{k, v})
+}
+
+func (c *recordCursor) reset() { c.buf, c.recs, c.i = c.buf[:0], c.recs[:0], 0 }
+
+func (c *recordCursor) Valid() bool { return c.i < len(c.recs) }
+func (c *recordCursor) Key() []byte {
+	r := c.recs[c.i].k
+	return c.buf[r[0]:r[1]:r[1]]
+}
+func (c *recordCursor) Value() ([]byte, error) {
+	r := c.recs[c.i].v
+	return c.buf[r[0]:r[1]:r[1]], nil
+}
+func (c *recordCursor) Next() bool { c.i++; return c.Valid() }
 
 // deleteParts deletes base parts that will not be recorded.
 func (s *Backups) deleteParts(ctx context.Context, ref string, parts []domain.BasePart) {
@@ -245,7 +364,7 @@ func (s *Backups) baseItems(ctx context.Context, ref string, parts []domain.Base
 			return err
 		}
 		var bi backupdata.BaseItem
-		_, _, _, err = stateDigest(ctx, sc, func(it *dayview.Item) error {
+		return eachItem(ctx, sc, func(it *dayview.Item) error {
 			bi = backupdata.BaseItem{Kind: kindName(it.Kind), ID: it.ID, CreatedAt: it.Row.CreatedAt, ChangedAt: it.Row.CreatedAt,
 				Description: it.Row.Description, Versions: uint32(len(it.Versions))}
 			last := it.Versions[len(it.Versions)-1]
@@ -257,6 +376,5 @@ func (s *Backups) baseItems(ctx context.Context, ref string, parts []domain.Base
 			}
 			return fn(&bi)
 		})
-		return err
 	}
 }

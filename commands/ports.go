@@ -194,7 +194,8 @@ type ProjectionStore interface {
 	// change (a base's rows) that the Update of the same event completes.
 	// What it writes must be blind (the same keys and values when the
 	// event is applied again after a crash) and read by nothing before
-	// that Update commits. If fn fails nothing is written. Not synced.
+	// that Update commits; fn does not read (an implementation may fail a
+	// read). If fn fails nothing is written. Not synced.
 	// Safe to call while an Update of name is open (from its fn).
 	Stage(name string, fn func(projections.Txn) error) error
 }

@@ -38,16 +38,27 @@ type Scratch interface {
 	// load.
 	AddTable(r io.Reader) (size int64, err error)
 	Ingest(ctx context.Context) error
+	// IngestSorted writes the records next yields, which must come in
+	// strictly increasing key order, as one table and loads it on top of
+	// what the scratch holds (writes buffered before are flushed first): a
+	// sorted run costs no memtable insert per record. Runs may overlap
+	// one another; a reader sees them merged. next's key and value need
+	// stay valid only until it is called again. Errors: domain.ErrCorrupt
+	// for keys out of order; ctx's.
+	IngestSorted(ctx context.Context, next func() (key, value []byte, ok bool)) error
 	// NewIter returns an iterator over the keys in [lower, upper) (nil:
 	// unbounded) of what was flushed and ingested, at the time of the
 	// call. Close it before the scratch.
 	NewIter(lower, upper []byte) (ScratchIter, error)
 	// WriteTables writes what the scratch holds in [lower, upper), in key
 	// order, as sstables that AddTable and Ingest load: split sees every
-	// key before it is written, with the bytes of the table so far (0 for
-	// the first key), and may start a new table there. put receives each
-	// finished table, readable until put returns. Errors: put's; ctx's.
-	WriteTables(ctx context.Context, lower, upper []byte, split func(key []byte, size int64) bool, put func(t *ScratchTable) error) error
+	// record before it is written (key and value valid only during the
+	// call), with the bytes of the table so far (0 for the first key), and
+	// may start a new table there, or stop the writing with an error (so
+	// that one pass both writes and reads the records). put receives each
+	// finished table, readable until put returns. Errors: split's, put's;
+	// ctx's.
+	WriteTables(ctx context.Context, lower, upper []byte, split func(key, value []byte, size int64) (bool, error), put func(t *ScratchTable) error) error
 	// Close removes the scratch and its files. Idempotent.
 	Close() error
 }

@@ -58,7 +58,7 @@ func (s *Backups) RebaseBackup(ctx context.Context, id domain.BackupID) (did boo
 		}
 		return false, fmt.Errorf("%s %s: load checkpoint %d: %w", op, id, seq, err)
 	}
-	parts, digest, err := s.writeBase(ctx, ref, seq, sc)
+	parts, digest, err := s.writeBase(ctx, ref, seq, sc, s.basePartLimit())
 	if err != nil {
 		return false, fmt.Errorf("%s %s: write the base of checkpoint %d: %w", op, id, seq, err)
 	}

@@ -100,7 +100,7 @@ func (s *Backups) firstCheckpoint(ctx context.Context, b *domain.Backup, due dom
 	if err != nil {
 		return nil, err
 	}
-	parts, digest, err := s.writeBase(ctx, b.DataRef(), c.Seq, sc)
+	parts, digest, err := s.writeBase(ctx, b.DataRef(), c.Seq, sc, s.basePartLimit())
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: write base 0: %w", op, b.ID, err)
 	}

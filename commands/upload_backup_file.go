@@ -1,11 +1,13 @@
 package commands
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
@@ -112,7 +114,7 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 		return nil, false, fmt.Errorf("%s: %w", op, err)
 	}
 	var base domain.UploadBase
-	if base.Parts, base.StateDigest, err = s.writeBase(ctx, ref, 1, u.state); err != nil {
+	if base.Parts, base.StateDigest, err = s.writeBase(ctx, ref, 1, u.state, s.uploadBasePartLimit()); err != nil {
 		return nil, false, fmt.Errorf("%s: write base 0: %w", op, err)
 	}
 	ds, err := domain.NewUpload(id, name, h, u.segs, base, loc)
@@ -156,6 +158,7 @@ type upload struct {
 	cur          *domain.FileCheckpoint
 	slice        *sliceWriter // the current segment's, after the first
 	records      uint64
+	run          indexRun
 	key, val     []byte
 }
 
@@ -292,7 +295,9 @@ func (u *upload) event(e *domain.Event) error {
 }
 
 // The index of an upload: the file's event IDs and item changes as keys,
-// in a scratch store, read back sorted once the file is read.
+// gathered in memory up to indexRunBytes, sorted and written into a
+// scratch store as one run (a table, no memtable insert per record), and
+// read back, the runs merged, once the file is read.
 //
 //	'i' <event ID 16 bytes> <record number uint64 BE>                  -> nothing
 //	'c' <kind> <key ID or secret name> 0x00 <record number uint64 BE> -> op, version (uvarint), segment (uvarint), late
@@ -305,15 +310,25 @@ const (
 	indexChange = 'c'
 )
 
+// indexRunBytes is how much of the index is gathered in memory before it
+// is sorted and written as a run.
+const indexRunBytes = 4 << 20
+
 func (u *upload) indexEvent(id domain.EventID, ch *domain.FileChange) error {
 	u.key = append(append(u.key[:0], indexID), id[:]...)
 	u.key = binary.BigEndian.AppendUint64(u.key, u.records)
-	if err := u.index.Set(u.key, nil); err != nil {
-		return err
+	u.run.add(u.key, nil)
+	if ch.Kind != 0 {
+		u.indexChange(ch)
 	}
-	if ch.Kind == 0 {
+	if len(u.run.buf) < indexRunBytes {
 		return nil
 	}
+	return u.run.writeTo(u.ctx, u.index)
+}
+
+// indexChange adds an item change to the index.
+func (u *upload) indexChange(ch *domain.FileChange) {
 	u.key = append(append(append(u.key[:0], indexChange, ch.Kind), ch.ID...), 0)
 	u.key = binary.BigEndian.AppendUint64(u.key, u.records)
 	u.val = binary.AppendUvarint(append(u.val[:0], byte(ch.Op)), uint64(ch.Version))
@@ -323,7 +338,47 @@ func (u *upload) indexEvent(id domain.EventID, ch *domain.FileChange) error {
 		late = 1
 	}
 	u.val = append(u.val, late)
-	return u.index.Set(u.key, u.val)
+	u.run.add(u.key, u.val)
+}
+
+// indexRun is the part of an upload's index gathered in memory: records
+// in one buffer, sorted by key when written.
+type indexRun struct {
+	buf  []byte
+	recs []indexRec
+}
+
+// indexRec is a record of an indexRun: its key and value in buf.
+type indexRec struct{ off, klen, vlen uint32 }
+
+func (r *indexRun) add(key, value []byte) {
+	if r.buf == nil { // made once at its full size: never grown by doubling
+		r.buf = make([]byte, 0, indexRunBytes+1024)
+		r.recs = make([]indexRec, 0, indexRunBytes/32)
+	}
+	r.recs = append(r.recs, indexRec{uint32(len(r.buf)), uint32(len(key)), uint32(len(value))})
+	r.buf = append(append(r.buf, key...), value...)
+}
+
+func (r *indexRun) keyOf(x indexRec) []byte { return r.buf[x.off : x.off+x.klen] }
+
+// writeTo sorts the run, writes it into sc and empties it.
+func (r *indexRun) writeTo(ctx context.Context, sc Scratch) error {
+	if len(r.recs) == 0 {
+		return nil
+	}
+	slices.SortFunc(r.recs, func(a, b indexRec) int { return bytes.Compare(r.keyOf(a), r.keyOf(b)) })
+	i := 0
+	err := sc.IngestSorted(ctx, func() ([]byte, []byte, bool) {
+		if i == len(r.recs) {
+			return nil, nil, false
+		}
+		x := r.recs[i]
+		i++
+		return r.keyOf(x), r.buf[x.off+x.klen : x.off+x.klen+x.vlen], true
+	})
+	r.buf, r.recs = r.buf[:0], r.recs[:0]
+	return err
 }
 
 // checkIndex reads the index back, sorted: the event IDs through
@@ -331,9 +386,10 @@ func (u *upload) indexEvent(id domain.EventID, ch *domain.FileChange) error {
 // end the file's check.
 func (u *upload) checkIndex() error {
 	const op = "upload"
-	if err := u.index.Flush(); err != nil {
+	if err := u.run.writeTo(u.ctx, u.index); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
+	u.run = indexRun{} // its memory can go
 	var ids domain.FileIDs
 	err := u.scan(indexID, func(k, _ []byte) error {
 		if len(k) != 1+16+8 {

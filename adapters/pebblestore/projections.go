@@ -515,10 +515,12 @@ func (p *Projections) DropProjection(name string, prefix []byte) error {
 	return storeErr("drop projection "+name, b.Commit(pebble.NoSync))
 }
 
-// Stage runs fn in a transaction of its own (an indexed batch) and commits
-// its writes, not synced, without changing projection name's position:
+// Stage runs fn in a transaction of its own and commits its writes, not
+// synced, without changing projection name's position:
 // commands.ProjectionStore.Stage. A batch of its own, so that an Update of
-// name may call it from its fn while its own batch is open.
+// name may call it from its fn while its own batch is open. Its writes are
+// blind, so the batch is not indexed (no sorted copy of every write): a
+// read in fn fails.
 //
 // Errors: domain.ErrInvalidArgument for an empty name; fn's error;
 // domain.ErrUnavailable when the store is closed or the commit fails.
@@ -530,7 +532,7 @@ func (p *Projections) Stage(name string, fn func(projections.Txn) error) error {
 		return err
 	}
 	defer p.leave()
-	b := p.db.NewIndexedBatch()
+	b := p.db.NewBatch()
 	defer b.Close()
 	tx := &txn{b: b}
 	err := fn(tx)

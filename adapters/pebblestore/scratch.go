@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -251,6 +252,48 @@ func (s *scratch) Ingest(ctx context.Context) error {
 	return nil
 }
 
+func (s *scratch) IngestSorted(ctx context.Context, next func() (key, value []byte, ok bool)) error {
+	if s.closed {
+		return errScratchClosed
+	}
+	if err := s.Flush(); err != nil {
+		return err
+	}
+	f, path, err := s.file()
+	if err != nil {
+		return storeErr("scratch write a run", err)
+	}
+	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), s.writeOpts)
+	var last []byte
+	keys := 0
+	for k, v, ok := next(); ok; k, v, ok = next() {
+		if keys > 0 && bytes.Compare(k, last) <= 0 {
+			_ = w.Close()
+			_ = s.fs.Remove(path)
+			return domain.Corruption("scratch: a sorted run's keys are out of order")
+		}
+		if err := w.Set(k, v); err != nil {
+			_ = w.Close()
+			_ = s.fs.Remove(path)
+			return storeErr("scratch write a run", err)
+		}
+		last = append(last[:0], k...)
+		keys++
+	}
+	if err := w.Close(); err != nil || keys == 0 {
+		_ = s.fs.Remove(path)
+		return storeErr("scratch write a run", err)
+	}
+	if err := s.db.Ingest(ctx, []string{path}); err != nil {
+		_ = s.fs.Remove(path)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return storeErr("scratch ingest a run", err)
+	}
+	return nil
+}
+
 func (s *scratch) NewIter(lower, upper []byte) (commands.ScratchIter, error) {
 	if s.closed {
 		return nil, errScratchClosed
@@ -262,7 +305,7 @@ func (s *scratch) NewIter(lower, upper []byte) (commands.ScratchIter, error) {
 	return &scratchIter{it: it}, nil
 }
 
-func (s *scratch) WriteTables(ctx context.Context, lower, upper []byte, split func(key []byte, size int64) bool, put func(t *commands.ScratchTable) error) error {
+func (s *scratch) WriteTables(ctx context.Context, lower, upper []byte, split func(key, value []byte, size int64) (bool, error), put func(t *commands.ScratchTable) error) error {
 	if s.closed {
 		return errScratchClosed
 	}
@@ -299,16 +342,37 @@ func (s *scratch) WriteTables(ctx context.Context, lower, upper []byte, split fu
 		}
 		return put(&commands.ScratchTable{Data: f, Size: st.Size(), First: first, Last: last, Keys: keys})
 	}
-	for valid := it.First(); valid; valid = it.Next() {
-		if err := ctx.Err(); err != nil {
-			return err
+	// abandon drops the table being written after a failure.
+	abandon := func() {
+		if w != nil {
+			_ = w.Close()
+			_ = s.fs.Remove(path)
+			w = nil
+		}
+	}
+	for valid, n := it.First(), 0; valid; valid, n = it.Next(), n+1 {
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				abandon()
+				return err
+			}
 		}
 		k := it.Key()
+		v, err := it.ValueAndErr()
+		if err != nil {
+			abandon()
+			return storeErr("scratch write tables", err)
+		}
 		var size int64
 		if w != nil {
 			size = int64(w.Raw().EstimatedSize())
 		}
-		if split(k, size) && w != nil {
+		cut, err := split(k, v, size)
+		if err != nil {
+			abandon()
+			return err
+		}
+		if cut && w != nil {
 			if err := finish(); err != nil {
 				return err
 			}
@@ -321,25 +385,15 @@ func (s *scratch) WriteTables(ctx context.Context, lower, upper []byte, split fu
 			w = sstable.NewWriter(objstorageprovider.NewFileWritable(f), s.writeOpts)
 			first, keys = append(first[:0:0], k...), 0
 		}
-		v, err := it.ValueAndErr()
-		if err != nil {
-			_ = w.Close()
-			_ = s.fs.Remove(path)
-			return storeErr("scratch write tables", err)
-		}
 		if err := w.Set(k, v); err != nil {
-			_ = w.Close()
-			_ = s.fs.Remove(path)
+			abandon()
 			return storeErr("scratch write a table", err)
 		}
 		last = append(last[:0:0], k...)
 		keys++
 	}
 	if err := it.Error(); err != nil {
-		if w != nil {
-			_ = w.Close()
-			_ = s.fs.Remove(path)
-		}
+		abandon()
 		return storeErr("scratch write tables", err)
 	}
 	return finish()
