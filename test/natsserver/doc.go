@@ -1,7 +1,13 @@
-// Package natsserver runs a real NATS server with JetStream inside a test
-// process, on a random local port and a temporary store directory, so that
-// the NATS adapters are tested against the server itself rather than a
-// double. It is test support only: production code never imports it (test/
-// is off limits to it, as test/archtest checks), and it never listens on
-// anything but 127.0.0.1.
+// Package natsserver runs real NATS servers with JetStream inside a test
+// process, on loopback, so that the NATS adapters are tested against the
+// server itself rather than a double: Start runs one server on a random
+// port and a temporary store directory; StartCluster runs a JetStream
+// cluster of several such servers (routes between them on free loopback
+// ports, one store directory each), on which streams of 3 replicas run as
+// they do in production (a quorum acknowledges, leaders and followers,
+// elections), and whose servers a test can stop and start again on their
+// stores. Every server fsyncs each write before acknowledging it
+// (sync_interval: always). It is test support only: production code never
+// imports it (test/ is off limits to it, as test/archtest checks), and it
+// never listens on anything but 127.0.0.1.
 package natsserver

@@ -55,8 +55,16 @@ func Start(tb testing.TB) (url string, stop func()) {
 // a single server.
 func StartAt(tb testing.TB, storeDir string, port int) *Server {
 	tb.Helper()
-	opts := &server.Options{
-		ServerName: "kmsbackup-test",
+	return run(tb, serverOptions("kmsbackup-test", storeDir, port))
+}
+
+// serverOptions are the options of a test server named name with its store
+// in storeDir, listening on port (-1: a free one): JetStream, fsync of every
+// write before its acknowledgement (sync_interval: always), MaxPayload,
+// nothing logged, no signal handlers, no monitoring.
+func serverOptions(name, storeDir string, port int) *server.Options {
+	return &server.Options{
+		ServerName: name,
 		Host:       "127.0.0.1",
 		Port:       port,
 		JetStream:  true,
@@ -65,9 +73,14 @@ func StartAt(tb testing.TB, storeDir string, port int) *Server {
 		MaxPayload: MaxPayload,
 		NoLog:      true,
 		NoSigs:     true,
-		// No HTTP monitoring, cluster, gateway or leaf node listeners.
-		HTTPPort: 0,
+		HTTPPort:   0,
 	}
+}
+
+// run starts a server with opts, waits until it accepts connections and
+// stops it when the test ends.
+func run(tb testing.TB, opts *server.Options) *Server {
+	tb.Helper()
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		tb.Fatalf("natsserver: new server: %v", err)
@@ -75,9 +88,9 @@ func StartAt(tb testing.TB, storeDir string, port int) *Server {
 	go srv.Start()
 	if !srv.ReadyForConnections(readyTimeout) {
 		srv.Shutdown()
-		tb.Fatalf("natsserver: server on %s:%d not ready after %s", opts.Host, port, readyTimeout)
+		tb.Fatalf("natsserver: server %s on %s:%d not ready after %s", opts.ServerName, opts.Host, opts.Port, readyTimeout)
 	}
-	s := &Server{URL: srv.ClientURL(), StoreDir: storeDir, srv: srv}
+	s := &Server{URL: srv.ClientURL(), StoreDir: opts.StoreDir, srv: srv}
 	if addr, ok := srv.Addr().(*net.TCPAddr); ok {
 		s.Port = addr.Port
 	} else if _, p, err := net.SplitHostPort(srv.Addr().String()); err == nil {
