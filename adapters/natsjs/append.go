@@ -48,6 +48,8 @@ const (
 	codeBatchIncomplete      = jsapi.ErrorCode(10176)
 	codeBatchTooLarge        = jsapi.ErrorCode(10199)
 	codeBatchTooManyInflight = jsapi.ErrorCode(10210)
+	codeClusterNotAvailable  = jsapi.ErrorCode(10008) // no leader now: an election is under way
+	codeNoMessageFound       = jsapi.ErrorCode(10037)
 )
 
 // Append writes events atomically at the end of stream if expected holds,
@@ -117,7 +119,18 @@ func (l *Log) Append(ctx context.Context, stream string, expected domain.Expecte
 			}
 			return commands.AppendResult{}, domain.WrongRevision(stream, expected, h.exists, h.rev)
 		}
-		res, err := l.commit(ctx, b, h, alone)
+		var res commands.AppendResult
+		var err error
+		switch {
+		case b.pending && h.seq != b.slot:
+			// A claim on one of the IDs waits for another end of the
+			// stream than the one we know (claim.go): look again.
+			err = &conflictError{desc: "an event ID is claimed for another revision"}
+		case len(b.ids) == 1 && l.claimSingle:
+			res, err = l.commitClaimed(ctx, b, h)
+		default:
+			res, err = l.commit(ctx, b, h, alone)
+		}
 		var conflict *conflictError
 		switch {
 		case err == nil:
@@ -130,8 +143,8 @@ func (l *Log) Append(ctx context.Context, stream string, expected domain.Expecte
 			h.known = false
 			return commands.AppendResult{}, err
 		}
-		// The stream moved, or some event ID is already in the log, or
-		// the server could not decide now.
+		// The stream moved, or some event ID is already in the log or
+		// claimed, or the server could not decide now.
 		h.known = false
 		if !conflict.transient {
 			if res, found, err := l.resolve(ctx, b); err != nil || found {
@@ -156,6 +169,15 @@ type batch struct {
 	subject string
 	ids     []domain.EventID
 	recs    [][]byte // event payloads; groupMsgs sets their revisions
+	// marks holds, for each event ID, the sequence of the claim on its
+	// subject that the next write replaces (0: the subject is empty);
+	// resolve sets it (claim.go).
+	marks []uint64
+	// pending is set when one of the claims in marks still waits for its
+	// event: every such claim is for the stream's end at sequence slot,
+	// and only a write expecting exactly that end may replace it.
+	pending bool
+	slot    uint64
 }
 
 // newBatch validates an append and encodes its payloads.
@@ -188,7 +210,8 @@ func (l *Log) newBatch(stream string, events []domain.Event) (*batch, error) {
 		}
 		size += n
 	}
-	b := &batch{stream: stream, subject: subject, ids: make([]domain.EventID, len(events)), recs: make([][]byte, len(events))}
+	b := &batch{stream: stream, subject: subject, ids: make([]domain.EventID, len(events)), recs: make([][]byte, len(events)),
+		marks: make([]uint64, len(events))}
 	buf := make([]byte, 0, size)
 	start := 0
 	for i := range events {
@@ -225,40 +248,91 @@ type conflictError struct {
 func (e *conflictError) Error() string { return "jetstream: append: batch refused: " + e.desc }
 
 // resolve looks b's event IDs up. found is set, with the original result,
-// when every one of them is already in b's stream (a retry). Some of them
-// present, or any in another stream, is domain.ErrInvalidArgument.
+// when every one of them is in b's stream (a retry). Some of them in it,
+// or any in another stream (written or claimed), is
+// domain.ErrInvalidArgument. Otherwise it records in b the claims on its
+// IDs that the next write must replace (claim.go).
 func (l *Log) resolve(ctx context.Context, b *batch) (commands.AppendResult, bool, error) {
 	subjects := make([]string, len(b.ids))
-	want := make(map[string]domain.EventID, len(b.ids))
+	want := make(map[string]int, len(b.ids))
 	for i, id := range b.ids {
 		subjects[i] = l.idSubject(id)
-		want[subjects[i]] = id
+		want[subjects[i]] = i
 	}
 	msgs, _, err := l.getBatch(ctx, opAppend, directRequest{MultiLastFor: subjects})
 	if err != nil {
 		return commands.AppendResult{}, false, err
 	}
+	got := make(map[string]stored, len(msgs))
+	for _, m := range msgs {
+		if _, ok := want[m.subject]; !ok {
+			return commands.AppendResult{}, false, unavailable(opAppend, fmt.Errorf("event-ID look-up answered with subject %q", m.subject))
+		}
+		got[m.subject] = m
+	}
+	if l.r.replicated() && len(got) < len(subjects) {
+		// The replica that answered may be behind: ask the leader for
+		// the IDs it did not find.
+		for _, subj := range subjects {
+			if _, ok := got[subj]; ok {
+				continue
+			}
+			m, found, err := l.getOne(ctx, opAppend, directRequest{LastFor: subj})
+			if err != nil {
+				return commands.AppendResult{}, false, err
+			}
+			if found {
+				got[subj] = m
+			}
+		}
+	}
 	var res commands.AppendResult
 	present := 0
-	for _, m := range msgs {
-		id, ok := want[m.subject]
+	b.pending, b.slot = false, 0
+	for i, id := range b.ids {
+		b.marks[i] = 0
+		m, ok := got[subjects[i]]
 		if !ok {
-			return commands.AppendResult{}, false, unavailable(opAppend, fmt.Errorf("event-ID look-up answered with subject %q", m.subject))
+			continue
 		}
 		mk, err := decodeMarker(m.seq, m.data)
 		if err != nil {
 			return commands.AppendResult{}, false, err
 		}
 		if mk.stream != b.stream {
+			what := "already in"
+			if mk.claim {
+				what = "claimed by an append to"
+			}
 			return commands.AppendResult{}, false, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: b.stream,
-				Msg: fmt.Sprintf("event ID %s is already in stream %q", id, mk.stream), Hint: "use a new event ID"}
+				Msg: fmt.Sprintf("event ID %s is %s stream %q", id, what, mk.stream), Hint: "use a new event ID"}
 		}
-		pos := m.seq + mk.offset
+		pos, rev := m.seq+mk.offset, mk.rev
+		if mk.claim {
+			st, err := l.claimState(ctx, b.subject, id, mk)
+			if err != nil {
+				return commands.AppendResult{}, false, err
+			}
+			switch {
+			case st.orphan:
+				b.marks[i] = m.seq
+				continue
+			case !st.placed:
+				if b.pending && b.slot != mk.after {
+					// Two claims waiting for two ends of the stream:
+					// one of them is stale by now; look again later.
+					return commands.AppendResult{}, false, nil
+				}
+				b.marks[i], b.pending, b.slot = m.seq, true, mk.after
+				continue
+			}
+			pos, rev = st.pos, st.rev
+		}
 		if present == 0 || pos < res.FirstPosition {
 			res.FirstPosition = pos
 		}
 		if pos > res.LastPosition {
-			res.LastPosition, res.LastRevision = pos, mk.rev
+			res.LastPosition, res.LastRevision = pos, rev
 		}
 		present++
 	}

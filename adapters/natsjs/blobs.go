@@ -100,7 +100,7 @@ type Blobs struct {
 	bucket     string
 	metaPrefix string // $O.<bucket>.M.
 	chunkPfx   string // $O.<bucket>.C.
-	directSubj string // the direct-get API subject of the bucket's stream
+	r          reader // reads the bucket's stream
 }
 
 // OpenBlobs creates or updates the blob bucket on c (idempotent, so every
@@ -141,11 +141,14 @@ func OpenBlobs(ctx context.Context, c *Conn, opts BlobsOptions) (*Blobs, error) 
 		return nil, &domain.Error{Op: op, Kind: domain.ErrFailedPrecondition, Item: opts.Bucket,
 			Msg: "the blob bucket's stream must allow purges, rollups and direct gets"}
 	}
+	if err := waitLeader(cctx, st); err != nil {
+		return nil, c.callErr(ctx, op+" "+opts.Bucket, err)
+	}
 	return &Blobs{
 		c: c, stream: st, bucket: opts.Bucket,
 		metaPrefix: "$O." + opts.Bucket + ".M.",
 		chunkPfx:   "$O." + opts.Bucket + ".C.",
-		directSubj: "$JS.API.DIRECT.GET." + stream,
+		r:          newReader(c.nc, stream, st.CachedInfo().Config.Replicas),
 	}, nil
 }
 
@@ -264,7 +267,7 @@ type meta struct {
 // readMeta returns the newest meta message of subj; found is false when
 // there is none.
 func (b *Blobs) readMeta(ctx context.Context, op, subj string) (meta, bool, error) {
-	m, found, err := directGet(ctx, b.c.nc, b.directSubj, directRequest{LastFor: subj})
+	m, found, err := b.r.one(ctx, directRequest{LastFor: subj})
 	if err != nil {
 		return meta{}, false, b.c.callErr(ctx, op, err)
 	}
@@ -452,8 +455,19 @@ func (b *Blobs) writeChunks(ctx context.Context, subj string, data []byte) error
 	for acked < n {
 		for sent < n && sent-acked < chunksInFlight {
 			end := min((sent+1)*blobChunkSize, len(data))
+			m := &nats.Msg{Subject: subj, Reply: inbox, Data: data[sent*blobChunkSize : end]}
+			if sent == 0 {
+				// The subject is a fresh NUID's: nothing may be on it yet.
+				// (This also makes a put's first write on a replicated
+				// stream carry an expected sequence, as its meta does:
+				// nats-server 2.15 sets up its tracking of those writes
+				// without a lock the first time a leader sees one, which
+				// the race detector reports when writes without one are
+				// still being applied; see cluster_test.go.)
+				m.Header = nats.Header{hdrExpectSubj: []string{"0"}}
+			}
 			// PublishMsg copies the data into the connection's buffer.
-			if err := nc.PublishMsg(&nats.Msg{Subject: subj, Reply: inbox, Data: data[sent*blobChunkSize : end]}); err != nil {
+			if err := nc.PublishMsg(m); err != nil {
 				return err
 			}
 			sent++
@@ -584,6 +598,21 @@ func (b *Blobs) GetBlob(ctx context.Context, ref, name string) ([]byte, error) {
 	}
 }
 
+// chunks reads a batch of chunks from req.Seq on req.NextFor. The replica
+// that answers may be behind the leader the meta was read from (see
+// reader): when it has none, the next chunk is asked of the leader.
+func (b *Blobs) chunks(ctx context.Context, req directRequest) ([]stored, error) {
+	msgs, _, err := b.r.batch(ctx, req)
+	if err != nil || len(msgs) > 0 || !b.r.replicated() {
+		return msgs, err
+	}
+	m, found, err := b.r.one(ctx, directRequest{Seq: req.Seq, NextFor: req.NextFor})
+	if err != nil || !found {
+		return nil, err
+	}
+	return []stored{m}, nil
+}
+
 // readChunks reads the chunks of the object info describes. missing says
 // what is missing when the chunks hold less than the recorded size.
 func (b *Blobs) readChunks(ctx context.Context, op string, info jsapi.ObjectInfo) (data []byte, missing string, err error) {
@@ -596,7 +625,7 @@ func (b *Blobs) readChunks(ctx context.Context, op string, info jsapi.ObjectInfo
 		if err := ctx.Err(); err != nil {
 			return nil, "", err
 		}
-		msgs, _, err := directBatch(ctx, b.c.nc, b.directSubj, directRequest{Seq: seq, NextFor: subj, Batch: readBatch, MaxBytes: readMaxBytes})
+		msgs, err := b.chunks(ctx, directRequest{Seq: seq, NextFor: subj, Batch: readBatch, MaxBytes: readMaxBytes})
 		if err != nil {
 			return nil, "", b.c.callErr(ctx, op, err)
 		}
@@ -825,7 +854,7 @@ func (r *blobReader) load(buf []byte) ([]byte, error) {
 	if err := r.b.c.enter(opGetBlob); err != nil {
 		return nil, err
 	}
-	msgs, _, err := directBatch(r.ctx, r.b.c.nc, r.b.directSubj, directRequest{Seq: r.seq, NextFor: r.b.chunkPfx + r.info.NUID,
+	msgs, err := r.b.chunks(r.ctx, directRequest{Seq: r.seq, NextFor: r.b.chunkPfx + r.info.NUID,
 		Batch: readBatch, MaxBytes: streamReadBytes})
 	if err != nil {
 		return nil, r.b.c.callErr(r.ctx, r.op, err)

@@ -256,7 +256,7 @@ func TestGetBlobCorrupt(t *testing.T) {
 		}
 	}
 	chunkSeqs := func(t *testing.T, f fixture) []uint64 {
-		msgs, _, err := directBatch(ctx, c.nc, f.b.directSubj, directRequest{Seq: 1, NextFor: f.b.chunkPfx + f.cur.info.NUID, Batch: 100})
+		msgs, _, err := directBatch(ctx, c.nc, f.b.r.direct, directRequest{Seq: 1, NextFor: f.b.chunkPfx + f.cur.info.NUID, Batch: 100})
 		if err != nil {
 			t.Fatal(err)
 		}

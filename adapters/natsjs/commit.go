@@ -177,6 +177,11 @@ func (l *Log) publishGroup(ctx context.Context, group []*pending) []groupResp {
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	resp, err := l.nc.RequestMsgWithContext(rctx, msgs[total-1])
+	if errors.Is(err, nats.ErrNoResponders) {
+		// Nothing was committed: a replicated stream is electing its
+		// leader.
+		return fail(&conflictError{transient: true, desc: "no server took the batch (a stream leader is being elected)"})
+	}
 	if err != nil {
 		return fail(l.callErr(ctx, opAppend, err))
 	}
@@ -236,7 +241,7 @@ func (l *Log) groupMsgs(group []*pending, id string) ([]*nats.Msg, []uint64) {
 		for i, eid := range p.b.ids {
 			start := len(mbuf)
 			mbuf = appendMarker(mbuf, marker{offset: uint64(events), rev: firstRevs[g] + uint64(i), stream: p.b.stream})
-			add(l.idSubject(eid), mbuf[start:len(mbuf):len(mbuf)], "0")
+			add(l.idSubject(eid), mbuf[start:len(mbuf):len(mbuf)], strconv.FormatUint(p.b.marks[i], 10))
 		}
 	}
 	for g, p := range group {
@@ -268,14 +273,23 @@ type pubAck struct {
 
 // ackErr translates the error of a batch commit.
 func (l *Log) ackErr(group []*pending, e *jsapi.APIError) error {
+	return l.refusal(group[0].b.stream, len(group[0].b.recs), e)
+}
+
+// refusal translates the server's refusal of a write of n events to
+// stream.
+func (l *Log) refusal(stream string, n int, e *jsapi.APIError) error {
 	switch e.ErrorCode {
 	case codeWrongLastSeq:
 		return &conflictError{desc: e.Description}
-	case codeWrongLastSeqConstant, codeBatchIncomplete, codeBatchTooManyInflight:
+	case codeWrongLastSeqConstant:
+		l.inFlight.Add(1)
+		return &conflictError{transient: true, desc: e.Description}
+	case codeBatchIncomplete, codeBatchTooManyInflight, codeClusterNotAvailable:
 		return &conflictError{transient: true, desc: e.Description}
 	case codeMsgTooLarge, codeBatchTooLarge:
-		return &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: group[0].b.stream,
-			Msg: fmt.Sprintf("the server refused the batch of %d events: %s", len(group[0].b.recs), e.Description)}
+		return &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: stream,
+			Msg: fmt.Sprintf("the server refused the batch of %d events: %s", n, e.Description)}
 	}
 	return unavailable(opAppend, fmt.Errorf("the server refused the batch: %w", e))
 }

@@ -146,3 +146,22 @@ func validateBucket(what, bucket string, replicas int) error {
 	}
 	return errors.Join(errs...)
 }
+
+// waitLeader waits until the replicated stream st, just created or
+// updated, has a leader (a new stream elects one first: until then
+// publishes find no responder and reads fail). A one-replica stream
+// returns at once. Errors are the client's, untranslated; ctx bounds the
+// wait.
+func waitLeader(ctx context.Context, st jsapi.Stream) error {
+	info := st.CachedInfo()
+	for attempt := 0; info.Config.Replicas > 1 && (info.Cluster == nil || info.Cluster.Leader == ""); attempt++ {
+		if err := backoff(ctx, attempt); err != nil {
+			return err
+		}
+		var err error
+		if info, err = st.Info(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}

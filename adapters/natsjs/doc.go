@@ -29,56 +29,99 @@
 //     keeps letters, digits, '-' and '_' and writes every other byte as '~'
 //     and two hex digits (so "kms-kms_01H..." is its own token, and '.',
 //     '*', '>' or spaces can never split or widen a subject);
-//   - one event-ID marker per event on <prefix>.id.<event ID>.
+//   - for each event, on <prefix>.id.<event ID>, an event-ID marker
+//     (written with the event in one atomic batch) or an event-ID claim
+//     (written just before the event by a single-event append; see below).
 //
 // An event's position is the JetStream sequence of its message, and its
 // revision (0-based in its stream) is stored in the message with every
 // other envelope field in a compact versioned binary payload (codec.go).
-// Positions strictly increase but are not contiguous: the markers take
-// sequences too.
+// Positions strictly increase but are not contiguous: markers and claims
+// take sequences too.
 //
-// # Appends are atomic batches
+// # What an append promises, and how
 //
-// Append publishes one JetStream atomic batch (nats-server 2.12 or later):
-// first the batch's markers, each expecting its subject to be empty
-// (Nats-Expected-Last-Subject-Sequence: 0), then its events, the first
-// expecting the stream's subject to end at the sequence of the stream's
-// last event (0 for a new stream). The server commits all of it or none,
-// with consecutive sequences, so:
+// Three promises, whatever the path: optimistic concurrency per stream
+// (an append lands only if the stream still ends where expected says, and
+// of racing appends at most one takes each revision); an event ID is
+// written once in the whole log, forever (a retry of an acknowledged
+// append, even long after, writes nothing and returns the original
+// result; the ID in another stream is refused); an append of several
+// events is atomic (all of them, at consecutive revisions, or none).
+// Nats-Msg-Id de-duplication is not used: it only covers the stream's
+// duplicate window.
 //
-//   - a batch of events is atomic and its positions follow from the
-//     sequence the server acknowledges;
-//   - optimistic concurrency is the server's: a lost race is refused
-//     (JetStream error 10071, or 10164 on replicated streams) and becomes
-//     domain.ErrWrongExpectedRevision;
-//   - an event ID can be written once in the whole log, forever, and the
-//     marker that says so is committed with its event: there is no window
-//     between writing an event and indexing its ID in which a crash could
-//     let a retry write it twice. Nats-Msg-Id de-duplication is not used:
-//     it only covers the stream's duplicate window, which the markers make
-//     redundant.
+// Each promise is a condition the server checks on a write: every event
+// message expects its stream's subject to end at the sequence of the
+// stream's last event (Nats-Expected-Last-Subject-Sequence; 0 for a new
+// stream), and every marker or claim expects its ID's subject to be
+// empty, or to end at the one claim it replaces. One message carries one
+// such condition, so an append takes two conditioned writes, made atomic
+// in one of two ways:
 //
-// When the server refuses a batch, Append looks the batch's markers up (one
-// direct get): all of them in this stream is a retry, answered with the
-// original result whatever the expected revision; some, or any in another
-// stream, is domain.ErrInvalidArgument; none means the stream moved, and the
-// expected revision is checked again against its new head. Appends to one
-// stream through one Log are serialised and remember the stream's head, so
-// an uncontended append is one round trip. Appends to different streams
-// that queue while a batch commits are published together as one atomic
-// batch (group commit), each with its own expectation and markers; a group
-// the server refuses cannot say which member was at fault, so each member
-// is then published alone.
+// Atomic batches (several events, or any append on a replicated stream):
+// Append publishes one JetStream atomic batch (nats-server 2.12 or later),
+// first the markers, then the events, the first of them expecting the
+// stream's end. The server commits all of it or none, with consecutive
+// sequences, so a batch is atomic, its positions follow from the sequence
+// the server acknowledges, and the marker that indexes each ID is
+// committed with its event: no crash can separate them.
 //
-// The other way, one message per batch holding all its events, commits
-// faster on a single server but leaves the event-ID index outside the
-// commit (a separate key-value bucket written after the append): a crash in
-// between, or two racing appends of one ID to two streams, would break the
-// port's idempotency promise. Atomic batches cost more: a single server
-// stages each batch in a file store of its own before committing it
-// (measured here: 9 to 15 ms per batch however small, against 0.6 ms for
-// one fsynced message; group commit makes up for it under concurrency),
-// while replicated streams stage it in memory.
+// Claims (one event on a one-replica stream): a one-replica server stages
+// every atomic batch in a file store of its own before committing it
+// (several fsyncs, directories made and removed: about 5 ms here however
+// small the batch, against 0.5 to 0.7 ms for one fsynced message), while
+// a replicated stream stages it in memory, where a batch of 2 costs about
+// what one replicated message does (BenchmarkPublishShapes). So there, an
+// append of one event is two plain messages, one after the other: a claim
+// of the ID ("stream S, revision r, after sequence q", expecting the ID's
+// subject empty or ending at an orphan claim), then the event (expecting
+// S to end at q). The event is in the log if and only if the first event
+// of S after q carries the ID, which the claim tells where to look for.
+// A claim whose event never came (the appender stopped between the two,
+// or lost the race for revision r) is an orphan once another event takes
+// that place, for good; it is pending while nothing does.
+//
+// Why the three promises hold with claims: concurrency is the event's own
+// condition, as in a batch; atomicity concerns one event only. For the
+// ID: every write of an event with ID X, by either path, is made under
+// the last message of X's subject, a claim of X or a marker committed
+// with the event, and such a message is only written on condition that
+// the subject is empty, or ends at an orphan claim (whose event can never
+// come), or at a pending claim while the write itself expects S to end
+// exactly at that claim's place (so that it fills the place or fails). So
+// at most one claim of X can ever still lead to an event, at one place of
+// one stream, and X lands at most once. A claim or marker of X for
+// another stream refuses X in this one (domain.ErrInvalidArgument), even
+// an orphan claim: X belongs to that stream's append, whose caller was
+// told its outcome is unknown. What claims cost: two fsynced round trips
+// rather than one batch, an orphan claim left in the log per lost race,
+// and Head reading a little further back while a claim is the log's last
+// message. claim.go has the code; claim_test.go plays the appender that
+// stops between claim and event, the one that comes back late, and many
+// appenders of one ID on both paths.
+//
+// When the server refuses a write, Append looks the batch's IDs up (one
+// direct get for the markers and claims, and for a claim one more for the
+// place it names): all of them in this stream is a retry, answered with
+// the original result whatever the expected revision; some, or any in
+// another stream, is domain.ErrInvalidArgument; none means the stream
+// moved, and the expected revision is checked again against its new head.
+// A lost race is JetStream error 10071, or 10164 on a replicated stream
+// when another write of the subject is still in flight (then Append asks
+// again after a pause); both end as domain.ErrWrongExpectedRevision when
+// the expectation no longer holds. Appends to one stream through one Log
+// are serialised and remember the stream's head, so an uncontended append
+// is one round trip (two with a claim). Batch appends to different
+// streams that queue while a batch commits are published together as one
+// atomic batch (group commit), each with its own expectation and markers;
+// a group the server refuses cannot say which member was at fault, so
+// each member is then published alone.
+//
+// The other way, one message per batch holding all its events, would
+// leave the event-ID index outside the commit (a separate key-value bucket
+// written after the append): a crash in between, or two racing appends of
+// one ID to two streams, would break the ID promise.
 // MaxBatchEvents (500) follows from the server's default of 1000 messages
 // per batch; an event must fit in the server's max_payload less 512 bytes.
 //
@@ -93,12 +136,32 @@
 // given position, which the client recreates where it stopped after a
 // disconnection or a server restart.
 //
+// Any replica answers a direct get, from what it has applied, and a
+// follower applies a commit a moment after the leader acknowledged it (a
+// client connected to a follower reads from it). So on a replicated
+// stream the reads that must see every acknowledged write ask the
+// stream's leader (JetStream's message get API, which only the leader
+// answers): the last message of a subject (the stream's head, Head, the
+// blob store's metas), a message by sequence, the binary search. Reads of
+// ranges stay direct gets, from whichever replica answers, and a range
+// that ends early is completed from the leader: ReadStream knows from the
+// leader's head which revisions it must find; ReadAll asks the leader
+// whether anything follows before it says the log ends there; a blob's
+// meta says how many chunks there are. So a Log, a KeyStore or a Blobs
+// reads its own writes and every write acknowledged before the read
+// began, through any server. Calls made while a stream elects a leader
+// (after its leader stopped) are retried for up to 10 seconds.
+//
 // # Durability
 //
-// Append returns once the server has acknowledged the batch. On a
-// one-replica stream that is as durable as the server's sync_interval makes
-// it: run such a server with sync_interval: always, or use three replicas
-// (Options.Replicas).
+// Append returns once the server has acknowledged the write. On a
+// one-replica stream that is as durable as the server's sync_interval
+// makes it: run such a server with sync_interval: always. With three
+// replicas (Options.Replicas, KeyStoreOptions.Replicas,
+// BlobsOptions.Replicas) a write is acknowledged once two replicas hold
+// it, so one server can stop, or lose its disk, without losing anything
+// acknowledged, and the log goes on with the two others
+// (TestClusterServerDown).
 //
 // # Wrapped data keys
 //
@@ -107,7 +170,9 @@
 // storage, replicas from the options). The KV key of a ref keeps letters,
 // digits, '-', '_' and '/' and writes every other byte as '=' and two hex
 // digits, so "bkp_01J.../3" is its own key and no ref can make an invalid
-// key or a wildcard. Reads are direct gets of the key's last message. The
+// key or a wildcard. Reads are direct gets of the key's last message on a
+// one-replica bucket; a replicated bucket denies direct gets, so that the
+// library reads from its leader (see Reads). The
 // master-key check lives beside the records under the key "=keycheck",
 // which no ref encodes to; CreateKeyCheck uses the bucket's create (a
 // write expecting no revision), so of nodes racing to write it one wins.

@@ -126,9 +126,11 @@ func OpenKeyStore(ctx context.Context, c *Conn, opts KeyStoreOptions) (*KeyStore
 		MaxConsumers:      -1,
 		Duplicates:        2 * time.Minute,
 		AllowRollup:       true,
-		AllowDirect:       true,
-		DenyDelete:        false,
-		DenyPurge:         false,
+		// A replica answers direct gets from what it has applied, which
+		// may lag the leader: a replicated bucket is read from its leader.
+		AllowDirect: opts.Replicas == 1,
+		DenyDelete:  false,
+		DenyPurge:   false,
 	}
 	st, err := c.js.CreateOrUpdateStream(cctx, cfg)
 	if err != nil {
@@ -140,9 +142,12 @@ func OpenKeyStore(ctx context.Context, c *Conn, opts KeyStoreOptions) (*KeyStore
 		}
 		return nil, c.callErr(ctx, op+" "+opts.Bucket, err)
 	}
-	if got := st.CachedInfo().Config; got.DenyDelete || got.DenyPurge || !got.AllowDirect {
+	if got := st.CachedInfo().Config; got.DenyDelete || got.DenyPurge || got.AllowDirect != cfg.AllowDirect {
 		return nil, &domain.Error{Op: op, Kind: domain.ErrFailedPrecondition, Item: opts.Bucket,
-			Msg: "the server did not allow deletes, purges and direct gets on the key bucket"}
+			Msg: "the server did not allow deletes and purges on the key bucket, or did not set its direct gets as asked"}
+	}
+	if err := waitLeader(cctx, st); err != nil {
+		return nil, c.callErr(ctx, op+" "+opts.Bucket, err)
 	}
 	kv, err := c.js.KeyValue(cctx, opts.Bucket)
 	if err != nil {
@@ -371,10 +376,25 @@ func (s *KeyStore) CreateKeyCheck(ctx context.Context, check []byte) ([]byte, er
 	}
 	call, cancel := context.WithTimeout(ctx, keyCallTimeout)
 	defer cancel()
-	if _, err := s.kv.Create(call, keyCheckKey, check); err == nil {
-		return bytes.Clone(check), nil
-	} else if !errors.Is(err, jsapi.ErrKeyExists) {
-		return nil, s.fail(ctx, opCreateKeyCheck, err)
+	for attempt := 0; ; attempt++ {
+		_, err := s.kv.Create(call, keyCheckKey, check)
+		if err == nil {
+			return bytes.Clone(check), nil
+		}
+		// On a replicated bucket a racing create still in flight is
+		// refused with 10164, which the library reports as "exists"
+		// though the check cannot be read yet: ask again.
+		var apiErr *jsapi.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == codeWrongLastSeqConstant {
+			if err := backoff(call, attempt); err != nil {
+				return nil, s.fail(ctx, opCreateKeyCheck, err)
+			}
+			continue
+		}
+		if !errors.Is(err, jsapi.ErrKeyExists) {
+			return nil, s.fail(ctx, opCreateKeyCheck, err)
+		}
+		break
 	}
 	e, err := s.kv.Get(call, keyCheckKey)
 	if err != nil {

@@ -104,10 +104,10 @@ type Log struct {
 	nc     *nats.Conn
 	stream jsapi.Stream
 
-	evPrefix   string // <prefix>.e.
-	idPrefix   string // <prefix>.id.
-	evAll      string // <prefix>.e.>
-	directSubj string // the direct-get API subject of the stream
+	evPrefix string // <prefix>.e.
+	idPrefix string // <prefix>.id.
+	evAll    string // <prefix>.e.>
+	r        reader // reads the stream
 
 	heads    heads         // per-stream append state
 	hints    hints         // where stream reads ended
@@ -117,9 +117,16 @@ type Log struct {
 	ctx        context.Context
 	cancel     context.CancelFunc
 	committing sync.WaitGroup
+	// claimSingle: appends of one event use a claim and the event rather
+	// than an atomic batch (claim.go); set on one-replica streams.
+	claimSingle bool
 	// groups and groupsRefused count the groups of several appends
 	// published, and those the server refused (for tests).
 	groups, groupsRefused atomic.Int64
+	// inFlight counts the writes a replicated stream refused because
+	// another write of the same subject was still in flight (10164, for
+	// tests).
+	inFlight atomic.Int64
 
 	closed    atomic.Bool
 	done      chan struct{} // closed by Close
@@ -200,6 +207,9 @@ func setUp(ctx context.Context, nc *nats.Conn, opts Options) (*Log, error) {
 		}
 		return nil, unavailable("create or update stream "+opts.Stream, err)
 	}
+	if err := waitLeader(cctx, st); err != nil {
+		return nil, unavailable("wait for the leader of stream "+opts.Stream, err)
+	}
 	if got := st.CachedInfo().Config; !got.AllowAtomicPublish || !got.AllowDirect {
 		return nil, &domain.Error{Op: "open event log", Kind: domain.ErrFailedPrecondition, Item: opts.Stream,
 			Msg:  "the server did not enable atomic publish and direct get on the stream",
@@ -208,15 +218,17 @@ func setUp(ctx context.Context, nc *nats.Conn, opts Options) (*Log, error) {
 	p := opts.SubjectPrefix
 	l := &Log{
 		nc: nc, stream: st,
-		evPrefix:   p + ".e.",
-		idPrefix:   p + ".id.",
-		evAll:      p + ".e.>",
-		directSubj: "$JS.API.DIRECT.GET." + opts.Stream,
-		inflight:   make(chan struct{}, maxInflightBatches),
-		heads:      heads{m: make(map[string]*head)},
-		done:       make(chan struct{}),
-		subs:       make(map[*subscription]struct{}),
-		queue:      make(chan *pending, maxQueued),
+		evPrefix: p + ".e.",
+		idPrefix: p + ".id.",
+		evAll:    p + ".e.>",
+		r:        newReader(nc, opts.Stream, st.CachedInfo().Config.Replicas),
+
+		claimSingle: st.CachedInfo().Config.Replicas == 1,
+		inflight:    make(chan struct{}, maxInflightBatches),
+		heads:       heads{m: make(map[string]*head)},
+		done:        make(chan struct{}),
+		subs:        make(map[*subscription]struct{}),
+		queue:       make(chan *pending, maxQueued),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.committing.Add(committers)

@@ -42,15 +42,23 @@ func MustOpen(tb testing.TB, url string, opts Options) *Log {
 	return l
 }
 
+// TestEventLogConformance runs the suite on one server, with single-event
+// appends as a claim and the event (the default on one replica) and as
+// atomic batches.
 func TestEventLogConformance(t *testing.T) {
 	url, _ := natsserver.Start(t)
-	eventlog.Run(t, func(t *testing.T) commands.EventLog {
-		l, err := Open(t.Context(), url, uniqueOptions())
-		if err != nil {
-			t.Fatalf("Open: %v", err)
-		}
-		return l
-	}, eventlog.Features{ContiguousPositions: false, MaxDataSize: 4 << 20})
+	for _, claims := range []bool{true, false} {
+		t.Run(fmt.Sprintf("claims=%v", claims), func(t *testing.T) {
+			eventlog.Run(t, func(t *testing.T) commands.EventLog {
+				l, err := Open(t.Context(), url, uniqueOptions())
+				if err != nil {
+					t.Fatalf("Open: %v", err)
+				}
+				l.claimSingle = claims
+				return l
+			}, eventlog.Features{ContiguousPositions: false, MaxDataSize: 4 << 20})
+		})
+	}
 }
 
 func mustAppend(tb testing.TB, l *Log, stream string, exp domain.ExpectedRevision, evs []domain.Event) commands.AppendResult {
@@ -77,8 +85,21 @@ func mustReadStream(tb testing.TB, l *Log, stream string) []domain.Event {
 func TestRaceBetweenLogs(t *testing.T) {
 	url, _ := natsserver.Start(t)
 	opts := uniqueOptions()
-	logs := []*Log{MustOpen(t, url, opts), MustOpen(t, url, opts)}
-	const stream, rounds, perLog = "kms-race", 20, 3
+	for _, claims := range []bool{true, false} {
+		t.Run(fmt.Sprintf("claims=%v", claims), func(t *testing.T) {
+			logs := []*Log{MustOpen(t, url, opts), MustOpen(t, url, opts)}
+			for _, l := range logs {
+				l.claimSingle = claims
+			}
+			raceBetweenLogs(t, logs, fmt.Sprintf("kms-race-%v", claims))
+		})
+	}
+}
+
+// raceBetweenLogs has logs append single events to stream, all expecting
+// the same revision in each round: exactly one wins each revision.
+func raceBetweenLogs(t *testing.T, logs []*Log, stream string) {
+	const rounds, perLog = 20, 3
 	var winners []domain.Event
 	seed := uint64(0)
 	for round := range rounds {
@@ -458,6 +479,7 @@ func TestGroupCommit(t *testing.T) {
 	url, _ := natsserver.Start(t)
 	opts := uniqueOptions()
 	a, other := MustOpen(t, url, opts), MustOpen(t, url, opts)
+	a.claimSingle = false // single events go through the committers too
 	ctx := t.Context()
 	const nStreams, rounds = 6, 15
 	streams := make([]string, nStreams)

@@ -3,13 +3,16 @@ package natsjs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	jsapi "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 )
@@ -57,10 +60,10 @@ func statusErr(m *nats.Msg) error {
 	return fmt.Errorf("direct get answered status %s %s", m.Header.Get("Status"), m.Header.Get("Description"))
 }
 
-// getOne sends a direct get for one message; found is false when there is
+// getOne reads one message (see reader.one); found is false when there is
 // no such message.
 func (l *Log) getOne(ctx context.Context, op string, req directRequest) (stored, bool, error) {
-	m, found, err := directGet(ctx, l.nc, l.directSubj, req)
+	m, found, err := l.r.one(ctx, req)
 	if err != nil {
 		return stored{}, false, l.callErr(ctx, op, err)
 	}
@@ -71,11 +74,128 @@ func (l *Log) getOne(ctx context.Context, op string, req directRequest) (stored,
 // pending is the number of matching messages the server says are left
 // after the last one returned.
 func (l *Log) getBatch(ctx context.Context, op string, req directRequest) (msgs []stored, pending uint64, err error) {
-	msgs, pending, err = directBatch(ctx, l.nc, l.directSubj, req)
+	msgs, pending, err = l.r.batch(ctx, req)
 	if err != nil {
 		return nil, 0, l.callErr(ctx, op, err)
 	}
 	return msgs, pending, nil
+}
+
+// reader reads the messages of one JetStream stream without a consumer.
+//
+// Direct gets are answered by any replica of the stream, from what that
+// replica has applied, which on a replicated stream may lag behind what
+// the leader has acknowledged (by a commit or more: a client connected to
+// a follower reads from it). So on a replicated stream reader.one, which
+// answers questions such as "the last message of this subject" whose
+// answer must include every acknowledged write, asks the stream leader
+// (JetStream's message get API, $JS.API.STREAM.MSG.GET), and callers of
+// reader.batch, which reads ranges from whichever replica answers,
+// complete a range that ends early with reader.one. On a one-replica
+// stream both are direct gets of the one server.
+type reader struct {
+	nc     *nats.Conn
+	direct string // $JS.API.DIRECT.GET.<stream>
+	leader string // $JS.API.STREAM.MSG.GET.<stream> if replicated, else ""
+}
+
+func newReader(nc *nats.Conn, stream string, replicas int) reader {
+	r := reader{nc: nc, direct: "$JS.API.DIRECT.GET." + stream}
+	if replicas > 1 {
+		r.leader = "$JS.API.STREAM.MSG.GET." + stream
+	}
+	return r
+}
+
+// replicated reports whether the stream has several replicas.
+func (r reader) replicated() bool { return r.leader != "" }
+
+// one reads one message as the stream's leader has it (a direct get on a
+// one-replica stream); found is false when there is no such message. On a
+// replicated stream it rides out a leader election (the server answers
+// "temporarily unavailable" until there is a leader) for up to
+// requestTimeout. Errors are the client's or the server's, untranslated.
+func (r reader) one(ctx context.Context, req directRequest) (stored, bool, error) {
+	if !r.replicated() {
+		return directGet(ctx, r.nc, r.direct, req)
+	}
+	var m stored
+	var found bool
+	err := untilSettled(ctx, func() (bool, error) {
+		var err error
+		m, found, err = leaderGet(ctx, r.nc, r.leader, req)
+		var apiErr *jsapi.APIError
+		return errors.As(err, &apiErr) && apiErr.ErrorCode == codeClusterNotAvailable, err
+	})
+	return m, found, err
+}
+
+// batch sends a batch or multi-last direct get, which any replica may
+// answer (see reader). On a replicated stream it rides out the moments
+// when no replica answers (just after the stream's creation, or while a
+// restarted replica catches up) for up to requestTimeout.
+func (r reader) batch(ctx context.Context, req directRequest) (msgs []stored, pending uint64, err error) {
+	if !r.replicated() {
+		return directBatch(ctx, r.nc, r.direct, req)
+	}
+	err = untilSettled(ctx, func() (bool, error) {
+		var err error
+		msgs, pending, err = directBatch(ctx, r.nc, r.direct, req)
+		return errors.Is(err, nats.ErrNoResponders), err
+	})
+	return msgs, pending, err
+}
+
+// untilSettled calls fn until it succeeds or fails for good: while fn
+// says its failure is transient, it waits a little longer each time, for
+// up to requestTimeout in all.
+func untilSettled(ctx context.Context, fn func() (transient bool, err error)) error {
+	deadline := time.Now().Add(requestTimeout)
+	for attempt := 0; ; attempt++ {
+		transient, err := fn()
+		if err == nil || !transient || time.Now().After(deadline) {
+			return err
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return err
+		}
+	}
+}
+
+// leaderGet reads one message through JetStream's message get API, which
+// only the stream's leader answers; found is false when there is no such
+// message.
+func leaderGet(ctx context.Context, nc *nats.Conn, subj string, req directRequest) (stored, bool, error) {
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return stored{}, false, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	m, err := nc.RequestWithContext(rctx, subj, payload)
+	if err != nil {
+		return stored{}, false, err
+	}
+	var resp struct {
+		Error   *jsapi.APIError `json:"error"`
+		Message *struct {
+			Subject string `json:"subject"`
+			Seq     uint64 `json:"seq"`
+			Data    []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return stored{}, false, fmt.Errorf("bad answer to a message get (%d bytes): %w", len(m.Data), err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == codeNoMessageFound:
+		return stored{}, false, nil
+	case resp.Error != nil:
+		return stored{}, false, resp.Error
+	case resp.Message == nil || resp.Message.Seq == 0:
+		return stored{}, false, errors.New("message get answered without a message")
+	}
+	return stored{subject: resp.Message.Subject, seq: resp.Message.Seq, data: resp.Message.Data}, true, nil
 }
 
 // directGet sends a direct get for one message to the stream whose direct
@@ -211,7 +331,16 @@ func (l *Log) ReadStream(ctx context.Context, stream string, from uint64, backwa
 			return nil, err
 		}
 		if len(msgs) == 0 {
-			return nil, domain.Corruption("jetstream: stream %q: revision %d is missing (the last is %d)", stream, first+uint64(len(out)), last.rev)
+			// A replica behind the leader (see reader) ends before the
+			// last revision the leader showed: the leader has the rest.
+			m, found, err := l.getOne(ctx, opReadStream, directRequest{Seq: seq, NextFor: subject})
+			if err != nil {
+				return nil, err
+			}
+			if !found {
+				return nil, domain.Corruption("jetstream: stream %q: revision %d is missing (the last is %d)", stream, first+uint64(len(out)), last.rev)
+			}
+			msgs = []stored{m}
 		}
 		for _, m := range msgs[:min(len(msgs), want)] {
 			e, err := l.decode(m)
@@ -371,15 +500,34 @@ func (l *Log) ReadAll(ctx context.Context, after uint64, limit int) ([]domain.Ev
 			next = m.seq + 1
 		}
 		if len(msgs) == 0 || pending == 0 {
-			break
+			if !l.r.replicated() || len(out) == limit {
+				break
+			}
+			// The replica that answered has nothing more; the leader may
+			// (see reader). Nothing there either is the end of the log.
+			m, found, err := l.getOne(ctx, opReadAll, directRequest{Seq: next, NextFor: l.evAll})
+			if err != nil {
+				return nil, err
+			}
+			if !found {
+				break
+			}
+			e, err := l.decode(m)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, e)
+			next = m.seq + 1
 		}
 	}
 	return out, nil
 }
 
 // Head returns the position of the last acknowledged event, 0 for an empty
-// log. Every batch ends with its events, so the stream's last message is
-// the last event.
+// log. A batch ends with its events, so the stream's last message is
+// usually the last event; it is an event-ID claim while a single-event
+// append is between its claim and its event (claim.go), or when the claim
+// lost its race.
 //
 // Errors: domain.ErrUnavailable when the log is closed or the server cannot
 // be reached; ctx.Err(). Safe for concurrent use.
@@ -397,14 +545,36 @@ func (l *Log) Head(ctx context.Context) (uint64, error) {
 	if !found {
 		return 0, nil
 	}
-	if len(m.subject) > len(l.evPrefix) && m.subject[:len(l.evPrefix)] == l.evPrefix {
+	if l.isEvent(m.subject) {
 		return m.seq, nil
 	}
-	// Not an event: something else wrote to the stream. Ask for the last
-	// event by subject filter (slower: the server matches every subject).
+	if !l.r.replicated() {
+		// The last event is almost always just before: read the few
+		// messages before the last one (a one-replica server answers
+		// direct gets with everything it acknowledged).
+		from := max(m.seq, headWindow) - headWindow + 1
+		msgs, _, err := l.getBatch(ctx, opHead, directRequest{Seq: from, NextFor: l.evAll, Batch: headWindow})
+		if err != nil {
+			return 0, err
+		}
+		if n := len(msgs); n > 0 {
+			return msgs[n-1].seq, nil
+		}
+	}
+	// Ask for the last event by subject filter (slower: the server matches
+	// the subject of every stream of the log).
 	m, found, err = l.getOne(ctx, opHead, directRequest{LastFor: l.evAll})
 	if err != nil || !found {
 		return 0, err
 	}
 	return m.seq, nil
+}
+
+// headWindow is how many messages before the last one Head reads to find
+// the last event.
+const headWindow = 16
+
+// isEvent reports whether subject is an event's.
+func (l *Log) isEvent(subject string) bool {
+	return len(subject) > len(l.evPrefix) && subject[:len(l.evPrefix)] == l.evPrefix
 }

@@ -1,0 +1,298 @@
+package natsjs
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/kmsbackup/kmsbackup/commands"
+	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/test/conformance/blobstore"
+	"github.com/kmsbackup/kmsbackup/test/conformance/eventlog"
+	"github.com/kmsbackup/kmsbackup/test/conformance/keystore"
+	"github.com/kmsbackup/kmsbackup/test/natsserver"
+)
+
+// The tests of this file run the stores on a cluster of 3 servers with 3
+// replicas, the shape of a deployment beyond one machine: a quorum of 2
+// acknowledges, a replica may lag its leader (reader), atomic batches are
+// staged in memory, and a lost race can come back as 10164.
+//
+// The servers run in the test process, so the race detector watches them
+// too. nats-server 2.15 (checked up to 2.15.3) sets up its tracking of
+// writes with an expected last sequence (stream.expectedPerSubjectSequence)
+// without a lock the first time a stream leader sees one, while its apply
+// goroutine reads that field without one: the detector reports it when
+// writes without an expected sequence are still being applied at that
+// moment. The log and the blob store write with an expected sequence from
+// their first message on (blobs.go, writeChunks), which keeps them out of
+// it; the key store's puts (the library's) carry none.
+
+const clusterReplicas = 3
+
+// quietLogger drops the connection messages of the tests that stop servers.
+var quietLogger = slog.New(slog.DiscardHandler)
+
+// onFollower opens a store on the cluster with open (its JetStream stream
+// is created and has a leader once open returns), finds the server that
+// leads stream, and opens it again with reopen on a connection to another
+// server only, a follower of the stream, which it checks it is connected
+// to. The first store is closed by close.
+func onFollower[T any](tb testing.TB, c *natsserver.Cluster, stream string, open func(url string) T, close func(T), reopen func(url string) T) T {
+	tb.Helper()
+	close(open(c.URL()))
+	leader := c.StreamLeader(natsserver.Account, stream)
+	return reopen(c.URLOf((leader + 1) % len(c.Servers)))
+}
+
+// clusterLog opens a log of 3 replicas on c; through a follower of its
+// stream when follower is set.
+func clusterLog(t *testing.T, c *natsserver.Cluster, follower bool) *Log {
+	t.Helper()
+	opts := uniqueOptions()
+	opts.Replicas = clusterReplicas
+	open := func(url string) *Log {
+		l, err := Open(t.Context(), url, opts)
+		if err != nil {
+			t.Fatalf("Open(%s): %v", url, err)
+		}
+		return l
+	}
+	if !follower {
+		return open(c.URL())
+	}
+	return onFollower(t, c, opts.Stream, open, func(l *Log) { _ = l.Close() }, func(url string) *Log {
+		l := open(url)
+		if got := l.nc.ConnectedUrl(); got != url {
+			t.Fatalf("the log is connected to %s, not to the follower %s", got, url)
+		}
+		if leader := c.StreamLeader(natsserver.Account, opts.Stream); c.URLOf(leader) == url {
+			t.Fatalf("the follower %s leads the stream", url)
+		}
+		return l
+	})
+}
+
+// clusterConn connects to c (or to a follower of stream only) and closes
+// the connection when the test ends.
+func clusterConn(t *testing.T, c *natsserver.Cluster, stream string, follower bool) *Conn {
+	t.Helper()
+	if !follower {
+		return MustConnect(t, c.URL())
+	}
+	url := c.URLOf((c.StreamLeader(natsserver.Account, stream) + 1) % len(c.Servers))
+	conn := MustConnect(t, url)
+	if got := conn.nc.ConnectedUrl(); got != url {
+		t.Fatalf("connected to %s, not to the follower %s", got, url)
+	}
+	return conn
+}
+
+// TestClusterConformance runs the three conformance suites on a cluster of
+// 3 servers with 3 replicas, through a connection to every server, then
+// through a connection to a follower of each store's stream only (the
+// event log there also with single-event appends as claims, which a
+// replicated log does not use by default).
+func TestClusterConformance(t *testing.T) {
+	c := natsserver.StartCluster(t, 3)
+	for _, follower := range []bool{false, true} {
+		t.Run(fmt.Sprintf("follower=%v", follower), func(t *testing.T) {
+			t.Run("eventlog", func(t *testing.T) {
+				eventlog.Run(t, func(t *testing.T) commands.EventLog { return clusterLog(t, c, follower) },
+					eventlog.Features{ContiguousPositions: false, MaxDataSize: 4 << 20})
+			})
+			if follower {
+				t.Run("eventlog/claims", func(t *testing.T) {
+					eventlog.Run(t, func(t *testing.T) commands.EventLog {
+						l := clusterLog(t, c, follower)
+						l.claimSingle = true
+						return l
+					}, eventlog.Features{ContiguousPositions: false, MaxDataSize: 4 << 20})
+				})
+			}
+			t.Run("keystore", func(t *testing.T) {
+				keystore.Run(t, func(t *testing.T) commands.KeyStore {
+					bucket := uniqueBucket("KEYS")
+					opts := KeyStoreOptions{Bucket: bucket, Replicas: clusterReplicas}
+					if _, err := OpenKeyStore(t.Context(), MustConnect(t, c.URL()), opts); err != nil {
+						t.Fatal(err)
+					}
+					s, err := OpenKeyStore(t.Context(), clusterConn(t, c, "KV_"+bucket, follower), opts)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return s
+				})
+			})
+			t.Run("blobstore", func(t *testing.T) {
+				blobstore.Run(t, func(t *testing.T) commands.BlobStore {
+					bucket := uniqueBucket("BLOBS")
+					opts := BlobsOptions{Bucket: bucket, Replicas: clusterReplicas}
+					if _, err := OpenBlobs(t.Context(), MustConnect(t, c.URL()), opts); err != nil {
+						t.Fatal(err)
+					}
+					s, err := OpenBlobs(t.Context(), clusterConn(t, c, "OBJ_"+bucket, follower), opts)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return s
+				})
+			})
+		})
+	}
+}
+
+// TestClusterRaces races Logs connected to different servers (the
+// stream's leader and a follower) for every revision of one stream, on
+// both paths of a single-event append (a claim then the event, or an
+// atomic batch, which a replicated stream stages in memory): exactly one
+// append wins each revision. Some of the lost races come back from the
+// server as 10164 (another write of the subject still in flight), which
+// the log retries as a race it lost.
+func TestClusterRaces(t *testing.T) {
+	c := natsserver.StartCluster(t, 3)
+	for _, claims := range []bool{false, true} {
+		t.Run(fmt.Sprintf("claims=%v", claims), func(t *testing.T) {
+			opts := uniqueOptions()
+			opts.Replicas = clusterReplicas
+			first := MustOpen(t, c.URL(), opts)
+			leader := c.StreamLeader(natsserver.Account, opts.Stream)
+			logs := []*Log{first, MustOpen(t, c.URLOf(leader), opts), MustOpen(t, c.URLOf((leader+1)%3), opts)}
+			for _, l := range logs {
+				l.claimSingle = claims
+			}
+			var inFlight int64
+			for round := 0; round < 5 && inFlight == 0; round++ {
+				raceBetweenLogs(t, logs, fmt.Sprintf("kms-race-%d", round))
+				inFlight = 0
+				for _, l := range logs {
+					inFlight += l.inFlight.Load()
+				}
+			}
+			t.Logf("writes refused with 10164: %d", inFlight)
+			if inFlight == 0 {
+				t.Errorf("no race came back as 10164 in 5 runs")
+			}
+		})
+	}
+}
+
+// TestClusterServerDown stops the server that leads the log's stream:
+// appends (single events and batches, each expecting an exact revision),
+// data keys and blobs are still acknowledged by the 2 servers left (a
+// quorum of 2 of 3), through clients of the whole cluster. The server
+// starts again on its store and catches up; then another server stops, so
+// that the restarted one is needed for the quorum, and everything
+// acknowledged reads back, whole and once, through clients connected to
+// the restarted server alone.
+func TestClusterServerDown(t *testing.T) {
+	c := natsserver.StartCluster(t, 3)
+	ctx := t.Context()
+	opts := uniqueOptions()
+	opts.Replicas = clusterReplicas
+	opts.Logger = quietLogger
+	l := MustOpen(t, c.URL(), opts)
+	conn, err := Connect(ctx, c.URL(), ConnOptions{Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	keyOpts := KeyStoreOptions{Bucket: uniqueBucket("KEYS"), Replicas: clusterReplicas}
+	blobOpts := BlobsOptions{Bucket: uniqueBucket("BLOBS"), Replicas: clusterReplicas}
+	keys, err := OpenKeyStore(ctx, conn, keyOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := OpenBlobs(ctx, conn, blobOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	streams := []string{"kms-down-a", "kms-down-b"}
+	acked := map[string][]domain.Event{}
+	seed := uint64(0)
+	write := func(round int) {
+		t.Helper()
+		for i, st := range streams {
+			seed++
+			evs := eventlog.Events(st, seed, 1+(round+i)%3)
+			exp := domain.ExpectNoStream
+			if n := len(acked[st]); n > 0 {
+				exp = domain.ExpectRevision(uint64(n - 1))
+			}
+			res, err := l.Append(ctx, st, exp, evs)
+			if err != nil {
+				t.Fatalf("round %d: append %d events to %s: %v", round, len(evs), st, err)
+			}
+			if want := uint64(len(acked[st]) + len(evs) - 1); res.LastRevision != want {
+				t.Fatalf("round %d: %s: revision %d, want %d", round, st, res.LastRevision, want)
+			}
+			acked[st] = append(acked[st], evs...)
+		}
+		ref := fmt.Sprintf("bkp_down/%d", round)
+		if err := keys.PutWrapped(ctx, ref, []byte("wrapped "+ref)); err != nil {
+			t.Fatalf("round %d: put a data key: %v", round, err)
+		}
+		if err := blobs.PutBlob(ctx, ref, "slice", bytes.Repeat([]byte(ref), 50_000)); err != nil {
+			t.Fatalf("round %d: put a blob: %v", round, err)
+		}
+	}
+	const before, during = 5, 20
+	for round := range before {
+		write(round)
+	}
+	down := c.StreamLeader(natsserver.Account, opts.Stream)
+	c.Stop(down)
+	for round := before; round < before+during; round++ {
+		write(round)
+	}
+	c.Restart(down)
+	c.StreamLeader(natsserver.Account, opts.Stream) // every replica current
+	c.StreamLeader(natsserver.Account, "KV_"+keyOpts.Bucket)
+	c.StreamLeader(natsserver.Account, "OBJ_"+blobOpts.Bucket)
+	c.Stop((down + 1) % 3)
+	start := time.Now()
+	for _, st := range []string{opts.Stream, "KV_" + keyOpts.Bucket, "OBJ_" + blobOpts.Bucket} {
+		c.StreamLeader(natsserver.Account, st)
+	}
+	t.Logf("leaders again after %s", time.Since(start))
+
+	// Read everything through the restarted server.
+	url := c.URLOf(down)
+	l2 := MustOpen(t, url, opts)
+	conn2, err := Connect(ctx, url, ConnOptions{Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	keys2, err := OpenKeyStore(ctx, conn2, keyOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs2, err := OpenBlobs(ctx, conn2, blobOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range streams {
+		got := mustReadStream(t, l2, st)
+		if len(got) != len(acked[st]) {
+			t.Fatalf("%s holds %d events, %d were acknowledged", st, len(got), len(acked[st]))
+		}
+		for i, e := range got {
+			if e.ID != acked[st][i].ID || e.Revision != uint64(i) {
+				t.Fatalf("%s revision %d holds %s (revision %d), want %s", st, i, e.ID, e.Revision, acked[st][i].ID)
+			}
+		}
+	}
+	for round := range before + during {
+		ref := fmt.Sprintf("bkp_down/%d", round)
+		if rec, ok, err := keys2.GetWrapped(ctx, ref); err != nil || !ok || string(rec) != "wrapped "+ref {
+			t.Fatalf("data key %s after the restart: %q, %v, %v", ref, rec, ok, err)
+		}
+		if blob, err := blobs2.GetBlob(ctx, ref, "slice"); err != nil || !bytes.Equal(blob, bytes.Repeat([]byte(ref), 50_000)) {
+			t.Fatalf("blob %s after the restart: %d bytes, %v", ref, len(blob), err)
+		}
+	}
+}
