@@ -36,8 +36,9 @@ import (
 
 // ---------------------------------------------------------------------------
 // Ingest into the event log: the embedded Pebble store beside NATS
-// JetStream (a real server in this process, test/natsserver, which fsyncs
-// every write before acknowledging it), in one run:
+// JetStream on one server and on a cluster of 3 servers with 3 replicas
+// (real servers in this process, test/natsserver, which fsync every write
+// before acknowledging it), in one run:
 //
 //	go test -run '^$' -bench Ingest -benchtime 2s ./test/bench/
 //
@@ -46,13 +47,57 @@ import (
 // KMS use cases of an engine wired on each log. docs/BENCHMARKS.md
 // ("Ingest: NATS JetStream beside Pebble") has the results.
 
-// The two event logs compared.
+// The event logs compared.
 const (
-	logPebble    = "pebble"
+	logPebble = "pebble"
+	// logJetStream is a JetStream log on one server (one replica).
 	logJetStream = "jetstream"
+	// logJetStream3 is a JetStream log on a cluster of 3 servers with 3
+	// replicas: the log, the blob store and the key store.
+	logJetStream3 = "jetstream-r3"
 )
 
-var logKinds = []string{logPebble, logJetStream}
+// logKinds are the logs most benchmarks compare; the appends, the use
+// cases and the checkpoints add the replicated one (replicatedKinds).
+var (
+	logKinds        = []string{logPebble, logJetStream}
+	replicatedKinds = []string{logPebble, logJetStream, logJetStream3}
+)
+
+// natsURLs are the NATS servers of a benchmark: one server, and a cluster
+// of 3 ("" when the benchmark starts none).
+type natsURLs struct{ one, three string }
+
+// startNATS starts one server, and with cluster a cluster of 3 too; they
+// stop when b ends.
+func startNATS(b *testing.B, cluster bool) natsURLs {
+	one, _ := natsserver.Start(b)
+	u := natsURLs{one: one}
+	if cluster {
+		u.three = natsserver.StartCluster(b, 3).URL()
+	}
+	return u
+}
+
+// of returns the URL of the servers a JetStream log of kind lives on and
+// the replicas of its streams.
+func (u natsURLs) of(kind string) (string, int) {
+	if kind == logJetStream3 {
+		return u.three, 3
+	}
+	return u.one, 1
+}
+
+// onJetStream reports whether a log of kind is on JetStream.
+func onJetStream(kind string) bool { return kind != logPebble }
+
+// ratioTo reports rate over the rate of Pebble in the same run, as
+// "<kind>/pebble", for the JetStream kinds.
+func ratioTo(b *testing.B, kind string, rate, pebbleRate float64) {
+	if onJetStream(kind) && pebbleRate > 0 {
+		b.ReportMetric(rate/pebbleRate, kind+"/pebble")
+	}
+}
 
 // quietLogger drops the adapters' connection messages.
 var quietLogger = slog.New(slog.DiscardHandler)
@@ -61,9 +106,10 @@ var quietLogger = slog.New(slog.DiscardHandler)
 // that every log opened on a shared server is a fresh one.
 var jsSeq atomic.Int64
 
-func jsLogOptions() natsjs.Options {
+func jsLogOptions(replicas int) natsjs.Options {
 	n := jsSeq.Add(1)
-	return natsjs.Options{Stream: fmt.Sprintf("BENCH_LOG_%d", n), SubjectPrefix: fmt.Sprintf("bench.log%d", n), Logger: quietLogger}
+	return natsjs.Options{Stream: fmt.Sprintf("BENCH_LOG_%d", n), SubjectPrefix: fmt.Sprintf("bench.log%d", n),
+		Replicas: replicas, Logger: quietLogger}
 }
 
 // benchLog is an event log opened for a benchmark.
@@ -75,11 +121,11 @@ type benchLog struct {
 	stream string // jetstream: the stream holding the log
 }
 
-// openBenchLog opens a fresh, empty log of kind (on the server at url for
-// JetStream) and closes it when tb ends.
-func openBenchLog(tb testing.TB, kind, url string) *benchLog {
+// openBenchLog opens a fresh, empty log of kind (on its servers of urls
+// for JetStream) and closes it when tb ends.
+func openBenchLog(tb testing.TB, kind string, urls natsURLs) *benchLog {
 	tb.Helper()
-	l, err := newBenchLog(context.Background(), kind, url, tb.TempDir())
+	l, err := newBenchLog(context.Background(), kind, urls, tb.TempDir())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -89,23 +135,21 @@ func openBenchLog(tb testing.TB, kind, url string) *benchLog {
 
 // newBenchLog opens a fresh, empty log of kind; a Pebble store lives in
 // dir. The caller closes it.
-func newBenchLog(ctx context.Context, kind, url, dir string) (*benchLog, error) {
-	switch kind {
-	case logPebble:
+func newBenchLog(ctx context.Context, kind string, urls natsURLs, dir string) (*benchLog, error) {
+	if !onJetStream(kind) {
 		st, err := pebblestore.Open(dir, pebblestore.Options{Logger: quietLogger})
 		if err != nil {
 			return nil, err
 		}
 		return &benchLog{kind: kind, log: st, dir: dir}, nil
-	case logJetStream:
-		opts := jsLogOptions()
-		l, err := natsjs.Open(ctx, url, opts)
-		if err != nil {
-			return nil, err
-		}
-		return &benchLog{kind: kind, log: l, url: url, stream: opts.Stream}, nil
 	}
-	return nil, fmt.Errorf("unknown log %q", kind)
+	url, replicas := urls.of(kind)
+	opts := jsLogOptions(replicas)
+	l, err := natsjs.Open(ctx, url, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &benchLog{kind: kind, log: l, url: url, stream: opts.Stream}, nil
 }
 
 // streamBytes returns the bytes and messages JetStream holds for stream
@@ -244,8 +288,9 @@ const readEvents = 100_000
 //     only the time spent in Append), single events from 16 goroutines on
 //     16 streams, and batches of 100 from one goroutine (events/s, and the
 //     mean time of one append as its caller waits for it); each shape runs
-//     log=pebble, then log=jetstream, which also reports its rate over the
-//     pebble rate of the same run;
+//     log=pebble, then log=jetstream (one server) and log=jetstream-r3 (3
+//     servers, 3 replicas), which also report their rate over the pebble
+//     rate of the same run;
 //   - reading a log of readEvents events from the start, with ReadAll in
 //     pages of 1000 and with a catch-up subscription (events/s, and the
 //     bytes each log holds per event);
@@ -253,14 +298,14 @@ const readEvents = 100_000
 //     audit, as the server runs them) from each log into an empty Pebble
 //     store: see benchRebuild.
 func BenchmarkIngest(b *testing.B) {
-	url, _ := natsserver.Start(b)
+	urls := startNATS(b, true)
 	ctx := context.Background()
 	for _, shape := range []ingestShape{{1, 1, 0}, {1, 1, 5 * time.Millisecond}, {16, 1, 0}, {1, 100, 0}} {
 		b.Run(shape.String(), func(b *testing.B) {
 			var pebbleRate float64
-			for _, kind := range logKinds {
+			for _, kind := range replicatedKinds {
 				b.Run("log="+kind, func(b *testing.B) {
-					l := openBenchLog(b, kind, url)
+					l := openBenchLog(b, kind, urls)
 					gens := make([]*eventGen, shape.appenders)
 					for a := range gens {
 						gens[a] = newEventGen(a)
@@ -279,9 +324,8 @@ func BenchmarkIngest(b *testing.B) {
 					b.ReportMetric(float64(len(gens[0].next().Data)), "payload-B/event")
 					if kind == logPebble {
 						pebbleRate = rate
-					} else if pebbleRate > 0 {
-						b.ReportMetric(rate/pebbleRate, "jetstream/pebble")
 					}
+					ratioTo(b, kind, rate, pebbleRate)
 				})
 			}
 		})
@@ -293,7 +337,7 @@ func BenchmarkIngest(b *testing.B) {
 		if l, ok := readLogs[kind]; ok {
 			return l
 		}
-		l, err := fillReadLog(ctx, b, kind, url)
+		l, err := fillReadLog(ctx, b, kind, urls)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -327,15 +371,14 @@ func BenchmarkIngest(b *testing.B) {
 					b.ReportMetric(l.bytesPerEvent, "stored-B/event")
 					if kind == logPebble {
 						pebbleRate = rate
-					} else if pebbleRate > 0 {
-						b.ReportMetric(rate/pebbleRate, "jetstream/pebble")
 					}
+					ratioTo(b, kind, rate, pebbleRate)
 				})
 			}
 		})
 	}
 
-	benchRebuild(b, url)
+	benchRebuild(b, urls)
 }
 
 // filledLog is a log holding readEvents events, and what it stores per event.
@@ -350,12 +393,12 @@ type filledLog struct {
 // takes). A Pebble store is then closed, its keys and values added up
 // (the log's records, event-ID index and stream index: the logical size,
 // before compression) and opened again; JetStream tells its stream's bytes.
-func fillReadLog(ctx context.Context, b *testing.B, kind, url string) (*filledLog, error) {
+func fillReadLog(ctx context.Context, b *testing.B, kind string, urls natsURLs) (*filledLog, error) {
 	dir, err := os.MkdirTemp(root, "read-"+kind+"-")
 	if err != nil {
 		return nil, err
 	}
-	l, err := newBenchLog(ctx, kind, url, dir)
+	l, err := newBenchLog(ctx, kind, urls, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -370,8 +413,8 @@ func fillReadLog(ctx context.Context, b *testing.B, kind, url string) (*filledLo
 		return nil, err
 	}
 	f := &filledLog{benchLog: l}
-	switch kind {
-	case logPebble:
+	switch {
+	case !onJetStream(kind):
 		if err := l.log.Close(); err != nil {
 			return nil, err
 		}
@@ -383,8 +426,8 @@ func fillReadLog(ctx context.Context, b *testing.B, kind, url string) (*filledLo
 		if l.log, err = pebblestore.Open(dir, pebblestore.Options{Logger: quietLogger}); err != nil {
 			return nil, err
 		}
-	case logJetStream:
-		size, msgs, err := streamBytes(ctx, url, l.stream)
+	default:
+		size, msgs, err := streamBytes(ctx, l.url, l.stream)
 		if err != nil {
 			_ = l.log.Close()
 			return nil, err
@@ -635,7 +678,7 @@ type rebuildTarget struct {
 // store. It reports the rate over the whole log and over each phase: the
 // bulk phase (the keys and the first full copying them) and the schedule
 // phase (mostly checkpoint events, 3 of 4 of them empty, and rotations).
-func benchRebuild(b *testing.B, url string) {
+func benchRebuild(b *testing.B, urls natsURLs) {
 	ctx := context.Background()
 	var h *rebuildHistory
 	targets := map[string]*rebuildTarget{}
@@ -670,19 +713,20 @@ func benchRebuild(b *testing.B, url string) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		l, err := newBenchLog(ctx, kind, url, dir)
+		l, err := newBenchLog(ctx, kind, urls, dir)
 		if err != nil {
 			b.Fatal(err)
 		}
 		t := &rebuildTarget{log: l.log, blobs: h.e.store}
 		targets[kind] = t
-		if kind == logJetStream {
+		if onJetStream(kind) {
+			url, replicas := urls.of(kind)
 			if conn == nil {
 				if conn, err = natsjs.Connect(ctx, url, natsjs.ConnOptions{Logger: quietLogger}); err != nil {
 					b.Fatal(err)
 				}
 			}
-			if t.blobs, err = natsjs.OpenBlobs(ctx, conn, natsjs.BlobsOptions{Bucket: fmt.Sprintf("BENCH_BLOBS_%d", jsSeq.Add(1))}); err != nil {
+			if t.blobs, err = natsjs.OpenBlobs(ctx, conn, natsjs.BlobsOptions{Bucket: fmt.Sprintf("BENCH_BLOBS_%d", jsSeq.Add(1)), Replicas: replicas}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -731,9 +775,8 @@ func benchRebuild(b *testing.B, url string) {
 				b.ReportMetric(float64(rounds*(n-h.bulk))/sched.Seconds(), "schedule-events/s")
 				if kind == logPebble {
 					pebbleRate = rate
-				} else if pebbleRate > 0 {
-					b.ReportMetric(rate/pebbleRate, "jetstream/pebble")
 				}
+				ratioTo(b, kind, rate, pebbleRate)
 			})
 		}
 	})
@@ -786,12 +829,13 @@ func rebuild(ctx context.Context, t *rebuildTarget, st *pebblestore.Projections)
 // ---------------------------------------------------------------------------
 // An engine node on either log.
 
-// node is the engine wired as the server wires it, on a log of either
-// kind: a local Pebble store holds the projections (and, embedded, the log,
-// the blobs and the wrapped data keys too); on JetStream the log is a
+// node is the engine wired as the server wires it, on a log of any kind:
+// a local Pebble store holds the projections (and, embedded, the log, the
+// blobs and the wrapped data keys too); on JetStream the log is a
 // JetStream stream, the blobs a JetStream object store and the wrapped data
 // keys a JetStream key-value bucket, as deployments beyond one machine run
-// it, so that several nodes can share them. A manual clock, the manual
+// it, so that several nodes can share them (with 3 replicas each on the
+// cluster of logJetStream3). A manual clock, the manual
 // scheduler, the four projectors and the audit use case, as in the server.
 type node struct {
 	kind     string
@@ -817,11 +861,11 @@ type node struct {
 	closers  []func() error
 }
 
-// openNode opens a node of kind on a fresh log (on the server at url for
+// openNode opens a node of kind on a fresh log (on its servers of urls for
 // JetStream) with its store in dir; tb closes it.
-func openNode(tb testing.TB, kind, url, dir string, start time.Time) *node {
+func openNode(tb testing.TB, kind string, urls natsURLs, dir string, start time.Time) *node {
 	tb.Helper()
-	n, err := newNode(kind, url, dir, start, nil)
+	n, err := newNode(kind, urls, dir, start, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -833,8 +877,9 @@ func openNode(tb testing.TB, kind, url, dir string, start time.Time) *node {
 // peer means a fresh log, blob store and key store; otherwise the node
 // shares peer's, and its master key, as a second engine process of one
 // deployment does (its projections start empty and catch up from the log).
-func newNode(kind, url, dir string, start time.Time, peer *node) (*node, error) {
+func newNode(kind string, urls natsURLs, dir string, start time.Time, peer *node) (*node, error) {
 	ctx := context.Background()
+	url, replicas := urls.of(kind)
 	st, err := pebblestore.Open(filepath.Join(dir, "db"), pebblestore.Options{Logger: quietLogger})
 	if err != nil {
 		return nil, err
@@ -851,11 +896,11 @@ func newNode(kind, url, dir string, start time.Time, peer *node) (*node, error) 
 	} else {
 		n.master = make([]byte, 32)
 		_, _ = crand.Read(n.master)
-		n.logOpts = jsLogOptions()
+		n.logOpts = jsLogOptions(replicas)
 		m := jsSeq.Add(1)
 		n.buckets = [2]string{fmt.Sprintf("BENCH_BLOBS_%d", m), fmt.Sprintf("BENCH_KEYS_%d", m)}
 	}
-	if kind == logJetStream {
+	if onJetStream(kind) {
 		l, err := natsjs.Open(ctx, url, n.logOpts)
 		if err != nil {
 			n.close()
@@ -869,11 +914,11 @@ func newNode(kind, url, dir string, start time.Time, peer *node) (*node, error) 
 			return nil, err
 		}
 		n.closers = append([]func() error{c.Close}, n.closers...)
-		if n.blobs, err = natsjs.OpenBlobs(ctx, c, natsjs.BlobsOptions{Bucket: n.buckets[0]}); err != nil {
+		if n.blobs, err = natsjs.OpenBlobs(ctx, c, natsjs.BlobsOptions{Bucket: n.buckets[0], Replicas: replicas}); err != nil {
 			n.close()
 			return nil, err
 		}
-		if keys, err = natsjs.OpenKeyStore(ctx, c, natsjs.KeyStoreOptions{Bucket: n.buckets[1]}); err != nil {
+		if keys, err = natsjs.OpenKeyStore(ctx, c, natsjs.KeyStoreOptions{Bucket: n.buckets[1], Replicas: replicas}); err != nil {
 			n.close()
 			return nil, err
 		}
@@ -955,9 +1000,10 @@ func (n *node) newCaller() commands.Caller {
 //     instance's stream lock from its decision until the read model shows
 //     the event, so these run in parallel.
 //
-// Each log=jetstream reports its rate over the log=pebble rate just before.
+// Each log=jetstream and log=jetstream-r3 reports its rate over the
+// log=pebble rate just before.
 func BenchmarkIngestUseCases(b *testing.B) {
-	url, _ := natsserver.Start(b)
+	urls := startNATS(b, true)
 	ctx := context.Background()
 	for _, c := range []struct {
 		name              string
@@ -965,9 +1011,9 @@ func BenchmarkIngestUseCases(b *testing.B) {
 	}{{"callers=1", 1, 1}, {"callers=16/accounts=16", 16, 16}, {"callers=16/accounts=1", 16, 1}} {
 		b.Run(c.name, func(b *testing.B) {
 			var pebbleRate float64
-			for _, kind := range logKinds {
+			for _, kind := range replicatedKinds {
 				b.Run("log="+kind, func(b *testing.B) {
-					n := openNode(b, kind, url, b.TempDir(), ingestEpoch)
+					n := openNode(b, kind, urls, b.TempDir(), ingestEpoch)
 					callers := make([]commands.Caller, c.accounts)
 					for i := range callers {
 						callers[i] = n.newCaller()
@@ -1004,9 +1050,8 @@ func BenchmarkIngestUseCases(b *testing.B) {
 					b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(per), "ms/call")
 					if kind == logPebble {
 						pebbleRate = rate
-					} else if pebbleRate > 0 {
-						b.ReportMetric(rate/pebbleRate, "jetstream/pebble")
 					}
+					ratioTo(b, kind, rate, pebbleRate)
 				})
 			}
 		})

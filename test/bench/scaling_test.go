@@ -20,7 +20,6 @@ import (
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
-	"github.com/kmsbackup/kmsbackup/test/natsserver"
 )
 
 // ---------------------------------------------------------------------------
@@ -77,16 +76,17 @@ const checkpointKeys = 200
 // 00:00. It reports the median time of one checkpoint, the rate one
 // scheduler (which takes one at a time) reaches at that median, and for
 // JetStream the bytes its stream grew by per checkpoint. Each
-// log=jetstream reports its median over the log=pebble median just before.
+// log=jetstream (one server) and log=jetstream-r3 (3 servers, 3 replicas)
+// reports its median over the log=pebble median just before.
 func BenchmarkCheckpoint(b *testing.B) {
-	url, _ := natsserver.Start(b)
+	urls := startNATS(b, true)
 	ctx := context.Background()
 	for _, changes := range []int{0, 4} {
 		b.Run(fmt.Sprintf("changes=%d", changes), func(b *testing.B) {
 			var pebbleMedian float64
-			for _, kind := range logKinds {
+			for _, kind := range replicatedKinds {
 				b.Run("log="+kind, func(b *testing.B) {
-					n := openNode(b, kind, url, b.TempDir(), scalingStart)
+					n := openNode(b, kind, urls, b.TempDir(), scalingStart)
 					c := n.newCaller()
 					in, bk, err := n.enableNew(ctx, c)
 					if err != nil {
@@ -105,8 +105,8 @@ func BenchmarkCheckpoint(b *testing.B) {
 						b.Fatal(err)
 					}
 					var before uint64
-					if kind == logJetStream {
-						if before, _, err = streamBytes(ctx, url, n.logOpts.Stream); err != nil {
+					if onJetStream(kind) {
+						if before, _, err = streamBytes(ctx, n.url, n.logOpts.Stream); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -150,8 +150,8 @@ func BenchmarkCheckpoint(b *testing.B) {
 					b.ReportMetric(med/1e6, "ms/checkpoint")
 					b.ReportMetric(mean(took)/1e6, "mean-ms/checkpoint")
 					b.ReportMetric(1e9/med, "checkpoints/s")
-					if kind == logJetStream {
-						after, _, err := streamBytes(ctx, url, n.logOpts.Stream)
+					if onJetStream(kind) {
+						after, _, err := streamBytes(ctx, n.url, n.logOpts.Stream)
 						if err != nil {
 							b.Fatal(err)
 						}
@@ -159,7 +159,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 							b.ReportMetric(float64(after-before)/float64(b.N), "log-B/checkpoint")
 						}
 						if pebbleMedian > 0 {
-							b.ReportMetric(med/pebbleMedian, "jetstream/pebble-time")
+							b.ReportMetric(med/pebbleMedian, kind+"/pebble-time")
 						}
 					} else {
 						pebbleMedian = med
@@ -249,7 +249,7 @@ func (s *drainState) drain(ctx context.Context, schedulers int) (time.Duration, 
 // grow from one size to the next.
 func BenchmarkSchedulerDrain(b *testing.B) {
 	ctx := context.Background()
-	url, _ := natsserver.Start(b)
+	urls := startNATS(b, false)
 	for _, kind := range logKinds {
 		b.Run("log="+kind, func(b *testing.B) {
 			var s *drainState
@@ -268,13 +268,13 @@ func BenchmarkSchedulerDrain(b *testing.B) {
 				for _, sch := range schedulers {
 					b.Run(fmt.Sprintf("backups=%d/schedulers=%d", size, sch), func(b *testing.B) {
 						if s == nil {
-							n0, err := newNode(kind, url, filepath.Join(root, fmt.Sprintf("drain-%s-0", kind)), scalingStart, nil)
+							n0, err := newNode(kind, urls, filepath.Join(root, fmt.Sprintf("drain-%s-0", kind)), scalingStart, nil)
 							if err != nil {
 								b.Fatal(err)
 							}
 							s = &drainState{nodes: []*node{n0}, caller: n0.newCaller()}
 							if kind == logJetStream {
-								n1, err := newNode(kind, url, filepath.Join(root, fmt.Sprintf("drain-%s-1", kind)), scalingStart, n0)
+								n1, err := newNode(kind, urls, filepath.Join(root, fmt.Sprintf("drain-%s-1", kind)), scalingStart, n0)
 								if err != nil {
 									b.Fatal(err)
 								}
@@ -503,12 +503,12 @@ func BenchmarkRestoreSizes(b *testing.B) {
 // also its rate over log=pebble's of the same run.
 func BenchmarkRestoreApply(b *testing.B) {
 	const restoreKeys = 100
-	url, _ := natsserver.Start(b)
+	urls := startNATS(b, false)
 	ctx := context.Background()
 	var pebbleRate float64
 	for _, kind := range logKinds {
 		b.Run("log="+kind, func(b *testing.B) {
-			n := openNode(b, kind, url, b.TempDir(), scalingStart)
+			n := openNode(b, kind, urls, b.TempDir(), scalingStart)
 			c := n.newCaller()
 			in, bk, err := n.enableNew(ctx, c)
 			if err != nil {
