@@ -35,7 +35,7 @@ func (m *Main) openBackends(ctx context.Context) error {
 			return m.store.Damage()
 		}})
 	case "nats":
-		l, err := natsjs.Open(ctx, cfg.EventLog, natsjs.Options{Logger: m.Logger})
+		l, err := natsjs.Open(ctx, cfg.EventLog, natsjs.Options{Replicas: cfg.NATSReplicas, Logger: m.Logger})
 		if err != nil {
 			return fmt.Errorf("open the event log on %s: %w", redactURL(cfg.EventLog), err)
 		}

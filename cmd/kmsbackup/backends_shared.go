@@ -16,11 +16,11 @@ func (m *Main) openNATSStores(ctx context.Context) error {
 		return fmt.Errorf("connect to %s: %w", redactURL(m.Config.EventLog), err)
 	}
 	m.closers = append(m.closers, c.Close)
-	keys, err := natsjs.OpenKeyStore(ctx, c, natsjs.KeyStoreOptions{})
+	keys, err := natsjs.OpenKeyStore(ctx, c, natsjs.KeyStoreOptions{Replicas: m.Config.NATSReplicas})
 	if err != nil {
 		return fmt.Errorf("open the data key store: %w", err)
 	}
-	blobs, err := natsjs.OpenBlobs(ctx, c, natsjs.BlobsOptions{})
+	blobs, err := natsjs.OpenBlobs(ctx, c, natsjs.BlobsOptions{Replicas: m.Config.NATSReplicas})
 	if err != nil {
 		return fmt.Errorf("open the backup blob store: %w", err)
 	}

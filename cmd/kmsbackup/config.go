@@ -25,6 +25,9 @@ import (
 // events in one atomic append.
 const maxRestoreBatch = 500
 
+// maxNATSReplicas bounds --nats-replicas (JetStream's own limit).
+const maxNATSReplicas = 5
+
 const (
 	defaultScrubInterval = 24 * time.Hour
 	defaultScrubRate     = "4MiB"
@@ -47,7 +50,11 @@ type Config struct {
 	MaxUpload     int64  // --max-upload-bytes: the largest backup data file accepted
 	EventLog      string // --event-log: "pebble" (embedded), nats://..., esdb://...
 	Bus           string // --bus: "gochannel" (in-process) or nats://...
-	DevToken      string // --dev-token: with --dev, the account dev's token (several nodes share it)
+	// NATSReplicas is the replication factor of every JetStream stream the
+	// server creates (--nats-replicas, 1 to 5; 0 means 1): the event log's,
+	// the key and blob buckets' and the bus's.
+	NATSReplicas int
+	DevToken     string // --dev-token: with --dev, the account dev's token (several nodes share it)
 	// ScrubInterval is the time between the starts of two background
 	// verifications of every backup (--scrub-interval); 0 turns them off.
 	ScrubInterval time.Duration
@@ -164,6 +171,11 @@ func (c Config) Validate() error {
 	}
 	if c.BusKind() == "" {
 		errs = append(errs, fmt.Errorf("--bus %s must be gochannel (in-process) or nats://HOST:PORT", domain.Quote(c.Bus)))
+	}
+	if c.NATSReplicas < 0 || c.NATSReplicas > maxNATSReplicas {
+		errs = append(errs, fmt.Errorf("--nats-replicas must be between 1 and %d, got %d", maxNATSReplicas, c.NATSReplicas))
+	} else if c.NATSReplicas > 1 && c.LogKind() != "nats" && c.BusKind() != "nats" {
+		errs = append(errs, errors.New("--nats-replicas concerns NATS JetStream: pass --event-log nats://... or --bus nats://..."))
 	}
 	if c.DevToken != "" && !c.Dev {
 		errs = append(errs, errors.New("--dev-token needs --dev"))

@@ -68,3 +68,35 @@ func TestConfigTrustedProxies(t *testing.T) {
 		t.Fatalf("a host name: %v, want a refusal naming it", err)
 	}
 }
+
+func TestConfigNATSReplicas(t *testing.T) {
+	base := Config{Dev: true, DataDir: "d", Listen: "127.0.0.1:0", LogFormat: "text", LogLevel: "info", MasterKeyFile: "k",
+		EventLog: "nats://n1:4222,nats://n2:4222,nats://n3:4222", Bus: "nats://n1:4222,nats://n2:4222"}
+	for _, n := range []int{0, 1, 3, 5} {
+		c := base
+		c.NATSReplicas = n
+		if err := c.Validate(); err != nil {
+			t.Errorf("--nats-replicas %d on a list of NATS URLs: %v", n, err)
+		}
+	}
+	if got := base.LogKind(); got != "nats" {
+		t.Errorf("a list of NATS URLs is a %q log, want nats", got)
+	}
+	for _, n := range []int{-1, 6} {
+		c := base
+		c.NATSReplicas = n
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--nats-replicas must be between 1 and 5") {
+			t.Errorf("--nats-replicas %d: %v, want a refusal", n, err)
+		}
+	}
+	embedded := base
+	embedded.EventLog, embedded.Bus, embedded.NATSReplicas = "pebble", "gochannel", 3
+	if err := embedded.Validate(); err == nil || !strings.Contains(err.Error(), "--nats-replicas concerns NATS JetStream") {
+		t.Errorf("--nats-replicas 3 without NATS: %v, want a refusal", err)
+	}
+	busOnly := embedded
+	busOnly.Bus = "nats://n1:4222"
+	if err := busOnly.Validate(); err != nil {
+		t.Errorf("--nats-replicas 3 for a NATS bus beside the embedded log: %v", err)
+	}
+}

@@ -34,7 +34,7 @@ func (m *Main) startEvents(ctx context.Context, kmsApplied commands.Waiter) (*ev
 	var sub message.Subscriber
 	switch m.Config.BusKind() {
 	case "nats":
-		n, err := bus.NewNATS(m.Config.Bus, m.Logger, bus.NATSOptions{})
+		n, err := bus.NewNATS(m.Config.Bus, m.Logger, bus.NATSOptions{Replicas: m.Config.NATSReplicas})
 		if err != nil {
 			return nil, fmt.Errorf("open the bus on %s: %w", redactURL(m.Config.Bus), err)
 		}

@@ -38,7 +38,10 @@ Beyond one machine, several server processes share one event log
 (--event-log nats://... or esdb://...) and, optionally, one bus (--bus
 nats://...): any node serves the API, every scheduled backup is taken once
 (claimed by an expected-revision append), and each node's --data-dir holds only
-projections rebuildable from the log. All nodes need the same master key.
+projections rebuildable from the log. All nodes need the same master key. A
+NATS cluster is named by a comma-separated list of its servers' URLs; with
+--nats-replicas 3 every stream is kept on 3 of them, so that the loss of one
+loses nothing acknowledged.
 
 Before writing anything, a start checks the data directory and refuses, with
 one message and its own exit code, when a file of the embedded store is
@@ -47,7 +50,8 @@ or acknowledged events are missing from the event log (12). Damaged read
 models are rebuilt from the log (logged as a warning).`,
 		Example: `  kmsbackup server --dev
   kmsbackup server --data-dir /var/lib/kmsbackup --listen 0.0.0.0:8080 --master-key-file /etc/kmsbackup/master.key
-  kmsbackup server --event-log nats://nats-1:4222 --bus nats://nats-1:4222 --master-key-file /etc/kmsbackup/master.key`,
+  kmsbackup server --event-log nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222 --nats-replicas 3 \
+    --bus nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222 --master-key-file /etc/kmsbackup/master.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.MasterKeyEnv = os.Getenv("KMSBACKUP_MASTER_KEY")
@@ -91,6 +95,8 @@ models are rebuilt from the log (logged as a warning).`,
 		"the event log: pebble (embedded in --data-dir), nats://HOST:PORT (NATS JetStream) or esdb://HOST:PORT (EventStoreDB/KurrentDB), shared by every node (env KMSBACKUP_EVENT_LOG)")
 	f.StringVar(&cfg.Bus, "bus", envOr("KMSBACKUP_BUS", "gochannel"),
 		"the bus of the public event stream and of KMS event ingestion: gochannel (in-process) or nats://HOST:PORT (env KMSBACKUP_BUS)")
+	f.IntVar(&cfg.NATSReplicas, "nats-replicas", 1,
+		fmt.Sprintf("replicas of every JetStream stream the server creates (event log, data keys, blobs, bus): 1 to %d; 3 on a cluster of 3 servers keeps every acknowledged write through the loss of one", maxNATSReplicas))
 	f.StringVar(&cfg.DevToken, "dev-token", "", "with --dev: the token of account dev (nodes of one deployment share it)")
 	f.DurationVar(&cfg.ScrubInterval, "scrub-interval", defaultScrubInterval,
 		"time between two background verifications of every backup (chain, checksums, key versions); 0 turns them off")
