@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"sync"
@@ -559,7 +560,7 @@ func TestUnfinishedBlob(t *testing.T) {
 	ref := uniqueRef("unfinished")
 	data := testBlob(300<<10, 3)
 	h := newBlobHeader(data, b.chunkSize, b.budget)
-	if h.atomic {
+	if h.Atomic() {
 		t.Fatal("the test blob fits in one append")
 	}
 	gen, tail, err := b.writableGen(ctx, ref)
@@ -569,7 +570,7 @@ func TestUnfinishedBlob(t *testing.T) {
 	if err := b.register(ctx, ref, "x", gen, tail); err != nil {
 		t.Fatal(err)
 	}
-	events := blobEvents(h, h.encode(), data)
+	events := blobEvents(h, h.Encode(), data)
 	first := groupAppends(events, b.budget)[0]
 	if _, err := b.l.appendRaw(ctx, "test", blobStream(ref, "x", gen), esdbclient.NoStream{}, first); err != nil {
 		t.Fatal(err)
@@ -636,7 +637,7 @@ func TestCorruptBlob(t *testing.T) {
 	h := newBlobHeader(data, b.chunkSize, b.budget)
 	bad := bytes.Clone(data)
 	bad[100] ^= 1
-	events := blobEvents(h, h.encode(), bad)
+	events := blobEvents(h, h.Encode(), bad)
 	if _, err := b.l.appendRaw(ctx, "test", blobStream(ref, "x", 0), esdbclient.NoStream{}, events); err != nil {
 		t.Fatal(err)
 	}
@@ -665,5 +666,78 @@ func TestLargeBlobs(t *testing.T) {
 				t.Fatalf("max append %d, %d bytes: %d bytes back, %v", maxAppend, n, len(got), err)
 			}
 		}
+	}
+}
+
+// TestBlobReadsVersion1 writes blob streams as earlier releases did, under
+// esdb's version-1 header: one in one append (atomic), one in several with
+// its commit, and one left without its commit. GetBlob and OpenBlob read
+// the first two; a put of the same bytes leaves them as they are, and
+// finishes the third in its own header; a put of other bytes is refused.
+func TestBlobReadsVersion1(t *testing.T) {
+	b := MustBlobs(t, Options{Logger: testLogger(t), MaxAppendSize: 64 << 10})
+	ctx := context.Background()
+	ref := uniqueRef("v1")
+	// write lists name in the ref's index, then appends events to its
+	// stream as the earlier PutBlob did, in as few appends as b allows.
+	write := func(name string, events []esdbclient.EventData) {
+		t.Helper()
+		gen, tail, err := b.writableGen(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.register(ctx, ref, name, gen, tail); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.write(ctx, blobStream(ref, name, gen), events, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	small, large := testBlob(1000, 11), testBlob(300<<10, 12)
+	smallEvents := legacyV1Events(small, b.chunkSize, true, false)
+	largeEvents := legacyV1Events(large, b.chunkSize, false, false)
+	write("atomic", smallEvents)
+	write("several", largeEvents)
+	write("unfinished", groupAppends(largeEvents, b.budget)[0])
+	for name, data := range map[string][]byte{"atomic": small, "several": large} {
+		if got, err := b.GetBlob(ctx, ref, name); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("GetBlob of the version-1 blob %q: %d bytes, %v", name, len(got), err)
+		}
+		r, err := b.OpenBlob(ctx, ref, name)
+		if err != nil {
+			t.Fatalf("OpenBlob of the version-1 blob %q: %v", name, err)
+		}
+		got, err := io.ReadAll(r)
+		_ = r.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("streamed version-1 blob %q: %d bytes, %v", name, len(got), err)
+		}
+		if err := b.PutBlob(ctx, ref, name, data); err != nil {
+			t.Fatalf("PutBlob of the same bytes over the version-1 blob %q: %v", name, err)
+		}
+		if err := b.PutBlob(ctx, ref, name, append(bytes.Clone(data), 0)); !errors.Is(err, domain.ErrAlreadyExists) {
+			t.Fatalf("PutBlob of other bytes over the version-1 blob %q: %v, want ErrAlreadyExists", name, err)
+		}
+	}
+	st, err := b.state(ctx, blobStream(ref, "several", 0), "several")
+	if err != nil || !bytes.Equal(st.raw, largeEvents[0].Data) || st.next != uint64(len(largeEvents)) {
+		t.Fatalf("the version-1 blob after a put of its bytes: header %x, next %d, %v", st.raw, st.next, err)
+	}
+
+	if _, err := b.GetBlob(ctx, ref, "unfinished"); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("GetBlob of an unfinished version-1 blob: %v, want ErrNotFound", err)
+	}
+	if err := b.PutBlob(ctx, ref, "unfinished", large); err != nil {
+		t.Fatalf("PutBlob finishing a version-1 blob: %v", err)
+	}
+	if got, err := b.GetBlob(ctx, ref, "unfinished"); err != nil || !bytes.Equal(got, large) {
+		t.Fatalf("GetBlob of the version-1 blob once finished: %d bytes, %v", len(got), err)
+	}
+	recs, _, err := b.l.readRaw(ctx, "test", blobStream(ref, "unfinished", 0), esdbclient.End{}, true, 1)
+	if err != nil || len(recs) != 1 || recs[0].EventType != typeBlobCommit || !bytes.Equal(recs[0].Data, largeEvents[0].Data) {
+		t.Fatalf("the finished version-1 blob does not end with a commit of its version-1 header: %v", err)
+	}
+	if err := b.DestroyBlobs(ctx, ref); err != nil {
+		t.Fatal(err)
 	}
 }
