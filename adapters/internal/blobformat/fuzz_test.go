@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/kmsbackup/kmsbackup/test/fuzzcorpus"
 )
 
 // FuzzDecode checks that Decode never panics, that whatever it refuses is
@@ -59,10 +57,7 @@ func FuzzDecode(f *testing.F) {
 
 // fuzzSeeds are the committed corpus of FuzzDecode: headers of each
 // layout, valid and each broken in one field.
-func fuzzSeeds(tb testing.TB) []struct {
-	name string
-	b    []byte
-} {
+func fuzzSeeds(tb testing.TB) []fuzzcorpus.Seed {
 	tb.Helper()
 	atomic := New(pattern(1000), 300)
 	atomic.Flags = FlagAtomic
@@ -72,66 +67,38 @@ func fuzzSeeds(tb testing.TB) []struct {
 		f(b[off:])
 		return b
 	}
-	seeds := []struct {
-		name string
-		b    []byte
-	}{
-		{"v2-atomic", v2},
-		{"v2-empty", New(nil, 1<<20).Encode()},
-		{"v2-four-chunks", New(pattern(3<<20+5), 1<<20).Encode()},
-		{"v2-unknown-flag", with(1, func(b []byte) { b[0] |= 2 })},
-		{"v2-chunk-count-off", with(2+12, func(b []byte) { b[3]++ })},
-		{"v2-size-over-max", with(2, func(b []byte) { binary.BigEndian.PutUint64(b, MaxSize+1) })},
-		{"v2-chunk-size-0", with(2+8, func(b []byte) { binary.BigEndian.PutUint32(b, 0) })},
-		{"v2-truncated", v2[:HeaderLen-1]},
-		{"version-3", with(0, func(b []byte) { b[0] = 3 })},
+	seeds := []fuzzcorpus.Seed{
+		{Name: "v2-atomic", Data: v2},
+		{Name: "v2-empty", Data: New(nil, 1<<20).Encode()},
+		{Name: "v2-four-chunks", Data: New(pattern(3<<20+5), 1<<20).Encode()},
+		{Name: "v2-unknown-flag", Data: with(1, func(b []byte) { b[0] |= 2 })},
+		{Name: "v2-chunk-count-off", Data: with(2+12, func(b []byte) { b[3]++ })},
+		{Name: "v2-size-over-max", Data: with(2, func(b []byte) { binary.BigEndian.PutUint64(b, MaxSize+1) })},
+		{Name: "v2-chunk-size-0", Data: with(2+8, func(b []byte) { binary.BigEndian.PutUint32(b, 0) })},
+		{Name: "v2-truncated", Data: v2[:HeaderLen-1]},
+		{Name: "version-3", Data: with(0, func(b []byte) { b[0] = 3 })},
 	}
 	for _, g := range legacyGolden {
 		name := "v1-" + strings.NewReplacer(", ", "-", " ", "-", "+", "plus").Replace(g.name)
-		seeds = append(seeds, struct {
-			name string
-			b    []byte
-		}{name, unhex(tb, g.hex)})
+		seeds = append(seeds, fuzzcorpus.Seed{Name: name, Data: unhex(tb, g.hex)})
 	}
 	return seeds
 }
 
-const corpusDir = "testdata/fuzz/FuzzDecode"
+const (
+	corpusDir = "testdata/fuzz/FuzzDecode"
+	corpusEnv = "BLOBFORMAT_WRITE_CORPUS"
+)
 
 // TestWriteFuzzCorpus writes the seed corpus of FuzzDecode when
 // BLOBFORMAT_WRITE_CORPUS=1. Run it after a change of format, and commit
 // the files.
 func TestWriteFuzzCorpus(t *testing.T) {
-	if os.Getenv("BLOBFORMAT_WRITE_CORPUS") != "1" {
-		t.Skip("set BLOBFORMAT_WRITE_CORPUS=1 to write " + corpusDir)
-	}
-	if err := os.MkdirAll(corpusDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range fuzzSeeds(t) {
-		content := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s.b)
-		if err := os.WriteFile(filepath.Join(corpusDir, s.name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fuzzcorpus.Write(t, corpusEnv, corpusDir, fuzzSeeds(t))
 }
 
 // TestFuzzCorpusIsCurrent: the committed corpus is the one fuzzSeeds
 // makes, so a change of format that forgets it fails here.
 func TestFuzzCorpusIsCurrent(t *testing.T) {
-	for _, s := range fuzzSeeds(t) {
-		raw, err := os.ReadFile(filepath.Join(corpusDir, s.name))
-		if err != nil {
-			t.Fatalf("%v (regenerate with BLOBFORMAT_WRITE_CORPUS=1 go test -run TestWriteFuzzCorpus)", err)
-		}
-		text, ok := strings.CutPrefix(string(raw), "go test fuzz v1\n[]byte(")
-		text, ok2 := strings.CutSuffix(text, ")\n")
-		b, err := strconv.Unquote(text)
-		if !ok || !ok2 || err != nil {
-			t.Fatalf("%s: not a go test fuzz v1 file of one []byte", s.name)
-		}
-		if !bytes.Equal([]byte(b), s.b) {
-			t.Errorf("%s is out of date (regenerate with BLOBFORMAT_WRITE_CORPUS=1 go test -run TestWriteFuzzCorpus)", s.name)
-		}
-	}
+	fuzzcorpus.Check(t, corpusEnv, "TestWriteFuzzCorpus", corpusDir, fuzzSeeds(t))
 }
