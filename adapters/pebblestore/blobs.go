@@ -31,10 +31,10 @@ var _ commands.BlobStore = (*Store)(nil)
 // pebblestore's own layout without a flags byte, are read as they are
 // (blobformat.V1NoFlags). The prefix followed by a 4-byte big-endian chunk
 // index holds that chunk. Every chunk but the last is exactly the chunk
-// size; the last holds the rest; an empty blob has a header and no chunk. Neither ref nor name may contain 0x00, so
-// the terminators make one ref's keys (and one name's) a contiguous range
-// that no other ref or name shares, even one whose text extends it
-// ("bkp_X/1" and "bkp_X/10").
+// size; the last holds the rest; an empty blob has a header and no chunk.
+// Neither ref nor name may contain 0x00, so the terminators make one ref's
+// keys (and one name's) a contiguous range that no other ref or name
+// shares, even one whose text extends it ("bkp_X/1" and "bkp_X/10").
 const (
 	nsBlob byte = 'B'
 
