@@ -394,3 +394,112 @@ func testTakeCheckpointBaseZero(t *testing.T, partBytes, parts int) {
 		assertNoneHolds(t, "blob "+b.Name, b.Data, secrets)
 	}
 }
+
+// TestTakeCheckpointThatFails: a checkpoint that fails after storing
+// blobs leaves in the blob store exactly the blobs the backup's stream
+// names: those of a checkpoint certainly not recorded (its append refused,
+// as when another engine took it first; a part that could not be stored)
+// are deleted, and those of one that may be recorded (its append written
+// and the reply lost, or the wait for the read models after it ended) are
+// kept, since deleting them would lose what the recorded checkpoint holds.
+func TestTakeCheckpointThatFails(t *testing.T) {
+	refused := func(stream string) error {
+		return domain.Errorf(domain.ErrWrongExpectedRevision, "append", stream, "", "another writer appended first (injected)")
+	}
+	lost := func(stream string) error {
+		return domain.Errorf(domain.ErrUnavailable, "append", stream, "", "no reply (injected)")
+	}
+	for _, tc := range []struct {
+		name     string
+		first    bool               // the first checkpoint (base 0), else an incremental
+		append   func(string) error // the error of the checkpoint's append
+		written  bool               // the append is written all the same
+		failPut  int                // the put that fails (0: none)
+		sentinel error
+	}{
+		{"the first, its append refused", true, refused, false, 0, domain.ErrWrongExpectedRevision},
+		{"the first, its reply lost", true, lost, true, 0, domain.ErrUnavailable},
+		{"the first, a part not stored", true, nil, false, 2, domain.ErrUnavailable},
+		{"an incremental, its append refused", false, refused, false, 0, domain.ErrWrongExpectedRevision},
+		{"an incremental, its reply lost", false, lost, true, 0, domain.ErrUnavailable},
+		{"an incremental, a part not stored", false, nil, false, 3, domain.ErrUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newUseCases(t, engine.Options{})
+			f.cutPartsAt(1) // several parts, so that some are stored before one fails
+			ctx := context.Background()
+			in := f.MustInstance(t, f.caller, commands.CreateInstanceInput{Region: "cn-hangzhou"})
+			k1 := f.MustKey(t, in.ID)
+			f.MustSecret(t, in.ID, k1, "db-password", secretValue)
+			var id domain.BackupID
+			due := domain.Due{At: f.clock.Now(), Full: true}
+			if tc.first {
+				id = f.MustEnabled(t, in, f.clock.Now().AddDate(1, 0, 0))
+			} else {
+				id = f.MustBackedUp(t, in)
+				f.clock.Advance(time.Minute)
+				f.MustRotateKey(t, k1)
+				f.MustKey(t, in.ID)
+				f.MustKey(t, in.ID)
+				f.clock.Advance(4 * time.Minute)
+				due = domain.Due{At: f.clock.Now()}
+			}
+			if tc.append != nil {
+				f.log.setFault(func(stream string, n int) (error, bool) {
+					if stream == domain.BackupStream(id) {
+						return tc.append(stream), tc.written
+					}
+					return nil, false
+				})
+			}
+			if tc.failPut > 0 {
+				f.blobs.setFault(func(n int) error {
+					if n == tc.failPut {
+						return domain.Errorf(domain.ErrUnavailable, "put blob", "", "", "the store failed (injected)")
+					}
+					return nil
+				})
+			}
+			m := f.mark()
+
+			_, err := f.checkpoints.TakeCheckpoint(ctx, id, due)
+
+			if !errors.Is(err, tc.sentinel) {
+				t.Fatalf("take checkpoint: %v; want %v", err, tc.sentinel)
+			}
+			f.log.setFault(nil)
+			f.settle(t)
+			named := map[string]bool{}
+			for _, d := range MustDecode(t, f.MustStream(t, domain.BackupStream(id))) {
+				switch d := d.(type) {
+				case *domain.BackupCheckpointed:
+					for _, p := range d.SliceParts() {
+						named[p.Name] = true
+					}
+				case *domain.BackupBaseStored:
+					for _, p := range d.Parts {
+						named[p.Name] = true
+					}
+				}
+			}
+			stored := f.blobsSince(m)
+			if len(stored) == 0 {
+				t.Fatal("the checkpoint stored no blob before it failed")
+			}
+			for _, b := range stored {
+				_, err := f.blobs.GetBlob(ctx, b.Ref, b.Name)
+				switch {
+				case named[b.Name] && err != nil:
+					t.Errorf("blob %s, named by the backup's stream, is gone: %v", b.Name, err)
+				case !named[b.Name] && !errors.Is(err, domain.ErrNotFound):
+					t.Errorf("blob %s, named by nothing, is still stored (%v)", b.Name, err)
+				}
+			}
+			for _, b := range stored {
+				if named[b.Name] != tc.written {
+					t.Errorf("blob %s named by the backup's stream: %v, want %v (the checkpoint is recorded)", b.Name, named[b.Name], tc.written)
+				}
+			}
+		})
+	}
+}

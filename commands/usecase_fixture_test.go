@@ -52,8 +52,10 @@ type useCases struct {
 
 	// The use cases, by what the tests call on them.
 	kms         *commands.KMS      // the given KMS instances, keys and secrets
-	checkpoints *commands.Backups  // TakeCheckpoint, RebaseBackup
+	checkpoints *commands.Backups  // TakeCheckpoint
+	rebases     *commands.Backups  // RebaseBackup
 	schedule    *commands.Backups  // CatchUp
+	files       *commands.Backups  // DownloadDay, UploadBackupFile
 	restores    *commands.Restores // PlanRestore, Restore (plan, apply, validate)
 
 	procs []*commands.Projector
@@ -90,7 +92,8 @@ func newUseCases(tb testing.TB, o engine.Options) *useCases {
 	f.caller = commands.Caller{Account: domain.NewAccountID(f.ids.NewULID())}
 	eng := engine.New(engine.Ports{Log: f.log, ReadModels: proj, Blobs: f.blobs, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: clk, IDs: f.ids}, o)
-	f.kms, f.checkpoints, f.schedule, f.restores = eng.KMS, eng.Backups, eng.Backups, eng.Restores
+	f.kms, f.restores = eng.KMS, eng.Restores
+	f.checkpoints, f.rebases, f.schedule, f.files = eng.Backups, eng.Backups, eng.Backups, eng.Backups
 	f.procs = eng.Projectors()
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -224,13 +227,17 @@ func (f *useCases) cutPartsAt(n int) {
 	f.checkpoints.SlicePartBytes, f.checkpoints.BasePartBytes = n, n
 }
 
-// MustRebase writes a base of backup id's last daily full now, whatever
-// the engine's rebase policy would wait for.
+// rebaseAfterEveryFull makes a base of each daily full due at once,
+// whatever the engine's rebase policy would wait for.
+func (f *useCases) rebaseAfterEveryFull() {
+	f.checkpoints.Rebase = &domain.RebasePolicy{MinEvents: 1}
+}
+
+// MustRebase writes a base of backup id's last daily full now.
 func (f *useCases) MustRebase(tb testing.TB, id domain.BackupID) {
 	tb.Helper()
-	f.checkpoints.Rebase = &domain.RebasePolicy{MinEvents: 1}
-	defer func() { f.checkpoints.Rebase = nil }()
-	if did, err := f.checkpoints.RebaseBackup(context.Background(), id); err != nil || !did {
+	f.rebaseAfterEveryFull()
+	if did, err := f.rebases.RebaseBackup(context.Background(), id); err != nil || !did {
 		tb.Fatalf("rebase %s: %v (stored a base: %v)", id, err, did)
 	}
 }
@@ -408,11 +415,22 @@ func (l *portLog) appendsTo(prefix string) []appendCall {
 }
 
 // portBlobs is the engine's blob store (Pebble) as the use cases see it:
-// it records every blob stored.
+// it records every blob stored, and fails those a test asks it to.
 type portBlobs struct {
 	commands.BlobStore
-	mu  sync.Mutex
-	put []storedBlob
+	mu    sync.Mutex
+	put   []storedBlob
+	puts  int
+	fault func(n int) error
+}
+
+// setFault makes fault, until the next setFault, be asked before each
+// PutBlob with its number among the puts since (1 for the first): an error
+// it returns is returned instead of storing. nil: no fault.
+func (b *portBlobs) setFault(fault func(n int) error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.fault, b.puts = fault, 0
 }
 
 // storedBlob is one blob a use case stored.
@@ -422,6 +440,15 @@ type storedBlob struct {
 }
 
 func (b *portBlobs) PutBlob(ctx context.Context, ref, name string, data []byte) error {
+	b.mu.Lock()
+	b.puts++
+	n, fault := b.puts, b.fault
+	b.mu.Unlock()
+	if fault != nil {
+		if err := fault(n); err != nil {
+			return err
+		}
+	}
 	if err := b.BlobStore.PutBlob(ctx, ref, name, data); err != nil {
 		return err
 	}
