@@ -72,25 +72,7 @@ func TestRebaseBackupThatFails(t *testing.T) {
 			if (base != nil) != tc.recorded {
 				t.Fatalf("base of checkpoint 2 recorded: %v, want %v", base != nil, tc.recorded)
 			}
-			named := map[string]bool{}
-			if base != nil {
-				for _, p := range base.Parts {
-					named[p.Name] = true
-				}
-			}
-			stored := f.blobsSince(m)
-			if len(stored) < 2 {
-				t.Fatalf("the rebase stored %d parts; the test needs several", len(stored))
-			}
-			for _, b := range stored {
-				_, err := f.blobs.GetBlob(ctx, b.Ref, b.Name)
-				switch {
-				case named[b.Name] && err != nil:
-					t.Errorf("part %s of the recorded base is gone: %v", b.Name, err)
-				case !named[b.Name] && !errors.Is(err, domain.ErrNotFound):
-					t.Errorf("part %s, of no recorded base, is still stored (%v)", b.Name, err)
-				}
-			}
+			f.assertKeptIfNamed(t, f.blobsSince(m), f.MustNamedBlobs(t, id))
 		})
 	}
 }

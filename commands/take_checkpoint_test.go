@@ -57,18 +57,14 @@ func newCheckpointWorld(t *testing.T) *checkpointWorld {
 //
 // With parts of one event each, the same.
 func TestTakeCheckpointCopiesTheEventsSinceThePrevious(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		partBytes int
-		parts     int
-	}{
-		{"in one part", 0, 1},
-		{"in a part per event", 1, 3},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			testTakeCheckpointCopies(t, tc.partBytes, tc.parts)
-		})
-	}
+	inParts(t, 3, testTakeCheckpointCopies)
+}
+
+// inParts runs test with parts of the engine's size (expecting one), and
+// with a part per event or item (expecting n).
+func inParts(t *testing.T, n int, test func(t *testing.T, partBytes, parts int)) {
+	t.Run("in one part", func(t *testing.T) { test(t, 0, 1) })
+	t.Run("in a part per record", func(t *testing.T) { test(t, 1, n) })
 }
 
 func testTakeCheckpointCopies(t *testing.T, partBytes, parts int) {
@@ -316,18 +312,7 @@ func TestTakeCheckpointAfterTheSourceIsReleased(t *testing.T) {
 // are the only blobs stored, and hold no key material or secret value in
 // plaintext. With parts of one item each, the same.
 func TestTakeCheckpointFirstIsBaseZero(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		partBytes int
-		parts     int
-	}{
-		{"in one part", 0, 1},
-		{"in a part per item", 1, 2},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			testTakeCheckpointBaseZero(t, tc.partBytes, tc.parts)
-		})
-	}
+	inParts(t, 2, testTakeCheckpointBaseZero)
 }
 
 func testTakeCheckpointBaseZero(t *testing.T, partBytes, parts int) {
@@ -469,32 +454,8 @@ func TestTakeCheckpointThatFails(t *testing.T) {
 			}
 			f.log.setFault(nil)
 			f.settle(t)
-			named := map[string]bool{}
-			for _, d := range MustDecode(t, f.MustStream(t, domain.BackupStream(id))) {
-				switch d := d.(type) {
-				case *domain.BackupCheckpointed:
-					for _, p := range d.SliceParts() {
-						named[p.Name] = true
-					}
-				case *domain.BackupBaseStored:
-					for _, p := range d.Parts {
-						named[p.Name] = true
-					}
-				}
-			}
-			stored := f.blobsSince(m)
-			if len(stored) == 0 {
-				t.Fatal("the checkpoint stored no blob before it failed")
-			}
-			for _, b := range stored {
-				_, err := f.blobs.GetBlob(ctx, b.Ref, b.Name)
-				switch {
-				case named[b.Name] && err != nil:
-					t.Errorf("blob %s, named by the backup's stream, is gone: %v", b.Name, err)
-				case !named[b.Name] && !errors.Is(err, domain.ErrNotFound):
-					t.Errorf("blob %s, named by nothing, is still stored (%v)", b.Name, err)
-				}
-			}
+			named, stored := f.MustNamedBlobs(t, id), f.blobsSince(m)
+			f.assertKeptIfNamed(t, stored, named)
 			for _, b := range stored {
 				if named[b.Name] != tc.written {
 					t.Errorf("blob %s named by the backup's stream: %v, want %v (the checkpoint is recorded)", b.Name, named[b.Name], tc.written)

@@ -139,19 +139,11 @@ func TestUploadBackupFileThatFails(t *testing.T) {
 			if got := len(f.MustStream(t, stream)) > 0; got != tc.written {
 				t.Fatalf("the upload's stream exists: %v, want %v", got, tc.written)
 			}
-			stored := f.blobsSince(m)
-			if len(stored) == 0 {
-				t.Fatal("the upload stored no blob")
+			named := f.MustNamedBlobs(t, id)
+			if len(named) == 0 == tc.written {
+				t.Errorf("the upload's stream names %d blobs", len(named))
 			}
-			for _, b := range stored {
-				_, err := f.blobs.GetBlob(ctx, b.Ref, b.Name)
-				switch {
-				case tc.written && err != nil:
-					t.Errorf("blob %s of the recorded upload is gone: %v", b.Name, err)
-				case !tc.written && !errors.Is(err, domain.ErrNotFound):
-					t.Errorf("blob %s of an upload not recorded is still stored (%v)", b.Name, err)
-				}
-			}
+			f.assertKeptIfNamed(t, f.blobsSince(m), named)
 			_, err = f.keys.Seal(ctx, domain.DataRef(id, 0), domain.Plaintext("x"), nil)
 			if tc.written != (err == nil) {
 				t.Errorf("sealing under the upload's data key: %v; the key should exist: %v", err, tc.written)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"errors"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -315,6 +316,44 @@ func (f *useCases) MustSliceEvents(tb testing.TB, id domain.BackupID, c *domain.
 		out = append(out, must(domain.DecodeSliceAll(blob))(tb)...)
 	}
 	return out
+}
+
+// MustNamedBlobs are the blobs backup id's stream names: the parts of its
+// checkpoints' slices and of its bases.
+func (f *useCases) MustNamedBlobs(tb testing.TB, id domain.BackupID) map[string]bool {
+	tb.Helper()
+	named := map[string]bool{}
+	for _, d := range MustDecode(tb, f.MustStream(tb, domain.BackupStream(id))) {
+		switch d := d.(type) {
+		case *domain.BackupCheckpointed:
+			for _, p := range d.SliceParts() {
+				named[p.Name] = true
+			}
+		case *domain.BackupBaseStored:
+			for _, p := range d.Parts {
+				named[p.Name] = true
+			}
+		}
+	}
+	return named
+}
+
+// assertKeptIfNamed fails the test for every blob of stored that is gone
+// though named, or still stored though not named.
+func (f *useCases) assertKeptIfNamed(tb testing.TB, stored []storedBlob, named map[string]bool) {
+	tb.Helper()
+	if len(stored) == 0 {
+		tb.Fatal("no blob was stored: the test needs some")
+	}
+	for _, b := range stored {
+		_, err := f.blobs.GetBlob(context.Background(), b.Ref, b.Name)
+		switch {
+		case named[b.Name] && err != nil:
+			tb.Errorf("blob %s, named by a recorded event, is gone: %v", b.Name, err)
+		case !named[b.Name] && !errors.Is(err, domain.ErrNotFound):
+			tb.Errorf("blob %s, named by nothing, is still stored (%v)", b.Name, err)
+		}
+	}
 }
 
 // sinceMark is how far the use cases had written when a test marked it:
