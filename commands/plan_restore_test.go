@@ -54,104 +54,87 @@ func MustSelect(tb testing.TB, keys []domain.KeyID, secrets ...string) domain.Re
 // the caller's (reported exactly as one that does not exist).
 func TestPlanRestoreFindings(t *testing.T) {
 	type finding struct{ Code, Item string }
+	// Targets: an instance of eu-central-1 (no item of the backup's there),
+	// one with quotas of one key and one secret, one of the backup's
+	// region (which holds every item), another account's, and none.
+	const (
+		elsewhere = iota
+		small
+		sameRegion
+		otherAccount
+		missing
+	)
+	all := func(*testing.T, *planWorld) domain.RestoreSelection { return domain.SelectAll() }
 	for _, tc := range []struct {
-		name string
-		// target makes the target and returns it with the selection and day.
-		target func(t *testing.T, w *planWorld) (domain.InstanceID, domain.RestoreSelection, domain.Day)
+		name   string
+		target int
+		sel    func(*testing.T, *planWorld) domain.RestoreSelection
+		day    domain.Day
 		want   func(w *planWorld, to domain.InstanceID) []finding
-		// wantMessage, when set, is the message of the one finding.
-		wantMessage func(to domain.InstanceID) string
+		// asMissing: the finding is exactly that of an instance that does
+		// not exist.
+		asMissing bool
 	}{
-		{
-			name: "nothing in the way",
-			target: func(t *testing.T, w *planWorld) (domain.InstanceID, domain.RestoreSelection, domain.Day) {
-				return w.f.MustInstance(t, w.f.caller, commands.CreateInstanceInput{Region: "eu-central-1"}).ID, MustSelect(t, nil), "2026-05-01"
-			},
-			want: func(*planWorld, domain.InstanceID) []finding { return nil },
-		},
-		{
-			name: "quotas",
-			target: func(t *testing.T, w *planWorld) (domain.InstanceID, domain.RestoreSelection, domain.Day) {
-				in := w.f.MustInstance(t, w.f.caller, commands.CreateInstanceInput{Region: "eu-central-1", KeyQuota: 1, SecretQuota: 1})
-				return in.ID, MustSelect(t, nil), "2026-05-01"
-			},
+		{name: "nothing in the way", target: elsewhere, sel: all, day: "2026-05-01",
+			want: func(*planWorld, domain.InstanceID) []finding { return nil }},
+		{name: "quotas", target: small, sel: all, day: "2026-05-01",
 			want: func(_ *planWorld, to domain.InstanceID) []finding {
 				return []finding{{commands.FindingKeyQuota, string(to)}, {commands.FindingSecretQuota, string(to)}}
-			},
-		},
-		{
-			name: "conflicts in the target's region",
-			target: func(t *testing.T, w *planWorld) (domain.InstanceID, domain.RestoreSelection, domain.Day) {
-				return w.f.MustInstance(t, w.f.caller, commands.CreateInstanceInput{Region: "cn-hangzhou"}).ID, MustSelect(t, nil), "2026-05-01"
-			},
+			}},
+		{name: "conflicts in the target's region", target: sameRegion, sel: all, day: "2026-05-01",
 			want: func(w *planWorld, _ domain.InstanceID) []finding {
 				return []finding{{commands.FindingKeyExists, string(w.k1)}, {commands.FindingKeyExists, string(w.k2)},
 					{commands.FindingSecretExists, "api-token"}, {commands.FindingSecretExists, "db-password"}}
-			},
-		},
-		{
-			name: "a secret without its key",
-			target: func(t *testing.T, w *planWorld) (domain.InstanceID, domain.RestoreSelection, domain.Day) {
-				return w.f.MustInstance(t, w.f.caller, commands.CreateInstanceInput{Region: "eu-central-1"}).ID, MustSelect(t, nil, "db-password"), "2026-05-01"
-			},
+			}},
+		{name: "a secret without its key", target: elsewhere, day: "2026-05-01",
+			sel: func(t *testing.T, _ *planWorld) domain.RestoreSelection { return MustSelect(t, nil, "db-password") },
 			want: func(*planWorld, domain.InstanceID) []finding {
 				return []finding{{commands.FindingSecretKeyMissing, "db-password"}}
+			}},
+		{name: "a secret with its key", target: elsewhere, day: "2026-05-01",
+			sel: func(t *testing.T, w *planWorld) domain.RestoreSelection {
+				return MustSelect(t, []domain.KeyID{w.k1}, "db-password")
 			},
-		},
-		{
-			name: "a secret with its key",
-			target: func(t *testing.T, w *planWorld) (domain.InstanceID, domain.RestoreSelection, domain.Day) {
-				return w.f.MustInstance(t, w.f.caller, commands.CreateInstanceInput{Region: "eu-central-1"}).ID, MustSelect(t, []domain.KeyID{w.k1}, "db-password"), "2026-05-01"
-			},
-			want: func(*planWorld, domain.InstanceID) []finding { return nil },
-		},
-		{
-			name: "an item not in the backup",
-			target: func(t *testing.T, w *planWorld) (domain.InstanceID, domain.RestoreSelection, domain.Day) {
-				return w.f.MustInstance(t, w.f.caller, commands.CreateInstanceInput{Region: "eu-central-1"}).ID, MustSelect(t, nil, "no-such-secret"), "2026-05-01"
-			},
+			want: func(*planWorld, domain.InstanceID) []finding { return nil }},
+		{name: "an item not in the backup", target: elsewhere, day: "2026-05-01",
+			sel: func(t *testing.T, _ *planWorld) domain.RestoreSelection { return MustSelect(t, nil, "no-such-secret") },
 			want: func(*planWorld, domain.InstanceID) []finding {
 				return []finding{{commands.FindingItemNotInBackup, "no-such-secret"}}
-			},
-		},
-		{
-			name: "a day before the backup was enabled",
-			target: func(t *testing.T, w *planWorld) (domain.InstanceID, domain.RestoreSelection, domain.Day) {
-				return w.f.MustInstance(t, w.f.caller, commands.CreateInstanceInput{Region: "eu-central-1"}).ID, MustSelect(t, nil), "2026-04-30"
-			},
+			}},
+		{name: "a day before the backup was enabled", target: elsewhere, sel: all, day: "2026-04-30",
 			want: func(*planWorld, domain.InstanceID) []finding {
 				return []finding{{commands.FindingDayNotViewable, "2026-04-30"}}
-			},
-		},
-		{
-			name: "another account's instance",
-			target: func(t *testing.T, w *planWorld) (domain.InstanceID, domain.RestoreSelection, domain.Day) {
-				other := commands.Caller{Account: domain.NewAccountID(w.f.ids.NewULID())}
-				return w.f.MustInstance(t, other, commands.CreateInstanceInput{Region: "eu-central-1"}).ID, MustSelect(t, nil), "2026-05-01"
-			},
+			}},
+		{name: "another account's instance", target: otherAccount, sel: all, day: "2026-05-01", asMissing: true,
 			want: func(_ *planWorld, to domain.InstanceID) []finding {
 				return []finding{{commands.FindingTargetNotFound, string(to)}}
-			},
-			wantMessage: func(to domain.InstanceID) string { return fmt.Sprintf("KMS instance %s not found", to) },
-		},
-		{
-			name: "an instance that does not exist",
-			target: func(t *testing.T, w *planWorld) (domain.InstanceID, domain.RestoreSelection, domain.Day) {
-				return domain.NewInstanceID(w.f.ids.NewULID()), MustSelect(t, nil), "2026-05-01"
-			},
+			}},
+		{name: "an instance that does not exist", target: missing, sel: all, day: "2026-05-01", asMissing: true,
 			want: func(_ *planWorld, to domain.InstanceID) []finding {
 				return []finding{{commands.FindingTargetNotFound, string(to)}}
-			},
-			wantMessage: func(to domain.InstanceID) string { return fmt.Sprintf("KMS instance %s not found", to) },
-		},
+			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newPlanWorld(t)
-			to, sel, day := tc.target(t, w)
-			m := w.f.mark()
+			f := w.f
+			var to domain.InstanceID
+			switch tc.target {
+			case elsewhere:
+				to = f.MustInstance(t, f.caller, commands.CreateInstanceInput{Region: "eu-central-1"}).ID
+			case small:
+				to = f.MustInstance(t, f.caller, commands.CreateInstanceInput{Region: "eu-central-1", KeyQuota: 1, SecretQuota: 1}).ID
+			case sameRegion:
+				to = f.MustInstance(t, f.caller, commands.CreateInstanceInput{Region: "cn-hangzhou"}).ID
+			case otherAccount:
+				other := commands.Caller{Account: domain.NewAccountID(f.ids.NewULID())}
+				to = f.MustInstance(t, other, commands.CreateInstanceInput{Region: "eu-central-1"}).ID
+			case missing:
+				to = domain.NewInstanceID(f.ids.NewULID())
+			}
+			m := f.mark()
 
-			plan, err := w.f.restores.PlanRestore(context.Background(), w.f.caller,
-				commands.RestoreRequest{From: w.id, Point: commands.RestorePoint{Day: day}, Selection: sel, Target: to}, nil)
+			plan, err := f.restores.PlanRestore(context.Background(), f.caller,
+				commands.RestoreRequest{From: w.id, Point: commands.RestorePoint{Day: tc.day}, Selection: tc.sel(t, w), Target: to}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -163,13 +146,13 @@ func TestPlanRestoreFindings(t *testing.T) {
 			if diff := cmp.Diff(tc.want(w, to), got); diff != "" {
 				t.Errorf("findings (-want +got):\n%s\nall: %+v", diff, plan.Findings)
 			}
-			if tc.wantMessage != nil && len(plan.Findings) == 1 && plan.Findings[0].Message != tc.wantMessage(to) {
-				t.Errorf("finding message %q, want %q", plan.Findings[0].Message, tc.wantMessage(to))
+			if want := fmt.Sprintf("KMS instance %s not found", to); tc.asMissing && len(plan.Findings) == 1 && plan.Findings[0].Message != want {
+				t.Errorf("finding message %q, want %q", plan.Findings[0].Message, want)
 			}
-			if plan.FindingCount() != len(plan.Findings) || plan.Backup != w.id || plan.Day != day || plan.Target != to {
+			if plan.FindingCount() != len(plan.Findings) || plan.Backup != w.id || plan.Day != tc.day || plan.Target != to {
 				t.Errorf("plan: %+v", plan)
 			}
-			if a, b := w.f.appendsSince(m, ""), w.f.blobsSince(m); len(a) != 0 || len(b) != 0 {
+			if a, b := f.appendsSince(m, ""), f.blobsSince(m); len(a) != 0 || len(b) != 0 {
 				t.Errorf("the plan appended %d times and stored %d blobs, want nothing written", len(a), len(b))
 			}
 		})
