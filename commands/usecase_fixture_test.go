@@ -24,11 +24,11 @@ import (
 )
 
 // The use-case tests of backup and restore (take_checkpoint_test.go,
-// catch_up_test.go, plan_restore_test.go, apply_restore_test.go) each drive
-// ONE use case: given a state (events appended to the log directly, or the
-// fewest other calls), when one call, then what it wrote at its ports (the
-// events appended, the blobs stored), its result and its findings, or its
-// error. They run on the engine the server runs, assembled once by
+// catch_up_test.go, rebase_backup_test.go, upload_backup_file_test.go,
+// plan_restore_test.go, apply_restore_test.go) each drive ONE use case:
+// given a state (events appended to the log directly, or the fewest other
+// calls), when one call, then what it wrote at its ports (the events
+// appended, the blobs stored), its result and its findings, or its error. They run on the engine the server runs, assembled once by
 // cmd/engine on real Pebble in t.TempDir(), the envelope with its key store
 // and a manual clock; end-to-end scenarios of many use cases are in
 // test/backup.
@@ -38,8 +38,7 @@ import (
 // f.restores, ...), so that a split or a rename of those structs touches
 // this file alone.
 
-// useCaseStart is when every fixture's clock starts: 09:30 UTC on a
-// Friday, a day of May 2026.
+// useCaseStart is when every fixture's clock starts.
 var useCaseStart = time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC)
 
 // useCases is the engine under test, its ports, and who calls it.
