@@ -123,18 +123,44 @@ func (s *Backups) newEvent(b *domain.Backup, at time.Time, d domain.EventData) d
 // revision the decision saw (or as its first events) and waits until both
 // backup read models show them.
 func (s *Backups) commit(ctx context.Context, b *domain.Backup, first bool, events ...domain.Event) error {
+	pos, err := s.appendEvents(ctx, b, first, events...)
+	if err != nil {
+		return err
+	}
+	return s.waitApplied(ctx, pos)
+}
+
+// appendEvents is commit's append: it returns the log position of the last
+// event.
+func (s *Backups) appendEvents(ctx context.Context, b *domain.Backup, first bool, events ...domain.Event) (uint64, error) {
 	expected := domain.ExpectRevision(b.Revision)
 	if first {
 		expected = domain.ExpectNoStream
 	}
 	res, err := s.Log.Append(ctx, events[0].Stream, expected, events)
-	if err != nil {
+	return res.LastPosition, err
+}
+
+// waitApplied is commit's wait: until both backup read models have
+// applied the log up to pos.
+func (s *Backups) waitApplied(ctx context.Context, pos uint64) error {
+	if err := s.StateApplied.WaitFor(ctx, pos); err != nil {
 		return err
 	}
-	if err := s.StateApplied.WaitFor(ctx, res.LastPosition); err != nil {
-		return err
-	}
-	return s.DataApplied.WaitFor(ctx, res.LastPosition)
+	return s.DataApplied.WaitFor(ctx, pos)
+}
+
+// appendRefused reports whether err, the error of an append, says that
+// nothing was appended: the log refused the batch (a race lost, a batch it
+// does not take). After any other error the events may be in the log (the
+// append written and its reply lost). So blobs stored for events (the
+// parts of a slice or of a base) are deleted after a refused append only:
+// after any other failure they are kept, since a blob kept for nothing is
+// storage lost until its generation is destroyed, but a blob deleted under
+// a recorded event is backed-up data lost (and stops the read model that
+// applies the event).
+func appendRefused(err error) bool {
+	return errors.Is(err, domain.ErrWrongExpectedRevision) || errors.Is(err, domain.ErrInvalidArgument)
 }
 
 // decide runs attempt until it does not lose a race (see decide), catching

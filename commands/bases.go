@@ -158,11 +158,12 @@ func (s *Backups) writeBase(ctx context.Context, ref string, seq uint64, sc Scra
 		parts = append(parts, p)
 		return nil
 	}
+	// On failure, parts is returned for the deferred cleanup to delete.
 	if err := sc.WriteTables(ctx, nil, nil, split, put); err != nil {
-		return nil, digest, err
+		return parts, digest, err
 	}
 	if digest, err = sum.finish(); err != nil {
-		return nil, digest, err
+		return parts, digest, err
 	}
 	return parts, digest, nil
 }
@@ -257,9 +258,20 @@ func (c *recordCursor) Next() bool { c.i++; return c.Valid() }
 
 // deleteParts deletes base parts that will not be recorded.
 func (s *Backups) deleteParts(ctx context.Context, ref string, parts []domain.BasePart) {
+	names := make([]string, len(parts))
+	for i, p := range parts {
+		names[i] = p.Name
+	}
+	s.deleteBlobs(ctx, ref, names)
+}
+
+// deleteBlobs deletes blobs of ref stored for events that will not be
+// recorded (see appendRefused), best effort: one left behind is destroyed
+// with its generation.
+func (s *Backups) deleteBlobs(ctx context.Context, ref string, names []string) {
 	ctx = context.WithoutCancel(ctx) // cleaning up after a failure, whatever ended it
-	for _, p := range parts {
-		_ = s.Blobs.DeleteBlob(ctx, ref, p.Name)
+	for _, name := range names {
+		_ = s.Blobs.DeleteBlob(ctx, ref, name)
 	}
 }
 

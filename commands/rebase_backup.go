@@ -21,12 +21,14 @@ import (
 // checkpoint, whatever came after): the claim is decided again on them.
 // If another engine stored a base of that checkpoint (or a later one)
 // first, or the generation was destroyed, this one deletes its parts and
-// returns nil. It never holds the instance's lock while it loads and
+// returns nil. A failure before the append, or an append the log refused,
+// deletes them too, but not an append whose outcome is unknown (see
+// appendRefused). It never holds the instance's lock while it loads and
 // writes, so checkpoints go on meanwhile. did tells whether it stored one.
 //
-// Errors: the stores' and the log's (then nothing is recorded, and the
-// parts written are deleted: the next attempt starts over). Safe for
-// concurrent use.
+// Errors: the stores' and the log's (then nothing is recorded, or, when
+// the append's reply was lost, maybe the base: the next attempt starts
+// over, or finds the base stored). Safe for concurrent use.
 func (s *Backups) RebaseBackup(ctx context.Context, id domain.BackupID) (did bool, err error) {
 	const op = "rebase backup"
 	b, err := backupstate.Get(s.State, id)
@@ -64,6 +66,7 @@ func (s *Backups) RebaseBackup(ctx context.Context, id domain.BackupID) (did boo
 	}
 	cp := &domain.BackupCheckpointed{Generation: b.Generation, Seq: seq, Full: sum.Full, At: sum.At, Day: sum.Day,
 		From: sum.From, Next: sum.Next, Digest: sum.Digest}
+	recorded := false // the base may be recorded: its parts stay (see appendRefused)
 	err = s.decide(ctx, op, func() error {
 		defer s.lock(id)()
 		now, err := backupstate.Get(s.State, id)
@@ -80,10 +83,16 @@ func (s *Backups) RebaseBackup(ctx context.Context, id domain.BackupID) (did boo
 		if err != nil {
 			return err
 		}
-		return s.commit(ctx, now, false, s.newEvent(now, s.Clock.Now(), base))
+		pos, err := s.appendEvents(ctx, now, false, s.newEvent(now, s.Clock.Now(), base))
+		if recorded = err == nil || !appendRefused(err); err != nil {
+			return err
+		}
+		return s.waitApplied(ctx, pos)
 	})
 	if err != nil {
-		s.deleteParts(ctx, ref, parts)
+		if !recorded {
+			s.deleteParts(ctx, ref, parts)
+		}
 		if errors.Is(err, errLostRebase) {
 			return false, nil
 		}

@@ -19,7 +19,9 @@ const slicePage = 1000
 // yet into a new blob (key material resealed under the backup's data key),
 // and appends the checkpoint event that chains it. It returns the
 // checkpoint, or domain.ErrWrongExpectedRevision when another engine took a
-// checkpoint first (the caller re-plans).
+// checkpoint first (the caller re-plans). A checkpoint that fails deletes
+// the blobs it stored, unless its append may have been written (see
+// appendRefused).
 func (s *Backups) TakeCheckpoint(ctx context.Context, id domain.BackupID, due domain.Due) (*domain.BackupCheckpointed, error) {
 	const op = "take backup"
 	defer s.lock(id)()
@@ -58,11 +60,26 @@ func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.D
 			return nil, fmt.Errorf("%s %s: %w", op, id, err)
 		}
 	}
+	drop := func() {
+		names := make([]string, len(parts))
+		for i, p := range parts {
+			names[i] = p.Name
+		}
+		s.deleteBlobs(ctx, b.DataRef(), names)
+	}
 	c, err := b.Checkpoint(due, loc, next, parts, false)
 	if err != nil {
+		drop()
 		return nil, err
 	}
-	if err := s.commit(ctx, b, false, s.newEvent(b, due.At, c)); err != nil {
+	pos, err := s.appendEvents(ctx, b, false, s.newEvent(b, due.At, c))
+	if err != nil {
+		if appendRefused(err) { // else it may be recorded: its parts stay (see appendRefused)
+			drop()
+		}
+		return nil, err
+	}
+	if err := s.waitApplied(ctx, pos); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -108,11 +125,18 @@ func (s *Backups) firstCheckpoint(ctx context.Context, b *domain.Backup, due dom
 	cpEvent := s.newEvent(b, due.At, c)
 	after.Apply(domain.Event{Revision: b.Revision + 1, OccurredAt: cpEvent.OccurredAt}, c)
 	base, err := after.StoreBase(c, parts, digest)
-	if err == nil {
-		err = s.commit(ctx, b, false, cpEvent, s.newEvent(b, due.At, base))
-	}
 	if err != nil {
 		s.deleteParts(ctx, b.DataRef(), parts)
+		return nil, err
+	}
+	pos, err := s.appendEvents(ctx, b, false, cpEvent, s.newEvent(b, due.At, base))
+	if err != nil {
+		if appendRefused(err) { // else it may be recorded: its parts stay (see appendRefused)
+			s.deleteParts(ctx, b.DataRef(), parts)
+		}
+		return nil, err
+	}
+	if err := s.waitApplied(ctx, pos); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -163,11 +187,15 @@ func (s *Backups) copySlice(ctx context.Context, b *domain.Backup, due domain.Du
 		return fmt.Sprintf("slice-%d-%s-%d", seq, run, i)
 	}}
 	next, err := s.copyEvents(ctx, b, due, w.add)
+	var parts []domain.SlicePart
+	if err == nil {
+		parts, err = w.finish()
+	}
 	if err != nil {
+		s.deleteBlobs(ctx, b.DataRef(), w.stored)
 		return nil, 0, err
 	}
-	parts, err := w.finish()
-	return parts, next, err
+	return parts, next, nil
 }
 
 // slicePartLimit is where slices are cut into parts.

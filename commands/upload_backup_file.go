@@ -28,7 +28,9 @@ import (
 // scratch store, so memory stays bounded whatever the file's size. Only
 // once everything holds is the upload recorded, with one atomic append. A
 // failure at any point leaves nothing behind: the scratch stores, the
-// blobs stored and the data key go.
+// blobs stored and the data key go; except when the append was written
+// and its reply lost (or its outcome is otherwise unknown: see
+// appendRefused), when the upload may be recorded and its data stays.
 //
 // Errors: domain.ErrInvalidArgument for a bad name or a string that is not
 // a data key; domain.BadBackupFile for every file that cannot be used
@@ -84,7 +86,8 @@ func (s *Backups) UploadBackupFile(ctx context.Context, c Caller, name, dataKey 
 
 // storeUpload reads the file, checking and storing it (see
 // UploadBackupFile), then appends the upload, its checkpoints and its base.
-// committed reports whether the append happened.
+// committed reports whether the append may have happened (it happened, or
+// its reply was lost).
 func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID, ref, name string, fr FileReader) (b *domain.Backup, committed bool, err error) {
 	const op = "upload"
 	h := fr.Header()
@@ -129,7 +132,9 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 	}
 	res, err := s.Log.Append(ctx, domain.BackupStream(id), domain.ExpectNoStream, batch)
 	if err != nil {
-		return nil, false, fmt.Errorf("%s: %w", op, err)
+		// Refused, nothing is recorded; else the upload may be, and its
+		// data must stay (see appendRefused).
+		return nil, !appendRefused(err), fmt.Errorf("%s: %w", op, err)
 	}
 	if err := s.StateApplied.WaitFor(ctx, res.LastPosition); err != nil {
 		return nil, true, err
