@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -24,37 +25,14 @@ import (
 // then claims its place in the chain by appending BackupCheckpointed with
 // the revision it saw: two engines can never both take the same checkpoint.
 type Backups struct {
-	Log interface {
-		EventAppender
-		StreamReader
-		LogReader
-	}
-	State        projections.Reader // backupstate, backupdata and kmsstate read models
-	StateApplied Waiter             // the backupstate projector
-	DataApplied  Waiter             // the backupdata projector
-	Sealer       Sealer
-	DataKeys     DataKeys
-	Blobs        BlobStore
-	// Scratch makes the scratch stores that restore points are loaded into
-	// (Open) and bases written from.
-	Scratch ScratchStores
+	*BackupStreams
+	Storage *BackupStorage
+	Sealer  Sealer
 	// Files writes and reads backup data files (download and upload).
 	Files BackupFiles
-	Clock Clock
-	IDs   IDSource
-	// Zones loads a time zone by IANA name (time.LoadLocation).
-	Zones func(name string) (*time.Location, error)
-	// Audit, if set, records every lifecycle change.
-	Audit *Audit
 	// Jitter draws the jitter of retry delays, in [0, 1) (default
 	// math/rand/v2's Float64); see RetryDelay.
 	Jitter func() float64
-	// SlicePartBytes is where slices are cut into parts (default
-	// domain.MaxSlicePart; tests set less).
-	SlicePartBytes int
-	// BasePartBytes is where bases are cut into parts (default
-	// MaxBasePart; tests set less).
-	BasePartBytes int
 	// Rebase is when new bases are written (nil:
 	// domain.DefaultRebasePolicy).
 	Rebase *domain.RebasePolicy
@@ -63,14 +41,71 @@ type Backups struct {
 	// compare the paths to one state.
 	BaseLimit uint64
 
-	retries retries       // failing scheduled work, in this process
 	rebases rebaseRetries // failing rebases, in this process
-	zones   sync.Map      // time zone name -> *time.Location, loaded
-	locks   sync.Map      // backup ID -> *sync.Mutex: one decision at a time per backup in this process
 	bind    sync.Mutex
 }
 
-func (s *Backups) lock(id domain.BackupID) func() {
+// BackupViews is how the backup use cases read backup instances: from the
+// read models, as the caller may see them, in their time zones. One value
+// serves every backup use case of an engine, so that each time zone is
+// loaded once per process. Safe for concurrent use.
+type BackupViews struct {
+	State projections.Reader // backupstate, backupdata and kmsstate read models
+	Clock Clock
+	// Zones loads a time zone by IANA name (time.LoadLocation).
+	Zones func(name string) (*time.Location, error)
+
+	zones sync.Map // time zone name -> *time.Location, loaded
+}
+
+// BackupStreams is how the backup use cases change backup instances: each
+// decides against the read model under the instance's lock (one decision
+// at a time per instance in this process), appends to the instance's
+// stream at the revision it saw, decides again after a race lost to
+// another process, and waits until both backup read models show what it
+// appended. It also keeps what this process knows of the instances'
+// failing scheduled work, which every view of them shows. One value serves
+// every backup use case of an engine: the lock of an instance is the same
+// for all of them. Safe for concurrent use.
+type BackupStreams struct {
+	*BackupViews
+	Log interface {
+		EventAppender
+		StreamReader
+		LogReader
+	}
+	StateApplied Waiter // the backupstate projector
+	DataApplied  Waiter // the backupdata projector
+	IDs          IDSource
+	// Audit, if set, records every lifecycle change.
+	Audit *Audit
+
+	locks   sync.Map // backup ID -> *sync.Mutex: one decision at a time per backup in this process
+	retries retries  // failing scheduled work, in this process
+}
+
+// BackupStorage is where backup instances keep their data: a generation's
+// slice and base parts in the blob store, sealed under its data key, and
+// the scratch stores that bases are written from and restore points loaded
+// into. One value serves every backup use case of an engine (and the
+// backupdata projection reads bases through one of its own). Safe for
+// concurrent use.
+type BackupStorage struct {
+	Blobs    BlobStore
+	DataKeys DataKeys
+	// Scratch makes the scratch stores that restore points are loaded into
+	// (DayData.Open) and bases written from.
+	Scratch ScratchStores
+	IDs     IDSource // names the parts
+	// SlicePartBytes is where slices are cut into parts (default
+	// domain.MaxSlicePart; tests set less).
+	SlicePartBytes int
+	// BasePartBytes is where bases are cut into parts (default
+	// MaxBasePart; tests set less).
+	BasePartBytes int
+}
+
+func (s *BackupStreams) lock(id domain.BackupID) func() {
 	m, _ := s.locks.LoadOrStore(id, &sync.Mutex{})
 	mu := m.(*sync.Mutex)
 	mu.Lock()
@@ -78,7 +113,7 @@ func (s *Backups) lock(id domain.BackupID) func() {
 }
 
 // backup loads a backup instance the caller may see.
-func (s *Backups) backup(c Caller, op string, id domain.BackupID) (*domain.Backup, error) {
+func (s *BackupViews) backup(c Caller, op string, id domain.BackupID) (*domain.Backup, error) {
 	if err := requireAccount(c, op); err != nil {
 		return nil, err
 	}
@@ -94,7 +129,7 @@ func (s *Backups) backup(c Caller, op string, id domain.BackupID) (*domain.Backu
 
 // zone loads a time zone by name, once per process: the scheduler asks for
 // every enabled instance's zone at every instant it plans.
-func (s *Backups) zone(name string) (*time.Location, error) {
+func (s *BackupViews) zone(name string) (*time.Location, error) {
 	if name == "" {
 		return time.UTC, nil
 	}
@@ -110,10 +145,13 @@ func (s *Backups) zone(name string) (*time.Location, error) {
 	return loc, nil
 }
 
-func (s *Backups) location(b *domain.Backup) (*time.Location, error) { return s.zone(b.TimeZone) }
+func (s *BackupViews) location(b *domain.Backup) (*time.Location, error) { return s.zone(b.TimeZone) }
+
+// today is the current day in the instance's time zone.
+func (s *BackupViews) today(loc *time.Location) domain.Day { return domain.DayOf(s.Clock.Now(), loc) }
 
 // newEvent builds an event of a backup instance's stream.
-func (s *Backups) newEvent(b *domain.Backup, at time.Time, d domain.EventData) domain.Event {
+func (s *BackupStreams) newEvent(b *domain.Backup, at time.Time, d domain.EventData) domain.Event {
 	return domain.Event{ID: s.IDs.NewULID(), Stream: domain.BackupStream(b.ID), Type: d.EventType(),
 		Schema: domain.SchemaVersion, OccurredAt: at.UTC(), Account: b.Account, Region: b.Region,
 		Instance: b.KMSInstance, Data: domain.EncodeData(d)}
@@ -122,7 +160,7 @@ func (s *Backups) newEvent(b *domain.Backup, at time.Time, d domain.EventData) d
 // commit appends events to a backup stream, in one atomic append, at the
 // revision the decision saw (or as its first events) and waits until both
 // backup read models show them.
-func (s *Backups) commit(ctx context.Context, b *domain.Backup, first bool, events ...domain.Event) error {
+func (s *BackupStreams) commit(ctx context.Context, b *domain.Backup, first bool, events ...domain.Event) error {
 	pos, err := s.appendEvents(ctx, b, first, events...)
 	if err != nil {
 		return err
@@ -132,7 +170,7 @@ func (s *Backups) commit(ctx context.Context, b *domain.Backup, first bool, even
 
 // appendEvents is commit's append: it returns the log position of the last
 // event.
-func (s *Backups) appendEvents(ctx context.Context, b *domain.Backup, first bool, events ...domain.Event) (uint64, error) {
+func (s *BackupStreams) appendEvents(ctx context.Context, b *domain.Backup, first bool, events ...domain.Event) (uint64, error) {
 	expected := domain.ExpectRevision(b.Revision)
 	if first {
 		expected = domain.ExpectNoStream
@@ -143,7 +181,7 @@ func (s *Backups) appendEvents(ctx context.Context, b *domain.Backup, first bool
 
 // waitApplied is commit's wait: until both backup read models have
 // applied the log up to pos.
-func (s *Backups) waitApplied(ctx context.Context, pos uint64) error {
+func (s *BackupStreams) waitApplied(ctx context.Context, pos uint64) error {
 	if err := s.StateApplied.WaitFor(ctx, pos); err != nil {
 		return err
 	}
@@ -165,8 +203,67 @@ func appendRefused(err error) bool {
 
 // decide runs attempt until it does not lose a race (see decide), catching
 // the backupstate read model up with the log after each loss.
-func (s *Backups) decide(ctx context.Context, op string, attempt func() error) error {
+func (s *BackupStreams) decide(ctx context.Context, op string, attempt func() error) error {
 	return decide(ctx, op, caughtUp(s.Log, s.StateApplied), attempt)
+}
+
+// audit records a lifecycle change of a backup instance.
+func (s *BackupStreams) audit(ctx context.Context, c Caller, b *domain.Backup, action string) error {
+	if s.Audit == nil {
+		return nil
+	}
+	return s.Audit.Record(ctx, c, b.Account, &domain.Audited{Action: action, Backup: b.ID, Target: string(b.KMSInstance)})
+}
+
+// listBackups lists the caller's backup instances that keep accepts, size
+// at a time, in ID order, under page tokens of the listing named kind.
+func (s *BackupStreams) listBackups(c Caller, kind, token string, size int, keep func(*domain.Backup) bool) (projections.Page[*domain.Backup], error) {
+	n, err := pageSize(size)
+	if err != nil {
+		return projections.Page[*domain.Backup]{}, err
+	}
+	return pageOf(domain.PageScope(kind, string(c.Account)), token, func(cursor string) (projections.Page[*domain.Backup], error) {
+		// One item more than the page tells whether a next page exists.
+		var items []*domain.Backup
+		for {
+			p, err := backupstate.List(s.State, c.Account, cursor, n+1)
+			if err != nil {
+				return projections.Page[*domain.Backup]{}, err
+			}
+			for _, b := range p.Items {
+				cursor = string(b.ID)
+				if keep(b) {
+					items = append(items, b)
+				}
+				if len(items) > n {
+					break
+				}
+			}
+			if len(items) > n || p.Next == "" {
+				break
+			}
+		}
+		out := projections.Page[*domain.Backup]{Items: items}
+		if len(items) > n {
+			out.Items, out.Next = items[:n], string(items[n-1].ID)
+		}
+		for _, b := range out.Items {
+			s.retries.overlay(b)
+		}
+		return out, nil
+	})
+}
+
+// destroyData crypto-shreds a generation (its data key goes first, so the
+// bytes are unreadable at once), then deletes its blobs.
+func (s *BackupStorage) destroyData(ctx context.Context, ref string) error {
+	if err := s.DataKeys.DestroyDataKey(ctx, ref); err != nil {
+		return fmt.Errorf("destroy data key: %w", err)
+	}
+	if err := s.Blobs.DestroyBlobs(ctx, ref); err != nil {
+		return fmt.Errorf("destroy backup data: %w", err)
+	}
+	return nil
 }
 
 // DefaultBackupID is the ID of the default backup instance of an account's
@@ -177,15 +274,4 @@ func DefaultBackupID(a domain.AccountID, region string) domain.BackupID {
 	var u ulid.ULID
 	copy(u[:], h[:16])
 	return domain.NewBackupID(u)
-}
-
-// today is the current day in the instance's time zone.
-func (s *Backups) today(loc *time.Location) domain.Day { return domain.DayOf(s.Clock.Now(), loc) }
-
-// audit records a lifecycle change of a backup instance.
-func (s *Backups) audit(ctx context.Context, c Caller, b *domain.Backup, action string) error {
-	if s.Audit == nil {
-		return nil
-	}
-	return s.Audit.Record(ctx, c, b.Account, &domain.Audited{Action: action, Backup: b.ID, Target: string(b.KMSInstance)})
 }

@@ -27,7 +27,7 @@ func (s *Backups) DeleteUpload(ctx context.Context, c Caller, id domain.BackupID
 	if err != nil {
 		return err
 	}
-	if err := s.destroyData(ctx, b.DataRef()); err != nil {
+	if err := s.Storage.destroyData(ctx, b.DataRef()); err != nil {
 		return fmt.Errorf("%s %s: %w", op, id, err)
 	}
 	return s.audit(ctx, c, b, "delete-upload")

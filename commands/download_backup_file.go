@@ -162,7 +162,7 @@ func (s *Backups) lateCheckpoints(ctx context.Context, b *domain.Backup, hi uint
 			return out, nil
 		}
 		var first time.Time
-		err = eachSliceEvent(ctx, s.Blobs, ref, parts[:1], func(e *domain.Event) error {
+		err = eachSliceEvent(ctx, s.Storage.Blobs, ref, parts[:1], func(e *domain.Event) error {
 			first = e.OccurredAt
 			return errStopSlice
 		})
@@ -269,7 +269,7 @@ func (s *Backups) writeSlice(ctx context.Context, b *domain.Backup, sum *backupd
 		return nil
 	}
 	// The file's writer counts the records against the header's promise.
-	return eachSliceEvent(ctx, s.Blobs, ref, sum.SliceParts(), func(ev *domain.Event) error {
+	return eachSliceEvent(ctx, s.Storage.Blobs, ref, sum.SliceParts(), func(ev *domain.Event) error {
 		e := *ev
 		d, err := e.Decode()
 		if err != nil {

@@ -63,7 +63,7 @@ func (s *Backups) EnableBackupInstance(ctx context.Context, c Caller, id domain.
 		if _, err := s.zone(d.TimeZone); err != nil { // the region's
 			return err
 		}
-		if err := s.DataKeys.CreateDataKey(ctx, b.DataRef()); err != nil {
+		if err := s.Storage.DataKeys.CreateDataKey(ctx, b.DataRef()); err != nil {
 			return fmt.Errorf("%s: create data key: %w", op, err)
 		}
 		return s.commit(ctx, b, false, s.newEvent(b, s.Clock.Now(), d))

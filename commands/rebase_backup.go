@@ -49,7 +49,7 @@ func (s *Backups) RebaseBackup(ctx context.Context, id domain.BackupID) (did boo
 	if err != nil {
 		return false, err
 	}
-	sc, err := s.Scratch.OpenScratch(ctx)
+	sc, err := s.Storage.Scratch.OpenScratch(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -60,7 +60,7 @@ func (s *Backups) RebaseBackup(ctx context.Context, id domain.BackupID) (did boo
 		}
 		return false, fmt.Errorf("%s %s: load checkpoint %d: %w", op, id, seq, err)
 	}
-	parts, digest, err := s.writeBase(ctx, ref, seq, sc, s.basePartLimit())
+	parts, digest, err := s.Storage.writeBase(ctx, ref, seq, sc, s.Storage.basePartLimit())
 	if err != nil {
 		return false, fmt.Errorf("%s %s: write the base of checkpoint %d: %w", op, id, seq, err)
 	}
@@ -91,7 +91,7 @@ func (s *Backups) RebaseBackup(ctx context.Context, id domain.BackupID) (did boo
 	})
 	if err != nil {
 		if !recorded {
-			s.deleteParts(ctx, ref, parts)
+			s.Storage.deleteParts(ctx, ref, parts)
 		}
 		if errors.Is(err, errLostRebase) {
 			return false, nil

@@ -29,7 +29,7 @@ func (s *Backups) ReleaseBackupInstance(ctx context.Context, id domain.BackupID,
 	if err != nil || ref == "" {
 		return err
 	}
-	if err := s.destroyData(ctx, ref); err != nil {
+	if err := s.Storage.destroyData(ctx, ref); err != nil {
 		return fmt.Errorf("release backup instance %s: %w", id, err)
 	}
 	b, err := backupstate.Get(s.State, id)

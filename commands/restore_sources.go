@@ -85,7 +85,7 @@ func (s *Backups) openCheckpoint(ctx context.Context, b *domain.Backup, point Re
 // newLoad prepares the load of point (see Open and openThrough).
 func (s *Backups) newLoad(b *domain.Backup, point RestorePoint, only []ItemRef, through uint64) (*load, error) {
 	const op = "load restore point"
-	if s.Scratch == nil {
+	if s.Storage.Scratch == nil {
 		return nil, domain.Errorf(domain.ErrUnavailable, op, string(b.ID), "", "no scratch store is configured")
 	}
 	loc, err := s.location(b)
@@ -161,7 +161,7 @@ func (l *load) keep(t time.Time) (bool, dayview.Mode) {
 }
 
 func (l *load) run(ctx context.Context) (RestoreSource, error) {
-	sc, err := l.s.Scratch.OpenScratch(ctx)
+	sc, err := l.s.Storage.Scratch.OpenScratch(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +209,7 @@ func (l *load) fill(ctx context.Context, sc Scratch) (seq uint64, at time.Time, 
 	}
 	start := uint64(1)
 	if base != nil {
-		if err := l.s.loadBase(ctx, l.ref, base.Parts, sc, l.only); err != nil {
+		if err := l.s.Storage.loadBase(ctx, l.ref, base.Parts, sc, l.only); err != nil {
 			return 0, at, fmt.Errorf("load the base of checkpoint %d: %w", base.Seq, err)
 		}
 		start, seq, at = base.Seq+1, base.Seq, base.At
@@ -268,7 +268,7 @@ func (l *load) base(first *backupdata.Summary) (*backupdata.BaseInfo, error) {
 // point.
 func (l *load) replay(ctx context.Context, sc Scratch, sum *backupdata.Summary) error {
 	history := sum.Seq == 1 // before enabling, or an upload's starting state
-	return eachSliceEvent(ctx, l.s.Blobs, l.ref, sum.SliceParts(), func(e *domain.Event) error {
+	return eachSliceEvent(ctx, l.s.Storage.Blobs, l.ref, sum.SliceParts(), func(e *domain.Event) error {
 		keep, mode := true, dayview.Instant
 		if !history {
 			if keep, mode = l.keep(e.OccurredAt); !keep {

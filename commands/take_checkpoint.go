@@ -48,7 +48,7 @@ func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.D
 	if err != nil {
 		return nil, err
 	}
-	if b.Checkpoints == 0 && !b.SourceReleased.Recorded() && s.Scratch != nil {
+	if b.Checkpoints == 0 && !b.SourceReleased.Recorded() && s.Storage.Scratch != nil {
 		return s.firstCheckpoint(ctx, b, due, loc)
 	}
 	// Once its KMS instance is released nothing more is copied: the
@@ -65,7 +65,7 @@ func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.D
 		for i, p := range parts {
 			names[i] = p.Name
 		}
-		s.deleteBlobs(ctx, b.DataRef(), names)
+		s.Storage.deleteBlobs(ctx, b.DataRef(), names)
 	}
 	c, err := b.Checkpoint(due, loc, next, parts, false)
 	if err != nil {
@@ -94,7 +94,7 @@ func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.D
 // (held by its base) and the base are appended together.
 func (s *Backups) firstCheckpoint(ctx context.Context, b *domain.Backup, due domain.Due, loc *time.Location) (*domain.BackupCheckpointed, error) {
 	const op = "take backup"
-	sc, err := s.Scratch.OpenScratch(ctx)
+	sc, err := s.Storage.Scratch.OpenScratch(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", op, b.ID, err)
 	}
@@ -117,7 +117,7 @@ func (s *Backups) firstCheckpoint(ctx context.Context, b *domain.Backup, due dom
 	if err != nil {
 		return nil, err
 	}
-	parts, digest, err := s.writeBase(ctx, b.DataRef(), c.Seq, sc, s.basePartLimit())
+	parts, digest, err := s.Storage.writeBase(ctx, b.DataRef(), c.Seq, sc, s.Storage.basePartLimit())
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: write base 0: %w", op, b.ID, err)
 	}
@@ -126,13 +126,13 @@ func (s *Backups) firstCheckpoint(ctx context.Context, b *domain.Backup, due dom
 	after.Apply(domain.Event{Revision: b.Revision + 1, OccurredAt: cpEvent.OccurredAt}, c)
 	base, err := after.StoreBase(c, parts, digest)
 	if err != nil {
-		s.deleteParts(ctx, b.DataRef(), parts)
+		s.Storage.deleteParts(ctx, b.DataRef(), parts)
 		return nil, err
 	}
 	pos, err := s.appendEvents(ctx, b, false, cpEvent, s.newEvent(b, due.At, base))
 	if err != nil {
 		if appendRefused(err) { // else it may be recorded: its parts stay (see appendRefused)
-			s.deleteParts(ctx, b.DataRef(), parts)
+			s.Storage.deleteParts(ctx, b.DataRef(), parts)
 		}
 		return nil, err
 	}
@@ -180,7 +180,7 @@ func (s *Backups) copyEvents(ctx context.Context, b *domain.Backup, due domain.D
 // returns the parts and the first revision left for the next checkpoint.
 func (s *Backups) copySlice(ctx context.Context, b *domain.Backup, due domain.Due) ([]domain.SlicePart, uint64, error) {
 	seq, run := b.Checkpoints+1, s.IDs.NewULID()
-	w := &sliceWriter{ctx: ctx, blobs: s.Blobs, ref: b.DataRef(), limit: s.slicePartLimit(), name: func(i int) string {
+	w := &sliceWriter{ctx: ctx, blobs: s.Storage.Blobs, ref: b.DataRef(), limit: s.Storage.slicePartLimit(), name: func(i int) string {
 		if i == 0 {
 			return fmt.Sprintf("slice-%d-%s", seq, run)
 		}
@@ -192,18 +192,10 @@ func (s *Backups) copySlice(ctx context.Context, b *domain.Backup, due domain.Du
 		parts, err = w.finish()
 	}
 	if err != nil {
-		s.deleteBlobs(ctx, b.DataRef(), w.stored)
+		s.Storage.deleteBlobs(ctx, b.DataRef(), w.stored)
 		return nil, 0, err
 	}
 	return parts, next, nil
-}
-
-// slicePartLimit is where slices are cut into parts.
-func (s *Backups) slicePartLimit() int {
-	if s.SlicePartBytes > 0 {
-		return s.SlicePartBytes
-	}
-	return domain.MaxSlicePart
 }
 
 // reseal copies one KMS event for the backup: key material sealed under the

@@ -51,7 +51,7 @@ func (s *Backups) UploadBackupFile(ctx context.Context, c Caller, name, dataKey 
 		return nil, err
 	}
 	defer key.Wipe()
-	if s.Scratch == nil {
+	if s.Storage.Scratch == nil {
 		return nil, domain.Errorf(domain.ErrUnavailable, op, "", "", "no scratch store is configured")
 	}
 	r, err := open()
@@ -64,13 +64,13 @@ func (s *Backups) UploadBackupFile(ctx context.Context, c Caller, name, dataKey 
 	}
 	id := domain.NewBackupID(s.IDs.NewULID())
 	ref := domain.DataRef(id, 0)
-	if err := s.DataKeys.CreateDataKey(ctx, ref); err != nil {
+	if err := s.Storage.DataKeys.CreateDataKey(ctx, ref); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	b, committed, err := s.storeUpload(ctx, c, id, ref, name, fr)
 	if err != nil && !committed {
 		// Nothing of a failed upload stays: its blobs and data key go.
-		if derr := s.destroyData(context.WithoutCancel(ctx), ref); derr != nil {
+		if derr := s.Storage.destroyData(context.WithoutCancel(ctx), ref); derr != nil {
 			err = errors.Join(err, derr)
 		}
 		return nil, err
@@ -101,10 +101,10 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 	}
 	u := &upload{s: s, ctx: ctx, account: c.Account, ref: ref, chk: chk}
 	defer u.close()
-	if u.state, err = s.Scratch.OpenScratch(ctx); err != nil {
+	if u.state, err = s.Storage.Scratch.OpenScratch(ctx); err != nil {
 		return nil, false, fmt.Errorf("%s: %w", op, err)
 	}
-	if u.index, err = s.Scratch.OpenScratch(ctx); err != nil {
+	if u.index, err = s.Storage.Scratch.OpenScratch(ctx); err != nil {
 		return nil, false, fmt.Errorf("%s: %w", op, err)
 	}
 	if err := u.read(fr); err != nil {
@@ -117,7 +117,7 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 		return nil, false, fmt.Errorf("%s: %w", op, err)
 	}
 	var base domain.UploadBase
-	if base.Parts, base.StateDigest, err = s.writeBase(ctx, ref, 1, u.state, s.uploadBasePartLimit()); err != nil {
+	if base.Parts, base.StateDigest, err = s.Storage.writeBase(ctx, ref, 1, u.state, s.Storage.uploadBasePartLimit()); err != nil {
 		return nil, false, fmt.Errorf("%s: write base 0: %w", op, err)
 	}
 	ds, err := domain.NewUpload(id, name, h, u.segs, base, loc)
@@ -228,7 +228,7 @@ func (u *upload) checkpoint(cp *domain.FileCheckpoint) error {
 		return nil // the first: replayed into the state
 	}
 	seq, run := len(u.segs)+1, u.s.IDs.NewULID()
-	u.slice = &sliceWriter{ctx: u.ctx, blobs: u.s.Blobs, ref: u.ref, limit: u.s.slicePartLimit(), name: func(i int) string {
+	u.slice = &sliceWriter{ctx: u.ctx, blobs: u.s.Storage.Blobs, ref: u.ref, limit: u.s.Storage.slicePartLimit(), name: func(i int) string {
 		return fmt.Sprintf("slice-%d-%s-%d", seq, run, i)
 	}}
 	return nil

@@ -224,7 +224,7 @@ func (f *useCases) MustCheckpoint(tb testing.TB, id domain.BackupID, due domain.
 // n bytes (0: the engine's default): 1 puts each event, or each item, in
 // a part of its own.
 func (f *useCases) cutPartsAt(n int) {
-	f.checkpoints.SlicePartBytes, f.checkpoints.BasePartBytes = n, n
+	f.checkpoints.Storage.SlicePartBytes, f.checkpoints.Storage.BasePartBytes = n, n
 }
 
 // rebaseAfterEveryFull makes a base of each daily full due at once,

@@ -279,7 +279,7 @@ func (v *verifier) slice(ctx context.Context, cp *domain.BackupCheckpointed) err
 // be want, and returns the revision due after it.
 func (v *verifier) slicePart(ctx context.Context, cp *domain.BackupCheckpointed, p domain.SlicePart, want uint64, compacted bool) (uint64, error) {
 	b := v.b
-	blob, err := v.s.Blobs.GetBlob(ctx, b.DataRef(), p.Name)
+	blob, err := v.s.Storage.Blobs.GetBlob(ctx, b.DataRef(), p.Name)
 	switch {
 	case errors.Is(err, domain.ErrNotFound):
 		v.add(FindingMissingSlice, cp.Seq, "slice part %s is missing", p.Name)

@@ -96,9 +96,11 @@ func New(p Ports, o Options) *Engine {
 		AuditLog: &commands.Projector{Name: audit.Name, Log: p.Log, Store: rm, Apply: commands.Pure(audit.Apply)},
 	}
 	e.Audit = &commands.Audit{Log: p.Log, State: rm, Applied: e.AuditLog, Clock: p.Clock, IDs: p.IDs}
-	e.Backups = &commands.Backups{Log: p.Log, State: rm, StateApplied: e.BackupState, DataApplied: e.BackupData,
-		Sealer: p.Keys, DataKeys: p.Keys, Blobs: p.Blobs, Scratch: p.Scratch, Files: p.Files,
-		Clock: p.Clock, IDs: p.IDs, Zones: p.Zones, Audit: e.Audit}
+	views := &commands.BackupViews{State: rm, Clock: p.Clock, Zones: p.Zones}
+	streams := &commands.BackupStreams{BackupViews: views, Log: p.Log, StateApplied: e.BackupState, DataApplied: e.BackupData,
+		IDs: p.IDs, Audit: e.Audit}
+	storage := &commands.BackupStorage{Blobs: p.Blobs, DataKeys: p.Keys, Scratch: p.Scratch, IDs: p.IDs}
+	e.Backups = &commands.Backups{BackupStreams: streams, Storage: storage, Sealer: p.Keys, Files: p.Files}
 	backups := e.Backups
 	e.KMS = &commands.KMS{Log: p.Log, State: rm, Applied: e.KMSState, Sealer: p.Keys, DataKeys: p.Keys,
 		Cipher: softkms.Cipher{}, Clock: p.Clock, IDs: p.IDs,

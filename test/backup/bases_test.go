@@ -39,7 +39,7 @@ func TestFirstCheckpointIsBase0(t *testing.T) {
 	ctx := context.Background()
 	start := time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC)
 	e := NewEngine(t, start)
-	e.Backups.BasePartBytes = 1 << 10
+	e.Backups.Storage.BasePartBytes = 1 << 10
 	in := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "cn-hangzhou"}))
 	var keys []domain.KeyID
 	for i := range 40 {

@@ -580,7 +580,7 @@ func TestUploadFailureLeavesNothing(t *testing.T) {
 	e, _, file, key := smallDay(t, 3)
 	head := Must(e.Store.Head(context.Background()))
 	fb := &failingBlobs{BlobStore: e.Store, n: 2, refs: map[string][]string{}}
-	e.Backups.Blobs = fb
+	e.Backups.Storage.Blobs = fb
 	if _, err := e.upload(e.Caller, file, key, "fails"); !errors.Is(err, domain.ErrUnavailable) {
 		t.Fatalf("upload with a failing store: %v", err)
 	}

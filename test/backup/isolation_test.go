@@ -171,8 +171,8 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 	vin := Must(e.KMS.CreateInstance(ctx, vc, commands.CreateInstanceInput{Region: "cn-hangzhou"}))
 	victim := Must(e.Backups.CreateBackupInstance(ctx, vc, commands.CreateBackupInput{Region: "cn-hangzhou", ViewableDays: 30, Term: "1y"}))
 	victim = Must(e.Backups.EnableBackupInstance(ctx, vc, victim.ID, commands.EnableInput{KMSInstance: vin.ID, Alias: "victim", TimeZone: "UTC"}))
-	blobs := &sickBlobs{BlobStore: e.Backups.Blobs, ref: victim.DataRef()}
-	e.Backups.Blobs = blobs
+	blobs := &sickBlobs{BlobStore: e.Backups.Storage.Blobs, ref: victim.DataRef()}
+	e.Backups.Storage.Blobs = blobs
 
 	// The API and the console, wired as the server wires them.
 	reg := prometheus.NewRegistry()

@@ -16,7 +16,7 @@ import (
 func partedEngine(t *testing.T, start time.Time) *Engine {
 	t.Helper()
 	e := NewEngine(t, start)
-	e.configure(func(b *commands.Backups) { b.SlicePartBytes = 2 << 10 })
+	e.configure(func(b *commands.Backups) { b.Storage.SlicePartBytes = 2 << 10 })
 	return e
 }
 

@@ -20,7 +20,7 @@ func rebasingEngine(t *testing.T, start time.Time, beta float64, min uint64) *En
 	t.Helper()
 	e := NewEngine(t, start)
 	e.configure(func(b *commands.Backups) {
-		b.SlicePartBytes, b.BasePartBytes = 2<<10, 2<<10
+		b.Storage.SlicePartBytes, b.Storage.BasePartBytes = 2<<10, 2<<10
 		b.Rebase = &domain.RebasePolicy{Beta: beta, MinEvents: min}
 	})
 	return e
@@ -132,7 +132,7 @@ func TestRebaseRaces(t *testing.T) {
 	due := &domain.RebasePolicy{Beta: 0.5, MinEvents: 10}
 	e := rebasingEngine(t, time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC), 0.5, 1<<40) // none in the schedule: called here
 	hook := &hookBlobs{BlobStore: e.Store}
-	e.Backups.Blobs = hook
+	e.Backups.Storage.Blobs = hook
 	in, b := e.EnabledBackup("UTC")
 	var keys []domain.KeyID
 	for i := range 10 {
@@ -230,7 +230,7 @@ func TestFailingRebaseIsolated(t *testing.T) {
 	ctx := context.Background()
 	e := rebasingEngine(t, time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC), 0.5, 20)
 	hook := &hookBlobs{BlobStore: e.Store}
-	e.Backups.Blobs = hook
+	e.Backups.Storage.Blobs = hook
 	inA, a := e.EnabledBackup("UTC")
 	inB, bb := e.EnabledBackup("UTC")
 	var keysA, keysB []domain.KeyID

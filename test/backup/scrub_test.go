@@ -162,7 +162,7 @@ func TestScrubFindsTampering(t *testing.T) {
 	if err := e.Store.DestroyBlobs(ctx, missing.DataRef()); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Backups.DataKeys.DestroyDataKey(ctx, undecryptable.DataRef()); err != nil {
+	if err := e.Backups.Storage.DataKeys.DestroyDataKey(ctx, undecryptable.DataRef()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -271,7 +271,7 @@ func (u unavailableBlobs) GetBlob(ctx context.Context, ref, name string) ([]byte
 func TestScrubErrorIsNotAFinding(t *testing.T) {
 	e := NewEngine(t, time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC))
 	bs := withKeys(t, e, 2)
-	e.Backups.Blobs = unavailableBlobs{BlobStore: e.Store, ref: bs[1].DataRef()}
+	e.Backups.Storage.Blobs = unavailableBlobs{BlobStore: e.Store, ref: bs[1].DataRef()}
 	scrub := &scheduler.Scrub{Scrubber: e.Backups}
 	run, err := scrub.RunOnce(context.Background())
 	if err != nil {

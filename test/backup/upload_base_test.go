@@ -56,7 +56,7 @@ func dayWithState(t *testing.T, keys, rotations int) (*Engine, domain.BackupID, 
 func TestUploadIsStoredAsBase0(t *testing.T) {
 	ctx := context.Background()
 	e, src, file, key := dayWithState(t, 40, 1)
-	e.Backups.BasePartBytes = 1 << 10
+	e.Backups.Storage.BasePartBytes = 1 << 10
 	up, err := e.upload(e.Caller, file, key, "as a base")
 	if err != nil {
 		t.Fatal(err)
@@ -137,14 +137,14 @@ func (r *recordingBlobs) PutBlob(ctx context.Context, ref, name string, data []b
 func TestUploadDamagedAtItsEndLeavesNothing(t *testing.T) {
 	ctx := context.Background()
 	e, _, file, key := dayWithState(t, 900, 400)
-	e.Backups.BasePartBytes, e.Backups.SlicePartBytes = 4<<10, 1<<10
+	e.Backups.Storage.BasePartBytes, e.Backups.Storage.SlicePartBytes = 4<<10, 1<<10
 	_, chunks := fileLayout(t, file)
 	if len(chunks) < 3 {
 		t.Fatalf("file of %d bytes has %d chunks, want at least 3", len(file), len(chunks))
 	}
 	head := Must(e.Store.Head(ctx))
 	rb := &recordingBlobs{BlobStore: e.Store, stored: map[string][]string{}}
-	e.Backups.Blobs = rb
+	e.Backups.Storage.Blobs = rb
 	bad := bytes.Clone(file)
 	bad[len(bad)-20] ^= 0x08 // in the last chunk
 	_, err := e.upload(e.Caller, bad, key, "damaged at its end")
@@ -169,7 +169,7 @@ func TestUploadDamagedAtItsEndLeavesNothing(t *testing.T) {
 		t.Fatalf("scratch stores left: %d (%v)", len(left), err)
 	}
 	nothingStored(t, e, head)
-	e.Backups.Blobs = e.Store
+	e.Backups.Storage.Blobs = e.Store
 	if _, err := e.upload(e.Caller, file, key, "intact"); err != nil {
 		t.Fatalf("the intact file: %v", err)
 	}

@@ -116,7 +116,7 @@ func TestVerifyFindings(t *testing.T) {
 			}
 		}, commands.FindingMissingSlice},
 		{"undecryptable key material", func(t *testing.T, e *Engine, b *domain.Backup, _ *domain.BackupCheckpointed) {
-			if err := e.Backups.DataKeys.DestroyDataKey(context.Background(), b.DataRef()); err != nil {
+			if err := e.Backups.Storage.DataKeys.DestroyDataKey(context.Background(), b.DataRef()); err != nil {
 				t.Fatal(err)
 			}
 		}, commands.FindingUndecryptable},

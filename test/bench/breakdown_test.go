@@ -126,7 +126,7 @@ func instrument(s *sealState) *stages {
 	st := &stages{d: map[string]time.Duration{}}
 	b := s.e.backups
 	b.Log = timedLog{EventLog: s.e.store, st: st}
-	b.Blobs = timedBlobs{BlobStore: s.e.store, st: st}
+	b.Storage.Blobs = timedBlobs{BlobStore: s.e.store, st: st}
 	b.StateApplied = timedWaiter{Waiter: b.StateApplied, name: "wait for backupstate", st: st}
 	b.DataApplied = timedWaiter{Waiter: b.DataApplied, name: "wait for backupdata", st: st}
 	bd := s.e.procs[2]
