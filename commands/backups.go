@@ -30,19 +30,30 @@ type Backups struct {
 	Sealer  Sealer
 	// Files writes and reads backup data files (download and upload).
 	Files BackupFiles
+	Days  *DayData
 	// Jitter draws the jitter of retry delays, in [0, 1) (default
 	// math/rand/v2's Float64); see RetryDelay.
 	Jitter func() float64
 	// Rebase is when new bases are written (nil:
 	// domain.DefaultRebasePolicy).
 	Rebase *domain.RebasePolicy
+
+	rebases rebaseRetries // failing rebases, in this process
+	bind    sync.Mutex
+}
+
+// DayData holds the use cases that read a backup instance's days: which
+// days are viewable, a day's checkpoints, its lists and the difference of
+// two, and a restore point loaded into a scratch store (Open: the
+// RestoreSources of restores, the state a download starts from). They read
+// the read models and the stored data, and change nothing.
+type DayData struct {
+	*BackupViews
+	Storage *BackupStorage
 	// BaseLimit, when set, keeps Open from reading a base of a checkpoint
 	// after it (an older base and more slices instead): for tests that
 	// compare the paths to one state.
 	BaseLimit uint64
-
-	rebases rebaseRetries // failing rebases, in this process
-	bind    sync.Mutex
 }
 
 // BackupViews is how the backup use cases read backup instances: from the

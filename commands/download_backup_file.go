@@ -40,7 +40,7 @@ type dayFile struct {
 // viewable window, or a day without data; w's and began's errors.
 func (s *Backups) DownloadDay(ctx context.Context, c Caller, id domain.BackupID, day string, w io.Writer, began func(DownloadStart) error) (domain.FileHeader, error) {
 	const op = "download"
-	b, d, err := s.viewableDay(c, op, id, day)
+	b, d, err := s.Days.viewableDay(c, op, id, day)
 	if err != nil {
 		return domain.FileHeader{}, err
 	}
@@ -205,7 +205,7 @@ func (s *Backups) writeDayFile(ctx context.Context, b *domain.Backup, plan *dayF
 	// holds (the restore point at its instant, its checkpoint the last
 	// read), each item with its versions (a scratch store: memory stays
 	// flat whatever the state).
-	src, err := s.openThrough(ctx, b, RestorePoint{Day: base.Day, At: base.At}, nil, base.Seq)
+	src, err := s.Days.openThrough(ctx, b, RestorePoint{Day: base.Day, At: base.At}, nil, base.Seq)
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,7 @@ func (s *Backups) RebaseBackup(ctx context.Context, id domain.BackupID) (did boo
 	}
 	// The state of checkpoint seq exactly: the point at its instant, no
 	// checkpoint after it read.
-	l, err := s.newLoad(b, RestorePoint{Day: sum.Day, At: sum.At}, nil, seq)
+	l, err := s.Days.newLoad(b, RestorePoint{Day: sum.Day, At: sum.At}, nil, seq)
 	if err != nil {
 		return false, err
 	}

@@ -76,6 +76,7 @@ type DevClock interface {
 // call Close when the server stops, to remove downloads nobody fetched.
 type Console struct {
 	Backups  *commands.Backups
+	Days     *commands.DayData
 	Restores *commands.Restores
 	KMS      *commands.KMS
 	Sessions Sessions

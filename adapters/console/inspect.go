@@ -31,7 +31,7 @@ func (c *Console) diff(w http.ResponseWriter, r *http.Request, a commands.Caller
 	if v.To < v.From {
 		v.From, v.To = v.To, v.From
 	}
-	v.Changes, err = c.Backups.DiffDays(a, b.ID, v.From, v.To)
+	v.Changes, err = c.Days.DiffDays(a, b.ID, v.From, v.To)
 	if err != nil {
 		c.renderError(w, r, err)
 		return

@@ -173,7 +173,7 @@ func TestDevClock(t *testing.T) {
 // TestBackupRequestsValidated checks the refusals the handlers make before
 // any use case runs (the stand-in Backups would fail if called).
 func TestBackupRequestsValidated(t *testing.T) {
-	c := MustServe(t, &Server{Backups: &commands.Backups{}})
+	c := MustServe(t, &Server{Backups: &commands.Backups{}, Days: &commands.DayData{}})
 	const id = "/v1/backup-instances/bkp_01J00000000000000000000000"
 	for _, r := range []struct {
 		method, path, body string

@@ -101,6 +101,10 @@ type Server struct {
 	// Backups serves the backup instances under /v1/backup-instances; nil
 	// leaves those routes and the backup metrics out.
 	Backups *commands.Backups
+	// Days serves what a backup instance holds (a day's lists, its
+	// checkpoints, the difference of two days); nil leaves those routes
+	// out.
+	Days *commands.DayData
 	// BackupGauges lists the backup instances /metrics reports on, every
 	// account's, read at each scrape: their last backup times
 	// (kmsbackup_backup_last_full_timestamp_seconds and
@@ -238,11 +242,14 @@ func (s *Server) Handler() http.Handler {
 	s.eventRoutes(rt)
 	if s.Backups != nil {
 		s.backupRoutes(rt)
-		s.backupDataRoutes(rt)
+		s.verifyRoutes(rt)
 		s.fileRoutes(rt)
 		src := backupSource{list: s.BackupGauges, failures: s.BackupFailures, logger: s.Logger}
 		s.Registry.MustRegister(&backupSummary{src})
 		s.Tenants.MustRegister(&backupCollector{src})
+	}
+	if s.Days != nil {
+		s.dayRoutes(rt)
 	}
 	if s.Restores != nil {
 		s.restoreRoutes(rt)

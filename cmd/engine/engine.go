@@ -64,6 +64,7 @@ type Options struct {
 type Engine struct {
 	KMS      *commands.KMS
 	Backups  *commands.Backups
+	Days     *commands.DayData
 	Accounts *commands.Accounts
 	Audit    *commands.Audit
 	Restores *commands.Restores
@@ -100,7 +101,8 @@ func New(p Ports, o Options) *Engine {
 	streams := &commands.BackupStreams{BackupViews: views, Log: p.Log, StateApplied: e.BackupState, DataApplied: e.BackupData,
 		IDs: p.IDs, Audit: e.Audit}
 	storage := &commands.BackupStorage{Blobs: p.Blobs, DataKeys: p.Keys, Scratch: p.Scratch, IDs: p.IDs}
-	e.Backups = &commands.Backups{BackupStreams: streams, Storage: storage, Sealer: p.Keys, Files: p.Files}
+	e.Days = &commands.DayData{BackupViews: views, Storage: storage}
+	e.Backups = &commands.Backups{BackupStreams: streams, Storage: storage, Sealer: p.Keys, Files: p.Files, Days: e.Days}
 	backups := e.Backups
 	e.KMS = &commands.KMS{Log: p.Log, State: rm, Applied: e.KMSState, Sealer: p.Keys, DataKeys: p.Keys,
 		Cipher: softkms.Cipher{}, Clock: p.Clock, IDs: p.IDs,
@@ -110,7 +112,7 @@ func New(p Ports, o Options) *Engine {
 		BeforeShred: backups.MarkSourceReleased}
 	e.Accounts = &commands.Accounts{Log: p.Log, State: rm, Applied: e.KMSState, Clock: p.Clock, IDs: p.IDs,
 		AdminToken: o.AdminToken, SessionClock: p.SessionClock}
-	e.Restores = &commands.Restores{Backups: e.Backups, KMS: e.KMS, Audit: e.Audit, Sources: e.Backups,
+	e.Restores = &commands.Restores{Days: e.Days, KMS: e.KMS, Sealer: p.Keys, Audit: e.Audit, Sources: e.Days,
 		BatchItems: o.RestoreBatch}
 	return e
 }

@@ -32,6 +32,7 @@ type Engine struct {
 	Clock    *clock.Manual
 	KMS      *commands.KMS
 	Backups  *commands.Backups
+	Days     *commands.DayData
 	Restores *commands.Restores
 	Accounts *commands.Accounts
 	Driver   *scheduler.Manual
@@ -98,7 +99,7 @@ func (e *Engine) open() {
 	eng := engine.New(engine.Ports{Log: st, ReadModels: proj, Blobs: st, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: e.Clock}, engine.Options{})
 	e.procs = eng.Projectors()
-	e.Backups, e.KMS, e.Restores, e.Accounts = eng.Backups, eng.KMS, eng.Restores, eng.Accounts
+	e.Backups, e.Days, e.KMS, e.Restores, e.Accounts = eng.Backups, eng.Days, eng.KMS, eng.Restores, eng.Accounts
 	if e.Configure != nil {
 		e.Configure(e.Backups)
 	}

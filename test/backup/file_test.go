@@ -49,7 +49,7 @@ func tabItems(t *testing.T, e *Engine, id domain.BackupID, day string, tab backu
 	var out []backupdata.Item
 	cursor := ""
 	for {
-		p, err := e.Backups.ListDayData(e.Caller, id, day, string(tab), cursor, 7)
+		p, err := e.Days.ListDayData(e.Caller, id, day, string(tab), cursor, 7)
 		if err != nil {
 			t.Fatalf("list %s %s %s: %v", id, day, tab, err)
 		}
@@ -221,7 +221,7 @@ func TestUploadRestoresOldCiphertexts(t *testing.T) {
 	}
 	// A day of an upload other than its own is refused, and so are the
 	// lifecycle operations that do not apply to it.
-	if _, err := e.Backups.ListDayData(e.Caller, up.ID, "2026-04-30", string(backupdata.FullKeys), "", 10); !errors.Is(err, domain.ErrFailedPrecondition) {
+	if _, err := e.Days.ListDayData(e.Caller, up.ID, "2026-04-30", string(backupdata.FullKeys), "", 10); !errors.Is(err, domain.ErrFailedPrecondition) {
 		t.Fatalf("another day of an upload: %v", err)
 	}
 	if _, err := e.Backups.ExtendViewableDays(ctx, e.Caller, up.ID, 30); !errors.Is(err, domain.ErrFailedPrecondition) {

@@ -140,7 +140,7 @@ func TestMigrateFirstGeneration(t *testing.T) {
 				}
 				// The first generation did not name the zone of a checkpoint.
 				noZone := cmpopts.IgnoreFields(commands.DayCheckpoint{}, "Zone")
-				if got := Must(e.Backups.ListDayCheckpoints(e.Caller, id, day)); !cmp.Equal(want.Checkpoints, got, noZone) {
+				if got := Must(e.Days.ListDayCheckpoints(e.Caller, id, day)); !cmp.Equal(want.Checkpoints, got, noZone) {
 					t.Fatalf("%s: %s day %s checkpoints (-first +now):\n%s", stage, id, want.Day, cmp.Diff(want.Checkpoints, got, noZone))
 				}
 				if got := Must(e.Restores.Replay(ctx, e.Caller, id, want.Day, time.Time{})).Digest; got != want.Replay {

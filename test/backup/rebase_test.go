@@ -85,7 +85,7 @@ func TestRebaseAfterDailyFull(t *testing.T) {
 	// A day after the base reads from it: the same as the log's.
 	cps := e.Checkpoints(b.ID)
 	day := domain.DayOf(e.Clock.Now().Add(-time.Hour), time.UTC)
-	src := Must(e.Backups.Open(ctx, b, commands.RestorePoint{Day: day}, nil))
+	src := Must(e.Days.Open(ctx, b, commands.RestorePoint{Day: day}, nil))
 	loc := time.UTC
 	want := naiveItems(t, e, in.ID, cps[0].Next, day.Start(loc), day.Next().Start(loc), true)
 	if got := sourceItems(t, e, b, src); fmt.Sprint(got) != fmt.Sprint(want) {

@@ -133,7 +133,7 @@ func TestRenewedAfterItsKMSInstanceWasReleased(t *testing.T) {
 	}
 	// What it holds stays viewable and restorable: the first day, and a day
 	// after the release.
-	keys := Must(e.Backups.ListDayData(e.Caller, b.ID, "2026-06-01", "full-keys", "", 100))
+	keys := Must(e.Days.ListDayData(e.Caller, b.ID, "2026-06-01", "full-keys", "", 100))
 	if len(keys.Items) != 1 || keys.Items[0].ID != string(k1.ID) {
 		t.Fatalf("full keys of 2026-06-01: %+v", keys.Items)
 	}
@@ -180,7 +180,7 @@ func TestReleaseOfAnEnabledBackupsInstance(t *testing.T) {
 		t.Fatalf("the final checkpoint covers up to %d, want the whole stream (%d)", cps[2].Next, len(end))
 	}
 	// The rotation (version 2) made before the release is in the backup.
-	keys := Must(e.Backups.ListDayData(e.Caller, b.ID, "2026-05-03", "full-keys", "", 100))
+	keys := Must(e.Days.ListDayData(e.Caller, b.ID, "2026-05-03", "full-keys", "", 100))
 	if len(keys.Items) != 1 || keys.Items[0].Versions != 2 {
 		t.Fatalf("full keys of 2026-05-03: %+v", keys.Items)
 	}

@@ -93,7 +93,7 @@ func TestUploadIsStoredAsBase0(t *testing.T) {
 	// The base is what a read loads: without one of its parts, the
 	// upload's day does not load.
 	point := commands.RestorePoint{Day: "2026-05-02"}
-	src0 := Must(e.Backups.Open(ctx, up, point, nil))
+	src0 := Must(e.Days.Open(ctx, up, point, nil))
 	keys, secrets, _ := Must3(src0.Counts(ctx))
 	_ = src0.Close()
 	if keys != 41 || secrets != 3 { // the 40 of the full (one deleted in the day: as it last stood) and one made
@@ -102,7 +102,7 @@ func TestUploadIsStoredAsBase0(t *testing.T) {
 	if err := e.Store.DeleteBlob(ctx, up.DataRef(), base.Parts[0].Name); err != nil {
 		t.Fatal(err)
 	}
-	if s, err := e.Backups.Open(ctx, up, point, nil); !errors.Is(err, domain.ErrNotFound) {
+	if s, err := e.Days.Open(ctx, up, point, nil); !errors.Is(err, domain.ErrNotFound) {
 		if s != nil {
 			_ = s.Close()
 		}

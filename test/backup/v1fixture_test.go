@@ -159,7 +159,7 @@ func v1Days(t *testing.T, e *Engine, id domain.BackupID) []v1Day {
 	if b.Kind == domain.BackupUpload {
 		days = []domain.Day{b.UploadDay}
 	} else {
-		days = Must(e.Backups.ListViewableDays(e.Caller, id))
+		days = Must(e.Days.ListViewableDays(e.Caller, id))
 	}
 	var out []v1Day
 	for _, d := range days {
@@ -167,7 +167,7 @@ func v1Days(t *testing.T, e *Engine, id domain.BackupID) []v1Day {
 		if b.Kind == domain.BackupUpload {
 			day = ""
 		}
-		cps := Must(e.Backups.ListDayCheckpoints(e.Caller, id, day))
+		cps := Must(e.Days.ListDayCheckpoints(e.Caller, id, day))
 		if len(cps) == 0 {
 			continue
 		}

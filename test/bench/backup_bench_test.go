@@ -69,6 +69,7 @@ type engine struct {
 	ids      ids.Random
 	kms      *commands.KMS
 	backups  *commands.Backups
+	days     *commands.DayData
 	audit    *commands.Audit
 	restores *commands.Restores
 	driver   *scheduler.Manual
@@ -115,7 +116,7 @@ func (e *engine) open() error {
 	eng := kmsengine.New(kmsengine.Ports{Log: st, ReadModels: proj, Blobs: st, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: clk, IDs: e.ids}, kmsengine.Options{})
 	e.procs = eng.Projectors()
-	e.backups, e.kms, e.audit, e.restores = eng.Backups, eng.KMS, eng.Audit, eng.Restores
+	e.backups, e.days, e.kms, e.audit, e.restores = eng.Backups, eng.Days, eng.KMS, eng.Audit, eng.Restores
 	e.driver = &scheduler.Manual{Work: e.backups, Clock: clk}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})

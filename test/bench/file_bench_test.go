@@ -691,7 +691,7 @@ func BenchmarkUploadDay(b *testing.B) {
 // alternating rounds, and reports the median of each:
 //
 //   - loaded: the restore point at the full's instant loaded into a
-//     scratch store (commands.Backups.Open: its base, then its slices) and
+//     scratch store (commands.DayData.Open: its base, then its slices) and
 //     read item by item with every version, as DownloadDay reads it;
 //   - rows: backupdata.StateAt, the item rows of the read model alone
 //     (which hold no version);
@@ -723,7 +723,7 @@ func BenchmarkDayStateReads(b *testing.B) {
 			}{
 				{"loaded", func() error {
 					versions = 0
-					src, err := s.e.backups.Open(ctx, bk, commands.RestorePoint{Day: full.Day, At: full.At}, nil)
+					src, err := s.e.days.Open(ctx, bk, commands.RestorePoint{Day: full.Day, At: full.At}, nil)
 					if err != nil {
 						return err
 					}

@@ -476,7 +476,7 @@ func runHistoryRounds(b *testing.B, h *builtHistory, days []int, plan bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rs := &commands.Restores{Backups: h.e.backups, KMS: h.e.kms}
+	rs := &commands.Restores{Days: h.e.days, Sealer: h.e.restores.Sealer, KMS: h.e.kms}
 	type perDay struct {
 		items, versions, events  int
 		raw                      *pebble.DB

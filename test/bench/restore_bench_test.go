@@ -184,11 +184,11 @@ func readWholeDay(ctx context.Context, rs *commands.Restores, c commands.Caller,
 		return 0, 0, err
 	}
 	defer src.Close()
-	return readItems(ctx, src, bkp, rs.Backups.Sealer)
+	return readItems(ctx, src, bkp, rs.Sealer)
 }
 
 // readDay is a restore read of a whole day without the plan: the restore
-// point loaded (commands.Backups.Open), every item read with every
+// point loaded (commands.DayData.Open), every item read with every
 // version, every key version's material opened under the backup's data
 // key. It returns the items and versions read.
 func readDay(ctx context.Context, e *engine, b *domain.Backup, day domain.Day) (items, versions int, err error) {
@@ -198,7 +198,7 @@ func readDay(ctx context.Context, e *engine, b *domain.Backup, day domain.Day) (
 // loadDay is readDay, opening the key material or not (the loader alone:
 // what a raw scan of as many records compares with).
 func loadDay(ctx context.Context, e *engine, b *domain.Backup, day domain.Day, open bool) (items, versions int, err error) {
-	src, err := e.backups.Open(ctx, b, commands.RestorePoint{Day: day}, nil)
+	src, err := e.days.Open(ctx, b, commands.RestorePoint{Day: day}, nil)
 	if err != nil {
 		return 0, 0, err
 	}
