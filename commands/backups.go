@@ -28,9 +28,7 @@ type Backups struct {
 	*BackupStreams
 	Storage *BackupStorage
 	Sealer  Sealer
-	// Files writes and reads backup data files (download and upload).
-	Files BackupFiles
-	Days  *DayData
+	Days    *DayData
 	// Jitter draws the jitter of retry delays, in [0, 1) (default
 	// math/rand/v2's Float64); see RetryDelay.
 	Jitter func() float64
@@ -54,6 +52,23 @@ type DayData struct {
 	// after it (an older base and more slices instead): for tests that
 	// compare the paths to one state.
 	BaseLimit uint64
+}
+
+// DayFiles holds the use cases that take a day out of a backup instance
+// as a backup data file and bring one back: download a viewable day,
+// upload a file as a backup instance of kind upload, list and delete
+// uploads.
+type DayFiles struct {
+	*BackupStreams
+	Storage *BackupStorage
+	// Days checks the day a download asks for and loads the state it
+	// starts from.
+	Days *DayData
+	// Sealer opens key material for a download and seals an upload's
+	// under its own data key.
+	Sealer Sealer
+	// Files writes and reads backup data files.
+	Files BackupFiles
 }
 
 // BackupViews is how the backup use cases read backup instances: from the

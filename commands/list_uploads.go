@@ -8,7 +8,7 @@ import (
 // ListUploads lists the caller's uploads (the backup instances of kind
 // upload), size at a time: token is the Next of the previous page ("" for
 // the first).
-func (s *Backups) ListUploads(c Caller, token string, size int) (projections.Page[*domain.Backup], error) {
+func (s *DayFiles) ListUploads(c Caller, token string, size int) (projections.Page[*domain.Backup], error) {
 	const op = "list uploads"
 	if err := requireAccount(c, op); err != nil {
 		return projections.Page[*domain.Backup]{}, err

@@ -37,7 +37,7 @@ import (
 // (wrong key, any damage, truncation, another account's file), all alike;
 // domain.ErrUnavailable when no scratch store is configured; open's and
 // the stores' errors.
-func (s *Backups) UploadBackupFile(ctx context.Context, c Caller, name, dataKey string, open func() (io.Reader, error)) (*domain.Backup, error) {
+func (s *DayFiles) UploadBackupFile(ctx context.Context, c Caller, name, dataKey string, open func() (io.Reader, error)) (*domain.Backup, error) {
 	const op = "upload"
 	if err := requireAccount(c, op); err != nil {
 		return nil, err
@@ -88,7 +88,7 @@ func (s *Backups) UploadBackupFile(ctx context.Context, c Caller, name, dataKey 
 // UploadBackupFile), then appends the upload, its checkpoints and its base.
 // committed reports whether the append may have happened (it happened, or
 // its reply was lost).
-func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID, ref, name string, fr FileReader) (b *domain.Backup, committed bool, err error) {
+func (s *DayFiles) storeUpload(ctx context.Context, c Caller, id domain.BackupID, ref, name string, fr FileReader) (b *domain.Backup, committed bool, err error) {
 	const op = "upload"
 	h := fr.Header()
 	loc, err := s.zone(h.TimeZone)
@@ -148,7 +148,7 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 
 // upload is one upload's pass over its file.
 type upload struct {
-	s       *Backups
+	s       *DayFiles
 	ctx     context.Context
 	account domain.AccountID
 	ref     string

@@ -77,6 +77,7 @@ type DevClock interface {
 type Console struct {
 	Backups  *commands.Backups
 	Days     *commands.DayData
+	Files    *commands.DayFiles
 	Restores *commands.Restores
 	KMS      *commands.KMS
 	Sessions Sessions

@@ -105,6 +105,10 @@ type Server struct {
 	// checkpoints, the difference of two days); nil leaves those routes
 	// out.
 	Days *commands.DayData
+	// Files serves downloads of a day and uploads (POST
+	// /v1/backup-instances/{id}/download, /v1/uploads); nil leaves those
+	// routes out.
+	Files *commands.DayFiles
 	// BackupGauges lists the backup instances /metrics reports on, every
 	// account's, read at each scrape: their last backup times
 	// (kmsbackup_backup_last_full_timestamp_seconds and
@@ -243,13 +247,15 @@ func (s *Server) Handler() http.Handler {
 	if s.Backups != nil {
 		s.backupRoutes(rt)
 		s.verifyRoutes(rt)
-		s.fileRoutes(rt)
 		src := backupSource{list: s.BackupGauges, failures: s.BackupFailures, logger: s.Logger}
 		s.Registry.MustRegister(&backupSummary{src})
 		s.Tenants.MustRegister(&backupCollector{src})
 	}
 	if s.Days != nil {
 		s.dayRoutes(rt)
+	}
+	if s.Files != nil {
+		s.fileRoutes(rt)
 	}
 	if s.Restores != nil {
 		s.restoreRoutes(rt)

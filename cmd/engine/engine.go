@@ -65,6 +65,7 @@ type Engine struct {
 	KMS      *commands.KMS
 	Backups  *commands.Backups
 	Days     *commands.DayData
+	Files    *commands.DayFiles
 	Accounts *commands.Accounts
 	Audit    *commands.Audit
 	Restores *commands.Restores
@@ -102,7 +103,8 @@ func New(p Ports, o Options) *Engine {
 		IDs: p.IDs, Audit: e.Audit}
 	storage := &commands.BackupStorage{Blobs: p.Blobs, DataKeys: p.Keys, Scratch: p.Scratch, IDs: p.IDs}
 	e.Days = &commands.DayData{BackupViews: views, Storage: storage}
-	e.Backups = &commands.Backups{BackupStreams: streams, Storage: storage, Sealer: p.Keys, Files: p.Files, Days: e.Days}
+	e.Files = &commands.DayFiles{BackupStreams: streams, Storage: storage, Days: e.Days, Sealer: p.Keys, Files: p.Files}
+	e.Backups = &commands.Backups{BackupStreams: streams, Storage: storage, Sealer: p.Keys, Days: e.Days}
 	backups := e.Backups
 	e.KMS = &commands.KMS{Log: p.Log, State: rm, Applied: e.KMSState, Sealer: p.Keys, DataKeys: p.Keys,
 		Cipher: softkms.Cipher{}, Clock: p.Clock, IDs: p.IDs,

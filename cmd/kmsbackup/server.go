@@ -148,7 +148,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	eng := engine.New(engine.Ports{Log: m.log, ReadModels: m.proj, Blobs: m.blobs, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: clk}, engine.Options{AdminToken: m.AdminToken, RestoreBatch: cfg.RestoreBatch})
 	projector, backupState, backupData := eng.KMSState, eng.BackupState, eng.BackupData
-	backups, days, kms, accounts, restores, auditUC := eng.Backups, eng.Days, eng.KMS, eng.Accounts, eng.Restores, eng.Audit
+	backups, days, files := eng.Backups, eng.Days, eng.Files
+	kms, accounts, restores, auditUC := eng.KMS, eng.Accounts, eng.Restores, eng.Audit
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
@@ -218,6 +219,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		MetricsToken:   cfg.MetricsToken,
 		Backups:        backups,
 		Days:           days,
+		Files:          files,
 		SpoolDir:       spool,
 		MaxUpload:      cfg.MaxUpload,
 		Restores:       restores,
@@ -235,7 +237,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cfg.Dev {
 		api.DevScrub = scrub
 	}
-	web := &console.Console{Backups: backups, Days: days, Restores: restores, KMS: kms, Sessions: accounts, Guard: edge, Logger: m.Logger,
+	web := &console.Console{Backups: backups, Days: days, Files: files, Restores: restores, KMS: kms, Sessions: accounts, Guard: edge, Logger: m.Logger,
 		MaxUpload: cfg.MaxUpload, SpoolDir: spool, Registry: reg}
 	if dc != nil {
 		web.DevClock = dc

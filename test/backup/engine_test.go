@@ -33,6 +33,7 @@ type Engine struct {
 	KMS      *commands.KMS
 	Backups  *commands.Backups
 	Days     *commands.DayData
+	Files    *commands.DayFiles
 	Restores *commands.Restores
 	Accounts *commands.Accounts
 	Driver   *scheduler.Manual
@@ -99,7 +100,8 @@ func (e *Engine) open() {
 	eng := engine.New(engine.Ports{Log: st, ReadModels: proj, Blobs: st, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: e.Clock}, engine.Options{})
 	e.procs = eng.Projectors()
-	e.Backups, e.Days, e.KMS, e.Restores, e.Accounts = eng.Backups, eng.Days, eng.KMS, eng.Restores, eng.Accounts
+	e.Backups, e.Days, e.Files = eng.Backups, eng.Days, eng.Files
+	e.KMS, e.Restores, e.Accounts = eng.KMS, eng.Restores, eng.Accounts
 	if e.Configure != nil {
 		e.Configure(e.Backups)
 	}

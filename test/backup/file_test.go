@@ -27,7 +27,7 @@ func (e *Engine) download(id domain.BackupID, day string) ([]byte, string) {
 	e.t.Helper()
 	var buf bytes.Buffer
 	var key string
-	if _, err := e.Backups.DownloadDay(context.Background(), e.Caller, id, day, &buf, func(st commands.DownloadStart) error {
+	if _, err := e.Files.DownloadDay(context.Background(), e.Caller, id, day, &buf, func(st commands.DownloadStart) error {
 		key = st.DataKey
 		return nil
 	}); err != nil {
@@ -38,7 +38,7 @@ func (e *Engine) download(id domain.BackupID, day string) ([]byte, string) {
 
 // upload uploads file as c.
 func (e *Engine) upload(c commands.Caller, file []byte, key, name string) (*domain.Backup, error) {
-	return e.Backups.UploadBackupFile(context.Background(), c, name, key, func() (io.Reader, error) {
+	return e.Files.UploadBackupFile(context.Background(), c, name, key, func() (io.Reader, error) {
 		return bytes.NewReader(file), nil
 	})
 }
@@ -180,13 +180,13 @@ func TestFileRoundTripRandomized(t *testing.T) {
 					res.Applied, res.Restored, len(fromUpload), res.Validation)
 			}
 		}
-		Must(struct{}{}, e.Backups.DeleteUpload(ctx, e.Caller, up.ID))
+		Must(struct{}{}, e.Files.DeleteUpload(ctx, e.Caller, up.ID))
 		checked++
 	}
 	if checked < 2 {
 		t.Fatalf("only %d days checked", checked)
 	}
-	if l := Must(e.Backups.ListUploads(e.Caller, "", 100)); len(l.Items) != 0 {
+	if l := Must(e.Files.ListUploads(e.Caller, "", 100)); len(l.Items) != 0 {
 		t.Fatalf("uploads left after deleting them all: %d", len(l.Items))
 	}
 }
@@ -227,7 +227,7 @@ func TestUploadRestoresOldCiphertexts(t *testing.T) {
 	if _, err := e.Backups.ExtendViewableDays(ctx, e.Caller, up.ID, 30); !errors.Is(err, domain.ErrFailedPrecondition) {
 		t.Fatalf("extend an upload: %v", err)
 	}
-	if err := e.Backups.DeleteUpload(ctx, e.Caller, b.ID); !errors.Is(err, domain.ErrFailedPrecondition) {
+	if err := e.Files.DeleteUpload(ctx, e.Caller, b.ID); !errors.Is(err, domain.ErrFailedPrecondition) {
 		t.Fatalf("delete a backup instance as an upload: %v", err)
 	}
 	// Another account sees no upload.
@@ -235,7 +235,7 @@ func TestUploadRestoresOldCiphertexts(t *testing.T) {
 	if _, err := e.Backups.ShowBackupInstance(other, up.ID); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("another account's view of the upload: %v", err)
 	}
-	if err := e.Backups.DeleteUpload(ctx, other, up.ID); !errors.Is(err, domain.ErrNotFound) {
+	if err := e.Files.DeleteUpload(ctx, other, up.ID); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("another account deleting the upload: %v", err)
 	}
 }
@@ -322,7 +322,7 @@ func nothingStored(t *testing.T, e *Engine, head uint64) {
 	if h := Must(e.Store.Head(context.Background())); h != head {
 		t.Fatalf("the log grew from %d to %d", head, h)
 	}
-	if l := Must(e.Backups.ListUploads(e.Caller, "", 10)); len(l.Items) != 0 {
+	if l := Must(e.Files.ListUploads(e.Caller, "", 10)); len(l.Items) != 0 {
 		t.Fatalf("%d uploads stored", len(l.Items))
 	}
 }
@@ -422,7 +422,7 @@ func TestUploadRefusesDamagedFiles(t *testing.T) {
 		c := commands.Caller{Account: domain.NewAccountID(ids.Random{Clock: clock.System{}}.NewULID())}
 		_, err := e.upload(c, file, key, "theirs")
 		refused(t, "another account", err)
-		if l := Must(e.Backups.ListUploads(c, "", 10)); len(l.Items) != 0 {
+		if l := Must(e.Files.ListUploads(c, "", 10)); len(l.Items) != 0 {
 			t.Fatal("the other account has an upload")
 		}
 	})

@@ -181,11 +181,11 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 		ready = append(ready, httpapi.ReadyCheck{Name: "projection " + p.Name, Check: func(context.Context) error { return p.Healthy() }})
 	}
 	const metricsToken = "metrics-token-0123456789"
-	api := &httpapi.Server{KMS: e.KMS, Backups: e.Backups, Days: e.Days, Auth: accounts, Registry: reg, Ready: ready, MetricsToken: metricsToken,
+	api := &httpapi.Server{KMS: e.KMS, Backups: e.Backups, Days: e.Days, Files: e.Files, Auth: accounts, Registry: reg, Ready: ready, MetricsToken: metricsToken,
 		BackupGauges: e.Backups.ScheduledBackups, BackupFailures: e.Backups.FailureTotals, FailingBackups: e.Backups.FailingBackups}
 	apiSrv := httptest.NewServer(api.Handler())
 	defer apiSrv.Close()
-	web := &console.Console{Backups: e.Backups, Days: e.Days, Restores: e.Restores, KMS: e.KMS, Sessions: accounts, Now: e.Clock.Now}
+	web := &console.Console{Backups: e.Backups, Days: e.Days, Files: e.Files, Restores: e.Restores, KMS: e.KMS, Sessions: accounts, Now: e.Clock.Now}
 	webSrv := httptest.NewServer(web.Handler())
 	defer webSrv.Close()
 

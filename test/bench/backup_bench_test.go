@@ -70,6 +70,7 @@ type engine struct {
 	kms      *commands.KMS
 	backups  *commands.Backups
 	days     *commands.DayData
+	files    *commands.DayFiles
 	audit    *commands.Audit
 	restores *commands.Restores
 	driver   *scheduler.Manual
@@ -116,7 +117,8 @@ func (e *engine) open() error {
 	eng := kmsengine.New(kmsengine.Ports{Log: st, ReadModels: proj, Blobs: st, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: clk, IDs: e.ids}, kmsengine.Options{})
 	e.procs = eng.Projectors()
-	e.backups, e.days, e.kms, e.audit, e.restores = eng.Backups, eng.Days, eng.KMS, eng.Audit, eng.Restores
+	e.backups, e.days, e.files = eng.Backups, eng.Days, eng.Files
+	e.kms, e.audit, e.restores = eng.KMS, eng.Audit, eng.Restores
 	e.driver = &scheduler.Manual{Work: e.backups, Clock: clk}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})

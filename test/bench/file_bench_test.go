@@ -251,7 +251,7 @@ func fillFileState(ctx context.Context, e *engine, n int) (*fileState, error) {
 	if err := e.compact(); err != nil {
 		return nil, err
 	}
-	e.backups.Log = markedLog{backupsLog: e.backups.Log, s: s}
+	e.files.Log = markedLog{backupsLog: e.files.Log, s: s}
 	var w countingWriter
 	h, _, err := s.download(ctx, &w)
 	if err != nil {
@@ -267,7 +267,7 @@ func fillFileState(ctx context.Context, e *engine, n int) (*fileState, error) {
 // download writes the day's file to w and returns its header and data key.
 func (s *fileState) download(ctx context.Context, w io.Writer) (domain.FileHeader, string, error) {
 	var key string
-	h, err := s.e.backups.DownloadDay(ctx, s.e.caller, s.backup, s.day, w, func(st commands.DownloadStart) error {
+	h, err := s.e.files.DownloadDay(ctx, s.e.caller, s.backup, s.day, w, func(st commands.DownloadStart) error {
 		key = st.DataKey
 		return nil
 	})
@@ -300,7 +300,7 @@ func (s *fileState) upload(ctx context.Context, path, key string, ph *uploadPhas
 			_ = f.Close()
 		}
 	}()
-	u, err := s.e.backups.UploadBackupFile(ctx, s.e.caller, "bench-upload", key, func() (io.Reader, error) {
+	u, err := s.e.files.UploadBackupFile(ctx, s.e.caller, "bench-upload", key, func() (io.Reader, error) {
 		f, err := os.Open(path)
 		if err != nil {
 			return nil, err
@@ -317,7 +317,7 @@ func (s *fileState) upload(ctx context.Context, path, key string, ph *uploadPhas
 
 // deleteUpload deletes an upload and waits until the engine is idle.
 func (s *fileState) deleteUpload(ctx context.Context, id domain.BackupID) error {
-	if err := s.e.backups.DeleteUpload(ctx, s.e.caller, id); err != nil {
+	if err := s.e.files.DeleteUpload(ctx, s.e.caller, id); err != nil {
 		return err
 	}
 	return s.e.settle(ctx)
@@ -909,7 +909,7 @@ func TestFileRoundTripSmall(t *testing.T) {
 	}
 	// The upload downloads as the same day, with the same content.
 	var w countingWriter
-	h2, err := e.backups.DownloadDay(ctx, e.caller, u.ID, "", &w, func(commands.DownloadStart) error { return nil })
+	h2, err := e.files.DownloadDay(ctx, e.caller, u.ID, "", &w, func(commands.DownloadStart) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
