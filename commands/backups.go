@@ -16,28 +16,42 @@ import (
 )
 
 // Backups holds the backup instances' use cases: the lifecycle (create,
-// enable, extend, renew, reset, expiry, release), checkpoints (full and
-// incremental backups), the scheduler's steps, a day's data, and verify.
+// enable, extend, renew, reset, expiry, release) and the scheduler's
+// steps.
+type Backups struct {
+	*BackupStreams
+	Storage     *BackupStorage
+	Checkpoints *Checkpoints
+	// Jitter draws the jitter of retry delays, in [0, 1) (default
+	// math/rand/v2's Float64); see RetryDelay.
+	Jitter func() float64
+
+	rebases rebaseRetries // failing rebases, in this process
+	bind    sync.Mutex
+}
+
+// Checkpoints holds the use cases of a backup instance's chain of
+// checkpoints: take the one due (TakeCheckpoint), write a new base
+// (RebaseBackup), verify the chain, its slices and its bases
+// (VerifyBackup; ScrubBackups for every instance), and tell whether the
+// clock is behind the newest checkpoint (ClockBehind).
 //
 // A checkpoint copies the KMS instance's events since the previous one into
 // the backup instance's own blob store, resealing key material under the
 // backup instance's data key (so releasing the KMS instance loses nothing),
 // then claims its place in the chain by appending BackupCheckpointed with
 // the revision it saw: two engines can never both take the same checkpoint.
-type Backups struct {
+type Checkpoints struct {
 	*BackupStreams
 	Storage *BackupStorage
-	Sealer  Sealer
-	Days    *DayData
-	// Jitter draws the jitter of retry delays, in [0, 1) (default
-	// math/rand/v2's Float64); see RetryDelay.
-	Jitter func() float64
+	// Days loads the state of the checkpoint a rebase writes as a base.
+	Days *DayData
+	// Sealer opens the KMS instance's key material and seals it again
+	// under the backup's data key; verify opens it.
+	Sealer Sealer
 	// Rebase is when new bases are written (nil:
 	// domain.DefaultRebasePolicy).
 	Rebase *domain.RebasePolicy
-
-	rebases rebaseRetries // failing rebases, in this process
-	bind    sync.Mutex
 }
 
 // DayData holds the use cases that read a backup instance's days: which

@@ -77,7 +77,7 @@ func (s *Backups) EnableBackupInstance(ctx context.Context, c Caller, id domain.
 		}
 	}
 	// The first full backup, at once.
-	if _, err := s.TakeCheckpoint(ctx, id, domain.Due{At: s.Clock.Now(), Full: true}); err != nil && !isRace(err) {
+	if _, err := s.Checkpoints.TakeCheckpoint(ctx, id, domain.Due{At: s.Clock.Now(), Full: true}); err != nil && !isRace(err) {
 		return nil, fmt.Errorf("%s: first full backup: %w", op, err)
 	}
 	return backupstate.Get(s.State, id)

@@ -52,7 +52,7 @@ func (s *Backups) markSourceReleased(ctx context.Context, id domain.BackupID) er
 		now := s.Clock.Now()
 		if b.State == domain.StateEnabled && b.NextRevision <= in.Revision && !b.ExpiredBy(now) {
 			// The final checkpoint: everything up to the release.
-			_, err := s.checkpoint(ctx, b, domain.Due{At: now, Full: b.Checkpoints == 0})
+			_, err := s.Checkpoints.checkpoint(ctx, b, domain.Due{At: now, Full: b.Checkpoints == 0})
 			switch {
 			case errors.As(err, new(sourceKeyGone)):
 				// The data key was destroyed before the release was recorded

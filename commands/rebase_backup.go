@@ -29,7 +29,7 @@ import (
 // Errors: the stores' and the log's (then nothing is recorded, or, when
 // the append's reply was lost, maybe the base: the next attempt starts
 // over, or finds the base stored). Safe for concurrent use.
-func (s *Backups) RebaseBackup(ctx context.Context, id domain.BackupID) (did bool, err error) {
+func (s *Checkpoints) RebaseBackup(ctx context.Context, id domain.BackupID) (did bool, err error) {
 	const op = "rebase backup"
 	b, err := backupstate.Get(s.State, id)
 	if err != nil {
@@ -106,7 +106,7 @@ func (s *Backups) RebaseBackup(ctx context.Context, id domain.BackupID) (did boo
 var errLostRebase = errors.New("commands: the base is not needed any more")
 
 // rebasePolicy is the engine's rebase policy.
-func (s *Backups) rebasePolicy() domain.RebasePolicy {
+func (s *Checkpoints) rebasePolicy() domain.RebasePolicy {
 	if s.Rebase != nil {
 		return *s.Rebase
 	}
@@ -138,7 +138,7 @@ func (s *Backups) RunRebases(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	var r round
-	policy := s.rebasePolicy()
+	policy := s.Checkpoints.rebasePolicy()
 	for _, b := range all {
 		if err := ctx.Err(); err != nil {
 			return r.done, err
@@ -146,7 +146,7 @@ func (s *Backups) RunRebases(ctx context.Context) (int, error) {
 		if !b.RebaseDue(policy) || !s.rebases.ready(b.ID, s.Clock.Now()) {
 			continue
 		}
-		did, err := s.RebaseBackup(ctx, b.ID)
+		did, err := s.Checkpoints.RebaseBackup(ctx, b.ID)
 		if cerr := ctx.Err(); cerr != nil {
 			return r.done, cerr
 		}

@@ -139,7 +139,7 @@ func (s *Backups) Do(ctx context.Context, w Work) error {
 	var err error
 	switch w.Kind {
 	case WorkFull, WorkIncremental:
-		_, err = s.TakeCheckpoint(ctx, w.Backup, domain.Due{At: w.At, Full: w.Kind == WorkFull})
+		_, err = s.Checkpoints.TakeCheckpoint(ctx, w.Backup, domain.Due{At: w.At, Full: w.Kind == WorkFull})
 	case WorkExpire:
 		err = s.ExpireBackupInstance(ctx, w.Backup, w.At)
 	case WorkRelease:

@@ -22,7 +22,7 @@ const slicePage = 1000
 // checkpoint first (the caller re-plans). A checkpoint that fails deletes
 // the blobs it stored, unless its append may have been written (see
 // appendRefused).
-func (s *Backups) TakeCheckpoint(ctx context.Context, id domain.BackupID, due domain.Due) (*domain.BackupCheckpointed, error) {
+func (s *Checkpoints) TakeCheckpoint(ctx context.Context, id domain.BackupID, due domain.Due) (*domain.BackupCheckpointed, error) {
 	const op = "take backup"
 	defer s.lock(id)()
 	b, err := backupstate.Get(s.State, id)
@@ -41,7 +41,7 @@ func (s *Backups) TakeCheckpoint(ctx context.Context, id domain.BackupID, due do
 // b under it. An unscheduled checkpoint (the last one before a released KMS
 // instance's data key is destroyed) may share the instant of the previous
 // one, to cover what was appended since.
-func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.Due) (*domain.BackupCheckpointed, error) {
+func (s *Checkpoints) checkpoint(ctx context.Context, b *domain.Backup, due domain.Due) (*domain.BackupCheckpointed, error) {
 	const op = "take backup"
 	id := b.ID
 	loc, err := s.location(b)
@@ -92,7 +92,7 @@ func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.D
 // store (memory stays that of the scratch and one page, whatever the
 // instance's size), whose content is stored as base parts. The checkpoint
 // (held by its base) and the base are appended together.
-func (s *Backups) firstCheckpoint(ctx context.Context, b *domain.Backup, due domain.Due, loc *time.Location) (*domain.BackupCheckpointed, error) {
+func (s *Checkpoints) firstCheckpoint(ctx context.Context, b *domain.Backup, due domain.Due, loc *time.Location) (*domain.BackupCheckpointed, error) {
 	const op = "take backup"
 	sc, err := s.Storage.Scratch.OpenScratch(ctx)
 	if err != nil {
@@ -146,7 +146,7 @@ func (s *Backups) firstCheckpoint(ctx context.Context, b *domain.Backup, due dom
 // up to the last event that occurred at or before due.At, page by page,
 // reseals each event's key material for the backup and hands it to fn. It
 // returns the first revision left for the next checkpoint.
-func (s *Backups) copyEvents(ctx context.Context, b *domain.Backup, due domain.Due, fn func(e *domain.Event) error) (uint64, error) {
+func (s *Checkpoints) copyEvents(ctx context.Context, b *domain.Backup, due domain.Due, fn func(e *domain.Event) error) (uint64, error) {
 	stream := domain.KMSStream(b.KMSInstance)
 	next := b.NextRevision
 	for {
@@ -178,7 +178,7 @@ func (s *Backups) copyEvents(ctx context.Context, b *domain.Backup, due domain.D
 // event's key material for the backup and stores the copies as slice
 // parts as they fill (one page of events and one part in memory). It
 // returns the parts and the first revision left for the next checkpoint.
-func (s *Backups) copySlice(ctx context.Context, b *domain.Backup, due domain.Due) ([]domain.SlicePart, uint64, error) {
+func (s *Checkpoints) copySlice(ctx context.Context, b *domain.Backup, due domain.Due) ([]domain.SlicePart, uint64, error) {
 	seq, run := b.Checkpoints+1, s.IDs.NewULID()
 	w := &sliceWriter{ctx: ctx, blobs: s.Storage.Blobs, ref: b.DataRef(), limit: s.Storage.slicePartLimit(), name: func(i int) string {
 		if i == 0 {
@@ -201,7 +201,7 @@ func (s *Backups) copySlice(ctx context.Context, b *domain.Backup, due domain.Du
 // reseal copies one KMS event for the backup: key material sealed under the
 // KMS instance's data key is opened and sealed again under the backup
 // generation's data key, bound to the backup's data ref and the event ID.
-func (s *Backups) reseal(ctx context.Context, b *domain.Backup, e domain.Event) (domain.Event, error) {
+func (s *Checkpoints) reseal(ctx context.Context, b *domain.Backup, e domain.Event) (domain.Event, error) {
 	d, err := e.Decode()
 	if err != nil {
 		return domain.Event{}, err

@@ -52,7 +52,7 @@ func (c *Console) verifyForm(w http.ResponseWriter, r *http.Request, a commands.
 // verify checks the instance's whole chain, checksums and key material
 // without restoring anything, and shows every finding.
 func (c *Console) verify(w http.ResponseWriter, r *http.Request, a commands.Caller) {
-	rep, err := c.Backups.VerifyBackup(r.Context(), a, domain.BackupID(r.PathValue("id")))
+	rep, err := c.Checkpoints.VerifyBackup(r.Context(), a, domain.BackupID(r.PathValue("id")))
 	c.showVerify(w, r, a, errorStatus(err), rep, err)
 }
 

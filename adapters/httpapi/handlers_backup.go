@@ -186,7 +186,7 @@ func (s *Server) dayRoutes(rt *Router) {
 
 // verifyRoutes serves the verification of a backup instance's data.
 func (s *Server) verifyRoutes(rt *Router) {
-	b := s.Backups
+	b := s.Checkpoints
 	rt.Handle("POST", "/v1/backup-instances/{id}/verify", func(_ http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
 		rep, err := b.VerifyBackup(r.Context(), c, backupID(r))
 		if err != nil {

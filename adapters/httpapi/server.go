@@ -105,6 +105,9 @@ type Server struct {
 	// checkpoints, the difference of two days); nil leaves those routes
 	// out.
 	Days *commands.DayData
+	// Checkpoints serves the verification of a backup instance (POST
+	// /v1/backup-instances/{id}/verify); nil leaves it out.
+	Checkpoints *commands.Checkpoints
 	// Files serves downloads of a day and uploads (POST
 	// /v1/backup-instances/{id}/download, /v1/uploads); nil leaves those
 	// routes out.
@@ -246,13 +249,15 @@ func (s *Server) Handler() http.Handler {
 	s.eventRoutes(rt)
 	if s.Backups != nil {
 		s.backupRoutes(rt)
-		s.verifyRoutes(rt)
 		src := backupSource{list: s.BackupGauges, failures: s.BackupFailures, logger: s.Logger}
 		s.Registry.MustRegister(&backupSummary{src})
 		s.Tenants.MustRegister(&backupCollector{src})
 	}
 	if s.Days != nil {
 		s.dayRoutes(rt)
+	}
+	if s.Checkpoints != nil {
+		s.verifyRoutes(rt)
 	}
 	if s.Files != nil {
 		s.fileRoutes(rt)

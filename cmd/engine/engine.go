@@ -62,13 +62,14 @@ type Options struct {
 // Engine is the assembled use cases and the projectors that keep their
 // read models.
 type Engine struct {
-	KMS      *commands.KMS
-	Backups  *commands.Backups
-	Days     *commands.DayData
-	Files    *commands.DayFiles
-	Accounts *commands.Accounts
-	Audit    *commands.Audit
-	Restores *commands.Restores
+	KMS         *commands.KMS
+	Backups     *commands.Backups
+	Checkpoints *commands.Checkpoints
+	Days        *commands.DayData
+	Files       *commands.DayFiles
+	Accounts    *commands.Accounts
+	Audit       *commands.Audit
+	Restores    *commands.Restores
 
 	KMSState    *commands.Projector
 	BackupState *commands.Projector
@@ -104,7 +105,8 @@ func New(p Ports, o Options) *Engine {
 	storage := &commands.BackupStorage{Blobs: p.Blobs, DataKeys: p.Keys, Scratch: p.Scratch, IDs: p.IDs}
 	e.Days = &commands.DayData{BackupViews: views, Storage: storage}
 	e.Files = &commands.DayFiles{BackupStreams: streams, Storage: storage, Days: e.Days, Sealer: p.Keys, Files: p.Files}
-	e.Backups = &commands.Backups{BackupStreams: streams, Storage: storage, Sealer: p.Keys, Days: e.Days}
+	e.Checkpoints = &commands.Checkpoints{BackupStreams: streams, Storage: storage, Days: e.Days, Sealer: p.Keys}
+	e.Backups = &commands.Backups{BackupStreams: streams, Storage: storage, Checkpoints: e.Checkpoints}
 	backups := e.Backups
 	e.KMS = &commands.KMS{Log: p.Log, State: rm, Applied: e.KMSState, Sealer: p.Keys, DataKeys: p.Keys,
 		Cipher: softkms.Cipher{}, Clock: p.Clock, IDs: p.IDs,

@@ -148,7 +148,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	eng := engine.New(engine.Ports{Log: m.log, ReadModels: m.proj, Blobs: m.blobs, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: clk}, engine.Options{AdminToken: m.AdminToken, RestoreBatch: cfg.RestoreBatch})
 	projector, backupState, backupData := eng.KMSState, eng.BackupState, eng.BackupData
-	backups, days, files := eng.Backups, eng.Days, eng.Files
+	backups, checkpoints, days, files := eng.Backups, eng.Checkpoints, eng.Days, eng.Files
 	kms, accounts, restores, auditUC := eng.KMS, eng.Accounts, eng.Restores, eng.Audit
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -174,7 +174,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			if err := m.waitProjections(ctx, projector, backupState, backupData); err != nil {
 				return err
 			}
-			if lag, behind, err := backups.ClockBehind(); err == nil && behind {
+			if lag, behind, err := checkpoints.ClockBehind(); err == nil && behind {
 				m.Logger.Warn("the system clock is behind the last checkpoint: no backup is taken until it passes it (/readyz?verbose shows it)",
 					"clock", lag.Now.UTC().Format(time.RFC3339), "last_checkpoint", lag.Checkpoint.UTC().Format(time.RFC3339),
 					"backup", lag.Backup, "behind", lag.Behind().Round(time.Second).String())
@@ -189,7 +189,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// The background verification of every backup: on the real clock
 	// every --scrub-interval; with a manual clock only when asked (POST
 	// /v1/dev/scrub), so that tests decide when it runs.
-	scrub := &scheduler.Scrub{Scrubber: backups, Interval: cfg.ScrubInterval, Logger: m.Logger}
+	scrub := &scheduler.Scrub{Scrubber: checkpoints, Interval: cfg.ScrubInterval, Logger: m.Logger}
 	if n := cfg.ScrubBytesPerSecond(); n > 0 {
 		scrub.Throttle = scheduler.NewByteRate(n)
 	}
@@ -219,6 +219,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		MetricsToken:   cfg.MetricsToken,
 		Backups:        backups,
 		Days:           days,
+		Checkpoints:    checkpoints,
 		Files:          files,
 		SpoolDir:       spool,
 		MaxUpload:      cfg.MaxUpload,
@@ -227,7 +228,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		BackupGauges:   backups.ScheduledBackups,
 		BackupFailures: backups.FailureTotals,
 		FailingBackups: backups.FailingBackups,
-		ClockBehind:    backups.ClockBehind,
+		ClockBehind:    checkpoints.ClockBehind,
 		ScrubStatus:    scrub.Status,
 		LastScrub:      scrub.Result,
 		Ready:          m.readyChecks(projectors, runner, events)}
@@ -237,7 +238,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cfg.Dev {
 		api.DevScrub = scrub
 	}
-	web := &console.Console{Backups: backups, Days: days, Files: files, Restores: restores, KMS: kms, Sessions: accounts, Guard: edge, Logger: m.Logger,
+	web := &console.Console{Backups: backups, Days: days, Checkpoints: checkpoints, Files: files, Restores: restores, KMS: kms, Sessions: accounts, Guard: edge, Logger: m.Logger,
 		MaxUpload: cfg.MaxUpload, SpoolDir: spool, Registry: reg}
 	if dc != nil {
 		web.DevClock = dc

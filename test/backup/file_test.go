@@ -170,7 +170,7 @@ func TestFileRoundTripRandomized(t *testing.T) {
 		if diff := cmp.Diff(fromBackup, fromUpload); diff != "" {
 			t.Fatalf("day %s: restore plans differ (-backup +upload):\n%s", d.Day, diff)
 		}
-		if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, up.ID)); len(rep.Findings) != 0 {
+		if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, up.ID)); len(rep.Findings) != 0 {
 			t.Fatalf("verify upload of %s: %+v", d.Day, rep.Findings)
 		}
 		if len(fromUpload) > 0 {
@@ -280,7 +280,7 @@ func TestRestoredItemsAreBackedUp(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("the restored items in the target's backup (-want +got):\n%s", diff)
 	}
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b2.ID)); len(rep.Findings) != 0 || rep.Sealed < 2 {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b2.ID)); len(rep.Findings) != 0 || rep.Sealed < 2 {
 		t.Fatalf("verify the target's backup: sealed %d, findings %+v", rep.Sealed, rep.Findings)
 	}
 	// From that backup into a third instance: the old ciphertext decrypts.
@@ -580,7 +580,7 @@ func TestUploadFailureLeavesNothing(t *testing.T) {
 	e, _, file, key := smallDay(t, 3)
 	head := Must(e.Store.Head(context.Background()))
 	fb := &failingBlobs{BlobStore: e.Store, n: 2, refs: map[string][]string{}}
-	e.Backups.Storage.Blobs = fb
+	e.Storage.Blobs = fb
 	if _, err := e.upload(e.Caller, file, key, "fails"); !errors.Is(err, domain.ErrUnavailable) {
 		t.Fatalf("upload with a failing store: %v", err)
 	}

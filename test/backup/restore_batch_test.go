@@ -238,7 +238,7 @@ func TestRestorePlanListsFindingsBounded(t *testing.T) {
 func TestRestoreAtAnyInstant(t *testing.T) {
 	w := newBatchWorld(t)
 	e := w.e
-	cps := e.Checkpoints(w.b.ID)
+	cps := e.CheckpointEvents(w.b.ID)
 	to := w.target(t, "eu-central-1")
 	// Between the first checkpoint (09:30, the instant the items were
 	// made: the second checkpoint holds them) and the second.

@@ -240,7 +240,7 @@ func TestLoadEqualsReplay(t *testing.T) {
 		}
 		return out
 	}())
-	cps := e.Checkpoints(b.ID)
+	cps := e.CheckpointEvents(b.ID)
 	loc := Must(time.LoadLocation(b.TimeZone))
 	enabled := cps[0].Next
 	first, last := cps[0].At, cps[len(cps)-1].At
@@ -311,7 +311,7 @@ func TestLoadEqualsReplay(t *testing.T) {
 		_ = some.Close()
 		_ = whole.Close()
 	}
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) > 0 {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) > 0 {
 		t.Fatalf("verify: %+v", rep.Findings)
 	}
 }

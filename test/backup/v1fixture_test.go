@@ -130,7 +130,7 @@ func TestWriteV1Fixture(t *testing.T) {
 	e.Advance(30 * time.Minute)
 
 	for _, id := range []domain.BackupID{fx.Backup, fx.Reset, fx.Upload} {
-		if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, id)); len(rep.Findings) > 0 {
+		if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, id)); len(rep.Findings) > 0 {
 			t.Fatalf("verify %s: %+v", id, rep.Findings)
 		}
 		fx.Days[id] = v1Days(t, e, id)

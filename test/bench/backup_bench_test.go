@@ -60,24 +60,25 @@ func TestMain(m *testing.M) {
 // scheduler.
 
 type engine struct {
-	dir      string
-	master   []byte
-	store    *pebblestore.Store       // the log, data keys and blobs
-	proj     *pebblestore.Projections // the read models
-	env      *envelope.Envelope
-	clock    *clock.Manual
-	ids      ids.Random
-	kms      *commands.KMS
-	backups  *commands.Backups
-	days     *commands.DayData
-	files    *commands.DayFiles
-	audit    *commands.Audit
-	restores *commands.Restores
-	driver   *scheduler.Manual
-	caller   commands.Caller
-	procs    []*commands.Projector
-	cancel   context.CancelFunc
-	done     chan struct{}
+	dir         string
+	master      []byte
+	store       *pebblestore.Store       // the log, data keys and blobs
+	proj        *pebblestore.Projections // the read models
+	env         *envelope.Envelope
+	clock       *clock.Manual
+	ids         ids.Random
+	kms         *commands.KMS
+	backups     *commands.Backups
+	checkpoints *commands.Checkpoints
+	days        *commands.DayData
+	files       *commands.DayFiles
+	audit       *commands.Audit
+	restores    *commands.Restores
+	driver      *scheduler.Manual
+	caller      commands.Caller
+	procs       []*commands.Projector
+	cancel      context.CancelFunc
+	done        chan struct{}
 }
 
 func openEngine(dir string, start time.Time) (*engine, error) {
@@ -117,7 +118,7 @@ func (e *engine) open() error {
 	eng := kmsengine.New(kmsengine.Ports{Log: st, ReadModels: proj, Blobs: st, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: clk, IDs: e.ids}, kmsengine.Options{})
 	e.procs = eng.Projectors()
-	e.backups, e.days, e.files = eng.Backups, eng.Days, eng.Files
+	e.backups, e.checkpoints, e.days, e.files = eng.Backups, eng.Checkpoints, eng.Days, eng.Files
 	e.kms, e.audit, e.restores = eng.KMS, eng.Audit, eng.Restores
 	e.driver = &scheduler.Manual{Work: e.backups, Clock: clk}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -423,7 +424,7 @@ func (s *sealState) change(ctx context.Context) (domain.Due, error) {
 // checkpoint takes the checkpoint due, as the scheduler does. It returns
 // once the checkpoint is durable and both backup read models show it.
 func (s *sealState) checkpoint(ctx context.Context, due domain.Due) error {
-	c, err := s.e.backups.TakeCheckpoint(ctx, s.backup, due)
+	c, err := s.e.checkpoints.TakeCheckpoint(ctx, s.backup, due)
 	if err != nil {
 		return err
 	}
@@ -685,7 +686,7 @@ func runChurn(tb testing.TB, dir string, c churn) *churnResult {
 	if err := e.settle(ctx); err != nil {
 		tb.Fatal(err)
 	}
-	rep, err := e.backups.VerifyBackup(ctx, e.caller, b.ID)
+	rep, err := e.checkpoints.VerifyBackup(ctx, e.caller, b.ID)
 	if err != nil {
 		tb.Fatal(err)
 	}

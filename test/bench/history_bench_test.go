@@ -185,7 +185,7 @@ func buildHistory(tb testing.TB, dir string, spec historySpec) *builtHistory {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e.backups.Rebase = &spec.rebase
+	e.checkpoints.Rebase = &spec.rebase
 	h := &builtHistory{spec: spec, e: e, day1: day1, days: map[int]*historyDay{}, usage: map[int]*usage{}}
 	in, err := e.kms.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 	if err != nil {
@@ -290,7 +290,7 @@ func (h *builtHistory) full(ctx context.Context, d int) error {
 		return nil
 	}
 	h.e.clock.Set(at)
-	if _, err := h.e.backups.TakeCheckpoint(ctx, b.ID, domain.Due{At: at, Full: true}); err != nil {
+	if _, err := h.e.checkpoints.TakeCheckpoint(ctx, b.ID, domain.Due{At: at, Full: true}); err != nil {
 		return err
 	}
 	n, err := h.e.backups.RunRebases(ctx)
@@ -601,7 +601,7 @@ func TestHistorySmall(t *testing.T) {
 	if u := h.usage[6]; u == nil || u.backup() == 0 {
 		t.Fatal("no storage measured at the last day")
 	}
-	rep, err := h.e.backups.VerifyBackup(ctx, h.e.caller, h.backup.ID)
+	rep, err := h.e.checkpoints.VerifyBackup(ctx, h.e.caller, h.backup.ID)
 	if err != nil || len(rep.Findings) > 0 {
 		t.Fatalf("verify: %v %+v", err, rep)
 	}

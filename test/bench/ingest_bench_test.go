@@ -794,27 +794,28 @@ func rebuild(ctx context.Context, t *rebuildTarget, st *pebblestore.Projections)
 // it, so that several nodes can share them. A manual clock, the manual
 // scheduler, the four projectors and the audit use case, as in the server.
 type node struct {
-	kind     string
-	store    *pebblestore.Store
-	proj     *pebblestore.Projections
-	log      commands.EventLog
-	blobs    commands.BlobStore
-	url      string
-	master   []byte
-	logOpts  natsjs.Options // jetstream: the log's stream
-	buckets  [2]string      // jetstream: the blob and key buckets
-	env      *envelope.Envelope
-	clock    *clock.Manual
-	ids      ids.Random
-	kms      *commands.KMS
-	backups  *commands.Backups
-	audit    *commands.Audit
-	restores *commands.Restores
-	driver   *scheduler.Manual
-	procs    []*commands.Projector
-	cancel   context.CancelFunc
-	done     chan struct{}
-	closers  []func() error
+	kind        string
+	store       *pebblestore.Store
+	proj        *pebblestore.Projections
+	log         commands.EventLog
+	blobs       commands.BlobStore
+	url         string
+	master      []byte
+	logOpts     natsjs.Options // jetstream: the log's stream
+	buckets     [2]string      // jetstream: the blob and key buckets
+	env         *envelope.Envelope
+	clock       *clock.Manual
+	ids         ids.Random
+	kms         *commands.KMS
+	backups     *commands.Backups
+	checkpoints *commands.Checkpoints
+	audit       *commands.Audit
+	restores    *commands.Restores
+	driver      *scheduler.Manual
+	procs       []*commands.Projector
+	cancel      context.CancelFunc
+	done        chan struct{}
+	closers     []func() error
 }
 
 // openNode opens a node of kind on a fresh log (on the server at url for
@@ -892,7 +893,7 @@ func newNode(kind, url, dir string, start time.Time, peer *node) (*node, error) 
 	eng := kmsengine.New(kmsengine.Ports{Log: n.log, ReadModels: proj, Blobs: n.blobs, Keys: n.env, Scratch: scratch,
 		Files: backupfile.New(), Clock: n.clock, IDs: n.ids}, kmsengine.Options{})
 	n.procs = eng.Projectors()
-	n.audit, n.backups, n.kms, n.restores = eng.Audit, eng.Backups, eng.KMS, eng.Restores
+	n.audit, n.backups, n.checkpoints, n.kms, n.restores = eng.Audit, eng.Backups, eng.Checkpoints, eng.KMS, eng.Restores
 	n.driver = &scheduler.Manual{Work: n.backups, Clock: n.clock}
 	rctx, cancel := context.WithCancel(ctx)
 	n.cancel, n.done = cancel, make(chan struct{})

@@ -136,7 +136,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 						}
 						b.StartTimer()
 						start := time.Now()
-						cp, err := n.backups.TakeCheckpoint(ctx, bk.ID, due)
+						cp, err := n.checkpoints.TakeCheckpoint(ctx, bk.ID, due)
 						took = append(took, float64(time.Since(start).Nanoseconds()))
 						if err != nil {
 							b.Fatal(err)
