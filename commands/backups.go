@@ -15,19 +15,64 @@ import (
 	"github.com/kmsbackup/kmsbackup/projections/backupstate"
 )
 
-// Backups holds the backup instances' use cases: the lifecycle (create,
-// enable, extend, renew, reset, expiry, release) and the scheduler's
-// steps.
-type Backups struct {
+// The backup use cases come in five groups, by concern, each holding
+// only what its own use cases use:
+//
+//   - BackupInstances: the lifecycle of backup instances (create, enable,
+//     extend, renew, reset, expire, release, the record of a released
+//     source) and what shows them (show, list, the scheduled and failing
+//     ones);
+//   - Checkpoints: a backup instance's chain (take a checkpoint, write a
+//     base, verify, scrub, whether the clock is behind);
+//   - Schedule: the scheduler's work (what is due next, doing it, the
+//     catch-up after downtime, the bases due), done through the two
+//     above;
+//   - DayData: a backup instance's days (the viewable ones, a day's
+//     checkpoints and lists, the difference of two, a restore point
+//     loaded);
+//   - DayFiles: backup data files (download a day, upload a file, list
+//     and delete uploads).
+//
+// What they share is in three values that an engine makes once and every
+// group holds by pointer: BackupViews (an instance as the caller may see
+// it, its time zone), BackupStreams (the per-instance lock, the append at
+// the revision seen, audit, what this process knows of failing work) and
+// BackupStorage (the data: blobs, data keys, scratch stores, the parts of
+// slices and bases).
+
+// BackupInstances holds the lifecycle of backup instances: create a
+// provisioned one (or the default one of a region), enable, extend,
+// renew, reset, and the expiry, release and record of a released source
+// that the scheduler and the KMS run; and the queries that show them
+// (show, list, the scheduled and the failing ones, the failures counted).
+type BackupInstances struct {
 	*BackupStreams
-	Storage     *BackupStorage
+	// Storage makes a generation's data key on enable and destroys its
+	// data on reset and release.
+	Storage *BackupStorage
+	// Checkpoints takes the first full backup on enable, and the last
+	// checkpoint before the release of the KMS instance is recorded.
+	Checkpoints *Checkpoints
+
+	bind sync.Mutex // bindings to KMS instances, decided one at a time
+}
+
+// Schedule holds the scheduler's work (adapters/scheduler drives it): the
+// earliest work due of every backup instance (NextWork), doing it (Do,
+// RunDue), the catch-up after downtime (CatchUp), and writing the bases
+// due (RunRebases). It takes checkpoints and bases through Checkpoints,
+// and records expiries, releases and released sources through Instances.
+// A piece of work that fails is its backup instance's alone: recorded,
+// retried with backoff, and shown with the instance.
+type Schedule struct {
+	*BackupStreams
+	Instances   *BackupInstances
 	Checkpoints *Checkpoints
 	// Jitter draws the jitter of retry delays, in [0, 1) (default
 	// math/rand/v2's Float64); see RetryDelay.
 	Jitter func() float64
 
 	rebases rebaseRetries // failing rebases, in this process
-	bind    sync.Mutex
 }
 
 // Checkpoints holds the use cases of a backup instance's chain of

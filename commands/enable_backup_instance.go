@@ -21,7 +21,7 @@ type EnableInput struct {
 // account and region (at most one backup instance per KMS instance), then
 // takes the first full backup at once. Without a time zone it takes its
 // region's.
-func (s *Backups) EnableBackupInstance(ctx context.Context, c Caller, id domain.BackupID, in EnableInput) (*domain.Backup, error) {
+func (s *BackupInstances) EnableBackupInstance(ctx context.Context, c Caller, id domain.BackupID, in EnableInput) (*domain.Backup, error) {
 	const op = "enable backup instance"
 	if _, err := domain.ParseInstanceID(string(in.KMSInstance)); err != nil {
 		return nil, err

@@ -11,7 +11,7 @@ import (
 
 // ReleaseBackupInstance releases an instance expired 15 days or more before
 // now: its data is crypto-shredded and deleted. A no-op when not due.
-func (s *Backups) ReleaseBackupInstance(ctx context.Context, id domain.BackupID, now time.Time) error {
+func (s *BackupInstances) ReleaseBackupInstance(ctx context.Context, id domain.BackupID, now time.Time) error {
 	defer s.lock(id)()
 	var ref string
 	err := s.decide(ctx, "release backup instance", func() error {

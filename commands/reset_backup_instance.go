@@ -10,7 +10,7 @@ import (
 
 // ResetBackupInstance destroys everything a backup instance has backed up
 // and unbinds it; it can then be enabled again. confirm must be true.
-func (s *Backups) ResetBackupInstance(ctx context.Context, c Caller, id domain.BackupID, confirm bool) (*domain.Backup, error) {
+func (s *BackupInstances) ResetBackupInstance(ctx context.Context, c Caller, id domain.BackupID, confirm bool) (*domain.Backup, error) {
 	const op = "reset backup instance"
 	if !confirm {
 		return nil, domain.Errorf(domain.ErrInvalidArgument, op, string(id), "pass --yes to confirm",

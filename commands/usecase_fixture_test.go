@@ -54,7 +54,7 @@ type useCases struct {
 	kms         *commands.KMS         // the given KMS instances, keys and secrets
 	checkpoints *commands.Checkpoints // TakeCheckpoint
 	rebases     *commands.Checkpoints // RebaseBackup
-	schedule    *commands.Backups     // CatchUp
+	schedule    *commands.Schedule    // CatchUp
 	files       *commands.DayFiles    // DownloadDay, UploadBackupFile
 	restores    *commands.Restores    // PlanRestore, Restore (plan, apply, validate)
 
@@ -93,7 +93,7 @@ func newUseCases(tb testing.TB, o engine.Options) *useCases {
 	eng := engine.New(engine.Ports{Log: f.log, ReadModels: proj, Blobs: f.blobs, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: clk, IDs: f.ids}, o)
 	f.kms, f.restores = eng.KMS, eng.Restores
-	f.checkpoints, f.rebases, f.schedule, f.files = eng.Checkpoints, eng.Checkpoints, eng.Backups, eng.Files
+	f.checkpoints, f.rebases, f.schedule, f.files = eng.Checkpoints, eng.Checkpoints, eng.Schedule, eng.Files
 	f.procs = eng.Projectors()
 
 	ctx, cancel := context.WithCancel(context.Background())

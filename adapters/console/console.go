@@ -78,7 +78,7 @@ type Console struct {
 	// The use cases: backup instances, their days, the verification of
 	// their data (Checkpoints), downloads and uploads (Files), restores,
 	// the KMS.
-	Backups     *commands.Backups
+	Backups     *commands.BackupInstances
 	Days        *commands.DayData
 	Checkpoints *commands.Checkpoints
 	Files       *commands.DayFiles

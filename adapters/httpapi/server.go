@@ -100,7 +100,7 @@ type Server struct {
 	Logger       *slog.Logger
 	// Backups serves the backup instances under /v1/backup-instances; nil
 	// leaves those routes and the backup metrics out.
-	Backups *commands.Backups
+	Backups *commands.BackupInstances
 	// Days serves what a backup instance holds (a day's lists, its
 	// checkpoints, the difference of two days); nil leaves those routes
 	// out.
@@ -117,8 +117,8 @@ type Server struct {
 	// (kmsbackup_backup_last_full_timestamp_seconds and
 	// kmsbackup_backup_last_incremental_timestamp_seconds, for the enabled
 	// and expired ones) and whether their scheduled work fails
-	// (kmsbackup_backup_failing). Wire it to Backups.ScheduledBackups. Nil
-	// exports none.
+	// (kmsbackup_backup_failing). Wire it to
+	// BackupInstances.ScheduledBackups. Nil exports none.
 	BackupGauges func() ([]*domain.Backup, error)
 	// Restores serves POST /v1/restores and GET
 	// /v1/backup-instances/{id}/replay; nil leaves them out.

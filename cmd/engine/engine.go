@@ -60,11 +60,14 @@ type Options struct {
 }
 
 // Engine is the assembled use cases and the projectors that keep their
-// read models.
+// read models. The five groups of backup use cases (Backups, Checkpoints,
+// Schedule, Days, Files) share one BackupViews, one BackupStreams and one
+// BackupStorage: one lock per backup instance, one time-zone cache.
 type Engine struct {
 	KMS         *commands.KMS
-	Backups     *commands.Backups
+	Backups     *commands.BackupInstances
 	Checkpoints *commands.Checkpoints
+	Schedule    *commands.Schedule
 	Days        *commands.DayData
 	Files       *commands.DayFiles
 	Accounts    *commands.Accounts
@@ -106,7 +109,8 @@ func New(p Ports, o Options) *Engine {
 	e.Days = &commands.DayData{BackupViews: views, Storage: storage}
 	e.Files = &commands.DayFiles{BackupStreams: streams, Storage: storage, Days: e.Days, Sealer: p.Keys, Files: p.Files}
 	e.Checkpoints = &commands.Checkpoints{BackupStreams: streams, Storage: storage, Days: e.Days, Sealer: p.Keys}
-	e.Backups = &commands.Backups{BackupStreams: streams, Storage: storage, Checkpoints: e.Checkpoints}
+	e.Backups = &commands.BackupInstances{BackupStreams: streams, Storage: storage, Checkpoints: e.Checkpoints}
+	e.Schedule = &commands.Schedule{BackupStreams: streams, Instances: e.Backups, Checkpoints: e.Checkpoints}
 	backups := e.Backups
 	e.KMS = &commands.KMS{Log: p.Log, State: rm, Applied: e.KMSState, Sealer: p.Keys, DataKeys: p.Keys,
 		Cipher: softkms.Cipher{}, Clock: p.Clock, IDs: p.IDs,

@@ -148,7 +148,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	eng := engine.New(engine.Ports{Log: m.log, ReadModels: m.proj, Blobs: m.blobs, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: clk}, engine.Options{AdminToken: m.AdminToken, RestoreBatch: cfg.RestoreBatch})
 	projector, backupState, backupData := eng.KMSState, eng.BackupState, eng.BackupData
-	backups, checkpoints, days, files := eng.Backups, eng.Checkpoints, eng.Days, eng.Files
+	backups, checkpoints, schedule, days, files := eng.Backups, eng.Checkpoints, eng.Schedule, eng.Days, eng.Files
 	kms, accounts, restores, auditUC := eng.KMS, eng.Accounts, eng.Restores, eng.Audit
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -160,7 +160,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	var runner *scheduler.Runner
 	var dc *devClock
 	if manual != nil {
-		driver := &scheduler.Manual{Work: backups, Clock: manual}
+		driver := &scheduler.Manual{Work: schedule, Clock: manual}
 		dc = &devClock{manual: manual, driver: driver}
 		if err := m.waitProjections(ctx, projector, backupState, backupData); err != nil {
 			return err
@@ -169,7 +169,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("catch up backups: %w", err)
 		}
 	} else {
-		runner = &scheduler.Runner{Work: backups, Clock: clk, Logger: m.Logger}
+		runner = &scheduler.Runner{Work: schedule, Clock: clk, Logger: m.Logger}
 		m.background(runCtx, "backup scheduler", func(ctx context.Context) error {
 			if err := m.waitProjections(ctx, projector, backupState, backupData); err != nil {
 				return err

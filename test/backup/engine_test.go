@@ -31,8 +31,9 @@ type Engine struct {
 	Proj        *pebblestore.Projections // the read models
 	Clock       *clock.Manual
 	KMS         *commands.KMS
-	Backups     *commands.Backups
+	Backups     *commands.BackupInstances
 	Checkpoints *commands.Checkpoints
+	Schedule    *commands.Schedule
 	Days        *commands.DayData
 	Files       *commands.DayFiles
 	Restores    *commands.Restores
@@ -104,13 +105,14 @@ func (e *Engine) open() {
 	eng := engine.New(engine.Ports{Log: st, ReadModels: proj, Blobs: st, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: e.Clock}, engine.Options{})
 	e.procs = eng.Projectors()
-	e.Backups, e.Checkpoints, e.Days, e.Files = eng.Backups, eng.Checkpoints, eng.Days, eng.Files
+	e.Backups, e.Checkpoints, e.Schedule = eng.Backups, eng.Checkpoints, eng.Schedule
+	e.Days, e.Files = eng.Days, eng.Files
 	e.Storage = eng.Checkpoints.Storage
 	e.KMS, e.Restores, e.Accounts = eng.KMS, eng.Restores, eng.Accounts
 	if e.Configure != nil {
 		e.Configure(e)
 	}
-	e.Driver = &scheduler.Manual{Work: e.Backups, Clock: e.Clock}
+	e.Driver = &scheduler.Manual{Work: e.Schedule, Clock: e.Clock}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})
 	go func() {

@@ -68,8 +68,9 @@ type engine struct {
 	clock       *clock.Manual
 	ids         ids.Random
 	kms         *commands.KMS
-	backups     *commands.Backups
+	backups     *commands.BackupInstances
 	checkpoints *commands.Checkpoints
+	schedule    *commands.Schedule
 	days        *commands.DayData
 	files       *commands.DayFiles
 	audit       *commands.Audit
@@ -118,9 +119,10 @@ func (e *engine) open() error {
 	eng := kmsengine.New(kmsengine.Ports{Log: st, ReadModels: proj, Blobs: st, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: clk, IDs: e.ids}, kmsengine.Options{})
 	e.procs = eng.Projectors()
-	e.backups, e.checkpoints, e.days, e.files = eng.Backups, eng.Checkpoints, eng.Days, eng.Files
+	e.backups, e.checkpoints, e.schedule = eng.Backups, eng.Checkpoints, eng.Schedule
+	e.days, e.files = eng.Days, eng.Files
 	e.kms, e.audit, e.restores = eng.KMS, eng.Audit, eng.Restores
-	e.driver = &scheduler.Manual{Work: e.backups, Clock: clk}
+	e.driver = &scheduler.Manual{Work: e.schedule, Clock: clk}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})
 	go func() {

@@ -64,7 +64,7 @@ type fileState struct {
 	// What a download of the day gives (the same every time).
 	header domain.FileHeader
 	size   int64 // bytes of the file
-	// onAppend, when set, is called as Backups appends to the log (the
+	// onAppend, when set, is called as DayFiles appends to the log (the
 	// upload's one append, once both passes over the file are done).
 	onAppend func()
 }

@@ -293,7 +293,7 @@ func (h *builtHistory) full(ctx context.Context, d int) error {
 	if _, err := h.e.checkpoints.TakeCheckpoint(ctx, b.ID, domain.Due{At: at, Full: true}); err != nil {
 		return err
 	}
-	n, err := h.e.backups.RunRebases(ctx)
+	n, err := h.e.schedule.RunRebases(ctx)
 	if n > 0 {
 		b, _ := backupstate.Get(h.e.proj, h.backup.ID)
 		h.base = append(h.base, b.BaseSeq)

@@ -807,8 +807,9 @@ type node struct {
 	clock       *clock.Manual
 	ids         ids.Random
 	kms         *commands.KMS
-	backups     *commands.Backups
+	backups     *commands.BackupInstances
 	checkpoints *commands.Checkpoints
+	schedule    *commands.Schedule
 	audit       *commands.Audit
 	restores    *commands.Restores
 	driver      *scheduler.Manual
@@ -893,8 +894,9 @@ func newNode(kind, url, dir string, start time.Time, peer *node) (*node, error) 
 	eng := kmsengine.New(kmsengine.Ports{Log: n.log, ReadModels: proj, Blobs: n.blobs, Keys: n.env, Scratch: scratch,
 		Files: backupfile.New(), Clock: n.clock, IDs: n.ids}, kmsengine.Options{})
 	n.procs = eng.Projectors()
-	n.audit, n.backups, n.checkpoints, n.kms, n.restores = eng.Audit, eng.Backups, eng.Checkpoints, eng.KMS, eng.Restores
-	n.driver = &scheduler.Manual{Work: n.backups, Clock: n.clock}
+	n.backups, n.checkpoints, n.schedule = eng.Backups, eng.Checkpoints, eng.Schedule
+	n.audit, n.kms, n.restores = eng.Audit, eng.KMS, eng.Restores
+	n.driver = &scheduler.Manual{Work: n.schedule, Clock: n.clock}
 	rctx, cancel := context.WithCancel(ctx)
 	n.cancel, n.done = cancel, make(chan struct{})
 	go func() {

@@ -66,7 +66,7 @@ func (n *node) enableNew(ctx context.Context, c commands.Caller) (*domain.Instan
 const checkpointKeys = 200
 
 // BenchmarkCheckpoint measures one scheduled checkpoint of one backup
-// instance on a node of each log: Backups.TakeCheckpoint as the scheduler
+// instance on a node of each log: Checkpoints.TakeCheckpoint as the scheduler
 // calls it, from reading the slice (resealing each event's key material
 // under the backup's data key) to the checkpoint event appended and both
 // backup read models showing it. changes=0 is an empty incremental (no
@@ -291,7 +291,7 @@ func BenchmarkSchedulerDrain(b *testing.B) {
 						var plans []float64
 						for range 5 {
 							t0 := time.Now()
-							if _, _, err := s.nodes[0].backups.NextWork(); err != nil {
+							if _, _, err := s.nodes[0].schedule.NextWork(); err != nil {
 								b.Fatal(err)
 							}
 							plans = append(plans, float64(time.Since(t0).Nanoseconds()))
@@ -829,12 +829,12 @@ type simEvent struct {
 
 // simulateDrain is a deterministic discrete-event simulation of nodes
 // working through one boundary at which every backup is due, as
-// Backups.RunDue does on each node: plan (the earliest due backup, in ID
+// Schedule.RunDue does on each node: plan (the earliest due backup, in ID
 // order, that the node's read model does not show as taken), copy, append
 // with the expected revision. The first append for a backup takes it; a
 // later one fails, and its node waits until its read model shows the
-// winner's checkpoint before planning again (Backups.Do); the winner waits
-// for its own read models (Backups.commit). Nodes do not slow each other
+// winner's checkpoint before planning again (Schedule.Do); the winner waits
+// for its own read models (BackupStreams.commit). Nodes do not slow each other
 // down: the model has no shared server and no shared CPU.
 func simulateDrain(p simParams) simResult {
 	rng := rand.New(rand.NewPCG(p.seed, 7))
