@@ -253,26 +253,22 @@ func (s *Server) Handler() http.Handler {
 		s.Registry.MustRegister(&backupSummary{src})
 		s.Tenants.MustRegister(&backupCollector{src})
 	}
-	if s.Days != nil {
-		s.dayRoutes(rt)
-	}
-	if s.Checkpoints != nil {
-		s.verifyRoutes(rt)
-	}
-	if s.Files != nil {
-		s.fileRoutes(rt)
-	}
-	if s.Restores != nil {
-		s.restoreRoutes(rt)
-	}
-	if s.Audit != nil {
-		s.auditRoutes(rt)
-	}
-	if s.DevClock != nil {
-		s.devRoutes(rt)
-	}
-	if s.DevScrub != nil {
-		s.devScrubRoutes(rt)
+	// The other optional routes, each served when its use cases are set.
+	for _, o := range []struct {
+		set    bool
+		routes func(*Router)
+	}{
+		{s.Days != nil, s.dayRoutes},
+		{s.Checkpoints != nil, s.verifyRoutes},
+		{s.Files != nil, s.fileRoutes},
+		{s.Restores != nil, s.restoreRoutes},
+		{s.Audit != nil, s.auditRoutes},
+		{s.DevClock != nil, s.devRoutes},
+		{s.DevScrub != nil, s.devScrubRoutes},
+	} {
+		if o.set {
+			o.routes(rt)
+		}
 	}
 	if s.ScrubStatus != nil {
 		s.Registry.MustRegister(&scrubCollector{status: s.ScrubStatus})
