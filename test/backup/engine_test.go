@@ -22,22 +22,16 @@ import (
 )
 
 // Engine is the backup engine assembled as the server assembles it
-// (cmd/engine), on a manual clock, in-process.
+// (cmd/engine), on a manual clock, in-process: its use cases are those of
+// the embedded engine.Engine, made again at each open.
 type Engine struct {
-	t           testing.TB
-	dir         string
-	master      []byte
-	Store       *pebblestore.Store       // the log, data keys and blobs
-	Proj        *pebblestore.Projections // the read models
-	Clock       *clock.Manual
-	KMS         *commands.KMS
-	Backups     *commands.BackupInstances
-	Checkpoints *commands.Checkpoints
-	Schedule    *commands.Schedule
-	Days        *commands.DayData
-	Files       *commands.DayFiles
-	Restores    *commands.Restores
-	Accounts    *commands.Accounts
+	*engine.Engine
+	t      testing.TB
+	dir    string
+	master []byte
+	Store  *pebblestore.Store       // the log, data keys and blobs
+	Proj   *pebblestore.Projections // the read models
+	Clock  *clock.Manual
 	// Storage is where the backup use cases keep their data, shared by
 	// them all: tests set its blob store and the size of parts.
 	Storage *commands.BackupStorage
@@ -104,11 +98,7 @@ func (e *Engine) open() {
 	e.Store, e.Proj = st, proj
 	eng := engine.New(engine.Ports{Log: st, ReadModels: proj, Blobs: st, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: e.Clock}, engine.Options{})
-	e.procs = eng.Projectors()
-	e.Backups, e.Checkpoints, e.Schedule = eng.Backups, eng.Checkpoints, eng.Schedule
-	e.Days, e.Files = eng.Days, eng.Files
-	e.Storage = eng.Checkpoints.Storage
-	e.KMS, e.Restores, e.Accounts = eng.KMS, eng.Restores, eng.Accounts
+	e.Engine, e.procs, e.Storage = eng, eng.Projectors(), eng.Checkpoints.Storage
 	if e.Configure != nil {
 		e.Configure(e)
 	}

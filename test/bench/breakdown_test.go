@@ -126,7 +126,7 @@ var stageNames = []string{"read the slice", "put the slice blob", "append the ch
 // store.
 func instrument(s *sealState) *stages {
 	st := &stages{d: map[string]time.Duration{}}
-	b := s.e.checkpoints
+	b := s.e.Checkpoints
 	b.Log = timedLog{EventLog: s.e.store, st: st}
 	b.Storage.Blobs = timedBlobs{BlobStore: s.e.store, st: st}
 	b.StateApplied = timedWaiter{Waiter: b.StateApplied, name: "wait for backupstate", st: st}
