@@ -162,7 +162,7 @@ type BackupStreams struct {
 	StateApplied Waiter // the backupstate projector
 	DataApplied  Waiter // the backupdata projector
 	IDs          IDSource
-	// Audit, if set, records every lifecycle change.
+	// Audit, if set, records every lifecycle change, download and upload.
 	Audit *Audit
 
 	locks   sync.Map // backup ID -> *sync.Mutex: one decision at a time per backup in this process
