@@ -476,7 +476,7 @@ func runHistoryRounds(b *testing.B, h *builtHistory, days []int, plan bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rs := &commands.Restores{Days: h.e.Days, Sealer: h.e.Restores.Sealer, KMS: h.e.KMS}
+	rs := h.e.Restores
 	type perDay struct {
 		items, versions, events  int
 		raw                      *pebble.DB
