@@ -62,6 +62,7 @@ type Store struct {
 	lost        *LostPositionsError
 
 	keyCheckMu sync.Mutex // serialises CreateKeyCheck
+	wrappedMu  sync.Mutex // serialises the writes of wrapped keys (wrapped.go)
 
 	w writer // owned by the writer goroutine
 }
