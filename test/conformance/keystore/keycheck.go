@@ -33,10 +33,7 @@ func (s *suite) keyCheck(t *testing.T) {
 	errs := make([]error, racers)
 	var wg sync.WaitGroup
 	for i := range racers {
-		st := a
-		if i%2 == 1 {
-			st = b
-		}
+		st := alternate(i, a, b)
 		wg.Go(func() {
 			results[i], errs[i] = st.CreateKeyCheck(context.Background(), s.value(fmt.Sprintf("check-%d", i), 33))
 		})

@@ -69,6 +69,15 @@ func (s *suite) newStore(t *testing.T) commands.KeyStore {
 	return a
 }
 
+// alternate returns a for even i, b for odd i: the workers of a subtest
+// take turns on the two nodes.
+func alternate(i int, a, b commands.KeyStore) commands.KeyStore {
+	if i%2 == 1 {
+		return b
+	}
+	return a
+}
+
 // ref returns a ref unique to this run, shaped like a data ref.
 func (s *suite) ref(what string) string {
 	s.mu.Lock()

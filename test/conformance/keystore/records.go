@@ -115,10 +115,7 @@ func (s *suite) concurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	errs := make(chan error, workers*each*4)
 	for w := range workers {
-		st := a
-		if w%2 == 1 {
-			st = b
-		}
+		st := alternate(w, a, b)
 		wg.Go(func() {
 			for i, ref := range refs[w] {
 				var rev uint64

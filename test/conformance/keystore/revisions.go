@@ -87,10 +87,7 @@ func (s *suite) createRace(t *testing.T) {
 		start := make(chan struct{})
 		var wg sync.WaitGroup
 		for i := range racers {
-			st := a
-			if i%2 == 1 {
-				st = b
-			}
+			st := alternate(i, a, b)
 			wg.Go(func() {
 				<-start
 				revs[i], errs[i] = st.PutWrapped(context.Background(), ref, s.value(fmt.Sprintf("%s-%d", ref, i), 60), 0)
@@ -134,10 +131,7 @@ func (s *suite) noLostUpdate(t *testing.T) {
 		retries int
 	)
 	for w := range writers {
-		st := a
-		if w%2 == 1 {
-			st = b
-		}
+		st := alternate(w, a, b)
 		wg.Go(func() {
 			for i := range each {
 				entry := fmt.Appendf(nil, "%02d%02d", w, i)
