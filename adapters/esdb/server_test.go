@@ -346,11 +346,17 @@ func TestKeyStoreConformance(t *testing.T) {
 	serverURL(t)
 	run := time.Now().UnixNano()
 	var n atomic.Int64
-	keystore.Run(t, func(t *testing.T) commands.KeyStore {
-		ks := NewKeyStore(MustOpen(t, Options{Logger: testLogger(t)}))
-		// The suite needs a store without a check: one check stream each.
-		ks.checkStream = fmt.Sprintf("%s-conf%d-%d", keyCheckStream, run, n.Add(1))
-		return ks
+	keystore.Run(t, func(t *testing.T) (commands.KeyStore, commands.KeyStore) {
+		// Two nodes: two logs (two clients) on the server. The suite needs
+		// a store without a check: one check stream for each pair.
+		check := fmt.Sprintf("%s-conf%d-%d", keyCheckStream, run, n.Add(1))
+		var stores [2]commands.KeyStore
+		for i := range stores {
+			ks := NewKeyStore(MustOpen(t, Options{Logger: testLogger(t)}))
+			ks.checkStream = check
+			stores[i] = ks
+		}
+		return stores[0], stores[1]
 	})
 }
 
@@ -409,7 +415,7 @@ func TestStoresStayOutOfTheLog(t *testing.T) {
 	if _, err := l.Append(ctx, st, domain.ExpectNoStream, evs[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.PutWrapped(context.Background(), ref, []byte("wrapped")); err != nil {
+	if _, err := k.PutWrapped(context.Background(), ref, []byte("wrapped"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.PutBlob(ctx, ref, "small", []byte("small blob")); err != nil {
@@ -484,11 +490,15 @@ func TestKeyStoreTombstones(t *testing.T) {
 	ref := uniqueRef("key")
 	for gen := range uint64(3) {
 		v := fmt.Appendf(nil, "record of generation %d", gen)
-		if err := k.PutWrapped(context.Background(), ref, v); err != nil {
+		rev, err := k.PutWrapped(context.Background(), ref, v, 0)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if got, ok, err := k.GetWrapped(context.Background(), ref); err != nil || !ok || string(got) != string(v) {
-			t.Fatalf("generation %d: GetWrapped = %q, %v, %v", gen, got, ok, err)
+		if want, _ := keyRevision("test", ref, gen, 0); rev != want {
+			t.Fatalf("generation %d: revision %d, want %d", gen, rev, want)
+		}
+		if got, gotRev, err := k.GetWrapped(context.Background(), ref); err != nil || gotRev != rev || string(got) != string(v) {
+			t.Fatalf("generation %d: GetWrapped = %q, %d, %v", gen, got, gotRev, err)
 		}
 		if s := mustState(t, l, dataKeyStream(ref, gen)); s != streamLive {
 			t.Fatalf("generation %d is %v, want live", gen, s)

@@ -449,12 +449,16 @@ func TestStoreArguments(t *testing.T) {
 	}
 	ctx := context.Background()
 	long := strings.Repeat("r", 257)
+	put := func(ref string, wrapped []byte) error {
+		_, err := k.PutWrapped(context.Background(), ref, wrapped, 0)
+		return err
+	}
 	for name, err := range map[string]error{
 		"GetWrapped empty ref":      func() error { _, _, err := k.GetWrapped(context.Background(), ""); return err }(),
 		"GetWrapped long ref":       func() error { _, _, err := k.GetWrapped(context.Background(), long); return err }(),
-		"PutWrapped empty ref":      k.PutWrapped(context.Background(), "", []byte("w")),
-		"PutWrapped empty record":   k.PutWrapped(context.Background(), "kms_1", nil),
-		"PutWrapped large record":   k.PutWrapped(context.Background(), "kms_1", make([]byte, 8<<10)),
+		"PutWrapped empty ref":      put("", []byte("w")),
+		"PutWrapped empty record":   put("kms_1", nil),
+		"PutWrapped large record":   put("kms_1", make([]byte, 8<<10)),
 		"DeleteWrapped empty ref":   k.DeleteWrapped(context.Background(), ""),
 		"DeleteWrapped long ref":    k.DeleteWrapped(context.Background(), long),
 		"PutBlob empty ref":         b.PutBlob(ctx, "", "n", []byte("x")),
@@ -509,7 +513,7 @@ func TestStoresUnreachableServer(t *testing.T) {
 		t.Helper()
 		for name, err := range map[string]error{
 			"GetWrapped":    func() error { _, _, err := k.GetWrapped(context.Background(), "kms_1"); return err }(),
-			"PutWrapped":    k.PutWrapped(context.Background(), "kms_1", []byte("wrapped")),
+			"PutWrapped":    func() error { _, err := k.PutWrapped(context.Background(), "kms_1", []byte("wrapped"), 0); return err }(),
 			"DeleteWrapped": k.DeleteWrapped(context.Background(), "kms_1"),
 			"PutBlob":       b.PutBlob(ctx, "bkp_1/0", "slice-1", []byte("blob")),
 			"GetBlob":       func() error { _, err := b.GetBlob(ctx, "bkp_1/0", "slice-1"); return err }(),

@@ -37,11 +37,6 @@ var (
 	_ console.Sessions = (*commands.Accounts)(nil)
 )
 
-// sharedKeyCacheTTL bounds how long a node of a shared log uses a data key
-// before reading it from the shared key store again, so that a key another
-// node destroyed stops working here too.
-const sharedKeyCacheTTL = 10 * time.Second
-
 // Main is the server process: it opens the adapters a Config names,
 // assembles the engine on them (cmd/engine, as the engine tests and the
 // benchmarks do), serves the API and the console, and runs the background

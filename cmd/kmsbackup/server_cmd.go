@@ -92,6 +92,8 @@ models are rebuilt from the log (logged as a warning).`,
 	f.StringVar(&cfg.Bus, "bus", envOr("KMSBACKUP_BUS", "gochannel"),
 		"the bus of the public event stream and of KMS event ingestion: gochannel (in-process) or nats://HOST:PORT (env KMSBACKUP_BUS)")
 	f.StringVar(&cfg.DevToken, "dev-token", "", "with --dev: the token of account dev (nodes of one deployment share it)")
+	f.DurationVar(&cfg.KeyLease, "key-lease", defaultKeyLease,
+		fmt.Sprintf("with a shared --event-log: how long a node uses a data key after the shared key store last confirmed it (%v to %v); destroying a data key waits this long and an eighth, after which no node uses it", minKeyLease, maxKeyLease))
 	f.DurationVar(&cfg.ScrubInterval, "scrub-interval", defaultScrubInterval,
 		"time between two background verifications of every backup (chain, checksums, key versions); 0 turns them off")
 	f.StringVar(&cfg.ScrubRate, "scrub-rate", defaultScrubRate,

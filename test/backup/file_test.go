@@ -593,7 +593,7 @@ func TestUploadFailureLeavesNothing(t *testing.T) {
 				t.Fatalf("blob %s/%s survived the failed upload: %v", ref, n, err)
 			}
 		}
-		if _, ok, err := e.Store.GetWrapped(context.Background(), ref); ok || err != nil {
+		if _, rev, err := e.Store.GetWrapped(context.Background(), ref); rev != 0 || err != nil {
 			t.Fatalf("data key %s survived the failed upload (%v)", ref, err)
 		}
 	}
