@@ -281,7 +281,7 @@ func (s *Restores) restoredData(ctx context.Context, b *domain.Backup, in *domai
 	}
 	d := &domain.KeyRestored{Key: domain.KeyID(it.ID), Description: it.Description, Spec: domain.KeySpecAES256, From: from}
 	for _, v := range it.Versions {
-		pt, err := s.Backups.Sealer.Open(ctx, b.DataRef(), v.Material, BackupAAD(b.Account, b.DataRef(), v.SealedBy))
+		pt, err := s.Sealer.Open(ctx, b.DataRef(), v.Material, BackupAAD(b.Account, b.DataRef(), v.SealedBy))
 		if err != nil {
 			return nil, fmt.Errorf("open version %d of key %s from the backup: %w", v.Version, it.ID, err)
 		}

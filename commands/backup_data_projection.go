@@ -21,7 +21,7 @@ import (
 // destroyed (reset or released) is gone; its event then applies without
 // data, which the later reset or release erases anyway.
 func BackupDataApply(blobs BlobStore, scratch ScratchStores, stage func(fn func(projections.Txn) error) error) func(ctx context.Context, txn projections.Txn, e domain.Event) error {
-	s := &Backups{Blobs: blobs, Scratch: scratch}
+	s := &BackupStorage{Blobs: blobs, Scratch: scratch}
 	return func(ctx context.Context, txn projections.Txn, e domain.Event) error {
 		if e.Type != domain.TypeBackupCheckpointed && e.Type != domain.TypeBackupBaseStored {
 			return backupdata.Apply(txn, e, backupdata.Data{})

@@ -129,7 +129,7 @@ func (r *retries) totals() map[domain.BackupID]uint64 {
 }
 
 // jitter draws the jitter of a retry delay.
-func (s *Backups) jitter() float64 {
+func (s *Schedule) jitter() float64 {
 	if s.Jitter != nil {
 		return s.Jitter()
 	}
@@ -142,7 +142,7 @@ func (s *Backups) jitter() float64 {
 // changes, never once per retry, so that every node of a shared log shows
 // it. Errors: the log's, when the failure cannot be recorded (the retry is
 // planned all the same).
-func (s *Backups) recordFailure(ctx context.Context, w Work, cause error) error {
+func (s *Schedule) recordFailure(ctx context.Context, w Work, cause error) error {
 	now := s.Clock.Now()
 	reason := domain.CleanReason(cause.Error())
 	var seen uint64
@@ -170,8 +170,3 @@ func (s *Backups) recordFailure(ctx context.Context, w Work, cause error) error 
 	}
 	return nil
 }
-
-// FailureTotals counts, per backup instance, the failures of its scheduled
-// work since this process started (for kmsbackup_backup_failures_total).
-// Safe for concurrent use.
-func (s *Backups) FailureTotals() map[domain.BackupID]uint64 { return s.retries.totals() }

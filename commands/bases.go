@@ -32,7 +32,7 @@ const MaxBasePart = 16 << 20
 const MaxUploadBasePart = 4 << 20
 
 // basePartLimit is where bases are cut into parts.
-func (s *Backups) basePartLimit() int64 {
+func (s *BackupStorage) basePartLimit() int64 {
 	if s.BasePartBytes > 0 {
 		return int64(s.BasePartBytes)
 	}
@@ -40,7 +40,7 @@ func (s *Backups) basePartLimit() int64 {
 }
 
 // uploadBasePartLimit is where an upload's base is cut into parts.
-func (s *Backups) uploadBasePartLimit() int64 {
+func (s *BackupStorage) uploadBasePartLimit() int64 {
 	return min(s.basePartLimit(), MaxUploadBasePart)
 }
 
@@ -103,7 +103,7 @@ func eachItem(ctx context.Context, sc Scratch, fn func(*dayview.Item) error) err
 // are written (one pass over the state). A part holds whole items; the
 // parts do not overlap. On failure the parts stored are deleted again
 // (best effort: a part left behind is destroyed with its generation).
-func (s *Backups) writeBase(ctx context.Context, ref string, seq uint64, sc Scratch, limit int64) (parts []domain.BasePart, digest [32]byte, err error) {
+func (s *BackupStorage) writeBase(ctx context.Context, ref string, seq uint64, sc Scratch, limit int64) (parts []domain.BasePart, digest [32]byte, err error) {
 	run := s.IDs.NewULID()
 	defer func() {
 		if err != nil {
@@ -158,11 +158,12 @@ func (s *Backups) writeBase(ctx context.Context, ref string, seq uint64, sc Scra
 		parts = append(parts, p)
 		return nil
 	}
+	// On failure, parts is returned for the deferred cleanup to delete.
 	if err := sc.WriteTables(ctx, nil, nil, split, put); err != nil {
-		return nil, digest, err
+		return parts, digest, err
 	}
 	if digest, err = sum.finish(); err != nil {
-		return nil, digest, err
+		return parts, digest, err
 	}
 	return parts, digest, nil
 }
@@ -256,10 +257,21 @@ func (c *recordCursor) Value() ([]byte, error) {
 func (c *recordCursor) Next() bool { c.i++; return c.Valid() }
 
 // deleteParts deletes base parts that will not be recorded.
-func (s *Backups) deleteParts(ctx context.Context, ref string, parts []domain.BasePart) {
+func (s *BackupStorage) deleteParts(ctx context.Context, ref string, parts []domain.BasePart) {
+	names := make([]string, len(parts))
+	for i, p := range parts {
+		names[i] = p.Name
+	}
+	s.deleteBlobs(ctx, ref, names)
+}
+
+// deleteBlobs deletes blobs of ref stored for events that will not be
+// recorded (see appendRefused), best effort: one left behind is destroyed
+// with its generation.
+func (s *BackupStorage) deleteBlobs(ctx context.Context, ref string, names []string) {
 	ctx = context.WithoutCancel(ctx) // cleaning up after a failure, whatever ended it
-	for _, p := range parts {
-		_ = s.Blobs.DeleteBlob(ctx, ref, p.Name)
+	for _, name := range names {
+		_ = s.Blobs.DeleteBlob(ctx, ref, name)
 	}
 }
 
@@ -269,7 +281,7 @@ func (s *Backups) deleteParts(ctx context.Context, ref string, parts []domain.Ba
 // against the digest its record holds before anything is ingested.
 // Errors: domain.ErrNotFound for a part that is gone; domain.ErrCorrupt;
 // the stores'.
-func (s *Backups) loadBase(ctx context.Context, ref string, parts []domain.BasePart, sc Scratch, only map[ItemRef]bool) error {
+func (s *BackupStorage) loadBase(ctx context.Context, ref string, parts []domain.BasePart, sc Scratch, only map[ItemRef]bool) error {
 	added := 0
 	for _, p := range parts {
 		if only != nil && !partHolds(p, only) {
@@ -287,7 +299,7 @@ func (s *Backups) loadBase(ctx context.Context, ref string, parts []domain.BaseP
 }
 
 // addBasePart copies one part into sc, checking its digest.
-func (s *Backups) addBasePart(ctx context.Context, ref string, p domain.BasePart, sc Scratch) error {
+func (s *BackupStorage) addBasePart(ctx context.Context, ref string, p domain.BasePart, sc Scratch) error {
 	r, err := s.Blobs.OpenBlob(ctx, ref, p.Name)
 	if err != nil {
 		return fmt.Errorf("read base part %s: %w", p.Name, err)
@@ -347,7 +359,7 @@ func (h *hashingReader) Read(p []byte) (int, error) {
 
 // baseItems walks the items of a base for the backupdata projection: its
 // parts loaded into a scratch store, read item by item.
-func (s *Backups) baseItems(ctx context.Context, ref string, parts []domain.BasePart) func(fn func(*backupdata.BaseItem) error) error {
+func (s *BackupStorage) baseItems(ctx context.Context, ref string, parts []domain.BasePart) func(fn func(*backupdata.BaseItem) error) error {
 	return func(fn func(*backupdata.BaseItem) error) error {
 		if len(parts) == 0 {
 			return nil

@@ -24,7 +24,7 @@ func (l ClockLag) Behind() time.Duration { return l.Checkpoint.Sub(l.Now) }
 // every account's backup instances with scheduled work (enabled and
 // expired ones), and by how much. Errors: the read model's. Safe for
 // concurrent use; reads only.
-func (s *Backups) ClockBehind() (ClockLag, bool, error) {
+func (s *Checkpoints) ClockBehind() (ClockLag, bool, error) {
 	all, err := backupstate.Scheduled(s.State)
 	if err != nil {
 		return ClockLag{}, false, err

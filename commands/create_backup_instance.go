@@ -17,7 +17,7 @@ type CreateBackupInput struct {
 }
 
 // CreateBackupInstance creates a provisioned backup instance, not enabled.
-func (s *Backups) CreateBackupInstance(ctx context.Context, c Caller, in CreateBackupInput) (*domain.Backup, error) {
+func (s *BackupInstances) CreateBackupInstance(ctx context.Context, c Caller, in CreateBackupInput) (*domain.Backup, error) {
 	const op = "create backup instance"
 	if err := requireAccount(c, op); err != nil {
 		return nil, err
@@ -44,7 +44,7 @@ func (s *Backups) CreateBackupInstance(ctx context.Context, c Caller, in CreateB
 
 // EnsureDefault creates the default backup instance of an account's region
 // unless it exists. Idempotent and safe to race.
-func (s *Backups) EnsureDefault(ctx context.Context, a domain.AccountID, region string) error {
+func (s *BackupInstances) EnsureDefault(ctx context.Context, a domain.AccountID, region string) error {
 	id := DefaultBackupID(a, region)
 	if _, ok, err := backupstate.DefaultFor(s.State, a, region); err != nil || ok {
 		return err

@@ -9,7 +9,7 @@ import (
 
 // DeleteUpload deletes an upload: its data is crypto-shredded and deleted,
 // and it no longer exists for anyone. Only uploads can be deleted this way.
-func (s *Backups) DeleteUpload(ctx context.Context, c Caller, id domain.BackupID) error {
+func (s *DayFiles) DeleteUpload(ctx context.Context, c Caller, id domain.BackupID) error {
 	const op = "delete upload"
 	defer s.lock(id)()
 	var b *domain.Backup
@@ -27,7 +27,7 @@ func (s *Backups) DeleteUpload(ctx context.Context, c Caller, id domain.BackupID
 	if err != nil {
 		return err
 	}
-	if err := s.destroyData(ctx, b.DataRef()); err != nil {
+	if err := s.Storage.destroyData(ctx, b.DataRef()); err != nil {
 		return fmt.Errorf("%s %s: %w", op, id, err)
 	}
 	return s.audit(ctx, c, b, "delete-upload")

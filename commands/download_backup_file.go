@@ -38,9 +38,9 @@ type dayFile struct {
 // Errors: domain.ErrNotFound for an instance the caller cannot see;
 // domain.ErrFailedPrecondition for an expired instance, a day outside the
 // viewable window, or a day without data; w's and began's errors.
-func (s *Backups) DownloadDay(ctx context.Context, c Caller, id domain.BackupID, day string, w io.Writer, began func(DownloadStart) error) (domain.FileHeader, error) {
+func (s *DayFiles) DownloadDay(ctx context.Context, c Caller, id domain.BackupID, day string, w io.Writer, began func(DownloadStart) error) (domain.FileHeader, error) {
 	const op = "download"
-	b, d, err := s.viewableDay(c, op, id, day)
+	b, d, err := s.Days.viewableDay(c, op, id, day)
 	if err != nil {
 		return domain.FileHeader{}, err
 	}
@@ -75,7 +75,7 @@ func (s *Backups) DownloadDay(ctx context.Context, c Caller, id domain.BackupID,
 // planDayFile finds the checkpoints of day d and counts what the file will
 // hold, so that the authenticated header can promise it: one scan of the
 // item rows (backupdata.CountState) besides the checkpoint records.
-func (s *Backups) planDayFile(ctx context.Context, b *domain.Backup, d domain.Day) (*dayFile, domain.FileHeader, error) {
+func (s *DayFiles) planDayFile(ctx context.Context, b *domain.Backup, d domain.Day) (*dayFile, domain.FileHeader, error) {
 	const op = "download"
 	ref := b.DataRef()
 	lo, hi, ok, err := backupdata.DayRange(s.State, ref, d)
@@ -142,7 +142,7 @@ func (s *Backups) planDayFile(ctx context.Context, b *domain.Backup, d domain.Da
 
 // lateCheckpoints returns the checkpoints after hi whose slices begin with
 // events that occurred on day d or before.
-func (s *Backups) lateCheckpoints(ctx context.Context, b *domain.Backup, hi uint64, d domain.Day) ([]backupdata.Summary, error) {
+func (s *DayFiles) lateCheckpoints(ctx context.Context, b *domain.Backup, hi uint64, d domain.Day) ([]backupdata.Summary, error) {
 	ref := b.DataRef()
 	loc, err := s.location(b)
 	if err != nil {
@@ -162,7 +162,7 @@ func (s *Backups) lateCheckpoints(ctx context.Context, b *domain.Backup, hi uint
 			return out, nil
 		}
 		var first time.Time
-		err = eachSliceEvent(ctx, s.Blobs, ref, parts[:1], func(e *domain.Event) error {
+		err = eachSliceEvent(ctx, s.Storage.Blobs, ref, parts[:1], func(e *domain.Event) error {
 			first = e.OccurredAt
 			return errStopSlice
 		})
@@ -178,7 +178,7 @@ func (s *Backups) lateCheckpoints(ctx context.Context, b *domain.Backup, hi uint
 
 // writeDayFile writes the payload: the base state as the events that build
 // it, then each incremental's slice.
-func (s *Backups) writeDayFile(ctx context.Context, b *domain.Backup, plan *dayFile, fw FileWriter) error {
+func (s *DayFiles) writeDayFile(ctx context.Context, b *domain.Backup, plan *dayFile, fw FileWriter) error {
 	ref := b.DataRef()
 	in := b.KMSInstance
 	if b.Kind == domain.BackupUpload {
@@ -205,7 +205,7 @@ func (s *Backups) writeDayFile(ctx context.Context, b *domain.Backup, plan *dayF
 	// holds (the restore point at its instant, its checkpoint the last
 	// read), each item with its versions (a scratch store: memory stays
 	// flat whatever the state).
-	src, err := s.openThrough(ctx, b, RestorePoint{Day: base.Day, At: base.At}, nil, base.Seq)
+	src, err := s.Days.openThrough(ctx, b, RestorePoint{Day: base.Day, At: base.At}, nil, base.Seq)
 	if err != nil {
 		return err
 	}
@@ -259,7 +259,7 @@ func (s *Backups) writeDayFile(ctx context.Context, b *domain.Backup, plan *dayF
 
 // writeSlice writes one incremental: its checkpoint record and its slice's
 // events with key material opened.
-func (s *Backups) writeSlice(ctx context.Context, b *domain.Backup, sum *backupdata.Summary, fw FileWriter, buf *[]byte) error {
+func (s *DayFiles) writeSlice(ctx context.Context, b *domain.Backup, sum *backupdata.Summary, fw FileWriter, buf *[]byte) error {
 	ref := b.DataRef()
 	if err := fw.WriteRecord(domain.EncodeFileCheckpoint(&domain.FileCheckpoint{Full: sum.Full, At: sum.At, Day: sum.Day,
 		From: sum.From, Next: sum.Next, Events: sum.Next - sum.From})); err != nil {
@@ -269,7 +269,7 @@ func (s *Backups) writeSlice(ctx context.Context, b *domain.Backup, sum *backupd
 		return nil
 	}
 	// The file's writer counts the records against the header's promise.
-	return eachSliceEvent(ctx, s.Blobs, ref, sum.SliceParts(), func(ev *domain.Event) error {
+	return eachSliceEvent(ctx, s.Storage.Blobs, ref, sum.SliceParts(), func(ev *domain.Event) error {
 		e := *ev
 		d, err := e.Decode()
 		if err != nil {

@@ -21,7 +21,7 @@ type EnableInput struct {
 // account and region (at most one backup instance per KMS instance), then
 // takes the first full backup at once. Without a time zone it takes its
 // region's.
-func (s *Backups) EnableBackupInstance(ctx context.Context, c Caller, id domain.BackupID, in EnableInput) (*domain.Backup, error) {
+func (s *BackupInstances) EnableBackupInstance(ctx context.Context, c Caller, id domain.BackupID, in EnableInput) (*domain.Backup, error) {
 	const op = "enable backup instance"
 	if _, err := domain.ParseInstanceID(string(in.KMSInstance)); err != nil {
 		return nil, err
@@ -63,7 +63,7 @@ func (s *Backups) EnableBackupInstance(ctx context.Context, c Caller, id domain.
 		if _, err := s.zone(d.TimeZone); err != nil { // the region's
 			return err
 		}
-		if err := s.DataKeys.CreateDataKey(ctx, b.DataRef()); err != nil {
+		if err := s.Storage.DataKeys.CreateDataKey(ctx, b.DataRef()); err != nil {
 			return fmt.Errorf("%s: create data key: %w", op, err)
 		}
 		return s.commit(ctx, b, false, s.newEvent(b, s.Clock.Now(), d))
@@ -77,7 +77,7 @@ func (s *Backups) EnableBackupInstance(ctx context.Context, c Caller, id domain.
 		}
 	}
 	// The first full backup, at once.
-	if _, err := s.TakeCheckpoint(ctx, id, domain.Due{At: s.Clock.Now(), Full: true}); err != nil && !isRace(err) {
+	if _, err := s.Checkpoints.TakeCheckpoint(ctx, id, domain.Due{At: s.Clock.Now(), Full: true}); err != nil && !isRace(err) {
 		return nil, fmt.Errorf("%s: first full backup: %w", op, err)
 	}
 	return backupstate.Get(s.State, id)

@@ -12,10 +12,11 @@ import (
 
 // memLog is a TEST DOUBLE of the event log: an in-memory commands.EventLog
 // with the port's documented semantics (optimistic concurrency, idempotent
-// appends, catch-up subscriptions), and nothing durable. The commands tests
-// cannot use a real adapter (commands must not import adapters), so this
-// double stays here; the bus integration tests have a copy that is to be
-// replaced by adapters/pebblestore.
+// appends, catch-up subscriptions), and nothing durable. The tests of the
+// event stream's use cases run on it; the use-case tests of backup and
+// restore run on real Pebble instead (usecase_fixture_test.go). The bus
+// integration tests have a copy that is to be replaced by
+// adapters/pebblestore.
 //
 // Subscriptions wait on channels only, so the double also works inside a
 // testing/synctest bubble when it is created there.

@@ -10,7 +10,7 @@ import (
 
 // ExpireBackupInstance records the expiry of a provisioned instance whose
 // term ended at or before now; a no-op when it is not due.
-func (s *Backups) ExpireBackupInstance(ctx context.Context, id domain.BackupID, now time.Time) error {
+func (s *BackupInstances) ExpireBackupInstance(ctx context.Context, id domain.BackupID, now time.Time) error {
 	defer s.lock(id)()
 	return s.decide(ctx, "expire backup instance", func() error {
 		b, err := backupstate.Get(s.State, id)

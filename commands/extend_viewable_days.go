@@ -9,7 +9,7 @@ import (
 
 // ExtendViewableDays raises a provisioned backup instance's viewable days
 // (upwards only, at most 600).
-func (s *Backups) ExtendViewableDays(ctx context.Context, c Caller, id domain.BackupID, days int) (*domain.Backup, error) {
+func (s *BackupInstances) ExtendViewableDays(ctx context.Context, c Caller, id domain.BackupID, days int) (*domain.Backup, error) {
 	const op = "extend viewable days"
 	err := s.decide(ctx, op, func() error {
 		b, err := s.backup(c, op, id)

@@ -46,7 +46,7 @@ type KMS struct {
 	// before its data key is destroyed, and again when a release is retried
 	// (its backup takes a last checkpoint while the key material can still
 	// be read, and records that its source is released: see
-	// Backups.MarkSourceReleased). It must be idempotent.
+	// BackupInstances.MarkSourceReleased). It must be idempotent.
 	BeforeShred func(ctx context.Context, in *domain.Instance) error
 
 	names   keyedLocks // a key ID or secret name within an account's region (regionItem)

@@ -25,7 +25,7 @@ type DayCheckpoint struct {
 // Errors: domain.ErrNotFound for an instance the caller cannot see;
 // domain.ErrFailedPrecondition for an expired instance or a day outside the
 // viewable window. Safe for concurrent use; reads only.
-func (s *Backups) ListDayCheckpoints(c Caller, id domain.BackupID, day string) ([]DayCheckpoint, error) {
+func (s *DayData) ListDayCheckpoints(c Caller, id domain.BackupID, day string) ([]DayCheckpoint, error) {
 	const op = "list checkpoints"
 	b, d, err := s.viewableDay(c, op, id, day)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 // viewableDay checks that a backup instance can show a day: it is usable
 // (not expired or released), has backed something up, and the day is in
 // its viewable window.
-func (s *Backups) viewableDay(c Caller, op string, id domain.BackupID, day string) (*domain.Backup, domain.Day, error) {
+func (s *DayData) viewableDay(c Caller, op string, id domain.BackupID, day string) (*domain.Backup, domain.Day, error) {
 	b, err := s.backup(c, op, id)
 	if err != nil {
 		return nil, "", err
@@ -44,7 +44,7 @@ func (s *Backups) viewableDay(c Caller, op string, id domain.BackupID, day strin
 // ListDayData lists one of the seven tabs of a viewable day's data: IDs or
 // names, version counts and change times; never material or values. token
 // is the Next of the previous page ("" for the first).
-func (s *Backups) ListDayData(c Caller, id domain.BackupID, day, tab, token string, size int) (projections.Page[backupdata.Item], error) {
+func (s *DayData) ListDayData(c Caller, id domain.BackupID, day, tab, token string, size int) (projections.Page[backupdata.Item], error) {
 	const op = "list data"
 	t, err := backupdata.ParseTab(tab)
 	if err != nil {
@@ -65,7 +65,7 @@ func (s *Backups) ListDayData(c Caller, id domain.BackupID, day, tab, token stri
 
 // DiffDays lists what was created, rotated and deleted between the end of
 // day from and the end of day to; both must be viewable.
-func (s *Backups) DiffDays(c Caller, id domain.BackupID, from, to string) ([]backupdata.Change, error) {
+func (s *DayData) DiffDays(c Caller, id domain.BackupID, from, to string) ([]backupdata.Change, error) {
 	const op = "diff days"
 	b, f, err := s.viewableDay(c, op, id, from)
 	if err != nil {

@@ -10,7 +10,7 @@ import "github.com/kmsbackup/kmsbackup/domain"
 // Errors: domain.ErrNotFound for an instance the caller cannot see;
 // domain.ErrFailedPrecondition for an expired or released instance. Safe
 // for concurrent use; reads only.
-func (s *Backups) ListViewableDays(c Caller, id domain.BackupID) ([]domain.Day, error) {
+func (s *DayData) ListViewableDays(c Caller, id domain.BackupID) ([]domain.Day, error) {
 	const op = "list viewable days"
 	b, err := s.backup(c, op, id)
 	if err != nil {

@@ -21,7 +21,7 @@ import (
 // bound backup instance whose KMS instance the read model shows released
 // but which has no record of it (a crash in between, or a data directory
 // from before this record existed). Idempotent; safe for concurrent use.
-func (s *Backups) MarkSourceReleased(ctx context.Context, in *domain.Instance) error {
+func (s *BackupInstances) MarkSourceReleased(ctx context.Context, in *domain.Instance) error {
 	id, ok, err := backupstate.BoundTo(s.State, in.ID)
 	if err != nil || !ok {
 		return err
@@ -34,7 +34,7 @@ func (s *Backups) MarkSourceReleased(ctx context.Context, in *domain.Instance) e
 // checkpoint of an enabled backup instance: both under the backup's lock,
 // and decided again after a lost race, so that two engines, or the release
 // and the scheduler, take that checkpoint once.
-func (s *Backups) markSourceReleased(ctx context.Context, id domain.BackupID) error {
+func (s *BackupInstances) markSourceReleased(ctx context.Context, id domain.BackupID) error {
 	const op = "record the release of the backed-up KMS instance"
 	defer s.lock(id)()
 	return s.decide(ctx, op, func() error {
@@ -52,7 +52,7 @@ func (s *Backups) markSourceReleased(ctx context.Context, id domain.BackupID) er
 		now := s.Clock.Now()
 		if b.State == domain.StateEnabled && b.NextRevision <= in.Revision && !b.ExpiredBy(now) {
 			// The final checkpoint: everything up to the release.
-			_, err := s.checkpoint(ctx, b, domain.Due{At: now, Full: b.Checkpoints == 0})
+			_, err := s.Checkpoints.checkpoint(ctx, b, domain.Due{At: now, Full: b.Checkpoints == 0})
 			switch {
 			case errors.As(err, new(sourceKeyGone)):
 				// The data key was destroyed before the release was recorded

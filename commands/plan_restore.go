@@ -46,7 +46,7 @@ type restoreRun struct {
 // day of the instant in the backup's time zone; an instant must be of its
 // day.
 func (s *Restores) resolvePoint(op string, b *domain.Backup, p RestorePoint) (RestorePoint, *time.Location, error) {
-	loc, err := s.Backups.location(b)
+	loc, err := s.Days.location(b)
 	if err != nil {
 		return RestorePoint{}, nil, err
 	}
@@ -73,7 +73,7 @@ func (s *Restores) plan(ctx context.Context, c Caller, req RestoreRequest, progr
 	if req.Selection.IsZero() {
 		return nil, domain.Invalid(op, "name what to restore: keys, secrets, or all")
 	}
-	b, err := s.Backups.backup(c, op, req.From)
+	b, err := s.Days.backup(c, op, req.From)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +89,7 @@ func (s *Restores) plan(ctx context.Context, c Caller, req RestoreRequest, progr
 		return nil, err
 	}
 	r := &restoreRun{caller: c, backup: b, sel: req.Selection,
-		start: domain.RestoreStart{Account: c.Account, Backup: b, Day: point.Day, Today: s.Backups.today(loc),
+		start: domain.RestoreStart{Account: c.Account, Backup: b, Day: point.Day, Today: s.Days.today(loc),
 			TargetID: req.Target, Target: target, Region: req.Region},
 		plan: &RestorePlan{Backup: b.ID, Day: point.Day, Target: req.Target}}
 	planner, start := domain.StartRestore(r.start)

@@ -148,7 +148,9 @@ type DataKeys interface {
 	// key is kept.
 	CreateDataKey(ctx context.Context, ref string) error
 	// DestroyDataKey destroys ref's data key, making everything sealed under
-	// it unreadable (crypto-shredding). Idempotent.
+	// it unreadable (crypto-shredding). Once it has returned, no Sealer
+	// sharing the key store (another engine node) seals or opens under it:
+	// their next Seal or Open is domain.ErrNotFound. Idempotent.
 	DestroyDataKey(ctx context.Context, ref string) error
 }
 

@@ -5,23 +5,45 @@ import "context"
 // KeyStore holds the wrapped data-key record of each ref (opaque bytes
 // that are safe to store: every key in them is wrapped under the master
 // key) and the master-key check, for the envelope that implements Sealer
-// and DataKeys. One envelope is the only writer of the refs it uses. Every
-// method is safe for concurrent use and honours ctx's deadline and
-// cancellation: a store across the network gives up then (a store on the
-// local disk may finish the call).
+// and DataKeys. Several envelopes (the engine nodes of a deployment) may
+// share one store: every write of a record is a compare-and-swap on its
+// revision, so that of two envelopes changing one record at once exactly
+// one succeeds and the other reads it again, and no change is lost.
 //
-// Errors, for every method: domain.ErrUnavailable when the store cannot
-// answer (closed, failing, unreachable, or its own time limit reached);
-// ctx's error, wrapped, when ctx ends first.
+// A record's revision is a number above 0 that the store gives it at each
+// write. A ref's revisions only grow, over its whole life: a record
+// written after a delete of the ref gets a revision above every one the
+// ref had before, so a writer holding a revision read before the delete
+// never overwrites the new record. 0 stands for "no record".
+//
+// Every method is safe for concurrent use, from one process or many, and
+// honours ctx's deadline and cancellation: a store across the network
+// gives up then (a store on the local disk may finish the call).
+//
+// Errors, for every method: domain.ErrInvalidArgument for an empty ref or
+// (PutWrapped) an empty record; domain.ErrUnavailable when the store
+// cannot answer (closed, failing, unreachable, or its own time limit
+// reached); ctx's error, wrapped, when ctx ends first.
 type KeyStore interface {
-	// GetWrapped returns ref's record; ok is false when there is none. The
-	// returned slice is owned by the caller. Read-only.
-	GetWrapped(ctx context.Context, ref string) (wrapped []byte, ok bool, err error)
-	// PutWrapped durably replaces ref's record; it returns only once the
-	// write would survive a crash. Idempotent.
-	PutWrapped(ctx context.Context, ref string, wrapped []byte) error
-	// DeleteWrapped durably removes ref's record. Removing an absent record
-	// is not an error. Idempotent.
+	// GetWrapped returns ref's record and its revision; rev is 0 and
+	// wrapped nil when there is none. The returned slice is owned by the
+	// caller. Read-only.
+	GetWrapped(ctx context.Context, ref string) (wrapped []byte, rev uint64, err error)
+	// PutWrapped durably writes wrapped as ref's record if ref's revision
+	// is still expected (0: ref has no record), and returns the record's
+	// new revision; it returns only once the write would survive a crash.
+	// Errors: also domain.ErrWrongExpectedRevision when ref's revision is
+	// another (written, created or deleted meanwhile; or a revision the
+	// store never gave): nothing was written, and the caller reads the
+	// record again and decides again. After domain.ErrUnavailable the
+	// write may or may not have happened: read again. Not idempotent: the
+	// same call repeated after a success fails with
+	// ErrWrongExpectedRevision.
+	PutWrapped(ctx context.Context, ref string, wrapped []byte, expected uint64) (rev uint64, err error)
+	// DeleteWrapped durably removes ref's record, whatever its revision:
+	// from then on GetWrapped reports none and a PutWrapped expecting an
+	// earlier revision fails. Removing an absent record is not an error.
+	// Idempotent.
 	DeleteWrapped(ctx context.Context, ref string) error
 	MasterKeyChecks
 }

@@ -8,7 +8,7 @@ import (
 
 // ShowBackupInstance returns one of the caller's backup instances, whatever
 // its state.
-func (s *Backups) ShowBackupInstance(c Caller, id domain.BackupID) (*domain.Backup, error) {
+func (s *BackupInstances) ShowBackupInstance(c Caller, id domain.BackupID) (*domain.Backup, error) {
 	b, err := s.backup(c, "show backup instance", id)
 	if err != nil {
 		return nil, err
@@ -21,7 +21,7 @@ func (s *Backups) ShowBackupInstance(c Caller, id domain.BackupID) (*domain.Back
 // page at a time: token is the Next of the previous page ("" for the
 // first). Released instances are left out unless all is set (their rows
 // stay, with state released and no binding).
-func (s *Backups) ListBackupInstances(c Caller, all bool, token string, size int) (projections.Page[*domain.Backup], error) {
+func (s *BackupInstances) ListBackupInstances(c Caller, all bool, token string, size int) (projections.Page[*domain.Backup], error) {
 	if err := requireAccount(c, "list backup instances"); err != nil {
 		return projections.Page[*domain.Backup]{}, err
 	}
@@ -35,7 +35,7 @@ func (s *Backups) ListBackupInstances(c Caller, all bool, token string, size int
 // scheduled work (enabled, expired, and provisioned ones that will
 // expire), with their failing state as this process knows it: for
 // /metrics, which serves no account in particular.
-func (s *Backups) ScheduledBackups() ([]*domain.Backup, error) {
+func (s *BackupInstances) ScheduledBackups() ([]*domain.Backup, error) {
 	all, err := backupstate.Scheduled(s.State)
 	for _, b := range all {
 		s.retries.overlay(b)
@@ -47,7 +47,7 @@ func (s *Backups) ScheduledBackups() ([]*domain.Backup, error) {
 // scheduled work fails, in ID order: for /readyz?verbose, where each is
 // named (a failing backup instance is its own problem, never the
 // server's).
-func (s *Backups) FailingBackups() ([]*domain.Backup, error) {
+func (s *BackupInstances) FailingBackups() ([]*domain.Backup, error) {
 	all, err := s.ScheduledBackups()
 	if err != nil {
 		return nil, err
@@ -60,3 +60,8 @@ func (s *Backups) FailingBackups() ([]*domain.Backup, error) {
 	}
 	return out, nil
 }
+
+// FailureTotals counts, per backup instance, the failures of its scheduled
+// work since this process started (for kmsbackup_backup_failures_total).
+// Safe for concurrent use.
+func (s *BackupInstances) FailureTotals() map[domain.BackupID]uint64 { return s.retries.totals() }

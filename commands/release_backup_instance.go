@@ -11,7 +11,7 @@ import (
 
 // ReleaseBackupInstance releases an instance expired 15 days or more before
 // now: its data is crypto-shredded and deleted. A no-op when not due.
-func (s *Backups) ReleaseBackupInstance(ctx context.Context, id domain.BackupID, now time.Time) error {
+func (s *BackupInstances) ReleaseBackupInstance(ctx context.Context, id domain.BackupID, now time.Time) error {
 	defer s.lock(id)()
 	var ref string
 	err := s.decide(ctx, "release backup instance", func() error {
@@ -29,7 +29,7 @@ func (s *Backups) ReleaseBackupInstance(ctx context.Context, id domain.BackupID,
 	if err != nil || ref == "" {
 		return err
 	}
-	if err := s.destroyData(ctx, ref); err != nil {
+	if err := s.Storage.destroyData(ctx, ref); err != nil {
 		return fmt.Errorf("release backup instance %s: %w", id, err)
 	}
 	b, err := backupstate.Get(s.State, id)

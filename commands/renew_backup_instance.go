@@ -9,7 +9,7 @@ import (
 
 // RenewBackupInstance extends a provisioned instance's term; an expired,
 // unreleased instance returns to the state it had and resumes backing up.
-func (s *Backups) RenewBackupInstance(ctx context.Context, c Caller, id domain.BackupID, term string) (*domain.Backup, error) {
+func (s *BackupInstances) RenewBackupInstance(ctx context.Context, c Caller, id domain.BackupID, term string) (*domain.Backup, error) {
 	const op = "renew backup instance"
 	t, err := domain.ParseTerm(term)
 	if err != nil {

@@ -52,7 +52,7 @@ func (s *Restores) Replay(ctx context.Context, c Caller, id domain.BackupID, day
 	if day == "" && at.IsZero() {
 		return nil, domain.Invalid(op, "pass --day YYYY-MM-DD or --at RFC3339")
 	}
-	b, err := s.Backups.backup(c, op, id)
+	b, err := s.Days.backup(c, op, id)
 	if err != nil {
 		return nil, err
 	}
@@ -63,10 +63,10 @@ func (s *Restores) Replay(ctx context.Context, c Caller, id domain.BackupID, day
 	if err != nil {
 		return nil, err
 	}
-	if err := b.CheckDay(op, point.Day, s.Backups.today(loc)); err != nil {
+	if err := b.CheckDay(op, point.Day, s.Days.today(loc)); err != nil {
 		return nil, err
 	}
-	src, err := s.Backups.openCheckpoint(ctx, b, point)
+	src, err := s.Days.openCheckpoint(ctx, b, point)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +90,7 @@ func (s *Restores) replayItem(ctx context.Context, b *domain.Backup, it *BackedU
 	for _, v := range it.Versions {
 		var digest [32]byte
 		if it.Kind == domain.RestoreKey {
-			pt, err := s.Backups.Sealer.Open(ctx, b.DataRef(), v.Material, BackupAAD(b.Account, b.DataRef(), v.SealedBy))
+			pt, err := s.Sealer.Open(ctx, b.DataRef(), v.Material, BackupAAD(b.Account, b.DataRef(), v.SealedBy))
 			if err != nil {
 				return ReplayItem{}, fmt.Errorf("open %s version %d: %w", it.ID, v.Version, err)
 			}

@@ -10,7 +10,7 @@ import (
 
 // ResetBackupInstance destroys everything a backup instance has backed up
 // and unbinds it; it can then be enabled again. confirm must be true.
-func (s *Backups) ResetBackupInstance(ctx context.Context, c Caller, id domain.BackupID, confirm bool) (*domain.Backup, error) {
+func (s *BackupInstances) ResetBackupInstance(ctx context.Context, c Caller, id domain.BackupID, confirm bool) (*domain.Backup, error) {
 	const op = "reset backup instance"
 	if !confirm {
 		return nil, domain.Errorf(domain.ErrInvalidArgument, op, string(id), "pass --yes to confirm",
@@ -33,7 +33,7 @@ func (s *Backups) ResetBackupInstance(ctx context.Context, c Caller, id domain.B
 	if err != nil {
 		return nil, err
 	}
-	if err := s.destroyData(ctx, ref); err != nil {
+	if err := s.Storage.destroyData(ctx, ref); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	b, err := backupstate.Get(s.State, id)
@@ -41,16 +41,4 @@ func (s *Backups) ResetBackupInstance(ctx context.Context, c Caller, id domain.B
 		return nil, err
 	}
 	return b, s.audit(ctx, c, b, "reset-backup-instance")
-}
-
-// destroyData crypto-shreds a generation (its data key goes first, so the
-// bytes are unreadable at once), then deletes its blobs.
-func (s *Backups) destroyData(ctx context.Context, ref string) error {
-	if err := s.DataKeys.DestroyDataKey(ctx, ref); err != nil {
-		return fmt.Errorf("destroy data key: %w", err)
-	}
-	if err := s.Blobs.DestroyBlobs(ctx, ref); err != nil {
-		return fmt.Errorf("destroy backup data: %w", err)
-	}
-	return nil
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/kmsbackup/kmsbackup/projections/dayview"
 )
 
-var _ RestoreSources = (*Backups)(nil)
+var _ RestoreSources = (*DayData)(nil)
 
 // Open loads a restore point of b's current generation into a scratch
 // store (RestoreSources): the newest base from before the point, if any,
@@ -32,12 +32,12 @@ var _ RestoreSources = (*Backups)(nil)
 // With only, the events of other items are not replayed, and reads leave
 // them out. Memory: the scratch's cache and write buffer, and one slice
 // part; nothing grows with the state or the history.
-func (s *Backups) Open(ctx context.Context, b *domain.Backup, point RestorePoint, only []ItemRef) (RestoreSource, error) {
+func (s *DayData) Open(ctx context.Context, b *domain.Backup, point RestorePoint, only []ItemRef) (RestoreSource, error) {
 	return s.openThrough(ctx, b, point, only, 0)
 }
 
 // openThrough is Open reading no checkpoint after through (0: no limit).
-func (s *Backups) openThrough(ctx context.Context, b *domain.Backup, point RestorePoint, only []ItemRef, through uint64) (RestoreSource, error) {
+func (s *DayData) openThrough(ctx context.Context, b *domain.Backup, point RestorePoint, only []ItemRef, through uint64) (RestoreSource, error) {
 	l, err := s.newLoad(b, point, only, through)
 	if err != nil {
 		return nil, err
@@ -54,7 +54,7 @@ func (s *Backups) openThrough(ctx context.Context, b *domain.Backup, point Resto
 // checkpoint holds it: what a replay digests, so that two systems compare
 // the same checkpoint. Errors: domain.ErrFailedPrecondition when the day
 // has no checkpoint at or before the instant; Open's.
-func (s *Backups) openCheckpoint(ctx context.Context, b *domain.Backup, point RestorePoint) (RestoreSource, error) {
+func (s *DayData) openCheckpoint(ctx context.Context, b *domain.Backup, point RestorePoint) (RestoreSource, error) {
 	const op = "replay"
 	ref := b.DataRef()
 	lo, hi, ok, err := backupdata.DayRange(s.State, ref, point.Day)
@@ -83,9 +83,9 @@ func (s *Backups) openCheckpoint(ctx context.Context, b *domain.Backup, point Re
 }
 
 // newLoad prepares the load of point (see Open and openThrough).
-func (s *Backups) newLoad(b *domain.Backup, point RestorePoint, only []ItemRef, through uint64) (*load, error) {
+func (s *DayData) newLoad(b *domain.Backup, point RestorePoint, only []ItemRef, through uint64) (*load, error) {
 	const op = "load restore point"
-	if s.Scratch == nil {
+	if s.Storage.Scratch == nil {
 		return nil, domain.Errorf(domain.ErrUnavailable, op, string(b.ID), "", "no scratch store is configured")
 	}
 	loc, err := s.location(b)
@@ -120,7 +120,7 @@ func describePoint(p RestorePoint) string {
 
 // load is one Open.
 type load struct {
-	s        *Backups
+	s        *DayData
 	b        *domain.Backup
 	ref      string
 	point    RestorePoint
@@ -161,7 +161,7 @@ func (l *load) keep(t time.Time) (bool, dayview.Mode) {
 }
 
 func (l *load) run(ctx context.Context) (RestoreSource, error) {
-	sc, err := l.s.Scratch.OpenScratch(ctx)
+	sc, err := l.s.Storage.Scratch.OpenScratch(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -209,7 +209,7 @@ func (l *load) fill(ctx context.Context, sc Scratch) (seq uint64, at time.Time, 
 	}
 	start := uint64(1)
 	if base != nil {
-		if err := l.s.loadBase(ctx, l.ref, base.Parts, sc, l.only); err != nil {
+		if err := l.s.Storage.loadBase(ctx, l.ref, base.Parts, sc, l.only); err != nil {
 			return 0, at, fmt.Errorf("load the base of checkpoint %d: %w", base.Seq, err)
 		}
 		start, seq, at = base.Seq+1, base.Seq, base.At
@@ -268,7 +268,7 @@ func (l *load) base(first *backupdata.Summary) (*backupdata.BaseInfo, error) {
 // point.
 func (l *load) replay(ctx context.Context, sc Scratch, sum *backupdata.Summary) error {
 	history := sum.Seq == 1 // before enabling, or an upload's starting state
-	return eachSliceEvent(ctx, l.s.Blobs, l.ref, sum.SliceParts(), func(e *domain.Event) error {
+	return eachSliceEvent(ctx, l.s.Storage.Blobs, l.ref, sum.SliceParts(), func(e *domain.Event) error {
 		keep, mode := true, dayview.Instant
 		if !history {
 			if keep, mode = l.keep(e.OccurredAt); !keep {

@@ -13,8 +13,12 @@ import (
 // (domain.RestorePlanner); these use cases stream the point's items
 // through them, so memory does not grow with the number of items.
 type Restores struct {
-	Backups *Backups
-	KMS     *KMS
+	// Days finds the backup instance and its day as the caller may see
+	// them, and loads the checkpoint a replay digests.
+	Days *DayData
+	KMS  *KMS
+	// Sealer opens key material under the backup's data key.
+	Sealer  Sealer
 	Audit   *Audit
 	Sources RestoreSources
 	// BatchItems and BatchBytes bound a batch of an apply: the items

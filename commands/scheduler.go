@@ -50,7 +50,7 @@ func checkpointKind(d domain.Due) WorkKind {
 // plannedWork is the earliest work of one backup instance as its state
 // asks: recording that its KMS instance is released comes before anything
 // else; then its next checkpoint, expiry or release.
-func (s *Backups) plannedWork(b *domain.Backup) (Work, bool, error) {
+func (s *Schedule) plannedWork(b *domain.Backup) (Work, bool, error) {
 	if (b.State == domain.StateEnabled || b.State == domain.StateExpired) && b.KMSInstance != "" && !b.SourceReleased.Recorded() {
 		in, err := kmsstate.GetInstance(s.State, b.KMSInstance)
 		if err != nil && !errors.Is(err, domain.ErrNotFound) {
@@ -93,7 +93,7 @@ func (s *Backups) plannedWork(b *domain.Backup) (Work, bool, error) {
 // at that instant (the missed full of the day, or one incremental covering
 // everything since the last checkpoint), never a back-fill. An instance
 // whose schedule cannot be read gets WorkSchedule at now.
-func (s *Backups) nextWork(b *domain.Backup, now time.Time) (Work, bool) {
+func (s *Schedule) nextWork(b *domain.Backup, now time.Time) (Work, bool) {
 	w, ok, err := s.plannedWork(b)
 	if err != nil {
 		w, ok = Work{Backup: b.ID, At: now, Kind: WorkSchedule, err: err}, true
@@ -117,7 +117,7 @@ func (s *Backups) nextWork(b *domain.Backup, now time.Time) (Work, bool) {
 
 // NextWork is the earliest scheduled work of every backup instance
 // (retries of failing work included).
-func (s *Backups) NextWork() (Work, bool, error) {
+func (s *Schedule) NextWork() (Work, bool, error) {
 	all, err := backupstate.Scheduled(s.State)
 	if err != nil {
 		return Work{}, false, err
@@ -135,17 +135,17 @@ func (s *Backups) NextWork() (Work, bool, error) {
 }
 
 // Do performs one piece of work at its time.
-func (s *Backups) Do(ctx context.Context, w Work) error {
+func (s *Schedule) Do(ctx context.Context, w Work) error {
 	var err error
 	switch w.Kind {
 	case WorkFull, WorkIncremental:
-		_, err = s.TakeCheckpoint(ctx, w.Backup, domain.Due{At: w.At, Full: w.Kind == WorkFull})
+		_, err = s.Checkpoints.TakeCheckpoint(ctx, w.Backup, domain.Due{At: w.At, Full: w.Kind == WorkFull})
 	case WorkExpire:
-		err = s.ExpireBackupInstance(ctx, w.Backup, w.At)
+		err = s.Instances.ExpireBackupInstance(ctx, w.Backup, w.At)
 	case WorkRelease:
-		err = s.ReleaseBackupInstance(ctx, w.Backup, w.At)
+		err = s.Instances.ReleaseBackupInstance(ctx, w.Backup, w.At)
 	case WorkSourceReleased:
-		err = s.markSourceReleased(ctx, w.Backup)
+		err = s.Instances.markSourceReleased(ctx, w.Backup)
 	case WorkSchedule:
 		err = fmt.Errorf("read the schedule of %s: %w", w.Backup, w.err)
 	default:
@@ -176,7 +176,7 @@ type round struct {
 
 // run does w (see attempt), counting it when it succeeds and keeping what
 // could not be recorded; it returns ctx's error once ctx ends.
-func (r *round) run(ctx context.Context, s *Backups, w Work) error {
+func (r *round) run(ctx context.Context, s *Schedule, w Work) error {
 	did, err := s.attempt(ctx, w)
 	if cerr := ctx.Err(); cerr != nil {
 		return cerr
@@ -209,7 +209,7 @@ func (r *round) err() error {
 // alone: it is recorded (see recordFailure) and retried later, and attempt
 // reports only what keeps the failure from being recorded (the log itself
 // failing) or the end of ctx. did tells whether the work succeeded.
-func (s *Backups) attempt(ctx context.Context, w Work) (did bool, err error) {
+func (s *Schedule) attempt(ctx context.Context, w Work) (did bool, err error) {
 	werr := s.Do(ctx, w)
 	if werr == nil {
 		s.retries.succeeded(w.Backup)
@@ -233,7 +233,7 @@ func (s *Backups) attempt(ctx context.Context, w Work) (did bool, err error) {
 // pieces succeeded (including those another engine took first), and an
 // error only when the schedule cannot be read, a failure cannot be
 // recorded, or ctx ends.
-func (s *Backups) RunDue(ctx context.Context, until time.Time, setClock func(time.Time)) (int, error) {
+func (s *Schedule) RunDue(ctx context.Context, until time.Time, setClock func(time.Time)) (int, error) {
 	var r round
 	for {
 		if err := ctx.Err(); err != nil {
@@ -261,7 +261,7 @@ func (s *Backups) RunDue(ctx context.Context, until time.Time, setClock func(tim
 
 // dueFirst returns the work due at the earliest instant at or before until,
 // every piece of it, with one read of the scheduled instances.
-func (s *Backups) dueFirst(until time.Time) ([]Work, error) {
+func (s *Schedule) dueFirst(until time.Time) ([]Work, error) {
 	all, err := backupstate.Scheduled(s.State)
 	if err != nil {
 		return nil, err
@@ -294,7 +294,7 @@ func (s *Backups) dueFirst(until time.Time) ([]Work, error) {
 // releases of KMS instances not yet recorded are recorded; expiries and
 // releases that fell due are recorded. As in RunDue, one instance's
 // failure is recorded and retried later and never stops the others.
-func (s *Backups) CatchUp(ctx context.Context, now time.Time) (int, error) {
+func (s *Schedule) CatchUp(ctx context.Context, now time.Time) (int, error) {
 	all, err := backupstate.Scheduled(s.State)
 	if err != nil {
 		return 0, err
@@ -335,7 +335,7 @@ func (s *Backups) CatchUp(ctx context.Context, now time.Time) (int, error) {
 
 // runLifecycle records the expiries and releases due at or before now, in
 // rounds until none is left that can be done.
-func (s *Backups) runLifecycle(ctx context.Context, now time.Time, r *round) error {
+func (s *Schedule) runLifecycle(ctx context.Context, now time.Time, r *round) error {
 	for {
 		all, err := backupstate.Scheduled(s.State)
 		if err != nil {

@@ -101,7 +101,7 @@ type ScrubOptions struct {
 // or listing the instances failed; the run is then incomplete. An instance
 // that cannot be verified is counted in Errors and reported through
 // o.Result, not returned.
-func (s *Backups) ScrubBackups(ctx context.Context, o ScrubOptions) (ScrubRun, error) {
+func (s *Checkpoints) ScrubBackups(ctx context.Context, o ScrubOptions) (ScrubRun, error) {
 	run := ScrubRun{Started: s.Clock.Now().UTC()}
 	for cursor := domain.BackupID(""); ; {
 		page, err := backupstate.WithData(s.State, cursor, scrubPage)
@@ -141,7 +141,7 @@ func (s *Backups) ScrubBackups(ctx context.Context, o ScrubOptions) (ScrubRun, e
 // scrubOne verifies one instance as it stands now. ok is false when the
 // instance no longer holds the data it held (reset, released, deleted),
 // before or during the verification. Errors: ctx's only.
-func (s *Backups) scrubOne(ctx context.Context, id domain.BackupID, th Throttle) (ScrubResult, bool, error) {
+func (s *Checkpoints) scrubOne(ctx context.Context, id domain.BackupID, th Throttle) (ScrubResult, bool, error) {
 	b, err := backupstate.Get(s.State, id)
 	if errors.Is(err, domain.ErrNotFound) || (err == nil && !b.HoldsData()) {
 		return ScrubResult{}, false, nil
@@ -170,7 +170,7 @@ func (s *Backups) scrubOne(ctx context.Context, id domain.BackupID, th Throttle)
 // it once it has caught up with the log, whichever engine did it; a read
 // model that cannot catch up (it stopped on a corrupt event) is judged by
 // what it shows.
-func (s *Backups) destroyedSince(ctx context.Context, b *domain.Backup) bool {
+func (s *Checkpoints) destroyedSince(ctx context.Context, b *domain.Backup) bool {
 	if head, err := s.Log.Head(ctx); err == nil && s.StateApplied != nil {
 		_ = s.StateApplied.WaitFor(ctx, head)
 	}

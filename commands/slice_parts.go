@@ -12,6 +12,14 @@ import (
 // v2, parts of at most domain.MaxSlicePart bytes) and how their readers
 // read them back, part by part.
 
+// slicePartLimit is where slices are cut into parts.
+func (s *BackupStorage) slicePartLimit() int {
+	if s.SlicePartBytes > 0 {
+		return s.SlicePartBytes
+	}
+	return domain.MaxSlicePart
+}
+
 // sliceWriter stores the events of one checkpoint's slice as parts, each
 // stored as soon as it is full, so that a slice is never whole in memory.
 type sliceWriter struct {

@@ -19,8 +19,10 @@ const slicePage = 1000
 // yet into a new blob (key material resealed under the backup's data key),
 // and appends the checkpoint event that chains it. It returns the
 // checkpoint, or domain.ErrWrongExpectedRevision when another engine took a
-// checkpoint first (the caller re-plans).
-func (s *Backups) TakeCheckpoint(ctx context.Context, id domain.BackupID, due domain.Due) (*domain.BackupCheckpointed, error) {
+// checkpoint first (the caller re-plans). A checkpoint that fails deletes
+// the blobs it stored, unless its append may have been written (see
+// appendRefused).
+func (s *Checkpoints) TakeCheckpoint(ctx context.Context, id domain.BackupID, due domain.Due) (*domain.BackupCheckpointed, error) {
 	const op = "take backup"
 	defer s.lock(id)()
 	b, err := backupstate.Get(s.State, id)
@@ -39,14 +41,14 @@ func (s *Backups) TakeCheckpoint(ctx context.Context, id domain.BackupID, due do
 // b under it. An unscheduled checkpoint (the last one before a released KMS
 // instance's data key is destroyed) may share the instant of the previous
 // one, to cover what was appended since.
-func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.Due) (*domain.BackupCheckpointed, error) {
+func (s *Checkpoints) checkpoint(ctx context.Context, b *domain.Backup, due domain.Due) (*domain.BackupCheckpointed, error) {
 	const op = "take backup"
 	id := b.ID
 	loc, err := s.location(b)
 	if err != nil {
 		return nil, err
 	}
-	if b.Checkpoints == 0 && !b.SourceReleased.Recorded() && s.Scratch != nil {
+	if b.Checkpoints == 0 && !b.SourceReleased.Recorded() && s.Storage.Scratch != nil {
 		return s.firstCheckpoint(ctx, b, due, loc)
 	}
 	// Once its KMS instance is released nothing more is copied: the
@@ -58,11 +60,26 @@ func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.D
 			return nil, fmt.Errorf("%s %s: %w", op, id, err)
 		}
 	}
+	drop := func() {
+		names := make([]string, len(parts))
+		for i, p := range parts {
+			names[i] = p.Name
+		}
+		s.Storage.deleteBlobs(ctx, b.DataRef(), names)
+	}
 	c, err := b.Checkpoint(due, loc, next, parts, false)
 	if err != nil {
+		drop()
 		return nil, err
 	}
-	if err := s.commit(ctx, b, false, s.newEvent(b, due.At, c)); err != nil {
+	pos, err := s.appendEvents(ctx, b, false, s.newEvent(b, due.At, c))
+	if err != nil {
+		if appendRefused(err) { // else it may be recorded: its parts stay (see appendRefused)
+			drop()
+		}
+		return nil, err
+	}
+	if err := s.waitApplied(ctx, pos); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -75,9 +92,9 @@ func (s *Backups) checkpoint(ctx context.Context, b *domain.Backup, due domain.D
 // store (memory stays that of the scratch and one page, whatever the
 // instance's size), whose content is stored as base parts. The checkpoint
 // (held by its base) and the base are appended together.
-func (s *Backups) firstCheckpoint(ctx context.Context, b *domain.Backup, due domain.Due, loc *time.Location) (*domain.BackupCheckpointed, error) {
+func (s *Checkpoints) firstCheckpoint(ctx context.Context, b *domain.Backup, due domain.Due, loc *time.Location) (*domain.BackupCheckpointed, error) {
 	const op = "take backup"
-	sc, err := s.Scratch.OpenScratch(ctx)
+	sc, err := s.Storage.Scratch.OpenScratch(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", op, b.ID, err)
 	}
@@ -100,7 +117,7 @@ func (s *Backups) firstCheckpoint(ctx context.Context, b *domain.Backup, due dom
 	if err != nil {
 		return nil, err
 	}
-	parts, digest, err := s.writeBase(ctx, b.DataRef(), c.Seq, sc, s.basePartLimit())
+	parts, digest, err := s.Storage.writeBase(ctx, b.DataRef(), c.Seq, sc, s.Storage.basePartLimit())
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: write base 0: %w", op, b.ID, err)
 	}
@@ -108,11 +125,18 @@ func (s *Backups) firstCheckpoint(ctx context.Context, b *domain.Backup, due dom
 	cpEvent := s.newEvent(b, due.At, c)
 	after.Apply(domain.Event{Revision: b.Revision + 1, OccurredAt: cpEvent.OccurredAt}, c)
 	base, err := after.StoreBase(c, parts, digest)
-	if err == nil {
-		err = s.commit(ctx, b, false, cpEvent, s.newEvent(b, due.At, base))
-	}
 	if err != nil {
-		s.deleteParts(ctx, b.DataRef(), parts)
+		s.Storage.deleteParts(ctx, b.DataRef(), parts)
+		return nil, err
+	}
+	pos, err := s.appendEvents(ctx, b, false, cpEvent, s.newEvent(b, due.At, base))
+	if err != nil {
+		if appendRefused(err) { // else it may be recorded: its parts stay (see appendRefused)
+			s.Storage.deleteParts(ctx, b.DataRef(), parts)
+		}
+		return nil, err
+	}
+	if err := s.waitApplied(ctx, pos); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -122,7 +146,7 @@ func (s *Backups) firstCheckpoint(ctx context.Context, b *domain.Backup, due dom
 // up to the last event that occurred at or before due.At, page by page,
 // reseals each event's key material for the backup and hands it to fn. It
 // returns the first revision left for the next checkpoint.
-func (s *Backups) copyEvents(ctx context.Context, b *domain.Backup, due domain.Due, fn func(e *domain.Event) error) (uint64, error) {
+func (s *Checkpoints) copyEvents(ctx context.Context, b *domain.Backup, due domain.Due, fn func(e *domain.Event) error) (uint64, error) {
 	stream := domain.KMSStream(b.KMSInstance)
 	next := b.NextRevision
 	for {
@@ -154,34 +178,30 @@ func (s *Backups) copyEvents(ctx context.Context, b *domain.Backup, due domain.D
 // event's key material for the backup and stores the copies as slice
 // parts as they fill (one page of events and one part in memory). It
 // returns the parts and the first revision left for the next checkpoint.
-func (s *Backups) copySlice(ctx context.Context, b *domain.Backup, due domain.Due) ([]domain.SlicePart, uint64, error) {
+func (s *Checkpoints) copySlice(ctx context.Context, b *domain.Backup, due domain.Due) ([]domain.SlicePart, uint64, error) {
 	seq, run := b.Checkpoints+1, s.IDs.NewULID()
-	w := &sliceWriter{ctx: ctx, blobs: s.Blobs, ref: b.DataRef(), limit: s.slicePartLimit(), name: func(i int) string {
+	w := &sliceWriter{ctx: ctx, blobs: s.Storage.Blobs, ref: b.DataRef(), limit: s.Storage.slicePartLimit(), name: func(i int) string {
 		if i == 0 {
 			return fmt.Sprintf("slice-%d-%s", seq, run)
 		}
 		return fmt.Sprintf("slice-%d-%s-%d", seq, run, i)
 	}}
 	next, err := s.copyEvents(ctx, b, due, w.add)
+	var parts []domain.SlicePart
+	if err == nil {
+		parts, err = w.finish()
+	}
 	if err != nil {
+		s.Storage.deleteBlobs(ctx, b.DataRef(), w.stored)
 		return nil, 0, err
 	}
-	parts, err := w.finish()
-	return parts, next, err
-}
-
-// slicePartLimit is where slices are cut into parts.
-func (s *Backups) slicePartLimit() int {
-	if s.SlicePartBytes > 0 {
-		return s.SlicePartBytes
-	}
-	return domain.MaxSlicePart
+	return parts, next, nil
 }
 
 // reseal copies one KMS event for the backup: key material sealed under the
 // KMS instance's data key is opened and sealed again under the backup
 // generation's data key, bound to the backup's data ref and the event ID.
-func (s *Backups) reseal(ctx context.Context, b *domain.Backup, e domain.Event) (domain.Event, error) {
+func (s *Checkpoints) reseal(ctx context.Context, b *domain.Backup, e domain.Event) (domain.Event, error) {
 	d, err := e.Decode()
 	if err != nil {
 		return domain.Event{}, err

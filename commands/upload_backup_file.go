@@ -28,14 +28,16 @@ import (
 // scratch store, so memory stays bounded whatever the file's size. Only
 // once everything holds is the upload recorded, with one atomic append. A
 // failure at any point leaves nothing behind: the scratch stores, the
-// blobs stored and the data key go.
+// blobs stored and the data key go; except when the append was written
+// and its reply lost (or its outcome is otherwise unknown: see
+// appendRefused), when the upload may be recorded and its data stays.
 //
 // Errors: domain.ErrInvalidArgument for a bad name or a string that is not
 // a data key; domain.BadBackupFile for every file that cannot be used
 // (wrong key, any damage, truncation, another account's file), all alike;
 // domain.ErrUnavailable when no scratch store is configured; open's and
 // the stores' errors.
-func (s *Backups) UploadBackupFile(ctx context.Context, c Caller, name, dataKey string, open func() (io.Reader, error)) (*domain.Backup, error) {
+func (s *DayFiles) UploadBackupFile(ctx context.Context, c Caller, name, dataKey string, open func() (io.Reader, error)) (*domain.Backup, error) {
 	const op = "upload"
 	if err := requireAccount(c, op); err != nil {
 		return nil, err
@@ -49,7 +51,7 @@ func (s *Backups) UploadBackupFile(ctx context.Context, c Caller, name, dataKey 
 		return nil, err
 	}
 	defer key.Wipe()
-	if s.Scratch == nil {
+	if s.Storage.Scratch == nil {
 		return nil, domain.Errorf(domain.ErrUnavailable, op, "", "", "no scratch store is configured")
 	}
 	r, err := open()
@@ -62,13 +64,13 @@ func (s *Backups) UploadBackupFile(ctx context.Context, c Caller, name, dataKey 
 	}
 	id := domain.NewBackupID(s.IDs.NewULID())
 	ref := domain.DataRef(id, 0)
-	if err := s.DataKeys.CreateDataKey(ctx, ref); err != nil {
+	if err := s.Storage.DataKeys.CreateDataKey(ctx, ref); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	b, committed, err := s.storeUpload(ctx, c, id, ref, name, fr)
 	if err != nil && !committed {
 		// Nothing of a failed upload stays: its blobs and data key go.
-		if derr := s.destroyData(context.WithoutCancel(ctx), ref); derr != nil {
+		if derr := s.Storage.destroyData(context.WithoutCancel(ctx), ref); derr != nil {
 			err = errors.Join(err, derr)
 		}
 		return nil, err
@@ -84,8 +86,9 @@ func (s *Backups) UploadBackupFile(ctx context.Context, c Caller, name, dataKey 
 
 // storeUpload reads the file, checking and storing it (see
 // UploadBackupFile), then appends the upload, its checkpoints and its base.
-// committed reports whether the append happened.
-func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID, ref, name string, fr FileReader) (b *domain.Backup, committed bool, err error) {
+// committed reports whether the append may have happened (it happened, or
+// its reply was lost).
+func (s *DayFiles) storeUpload(ctx context.Context, c Caller, id domain.BackupID, ref, name string, fr FileReader) (b *domain.Backup, committed bool, err error) {
 	const op = "upload"
 	h := fr.Header()
 	loc, err := s.zone(h.TimeZone)
@@ -98,10 +101,10 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 	}
 	u := &upload{s: s, ctx: ctx, account: c.Account, ref: ref, chk: chk}
 	defer u.close()
-	if u.state, err = s.Scratch.OpenScratch(ctx); err != nil {
+	if u.state, err = s.Storage.Scratch.OpenScratch(ctx); err != nil {
 		return nil, false, fmt.Errorf("%s: %w", op, err)
 	}
-	if u.index, err = s.Scratch.OpenScratch(ctx); err != nil {
+	if u.index, err = s.Storage.Scratch.OpenScratch(ctx); err != nil {
 		return nil, false, fmt.Errorf("%s: %w", op, err)
 	}
 	if err := u.read(fr); err != nil {
@@ -114,7 +117,7 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 		return nil, false, fmt.Errorf("%s: %w", op, err)
 	}
 	var base domain.UploadBase
-	if base.Parts, base.StateDigest, err = s.writeBase(ctx, ref, 1, u.state, s.uploadBasePartLimit()); err != nil {
+	if base.Parts, base.StateDigest, err = s.Storage.writeBase(ctx, ref, 1, u.state, s.Storage.uploadBasePartLimit()); err != nil {
 		return nil, false, fmt.Errorf("%s: write base 0: %w", op, err)
 	}
 	ds, err := domain.NewUpload(id, name, h, u.segs, base, loc)
@@ -129,7 +132,9 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 	}
 	res, err := s.Log.Append(ctx, domain.BackupStream(id), domain.ExpectNoStream, batch)
 	if err != nil {
-		return nil, false, fmt.Errorf("%s: %w", op, err)
+		// Refused, nothing is recorded; else the upload may be, and its
+		// data must stay (see appendRefused).
+		return nil, !appendRefused(err), fmt.Errorf("%s: %w", op, err)
 	}
 	if err := s.StateApplied.WaitFor(ctx, res.LastPosition); err != nil {
 		return nil, true, err
@@ -143,7 +148,7 @@ func (s *Backups) storeUpload(ctx context.Context, c Caller, id domain.BackupID,
 
 // upload is one upload's pass over its file.
 type upload struct {
-	s       *Backups
+	s       *DayFiles
 	ctx     context.Context
 	account domain.AccountID
 	ref     string
@@ -223,7 +228,7 @@ func (u *upload) checkpoint(cp *domain.FileCheckpoint) error {
 		return nil // the first: replayed into the state
 	}
 	seq, run := len(u.segs)+1, u.s.IDs.NewULID()
-	u.slice = &sliceWriter{ctx: u.ctx, blobs: u.s.Blobs, ref: u.ref, limit: u.s.slicePartLimit(), name: func(i int) string {
+	u.slice = &sliceWriter{ctx: u.ctx, blobs: u.s.Storage.Blobs, ref: u.ref, limit: u.s.Storage.slicePartLimit(), name: func(i int) string {
 		return fmt.Sprintf("slice-%d-%s-%d", seq, run, i)
 	}}
 	return nil

@@ -117,7 +117,7 @@ func (s *Restores) compare(ctx context.Context, b *domain.Backup, target domain.
 			return out, nil
 		}
 		for i, v := range it.Versions {
-			want, err := s.Backups.Sealer.Open(ctx, b.DataRef(), v.Material, BackupAAD(b.Account, b.DataRef(), v.SealedBy))
+			want, err := s.Sealer.Open(ctx, b.DataRef(), v.Material, BackupAAD(b.Account, b.DataRef(), v.SealedBy))
 			if err != nil {
 				return nil, fmt.Errorf("open version %d of key %s from the backup: %w", v.Version, it.ID, err)
 			}

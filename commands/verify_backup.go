@@ -56,7 +56,7 @@ type VerifyReport struct {
 // released); domain.ErrUnavailable (wrapped) when the log, the blob store or
 // the key store cannot be read: then nothing is known, which differs from
 // a report with findings. Safe for concurrent use; reads only.
-func (s *Backups) VerifyBackup(ctx context.Context, c Caller, id domain.BackupID) (*VerifyReport, error) {
+func (s *Checkpoints) VerifyBackup(ctx context.Context, c Caller, id domain.BackupID) (*VerifyReport, error) {
 	const op = "verify backup"
 	b, err := s.backup(c, op, id)
 	if err != nil {
@@ -78,7 +78,7 @@ func (s *Backups) VerifyBackup(ctx context.Context, c Caller, id domain.BackupID
 // proceed while it runs, and checks no caller: its callers do. th, when
 // not nil, paces it by the bytes it reads. It returns an error only when
 // the data could not be read (see unreadable); damage is a finding.
-func (s *Backups) verify(ctx context.Context, b *domain.Backup, th Throttle) (*VerifyReport, error) {
+func (s *Checkpoints) verify(ctx context.Context, b *domain.Backup, th Throttle) (*VerifyReport, error) {
 	v := &verifier{s: s, b: b, th: th, rep: &VerifyReport{Backup: b.ID, Generation: b.Generation}}
 	stream := domain.BackupStream(b.ID)
 	var prev *domain.BackupCheckpointed
@@ -160,7 +160,7 @@ func (s *Backups) verify(ctx context.Context, b *domain.Backup, th Throttle) (*V
 // applied log position pos, or b itself when the read model cannot get
 // there (it stopped on a corrupt event) or b's generation has been
 // destroyed since. Errors: ctx's.
-func (s *Backups) settled(ctx context.Context, b *domain.Backup, pos uint64) (*domain.Backup, error) {
+func (s *Checkpoints) settled(ctx context.Context, b *domain.Backup, pos uint64) (*domain.Backup, error) {
 	if s.StateApplied == nil {
 		return b, nil
 	}
@@ -187,7 +187,7 @@ func storedSize(e *domain.Event) int { return len(e.Data) + len(e.Stream) + 100 
 
 // verifier is one verification of a backup generation.
 type verifier struct {
-	s   *Backups
+	s   *Checkpoints
 	b   *domain.Backup
 	th  Throttle // nil: no pacing
 	rep *VerifyReport
@@ -279,7 +279,7 @@ func (v *verifier) slice(ctx context.Context, cp *domain.BackupCheckpointed) err
 // be want, and returns the revision due after it.
 func (v *verifier) slicePart(ctx context.Context, cp *domain.BackupCheckpointed, p domain.SlicePart, want uint64, compacted bool) (uint64, error) {
 	b := v.b
-	blob, err := v.s.Blobs.GetBlob(ctx, b.DataRef(), p.Name)
+	blob, err := v.s.Storage.Blobs.GetBlob(ctx, b.DataRef(), p.Name)
 	switch {
 	case errors.Is(err, domain.ErrNotFound):
 		v.add(FindingMissingSlice, cp.Seq, "slice part %s is missing", p.Name)

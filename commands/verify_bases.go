@@ -36,7 +36,7 @@ func (v *verifier) bases(ctx context.Context, bases []*domain.BackupBaseStored, 
 	if len(bases) == 0 {
 		return nil
 	}
-	if v.s.Scratch == nil {
+	if v.s.Storage.Scratch == nil {
 		return domain.Errorf(domain.ErrUnavailable, "verify backup", string(b.ID), "", "no scratch store to check its bases with")
 	}
 	// Replay the generation's checkpoints in order into a scratch store;
@@ -67,7 +67,7 @@ func (v *verifier) bases(ctx context.Context, bases []*domain.BackupBaseStored, 
 			return nil
 		}
 		if replayed == nil {
-			sc, err := v.s.Scratch.OpenScratch(ctx)
+			sc, err := v.s.Storage.Scratch.OpenScratch(ctx)
 			if err != nil {
 				return err
 			}
@@ -118,7 +118,7 @@ func (v *verifier) bases(ctx context.Context, bases []*domain.BackupBaseStored, 
 // finding) when it cannot be loaded; the caller closes the scratch.
 func (v *verifier) loadBaseChecked(ctx context.Context, base *domain.BackupBaseStored) (Scratch, bool, error) {
 	b := v.b
-	sc, err := v.s.Scratch.OpenScratch(ctx)
+	sc, err := v.s.Storage.Scratch.OpenScratch(ctx)
 	if err != nil {
 		return nil, false, err
 	}
@@ -128,7 +128,7 @@ func (v *verifier) loadBaseChecked(ctx context.Context, base *domain.BackupBaseS
 			return nil, false, err
 		}
 	}
-	err = v.s.loadBase(ctx, b.DataRef(), base.Parts, sc, nil)
+	err = v.s.Storage.loadBase(ctx, b.DataRef(), base.Parts, sc, nil)
 	switch {
 	case errors.Is(err, domain.ErrNotFound):
 		v.add(FindingMissingSlice, base.Seq, "a part of the base of checkpoint %d is missing: %v", base.Seq, err)
@@ -214,7 +214,7 @@ func (v *verifier) checkpoints(ctx context.Context, fn func(cp *domain.BackupChe
 func (v *verifier) replay(ctx context.Context, sc Scratch, cp *domain.BackupCheckpointed) error {
 	read := 0
 	var apply dayview.Applier
-	err := eachSliceEvent(ctx, v.s.Blobs, v.b.DataRef(), cp.SliceParts(), func(e *domain.Event) error {
+	err := eachSliceEvent(ctx, v.s.Storage.Blobs, v.b.DataRef(), cp.SliceParts(), func(e *domain.Event) error {
 		read += len(e.Data) + 32
 		c, ok, err := dayview.ChangeOf(e)
 		if err != nil || !ok {

@@ -4,16 +4,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"fmt"
-
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/test/fuzzcorpus"
 )
 
 // The fuzz targets use the public fixture key fuzzKey and salt fuzzSalt, so
@@ -109,24 +104,25 @@ func fuzzSeeds(tb testing.TB) []fuzzSeed {
 	}
 }
 
-const corpusDir = "testdata/fuzz/FuzzOpen"
+const (
+	corpusDir = "testdata/fuzz/FuzzOpen"
+	corpusEnv = "BACKUPFILE_WRITE_CORPUS"
+)
+
+// corpus is the seeds as fuzzcorpus takes them.
+func corpus(seeds []fuzzSeed) []fuzzcorpus.Seed {
+	out := make([]fuzzcorpus.Seed, len(seeds))
+	for i, s := range seeds {
+		out[i] = fuzzcorpus.Seed{Name: s.name, Data: s.file}
+	}
+	return out
+}
 
 // TestWriteFuzzCorpus writes the seed corpus of FuzzOpen when
 // BACKUPFILE_WRITE_CORPUS=1. Run it after a change of format (and of
 // FileFormatVersion), and commit the files.
 func TestWriteFuzzCorpus(t *testing.T) {
-	if os.Getenv("BACKUPFILE_WRITE_CORPUS") != "1" {
-		t.Skip("set BACKUPFILE_WRITE_CORPUS=1 to write " + corpusDir)
-	}
-	if err := os.MkdirAll(corpusDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range fuzzSeeds(t) {
-		content := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", s.file)
-		if err := os.WriteFile(filepath.Join(corpusDir, s.name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fuzzcorpus.Write(t, corpusEnv, corpusDir, corpus(fuzzSeeds(t)))
 }
 
 // The committed corpus is the one fuzzSeeds makes, and its valid files open
@@ -134,21 +130,10 @@ func TestWriteFuzzCorpus(t *testing.T) {
 // here.
 func TestFuzzCorpusIsCurrent(t *testing.T) {
 	t.Parallel()
-	for _, s := range fuzzSeeds(t) {
-		raw, err := os.ReadFile(filepath.Join(corpusDir, s.name))
-		if err != nil {
-			t.Fatalf("%v (regenerate with BACKUPFILE_WRITE_CORPUS=1 go test -run TestWriteFuzzCorpus)", err)
-		}
-		text, ok := strings.CutPrefix(string(raw), "go test fuzz v1\n[]byte(")
-		text, ok2 := strings.CutSuffix(text, ")\n")
-		file, err := strconv.Unquote(text)
-		if !ok || !ok2 || err != nil {
-			t.Fatalf("%s: not a go test fuzz v1 file of one []byte", s.name)
-		}
-		if !bytes.Equal([]byte(file), s.file) {
-			t.Errorf("%s is out of date (regenerate with BACKUPFILE_WRITE_CORPUS=1 go test -run TestWriteFuzzCorpus)", s.name)
-		}
-		_, _, err = readFile([]byte(file), fuzzKey())
+	seeds := fuzzSeeds(t)
+	fuzzcorpus.Check(t, corpusEnv, "TestWriteFuzzCorpus", corpusDir, corpus(seeds))
+	for _, s := range seeds {
+		_, _, err := readFile(s.file, fuzzKey())
 		if s.valid && err != nil {
 			t.Errorf("%s does not open: %v", s.name, err)
 		}

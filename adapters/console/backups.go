@@ -348,6 +348,6 @@ func (c *Console) deleteForm(w http.ResponseWriter, r *http.Request, a commands.
 
 func (c *Console) deleteUpload(w http.ResponseWriter, r *http.Request, a commands.Caller) {
 	c.change(w, r, a, "delete", "Delete", "deleted", changeView{}, func(id domain.BackupID) error {
-		return c.Backups.DeleteUpload(r.Context(), a, id)
+		return c.Files.DeleteUpload(r.Context(), a, id)
 	})
 }

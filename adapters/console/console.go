@@ -75,10 +75,16 @@ type DevClock interface {
 // Console serves the web console. Set its use cases, then serve Handler();
 // call Close when the server stops, to remove downloads nobody fetched.
 type Console struct {
-	Backups  *commands.Backups
-	Restores *commands.Restores
-	KMS      *commands.KMS
-	Sessions Sessions
+	// The use cases: backup instances, their days, the verification of
+	// their data (Checkpoints), downloads and uploads (Files), restores,
+	// the KMS.
+	Backups     *commands.BackupInstances
+	Days        *commands.DayData
+	Checkpoints *commands.Checkpoints
+	Files       *commands.DayFiles
+	Restores    *commands.Restores
+	KMS         *commands.KMS
+	Sessions    Sessions
 	// Guard limits failed sign-ins per client (429 with Retry-After) and
 	// learns which requests authenticated; nil admits everyone.
 	Guard Guard

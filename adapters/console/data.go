@@ -16,7 +16,7 @@ func (c *Console) backupDays(r *http.Request, a commands.Caller) (*domain.Backup
 	if err != nil {
 		return nil, nil, err
 	}
-	days, err := c.Backups.ListViewableDays(a, id)
+	days, err := c.Days.ListViewableDays(a, id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -85,7 +85,7 @@ func (c *Console) data(w http.ResponseWriter, r *http.Request, a commands.Caller
 	if d := q.Get("day"); d != "" {
 		v.Day = domain.Day(d)
 	}
-	p, err := c.Backups.ListDayData(a, id, string(v.Day), string(v.Tab.ID), v.Page, pageSize)
+	p, err := c.Days.ListDayData(a, id, string(v.Day), string(v.Tab.ID), v.Page, pageSize)
 	if err != nil {
 		v.Err = c.describe(r, err)
 		c.render(w, r, errorStatus(err), "data", title, v)

@@ -139,7 +139,7 @@ func (c *Console) download(w http.ResponseWriter, r *http.Request, a commands.Ca
 	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
 	var start commands.DownloadStart
-	_, err = c.Backups.DownloadDay(r.Context(), a, id, v.Day, bw, func(st commands.DownloadStart) error {
+	_, err = c.Files.DownloadDay(r.Context(), a, id, v.Day, bw, func(st commands.DownloadStart) error {
 		start = st
 		return nil
 	})
@@ -292,7 +292,7 @@ func (c *Console) upload(w http.ResponseWriter, r *http.Request, a commands.Call
 		}
 		return bufio.NewReaderSize(spool, 1<<20), nil
 	}
-	b, err := c.Backups.UploadBackupFile(r.Context(), a, v.Name, key, open)
+	b, err := c.Files.UploadBackupFile(r.Context(), a, v.Name, key, open)
 	if err != nil {
 		fail(err)
 		return

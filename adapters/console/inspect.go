@@ -31,7 +31,7 @@ func (c *Console) diff(w http.ResponseWriter, r *http.Request, a commands.Caller
 	if v.To < v.From {
 		v.From, v.To = v.To, v.From
 	}
-	v.Changes, err = c.Backups.DiffDays(a, b.ID, v.From, v.To)
+	v.Changes, err = c.Days.DiffDays(a, b.ID, v.From, v.To)
 	if err != nil {
 		c.renderError(w, r, err)
 		return
@@ -52,7 +52,7 @@ func (c *Console) verifyForm(w http.ResponseWriter, r *http.Request, a commands.
 // verify checks the instance's whole chain, checksums and key material
 // without restoring anything, and shows every finding.
 func (c *Console) verify(w http.ResponseWriter, r *http.Request, a commands.Caller) {
-	rep, err := c.Backups.VerifyBackup(r.Context(), a, domain.BackupID(r.PathValue("id")))
+	rep, err := c.Checkpoints.VerifyBackup(r.Context(), a, domain.BackupID(r.PathValue("id")))
 	c.showVerify(w, r, a, errorStatus(err), rep, err)
 }
 

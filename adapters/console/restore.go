@@ -80,7 +80,7 @@ func (c *Console) fill(r *http.Request, a commands.Caller, v *restoreView) error
 	}
 	// A day that cannot be viewed offers no points in time; the plan says
 	// why it cannot be restored.
-	if points, err := c.Backups.ListDayCheckpoints(a, b.ID, v.Day); err == nil {
+	if points, err := c.Days.ListDayCheckpoints(a, b.ID, v.Day); err == nil {
 		v.Points = points
 	}
 	return nil

@@ -1,11 +1,13 @@
 package envelope
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -61,16 +63,20 @@ const dekAADPrefix = "kmsbackup/envelope/dek/v1\x00"
 
 // Envelope seals values under per-ref data keys wrapped by a master key. It
 // is safe for concurrent use. Unwrapped keys are cached in memory for the
-// life of the Envelope (or until DestroyDataKey), or for CacheTTL.
+// life of the Envelope (or until DestroyDataKey); with a Lease, each is
+// used only while the store confirmed its record less than Lease ago.
 type Envelope struct {
-	// CacheTTL, when positive, bounds how long an unwrapped key is used
-	// before its record is read from the store again: engines sharing a key
-	// store then stop using a key another engine destroyed within CacheTTL
-	// (and see its new versions). A reload counts like a restart: the seals
-	// reserved but not made are skipped, never reused. Zero keeps keys for
-	// the Envelope's life (one engine owns its store). Set it before first
-	// use.
-	CacheTTL time.Duration
+	// Lease, when positive, says that other Envelopes (other engine nodes)
+	// share the key store, and bounds how long this one uses an unwrapped
+	// key after the store last confirmed its record: the first use after
+	// that reads the record again (one read per ref per Lease at most,
+	// whatever the number of seals), and DestroyDataKey waits Lease and
+	// an eighth more after the delete before it returns, by when every
+	// other Envelope's lease on the key has run out (doc.go says why).
+	// Zero means this Envelope is its store's only user: keys are cached
+	// for its life and DestroyDataKey returns once the record is deleted.
+	// Set it before first use.
+	Lease time.Duration
 
 	// RotateAfter is the number of seals after which a ref's current DEK
 	// version is retired and Seal creates the next one (older versions stay
@@ -97,19 +103,40 @@ type Envelope struct {
 
 	mu   sync.RWMutex
 	keys map[string]*keyState // the loaded refs
+
+	// now and sleep are the clock leases are counted on: time.Now and a
+	// timer (the tests' own in this package's tests).
+	now   func() time.Time
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
-// keyState is one ref's unwrapped DEKs and its use count.
+// leaseMargin: DestroyDataKey waits Lease + Lease/leaseMargin, so that a
+// node whose clock runs up to an eighth slower than the destroyer's has
+// seen its lease run out too (real clocks differ by well under 0.1%).
+const leaseMargin = 8
+
+// maxRaces bounds how often in a row a write of a ref's record may lose
+// its compare-and-swap to another Envelope before the call gives up.
+const maxRaces = 32
+
+// keyState is one ref's unwrapped DEKs and its use count, as this
+// Envelope last read or wrote its record.
 type keyState struct {
 	ref string
 
+	// confirmed is when the store last confirmed the record: the start of
+	// the last read that found it, or of the last write of it that
+	// succeeded. The lease runs from there (see fresh). Written under mu.
+	confirmed atomic.Pointer[time.Time]
+
 	mu        sync.Mutex
 	destroyed bool
-	rec       record                 // as last written to the store
-	aeads     map[uint32]cipher.AEAD // every version, unwrapped
-	current   uint32                 // the version Seal uses
+	rec       record                 // as last read from or written to the store
+	rev       uint64                 // its revision in the store
+	aeads     map[uint32]cipher.AEAD // every version of rec, unwrapped
+	current   uint32                 // the version Seal uses: rec's newest
 	used      uint64                 // seals of current made, or assumed made
-	loadedAt  time.Time              // when it was read from the store
+	limit     uint64                 // the end of the seals of current this Envelope reserved
 }
 
 // New returns an Envelope whose data keys are wrapped by master (32 bytes)
@@ -139,7 +166,21 @@ func New(master []byte, store commands.KeyStore) (*Envelope, error) {
 		master:       aead,
 		store:        store,
 		keys:         make(map[string]*keyState),
+		now:          time.Now,
+		sleep:        sleep,
 	}, nil
+}
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // newAEAD returns AES-256-GCM under key with random 96-bit nonces: Seal
@@ -174,9 +215,13 @@ func (e *Envelope) reserveChunk() uint64 {
 
 // Seal encrypts plaintext under ref's current DEK, bound to aad. Errors:
 // ErrWrongMasterKey (see CheckMasterKey); domain.ErrNotFound when ref has
-// no data key; domain.ErrCorrupt when its record does not unwrap (a
-// tampered record, or one moved from another ref); the store's errors when
-// a reservation or rotation cannot be written. Safe for concurrent use.
+// no data key (never created, or destroyed: with a Lease, by any node
+// before this call began); domain.ErrCorrupt when its record does not
+// unwrap (a tampered record, or one moved from another ref); the store's
+// errors when the record cannot be read (its lease ran out) or a
+// reservation or rotation cannot be written; domain.ErrUnavailable also
+// when other nodes won every one of maxRaces writes of the record in a
+// row. Safe for concurrent use.
 func (e *Envelope) Seal(ctx context.Context, ref string, plaintext domain.Plaintext, aad []byte) (domain.Sealed, error) {
 	const op = "envelope: seal"
 	if err := e.ready(ctx, op+" under", ref); err != nil {
@@ -197,11 +242,15 @@ func (e *Envelope) Seal(ctx context.Context, ref string, plaintext domain.Plaint
 	return domain.Sealed(out), nil
 }
 
-// Open decrypts a value Seal made for ref with the same aad. Errors:
-// ErrWrongMasterKey (see CheckMasterKey); domain.ErrNotFound when ref has
-// no data key (never created, or destroyed); domain.ErrCorrupt for
-// anything that does not authenticate: tampered or truncated bytes, other
-// aad, a record that does not unwrap. Safe for concurrent use.
+// Open decrypts a value Seal made for ref with the same aad, on this
+// Envelope or on another one sharing the store: a value naming a DEK
+// version this one has not seen makes it read the record again, once.
+// Errors: ErrWrongMasterKey (see CheckMasterKey); domain.ErrNotFound when
+// ref has no data key (never created, or destroyed: with a Lease, by any
+// node before this call began); domain.ErrCorrupt for anything that does
+// not authenticate: tampered or truncated bytes, other aad, a record that
+// does not unwrap; the store's errors when the record cannot be read.
+// Safe for concurrent use.
 func (e *Envelope) Open(ctx context.Context, ref string, sealed domain.Sealed, aad []byte) (domain.Plaintext, error) {
 	const op = "envelope: open"
 	if err := e.ready(ctx, op+" under", ref); err != nil {
@@ -220,8 +269,19 @@ func (e *Envelope) Open(ctx context.Context, ref string, sealed domain.Sealed, a
 	}
 	version := binary.BigEndian.Uint32(sealed[1:headerLen])
 	aead, err := k.version(op, version)
+	if err == nil && aead == nil {
+		// Another node may have added the version since this one read the
+		// record.
+		if k, err = e.reload(ctx, op, ref); err == nil {
+			aead, err = k.version(op, version)
+		}
+	}
 	if err != nil {
 		return nil, err
+	}
+	if aead == nil {
+		return nil, fmt.Errorf("%s under %s: %w", op, ref,
+			domain.Corruption("sealed value names data key version %d, which does not exist", version))
 	}
 	pt, err := aead.Open(nil, nil, sealed[headerLen:], additionalData(sealed[:headerLen], aad))
 	if err != nil {
@@ -232,11 +292,13 @@ func (e *Envelope) Open(ctx context.Context, ref string, sealed domain.Sealed, a
 }
 
 // CreateDataKey makes ref's first DEK unless ref has one already (it is
-// then loaded, which checks that it unwraps). It never runs before the
-// master key passed CheckMasterKey, so no data key is ever wrapped under a
-// master key the store does not recognise. Errors: ErrWrongMasterKey;
-// domain.ErrCorrupt when an existing record does not unwrap; the store's
-// errors. Idempotent; safe for concurrent use.
+// then loaded, which checks that it unwraps). Of Envelopes creating one
+// ref at once, on one node or several, one writes the record and the
+// others load it. It never runs before the master key passed
+// CheckMasterKey, so no data key is ever wrapped under a master key the
+// store does not recognise. Errors: ErrWrongMasterKey; domain.ErrCorrupt
+// when an existing record does not unwrap; the store's errors.
+// Idempotent; safe for concurrent use.
 func (e *Envelope) CreateDataKey(ctx context.Context, ref string) error {
 	const op = "envelope: create data key"
 	if err := e.ready(ctx, op, ref); err != nil {
@@ -248,39 +310,46 @@ func (e *Envelope) CreateDataKey(ctx context.Context, ref string) error {
 	l := e.refLock(ref)
 	l.Lock()
 	defer l.Unlock()
-	if e.cached(ref) != nil {
+	if k := e.cached(ref); k != nil && e.fresh(k) {
 		return nil
 	}
-	raw, ok, err := e.store.GetWrapped(ctx, ref)
-	if err != nil {
-		return storeError(op, ref, "read", err)
-	}
-	if ok {
-		k, err := e.unwrap(op, ref, raw)
+	for range maxRaces {
+		_, found, err := e.read(ctx, op, ref)
+		if err != nil || found {
+			return err
+		}
+		start := e.now()
+		wrapped, aead, err := e.newDEK(op, ref, 1)
 		if err != nil {
 			return err
 		}
-		e.cache(k)
-		return nil
+		rec := record{reserved: e.reserveChunk(), versions: []wrappedDEK{{version: 1, wrapped: wrapped}}}
+		rev, err := e.store.PutWrapped(ctx, ref, rec.encode(), 0)
+		switch {
+		case err == nil:
+			k := &keyState{ref: ref, rec: rec, rev: rev, aeads: map[uint32]cipher.AEAD{1: aead}, current: 1, limit: rec.reserved}
+			k.confirmed.Store(&start)
+			e.cache(k)
+			return nil
+		case !errors.Is(err, domain.ErrWrongExpectedRevision):
+			return storeError(op, ref, "write", err)
+		}
+		// Created by another node meanwhile (or created and destroyed):
+		// read it.
 	}
-	wrapped, aead, err := e.newDEK(op, ref, 1)
-	if err != nil {
-		return err
-	}
-	rec := record{reserved: e.reserveChunk(), versions: []wrappedDEK{{version: 1, wrapped: wrapped}}}
-	if err := e.store.PutWrapped(ctx, ref, rec.encode()); err != nil {
-		return storeError(op, ref, "write", err)
-	}
-	e.cache(&keyState{ref: ref, rec: rec, aeads: map[uint32]cipher.AEAD{1: aead}, current: 1})
-	return nil
+	return lostRaces(op, ref)
 }
 
 // DestroyDataKey removes ref's record from the store and its DEKs from
-// memory: everything sealed under them becomes unreadable. If the store
-// fails, the error is returned and the record may survive; the call should
-// be retried. Like every method it refuses (ErrWrongMasterKey) under a
-// master key the store does not recognise. Idempotent; safe for concurrent
-// use.
+// memory: everything sealed under them becomes unreadable. With a Lease it
+// then waits Lease and an eighth before it returns: once it has returned,
+// no Envelope sharing the store seals or opens under the key any more
+// (doc.go). If the store fails, the error is returned and the record may
+// survive; if ctx ends during the wait, its error is returned (the record
+// is gone, but other nodes may still hold the key for the rest of their
+// lease): the call should be retried. Like every method it refuses
+// (ErrWrongMasterKey) under a master key the store does not recognise.
+// Idempotent; safe for concurrent use.
 func (e *Envelope) DestroyDataKey(ctx context.Context, ref string) error {
 	const op = "envelope: destroy data key"
 	if err := e.ready(ctx, op, ref); err != nil {
@@ -291,30 +360,38 @@ func (e *Envelope) DestroyDataKey(ctx context.Context, ref string) error {
 	}
 	l := e.refLock(ref)
 	l.Lock()
-	defer l.Unlock()
 	e.mu.Lock()
 	k := e.keys[ref]
 	delete(e.keys, ref)
 	e.mu.Unlock()
 	if k != nil {
-		// Holding k.mu across the delete orders it after any reservation or
-		// rotation write in flight, which could otherwise resurrect the
-		// record; later users of k see it destroyed.
+		// Taking k.mu waits for a reservation or rotation write in flight;
+		// later users of k see it destroyed. (A write of another Envelope
+		// that lands after the delete fails: it expects a revision the
+		// record no longer has.)
 		k.mu.Lock()
-		defer k.mu.Unlock()
-		k.destroyed = true
-		k.aeads = nil
-		k.rec = record{}
+		k.destroy()
+		k.mu.Unlock()
 	}
-	if err := e.store.DeleteWrapped(ctx, ref); err != nil {
+	err := e.store.DeleteWrapped(ctx, ref)
+	l.Unlock()
+	if err != nil {
 		return storeError(op, ref, "delete", err)
+	}
+	if e.Lease > 0 {
+		// Every other node's lease on the key started before the delete:
+		// this one's wait outlasts them.
+		if err := e.sleep(ctx, e.Lease+e.Lease/leaseMargin); err != nil {
+			return fmt.Errorf("%s %s: wait out other nodes' leases on the deleted key: %w", op, ref, err)
+		}
 	}
 	return nil
 }
 
-// load returns ref's key state, unwrapping its record on first use.
+// load returns ref's key state, reading its record first when it is not
+// loaded yet or its lease ran out.
 func (e *Envelope) load(ctx context.Context, op, ref string) (*keyState, error) {
-	if k := e.cached(ref); k != nil {
+	if k := e.cached(ref); k != nil && e.fresh(k) {
 		return k, nil
 	}
 	if err := checkRef(op, ref); err != nil {
@@ -323,43 +400,108 @@ func (e *Envelope) load(ctx context.Context, op, ref string) (*keyState, error) 
 	l := e.refLock(ref)
 	l.Lock()
 	defer l.Unlock()
-	if k := e.cached(ref); k != nil {
+	if k := e.cached(ref); k != nil && e.fresh(k) {
 		return k, nil
 	}
-	raw, ok, err := e.store.GetWrapped(ctx, ref)
-	if err != nil {
-		return nil, storeError(op, ref, "read", err)
-	}
-	if !ok {
-		// Destroyed (by another engine, if a stale copy was cached).
-		e.mu.Lock()
-		delete(e.keys, ref)
-		e.mu.Unlock()
+	return e.mustRead(ctx, op, ref)
+}
+
+// reload reads ref's record again, whatever its lease.
+func (e *Envelope) reload(ctx context.Context, op, ref string) (*keyState, error) {
+	l := e.refLock(ref)
+	l.Lock()
+	defer l.Unlock()
+	return e.mustRead(ctx, op, ref)
+}
+
+// mustRead is read, with a missing record as domain.ErrNotFound. ref's lock
+// is held.
+func (e *Envelope) mustRead(ctx context.Context, op, ref string) (*keyState, error) {
+	k, found, err := e.read(ctx, op, ref)
+	if err == nil && !found {
 		return nil, notFound(op, ref)
 	}
-	k, err := e.unwrap(op, ref, raw)
+	return k, err
+}
+
+// read reads ref's record from the store into its key state (a new one
+// when none is loaded), renews its lease and returns it. A missing record
+// (found false) is destroyed, by this Envelope or another: its key state,
+// if loaded, is marked so and dropped. ref's lock is held.
+func (e *Envelope) read(ctx context.Context, op, ref string) (k *keyState, found bool, err error) {
+	start := e.now()
+	raw, rev, err := e.store.GetWrapped(ctx, ref)
 	if err != nil {
-		return nil, err
+		return nil, false, storeError(op, ref, "read", err)
 	}
-	e.cache(k)
-	return k, nil
+	k = e.cached(ref)
+	if rev == 0 {
+		if k != nil {
+			k.mu.Lock()
+			k.destroy()
+			k.mu.Unlock()
+			e.drop(k)
+		}
+		return nil, false, nil
+	}
+	if k == nil {
+		k = &keyState{ref: ref}
+		if err := e.apply(op, k, raw, rev); err != nil {
+			return nil, false, err
+		}
+		k.confirmed.Store(&start)
+		e.cache(k)
+		return k, true, nil
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := e.apply(op, k, raw, rev); err != nil {
+		return nil, false, err
+	}
+	k.confirmed.Store(&start)
+	return k, true, nil
+}
+
+// fresh reports whether k may be used without asking the store: always
+// without a Lease; else while less than Lease has passed since the store
+// last confirmed k's record, on the monotonic clock and on the wall clock
+// both (a machine that is suspended stops its monotonic clock, not its
+// wall clock; a wall clock set back only makes the lease shorter).
+func (e *Envelope) fresh(k *keyState) bool {
+	if e.Lease <= 0 {
+		return true
+	}
+	t := k.confirmed.Load()
+	if t == nil {
+		return false
+	}
+	now := e.now()
+	if now.Sub(*t) >= e.Lease { // monotonic, when both have a reading
+		return false
+	}
+	wall := now.UnixNano() - t.UnixNano()
+	return wall >= 0 && wall < int64(e.Lease)
 }
 
 func (e *Envelope) cached(ref string) *keyState {
 	e.mu.RLock()
-	k := e.keys[ref]
-	e.mu.RUnlock()
-	if k != nil && e.CacheTTL > 0 && time.Since(k.loadedAt) > e.CacheTTL {
-		return nil // read the store again
-	}
-	return k
+	defer e.mu.RUnlock()
+	return e.keys[ref]
 }
 
 func (e *Envelope) cache(k *keyState) {
-	k.loadedAt = time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.keys[k.ref] = k
+}
+
+// drop forgets k, unless another key state replaced it.
+func (e *Envelope) drop(k *keyState) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.keys[k.ref] == k {
+		delete(e.keys, k.ref)
+	}
 }
 
 // refLock returns the mutex of ref's stripe (FNV-1a).
@@ -372,30 +514,56 @@ func (e *Envelope) refLock(ref string) *sync.Mutex {
 	return &e.refLocks[h%uint32(len(e.refLocks))]
 }
 
-// unwrap decodes a stored record and unwraps every DEK version in it. The
-// use count of the newest version restarts at its reservation: whatever was
-// reserved is assumed used.
+// unwrap decodes a stored record and unwraps every DEK version in it, into
+// a key state of its own.
 func (e *Envelope) unwrap(op, ref string, raw []byte) (*keyState, error) {
+	k := &keyState{ref: ref}
+	return k, e.apply(op, k, raw, 0)
+}
+
+// apply makes k hold the stored record raw, at revision rev: every DEK
+// version in it unwrapped (those k holds already, with the same wrapped
+// bytes, are kept). When the newest version is not the one k sealed with
+// (another node rotated the key, or k is new), the use count of the newest
+// restarts at the record's reservation: whatever was reserved is assumed
+// used, as after a restart. On an error k is left as it was. k.mu is held,
+// or k is not shared yet.
+func (e *Envelope) apply(op string, k *keyState, raw []byte, rev uint64) error {
+	if rev != 0 && rev == k.rev && k.aeads != nil {
+		return nil // the record k holds
+	}
 	rec, err := decodeRecord(raw)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", op, ref, err)
+		return fmt.Errorf("%s %s: %w", op, k.ref, err)
 	}
-	k := &keyState{ref: ref, rec: rec, aeads: make(map[uint32]cipher.AEAD, len(rec.versions)),
-		current: rec.newest(), used: rec.reserved}
+	held := make(map[uint32][]byte, len(k.rec.versions))
+	for _, v := range k.rec.versions {
+		held[v.version] = v.wrapped
+	}
+	aeads := make(map[uint32]cipher.AEAD, len(rec.versions))
 	for _, v := range rec.versions {
-		dek, err := e.master.Open(nil, nil, v.wrapped, dekAAD(ref, v.version))
+		if aead, ok := k.aeads[v.version]; ok && bytes.Equal(held[v.version], v.wrapped) {
+			aeads[v.version] = aead
+			continue
+		}
+		dek, err := e.master.Open(nil, nil, v.wrapped, dekAAD(k.ref, v.version))
 		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", op, ref, domain.Corruption(
+			return fmt.Errorf("%s %s: %w", op, k.ref, domain.Corruption(
 				"data key version %d does not unwrap (wrong master key, or a record tampered with or moved from another ref)", v.version))
 		}
 		aead, err := newAEAD(dek)
 		clear(dek)
 		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", op, ref, domain.Corruption("data key version %d is unusable", v.version))
+			return fmt.Errorf("%s %s: %w", op, k.ref, domain.Corruption("data key version %d is unusable", v.version))
 		}
-		k.aeads[v.version] = aead
+		aeads[v.version] = aead
 	}
-	return k, nil
+	newest := rec.newest()
+	if newest != k.current || !bytes.Equal(held[newest], rec.versions[len(rec.versions)-1].wrapped) {
+		k.current, k.used, k.limit = newest, rec.reserved, rec.reserved
+	}
+	k.rec, k.rev, k.aeads, k.destroyed = rec, rev, aeads, false
+	return nil
 }
 
 // newDEK draws a DEK for ref's version and returns it wrapped under the
@@ -414,67 +582,99 @@ func (e *Envelope) newDEK(op, ref string, version uint32) ([]byte, cipher.AEAD, 
 }
 
 // take accounts for one seal under k and returns the version and cipher to
-// make it with, first rotating to a new DEK version when the current one
-// has sealed its quota, and reserving the next chunk of seals in the store
-// when the reservation is used up.
+// make it with, first reserving more seals in the store when this
+// Envelope's reservation is used up (see reserve).
 func (e *Envelope) take(ctx context.Context, op string, k *keyState) (uint32, cipher.AEAD, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.destroyed {
 		return 0, nil, notFound(op, k.ref)
 	}
-	if k.used >= e.rotateAfter() {
-		if err := e.rotate(ctx, op, k); err != nil {
+	if k.used >= k.limit || k.used >= e.rotateAfter() {
+		if err := e.reserve(ctx, op, k); err != nil {
 			return 0, nil, err
 		}
-	}
-	if k.used >= k.rec.reserved {
-		rec := k.rec
-		rec.reserved = k.used + e.reserveChunk()
-		if err := e.store.PutWrapped(ctx, k.ref, rec.encode()); err != nil {
-			return 0, nil, storeError(op, k.ref, "reserve seals in", err)
-		}
-		k.rec = rec
 	}
 	k.used++
 	return k.current, k.aeads[k.current], nil
 }
 
-// rotate adds a new DEK version to k and makes it current. k.mu is held.
-func (e *Envelope) rotate(ctx context.Context, op string, k *keyState) error {
-	if k.current == math.MaxUint32 {
-		return domain.Errorf(domain.ErrFailedPrecondition, op, k.ref, "", "data key has no version left")
+// reserve gives k a fresh reservation: the next ReserveChunk seals of the
+// newest DEK version from the record's reservation on, or, when the
+// newest version has sealed its quota, a new version and its first
+// ReserveChunk seals. The record is written with a compare-and-swap on the
+// revision k read: when another Envelope wrote it since (it reserved
+// seals, or rotated), the write is refused, and reserve reads the record
+// again and starts over from it, so that no seal is handed out twice and
+// no version is lost; a record deleted meanwhile is a destroyed key. k.mu
+// is held.
+func (e *Envelope) reserve(ctx context.Context, op string, k *keyState) error {
+	for range maxRaces {
+		start := e.now()
+		next, from, what := k.rec, k.rec.reserved, "reserve seals in"
+		var aead cipher.AEAD
+		if from >= e.rotateAfter() {
+			newest := k.rec.newest()
+			if newest == math.MaxUint32 {
+				return domain.Errorf(domain.ErrFailedPrecondition, op, k.ref, "", "data key has no version left")
+			}
+			wrapped, a, err := e.newDEK(op, k.ref, newest+1)
+			if err != nil {
+				return err
+			}
+			versions := append(k.rec.versions[:len(k.rec.versions):len(k.rec.versions)], wrappedDEK{version: newest + 1, wrapped: wrapped})
+			next, from, what, aead = record{versions: versions}, 0, "rotate data key in", a
+		}
+		next.reserved = from + e.reserveChunk()
+		rev, err := e.store.PutWrapped(ctx, k.ref, next.encode(), k.rev)
+		switch {
+		case err == nil:
+			if aead != nil {
+				k.aeads[next.newest()] = aead
+			}
+			k.rec, k.rev, k.current, k.used, k.limit = next, rev, next.newest(), from, next.reserved
+			k.confirmed.Store(&start)
+			return nil
+		case !errors.Is(err, domain.ErrWrongExpectedRevision):
+			return storeError(op, k.ref, what, err)
+		}
+		// Lost the race to another Envelope: read what it wrote.
+		start = e.now()
+		raw, rev, err := e.store.GetWrapped(ctx, k.ref)
+		switch {
+		case err != nil:
+			return storeError(op, k.ref, "read", err)
+		case rev == 0:
+			k.destroy()
+			e.drop(k)
+			return notFound(op, k.ref)
+		}
+		if err := e.apply(op, k, raw, rev); err != nil {
+			return err
+		}
+		k.confirmed.Store(&start)
 	}
-	next := k.current + 1
-	wrapped, aead, err := e.newDEK(op, k.ref, next)
-	if err != nil {
-		return err
-	}
-	rec := record{
-		reserved: e.reserveChunk(),
-		versions: append(k.rec.versions[:len(k.rec.versions):len(k.rec.versions)], wrappedDEK{version: next, wrapped: wrapped}),
-	}
-	if err := e.store.PutWrapped(ctx, k.ref, rec.encode()); err != nil {
-		return storeError(op, k.ref, "rotate data key in", err)
-	}
-	k.rec, k.current, k.used = rec, next, 0
-	k.aeads[next] = aead
-	return nil
+	return lostRaces(op, k.ref)
 }
 
-// version returns the cipher of one of k's DEK versions.
+// destroy forgets k's keys: its users see the key destroyed. k.mu is held.
+func (k *keyState) destroy() {
+	k.destroyed = true
+	k.aeads = nil
+	k.rec = record{}
+	k.rev = 0
+	k.confirmed.Store(nil)
+}
+
+// version returns the cipher of one of k's DEK versions; nil when k has
+// no such version.
 func (k *keyState) version(op string, v uint32) (cipher.AEAD, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.destroyed {
 		return nil, notFound(op, k.ref)
 	}
-	aead, ok := k.aeads[v]
-	if !ok {
-		return nil, fmt.Errorf("%s under %s: %w", op, k.ref,
-			domain.Corruption("sealed value names data key version %d, which does not exist", v))
-	}
-	return aead, nil
+	return k.aeads[v], nil
 }
 
 // additionalData is what GCM authenticates besides the ciphertext: the
@@ -511,6 +711,13 @@ func notFound(op, ref string) error {
 
 // storeError wraps a KeyStore error with context, marking it unavailable
 // unless the store already said what kind of error it is.
+// lostRaces is the error of a write of ref's record that lost maxRaces
+// compare-and-swaps in a row to other Envelopes.
+func lostRaces(op, ref string) error {
+	return domain.Errorf(domain.ErrUnavailable, op, ref, "retry",
+		"the data key's record changed under %d writes in a row (other nodes writing it)", maxRaces)
+}
+
 func storeError(op, ref, what string, err error) error {
 	if ref != "" {
 		op += " " + ref

@@ -12,13 +12,13 @@ import (
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
-// records copies every record of the store.
+// snapshot copies every record of the store.
 func (s *memStore) snapshot() map[string][]byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[string][]byte, len(s.records))
 	for k, v := range s.records {
-		out[k] = bytes.Clone(v)
+		out[k] = bytes.Clone(v.b)
 	}
 	return out
 }

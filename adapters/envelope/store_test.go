@@ -14,48 +14,66 @@ import (
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
-// memStore is an in-memory KeyStore that counts writes and can be told to
-// fail.
+// memStore is an in-memory KeyStore that counts reads and writes and can
+// be told to fail. Revisions come from one counter for the whole store, so
+// they grow over every ref's life.
 type memStore struct {
 	mu      sync.Mutex
-	records map[string][]byte
+	records map[string]memRecord
+	seq     uint64 // the last revision given
 	check   []byte
 	puts    int
+	gets    int
 	failPut error // returned by PutWrapped when set
 	failDel error // returned by DeleteWrapped when set
 	onPut   func(ref string, wrapped []byte)
+	// beforePut runs at the start of each PutWrapped, with mu held.
+	beforePut func(ref string)
 }
 
-func newMemStore() *memStore { return &memStore{records: make(map[string][]byte)} }
+type memRecord struct {
+	b   []byte
+	rev uint64
+}
+
+func newMemStore() *memStore { return &memStore{records: make(map[string]memRecord)} }
 
 // errEmpty is what the real stores answer for an empty ref or record.
 var errEmpty = domain.Invalid("key store", "empty ref or record")
 
-func (s *memStore) GetWrapped(ctx context.Context, ref string) ([]byte, bool, error) {
+func (s *memStore) GetWrapped(ctx context.Context, ref string) ([]byte, uint64, error) {
 	if ref == "" {
-		return nil, false, errEmpty
+		return nil, 0, errEmpty
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, ok := s.records[ref]
-	return bytes.Clone(b), ok, nil
+	s.gets++
+	r := s.records[ref]
+	return bytes.Clone(r.b), r.rev, nil
 }
 
-func (s *memStore) PutWrapped(ctx context.Context, ref string, wrapped []byte) error {
+func (s *memStore) PutWrapped(ctx context.Context, ref string, wrapped []byte, expected uint64) (uint64, error) {
 	if ref == "" || len(wrapped) == 0 {
-		return errEmpty
+		return 0, errEmpty
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failPut != nil {
-		return s.failPut
+		return 0, s.failPut
 	}
-	s.records[ref] = bytes.Clone(wrapped)
+	if s.beforePut != nil {
+		s.beforePut(ref)
+	}
+	if cur := s.records[ref].rev; cur != expected {
+		return 0, domain.Errorf(domain.ErrWrongExpectedRevision, "key store: put", ref, "", "revision %d, not %d", cur, expected)
+	}
+	s.seq++
+	s.records[ref] = memRecord{bytes.Clone(wrapped), s.seq}
 	s.puts++
 	if s.onPut != nil {
 		s.onPut(ref, wrapped)
 	}
-	return nil
+	return s.seq, nil
 }
 
 func (s *memStore) DeleteWrapped(ctx context.Context, ref string) error {
@@ -100,7 +118,7 @@ func (s *memStore) AnyWrapped(ctx context.Context) (string, []byte, bool, error)
 	if len(refs) == 0 {
 		return "", nil, false, nil
 	}
-	return refs[0], bytes.Clone(s.records[refs[0]]), true, nil
+	return refs[0], bytes.Clone(s.records[refs[0]].b), true, nil
 }
 
 // dropCheck forgets the check, as a store written before checks existed.
@@ -111,14 +129,18 @@ func (s *memStore) dropCheck() {
 }
 
 func (s *memStore) raw(ref string) ([]byte, bool) {
-	b, ok, _ := s.GetWrapped(context.Background(), ref)
-	return b, ok
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.records[ref]
+	return bytes.Clone(r.b), ok
 }
 
+// set replaces ref's record behind every envelope's back.
 func (s *memStore) set(ref string, b []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.records[ref] = bytes.Clone(b)
+	s.seq++
+	s.records[ref] = memRecord{bytes.Clone(b), s.seq}
 }
 
 func (s *memStore) setFailPut(err error) {
@@ -131,6 +153,12 @@ func (s *memStore) putCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.puts
+}
+
+func (s *memStore) getCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gets
 }
 
 // MustRecord decodes ref's stored record.

@@ -2,7 +2,6 @@ package esdb
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 
 	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
+	"github.com/kmsbackup/kmsbackup/adapters/internal/blobformat"
 	"github.com/kmsbackup/kmsbackup/adapters/internal/chunkread"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -61,13 +61,6 @@ const (
 	indexPage = 4096
 	// destroyParallel bounds the tombstones DestroyBlobs has in flight.
 	destroyParallel = 8
-
-	blobHeaderV1  = 1
-	blobHeaderLen = 1 + 1 + 8 + 4 + 4 + sha256.Size
-	// blobAtomic, in a header's flags, says that the header and every chunk
-	// were written in one append, so the blob is complete without a commit
-	// event.
-	blobAtomic = 1
 )
 
 // Blobs keeps backup blobs (commands.BlobStore) in EventStoreDB, beside the
@@ -75,8 +68,10 @@ const (
 //
 // Streams. Blob n of ref r is the stream "blob-<r>-<n>" (both encoded by
 // encodeStreamPart, whose output has no '-'): revision 0 is a header
-// (format, flags, length, chunk size, chunk count, SHA-256 of the whole
-// blob), revisions 1 to chunks the chunks in order (each of the header's
+// (blobformat.Header: format version, flags, length, chunk size, chunk
+// count, SHA-256 of the whole blob; written in version 2, and read also in
+// version 1, the same layout, as earlier releases wrote it), revisions 1
+// to chunks the chunks in order (each of the header's
 // chunk size, the last holding the rest; at most 512 KiB, less when
 // Options.MaxAppendSize asks), and, for a blob written in several appends,
 // a last commit event repeating the header. A blob whose header and chunks
@@ -183,7 +178,7 @@ func (b *Blobs) PutBlob(ctx context.Context, ref, name string, data []byte) erro
 		case streamDeleted:
 			continue // the generation was destroyed meanwhile: find the next
 		case streamLive:
-			if st.h.length != h.length || st.h.digest != h.digest {
+			if st.h.Size != h.Size || st.h.Digest != h.Digest {
 				msg := "the blob already holds other bytes"
 				if !st.complete {
 					msg = "an unfinished put of other bytes holds the name (a put in progress, or one that failed)"
@@ -200,7 +195,7 @@ func (b *Blobs) PutBlob(ctx context.Context, ref, name string, data []byte) erro
 			// Listed in the index first, so that DestroyBlobs finds it.
 			err = b.register(ctx, ref, name, gen, tail)
 			if err == nil {
-				err = b.write(ctx, stream, blobEvents(h, h.encode(), data), 0)
+				err = b.write(ctx, stream, blobEvents(h, h.Encode(), data), 0)
 			}
 		}
 		switch {
@@ -241,7 +236,7 @@ func (b *Blobs) write(ctx context.Context, stream string, events []esdbclient.Ev
 // storedBlob is what PutBlob needs of a blob's stream.
 type storedBlob struct {
 	state    streamState
-	h        blobHeader
+	h        blobformat.Header
 	raw      []byte // the header as stored
 	next     uint64 // the revision after the stream's last event
 	complete bool
@@ -263,13 +258,13 @@ func (b *Blobs) state(ctx context.Context, stream, item string) (storedBlob, err
 	if len(recs) == 0 || recs[0].EventNumber != 0 || recs[0].EventType != typeBlobHeader {
 		return storedBlob{}, corrupt("the stream does not start with a blob header")
 	}
-	h, ok := decodeBlobHeader(recs[0].Data)
-	if !ok {
-		return storedBlob{}, corrupt("unreadable blob header")
+	h, err := decodeBlobHeader(recs[0].Data)
+	if err != nil {
+		return storedBlob{}, corrupt("%v", err)
 	}
 	st := storedBlob{state: streamLive, h: h, raw: recs[0].Data}
-	last := uint64(h.chunks) + 1 // the commit's revision
-	if h.atomic {
+	last := uint64(h.Chunks) + 1 // the commit's revision
+	if h.Atomic() {
 		// Written in one append with its chunks: complete.
 		st.next, st.complete = last, true
 		return st, nil

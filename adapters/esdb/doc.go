@@ -95,10 +95,12 @@
 //     event, appended once expecting no stream (no ref encodes to an empty
 //     name). AnyWrapped finds a record with a catch-up subscription to $all
 //     from its start, filtered by the server on "datakey-".
-//   - blob-<ref>-<name>: one blob: a header (length, chunk size, chunk
-//     count, SHA-256), chunks of at most 512 KiB, and, for a blob that does
-//     not fit in one append (Options.MaxAppendSize, 1 MiB by default), a
-//     commit event once all chunks are written. Blobs up to 1 GiB.
+//   - blob-<ref>-<name>: one blob: a header (adapters/internal/blobformat:
+//     version, flags, length, chunk size, chunk count, SHA-256; written in
+//     version 2, read also in the version 1 of earlier releases), chunks
+//     of at most 512 KiB, and, for a blob that does not fit in one append
+//     (Options.MaxAppendSize, 1 MiB by default), a commit event once all
+//     chunks are written. Blobs up to 1 GiB.
 //     OpenBlob reads one about 1 MiB of chunks at a time; DeleteBlob
 //     tombstones one (its name is never written again).
 //   - blobs-<ref>: the index of a ref's blob names, ended by a seal when
@@ -137,12 +139,12 @@
 // against the client's source (v4.2.0) and the server's (KurrentDB), where
 // no server could be started. Its pure parts (envelope, positions, expected
 // revisions, error mapping, filters, backoff, connection-string redaction,
-// argument checks, stream-name encoding, blob chunking, assembly and
-// digests) and the client-replacement path against an unreachable address
-// are unit-tested. The event-log, key-store and blob-store conformance
-// suites, a concurrent retry race, a resubscription test, and tests of
-// tombstones, generations, unfinished blobs and interrupted destructions
-// run only when KMSBACKUP_ESDB_URL names a server, e.g.
+// argument checks, stream-name encoding, blob chunking, assembly (also of
+// version-1 blob streams) and digests) and the client-replacement path
+// against an unreachable address are unit-tested. The event-log, key-store
+// and blob-store conformance suites, a concurrent retry race, a
+// resubscription test, and tests of tombstones, generations, unfinished
+// blobs, version-1 blobs and interrupted destructions run only when KMSBACKUP_ESDB_URL names a server, e.g.
 // esdb://localhost:2113?tls=false for
 // "docker run -p 2113:2113 eventstore/eventstore --insecure --run-projections=All".
 // It assumes EventStoreDB 22.6 or later (which reports $all positions on

@@ -33,6 +33,14 @@ const (
 // an event holding the whole record, GetWrapped reads the last one, and
 // DeleteWrapped tombstones the stream.
 //
+// Revisions. A record's revision is its event's number in its stream,
+// plus one, with the stream's generation (see Reuse) above it: generation
+// g, event n is g<<40 | (n+1) (keyRevision). PutWrapped appends with that
+// event number as EventStoreDB's expected stream revision, or, expecting
+// no record, with "no stream", so the server makes every write a
+// compare-and-swap, across nodes; a ref's revisions grow over its whole
+// life, since a later generation is a higher number.
+//
 // Deletion (crypto-shredding). A tombstoned stream reads as deleted at
 // once, on every node, so GetWrapped reports the record absent as soon as
 // DeleteWrapped returns. Its bytes (every record ever put for the ref) stay
@@ -75,29 +83,33 @@ func NewKeyStore(l *Log) *KeyStore { return &KeyStore{l: l, checkStream: keyChec
 // probes.
 func (k *KeyStore) Ping(ctx context.Context) error { return k.l.Ping(ctx) }
 
-// GetWrapped returns a copy of ref's latest record; ok is false when there
-// is none (never put, or deleted).
+// GetWrapped returns a copy of ref's latest record and its revision; rev
+// is 0 when there is none (never put, or deleted).
 //
 // Errors: domain.ErrInvalidArgument for an empty ref or one over 256
 // bytes; domain.ErrCorrupt when the stream's last event is not a record
 // this store wrote; domain.ErrUnavailable when the server fails or the log
 // is closed. Safe for concurrent use.
-func (k *KeyStore) GetWrapped(ctx context.Context, ref string) ([]byte, bool, error) {
+func (k *KeyStore) GetWrapped(ctx context.Context, ref string) ([]byte, uint64, error) {
 	if err := checkKeyRef(opGetWrapped, ref); err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	gen, state, last, err := k.current(ctx, opGetWrapped, ref)
 	if err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	if state != streamLive || last == nil {
-		return nil, false, nil
+		return nil, 0, nil
 	}
 	if last.EventType != typeWrappedKey || len(last.Data) == 0 {
-		return nil, false, domain.Corruption("esdb: %s %q: event %d of stream %q is a %q of %d bytes, not a wrapped key record",
+		return nil, 0, domain.Corruption("esdb: %s %q: event %d of stream %q is a %q of %d bytes, not a wrapped key record",
 			opGetWrapped, ref, last.EventNumber, dataKeyStream(ref, gen), last.EventType, len(last.Data))
 	}
-	return bytes.Clone(last.Data), true, nil
+	rev, err := keyRevision(opGetWrapped, ref, gen, last.EventNumber)
+	if err != nil {
+		return nil, 0, err
+	}
+	return bytes.Clone(last.Data), rev, nil
 }
 
 // current finds ref's current generation: the first whose stream is not
@@ -119,38 +131,89 @@ func (k *KeyStore) current(ctx context.Context, op, ref string) (uint64, streamS
 	return 0, 0, nil, errTooManyGenerations(op, ref)
 }
 
-// PutWrapped appends wrapped as ref's latest record and returns once the
-// server has acknowledged it (EventStoreDB acknowledges writes once they
-// are durable on its log, and on a quorum of a cluster). wrapped is copied.
-// It appends to the ref's first generation that is not tombstoned (see
-// KeyStore), trying them in order.
+// PutWrapped appends wrapped as ref's latest record if ref's revision is
+// expected, and returns its revision once the server has acknowledged it
+// (EventStoreDB acknowledges writes once they are durable on its log, and
+// on a quorum of a cluster). wrapped is copied. Expecting a revision, it
+// appends to that revision's stream with its event number as the expected
+// stream revision; expecting none (0), it appends with "no stream" to the
+// ref's first generation that is not tombstoned (see KeyStore), trying
+// them in order.
 //
 // Errors: domain.ErrInvalidArgument for an empty ref or one over 256
 // bytes, empty wrapped bytes, or a record over Options.MaxAppendSize;
-// domain.ErrUnavailable when the server fails or the log is closed (the
-// record may then be written or not: put it again). Safe for concurrent
-// use; idempotent (putting the same bytes again appends an identical
-// record).
-func (k *KeyStore) PutWrapped(ctx context.Context, ref string, wrapped []byte) error {
+// domain.ErrWrongExpectedRevision when ref's revision is another (its
+// stream moved on, was tombstoned, or exists when none was expected; or
+// the revision is one this store never gives, refused without asking the
+// server); domain.ErrUnavailable when the server fails or the log is
+// closed (the record may then be written or not: read it again). Safe for
+// concurrent use, across nodes. Not idempotent: repeated after a success
+// it fails with ErrWrongExpectedRevision.
+func (k *KeyStore) PutWrapped(ctx context.Context, ref string, wrapped []byte, expected uint64) (uint64, error) {
 	if err := checkKeyRef(opPutWrapped, ref); err != nil {
-		return err
+		return 0, err
 	}
 	if len(wrapped) == 0 {
-		return &domain.Error{Op: opPutWrapped, Kind: domain.ErrInvalidArgument, Item: ref, Msg: "the wrapped key record is empty"}
+		return 0, &domain.Error{Op: opPutWrapped, Kind: domain.ErrInvalidArgument, Item: ref, Msg: "the wrapped key record is empty"}
 	}
 	ev := esdbclient.EventData{EventType: typeWrappedKey, ContentType: esdbclient.ContentTypeBinary, Data: bytes.Clone(wrapped)}
 	if n := appendSize(&ev); n > k.l.opts.MaxAppendSize {
-		return &domain.Error{Op: opPutWrapped, Kind: domain.ErrInvalidArgument, Item: ref,
+		return 0, &domain.Error{Op: opPutWrapped, Kind: domain.ErrInvalidArgument, Item: ref,
 			Msg: fmt.Sprintf("the record takes %d bytes, over the server's maximum append size of %d", n, k.l.opts.MaxAppendSize)}
 	}
-	for gen := uint64(0); gen < maxGenerations; gen++ {
-		_, err := k.l.appendRaw(ctx, opPutWrapped, dataKeyStream(ref, gen), esdbclient.Any{}, []esdbclient.EventData{ev})
-		if isStreamDeleted(err) {
-			continue // generation gen was deleted: the next one is current, or will be
-		}
-		return k.l.mapErr(ctx, opPutWrapped, ref, err)
+	gen, want, ok := expectedAppend(expected)
+	if !ok {
+		return 0, wrongKeyRevision(ref, expected)
 	}
-	return errTooManyGenerations(opPutWrapped, ref)
+	for ; gen < maxGenerations; gen++ {
+		wr, err := k.l.appendRaw(ctx, opPutWrapped, dataKeyStream(ref, gen), want, []esdbclient.EventData{ev})
+		switch {
+		case err == nil:
+			return keyRevision(opPutWrapped, ref, gen, wr.NextExpectedVersion)
+		case isStreamDeleted(err) && expected == 0:
+			continue // generation gen was deleted: the next one is current, or will be
+		case isStreamDeleted(err), isWrongExpectedVersion(err):
+			return 0, wrongKeyRevision(ref, expected)
+		}
+		return 0, k.l.mapErr(ctx, opPutWrapped, ref, err)
+	}
+	return 0, errTooManyGenerations(opPutWrapped, ref)
+}
+
+// revGenShift is where a revision's generation starts: below it, the
+// event number plus one.
+const revGenShift = 40
+
+// keyRevision is the revision of event n of ref's stream in generation
+// gen. Errors: domain.ErrFailedPrecondition for an event number too large
+// to fit (a trillion records of one ref).
+func keyRevision(op, ref string, gen, n uint64) (uint64, error) {
+	if n >= 1<<revGenShift-1 || gen >= maxGenerations {
+		return 0, &domain.Error{Op: op, Kind: domain.ErrFailedPrecondition, Item: ref,
+			Msg: fmt.Sprintf("record %d of generation %d of the ref's stream is beyond the revisions this store gives", n, gen)}
+	}
+	return gen<<revGenShift | (n + 1), nil
+}
+
+// expectedAppend is the first generation a put expecting revision
+// expected appends to, and the expected revision EventStoreDB checks
+// there: "no stream" for 0 (from generation 0 on), else the event number
+// of expected in its generation. ok is false for a revision keyRevision
+// never gives.
+func expectedAppend(expected uint64) (gen uint64, want esdbclient.ExpectedRevision, ok bool) {
+	if expected == 0 {
+		return 0, esdbclient.NoStream{}, true
+	}
+	gen, n := expected>>revGenShift, expected&(1<<revGenShift-1)
+	if n == 0 || gen >= maxGenerations {
+		return 0, nil, false
+	}
+	return gen, esdbclient.Revision(n - 1), true
+}
+
+func wrongKeyRevision(ref string, expected uint64) error {
+	return &domain.Error{Op: opPutWrapped, Kind: domain.ErrWrongExpectedRevision, Item: ref,
+		Msg: fmt.Sprintf("the record is not at revision %d", expected), Hint: "read it again"}
 }
 
 // DeleteWrapped tombstones ref's current stream: from then on GetWrapped
@@ -162,8 +225,10 @@ func (k *KeyStore) PutWrapped(ctx context.Context, ref string, wrapped []byte) e
 // bytes; domain.ErrUnavailable when the server fails or the log is closed
 // (the stream may then be tombstoned or not: delete again). Idempotent:
 // deleting a ref that has no record, or was deleted before, succeeds. Safe
-// for concurrent use (a put concurrent with a delete lands before it, and
-// is deleted, or after it, in the next generation).
+// for concurrent use: a put concurrent with a delete lands before it, and
+// is deleted; or after it, and fails (its expected revision is in the
+// tombstoned stream) unless it expected no record, when it creates the
+// next generation.
 func (k *KeyStore) DeleteWrapped(ctx context.Context, ref string) error {
 	if err := checkKeyRef(opDeleteWrapped, ref); err != nil {
 		return err
@@ -289,9 +354,9 @@ func (k *KeyStore) AnyWrapped(ctx context.Context) (string, []byte, bool, error)
 		case ev.EventAppeared != nil && ev.EventAppeared.Event != nil:
 			r := ev.EventAppeared.Event
 			if ref, ok := refOfDataKeyStream(r.StreamID); ok && r.EventType == typeWrappedKey {
-				rec, found, err := k.GetWrapped(ctx, ref)
-				if err != nil || found {
-					return ref, rec, found, err
+				rec, rev, err := k.GetWrapped(ctx, ref)
+				if err != nil || rev != 0 {
+					return ref, rec, rev != 0, err
 				}
 			}
 			if !keyAfter(end, r.Position) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"sync"
@@ -345,11 +346,17 @@ func TestKeyStoreConformance(t *testing.T) {
 	serverURL(t)
 	run := time.Now().UnixNano()
 	var n atomic.Int64
-	keystore.Run(t, func(t *testing.T) commands.KeyStore {
-		ks := NewKeyStore(MustOpen(t, Options{Logger: testLogger(t)}))
-		// The suite needs a store without a check: one check stream each.
-		ks.checkStream = fmt.Sprintf("%s-conf%d-%d", keyCheckStream, run, n.Add(1))
-		return ks
+	keystore.Run(t, func(t *testing.T) (commands.KeyStore, commands.KeyStore) {
+		// Two nodes: two logs (two clients) on the server. The suite needs
+		// a store without a check: one check stream for each pair.
+		check := fmt.Sprintf("%s-conf%d-%d", keyCheckStream, run, n.Add(1))
+		var stores [2]commands.KeyStore
+		for i := range stores {
+			ks := NewKeyStore(MustOpen(t, Options{Logger: testLogger(t)}))
+			ks.checkStream = check
+			stores[i] = ks
+		}
+		return stores[0], stores[1]
 	})
 }
 
@@ -408,7 +415,7 @@ func TestStoresStayOutOfTheLog(t *testing.T) {
 	if _, err := l.Append(ctx, st, domain.ExpectNoStream, evs[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if err := k.PutWrapped(context.Background(), ref, []byte("wrapped")); err != nil {
+	if _, err := k.PutWrapped(context.Background(), ref, []byte("wrapped"), 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.PutBlob(ctx, ref, "small", []byte("small blob")); err != nil {
@@ -483,11 +490,15 @@ func TestKeyStoreTombstones(t *testing.T) {
 	ref := uniqueRef("key")
 	for gen := range uint64(3) {
 		v := fmt.Appendf(nil, "record of generation %d", gen)
-		if err := k.PutWrapped(context.Background(), ref, v); err != nil {
+		rev, err := k.PutWrapped(context.Background(), ref, v, 0)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if got, ok, err := k.GetWrapped(context.Background(), ref); err != nil || !ok || string(got) != string(v) {
-			t.Fatalf("generation %d: GetWrapped = %q, %v, %v", gen, got, ok, err)
+		if want, _ := keyRevision("test", ref, gen, 0); rev != want {
+			t.Fatalf("generation %d: revision %d, want %d", gen, rev, want)
+		}
+		if got, gotRev, err := k.GetWrapped(context.Background(), ref); err != nil || gotRev != rev || string(got) != string(v) {
+			t.Fatalf("generation %d: GetWrapped = %q, %d, %v", gen, got, gotRev, err)
 		}
 		if s := mustState(t, l, dataKeyStream(ref, gen)); s != streamLive {
 			t.Fatalf("generation %d is %v, want live", gen, s)
@@ -559,7 +570,7 @@ func TestUnfinishedBlob(t *testing.T) {
 	ref := uniqueRef("unfinished")
 	data := testBlob(300<<10, 3)
 	h := newBlobHeader(data, b.chunkSize, b.budget)
-	if h.atomic {
+	if h.Atomic() {
 		t.Fatal("the test blob fits in one append")
 	}
 	gen, tail, err := b.writableGen(ctx, ref)
@@ -569,7 +580,7 @@ func TestUnfinishedBlob(t *testing.T) {
 	if err := b.register(ctx, ref, "x", gen, tail); err != nil {
 		t.Fatal(err)
 	}
-	events := blobEvents(h, h.encode(), data)
+	events := blobEvents(h, h.Encode(), data)
 	first := groupAppends(events, b.budget)[0]
 	if _, err := b.l.appendRaw(ctx, "test", blobStream(ref, "x", gen), esdbclient.NoStream{}, first); err != nil {
 		t.Fatal(err)
@@ -636,7 +647,7 @@ func TestCorruptBlob(t *testing.T) {
 	h := newBlobHeader(data, b.chunkSize, b.budget)
 	bad := bytes.Clone(data)
 	bad[100] ^= 1
-	events := blobEvents(h, h.encode(), bad)
+	events := blobEvents(h, h.Encode(), bad)
 	if _, err := b.l.appendRaw(ctx, "test", blobStream(ref, "x", 0), esdbclient.NoStream{}, events); err != nil {
 		t.Fatal(err)
 	}
@@ -665,5 +676,78 @@ func TestLargeBlobs(t *testing.T) {
 				t.Fatalf("max append %d, %d bytes: %d bytes back, %v", maxAppend, n, len(got), err)
 			}
 		}
+	}
+}
+
+// TestBlobReadsVersion1 writes blob streams as earlier releases did, under
+// esdb's version-1 header: one in one append (atomic), one in several with
+// its commit, and one left without its commit. GetBlob and OpenBlob read
+// the first two; a put of the same bytes leaves them as they are, and
+// finishes the third in its own header; a put of other bytes is refused.
+func TestBlobReadsVersion1(t *testing.T) {
+	b := MustBlobs(t, Options{Logger: testLogger(t), MaxAppendSize: 64 << 10})
+	ctx := context.Background()
+	ref := uniqueRef("v1")
+	// write lists name in the ref's index, then appends events to its
+	// stream as the earlier PutBlob did, in as few appends as b allows.
+	write := func(name string, events []esdbclient.EventData) {
+		t.Helper()
+		gen, tail, err := b.writableGen(ctx, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.register(ctx, ref, name, gen, tail); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.write(ctx, blobStream(ref, name, gen), events, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	small, large := testBlob(1000, 11), testBlob(300<<10, 12)
+	smallEvents := legacyV1Events(small, b.chunkSize, true, false)
+	largeEvents := legacyV1Events(large, b.chunkSize, false, false)
+	write("atomic", smallEvents)
+	write("several", largeEvents)
+	write("unfinished", groupAppends(largeEvents, b.budget)[0])
+	for name, data := range map[string][]byte{"atomic": small, "several": large} {
+		if got, err := b.GetBlob(ctx, ref, name); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("GetBlob of the version-1 blob %q: %d bytes, %v", name, len(got), err)
+		}
+		r, err := b.OpenBlob(ctx, ref, name)
+		if err != nil {
+			t.Fatalf("OpenBlob of the version-1 blob %q: %v", name, err)
+		}
+		got, err := io.ReadAll(r)
+		_ = r.Close()
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("streamed version-1 blob %q: %d bytes, %v", name, len(got), err)
+		}
+		if err := b.PutBlob(ctx, ref, name, data); err != nil {
+			t.Fatalf("PutBlob of the same bytes over the version-1 blob %q: %v", name, err)
+		}
+		if err := b.PutBlob(ctx, ref, name, append(bytes.Clone(data), 0)); !errors.Is(err, domain.ErrAlreadyExists) {
+			t.Fatalf("PutBlob of other bytes over the version-1 blob %q: %v, want ErrAlreadyExists", name, err)
+		}
+	}
+	st, err := b.state(ctx, blobStream(ref, "several", 0), "several")
+	if err != nil || !bytes.Equal(st.raw, largeEvents[0].Data) || st.next != uint64(len(largeEvents)) {
+		t.Fatalf("the version-1 blob after a put of its bytes: header %x, next %d, %v", st.raw, st.next, err)
+	}
+
+	if _, err := b.GetBlob(ctx, ref, "unfinished"); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("GetBlob of an unfinished version-1 blob: %v, want ErrNotFound", err)
+	}
+	if err := b.PutBlob(ctx, ref, "unfinished", large); err != nil {
+		t.Fatalf("PutBlob finishing a version-1 blob: %v", err)
+	}
+	if got, err := b.GetBlob(ctx, ref, "unfinished"); err != nil || !bytes.Equal(got, large) {
+		t.Fatalf("GetBlob of the version-1 blob once finished: %d bytes, %v", len(got), err)
+	}
+	recs, _, err := b.l.readRaw(ctx, "test", blobStream(ref, "unfinished", 0), esdbclient.End{}, true, 1)
+	if err != nil || len(recs) != 1 || recs[0].EventType != typeBlobCommit || !bytes.Equal(recs[0].Data, largeEvents[0].Data) {
+		t.Fatalf("the finished version-1 blob does not end with a commit of its version-1 header: %v", err)
+	}
+	if err := b.DestroyBlobs(ctx, ref); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	esdbclient "github.com/EventStore/EventStore-Client-Go/v4/esdb"
 
+	"github.com/kmsbackup/kmsbackup/adapters/internal/blobformat"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
@@ -163,33 +164,33 @@ func TestBlobHeader(t *testing.T) {
 	data := bytes.Repeat([]byte("0123456789"), 100)
 	for _, maxAppend := range []int{1 << 20, 512} {
 		h := newBlobHeader(data, 300, maxAppend)
-		if h.length != 1000 || h.chunkSize != 300 || h.chunks != 4 || h.atomic != (maxAppend == 1<<20) {
+		if h.Size != 1000 || h.ChunkSize != 300 || h.Chunks != 4 || h.Atomic() != (maxAppend == 1<<20) {
 			t.Fatalf("header of 1000 bytes in chunks of 300, max append %d: %+v", maxAppend, h)
 		}
-		got, ok := decodeBlobHeader(h.encode())
-		if !ok || got != h {
-			t.Fatalf("round trip: %+v, %v; want %+v", got, ok, h)
+		got, err := decodeBlobHeader(h.Encode())
+		if err != nil || got != h {
+			t.Fatalf("round trip: %+v, %v; want %+v", got, err, h)
 		}
-		if h.chunkLen(0) != 300 || h.chunkLen(3) != 100 {
-			t.Errorf("chunk lengths %d, %d", h.chunkLen(0), h.chunkLen(3))
+		if h.ChunkLen(0) != 300 || h.ChunkLen(3) != 100 {
+			t.Errorf("chunk lengths %d, %d", h.ChunkLen(0), h.ChunkLen(3))
 		}
 	}
 	empty := newBlobHeader(nil, 300, 1<<20)
-	if empty.chunks != 0 || !empty.atomic {
+	if empty.Chunks != 0 || !empty.Atomic() {
 		t.Errorf("empty blob header: %+v", empty)
 	}
-	good := newBlobHeader(data, 300, 1<<20).encode()
+	good := newBlobHeader(data, 300, 1<<20).Encode()
 	bad := map[string][]byte{
 		"short":           good[:len(good)-1],
 		"long":            append(slices.Clone(good), 0),
-		"version":         func() []byte { b := slices.Clone(good); b[0] = 2; return b }(),
+		"version":         func() []byte { b := slices.Clone(good); b[0] = 3; return b }(),
 		"unknown flag":    func() []byte { b := slices.Clone(good); b[1] |= 2; return b }(),
 		"zero chunk size": func() []byte { b := slices.Clone(good); copy(b[10:14], []byte{0, 0, 0, 0}); return b }(),
 		"chunk count":     func() []byte { b := slices.Clone(good); b[17]++; return b }(),
 		"too long":        func() []byte { b := slices.Clone(good); b[2] = 1; return b }(),
 	}
 	for name, b := range bad {
-		if _, ok := decodeBlobHeader(b); ok {
+		if _, err := decodeBlobHeader(b); err == nil {
 			t.Errorf("%s header accepted", name)
 		}
 	}
@@ -216,13 +217,13 @@ func TestBlobChunkSize(t *testing.T) {
 
 // blobStreamOf is the header and the events PutBlob writes for data, from
 // revision 0 on, and how it groups them into appends.
-func blobStreamOf(data []byte, maxAppend int) (h blobHeader, events []esdbclient.EventData, appends [][]esdbclient.EventData) {
+func blobStreamOf(data []byte, maxAppend int) (h blobformat.Header, events []esdbclient.EventData, appends [][]esdbclient.EventData) {
 	cs, err := blobChunkSize(maxAppend)
 	if err != nil {
 		panic(err)
 	}
 	h = newBlobHeader(data, cs, appendBudget(maxAppend))
-	events = blobEvents(h, h.encode(), data)
+	events = blobEvents(h, h.Encode(), data)
 	return h, events, groupAppends(events, appendBudget(maxAppend))
 }
 
@@ -248,12 +249,12 @@ func TestBlobChunkingAndAppends(t *testing.T) {
 		for _, n := range []int{0, 1, cs - 1, cs, cs + 1, 2 * cs, fits - 1, fits, fits + 1, 3*cs + 17, 3 << 20} {
 			data := testBlob(n, 1)
 			h, events, appends := blobStreamOf(data, maxAppend)
-			if events[0].EventType != typeBlobHeader || !bytes.Equal(events[0].Data, h.encode()) {
+			if events[0].EventType != typeBlobHeader || !bytes.Equal(events[0].Data, h.Encode()) {
 				t.Fatalf("max %d, %d bytes: the stream does not start with the header", maxAppend, n)
 			}
 			var joined []byte
-			for i, e := range events[1 : 1+h.chunks] {
-				if e.EventType != typeBlobChunk || len(e.Data) != h.chunkLen(uint32(i)) || len(e.Data) > cs {
+			for i, e := range events[1 : 1+h.Chunks] {
+				if e.EventType != typeBlobChunk || len(e.Data) != h.ChunkLen(uint32(i)) || len(e.Data) > cs {
 					t.Fatalf("max %d, %d bytes: chunk %d is a %q of %d bytes", maxAppend, n, i, e.EventType, len(e.Data))
 				}
 				joined = append(joined, e.Data...)
@@ -261,8 +262,8 @@ func TestBlobChunkingAndAppends(t *testing.T) {
 			if !bytes.Equal(joined, data) {
 				t.Fatalf("max %d, %d bytes: the chunks do not make the blob", maxAppend, n)
 			}
-			wantEvents := 1 + int(h.chunks)
-			if !h.atomic {
+			wantEvents := 1 + int(h.Chunks)
+			if !h.Atomic() {
 				wantEvents++
 				if last := events[len(events)-1]; last.EventType != typeBlobCommit || !bytes.Equal(last.Data, events[0].Data) {
 					t.Fatalf("max %d, %d bytes: no commit at the end", maxAppend, n)
@@ -272,14 +273,14 @@ func TestBlobChunkingAndAppends(t *testing.T) {
 				t.Fatalf("max %d, %d bytes: %d events, want %d", maxAppend, n, len(events), wantEvents)
 			}
 			size := 0
-			for i := range events[:1+h.chunks] {
+			for i := range events[:1+h.Chunks] {
 				size += appendSize(&events[i])
 			}
-			if h.atomic != (size <= budget) {
-				t.Fatalf("max %d, %d bytes: atomic %v for %d bytes of appends", maxAppend, n, h.atomic, size)
+			if h.Atomic() != (size <= budget) {
+				t.Fatalf("max %d, %d bytes: atomic %v for %d bytes of appends", maxAppend, n, h.Atomic(), size)
 			}
-			if h.atomic != (len(appends) == 1) {
-				t.Fatalf("max %d, %d bytes: atomic %v in %d appends", maxAppend, n, h.atomic, len(appends))
+			if h.Atomic() != (len(appends) == 1) {
+				t.Fatalf("max %d, %d bytes: atomic %v in %d appends", maxAppend, n, h.Atomic(), len(appends))
 			}
 			var flat []esdbclient.EventData
 			for _, a := range appends {
@@ -334,7 +335,7 @@ func TestBlobAssembly(t *testing.T) {
 		if err != nil || !complete || !bytes.Equal(got, data) {
 			t.Fatalf("%s: %d bytes, complete %v, %v", name, len(got), complete, err)
 		}
-		if !h.atomic {
+		if !h.Atomic() {
 			// Every prefix of an unfinished put is absent, not corrupt.
 			for n := 1; n < len(events); n++ {
 				if _, complete, err := assemble(events[:n]); complete || err != nil {
@@ -346,8 +347,8 @@ func TestBlobAssembly(t *testing.T) {
 
 	hs, small1, _ := blobStreamOf(small, maxAppend)
 	hl, large1, _ := blobStreamOf(large, maxAppend)
-	if !hs.atomic || hl.atomic {
-		t.Fatalf("atomic: small %v, large %v", hs.atomic, hl.atomic)
+	if !hs.Atomic() || hl.Atomic() {
+		t.Fatalf("atomic: small %v, large %v", hs.Atomic(), hl.Atomic())
 	}
 	clone := func(events []esdbclient.EventData) []esdbclient.EventData {
 		out := slices.Clone(events)
@@ -416,8 +417,8 @@ func TestBlobReadPaging(t *testing.T) {
 	}
 	// 3 MiB in 6 chunks and a commit: the first read after the header asks
 	// for them all and one more.
-	if got := a.nextRead(); got != uint64(h.chunks)+2 {
-		t.Errorf("nextRead after the header = %d, want %d", got, h.chunks+2)
+	if got := a.nextRead(); got != uint64(h.Chunks)+2 {
+		t.Errorf("nextRead after the header = %d, want %d", got, h.Chunks+2)
 	}
 	for i, e := range events[1:] {
 		if err := a.add(uint64(i+1), e.EventType, e.Data); err != nil {
@@ -428,7 +429,7 @@ func TestBlobReadPaging(t *testing.T) {
 		t.Errorf("nextRead once complete = %d, want 1 (to see what follows)", got)
 	}
 	// A header claiming chunks of 1 KiB pages by blobReadBytes.
-	small, err := startBlob(0, typeBlobHeader, blobHeader{length: 100 << 20, chunkSize: 1 << 10, chunks: 100 << 10}.encode())
+	small, err := startBlob(0, typeBlobHeader, blobformat.Header{Size: 100 << 20, ChunkSize: 1 << 10, Chunks: 100 << 10}.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -448,12 +449,16 @@ func TestStoreArguments(t *testing.T) {
 	}
 	ctx := context.Background()
 	long := strings.Repeat("r", 257)
+	put := func(ref string, wrapped []byte) error {
+		_, err := k.PutWrapped(context.Background(), ref, wrapped, 0)
+		return err
+	}
 	for name, err := range map[string]error{
 		"GetWrapped empty ref":      func() error { _, _, err := k.GetWrapped(context.Background(), ""); return err }(),
 		"GetWrapped long ref":       func() error { _, _, err := k.GetWrapped(context.Background(), long); return err }(),
-		"PutWrapped empty ref":      k.PutWrapped(context.Background(), "", []byte("w")),
-		"PutWrapped empty record":   k.PutWrapped(context.Background(), "kms_1", nil),
-		"PutWrapped large record":   k.PutWrapped(context.Background(), "kms_1", make([]byte, 8<<10)),
+		"PutWrapped empty ref":      put("", []byte("w")),
+		"PutWrapped empty record":   put("kms_1", nil),
+		"PutWrapped large record":   put("kms_1", make([]byte, 8<<10)),
 		"DeleteWrapped empty ref":   k.DeleteWrapped(context.Background(), ""),
 		"DeleteWrapped long ref":    k.DeleteWrapped(context.Background(), long),
 		"PutBlob empty ref":         b.PutBlob(ctx, "", "n", []byte("x")),
@@ -508,7 +513,7 @@ func TestStoresUnreachableServer(t *testing.T) {
 		t.Helper()
 		for name, err := range map[string]error{
 			"GetWrapped":    func() error { _, _, err := k.GetWrapped(context.Background(), "kms_1"); return err }(),
-			"PutWrapped":    k.PutWrapped(context.Background(), "kms_1", []byte("wrapped")),
+			"PutWrapped":    func() error { _, err := k.PutWrapped(context.Background(), "kms_1", []byte("wrapped"), 0); return err }(),
 			"DeleteWrapped": k.DeleteWrapped(context.Background(), "kms_1"),
 			"PutBlob":       b.PutBlob(ctx, "bkp_1/0", "slice-1", []byte("blob")),
 			"GetBlob":       func() error { _, err := b.GetBlob(ctx, "bkp_1/0", "slice-1"); return err }(),

@@ -164,7 +164,7 @@ func (b *brokenBody) Close() error { return nil }
 // internal error, and leaves nothing in the spool.
 func TestUploadCutOffIsTheClientsFault(t *testing.T) {
 	spool := t.TempDir()
-	h := (&Server{Backups: &commands.Backups{}, Auth: tokenAuth{}, SpoolDir: spool}).Handler()
+	h := (&Server{Files: &commands.DayFiles{}, Auth: tokenAuth{}, SpoolDir: spool}).Handler()
 	r := httptest.NewRequest("POST", "/v1/uploads?name=x", &brokenBody{})
 	r.Header.Set("Authorization", "Bearer "+testToken)
 	r.Header.Set(HeaderDataKey, domain.FormatDataKey(make(domain.Plaintext, domain.DataKeySize)))

@@ -137,10 +137,10 @@ func (s *Server) backupRoutes(rt *Router) {
 	})
 }
 
-// backupDataRoutes serves what a backup instance holds: a day's lists,
-// its checkpoints, the difference of two days, and verification.
-func (s *Server) backupDataRoutes(rt *Router) {
-	b := s.Backups
+// dayRoutes serves what a backup instance holds: a day's lists, its
+// checkpoints, the difference of two days.
+func (s *Server) dayRoutes(rt *Router) {
+	d := s.Days
 	rt.Handle("GET", "/v1/backup-instances/{id}/data", func(_ http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
 		const op = "list data"
 		day := r.URL.Query().Get("day") // optional for an upload, which holds one day
@@ -152,7 +152,7 @@ func (s *Server) backupDataRoutes(rt *Router) {
 		if err != nil {
 			return nil, err
 		}
-		p, err := b.ListDayData(c, backupID(r), day, tab, r.URL.Query().Get("page_token"), size)
+		p, err := d.ListDayData(c, backupID(r), day, tab, r.URL.Query().Get("page_token"), size)
 		if err != nil {
 			return nil, err
 		}
@@ -160,7 +160,7 @@ func (s *Server) backupDataRoutes(rt *Router) {
 	})
 	rt.Handle("GET", "/v1/backup-instances/{id}/checkpoints", func(_ http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
 		day := r.URL.Query().Get("day") // optional for an upload, which holds one day
-		cs, err := b.ListDayCheckpoints(c, backupID(r), day)
+		cs, err := d.ListDayCheckpoints(c, backupID(r), day)
 		if err != nil {
 			return nil, err
 		}
@@ -176,12 +176,17 @@ func (s *Server) backupDataRoutes(rt *Router) {
 		if err != nil {
 			return nil, err
 		}
-		cs, err := b.DiffDays(c, backupID(r), from, to)
+		cs, err := d.DiffDays(c, backupID(r), from, to)
 		if err != nil {
 			return nil, err
 		}
 		return diffView(cs), nil
 	})
+}
+
+// verifyRoutes serves the verification of a backup instance's data.
+func (s *Server) verifyRoutes(rt *Router) {
+	b := s.Checkpoints
 	rt.Handle("POST", "/v1/backup-instances/{id}/verify", func(_ http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
 		rep, err := b.VerifyBackup(r.Context(), c, backupID(r))
 		if err != nil {

@@ -100,7 +100,7 @@ func call(tb testing.TB, c *Client, method, path, body string) (int, ErrorBody) 
 }
 
 func TestDevRoutesAbsentWithoutDevClock(t *testing.T) {
-	c := MustServe(t, &Server{Backups: &commands.Backups{}})
+	c := MustServe(t, &Server{Backups: &commands.BackupInstances{}})
 	for _, r := range []struct{ method, path, body string }{
 		{"GET", "/v1/dev/clock", ""},
 		{"POST", "/v1/dev/clock/advance", `{"duration":"1h"}`},
@@ -173,7 +173,7 @@ func TestDevClock(t *testing.T) {
 // TestBackupRequestsValidated checks the refusals the handlers make before
 // any use case runs (the stand-in Backups would fail if called).
 func TestBackupRequestsValidated(t *testing.T) {
-	c := MustServe(t, &Server{Backups: &commands.Backups{}})
+	c := MustServe(t, &Server{Backups: &commands.BackupInstances{}, Days: &commands.DayData{}})
 	const id = "/v1/backup-instances/bkp_01J00000000000000000000000"
 	for _, r := range []struct {
 		method, path, body string
@@ -277,7 +277,7 @@ func TestBackupMetrics(t *testing.T) {
 	}
 	var err error
 	reg := prometheus.NewRegistry()
-	s := &Server{Backups: &commands.Backups{}, Auth: tokenAuth{}, Tenants: reg,
+	s := &Server{Backups: &commands.BackupInstances{}, Auth: tokenAuth{}, Tenants: reg,
 		BackupGauges:   func() ([]*domain.Backup, error) { return backups, err },
 		BackupFailures: func() map[domain.BackupID]uint64 { return map[domain.BackupID]uint64{"bkp_bad": 7, "bkp_gone": 2} }}
 	s.Handler()

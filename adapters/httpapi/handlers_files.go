@@ -63,7 +63,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 }
 
 func (s *Server) fileRoutes(rt *Router) {
-	b := s.Backups
+	b := s.Files
 	rt.Handle("POST", "/v1/backup-instances/{id}/download", func(w http.ResponseWriter, r *http.Request, c commands.Caller) (any, error) {
 		var req DownloadRequest
 		if err := decode(r, &req); err != nil {

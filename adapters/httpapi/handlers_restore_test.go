@@ -22,7 +22,7 @@ import (
 )
 
 func TestRestoreRoutesAbsentWithoutUseCases(t *testing.T) {
-	c := MustServe(t, &Server{Backups: &commands.Backups{}})
+	c := MustServe(t, &Server{Backups: &commands.BackupInstances{}})
 	for _, r := range []struct{ method, path, body string }{
 		{"POST", "/v1/restores", `{}`},
 		{"GET", "/v1/backup-instances/bkp_01J00000000000000000000000/replay?day=2026-05-01", ""},

@@ -71,7 +71,7 @@ kmsbackup_verify_findings{account="acct_2",backup="bkp_2"} 2
 }
 
 func TestDevScrub(t *testing.T) {
-	without := MustServe(t, &Server{Backups: &commands.Backups{}, DevClock: &fakeClock{}})
+	without := MustServe(t, &Server{Backups: &commands.BackupInstances{}, DevClock: &fakeClock{}})
 	if status, eb := call(t, without, "POST", "/v1/dev/scrub", ""); status != http.StatusNotFound || eb.Error.Code != "not_found" {
 		t.Errorf("POST /v1/dev/scrub without DevScrub: %d %+v", status, eb.Error)
 	}

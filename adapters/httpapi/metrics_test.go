@@ -41,7 +41,7 @@ func tenantsServer() *Server {
 		},
 		Errors: 1,
 	}
-	return &Server{Backups: &commands.Backups{}, Auth: tokenAuth{}, MetricsToken: metricsToken,
+	return &Server{Backups: &commands.BackupInstances{}, Auth: tokenAuth{}, MetricsToken: metricsToken,
 		BackupGauges:   func() ([]*domain.Backup, error) { return backups, nil },
 		BackupFailures: func() map[domain.BackupID]uint64 { return map[domain.BackupID]uint64{"bkp_bad": 7, "bkp_was": 2} },
 		ScrubStatus:    func() commands.ScrubStatus { return st }}

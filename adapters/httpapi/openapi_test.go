@@ -36,7 +36,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	// Stand-ins make the optional routes (backups, restores, the audit, the
 	// dev clock) register; the handlers are never called.
-	s := &Server{Backups: &commands.Backups{}, Restores: &commands.Restores{}, Audit: &commands.Audit{}, DevClock: &fakeClock{},
+	s := &Server{Backups: &commands.BackupInstances{}, Days: &commands.DayData{}, Checkpoints: &commands.Checkpoints{}, Files: &commands.DayFiles{}, Restores: &commands.Restores{}, Audit: &commands.Audit{}, DevClock: &fakeClock{},
 		DevScrub: &fakeScrub{}}
 	s.Handler()
 	var served []string

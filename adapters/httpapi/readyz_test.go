@@ -22,7 +22,7 @@ import (
 func TestReadyz(t *testing.T) {
 	since := time.Date(2026, 5, 1, 10, 5, 0, 0, time.UTC)
 	var logErr error
-	s := &Server{Backups: &commands.Backups{}, Auth: tokenAuth{}, MetricsToken: metricsToken,
+	s := &Server{Backups: &commands.BackupInstances{}, Auth: tokenAuth{}, MetricsToken: metricsToken,
 		Ready: []ReadyCheck{
 			{"projection kms-state", func(context.Context) error { return nil }},
 			{"scheduler", func(context.Context) error { return nil }},

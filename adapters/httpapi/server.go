@@ -100,14 +100,25 @@ type Server struct {
 	Logger       *slog.Logger
 	// Backups serves the backup instances under /v1/backup-instances; nil
 	// leaves those routes and the backup metrics out.
-	Backups *commands.Backups
+	Backups *commands.BackupInstances
+	// Days serves what a backup instance holds (a day's lists, its
+	// checkpoints, the difference of two days); nil leaves those routes
+	// out.
+	Days *commands.DayData
+	// Checkpoints serves the verification of a backup instance (POST
+	// /v1/backup-instances/{id}/verify); nil leaves it out.
+	Checkpoints *commands.Checkpoints
+	// Files serves downloads of a day and uploads (POST
+	// /v1/backup-instances/{id}/download, /v1/uploads); nil leaves those
+	// routes out.
+	Files *commands.DayFiles
 	// BackupGauges lists the backup instances /metrics reports on, every
 	// account's, read at each scrape: their last backup times
 	// (kmsbackup_backup_last_full_timestamp_seconds and
 	// kmsbackup_backup_last_incremental_timestamp_seconds, for the enabled
 	// and expired ones) and whether their scheduled work fails
-	// (kmsbackup_backup_failing). Wire it to Backups.ScheduledBackups. Nil
-	// exports none.
+	// (kmsbackup_backup_failing). Wire it to
+	// BackupInstances.ScheduledBackups. Nil exports none.
 	BackupGauges func() ([]*domain.Backup, error)
 	// Restores serves POST /v1/restores and GET
 	// /v1/backup-instances/{id}/replay; nil leaves them out.
@@ -238,23 +249,26 @@ func (s *Server) Handler() http.Handler {
 	s.eventRoutes(rt)
 	if s.Backups != nil {
 		s.backupRoutes(rt)
-		s.backupDataRoutes(rt)
-		s.fileRoutes(rt)
 		src := backupSource{list: s.BackupGauges, failures: s.BackupFailures, logger: s.Logger}
 		s.Registry.MustRegister(&backupSummary{src})
 		s.Tenants.MustRegister(&backupCollector{src})
 	}
-	if s.Restores != nil {
-		s.restoreRoutes(rt)
-	}
-	if s.Audit != nil {
-		s.auditRoutes(rt)
-	}
-	if s.DevClock != nil {
-		s.devRoutes(rt)
-	}
-	if s.DevScrub != nil {
-		s.devScrubRoutes(rt)
+	// The other optional routes, each served when its use cases are set.
+	for _, o := range []struct {
+		set    bool
+		routes func(*Router)
+	}{
+		{s.Days != nil, s.dayRoutes},
+		{s.Checkpoints != nil, s.verifyRoutes},
+		{s.Files != nil, s.fileRoutes},
+		{s.Restores != nil, s.restoreRoutes},
+		{s.Audit != nil, s.auditRoutes},
+		{s.DevClock != nil, s.devRoutes},
+		{s.DevScrub != nil, s.devScrubRoutes},
+	} {
+		if o.set {
+			o.routes(rt)
+		}
 	}
 	if s.ScrubStatus != nil {
 		s.Registry.MustRegister(&scrubCollector{status: s.ScrubStatus})

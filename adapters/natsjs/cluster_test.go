@@ -26,9 +26,10 @@ import (
 // without a lock the first time a stream leader sees one, while its apply
 // goroutine reads that field without one: the detector reports it when
 // writes without an expected sequence are still being applied at that
-// moment. The log and the blob store write with an expected sequence from
-// their first message on (blobs.go, writeChunks), which keeps them out of
-// it; the key store's puts (the library's) carry none.
+// moment. The three stores write with an expected sequence from their first
+// message on (the log's claims and batches, the key store's creates and
+// updates, the first chunk of a blob: blobs.go, writeChunks), which keeps
+// them out of it.
 
 const clusterReplicas = 3
 
@@ -113,17 +114,20 @@ func TestClusterConformance(t *testing.T) {
 				})
 			}
 			t.Run("keystore", func(t *testing.T) {
-				keystore.Run(t, func(t *testing.T) commands.KeyStore {
+				// Two handles, as two nodes: the first on a follower when
+				// follower is set, the second on every server.
+				keystore.Run(t, func(t *testing.T) (commands.KeyStore, commands.KeyStore) {
 					bucket := uniqueBucket("KEYS")
 					opts := KeyStoreOptions{Bucket: bucket, Replicas: clusterReplicas}
-					if _, err := OpenKeyStore(t.Context(), MustConnect(t, c.URL()), opts); err != nil {
-						t.Fatal(err)
-					}
-					s, err := OpenKeyStore(t.Context(), clusterConn(t, c, "KV_"+bucket, follower), opts)
+					b, err := OpenKeyStore(t.Context(), MustConnect(t, c.URL()), opts)
 					if err != nil {
 						t.Fatal(err)
 					}
-					return s
+					a, err := OpenKeyStore(t.Context(), clusterConn(t, c, "KV_"+bucket, follower), opts)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return a, b
 				})
 			})
 			t.Run("blobstore", func(t *testing.T) {
@@ -232,7 +236,7 @@ func TestClusterServerDown(t *testing.T) {
 			acked[st] = append(acked[st], evs...)
 		}
 		ref := fmt.Sprintf("bkp_down/%d", round)
-		if err := keys.PutWrapped(ctx, ref, []byte("wrapped "+ref)); err != nil {
+		if _, err := keys.PutWrapped(ctx, ref, []byte("wrapped "+ref), 0); err != nil {
 			t.Fatalf("round %d: put a data key: %v", round, err)
 		}
 		if err := blobs.PutBlob(ctx, ref, "slice", bytes.Repeat([]byte(ref), 50_000)); err != nil {
@@ -288,8 +292,8 @@ func TestClusterServerDown(t *testing.T) {
 	}
 	for round := range before + during {
 		ref := fmt.Sprintf("bkp_down/%d", round)
-		if rec, ok, err := keys2.GetWrapped(ctx, ref); err != nil || !ok || string(rec) != "wrapped "+ref {
-			t.Fatalf("data key %s after the restart: %q, %v, %v", ref, rec, ok, err)
+		if rec, rev, err := keys2.GetWrapped(ctx, ref); err != nil || rev == 0 || string(rec) != "wrapped "+ref {
+			t.Fatalf("data key %s after the restart: %q, revision %d, %v", ref, rec, rev, err)
 		}
 		if blob, err := blobs2.GetBlob(ctx, ref, "slice"); err != nil || !bytes.Equal(blob, bytes.Repeat([]byte(ref), 50_000)) {
 			t.Fatalf("blob %s after the restart: %d bytes, %v", ref, len(blob), err)

@@ -71,9 +71,10 @@ func (o KeyStoreOptions) Validate() error {
 
 // KeyStore keeps the envelope's wrapped data-key records (it implements
 // commands.KeyStore) in a JetStream key-value bucket, so that every node of
-// a deployment sees the same data keys. One ref is one KV key. All its
-// methods are safe for concurrent use; a ref should have one writer at a
-// time (the envelope serialises its writes of a ref).
+// a deployment sees the same data keys. One ref is one KV key, and its
+// revision is the KV revision (the stream sequence) of its record: every
+// write is a compare-and-swap on it. All its methods are safe for
+// concurrent use, from any number of nodes.
 //
 // Removing a record erases it: the bucket's stream allows message deletes
 // (unlike a bucket made by `nats kv add`), and the store overwrites every
@@ -201,64 +202,82 @@ func checkKeyRef(op, ref string) error {
 	return nil
 }
 
-// GetWrapped returns ref's record (a copy the caller owns); ok is false when
-// there is none. It reads the newest revision with a direct get.
+// GetWrapped returns ref's record (a copy the caller owns) and its
+// revision, the sequence of its message in the bucket's stream; rev is 0
+// when there is none. It reads the newest revision with a direct get
+// (from the leader on a replicated bucket: see doc.go, Reads).
 //
 // Errors: domain.ErrInvalidArgument for an empty ref or one over 512
 // bytes; domain.ErrUnavailable when the connection is closed or the server
 // cannot answer within 20 s. Safe for concurrent use; read-only.
-func (s *KeyStore) GetWrapped(ctx context.Context, ref string) ([]byte, bool, error) {
+func (s *KeyStore) GetWrapped(ctx context.Context, ref string) ([]byte, uint64, error) {
 	if err := checkKeyRef(opGetWrapped, ref); err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	if err := s.c.enter(opGetWrapped); err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	call, cancel := context.WithTimeout(ctx, keyCallTimeout)
 	defer cancel()
 	e, err := s.kv.Get(call, kvKey(ref))
 	if errors.Is(err, jsapi.ErrKeyNotFound) {
-		return nil, false, nil
+		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, false, s.fail(ctx, opGetWrapped+" "+ref, err)
+		return nil, 0, s.fail(ctx, opGetWrapped+" "+ref, err)
 	}
-	return e.Value(), true, nil
+	return e.Value(), e.Revision(), nil
 }
 
-// PutWrapped stores wrapped as ref's record, replacing any previous one,
-// and returns once the server has acknowledged it (with one replica, as
-// durable as the server's sync_interval makes it). It then erases the
-// previous revisions, so that a replaced record leaves no copy behind.
+// PutWrapped stores wrapped as ref's record if ref's revision is expected:
+// with 0 it creates the key (the bucket's create: the key must have no
+// record), else it updates it at that revision (the server compares the
+// key's last sequence), so of nodes writing one record at once exactly one
+// succeeds. It returns the new revision once the server has acknowledged
+// the write (with one replica, as durable as the server's sync_interval
+// makes it), then erases the previous revisions, so that a replaced record
+// leaves no copy behind. Sequences only grow in the stream, so a ref's
+// revisions grow over its whole life.
 //
 // Errors: domain.ErrInvalidArgument for an empty ref, one over 512 bytes,
-// or empty wrapped bytes; domain.ErrUnavailable when the connection is
-// closed, the write fails (the record may then be replaced or not), or the
-// previous revision could not be erased (the new record is stored; the next
-// PutWrapped or DeleteWrapped erases the old one). Safe for concurrent use,
-// with one writer per ref. Idempotent: putting the same bytes again leaves
-// the same record.
-func (s *KeyStore) PutWrapped(ctx context.Context, ref string, wrapped []byte) error {
+// or empty wrapped bytes; domain.ErrWrongExpectedRevision when ref's
+// revision is another (nothing written); domain.ErrUnavailable when the
+// connection is closed, the write fails (the record may then be replaced
+// or not), or the previous revision could not be erased (the new record is
+// stored; the next PutWrapped or DeleteWrapped erases the old one). Safe
+// for concurrent use, from any number of nodes. Not idempotent: repeated
+// after a success it fails with ErrWrongExpectedRevision.
+func (s *KeyStore) PutWrapped(ctx context.Context, ref string, wrapped []byte, expected uint64) (uint64, error) {
 	if err := checkKeyRef(opPutWrapped, ref); err != nil {
-		return err
+		return 0, err
 	}
 	if len(wrapped) == 0 {
-		return domain.Invalid(opPutWrapped, "the wrapped key for %q is empty", ref)
+		return 0, domain.Invalid(opPutWrapped, "the wrapped key for %q is empty", ref)
 	}
 	if err := s.c.enter(opPutWrapped); err != nil {
-		return err
+		return 0, err
 	}
 	call, cancel := context.WithTimeout(ctx, keyCallTimeout)
 	defer cancel()
 	key := kvKey(ref)
-	rev, err := s.kv.Put(call, key, wrapped)
+	var rev uint64
+	var err error
+	if expected == 0 {
+		rev, err = s.kv.Create(call, key, wrapped)
+	} else {
+		rev, err = s.kv.Update(call, key, wrapped, expected)
+	}
+	if errors.Is(err, jsapi.ErrKeyExists) || errors.Is(err, jsapi.ErrKeyRevisionMismatch) {
+		return 0, &domain.Error{Op: opPutWrapped, Kind: domain.ErrWrongExpectedRevision, Item: ref,
+			Msg: fmt.Sprintf("the record is not at revision %d", expected), Hint: "read it again"}
+	}
 	if err != nil {
-		return s.fail(ctx, opPutWrapped+" "+ref, err)
+		return 0, s.fail(ctx, opPutWrapped+" "+ref, err)
 	}
 	if err := s.erase(call, s.prefix+key, rev); err != nil {
-		return s.fail(ctx, opPutWrapped+" "+ref+": erase the previous revision", err)
+		return 0, s.fail(ctx, opPutWrapped+" "+ref+": erase the previous revision", err)
 	}
-	return nil
+	return rev, nil
 }
 
 // DeleteWrapped removes ref's record, crypto-shredding everything sealed
@@ -431,11 +450,11 @@ func (s *KeyStore) AnyWrapped(ctx context.Context) (string, []byte, bool, error)
 		if !ok || key == keyCheckKey || m.Header.Get("KV-Operation") != "" || len(m.Data) == 0 {
 			continue
 		}
-		rec, ok, err := s.GetWrapped(ctx, ref)
+		rec, rev, err := s.GetWrapped(ctx, ref)
 		if err != nil {
 			return "", nil, false, err
 		}
-		if ok {
+		if rev != 0 {
 			return ref, rec, true, nil
 		}
 	}

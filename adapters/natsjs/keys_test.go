@@ -49,10 +49,23 @@ func MustOpenKeyStore(tb testing.TB, c *Conn) *KeyStore {
 	return s
 }
 
+// TestKeyStoreConformance runs the suite with two nodes: two connections
+// to one server, each with a KeyStore on the same bucket.
 func TestKeyStoreConformance(t *testing.T) {
 	url, _ := natsserver.Start(t)
-	c := MustConnect(t, url)
-	keystore.Run(t, func(t *testing.T) commands.KeyStore { return MustOpenKeyStore(t, c) })
+	c1, c2 := MustConnect(t, url), MustConnect(t, url)
+	keystore.Run(t, func(t *testing.T) (commands.KeyStore, commands.KeyStore) {
+		opts := KeyStoreOptions{Bucket: uniqueBucket("KEYS")}
+		var stores [2]commands.KeyStore
+		for i, c := range []*Conn{c1, c2} {
+			s, err := OpenKeyStore(t.Context(), c, opts)
+			if err != nil {
+				t.Fatalf("OpenKeyStore: %v", err)
+			}
+			stores[i] = s
+		}
+		return stores[0], stores[1]
+	})
 }
 
 // storeFilesContaining lists the files under dir that contain needle.
@@ -94,7 +107,11 @@ func TestDeleteWrappedErases(t *testing.T) {
 		ref string
 		v   []byte
 	}{{ref, first}, {other, kept}, {ref, second}} {
-		if err := s.PutWrapped(context.Background(), p.ref, p.v); err != nil {
+		_, rev, err := s.GetWrapped(context.Background(), p.ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.PutWrapped(context.Background(), p.ref, p.v, rev); err != nil {
 			t.Fatalf("PutWrapped(%q): %v", p.ref, err)
 		}
 	}
@@ -116,8 +133,8 @@ func TestDeleteWrappedErases(t *testing.T) {
 	if n := si.State.Subjects[s.prefix+kvKey(ref)]; n != 0 {
 		t.Fatalf("%d messages left on the key's subject", n)
 	}
-	if _, ok, err := s.GetWrapped(context.Background(), ref); ok || err != nil {
-		t.Fatalf("GetWrapped after DeleteWrapped: ok=%v err=%v", ok, err)
+	if _, rev, err := s.GetWrapped(context.Background(), ref); rev != 0 || err != nil {
+		t.Fatalf("GetWrapped after DeleteWrapped: revision %d, %v", rev, err)
 	}
 
 	// On disk: the scan finds the record that was kept, and neither of the
@@ -179,16 +196,17 @@ func TestKeyStoreLimitsAndOptions(t *testing.T) {
 	c := MustConnect(t, url)
 	s := MustOpenKeyStore(t, c)
 	long := string(bytes.Repeat([]byte{'.'}, maxKeyRefLen)) // every byte escaped
-	if err := s.PutWrapped(context.Background(), long, []byte{1}); err != nil {
+	rev, err := s.PutWrapped(context.Background(), long, []byte{1}, 0)
+	if err != nil {
 		t.Fatalf("PutWrapped of a %d-byte ref that escapes to %d: %v", len(long), len(kvKey(long)), err)
 	}
-	if v, ok, err := s.GetWrapped(context.Background(), long); err != nil || !ok || !bytes.Equal(v, []byte{1}) {
-		t.Fatalf("GetWrapped of the long ref = %x, %v, %v", v, ok, err)
+	if v, got, err := s.GetWrapped(context.Background(), long); err != nil || got != rev || !bytes.Equal(v, []byte{1}) {
+		t.Fatalf("GetWrapped of the long ref = %x, %d, %v", v, got, err)
 	}
 	if err := s.DeleteWrapped(context.Background(), long); err != nil {
 		t.Fatalf("DeleteWrapped of the long ref: %v", err)
 	}
-	if err := s.PutWrapped(context.Background(), long+"x", []byte{1}); !errors.Is(err, domain.ErrInvalidArgument) {
+	if _, err := s.PutWrapped(context.Background(), long+"x", []byte{1}, 0); !errors.Is(err, domain.ErrInvalidArgument) {
 		t.Fatalf("PutWrapped of a ref over %d bytes = %v, want ErrInvalidArgument", maxKeyRefLen, err)
 	}
 }
@@ -233,11 +251,12 @@ func TestStoresAfterClose(t *testing.T) {
 	_ = c.Close()
 	_ = c.Close()
 	_, _, getErr := ks.GetWrapped(context.Background(), "kms_x")
+	_, putErr := ks.PutWrapped(context.Background(), "kms_x", []byte{1}, 0)
 	for what, err := range map[string]error{
 		"KeyStore.Ping":      ks.Ping(ctx),
 		"Blobs.Ping":         bs.Ping(ctx),
 		"GetWrapped":         getErr,
-		"PutWrapped":         ks.PutWrapped(context.Background(), "kms_x", []byte{1}),
+		"PutWrapped":         putErr,
 		"DeleteWrapped":      ks.DeleteWrapped(context.Background(), "kms_x"),
 		"PutBlob":            bs.PutBlob(ctx, "bkp_x/1", "a", []byte{1}),
 		"DestroyBlobs":       bs.DestroyBlobs(ctx, "bkp_x/1"),

@@ -3,16 +3,15 @@ package pebblestore
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/kmsbackup/kmsbackup/adapters/internal/blobformat"
 	"github.com/kmsbackup/kmsbackup/adapters/internal/chunkread"
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -25,14 +24,17 @@ var _ commands.BlobStore = (*Store)(nil)
 //
 //	'B' ref 0x00 name 0x00
 //
-// The prefix itself holds the header (blobHeaderLen bytes: format version,
-// length, chunk size, chunk count, SHA-256 of the whole blob); the prefix
-// followed by a 4-byte big-endian chunk index holds that chunk. Every chunk
-// but the last is exactly the chunk size; the last holds the rest; an empty
-// blob has a header and no chunk. Neither ref nor name may contain 0x00, so
-// the terminators make one ref's keys (and one name's) a contiguous range
-// that no other ref or name shares, even one whose text extends it
-// ("bkp_X/1" and "bkp_X/10").
+// The prefix itself holds the header (blobformat.Header: format version,
+// flags, length, chunk size, chunk count, SHA-256 of the whole blob),
+// written in version 2 with no flag set (a blob is always written in one
+// batch); headers of version 1, which earlier releases wrote in
+// pebblestore's own layout without a flags byte, are read as they are
+// (blobformat.V1NoFlags). The prefix followed by a 4-byte big-endian chunk
+// index holds that chunk. Every chunk but the last is exactly the chunk
+// size; the last holds the rest; an empty blob has a header and no chunk.
+// Neither ref nor name may contain 0x00, so the terminators make one ref's
+// keys (and one name's) a contiguous range that no other ref or name
+// shares, even one whose text extends it ("bkp_X/1" and "bkp_X/10").
 const (
 	nsBlob byte = 'B'
 
@@ -47,9 +49,7 @@ const (
 	maxBlobRefLen  = commands.MaxBlobRefLen
 	maxBlobNameLen = commands.MaxBlobNameLen
 
-	blobHeaderV1  = 1
-	blobHeaderLen = 1 + 8 + 4 + 4 + sha256.Size
-	blobChunkIdx  = 4 // bytes of a chunk index
+	blobChunkIdx = 4 // bytes of a chunk index
 )
 
 const (
@@ -77,56 +77,10 @@ func blobKey(ref, name string) []byte {
 	return append(k, 0)
 }
 
-// blobHeader describes a stored blob.
-type blobHeader struct {
-	length    uint64
-	chunkSize uint32
-	chunks    uint32
-	digest    [sha256.Size]byte
-}
-
-func newBlobHeader(data []byte) blobHeader {
-	return blobHeader{
-		length:    uint64(len(data)),
-		chunkSize: blobChunkSize,
-		chunks:    uint32((len(data) + blobChunkSize - 1) / blobChunkSize),
-		digest:    sha256.Sum256(data),
-	}
-}
-
-func (h blobHeader) encode() []byte {
-	b := make([]byte, 0, blobHeaderLen)
-	b = append(b, blobHeaderV1)
-	b = binary.BigEndian.AppendUint64(b, h.length)
-	b = binary.BigEndian.AppendUint32(b, h.chunkSize)
-	b = binary.BigEndian.AppendUint32(b, h.chunks)
-	return append(b, h.digest[:]...)
-}
-
-// decodeBlobHeader decodes and checks a header: its fields must agree with
-// each other and stay within the limits PutBlob enforces.
-func decodeBlobHeader(v []byte) (blobHeader, bool) {
-	var h blobHeader
-	if len(v) != blobHeaderLen || v[0] != blobHeaderV1 {
-		return h, false
-	}
-	h.length = binary.BigEndian.Uint64(v[1:])
-	h.chunkSize = binary.BigEndian.Uint32(v[9:])
-	h.chunks = binary.BigEndian.Uint32(v[13:])
-	copy(h.digest[:], v[17:])
-	if h.length > maxBlobSize || h.chunkSize == 0 ||
-		uint64(h.chunks) != (h.length+uint64(h.chunkSize)-1)/uint64(h.chunkSize) {
-		return h, false
-	}
-	return h, true
-}
-
-// chunkLen is the length chunk i of the blob must have.
-func (h blobHeader) chunkLen(i uint32) int {
-	if i+1 < h.chunks {
-		return int(h.chunkSize)
-	}
-	return int(h.length - uint64(h.chunkSize)*uint64(h.chunks-1))
+// decodeBlobHeader decodes and checks a stored header, of version 2 or of
+// pebblestore's version 1.
+func decodeBlobHeader(v []byte) (blobformat.Header, error) {
+	return blobformat.Decode(v, blobformat.V1NoFlags)
 }
 
 // blobItem names a blob in errors: ref and name, never data.
@@ -170,7 +124,7 @@ func (s *Store) PutBlob(ctx context.Context, ref, name string, data []byte) erro
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	h := newBlobHeader(data) // hash before taking any lock
+	h := blobformat.New(data, blobChunkSize) // hash before taking any lock
 	if err := s.enter(opPutBlob); err != nil {
 		return err
 	}
@@ -187,11 +141,11 @@ func (s *Store) PutBlob(ctx context.Context, ref, name string, data []byte) erro
 		return storeErr(opPutBlob+" "+blobItem(ref, name), err)
 	}
 	if ok {
-		oh, valid := decodeBlobHeader(old)
+		oh, err := decodeBlobHeader(old)
 		switch {
-		case !valid:
-			return domain.Corruption("pebblestore: %s %s: unreadable blob header", opPutBlob, blobItem(ref, name))
-		case oh.length != h.length || oh.digest != h.digest:
+		case err != nil:
+			return domain.Corruption("pebblestore: %s %s: %v", opPutBlob, blobItem(ref, name), err)
+		case oh.Size != h.Size || oh.Digest != h.Digest:
 			return &domain.Error{Op: opPutBlob, Kind: domain.ErrAlreadyExists, Item: blobItem(ref, name),
 				Msg: "the blob already holds other bytes"}
 		}
@@ -202,16 +156,16 @@ func (s *Store) PutBlob(ctx context.Context, ref, name string, data []byte) erro
 		return storeErr(opPutBlob+" "+blobItem(ref, name), s.db.LogData(nil, pebble.Sync))
 	}
 
-	b := s.db.NewBatchWithSize(len(data) + int(h.chunks+1)*(len(key)+blobChunkIdx+16) + blobHeaderLen)
+	b := s.db.NewBatchWithSize(len(data) + int(h.Chunks+1)*(len(key)+blobChunkIdx+16) + blobformat.HeaderLen)
 	defer b.Close()
-	if err := b.Set(key, h.encode(), nil); err != nil {
+	if err := b.Set(key, h.Encode(), nil); err != nil {
 		return storeErr(opPutBlob+" "+blobItem(ref, name), err)
 	}
 	ck := key[:len(key)+blobChunkIdx] // blobKey left room for the index
-	for i := range h.chunks {
+	for i := range h.Chunks {
 		binary.BigEndian.PutUint32(ck[len(key):], i)
 		off := int(i) * blobChunkSize
-		if err := b.Set(ck, data[off:off+h.chunkLen(i)], nil); err != nil {
+		if err := b.Set(ck, data[off:off+h.ChunkLen(i)], nil); err != nil {
 			return storeErr(opPutBlob+" "+blobItem(ref, name), err)
 		}
 	}
@@ -271,16 +225,16 @@ func (s *Store) GetBlob(ctx context.Context, ref, name string) ([]byte, error) {
 	if err != nil {
 		return nil, storeErr(opGetBlob+" "+item, err)
 	}
-	h, ok := decodeBlobHeader(v)
-	if !ok {
-		return nil, corrupt("unreadable blob header")
+	h, err := decodeBlobHeader(v)
+	if err != nil {
+		return nil, corrupt("%v", err)
 	}
 
 	// The header is checked, but a tampered one could still claim up to
 	// maxBlobSize: allocate at most 64 MiB before the chunks confirm it.
-	out := make([]byte, 0, min(h.length, 64<<20))
-	sum := sha256.New()
-	for i := range h.chunks {
+	out := make([]byte, 0, min(h.Size, 64<<20))
+	check := blobformat.NewVerifier(h)
+	for i := range h.Chunks {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -288,33 +242,32 @@ func (s *Store) GetBlob(ctx context.Context, ref, name string) ([]byte, error) {
 			if err := it.Error(); err != nil {
 				return nil, storeErr(opGetBlob+" "+item, err)
 			}
-			return nil, corrupt("chunk %d of %d is missing", i, h.chunks)
+			return nil, corrupt("chunk %d of %d is missing", i, h.Chunks)
 		}
 		k := it.Key()
 		if len(k) != len(key)+blobChunkIdx {
 			return nil, corrupt("unexpected key of %d bytes after chunk %d", len(k), i)
 		}
 		if got := binary.BigEndian.Uint32(k[len(key):]); got != i {
-			return nil, corrupt("chunk %d of %d is missing (found chunk %d)", i, h.chunks, got)
+			return nil, corrupt("chunk %d of %d is missing (found chunk %d)", i, h.Chunks, got)
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return nil, storeErr(opGetBlob+" "+item, err)
 		}
-		if want := h.chunkLen(i); len(v) != want {
-			return nil, corrupt("chunk %d has %d bytes, want %d", i, len(v), want)
+		if err := check.Add(v); err != nil {
+			return nil, corrupt("%v", err)
 		}
 		out = append(out, v...)
-		sum.Write(v)
 	}
 	if it.Next() {
-		return nil, corrupt("unexpected data after chunk %d of %d", h.chunks, h.chunks)
+		return nil, corrupt("unexpected data after chunk %d of %d", h.Chunks, h.Chunks)
 	}
 	if err := it.Error(); err != nil {
 		return nil, storeErr(opGetBlob+" "+item, err)
 	}
-	if !bytes.Equal(sum.Sum(nil), h.digest[:]) {
-		return nil, corrupt("SHA-256 mismatch")
+	if err := check.Verify(); err != nil {
+		return nil, corrupt("%v", err)
 	}
 	return out, nil
 }
@@ -460,24 +413,23 @@ func (s *Store) OpenBlob(ctx context.Context, ref, name string) (io.ReadCloser, 
 	if !ok {
 		return nil, domain.NotFound(opGetBlob, "blob", item)
 	}
-	h, valid := decodeBlobHeader(v)
-	if !valid {
-		return nil, domain.Corruption("pebblestore: %s %s: unreadable blob header", opGetBlob, item)
+	h, err := decodeBlobHeader(v)
+	if err != nil {
+		return nil, domain.Corruption("pebblestore: %s %s: %v", opGetBlob, item, err)
 	}
-	r := &blobReader{s: s, ctx: ctx, key: key, item: item, h: h, sum: sha256.New()}
+	r := &blobReader{s: s, ctx: ctx, key: key, item: item, h: h, check: blobformat.NewVerifier(h)}
 	r.Reader = chunkread.Reader{Load: r.load, Closed: errReaderClosed}
 	return r, nil
 }
 
 // blobReader reads a blob chunk by chunk (see OpenBlob).
 type blobReader struct {
-	s    *Store
-	ctx  context.Context
-	key  []byte // the blob's header key, with room for a chunk index
-	item string
-	h    blobHeader
-	next uint32 // the chunk to read next
-	sum  hash.Hash
+	s     *Store
+	ctx   context.Context
+	key   []byte // the blob's header key, with room for a chunk index
+	item  string
+	h     blobformat.Header
+	check *blobformat.Verifier // its Next is the chunk to read next
 	chunkread.Reader
 }
 
@@ -487,9 +439,10 @@ func (r *blobReader) load(buf []byte) ([]byte, error) {
 	corrupt := func(format string, args ...any) error {
 		return domain.Corruption("pebblestore: %s %s: %s", opGetBlob, r.item, fmt.Sprintf(format, args...))
 	}
-	if r.next == r.h.chunks {
-		if !bytes.Equal(r.sum.Sum(nil), r.h.digest[:]) {
-			return nil, corrupt("SHA-256 mismatch")
+	next := r.check.Next()
+	if next == r.h.Chunks {
+		if err := r.check.Verify(); err != nil {
+			return nil, corrupt("%v", err)
 		}
 		return nil, io.EOF
 	}
@@ -500,25 +453,23 @@ func (r *blobReader) load(buf []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer r.s.leave()
-	ck := binary.BigEndian.AppendUint32(r.key[:len(r.key):len(r.key)], r.next)
+	ck := binary.BigEndian.AppendUint32(r.key[:len(r.key):len(r.key)], next)
 	v, closer, err := r.s.db.Get(ck)
 	if errors.Is(err, pebble.ErrNotFound) {
 		// Gone with the whole blob (deleted while read), or damaged.
 		if _, ok, herr := r.s.get(r.key); herr == nil && !ok {
 			return nil, domain.NotFound(opGetBlob, "blob", r.item)
 		}
-		return nil, corrupt("chunk %d of %d is missing", r.next, r.h.chunks)
+		return nil, corrupt("chunk %d of %d is missing", next, r.h.Chunks)
 	}
 	if err != nil {
 		return nil, storeErr(opGetBlob+" "+r.item, err)
 	}
-	if want := r.h.chunkLen(r.next); len(v) != want {
+	if err := r.check.Add(v); err != nil {
 		_ = closer.Close()
-		return nil, corrupt("chunk %d has %d bytes, want %d", r.next, len(v), want)
+		return nil, corrupt("%v", err)
 	}
 	buf = append(buf, v...)
-	r.sum.Write(buf)
-	r.next++
 	if err := closer.Close(); err != nil {
 		return nil, storeErr(opGetBlob+" "+r.item, err)
 	}
@@ -529,7 +480,7 @@ var _ commands.BlobDigester = (*blobReader)(nil)
 
 // Digest is the blob's SHA-256, checked, once Read returned io.EOF.
 func (r *blobReader) Digest() (sum [32]byte, ok bool) {
-	return r.h.digest, r.Done()
+	return r.h.Digest, r.Done()
 }
 
 var errReaderClosed = &domain.Error{Op: opGetBlob, Kind: domain.ErrFailedPrecondition, Msg: "the blob reader is closed"}

@@ -3,6 +3,7 @@ package pebblestore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/kmsbackup/kmsbackup/adapters/internal/blobformat"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
 
@@ -61,7 +63,7 @@ func mustGetBlob(tb testing.TB, s *Store, ref, name string, want []byte) {
 	}
 }
 
-func sha256Prefix(b []byte) []byte { h := newBlobHeader(b); return h.digest[:4] }
+func sha256Prefix(b []byte) []byte { sum := sha256.Sum256(b); return sum[:4] }
 
 // blobKeys returns the raw keys stored for blob (ref, name), header first.
 func blobKeys(t *testing.T, s *Store, ref, name string) [][]byte {
@@ -298,13 +300,13 @@ func TestBlobCorruptionIsDetected(t *testing.T) {
 		}
 	}
 	flip := func(b []byte, i int) []byte { b[i] ^= 0x01; return b }
-	headerWith := func(edit func(h *blobHeader)) []byte {
-		h, ok := decodeBlobHeader(header)
-		if !ok {
-			t.Fatal("stored header does not decode")
+	headerWith := func(edit func(h *blobformat.Header)) []byte {
+		h, err := decodeBlobHeader(header)
+		if err != nil {
+			t.Fatalf("stored header does not decode: %v", err)
 		}
 		edit(&h)
-		return h.encode()
+		return h.Encode()
 	}
 	cases := map[string]func(){
 		"flipped byte in chunk 1":     func() { set(chunkKey(ref, name, 1), flip(chunk(1), 12345)) },
@@ -320,10 +322,11 @@ func TestBlobCorruptionIsDetected(t *testing.T) {
 		"missing header":              func() { del(hk) },
 		"unknown header version":      func() { set(hk, append([]byte{9}, header[1:]...)) },
 		"truncated header":            func() { set(hk, header[:len(header)-1]) },
-		"other digest":                func() { set(hk, headerWith(func(h *blobHeader) { h.digest[0] ^= 1 })) },
-		"inconsistent chunk count":    func() { set(hk, headerWith(func(h *blobHeader) { h.chunks = 3 })) },
-		"huge length":                 func() { set(hk, headerWith(func(h *blobHeader) { h.length = 1 << 40 })) },
-		"zero chunk size":             func() { set(hk, headerWith(func(h *blobHeader) { h.chunkSize = 0 })) },
+		"other digest":                func() { set(hk, headerWith(func(h *blobformat.Header) { h.Digest[0] ^= 1 })) },
+		"inconsistent chunk count":    func() { set(hk, headerWith(func(h *blobformat.Header) { h.Chunks = 3 })) },
+		"huge length":                 func() { set(hk, headerWith(func(h *blobformat.Header) { h.Size = 1 << 40 })) },
+		"zero chunk size":             func() { set(hk, headerWith(func(h *blobformat.Header) { h.ChunkSize = 0 })) },
+		"unknown flag":                func() { set(hk, headerWith(func(h *blobformat.Header) { h.Flags = 0x80 })) },
 		"all chunks gone (data only)": func() { _ = s.db.DeleteRange(append(slices.Clone(hk), 0), prefixEnd(hk), nil) },
 	}
 	for what, corrupt := range cases {
@@ -604,14 +607,14 @@ func TestBlobRepeatedPutMakesDurable(t *testing.T) {
 	// What a put whose commit failed after applying could leave: the blob,
 	// written but not synced.
 	unsyncedPut := func(name string) {
-		h := newBlobHeader(data)
+		h := blobformat.New(data, blobChunkSize)
 		b := s.db.NewBatch()
 		defer b.Close()
 		k := blobKey("bkp_A/1", name)
-		_ = b.Set(k, h.encode(), nil)
-		for i := range h.chunks {
+		_ = b.Set(k, h.Encode(), nil)
+		for i := range h.Chunks {
 			off := int(i) * blobChunkSize
-			_ = b.Set(chunkKey("bkp_A/1", name, i), data[off:off+h.chunkLen(i)], nil)
+			_ = b.Set(chunkKey("bkp_A/1", name, i), data[off:off+h.ChunkLen(i)], nil)
 		}
 		if err := b.Commit(pebble.NoSync); err != nil {
 			t.Fatal(err)

@@ -98,7 +98,7 @@ func mustLogStore(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	mustAppend(tb, s, "kms-a", domain.ExpectNoStream, eventlog.Events("kms-a", 1, damageEvents))
-	if err := s.PutWrapped(context.Background(), "kms_a", []byte("wrapped")); err != nil {
+	if _, err := s.PutWrapped(context.Background(), "kms_a", []byte("wrapped"), 0); err != nil {
 		tb.Fatal(err)
 	}
 	if err := s.PutBlob(context.Background(), "bkp_a/1", "slice", []byte("blob")); err != nil {

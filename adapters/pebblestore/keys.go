@@ -17,6 +17,7 @@ import (
 //	'P' key                                    -> projection data (older layout; see below)
 //	'Q' projection name                        -> projection position (older layout)
 //	'S' uvarint(len(stream)) stream rev (8 BE) -> run: position (8 bytes BE), count (uvarint)
+//	'V' ref                                    -> revision of the ref's wrapped data key (8 BE; see wrapped.go)
 //	'W' ref                                    -> wrapped data key
 //
 // An append writes one 'L' and one 'I' key per event and a single 'S' key,
@@ -33,7 +34,7 @@ import (
 // DestroyBlobs deletes them with one range deletion. The 'B' namespace was
 // added without a layout change: older keys are untouched and a store
 // without blobs is a valid store with blobs. (nsBlob is declared in
-// blobs.go.) So was 'K'.
+// blobs.go.) So were 'K' and 'V'.
 //
 // The read models ('P' and 'Q') live in a database of their own
 // (Projections), which uses the same two namespaces; a log store of an
@@ -47,6 +48,7 @@ const (
 	nsProj     byte = 'P'
 	nsProjPos  byte = 'Q'
 	nsStream   byte = 'S'
+	nsKeyRev   byte = 'V'
 	nsWrapped  byte = 'W'
 	layoutV1        = 1
 	logKeyLen       = 9
@@ -93,6 +95,12 @@ func projPosKey(name string) []byte {
 func wrappedKey(ref string) []byte {
 	k := make([]byte, 0, 1+len(ref))
 	k = append(k, nsWrapped)
+	return append(k, ref...)
+}
+
+func wrappedRevKey(ref string) []byte {
+	k := make([]byte, 0, 1+len(ref))
+	k = append(k, nsKeyRev)
 	return append(k, ref...)
 }
 

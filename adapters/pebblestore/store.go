@@ -62,6 +62,7 @@ type Store struct {
 	lost        *LostPositionsError
 
 	keyCheckMu sync.Mutex // serialises CreateKeyCheck
+	wrappedMu  sync.Mutex // serialises the writes of wrapped keys (wrapped.go)
 
 	w writer // owned by the writer goroutine
 }
@@ -299,8 +300,9 @@ func errClosed(op string) error {
 // get returns a copy of key's value.
 func (s *Store) get(key []byte) ([]byte, bool, error) { return get(s.db, key) }
 
-// get returns a copy of key's value in db.
-func get(db *pebble.DB, key []byte) ([]byte, bool, error) {
+// get returns a copy of key's value in db (a database, a snapshot, a
+// batch).
+func get(db pebble.Reader, key []byte) ([]byte, bool, error) {
 	v, closer, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/google/go-cmp/cmp"
 
@@ -79,7 +81,8 @@ func TestReopen(t *testing.T) {
 	}
 	evs := eventlog.Events("kms-a", 1, 4)
 	res := mustAppend(t, s, "kms-a", domain.ExpectNoStream, evs)
-	if err := s.PutWrapped(context.Background(), "kms_a", []byte("wrapped")); err != nil {
+	wrev, err := s.PutWrapped(context.Background(), "kms_a", []byte("wrapped"), 0)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -109,8 +112,8 @@ func TestReopen(t *testing.T) {
 	if err != nil || len(got) != 5 {
 		t.Fatalf("ReadStream after reopen: %d events, %v", len(got), err)
 	}
-	if w, ok, err := s.GetWrapped(context.Background(), "kms_a"); err != nil || !ok || string(w) != "wrapped" {
-		t.Fatalf("GetWrapped after reopen = %q, %v, %v", w, ok, err)
+	if w, rev, err := s.GetWrapped(context.Background(), "kms_a"); err != nil || rev != wrev || string(w) != "wrapped" {
+		t.Fatalf("GetWrapped after reopen = %q, %d, %v; want revision %d", w, rev, err, wrev)
 	}
 }
 
@@ -416,19 +419,20 @@ func scanKeys(t *testing.T, r projections.Reader, prefix, start string) []string
 func TestWrappedKeys(t *testing.T) {
 	fs := vfs.NewMem()
 	s := MustOpen(t, "db", fs)
-	if _, ok, err := s.GetWrapped(context.Background(), "kms_x"); ok || err != nil {
-		t.Fatalf("GetWrapped of a missing ref = %v, %v", ok, err)
+	if _, rev, err := s.GetWrapped(context.Background(), "kms_x"); rev != 0 || err != nil {
+		t.Fatalf("GetWrapped of a missing ref = %d, %v", rev, err)
 	}
 	secret := []byte("WRAPPED-KEY-BYTES-0123456789abcdef")
-	if err := s.PutWrapped(context.Background(), "kms_x", secret); err != nil {
+	rev, err := s.PutWrapped(context.Background(), "kms_x", secret, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutWrapped(context.Background(), "kms_y", []byte("other")); err != nil {
+	if _, err := s.PutWrapped(context.Background(), "kms_y", []byte("other"), 0); err != nil {
 		t.Fatal(err)
 	}
-	got, ok, err := s.GetWrapped(context.Background(), "kms_x")
-	if err != nil || !ok || !bytes.Equal(got, secret) {
-		t.Fatalf("GetWrapped = %q, %v, %v", got, ok, err)
+	got, gotRev, err := s.GetWrapped(context.Background(), "kms_x")
+	if err != nil || gotRev != rev || !bytes.Equal(got, secret) {
+		t.Fatalf("GetWrapped = %q, %d, %v", got, gotRev, err)
 	}
 	got[0] = 'X' // the copy is the caller's
 	if again, _, _ := s.GetWrapped(context.Background(), "kms_x"); !bytes.Equal(again, secret) {
@@ -445,22 +449,68 @@ func TestWrappedKeys(t *testing.T) {
 	if err := s.DeleteWrapped(context.Background(), "kms_x"); err != nil {
 		t.Fatalf("DeleteWrapped: %v", err)
 	}
-	if _, ok, _ := s.GetWrapped(context.Background(), "kms_x"); ok {
+	if _, rev, _ := s.GetWrapped(context.Background(), "kms_x"); rev != 0 {
 		t.Fatal("the wrapped key is still there after DeleteWrapped")
 	}
 	if sstablesContain(t, fs, "db", s, secret) {
 		t.Fatal("a live sstable still holds the deleted wrapped key")
 	}
-	if _, ok, _ := s.GetWrapped(context.Background(), "kms_y"); !ok {
+	if _, rev, _ := s.GetWrapped(context.Background(), "kms_y"); rev == 0 {
 		t.Fatal("DeleteWrapped removed another ref")
 	}
 	if err := s.DeleteWrapped(context.Background(), "kms_x"); err != nil {
 		t.Fatalf("second DeleteWrapped: %v", err)
 	}
-	for _, err := range []error{s.PutWrapped(context.Background(), "", secret), s.PutWrapped(context.Background(), "kms_z", nil), s.DeleteWrapped(context.Background(), "")} {
+	_, errEmptyRef := s.PutWrapped(context.Background(), "", secret, 0)
+	_, errEmptyKey := s.PutWrapped(context.Background(), "kms_z", nil, 0)
+	for _, err := range []error{errEmptyRef, errEmptyKey, s.DeleteWrapped(context.Background(), "")} {
 		if !errors.Is(err, domain.ErrInvalidArgument) {
 			t.Errorf("invalid wrapped-key call: %v", err)
 		}
+	}
+}
+
+// TestWrappedKeysWithoutRevision: a record written before revisions (a
+// 'W' key alone) reads at revision 1, is replaced at revision 1, and
+// after its delete a ref created again starts above it; the revisions
+// survive a restart.
+func TestWrappedKeysWithoutRevision(t *testing.T) {
+	fs := vfs.NewMem()
+	s := MustOpen(t, "db", fs)
+	ctx := context.Background()
+	for _, ref := range []string{"kms_old", "kms_gone"} {
+		if err := s.db.Set(wrappedKey(ref), []byte("record of "+ref), pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, rev, err := s.GetWrapped(ctx, "kms_old"); err != nil || rev != 1 || string(got) != "record of kms_old" {
+		t.Fatalf("GetWrapped of a record without revision = %q, %d, %v; want revision 1", got, rev, err)
+	}
+	if _, err := s.PutWrapped(ctx, "kms_old", []byte("new"), 0); !errors.Is(err, domain.ErrWrongExpectedRevision) {
+		t.Fatalf("creating over a record without revision: %v, want ErrWrongExpectedRevision", err)
+	}
+	rev, err := s.PutWrapped(ctx, "kms_old", []byte("new"), 1)
+	if err != nil || rev != 2 {
+		t.Fatalf("PutWrapped at revision 1 = %d, %v; want 2", rev, err)
+	}
+	if err := s.DeleteWrapped(ctx, "kms_gone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PutWrapped(ctx, "kms_gone", []byte("stale"), 1); !errors.Is(err, domain.ErrWrongExpectedRevision) {
+		t.Fatalf("a stale writer after the delete: %v, want ErrWrongExpectedRevision", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = MustOpen(t, "db", fs)
+	if _, rev, err := s.GetWrapped(ctx, "kms_old"); err != nil || rev != 2 {
+		t.Fatalf("after a restart: revision %d, %v; want 2", rev, err)
+	}
+	if rev, err := s.PutWrapped(ctx, "kms_gone", []byte("again"), 0); err != nil || rev <= 1 {
+		t.Fatalf("creating the deleted ref again after a restart = %d, %v; want a revision above 1", rev, err)
+	}
+	if _, err := s.PutWrapped(ctx, "kms_gone", []byte("stale"), 1); !errors.Is(err, domain.ErrWrongExpectedRevision) {
+		t.Fatalf("a writer from before the delete: %v, want ErrWrongExpectedRevision", err)
 	}
 }
 
@@ -490,4 +540,56 @@ func sstablesContain(t *testing.T, fs vfs.FS, dir string, s *Store, b []byte) bo
 		}
 	}
 	return false
+}
+
+// TestWrappedKeysCrash: a crash clone taken after each acknowledged write
+// of a record (puts at the expected revision, a delete, a create again)
+// reopens with that record at that revision, or with none after the
+// delete: record and revision are written together and durably; and the
+// ref's next creation there gets a revision above every one it had.
+func TestWrappedKeysCrash(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s := MustOpen(t, "db", fs)
+	ctx := context.Background()
+	type state struct {
+		fs      *vfs.MemFS
+		rec     string // "" for none
+		rev     uint64
+		highest uint64
+	}
+	var states []state
+	var rev, highest uint64
+	for i := range 12 {
+		rec := fmt.Sprintf("record %d", i)
+		if i == 6 {
+			if err := s.DeleteWrapped(ctx, "kms_c"); err != nil {
+				t.Fatal(err)
+			}
+			rec, rev = "", 0
+		} else {
+			next, err := s.PutWrapped(ctx, "kms_c", []byte(rec), rev)
+			if err != nil {
+				t.Fatalf("put %d: %v", i, err)
+			}
+			rev, highest = next, next
+		}
+		clone := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 50, RNG: rand.New(rand.NewPCG(1, uint64(i)))})
+		states = append(states, state{clone, rec, rev, highest})
+	}
+	for i, st := range states {
+		c, err := Open("db", Options{FS: st.fs})
+		if err != nil {
+			t.Fatalf("crash after write %d: reopen: %v", i, err)
+		}
+		got, gotRev, err := c.GetWrapped(ctx, "kms_c")
+		if err != nil || string(got) != st.rec || gotRev != st.rev {
+			t.Errorf("crash after write %d: GetWrapped = %q at %d, %v; want %q at %d", i, got, gotRev, err, st.rec, st.rev)
+		}
+		if st.rec == "" {
+			if next, err := c.PutWrapped(ctx, "kms_c", []byte("again"), 0); err != nil || next <= st.highest {
+				t.Errorf("crash after the delete: created again at %d, %v; want above %d", next, err, st.highest)
+			}
+		}
+		_ = c.Close()
+	}
 }

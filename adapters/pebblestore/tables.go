@@ -118,6 +118,7 @@ func (k *storeKind) holds(lo, hi []byte) string {
 		{nsKeyCheck, "data keys"},
 		{nsLog, "event log"},
 		{nsStream, "event log"},
+		{nsKeyRev, "data keys"},
 		{nsWrapped, "data keys"},
 	} {
 		if lo[0] <= ns.b && ns.b <= hi[0] && !slices.Contains(parts, ns.what) {

@@ -8,7 +8,10 @@ import (
 )
 
 func TestKeyStoreConformance(t *testing.T) {
-	keystore.Run(t, func(t *testing.T) commands.KeyStore {
-		return MustOpen(t, t.TempDir(), nil)
+	// One process holds a Pebble store: the suite's two nodes are two
+	// envelopes on one handle.
+	keystore.Run(t, func(t *testing.T) (commands.KeyStore, commands.KeyStore) {
+		s := MustOpen(t, t.TempDir(), nil)
+		return s, s
 	})
 }

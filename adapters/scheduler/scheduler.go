@@ -11,8 +11,9 @@ import (
 	"github.com/kmsbackup/kmsbackup/commands"
 )
 
-// Worker is what the scheduler drives: the backup use cases, which take
-// the checkpoints, fulls and bases that are due (commands.Backups).
+// Worker is what the scheduler drives: the scheduler's work of the backup
+// use cases, which takes the checkpoints, fulls and bases that are due
+// (commands.Schedule).
 type Worker interface {
 	CatchUp(ctx context.Context, now time.Time) (int, error)
 	RunDue(ctx context.Context, until time.Time, setClock func(time.Time)) (int, error)
@@ -38,7 +39,7 @@ type Runner struct {
 // failed: the schedule could not be read, or a failure could not be
 // recorded. One backup instance's failing work is not a failure of the
 // round: it is recorded as that instance's, and the round goes on (see
-// commands.Backups.RunDue).
+// commands.Schedule.RunDue).
 func (r *Runner) Healthy() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

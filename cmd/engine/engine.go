@@ -60,13 +60,19 @@ type Options struct {
 }
 
 // Engine is the assembled use cases and the projectors that keep their
-// read models.
+// read models. The five groups of backup use cases (Backups, Checkpoints,
+// Schedule, Days, Files) share one BackupViews, one BackupStreams and one
+// BackupStorage: one lock per backup instance, one time-zone cache.
 type Engine struct {
-	KMS      *commands.KMS
-	Backups  *commands.Backups
-	Accounts *commands.Accounts
-	Audit    *commands.Audit
-	Restores *commands.Restores
+	KMS         *commands.KMS
+	Backups     *commands.BackupInstances
+	Checkpoints *commands.Checkpoints
+	Schedule    *commands.Schedule
+	Days        *commands.DayData
+	Files       *commands.DayFiles
+	Accounts    *commands.Accounts
+	Audit       *commands.Audit
+	Restores    *commands.Restores
 
 	KMSState    *commands.Projector
 	BackupState *commands.Projector
@@ -96,9 +102,15 @@ func New(p Ports, o Options) *Engine {
 		AuditLog: &commands.Projector{Name: audit.Name, Log: p.Log, Store: rm, Apply: commands.Pure(audit.Apply)},
 	}
 	e.Audit = &commands.Audit{Log: p.Log, State: rm, Applied: e.AuditLog, Clock: p.Clock, IDs: p.IDs}
-	e.Backups = &commands.Backups{Log: p.Log, State: rm, StateApplied: e.BackupState, DataApplied: e.BackupData,
-		Sealer: p.Keys, DataKeys: p.Keys, Blobs: p.Blobs, Scratch: p.Scratch, Files: p.Files,
-		Clock: p.Clock, IDs: p.IDs, Zones: p.Zones, Audit: e.Audit}
+	views := &commands.BackupViews{State: rm, Clock: p.Clock, Zones: p.Zones}
+	streams := &commands.BackupStreams{BackupViews: views, Log: p.Log, StateApplied: e.BackupState, DataApplied: e.BackupData,
+		IDs: p.IDs, Audit: e.Audit}
+	storage := &commands.BackupStorage{Blobs: p.Blobs, DataKeys: p.Keys, Scratch: p.Scratch, IDs: p.IDs}
+	e.Days = &commands.DayData{BackupViews: views, Storage: storage}
+	e.Files = &commands.DayFiles{BackupStreams: streams, Storage: storage, Days: e.Days, Sealer: p.Keys, Files: p.Files}
+	e.Checkpoints = &commands.Checkpoints{BackupStreams: streams, Storage: storage, Days: e.Days, Sealer: p.Keys}
+	e.Backups = &commands.BackupInstances{BackupStreams: streams, Storage: storage, Checkpoints: e.Checkpoints}
+	e.Schedule = &commands.Schedule{BackupStreams: streams, Instances: e.Backups, Checkpoints: e.Checkpoints}
 	backups := e.Backups
 	e.KMS = &commands.KMS{Log: p.Log, State: rm, Applied: e.KMSState, Sealer: p.Keys, DataKeys: p.Keys,
 		Cipher: softkms.Cipher{}, Clock: p.Clock, IDs: p.IDs,
@@ -108,7 +120,7 @@ func New(p Ports, o Options) *Engine {
 		BeforeShred: backups.MarkSourceReleased}
 	e.Accounts = &commands.Accounts{Log: p.Log, State: rm, Applied: e.KMSState, Clock: p.Clock, IDs: p.IDs,
 		AdminToken: o.AdminToken, SessionClock: p.SessionClock}
-	e.Restores = &commands.Restores{Backups: e.Backups, KMS: e.KMS, Audit: e.Audit, Sources: e.Backups,
+	e.Restores = &commands.Restores{Days: e.Days, KMS: e.KMS, Sealer: p.Keys, Audit: e.Audit, Sources: e.Days,
 		BatchItems: o.RestoreBatch}
 	return e
 }

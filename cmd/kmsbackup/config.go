@@ -33,6 +33,16 @@ const (
 	defaultScrubRate     = "4MiB"
 )
 
+// The lease on data keys of a node of a shared log (--key-lease): each
+// node reads a data key it uses from the shared key store at most once a
+// lease, and destroying a data key (reset, release, upload delete) waits a
+// lease and an eighth, after which no node uses it.
+const (
+	defaultKeyLease = 2 * time.Second
+	minKeyLease     = 10 * time.Millisecond
+	maxKeyLease     = time.Minute
+)
+
 // Config is everything `kmsbackup server` is configured with.
 type Config struct {
 	Dev           bool   // development mode: generated master key, admin token, account "dev"
@@ -61,6 +71,9 @@ type Config struct {
 	// ScrubRate is how many bytes a second they read (--scrub-rate, such
 	// as 4MiB); "0" reads as fast as it can, "" is the default.
 	ScrubRate string
+	// KeyLease is how long a node of a shared log uses a data key after the
+	// shared key store last confirmed it (--key-lease; 0: the default).
+	KeyLease time.Duration
 	// RestoreBatch is how many items a restore writes in one atomic append
 	// (--restore-batch; 0: commands.DefaultRestoreBatchItems).
 	RestoreBatch int
@@ -87,6 +100,14 @@ func (c Config) ScrubBytesPerSecond() int64 {
 	}
 	n, _ := parseByteRate(r)
 	return n
+}
+
+// KeyLeaseOrDefault is KeyLease, or its default when it is 0.
+func (c Config) KeyLeaseOrDefault() time.Duration {
+	if c.KeyLease == 0 {
+		return defaultKeyLease
+	}
+	return c.KeyLease
 }
 
 // parseByteRate reads a rate in bytes a second: a whole number with an
@@ -188,6 +209,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseByteRate(c.ScrubRate); err != nil && c.ScrubRate != "" {
 		errs = append(errs, fmt.Errorf("--scrub-rate: %w", err))
+	}
+	if c.KeyLease != 0 && (c.KeyLease < minKeyLease || c.KeyLease > maxKeyLease) {
+		errs = append(errs, fmt.Errorf("--key-lease must be between %v and %v (0: the default, %v)", minKeyLease, maxKeyLease, defaultKeyLease))
 	}
 	if c.AcceptLostLogPositions && c.LogKind() != "pebble" {
 		errs = append(errs, errors.New("--accept-lost-log-positions concerns the embedded event log only (--event-log pebble)"))

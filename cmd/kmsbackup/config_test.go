@@ -57,6 +57,27 @@ func TestConfigScrub(t *testing.T) {
 	}
 }
 
+func TestConfigKeyLease(t *testing.T) {
+	base := Config{Dev: true, DataDir: "d", Listen: "127.0.0.1:0", LogFormat: "text", LogLevel: "info"}
+	if got := base.KeyLeaseOrDefault(); got != defaultKeyLease {
+		t.Errorf("no --key-lease: %v, want the default %v", got, defaultKeyLease)
+	}
+	for _, d := range []time.Duration{minKeyLease, 5 * time.Second, maxKeyLease} {
+		c := base
+		c.KeyLease = d
+		if err := c.Validate(); err != nil || c.KeyLeaseOrDefault() != d {
+			t.Errorf("--key-lease %v: %v, %v", d, err, c.KeyLeaseOrDefault())
+		}
+	}
+	for _, d := range []time.Duration{-time.Second, time.Millisecond, 2 * time.Minute} {
+		c := base
+		c.KeyLease = d
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--key-lease must be between") {
+			t.Errorf("--key-lease %v: Validate() = %v", d, err)
+		}
+	}
+}
+
 func TestConfigTrustedProxies(t *testing.T) {
 	cfg := Config{Dev: true, DataDir: "d", Listen: "127.0.0.1:0", LogFormat: "text", LogLevel: "info",
 		TrustedProxies: []string{"10.0.0.0/8", "192.0.2.7,fd00::/8"}}

@@ -37,11 +37,6 @@ var (
 	_ console.Sessions = (*commands.Accounts)(nil)
 )
 
-// sharedKeyCacheTTL bounds how long a node of a shared log uses a data key
-// before reading it from the shared key store again, so that a key another
-// node destroyed stops working here too.
-const sharedKeyCacheTTL = 10 * time.Second
-
 // Main is the server process: it opens the adapters a Config names,
 // assembles the engine on them (cmd/engine, as the engine tests and the
 // benchmarks do), serves the API and the console, and runs the background
@@ -148,7 +143,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	eng := engine.New(engine.Ports{Log: m.log, ReadModels: m.proj, Blobs: m.blobs, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: clk}, engine.Options{AdminToken: m.AdminToken, RestoreBatch: cfg.RestoreBatch})
 	projector, backupState, backupData := eng.KMSState, eng.BackupState, eng.BackupData
-	backups, kms, accounts, restores, auditUC := eng.Backups, eng.KMS, eng.Accounts, eng.Restores, eng.Audit
+	backups, checkpoints, schedule, days, files := eng.Backups, eng.Checkpoints, eng.Schedule, eng.Days, eng.Files
+	kms, accounts, restores, auditUC := eng.KMS, eng.Accounts, eng.Restores, eng.Audit
 
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
@@ -159,7 +155,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	var runner *scheduler.Runner
 	var dc *devClock
 	if manual != nil {
-		driver := &scheduler.Manual{Work: backups, Clock: manual}
+		driver := &scheduler.Manual{Work: schedule, Clock: manual}
 		dc = &devClock{manual: manual, driver: driver}
 		if err := m.waitProjections(ctx, projector, backupState, backupData); err != nil {
 			return err
@@ -168,12 +164,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("catch up backups: %w", err)
 		}
 	} else {
-		runner = &scheduler.Runner{Work: backups, Clock: clk, Logger: m.Logger}
+		runner = &scheduler.Runner{Work: schedule, Clock: clk, Logger: m.Logger}
 		m.background(runCtx, "backup scheduler", func(ctx context.Context) error {
 			if err := m.waitProjections(ctx, projector, backupState, backupData); err != nil {
 				return err
 			}
-			if lag, behind, err := backups.ClockBehind(); err == nil && behind {
+			if lag, behind, err := checkpoints.ClockBehind(); err == nil && behind {
 				m.Logger.Warn("the system clock is behind the last checkpoint: no backup is taken until it passes it (/readyz?verbose shows it)",
 					"clock", lag.Now.UTC().Format(time.RFC3339), "last_checkpoint", lag.Checkpoint.UTC().Format(time.RFC3339),
 					"backup", lag.Backup, "behind", lag.Behind().Round(time.Second).String())
@@ -188,7 +184,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// The background verification of every backup: on the real clock
 	// every --scrub-interval; with a manual clock only when asked (POST
 	// /v1/dev/scrub), so that tests decide when it runs.
-	scrub := &scheduler.Scrub{Scrubber: backups, Interval: cfg.ScrubInterval, Logger: m.Logger}
+	scrub := &scheduler.Scrub{Scrubber: checkpoints, Interval: cfg.ScrubInterval, Logger: m.Logger}
 	if n := cfg.ScrubBytesPerSecond(); n > 0 {
 		scrub.Throttle = scheduler.NewByteRate(n)
 	}
@@ -217,6 +213,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	api := &httpapi.Server{KMS: kms, Accounts: accounts, Auth: accounts, Guard: edge, Events: events, Registry: reg, Logger: m.Logger,
 		MetricsToken:   cfg.MetricsToken,
 		Backups:        backups,
+		Days:           days,
+		Checkpoints:    checkpoints,
+		Files:          files,
 		SpoolDir:       spool,
 		MaxUpload:      cfg.MaxUpload,
 		Restores:       restores,
@@ -224,7 +223,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		BackupGauges:   backups.ScheduledBackups,
 		BackupFailures: backups.FailureTotals,
 		FailingBackups: backups.FailingBackups,
-		ClockBehind:    backups.ClockBehind,
+		ClockBehind:    checkpoints.ClockBehind,
 		ScrubStatus:    scrub.Status,
 		LastScrub:      scrub.Result,
 		Ready:          m.readyChecks(projectors, runner, events)}
@@ -234,7 +233,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if cfg.Dev {
 		api.DevScrub = scrub
 	}
-	web := &console.Console{Backups: backups, Restores: restores, KMS: kms, Sessions: accounts, Guard: edge, Logger: m.Logger,
+	web := &console.Console{Backups: backups, Days: days, Checkpoints: checkpoints, Files: files, Restores: restores, KMS: kms, Sessions: accounts, Guard: edge, Logger: m.Logger,
 		MaxUpload: cfg.MaxUpload, SpoolDir: spool, Registry: reg}
 	if dc != nil {
 		web.DevClock = dc

@@ -98,6 +98,8 @@ models are rebuilt from the log (logged as a warning).`,
 	f.IntVar(&cfg.NATSReplicas, "nats-replicas", 1,
 		fmt.Sprintf("replicas of every JetStream stream the server creates (event log, data keys, blobs, bus): 1 to %d; 3 on a cluster of 3 servers keeps every acknowledged write through the loss of one", maxNATSReplicas))
 	f.StringVar(&cfg.DevToken, "dev-token", "", "with --dev: the token of account dev (nodes of one deployment share it)")
+	f.DurationVar(&cfg.KeyLease, "key-lease", defaultKeyLease,
+		fmt.Sprintf("with a shared --event-log: how long a node uses a data key after the shared key store last confirmed it (%v to %v); destroying a data key waits this long and an eighth, after which no node uses it", minKeyLease, maxKeyLease))
 	f.DurationVar(&cfg.ScrubInterval, "scrub-interval", defaultScrubInterval,
 		"time between two background verifications of every backup (chain, checksums, key versions); 0 turns them off")
 	f.StringVar(&cfg.ScrubRate, "scrub-rate", defaultScrubRate,

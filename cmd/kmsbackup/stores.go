@@ -90,8 +90,9 @@ func (m *Main) openStores(ctx context.Context, master []byte) error {
 		return fmt.Errorf("set up envelope encryption: %w", err)
 	}
 	if cfg.LogKind() != "pebble" {
-		// Other nodes destroy and rotate data keys too: read them again often.
-		env.CacheTTL = sharedKeyCacheTTL
+		// Other nodes destroy and rotate data keys too: each node holds a
+		// key on a lease, which a destruction waits out (envelope.Lease).
+		env.Lease = cfg.KeyLeaseOrDefault()
 	}
 	if err := env.CheckMasterKey(ctx); err != nil {
 		where := "the data in " + cfg.DataDir

@@ -11,7 +11,7 @@
 // state digest, and per-day records.
 //
 // It holds no version and no key material: restores read a generation's
-// slices and bases (commands.Backups.Open). The first version of the read
+// slices and bases (commands.DayData.Open). The first version of the read
 // model (LegacyName) held every version too; a store drops it once.
 //
 // It is a pure function of the events it is given over a projections.Txn:

@@ -24,7 +24,7 @@ import (
 //
 // The first version of the read model (name "backup-data", keys under
 // "bkd/") also held every version of every item, with its sealed material;
-// restores now read bases and slices (commands.Backups.Open) instead.
+// restores now read bases and slices (commands.DayData.Open) instead.
 const (
 	root     = "bd2/"
 	metaRoot = root + "m/"

@@ -40,7 +40,8 @@ type ItemReader struct {
 	c    Cursor
 	buf  []byte // the values of the current item's records
 	item Item
-	last []byte // the key of the last item read
+	cur  []byte // the first key of the item being read
+	last []byte // the first key of the last item read
 }
 
 // NewItemReader reads items from c, which must be at an item's first
@@ -58,7 +59,7 @@ func (r *ItemReader) Next() (it *Item, ok bool, err error) {
 	r.buf = r.buf[:0]
 	r.item = Item{Versions: r.item.Versions[:0]}
 	it = &r.item
-	var start []byte
+	start := false
 	type span struct{ off, end int }
 	var row, deleted span
 	var versions []span
@@ -69,9 +70,10 @@ func (r *ItemReader) Next() (it *Item, ok bool, err error) {
 		if err != nil {
 			return nil, false, err
 		}
-		if start == nil {
-			start = ItemStart(rec.Kind, string(rec.ID))
-			if r.last != nil && bytes.Compare(start, r.last) <= 0 {
+		if !start {
+			start = true
+			r.cur = append(append(append(r.cur[:0], rec.Kind), rec.ID...), 0)
+			if r.last != nil && bytes.Compare(r.cur, r.last) <= 0 {
 				return nil, false, domain.Corruption("state layout: items out of order")
 			}
 			it.Kind, it.ID = rec.Kind, string(rec.ID)
@@ -97,7 +99,7 @@ func (r *ItemReader) Next() (it *Item, ok bool, err error) {
 		}
 		r.c.Next()
 	}
-	r.last = start
+	r.last, r.cur = r.cur, r.last
 	if !haveRow {
 		return nil, false, domain.Corruption("state layout: %s has no row", it.ID)
 	}

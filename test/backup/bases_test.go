@@ -39,7 +39,7 @@ func TestFirstCheckpointIsBase0(t *testing.T) {
 	ctx := context.Background()
 	start := time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC)
 	e := NewEngine(t, start)
-	e.Backups.BasePartBytes = 1 << 10
+	e.Storage.BasePartBytes = 1 << 10
 	in := Must(e.KMS.CreateInstance(ctx, e.Caller, commands.CreateInstanceInput{Region: "cn-hangzhou"}))
 	var keys []domain.KeyID
 	for i := range 40 {
@@ -56,7 +56,7 @@ func TestFirstCheckpointIsBase0(t *testing.T) {
 	}
 	b := Must(e.Backups.CreateBackupInstance(ctx, e.Caller, commands.CreateBackupInput{Region: "cn-hangzhou", ViewableDays: 30, Term: "1y"}))
 	b = Must(e.Backups.EnableBackupInstance(ctx, e.Caller, b.ID, commands.EnableInput{KMSInstance: in.ID, Alias: "prod", TimeZone: "UTC"}))
-	cps := e.Checkpoints(b.ID)
+	cps := e.CheckpointEvents(b.ID)
 	bases := e.baseRecords(b.ID)
 	if len(cps) != 1 || !cps[0].InBase || len(cps[0].SliceParts()) != 0 || len(bases) != 1 {
 		t.Fatalf("first checkpoint %+v, bases %d", cps[0], len(bases))
@@ -92,7 +92,7 @@ func TestFirstCheckpointIsBase0(t *testing.T) {
 	if got := tabItems(t, e, b.ID, day, backupdata.Deleted); len(got) != 0 {
 		t.Fatalf("a key deleted before enabling is listed: %+v", got)
 	}
-	rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID))
+	rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b.ID))
 	if len(rep.Findings) > 0 || rep.Sealed != 49 {
 		t.Fatalf("verify: %d key versions opened, findings %+v", rep.Sealed, rep.Findings)
 	}
@@ -112,14 +112,14 @@ func TestFirstCheckpointIsBase0(t *testing.T) {
 	if err := e.Store.DeleteBlob(ctx, b.DataRef(), base.Parts[1].Name); err != nil {
 		t.Fatal(err)
 	}
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID)); !hasFinding(rep, commands.FindingMissingSlice, 1) {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b.ID)); !hasFinding(rep, commands.FindingMissingSlice, 1) {
 		t.Fatalf("verify without a base part: %+v", rep.Findings)
 	}
 	data[len(data)/2] ^= 0x40
 	if err := e.Store.PutBlob(ctx, b.DataRef(), base.Parts[1].Name, data); err != nil {
 		t.Fatal(err)
 	}
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID)); !hasFinding(rep, commands.FindingChecksum, 1) {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b.ID)); !hasFinding(rep, commands.FindingChecksum, 1) {
 		t.Fatalf("verify with a changed base part: %+v", rep.Findings)
 	}
 }

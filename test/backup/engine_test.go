@@ -22,36 +22,37 @@ import (
 )
 
 // Engine is the backup engine assembled as the server assembles it
-// (cmd/engine), on a manual clock, in-process.
+// (cmd/engine), on a manual clock, in-process: its use cases are those of
+// the embedded engine.Engine, made again at each open.
 type Engine struct {
-	t        testing.TB
-	dir      string
-	master   []byte
-	Store    *pebblestore.Store       // the log, data keys and blobs
-	Proj     *pebblestore.Projections // the read models
-	Clock    *clock.Manual
-	KMS      *commands.KMS
-	Backups  *commands.Backups
-	Restores *commands.Restores
-	Accounts *commands.Accounts
-	Driver   *scheduler.Manual
-	Caller   commands.Caller
-	cancel   context.CancelFunc
-	done     chan struct{}
-	procs    []*commands.Projector
+	*engine.Engine
+	t      testing.TB
+	dir    string
+	master []byte
+	Store  *pebblestore.Store       // the log, data keys and blobs
+	Proj   *pebblestore.Projections // the read models
+	Clock  *clock.Manual
+	// Storage is where the backup use cases keep their data, shared by
+	// them all: tests set its blob store and the size of parts.
+	Storage *commands.BackupStorage
+	Driver  *scheduler.Manual
+	Caller  commands.Caller
+	cancel  context.CancelFunc
+	done    chan struct{}
+	procs   []*commands.Projector
 	// TolerateCorruption keeps a projector that refuses corrupt input from
 	// failing the test (tamper tests provoke exactly that).
 	TolerateCorruption atomic.Bool
 	// Configure, when set, adjusts the use cases each time the engine
 	// opens (a restart makes them again): the size of parts, the rebase
 	// policy.
-	Configure func(b *commands.Backups)
+	Configure func(e *Engine)
 }
 
 // configure sets fn as e's Configure and applies it now.
-func (e *Engine) configure(fn func(b *commands.Backups)) {
+func (e *Engine) configure(fn func(e *Engine)) {
 	e.Configure = fn
-	fn(e.Backups)
+	fn(e)
 }
 
 // NewEngine starts an engine at start with a fresh data directory.
@@ -97,12 +98,11 @@ func (e *Engine) open() {
 	e.Store, e.Proj = st, proj
 	eng := engine.New(engine.Ports{Log: st, ReadModels: proj, Blobs: st, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: e.Clock}, engine.Options{})
-	e.procs = eng.Projectors()
-	e.Backups, e.KMS, e.Restores, e.Accounts = eng.Backups, eng.KMS, eng.Restores, eng.Accounts
+	e.Engine, e.procs, e.Storage = eng, eng.Projectors(), eng.Checkpoints.Storage
 	if e.Configure != nil {
-		e.Configure(e.Backups)
+		e.Configure(e)
 	}
-	e.Driver = &scheduler.Manual{Work: e.Backups, Clock: e.Clock}
+	e.Driver = &scheduler.Manual{Work: e.Schedule, Clock: e.Clock}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})
 	go func() {
@@ -190,8 +190,8 @@ func (e *Engine) EnabledBackup(tz string) (*domain.Instance, *domain.Backup) {
 	return in, b
 }
 
-// Checkpoints reads a backup's checkpoint events from the log.
-func (e *Engine) Checkpoints(id domain.BackupID) []*domain.BackupCheckpointed {
+// CheckpointEvents reads a backup's checkpoint events from the log.
+func (e *Engine) CheckpointEvents(id domain.BackupID) []*domain.BackupCheckpointed {
 	t := e.t
 	t.Helper()
 	var out []*domain.BackupCheckpointed

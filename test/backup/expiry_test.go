@@ -48,7 +48,7 @@ func TestNoCheckpointAtTheExpiryInstant(t *testing.T) {
 	e.open()
 	Must(e.Driver.Start(context.Background()))
 	e.Advance(time.Hour)
-	cps := e.Checkpoints(b.ID)
+	cps := e.CheckpointEvents(b.ID)
 	chainOK(t, cps)
 	noCheckpointFrom(t, cps, expiry)
 	if last := cps[len(cps)-1]; !last.At.Equal(expiry.Add(-5 * time.Minute)) {
@@ -72,7 +72,7 @@ func TestExpiredDuringDowntime(t *testing.T) {
 	e.Clock.Set(back)
 	e.open()
 	Must(e.Driver.Start(context.Background()))
-	cps := e.Checkpoints(b.ID)
+	cps := e.CheckpointEvents(b.ID)
 	noCheckpointFrom(t, cps, expiry)
 	if got := Must(e.Backups.ShowBackupInstance(e.Caller, b.ID)); got.State != domain.StateExpired {
 		t.Fatalf("state %s after the downtime, want expired", got.State)
@@ -81,7 +81,7 @@ func TestExpiredDuringDowntime(t *testing.T) {
 	// Renewal: one checkpoint at the renewal instant covers the gap.
 	Must(e.Backups.RenewBackupInstance(context.Background(), e.Caller, b.ID, "1mo"))
 	e.Advance(time.Minute)
-	after := e.Checkpoints(b.ID)
+	after := e.CheckpointEvents(b.ID)
 	chainOK(t, after)
 	if len(after) != len(cps)+1 {
 		t.Fatalf("%d checkpoints after the renewal, want exactly one more than %d", len(after), len(cps))

@@ -27,7 +27,7 @@ func (e *Engine) download(id domain.BackupID, day string) ([]byte, string) {
 	e.t.Helper()
 	var buf bytes.Buffer
 	var key string
-	if _, err := e.Backups.DownloadDay(context.Background(), e.Caller, id, day, &buf, func(st commands.DownloadStart) error {
+	if _, err := e.Files.DownloadDay(context.Background(), e.Caller, id, day, &buf, func(st commands.DownloadStart) error {
 		key = st.DataKey
 		return nil
 	}); err != nil {
@@ -38,7 +38,7 @@ func (e *Engine) download(id domain.BackupID, day string) ([]byte, string) {
 
 // upload uploads file as c.
 func (e *Engine) upload(c commands.Caller, file []byte, key, name string) (*domain.Backup, error) {
-	return e.Backups.UploadBackupFile(context.Background(), c, name, key, func() (io.Reader, error) {
+	return e.Files.UploadBackupFile(context.Background(), c, name, key, func() (io.Reader, error) {
 		return bytes.NewReader(file), nil
 	})
 }
@@ -49,7 +49,7 @@ func tabItems(t *testing.T, e *Engine, id domain.BackupID, day string, tab backu
 	var out []backupdata.Item
 	cursor := ""
 	for {
-		p, err := e.Backups.ListDayData(e.Caller, id, day, string(tab), cursor, 7)
+		p, err := e.Days.ListDayData(e.Caller, id, day, string(tab), cursor, 7)
 		if err != nil {
 			t.Fatalf("list %s %s %s: %v", id, day, tab, err)
 		}
@@ -170,7 +170,7 @@ func TestFileRoundTripRandomized(t *testing.T) {
 		if diff := cmp.Diff(fromBackup, fromUpload); diff != "" {
 			t.Fatalf("day %s: restore plans differ (-backup +upload):\n%s", d.Day, diff)
 		}
-		if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, up.ID)); len(rep.Findings) != 0 {
+		if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, up.ID)); len(rep.Findings) != 0 {
 			t.Fatalf("verify upload of %s: %+v", d.Day, rep.Findings)
 		}
 		if len(fromUpload) > 0 {
@@ -180,13 +180,13 @@ func TestFileRoundTripRandomized(t *testing.T) {
 					res.Applied, res.Restored, len(fromUpload), res.Validation)
 			}
 		}
-		Must(struct{}{}, e.Backups.DeleteUpload(ctx, e.Caller, up.ID))
+		Must(struct{}{}, e.Files.DeleteUpload(ctx, e.Caller, up.ID))
 		checked++
 	}
 	if checked < 2 {
 		t.Fatalf("only %d days checked", checked)
 	}
-	if l := Must(e.Backups.ListUploads(e.Caller, "", 100)); len(l.Items) != 0 {
+	if l := Must(e.Files.ListUploads(e.Caller, "", 100)); len(l.Items) != 0 {
 		t.Fatalf("uploads left after deleting them all: %d", len(l.Items))
 	}
 }
@@ -221,13 +221,13 @@ func TestUploadRestoresOldCiphertexts(t *testing.T) {
 	}
 	// A day of an upload other than its own is refused, and so are the
 	// lifecycle operations that do not apply to it.
-	if _, err := e.Backups.ListDayData(e.Caller, up.ID, "2026-04-30", string(backupdata.FullKeys), "", 10); !errors.Is(err, domain.ErrFailedPrecondition) {
+	if _, err := e.Days.ListDayData(e.Caller, up.ID, "2026-04-30", string(backupdata.FullKeys), "", 10); !errors.Is(err, domain.ErrFailedPrecondition) {
 		t.Fatalf("another day of an upload: %v", err)
 	}
 	if _, err := e.Backups.ExtendViewableDays(ctx, e.Caller, up.ID, 30); !errors.Is(err, domain.ErrFailedPrecondition) {
 		t.Fatalf("extend an upload: %v", err)
 	}
-	if err := e.Backups.DeleteUpload(ctx, e.Caller, b.ID); !errors.Is(err, domain.ErrFailedPrecondition) {
+	if err := e.Files.DeleteUpload(ctx, e.Caller, b.ID); !errors.Is(err, domain.ErrFailedPrecondition) {
 		t.Fatalf("delete a backup instance as an upload: %v", err)
 	}
 	// Another account sees no upload.
@@ -235,7 +235,7 @@ func TestUploadRestoresOldCiphertexts(t *testing.T) {
 	if _, err := e.Backups.ShowBackupInstance(other, up.ID); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("another account's view of the upload: %v", err)
 	}
-	if err := e.Backups.DeleteUpload(ctx, other, up.ID); !errors.Is(err, domain.ErrNotFound) {
+	if err := e.Files.DeleteUpload(ctx, other, up.ID); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("another account deleting the upload: %v", err)
 	}
 }
@@ -280,7 +280,7 @@ func TestRestoredItemsAreBackedUp(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("the restored items in the target's backup (-want +got):\n%s", diff)
 	}
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b2.ID)); len(rep.Findings) != 0 || rep.Sealed < 2 {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b2.ID)); len(rep.Findings) != 0 || rep.Sealed < 2 {
 		t.Fatalf("verify the target's backup: sealed %d, findings %+v", rep.Sealed, rep.Findings)
 	}
 	// From that backup into a third instance: the old ciphertext decrypts.
@@ -322,7 +322,7 @@ func nothingStored(t *testing.T, e *Engine, head uint64) {
 	if h := Must(e.Store.Head(context.Background())); h != head {
 		t.Fatalf("the log grew from %d to %d", head, h)
 	}
-	if l := Must(e.Backups.ListUploads(e.Caller, "", 10)); len(l.Items) != 0 {
+	if l := Must(e.Files.ListUploads(e.Caller, "", 10)); len(l.Items) != 0 {
 		t.Fatalf("%d uploads stored", len(l.Items))
 	}
 }
@@ -422,7 +422,7 @@ func TestUploadRefusesDamagedFiles(t *testing.T) {
 		c := commands.Caller{Account: domain.NewAccountID(ids.Random{Clock: clock.System{}}.NewULID())}
 		_, err := e.upload(c, file, key, "theirs")
 		refused(t, "another account", err)
-		if l := Must(e.Backups.ListUploads(c, "", 10)); len(l.Items) != 0 {
+		if l := Must(e.Files.ListUploads(c, "", 10)); len(l.Items) != 0 {
 			t.Fatal("the other account has an upload")
 		}
 	})
@@ -580,7 +580,7 @@ func TestUploadFailureLeavesNothing(t *testing.T) {
 	e, _, file, key := smallDay(t, 3)
 	head := Must(e.Store.Head(context.Background()))
 	fb := &failingBlobs{BlobStore: e.Store, n: 2, refs: map[string][]string{}}
-	e.Backups.Blobs = fb
+	e.Storage.Blobs = fb
 	if _, err := e.upload(e.Caller, file, key, "fails"); !errors.Is(err, domain.ErrUnavailable) {
 		t.Fatalf("upload with a failing store: %v", err)
 	}
@@ -593,7 +593,7 @@ func TestUploadFailureLeavesNothing(t *testing.T) {
 				t.Fatalf("blob %s/%s survived the failed upload: %v", ref, n, err)
 			}
 		}
-		if _, ok, err := e.Store.GetWrapped(context.Background(), ref); ok || err != nil {
+		if _, rev, err := e.Store.GetWrapped(context.Background(), ref); rev != 0 || err != nil {
 			t.Fatalf("data key %s survived the failed upload (%v)", ref, err)
 		}
 	}

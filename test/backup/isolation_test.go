@@ -138,7 +138,7 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 	Must(e.KMS.CreateKey(ctx, e.Caller, relIn.ID, "after expiry"))
 	Must(e.KMS.ReleaseInstance(ctx, e.Caller, relIn.ID))
 	Must(e.Backups.RenewBackupInstance(ctx, e.Caller, renewed.ID, "1mo"))
-	renewedBefore := len(e.Checkpoints(renewed.ID))
+	renewedBefore := len(e.CheckpointEvents(renewed.ID))
 	day := e.Clock.Now() // 2026-06-01T10:30Z
 	end := day.Add(24 * time.Hour)
 
@@ -171,8 +171,8 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 	vin := Must(e.KMS.CreateInstance(ctx, vc, commands.CreateInstanceInput{Region: "cn-hangzhou"}))
 	victim := Must(e.Backups.CreateBackupInstance(ctx, vc, commands.CreateBackupInput{Region: "cn-hangzhou", ViewableDays: 30, Term: "1y"}))
 	victim = Must(e.Backups.EnableBackupInstance(ctx, vc, victim.ID, commands.EnableInput{KMSInstance: vin.ID, Alias: "victim", TimeZone: "UTC"}))
-	blobs := &sickBlobs{BlobStore: e.Backups.Blobs, ref: victim.DataRef()}
-	e.Backups.Blobs = blobs
+	blobs := &sickBlobs{BlobStore: e.Storage.Blobs, ref: victim.DataRef()}
+	e.Storage.Blobs = blobs
 
 	// The API and the console, wired as the server wires them.
 	reg := prometheus.NewRegistry()
@@ -181,11 +181,11 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 		ready = append(ready, httpapi.ReadyCheck{Name: "projection " + p.Name, Check: func(context.Context) error { return p.Healthy() }})
 	}
 	const metricsToken = "metrics-token-0123456789"
-	api := &httpapi.Server{KMS: e.KMS, Backups: e.Backups, Auth: accounts, Registry: reg, Ready: ready, MetricsToken: metricsToken,
+	api := &httpapi.Server{KMS: e.KMS, Backups: e.Backups, Days: e.Days, Checkpoints: e.Checkpoints, Files: e.Files, Auth: accounts, Registry: reg, Ready: ready, MetricsToken: metricsToken,
 		BackupGauges: e.Backups.ScheduledBackups, BackupFailures: e.Backups.FailureTotals, FailingBackups: e.Backups.FailingBackups}
 	apiSrv := httptest.NewServer(api.Handler())
 	defer apiSrv.Close()
-	web := &console.Console{Backups: e.Backups, Restores: e.Restores, KMS: e.KMS, Sessions: accounts, Now: e.Clock.Now}
+	web := &console.Console{Backups: e.Backups, Days: e.Days, Checkpoints: e.Checkpoints, Files: e.Files, Restores: e.Restores, KMS: e.KMS, Sessions: accounts, Now: e.Clock.Now}
 	webSrv := httptest.NewServer(web.Handler())
 	defer webSrv.Close()
 
@@ -258,13 +258,13 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 	}
 
 	for _, h := range all {
-		cps := e.Checkpoints(h.id)
+		cps := e.CheckpointEvents(h.id)
 		chainOK(t, cps)
 		if err := sameSlots(slotsOf(cps), scheduleFrom(slot{day, true}, end, h.loc)); err != nil {
 			t.Fatalf("backup %s in %s: %v", h.id, h.loc, err)
 		}
 	}
-	vcps := e.Checkpoints(victim.ID)
+	vcps := e.CheckpointEvents(victim.ID)
 	chainOK(t, vcps)
 	var before, after []*domain.BackupCheckpointed
 	for _, c := range vcps {
@@ -287,14 +287,14 @@ func TestOneFailingBackupNeverStopsTheOthers(t *testing.T) {
 	if v := Must(e.Backups.ShowBackupInstance(vc, victim.ID)); v.Failing.Active() {
 		t.Fatalf("still failing: %+v", v.Failing)
 	}
-	if rep := Must(e.Backups.VerifyBackup(ctx, vc, victim.ID)); len(rep.Findings) != 0 {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, vc, victim.ID)); len(rep.Findings) != 0 {
 		t.Fatalf("verify the victim: %+v", rep.Findings)
 	}
 
 	// The renewed one never failed and took its daily full only, copying
 	// nothing (renewed the day it expired, it had 1 June's full already).
 	r := Must(e.Backups.ShowBackupInstance(e.Caller, renewed.ID))
-	rcps := e.Checkpoints(renewed.ID)[renewedBefore:]
+	rcps := e.CheckpointEvents(renewed.ID)[renewedBefore:]
 	if r.Failing.Active() || !r.SourceReleased.Recorded() {
 		t.Fatalf("the renewed one: failing %+v, source released %+v", r.Failing, r.SourceReleased)
 	}
@@ -336,7 +336,7 @@ func TestUnreadableScheduleIsThatBackupsFailure(t *testing.T) {
 	if !b.Failing.Active() || b.Failing.Work != string(commands.WorkSchedule) || !strings.Contains(b.Failing.Reason, `time zone "Asia/Shanghai" is not a known IANA time zone`) {
 		t.Fatalf("the backup in an unknown zone: %+v", b.Failing)
 	}
-	if err := sameSlots(slotsOf(e.Checkpoints(fine.ID)), scheduleFrom(slot{start, true}, e.Clock.Now(), time.UTC)); err != nil {
+	if err := sameSlots(slotsOf(e.CheckpointEvents(fine.ID)), scheduleFrom(slot{start, true}, e.Clock.Now(), time.UTC)); err != nil {
 		t.Fatalf("the other backup: %v", err)
 	}
 	mu.Lock()
@@ -344,7 +344,7 @@ func TestUnreadableScheduleIsThatBackupsFailure(t *testing.T) {
 	mu.Unlock()
 	healed := e.Clock.Now()
 	e.Advance(time.Hour)
-	cps := e.Checkpoints(lost.ID)
+	cps := e.CheckpointEvents(lost.ID)
 	chainOK(t, cps)
 	if b := Must(e.Backups.ShowBackupInstance(e.Caller, lost.ID)); b.Failing.Active() {
 		t.Fatalf("still failing: %+v", b.Failing)

@@ -132,7 +132,7 @@ func runHistory(t *testing.T, seed uint64) {
 	}
 	e.Advance(10 * time.Minute)
 	b = Must(e.Backups.ShowBackupInstance(e.Caller, b.ID))
-	cps := e.Checkpoints(b.ID)
+	cps := e.CheckpointEvents(b.ID)
 	chainOK(t, cps)
 	for i, c := range cps {
 		// Every full, every checkpoint with a slice, and a sample of the
@@ -158,7 +158,7 @@ func runHistory(t *testing.T, seed uint64) {
 			t.Fatalf("checkpoint %d: state digest maintained incrementally differs from the digest of the state", c.Seq)
 		}
 	}
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) != 0 {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) != 0 {
 		t.Fatalf("verify: %+v", rep.Findings)
 	}
 	var names []string

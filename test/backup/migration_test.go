@@ -140,7 +140,7 @@ func TestMigrateFirstGeneration(t *testing.T) {
 				}
 				// The first generation did not name the zone of a checkpoint.
 				noZone := cmpopts.IgnoreFields(commands.DayCheckpoint{}, "Zone")
-				if got := Must(e.Backups.ListDayCheckpoints(e.Caller, id, day)); !cmp.Equal(want.Checkpoints, got, noZone) {
+				if got := Must(e.Days.ListDayCheckpoints(e.Caller, id, day)); !cmp.Equal(want.Checkpoints, got, noZone) {
 					t.Fatalf("%s: %s day %s checkpoints (-first +now):\n%s", stage, id, want.Day, cmp.Diff(want.Checkpoints, got, noZone))
 				}
 				if got := Must(e.Restores.Replay(ctx, e.Caller, id, want.Day, time.Time{})).Digest; got != want.Replay {
@@ -170,7 +170,7 @@ func TestMigrateFirstGeneration(t *testing.T) {
 					t.Fatalf("%s: %s day %s plan (-first +now):\n%s", stage, id, want.Day, cmp.Diff(wantPlan, got))
 				}
 			}
-			if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, id)); len(rep.Findings) > 0 {
+			if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, id)); len(rep.Findings) > 0 {
 				t.Fatalf("%s: verify %s: %+v", stage, id, rep.Findings)
 			}
 		}
@@ -201,12 +201,12 @@ func TestMigrateFirstGeneration(t *testing.T) {
 	in := Must(e.KMS.ShowInstance(e.Caller, fx.Instance))
 	k := Must(e.KMS.CreateKey(ctx, e.Caller, in.ID, "after the migration"))
 	e.Advance(26 * time.Hour)
-	cps := e.Checkpoints(fx.Backup)
+	cps := e.CheckpointEvents(fx.Backup)
 	chainOK(t, cps)
 	if last := cps[len(cps)-1]; last.From == last.Next && bytes.Equal(last.Digest[:], make([]byte, 32)) {
 		t.Fatal("no checkpoint since")
 	}
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, fx.Backup)); len(rep.Findings) > 0 {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, fx.Backup)); len(rep.Findings) > 0 {
 		t.Fatalf("verify after new checkpoints: %+v", rep.Findings)
 	}
 	day := string(domain.DayOf(e.Clock.Now(), Must(time.LoadLocation("Asia/Shanghai"))))

@@ -16,7 +16,7 @@ import (
 func partedEngine(t *testing.T, start time.Time) *Engine {
 	t.Helper()
 	e := NewEngine(t, start)
-	e.configure(func(b *commands.Backups) { b.SlicePartBytes = 2 << 10 })
+	e.configure(func(e *Engine) { e.Storage.SlicePartBytes = 2 << 10 })
 	return e
 }
 
@@ -41,7 +41,7 @@ func TestSlicesInParts(t *testing.T) {
 		Must(e.KMS.RotateKey(ctx, e.Caller, k, ""))
 	}
 	e.Advance(6 * time.Minute)
-	cps := e.Checkpoints(b.ID)
+	cps := e.CheckpointEvents(b.ID)
 	last := cps[len(cps)-1]
 	if err := e.KMS.DeleteKey(ctx, e.Caller, keys[59], ""); err != nil {
 		t.Fatal(err)
@@ -58,7 +58,7 @@ func TestSlicesInParts(t *testing.T) {
 	if last.Parts[len(last.Parts)-1].Next != last.Next {
 		t.Fatalf("the parts end at %d, the checkpoint at %d", last.Parts[len(last.Parts)-1].Next, last.Next)
 	}
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) > 0 || rep.Sealed < 60+30 {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) > 0 || rep.Sealed < 60+30 {
 		t.Fatalf("verify: %d key versions, findings %+v", rep.Sealed, rep.Findings)
 	}
 	day := string(domain.DayOf(start, time.UTC))
@@ -78,7 +78,7 @@ func TestSlicesInParts(t *testing.T) {
 	if n := sameDay(t, e, b.ID, day, up.ID); n == 0 {
 		t.Fatal("the day is empty")
 	}
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, up.ID)); len(rep.Findings) > 0 {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, up.ID)); len(rep.Findings) > 0 {
 		t.Fatalf("verify the upload: %+v", rep.Findings)
 	}
 
@@ -86,7 +86,7 @@ func TestSlicesInParts(t *testing.T) {
 	if err := e.Store.DeleteBlob(ctx, b.DataRef(), last.Parts[1].Name); err != nil {
 		t.Fatal(err)
 	}
-	rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID))
+	rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b.ID))
 	if len(rep.Findings) != 1 || rep.Findings[0].Kind != commands.FindingMissingSlice || rep.Findings[0].Seq != last.Seq {
 		t.Fatalf("verify without part 1: %+v", rep.Findings)
 	}

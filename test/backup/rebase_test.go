@@ -19,9 +19,9 @@ import (
 func rebasingEngine(t *testing.T, start time.Time, beta float64, min uint64) *Engine {
 	t.Helper()
 	e := NewEngine(t, start)
-	e.configure(func(b *commands.Backups) {
-		b.SlicePartBytes, b.BasePartBytes = 2<<10, 2<<10
-		b.Rebase = &domain.RebasePolicy{Beta: beta, MinEvents: min}
+	e.configure(func(e *Engine) {
+		e.Storage.SlicePartBytes, e.Storage.BasePartBytes = 2<<10, 2<<10
+		e.Checkpoints.Rebase = &domain.RebasePolicy{Beta: beta, MinEvents: min}
 	})
 	return e
 }
@@ -71,7 +71,7 @@ func TestRebaseAfterDailyFull(t *testing.T) {
 		t.Fatalf("the base of the full: seq %d (last full %d), chained %v", bases[1].Seq, b.LastFullSeq, bases[1].PrevDigest == bases[0].Digest)
 	}
 	// Not again for the same full, nor while too few events follow.
-	if did := Must(e.Backups.RebaseBackup(ctx, b.ID)); did {
+	if did := Must(e.Checkpoints.RebaseBackup(ctx, b.ID)); did {
 		t.Fatal("a second base of the same full")
 	}
 	churn(t, e, in.ID, &keys, 3)
@@ -79,13 +79,13 @@ func TestRebaseAfterDailyFull(t *testing.T) {
 	if n := len(e.baseRecords(b.ID)); n != 2 {
 		t.Fatalf("%d bases after 3 events more", n)
 	}
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) > 0 {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) > 0 {
 		t.Fatalf("verify: %+v", rep.Findings)
 	}
 	// A day after the base reads from it: the same as the log's.
-	cps := e.Checkpoints(b.ID)
+	cps := e.CheckpointEvents(b.ID)
 	day := domain.DayOf(e.Clock.Now().Add(-time.Hour), time.UTC)
-	src := Must(e.Backups.Open(ctx, b, commands.RestorePoint{Day: day}, nil))
+	src := Must(e.Days.Open(ctx, b, commands.RestorePoint{Day: day}, nil))
 	loc := time.UTC
 	want := naiveItems(t, e, in.ID, cps[0].Next, day.Start(loc), day.Next().Start(loc), true)
 	if got := sourceItems(t, e, b, src); fmt.Sprint(got) != fmt.Sprint(want) {
@@ -132,7 +132,7 @@ func TestRebaseRaces(t *testing.T) {
 	due := &domain.RebasePolicy{Beta: 0.5, MinEvents: 10}
 	e := rebasingEngine(t, time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC), 0.5, 1<<40) // none in the schedule: called here
 	hook := &hookBlobs{BlobStore: e.Store}
-	e.Backups.Blobs = hook
+	e.Storage.Blobs = hook
 	in, b := e.EnabledBackup("UTC")
 	var keys []domain.KeyID
 	for i := range 10 {
@@ -140,7 +140,7 @@ func TestRebaseRaces(t *testing.T) {
 	}
 	churn(t, e, in.ID, &keys, 30)
 	e.Advance(15*time.Hour + time.Minute) // past the full of 2 May
-	e.Backups.Rebase = due
+	e.Checkpoints.Rebase = due
 
 	// A checkpoint lands while the base's parts are stored.
 	var once sync.Once
@@ -150,11 +150,11 @@ func TestRebaseRaces(t *testing.T) {
 			now := Must(e.Backups.ShowBackupInstance(e.Caller, b.ID))
 			next, _ := now.NextCheckpoint(time.UTC)
 			e.Clock.Set(next.At)
-			Must(e.Backups.TakeCheckpoint(ctx, b.ID, next))
+			Must(e.Checkpoints.TakeCheckpoint(ctx, b.ID, next))
 		})
 		return nil
 	}
-	if did, err := e.Backups.RebaseBackup(ctx, b.ID); err != nil || !did {
+	if did, err := e.Checkpoints.RebaseBackup(ctx, b.ID); err != nil || !did {
 		t.Fatalf("a rebase overtaken by a checkpoint: %v %v", did, err)
 	}
 	hook.before = nil
@@ -163,10 +163,10 @@ func TestRebaseRaces(t *testing.T) {
 	}
 
 	// Two at once, for the next full.
-	e.Backups.Rebase = never
+	e.Checkpoints.Rebase = never
 	churn(t, e, in.ID, &keys, 30)
 	e.Advance(24 * time.Hour)
-	e.Backups.Rebase = due
+	e.Checkpoints.Rebase = due
 	var started sync.WaitGroup
 	started.Add(2)
 	var once2 [2]sync.Once
@@ -188,7 +188,7 @@ func TestRebaseRaces(t *testing.T) {
 	errs := make([]error, 2)
 	for i := range 2 {
 		wg.Go(func() {
-			did, err := e.Backups.RebaseBackup(ctx, b.ID)
+			did, err := e.Checkpoints.RebaseBackup(ctx, b.ID)
 			errs[i] = err
 			if did {
 				stored.Add(1)
@@ -218,7 +218,7 @@ func TestRebaseRaces(t *testing.T) {
 	if len(put) <= len(kept) {
 		t.Fatalf("%d parts put for %d kept: the race did not happen", len(put), len(kept))
 	}
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) > 0 {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) > 0 {
 		t.Fatalf("verify: %+v", rep.Findings)
 	}
 }
@@ -230,7 +230,7 @@ func TestFailingRebaseIsolated(t *testing.T) {
 	ctx := context.Background()
 	e := rebasingEngine(t, time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC), 0.5, 20)
 	hook := &hookBlobs{BlobStore: e.Store}
-	e.Backups.Blobs = hook
+	e.Storage.Blobs = hook
 	inA, a := e.EnabledBackup("UTC")
 	inB, bb := e.EnabledBackup("UTC")
 	var keysA, keysB []domain.KeyID
@@ -254,7 +254,7 @@ func TestFailingRebaseIsolated(t *testing.T) {
 		t.Fatalf("%d failures; bases: a %d, b %d", fails.Load(), len(e.baseRecords(a.ID)), len(e.baseRecords(bb.ID)))
 	}
 	a = Must(e.Backups.ShowBackupInstance(e.Caller, a.ID))
-	cps := e.Checkpoints(a.ID)
+	cps := e.CheckpointEvents(a.ID)
 	if last := cps[len(cps)-1]; a.Failing.Active() || last.At.Before(e.Clock.Now().Add(-commands.RetryMax)) {
 		t.Fatalf("backup a: failing %+v, last checkpoint at %s, now %s", a.Failing, last.At, e.Clock.Now())
 	}

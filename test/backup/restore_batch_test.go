@@ -38,7 +38,7 @@ func newBatchWorld(t *testing.T) *batchWorld {
 		Must(e.KMS.CreateSecret(ctx, e.Caller, commands.CreateSecretInput{Name: fmt.Sprint("s", i), Instance: src.ID, Key: w.keys[i], Value: domain.Plaintext("v")}))
 	}
 	e.Advance(10 * time.Minute)
-	w.restore = &commands.Restores{Backups: e.Backups, KMS: e.KMS, Audit: e.Backups.Audit, Sources: e.Restores.Sources, BatchItems: 3}
+	w.restore = &commands.Restores{Days: e.Days, KMS: e.KMS, Sealer: e.Restores.Sealer, Audit: e.Restores.Audit, Sources: e.Restores.Sources, BatchItems: 3}
 	return w
 }
 
@@ -183,9 +183,9 @@ func TestRestoreBatchLosesARace(t *testing.T) {
 	w := newBatchWorld(t)
 	e := w.e
 	to := w.target(t, "eu-central-1")
-	other := &commands.Restores{Backups: e.Backups, KMS: &commands.KMS{Log: e.KMS.Log, State: e.KMS.State, Applied: e.KMS.Applied,
+	other := &commands.Restores{Days: e.Days, Sealer: e.Restores.Sealer, KMS: &commands.KMS{Log: e.KMS.Log, State: e.KMS.State, Applied: e.KMS.Applied,
 		Sealer: e.KMS.Sealer, DataKeys: e.KMS.DataKeys, Cipher: e.KMS.Cipher, Clock: e.KMS.Clock, IDs: e.KMS.IDs},
-		Audit: e.Backups.Audit, Sources: e.Restores.Sources}
+		Audit: e.Restores.Audit, Sources: e.Restores.Sources}
 	log := &interferingLog{Store: e.Store}
 	sorted := slices.Sorted(slices.Values(w.keys)) // the order of the batches
 	attempts := 0
@@ -238,7 +238,7 @@ func TestRestorePlanListsFindingsBounded(t *testing.T) {
 func TestRestoreAtAnyInstant(t *testing.T) {
 	w := newBatchWorld(t)
 	e := w.e
-	cps := e.Checkpoints(w.b.ID)
+	cps := e.CheckpointEvents(w.b.ID)
 	to := w.target(t, "eu-central-1")
 	// Between the first checkpoint (09:30, the instant the items were
 	// made: the second checkpoint holds them) and the second.

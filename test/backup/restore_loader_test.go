@@ -79,7 +79,7 @@ func TestRestoreDayWithCatchUpEvents(t *testing.T) {
 	Must(e.KMS.RotateKey(ctx, e.Caller, k.ID, "")) // 2 May's own
 	e.Advance(10 * time.Minute)
 	caughtUp := false
-	for _, c := range e.Checkpoints(b.ID) {
+	for _, c := range e.CheckpointEvents(b.ID) {
 		if c.At.Equal(time.Date(2026, 5, 2, 0, 33, 0, 0, time.UTC)) {
 			caughtUp = c.Full && c.Day == "2026-05-02" && c.Next-c.From == 2 // the two late rotations
 		}

@@ -100,7 +100,7 @@ func instanceState(t *testing.T, e *Engine, in domain.InstanceID) map[string][]s
 func TestRestoreAtRandomInstantEqualsReplay(t *testing.T) {
 	e, rng, src, b := seededHistory(t, 7, 120)
 	ctx := context.Background()
-	cps := e.Checkpoints(b.ID)
+	cps := e.CheckpointEvents(b.ID)
 	loc := Must(time.LoadLocation(b.TimeZone))
 	first, last := cps[0].At, cps[len(cps)-1].At
 	restored := 0

@@ -52,7 +52,7 @@ func Test48Hours(t *testing.T) {
 		}
 	}
 	e.Advance(48*time.Hour - 17*7*time.Minute)
-	cps := e.Checkpoints(b.ID)
+	cps := e.CheckpointEvents(b.ID)
 	chainOK(t, cps)
 	fulls, incs := count(cps)
 	want := []time.Time{start, time.Date(2026, 5, 2, 0, 0, 0, 0, time.UTC), time.Date(2026, 5, 3, 0, 0, 0, 0, time.UTC)}
@@ -72,7 +72,7 @@ func Test48Hours(t *testing.T) {
 	if last := cps[len(cps)-1]; last.Next != 18 {
 		t.Fatalf("chain covers revisions up to %d, want 18", last.Next)
 	}
-	rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID))
+	rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b.ID))
 	if len(rep.Findings) != 0 || rep.Checkpoints != len(cps) || rep.Sealed != 17 {
 		t.Fatalf("verify: %+v", rep)
 	}
@@ -84,7 +84,7 @@ func TestTimeZoneMovesFulls(t *testing.T) {
 	e := NewEngine(t, start)
 	_, b := e.EnabledBackup("Asia/Shanghai")
 	e.Advance(24 * time.Hour)
-	fulls, _ := count(e.Checkpoints(b.ID))
+	fulls, _ := count(e.CheckpointEvents(b.ID))
 	// 00:00 in Shanghai is 16:00 UTC.
 	if len(fulls) != 2 || !fulls[1].Equal(time.Date(2026, 5, 1, 16, 0, 0, 0, time.UTC)) {
 		t.Fatalf("fulls at %v, want the second at 16:00 UTC", fulls)
@@ -100,7 +100,7 @@ func TestDowntimeAcrossMidnight(t *testing.T) {
 	in, b := e.EnabledBackup("UTC")
 	ctx := context.Background()
 	e.Advance(50 * time.Minute) // up to 23:50, incrementals every 5 minutes
-	before := e.Checkpoints(b.ID)
+	before := e.CheckpointEvents(b.ID)
 	e.Close()
 	// Down for 30 minutes; the KMS is down with it, so nothing new happens.
 	e.Clock.Set(time.Date(2026, 5, 2, 0, 20, 0, 0, time.UTC))
@@ -113,7 +113,7 @@ func TestDowntimeAcrossMidnight(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.Advance(10 * time.Minute)
-	cps := e.Checkpoints(b.ID)
+	cps := e.CheckpointEvents(b.ID)
 	chainOK(t, cps)
 	caught := cps[len(before)]
 	if !caught.Full || !caught.At.Equal(time.Date(2026, 5, 2, 0, 20, 0, 0, time.UTC)) || caught.Day != "2026-05-02" {
@@ -122,7 +122,7 @@ func TestDowntimeAcrossMidnight(t *testing.T) {
 	if len(cps) != len(before)+3 || cps[len(cps)-1].Next != 2 {
 		t.Fatalf("after catch-up: %d checkpoints (before %d), covering up to %d", len(cps), len(before), cps[len(cps)-1].Next)
 	}
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) != 0 {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) != 0 {
 		t.Fatalf("verify: %+v", rep.Findings)
 	}
 }

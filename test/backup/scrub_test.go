@@ -49,7 +49,7 @@ func withKeys(t *testing.T, e *Engine, n int) []*domain.Backup {
 func sliceBlobs(t *testing.T, e *Engine, b *domain.Backup) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
-	for _, c := range e.Checkpoints(b.ID) {
+	for _, c := range e.CheckpointEvents(b.ID) {
 		if c.Generation != b.Generation {
 			continue
 		}
@@ -154,7 +154,7 @@ func TestScrubFindsTampering(t *testing.T) {
 	if expired.State != domain.StateExpired {
 		t.Fatalf("expired instance is %s", expired.State)
 	}
-	if _, err := e.Backups.VerifyBackup(ctx, e.Caller, expired.ID); !errors.Is(err, domain.ErrFailedPrecondition) {
+	if _, err := e.Checkpoints.VerifyBackup(ctx, e.Caller, expired.ID); !errors.Is(err, domain.ErrFailedPrecondition) {
 		t.Fatalf("verify of an expired instance for its account: %v (only the scrub verifies it)", err)
 	}
 
@@ -162,13 +162,13 @@ func TestScrubFindsTampering(t *testing.T) {
 	if err := e.Store.DestroyBlobs(ctx, missing.DataRef()); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Backups.DataKeys.DestroyDataKey(ctx, undecryptable.DataRef()); err != nil {
+	if err := e.Storage.DataKeys.DestroyDataKey(ctx, undecryptable.DataRef()); err != nil {
 		t.Fatal(err)
 	}
 
 	var logs bytes.Buffer
 	var logMu sync.Mutex
-	scrub := &scheduler.Scrub{Scrubber: e.Backups, Throttle: scheduler.NewByteRate(64 << 20),
+	scrub := &scheduler.Scrub{Scrubber: e.Checkpoints, Throttle: scheduler.NewByteRate(64 << 20),
 		Logger: slog.New(slog.NewTextHandler(&lockedBuffer{mu: &logMu, b: &logs}, nil))}
 	before := scrubMetrics(t, scrub)
 	if before["kmsbackup_verify_last_run_timestamp_seconds"] != 0 || len(before) != 4 {
@@ -271,8 +271,8 @@ func (u unavailableBlobs) GetBlob(ctx context.Context, ref, name string) ([]byte
 func TestScrubErrorIsNotAFinding(t *testing.T) {
 	e := NewEngine(t, time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC))
 	bs := withKeys(t, e, 2)
-	e.Backups.Blobs = unavailableBlobs{BlobStore: e.Store, ref: bs[1].DataRef()}
-	scrub := &scheduler.Scrub{Scrubber: e.Backups}
+	e.Storage.Blobs = unavailableBlobs{BlobStore: e.Store, ref: bs[1].DataRef()}
+	scrub := &scheduler.Scrub{Scrubber: e.Checkpoints}
 	run, err := scrub.RunOnce(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -292,7 +292,7 @@ func TestScrubErrorIsNotAFinding(t *testing.T) {
 		t.Errorf("metrics: %v", m)
 	}
 	// The API's verify says the same: unavailable, not a report.
-	if _, err := e.Backups.VerifyBackup(context.Background(), e.Caller, bs[1].ID); !errors.Is(err, domain.ErrUnavailable) {
+	if _, err := e.Checkpoints.VerifyBackup(context.Background(), e.Caller, bs[1].ID); !errors.Is(err, domain.ErrUnavailable) {
 		t.Errorf("verify of unreadable data: %v, want unavailable", err)
 	}
 	if err := scrub.Healthy(); err != nil {
@@ -327,7 +327,7 @@ func scrubThrough(t *testing.T, e *Engine, g *gate, atPause func()) (commands.Sc
 	runs, errs := make(chan commands.ScrubRun, 1), make(chan error, 1)
 	results := &resultLog{}
 	go func() {
-		run, err := e.Backups.ScrubBackups(context.Background(), commands.ScrubOptions{Throttle: g, Result: results.add})
+		run, err := e.Checkpoints.ScrubBackups(context.Background(), commands.ScrubOptions{Throttle: g, Result: results.add})
 		if err != nil {
 			errs <- err
 			return
@@ -397,7 +397,7 @@ func TestScrubLeavesCheckpointsOnTime(t *testing.T) {
 	}
 	// Every chain is whole: a checkpoint every 5 minutes from enable to now.
 	for _, b := range bs {
-		cps := e.Checkpoints(b.ID)
+		cps := e.CheckpointEvents(b.ID)
 		for i := 1; i < len(cps); i++ {
 			if d := cps[i].At.Sub(cps[i-1].At); d != domain.IncrementalEvery && !cps[i].Full {
 				t.Fatalf("%s: checkpoint %d at %s, %s after the previous", b.ID, cps[i].Seq, cps[i].At, d)
@@ -406,7 +406,7 @@ func TestScrubLeavesCheckpointsOnTime(t *testing.T) {
 		if last := cps[len(cps)-1]; !last.At.Equal(e.Clock.Now()) {
 			t.Fatalf("%s: last checkpoint at %s, the clock is at %s", b.ID, last.At, e.Clock.Now())
 		}
-		if rep := Must(e.Backups.VerifyBackup(context.Background(), e.Caller, b.ID)); len(rep.Findings) != 0 {
+		if rep := Must(e.Checkpoints.VerifyBackup(context.Background(), e.Caller, b.ID)); len(rep.Findings) != 0 {
 			t.Fatalf("%s: %+v", b.ID, rep.Findings)
 		}
 	}
@@ -470,12 +470,12 @@ func TestScrubRunsOnItsOwn(t *testing.T) {
 	e := NewEngine(t, time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC))
 	bs := withKeys(t, e, 2)
 
-	off := &scheduler.Scrub{Scrubber: e.Backups}
+	off := &scheduler.Scrub{Scrubber: e.Checkpoints}
 	if err := off.Run(t.Context()); err != nil || off.Status().LastRun.Checked != 0 {
 		t.Fatalf("Run with no interval: %v, %+v", err, off.Status().LastRun)
 	}
 
-	s := &scheduler.Scrub{Scrubber: e.Backups, Interval: 20 * time.Millisecond, Throttle: scheduler.NewByteRate(64 << 20)}
+	s := &scheduler.Scrub{Scrubber: e.Checkpoints, Interval: 20 * time.Millisecond, Throttle: scheduler.NewByteRate(64 << 20)}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()

@@ -95,7 +95,7 @@ func TestRenewedAfterItsKMSInstanceWasReleased(t *testing.T) {
 	}
 	Must(e.KMS.CreateKey(ctx, e.Caller, in.ID, "after expiry"))
 	e.Advance(24 * time.Hour)
-	before := e.Checkpoints(b.ID)
+	before := e.CheckpointEvents(b.ID)
 
 	Must(e.KMS.ReleaseInstance(ctx, e.Caller, in.ID))
 	marks := e.sourceReleasedEvents(b.ID)
@@ -117,7 +117,7 @@ func TestRenewedAfterItsKMSInstanceWasReleased(t *testing.T) {
 	}
 	// After the renewal: one catch-up full at it, then the full of each day,
 	// none of them copying anything.
-	after := e.Checkpoints(b.ID)[len(before):]
+	after := e.CheckpointEvents(b.ID)[len(before):]
 	want := []time.Time{renewedAt, time.Date(2026, 6, 3, 0, 0, 0, 0, time.UTC), time.Date(2026, 6, 4, 0, 0, 0, 0, time.UTC)}
 	if len(after) != len(want) {
 		t.Fatalf("%d checkpoints after the renewal, want %d: %+v", len(after), len(want), after)
@@ -127,13 +127,13 @@ func TestRenewedAfterItsKMSInstanceWasReleased(t *testing.T) {
 			t.Fatalf("checkpoint %d after the renewal: %+v, want an empty full at %s", i, c, want[i])
 		}
 	}
-	chainOK(t, e.Checkpoints(b.ID))
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) != 0 {
+	chainOK(t, e.CheckpointEvents(b.ID))
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) != 0 {
 		t.Fatalf("verify: %+v", rep.Findings)
 	}
 	// What it holds stays viewable and restorable: the first day, and a day
 	// after the release.
-	keys := Must(e.Backups.ListDayData(e.Caller, b.ID, "2026-06-01", "full-keys", "", 100))
+	keys := Must(e.Days.ListDayData(e.Caller, b.ID, "2026-06-01", "full-keys", "", 100))
 	if len(keys.Items) != 1 || keys.Items[0].ID != string(k1.ID) {
 		t.Fatalf("full keys of 2026-06-01: %+v", keys.Items)
 	}
@@ -158,7 +158,7 @@ func TestReleaseOfAnEnabledBackupsInstance(t *testing.T) {
 	if sr := got.SourceReleased; !sr.Recorded() || sr.NeverBackedUp() != 0 || sr.End != uint64(len(end)) {
 		t.Fatalf("source released %+v, want everything of its %d events backed up", sr, len(end))
 	}
-	cps := e.Checkpoints(b.ID)
+	cps := e.CheckpointEvents(b.ID)
 	chainOK(t, cps)
 	// Full at enable, the incremental at 09:35, the final checkpoint at the
 	// release, then the fulls of 2 and 3 May only.
@@ -180,12 +180,12 @@ func TestReleaseOfAnEnabledBackupsInstance(t *testing.T) {
 		t.Fatalf("the final checkpoint covers up to %d, want the whole stream (%d)", cps[2].Next, len(end))
 	}
 	// The rotation (version 2) made before the release is in the backup.
-	keys := Must(e.Backups.ListDayData(e.Caller, b.ID, "2026-05-03", "full-keys", "", 100))
+	keys := Must(e.Days.ListDayData(e.Caller, b.ID, "2026-05-03", "full-keys", "", 100))
 	if len(keys.Items) != 1 || keys.Items[0].Versions != 2 {
 		t.Fatalf("full keys of 2026-05-03: %+v", keys.Items)
 	}
 	e.restoreKeyAndSecret(b.ID, "2026-05-03", k1.ID)
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) != 0 {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) != 0 {
 		t.Fatalf("verify: %+v", rep.Findings)
 	}
 }
@@ -207,7 +207,7 @@ func TestSourceReleaseFinishedAfterACrash(t *testing.T) {
 	}
 	e.Clock.Set(e.Clock.Now().Add(time.Minute))
 	e.Restart()
-	cpsBefore := len(e.Checkpoints(b.ID))
+	cpsBefore := len(e.CheckpointEvents(b.ID))
 	// The scheduler's catch-up and two retried releases at once take the
 	// last checkpoint once and record the release once.
 	relIn := Must(e.KMS.ShowInstance(e.Caller, in.ID))
@@ -224,7 +224,7 @@ func TestSourceReleaseFinishedAfterACrash(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(e.Checkpoints(b.ID)) - cpsBefore; n != 1 {
+	if n := len(e.CheckpointEvents(b.ID)) - cpsBefore; n != 1 {
 		t.Fatalf("%d checkpoints after the restart, want the one last checkpoint", n)
 	}
 	got := Must(e.Backups.ShowBackupInstance(e.Caller, b.ID))
@@ -259,7 +259,7 @@ func TestDataDirectoryFromBeforeTheRecord(t *testing.T) {
 	e.KMS.BeforeShred = func(ctx context.Context, in *domain.Instance) error {
 		id, ok := Must2(backupstate.BoundTo(e.Proj, in.ID))
 		if b := Must(e.Backups.ShowBackupInstance(e.Caller, id)); ok && b.State == domain.StateEnabled {
-			_, err := e.Backups.TakeCheckpoint(ctx, id, domain.Due{At: e.Clock.Now()})
+			_, err := e.Checkpoints.TakeCheckpoint(ctx, id, domain.Due{At: e.Clock.Now()})
 			return err
 		}
 		return nil
@@ -294,7 +294,7 @@ func TestDataDirectoryFromBeforeTheRecord(t *testing.T) {
 		if b.State != domain.StateEnabled || b.Failing.Active() || !b.SourceReleased.Recorded() || b.SourceReleased.NeverBackedUp() != c.lost {
 			t.Fatalf("%s: state %s, failing %+v, source released %+v; want %d events never backed up", c.id, b.State, b.Failing, b.SourceReleased, c.lost)
 		}
-		chainOK(t, e.Checkpoints(c.id))
+		chainOK(t, e.CheckpointEvents(c.id))
 	}
 	e.restoreKeyAndSecret(renewed.ID, "2026-06-02", k1.ID)
 }

@@ -193,7 +193,7 @@ func sourceItems(t *testing.T, e *Engine, b *domain.Backup, src commands.Restore
 				return fmt.Errorf("%s: version %d at %d", it.ID, v.Version, i)
 			}
 			if it.Kind == commands.ItemKindKey {
-				pt, err := e.Backups.Sealer.Open(ctx, b.DataRef(), v.Material, commands.BackupAAD(b.Account, b.DataRef(), v.SealedBy))
+				pt, err := e.Restores.Sealer.Open(ctx, b.DataRef(), v.Material, commands.BackupAAD(b.Account, b.DataRef(), v.SealedBy))
 				if err != nil {
 					return err
 				}
@@ -240,7 +240,7 @@ func TestLoadEqualsReplay(t *testing.T) {
 		}
 		return out
 	}())
-	cps := e.Checkpoints(b.ID)
+	cps := e.CheckpointEvents(b.ID)
 	loc := Must(time.LoadLocation(b.TimeZone))
 	enabled := cps[0].Next
 	first, last := cps[0].At, cps[len(cps)-1].At
@@ -251,7 +251,7 @@ func TestLoadEqualsReplay(t *testing.T) {
 			at = cps[rng.IntN(len(cps))].At
 		}
 		day := domain.DayOf(at, loc)
-		src := Must(e.Backups.Open(ctx, b, commands.RestorePoint{Day: day, At: at}, nil))
+		src := Must(e.Days.Open(ctx, b, commands.RestorePoint{Day: day, At: at}, nil))
 		want := naiveItems(t, e, in.ID, enabled, at, at, false)
 		loaded := sourceItems(t, e, b, src)
 		if diff := cmp.Diff(want, loaded); diff != "" {
@@ -259,7 +259,7 @@ func TestLoadEqualsReplay(t *testing.T) {
 		}
 		_ = src.Close()
 
-		whole := Must(e.Backups.Open(ctx, b, commands.RestorePoint{Day: day}, nil))
+		whole := Must(e.Days.Open(ctx, b, commands.RestorePoint{Day: day}, nil))
 		all := sourceItems(t, e, b, whole)
 		want = naiveItems(t, e, in.ID, enabled, day.Start(loc), day.Next().Start(loc), true)
 		if diff := cmp.Diff(want, all); diff != "" {
@@ -268,18 +268,18 @@ func TestLoadEqualsReplay(t *testing.T) {
 
 		// Through an older base and more slices.
 		if len(bases) > 1 {
-			e.Backups.BaseLimit = bases[rng.IntN(len(bases)-1)].Seq
-			older := Must(e.Backups.Open(ctx, b, commands.RestorePoint{Day: day, At: at}, nil))
+			e.Days.BaseLimit = bases[rng.IntN(len(bases)-1)].Seq
+			older := Must(e.Days.Open(ctx, b, commands.RestorePoint{Day: day, At: at}, nil))
 			if diff := cmp.Diff(loaded, sourceItems(t, e, b, older)); diff != "" {
-				t.Fatalf("instant %s through the base of checkpoint %d: (-newest base +older)\n%s", at, e.Backups.BaseLimit, diff)
+				t.Fatalf("instant %s through the base of checkpoint %d: (-newest base +older)\n%s", at, e.Days.BaseLimit, diff)
 			}
 			_ = older.Close()
-			older = Must(e.Backups.Open(ctx, b, commands.RestorePoint{Day: day}, nil))
+			older = Must(e.Days.Open(ctx, b, commands.RestorePoint{Day: day}, nil))
 			if diff := cmp.Diff(all, sourceItems(t, e, b, older)); diff != "" {
-				t.Fatalf("day %s through the base of checkpoint %d: (-newest base +older)\n%s", day, e.Backups.BaseLimit, diff)
+				t.Fatalf("day %s through the base of checkpoint %d: (-newest base +older)\n%s", day, e.Days.BaseLimit, diff)
 			}
 			_ = older.Close()
-			e.Backups.BaseLimit = 0
+			e.Days.BaseLimit = 0
 		}
 		// Some items alone, one the day does not hold.
 		var only []commands.ItemRef
@@ -290,7 +290,7 @@ func TestLoadEqualsReplay(t *testing.T) {
 			}
 		}
 		only = append(only, commands.ItemRef{Kind: commands.ItemKindSecret, ID: "never"})
-		some := Must(e.Backups.Open(ctx, b, commands.RestorePoint{Day: day}, only))
+		some := Must(e.Days.Open(ctx, b, commands.RestorePoint{Day: day}, only))
 		got := sourceItems(t, e, b, some)
 		for _, r := range only {
 			k := r.Kind + "/" + r.ID
@@ -311,7 +311,7 @@ func TestLoadEqualsReplay(t *testing.T) {
 		_ = some.Close()
 		_ = whole.Close()
 	}
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) > 0 {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) > 0 {
 		t.Fatalf("verify: %+v", rep.Findings)
 	}
 }
@@ -330,7 +330,7 @@ func TestSourceReads(t *testing.T) {
 	Must(e.KMS.CreateSecret(ctx, e.Caller, commands.CreateSecretInput{Name: "s", Instance: in.ID, Key: domain.KeyID(keys[0]), Value: domain.Plaintext("v")}))
 	e.Advance(6 * time.Minute)
 	b = Must(e.Backups.ShowBackupInstance(e.Caller, b.ID))
-	src := Must(e.Backups.Open(ctx, b, commands.RestorePoint{Day: "2026-05-01"}, nil))
+	src := Must(e.Days.Open(ctx, b, commands.RestorePoint{Day: "2026-05-01"}, nil))
 	if at, seq := src.Covered(); seq != 2 || !at.Equal(start.Add(5*time.Minute)) {
 		t.Fatalf("Covered = %s, %d", at, seq)
 	}
@@ -378,10 +378,10 @@ func TestSourceReads(t *testing.T) {
 	if err := src.Each(ctx, commands.ItemRef{}, func(*commands.BackedUpItem) error { return nil }); !errors.Is(err, domain.ErrUnavailable) {
 		t.Fatalf("Each after Close: %v", err)
 	}
-	if _, err := e.Backups.Open(ctx, b, commands.RestorePoint{Day: "2026-05-01", At: start.Add(-time.Minute)}, nil); !errors.Is(err, domain.ErrFailedPrecondition) {
+	if _, err := e.Days.Open(ctx, b, commands.RestorePoint{Day: "2026-05-01", At: start.Add(-time.Minute)}, nil); !errors.Is(err, domain.ErrFailedPrecondition) {
 		t.Fatalf("an instant before the first checkpoint: %v", err)
 	}
-	if _, err := e.Backups.Open(ctx, b, commands.RestorePoint{Day: "2026-05-02", At: start}, nil); !errors.Is(err, domain.ErrInvalidArgument) {
+	if _, err := e.Days.Open(ctx, b, commands.RestorePoint{Day: "2026-05-02", At: start}, nil); !errors.Is(err, domain.ErrInvalidArgument) {
 		t.Fatalf("an instant of another day: %v", err)
 	}
 }

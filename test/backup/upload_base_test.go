@@ -56,12 +56,12 @@ func dayWithState(t *testing.T, keys, rotations int) (*Engine, domain.BackupID, 
 func TestUploadIsStoredAsBase0(t *testing.T) {
 	ctx := context.Background()
 	e, src, file, key := dayWithState(t, 40, 1)
-	e.Backups.BasePartBytes = 1 << 10
+	e.Storage.BasePartBytes = 1 << 10
 	up, err := e.upload(e.Caller, file, key, "as a base")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cps := e.Checkpoints(up.ID)
+	cps := e.CheckpointEvents(up.ID)
 	bases := e.baseRecords(up.ID)
 	if len(cps) < 3 || !cps[0].InBase || len(cps[0].SliceParts()) != 0 || len(cps[2].SliceParts()) == 0 || len(bases) != 1 {
 		for _, c := range cps {
@@ -86,14 +86,14 @@ func TestUploadIsStoredAsBase0(t *testing.T) {
 	if got := planItems(t, e, req); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("plan from the upload %v, from its source %v", got, want)
 	}
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, up.ID)); len(rep.Findings) > 0 {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, up.ID)); len(rep.Findings) > 0 {
 		t.Fatalf("verify: %+v", rep.Findings)
 	}
 
 	// The base is what a read loads: without one of its parts, the
 	// upload's day does not load.
 	point := commands.RestorePoint{Day: "2026-05-02"}
-	src0 := Must(e.Backups.Open(ctx, up, point, nil))
+	src0 := Must(e.Days.Open(ctx, up, point, nil))
 	keys, secrets, _ := Must3(src0.Counts(ctx))
 	_ = src0.Close()
 	if keys != 41 || secrets != 3 { // the 40 of the full (one deleted in the day: as it last stood) and one made
@@ -102,7 +102,7 @@ func TestUploadIsStoredAsBase0(t *testing.T) {
 	if err := e.Store.DeleteBlob(ctx, up.DataRef(), base.Parts[0].Name); err != nil {
 		t.Fatal(err)
 	}
-	if s, err := e.Backups.Open(ctx, up, point, nil); !errors.Is(err, domain.ErrNotFound) {
+	if s, err := e.Days.Open(ctx, up, point, nil); !errors.Is(err, domain.ErrNotFound) {
 		if s != nil {
 			_ = s.Close()
 		}
@@ -137,14 +137,14 @@ func (r *recordingBlobs) PutBlob(ctx context.Context, ref, name string, data []b
 func TestUploadDamagedAtItsEndLeavesNothing(t *testing.T) {
 	ctx := context.Background()
 	e, _, file, key := dayWithState(t, 900, 400)
-	e.Backups.BasePartBytes, e.Backups.SlicePartBytes = 4<<10, 1<<10
+	e.Storage.BasePartBytes, e.Storage.SlicePartBytes = 4<<10, 1<<10
 	_, chunks := fileLayout(t, file)
 	if len(chunks) < 3 {
 		t.Fatalf("file of %d bytes has %d chunks, want at least 3", len(file), len(chunks))
 	}
 	head := Must(e.Store.Head(ctx))
 	rb := &recordingBlobs{BlobStore: e.Store, stored: map[string][]string{}}
-	e.Backups.Blobs = rb
+	e.Storage.Blobs = rb
 	bad := bytes.Clone(file)
 	bad[len(bad)-20] ^= 0x08 // in the last chunk
 	_, err := e.upload(e.Caller, bad, key, "damaged at its end")
@@ -161,7 +161,7 @@ func TestUploadDamagedAtItsEndLeavesNothing(t *testing.T) {
 				t.Fatalf("blob %s/%s survived the failed upload: %v", ref, n, err)
 			}
 		}
-		if _, ok, err := e.Store.GetWrapped(ctx, ref); ok || err != nil {
+		if _, rev, err := e.Store.GetWrapped(ctx, ref); rev != 0 || err != nil {
 			t.Fatalf("data key %s survived the failed upload (%v)", ref, err)
 		}
 	}
@@ -169,7 +169,7 @@ func TestUploadDamagedAtItsEndLeavesNothing(t *testing.T) {
 		t.Fatalf("scratch stores left: %d (%v)", len(left), err)
 	}
 	nothingStored(t, e, head)
-	e.Backups.Blobs = e.Store
+	e.Storage.Blobs = e.Store
 	if _, err := e.upload(e.Caller, file, key, "intact"); err != nil {
 		t.Fatalf("the intact file: %v", err)
 	}

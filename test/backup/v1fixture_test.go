@@ -130,7 +130,7 @@ func TestWriteV1Fixture(t *testing.T) {
 	e.Advance(30 * time.Minute)
 
 	for _, id := range []domain.BackupID{fx.Backup, fx.Reset, fx.Upload} {
-		if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, id)); len(rep.Findings) > 0 {
+		if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, id)); len(rep.Findings) > 0 {
 			t.Fatalf("verify %s: %+v", id, rep.Findings)
 		}
 		fx.Days[id] = v1Days(t, e, id)
@@ -159,7 +159,7 @@ func v1Days(t *testing.T, e *Engine, id domain.BackupID) []v1Day {
 	if b.Kind == domain.BackupUpload {
 		days = []domain.Day{b.UploadDay}
 	} else {
-		days = Must(e.Backups.ListViewableDays(e.Caller, id))
+		days = Must(e.Days.ListViewableDays(e.Caller, id))
 	}
 	var out []v1Day
 	for _, d := range days {
@@ -167,7 +167,7 @@ func v1Days(t *testing.T, e *Engine, id domain.BackupID) []v1Day {
 		if b.Kind == domain.BackupUpload {
 			day = ""
 		}
-		cps := Must(e.Backups.ListDayCheckpoints(e.Caller, id, day))
+		cps := Must(e.Days.ListDayCheckpoints(e.Caller, id, day))
 		if len(cps) == 0 {
 			continue
 		}

@@ -21,11 +21,11 @@ func verified(t *testing.T) (*Engine, *domain.Backup, *domain.BackupCheckpointed
 	e.Advance(5 * time.Minute)
 	Must(e.KMS.RotateKey(ctx, e.Caller, k.ID, ""))
 	e.Advance(5 * time.Minute)
-	if rep := Must(e.Backups.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) != 0 || rep.Sealed != 2 {
+	if rep := Must(e.Checkpoints.VerifyBackup(ctx, e.Caller, b.ID)); len(rep.Findings) != 0 || rep.Sealed != 2 {
 		t.Fatalf("a clean backup has findings: %+v", rep)
 	}
 	b = Must(e.Backups.ShowBackupInstance(e.Caller, b.ID))
-	cps := e.Checkpoints(b.ID)
+	cps := e.CheckpointEvents(b.ID)
 	return e, b, cps[len(cps)-1]
 }
 
@@ -116,7 +116,7 @@ func TestVerifyFindings(t *testing.T) {
 			}
 		}, commands.FindingMissingSlice},
 		{"undecryptable key material", func(t *testing.T, e *Engine, b *domain.Backup, _ *domain.BackupCheckpointed) {
-			if err := e.Backups.DataKeys.DestroyDataKey(context.Background(), b.DataRef()); err != nil {
+			if err := e.Storage.DataKeys.DestroyDataKey(context.Background(), b.DataRef()); err != nil {
 				t.Fatal(err)
 			}
 		}, commands.FindingUndecryptable},
@@ -126,7 +126,7 @@ func TestVerifyFindings(t *testing.T) {
 			e, b, last := verified(t)
 			e.TolerateCorruption.Store(true)
 			c.breaks(t, e, b, last)
-			rep := Must(e.Backups.VerifyBackup(context.Background(), e.Caller, b.ID))
+			rep := Must(e.Checkpoints.VerifyBackup(context.Background(), e.Caller, b.ID))
 			if !kinds(rep)[c.want] {
 				t.Fatalf("want a %s finding, got %+v", c.want, rep.Findings)
 			}

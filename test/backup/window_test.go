@@ -27,7 +27,7 @@ func TestViewableWindowWorkedExample(t *testing.T) {
 		t.Fatalf("today is %s", got)
 	}
 	list := func(day string) error {
-		_, err := e.Backups.ListDayData(e.Caller, b.ID, day, "incremental-keys", "", 10)
+		_, err := e.Days.ListDayData(e.Caller, b.ID, day, "incremental-keys", "", 10)
 		return err
 	}
 	if err := list("2023-05-05"); !errors.Is(err, domain.ErrFailedPrecondition) {
@@ -37,7 +37,7 @@ func TestViewableWindowWorkedExample(t *testing.T) {
 		t.Fatalf("2023-05-11 with 10 days: %v", err)
 	}
 	Must(e.Backups.ExtendViewableDays(ctx, e.Caller, b.ID, 16))
-	page := Must(e.Backups.ListDayData(e.Caller, b.ID, "2023-05-05", "incremental-keys", "", 10))
+	page := Must(e.Days.ListDayData(e.Caller, b.ID, "2023-05-05", "incremental-keys", "", 10))
 	if len(page.Items) != 1 {
 		t.Fatalf("2023-05-05 with 16 days lists %d keys, want the one made that day", len(page.Items))
 	}

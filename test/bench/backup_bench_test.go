@@ -60,22 +60,20 @@ func TestMain(m *testing.M) {
 // scheduler.
 
 type engine struct {
-	dir      string
-	master   []byte
-	store    *pebblestore.Store       // the log, data keys and blobs
-	proj     *pebblestore.Projections // the read models
-	env      *envelope.Envelope
-	clock    *clock.Manual
-	ids      ids.Random
-	kms      *commands.KMS
-	backups  *commands.Backups
-	audit    *commands.Audit
-	restores *commands.Restores
-	driver   *scheduler.Manual
-	caller   commands.Caller
-	procs    []*commands.Projector
-	cancel   context.CancelFunc
-	done     chan struct{}
+	*kmsengine.Engine // the use cases, made again at each open
+
+	dir    string
+	master []byte
+	store  *pebblestore.Store       // the log, data keys and blobs
+	proj   *pebblestore.Projections // the read models
+	env    *envelope.Envelope
+	clock  *clock.Manual
+	ids    ids.Random
+	driver *scheduler.Manual
+	caller commands.Caller
+	procs  []*commands.Projector
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 func openEngine(dir string, start time.Time) (*engine, error) {
@@ -114,9 +112,8 @@ func (e *engine) open() error {
 	clk := e.clock
 	eng := kmsengine.New(kmsengine.Ports{Log: st, ReadModels: proj, Blobs: st, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: clk, IDs: e.ids}, kmsengine.Options{})
-	e.procs = eng.Projectors()
-	e.backups, e.kms, e.audit, e.restores = eng.Backups, eng.KMS, eng.Audit, eng.Restores
-	e.driver = &scheduler.Manual{Work: e.backups, Clock: clk}
+	e.Engine, e.procs = eng, eng.Projectors()
+	e.driver = &scheduler.Manual{Work: e.Schedule, Clock: clk}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})
 	go func() {
@@ -182,11 +179,11 @@ func (e *engine) close() error {
 // everything the instance's stream holds. Its term is three years, so that
 // a 600-day history never reaches its expiry.
 func (e *engine) enableBackup(ctx context.Context, in domain.InstanceID) (*domain.Backup, error) {
-	b, err := e.backups.CreateBackupInstance(ctx, e.caller, commands.CreateBackupInput{Region: region, ViewableDays: 30, Term: "3y"})
+	b, err := e.Backups.CreateBackupInstance(ctx, e.caller, commands.CreateBackupInput{Region: region, ViewableDays: 30, Term: "3y"})
 	if err != nil {
 		return nil, err
 	}
-	return e.backups.EnableBackupInstance(ctx, e.caller, b.ID, commands.EnableInput{KMSInstance: in, Alias: "bench", TimeZone: "UTC"})
+	return e.Backups.EnableBackupInstance(ctx, e.caller, b.ID, commands.EnableInput{KMSInstance: in, Alias: "bench", TimeZone: "UTC"})
 }
 
 const region = "cn-hangzhou"
@@ -292,7 +289,7 @@ func (k *keys) flush(ctx context.Context) error {
 // newInstance creates a KMS instance (through the use case) and fills it
 // with n keys, created in batches a simulated second apart.
 func newInstance(ctx context.Context, e *engine, n int, seed uint64) (*keys, error) {
-	in, err := e.kms.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota})
+	in, err := e.KMS.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota})
 	if err != nil {
 		return nil, err
 	}
@@ -420,7 +417,7 @@ func (s *sealState) change(ctx context.Context) (domain.Due, error) {
 // checkpoint takes the checkpoint due, as the scheduler does. It returns
 // once the checkpoint is durable and both backup read models show it.
 func (s *sealState) checkpoint(ctx context.Context, due domain.Due) error {
-	c, err := s.e.backups.TakeCheckpoint(ctx, s.backup, due)
+	c, err := s.e.Checkpoints.TakeCheckpoint(ctx, s.backup, due)
 	if err != nil {
 		return err
 	}
@@ -682,7 +679,7 @@ func runChurn(tb testing.TB, dir string, c churn) *churnResult {
 	if err := e.settle(ctx); err != nil {
 		tb.Fatal(err)
 	}
-	rep, err := e.backups.VerifyBackup(ctx, e.caller, b.ID)
+	rep, err := e.Checkpoints.VerifyBackup(ctx, e.caller, b.ID)
 	if err != nil {
 		tb.Fatal(err)
 	}

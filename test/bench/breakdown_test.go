@@ -25,7 +25,7 @@ import (
 // It builds fresh 10k and 1M states, alternates checkpoints between them as
 // the "both" sub-benchmark does, and logs, per state, the median of each
 // block of 100 checkpoints and the time per checkpoint spent in each port
-// of Backups (reading the slice, the blob, the checkpoint append, the waits
+// of Checkpoints (reading the slice, the blob, the checkpoint append, the waits
 // for the two backup read models) and in the backupdata apply of the
 // checkpoint. With KMSBACKUP_BENCH_CPUPROFILE set it also writes a CPU
 // profile of the checkpoints, every goroutine of each engine labelled
@@ -119,14 +119,16 @@ func (s *stages) get(name string) time.Duration {
 var stageNames = []string{"read the slice", "put the slice blob", "append the checkpoint",
 	"wait for backupstate", "wait for backupdata", "  of which backupdata apply"}
 
-// instrument wraps the ports of the state's Backups, and the apply of its
-// backupdata projector, with timers. Only the checkpoints use them: the
-// changes are appended straight to the store.
+// instrument wraps the ports of the state's Checkpoints (the log and the
+// waiters they share with the other backup use cases, the blob store of
+// their storage), and the apply of its backupdata projector, with timers.
+// Only the checkpoints use them: the changes are appended straight to the
+// store.
 func instrument(s *sealState) *stages {
 	st := &stages{d: map[string]time.Duration{}}
-	b := s.e.backups
+	b := s.e.Checkpoints
 	b.Log = timedLog{EventLog: s.e.store, st: st}
-	b.Blobs = timedBlobs{BlobStore: s.e.store, st: st}
+	b.Storage.Blobs = timedBlobs{BlobStore: s.e.store, st: st}
 	b.StateApplied = timedWaiter{Waiter: b.StateApplied, name: "wait for backupstate", st: st}
 	b.DataApplied = timedWaiter{Waiter: b.DataApplied, name: "wait for backupdata", st: st}
 	bd := s.e.procs[2]

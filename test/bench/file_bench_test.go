@@ -64,7 +64,7 @@ type fileState struct {
 	// What a download of the day gives (the same every time).
 	header domain.FileHeader
 	size   int64 // bytes of the file
-	// onAppend, when set, is called as Backups appends to the log (the
+	// onAppend, when set, is called as DayFiles appends to the log (the
 	// upload's one append, once both passes over the file are done).
 	onAppend func()
 }
@@ -150,7 +150,7 @@ func buildFileState(ctx context.Context, dir string, n int) (*fileState, error) 
 }
 
 func fillFileState(ctx context.Context, e *engine, n int) (*fileState, error) {
-	in, err := e.kms.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
+	in, err := e.KMS.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func fillFileState(ctx context.Context, e *engine, n int) (*fileState, error) {
 			return err
 		}
 		for range create {
-			if _, err := e.kms.CreateSecret(ctx, e.caller, commands.CreateSecretInput{Name: fmt.Sprintf("secret-%06d", secrets),
+			if _, err := e.KMS.CreateSecret(ctx, e.caller, commands.CreateSecretInput{Name: fmt.Sprintf("secret-%06d", secrets),
 				Instance: in.ID, Key: k.ids[secrets%reserved], Value: domain.Plaintext(fmt.Sprintf("value %06d of a benchmark secret", secrets))}); err != nil {
 				return err
 			}
@@ -195,12 +195,12 @@ func fillFileState(ctx context.Context, e *engine, n int) (*fileState, error) {
 		}
 		for i := range rotate {
 			name := fmt.Sprintf("secret-%06d", k.rng.IntN(secrets))
-			if _, err := e.kms.RotateSecret(ctx, e.caller, name, region, domain.Plaintext(fmt.Sprintf("value %06d rotated", i))); err != nil {
+			if _, err := e.KMS.RotateSecret(ctx, e.caller, name, region, domain.Plaintext(fmt.Sprintf("value %06d rotated", i))); err != nil {
 				return err
 			}
 		}
 		// The KMS appended to the stream: continue from its head.
-		cur, err := e.kms.ShowInstance(e.caller, in.ID)
+		cur, err := e.KMS.ShowInstance(e.caller, in.ID)
 		if err != nil {
 			return err
 		}
@@ -251,7 +251,7 @@ func fillFileState(ctx context.Context, e *engine, n int) (*fileState, error) {
 	if err := e.compact(); err != nil {
 		return nil, err
 	}
-	e.backups.Log = markedLog{backupsLog: e.backups.Log, s: s}
+	e.Files.Log = markedLog{backupsLog: e.Files.Log, s: s}
 	var w countingWriter
 	h, _, err := s.download(ctx, &w)
 	if err != nil {
@@ -267,7 +267,7 @@ func fillFileState(ctx context.Context, e *engine, n int) (*fileState, error) {
 // download writes the day's file to w and returns its header and data key.
 func (s *fileState) download(ctx context.Context, w io.Writer) (domain.FileHeader, string, error) {
 	var key string
-	h, err := s.e.backups.DownloadDay(ctx, s.e.caller, s.backup, s.day, w, func(st commands.DownloadStart) error {
+	h, err := s.e.Files.DownloadDay(ctx, s.e.caller, s.backup, s.day, w, func(st commands.DownloadStart) error {
 		key = st.DataKey
 		return nil
 	})
@@ -300,7 +300,7 @@ func (s *fileState) upload(ctx context.Context, path, key string, ph *uploadPhas
 			_ = f.Close()
 		}
 	}()
-	u, err := s.e.backups.UploadBackupFile(ctx, s.e.caller, "bench-upload", key, func() (io.Reader, error) {
+	u, err := s.e.Files.UploadBackupFile(ctx, s.e.caller, "bench-upload", key, func() (io.Reader, error) {
 		f, err := os.Open(path)
 		if err != nil {
 			return nil, err
@@ -317,7 +317,7 @@ func (s *fileState) upload(ctx context.Context, path, key string, ph *uploadPhas
 
 // deleteUpload deletes an upload and waits until the engine is idle.
 func (s *fileState) deleteUpload(ctx context.Context, id domain.BackupID) error {
-	if err := s.e.backups.DeleteUpload(ctx, s.e.caller, id); err != nil {
+	if err := s.e.Files.DeleteUpload(ctx, s.e.caller, id); err != nil {
 		return err
 	}
 	return s.e.settle(ctx)
@@ -691,7 +691,7 @@ func BenchmarkUploadDay(b *testing.B) {
 // alternating rounds, and reports the median of each:
 //
 //   - loaded: the restore point at the full's instant loaded into a
-//     scratch store (commands.Backups.Open: its base, then its slices) and
+//     scratch store (commands.DayData.Open: its base, then its slices) and
 //     read item by item with every version, as DownloadDay reads it;
 //   - rows: backupdata.StateAt, the item rows of the read model alone
 //     (which hold no version);
@@ -723,7 +723,7 @@ func BenchmarkDayStateReads(b *testing.B) {
 			}{
 				{"loaded", func() error {
 					versions = 0
-					src, err := s.e.backups.Open(ctx, bk, commands.RestorePoint{Day: full.Day, At: full.At}, nil)
+					src, err := s.e.Days.Open(ctx, bk, commands.RestorePoint{Day: full.Day, At: full.At}, nil)
 					if err != nil {
 						return err
 					}
@@ -909,7 +909,7 @@ func TestFileRoundTripSmall(t *testing.T) {
 	}
 	// The upload downloads as the same day, with the same content.
 	var w countingWriter
-	h2, err := e.backups.DownloadDay(ctx, e.caller, u.ID, "", &w, func(commands.DownloadStart) error { return nil })
+	h2, err := e.Files.DownloadDay(ctx, e.caller, u.ID, "", &w, func(commands.DownloadStart) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -185,9 +185,9 @@ func buildHistory(tb testing.TB, dir string, spec historySpec) *builtHistory {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	e.backups.Rebase = &spec.rebase
+	e.Checkpoints.Rebase = &spec.rebase
 	h := &builtHistory{spec: spec, e: e, day1: day1, days: map[int]*historyDay{}, usage: map[int]*usage{}}
-	in, err := e.kms.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
+	in, err := e.KMS.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -290,10 +290,10 @@ func (h *builtHistory) full(ctx context.Context, d int) error {
 		return nil
 	}
 	h.e.clock.Set(at)
-	if _, err := h.e.backups.TakeCheckpoint(ctx, b.ID, domain.Due{At: at, Full: true}); err != nil {
+	if _, err := h.e.Checkpoints.TakeCheckpoint(ctx, b.ID, domain.Due{At: at, Full: true}); err != nil {
 		return err
 	}
-	n, err := h.e.backups.RunRebases(ctx)
+	n, err := h.e.Schedule.RunRebases(ctx)
 	if n > 0 {
 		b, _ := backupstate.Get(h.e.proj, h.backup.ID)
 		h.base = append(h.base, b.BaseSeq)
@@ -472,11 +472,11 @@ type historyPhase struct {
 
 func runHistoryRounds(b *testing.B, h *builtHistory, days []int, plan bool) {
 	ctx := context.Background()
-	target, err := h.e.kms.CreateInstance(ctx, h.e.caller, commands.CreateInstanceInput{Region: "eu-bench-1", KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
+	target, err := h.e.KMS.CreateInstance(ctx, h.e.caller, commands.CreateInstanceInput{Region: "eu-bench-1", KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 	if err != nil {
 		b.Fatal(err)
 	}
-	rs := &commands.Restores{Backups: h.e.backups, KMS: h.e.kms}
+	rs := h.e.Restores
 	type perDay struct {
 		items, versions, events  int
 		raw                      *pebble.DB
@@ -601,7 +601,7 @@ func TestHistorySmall(t *testing.T) {
 	if u := h.usage[6]; u == nil || u.backup() == 0 {
 		t.Fatal("no storage measured at the last day")
 	}
-	rep, err := h.e.backups.VerifyBackup(ctx, h.e.caller, h.backup.ID)
+	rep, err := h.e.Checkpoints.VerifyBackup(ctx, h.e.caller, h.backup.ID)
 	if err != nil || len(rep.Findings) > 0 {
 		t.Fatalf("verify: %v %+v", err, rep)
 	}

@@ -838,27 +838,25 @@ func rebuild(ctx context.Context, t *rebuildTarget, st *pebblestore.Projections)
 // cluster of logJetStream3). A manual clock, the manual
 // scheduler, the four projectors and the audit use case, as in the server.
 type node struct {
-	kind     string
-	store    *pebblestore.Store
-	proj     *pebblestore.Projections
-	log      commands.EventLog
-	blobs    commands.BlobStore
-	url      string
-	master   []byte
-	logOpts  natsjs.Options // jetstream: the log's stream
-	buckets  [2]string      // jetstream: the blob and key buckets
-	env      *envelope.Envelope
-	clock    *clock.Manual
-	ids      ids.Random
-	kms      *commands.KMS
-	backups  *commands.Backups
-	audit    *commands.Audit
-	restores *commands.Restores
-	driver   *scheduler.Manual
-	procs    []*commands.Projector
-	cancel   context.CancelFunc
-	done     chan struct{}
-	closers  []func() error
+	*kmsengine.Engine // the use cases
+
+	kind    string
+	store   *pebblestore.Store
+	proj    *pebblestore.Projections
+	log     commands.EventLog
+	blobs   commands.BlobStore
+	url     string
+	master  []byte
+	logOpts natsjs.Options // jetstream: the log's stream
+	buckets [2]string      // jetstream: the blob and key buckets
+	env     *envelope.Envelope
+	clock   *clock.Manual
+	ids     ids.Random
+	driver  *scheduler.Manual
+	procs   []*commands.Projector
+	cancel  context.CancelFunc
+	done    chan struct{}
+	closers []func() error
 }
 
 // openNode opens a node of kind on a fresh log (on its servers of urls for
@@ -936,9 +934,8 @@ func newNode(kind string, urls natsURLs, dir string, start time.Time, peer *node
 	}
 	eng := kmsengine.New(kmsengine.Ports{Log: n.log, ReadModels: proj, Blobs: n.blobs, Keys: n.env, Scratch: scratch,
 		Files: backupfile.New(), Clock: n.clock, IDs: n.ids}, kmsengine.Options{})
-	n.procs = eng.Projectors()
-	n.audit, n.backups, n.kms, n.restores = eng.Audit, eng.Backups, eng.KMS, eng.Restores
-	n.driver = &scheduler.Manual{Work: n.backups, Clock: n.clock}
+	n.Engine, n.procs = eng, eng.Projectors()
+	n.driver = &scheduler.Manual{Work: n.Schedule, Clock: n.clock}
 	rctx, cancel := context.WithCancel(ctx)
 	n.cancel, n.done = cancel, make(chan struct{})
 	go func() {
@@ -1020,7 +1017,7 @@ func BenchmarkIngestUseCases(b *testing.B) {
 					}
 					insts := make([]domain.InstanceID, c.callers)
 					for i := range insts {
-						in, err := n.kms.CreateInstance(ctx, callers[i%c.accounts], commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota})
+						in, err := n.KMS.CreateInstance(ctx, callers[i%c.accounts], commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota})
 						if err != nil {
 							b.Fatal(err)
 						}
@@ -1033,7 +1030,7 @@ func BenchmarkIngestUseCases(b *testing.B) {
 					for i := range c.callers {
 						wg.Go(func() {
 							for j := range per {
-								if _, err := n.kms.CreateKey(ctx, callers[i%c.accounts], insts[i], fmt.Sprintf("bench key %07d", j)); err != nil {
+								if _, err := n.KMS.CreateKey(ctx, callers[i%c.accounts], insts[i], fmt.Sprintf("bench key %07d", j)); err != nil {
 									errs[i] = err
 									return
 								}

@@ -56,7 +56,7 @@ func newRestoreWorld(b *testing.B, n, keys int) *wholeRestore {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = e.close() })
-	in, err := e.kms.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
+	in, err := e.KMS.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -127,9 +127,9 @@ func newRestoreWorld(b *testing.B, n, keys int) *wholeRestore {
 	// millisecond of the 100,000 created before, which makes the log's
 	// check of new IDs read its index ID by ID (pebblestore's precheck).
 	realIDs := ids.Random{Clock: clock.System{}}
-	e.kms.IDs = realIDs
-	e.audit.IDs = realIDs
-	w.rs = e.restores
+	e.KMS.IDs = realIDs
+	e.Audit.IDs = realIDs
+	w.rs = e.Restores
 	if err := e.settle(ctx); err != nil {
 		b.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func newRestoreWorld(b *testing.B, n, keys int) *wholeRestore {
 }
 
 func (w *wholeRestore) target(b *testing.B, i int) domain.InstanceID {
-	in, err := w.e.kms.CreateInstance(context.Background(), w.e.caller, commands.CreateInstanceInput{Region: fmt.Sprintf("eu-bench-%d", i),
+	in, err := w.e.KMS.CreateInstance(context.Background(), w.e.caller, commands.CreateInstanceInput{Region: fmt.Sprintf("eu-bench-%d", i),
 		KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 	if err != nil {
 		b.Fatal(err)

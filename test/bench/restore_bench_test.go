@@ -41,7 +41,7 @@ func BenchmarkRestoreToDay(b *testing.B) {
 	}
 	defer e.close()
 	buildStart := time.Now()
-	in0, err := e.kms.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
+	in0, err := e.KMS.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func BenchmarkRestoreToDay(b *testing.B) {
 		b.Fatal(err)
 	}
 	for i := range nSecrets {
-		if _, err := e.kms.CreateSecret(ctx, e.caller, commands.CreateSecretInput{Name: fmt.Sprintf("secret-%05d", i),
+		if _, err := e.KMS.CreateSecret(ctx, e.caller, commands.CreateSecretInput{Name: fmt.Sprintf("secret-%05d", i),
 			Instance: k.in.ID, Key: k.ids[k.randomLive()], Value: domain.Plaintext("value")}); err != nil {
 			b.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func BenchmarkRestoreToDay(b *testing.B) {
 	}
 	// The KMS's read model now knows the secrets' events: continue the
 	// stream from its head.
-	in, err := e.kms.ShowInstance(e.caller, k.in.ID)
+	in, err := e.KMS.ShowInstance(e.caller, k.in.ID)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -95,8 +95,8 @@ func BenchmarkRestoreToDay(b *testing.B) {
 	}
 	b.Logf("built %d keys, %d secrets, %d days in %s", nKeys, nSecrets, days, time.Since(buildStart).Round(time.Second))
 	day := string(domain.DayOf(e.clock.Now().Add(-time.Hour), time.UTC))
-	rs := e.restores
-	target, err := e.kms.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: "eu-bench-1", KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
+	rs := e.Restores
+	target, err := e.KMS.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: "eu-bench-1", KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -184,11 +184,11 @@ func readWholeDay(ctx context.Context, rs *commands.Restores, c commands.Caller,
 		return 0, 0, err
 	}
 	defer src.Close()
-	return readItems(ctx, src, bkp, rs.Backups.Sealer)
+	return readItems(ctx, src, bkp, rs.Sealer)
 }
 
 // readDay is a restore read of a whole day without the plan: the restore
-// point loaded (commands.Backups.Open), every item read with every
+// point loaded (commands.DayData.Open), every item read with every
 // version, every key version's material opened under the backup's data
 // key. It returns the items and versions read.
 func readDay(ctx context.Context, e *engine, b *domain.Backup, day domain.Day) (items, versions int, err error) {
@@ -198,7 +198,7 @@ func readDay(ctx context.Context, e *engine, b *domain.Backup, day domain.Day) (
 // loadDay is readDay, opening the key material or not (the loader alone:
 // what a raw scan of as many records compares with).
 func loadDay(ctx context.Context, e *engine, b *domain.Backup, day domain.Day, open bool) (items, versions int, err error) {
-	src, err := e.backups.Open(ctx, b, commands.RestorePoint{Day: day}, nil)
+	src, err := e.Days.Open(ctx, b, commands.RestorePoint{Day: day}, nil)
 	if err != nil {
 		return 0, 0, err
 	}

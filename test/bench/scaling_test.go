@@ -44,15 +44,15 @@ var scalingStart = time.Date(2026, 5, 1, 0, 1, 0, 0, time.UTC)
 // a provisioned backup instance enabled on it (in UTC), whose first full
 // backup is taken at once.
 func (n *node) enableNew(ctx context.Context, c commands.Caller) (*domain.Instance, *domain.Backup, error) {
-	in, err := n.kms.CreateInstance(ctx, c, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
+	in, err := n.KMS.CreateInstance(ctx, c, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err := n.backups.CreateBackupInstance(ctx, c, commands.CreateBackupInput{Region: region, ViewableDays: 30, Term: "1y"})
+	b, err := n.Backups.CreateBackupInstance(ctx, c, commands.CreateBackupInput{Region: region, ViewableDays: 30, Term: "1y"})
 	if err != nil {
 		return nil, nil, err
 	}
-	b, err = n.backups.EnableBackupInstance(ctx, c, b.ID, commands.EnableInput{KMSInstance: in.ID, Alias: "bench", TimeZone: "UTC"})
+	b, err = n.Backups.EnableBackupInstance(ctx, c, b.ID, commands.EnableInput{KMSInstance: in.ID, Alias: "bench", TimeZone: "UTC"})
 	return in, b, err
 }
 
@@ -65,7 +65,7 @@ func (n *node) enableNew(ctx context.Context, c commands.Caller) (*domain.Instan
 const checkpointKeys = 200
 
 // BenchmarkCheckpoint measures one scheduled checkpoint of one backup
-// instance on a node of each log: Backups.TakeCheckpoint as the scheduler
+// instance on a node of each log: Checkpoints.TakeCheckpoint as the scheduler
 // calls it, from reading the slice (resealing each event's key material
 // under the backup's data key) to the checkpoint event appended and both
 // backup read models showing it. changes=0 is an empty incremental (no
@@ -94,7 +94,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 					}
 					keyIDs := make([]domain.KeyID, checkpointKeys)
 					for i := range keyIDs {
-						k, err := n.kms.CreateKey(ctx, c, in.ID, fmt.Sprintf("bench key %07d", i))
+						k, err := n.KMS.CreateKey(ctx, c, in.ID, fmt.Sprintf("bench key %07d", i))
 						if err != nil {
 							b.Fatal(err)
 						}
@@ -125,7 +125,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 						if changes > 0 {
 							n.clock.Set(due.At.Add(-time.Minute))
 							for j := range changes {
-								if _, err := n.kms.RotateKey(ctx, c, keyIDs[(i*changes+j)%len(keyIDs)], ""); err != nil {
+								if _, err := n.KMS.RotateKey(ctx, c, keyIDs[(i*changes+j)%len(keyIDs)], ""); err != nil {
 									b.Fatal(err)
 								}
 							}
@@ -136,7 +136,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 						}
 						b.StartTimer()
 						start := time.Now()
-						cp, err := n.backups.TakeCheckpoint(ctx, bk.ID, due)
+						cp, err := n.Checkpoints.TakeCheckpoint(ctx, bk.ID, due)
 						took = append(took, float64(time.Since(start).Nanoseconds()))
 						if err != nil {
 							b.Fatal(err)
@@ -291,7 +291,7 @@ func BenchmarkSchedulerDrain(b *testing.B) {
 						var plans []float64
 						for range 5 {
 							t0 := time.Now()
-							if _, _, err := s.nodes[0].backups.NextWork(); err != nil {
+							if _, _, err := s.nodes[0].Schedule.NextWork(); err != nil {
 								b.Fatal(err)
 							}
 							plans = append(plans, float64(time.Since(t0).Nanoseconds()))
@@ -372,7 +372,7 @@ func buildRestoreState(ctx context.Context, dir string, items int) (*restoreStat
 		_ = e.close()
 		return nil, err
 	}
-	in0, err := e.kms.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
+	in0, err := e.KMS.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 	if err != nil {
 		return fail(err)
 	}
@@ -392,7 +392,7 @@ func buildRestoreState(ctx context.Context, dir string, items int) (*restoreStat
 		return fail(err)
 	}
 	for i := range nSecrets {
-		if _, err := e.kms.CreateSecret(ctx, e.caller, commands.CreateSecretInput{Name: fmt.Sprintf("secret-%06d", i),
+		if _, err := e.KMS.CreateSecret(ctx, e.caller, commands.CreateSecretInput{Name: fmt.Sprintf("secret-%06d", i),
 			Instance: k.in.ID, Key: k.ids[k.randomLive()], Value: domain.Plaintext("value")}); err != nil {
 			return fail(err)
 		}
@@ -401,7 +401,7 @@ func buildRestoreState(ctx context.Context, dir string, items int) (*restoreStat
 	if err != nil {
 		return fail(err)
 	}
-	in, err := e.kms.ShowInstance(e.caller, k.in.ID)
+	in, err := e.KMS.ShowInstance(e.caller, k.in.ID)
 	if err != nil {
 		return fail(err)
 	}
@@ -422,13 +422,13 @@ func buildRestoreState(ctx context.Context, dir string, items int) (*restoreStat
 	if err := e.compact(); err != nil {
 		return nil, err
 	}
-	target, err := e.kms.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: "eu-bench-1", KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
+	target, err := e.KMS.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: "eu-bench-1", KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 	if err != nil {
 		return fail(err)
 	}
 	return &restoreState{e: e, k: k, backup: bkp, target: target.ID,
 		day: string(domain.DayOf(e.clock.Now().Add(-time.Hour), time.UTC)),
-		rs:  e.restores}, nil
+		rs:  e.Restores}, nil
 }
 
 // read plans restoring everything of the day and reads every version of
@@ -515,7 +515,7 @@ func BenchmarkRestoreApply(b *testing.B) {
 				b.Fatal(err)
 			}
 			for i := range restoreKeys {
-				if _, err := n.kms.CreateKey(ctx, c, in.ID, fmt.Sprintf("bench key %07d", i)); err != nil {
+				if _, err := n.KMS.CreateKey(ctx, c, in.ID, fmt.Sprintf("bench key %07d", i)); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -528,12 +528,12 @@ func BenchmarkRestoreApply(b *testing.B) {
 				b.Fatal(err)
 			}
 			day := string(domain.DayOf(n.clock.Now(), time.UTC))
-			rs := n.restores
+			rs := n.Restores
 			restored := 0
 			b.ResetTimer()
 			for i := range b.N {
 				b.StopTimer()
-				target, err := n.kms.CreateInstance(ctx, c, commands.CreateInstanceInput{Region: fmt.Sprintf("eu-bench-%d", i+1), KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
+				target, err := n.KMS.CreateInstance(ctx, c, commands.CreateInstanceInput{Region: fmt.Sprintf("eu-bench-%d", i+1), KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -829,12 +829,12 @@ type simEvent struct {
 
 // simulateDrain is a deterministic discrete-event simulation of nodes
 // working through one boundary at which every backup is due, as
-// Backups.RunDue does on each node: plan (the earliest due backup, in ID
+// Schedule.RunDue does on each node: plan (the earliest due backup, in ID
 // order, that the node's read model does not show as taken), copy, append
 // with the expected revision. The first append for a backup takes it; a
 // later one fails, and its node waits until its read model shows the
-// winner's checkpoint before planning again (Backups.Do); the winner waits
-// for its own read models (Backups.commit). Nodes do not slow each other
+// winner's checkpoint before planning again (Schedule.Do); the winner waits
+// for its own read models (BackupStreams.commit). Nodes do not slow each other
 // down: the model has no shared server and no shared CPU.
 func simulateDrain(p simParams) simResult {
 	rng := rand.New(rand.NewPCG(p.seed, 7))

@@ -230,7 +230,7 @@ func (c *counting) WaitN(ctx context.Context, n int) error {
 
 // scrub verifies every backup once through th and checks the run.
 func (s *scrubState) scrub(ctx context.Context, th commands.Throttle) error {
-	run, err := s.e.backups.ScrubBackups(ctx, commands.ScrubOptions{Throttle: th})
+	run, err := s.e.Checkpoints.ScrubBackups(ctx, commands.ScrubOptions{Throttle: th})
 	if err != nil {
 		return err
 	}

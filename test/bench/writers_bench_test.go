@@ -140,7 +140,7 @@ func newWritersRun(ctx context.Context, dir string) (*writersRun, error) {
 	}
 	r := &writersRun{e: e}
 	newInstance := func() (domain.InstanceID, error) {
-		in, err := e.kms.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
+		in, err := e.KMS.CreateInstance(ctx, e.caller, commands.CreateInstanceInput{Region: region, KeyQuota: domain.MaxQuota, SecretQuota: domain.MaxQuota})
 		if err != nil {
 			return "", err
 		}
@@ -159,7 +159,7 @@ func newWritersRun(ctx context.Context, dir string) (*writersRun, error) {
 	}
 	// A second node: its own KMS use cases (its own locks) on the same log
 	// and read model, as a second process sharing the log would decide.
-	k := e.kms
+	k := e.KMS
 	other := &commands.KMS{Log: k.Log, State: k.State, Applied: k.Applied, Sealer: k.Sealer, DataKeys: k.DataKeys,
 		Cipher: k.Cipher, Clock: k.Clock, IDs: k.IDs}
 	sides := []*writersSide{{name: "1 instance"}, {name: "16 instances"}, {name: "raw"}, {name: "1 instance, 2 nodes"}}
