@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	jsapi "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kmsbackup/kmsbackup/commands"
@@ -30,6 +31,9 @@ const (
 	// maxCachedHeads bounds the cache of stream heads; idle entries are
 	// dropped beyond it.
 	maxCachedHeads = 1 << 16
+	// writeTimeout bounds the wait for the answer to one write; an
+	// Append that gets none asks again (failover).
+	writeTimeout = requestTimeout / 2
 )
 
 // Header names of the JetStream protocol.
@@ -95,6 +99,7 @@ func (l *Log) Append(ctx context.Context, stream string, expected domain.Expecte
 	defer l.heads.unlock(stream, h)
 
 	attempt, wait, alone := 0, false, false
+	var failingSince time.Time // of the first write no server answered
 	for {
 		if wait {
 			if err := backoff(ctx, attempt); err != nil {
@@ -153,6 +158,18 @@ func (l *Log) Append(ctx context.Context, stream string, expected domain.Expecte
 		}
 		// Neither a retry nor a duplicate: read the stream's head again and
 		// check expected against it.
+		if conflict.failover {
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+			}
+			if time.Since(failingSince) > requestTimeout {
+				return commands.AppendResult{}, &domain.Error{Op: opAppend, Kind: domain.ErrUnavailable, Item: stream,
+					Msg:  fmt.Sprintf("no server has answered for %s (last: %s); the events may or may not have been written", requestTimeout, conflict.desc),
+					Hint: "retry with the same event IDs"}
+			}
+			wait = true
+			continue
+		}
 		attempt++
 		if attempt == maxAttempts {
 			return commands.AppendResult{}, &domain.Error{Op: opAppend, Kind: domain.ErrUnavailable, Item: stream,
@@ -242,7 +259,29 @@ func (l *Log) idSubject(id domain.EventID) string { return l.idPrefix + id.Strin
 // checked, or the server was busy).
 type conflictError struct {
 	transient bool
-	desc      string
+	// failover: no server took the write or answered it in time (a
+	// stream leader being elected, a connection moving to another
+	// server); the write may or may not have landed. Append asks again,
+	// as a retry, for up to requestTimeout.
+	failover bool
+	desc     string
+}
+
+// failover returns the conflictError for err when err says that no server
+// took a write or answered it in time, while ctx is still alive; nil for
+// any other error.
+func failover(ctx context.Context, err error) *conflictError {
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case errors.Is(err, nats.ErrNoResponders):
+		return &conflictError{transient: true, failover: true, desc: "no server took the write (a stream leader is being elected)"}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return &conflictError{transient: true, failover: true, desc: fmt.Sprintf("no answer within %s", writeTimeout)}
+	case errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrReconnectBufExceeded):
+		return &conflictError{transient: true, failover: true, desc: "the connection is moving to another server"}
+	}
+	return nil
 }
 
 func (e *conflictError) Error() string { return "jetstream: append: batch refused: " + e.desc }

@@ -77,13 +77,13 @@ func (l *Log) commitClaimed(ctx context.Context, b *batch, h *head) (commands.Ap
 func (l *Log) publish(ctx context.Context, b *batch, subject string, data []byte, expect uint64) (uint64, error) {
 	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	m.Header[hdrExpectSubj] = []string{strconv.FormatUint(expect, 10)}
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	rctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	resp, err := l.nc.RequestMsgWithContext(rctx, m)
-	if errors.Is(err, nats.ErrNoResponders) {
-		return 0, &conflictError{transient: true, desc: "no server took the message (a stream leader is being elected)"}
-	}
 	if err != nil {
+		if c := failover(ctx, err); c != nil {
+			return 0, c
+		}
 		return 0, l.callErr(ctx, opAppend, err)
 	}
 	var ack pubAck

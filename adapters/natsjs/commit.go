@@ -169,21 +169,22 @@ func (l *Log) publishGroup(ctx context.Context, group []*pending) []groupResp {
 	}
 	defer func() { <-l.inflight }()
 	total := len(msgs)
+	writeErr := func(err error) []groupResp {
+		if c := failover(ctx, err); c != nil {
+			return fail(c)
+		}
+		return fail(l.callErr(ctx, opAppend, err))
+	}
 	for _, m := range msgs[:total-1] {
 		if err := l.nc.PublishMsg(m); err != nil {
-			return fail(l.callErr(ctx, opAppend, err))
+			return writeErr(err)
 		}
 	}
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	rctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	resp, err := l.nc.RequestMsgWithContext(rctx, msgs[total-1])
-	if errors.Is(err, nats.ErrNoResponders) {
-		// Nothing was committed: a replicated stream is electing its
-		// leader.
-		return fail(&conflictError{transient: true, desc: "no server took the batch (a stream leader is being elected)"})
-	}
 	if err != nil {
-		return fail(l.callErr(ctx, opAppend, err))
+		return writeErr(err)
 	}
 	var ack pubAck
 	if err := json.Unmarshal(resp.Data, &ack); err != nil {

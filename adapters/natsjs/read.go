@@ -113,8 +113,9 @@ func (r reader) replicated() bool { return r.leader != "" }
 // one reads one message as the stream's leader has it (a direct get on a
 // one-replica stream); found is false when there is no such message. On a
 // replicated stream it rides out a leader election (the server answers
-// "temporarily unavailable" until there is a leader) for up to
-// requestTimeout. Errors are the client's or the server's, untranslated.
+// "temporarily unavailable", or nothing, until there is a leader) for up
+// to requestTimeout. Errors are the client's or the server's,
+// untranslated.
 func (r reader) one(ctx context.Context, req directRequest) (stored, bool, error) {
 	if !r.replicated() {
 		return directGet(ctx, r.nc, r.direct, req)
@@ -125,7 +126,7 @@ func (r reader) one(ctx context.Context, req directRequest) (stored, bool, error
 		var err error
 		m, found, err = leaderGet(ctx, r.nc, r.leader, req)
 		var apiErr *jsapi.APIError
-		return errors.As(err, &apiErr) && apiErr.ErrorCode == codeClusterNotAvailable, err
+		return failover(ctx, err) != nil || (errors.As(err, &apiErr) && apiErr.ErrorCode == codeClusterNotAvailable), err
 	})
 	return m, found, err
 }
@@ -141,7 +142,7 @@ func (r reader) batch(ctx context.Context, req directRequest) (msgs []stored, pe
 	err = untilSettled(ctx, func() (bool, error) {
 		var err error
 		msgs, pending, err = directBatch(ctx, r.nc, r.direct, req)
-		return errors.Is(err, nats.ErrNoResponders), err
+		return failover(ctx, err) != nil, err
 	})
 	return msgs, pending, err
 }
@@ -166,13 +167,7 @@ func untilSettled(ctx context.Context, fn func() (transient bool, err error)) er
 // only the stream's leader answers; found is false when there is no such
 // message.
 func leaderGet(ctx context.Context, nc *nats.Conn, subj string, req directRequest) (stored, bool, error) {
-	payload, err := json.Marshal(req)
-	if err != nil {
-		return stored{}, false, err
-	}
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	m, err := nc.RequestWithContext(rctx, subj, payload)
+	m, err := request(ctx, nc, subj, req, writeTimeout)
 	if err != nil {
 		return stored{}, false, err
 	}
@@ -203,13 +198,7 @@ func leaderGet(ctx context.Context, nc *nats.Conn, subj string, req directReques
 // request is bounded by requestTimeout. Errors are the client's or the
 // server's, untranslated.
 func directGet(ctx context.Context, nc *nats.Conn, subj string, req directRequest) (stored, bool, error) {
-	payload, err := json.Marshal(req)
-	if err != nil {
-		return stored{}, false, err
-	}
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	m, err := nc.RequestWithContext(rctx, subj, payload)
+	m, err := request(ctx, nc, subj, req, requestTimeout)
 	if err != nil {
 		return stored{}, false, err
 	}
@@ -225,6 +214,17 @@ func directGet(ctx context.Context, nc *nats.Conn, subj string, req directReques
 	default:
 		return stored{}, false, statusErr(m)
 	}
+}
+
+// request sends req to subj and waits up to timeout for the answer.
+func request(ctx context.Context, nc *nats.Conn, subj string, req directRequest, timeout time.Duration) (*nats.Msg, error) {
+	payload, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return nc.RequestWithContext(rctx, subj, payload)
 }
 
 // directBatch sends a batch or multi-last direct get to the stream whose
