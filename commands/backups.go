@@ -114,9 +114,10 @@ type DayData struct {
 }
 
 // DayFiles holds the use cases that take a day out of a backup instance
-// as a backup data file and bring one back: download a viewable day,
-// upload a file as a backup instance of kind upload, list and delete
-// uploads.
+// as a backup data file and bring one back: download a viewable day (at
+// once, or prepared in the shared blob store and fetched later through
+// any node, then expired), upload a file as a backup instance of kind
+// upload, list and delete uploads.
 type DayFiles struct {
 	*BackupStreams
 	Storage *BackupStorage
@@ -128,6 +129,12 @@ type DayFiles struct {
 	Sealer Sealer
 	// Files writes and reads backup data files.
 	Files BackupFiles
+	// PreparedPartBytes is the size of the parts a prepared download is
+	// stored in (default 4 MiB: what a prepare holds in memory; tests set
+	// less).
+	PreparedPartBytes int
+
+	expiry downloadExpiry // how far this process expired prepared downloads
 }
 
 // BackupViews is how the backup use cases read backup instances: from the
