@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -174,6 +175,9 @@ type BackupStreams struct {
 
 	locks   sync.Map // backup ID -> *sync.Mutex: one decision at a time per backup in this process
 	retries retries  // failing scheduled work, in this process
+	// endedLeft is set when destroying the data of an ended generation
+	// failed in this process: the scheduler's next round tries again.
+	endedLeft atomic.Bool
 }
 
 // BackupStorage is where backup instances keep their data: a generation's

@@ -13,7 +13,8 @@ import (
 // half done: the data (data key, then blobs) of every generation whose end
 // is recorded but whose destruction is not (a crash, a lost reply or a
 // failed wait between the two) is destroyed, and BackupDataDestroyed
-// recorded, so that it is done once. CatchUp runs it at every start. It
+// recorded, so that it is done once. CatchUp runs it at every start, and
+// RunDue after a destruction failed in this process. It
 // returns how many backup instances it finished. Safe with several nodes
 // doing it at once: destroying absent data succeeds, and the record is
 // appended at the revision seen (the loser of a race finds it done).
@@ -62,5 +63,8 @@ func destroyEnded(ctx context.Context, s *BackupStreams, st *BackupStorage, id d
 		did = true
 		return s.commit(ctx, b, false, s.newEvent(b, s.Clock.Now(), d))
 	})
+	if err != nil {
+		s.endedLeft.Store(true)
+	}
 	return did, err
 }

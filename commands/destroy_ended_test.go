@@ -3,6 +3,7 @@ package commands_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,5 +102,59 @@ func must2[A, B any](a A, b B, err error) func(tb testing.TB) (A, B) {
 			tb.Fatalf("unexpected error: %v", err)
 		}
 		return a, b
+	}
+}
+
+// failingKeys fails every destruction of a data key while failing is set.
+type failingKeys struct {
+	commands.DataKeys
+	failing atomic.Bool
+}
+
+func (k *failingKeys) DestroyDataKey(ctx context.Context, ref string) error {
+	if k.failing.Load() {
+		return domain.Errorf(domain.ErrUnavailable, "destroy data key", ref, "", "the key store is down (injected)")
+	}
+	return k.DataKeys.DestroyDataKey(ctx, ref)
+}
+
+// A reset whose destruction fails (the key store down) is finished by the
+// scheduler's next round in the same process, without a restart.
+func TestRunDueRetriesAFailedDestruction(t *testing.T) {
+	ctx := context.Background()
+	f := newUseCases(t, engine.Options{})
+	in := f.MustInstance(t, f.caller, commands.CreateInstanceInput{Region: "cn-hangzhou"})
+	f.MustKey(t, in.ID)
+	id := f.MustBackedUp(t, in)
+	ref := domain.DataRef(id, 0)
+	keys := &failingKeys{DataKeys: f.backups.Storage.DataKeys}
+	f.backups.Storage.DataKeys = keys
+	keys.failing.Store(true)
+	if _, err := f.backups.ResetBackupInstance(ctx, f.caller, id, true); !errors.Is(err, domain.ErrUnavailable) {
+		t.Fatalf("reset with the key store down: %v, want ErrUnavailable", err)
+	}
+	if _, ok := must2(f.log.Store.GetWrapped(ctx, ref))(t); !ok {
+		t.Fatal("the data key is gone though its destruction failed: the test provokes nothing")
+	}
+	keys.failing.Store(false)
+
+	m := f.mark()
+	if _, err := f.schedule.RunDue(ctx, f.clock.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := must2(f.log.Store.GetWrapped(ctx, ref))(t); ok {
+		t.Error("the reset generation's data key is still stored after the scheduler's round")
+	}
+	got := f.appendsSince(m, domain.BackupStream(id))
+	if len(got) != 1 || got[0].Events[0].Type != domain.TypeDataDestroyed {
+		t.Fatalf("the round appended %v to the backup stream, want one BackupDataDestroyed", got)
+	}
+	// Done: the next round does not look again.
+	m = f.mark()
+	if _, err := f.schedule.RunDue(ctx, f.clock.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.appendsSince(m, ""); len(got) != 0 {
+		t.Errorf("the next round appended %d times, want none", len(got))
 	}
 }

@@ -232,9 +232,21 @@ func (s *Schedule) attempt(ctx context.Context, w Work) (did bool, err error) {
 // with backoff (see recordFailure), and RunDue goes on. It returns how many
 // pieces succeeded (including those another engine took first), and an
 // error only when the schedule cannot be read, a failure cannot be
-// recorded, or ctx ends.
+// recorded, or ctx ends. First, when destroying the data of an ended
+// generation failed in this process since the last round, it tries that
+// again (DestroyEnded).
 func (s *Schedule) RunDue(ctx context.Context, until time.Time, setClock func(time.Time)) (int, error) {
 	var r round
+	if s.endedLeft.Swap(false) {
+		// Destroying the data of an ended generation failed in this
+		// process since the last round: again (it sets the mark again if
+		// it fails again).
+		n, err := s.DestroyEnded(ctx)
+		r.done += n
+		if err != nil {
+			r.add(err)
+		}
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return r.done, err
