@@ -51,12 +51,13 @@ type useCases struct {
 	ids    *seqULIDs
 
 	// The use cases, by what the tests call on them.
-	kms         *commands.KMS         // the given KMS instances, keys and secrets
-	checkpoints *commands.Checkpoints // TakeCheckpoint
-	rebases     *commands.Checkpoints // RebaseBackup
-	schedule    *commands.Schedule    // CatchUp
-	files       *commands.DayFiles    // DownloadDay, UploadBackupFile
-	restores    *commands.Restores    // PlanRestore, Restore (plan, apply, validate)
+	kms         *commands.KMS             // the given KMS instances, keys and secrets
+	checkpoints *commands.Checkpoints     // TakeCheckpoint
+	rebases     *commands.Checkpoints     // RebaseBackup
+	schedule    *commands.Schedule        // CatchUp
+	backups     *commands.BackupInstances // ResetBackupInstance, ReleaseBackupInstance
+	files       *commands.DayFiles        // DownloadDay, UploadBackupFile
+	restores    *commands.Restores        // PlanRestore, Restore (plan, apply, validate)
 
 	procs []*commands.Projector
 }
@@ -92,7 +93,7 @@ func newUseCases(tb testing.TB, o engine.Options) *useCases {
 	f.caller = commands.Caller{Account: domain.NewAccountID(f.ids.NewULID())}
 	eng := engine.New(engine.Ports{Log: f.log, ReadModels: proj, Blobs: f.blobs, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: clk, IDs: f.ids}, o)
-	f.kms, f.restores = eng.KMS, eng.Restores
+	f.kms, f.restores, f.backups = eng.KMS, eng.Restores, eng.Backups
 	f.checkpoints, f.rebases, f.schedule, f.files = eng.Checkpoints, eng.Checkpoints, eng.Schedule, eng.Files
 	f.procs = eng.Projectors()
 
