@@ -60,7 +60,7 @@ func TestCatchUpDestroysTheDataOfEndedGenerations(t *testing.T) {
 			}
 			f.log.setFault(nil)
 			f.settle(t)
-			if _, ok := must2(f.log.Store.GetWrapped(ctx, ref))(t); !ok {
+			if _, rev := must2(f.log.Store.GetWrapped(ctx, ref))(t); rev == 0 {
 				t.Fatal("the data key is gone before the catch-up: the test provokes nothing")
 			}
 
@@ -68,7 +68,7 @@ func TestCatchUpDestroysTheDataOfEndedGenerations(t *testing.T) {
 			if _, err := f.schedule.CatchUp(ctx, f.clock.Now()); err != nil {
 				t.Fatal(err)
 			}
-			if _, ok := must2(f.log.Store.GetWrapped(ctx, ref))(t); ok {
+			if _, rev := must2(f.log.Store.GetWrapped(ctx, ref))(t); rev != 0 {
 				t.Error("the ended generation's data key is still stored after the catch-up")
 			}
 			for _, b := range blobs {
@@ -133,7 +133,7 @@ func TestRunDueRetriesAFailedDestruction(t *testing.T) {
 	if _, err := f.backups.ResetBackupInstance(ctx, f.caller, id, true); !errors.Is(err, domain.ErrUnavailable) {
 		t.Fatalf("reset with the key store down: %v, want ErrUnavailable", err)
 	}
-	if _, ok := must2(f.log.Store.GetWrapped(ctx, ref))(t); !ok {
+	if _, rev := must2(f.log.Store.GetWrapped(ctx, ref))(t); rev == 0 {
 		t.Fatal("the data key is gone though its destruction failed: the test provokes nothing")
 	}
 	keys.failing.Store(false)
@@ -142,7 +142,7 @@ func TestRunDueRetriesAFailedDestruction(t *testing.T) {
 	if _, err := f.schedule.RunDue(ctx, f.clock.Now(), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := must2(f.log.Store.GetWrapped(ctx, ref))(t); ok {
+	if _, rev := must2(f.log.Store.GetWrapped(ctx, ref))(t); rev != 0 {
 		t.Error("the reset generation's data key is still stored after the scheduler's round")
 	}
 	got := f.appendsSince(m, domain.BackupStream(id))

@@ -78,7 +78,7 @@ func TestRestartDestroysWhatACrashLeft(t *testing.T) {
 		t.Fatalf("delete upload, dying before the destruction: %v", err)
 	}
 	for ref := range refs {
-		if _, ok := Must2(e.Store.GetWrapped(ctx, ref)); !ok {
+		if _, rev := Must2(e.Store.GetWrapped(ctx, ref)); rev == 0 {
 			t.Fatalf("data key %s is gone before the restart: the test provokes nothing", ref)
 		}
 	}
@@ -88,7 +88,7 @@ func TestRestartDestroysWhatACrashLeft(t *testing.T) {
 		t.Fatalf("start: %v", err)
 	}
 	for ref, names := range refs {
-		if _, ok := Must2(e.Store.GetWrapped(ctx, ref)); ok {
+		if _, rev := Must2(e.Store.GetWrapped(ctx, ref)); rev != 0 {
 			t.Errorf("data key %s survived the restart", ref)
 		}
 		for _, n := range names {
