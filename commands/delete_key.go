@@ -26,6 +26,14 @@ func (s *KMS) DeleteKey(ctx context.Context, c Caller, id domain.KeyID, region s
 			return err
 		}
 		e := s.newEvent(s.IDs.NewULID(), in, d)
-		return s.commit(ctx, e.Stream, domain.ExpectRevision(in.Revision), e)
+		hold, err := s.readHold(ctx, in, domain.NameKindKey, string(k.ID))
+		if err != nil {
+			return err
+		}
+		var names []StreamAppend
+		if release, ok := s.release(in, hold); ok {
+			names = append(names, release)
+		}
+		return s.commitNamed(ctx, in, names, e)
 	})
 }

@@ -20,6 +20,14 @@ func (s *KMS) DeleteSecret(ctx context.Context, c Caller, name, region string) e
 			return err
 		}
 		e := s.newEvent(s.IDs.NewULID(), in, d)
-		return s.commit(ctx, e.Stream, domain.ExpectRevision(in.Revision), e)
+		hold, err := s.readHold(ctx, in, domain.NameKindSecret, sec.Name)
+		if err != nil {
+			return err
+		}
+		var names []StreamAppend
+		if release, ok := s.release(in, hold); ok {
+			names = append(names, release)
+		}
+		return s.commitNamed(ctx, in, names, e)
 	})
 }

@@ -29,6 +29,8 @@ type Waiter interface {
 type KMS struct {
 	Log interface {
 		EventAppender
+		MultiAppender
+		StreamReader
 		LogReader
 	}
 	State    projections.Reader // the kmsstate read model
