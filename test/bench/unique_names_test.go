@@ -7,9 +7,11 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections/backupstate"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 	"github.com/kmsbackup/kmsbackup/test/natsserver"
 )
@@ -118,6 +120,140 @@ func TestUniqueNamesAcrossNodes(t *testing.T) {
 					locs, err := kmsstate.SecretLocations(n.proj, c.Account, name)
 					if err != nil || len(locs) != 1 || locs[0].Instance != winner[i] {
 						t.Fatalf("node %d's read model: %s in %+v (%v), want in %s alone", j+1, name, locs, err, winner[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestUniqueKeyIDsAcrossNodesByRestore: two engine nodes share one log, as
+// in TestUniqueNamesAcrossNodes. A backup holds 1,000 keys of an instance
+// of one region; at the same instant the first node restores it whole
+// into instance a and the second into instance b of another region. Key
+// IDs are unique in a region: whatever the interleaving of their batches,
+// each key ID ends up in exactly one of the two instances, in the log and
+// in both read models.
+func TestUniqueKeyIDsAcrossNodesByRestore(t *testing.T) {
+	url, _ := natsserver.Start(t)
+	const keys = 1000
+	for _, kind := range logKinds {
+		t.Run("log="+kind, func(t *testing.T) {
+			ctx := t.Context()
+			root := t.TempDir()
+			n1 := openNode(t, kind, url, filepath.Join(root, "n1"), scalingStart)
+			n2, err := newNode(kind, url, filepath.Join(root, "n2"), scalingStart, n1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(n2.close)
+			nodes := [2]*node{n1, n2}
+			c := n1.newCaller()
+			src, bk, err := n1.enableNew(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			errs := make([]error, 16)
+			for w := range errs {
+				wg.Go(func() {
+					for i := w; i < keys && errs[w] == nil; i += len(errs) {
+						_, errs[w] = n1.KMS.CreateKey(ctx, c, src.ID, "")
+					}
+				})
+			}
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				t.Fatal(err)
+			}
+			cur, err := backupstate.Get(n1.proj, bk.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			due, _ := cur.NextCheckpoint(time.UTC)
+			if _, _, err := n1.driver.Advance(ctx, due.At.Sub(n1.clock.Now())+time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			n2.clock.Set(n1.clock.Now())
+			day := domain.DayOf(n1.clock.Now(), time.UTC)
+			var ins [2]*domain.Instance
+			for i, n := range nodes {
+				if err := n.settle(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if ins[i], err = n.KMS.CreateInstance(ctx, c, commands.CreateInstanceInput{Region: "eu-central-1", KeyQuota: domain.MaxQuota}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, n := range nodes {
+				if err := n.settle(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			start := make(chan struct{})
+			var results [2]*commands.RestoreResult
+			var rerrs [2]error
+			for i, n := range nodes {
+				wg.Go(func() {
+					<-start
+					results[i], rerrs[i] = n.Restores.Restore(ctx, c, commands.RestoreRequest{From: bk.ID,
+						Point: commands.RestorePoint{Day: day}, Selection: domain.SelectAll(), Target: ins[i].ID}, nil)
+				})
+			}
+			close(start)
+			wg.Wait()
+			for i := range nodes {
+				restored := 0
+				if results[i] != nil {
+					restored = results[i].Restored
+				}
+				t.Logf("node %d restored %d keys (%v)", i+1, restored, rerrs[i])
+				if rerrs[i] != nil && !errors.Is(rerrs[i], domain.ErrAlreadyExists) {
+					t.Errorf("node %d's restore: %v, want success or ErrAlreadyExists", i+1, rerrs[i])
+				}
+			}
+			where := map[domain.KeyID][]domain.InstanceID{}
+			for _, in := range ins {
+				for _, e := range readStream(t, n1.log, domain.KMSStream(in.ID)) {
+					if e.Type != domain.TypeKeyRestored {
+						continue
+					}
+					d, err := e.Decode()
+					if err != nil {
+						t.Fatal(err)
+					}
+					id := d.(*domain.KeyRestored).Key
+					where[id] = append(where[id], in.ID)
+				}
+			}
+			if len(where) != keys {
+				t.Fatalf("%d key IDs restored, want %d", len(where), keys)
+			}
+			for _, n := range nodes {
+				if err := n.settle(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for id, got := range where {
+				if len(got) != 1 {
+					t.Fatalf("key %s restored into %v, want one instance", id, got)
+				}
+				for j, n := range nodes {
+					locs, err := kmsstate.KeyLocations(n.proj, c.Account, id)
+					if err != nil {
+						t.Fatal(err)
+					}
+					in := 0
+					for _, l := range locs {
+						if l.Region == "eu-central-1" {
+							in++
+							if l.Instance != got[0] {
+								t.Fatalf("node %d's read model has key %s in %s, the log in %s", j+1, id, l.Instance, got[0])
+							}
+						}
+					}
+					if in != 1 {
+						t.Fatalf("node %d's read model has key %s %d times in the region", j+1, id, in)
 					}
 				}
 			}
