@@ -25,15 +25,6 @@ func (s *KMS) DeleteKey(ctx context.Context, c Caller, id domain.KeyID, region s
 		if err != nil {
 			return err
 		}
-		e := s.newEvent(s.IDs.NewULID(), in, d)
-		hold, err := s.readHold(ctx, in, domain.NameKindKey, string(k.ID))
-		if err != nil {
-			return err
-		}
-		var names []StreamAppend
-		if release, ok := s.release(in, hold); ok {
-			names = append(names, release)
-		}
-		return s.commitNamed(ctx, in, names, e)
+		return s.commitDeleted(ctx, in, domain.NameKindKey, string(k.ID), s.newEvent(s.IDs.NewULID(), in, d))
 	})
 }

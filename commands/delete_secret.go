@@ -19,15 +19,6 @@ func (s *KMS) DeleteSecret(ctx context.Context, c Caller, name, region string) e
 		if err != nil {
 			return err
 		}
-		e := s.newEvent(s.IDs.NewULID(), in, d)
-		hold, err := s.readHold(ctx, in, domain.NameKindSecret, sec.Name)
-		if err != nil {
-			return err
-		}
-		var names []StreamAppend
-		if release, ok := s.release(in, hold); ok {
-			names = append(names, release)
-		}
-		return s.commitNamed(ctx, in, names, e)
+		return s.commitDeleted(ctx, in, domain.NameKindSecret, sec.Name, s.newEvent(s.IDs.NewULID(), in, d))
 	})
 }

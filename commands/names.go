@@ -103,15 +103,19 @@ func (s *KMS) claim(in *domain.Instance, h *nameHold, owner domain.EventID, at u
 	return StreamAppend{Stream: h.stream, Expected: exp, Events: []domain.Event{s.nameEvent(in, h.stream, d)}}, nil
 }
 
-// release is the part of an AppendMulti that releases h's name, held by
-// in; ok is false when in does not hold it (a name from before
-// reservation streams).
-func (s *KMS) release(in *domain.Instance, h *nameHold) (part StreamAppend, ok bool) {
-	d, exp, ok := h.hold.ReleaseBy(in.ID)
-	if !ok {
-		return StreamAppend{}, false
+// commitDeleted appends the deletion e of the item name (of kind) to in's
+// stream together with the release of its name, when in holds it in the
+// log (a name from before reservation streams has nothing to release).
+func (s *KMS) commitDeleted(ctx context.Context, in *domain.Instance, kind, name string, e domain.Event) error {
+	h, err := s.readHold(ctx, in, kind, name)
+	if err != nil {
+		return err
 	}
-	return StreamAppend{Stream: h.stream, Expected: exp, Events: []domain.Event{s.nameEvent(in, h.stream, d)}}, true
+	var names []StreamAppend
+	if d, exp, ok := h.hold.ReleaseBy(in.ID); ok {
+		names = append(names, StreamAppend{Stream: h.stream, Expected: exp, Events: []domain.Event{s.nameEvent(in, h.stream, d)}})
+	}
+	return s.commitNamed(ctx, in, names, e)
 }
 
 // commitNamed appends events to in's stream at the revision the decision

@@ -28,14 +28,8 @@ func TestUniqueNamesAcrossNodes(t *testing.T) {
 	for _, kind := range logKinds {
 		t.Run("log="+kind, func(t *testing.T) {
 			ctx := t.Context()
-			root := t.TempDir()
-			n1 := openNode(t, kind, url, filepath.Join(root, "n1"), ingestEpoch)
-			n2, err := newNode(kind, url, filepath.Join(root, "n2"), ingestEpoch, n1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(n2.close)
-			nodes := [2]*node{n1, n2}
+			nodes := twoNodes(t, kind, url, ingestEpoch)
+			n1 := nodes[0]
 			c := n1.newCaller()
 			var ins [2]*domain.Instance
 			var keys [2]domain.KeyID
@@ -140,14 +134,8 @@ func TestUniqueKeyIDsAcrossNodesByRestore(t *testing.T) {
 	for _, kind := range logKinds {
 		t.Run("log="+kind, func(t *testing.T) {
 			ctx := t.Context()
-			root := t.TempDir()
-			n1 := openNode(t, kind, url, filepath.Join(root, "n1"), scalingStart)
-			n2, err := newNode(kind, url, filepath.Join(root, "n2"), scalingStart, n1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(n2.close)
-			nodes := [2]*node{n1, n2}
+			nodes := twoNodes(t, kind, url, scalingStart)
+			n1, n2 := nodes[0], nodes[1]
 			c := n1.newCaller()
 			src, bk, err := n1.enableNew(ctx, c)
 			if err != nil {
@@ -259,6 +247,19 @@ func TestUniqueKeyIDsAcrossNodesByRestore(t *testing.T) {
 			}
 		})
 	}
+}
+
+// twoNodes opens two engine nodes of kind sharing one log, started at
+// start; t closes them.
+func twoNodes(t *testing.T, kind, url string, start time.Time) [2]*node {
+	root := t.TempDir()
+	n1 := openNode(t, kind, url, filepath.Join(root, "n1"), start)
+	n2, err := newNode(kind, url, filepath.Join(root, "n2"), start, n1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n2.close)
+	return [2]*node{n1, n2}
 }
 
 func secretName(i int) string { return fmt.Sprintf("race-%04d", i) }
