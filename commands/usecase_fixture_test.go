@@ -439,6 +439,46 @@ func (l *portLog) Append(ctx context.Context, stream string, expected domain.Exp
 	return res, err
 }
 
+// AppendMulti asks fault about each part as Append does, and records each
+// part as an append: a fault before writing refuses the whole call.
+func (l *portLog) AppendMulti(ctx context.Context, parts []commands.StreamAppend) ([]commands.AppendResult, error) {
+	l.mu.Lock()
+	if l.perStrm == nil {
+		l.perStrm = map[string]int{}
+	}
+	fault := l.fault
+	ns := make([]int, len(parts))
+	for i, p := range parts {
+		l.perStrm[p.Stream]++
+		ns[i] = l.perStrm[p.Stream]
+	}
+	l.mu.Unlock()
+	var ferr error
+	write := true
+	for i, p := range parts {
+		if fault == nil {
+			break
+		}
+		if err, after := fault(p.Stream, ns[i]); err != nil && ferr == nil {
+			ferr, write = err, after
+		}
+	}
+	var res []commands.AppendResult
+	var err error
+	if write {
+		res, err = l.Store.AppendMulti(ctx, parts)
+	}
+	l.mu.Lock()
+	for _, p := range parts {
+		l.appends = append(l.appends, appendCall{Stream: p.Stream, Expected: p.Expected.String(), Events: p.Events, Written: err == nil && write})
+	}
+	l.mu.Unlock()
+	if err == nil && ferr != nil {
+		err = ferr
+	}
+	return res, err
+}
+
 // appendsTo returns the appends asked for to streams starting with prefix,
 // in order.
 func (l *portLog) appendsTo(prefix string) []appendCall {

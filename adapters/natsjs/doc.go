@@ -70,6 +70,13 @@
 // the server refuses cannot say which member was at fault, so each member
 // is then published alone.
 //
+// AppendMulti (commands.MultiAppender) publishes its parts as such a group
+// of its own, alone: the markers of all its events, then each part's
+// events expecting its stream's head. The server commits all or nothing,
+// so a claim of a unique name and its item's event are written together
+// or not at all; a refused call is looked up and checked again as Append
+// is.
+//
 // The other way, one message per batch holding all its events, commits
 // faster on a single server but leaves the event-ID index outside the
 // commit (a separate key-value bucket written after the append): a crash in

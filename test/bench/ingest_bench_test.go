@@ -827,10 +827,11 @@ func openNode(tb testing.TB, kind, url, dir string, start time.Time) *node {
 	return n
 }
 
-// newNode opens a node of kind with its store in dir. On JetStream, a nil
-// peer means a fresh log, blob store and key store; otherwise the node
-// shares peer's, and its master key, as a second engine process of one
-// deployment does (its projections start empty and catch up from the log).
+// newNode opens a node of kind with its store in dir. A nil peer means a
+// fresh log, blob store and key store; otherwise the node shares peer's
+// (on Pebble: peer's store), and its master key, as a second engine
+// process of one deployment does (its projections start empty and catch
+// up from the log).
 func newNode(kind, url, dir string, start time.Time, peer *node) (*node, error) {
 	ctx := context.Background()
 	st, err := pebblestore.Open(filepath.Join(dir, "db"), pebblestore.Options{Logger: quietLogger})
@@ -852,6 +853,9 @@ func newNode(kind, url, dir string, start time.Time, peer *node) (*node, error) 
 		n.logOpts = jsLogOptions()
 		m := jsSeq.Add(1)
 		n.buckets = [2]string{fmt.Sprintf("BENCH_BLOBS_%d", m), fmt.Sprintf("BENCH_KEYS_%d", m)}
+	}
+	if peer != nil && kind != logJetStream {
+		n.log, n.blobs, keys = peer.log, peer.blobs, peer.store
 	}
 	if kind == logJetStream {
 		l, err := natsjs.Open(ctx, url, n.logOpts)
