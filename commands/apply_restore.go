@@ -211,13 +211,36 @@ func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatc
 		if len(todo) == 0 {
 			return nil
 		}
+		holds := make([]*nameHold, len(todo))
+		for i, it := range todo {
+			h, err := k.readHold(ctx, in, nameKind(it.Kind), it.ID)
+			if err != nil {
+				return err
+			}
+			if h.taken() {
+				return fmt.Errorf("the target changed since the plan (plan again): %w",
+					domain.Errorf(domain.ErrAlreadyExists, op, it.ID, "", "%s %s is held by instance %s of the region", it.Kind, it.ID, h.hold.Claim.Instance))
+			}
+			holds[i] = h
+		}
 		events, err := s.restoredEvents(ctx, r.backup, in, todo, from)
 		if err != nil {
 			return err
 		}
-		appended, err := k.Log.Append(ctx, domain.KMSStream(in.ID), domain.ExpectRevision(in.Revision), events)
+		claims := make([]StreamAppend, len(events))
+		for i := range events {
+			if claims[i], err = k.claim(in, holds[i], events[i].ID, in.Revision+1+uint64(i)); err != nil {
+				return err
+			}
+		}
+		claims = append(claims, StreamAppend{Stream: domain.KMSStream(in.ID), Expected: domain.ExpectRevision(in.Revision), Events: events})
+		results, err := k.Log.AppendMulti(ctx, claims)
 		if err != nil {
 			return err
+		}
+		appended := results[len(results)-1]
+		for _, r := range results {
+			appended.LastPosition = max(appended.LastPosition, r.LastPosition)
 		}
 		restored = len(events)
 		if s.Audit == nil {
@@ -235,6 +258,14 @@ func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatc
 		return errors.Join(<-audit, err)
 	})
 	return restored, present, auditPos, err
+}
+
+// nameKind is the kind of the unique name of a restored item.
+func nameKind(k string) string {
+	if k == domain.RestoreKey {
+		return domain.NameKindKey
+	}
+	return domain.NameKindSecret
 }
 
 // changed is a finding of a batch's decision: the target changed since

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -114,9 +115,10 @@ type DayData struct {
 }
 
 // DayFiles holds the use cases that take a day out of a backup instance
-// as a backup data file and bring one back: download a viewable day,
-// upload a file as a backup instance of kind upload, list and delete
-// uploads.
+// as a backup data file and bring one back: download a viewable day (at
+// once, or prepared in the shared blob store and fetched later through
+// any node, then expired), upload a file as a backup instance of kind
+// upload, list and delete uploads.
 type DayFiles struct {
 	*BackupStreams
 	Storage *BackupStorage
@@ -128,6 +130,12 @@ type DayFiles struct {
 	Sealer Sealer
 	// Files writes and reads backup data files.
 	Files BackupFiles
+	// PreparedPartBytes is the size of the parts a prepared download is
+	// stored in (default 4 MiB: what a prepare holds in memory; tests set
+	// less).
+	PreparedPartBytes int
+
+	expiry downloadExpiry // how far this process expired prepared downloads
 }
 
 // BackupViews is how the backup use cases read backup instances: from the
@@ -167,6 +175,9 @@ type BackupStreams struct {
 
 	locks   sync.Map // backup ID -> *sync.Mutex: one decision at a time per backup in this process
 	retries retries  // failing scheduled work, in this process
+	// endedLeft is set when destroying the data of an ended generation
+	// failed in this process: the scheduler's next round tries again.
+	endedLeft atomic.Bool
 }
 
 // BackupStorage is where backup instances keep their data: a generation's

@@ -32,6 +32,11 @@ func (s *KMS) CreateKey(ctx context.Context, c Caller, instance domain.InstanceI
 		if err != nil {
 			return err
 		}
+		hold, err := s.readHold(ctx, in, domain.NameKindKey, string(keyID))
+		if err != nil {
+			return err
+		}
+		taken = taken || hold.taken()
 		eid := s.IDs.NewULID()
 		sealed, err := s.sealMaterial(ctx, in, eid)
 		if err != nil {
@@ -42,7 +47,11 @@ func (s *KMS) CreateKey(ctx context.Context, c Caller, instance domain.InstanceI
 			return err
 		}
 		e := s.newEvent(eid, in, d)
-		return s.commit(ctx, e.Stream, domain.ExpectRevision(in.Revision), e)
+		claim, err := s.claim(in, hold, e.ID, in.Revision+1)
+		if err != nil {
+			return err
+		}
+		return s.commitNamed(ctx, in, []StreamAppend{claim}, e)
 	})
 	if err != nil {
 		return nil, err

@@ -62,6 +62,11 @@ func (s *KMS) CreateSecret(ctx context.Context, c Caller, in CreateSecretInput) 
 		if err != nil {
 			return err
 		}
+		hold, err := s.readHold(ctx, inst, domain.NameKindSecret, in.Name)
+		if err != nil {
+			return err
+		}
+		taken = taken || hold.taken()
 		var value []byte
 		if key != nil && key.Instance == inst.ID && !taken {
 			ct, err := s.encryptUnder(ctx, key, in.Value, secretContext(in.Name, 1))
@@ -75,7 +80,11 @@ func (s *KMS) CreateSecret(ctx context.Context, c Caller, in CreateSecretInput) 
 			return err
 		}
 		e := s.newEvent(s.IDs.NewULID(), inst, d)
-		return s.commit(ctx, e.Stream, domain.ExpectRevision(inst.Revision), e)
+		claim, err := s.claim(inst, hold, e.ID, inst.Revision+1)
+		if err != nil {
+			return err
+		}
+		return s.commitNamed(ctx, inst, []StreamAppend{claim}, e)
 	})
 	if err != nil {
 		return nil, err

@@ -25,7 +25,6 @@ func (s *KMS) DeleteKey(ctx context.Context, c Caller, id domain.KeyID, region s
 		if err != nil {
 			return err
 		}
-		e := s.newEvent(s.IDs.NewULID(), in, d)
-		return s.commit(ctx, e.Stream, domain.ExpectRevision(in.Revision), e)
+		return s.commitDeleted(ctx, in, domain.NameKindKey, string(k.ID), s.newEvent(s.IDs.NewULID(), in, d))
 	})
 }

@@ -19,7 +19,6 @@ func (s *KMS) DeleteSecret(ctx context.Context, c Caller, name, region string) e
 		if err != nil {
 			return err
 		}
-		e := s.newEvent(s.IDs.NewULID(), in, d)
-		return s.commit(ctx, e.Stream, domain.ExpectRevision(in.Revision), e)
+		return s.commitDeleted(ctx, in, domain.NameKindSecret, sec.Name, s.newEvent(s.IDs.NewULID(), in, d))
 	})
 }

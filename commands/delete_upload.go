@@ -27,7 +27,7 @@ func (s *DayFiles) DeleteUpload(ctx context.Context, c Caller, id domain.BackupI
 	if err != nil {
 		return err
 	}
-	if err := s.Storage.destroyData(ctx, b.DataRef()); err != nil {
+	if _, err := destroyEnded(ctx, s.BackupStreams, s.Storage, id); err != nil {
 		return fmt.Errorf("%s %s: %w", op, id, err)
 	}
 	return s.audit(ctx, c, b, "delete-upload")

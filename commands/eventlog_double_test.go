@@ -37,66 +37,96 @@ func newMemLog() *memLog {
 }
 
 func (l *memLog) Append(ctx context.Context, stream string, expected domain.ExpectedRevision, events []domain.Event) (commands.AppendResult, error) {
-	const op = "append"
-	if err := ctx.Err(); err != nil {
+	res, err := l.AppendMulti(ctx, []commands.StreamAppend{{Stream: stream, Expected: expected, Events: events}})
+	if err != nil {
 		return commands.AppendResult{}, err
 	}
-	if len(events) == 0 {
-		return commands.AppendResult{}, domain.Invalid(op, "empty batch")
+	return res[0], nil
+}
+
+func (l *memLog) AppendMulti(ctx context.Context, parts []commands.StreamAppend) ([]commands.AppendResult, error) {
+	const op = "append"
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := commands.CheckMultiAppend(op, parts); err != nil {
+		return nil, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return commands.AppendResult{}, domain.Errorf(domain.ErrUnavailable, op, stream, "", "log closed")
+		return nil, domain.Errorf(domain.ErrUnavailable, op, parts[0].Stream, "", "log closed")
 	}
-	if stream == "" {
-		return commands.AppendResult{}, domain.Invalid(op, "empty stream name")
-	}
-	present := 0
-	batch := map[domain.EventID]bool{}
-	for _, e := range events {
-		if e.Stream != stream {
-			return commands.AppendResult{}, domain.Invalid(op, "event %s is for stream %q, not %q", e.ID, e.Stream, stream)
+	out := make([]commands.AppendResult, len(parts))
+	retries := 0
+	for i, p := range parts {
+		res, retry, err := l.retried(p)
+		if err != nil {
+			return nil, err
 		}
-		if e.ID == (domain.EventID{}) || batch[e.ID] {
-			return commands.AppendResult{}, domain.Invalid(op, "zero or duplicate event ID %s", e.ID)
-		}
-		batch[e.ID] = true
-		if i, ok := l.ids[e.ID]; ok && l.events[i].Stream == stream {
-			present++
+		if retry {
+			out[i] = res
+			retries++
 		}
 	}
-	if present == len(events) {
-		first, last := l.events[l.ids[events[0].ID]], l.events[l.ids[events[len(events)-1].ID]]
-		return commands.AppendResult{FirstPosition: first.Position, LastPosition: last.Position, LastRevision: last.Revision}, nil
+	switch {
+	case retries == len(parts):
+		return out, nil
+	case retries > 0:
+		return nil, domain.Invalid(op, "the append is partly already in the log")
 	}
-	if present > 0 {
-		return commands.AppendResult{}, domain.Invalid(op, "batch is partly already in stream %q", stream)
-	}
-	idx := l.streams[stream]
-	var head uint64
-	if len(idx) > 0 {
-		head = l.events[idx[len(idx)-1]].Revision
-	}
-	if !expected.Check(len(idx) > 0, head) {
-		return commands.AppendResult{}, domain.WrongRevision(stream, expected, len(idx) > 0, head)
-	}
-	var res commands.AppendResult
-	for i, e := range events {
-		e.Revision = uint64(len(l.streams[stream]))
-		e.Position = uint64(len(l.events) + 1)
-		e.Data = append([]byte(nil), e.Data...)
-		l.ids[e.ID] = len(l.events)
-		l.streams[stream] = append(l.streams[stream], len(l.events))
-		l.events = append(l.events, e)
-		if i == 0 {
-			res.FirstPosition = e.Position
+	for _, p := range parts {
+		idx := l.streams[p.Stream]
+		var head uint64
+		if len(idx) > 0 {
+			head = l.events[idx[len(idx)-1]].Revision
 		}
-		res.LastPosition, res.LastRevision = e.Position, e.Revision
+		if !p.Expected.Check(len(idx) > 0, head) {
+			return nil, domain.WrongRevision(p.Stream, p.Expected, len(idx) > 0, head)
+		}
+	}
+	for pi, p := range parts {
+		var res commands.AppendResult
+		for i, e := range p.Events {
+			e.Revision = uint64(len(l.streams[p.Stream]))
+			e.Position = uint64(len(l.events) + 1)
+			e.Data = append([]byte(nil), e.Data...)
+			l.ids[e.ID] = len(l.events)
+			l.streams[p.Stream] = append(l.streams[p.Stream], len(l.events))
+			l.events = append(l.events, e)
+			if i == 0 {
+				res.FirstPosition = e.Position
+			}
+			res.LastPosition, res.LastRevision = e.Position, e.Revision
+		}
+		out[pi] = res
 	}
 	close(l.changed)
 	l.changed = make(chan struct{})
-	return res, nil
+	return out, nil
+}
+
+// retried tells whether every event of p is already in its stream (a
+// retry, answered with res); some of them is domain.ErrInvalidArgument.
+// The caller holds l.mu.
+func (l *memLog) retried(p commands.StreamAppend) (res commands.AppendResult, retry bool, err error) {
+	present := 0
+	for _, e := range p.Events {
+		if i, ok := l.ids[e.ID]; ok {
+			if l.events[i].Stream != p.Stream {
+				return res, false, domain.Invalid("append", "event ID %s is already in stream %q", e.ID, l.events[i].Stream)
+			}
+			present++
+		}
+	}
+	switch {
+	case present == len(p.Events):
+		first, last := l.events[l.ids[p.Events[0].ID]], l.events[l.ids[p.Events[len(p.Events)-1].ID]]
+		return commands.AppendResult{FirstPosition: first.Position, LastPosition: last.Position, LastRevision: last.Revision}, true, nil
+	case present > 0:
+		return res, false, domain.Invalid("append", "batch is partly already in stream %q", p.Stream)
+	}
+	return res, false, nil
 }
 
 func (l *memLog) ReadStream(ctx context.Context, stream string, from uint64, backwards bool, max int) ([]domain.Event, error) {

@@ -25,10 +25,14 @@ type Waiter interface {
 // the changes of one instance are decided one at a time (lockStream), so
 // its writers never race each other; a change appended meanwhile by
 // another process sharing the log makes the append fail, and the use case
-// decides again (decide).
+// decides again (decide). Key IDs and secret names, unique in a region
+// across its instances, are claimed in the log with the item's event
+// (names.go): the name locks only spare this process's writers a lost race.
 type KMS struct {
 	Log interface {
 		EventAppender
+		MultiAppender
+		StreamReader
 		LogReader
 	}
 	State    projections.Reader // the kmsstate read model
@@ -68,7 +72,8 @@ func regionItem(in *domain.Instance, kind, item string) string {
 // lockStream takes the locks a decision about instance id needs, in their
 // one order: first, when item is set, the lock of that name within the
 // region (regionItem: key IDs and secret names are unique across the
-// instances of a region), then the lock of the instance's stream. The
+// instances of a region; the log decides it between processes, see
+// names.go), then the lock of the instance's stream. The
 // caller holds them until the read model shows its append (or it gives
 // up), so that no other writer of this process decides on a state it is
 // about to change. Holding them, lockStream reads the instance: its

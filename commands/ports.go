@@ -36,6 +36,68 @@ type EventAppender interface {
 	Append(ctx context.Context, stream string, expected domain.ExpectedRevision, events []domain.Event) (AppendResult, error)
 }
 
+// StreamAppend is one stream's part of an AppendMulti: events for Stream,
+// appended if Expected holds.
+type StreamAppend struct {
+	Stream   string
+	Expected domain.ExpectedRevision
+	Events   []domain.Event
+}
+
+// MultiAppender appends to several streams in one atomic write. The use
+// cases that keep a name unique (a secret name or key ID in a region, the
+// binding of a KMS instance) append the item's event and the claim of its
+// name this way, each at the revision they read, so that of two writers
+// racing for a name, on any nodes, exactly one succeeds.
+type MultiAppender interface {
+	// AppendMulti writes every part, each at the end of its stream if its
+	// expected revision holds, all or nothing, and returns only once they
+	// are durable, with one result per part in the order given. The parts
+	// name distinct streams, and each is a batch Append would take
+	// (CheckMultiAppend). A call whose event IDs are all already in their
+	// streams (a retried call) is a no-op that returns the original
+	// results, whatever the expectations say.
+	//
+	// Errors: as Append's. domain.ErrWrongExpectedRevision when any part's
+	// expectation does not hold (nothing is written), naming that part's
+	// stream; domain.ErrInvalidArgument for no part, two parts of one
+	// stream, a part Append would refuse, or event IDs partly already
+	// present. Safe for concurrent use. Idempotent on event IDs.
+	//
+	// Atomicity is the adapter's: see each adapter's documentation for
+	// how it holds (pebblestore, natsjs) or the window it leaves (esdb).
+	AppendMulti(ctx context.Context, parts []StreamAppend) ([]AppendResult, error)
+}
+
+// CheckMultiAppend checks the shape MultiAppender.AppendMulti requires:
+// at least one part, distinct stream names, each part a batch
+// CheckAppendBatch accepts, and no event ID twice in the call. Errors:
+// domain.ErrInvalidArgument.
+func CheckMultiAppend(op string, parts []StreamAppend) error {
+	if len(parts) == 0 {
+		return domain.Invalid(op, "the multi-stream append has no part")
+	}
+	streams := make(map[string]struct{}, len(parts))
+	ids := make(map[domain.EventID]struct{})
+	for _, p := range parts {
+		if _, dup := streams[p.Stream]; dup {
+			return &domain.Error{Op: op, Kind: domain.ErrInvalidArgument, Item: p.Stream, Msg: "two parts of the append name this stream"}
+		}
+		streams[p.Stream] = struct{}{}
+		if err := CheckAppendBatch(op, p.Stream, p.Events); err != nil {
+			return err
+		}
+		for i := range p.Events {
+			if _, dup := ids[p.Events[i].ID]; dup {
+				return &domain.Error{Op: op, Kind: domain.ErrInvalidArgument, Item: p.Stream,
+					Msg: fmt.Sprintf("event ID %s is in two parts of the append", p.Events[i].ID)}
+			}
+			ids[p.Events[i].ID] = struct{}{}
+		}
+	}
+	return nil
+}
+
 // CheckAppendBatch checks the shape EventAppender.Append requires of a
 // batch, the same for every event log: a stream name, at least one event,
 // every event naming that stream, with a non-zero event ID used once in
@@ -119,6 +181,7 @@ type BufferedSubscription interface {
 // depend on the smaller interfaces above.
 type EventLog interface {
 	EventAppender
+	MultiAppender
 	StreamReader
 	LogReader
 	LogSubscriber

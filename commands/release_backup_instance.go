@@ -13,7 +13,7 @@ import (
 // now: its data is crypto-shredded and deleted. A no-op when not due.
 func (s *BackupInstances) ReleaseBackupInstance(ctx context.Context, id domain.BackupID, now time.Time) error {
 	defer s.lock(id)()
-	var ref string
+	released := false
 	err := s.decide(ctx, "release backup instance", func() error {
 		b, err := backupstate.Get(s.State, id)
 		if err != nil {
@@ -23,13 +23,13 @@ func (s *BackupInstances) ReleaseBackupInstance(ctx context.Context, id domain.B
 		if !due {
 			return nil
 		}
-		ref = b.DataRef()
+		released = true
 		return s.commit(ctx, b, false, s.newEvent(b, b.ReleaseDue(), d))
 	})
-	if err != nil || ref == "" {
+	if err != nil || !released {
 		return err
 	}
-	if err := s.Storage.destroyData(ctx, ref); err != nil {
+	if _, err := destroyEnded(ctx, s.BackupStreams, s.Storage, id); err != nil {
 		return fmt.Errorf("release backup instance %s: %w", id, err)
 	}
 	b, err := backupstate.Get(s.State, id)

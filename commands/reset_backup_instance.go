@@ -17,7 +17,6 @@ func (s *BackupInstances) ResetBackupInstance(ctx context.Context, c Caller, id 
 			"reset destroys every backup of this instance and cannot be undone")
 	}
 	defer s.lock(id)()
-	var ref string
 	err := s.decide(ctx, op, func() error {
 		b, err := s.backup(c, op, id)
 		if err != nil {
@@ -27,13 +26,12 @@ func (s *BackupInstances) ResetBackupInstance(ctx context.Context, c Caller, id 
 		if err != nil {
 			return err
 		}
-		ref = b.DataRef()
 		return s.commit(ctx, b, false, s.newEvent(b, s.Clock.Now(), d))
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := s.Storage.destroyData(ctx, ref); err != nil {
+	if _, err := destroyEnded(ctx, s.BackupStreams, s.Storage, id); err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	b, err := backupstate.Get(s.State, id)

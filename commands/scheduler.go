@@ -232,9 +232,21 @@ func (s *Schedule) attempt(ctx context.Context, w Work) (did bool, err error) {
 // with backoff (see recordFailure), and RunDue goes on. It returns how many
 // pieces succeeded (including those another engine took first), and an
 // error only when the schedule cannot be read, a failure cannot be
-// recorded, or ctx ends.
+// recorded, or ctx ends. First, when destroying the data of an ended
+// generation failed in this process since the last round, it tries that
+// again (DestroyEnded).
 func (s *Schedule) RunDue(ctx context.Context, until time.Time, setClock func(time.Time)) (int, error) {
 	var r round
+	if s.endedLeft.Swap(false) {
+		// Destroying the data of an ended generation failed in this
+		// process since the last round: again (it sets the mark again if
+		// it fails again).
+		n, err := s.DestroyEnded(ctx)
+		r.done += n
+		if err != nil {
+			r.add(err)
+		}
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return r.done, err
@@ -292,14 +304,23 @@ func (s *Schedule) dueFirst(until time.Time) ([]Work, error) {
 // of today, or one incremental covering the gap), unless its term ended
 // by now (no checkpoint is ever taken at or after an expiry: it expires);
 // releases of KMS instances not yet recorded are recorded; expiries and
-// releases that fell due are recorded. As in RunDue, one instance's
-// failure is recorded and retried later and never stops the others.
+// releases that fell due are recorded. Before all that, it finishes the
+// destruction of the data of ended generations (DestroyEnded). As in
+// RunDue, one instance's failure is recorded and retried later and never
+// stops the others.
 func (s *Schedule) CatchUp(ctx context.Context, now time.Time) (int, error) {
+	var r round
+	// What a crash left half done first: the data of generations ended
+	// (reset, released, upload deleted) but not destroyed.
+	n, err := s.DestroyEnded(ctx)
+	r.done += n
+	if err != nil {
+		r.add(err)
+	}
 	all, err := backupstate.Scheduled(s.State)
 	if err != nil {
-		return 0, err
+		return r.done, errors.Join(r.err(), err)
 	}
-	var r round
 	for _, b := range all {
 		w, ok := s.nextWork(b, now)
 		if !ok || !w.At.Before(now) {

@@ -51,12 +51,13 @@ type useCases struct {
 	ids    *seqULIDs
 
 	// The use cases, by what the tests call on them.
-	kms         *commands.KMS         // the given KMS instances, keys and secrets
-	checkpoints *commands.Checkpoints // TakeCheckpoint
-	rebases     *commands.Checkpoints // RebaseBackup
-	schedule    *commands.Schedule    // CatchUp
-	files       *commands.DayFiles    // DownloadDay, UploadBackupFile
-	restores    *commands.Restores    // PlanRestore, Restore (plan, apply, validate)
+	kms         *commands.KMS             // the given KMS instances, keys and secrets
+	checkpoints *commands.Checkpoints     // TakeCheckpoint
+	rebases     *commands.Checkpoints     // RebaseBackup
+	schedule    *commands.Schedule        // CatchUp
+	backups     *commands.BackupInstances // ResetBackupInstance, ReleaseBackupInstance
+	files       *commands.DayFiles        // DownloadDay, UploadBackupFile
+	restores    *commands.Restores        // PlanRestore, Restore (plan, apply, validate)
 
 	procs []*commands.Projector
 }
@@ -92,7 +93,7 @@ func newUseCases(tb testing.TB, o engine.Options) *useCases {
 	f.caller = commands.Caller{Account: domain.NewAccountID(f.ids.NewULID())}
 	eng := engine.New(engine.Ports{Log: f.log, ReadModels: proj, Blobs: f.blobs, Keys: env, Scratch: scratch,
 		Files: backupfile.New(), Clock: clk, IDs: f.ids}, o)
-	f.kms, f.restores = eng.KMS, eng.Restores
+	f.kms, f.restores, f.backups = eng.KMS, eng.Restores, eng.Backups
 	f.checkpoints, f.rebases, f.schedule, f.files = eng.Checkpoints, eng.Checkpoints, eng.Schedule, eng.Files
 	f.procs = eng.Projectors()
 
@@ -431,6 +432,46 @@ func (l *portLog) Append(ctx context.Context, stream string, expected domain.Exp
 	}
 	l.mu.Lock()
 	l.appends = append(l.appends, appendCall{Stream: stream, Expected: expected.String(), Events: events, Written: err == nil && (ferr == nil || after)})
+	l.mu.Unlock()
+	if err == nil && ferr != nil {
+		err = ferr
+	}
+	return res, err
+}
+
+// AppendMulti asks fault about each part as Append does, and records each
+// part as an append: a fault before writing refuses the whole call.
+func (l *portLog) AppendMulti(ctx context.Context, parts []commands.StreamAppend) ([]commands.AppendResult, error) {
+	l.mu.Lock()
+	if l.perStrm == nil {
+		l.perStrm = map[string]int{}
+	}
+	fault := l.fault
+	ns := make([]int, len(parts))
+	for i, p := range parts {
+		l.perStrm[p.Stream]++
+		ns[i] = l.perStrm[p.Stream]
+	}
+	l.mu.Unlock()
+	var ferr error
+	write := true
+	for i, p := range parts {
+		if fault == nil {
+			break
+		}
+		if err, after := fault(p.Stream, ns[i]); err != nil && ferr == nil {
+			ferr, write = err, after
+		}
+	}
+	var res []commands.AppendResult
+	var err error
+	if write {
+		res, err = l.Store.AppendMulti(ctx, parts)
+	}
+	l.mu.Lock()
+	for _, p := range parts {
+		l.appends = append(l.appends, appendCall{Stream: p.Stream, Expected: p.Expected.String(), Events: p.Events, Written: err == nil && write})
+	}
 	l.mu.Unlock()
 	if err == nil && ferr != nil {
 		err = ferr

@@ -110,6 +110,11 @@ type Backup struct {
 	// Generation counts resets: each generation's data is separate, and a
 	// reset or release destroys it.
 	Generation uint32
+	// DestroyedBelow is how many generations' data is recorded destroyed
+	// (BackupDataDestroyed): those below Generation and not below it
+	// ended (a reset, a release, an upload deleted) and still have
+	// their data key and blobs to destroy (see DestroyEnded).
+	DestroyedBelow uint32
 
 	// Uploads (Kind BackupUpload): the one day the file held, where it came
 	// from, and the file's ID. Alias holds the upload's name.
@@ -189,6 +194,7 @@ const (
 	TypeSourceReleased     = "BackupSourceReleased"
 	TypeBackupFailing      = "BackupFailing"
 	TypeBackupBaseStored   = "BackupBaseStored"
+	TypeDataDestroyed      = "BackupDataDestroyed"
 )
 
 // BackupCreated records a new backup instance.
@@ -520,6 +526,10 @@ func (b *Backup) Apply(e Event, d EventData) {
 		b.State, b.KMSInstance, b.Alias, b.TimeZone, b.EnabledAt = StateNotEnabled, "", "", "", time.Time{}
 		b.ResumedAt, b.SourceReleased = time.Time{}, SourceRelease{}
 		b.clearData()
+	case *BackupDataDestroyed:
+		if d.Generation > b.DestroyedBelow && d.Generation <= b.Generation {
+			b.DestroyedBelow = d.Generation
+		}
 	case *BackupSourceReleased:
 		b.SourceReleased = SourceRelease{At: e.OccurredAt, Next: d.Next, End: d.End}
 		b.Failing = Failure{}

@@ -152,6 +152,9 @@ func (e *BackupSourceReleased) decode(r *wire.Reader) {
 	e.Instance, e.Next, e.End = InstanceID(r.String()), r.Uvarint(), r.Uvarint()
 }
 
+func (e *BackupDataDestroyed) encode(w *wire.Writer) { w.Uvarint(uint64(e.Generation)) }
+func (e *BackupDataDestroyed) decode(r *wire.Reader) { e.Generation = r.Uint32() }
+
 func (e *BackupFailing) encode(w *wire.Writer) {
 	w.String(e.Work)
 	w.String(e.Reason)
@@ -184,6 +187,8 @@ func backupData(typ string) EventData {
 		return &BackupSourceReleased{}
 	case TypeBackupFailing:
 		return &BackupFailing{}
+	case TypeDataDestroyed:
+		return &BackupDataDestroyed{}
 	case TypeBackupUploaded:
 		return &BackupUploaded{}
 	case TypeBackupUploadDeleted:

@@ -62,7 +62,19 @@ type BackupFailing struct {
 	Attempts uint32
 }
 
+// BackupDataDestroyed records that the data (the data key and the blobs)
+// of every generation of the backup instance below Generation is
+// destroyed. A reset, a release or an upload deleted ends a generation
+// first (its event), and its data is destroyed after: this event closes
+// that gap, so that an end recorded without its destruction (a crash, a
+// reply lost) is found and finished (see DestroyEnded). It changes nothing
+// a user sees.
+type BackupDataDestroyed struct {
+	Generation uint32
+}
+
 func (BackupSourceReleased) EventType() string { return TypeSourceReleased }
+func (BackupDataDestroyed) EventType() string  { return TypeDataDestroyed }
 func (BackupFailing) EventType() string        { return TypeBackupFailing }
 
 // MarkSourceReleased decides recording that in, the KMS instance this
@@ -80,6 +92,17 @@ func (b *Backup) MarkSourceReleased(in *Instance) (*BackupSourceReleased, bool) 
 	}
 	end := max(in.Revision+1, b.NextRevision)
 	return &BackupSourceReleased{Instance: in.ID, Next: b.NextRevision, End: end}, true
+}
+
+// DestroyEnded decides recording that the data of every ended generation
+// (those below Generation) is destroyed, once the caller destroyed it
+// (generations DestroyedBelow to Generation-1 are the ones left). ok is
+// false when every ended generation is recorded destroyed already.
+func (b *Backup) DestroyEnded() (*BackupDataDestroyed, bool) {
+	if b.DestroyedBelow >= b.Generation {
+		return nil, false
+	}
+	return &BackupDataDestroyed{Generation: b.Generation}, true
 }
 
 // MaxFailureReason bounds a recorded failure reason, in bytes.

@@ -208,3 +208,34 @@ func TestCleanReason(t *testing.T) {
 		t.Error("SameFailure")
 	}
 }
+
+// TestDestroyEndedOnce: every ended generation (reset, released) is to be
+// destroyed until BackupDataDestroyed records it; a record of fewer
+// generations (appended from an older view) leaves the newer ones to do.
+func TestDestroyEndedOnce(t *testing.T) {
+	at := time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC)
+	b := boundBackup(t, "kms_1")
+	if d, ok := b.DestroyEnded(); ok {
+		t.Fatalf("generation 0 in use: %+v, want nothing to destroy", d)
+	}
+	applyAt(b, at, &domain.BackupReset{})
+	applyAt(b, at, &domain.BackupEnabled{KMSInstance: "kms_1"})
+	applyAt(b, at, &domain.BackupReset{})
+	d, ok := b.DestroyEnded()
+	if !ok || d.Generation != 2 || b.DestroyedBelow != 0 {
+		t.Fatalf("after two resets: %+v %v (destroyed below %d), want generations 0 and 1 to destroy", d, ok, b.DestroyedBelow)
+	}
+	applyAt(b, at, &domain.BackupDataDestroyed{Generation: 1})
+	if d, ok := b.DestroyEnded(); !ok || b.DestroyedBelow != 1 || d.Generation != 2 {
+		t.Fatalf("generation 0 recorded destroyed: %+v %v (below %d), want generation 1 left", d, ok, b.DestroyedBelow)
+	}
+	applyAt(b, at, &domain.BackupDataDestroyed{Generation: 2})
+	applyAt(b, at, &domain.BackupDataDestroyed{Generation: 1}) // an older view, late
+	if d, ok := b.DestroyEnded(); ok || b.DestroyedBelow != 2 {
+		t.Fatalf("all recorded destroyed: %+v %v (below %d), want nothing left", d, ok, b.DestroyedBelow)
+	}
+	applyAt(b, at, &domain.BackupDataDestroyed{Generation: 9}) // beyond the generations: ignored
+	if b.DestroyedBelow != 2 {
+		t.Fatalf("a record beyond the generation moved DestroyedBelow to %d", b.DestroyedBelow)
+	}
+}

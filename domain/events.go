@@ -215,6 +215,9 @@ func newData(typ string) EventData {
 	if d := sessionData(typ); d != nil {
 		return d
 	}
+	if d := nameData(typ); d != nil {
+		return d
+	}
 	return restoreData(typ)
 }
 

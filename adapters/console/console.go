@@ -72,8 +72,9 @@ type DevClock interface {
 	Advance(ctx context.Context, d time.Duration) (now time.Time, work int, err error)
 }
 
-// Console serves the web console. Set its use cases, then serve Handler();
-// call Close when the server stops, to remove downloads nobody fetched.
+// Console serves the web console. Set its use cases, then serve Handler().
+// A download it prepares waits in the shared blob store (Files), so that
+// any node serves its link.
 type Console struct {
 	// The use cases: backup instances, their days, the verification of
 	// their data (Checkpoints), downloads and uploads (Files), restores,
@@ -93,8 +94,8 @@ type Console struct {
 	DevClock DevClock
 	Logger   *slog.Logger
 	// MaxUpload bounds an uploaded file (default 16 GiB). SpoolDir holds
-	// uploads while they are checked and downloads until they are fetched,
-	// encrypted in both cases (default os.TempDir()).
+	// uploads, still encrypted, while they are checked (default
+	// os.TempDir()).
 	MaxUpload int64
 	SpoolDir  string
 	// Now is the wall clock for session and download expiry (default
@@ -104,10 +105,9 @@ type Console struct {
 	// route and status code.
 	Registry prometheus.Registerer
 
-	pages     map[string]*template.Template
-	downloads downloads
-	requests  *prometheus.CounterVec
-	once      sync.Once
+	pages    map[string]*template.Template
+	requests *prometheus.CounterVec
+	once     sync.Once
 }
 
 // pageSize is the number of rows a list page shows.
@@ -171,12 +171,6 @@ func (c *Console) Handler() http.Handler {
 	return securityHeaders(cop.Handler(mux))
 }
 
-// Close removes the downloads that were prepared and never fetched.
-func (c *Console) Close() error {
-	c.init()
-	return c.downloads.clear()
-}
-
 func (c *Console) init() {
 	c.once.Do(func() {
 		if c.Logger == nil {
@@ -192,7 +186,6 @@ func (c *Console) init() {
 			c.MaxUpload = 16 << 30
 		}
 		c.pages = parsePages()
-		c.downloads.now = c.Now
 		c.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kmsbackup_console_requests_total", Help: "Web console requests by route and status code.",
 		}, []string{"route", "code"})

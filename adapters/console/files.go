@@ -2,94 +2,16 @@ package console
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/kmsbackup/kmsbackup/commands"
 	"github.com/kmsbackup/kmsbackup/domain"
 )
-
-// downloadLifetime is how long a prepared download waits to be fetched.
-const downloadLifetime = 15 * time.Minute
-
-// downloads holds the files prepared for download, each fetched at most
-// once by the account that prepared it. The files are encrypted; their
-// data keys were shown once and are kept nowhere.
-type downloads struct {
-	mu    sync.Mutex
-	now   func() time.Time
-	files map[string]*prepared
-}
-
-type prepared struct {
-	account domain.AccountID
-	path    string
-	name    string
-	expires time.Time
-}
-
-// add keeps a prepared file and returns its ticket; it removes the files
-// that expired unfetched.
-func (d *downloads) add(p *prepared) (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("download ticket: %w", err)
-	}
-	t := hex.EncodeToString(b[:])
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.files == nil {
-		d.files = map[string]*prepared{}
-	}
-	now := d.now()
-	for k, f := range d.files {
-		if now.After(f.expires) {
-			_ = os.Remove(f.path)
-			delete(d.files, k)
-		}
-	}
-	p.expires = now.Add(downloadLifetime)
-	d.files[t] = p
-	return t, nil
-}
-
-// take removes a ticket and returns its file, when it exists, belongs to
-// account and has not expired.
-func (d *downloads) take(ticket string, account domain.AccountID) (*prepared, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	p, ok := d.files[ticket]
-	if !ok || p.account != account {
-		return nil, false
-	}
-	delete(d.files, ticket)
-	if d.now().After(p.expires) {
-		_ = os.Remove(p.path)
-		return nil, false
-	}
-	return p, true
-}
-
-func (d *downloads) clear() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var errs []error
-	for k, f := range d.files {
-		if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-		delete(d.files, k)
-	}
-	return errors.Join(errs...)
-}
 
 type downloadView struct {
 	Backup  *domain.Backup
@@ -115,8 +37,9 @@ func (c *Console) showDownload(w http.ResponseWriter, r *http.Request, a command
 	c.render(w, r, status, "download", "Download from "+string(b.ID), v)
 }
 
-// download writes the day's file, encrypted under a fresh data key, to the
-// spool, and shows the key once with a link that fetches the file once.
+// download prepares the day's file, encrypted under a fresh data key, in
+// the shared blob store, and shows the key once with a link that fetches
+// the file once, through any node, until it expires.
 func (c *Console) download(w http.ResponseWriter, r *http.Request, a commands.Caller) {
 	id := domain.BackupID(r.PathValue("id"))
 	v := downloadView{Day: r.PostFormValue("day")}
@@ -125,68 +48,46 @@ func (c *Console) download(w http.ResponseWriter, r *http.Request, a commands.Ca
 		fail(domain.Invalid("download", "choose a day"))
 		return
 	}
-	f, err := os.CreateTemp(c.SpoolDir, "download-*.kmsbk")
-	if err != nil {
-		fail(fmt.Errorf("download: spool: %w", err))
-		return
-	}
-	keep := false
-	defer func() {
-		if !keep {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	bw := bufio.NewWriterSize(f, 1<<20)
-	var start commands.DownloadStart
-	_, err = c.Files.DownloadDay(r.Context(), a, id, v.Day, bw, func(st commands.DownloadStart) error {
-		start = st
-		return nil
-	})
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = f.Close()
-	}
+	c.expireDownloads(r)
+	p, err := c.Files.PrepareDownload(r.Context(), a, id, v.Day, c.Now())
 	if err != nil {
 		fail(err)
 		return
 	}
-	v.File = start.Header.FileName()
-	v.Ticket, err = c.downloads.add(&prepared{account: a.Account, path: f.Name(), name: v.File})
-	if err != nil {
-		fail(err)
-		return
-	}
-	keep = true
-	v.DataKey = start.DataKey
+	v.File, v.Ticket, v.DataKey = p.FileName, p.Ticket, p.DataKey
 	c.showDownload(w, r, a, http.StatusOK, v, nil)
 }
 
-// fetchDownload sends a prepared file once, then removes it.
+// fetchDownload sends a prepared file once, streamed from the blob store,
+// then removes it.
 func (c *Console) fetchDownload(w http.ResponseWriter, r *http.Request, a commands.Caller) {
-	p, ok := c.downloads.take(r.PathValue("ticket"), a.Account)
-	if !ok {
-		c.renderError(w, r, domain.Errorf(domain.ErrNotFound, "download", "", "prepare the download again: a new file comes with a new data key",
-			"this download link was used already, has expired (after %s), or was never made", downloadLifetime))
-		return
-	}
-	defer func() { _ = os.Remove(p.path) }()
-	f, err := os.Open(p.path)
-	if err != nil {
-		c.renderError(w, r, fmt.Errorf("download: open the prepared file: %w", err))
-		return
-	}
-	defer func() { _ = f.Close() }()
-	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, p.name))
-	if st, err := f.Stat(); err == nil {
-		h.Set("Content-Length", fmt.Sprint(st.Size()))
-	}
-	if _, err := io.Copy(w, f); err != nil {
+	c.expireDownloads(r)
+	started := false
+	err := c.Files.FetchDownload(r.Context(), a, r.PathValue("ticket"), c.Now(), w, func(f commands.PreparedFile) error {
+		h := w.Header()
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, f.Name))
+		h.Set("Content-Length", fmt.Sprint(f.Size))
+		started = true
+		return nil
+	})
+	switch {
+	case err != nil && started:
+		// The status is sent: break the response, so that the browser sees
+		// a failed download rather than a short file.
 		c.Logger.Warn("console download interrupted", "error", err)
+		panic(http.ErrAbortHandler)
+	case err != nil:
+		c.renderError(w, r, err)
+	}
+}
+
+// expireDownloads removes the prepared downloads that expired unfetched,
+// whichever node prepared them (cheap unless an hour ended since the last
+// time). A failure is logged: the next request tries again.
+func (c *Console) expireDownloads(r *http.Request) {
+	if _, err := c.Files.ExpireDownloads(r.Context(), c.Now()); err != nil {
+		c.Logger.Warn("removing expired downloads failed; retrying later", "error", err)
 	}
 }
 

@@ -16,7 +16,7 @@
 //
 //   - Each of our streams is the EventStoreDB stream of the same name, and
 //     our revision is its event number. Options.StreamPrefixes (by default
-//     accounts, account-, audit-, backup-, kms- and devclock) says which
+//     accounts, account-, audit-, backup-, kms-, name- and devclock) says which
 //     streams make up the log: Append refuses others, and ReadAll, Head and
 //     subscriptions show only their events, never system events (stream or
 //     event type starting with "$"), and never the stores' streams
@@ -38,6 +38,18 @@
 //     with that exact head (or "no stream") as EventStoreDB's expected
 //     revision, so a concurrent writer makes it fail with EventStoreDB's
 //     wrong expected version rather than slip in between. See Append.
+//   - Multi-stream appends: the client (v4) has no append spanning
+//     streams, so AppendMulti appends its parts one after the other, each
+//     with its own expected revision, and is not atomic: a part refused
+//     after others leaves them written (the conformance suite runs with
+//     SequentialMulti). The unique-name claims of commands (names.go) put
+//     the claim first, so that a lost race for a name writes nothing, and
+//     treat a claim whose item event never took the revision it names in
+//     the instance's stream as dead. What remains: after a claim is
+//     written, a crash (or a lost race on the instance's stream) before its
+//     item's append leaves the name held until another event takes that
+//     revision of the instance's stream; creates of that name are refused
+//     until then (already exists), never accepted twice.
 //   - Errors: wrong expected version becomes domain.ErrWrongExpectedRevision;
 //     a deleted stream domain.ErrFailedPrecondition; a request the server
 //     refuses as malformed (a batch over its maximum append size)

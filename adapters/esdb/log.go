@@ -19,10 +19,12 @@ import (
 var _ commands.EventLog = (*Log)(nil)
 
 // DefaultStreamPrefixes are the prefixes of kmsbackup's streams: accounts,
-// account-<id>, audit-<id>, backup-<id>, kms-<id> and devclock (the shared
-// development clock, domain.DevClockStream).
+// account-<id>, audit-<id>, backup-<id>, kms-<id>, name-<hash> (the
+// reservation of a unique name, domain.NameStream) and devclock (the
+// shared development clock, domain.DevClockStream).
 func DefaultStreamPrefixes() []string {
-	return []string{domain.AccountsStream, "account-", "audit-", domain.BackupStreamPrefix, domain.KMSStreamPrefix, domain.DevClockStream}
+	return []string{domain.AccountsStream, "account-", "audit-", domain.BackupStreamPrefix, domain.KMSStreamPrefix,
+		domain.NameStreamPrefix, domain.DevClockStream}
 }
 
 // Defaults of Options.

@@ -76,6 +76,8 @@ func TestEventLogConformance(t *testing.T) {
 		// The server's default maximum append size is 1 MiB for data,
 		// metadata and type together.
 		MaxDataSize: 512 << 10,
+		// The client has no append spanning streams: see AppendMulti.
+		SequentialMulti: true,
 	})
 }
 

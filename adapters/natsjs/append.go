@@ -127,10 +127,6 @@ func (l *Log) Append(ctx context.Context, stream string, expected domain.Expecte
 		var res commands.AppendResult
 		var err error
 		switch {
-		case b.pending && h.seq != b.slot:
-			// A claim on one of the IDs waits for another end of the
-			// stream than the one we know (claim.go): look again.
-			err = &conflictError{desc: "an event ID is claimed for another revision"}
 		case len(b.ids) == 1 && l.claimSingle:
 			res, err = l.commitClaimed(ctx, b, h)
 		default:

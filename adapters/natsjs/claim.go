@@ -20,7 +20,21 @@ import (
 // promise of Append still holds; the rules it relies on are kept here and
 // in resolve: a claim is replaced only when it is an orphan (another event
 // took its place, claimState), or by a write that expects the stream to
-// end exactly at its place (batch.pending and batch.slot).
+// end exactly at its place (claimedElsewhere, which every write checks:
+// commitClaimed, and publishGroup for batches, group commits and
+// AppendMulti).
+
+// errClaimedElsewhere refuses a write of a batch one of whose IDs has a
+// pending claim for another end of the stream than the one the write
+// expects: the claim's place may be taken meanwhile, by its own event or
+// another, so the IDs must be looked up again (resolve).
+var errClaimedElsewhere = &conflictError{desc: "an event ID is claimed for another end of the stream"}
+
+// claimedElsewhere reports whether b has a pending claim that a write
+// expecting its stream to end at sequence seq must not replace: only a
+// write expecting exactly the claim's place may (it fills the place, or
+// fails).
+func (b *batch) claimedElsewhere(seq uint64) bool { return b.pending && seq != b.slot }
 
 // claimStatus is what became of a claim.
 type claimStatus struct {
@@ -53,6 +67,9 @@ func (l *Log) commitClaimed(ctx context.Context, b *batch, h *head) (commands.Ap
 	rev, after := uint64(0), uint64(0)
 	if h.exists {
 		rev, after = h.rev+1, h.seq
+	}
+	if b.claimedElsewhere(after) {
+		return commands.AppendResult{}, errClaimedElsewhere
 	}
 	if !b.pending {
 		claim := appendMarker(nil, marker{claim: true, rev: rev, after: after, stream: b.stream})

@@ -198,10 +198,10 @@ func TestClaimLeftBehind(t *testing.T) {
 }
 
 // TestOneIDManyAppenders has appenders on several Logs append the same
-// event IDs at once, alone and in batches, to one stream and to others,
-// with every expectation, on both paths (claims and batches): each ID
-// lands at most once in the whole log, and an append that succeeded names
-// where it is.
+// event IDs at once, alone, in batches and in multi-stream appends, to one
+// stream and to others, with every expectation, on both paths (claims and
+// batches): each ID lands at most once in the whole log, and an append
+// that succeeded names where it is.
 func TestOneIDManyAppenders(t *testing.T) {
 	url, _ := natsserver.Start(t)
 	for _, claims := range []bool{true, false} {
@@ -219,7 +219,7 @@ func testOneIDManyAppenders(t *testing.T, url string, claims bool) {
 		logs[i].claimSingle = claims
 	}
 	ctx := t.Context()
-	const rounds, perLog = 15, 4
+	const rounds, perLog = 15, 5
 	streams := []string{"kms-one-id", "kms-one-id-other"}
 	for round := range rounds {
 		ev := eventlog.Events(streams[0], uint64(1000+round), 1)[0]
@@ -246,8 +246,23 @@ func testOneIDManyAppenders(t *testing.T, url string, claims bool) {
 						p.Stream = st
 						batch = append(batch, p)
 					}
-					exp := []domain.ExpectedRevision{domain.ExpectAny, domain.ExpectAny, domain.ExpectStreamExists, domain.ExpectAny}[k]
-					res, err := l.Append(ctx, st, exp, batch)
+					exp := []domain.ExpectedRevision{domain.ExpectAny, domain.ExpectAny, domain.ExpectStreamExists, domain.ExpectAny, domain.ExpectAny}[k]
+					var res commands.AppendResult
+					var err error
+					if k >= 3 && (round+li)%2 == 0 {
+						// With a part of its own in another stream.
+						own := fmt.Sprintf("kms-one-id-multi-%d-%d-%d", round, li, k)
+						var out []commands.AppendResult
+						out, err = l.AppendMulti(ctx, []commands.StreamAppend{
+							{Stream: st, Expected: exp, Events: batch},
+							{Stream: own, Expected: domain.ExpectNoStream, Events: eventlog.Events(own, uint64(3000+round), 1)},
+						})
+						if err == nil {
+							res = out[0]
+						}
+					} else {
+						res, err = l.Append(ctx, st, exp, batch)
+					}
 					mu.Lock()
 					outs = append(outs, outcome{st, res, err})
 					mu.Unlock()

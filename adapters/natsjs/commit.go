@@ -154,7 +154,6 @@ func groupSize(p *pending) (msgs, size int) {
 // so every event's position follows from the sequence of the last message.
 // It answers each append in group.
 func (l *Log) publishGroup(ctx context.Context, group []*pending) []groupResp {
-	msgs, firstRevs := l.groupMsgs(group, nuid.Next())
 	resps := make([]groupResp, len(group))
 	fail := func(err error) []groupResp {
 		for i := range resps {
@@ -162,6 +161,19 @@ func (l *Log) publishGroup(ctx context.Context, group []*pending) []groupResp {
 		}
 		return resps
 	}
+	for _, p := range group {
+		after := uint64(0)
+		if p.prev.exists {
+			after = p.prev.seq
+		}
+		if p.b.claimedElsewhere(after) {
+			if len(group) > 1 {
+				return fail(errAlone) // the others need not look again
+			}
+			return fail(errClaimedElsewhere)
+		}
+	}
+	msgs, firstRevs := l.groupMsgs(group, nuid.Next())
 	select {
 	case l.inflight <- struct{}{}:
 	case <-ctx.Done():

@@ -118,6 +118,15 @@
 // a group the server refuses cannot say which member was at fault, so
 // each member is then published alone.
 //
+// AppendMulti (commands.MultiAppender) publishes its parts as such a group
+// of its own, alone, on every stream whatever its replicas (atomicity
+// across streams needs one atomic write): the markers of all its events,
+// then each part's events expecting its stream's head. The server commits
+// all or nothing, so the claim of a unique name (a NameClaimed event) and
+// its item's event are written together or not at all; a refused call is
+// looked up and checked again as Append is, and an event-ID claim a part
+// must replace is handled as Append does.
+//
 // The other way, one message per batch holding all its events, would
 // leave the event-ID index outside the commit (a separate key-value bucket
 // written after the append): a crash in between, or two racing appends of

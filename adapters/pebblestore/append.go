@@ -46,11 +46,16 @@ type appendReq struct {
 	// up in the database instead.
 	checkedAt uint64
 	fullCheck bool
+	// parts, when set, makes this an AppendMulti: the parts are written all
+	// or none, and the fields above other than ctx, size and done are
+	// unused.
+	parts []*appendReq
 }
 
 type appendResp struct {
-	res commands.AppendResult
-	err error
+	res   commands.AppendResult
+	multi []commands.AppendResult // an AppendMulti's, one per part
+	err   error
 }
 
 // Append writes events atomically at the end of stream if expected holds and
@@ -77,29 +82,64 @@ func (s *Store) Append(ctx context.Context, stream string, expected domain.Expec
 	if err != nil {
 		return commands.AppendResult{}, err
 	}
+	resp, err := s.submit(ctx, r)
+	return resp.res, err
+}
+
+// AppendMulti writes every part, each at the end of its stream if its
+// expected revision holds, in one synced Pebble batch: all parts or none.
+// Revisions, positions, idempotency and errors are Append's, for each
+// part; a call whose event IDs are all already in their streams is a
+// retry answered with the original results. See
+// commands.MultiAppender. Safe for concurrent use; committed together
+// with concurrent appends (group commit).
+func (s *Store) AppendMulti(ctx context.Context, parts []commands.StreamAppend) ([]commands.AppendResult, error) {
+	if err := commands.CheckMultiAppend(opAppend, parts); err != nil {
+		return nil, err
+	}
+	r := &appendReq{ctx: ctx, done: make(chan appendResp, 1), parts: make([]*appendReq, len(parts))}
+	for i, p := range parts {
+		part, err := newAppendReq(ctx, p.Stream, p.Expected, p.Events)
+		if err != nil {
+			return nil, err
+		}
+		r.parts[i] = part
+		r.size += part.size
+	}
+	resp, err := s.submit(ctx, r)
+	return resp.multi, err
+}
+
+// submit hands r to the writer and waits for its answer.
+func (s *Store) submit(ctx context.Context, r *appendReq) (appendResp, error) {
 	if err := ctx.Err(); err != nil {
-		return commands.AppendResult{}, err
+		return appendResp{}, err
 	}
 	if err := s.enter(opAppend); err != nil {
-		return commands.AppendResult{}, err
+		return appendResp{}, err
 	}
 	if s.readOnly {
 		s.leave()
-		return commands.AppendResult{}, &domain.Error{Op: opAppend, Kind: domain.ErrUnavailable, Msg: "the store is open read-only"}
+		return appendResp{}, &domain.Error{Op: opAppend, Kind: domain.ErrUnavailable, Msg: "the store is open read-only"}
 	}
-	s.precheck(r)
+	if r.parts == nil {
+		s.precheck(r)
+	}
+	for _, p := range r.parts {
+		s.precheck(p)
+	}
 	select {
 	case s.reqs <- r:
 		s.leave()
 	case <-ctx.Done():
 		s.leave()
-		return commands.AppendResult{}, ctx.Err()
+		return appendResp{}, ctx.Err()
 	}
 	select {
 	case resp := <-r.done:
-		return resp.res, resp.err
+		return resp, resp.err
 	case <-ctx.Done():
-		return commands.AppendResult{}, ctx.Err()
+		return appendResp{}, ctx.Err()
 	}
 }
 
@@ -359,6 +399,10 @@ func (w *writer) applyGroup(group []*appendReq, events, bytes int) *applied {
 	b := w.s.db.NewBatchWithSize(bytes + events*(logKeyLen+idKeyLen+positionSz+8) + len(group)*64)
 	w.groupIDs = make([]domain.EventID, 0, events)
 	for i, r := range group {
+		if r.parts != nil {
+			a.answers[i] = w.prepareMulti(b, r)
+			continue
+		}
 		res, err := w.prepare(b, r)
 		a.answers[i] = appendResp{res: res, err: err}
 	}
@@ -409,20 +453,75 @@ func (w *writer) prepare(b *pebble.Batch, r *appendReq) (commands.AppendResult, 
 	if err := r.ctx.Err(); err != nil {
 		return commands.AppendResult{}, err
 	}
+	res, retry, err := w.retried(r)
+	if err != nil || retry {
+		return res, err
+	}
+	head, err := w.checkHead(r)
+	if err != nil {
+		return commands.AppendResult{}, err
+	}
+	return w.write(b, r, head), nil
+}
+
+// prepareMulti decides an AppendMulti: every part is checked against the
+// heads as left by the requests before it before any is written, so that
+// all parts are added to b or none.
+func (w *writer) prepareMulti(b *pebble.Batch, r *appendReq) appendResp {
+	if err := r.ctx.Err(); err != nil {
+		return appendResp{err: err}
+	}
+	out := make([]commands.AppendResult, len(r.parts))
+	retries := 0
+	for i, p := range r.parts {
+		res, retry, err := w.retried(p)
+		if err != nil {
+			return appendResp{err: err}
+		}
+		if retry {
+			out[i] = res
+			retries++
+		}
+	}
+	switch {
+	case retries == len(r.parts):
+		return appendResp{multi: out}
+	case retries > 0:
+		return appendResp{err: &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument,
+			Msg:  fmt.Sprintf("%d of the %d parts are already in the log", retries, len(r.parts)),
+			Hint: "retry with exactly the original parts, or with new event IDs"}}
+	}
+	heads := make([]headState, len(r.parts))
+	for i, p := range r.parts {
+		h, err := w.checkHead(p)
+		if err != nil {
+			return appendResp{err: err}
+		}
+		heads[i] = h
+	}
+	for i, p := range r.parts {
+		out[i] = w.write(b, p, heads[i])
+	}
+	return appendResp{multi: out}
+}
+
+// retried tells whether r is a retry: every one of its event IDs already in
+// its stream (then res is the original result). Some of them present, or
+// any in another stream, is domain.ErrInvalidArgument.
+func (w *writer) retried(r *appendReq) (res commands.AppendResult, retry bool, err error) {
 	// Idempotency: a batch whose IDs are all in the stream is a retry.
 	present := 0
-	var res commands.AppendResult
 	full := r.fullCheck || r.checkedAt < w.recentFrom
 	for _, id := range r.ids {
 		loc, ok, err := w.lookupID(id, full)
 		if err != nil {
-			return commands.AppendResult{}, err
+			return commands.AppendResult{}, false, err
 		}
 		if !ok {
 			continue
 		}
 		if loc.stream != r.stream {
-			return commands.AppendResult{}, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: r.stream,
+			return commands.AppendResult{}, false, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: r.stream,
 				Msg: fmt.Sprintf("event ID %s is already in stream %q", id, loc.stream), Hint: "use a new event ID"}
 		}
 		if present == 0 || loc.pos < res.FirstPosition {
@@ -435,26 +534,35 @@ func (w *writer) prepare(b *pebble.Batch, r *appendReq) (commands.AppendResult, 
 		present++
 	}
 	if present == len(r.ids) {
-		return res, nil
+		return res, true, nil
 	}
 	if present > 0 {
-		return commands.AppendResult{}, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: r.stream,
+		return commands.AppendResult{}, false, &domain.Error{Op: opAppend, Kind: domain.ErrInvalidArgument, Item: r.stream,
 			Msg:  fmt.Sprintf("%d of the %d event IDs are already in the stream", present, len(r.ids)),
 			Hint: "retry with exactly the original batch, or with new event IDs"}
 	}
+	return commands.AppendResult{}, false, nil
+}
 
+// checkHead returns r's stream head if r's expected revision holds there.
+func (w *writer) checkHead(r *appendReq) (headState, error) {
 	head, err := w.head(r.stream)
 	if err != nil {
-		return commands.AppendResult{}, err
+		return headState{}, err
 	}
 	if !r.expected.Check(head.exists, head.rev) {
-		return commands.AppendResult{}, domain.WrongRevision(r.stream, r.expected, head.exists, head.rev)
+		return headState{}, domain.WrongRevision(r.stream, r.expected, head.exists, head.rev)
 	}
+	return head, nil
+}
+
+// write adds r's events to b after head, the stream's checked head.
+func (w *writer) write(b *pebble.Batch, r *appendReq, head headState) commands.AppendResult {
 	rev := uint64(0)
 	if head.exists {
 		rev = head.rev + 1
 	}
-	res = commands.AppendResult{FirstPosition: w.next}
+	res := commands.AppendResult{FirstPosition: w.next}
 	var pos8 [8]byte
 	for i, rec := range r.recs {
 		pos := w.next
@@ -480,7 +588,7 @@ func (w *writer) prepare(b *pebble.Batch, r *appendReq) (commands.AppendResult, 
 		clear(w.heads)
 	}
 	w.heads[r.stream] = headState{exists: true, rev: res.LastRevision}
-	return res, nil
+	return res
 }
 
 // lookupID finds an event ID among the recent groups (including the one

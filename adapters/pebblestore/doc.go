@@ -20,7 +20,9 @@
 // close to what they hold. Appends pass through one
 // writer goroutine that commits concurrent requests together (group
 // commit) and acknowledges them only once a pebble.Sync commit has made
-// them durable; readers see only acknowledged, gap-free positions; events
+// them durable (an AppendMulti's parts, to several streams, are checked
+// together and written in one batch: all or none); readers see only
+// acknowledged, gap-free positions; events
 // are stored in a compact, versioned binary encoding (domain/wire), never
 // JSON. It never interprets or decrypts event payloads, never puts payload
 // or key bytes into errors, and never rewrites or deletes an acknowledged

@@ -238,7 +238,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if dc != nil {
 		web.DevClock = dc
 	}
-	m.closers = append(m.closers, web.Close)
+	// Prepared downloads wait in the shared blob store until fetched or
+	// expired (on the wall clock, as the console's expiry).
+	m.background(runCtx, "download expiry", (&scheduler.DownloadExpiry{Expirer: files, Logger: m.Logger}).Run)
 	m.http = edge.Server(routes(api.Handler(), web.Handler()), slog.NewLogLogger(m.Logger.Handler(), slog.LevelWarn))
 
 	if cfg.Dev {

@@ -137,7 +137,7 @@ func known(typ string) bool {
 	case domain.TypeBackupCreated, domain.TypeBackupEnabled, domain.TypeBackupExtended, domain.TypeBackupRenewed,
 		domain.TypeBackupExpired, domain.TypeBackupReleased, domain.TypeBackupReset, domain.TypeBackupCheckpointed,
 		domain.TypeBackupUploaded, domain.TypeBackupUploadDeleted, domain.TypeSourceReleased, domain.TypeBackupFailing,
-		domain.TypeBackupBaseStored:
+		domain.TypeBackupBaseStored, domain.TypeDataDestroyed:
 		return true
 	}
 	return false

@@ -151,3 +151,23 @@ func scheduled(r projections.Reader, keep func(*domain.Backup) bool) ([]*domain.
 	}
 	return out, nil
 }
+
+// Ended returns the backup instances of every account with ended
+// generations whose data is not recorded destroyed yet
+// (domain.Backup.DestroyEnded), in ID order. It reads every instance's
+// record. Errors: domain.ErrCorrupt for a malformed record; the Reader's
+// errors.
+func Ended(r projections.Reader) ([]*domain.Backup, error) {
+	var out []*domain.Backup
+	err := r.Scan([]byte(pBackup), nil, func(_, v []byte) (bool, error) {
+		b, err := decodeBackup(v)
+		if err != nil {
+			return false, err
+		}
+		if _, ok := b.DestroyEnded(); ok {
+			out = append(out, b)
+		}
+		return true, nil
+	})
+	return out, err
+}

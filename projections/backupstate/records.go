@@ -8,8 +8,9 @@ import (
 // recordVersion is the first byte of every record, so the layout can evolve.
 // Version 2 added the upload fields, version 3 the renewal instant, the
 // released source and the failing state, version 4 the last full's
-// checkpoint and the newest base; older records still decode.
-const recordVersion = 4
+// checkpoint and the newest base, version 5 the generations destroyed;
+// older records still decode.
+const recordVersion = 5
 
 func encodeBackup(b *domain.Backup) []byte {
 	w := wire.Writer{B: make([]byte, 0, 256)}
@@ -57,6 +58,7 @@ func encodeBackup(b *domain.Backup) []byte {
 	w.Uvarint(b.BaseNext)
 	w.Uvarint(b.BaseRecords)
 	w.Fixed(b.LastBaseDigest[:])
+	w.Uvarint(uint64(b.DestroyedBelow))
 	return w.B
 }
 
@@ -89,6 +91,9 @@ func decodeBackup(v []byte) (*domain.Backup, error) {
 		b.LastFullSeq, b.LastFullNext = r.Uvarint(), r.Uvarint()
 		b.Bases, b.BaseSeq, b.BaseNext, b.BaseRecords = r.Uvarint(), r.Uvarint(), r.Uvarint(), r.Uvarint()
 		r.Fixed(b.LastBaseDigest[:])
+	}
+	if ver >= 5 {
+		b.DestroyedBelow = r.Uint32()
 	}
 	if err := r.Done(); err != nil {
 		return nil, domain.Corruption("backup record: %v", err)

@@ -20,7 +20,7 @@ func TestBackupRecordRoundTrip(t *testing.T) {
 		State: domain.StateExpired, BeforeExpiry: domain.StateEnabled, ViewableDays: 30,
 		ExpiresAt: at, CreatedAt: at.Add(1), ExpiredAt: at.Add(2), ReleasedAt: at.Add(3), Revision: 9,
 		KMSInstance: "kms_1", Alias: "prod", TimeZone: "Asia/Shanghai", EnabledAt: at.Add(4), EnabledDay: "2026-05-01",
-		Generation: 2, Checkpoints: 17, NextRevision: 40, LastDigest: [32]byte{1, 2, 3},
+		Generation: 2, DestroyedBelow: 1, Checkpoints: 17, NextRevision: 40, LastDigest: [32]byte{1, 2, 3},
 		LastFullAt: at.Add(5), LastFullDay: "2026-05-02", LastIncremental: at.Add(6),
 		UploadDay: "2026-05-03", Source: "bkp_0", SourceInstance: "kms_0", FileID: "01JFILE",
 		ResumedAt: at.Add(7), SourceReleased: domain.SourceRelease{At: at.Add(8), Next: 40, End: 42},

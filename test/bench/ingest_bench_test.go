@@ -871,10 +871,11 @@ func openNode(tb testing.TB, kind string, urls natsURLs, dir string, start time.
 	return n
 }
 
-// newNode opens a node of kind with its store in dir. On JetStream, a nil
-// peer means a fresh log, blob store and key store; otherwise the node
-// shares peer's, and its master key, as a second engine process of one
-// deployment does (its projections start empty and catch up from the log).
+// newNode opens a node of kind with its store in dir. A nil peer means a
+// fresh log, blob store and key store; otherwise the node shares peer's
+// (on Pebble: peer's store), and its master key, as a second engine
+// process of one deployment does (its projections start empty and catch
+// up from the log).
 func newNode(kind string, urls natsURLs, dir string, start time.Time, peer *node) (*node, error) {
 	ctx := context.Background()
 	url, replicas := urls.of(kind)
@@ -897,6 +898,9 @@ func newNode(kind string, urls natsURLs, dir string, start time.Time, peer *node
 		n.logOpts = jsLogOptions(replicas)
 		m := jsSeq.Add(1)
 		n.buckets = [2]string{fmt.Sprintf("BENCH_BLOBS_%d", m), fmt.Sprintf("BENCH_KEYS_%d", m)}
+	}
+	if peer != nil && !onJetStream(kind) {
+		n.log, n.blobs, keys = peer.log, peer.blobs, peer.store
 	}
 	if onJetStream(kind) {
 		l, err := natsjs.Open(ctx, url, n.logOpts)

@@ -29,6 +29,12 @@ type Features struct {
 	// MaxDataSize is the largest Data the adapter accepts in one event; the
 	// large-payload case uses it. 0 means 1 MiB.
 	MaxDataSize int
+	// SequentialMulti: AppendMulti appends its parts one after the other
+	// and is not atomic, so a part refused after others leaves them
+	// written. The suite then checks only what holds for such a log: a
+	// call refused at its first part writes nothing (a claim put first
+	// decides a race), and a retry completes a call.
+	SequentialMulti bool
 }
 
 // Run runs the suite. newLog must return a working log; the log need not be
@@ -61,6 +67,10 @@ func Run(t *testing.T, newLog func(t *testing.T) commands.EventLog, f Features) 
 	t.Run("ConcurrentExactRevision", s.concurrentExactRevision)
 	t.Run("ConcurrentManyStreams", s.concurrentManyStreams)
 	t.Run("InvalidInput", s.invalidInput)
+	t.Run("MultiAppend", s.multiAppend)
+	t.Run("MultiAllOrNothing", s.multiAllOrNothing)
+	t.Run("MultiRace", s.multiRace)
+	t.Run("MultiInvalid", s.multiInvalid)
 	t.Run("Close", s.closeLog)
 }
 
