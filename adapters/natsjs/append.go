@@ -99,6 +99,7 @@ func (l *Log) Append(ctx context.Context, stream string, expected domain.Expecte
 	defer l.heads.unlock(stream, h)
 
 	attempt, wait, alone := 0, false, false
+	fromLeader := false        // read the head from the stream's leader
 	var failingSince time.Time // of the first write no server answered
 	for {
 		if wait {
@@ -107,16 +108,18 @@ func (l *Log) Append(ctx context.Context, stream string, expected domain.Expecte
 			}
 			wait = false
 		}
-		cached := h.known
+		cached, sure := h.known, true
 		if !cached {
-			if err := l.readHead(ctx, b.subject, h); err != nil {
+			var err error
+			if sure, err = l.readHead(ctx, b.subject, h, fromLeader); err != nil {
 				return commands.AppendResult{}, err
 			}
 		}
 		if !expected.Check(h.exists, h.rev) {
-			if cached {
-				// Our cache may be behind other writers: look again.
-				h.known = false
+			if cached || !sure {
+				// Our cache, or the replica we read, may be behind
+				// other writers: ask the leader.
+				h.known, fromLeader = false, true
 				continue
 			}
 			if res, found, err := l.resolve(ctx, b); err != nil || found {
@@ -146,7 +149,7 @@ func (l *Log) Append(ctx context.Context, stream string, expected domain.Expecte
 		}
 		// The stream moved, or some event ID is already in the log or
 		// claimed, or the server could not decide now.
-		h.known = false
+		h.known, fromLeader = false, true
 		if !conflict.transient {
 			if res, found, err := l.resolve(ctx, b); err != nil || found {
 				return res, err
@@ -382,23 +385,37 @@ func (l *Log) resolve(ctx context.Context, b *batch) (commands.AppendResult, boo
 	return res, true, nil
 }
 
-// readHead reads the stream's last event into h.
-func (l *Log) readHead(ctx context.Context, subject string, h *head) error {
-	m, found, err := l.getOne(ctx, opAppend, directRequest{LastFor: subject})
-	if err != nil {
-		return err
+// readHead reads the stream's last event into h: from the stream's leader
+// when fromLeader is set (see reader), else from whichever replica answers
+// a direct get, which may be behind. sure reports that it was the leader
+// (or the one server of a one-replica stream). An append may go ahead on a
+// head that is not sure, since the server checks its expectation; it
+// reports a wrong expected revision only on a sure one.
+func (l *Log) readHead(ctx context.Context, subject string, h *head, fromLeader bool) (sure bool, err error) {
+	req := directRequest{LastFor: subject}
+	var m stored
+	var found bool
+	sure = fromLeader || !l.r.replicated()
+	if !sure {
+		m, found, err = directGet(ctx, l.nc, l.r.direct, req)
+	}
+	if sure || err != nil { // a replica that does not answer: ask the leader
+		sure = true
+		if m, found, err = l.getOne(ctx, opAppend, req); err != nil {
+			return false, err
+		}
 	}
 	h.known, h.exists, h.rev, h.seq = true, found, 0, 0
 	if !found {
-		return nil
+		return sure, nil
 	}
 	rev, err := recordRevision(m.seq, m.data)
 	if err != nil {
 		h.known = false
-		return err
+		return false, err
 	}
 	h.exists, h.rev, h.seq = true, rev, m.seq
-	return nil
+	return sure, nil
 }
 
 // backoff sleeps a little longer after each failed attempt, with jitter.

@@ -78,6 +78,7 @@ func (l *Log) AppendMulti(ctx context.Context, parts []commands.StreamAppend) ([
 			h.known = false
 		}
 	}
+	fromLeader := false        // read the heads from the streams' leaders
 	var failingSince time.Time // of the first write no server answered
 	for attempt, failovers := 0, 0; ; {
 		if attempt > 0 || failovers > 0 {
@@ -85,21 +86,26 @@ func (l *Log) AppendMulti(ctx context.Context, parts []commands.StreamAppend) ([
 				return nil, err
 			}
 		}
-		cached, held := true, -1
+		cached, sure, held := true, true, -1
 		for i, h := range hs {
 			if !h.known {
 				cached = false
-				if err := l.readHead(ctx, bs[i].subject, h); err != nil {
+				s, err := l.readHead(ctx, bs[i].subject, h, fromLeader)
+				if err != nil {
 					return nil, err
 				}
+				sure = sure && s
 			}
 			if held < 0 && !parts[i].Expected.Check(h.exists, h.rev) {
 				held = i
 			}
 		}
 		if held >= 0 {
-			if cached {
-				forget() // our cache may be behind other writers: look again
+			if cached || !sure {
+				// Our cache, or the replicas we read, may be behind
+				// other writers: ask the leader.
+				forget()
+				fromLeader = true
 				continue
 			}
 			if res, found, err := l.resolveMulti(ctx, bs); err != nil || found {
@@ -124,6 +130,7 @@ func (l *Log) AppendMulti(ctx context.Context, parts []commands.StreamAppend) ([
 			return out, nil
 		}
 		forget()
+		fromLeader = true
 		var conflict *conflictError
 		if !errors.Is(err, errAlone) && !errors.As(err, &conflict) {
 			return nil, err

@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"testing"
@@ -298,5 +299,64 @@ func TestClusterServerDown(t *testing.T) {
 		if blob, err := blobs2.GetBlob(ctx, ref, "slice"); err != nil || !bytes.Equal(blob, bytes.Repeat([]byte(ref), 50_000)) {
 			t.Fatalf("blob %s after the restart: %d bytes, %v", ref, len(blob), err)
 		}
+	}
+}
+
+// TestClusterReplicaBehind plays the replica furthest behind there can be:
+// the Log's direct gets go to another, empty stream's replicas, so every
+// read that any replica may answer finds nothing. Appends with every
+// expectation still succeed or fail as the leader's stream says, retries
+// are still recognised, and reads still return every event, completed from
+// the leader.
+func TestClusterReplicaBehind(t *testing.T) {
+	c := natsserver.StartCluster(t, 3)
+	ctx := t.Context()
+	opts := uniqueOptions()
+	opts.Replicas = clusterReplicas
+	empty := uniqueOptions()
+	empty.Replicas = clusterReplicas
+	nothing := MustOpen(t, c.URL(), empty).r.direct
+	// behind opens a Log that knows nothing of the stream yet, whose
+	// direct gets find nothing.
+	behind := func() *Log {
+		l := MustOpen(t, c.URL(), opts)
+		l.r.direct = nothing
+		return l
+	}
+
+	const stream = "kms-behind"
+	evs := eventlog.Events(stream, 1, 6)
+	first := mustAppend(t, behind(), stream, domain.ExpectNoStream, evs[:2])
+	if _, err := behind().Append(ctx, stream, domain.ExpectNoStream, evs[2:3]); !errors.Is(err, domain.ErrWrongExpectedRevision) {
+		t.Fatalf("ExpectNoStream on a stream of 2 events: %v, want ErrWrongExpectedRevision", err)
+	}
+	mustAppend(t, behind(), stream, domain.ExpectRevision(1), evs[2:3])
+	mustAppend(t, behind(), stream, domain.ExpectAny, evs[3:4])
+	if again := mustAppend(t, behind(), stream, domain.ExpectNoStream, evs[:2]); again != first {
+		t.Fatalf("retry = %+v, want %+v", again, first)
+	}
+	res, err := behind().AppendMulti(ctx, []commands.StreamAppend{
+		{Stream: stream, Expected: domain.ExpectRevision(3), Events: evs[4:6]},
+		{Stream: "kms-behind-2", Expected: domain.ExpectNoStream, Events: eventlog.Events("kms-behind-2", 2, 1)},
+	})
+	if err != nil || res[0].LastRevision != 5 {
+		t.Fatalf("AppendMulti: %+v, %v", res, err)
+	}
+	l := behind()
+	got := mustReadStream(t, l, stream)
+	if len(got) != len(evs) {
+		t.Fatalf("ReadStream: %d events, want %d", len(got), len(evs))
+	}
+	for i, e := range got {
+		if e.ID != evs[i].ID || e.Revision != uint64(i) {
+			t.Fatalf("revision %d holds %s (revision %d), want %s", i, e.ID, e.Revision, evs[i].ID)
+		}
+	}
+	all, err := l.ReadAll(ctx, 0, 100)
+	if err != nil || len(all) != len(evs)+1 {
+		t.Fatalf("ReadAll: %d events, %v; want %d", len(all), err, len(evs)+1)
+	}
+	if h, err := l.Head(ctx); err != nil || h != all[len(all)-1].Position {
+		t.Fatalf("Head = %d, %v; want %d", h, err, all[len(all)-1].Position)
 	}
 }

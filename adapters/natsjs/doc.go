@@ -158,7 +158,10 @@
 // whether anything follows before it says the log ends there; a blob's
 // meta says how many chunks there are. So a Log, a KeyStore or a Blobs
 // reads its own writes and every write acknowledged before the read
-// began, through any server. Calls made while a stream elects a leader
+// began, through any server. An append is the exception that needs no
+// leader: it reads a stream's head it does not know from any replica, as
+// the server checks its expectation anyway, and asks the leader only
+// before it reports a wrong expected revision, or after a refused write. Calls made while a stream elects a leader
 // (after its leader stopped) are retried for up to 10 seconds.
 //
 // # Durability

@@ -301,7 +301,7 @@ func (l *Log) ReadStream(ctx context.Context, stream string, from uint64, backwa
 		return nil, err
 	}
 	var last head
-	if err := l.readHead(ctx, subject, &last); err != nil {
+	if _, err := l.readHead(ctx, subject, &last, true); err != nil {
 		return nil, err
 	}
 	if !last.exists {

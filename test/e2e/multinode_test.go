@@ -53,15 +53,23 @@ func newCluster(t *testing.T, start string) *cluster {
 	t.Helper()
 	url, stop := natsserver.Start(t)
 	t.Cleanup(stop)
+	keyFile := masterKeyFile(t)
+	tok := commands.NewToken()
+	return &cluster{url: url, tok: tok, keyFile: keyFile, start: start, flags: []string{"--event-log", url, "--bus", url, "--master-key-file", keyFile,
+		"--dev-token", tok, "--clock", "manual"}}
+}
+
+// masterKeyFile writes a fresh master key to a file of its own (mode
+// 0600), as --master-key-file takes it, and returns its path.
+func masterKeyFile(t *testing.T) string {
+	t.Helper()
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	keyFile := filepath.Join(t.TempDir(), "master.key")
 	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tok := commands.NewToken()
-	return &cluster{url: url, tok: tok, keyFile: keyFile, start: start, flags: []string{"--event-log", url, "--bus", url, "--master-key-file", keyFile,
-		"--dev-token", tok, "--clock", "manual"}}
+	return keyFile
 }
 
 // node starts one engine node of the cluster on its own data directory.

@@ -2,10 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -24,15 +20,9 @@ import (
 // decrypts what it encrypted.
 func TestNodeOnAReplicatedCluster(t *testing.T) {
 	c := natsserver.StartCluster(t, 3)
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	keyFile := filepath.Join(t.TempDir(), "master.key")
-	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	tok := commands.NewToken()
 	s := StartServer(t, "", "--event-log", c.URL(), "--bus", c.URL(), "--nats-replicas", "3",
-		"--master-key-file", keyFile, "--dev-token", tok)
+		"--master-key-file", masterKeyFile(t), "--dev-token", tok)
 
 	inst := str(t, s.MustJSON(tok, "kms", "instance", "create", "--region", "cn-hangzhou"), "id")
 	k := str(t, s.MustJSON(tok, "kms", "key", "create", "--instance", inst), "id")
