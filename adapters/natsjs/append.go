@@ -129,10 +129,9 @@ func (l *Log) Append(ctx context.Context, stream string, expected domain.Expecte
 		}
 		var res commands.AppendResult
 		var err error
-		switch {
-		case len(b.ids) == 1 && l.claimSingle:
+		if len(b.ids) == 1 && l.claimSingle {
 			res, err = l.commitClaimed(ctx, b, h)
-		default:
+		} else {
 			res, err = l.commit(ctx, b, h, alone)
 		}
 		var conflict *conflictError
@@ -158,13 +157,8 @@ func (l *Log) Append(ctx context.Context, stream string, expected domain.Expecte
 		// Neither a retry nor a duplicate: read the stream's head again and
 		// check expected against it.
 		if conflict.failover {
-			if failingSince.IsZero() {
-				failingSince = time.Now()
-			}
-			if time.Since(failingSince) > requestTimeout {
-				return commands.AppendResult{}, &domain.Error{Op: opAppend, Kind: domain.ErrUnavailable, Item: stream,
-					Msg:  fmt.Sprintf("no server has answered for %s (last: %s); the events may or may not have been written", requestTimeout, conflict.desc),
-					Hint: "retry with the same event IDs"}
+			if err := stillWaiting(&failingSince, stream, conflict); err != nil {
+				return commands.AppendResult{}, err
 			}
 			wait = true
 			continue
@@ -264,6 +258,21 @@ type conflictError struct {
 	// as a retry, for up to requestTimeout.
 	failover bool
 	desc     string
+}
+
+// stillWaiting says whether a write may be asked again after the failover
+// c: nil until no server has answered for requestTimeout since *since (set
+// at the first call), then domain.ErrUnavailable.
+func stillWaiting(since *time.Time, stream string, c *conflictError) error {
+	if since.IsZero() {
+		*since = time.Now()
+	}
+	if time.Since(*since) <= requestTimeout {
+		return nil
+	}
+	return &domain.Error{Op: opAppend, Kind: domain.ErrUnavailable, Item: stream,
+		Msg:  fmt.Sprintf("no server has answered for %s (last: %s); the events may or may not have been written", requestTimeout, c.desc),
+		Hint: "retry with the same event IDs"}
 }
 
 // failover returns the conflictError for err when err says that no server

@@ -142,13 +142,8 @@ func (l *Log) AppendMulti(ctx context.Context, parts []commands.StreamAppend) ([
 		}
 		if conflict != nil && conflict.failover {
 			// As Append: ask again, as a retry, for a while.
-			if failingSince.IsZero() {
-				failingSince = time.Now()
-			}
-			if time.Since(failingSince) > requestTimeout {
-				return nil, &domain.Error{Op: opAppend, Kind: domain.ErrUnavailable, Item: parts[0].Stream,
-					Msg:  fmt.Sprintf("no server has answered for %s (last: %s); the events may or may not have been written", requestTimeout, conflict.desc),
-					Hint: "retry with the same event IDs"}
+			if err := stillWaiting(&failingSince, parts[0].Stream, conflict); err != nil {
+				return nil, err
 			}
 			failovers++
 			continue
