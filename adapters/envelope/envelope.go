@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	mrand "math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -609,7 +610,16 @@ func (e *Envelope) take(ctx context.Context, op string, k *keyState) (uint32, ci
 // no version is lost; a record deleted meanwhile is a destroyed key. k.mu
 // is held.
 func (e *Envelope) reserve(ctx context.Context, op string, k *keyState) error {
-	for range maxRaces {
+	for attempt := range maxRaces {
+		if attempt > 0 {
+			// A replicated JetStream refuses a conditioned write while
+			// another one of the subject is in process, whatever its
+			// outcome: writers retrying in step could refuse each other
+			// for ever. Apart by a jittered, growing pause, one wins.
+			if err := e.sleep(ctx, raceBackoff(attempt)); err != nil {
+				return fmt.Errorf("%s %s: %w", op, k.ref, err)
+			}
+		}
 		start := e.now()
 		next, from, what := k.rec, k.rec.reserved, "reserve seals in"
 		var aead cipher.AEAD
@@ -711,6 +721,14 @@ func notFound(op, ref string) error {
 
 // storeError wraps a KeyStore error with context, marking it unavailable
 // unless the store already said what kind of error it is.
+// raceBackoff is the pause before the attempt-th write of a record after
+// lost races: about 2^attempt ms, at most 32 ms, jittered to between half
+// and all of it.
+func raceBackoff(attempt int) time.Duration {
+	d := time.Duration(1<<min(attempt, 5)) * time.Millisecond
+	return d/2 + mrand.N(d/2+1)
+}
+
 // lostRaces is the error of a write of ref's record that lost maxRaces
 // compare-and-swaps in a row to other Envelopes.
 func lostRaces(op, ref string) error {
