@@ -15,12 +15,12 @@ import (
 // checkpoint it walks the slice's parts from the blob store, one part in
 // memory at a time, and for the base that holds a generation's first
 // checkpoint it walks the base's items, loaded into a scratch store, and
-// writes their rows in chunks through stage (ProjectionStore.Stage of the
-// projection), so that the projection itself stays a pure function of
+// writes their rows as sorted runs through load (ProjectionStore.Load of
+// the projection), so that the projection itself stays a pure function of
 // events and memory stays bounded. A slice or base whose generation was
 // destroyed (reset or released) is gone; its event then applies without
 // data, which the later reset or release erases anyway.
-func BackupDataApply(blobs BlobStore, scratch ScratchStores, stage func(fn func(projections.Txn) error) error) func(ctx context.Context, txn projections.Txn, e domain.Event) error {
+func BackupDataApply(blobs BlobStore, scratch ScratchStores, load func(fn func(add projections.AddSorted) error) error) func(ctx context.Context, txn projections.Txn, e domain.Event) error {
 	s := &BackupStorage{Blobs: blobs, Scratch: scratch}
 	return func(ctx context.Context, txn projections.Txn, e domain.Event) error {
 		if e.Type != domain.TypeBackupCheckpointed && e.Type != domain.TypeBackupBaseStored {
@@ -33,7 +33,7 @@ func BackupDataApply(blobs BlobStore, scratch ScratchStores, stage func(fn func(
 		id := domain.BackupID(strings.TrimPrefix(e.Stream, domain.BackupStreamPrefix))
 		if base, ok := d.(*domain.BackupBaseStored); ok {
 			ref := domain.DataRef(id, base.Generation)
-			data := backupdata.Data{Stage: stage}
+			data := backupdata.Data{Load: load}
 			if len(base.Parts) == 0 || !gone(ctx, blobs, ref, base.Parts[0].Name) {
 				data.Base = s.baseItems(ctx, ref, base.Parts)
 			}

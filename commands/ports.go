@@ -254,13 +254,15 @@ type ProjectionStore interface {
 	// written. Projections are rebuildable, so commits need not be synced.
 	// Not safe for concurrent use on the same name.
 	Update(name string, position uint64, fn func(projections.Txn) error) error
-	// Stage runs fn in a transaction of its own and commits its writes
-	// without changing projection name's position: a chunk of a large
-	// change (a base's rows) that the Update of the same event completes.
-	// What it writes must be blind (the same keys and values when the
-	// event is applied again after a crash) and read by nothing before
-	// that Update commits; fn does not read (an implementation may fail a
-	// read). If fn fails nothing is written. Not synced.
-	// Safe to call while an Update of name is open (from its fn).
-	Stage(name string, fn func(projections.Txn) error) error
+	// Load writes a large change of projection name (a base's rows) as
+	// sorted runs, without changing its position: fn adds keys to runs,
+	// each run's keys in strictly increasing order and the runs' key
+	// ranges apart; when fn returns, every run is added to the store at
+	// once, as tables rather than through the write-ahead log. If fn or the
+	// load fails, nothing is written. What it writes must be blind (the
+	// same keys and values when the event is applied again after a crash)
+	// and read by nothing before the Update of the same event commits.
+	// Durable when it returns. Safe to call while an Update of name is
+	// open (from its fn).
+	Load(name string, fn func(add projections.AddSorted) error) error
 }

@@ -20,3 +20,8 @@ type Txn interface {
 	// DeletePrefix deletes every key with the prefix.
 	DeletePrefix(prefix []byte) error
 }
+
+// AddSorted adds key with value to run of a sorted load (the projection
+// store's Load): within a run keys come in strictly increasing order, and
+// the runs of one load cover key ranges apart from each other.
+type AddSorted func(run int, key, value []byte) error

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
 
 	"github.com/kmsbackup/kmsbackup/adapters/internal/blobformat"
 	"github.com/kmsbackup/kmsbackup/adapters/internal/chunkread"
@@ -156,6 +157,9 @@ func (s *Store) PutBlob(ctx context.Context, ref, name string, data []byte) erro
 		return storeErr(opPutBlob+" "+blobItem(ref, name), s.db.LogData(nil, pebble.Sync))
 	}
 
+	if len(data) >= ingestBlobBytes && s.blobTables.TableFormat != sstable.TableFormatUnspecified {
+		return s.ingestBlob(ctx, ref, name, key, &h, data)
+	}
 	b := s.db.NewBatchWithSize(len(data) + int(h.Chunks+1)*(len(key)+blobChunkIdx+16) + blobformat.HeaderLen)
 	defer b.Close()
 	if err := b.Set(key, h.Encode(), nil); err != nil {
@@ -170,6 +174,35 @@ func (s *Store) PutBlob(ctx context.Context, ref, name string, data []byte) erro
 		}
 	}
 	return storeErr(opPutBlob+" "+blobItem(ref, name), b.Commit(pebble.Sync))
+}
+
+// ingestBlobBytes is the size from which PutBlob writes a blob as a table
+// and ingests it (ingest.go) instead of committing it through the
+// write-ahead log: written once rather than three times (log, flush,
+// compaction). An ingest syncs the table, the manifest and the directory
+// where a commit syncs the log once, so smaller blobs (a checkpoint's
+// slice, mostly) stay on the log; bases' and uploads' parts (4 and 16 MiB)
+// are ingested.
+const ingestBlobBytes = 2 << 20
+
+// ingestBlob writes the blob's header and chunks, under key, as one table
+// and ingests it: durable when it returns, all of it or nothing.
+func (s *Store) ingestBlob(ctx context.Context, ref, name string, key []byte, h *blobformat.Header, data []byte) error {
+	op := opPutBlob + " " + blobItem(ref, name)
+	l := newTableLoad(op, s.fs, s.dir, s.blobTables)
+	defer l.discard()
+	if err := l.add(0, key, h.Encode()); err != nil {
+		return err
+	}
+	ck := key[:len(key)+blobChunkIdx] // blobKey left room for the index
+	for i := range h.Chunks {
+		binary.BigEndian.PutUint32(ck[len(key):], i)
+		off := int(i) * blobChunkSize
+		if err := l.add(0, ck, data[off:off+h.ChunkLen(i)]); err != nil {
+			return err
+		}
+	}
+	return l.ingest(context.WithoutCancel(ctx), s.db)
 }
 
 // GetBlob returns a copy of blob name of ref, read from one consistent view

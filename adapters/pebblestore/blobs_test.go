@@ -682,7 +682,7 @@ func TestBlobCrash(t *testing.T) {
 		acked   = map[int]bool{}
 		wg      sync.WaitGroup
 		ctx     = context.Background()
-		sizes   = []int{0, 10, 5000, blobChunkSize, blobChunkSize + 7, 2*blobChunkSize + blobChunkSize/3}
+		sizes   = []int{0, 10, 5000, blobChunkSize, blobChunkSize + 7, 2*blobChunkSize + blobChunkSize/3, ingestBlobBytes, ingestBlobBytes + 7} // the last two ingested
 		seeds   = [putters]uint64{rng.Uint64(), rng.Uint64()}
 		putDone = make(chan struct{})
 	)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -107,7 +108,7 @@ func pebbleOptions(dir string, opts Options, checker *tableChecker) *pebble.Opti
 	logger := opts.logger()
 	po := &pebble.Options{
 		Cache:              cache,
-		FS:                 walFS{FS: opts.fs(), ahead: reserveAhead},
+		FS:                 &walFS{FS: opts.fs(), ahead: reserveAhead}, // a pointer: Pebble compares file systems (ingest links only within one)
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{l: logger, dir: dir, kind: checker.kind, fatal: opts.Fatal},
 		MemTableSize:       memtable,
@@ -124,6 +125,16 @@ func pebbleOptions(dir string, opts Options, checker *tableChecker) *pebble.Opti
 					checker.written(info.Output.Tables)
 				}
 			},
+			TableIngested: func(info pebble.TableIngestInfo) {
+				if info.Err != nil {
+					return
+				}
+				tables := make([]pebble.TableInfo, len(info.Tables))
+				for i := range info.Tables {
+					tables[i] = info.Tables[i].TableInfo
+				}
+				checker.written(tables)
+			},
 		},
 	}
 	// Every append looks its event IDs up, and almost all of them are
@@ -139,22 +150,23 @@ func pebbleOptions(dir string, opts Options, checker *tableChecker) *pebble.Opti
 // database that exists is first opened read-only: its live sstables are
 // validated (tables.go) and roCheck, when set, runs on it; any damage or
 // roCheck error ends Open before anything is written. Then it is opened
-// read-write. The caller starts the checker once it is ready.
-func openDatabase(dir string, opts Options, kind *storeKind, roCheck func(*pebble.DB) error) (*pebble.DB, *tableChecker, error) {
+// read-write. The caller starts the checker once it is ready. tables are
+// the options of a table written for the bottom level (Projections.Load).
+func openDatabase(dir string, opts Options, kind *storeKind, roCheck func(*pebble.DB) error) (db *pebble.DB, checker *tableChecker, tables sstable.WriterOptions, err error) {
 	fs := opts.fs()
-	checker := newTableChecker(fs, dir, kind, opts.logger())
+	checker = newTableChecker(fs, dir, kind, opts.logger())
 	po := pebbleOptions(dir, opts, checker)
 	defer po.Cache.Unref() // each database holds its own reference
 	checker.ro = po.MakeReaderOptions()
 
 	if err := checkReadOnly(dir, po, checker, roCheck); err != nil {
-		return nil, nil, err
+		return nil, nil, tables, err
 	}
-	db, err := pebble.Open(dir, po)
+	db, err = pebble.Open(dir, po)
 	if err != nil {
-		return nil, nil, openErr(kind, dir, err)
+		return nil, nil, tables, openErr(kind, dir, err)
 	}
-	return db, checker, nil
+	return db, checker, po.MakeWriterOptions(len(po.Levels)-1, db.TableFormat()), nil
 }
 
 // checkReadOnly runs the read-only checks of openDatabase. A database

@@ -17,7 +17,9 @@
 // fatal errors reach Options.Fatal as one error. Both databases flush every
 // FlushInterval while written, and reserve their write-ahead log files on
 // disk just ahead of their writes (walFS), so that the disk they take stays
-// close to what they hold. Appends pass through one
+// close to what they hold. Large writes skip the write-ahead log: blobs of
+// 2 MiB and more and the read models' loads (a base's rows) are written as
+// sorted tables and ingested (ingest.go). Appends pass through one
 // writer goroutine that commits concurrent requests together (group
 // commit) and acknowledges them only once a pebble.Sync commit has made
 // them durable (an AppendMulti's parts, to several streams, are checked

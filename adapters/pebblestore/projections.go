@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/kmsbackup/kmsbackup/commands"
@@ -34,6 +35,7 @@ type Projections struct {
 	fs      vfs.FS
 	dir     string
 	checker *tableChecker
+	tables  sstable.WriterOptions // of the tables Load writes
 	rebuilt error
 	logger  *slog.Logger
 
@@ -147,11 +149,15 @@ func RemoveProjections(dir string, opts Options) error {
 // (an interrupted copy) is removed and made again.
 func openProjections(dir string, opts Options) (*Projections, error) {
 	for attempt := 0; ; attempt++ {
-		db, checker, err := openDatabase(dir, opts, projectionsKind, nil)
+		db, checker, tables, err := openDatabase(dir, opts, projectionsKind, nil)
 		if err != nil {
 			return nil, err
 		}
-		p := &Projections{db: db, fs: opts.fs(), dir: dir, checker: checker, logger: opts.logger()}
+		p := &Projections{db: db, fs: opts.fs(), dir: dir, checker: checker, tables: tables, logger: opts.logger()}
+		if err := removeLoadLeftovers(p.fs, dir); err != nil {
+			_ = db.Close()
+			return nil, storeErr("remove the tables of an interrupted load", err)
+		}
 		_, complete, err := get(db, projLayoutKey)
 		if err != nil {
 			_ = db.Close()
@@ -513,32 +519,4 @@ func (p *Projections) DropProjection(name string, prefix []byte) error {
 		return storeErr("drop projection "+name, err)
 	}
 	return storeErr("drop projection "+name, b.Commit(pebble.NoSync))
-}
-
-// Stage runs fn in a transaction of its own and commits its writes, not
-// synced, without changing projection name's position:
-// commands.ProjectionStore.Stage. A batch of its own, so that an Update of
-// name may call it from its fn while its own batch is open. Its writes are
-// blind, so the batch is not indexed (no sorted copy of every write): a
-// read in fn fails.
-//
-// Errors: domain.ErrInvalidArgument for an empty name; fn's error;
-// domain.ErrUnavailable when the store is closed or the commit fails.
-func (p *Projections) Stage(name string, fn func(projections.Txn) error) error {
-	if name == "" {
-		return domain.Invalid("projection stage", "the projection name is empty")
-	}
-	if err := p.enter(opProjection); err != nil {
-		return err
-	}
-	defer p.leave()
-	b := p.db.NewBatch()
-	defer b.Close()
-	tx := &txn{b: b}
-	err := fn(tx)
-	tx.b = nil
-	if err != nil {
-		return err
-	}
-	return storeErr("projection stage", b.Commit(pebble.NoSync))
 }

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/kmsbackup/kmsbackup/commands"
@@ -26,6 +27,9 @@ type Store struct {
 	dir     string
 	logger  *slog.Logger
 	checker *tableChecker
+	// blobTables are the options of the tables large blobs are ingested
+	// as (blobs.go).
+	blobTables sstable.WriterOptions
 	// readOnly is set on the store Options.Check sees: it has no writer.
 	readOnly bool
 
@@ -103,11 +107,18 @@ func Open(dir string, opts Options) (*Store, error) {
 		}
 		return nil
 	}
-	db, checker, err := openDatabase(dir, opts, logStoreKind, roCheck)
+	db, checker, tables, err := openDatabase(dir, opts, logStoreKind, roCheck)
 	if err != nil {
 		return nil, err
 	}
+	if err := removeLoadLeftovers(opts.fs(), dir); err != nil {
+		_ = db.Close()
+		return nil, storeErr("remove the tables of an interrupted blob put", err)
+	}
 	s := newStore(db, dir, opts, checker)
+	// Blobs are sealed: compressing them would cost and save nothing.
+	tables.Compression = sstable.NoCompression
+	s.blobTables = tables
 	s.lost = lost
 	head, err := s.init()
 	if err != nil {

@@ -16,14 +16,8 @@ import (
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
-// ReadModels is where the projections keep their read models: the
-// projection store of commands, and a way to stage the backup-data
-// projection's writes beside the position it applies (Stage runs fn in a
-// transaction that the projector's next commit makes durable).
-type ReadModels interface {
-	commands.ProjectionStore
-	Stage(name string, fn func(projections.Txn) error) error
-}
+// ReadModels is where the projections keep their read models.
+type ReadModels = commands.ProjectionStore
 
 // Envelope seals values and keeps the data keys they are sealed under.
 type Envelope interface {
@@ -96,8 +90,8 @@ func New(p Ports, o Options) *Engine {
 		KMSState:    &commands.Projector{Name: kmsstate.Name, Log: p.Log, Store: rm, Apply: commands.Pure(kmsstate.Apply)},
 		BackupState: &commands.Projector{Name: backupstate.Name, Log: p.Log, Store: rm, Apply: commands.Pure(backupstate.Apply)},
 		BackupData: &commands.Projector{Name: backupdata.Name, Log: p.Log, Store: rm,
-			Apply: commands.BackupDataApply(p.Blobs, p.Scratch, func(fn func(projections.Txn) error) error {
-				return rm.Stage(backupdata.Name, fn)
+			Apply: commands.BackupDataApply(p.Blobs, p.Scratch, func(fn func(projections.AddSorted) error) error {
+				return rm.Load(backupdata.Name, fn)
 			})},
 		AuditLog: &commands.Projector{Name: audit.Name, Log: p.Log, Store: rm, Apply: commands.Pure(audit.Apply)},
 	}

@@ -43,16 +43,21 @@ type Data struct {
 	// gone with a destroyed generation). Apply reads it only for the base
 	// that holds a checkpoint's state (InBase: a generation's first).
 	Base func(fn func(it *BaseItem) error) error
-	// Stage, when set, commits writes of a large state (a base's rows) in
-	// chunks ahead of Apply's own transaction, which commits the rest and
-	// the position; the staged keys are written blindly (the same again if
-	// the event is applied again after a crash), and nothing reads them
-	// before that transaction. Nil: everything in the transaction.
-	Stage func(fn func(txn projections.Txn) error) error
+	// Load, when set, writes a large state (a base's rows and live index)
+	// as sorted runs ahead of Apply's own transaction, which commits the
+	// rest and the position (the projection store's Load): fn adds the
+	// rows to run 0 and the live index to run 1, each in key order. The
+	// keys are written blindly (the same again if the event is applied
+	// again after a crash), and nothing reads them before that
+	// transaction. Nil: everything in the transaction.
+	Load func(fn func(add projections.AddSorted) error) error
 }
 
-// stageItems is how many items of a base go into one staged chunk.
-var stageItems = 4096
+// The runs of a base's load.
+const (
+	runRows = iota
+	runLive
+)
 
 // Apply applies one event of a backup stream, with what data gives of a
 // checkpoint's slice (the KMS instance's stream revisions [From, Next),
@@ -71,9 +76,10 @@ var stageItems = 4096
 //     version and no key material: restores read slices and bases.
 //   - BackupBaseStored of the current generation records the base and its
 //     parts; when it holds the state of a checkpoint held by no slice (the
-//     first of a generation), its items become that checkpoint's rows, in
-//     chunks (data.Stage), so that memory stays bounded whatever the
-//     state, and the checkpoint's summary gets its counts and digest.
+//     first of a generation), its items become that checkpoint's rows and
+//     live index, written as sorted runs (data.Load) so that memory stays
+//     bounded whatever the state, and the checkpoint's summary gets its
+//     counts and digest.
 //
 // Events of other types are ignored, and so is an event whose stream
 // revision is not after the last one applied (which makes Apply
@@ -184,61 +190,36 @@ func applyBase(txn projections.Txn, ref string, m *meta, d *domain.BackupBaseSto
 	if m.LiveKeys+m.LiveSecrets > 0 {
 		return domain.Corruption("backup data %s: a base holds checkpoint %d, whose state has %d items already", ref, d.Seq, m.LiveKeys+m.LiveSecrets)
 	}
-	stage := data.Stage
-	if stage == nil {
-		stage = func(fn func(projections.Txn) error) error { return fn(txn) }
+	load := data.Load
+	if load == nil {
+		load = func(fn func(add projections.AddSorted) error) error {
+			return fn(func(_ int, key, value []byte) error { return txn.Set(key, value) })
+		}
 	}
-	chunk := make([]BaseItem, 0, stageItems)
 	var last BaseItem
-	write := func() error {
-		if len(chunk) == 0 {
-			return nil
-		}
-		err := stage(func(t projections.Txn) error {
-			for i := range chunk {
-				it := &chunk[i]
-				kind := kindByte(it.Kind)
-				x := row{To: open, Versions: it.Versions, CreatedAt: it.CreatedAt, ChangedAt: it.ChangedAt, CreateSeq: d.Seq, Text: it.Description}
-				if kind == kindSecret {
-					x.Text = it.KeyID
-				}
-				if err := t.Set(rowKey(ref, kind, it.ID, d.Seq), encodeRow(&x)); err != nil {
-					return err
-				}
-				if err := t.Set(liveKey(ref, kind, it.ID), liveValue(d.Seq, &x)); err != nil {
-					return err
-				}
+	err = load(func(add projections.AddSorted) error {
+		return data.Base(func(it *BaseItem) error {
+			kind := kindByte(it.Kind)
+			switch {
+			case kind == 0 || it.ID == "" || it.Versions == 0:
+				return domain.Corruption("backup data %s: a base item %s %q with %d versions", ref, it.Kind, it.ID, it.Versions)
+			case last.ID != "" && (it.Kind < last.Kind || it.Kind == last.Kind && it.ID <= last.ID):
+				return domain.Corruption("backup data %s: base items out of order", ref)
 			}
-			return nil
+			last.Kind, last.ID = it.Kind, it.ID
+			x := row{To: open, Versions: it.Versions, CreatedAt: it.CreatedAt, ChangedAt: it.ChangedAt, CreateSeq: d.Seq, Text: it.Description}
+			if kind == kindSecret {
+				x.Text, m.LiveSecrets = it.KeyID, m.LiveSecrets+1
+			} else {
+				m.LiveKeys++
+			}
+			m.Digest.add(term(kind, it.ID, x.CreateSeq, x.Versions, x.Text))
+			if err := add(runRows, rowKey(ref, kind, it.ID, d.Seq), encodeRow(&x)); err != nil {
+				return err
+			}
+			return add(runLive, liveKey(ref, kind, it.ID), liveValue(d.Seq, &x))
 		})
-		chunk = chunk[:0]
-		return err
-	}
-	err = data.Base(func(it *BaseItem) error {
-		kind := kindByte(it.Kind)
-		switch {
-		case kind == 0 || it.ID == "" || it.Versions == 0:
-			return domain.Corruption("backup data %s: a base item %s %q with %d versions", ref, it.Kind, it.ID, it.Versions)
-		case last.ID != "" && (it.Kind < last.Kind || it.Kind == last.Kind && it.ID <= last.ID):
-			return domain.Corruption("backup data %s: base items out of order", ref)
-		}
-		last = *it
-		x := row{Versions: it.Versions, CreateSeq: d.Seq, Text: it.Description}
-		if kind == kindSecret {
-			x.Text, m.LiveSecrets = it.KeyID, m.LiveSecrets+1
-		} else {
-			m.LiveKeys++
-		}
-		m.Digest.add(term(kind, it.ID, x.CreateSeq, x.Versions, x.Text))
-		chunk = append(chunk, *it)
-		if len(chunk) == cap(chunk) {
-			return write()
-		}
-		return nil
 	})
-	if err == nil {
-		err = write()
-	}
 	if err != nil {
 		return err
 	}

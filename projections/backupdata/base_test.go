@@ -91,13 +91,12 @@ func apply(t *testing.T, kv map[string][]byte, e domain.Event, data Data) error 
 
 // TestBaseHoldsFirstCheckpoint: the base of a generation's first
 // checkpoint (held by it) becomes that checkpoint's rows and live index,
-// written in chunks through Stage ahead of the event's own transaction,
+// written as two sorted runs through Load ahead of the event's own
+// transaction,
 // with its counts and digest in the meta and the summary; applied again
 // after a failure between the chunks and the transaction, it gives the
 // same read model.
 func TestBaseHoldsFirstCheckpoint(t *testing.T) {
-	defer func(n int) { stageItems = n }(stageItems)
-	stageItems = 100
 	at := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
 	id := domain.BackupID("bkp_01KQHDZ8E0B47E4R1Q458Z14HD")
 	rev := uint64(0)
@@ -139,22 +138,40 @@ func TestBaseHoldsFirstCheckpoint(t *testing.T) {
 	for k, v := range kv {
 		before[k] = v
 	}
-	stages := 0
+	loads := 0
 	failing := errors.New("the transaction fails")
-	stage := func(fn func(projections.Txn) error) error {
-		stages++
-		return fn(&memTxn{kv: kv}) // committed at once, apart from the event's transaction
+	// load checks what a store's Load asks (each run in key order, the
+	// runs apart) and writes the runs at once, apart from the event's
+	// transaction.
+	load := func(fn func(add projections.AddSorted) error) error {
+		loads++
+		runs := map[int][]string{}
+		err := fn(func(run int, key, value []byte) error {
+			if keys := runs[run]; len(keys) > 0 && string(key) <= keys[len(keys)-1] {
+				t.Fatalf("run %d: key %q after %q", run, key, keys[len(keys)-1])
+			}
+			runs[run] = append(runs[run], string(key))
+			kv[string(key)] = append([]byte(nil), value...)
+			return nil
+		})
+		if len(runs) != 2 || len(runs[runRows]) != n || len(runs[runLive]) != n {
+			t.Fatalf("runs of %d, %d keys", len(runs[runRows]), len(runs[runLive]))
+		}
+		if rows, live := runs[runRows], runs[runLive]; rows[n-1] >= live[0] && live[n-1] >= rows[0] {
+			t.Fatalf("the runs overlap: rows %q..%q, live %q..%q", rows[0], rows[n-1], live[0], live[n-1])
+		}
+		return err
 	}
-	err := apply(t, kv, baseEvent, Data{Stage: stage, Base: func(fn func(*BaseItem) error) error {
-		if err := items(fn); err != nil {
+	err := apply(t, kv, baseEvent, Data{Load: func(fn func(add projections.AddSorted) error) error {
+		if err := load(fn); err != nil {
 			return err
 		}
-		return failing // after every chunk is staged
-	}})
-	if !errors.Is(err, failing) || stages != n/100 {
-		t.Fatalf("first attempt: %v after %d stages", err, stages)
+		return failing // after the runs are written
+	}, Base: items})
+	if !errors.Is(err, failing) || loads != 1 {
+		t.Fatalf("first attempt: %v after %d loads", err, loads)
 	}
-	must(apply(t, kv, baseEvent, Data{Stage: stage, Base: items}))
+	must(apply(t, kv, baseEvent, Data{Load: load, Base: items}))
 
 	ref := domain.DataRef(id, 0)
 	sum, err := Checkpoint(&memTxn{kv: kv}, ref, 1)

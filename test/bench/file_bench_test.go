@@ -14,6 +14,8 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -628,6 +630,7 @@ func BenchmarkUploadDay(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			wrote := diskWritten(b)
 			for b.Loop() {
 				b.StopTimer()
 				hs := startHeapSampler()
@@ -643,6 +646,7 @@ func BenchmarkUploadDay(b *testing.B) {
 			}
 			b.StopTimer()
 			perOp := b.Elapsed().Seconds() / float64(b.N)
+			wrote = diskWritten(b) - wrote
 			var u *domain.Backup
 			kept, each, live, before, took, err := retainedPhases(func(hs *heapSampler) (err error) {
 				u, err = s.upload(ctx, path, key, nil, hs)
@@ -665,6 +669,7 @@ func BenchmarkUploadDay(b *testing.B) {
 				b.Fatalf("upload of a damaged file: %v", err)
 			}
 			raw := rawOpenSeal(b, s.size)
+			b.ReportMetric(float64(wrote)/float64(b.N)/float64(s.size), "disk-written/file")
 			b.ReportMetric(float64(s.items())/perOp, "items/s")
 			b.ReportMetric(float64(s.size)/raw.Seconds()/1e6, "raw-MB/s")
 			b.ReportMetric(perOp/raw.Seconds(), "op/raw")
@@ -922,4 +927,26 @@ func TestFileRoundTripSmall(t *testing.T) {
 	if got, err := backupstate.Get(e.proj, u.ID); err != nil || !got.Deleted() {
 		t.Fatalf("after delete: %+v, %v", got, err)
 	}
+}
+
+// diskWritten is what this process has written to disk so far
+// (/proc/self/io's write_bytes: files of every store, their logs, flushes
+// and compactions, once they reach the disk), for write amplification.
+// 0 where the kernel does not count it.
+func diskWritten(b *testing.B) int64 {
+	b.Helper()
+	raw, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(raw)) {
+		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				b.Fatalf("/proc/self/io: %q", line)
+			}
+			return n
+		}
+	}
+	return 0
 }
