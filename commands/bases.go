@@ -105,7 +105,7 @@ func eachItem(ctx context.Context, sc Scratch, fn func(*dayview.Item) error) err
 // (best effort: a part left behind is destroyed with its generation).
 func (s *BackupStorage) writeBase(ctx context.Context, ref string, seq uint64, sc Scratch, limit int64) (parts []domain.BasePart, digest [32]byte, err error) {
 	run := s.IDs.NewULID()
-	defer func() {
+	defer func() { // runs after the part store's own (below) has set parts
 		if err != nil {
 			s.deleteParts(ctx, ref, parts)
 			parts = nil
@@ -133,39 +133,118 @@ func (s *BackupStorage) writeBase(ctx context.Context, ref string, seq uint64, s
 		}
 		return c, nil
 	}
-	// One buffer for the parts, of a part's size: made again only for a
-	// larger part (a bytes.Buffer would grow to twice the largest and
-	// more), so that one part is in memory at a time.
-	var data []byte
+	// A part is stored (hashed, then PutBlob) by a goroutine of its own
+	// while the next one is written, each part read into one of two
+	// buffers of a part's size: made again only for a larger part (a
+	// bytes.Buffer would grow to twice the largest and more), so that two
+	// parts at most are in memory at a time.
+	st := newPartStore(ctx, s.Blobs, ref)
+	defer func() {
+		stored, serr := st.finish()
+		parts = stored
+		if err == nil {
+			err = serr
+		}
+	}()
 	put := func(t *ScratchTable) error {
 		counts := cur
 		if cut {
 			counts, cut = done, false
 		}
-		if int64(cap(data)) < t.Size {
-			data = nil // the old one can go before the new one is made
-			data = make([]byte, t.Size)
-		}
-		data = data[:t.Size]
-		if _, err := io.ReadFull(t.Data, data); err != nil {
-			return err
-		}
-		p := domain.BasePart{Name: fmt.Sprintf("base-%d-%s-%d", seq, run, len(parts)), Digest: sha256.Sum256(data),
-			Size: uint64(len(data)), First: bytes.Clone(t.First), Last: bytes.Clone(t.Last), Items: counts.Items, Versions: counts.Versions}
-		if err := s.Blobs.PutBlob(ctx, ref, p.Name, data); err != nil {
-			return fmt.Errorf("store base part %s: %w", p.Name, err)
-		}
-		parts = append(parts, p)
-		return nil
+		p := domain.BasePart{Name: fmt.Sprintf("base-%d-%s-%d", seq, run, st.n), Size: uint64(t.Size),
+			First: bytes.Clone(t.First), Last: bytes.Clone(t.Last), Items: counts.Items, Versions: counts.Versions}
+		return st.put(p, t)
 	}
-	// On failure, parts is returned for the deferred cleanup to delete.
+	// On failure, the parts stored are deleted (the deferred cleanup).
 	if err := sc.WriteTables(ctx, nil, nil, split, put); err != nil {
-		return parts, digest, err
+		return nil, digest, err
 	}
 	if digest, err = sum.finish(); err != nil {
-		return parts, digest, err
+		return nil, digest, err
 	}
-	return parts, digest, nil
+	return nil, digest, nil // parts: what the store stored
+}
+
+// partStore stores the parts of a base in order, one at a time, on a
+// goroutine of its own, while the caller writes the next.
+type partStore struct {
+	ctx   context.Context
+	blobs BlobStore
+	ref   string
+	n     int // parts handed to put
+	jobs  chan partJob
+	free  chan []byte // the two buffers
+	done  chan struct{}
+	// Written by the goroutine, read after done or through failed.
+	parts  []domain.BasePart
+	err    error
+	failed chan struct{} // closed when err is set
+}
+
+type partJob struct {
+	p    domain.BasePart
+	data []byte
+}
+
+func newPartStore(ctx context.Context, blobs BlobStore, ref string) *partStore {
+	st := &partStore{ctx: ctx, blobs: blobs, ref: ref, jobs: make(chan partJob), free: make(chan []byte, 2),
+		done: make(chan struct{}), failed: make(chan struct{})}
+	st.free <- nil
+	st.free <- nil
+	go st.run()
+	return st
+}
+
+func (st *partStore) run() {
+	defer close(st.done)
+	for j := range st.jobs {
+		if st.err == nil {
+			j.p.Digest = sha256.Sum256(j.data)
+			if err := st.blobs.PutBlob(st.ctx, st.ref, j.p.Name, j.data); err != nil {
+				st.err = fmt.Errorf("store base part %s: %w", j.p.Name, err)
+				close(st.failed)
+			} else {
+				st.parts = append(st.parts, j.p)
+			}
+		}
+		st.free <- j.data
+	}
+}
+
+// put reads t into a free buffer and hands it to the goroutine with p;
+// it fails once a part before failed to store.
+func (st *partStore) put(p domain.BasePart, t *ScratchTable) error {
+	var data []byte
+	select {
+	case data = <-st.free:
+	case <-st.failed:
+		return st.err
+	}
+	if int64(cap(data)) < t.Size {
+		data = nil // the old one can go before the new one is made
+		data = make([]byte, t.Size)
+	}
+	data = data[:t.Size]
+	if _, err := io.ReadFull(t.Data, data); err != nil {
+		st.free <- data
+		return err
+	}
+	st.n++
+	select {
+	case st.jobs <- partJob{p: p, data: data}:
+		return nil
+	case <-st.failed:
+		st.free <- data
+		return st.err
+	}
+}
+
+// finish waits for the parts handed over to be stored and returns them,
+// in order, with the first failure.
+func (st *partStore) finish() ([]domain.BasePart, error) {
+	close(st.jobs)
+	<-st.done
+	return st.parts, st.err
 }
 
 // pushDigest is stateDigest fed record by record, in key order, as

@@ -88,6 +88,7 @@ func NewScratches(dir string, opts ScratchOptions) (*Scratches, error) {
 	if err := opts.FS.MkdirAll(dir, 0o700); err != nil {
 		return nil, storeErr("make the scratch directory "+dir, err)
 	}
+	opts.FS = &unsyncedFS{FS: opts.FS} // nothing of a scratch needs to reach the disk
 	return &Scratches{dir: dir, opts: opts}, nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,4 +175,64 @@ func TestUploadDamagedAtItsEndLeavesNothing(t *testing.T) {
 	if _, err := e.upload(e.Caller, file, key, "intact"); err != nil {
 		t.Fatalf("the intact file: %v", err)
 	}
+}
+
+// failingBaseParts fails the nth put of a base part and records what was
+// stored.
+type failingBaseParts struct {
+	commands.BlobStore
+	n int
+
+	mu     sync.Mutex
+	parts  int
+	stored map[string][]string
+}
+
+func (f *failingBaseParts) PutBlob(ctx context.Context, ref, name string, data []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if strings.HasPrefix(name, "base-") {
+		if f.parts++; f.parts == f.n {
+			return domain.Errorf(domain.ErrUnavailable, "put blob", name, "", "disk full (test)")
+		}
+	}
+	f.stored[ref] = append(f.stored[ref], name)
+	return f.BlobStore.PutBlob(ctx, ref, name, data)
+}
+
+// TestUploadBasePartFailureLeavesNothing: base 0's parts are stored on a
+// goroutine of their own while the next is written; when the third fails,
+// the upload fails with that error, the parts stored before it and every
+// other blob and the data key are gone, and no event is written.
+func TestUploadBasePartFailureLeavesNothing(t *testing.T) {
+	ctx := context.Background()
+	e, _, file, key := dayWithState(t, 900, 400)
+	e.Storage.BasePartBytes, e.Storage.SlicePartBytes = 4<<10, 1<<10
+	head := Must(e.Store.Head(ctx))
+	fb := &failingBaseParts{BlobStore: e.Store, n: 3, stored: map[string][]string{}}
+	e.Storage.Blobs = fb
+	if _, err := e.upload(e.Caller, file, key, "base fails"); !errors.Is(err, domain.ErrUnavailable) || !strings.Contains(err.Error(), "disk full (test)") {
+		t.Fatalf("upload whose third base part fails: %v", err)
+	}
+	if fb.parts < 3 {
+		t.Fatalf("%d base parts were put, want at least 3", fb.parts)
+	}
+	for ref, names := range fb.stored {
+		base := 0
+		for _, n := range names {
+			if strings.HasPrefix(n, "base-") {
+				base++
+			}
+			if _, err := e.Store.GetBlob(ctx, ref, n); !errors.Is(err, domain.ErrNotFound) {
+				t.Fatalf("blob %s/%s survived the failed upload: %v", ref, n, err)
+			}
+		}
+		if base != 2 {
+			t.Fatalf("%d base parts stored before the failure, want 2", base)
+		}
+		if _, rev, err := e.Store.GetWrapped(ctx, ref); rev != 0 || err != nil {
+			t.Fatalf("data key %s survived the failed upload (%v)", ref, err)
+		}
+	}
+	nothingStored(t, e, head)
 }
