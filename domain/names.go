@@ -130,12 +130,13 @@ func HoldOf(last *Event) (NameHold, error) {
 	return h, nil
 }
 
-// expected is the revision an append to the reservation stream expects.
-func (h NameHold) expected() ExpectedRevision {
-	if !h.Exists {
+// expectAfter is the revision an append to a reservation or binding
+// stream expects after reading it: no stream, or its last event's revision.
+func expectAfter(exists bool, revision uint64) ExpectedRevision {
+	if !exists {
 		return ExpectNoStream
 	}
-	return ExpectRevision(h.Revision)
+	return ExpectRevision(revision)
 }
 
 // Taken tells whether the name is held, given whether its holder is gone
@@ -153,7 +154,7 @@ func (h NameHold) ClaimFor(kind, name string, in InstanceID, owner EventID, at u
 		return nil, ExpectedRevision{}, Errorf(ErrAlreadyExists, "claim name", name, "",
 			"%s %q is held by instance %s", kind, name, h.Claim.Instance)
 	}
-	return &NameClaimed{Kind: kind, Name: name, Instance: in, Owner: owner, At: at}, h.expected(), nil
+	return &NameClaimed{Kind: kind, Name: name, Instance: in, Owner: owner, At: at}, expectAfter(h.Exists, h.Revision), nil
 }
 
 // ReleaseBy decides the release of the name by instance in, whose item of
@@ -165,7 +166,7 @@ func (h NameHold) ReleaseBy(in InstanceID) (d *NameReleased, expected ExpectedRe
 	if h.Claim == nil || h.Claim.Instance != in {
 		return nil, ExpectedRevision{}, false
 	}
-	return &NameReleased{Kind: h.Claim.Kind, Name: h.Claim.Name, Instance: in}, h.expected(), true
+	return &NameReleased{Kind: h.Claim.Kind, Name: h.Claim.Name, Instance: in}, expectAfter(h.Exists, h.Revision), true
 }
 
 // ClaimDead tells whether a claim can never be followed by its item:
@@ -174,6 +175,8 @@ func (h NameHold) ReleaseBy(in InstanceID) (d *NameReleased, expected ExpectedRe
 // on a log whose multi-stream append is not atomic (the item's append lost
 // its race after the claim was written); a claim whose Owner is at At, or
 // whose instance stream has no event at At yet, holds.
-func (c *NameClaimed) ClaimDead(atAt *Event) bool {
-	return atAt != nil && atAt.ID != c.Owner
-}
+func (c *NameClaimed) ClaimDead(atAt *Event) bool { return claimDead(c.Owner, atAt) }
+
+// claimDead tells whether the event atAt, read at the revision a claim
+// names, is known and is not the claim's owner.
+func claimDead(owner EventID, atAt *Event) bool { return atAt != nil && atAt.ID != owner }
