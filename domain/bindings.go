@@ -89,22 +89,8 @@ type BindingHold struct {
 // does not exist) into the hold it leaves. Errors: domain.ErrCorrupt for
 // an event of another type.
 func BindingOf(last *Event) (BindingHold, error) {
-	if last == nil {
-		return BindingHold{}, nil
-	}
-	d, err := last.Decode()
-	if err != nil {
-		return BindingHold{}, err
-	}
-	h := BindingHold{Exists: true, Revision: last.Revision}
-	switch d := d.(type) {
-	case *BindingClaimed:
-		h.Claim = d
-	case *BindingReleased:
-	default:
-		return BindingHold{}, Corruption("event %s of binding stream %q is a %s", last.ID, last.Stream, last.Type)
-	}
-	return h, nil
+	exists, rev, claim, err := foldClaims[*BindingClaimed, *BindingReleased](last, "binding stream")
+	return BindingHold{Exists: exists, Revision: rev, Claim: claim}, err
 }
 
 // Holder is the backup instance that holds the KMS instance, "" when it is

@@ -11,72 +11,64 @@ import (
 
 // binding builds the last event of a binding stream at rev.
 func binding(rev uint64, d domain.EventData) *domain.Event {
-	return &domain.Event{ID: id(byte(60 + rev)), Stream: "binding-x", Revision: rev, Type: d.EventType(),
-		Schema: domain.SchemaVersion, Data: domain.EncodeData(d)}
+	e := reservation(rev, d)
+	e.Stream = "binding-x"
+	return e
 }
 
-func TestBindingClaimRules(t *testing.T) {
+// errNothingToRelease stands for ReleaseBy's ok false in TestBindingRules.
+var errNothingToRelease = errors.New("nothing to release")
+
+// TestBindingRules: given the last event of a KMS instance's binding
+// stream (and, for a claim, the event at the revision it names in its
+// backup instance's stream), when backup instance y claims the KMS
+// instance or a backup instance's binding ends, then the event to append
+// with the revision it expects, or the refusal.
+func TestBindingRules(t *testing.T) {
 	kms := domain.NewInstanceID(id(1))
 	x, y := domain.NewBackupID(id(2)), domain.NewBackupID(id(3))
 	heldByX := binding(4, &domain.BindingClaimed{KMSInstance: kms, Backup: x, Owner: id(20), At: 1})
 	freed := binding(5, &domain.BindingReleased{KMSInstance: kms, Backup: x})
-
-	cases := []struct {
-		name       string
-		given      *domain.Event // the stream's last event; nil: no stream
-		claimDead  bool
-		wantHolder domain.BackupID
-		wantErr    error
-		wantExp    domain.ExpectedRevision
-	}{
-		{"bind a KMS instance never bound expects no stream", nil, false, "", nil, domain.ExpectNoStream},
-		{"bind a released KMS instance expects the release's revision", freed, false, "", nil, domain.ExpectRevision(5)},
-		{"bind a held KMS instance is refused", heldByX, false, x, domain.ErrAlreadyExists, domain.ExpectedRevision{}},
-		{"bind a KMS instance whose claim is dead expects the claim's revision", heldByX, true, "", nil, domain.ExpectRevision(4)},
+	xEnabled := &domain.Event{ID: id(20), Revision: 1} // the claim's owner, at its revision
+	xOther := &domain.Event{ID: id(22), Revision: 1}   // another event took it: the claim is dead
+	type decision = func(h domain.BindingHold, atAt *domain.Event) (domain.EventData, domain.ExpectedRevision, error)
+	claimByY := func(h domain.BindingHold, atAt *domain.Event) (domain.EventData, domain.ExpectedRevision, error) {
+		d, exp, err := h.ClaimFor(kms, y, id(21), 9, h.Claim != nil && h.Claim.ClaimDead(atAt))
+		if err != nil {
+			return nil, exp, err
+		}
+		return d, exp, nil
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			h, err := domain.BindingOf(c.given)
-			if err != nil {
-				t.Fatal(err)
+	releaseBy := func(b domain.BackupID) decision {
+		return func(h domain.BindingHold, _ *domain.Event) (domain.EventData, domain.ExpectedRevision, error) {
+			d, exp, ok := h.ReleaseBy(b)
+			if !ok {
+				return nil, exp, errNothingToRelease
 			}
-			if got := h.Holder(c.claimDead); got != c.wantHolder {
-				t.Fatalf("Holder = %q, want %q", got, c.wantHolder)
-			}
-			d, exp, err := h.ClaimFor(kms, y, id(21), 9, c.claimDead)
-			if c.wantErr != nil {
-				if !errors.Is(err, c.wantErr) || d != nil {
-					t.Fatalf("want %v, got %v (claim %+v)", c.wantErr, err, d)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("want accepted, got %v", err)
-			}
-			want := &domain.BindingClaimed{KMSInstance: kms, Backup: y, Owner: id(21), At: 9}
-			if diff := cmp.Diff(want, d); diff != "" || exp != c.wantExp {
-				t.Fatalf("claim (-want +got):\n%s\nexpected %s, want %s", diff, exp, c.wantExp)
-			}
-		})
+			return d, exp, nil
+		}
 	}
-}
+	yClaims := &domain.BindingClaimed{KMSInstance: kms, Backup: y, Owner: id(21), At: 9}
 
-func TestBindingReleaseRules(t *testing.T) {
-	kms := domain.NewInstanceID(id(1))
-	x, y := domain.NewBackupID(id(2)), domain.NewBackupID(id(3))
-	heldByX := binding(2, &domain.BindingClaimed{KMSInstance: kms, Backup: x, Owner: id(20), At: 1})
-	freed := binding(3, &domain.BindingReleased{KMSInstance: kms, Backup: x})
 	cases := []struct {
 		name    string
-		given   *domain.Event
-		by      domain.BackupID
-		wantOK  bool
+		given   *domain.Event // the stream's last event; nil: no stream
+		atAt    *domain.Event // the event at the claim's revision; nil: none yet
+		when    decision
+		then    domain.EventData
 		wantExp domain.ExpectedRevision
+		wantErr error
 	}{
-		{"the holder releases at the claim's revision", heldByX, x, true, domain.ExpectRevision(2)},
-		{"another backup instance has nothing to release", heldByX, y, false, domain.ExpectedRevision{}},
-		{"a free KMS instance has nothing to release", freed, x, false, domain.ExpectedRevision{}},
-		{"a binding from before binding streams has nothing to release", nil, x, false, domain.ExpectedRevision{}},
+		{"bind a KMS instance never bound: expects no stream", nil, nil, claimByY, yClaims, domain.ExpectNoStream, nil},
+		{"bind a released KMS instance: expects the release's revision", freed, nil, claimByY, yClaims, domain.ExpectRevision(5), nil},
+		{"bind a KMS instance held by x's enable: refused", heldByX, xEnabled, claimByY, nil, domain.ExpectedRevision{}, domain.ErrAlreadyExists},
+		{"bind a KMS instance whose claim's enable may still follow: refused", heldByX, nil, claimByY, nil, domain.ExpectedRevision{}, domain.ErrAlreadyExists},
+		{"bind a KMS instance whose claim is dead: expects the claim's revision", heldByX, xOther, claimByY, yClaims, domain.ExpectRevision(4), nil},
+		{"the holder's binding ends: released at the claim's revision", heldByX, nil, releaseBy(x),
+			&domain.BindingReleased{KMSInstance: kms, Backup: x}, domain.ExpectRevision(4), nil},
+		{"another backup instance's binding ends: nothing to release", heldByX, nil, releaseBy(y), nil, domain.ExpectedRevision{}, errNothingToRelease},
+		{"a free KMS instance: nothing to release", freed, nil, releaseBy(x), nil, domain.ExpectedRevision{}, errNothingToRelease},
+		{"a binding from before binding streams ends: nothing to release", nil, nil, releaseBy(x), nil, domain.ExpectedRevision{}, errNothingToRelease},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -84,31 +76,31 @@ func TestBindingReleaseRules(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, exp, ok := h.ReleaseBy(c.by)
-			if ok != c.wantOK || exp != c.wantExp {
-				t.Fatalf("ReleaseBy = %+v, %s, %t; want ok %t expecting %s", d, exp, ok, c.wantOK, c.wantExp)
+			d, exp, err := c.when(h, c.atAt)
+			if !errors.Is(err, c.wantErr) || (err == nil) != (c.wantErr == nil) {
+				t.Fatalf("error %v, want %v", err, c.wantErr)
 			}
-			if ok && (d.Backup != c.by || d.KMSInstance != kms) {
-				t.Fatalf("release %+v does not name the holder and its KMS instance", d)
+			if diff := cmp.Diff(c.then, d); diff != "" || exp != c.wantExp {
+				t.Fatalf("event (-want +got):\n%s\nexpected %s, want %s", diff, exp, c.wantExp)
 			}
 		})
 	}
 }
 
-func TestBindingClaimDead(t *testing.T) {
-	c := &domain.BindingClaimed{KMSInstance: domain.NewInstanceID(id(1)), Backup: domain.NewBackupID(id(2)), Owner: id(20), At: 3}
-	for _, x := range []struct {
-		name string
-		atAt *domain.Event
-		dead bool
-	}{
-		{"its BackupEnabled is at its revision", &domain.Event{ID: id(20), Revision: 3}, false},
-		{"its revision is not written yet", nil, false},
-		{"another event took its revision", &domain.Event{ID: id(21), Revision: 3}, true},
-	} {
-		if got := c.ClaimDead(x.atAt); got != x.dead {
-			t.Errorf("%s: ClaimDead = %t, want %t", x.name, got, x.dead)
-		}
+func TestBindingHolder(t *testing.T) {
+	x := domain.NewBackupID(id(2))
+	held, err := domain.BindingOf(binding(0, &domain.BindingClaimed{KMSInstance: domain.NewInstanceID(id(1)), Backup: x, Owner: id(20)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := held.Holder(false); got != x {
+		t.Errorf("Holder of a live claim = %q, want %s", got, x)
+	}
+	if got := held.Holder(true); got != "" {
+		t.Errorf("Holder of a dead claim = %q, want none", got)
+	}
+	if got := (domain.BindingHold{}).Holder(false); got != "" {
+		t.Errorf("Holder of no stream = %q, want none", got)
 	}
 }
 

@@ -112,22 +112,30 @@ type NameHold struct {
 // stream does not exist) into the hold it leaves. Errors:
 // domain.ErrCorrupt for an event of another type.
 func HoldOf(last *Event) (NameHold, error) {
+	exists, rev, claim, err := foldClaims[*NameClaimed, *NameReleased](last, "reservation stream")
+	return NameHold{Exists: exists, Revision: rev, Claim: claim}, err
+}
+
+// foldClaims folds the last event of a stream of claims (C) and releases
+// (R), a reservation or a binding stream, nil when the stream does not
+// exist: whether it exists, the revision of that event, and the claim
+// that holds (nil after a release). Errors: domain.ErrCorrupt for an
+// event of another type, named as an event of a what.
+func foldClaims[C, R EventData](last *Event, what string) (exists bool, revision uint64, claim C, err error) {
 	if last == nil {
-		return NameHold{}, nil
+		return false, 0, claim, nil
 	}
 	d, err := last.Decode()
 	if err != nil {
-		return NameHold{}, err
+		return false, 0, claim, err
 	}
-	h := NameHold{Exists: true, Revision: last.Revision}
 	switch d := d.(type) {
-	case *NameClaimed:
-		h.Claim = d
-	case *NameReleased:
-	default:
-		return NameHold{}, Corruption("event %s of reservation stream %q is a %s", last.ID, last.Stream, last.Type)
+	case C:
+		return true, last.Revision, d, nil
+	case R:
+		return true, last.Revision, claim, nil
 	}
-	return h, nil
+	return false, 0, claim, Corruption("event %s of %s %q is a %s", last.ID, what, last.Stream, last.Type)
 }
 
 // expectAfter is the revision an append to a reservation or binding

@@ -47,27 +47,12 @@ func TestUniqueNamesAcrossNodes(t *testing.T) {
 				}
 				ins[i], keys[i] = in, k.ID
 			}
-			const names, lanes = 1000, 8
+			const names = 1000
 			var errs [2][names]error
-			var lanesWG sync.WaitGroup
-			for lane := range lanes {
-				lanesWG.Go(func() {
-					for i := lane; i < names; i += lanes {
-						start := make(chan struct{})
-						var wg sync.WaitGroup
-						for j, n := range nodes {
-							wg.Go(func() {
-								<-start
-								_, errs[j][i] = n.KMS.CreateSecret(ctx, c, commands.CreateSecretInput{Name: secretName(i),
-									Instance: ins[j].ID, Key: keys[j], Value: domain.Plaintext("v")})
-							})
-						}
-						close(start)
-						wg.Wait()
-					}
-				})
-			}
-			lanesWG.Wait()
+			raceInPairs(names, func(i, j int) {
+				_, errs[j][i] = nodes[j].KMS.CreateSecret(ctx, c, commands.CreateSecretInput{Name: secretName(i),
+					Instance: ins[j].ID, Key: keys[j], Value: domain.Plaintext("v")})
+			})
 			winner := make([]domain.InstanceID, names)
 			wins := [2]int{}
 			for i := range names {
@@ -258,7 +243,7 @@ func TestUniqueKeyIDsAcrossNodesByRestore(t *testing.T) {
 // models bind the KMS instance to the winner alone.
 func TestUniqueBindingsAcrossNodes(t *testing.T) {
 	url, _ := natsserver.Start(t)
-	const kmsInstances, lanes = 200, 8
+	const kmsInstances = 200
 	for _, kind := range logKinds {
 		t.Run("log="+kind, func(t *testing.T) {
 			ctx := t.Context()
@@ -287,25 +272,10 @@ func TestUniqueBindingsAcrossNodes(t *testing.T) {
 				}
 			}
 			errs := make([][2]error, kmsInstances)
-			var lanesWG sync.WaitGroup
-			for lane := range lanes {
-				lanesWG.Go(func() {
-					for i := lane; i < kmsInstances; i += lanes {
-						start := make(chan struct{})
-						var wg sync.WaitGroup
-						for j, n := range nodes {
-							wg.Go(func() {
-								<-start
-								_, errs[i][j] = n.Backups.EnableBackupInstance(ctx, c, backups[i][j],
-									commands.EnableInput{KMSInstance: ins[i].ID, Alias: "race", TimeZone: "UTC"})
-							})
-						}
-						close(start)
-						wg.Wait()
-					}
-				})
-			}
-			lanesWG.Wait()
+			raceInPairs(kmsInstances, func(i, j int) {
+				_, errs[i][j] = nodes[j].Backups.EnableBackupInstance(ctx, c, backups[i][j],
+					commands.EnableInput{KMSInstance: ins[i].ID, Alias: "race", TimeZone: "UTC"})
+			})
 			winner := make([]domain.BackupID, kmsInstances)
 			wins := [2]int{}
 			for i := range ins {
@@ -380,6 +350,31 @@ func twoNodes(t *testing.T, kind, url string, start time.Time) [2]*node {
 	}
 	t.Cleanup(n2.close)
 	return [2]*node{n1, n2}
+}
+
+// raceInPairs runs, for each i below n, do(i, 0) and do(i, 1) (the two
+// nodes' calls) in two goroutines released at the same instant, 8 such
+// pairs at a time, and returns when all are done.
+func raceInPairs(n int, do func(i, j int)) {
+	const lanes = 8
+	var lanesWG sync.WaitGroup
+	for lane := range lanes {
+		lanesWG.Go(func() {
+			for i := lane; i < n; i += lanes {
+				start := make(chan struct{})
+				var wg sync.WaitGroup
+				for j := range 2 {
+					wg.Go(func() {
+						<-start
+						do(i, j)
+					})
+				}
+				close(start)
+				wg.Wait()
+			}
+		})
+	}
+	lanesWG.Wait()
 }
 
 func secretName(i int) string { return fmt.Sprintf("race-%04d", i) }
