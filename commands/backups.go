@@ -46,6 +46,8 @@ import (
 // renew, reset, and the expiry, release and record of a released source
 // that the scheduler and the KMS run; and the queries that show them
 // (show, list, the scheduled and the failing ones, the failures counted).
+// A KMS instance is bound to one backup instance at most, and the log
+// decides it, between processes too (bindings.go).
 type BackupInstances struct {
 	*BackupStreams
 	// Storage makes a generation's data key on enable and destroys its
@@ -54,8 +56,6 @@ type BackupInstances struct {
 	// Checkpoints takes the first full backup on enable, and the last
 	// checkpoint before the release of the KMS instance is recorded.
 	Checkpoints *Checkpoints
-
-	bind sync.Mutex // bindings to KMS instances, decided one at a time
 }
 
 // Schedule holds the scheduler's work (adapters/scheduler drives it): the
@@ -164,6 +164,7 @@ type BackupStreams struct {
 	*BackupViews
 	Log interface {
 		EventAppender
+		MultiAppender // a binding's claim or release with its backup event (bindings.go)
 		StreamReader
 		LogReader
 	}

@@ -14,6 +14,10 @@
 // and adapters through them. A use case decides against a read model and
 // appends at the revision it read; within one process the writers of one
 // stream take turns (keyed locks), and a race lost to another process is
-// decided again after a backoff (decide). It never imports an adapter, and
-// never formats output for a user interface.
+// decided again after a backoff (decide). What a decision spans beyond its
+// own stream, a unique key ID or secret name in a region, the one backup
+// instance bound to a KMS instance, is a claim in a stream of its own,
+// appended with the decision's event in one multi-stream append (names.go,
+// bindings.go): the log decides it, on any number of nodes, not a lock. It
+// never imports an adapter, and never formats output for a user interface.
 package commands

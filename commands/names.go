@@ -3,7 +3,6 @@ package commands
 import (
 	"context"
 	"fmt"
-	"math"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
@@ -48,13 +47,9 @@ func (h *nameHold) taken() bool { return h.hold.Taken(h.gone) }
 // else.
 func (s *KMS) readHold(ctx context.Context, in *domain.Instance, kind, name string) (*nameHold, error) {
 	h := &nameHold{stream: domain.NameStream(in.Account, in.Region, kind, name), kind: kind, name: name}
-	evs, err := s.Log.ReadStream(ctx, h.stream, math.MaxUint64, true, 1)
+	last, err := lastEvent(ctx, s.Log, h.stream)
 	if err != nil {
 		return nil, fmt.Errorf("read the reservation of %s %s: %w", kind, name, err)
-	}
-	var last *domain.Event
-	if len(evs) > 0 {
-		last = &evs[0]
 	}
 	if h.hold, err = domain.HoldOf(last); err != nil {
 		return nil, err
@@ -74,13 +69,9 @@ func (s *KMS) holderGone(ctx context.Context, c *domain.NameClaimed) (bool, erro
 	if err == nil && in.Released {
 		return true, nil
 	}
-	evs, err := s.Log.ReadStream(ctx, domain.KMSStream(c.Instance), c.At, false, 1)
+	atAt, err := eventAt(ctx, s.Log, domain.KMSStream(c.Instance), c.At)
 	if err != nil {
 		return false, fmt.Errorf("read the claim of %s %s: %w", c.Kind, c.Name, err)
-	}
-	var atAt *domain.Event
-	if len(evs) > 0 && evs[0].Revision == c.At {
-		atAt = &evs[0]
 	}
 	return c.ClaimDead(atAt), nil
 }
@@ -120,20 +111,14 @@ func (s *KMS) commitDeleted(ctx context.Context, in *domain.Instance, kind, name
 
 // commitNamed appends events to in's stream at the revision the decision
 // saw together with the claims and releases of names, the name parts
-// first (on a log whose AppendMulti is not atomic, a lost race for a name
-// then writes nothing), and waits until the read model shows them.
+// first (appendHeld), and waits until the read model shows them.
 func (s *KMS) commitNamed(ctx context.Context, in *domain.Instance, names []StreamAppend, events ...domain.Event) error {
 	if len(names) == 0 {
 		return s.commit(ctx, domain.KMSStream(in.ID), domain.ExpectRevision(in.Revision), events...)
 	}
-	parts := append(names, StreamAppend{Stream: domain.KMSStream(in.ID), Expected: domain.ExpectRevision(in.Revision), Events: events})
-	res, err := s.Log.AppendMulti(ctx, parts)
+	last, err := appendHeld(ctx, s.Log, names, StreamAppend{Stream: domain.KMSStream(in.ID), Expected: domain.ExpectRevision(in.Revision), Events: events})
 	if err != nil {
 		return err
-	}
-	last := uint64(0)
-	for _, r := range res {
-		last = max(last, r.LastPosition)
 	}
 	return s.Applied.WaitFor(ctx, last)
 }

@@ -10,7 +10,8 @@ import (
 )
 
 // ReleaseBackupInstance releases an instance expired 15 days or more before
-// now: its data is crypto-shredded and deleted. A no-op when not due.
+// now: its data is crypto-shredded and deleted, and the binding of its KMS
+// instance released with it (bindings.go). A no-op when not due.
 func (s *BackupInstances) ReleaseBackupInstance(ctx context.Context, id domain.BackupID, now time.Time) error {
 	defer s.lock(id)()
 	released := false
@@ -23,8 +24,12 @@ func (s *BackupInstances) ReleaseBackupInstance(ctx context.Context, id domain.B
 		if !due {
 			return nil
 		}
+		release, err := s.bindingRelease(ctx, b, b.ReleaseDue())
+		if err != nil {
+			return err
+		}
 		released = true
-		return s.commit(ctx, b, false, s.newEvent(b, b.ReleaseDue(), d))
+		return s.commitBound(ctx, b, release, s.newEvent(b, b.ReleaseDue(), d))
 	})
 	if err != nil || !released {
 		return err

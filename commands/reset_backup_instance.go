@@ -9,7 +9,9 @@ import (
 )
 
 // ResetBackupInstance destroys everything a backup instance has backed up
-// and unbinds it; it can then be enabled again. confirm must be true.
+// and unbinds it, releasing its KMS instance's binding stream with the
+// reset (bindings.go); it can then be enabled again, and its KMS instance
+// backed up by another. confirm must be true.
 func (s *BackupInstances) ResetBackupInstance(ctx context.Context, c Caller, id domain.BackupID, confirm bool) (*domain.Backup, error) {
 	const op = "reset backup instance"
 	if !confirm {
@@ -26,7 +28,12 @@ func (s *BackupInstances) ResetBackupInstance(ctx context.Context, c Caller, id 
 		if err != nil {
 			return err
 		}
-		return s.commit(ctx, b, false, s.newEvent(b, s.Clock.Now(), d))
+		now := s.Clock.Now()
+		release, err := s.bindingRelease(ctx, b, now)
+		if err != nil {
+			return err
+		}
+		return s.commitBound(ctx, b, release, s.newEvent(b, now, d))
 	})
 	if err != nil {
 		return nil, err

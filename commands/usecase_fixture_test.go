@@ -189,6 +189,24 @@ func (f *useCases) MustSecret(tb testing.TB, in domain.InstanceID, k domain.KeyI
 		commands.CreateSecretInput{Name: name, Instance: in, Key: k, Value: domain.Plaintext(value)}))(tb)
 }
 
+// MustProvisioned creates a provisioned backup instance of region (30
+// viewable days, a term of a month), not enabled.
+func (f *useCases) MustProvisioned(tb testing.TB, region string) *domain.Backup {
+	tb.Helper()
+	return must(f.backups.CreateBackupInstance(context.Background(), f.caller,
+		commands.CreateBackupInput{Region: region, ViewableDays: 30, Term: "1mo"}))(tb)
+}
+
+// otherBackups is the backup lifecycle use cases as another process
+// sharing the log, the stores and the read models has them: with locks of
+// its own.
+func (f *useCases) otherBackups() *commands.BackupInstances {
+	b := f.backups
+	return &commands.BackupInstances{BackupStreams: &commands.BackupStreams{BackupViews: b.BackupViews, Log: b.Log,
+		StateApplied: b.StateApplied, DataApplied: b.DataApplied, IDs: b.IDs, Audit: b.Audit},
+		Storage: b.Storage, Checkpoints: b.Checkpoints}
+}
+
 // MustEnabled is a provisioned backup instance of in's region, enabled on
 // in (UTC), with term ending at expires, given by its events (created and
 // enabled, in one append) and its generation's data key: no checkpoint is

@@ -218,6 +218,9 @@ func newData(typ string) EventData {
 	if d := nameData(typ); d != nil {
 		return d
 	}
+	if d := bindingData(typ); d != nil {
+		return d
+	}
 	return restoreData(typ)
 }
 

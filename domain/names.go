@@ -112,30 +112,39 @@ type NameHold struct {
 // stream does not exist) into the hold it leaves. Errors:
 // domain.ErrCorrupt for an event of another type.
 func HoldOf(last *Event) (NameHold, error) {
+	exists, rev, claim, err := foldClaims[*NameClaimed, *NameReleased](last, "reservation stream")
+	return NameHold{Exists: exists, Revision: rev, Claim: claim}, err
+}
+
+// foldClaims folds the last event of a stream of claims (C) and releases
+// (R), a reservation or a binding stream, nil when the stream does not
+// exist: whether it exists, the revision of that event, and the claim
+// that holds (nil after a release). Errors: domain.ErrCorrupt for an
+// event of another type, named as an event of a what.
+func foldClaims[C, R EventData](last *Event, what string) (exists bool, revision uint64, claim C, err error) {
 	if last == nil {
-		return NameHold{}, nil
+		return false, 0, claim, nil
 	}
 	d, err := last.Decode()
 	if err != nil {
-		return NameHold{}, err
+		return false, 0, claim, err
 	}
-	h := NameHold{Exists: true, Revision: last.Revision}
 	switch d := d.(type) {
-	case *NameClaimed:
-		h.Claim = d
-	case *NameReleased:
-	default:
-		return NameHold{}, Corruption("event %s of reservation stream %q is a %s", last.ID, last.Stream, last.Type)
+	case C:
+		return true, last.Revision, d, nil
+	case R:
+		return true, last.Revision, claim, nil
 	}
-	return h, nil
+	return false, 0, claim, Corruption("event %s of %s %q is a %s", last.ID, what, last.Stream, last.Type)
 }
 
-// expected is the revision an append to the reservation stream expects.
-func (h NameHold) expected() ExpectedRevision {
-	if !h.Exists {
+// expectAfter is the revision an append to a reservation or binding
+// stream expects after reading it: no stream, or its last event's revision.
+func expectAfter(exists bool, revision uint64) ExpectedRevision {
+	if !exists {
 		return ExpectNoStream
 	}
-	return ExpectRevision(h.Revision)
+	return ExpectRevision(revision)
 }
 
 // Taken tells whether the name is held, given whether its holder is gone
@@ -153,7 +162,7 @@ func (h NameHold) ClaimFor(kind, name string, in InstanceID, owner EventID, at u
 		return nil, ExpectedRevision{}, Errorf(ErrAlreadyExists, "claim name", name, "",
 			"%s %q is held by instance %s", kind, name, h.Claim.Instance)
 	}
-	return &NameClaimed{Kind: kind, Name: name, Instance: in, Owner: owner, At: at}, h.expected(), nil
+	return &NameClaimed{Kind: kind, Name: name, Instance: in, Owner: owner, At: at}, expectAfter(h.Exists, h.Revision), nil
 }
 
 // ReleaseBy decides the release of the name by instance in, whose item of
@@ -165,7 +174,7 @@ func (h NameHold) ReleaseBy(in InstanceID) (d *NameReleased, expected ExpectedRe
 	if h.Claim == nil || h.Claim.Instance != in {
 		return nil, ExpectedRevision{}, false
 	}
-	return &NameReleased{Kind: h.Claim.Kind, Name: h.Claim.Name, Instance: in}, h.expected(), true
+	return &NameReleased{Kind: h.Claim.Kind, Name: h.Claim.Name, Instance: in}, expectAfter(h.Exists, h.Revision), true
 }
 
 // ClaimDead tells whether a claim can never be followed by its item:
@@ -174,6 +183,8 @@ func (h NameHold) ReleaseBy(in InstanceID) (d *NameReleased, expected ExpectedRe
 // on a log whose multi-stream append is not atomic (the item's append lost
 // its race after the claim was written); a claim whose Owner is at At, or
 // whose instance stream has no event at At yet, holds.
-func (c *NameClaimed) ClaimDead(atAt *Event) bool {
-	return atAt != nil && atAt.ID != c.Owner
-}
+func (c *NameClaimed) ClaimDead(atAt *Event) bool { return claimDead(c.Owner, atAt) }
+
+// claimDead tells whether the event atAt, read at the revision a claim
+// names, is known and is not the claim's owner.
+func claimDead(owner EventID, atAt *Event) bool { return atAt != nil && atAt.ID != owner }

@@ -16,11 +16,11 @@
 //
 //   - Each of our streams is the EventStoreDB stream of the same name, and
 //     our revision is its event number. Options.StreamPrefixes (by default
-//     accounts, account-, audit-, backup-, kms-, name- and devclock) says which
-//     streams make up the log: Append refuses others, and ReadAll, Head and
-//     subscriptions show only their events, never system events (stream or
-//     event type starting with "$"), and never the stores' streams
-//     (datakey-, blob-, blobs-), whatever the prefixes.
+//     accounts, account-, audit-, backup-, kms-, name-, binding- and
+//     devclock) says which streams make up the log: Append refuses others,
+//     and ReadAll, Head and subscriptions show only their events, never
+//     system events (stream or event type starting with "$"), and never the
+//     stores' streams (datakey-, blob-, blobs-), whatever the prefixes.
 //   - Event ID: the ULID's 16 bytes, read as a UUID. Event type: Type.
 //     Data: Data, unchanged, content type binary. Metadata: a small
 //     versioned binary envelope with what EventStoreDB does not keep
@@ -42,14 +42,19 @@
 //     streams, so AppendMulti appends its parts one after the other, each
 //     with its own expected revision, and is not atomic: a part refused
 //     after others leaves them written (the conformance suite runs with
-//     SequentialMulti). The unique-name claims of commands (names.go) put
-//     the claim first, so that a lost race for a name writes nothing, and
-//     treat a claim whose item event never took the revision it names in
-//     the instance's stream as dead. What remains: after a claim is
-//     written, a crash (or a lost race on the instance's stream) before its
-//     item's append leaves the name held until another event takes that
-//     revision of the instance's stream; creates of that name are refused
-//     until then (already exists), never accepted twice.
+//     SequentialMulti). The unique-name claims of commands (names.go) and
+//     the bindings of KMS instances to backup instances (bindings.go) put
+//     the claim first, so that a lost race for a name or a binding writes
+//     nothing, and treat a claim whose item event (or BackupEnabled) never
+//     took the revision it names in its stream as dead. What remains:
+//     after a claim is written, a crash (or a lost race on the instance's
+//     or backup instance's stream) before the other append leaves the name
+//     or the KMS instance held until another event takes that revision of
+//     that stream; creates of that name, or enables for that KMS instance,
+//     are refused until then (already exists), never accepted twice. A
+//     release written before its reset or release lost its race frees the
+//     binding stream early; the read model's binding, which every enable
+//     checks too, keeps the KMS instance bound until the end is recorded.
 //   - Errors: wrong expected version becomes domain.ErrWrongExpectedRevision;
 //     a deleted stream domain.ErrFailedPrecondition; a request the server
 //     refuses as malformed (a batch over its maximum append size)

@@ -20,11 +20,12 @@ var _ commands.EventLog = (*Log)(nil)
 
 // DefaultStreamPrefixes are the prefixes of kmsbackup's streams: accounts,
 // account-<id>, audit-<id>, backup-<id>, kms-<id>, name-<hash> (the
-// reservation of a unique name, domain.NameStream) and devclock (the
-// shared development clock, domain.DevClockStream).
+// reservation of a unique name, domain.NameStream), binding-<id> (the
+// binding of a KMS instance to a backup instance, domain.BindingStream)
+// and devclock (the shared development clock, domain.DevClockStream).
 func DefaultStreamPrefixes() []string {
 	return []string{domain.AccountsStream, "account-", "audit-", domain.BackupStreamPrefix, domain.KMSStreamPrefix,
-		domain.NameStreamPrefix, domain.DevClockStream}
+		domain.NameStreamPrefix, domain.BindingStreamPrefix, domain.DevClockStream}
 }
 
 // Defaults of Options.

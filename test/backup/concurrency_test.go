@@ -99,6 +99,26 @@ func TestRealConflictsStillAnswered(t *testing.T) {
 		}
 	})
 
+	t.Run("backup instances for one KMS instance", func(t *testing.T) {
+		// No lock of the process serialises bindings: the binding stream
+		// does, and every loser decides again.
+		for round := range 3 {
+			in := newInstance(domain.MaxQuota)
+			fns := make([]func() error, writers)
+			for i := range fns {
+				b := Must(e.Backups.CreateBackupInstance(ctx, e.Caller, commands.CreateBackupInput{Region: "cn-hangzhou", ViewableDays: 30, Term: "1y"}))
+				fns[i] = func() error {
+					_, err := e.Backups.EnableBackupInstance(ctx, e.Caller, b.ID, commands.EnableInput{KMSInstance: in.ID, Alias: "race", TimeZone: "UTC"})
+					return err
+				}
+			}
+			got := outcomes(race(fns...))
+			if want := map[error]int{nil: 1, domain.ErrAlreadyExists: writers - 1}; !maps.Equal(got, want) {
+				t.Fatalf("round %d: outcomes %v, want %v", round, got, want)
+			}
+		}
+	})
+
 	t.Run("key quota", func(t *testing.T) {
 		const quota = 5
 		in := newInstance(quota)

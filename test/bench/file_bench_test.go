@@ -80,15 +80,25 @@ type markedLog struct {
 
 type backupsLog = interface {
 	commands.EventAppender
+	commands.MultiAppender
 	commands.StreamReader
 	commands.LogReader
 }
 
 func (l markedLog) Append(ctx context.Context, stream string, expected domain.ExpectedRevision, events []domain.Event) (commands.AppendResult, error) {
+	l.mark()
+	return l.backupsLog.Append(ctx, stream, expected, events)
+}
+
+func (l markedLog) AppendMulti(ctx context.Context, parts []commands.StreamAppend) ([]commands.AppendResult, error) {
+	l.mark()
+	return l.backupsLog.AppendMulti(ctx, parts)
+}
+
+func (l markedLog) mark() {
 	if l.s.onAppend != nil {
 		l.s.onAppend()
 	}
-	return l.backupsLog.Append(ctx, stream, expected, events)
 }
 
 // items is the keys and secrets of the file.

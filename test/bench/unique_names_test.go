@@ -47,27 +47,12 @@ func TestUniqueNamesAcrossNodes(t *testing.T) {
 				}
 				ins[i], keys[i] = in, k.ID
 			}
-			const names, lanes = 1000, 8
+			const names = 1000
 			var errs [2][names]error
-			var lanesWG sync.WaitGroup
-			for lane := range lanes {
-				lanesWG.Go(func() {
-					for i := lane; i < names; i += lanes {
-						start := make(chan struct{})
-						var wg sync.WaitGroup
-						for j, n := range nodes {
-							wg.Go(func() {
-								<-start
-								_, errs[j][i] = n.KMS.CreateSecret(ctx, c, commands.CreateSecretInput{Name: secretName(i),
-									Instance: ins[j].ID, Key: keys[j], Value: domain.Plaintext("v")})
-							})
-						}
-						close(start)
-						wg.Wait()
-					}
-				})
-			}
-			lanesWG.Wait()
+			raceInPairs(names, func(i, j int) {
+				_, errs[j][i] = nodes[j].KMS.CreateSecret(ctx, c, commands.CreateSecretInput{Name: secretName(i),
+					Instance: ins[j].ID, Key: keys[j], Value: domain.Plaintext("v")})
+			})
 			winner := make([]domain.InstanceID, names)
 			wins := [2]int{}
 			for i := range names {
@@ -249,6 +234,110 @@ func TestUniqueKeyIDsAcrossNodesByRestore(t *testing.T) {
 	}
 }
 
+// TestUniqueBindingsAcrossNodes: two engine nodes share one log, as in
+// TestUniqueNamesAcrossNodes. For each of 200 KMS instances, the first
+// node enables one backup instance for it while the second enables
+// another, both released at the same instant: exactly one of the two
+// succeeds, the other is refused with domain.ErrAlreadyExists, and the
+// log (one BackupEnabled, one claim in the binding stream) and both read
+// models bind the KMS instance to the winner alone.
+func TestUniqueBindingsAcrossNodes(t *testing.T) {
+	url, _ := natsserver.Start(t)
+	const kmsInstances = 200
+	for _, kind := range logKinds {
+		t.Run("log="+kind, func(t *testing.T) {
+			ctx := t.Context()
+			nodes := twoNodes(t, kind, url, scalingStart)
+			n1 := nodes[0]
+			c := n1.newCaller()
+			ins := make([]*domain.Instance, kmsInstances)
+			backups := make([][2]domain.BackupID, kmsInstances)
+			for i := range ins {
+				in, err := n1.KMS.CreateInstance(ctx, c, commands.CreateInstanceInput{Region: region, KeyQuota: 10, SecretQuota: 10})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ins[i] = in
+				for j, n := range nodes {
+					b, err := n.Backups.CreateBackupInstance(ctx, c, commands.CreateBackupInput{Region: region, ViewableDays: 30, Term: "1y"})
+					if err != nil {
+						t.Fatal(err)
+					}
+					backups[i][j] = b.ID
+				}
+			}
+			for _, n := range nodes {
+				if err := n.settle(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			errs := make([][2]error, kmsInstances)
+			raceInPairs(kmsInstances, func(i, j int) {
+				_, errs[i][j] = nodes[j].Backups.EnableBackupInstance(ctx, c, backups[i][j],
+					commands.EnableInput{KMSInstance: ins[i].ID, Alias: "race", TimeZone: "UTC"})
+			})
+			winner := make([]domain.BackupID, kmsInstances)
+			wins := [2]int{}
+			for i := range ins {
+				e1, e2 := errs[i][0], errs[i][1]
+				switch {
+				case e1 == nil && errors.Is(e2, domain.ErrAlreadyExists):
+					winner[i] = backups[i][0]
+					wins[0]++
+				case e2 == nil && errors.Is(e1, domain.ErrAlreadyExists):
+					winner[i] = backups[i][1]
+					wins[1]++
+				default:
+					t.Fatalf("KMS instance %s: node 1: %v; node 2: %v; want one success and one ErrAlreadyExists", ins[i].ID, e1, e2)
+				}
+			}
+			t.Logf("wins: node 1 %d, node 2 %d", wins[0], wins[1])
+			for _, n := range nodes {
+				if err := n.settle(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, in := range ins {
+				// The log: the winner enabled once, the loser never, and
+				// the binding stream holds the winner's claim alone.
+				for _, id := range backups[i] {
+					enabled := 0
+					for _, e := range readStream(t, n1.log, domain.BackupStream(id)) {
+						if e.Type == domain.TypeBackupEnabled {
+							enabled++
+						}
+					}
+					want := 0
+					if id == winner[i] {
+						want = 1
+					}
+					if enabled != want {
+						t.Fatalf("KMS instance %s: backup instance %s enabled %d times, want %d (the winner is %s)", in.ID, id, enabled, want, winner[i])
+					}
+				}
+				claims := readStream(t, n1.log, domain.BindingStream(in.ID))
+				if len(claims) != 1 {
+					t.Fatalf("KMS instance %s: binding stream of %d events, want the winner's claim", in.ID, len(claims))
+				}
+				d, err := claims[0].Decode()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if cl, ok := d.(*domain.BindingClaimed); !ok || cl.Backup != winner[i] {
+					t.Fatalf("KMS instance %s: binding stream holds %+v, want the claim of %s", in.ID, d, winner[i])
+				}
+				// The read models of both nodes: bound to the winner.
+				for j, n := range nodes {
+					id, ok, err := backupstate.BoundTo(n.proj, in.ID)
+					if err != nil || !ok || id != winner[i] {
+						t.Fatalf("node %d's read model binds KMS instance %s to %q (%t, %v), want %s", j+1, in.ID, id, ok, err, winner[i])
+					}
+				}
+			}
+		})
+	}
+}
+
 // twoNodes opens two engine nodes of kind sharing one log, started at
 // start; t closes them.
 func twoNodes(t *testing.T, kind, url string, start time.Time) [2]*node {
@@ -261,6 +350,31 @@ func twoNodes(t *testing.T, kind, url string, start time.Time) [2]*node {
 	}
 	t.Cleanup(n2.close)
 	return [2]*node{n1, n2}
+}
+
+// raceInPairs runs, for each i below n, do(i, 0) and do(i, 1) (the two
+// nodes' calls) in two goroutines released at the same instant, 8 such
+// pairs at a time, and returns when all are done.
+func raceInPairs(n int, do func(i, j int)) {
+	const lanes = 8
+	var lanesWG sync.WaitGroup
+	for lane := range lanes {
+		lanesWG.Go(func() {
+			for i := lane; i < n; i += lanes {
+				start := make(chan struct{})
+				var wg sync.WaitGroup
+				for j := range 2 {
+					wg.Go(func() {
+						<-start
+						do(i, j)
+					})
+				}
+				close(start)
+				wg.Wait()
+			}
+		})
+	}
+	lanesWG.Wait()
 }
 
 func secretName(i int) string { return fmt.Sprintf("race-%04d", i) }
