@@ -43,6 +43,11 @@ const (
 
 const opScratch = "scratch"
 
+// scratchBlockSize is the data block size of a scratch's tables (and so of
+// the bases written from one): a scratch is read in order, where larger
+// blocks mean fewer block loads and index steps, and compress better.
+const scratchBlockSize = 32 << 10
+
 // ScratchOptions configures NewScratches. The zero value uses the
 // defaults.
 type ScratchOptions struct {
@@ -119,6 +124,9 @@ func (s *Scratches) OpenScratch(ctx context.Context) (commands.Scratch, error) {
 		DisableTableStats:     true,
 	}
 	po.EnsureDefaults()
+	for i := range po.Levels {
+		po.Levels[i].BlockSize = scratchBlockSize
+	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		_ = s.opts.FS.RemoveAll(dir)
