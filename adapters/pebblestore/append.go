@@ -260,6 +260,10 @@ type writer struct {
 	recentFrom   uint64
 	groupIDs     []domain.EventID // IDs written by the group being built
 	key          []byte
+	// headIter reads the heads of streams not in heads while a group is
+	// prepared (one iterator moved from stream to stream, not one made per
+	// stream); nil between groups.
+	headIter *pebble.Iterator
 }
 
 type recentGroup struct {
@@ -406,6 +410,7 @@ func (w *writer) applyGroup(group []*appendReq, events, bytes int) *applied {
 		res, err := w.prepare(b, r)
 		a.answers[i] = appendResp{res: res, err: err}
 	}
+	w.closeHeadIter()
 	if b.Empty() {
 		_ = b.Close()
 		return a
@@ -635,7 +640,14 @@ func (w *writer) head(stream string) (headState, error) {
 	if h, ok := w.heads[stream]; ok {
 		return h, nil
 	}
-	h, err := w.s.streamHead(stream)
+	if w.headIter == nil {
+		it, err := w.s.db.NewIter(nil)
+		if err != nil {
+			return headState{}, storeErr("read stream head", err)
+		}
+		w.headIter = it
+	}
+	h, err := streamHeadAt(w.headIter, stream)
 	if err != nil {
 		return headState{}, err
 	}
@@ -644,6 +656,14 @@ func (w *writer) head(stream string) (headState, error) {
 	}
 	w.heads[stream] = h
 	return h, nil
+}
+
+// closeHeadIter closes the iterator of the group's head reads.
+func (w *writer) closeHeadIter() {
+	if w.headIter != nil {
+		_ = w.headIter.Close()
+		w.headIter = nil
+	}
 }
 
 // publish makes positions up to head readable and wakes every waiting

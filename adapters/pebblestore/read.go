@@ -162,14 +162,11 @@ func decodeRunEntry(stream string, prefix []byte, it *pebble.Iterator) (firstRev
 	return firstRev, firstPos, n, nil
 }
 
-// streamHead reads a stream's head from its last index entry.
-func (s *Store) streamHead(stream string) (headState, error) {
+// streamHeadAt reads a stream's head from its last index entry with it,
+// whose bounds it sets: one iterator serves many streams.
+func streamHeadAt(it *pebble.Iterator, stream string) (headState, error) {
 	prefix := appendStreamPrefix(nil, stream)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
-	if err != nil {
-		return headState{}, storeErr("read stream head", err)
-	}
-	defer it.Close()
+	it.SetBounds(prefix, prefixEnd(prefix))
 	if !it.Last() {
 		return headState{}, storeErr("read stream head", it.Error())
 	}
