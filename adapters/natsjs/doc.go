@@ -143,7 +143,13 @@
 // reads the subject in batches. Subscribe uses an ordered consumer
 // (ephemeral, in memory, no acknowledgements) from the sequence after the
 // given position, which the client recreates where it stopped after a
-// disconnection or a server restart.
+// disconnection or a server restart. The client makes one attempt to
+// recreate it under the name it gives the new incarnation; when that
+// fails, the subscription starts a new ordered consumer, under a new name,
+// where it stopped. (Left to retry, the client keeps the name, and a
+// consumer the cluster placed on a server that had just died, before it
+// noticed, waits for that server to come back: the subscription, and
+// every projection of a node, with it.)
 //
 // Any replica answers a direct get, from what it has applied, and a
 // follower applies a commit a moment after the leader acknowledged it (a

@@ -103,6 +103,9 @@ func (o Options) Validate() error {
 type Log struct {
 	nc     *nats.Conn
 	stream jsapi.Stream
+	// logger receives what no call can return (a subscription starting
+	// a new consumer); never nil once Open returns.
+	logger *slog.Logger
 
 	evPrefix string // <prefix>.e.
 	idPrefix string // <prefix>.id.
@@ -229,6 +232,7 @@ func setUp(ctx context.Context, nc *nats.Conn, opts Options) (*Log, error) {
 		done:        make(chan struct{}),
 		subs:        make(map[*subscription]struct{}),
 		queue:       make(chan *pending, maxQueued),
+		logger:      opts.Logger.With("component", "jetstream", "stream", opts.Stream),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.committing.Add(committers)
