@@ -167,8 +167,17 @@
 // began, through any server. An append is the exception that needs no
 // leader: it reads a stream's head it does not know from any replica, as
 // the server checks its expectation anyway, and asks the leader only
-// before it reports a wrong expected revision, or after a refused write. Calls made while a stream elects a leader
-// (after its leader stopped) are retried for up to 10 seconds.
+// before it reports a wrong expected revision, or after a refused write.
+//
+// While a stream elects a leader (its leader stopped or died: after a
+// kill its followers wait 4 to 9 s before one of them stands, and a first
+// vote can fail), no server answers what only a leader answers, and a
+// request sent before the new leader exists is never answered at all. So
+// the reads from a leader (the key store's gets included) and the appends
+// no server answered are asked again for up to 20 seconds
+// (electionWait), each read attempt bounded short at first (250 ms,
+// doubling up to 5 s), so that the one sent after the election is
+// answered at once.
 //
 // # Durability
 //

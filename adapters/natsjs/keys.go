@@ -219,7 +219,16 @@ func (s *KeyStore) GetWrapped(ctx context.Context, ref string) ([]byte, uint64, 
 	}
 	call, cancel := context.WithTimeout(ctx, keyCallTimeout)
 	defer cancel()
-	e, err := s.kv.Get(call, kvKey(ref))
+	// Only the bucket's leader answers (see doc.go, Reads): while it has
+	// none, the get is asked again until one is elected.
+	var e jsapi.KeyValueEntry
+	err := untilSettled(call, func(timeout time.Duration) (bool, error) {
+		actx, cancel := context.WithTimeout(call, timeout)
+		defer cancel()
+		var err error
+		e, err = s.kv.Get(actx, kvKey(ref))
+		return electing(call, err), err
+	})
 	if errors.Is(err, jsapi.ErrKeyNotFound) {
 		return nil, 0, nil
 	}

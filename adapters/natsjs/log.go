@@ -31,6 +31,13 @@ const (
 	// requestTimeout bounds every request to the server when the caller's
 	// context has no earlier deadline.
 	requestTimeout = 10 * time.Second
+	// electionWait bounds how long a call rides out a stream without a
+	// leader: after its leader died (killed, say), the followers wait 4 to
+	// 9 s before one of them stands, and a first vote can fail.
+	electionWait = 20 * time.Second
+	// firstAttempt is the timeout of the first request a call sends while
+	// it rides out an election (see untilSettled).
+	firstAttempt = 250 * time.Millisecond
 	// maxInflightBatches bounds the atomic batches this Log has open at once
 	// (the server allows 50 per stream by default).
 	maxInflightBatches = 32
