@@ -111,7 +111,7 @@ func (l *Log) Append(ctx context.Context, stream string, expected domain.Expecte
 		cached, sure := h.known, true
 		if !cached {
 			var err error
-			if sure, err = l.readHead(ctx, b.subject, h, fromLeader); err != nil {
+			if sure, err = l.readHead(ctx, opAppend, b.subject, h, fromLeader); err != nil {
 				return commands.AppendResult{}, err
 			}
 		}
@@ -255,23 +255,23 @@ type conflictError struct {
 	// failover: no server took the write or answered it in time (a
 	// stream leader being elected, a connection moving to another
 	// server); the write may or may not have landed. Append asks again,
-	// as a retry, for up to requestTimeout.
+	// as a retry, for up to electionWait.
 	failover bool
 	desc     string
 }
 
 // stillWaiting says whether a write may be asked again after the failover
-// c: nil until no server has answered for requestTimeout since *since (set
+// c: nil until no server has answered for electionWait since *since (set
 // at the first call), then domain.ErrUnavailable.
 func stillWaiting(since *time.Time, stream string, c *conflictError) error {
 	if since.IsZero() {
 		*since = time.Now()
 	}
-	if time.Since(*since) <= requestTimeout {
+	if time.Since(*since) <= electionWait {
 		return nil
 	}
 	return &domain.Error{Op: opAppend, Kind: domain.ErrUnavailable, Item: stream,
-		Msg:  fmt.Sprintf("no server has answered for %s (last: %s); the events may or may not have been written", requestTimeout, c.desc),
+		Msg:  fmt.Sprintf("no server has answered for %s (last: %s); the events may or may not have been written", electionWait, c.desc),
 		Hint: "retry with the same event IDs"}
 }
 
@@ -394,13 +394,14 @@ func (l *Log) resolve(ctx context.Context, b *batch) (commands.AppendResult, boo
 	return res, true, nil
 }
 
-// readHead reads the stream's last event into h: from the stream's leader
-// when fromLeader is set (see reader), else from whichever replica answers
-// a direct get, which may be behind. sure reports that it was the leader
-// (or the one server of a one-replica stream). An append may go ahead on a
-// head that is not sure, since the server checks its expectation; it
-// reports a wrong expected revision only on a sure one.
-func (l *Log) readHead(ctx context.Context, subject string, h *head, fromLeader bool) (sure bool, err error) {
+// readHead reads the stream's last event into h, for operation op (named
+// in its errors): from the stream's leader when fromLeader is set (see
+// reader), else from whichever replica answers a direct get, which may be
+// behind. sure reports that it was the leader (or the one server of a
+// one-replica stream). An append may go ahead on a head that is not sure,
+// since the server checks its expectation; it reports a wrong expected
+// revision only on a sure one.
+func (l *Log) readHead(ctx context.Context, op, subject string, h *head, fromLeader bool) (sure bool, err error) {
 	req := directRequest{LastFor: subject}
 	var m stored
 	var found bool
@@ -410,7 +411,7 @@ func (l *Log) readHead(ctx context.Context, subject string, h *head, fromLeader 
 	}
 	if sure || err != nil { // a replica that does not answer: ask the leader
 		sure = true
-		if m, found, err = l.getOne(ctx, opAppend, req); err != nil {
+		if m, found, err = l.getOne(ctx, op, req); err != nil {
 			return false, err
 		}
 	}

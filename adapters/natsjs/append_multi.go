@@ -90,7 +90,7 @@ func (l *Log) AppendMulti(ctx context.Context, parts []commands.StreamAppend) ([
 		for i, h := range hs {
 			if !h.known {
 				cached = false
-				s, err := l.readHead(ctx, bs[i].subject, h, fromLeader)
+				s, err := l.readHead(ctx, opAppend, bs[i].subject, h, fromLeader)
 				if err != nil {
 					return nil, err
 				}

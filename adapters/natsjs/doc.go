@@ -143,7 +143,13 @@
 // reads the subject in batches. Subscribe uses an ordered consumer
 // (ephemeral, in memory, no acknowledgements) from the sequence after the
 // given position, which the client recreates where it stopped after a
-// disconnection or a server restart.
+// disconnection or a server restart. The client makes one attempt to
+// recreate it under the name it gives the new incarnation; when that
+// fails, the subscription starts a new ordered consumer, under a new name,
+// where it stopped. (Left to retry, the client keeps the name, and a
+// consumer the cluster placed on a server that had just died, before it
+// noticed, waits for that server to come back: the subscription, and
+// every projection of a node, with it.)
 //
 // Any replica answers a direct get, from what it has applied, and a
 // follower applies a commit a moment after the leader acknowledged it (a
@@ -161,8 +167,17 @@
 // began, through any server. An append is the exception that needs no
 // leader: it reads a stream's head it does not know from any replica, as
 // the server checks its expectation anyway, and asks the leader only
-// before it reports a wrong expected revision, or after a refused write. Calls made while a stream elects a leader
-// (after its leader stopped) are retried for up to 10 seconds.
+// before it reports a wrong expected revision, or after a refused write.
+//
+// While a stream elects a leader (its leader stopped or died: after a
+// kill its followers wait 4 to 9 s before one of them stands, and a first
+// vote can fail), no server answers what only a leader answers, and a
+// request sent before the new leader exists is never answered at all. So
+// the reads from a leader (the key store's gets included) and the appends
+// no server answered are asked again for up to 20 seconds
+// (electionWait), each read attempt bounded short at first (250 ms,
+// doubling up to 5 s), so that the one sent after the election is
+// answered at once.
 //
 // # Durability
 //

@@ -219,7 +219,16 @@ func (s *KeyStore) GetWrapped(ctx context.Context, ref string) ([]byte, uint64, 
 	}
 	call, cancel := context.WithTimeout(ctx, keyCallTimeout)
 	defer cancel()
-	e, err := s.kv.Get(call, kvKey(ref))
+	// Only the bucket's leader answers (see doc.go, Reads): while it has
+	// none, the get is asked again until one is elected.
+	var e jsapi.KeyValueEntry
+	err := untilSettled(call, func(timeout time.Duration) (bool, error) {
+		actx, cancel := context.WithTimeout(call, timeout)
+		defer cancel()
+		var err error
+		e, err = s.kv.Get(actx, kvKey(ref))
+		return electing(call, err), err
+	})
 	if errors.Is(err, jsapi.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
@@ -384,8 +393,9 @@ func (s *KeyStore) KeyCheck(ctx context.Context) ([]byte, bool, error) {
 // create it exactly one succeeds and all return its check.
 //
 // Errors: domain.ErrInvalidArgument for an empty check or one over 1 KiB;
-// domain.ErrUnavailable when the connection is closed or the server fails.
-// Safe for concurrent use; idempotent.
+// domain.ErrUnavailable when the connection is closed or the server fails
+// (a bucket that does not answer yet, or has no leader yet, is asked
+// again for up to 20 s). Safe for concurrent use; idempotent.
 func (s *KeyStore) CreateKeyCheck(ctx context.Context, check []byte) ([]byte, error) {
 	if len(check) == 0 || len(check) > maxKeyCheckLen {
 		return nil, domain.Invalid(opCreateKeyCheck, "the key check must be 1 to %d bytes, not %d", maxKeyCheckLen, len(check))
@@ -402,9 +412,12 @@ func (s *KeyStore) CreateKeyCheck(ctx context.Context, check []byte) ([]byte, er
 		}
 		// On a replicated bucket a racing create still in flight is
 		// refused with 10164, which the library reports as "exists"
-		// though the check cannot be read yet: ask again.
+		// though the check cannot be read yet; a bucket just made on a
+		// cluster may not answer yet (no responders), or have no leader
+		// yet: ask again.
 		var apiErr *jsapi.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == codeWrongLastSeqConstant {
+		if (errors.As(err, &apiErr) && apiErr.ErrorCode == codeWrongLastSeqConstant) ||
+			errors.Is(err, jsapi.ErrNoStreamResponse) || electing(call, err) {
 			if err := backoff(call, attempt); err != nil {
 				return nil, s.fail(ctx, opCreateKeyCheck, err)
 			}

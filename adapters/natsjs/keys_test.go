@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	jsapi "github.com/nats-io/nats.go/jetstream"
 
@@ -274,5 +275,46 @@ func TestStoresAfterClose(t *testing.T) {
 func TestConnectUnreachable(t *testing.T) {
 	if _, err := Connect(t.Context(), "nats://127.0.0.1:1", ConnOptions{}); !errors.Is(err, domain.ErrUnavailable) {
 		t.Fatalf("Connect to a closed port = %v, want ErrUnavailable", err)
+	}
+}
+
+// TestCreateKeyCheckWaitsForItsStream: a bucket's stream that does not
+// answer yet (just created, on a cluster whose servers have not all
+// learnt of it: a create then finds no responders) is asked again; here
+// the stream is removed, and made again once the create has been sent to
+// nobody three times (the client library's own publish and its two
+// retries, 250 ms apart).
+func TestCreateKeyCheckWaitsForItsStream(t *testing.T) {
+	url, _ := natsserver.Start(t)
+	c := MustConnect(t, url)
+	opts := KeyStoreOptions{Bucket: uniqueBucket("KEYS")}
+	s, err := OpenKeyStore(t.Context(), c, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.js.DeleteStream(t.Context(), "KV_"+opts.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	sent := c.nc.Stats().OutMsgs
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.CreateKeyCheck(context.Background(), []byte("check"))
+		done <- err
+	}()
+	for c.nc.Stats().OutMsgs < sent+3 {
+		select {
+		case err := <-done:
+			t.Fatalf("CreateKeyCheck returned before the bucket came back: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if _, err := OpenKeyStore(t.Context(), MustConnect(t, url), opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("CreateKeyCheck while its bucket's stream did not answer: %v", err)
+	}
+	if got, ok, err := s.KeyCheck(t.Context()); err != nil || !ok || string(got) != "check" {
+		t.Fatalf("the key check stored: %q, %v, %v", got, ok, err)
 	}
 }

@@ -31,6 +31,13 @@ const (
 	// requestTimeout bounds every request to the server when the caller's
 	// context has no earlier deadline.
 	requestTimeout = 10 * time.Second
+	// electionWait bounds how long a call rides out a stream without a
+	// leader: after its leader died (killed, say), the followers wait 4 to
+	// 9 s before one of them stands, and a first vote can fail.
+	electionWait = 20 * time.Second
+	// firstAttempt is the timeout of the first request a call sends while
+	// it rides out an election (see untilSettled).
+	firstAttempt = 250 * time.Millisecond
 	// maxInflightBatches bounds the atomic batches this Log has open at once
 	// (the server allows 50 per stream by default).
 	maxInflightBatches = 32
@@ -103,6 +110,9 @@ func (o Options) Validate() error {
 type Log struct {
 	nc     *nats.Conn
 	stream jsapi.Stream
+	// logger receives what no call can return (a subscription starting
+	// a new consumer); never nil once Open returns.
+	logger *slog.Logger
 
 	evPrefix string // <prefix>.e.
 	idPrefix string // <prefix>.id.
@@ -229,6 +239,7 @@ func setUp(ctx context.Context, nc *nats.Conn, opts Options) (*Log, error) {
 		done:        make(chan struct{}),
 		subs:        make(map[*subscription]struct{}),
 		queue:       make(chan *pending, maxQueued),
+		logger:      opts.Logger.With("component", "jetstream", "stream", opts.Stream),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.committing.Add(committers)

@@ -114,7 +114,7 @@ func (r reader) replicated() bool { return r.leader != "" }
 // one-replica stream); found is false when there is no such message. On a
 // replicated stream it rides out a leader election (the server answers
 // "temporarily unavailable", or nothing, until there is a leader) for up
-// to requestTimeout. Errors are the client's or the server's,
+// to electionWait. Errors are the client's or the server's,
 // untranslated.
 func (r reader) one(ctx context.Context, req directRequest) (stored, bool, error) {
 	if !r.replicated() {
@@ -122,24 +122,31 @@ func (r reader) one(ctx context.Context, req directRequest) (stored, bool, error
 	}
 	var m stored
 	var found bool
-	err := untilSettled(ctx, func() (bool, error) {
+	err := untilSettled(ctx, func(timeout time.Duration) (bool, error) {
 		var err error
-		m, found, err = leaderGet(ctx, r.nc, r.leader, req)
-		var apiErr *jsapi.APIError
-		return failover(ctx, err) != nil || (errors.As(err, &apiErr) && apiErr.ErrorCode == codeClusterNotAvailable), err
+		m, found, err = leaderGet(ctx, r.nc, r.leader, req, timeout)
+		return electing(ctx, err), err
 	})
 	return m, found, err
+}
+
+// electing reports whether err, of a call made under ctx, may only mean
+// that the stream has no leader now (none answered in time, or a server
+// said the cluster is not available), so that asking again may succeed.
+func electing(ctx context.Context, err error) bool {
+	var apiErr *jsapi.APIError
+	return failover(ctx, err) != nil || (errors.As(err, &apiErr) && apiErr.ErrorCode == codeClusterNotAvailable)
 }
 
 // batch sends a batch or multi-last direct get, which any replica may
 // answer (see reader). On a replicated stream it rides out the moments
 // when no replica answers (just after the stream's creation, or while a
-// restarted replica catches up) for up to requestTimeout.
+// restarted replica catches up) for up to electionWait.
 func (r reader) batch(ctx context.Context, req directRequest) (msgs []stored, pending uint64, err error) {
 	if !r.replicated() {
 		return directBatch(ctx, r.nc, r.direct, req)
 	}
-	err = untilSettled(ctx, func() (bool, error) {
+	err = untilSettled(ctx, func(time.Duration) (bool, error) {
 		var err error
 		msgs, pending, err = directBatch(ctx, r.nc, r.direct, req)
 		return failover(ctx, err) != nil, err
@@ -149,14 +156,20 @@ func (r reader) batch(ctx context.Context, req directRequest) (msgs []stored, pe
 
 // untilSettled calls fn until it succeeds or fails for good: while fn
 // says its failure is transient, it waits a little longer each time, for
-// up to requestTimeout in all.
-func untilSettled(ctx context.Context, fn func() (transient bool, err error)) error {
-	deadline := time.Now().Add(requestTimeout)
+// up to electionWait in all. fn bounds its request by the timeout it is
+// given, firstAttempt at first, doubled after each attempt up to
+// writeTimeout: a request that only a stream's leader answers, sent while
+// the stream has none, is never answered, so it is sent again soon after
+// one is elected.
+func untilSettled(ctx context.Context, fn func(timeout time.Duration) (transient bool, err error)) error {
+	deadline := time.Now().Add(electionWait)
+	timeout := firstAttempt
 	for attempt := 0; ; attempt++ {
-		transient, err := fn()
+		transient, err := fn(timeout)
 		if err == nil || !transient || time.Now().After(deadline) {
 			return err
 		}
+		timeout = min(2*timeout, writeTimeout)
 		if err := backoff(ctx, attempt); err != nil {
 			return err
 		}
@@ -166,8 +179,8 @@ func untilSettled(ctx context.Context, fn func() (transient bool, err error)) er
 // leaderGet reads one message through JetStream's message get API, which
 // only the stream's leader answers; found is false when there is no such
 // message.
-func leaderGet(ctx context.Context, nc *nats.Conn, subj string, req directRequest) (stored, bool, error) {
-	m, err := request(ctx, nc, subj, req, writeTimeout)
+func leaderGet(ctx context.Context, nc *nats.Conn, subj string, req directRequest, timeout time.Duration) (stored, bool, error) {
+	m, err := request(ctx, nc, subj, req, timeout)
 	if err != nil {
 		return stored{}, false, err
 	}
@@ -301,7 +314,7 @@ func (l *Log) ReadStream(ctx context.Context, stream string, from uint64, backwa
 		return nil, err
 	}
 	var last head
-	if _, err := l.readHead(ctx, subject, &last, true); err != nil {
+	if _, err := l.readHead(ctx, opReadStream, subject, &last, true); err != nil {
 		return nil, err
 	}
 	if !last.exists {
