@@ -315,7 +315,7 @@ func checkAcknowledged(t *testing.T, f *fleet, writers []*faultWriter, insts []s
 func checkChain(t *testing.T, f *fleet, url string, bkps []string) {
 	ctx := context.Background()
 	for _, bkp := range bkps {
-		cps, failedBefore := backupChain(t, url, bkp)
+		cps, failedBefore := backupChain(t, url, natsjs.Options{Replicas: 3}, bkp)
 		chainIntact(t, bkp, cps)
 		var logged, retried []string
 		for i, c := range cps {
@@ -374,13 +374,14 @@ func nextDue(prev time.Time) (time.Time, bool) {
 }
 
 // backupChain reads a backup instance's stream from the log (opened with
-// its 3 replicas): its checkpoints in order, and for each the reasons of
-// the failures of its work (BackupFailing) recorded after the checkpoint
-// before it ("" when none was).
-func backupChain(t *testing.T, url, id string) ([]*domain.BackupCheckpointed, []string) {
+// opts: with fewer replicas than its stream has, it would scale it down):
+// its checkpoints in order, and for each the reasons of the failures of
+// its work (BackupFailing) recorded after the checkpoint before it (""
+// when none was).
+func backupChain(t *testing.T, url string, opts natsjs.Options, id string) ([]*domain.BackupCheckpointed, []string) {
 	t.Helper()
 	ctx := context.Background()
-	l, err := natsjs.Open(ctx, url, natsjs.Options{Replicas: 3})
+	l, err := natsjs.Open(ctx, url, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

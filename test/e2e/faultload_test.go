@@ -367,31 +367,31 @@ func idSet(m map[string]seenItem) map[string]bool {
 // liveItems reads every live key and secret of a KMS instance through c.
 func liveItems(ctx context.Context, c *httpapi.Client, instID string) (map[string]seenItem, error) {
 	out := map[string]seenItem{}
+	keys := func(token string) (httpapi.List[httpapi.Key], error) { return c.ListKeys(ctx, instID, 1000, token) }
+	secrets := func(token string) (httpapi.List[httpapi.Secret], error) {
+		return c.ListSecrets(ctx, instID, 1000, token)
+	}
+	if err := eachPage(keys, func(k httpapi.Key) { out[k.ID] = seenItem{kind: "key", versions: versionNumbers(k.Versions)} }); err != nil {
+		return nil, err
+	}
+	err := eachPage(secrets, func(s httpapi.Secret) { out[s.Name] = seenItem{kind: "secret", versions: versionNumbers(s.Versions)} })
+	return out, err
+}
+
+// eachPage calls fn with every item of a paged listing.
+func eachPage[T any](list func(token string) (httpapi.List[T], error), fn func(T)) error {
 	for token := ""; ; {
-		page, err := c.ListKeys(ctx, instID, 1000, token)
+		page, err := list(token)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		for _, k := range page.Items {
-			out[k.ID] = seenItem{kind: "key", versions: versionNumbers(k.Versions)}
+		for _, it := range page.Items {
+			fn(it)
 		}
 		if token = page.NextPageToken; token == "" {
-			break
+			return nil
 		}
 	}
-	for token := ""; ; {
-		page, err := c.ListSecrets(ctx, instID, 1000, token)
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range page.Items {
-			out[s.Name] = seenItem{kind: "secret", versions: versionNumbers(s.Versions)}
-		}
-		if token = page.NextPageToken; token == "" {
-			break
-		}
-	}
-	return out, nil
 }
 
 func versionNumbers(vs []httpapi.Version) []uint32 {
