@@ -79,6 +79,15 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 }
 
 func (s *Server) start() {
+	s.t.Helper()
+	if err := s.launch(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// launch starts the server process and waits until it prints its address
+// and token; the error says why it did not, with what it printed.
+func (s *Server) launch() error {
 	t := s.t
 	t.Helper()
 	args := append([]string{"server", "--dev", "--data-dir", s.DataDir, "--listen", "127.0.0.1:0",
@@ -91,7 +100,7 @@ func (s *Server) start() {
 	}
 	cmd.Stderr = lockedWriter{&s.mu, &s.logs}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start server: %v", err)
+		return fmt.Errorf("start server: %w", err)
 	}
 	s.cmd, s.done = cmd, make(chan struct{})
 	ready := make(chan struct{})
@@ -122,11 +131,18 @@ func (s *Server) start() {
 	select {
 	case <-ready:
 	case <-time.After(60 * time.Second):
-		t.Fatalf("server did not start; output:\n%s", s.Logs())
+		_ = cmd.Process.Kill()
+		<-s.done
+		s.cmd = nil
+		return fmt.Errorf("server did not start; output:\n%s", s.Logs())
 	}
 	if s.Addr == "" || s.DevTok == "" {
-		t.Fatalf("server did not print its address and token; output:\n%s", s.Logs())
+		_ = cmd.Process.Kill()
+		<-s.done
+		s.cmd = nil
+		return fmt.Errorf("server did not print its address and token; output:\n%s", s.Logs())
 	}
+	return nil
 }
 
 // Logs returns everything the server printed so far.

@@ -88,32 +88,8 @@ func (c *cluster) node(t *testing.T, dataDir string) *Server {
 // from the shared log.
 func checkpoints(t *testing.T, url string, id string) []*domain.BackupCheckpointed {
 	t.Helper()
-	ctx := context.Background()
-	l, err := natsjs.Open(ctx, url, natsjs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	var out []*domain.BackupCheckpointed
-	for from := uint64(0); ; {
-		page, err := l.ReadStream(ctx, domain.BackupStream(domain.BackupID(id)), from, false, 500)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range page {
-			from = e.Revision + 1
-			if e.Type == domain.TypeBackupCheckpointed {
-				d, err := e.Decode()
-				if err != nil {
-					t.Fatal(err)
-				}
-				out = append(out, d.(*domain.BackupCheckpointed))
-			}
-		}
-		if len(page) < 500 {
-			return out
-		}
-	}
+	cps, _ := backupChain(t, url, natsjs.Options{}, id)
+	return cps
 }
 
 // chainIntact asserts a gap-free, duplicate-free chain of checkpoints.
