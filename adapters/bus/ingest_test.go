@@ -216,6 +216,15 @@ func ingestScenario(t *testing.T, tr ingestTransport, order func(events []domain
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The log can be complete before the message that is not a KMS event
+	// (published after the first round) is delivered: wait until both
+	// poison messages are handled, as the checks below assert.
+	for !strings.Contains(logs.String(), string(notKMS.ID)) || !strings.Contains(logs.String(), poison.UUID) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s the poison messages are not both handled:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	// Stop the nodes: whatever is still being handled finishes first.
 	for _, r := range routers {
 		if err := r.Close(); err != nil {
