@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,8 +71,8 @@ type serverProcess struct {
 }
 
 // StartProcessCluster runs a cluster of n (at least 1; 3 for a quorum of 2)
-// server processes of binary on free loopback ports, with their
-// directories in tb.TempDir(); it waits until every server answers its
+// server processes of binary on free loopback ports below the ephemeral
+// range (stablePorts), with their directories in tb.TempDir(); it waits until every server answers its
 // health check (/healthz: a JetStream meta leader elected, and every
 // stream and consumer the server holds current), and stops every server
 // when the test ends.
@@ -78,7 +81,7 @@ func StartProcessCluster(tb testing.TB, binary string, n int) *ProcessCluster {
 	if n < 1 {
 		tb.Fatalf("natsserver: a cluster of %d servers", n)
 	}
-	ports := freePorts(tb, 3*n)
+	ports := stablePorts(tb, 3*n)
 	c := &ProcessCluster{Name: fmt.Sprintf("kmsbackup-proc-%d", clusterN.Add(1)), tb: tb, binary: binary,
 		dirs: make([]string, n), ports: ports[:n], routes: ports[n : 2*n], monitor: ports[2*n:], procs: make([]*serverProcess, n)}
 	root := tb.TempDir()
@@ -98,6 +101,45 @@ func StartProcessCluster(tb testing.TB, binary string, n int) *ProcessCluster {
 	c.WaitReady()
 	return c
 }
+
+// stablePorts returns n TCP ports free on 127.0.0.1 when it looked, drawn
+// below the kernel's range of ephemeral ports (ip_local_port_range), so
+// that while a server is down no connection takes its port as its source
+// port before it starts again (a client reconnecting to it can even
+// connect to itself when the kernel picks that port as the source).
+func stablePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	lo := 32768 // Linux's default start of the ephemeral range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil && v > minStablePort+n {
+				lo = v
+			}
+		}
+	}
+	var ports []int
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			_ = l.Close()
+		}
+	}()
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 1000 {
+			tb.Fatalf("natsserver: no %d free ports below %d", n, lo)
+		}
+		p := minStablePort + rand.IntN(lo-minStablePort)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		held, ports = append(held, l), append(ports, p)
+	}
+	return ports
+}
+
+// minStablePort is the lowest port stablePorts draws.
+const minStablePort = 10000
 
 // URL is the comma-separated list of the client URLs of every server, as a
 // client of the whole cluster is configured.
