@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/kmsbackup/kmsbackup/domain"
@@ -17,19 +18,22 @@ import (
 // The apply reads the point again, keys before secrets, and writes it in
 // batches (at most BatchItems items and about BatchBytes bytes each): one
 // atomic append of KeyRestored and SecretRestored events to the target's
-// stream at the revision it decided on, one audit record listing the
-// batch's items, and one wait for the read model. Each batch is decided
+// stream at the revision it decided on, with the claims of their names
+// and one audit record listing the batch's items. Each batch is decided
 // again against the target as it is then, by the same rules as the plan
 // (domain.RestorePlanner), holding the target's stream lock and the locks
 // of its items' names in the region; a batch that loses a race to another
-// writer is decided again (decide). A batch is all or nothing.
+// writer is decided again (decide). A batch is all or nothing. Batches are
+// pipelined (applyPipe): the next is decided and appended while the read
+// model applies the one before, so a batch's locks are released at its
+// append, before the read model shows it (another writer of this process
+// then decides on a state one batch behind, and its append at that
+// revision fails and is decided again, as against another process).
 //
 // Safe to retry, after an error or a crash: an item already present in
 // the target and identical to the backup's is skipped, so a retried
-// restore writes what is missing and no duplicate. The audit records are
-// appended after their batch: a crash between the two leaves that batch's
-// items without their audit record (their events still say where they
-// came from and who restored them: domain.RestoredFrom).
+// restore writes what is missing and no duplicate. A batch's audit record
+// is part of its append: no batch is written without it.
 //
 // Errors: those of PlanRestore; a batch that the target's changes since
 // the plan refuse (already exists, quota exceeded, failed precondition:
@@ -95,7 +99,7 @@ func (b *restoreBatch) reset() {
 	clear(b.keys)
 }
 
-func (s *Restores) apply(ctx context.Context, r *restoreRun, res *RestoreResult, progress ProgressFunc) error {
+func (s *Restores) apply(ctx context.Context, r *restoreRun, res *RestoreResult, progress ProgressFunc) (err error) {
 	maxItems, maxBytes := s.BatchItems, s.BatchBytes
 	if maxItems <= 0 {
 		maxItems = DefaultRestoreBatchItems
@@ -108,13 +112,14 @@ func (s *Restores) apply(ctx context.Context, r *restoreRun, res *RestoreResult,
 	if progress != nil {
 		progress(RestoreProgress{Phase: PhaseApply, Total: total})
 	}
-	var auditPos uint64
+	p := &applyPipe{}
+	defer func() { err = errors.Join(err, p.drain(ctx, s)) }()
 	b := &restoreBatch{}
 	flush := func() error {
 		if len(b.items) == 0 {
 			return nil
 		}
-		restored, present, pos, err := s.writeBatch(ctx, r, b)
+		restored, present, err := s.writeBatch(ctx, r, b, p)
 		if err != nil {
 			return fmt.Errorf("restore (restored so far: %d; retry to continue): %w", res.Restored, err)
 		}
@@ -123,7 +128,6 @@ func (s *Restores) apply(ctx context.Context, r *restoreRun, res *RestoreResult,
 		if restored > 0 {
 			res.Batches++
 		}
-		auditPos = max(auditPos, pos)
 		done += uint64(len(b.items))
 		if progress != nil {
 			progress(RestoreProgress{Phase: PhaseApply, Done: done, Total: max(total, done)})
@@ -131,7 +135,7 @@ func (s *Restores) apply(ctx context.Context, r *restoreRun, res *RestoreResult,
 		b.reset()
 		return nil
 	}
-	err := r.src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
+	err = r.src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
 		if len(it.Versions) == 0 {
 			return domain.Corruption("restore %s %s: the backup holds none of its versions", it.Kind, it.ID)
 		}
@@ -144,49 +148,137 @@ func (s *Restores) apply(ctx context.Context, r *restoreRun, res *RestoreResult,
 	if err == nil {
 		err = flush()
 	}
-	if err != nil {
+	return err
+}
+
+// applyPipe is what an apply carries from one batch to the next. The
+// batches are pipelined: a batch's append returns the target's new
+// revision, and the next batch is decided from it (target) while the read
+// models apply the one before (inFlight): the restore, the log's writer
+// and the read models work at once. At most one batch is unapplied when
+// the next is appended. A batch whose append finds the target moved
+// (another writer) waits for the read model and is decided again from it
+// (decide), as any decision.
+type applyPipe struct {
+	// target is the target as of the last batch's append, nil before the
+	// first batch and after a lost race: read from the read model.
+	target *domain.Instance
+	// inFlight is the log position of the last batch's append (0: none)
+	// that the read model may not show yet, and inFlightKeys its key IDs:
+	// a secret of the next batch may need one.
+	inFlight     uint64
+	inFlightKeys map[string]bool
+	// audited is the position of the last batch's append that holds an
+	// audit record (0: none).
+	audited uint64
+}
+
+// settle waits until the read model shows the batch in flight.
+func (p *applyPipe) settle(ctx context.Context, k *KMS) error {
+	if p.inFlight == 0 {
+		return nil
+	}
+	if err := k.Applied.WaitFor(ctx, p.inFlight); err != nil {
 		return err
 	}
-	if auditPos > 0 && s.Audit != nil && s.Audit.Applied != nil {
-		return s.Audit.Applied.WaitFor(ctx, auditPos)
+	p.inFlight = 0
+	clear(p.inFlightKeys)
+	return nil
+}
+
+// drain ends the pipeline, whatever the apply's outcome: the read models
+// show every batch written and its audit record.
+func (p *applyPipe) drain(ctx context.Context, s *Restores) error {
+	err := p.settle(ctx, s.KMS)
+	if err == nil && p.audited > 0 && s.Audit != nil && s.Audit.Applied != nil {
+		err = s.Audit.Applied.WaitFor(ctx, p.audited)
+	}
+	return err
+}
+
+// appended moves the pipeline past a batch appended at position pos that
+// left the target at after, restoring keys: the batch before it must be
+// applied first (one batch in flight).
+func (p *applyPipe) appended(ctx context.Context, k *KMS, after *domain.Instance, pos uint64, keys map[string]bool, audited bool) error {
+	if err := p.settle(ctx, k); err != nil {
+		return err
+	}
+	p.target, p.inFlight = after, pos
+	if audited {
+		p.audited = pos
+	}
+	if p.inFlightKeys == nil {
+		p.inFlightKeys = map[string]bool{}
+	}
+	for k := range keys {
+		p.inFlightKeys[k] = true
 	}
 	return nil
 }
 
-// writeBatch decides one batch against the target as it is now and writes
-// it: the restored items' events in one append, then the batch's audit
-// record. It returns how many items it wrote and found already present,
-// and the audit record's log position (0: none).
-func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatch) (restored, present int, auditPos uint64, err error) {
+// writeBatch decides one batch against the target and writes it: the
+// restored items' events and the claims of their names in one append,
+// then (on a goroutine, see applyPipe) the batch's audit record. It
+// returns how many items it wrote and found already present.
+//
+// The batch is decided from the target as the batch before left it (p),
+// or, first and after a lost race, as the read model shows it. Its names
+// are claimed expecting no reservation stream, the common case of a
+// restore (names never used in the region); when the append finds one, the
+// names' streams are read and the batch appended again with what they say.
+// A name that another item took since the decision is a lost race the
+// first time (the batch is decided again against the state that shows the
+// item) and domain.ErrAlreadyExists after that.
+func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatch, p *applyPipe) (restored, present int, err error) {
 	const op = "restore"
 	k := s.KMS
 	from := domain.RestoredFrom{Backup: r.plan.Backup, Day: r.plan.Day, Seq: r.plan.To, By: r.caller.String()}
+	attempt := 0
 	err = k.decide(ctx, op, func() error {
-		restored, present, auditPos = 0, 0, 0
-		in, err := kmsstate.GetInstance(k.State, r.plan.Target)
-		if err != nil {
-			return err
+		restored, present = 0, 0
+		if attempt++; attempt > 1 {
+			// A lost race: decide from the read model, which shows every
+			// batch before (decide waited for it to catch up with the log).
+			p.target = nil
+			if err := p.settle(ctx, k); err != nil {
+				return err
+			}
+		}
+		in := p.target
+		if in == nil {
+			var err error
+			if in, err = kmsstate.GetInstance(k.State, r.plan.Target); err != nil {
+				return err
+			}
 		}
 		names := make([]string, len(b.items))
 		for i := range b.items {
 			names[i] = regionItem(in, b.items[i].Kind, b.items[i].ID)
 		}
-		in, unlock, err := k.lockStreamItems(ctx, in.ID, names)
+		read, unlock, err := k.lockStreamItems(ctx, in.ID, names)
 		if err != nil {
 			return err
 		}
 		defer unlock()
+		if p.target == nil {
+			in = read
+		}
 		start := r.start
 		start.Target = in
 		planner, found := domain.StartRestore(start)
 		if len(found) > 0 {
 			return changed(op, found[0])
 		}
+		keys := b.keys
+		if len(p.inFlightKeys) > 0 {
+			keys = maps.Clone(p.inFlightKeys)
+			maps.Copy(keys, b.keys)
+		}
 		var todo []*BackedUpItem
 		audited := &domain.Audited{Action: "restore", Backup: from.Backup, Day: from.Day, Target: string(in.ID)}
 		for i := range b.items {
 			it := &b.items[i]
-			facts, err := s.itemFacts(ctx, r, in, it, b.keys)
+			facts, err := s.itemFacts(ctx, r, in, it, keys)
 			if err != nil {
 				return err
 			}
@@ -211,53 +303,93 @@ func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatc
 		if len(todo) == 0 {
 			return nil
 		}
-		holds := make([]*nameHold, len(todo))
-		for i, it := range todo {
-			h, err := k.readHold(ctx, in, nameKind(it.Kind), it.ID)
-			if err != nil {
-				return err
-			}
-			if h.taken() {
-				return fmt.Errorf("the target changed since the plan (plan again): %w",
-					domain.Errorf(domain.ErrAlreadyExists, op, it.ID, "", "%s %s is held by instance %s of the region", it.Kind, it.ID, h.hold.Claim.Instance))
-			}
-			holds[i] = h
-		}
-		events, err := s.restoredEvents(ctx, r.backup, in, todo, from)
+		events, data, err := s.restoredEvents(ctx, r.backup, in, todo, from)
 		if err != nil {
 			return err
 		}
-		claims := make([]StreamAppend, len(events))
-		for i := range events {
-			if claims[i], err = k.claim(in, holds[i], events[i].ID, in.Revision+1+uint64(i)); err != nil {
-				return err
-			}
+		var record []StreamAppend
+		if s.Audit != nil {
+			e := AuditEvent(r.caller, s.Audit.Clock.Now(), s.Audit.IDs, in.Account, audited)
+			record = []StreamAppend{{Stream: e.Stream, Expected: domain.ExpectAny, Events: []domain.Event{e}}}
 		}
-		claims = append(claims, StreamAppend{Stream: domain.KMSStream(in.ID), Expected: domain.ExpectRevision(in.Revision), Events: events})
-		results, err := k.Log.AppendMulti(ctx, claims)
+		results, err := s.appendClaimed(ctx, in, todo, events, nil, record)
+		if movedOther(err, domain.KMSStream(in.ID)) {
+			holds, herr := s.readHolds(ctx, in, todo)
+			if errors.Is(herr, domain.ErrAlreadyExists) && attempt == 1 {
+				return err // a name taken since the decision: decide again
+			}
+			if herr != nil {
+				return herr
+			}
+			results, err = s.appendClaimed(ctx, in, todo, events, holds, record)
+		}
 		if err != nil {
 			return err
 		}
-		appended := results[len(results)-1]
+		pos := uint64(0)
 		for _, r := range results {
-			appended.LastPosition = max(appended.LastPosition, r.LastPosition)
+			pos = max(pos, r.LastPosition)
 		}
 		restored = len(events)
-		if s.Audit == nil {
-			return k.Applied.WaitFor(ctx, appended.LastPosition)
+		after := *in
+		for i, e := range events {
+			e.Revision = in.Revision + 1 + uint64(i)
+			after.Apply(e, data[i])
 		}
-		// The audit record is appended while the read model catches up
-		// with the batch: the two waits overlap.
-		audit := make(chan error, 1)
-		go func() {
-			var err error
-			auditPos, err = s.Audit.append(ctx, r.caller, in.Account, audited)
-			audit <- err
-		}()
-		err = k.Applied.WaitFor(ctx, appended.LastPosition)
-		return errors.Join(<-audit, err)
+		return p.appended(ctx, k, &after, pos, b.keys, record != nil)
 	})
-	return restored, present, auditPos, err
+	return restored, present, err
+}
+
+// movedOther tells whether err is a wrong expected revision of a stream
+// other than stream (or of a stream it does not name).
+func movedOther(err error, stream string) bool {
+	var de *domain.Error
+	return errors.Is(err, domain.ErrWrongExpectedRevision) && (!errors.As(err, &de) || de.Item != stream)
+}
+
+// readHolds reads the reservation streams of the names of items restored
+// into in. Errors: domain.ErrAlreadyExists (the target changed since the
+// plan) for a name another instance holds; the log's.
+func (s *Restores) readHolds(ctx context.Context, in *domain.Instance, items []*BackedUpItem) ([]*nameHold, error) {
+	const op = "restore"
+	holds := make([]*nameHold, len(items))
+	for i, it := range items {
+		h, err := s.KMS.readHold(ctx, in, nameKind(it.Kind), it.ID)
+		if err != nil {
+			return nil, err
+		}
+		if h.taken() {
+			return nil, fmt.Errorf("the target changed since the plan (plan again): %w",
+				domain.Errorf(domain.ErrAlreadyExists, op, it.ID, "", "%s %s is held by instance %s of the region", it.Kind, it.ID, h.hold.Claim.Instance))
+		}
+		holds[i] = h
+	}
+	return holds, nil
+}
+
+// appendClaimed appends the events restoring items into in at its revision
+// together with the claims of their names (against holds, or, when holds
+// is nil, expecting no reservation stream for any of them) and the parts
+// of record, in one atomic append.
+func (s *Restores) appendClaimed(ctx context.Context, in *domain.Instance, items []*BackedUpItem, events []domain.Event, holds []*nameHold, record []StreamAppend) ([]AppendResult, error) {
+	k := s.KMS
+	parts := make([]StreamAppend, 0, len(events)+1+len(record))
+	for i := range events {
+		h := &nameHold{kind: nameKind(items[i].Kind), name: items[i].ID}
+		if holds != nil {
+			h = holds[i]
+		} else {
+			h.stream = domain.NameStream(in.Account, in.Region, h.kind, h.name)
+		}
+		c, err := k.claim(in, h, events[i].ID, in.Revision+1+uint64(i))
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, c)
+	}
+	parts = append(parts, StreamAppend{Stream: domain.KMSStream(in.ID), Expected: domain.ExpectRevision(in.Revision), Events: events})
+	return k.Log.AppendMulti(ctx, append(parts, record...))
 }
 
 // nameKind is the kind of the unique name of a restored item.
@@ -274,10 +406,10 @@ func changed(op string, f RestoreFinding) error {
 	return fmt.Errorf("the target changed since the plan (plan again): %w", f.Err(op))
 }
 
-// restoredEvents are the events that restore items into in, in order:
-// their IDs and times drawn in order, their keys' material resealed on up
-// to validateWorkers goroutines (restoredData).
-func (s *Restores) restoredEvents(ctx context.Context, b *domain.Backup, in *domain.Instance, items []*BackedUpItem, from domain.RestoredFrom) ([]domain.Event, error) {
+// restoredEvents are the events that restore items into in, in order, and
+// their data: their IDs and times drawn in order, their keys' material
+// resealed on up to validateWorkers goroutines (restoredData).
+func (s *Restores) restoredEvents(ctx context.Context, b *domain.Backup, in *domain.Instance, items []*BackedUpItem, from domain.RestoredFrom) ([]domain.Event, []domain.EventData, error) {
 	eids := make([]domain.EventID, len(items))
 	for i := range eids {
 		eids[i] = s.KMS.IDs.NewULID()
@@ -290,11 +422,11 @@ func (s *Restores) restoredEvents(ctx context.Context, b *domain.Backup, in *dom
 	events := make([]domain.Event, len(items))
 	for i := range items {
 		if errs[i] != nil {
-			return nil, errs[i]
+			return nil, nil, errs[i]
 		}
 		events[i] = s.KMS.newEvent(eids[i], in, data[i])
 	}
-	return events, nil
+	return events, data, nil
 }
 
 // restoredData is the data of the event eid that restores it into in: a

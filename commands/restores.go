@@ -30,12 +30,12 @@ type Restores struct {
 
 // Defaults of a restore's batches, within every event log's limits: NATS
 // JetStream takes 500 events in one atomic batch (natsjs.MaxBatchEvents),
-// EventStoreDB 1 MiB in one append by default (esdb.DefaultMaxAppendSize).
-// 250 items was the fastest of 100, 250 and 500 in BenchmarkRestoreWhole
-// (docs/BENCHMARKS.md): larger batches leave the writer idle longer while
-// the read model applies one.
+// and a batch of n items is 2n+1 events (each item's event, the claim of
+// its name, and the batch's audit record); EventStoreDB takes 1 MiB in one
+// append by default (esdb.DefaultMaxAppendSize). About 250 items was the
+// fastest of 100, 250 and 500 in BenchmarkRestoreWhole (docs/BENCHMARKS.md).
 const (
-	DefaultRestoreBatchItems = 250
+	DefaultRestoreBatchItems = 249
 	DefaultRestoreBatchBytes = 512 << 10
 )
 

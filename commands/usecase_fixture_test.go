@@ -407,6 +407,73 @@ type portLog struct {
 	appends []appendCall
 	perStrm map[string]int
 	fault   func(stream string, n int) (err error, written bool)
+	// gate, while set, holds back the events that subscriptions read
+	// (holdSubscribers) until it is closed.
+	gate chan struct{}
+}
+
+// holdSubscribers makes every subscription (the read models' projectors)
+// hold back the events it reads from now on, until release is called:
+// the read models stop where they are.
+func (l *portLog) holdSubscribers() (release func()) {
+	g := make(chan struct{})
+	l.mu.Lock()
+	l.gate = g
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		if l.gate == g {
+			l.gate = nil
+		}
+		l.mu.Unlock()
+		close(g)
+	}
+}
+
+func (l *portLog) Subscribe(ctx context.Context, after uint64) (commands.Subscription, error) {
+	sub, err := l.Store.Subscribe(ctx, after)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedSubscription{Subscription: sub, l: l}, nil
+}
+
+// gatedSubscription is a subscription of portLog: it holds back each event
+// it reads while the log's gate is set.
+type gatedSubscription struct {
+	commands.Subscription
+	l *portLog
+}
+
+func (s *gatedSubscription) Next(ctx context.Context) (domain.Event, error) {
+	e, err := s.Subscription.Next(ctx)
+	s.l.mu.Lock()
+	g := s.l.gate
+	s.l.mu.Unlock()
+	if g != nil {
+		select {
+		case <-g:
+		case <-ctx.Done():
+			return domain.Event{}, ctx.Err()
+		}
+	}
+	return e, err
+}
+
+// Buffered tells, as the subscription it wraps, how many events Next
+// returns without reading the log (0 while the gate holds them back).
+func (s *gatedSubscription) Buffered() int {
+	b, ok := s.Subscription.(commands.BufferedSubscription)
+	if !ok {
+		return 0
+	}
+	s.l.mu.Lock()
+	held := s.l.gate != nil
+	s.l.mu.Unlock()
+	if held {
+		return 0
+	}
+	return b.Buffered()
 }
 
 // setFault makes fault, until the next setFault, be asked before each

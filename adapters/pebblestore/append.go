@@ -124,9 +124,8 @@ func (s *Store) submit(ctx context.Context, r *appendReq) (appendResp, error) {
 	}
 	if r.parts == nil {
 		s.precheck(r)
-	}
-	for _, p := range r.parts {
-		s.precheck(p)
+	} else {
+		s.precheckParts(r.parts)
 	}
 	select {
 	case s.reqs <- r:
@@ -189,25 +188,44 @@ func (s *Store) precheck(r *appendReq) {
 		ids = slices.Clone(ids)
 		slices.SortFunc(ids, func(a, b domain.EventID) int { return a.Compare(b) })
 	}
+	r.fullCheck = s.anyIDMaybePresent(ids)
+}
+
+// precheckParts is precheck for the parts of a multi-stream append, with
+// one look-up of all their event IDs (the IDs of one append are drawn
+// together: one narrow range); any hit leaves every part to the writer.
+func (s *Store) precheckParts(parts []*appendReq) {
+	at := s.applied.Load()
+	var ids []domain.EventID
+	for _, p := range parts {
+		ids = append(ids, p.ids...)
+	}
+	slices.SortFunc(ids, func(a, b domain.EventID) int { return a.Compare(b) })
+	full := s.anyIDMaybePresent(ids)
+	for _, p := range parts {
+		p.checkedAt, p.fullCheck = at, full
+	}
+}
+
+// anyIDMaybePresent tells whether any of ids, sorted, may be in the
+// database: false only when the look-up found none of them.
+func (s *Store) anyIDMaybePresent(ids []domain.EventID) bool {
 	lower := appendIDKey(make([]byte, 0, idKeyLen), ids[0])
 	upper := append(appendIDKey(make([]byte, 0, idKeyLen+1), ids[len(ids)-1]), 0)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		r.fullCheck = true
-		return
+		return true
 	}
 	defer it.Close()
 	budget := 8*len(ids) + 64 // a Next costs a small fraction of a Get
 	i := 0
 	for valid := it.First(); valid; valid = it.Next() {
 		if budget--; budget < 0 {
-			r.fullCheck = s.anyIDPresent(ids[i:])
-			return
+			return s.anyIDPresent(ids[i:])
 		}
 		k := it.Key()
 		if len(k) != idKeyLen {
-			r.fullCheck = true
-			return
+			return true
 		}
 		var id domain.EventID
 		copy(id[:], k[1:])
@@ -215,16 +233,13 @@ func (s *Store) precheck(r *appendReq) {
 			i++
 		}
 		if i == len(ids) {
-			return
+			return false
 		}
 		if ids[i] == id {
-			r.fullCheck = true
-			return
+			return true
 		}
 	}
-	if it.Error() != nil {
-		r.fullCheck = true
-	}
+	return it.Error() != nil
 }
 
 // anyIDPresent looks ids up one by one; a read error counts as present so

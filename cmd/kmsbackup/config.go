@@ -22,9 +22,10 @@ import (
 // of history of 10,000 instances of 10,000 keys (docs/BENCHMARKS.md,
 // "Background verification").
 // maxRestoreBatch bounds --restore-batch: NATS JetStream takes at most 500
-// events in one atomic append, and each item restored is two (its event
-// and the claim of its name, commands/names.go).
-const maxRestoreBatch = 250
+// events in one atomic append, and a batch of n items is 2n+1 (each item's
+// event and the claim of its name, commands/names.go, and the batch's
+// audit record).
+const maxRestoreBatch = 249
 
 // maxNATSReplicas bounds --nats-replicas (JetStream's own limit).
 const maxNATSReplicas = 5

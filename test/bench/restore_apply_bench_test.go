@@ -4,8 +4,10 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -228,6 +230,12 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// restoreCPUProfile, from KMSBACKUP_BENCH_RESTORE_CPUPROFILE, is a file
+// that BenchmarkRestoreWhole writes a CPU profile of its first restore to
+// (plan, apply and validation, without the building of the instance that
+// a -cpuprofile of the whole benchmark mostly holds).
+var restoreCPUProfile = os.Getenv("KMSBACKUP_BENCH_RESTORE_CPUPROFILE")
+
 // BenchmarkRestoreWhole measures an applied whole-instance restore with
 // its validation (plan, apply in batches, validate) into an empty instance
 // of another region, and its peak heap; then the plan alone (a dry run).
@@ -254,6 +262,16 @@ func BenchmarkRestoreWhole(b *testing.B) {
 				var res *commands.RestoreResult
 				phases := map[string]time.Time{}
 				var phaseOrder []string
+				if path := restoreCPUProfile; path != "" && i == 0 {
+					f, err := os.Create(path)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := pprof.StartCPUProfile(f); err != nil {
+						b.Fatal(err)
+					}
+					defer f.Close()
+				}
 				u, err := heapPeaks(func() error {
 					var err error
 					res, err = w.rs.Restore(ctx, w.e.caller, w.request(to), func(p commands.RestoreProgress) {
@@ -265,6 +283,9 @@ func BenchmarkRestoreWhole(b *testing.B) {
 					return err
 				}, 2)
 				end := time.Now()
+				if restoreCPUProfile != "" && i == 0 {
+					pprof.StopCPUProfile()
+				}
 				var split []string
 				for i, ph := range phaseOrder {
 					next := end
