@@ -1,6 +1,7 @@
 package pebblestore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 
@@ -141,24 +142,25 @@ func (s *Store) buildStreamFilter() (*streamFilter, bool) {
 		h.scanStarts()
 	}
 	n := uint(0)
-	if !s.eachStream(func(string) { n++ }) {
+	if !s.eachStream(func([]byte) { n++ }) {
 		return nil, false
 	}
 	capacity := max(2*n, minStreamFilter)
 	f := &streamFilter{f: bloom.NewWithEstimates(capacity, streamFilterFP), capacity: capacity}
-	if !s.eachStream(func(stream string) { f.f.AddString(stream) }) {
+	if !s.eachStream(func(stream []byte) { f.f.Add(stream) }) {
 		return nil, false
 	}
 	return f, true
 }
 
-// eachStream calls fn with every stream of the stream index, once, in
-// chunks of streamScanChunk keys each read holding the store open. False
-// when the store closed or a read failed.
-func (s *Store) eachStream(fn func(string)) bool {
+// eachStream calls fn with every stream of the stream index, once (the
+// bytes are fn's only during the call), in chunks of streamScanChunk keys
+// each read holding the store open. False when the store closed or a read
+// failed.
+func (s *Store) eachStream(fn func([]byte)) bool {
 	lower := []byte{nsStream}
 	upper := []byte{nsStream + 1}
-	last := ""
+	var last []byte
 	for {
 		if err := s.enter("scan streams"); err != nil {
 			return false
@@ -173,16 +175,14 @@ func (s *Store) eachStream(fn func(string)) bool {
 		for ; valid && read < streamScanChunk; valid = it.Next() {
 			read++
 			stream, ok := streamOfKey(it.Key())
-			if !ok {
+			if !ok || bytes.Equal(stream, last) {
 				continue
 			}
-			if stream != last {
-				fn(stream)
-				last = stream
-			}
+			fn(stream)
+			last = append(last[:0], stream...)
 		}
 		if valid {
-			lower = append(lower[:0], it.Key()...)
+			lower = append(lower[:0:0], it.Key()...)
 		}
 		ierr := errors.Join(it.Error(), it.Close())
 		s.leave()
@@ -195,14 +195,14 @@ func (s *Store) eachStream(fn func(string)) bool {
 	}
 }
 
-// streamOfKey is the stream of a stream-index key.
-func streamOfKey(k []byte) (string, bool) {
+// streamOfKey is the stream of a stream-index key (a part of k).
+func streamOfKey(k []byte) ([]byte, bool) {
 	if len(k) < 1+1+8 || k[0] != nsStream {
-		return "", false
+		return nil, false
 	}
 	n, w := binary.Uvarint(k[1:])
 	if w <= 0 || uint64(len(k)) != uint64(1+w)+n+8 {
-		return "", false
+		return nil, false
 	}
-	return string(k[1+w : 1+w+int(n)]), true
+	return k[1+w : 1+w+int(n)], true
 }
