@@ -24,10 +24,11 @@ const (
 	maxGroupsInFlight = 64
 	// maxRecentIDs bounds the writer's index of recently written event IDs.
 	maxRecentIDs = 1 << 16
-	// maxCachedHeads bounds the writer's cache of stream heads; it is
-	// cleared when full (heads are then read back from Pebble).
-	maxCachedHeads = 1 << 16
 )
+
+// maxCachedHeads bounds the writer's cache of stream heads; it is cleared
+// when full (heads are then read back from Pebble). Tests lower it.
+var maxCachedHeads = 1 << 16
 
 const opAppend = "append"
 
@@ -279,6 +280,8 @@ type writer struct {
 	// prepared (one iterator moved from stream to stream, not one made per
 	// stream); nil between groups.
 	headIter *pebble.Iterator
+	// streams filters out the streams that have no event (streams.go).
+	streams streamFilterState
 }
 
 type recentGroup struct {
@@ -326,6 +329,7 @@ func (s *Store) run() {
 		close(s.writerDone)
 	}()
 	w := &s.w
+	w.startStreamFilter()
 	for {
 		var first *appendReq
 		select {
@@ -415,6 +419,7 @@ func (w *writer) applyGroup(group []*appendReq, events, bytes int) *applied {
 		}
 		return a
 	}
+	w.takeStreamFilter()
 	b := w.s.db.NewBatchWithSize(bytes + events*(logKeyLen+idKeyLen+positionSz+8) + len(group)*64)
 	w.groupIDs = make([]domain.EventID, 0, events)
 	for i, r := range group {
@@ -601,6 +606,9 @@ func (w *writer) write(b *pebble.Batch, r *appendReq, head headState) commands.A
 	// One stream-index entry per append: its events have consecutive
 	// revisions and consecutive positions.
 	firstRev := res.LastRevision + 1 - uint64(len(r.recs))
+	if firstRev == 0 {
+		w.addStream(r.stream)
+	}
 	w.key = appendStreamKey(w.key[:0], r.stream, firstRev)
 	var run [8 + binary.MaxVarintLen64]byte
 	_ = b.Set(w.key, appendRun(run[:0], res.FirstPosition, len(r.recs)), nil)
@@ -654,6 +662,9 @@ func (w *writer) lookupID(id domain.EventID, full bool) (idLoc, bool, error) {
 func (w *writer) head(stream string) (headState, error) {
 	if h, ok := w.heads[stream]; ok {
 		return h, nil
+	}
+	if w.noStream(stream) {
+		return headState{}, nil
 	}
 	if w.headIter == nil {
 		it, err := w.s.db.NewIter(nil)

@@ -23,7 +23,9 @@
 // writer goroutine that commits concurrent requests together (group
 // commit) and acknowledges them only once a pebble.Sync commit has made
 // them durable (an AppendMulti's parts, to several streams, are checked
-// together and written in one batch: all or none); readers see only
+// together and written in one batch: all or none); the writer knows a new
+// stream without reading Pebble from a Bloom filter of every stream the log
+// holds, built by a scan at start (streams.go); readers see only
 // acknowledged, gap-free positions; events
 // are stored in a compact, versioned binary encoding (domain/wire), never
 // JSON. It never interprets or decrypts event payloads, never puts payload

@@ -32,6 +32,11 @@ type Store struct {
 	blobTables sstable.WriterOptions
 	// readOnly is set on the store Options.Check sees: it has no writer.
 	readOnly bool
+	// filterHooks are tests' hooks into the writer's filter of streams;
+	// builds counts the builds of that filter running (Close waits for
+	// them).
+	filterHooks *filterHooks
+	builds      sync.WaitGroup
 
 	// life keeps db from being used after Close.
 	life     guard
@@ -137,6 +142,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	checker.start(db)
 	s.w = newWriter(s, head)
+	s.filterHooks = testFilterHooks
 	go s.run()
 	markEvery, flushEvery := opts.MarkInterval, opts.FlushInterval
 	if markEvery == 0 {
@@ -241,6 +247,7 @@ func (s *Store) Close() error {
 	}
 	s.life.shut(func() { close(s.stop) })
 	<-s.writerDone
+	s.builds.Wait()
 	if s.markDone != nil {
 		<-s.markDone
 	}
