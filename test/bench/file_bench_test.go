@@ -462,6 +462,32 @@ func startHeapSampler() *heapSampler {
 // last): the profile at the peak, to see what the live heap holds there.
 var heapProfile = os.Getenv("KMSBACKUP_BENCH_HEAPPROFILE")
 
+// cpuProfile, from KMSBACKUP_BENCH_CPUPROFILE, is a file that a CPU
+// profile of BenchmarkUploadDay's timed uploads alone is written to (the
+// build of the day and the untimed uploads left out, which -cpuprofile
+// counts in).
+var cpuProfile = os.Getenv("KMSBACKUP_BENCH_CPUPROFILE")
+
+// startCPUProfile starts the CPU profile of cpuProfile, if set, and
+// returns what stops it.
+func startCPUProfile(tb testing.TB) func() {
+	if cpuProfile == "" {
+		return func() {}
+	}
+	f, err := os.Create(cpuProfile)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		tb.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
+}
+
 func writeHeapProfile(path string) {
 	f, err := os.Create(path)
 	if err != nil {
@@ -641,6 +667,7 @@ func BenchmarkUploadDay(b *testing.B) {
 				}
 			}
 			wrote := diskWritten(b)
+			stopProfile := startCPUProfile(b)
 			for b.Loop() {
 				b.StopTimer()
 				hs := startHeapSampler()
@@ -655,6 +682,7 @@ func BenchmarkUploadDay(b *testing.B) {
 				b.StartTimer()
 			}
 			b.StopTimer()
+			stopProfile()
 			perOp := b.Elapsed().Seconds() / float64(b.N)
 			wrote = diskWritten(b) - wrote
 			var u *domain.Backup
