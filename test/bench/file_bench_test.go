@@ -668,6 +668,7 @@ func BenchmarkUploadDay(b *testing.B) {
 			}
 			wrote := diskWritten(b)
 			stopProfile := startCPUProfile(b)
+			cpu := processCPU()
 			for b.Loop() {
 				b.StopTimer()
 				hs := startHeapSampler()
@@ -682,6 +683,7 @@ func BenchmarkUploadDay(b *testing.B) {
 				b.StartTimer()
 			}
 			b.StopTimer()
+			cpu = processCPU() - cpu
 			stopProfile()
 			perOp := b.Elapsed().Seconds() / float64(b.N)
 			wrote = diskWritten(b) - wrote
@@ -722,6 +724,7 @@ func BenchmarkUploadDay(b *testing.B) {
 			ops := float64(b.N)
 			b.ReportMetric(ph.pass.Seconds()/ops, "pass-s/op")
 			b.ReportMetric(ph.commit.Seconds()/ops, "commit-s/op")
+			b.ReportMetric(cpu.Seconds()/ops, "cpu-s/op")
 			b.Logf("%d items, %d records, %d bytes; heap before an operation %.1f MiB; at GOGC=%d the upload took %s",
 				s.items(), s.header.Records, s.size, before, fileGOGC, took.Round(time.Millisecond))
 		})
