@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -558,14 +559,18 @@ func TestUploadRefusesUnsoundContent(t *testing.T) {
 	}
 }
 
-// failingBlobs fails the nth PutBlob and remembers what was stored.
+// failingBlobs fails the nth PutBlob and remembers what was stored (an
+// upload stores from goroutines of its own).
 type failingBlobs struct {
 	commands.BlobStore
+	mu       sync.Mutex
 	n, calls int
 	refs     map[string][]string
 }
 
 func (f *failingBlobs) PutBlob(ctx context.Context, ref, name string, data []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.calls++
 	if f.calls == f.n {
 		return domain.Errorf(domain.ErrUnavailable, "put blob", name, "", "disk full (test)")

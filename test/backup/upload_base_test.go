@@ -120,14 +120,18 @@ func Must3[A, B, C any](a A, b B, c C, err error) (A, B, C) {
 	return a, b, c
 }
 
-// recordingBlobs remembers every blob stored through it.
+// recordingBlobs remembers every blob stored through it (an upload
+// stores base 0's parts and its slices from goroutines of their own).
 type recordingBlobs struct {
 	commands.BlobStore
+	mu     sync.Mutex
 	stored map[string][]string
 }
 
 func (r *recordingBlobs) PutBlob(ctx context.Context, ref, name string, data []byte) error {
+	r.mu.Lock()
 	r.stored[ref] = append(r.stored[ref], name)
+	r.mu.Unlock()
 	return r.BlobStore.PutBlob(ctx, ref, name, data)
 }
 
