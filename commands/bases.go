@@ -472,7 +472,9 @@ func (h *hashingReader) Read(p []byte) (int, error) {
 }
 
 // baseItems walks the items of a base for the backupdata projection: its
-// parts loaded into a scratch store, read item by item.
+// parts loaded into a scratch store, read item by item on a goroutine of
+// its own, in batches of baseItemBatch, while fn takes the ones before
+// (the projection writes their rows): four batches at most in memory.
 func (s *BackupStorage) baseItems(ctx context.Context, ref string, parts []domain.BasePart) func(fn func(*backupdata.BaseItem) error) error {
 	return func(fn func(*backupdata.BaseItem) error) error {
 		if len(parts) == 0 {
@@ -489,18 +491,65 @@ func (s *BackupStorage) baseItems(ctx context.Context, ref string, parts []domai
 		if err := s.loadBase(ctx, ref, parts, sc, nil); err != nil {
 			return err
 		}
-		var bi backupdata.BaseItem
-		return eachItem(ctx, sc, func(it *dayview.Item) error {
-			bi = backupdata.BaseItem{Kind: kindName(it.Kind), ID: it.ID, CreatedAt: it.Row.CreatedAt, ChangedAt: it.Row.CreatedAt,
-				Description: it.Row.Description, Versions: uint32(len(it.Versions))}
-			last := it.Versions[len(it.Versions)-1]
-			if last.CreatedAt.After(bi.ChangedAt) {
-				bi.ChangedAt = last.CreatedAt
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		full := make(chan []backupdata.BaseItem, 2)
+		free := make(chan []backupdata.BaseItem, 4)
+		var rerr error // the reader's, read after full is closed
+		go func() {
+			defer close(full)
+			batch := make([]backupdata.BaseItem, 0, baseItemBatch)
+			send := func() error {
+				select {
+				case full <- batch:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				select {
+				case batch = <-free:
+					batch = batch[:0]
+				default:
+					batch = make([]backupdata.BaseItem, 0, baseItemBatch)
+				}
+				return nil
 			}
-			if it.Kind == dayview.KindSecret {
-				bi.KeyID = string(last.KeyID)
+			rerr = eachItem(ctx, sc, func(it *dayview.Item) error {
+				bi := backupdata.BaseItem{Kind: kindName(it.Kind), ID: it.ID, CreatedAt: it.Row.CreatedAt, ChangedAt: it.Row.CreatedAt,
+					Description: it.Row.Description, Versions: uint32(len(it.Versions))}
+				last := it.Versions[len(it.Versions)-1]
+				if last.CreatedAt.After(bi.ChangedAt) {
+					bi.ChangedAt = last.CreatedAt
+				}
+				if it.Kind == dayview.KindSecret {
+					bi.KeyID = string(last.KeyID)
+				}
+				if batch = append(batch, bi); len(batch) < baseItemBatch {
+					return nil
+				}
+				return send()
+			})
+			if rerr == nil && len(batch) > 0 {
+				rerr = send()
 			}
-			return fn(&bi)
-		})
+		}()
+		var ferr error
+		for batch := range full { // drained to the end: the reader has returned then
+			for i := 0; ferr == nil && i < len(batch); i++ {
+				if ferr = fn(&batch[i]); ferr != nil {
+					cancel()
+				}
+			}
+			select {
+			case free <- batch:
+			default:
+			}
+		}
+		if ferr != nil {
+			return ferr
+		}
+		return rerr
 	}
 }
+
+// baseItemBatch is how many items baseItems hands over at a time.
+const baseItemBatch = 512
