@@ -165,7 +165,9 @@ type upload struct {
 	cur          *domain.FileCheckpoint
 	slice        *sliceWriter // the current segment's, after the first
 	records      uint64
-	run          *indexRun // being filled
+	ev           domain.Event // the event being stored, resealed
+	data         []byte       // its payload
+	run          *indexRun    // being filled
 	runs         *indexWriter
 	key, val     []byte
 }
@@ -290,15 +292,19 @@ func (u *upload) event(e *domain.Event) error {
 		}
 		*m = sealed
 	}
-	cp := *e
-	cp.Data = domain.EncodeData(d)
+	// The resealed event, in buffers reused from event to event: the
+	// slice and the state copy what they keep.
+	u.data = domain.AppendData(u.data[:0], d)
+	cp := &u.ev
+	*cp = *e
+	cp.Data = u.data
 	if u.slice != nil {
-		if err := u.slice.add(&cp); err != nil {
+		if err := u.slice.add(cp); err != nil {
 			return fmt.Errorf("%s: store data: %w", op, err)
 		}
 		return nil
 	}
-	c, ok, err := dayview.ChangeOf(&cp)
+	c, ok, err := dayview.ChangeOf(cp)
 	if err != nil {
 		return domain.BadBackupFile()
 	}
