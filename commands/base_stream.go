@@ -110,8 +110,8 @@ func (k *baseSink) close() {
 // increasing key order (baseWriter on Scratch.WriteSortedTables), on a
 // goroutine of its own (and the part store's): the records go to it in
 // batches, through a queue of baseStreamBatches (the one being filled,
-// one waiting, one being written), so that memory stays bounded whatever
-// the state's size. The batches hold the state's records as the scratch
+// one or two waiting, one being written), so that memory stays bounded
+// whatever the state's size. The batches hold the state's records as the scratch
 // would: key material sealed, never plaintext.
 type baseStream struct {
 	cancel context.CancelFunc
@@ -128,14 +128,19 @@ type baseStream struct {
 }
 
 const (
-	baseStreamBatches    = 3
-	baseStreamBatchBytes = 256 << 10
+	baseStreamBatches    = 4
+	baseStreamBatchBytes = 128 << 10
 )
 
-// recordBatch is records in one buffer.
+// recordBatch is records in one buffer, made at its full size (a record
+// larger than a batch grows it).
 type recordBatch struct {
 	buf  []byte
 	recs []indexRec
+}
+
+func newRecordBatch() *recordBatch {
+	return &recordBatch{buf: make([]byte, 0, baseStreamBatchBytes), recs: make([]indexRec, 0, baseStreamBatchBytes/64)}
 }
 
 func (b *recordBatch) add(key, value []byte) {
@@ -156,9 +161,9 @@ func (s *BackupStorage) startBaseStream(ctx context.Context, ref string, seq uin
 	st := &baseStream{cancel: cancel, full: make(chan *recordBatch, 1), free: make(chan *recordBatch, baseStreamBatches),
 		done: make(chan struct{})}
 	for range baseStreamBatches - 1 {
-		st.free <- &recordBatch{}
+		st.free <- newRecordBatch()
 	}
-	st.cur = &recordBatch{}
+	st.cur = newRecordBatch()
 	// One part in memory at a time: a part being stored holds up the
 	// writing of the next only once that one is written, and the upload's
 	// pass, which feeds the writer, is slower than it.

@@ -21,16 +21,21 @@ import (
 // (every chunk authentic, every record sound, every count the header's,
 // the caller's account) and stored in the form a backup instance's data
 // has (docs/restore-engine.md): the state the day starts from (its first
-// segment) replayed into a scratch store and written as base 0, every
-// later segment's events resealed under the upload's own data key as
-// slice parts. The checks that need every item and event ID of the file
-// (domain.FileItems, domain.FileIDs) read them back, sorted, from a second
-// scratch store, so memory stays bounded whatever the file's size. Only
-// once everything holds is the upload recorded, with one atomic append. A
-// failure at any point leaves nothing behind: the scratch stores, the
-// blobs stored and the data key go; except when the append was written
-// and its reply lost (or its outcome is otherwise unknown: see
-// appendRefused), when the upload may be recorded and its data stays.
+// segment) replayed and written as base 0, every later segment's events
+// resealed under the upload's own data key as slice parts. The checks
+// that need every item and event ID of the file (domain.FileItems,
+// domain.FileIDs) read them back, sorted, from a second scratch store, so
+// memory stays bounded whatever the file's size. The pass spreads over
+// goroutines with bounded queues: while it reads, checks and reseals,
+// base 0 is cut, digested and stored as the state comes (in key order, as
+// a downloaded file's does; else through a scratch store and written once
+// the file is read: see baseSink), and the index's runs are sorted and
+// written (indexWriter). Only once everything holds is the upload
+// recorded, with one atomic append. A failure at any point stops and
+// waits for those goroutines and leaves nothing behind: the scratch
+// stores, the blobs stored and the data key go; except when the append
+// was written and its reply lost (or its outcome is otherwise unknown:
+// see appendRefused), when the upload may be recorded and its data stays.
 //
 // Errors: domain.ErrInvalidArgument for a bad name or a string that is not
 // a data key; domain.BadBackupFile for every file that cannot be used
