@@ -114,12 +114,9 @@ func (k *baseSink) close() {
 // whatever the state's size. The batches hold the state's records as the scratch
 // would: key material sealed, never plaintext.
 type baseStream struct {
-	cancel context.CancelFunc
-	full   chan *recordBatch // to the writer; closed by end
-	free   chan *recordBatch
-	cur    *recordBatch
-	ended  bool
-	done   chan struct{} // closed when the writer returns
+	stage[*recordBatch] // full: to the writer; closed by end
+	free                chan *recordBatch
+	cur                 *recordBatch
 	// Set by the writer before done is closed.
 	parts   []domain.BasePart
 	digest  [32]byte
@@ -158,8 +155,7 @@ func (b *recordBatch) record(i int) ([]byte, []byte) {
 // after wait or abort).
 func (s *BackupStorage) startBaseStream(ctx context.Context, ref string, seq uint64, sc Scratch, limit int64) *baseStream {
 	ctx, cancel := context.WithCancel(ctx)
-	st := &baseStream{cancel: cancel, full: make(chan *recordBatch, 1), free: make(chan *recordBatch, baseStreamBatches),
-		done: make(chan struct{})}
+	st := &baseStream{stage: newStage[*recordBatch](cancel, 1), free: make(chan *recordBatch, baseStreamBatches)}
 	for range baseStreamBatches - 1 {
 		st.free <- newRecordBatch()
 	}
@@ -240,11 +236,10 @@ func (st *baseStream) end() {
 	if st.ended {
 		return
 	}
-	st.ended = true
 	if st.cur != nil && len(st.cur.recs) > 0 {
 		_ = st.send() // a failure shows in wait
 	}
-	close(st.full)
+	st.closeFull()
 }
 
 // wait waits for the writer (after end) and returns what it stored: the
@@ -256,11 +251,33 @@ func (st *baseStream) wait() ([]domain.BasePart, [32]byte, error, error) {
 }
 
 // abort stops the writer and waits for it and its part store.
-func (st *baseStream) abort() {
-	st.cancel()
-	if !st.ended {
-		st.ended = true
-		close(st.full)
+func (st *baseStream) abort() { st.stop() }
+
+// stage is a goroutine of an upload's pass, fed through full and
+// returning (closing done) once full is closed and drained, or at once
+// when ctx (cancelled by cancel) ends or it fails.
+type stage[T any] struct {
+	cancel context.CancelFunc
+	full   chan T
+	ended  bool          // full is closed
+	done   chan struct{} // closed when the goroutine returns
+}
+
+func newStage[T any](cancel context.CancelFunc, queue int) stage[T] {
+	return stage[T]{cancel: cancel, full: make(chan T, queue), done: make(chan struct{})}
+}
+
+// closeFull tells the goroutine that nothing more comes. Idempotent.
+func (s *stage[T]) closeFull() {
+	if !s.ended {
+		s.ended = true
+		close(s.full)
 	}
-	<-st.done
+}
+
+// stop ends the goroutine and waits for it.
+func (s *stage[T]) stop() {
+	s.cancel()
+	s.closeFull()
+	<-s.done
 }

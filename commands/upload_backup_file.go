@@ -415,17 +415,14 @@ func (r *indexRun) writeTo(ctx context.Context, sc Scratch) error {
 // scratch store on a goroutine of its own, while the pass fills the next
 // run: two runs at most, one being filled, one being written.
 type indexWriter struct {
-	cancel context.CancelFunc
-	full   chan *indexRun
-	free   chan *indexRun
-	ended  bool
-	done   chan struct{} // closed when the goroutine returns
-	err    error         // the first failure, set before done is closed
+	stage[*indexRun]
+	free chan *indexRun
+	err  error // the first failure, set before done is closed
 }
 
 func startIndexWriter(ctx context.Context, sc Scratch) *indexWriter {
 	ctx, cancel := context.WithCancel(ctx)
-	w := &indexWriter{cancel: cancel, full: make(chan *indexRun), free: make(chan *indexRun, 1), done: make(chan struct{})}
+	w := &indexWriter{stage: newStage[*indexRun](cancel, 0), free: make(chan *indexRun, 1)}
 	w.free <- &indexRun{}
 	go func() {
 		defer close(w.done)
@@ -463,22 +460,14 @@ func (w *indexWriter) finish(r *indexRun) error {
 			return err
 		}
 	}
-	w.ended = true
-	close(w.full)
+	w.closeFull()
 	<-w.done
 	w.cancel()
 	return w.err
 }
 
 // abort stops the writing and waits for the goroutine.
-func (w *indexWriter) abort() {
-	w.cancel()
-	if !w.ended {
-		w.ended = true
-		close(w.full)
-	}
-	<-w.done
-}
+func (w *indexWriter) abort() { w.stop() }
 
 // checkIndex reads the index back, sorted: the event IDs through
 // domain.FileIDs, the item changes through domain.FileItems, whose counts

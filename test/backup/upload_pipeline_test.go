@@ -282,14 +282,7 @@ func TestUploadPipelineFailuresLeaveNothing(t *testing.T) {
 				t.Fatal("nothing was stored before the failure")
 			}
 			for ref, names := range log.stored {
-				for _, n := range names {
-					if _, err := e.Store.GetBlob(context.Background(), ref, n); !errors.Is(err, domain.ErrNotFound) {
-						t.Fatalf("blob %s/%s survived the failed upload: %v", ref, n, err)
-					}
-				}
-				if _, rev, err := e.Store.GetWrapped(context.Background(), ref); rev != 0 || err != nil {
-					t.Fatalf("data key %s survived the failed upload (%v)", ref, err)
-				}
+				dataGone(t, e, ref, names)
 			}
 			if left, err := os.ReadDir(filepath.Join(e.dir, "scratch")); err != nil || len(left) != 0 {
 				t.Fatalf("scratch stores left: %d (%v)", len(left), err)
