@@ -125,6 +125,10 @@ func (s *DayFiles) storeUpload(ctx context.Context, c Caller, id domain.BackupID
 	if base.Parts, base.StateDigest, err = u.sink.base(1, limit); err != nil {
 		return nil, false, fmt.Errorf("%s: write base 0: %w", op, err)
 	}
+	// The pass is over: its scratch stores and buffers go before the
+	// commit, which waits for the read models (close again when deferred
+	// is a no-op).
+	u.close()
 	ds, err := domain.NewUpload(id, name, h, u.segs, base, loc)
 	if err != nil {
 		return nil, false, err
@@ -177,6 +181,8 @@ type upload struct {
 	key, val     []byte
 }
 
+// close stops the pass's goroutines and closes its scratch stores.
+// Idempotent.
 func (u *upload) close() {
 	if u.sink != nil {
 		u.sink.close() // before the scratch whose files it uses
@@ -463,6 +469,7 @@ func (w *indexWriter) finish(r *indexRun) error {
 	w.closeFull()
 	<-w.done
 	w.cancel()
+	w.free = nil // the spare run's memory can go
 	return w.err
 }
 
