@@ -9,6 +9,8 @@ import (
 	"hash"
 	"io"
 
+	"github.com/oklog/ulid/v2"
+
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/backupdata"
 	"github.com/kmsbackup/kmsbackup/projections/dayview"
@@ -103,11 +105,43 @@ func eachItem(ctx context.Context, sc Scratch, fn func(*dayview.Item) error) err
 // are written (one pass over the state). A part holds whole items; the
 // parts do not overlap. On failure the parts stored are deleted again
 // (best effort: a part left behind is destroyed with its generation).
-func (s *BackupStorage) writeBase(ctx context.Context, ref string, seq uint64, sc Scratch, limit int64) (parts []domain.BasePart, digest [32]byte, err error) {
-	run := s.IDs.NewULID()
+func (s *BackupStorage) writeBase(ctx context.Context, ref string, seq uint64, sc Scratch, limit int64) ([]domain.BasePart, [32]byte, error) {
+	bw := baseWriter{s: s, ref: ref, seq: seq, run: s.IDs.NewULID(), limit: limit, buffers: 2}
+	parts, digest, refused, err := bw.write(ctx, func(split func(key, value []byte, size int64) (bool, error), put func(*ScratchTable) error) error {
+		return sc.WriteTables(ctx, nil, nil, split, put)
+	})
+	if err == nil && refused != nil {
+		s.deleteParts(ctx, ref, parts)
+		return nil, digest, refused
+	}
+	return parts, digest, err
+}
+
+// baseWriter cuts the records of a state, handed to it in key order, into
+// the parts of a base, stores them and digests the state (writeBase).
+type baseWriter struct {
+	s     *BackupStorage
+	ref   string
+	seq   uint64
+	run   ulid.ULID // in the parts' names (taken by the caller: IDs is not safe for concurrent use)
+	limit int64
+	// buffers is how many parts may be in memory at a time (see
+	// partStore): 2, or 1 where the records come from a producer slower
+	// than the writing, which a part being stored does not hold up.
+	buffers int
+}
+
+// write has the records written as tables by write (WriteTables or
+// WriteSortedTables, with split and put), and returns the parts stored
+// and the state's digest. A record the digest refuses (the state does not
+// read as items) does not stop the writing: write returns every part with
+// refused, so that a caller that goes on to write the state another way
+// can load them. On any other failure the parts stored are deleted again
+// (best effort: a part left behind is destroyed with its generation).
+func (b baseWriter) write(ctx context.Context, write func(split func(key, value []byte, size int64) (bool, error), put func(*ScratchTable) error) error) (parts []domain.BasePart, digest [32]byte, refused, err error) {
 	defer func() { // runs after the part store's own (below) has set parts
 		if err != nil {
-			s.deleteParts(ctx, ref, parts)
+			b.s.deleteParts(ctx, b.ref, parts)
 			parts = nil
 		}
 	}()
@@ -119,10 +153,10 @@ func (s *BackupStorage) writeBase(ctx context.Context, ref string, seq uint64, s
 		if err != nil {
 			return false, err
 		}
-		if err := sum.add(&rec, key, value); err != nil {
-			return false, err
+		if refused == nil {
+			refused = sum.add(&rec, key, value)
 		}
-		c := rec.IsRow() && size >= limit // a row starts an item
+		c := rec.IsRow() && size >= b.limit // a row starts an item
 		if c {
 			done, cur, cut = cur, domain.BasePart{}, true
 		}
@@ -134,11 +168,11 @@ func (s *BackupStorage) writeBase(ctx context.Context, ref string, seq uint64, s
 		return c, nil
 	}
 	// A part is stored (hashed, then PutBlob) by a goroutine of its own
-	// while the next one is written, each part read into one of two
-	// buffers of a part's size: made again only for a larger part (a
-	// bytes.Buffer would grow to twice the largest and more), so that two
-	// parts at most are in memory at a time.
-	st := newPartStore(ctx, s.Blobs, ref)
+	// while the next one is written, each part read into one of
+	// b.buffers buffers of a part's size: made again only for a larger
+	// part (a bytes.Buffer would grow to twice the largest and more), so
+	// that that many parts at most are in memory at a time.
+	st := newPartStore(ctx, b.s.Blobs, b.ref, b.buffers)
 	defer func() {
 		stored, serr := st.finish()
 		parts = stored
@@ -151,18 +185,18 @@ func (s *BackupStorage) writeBase(ctx context.Context, ref string, seq uint64, s
 		if cut {
 			counts, cut = done, false
 		}
-		p := domain.BasePart{Name: fmt.Sprintf("base-%d-%s-%d", seq, run, st.n), Size: uint64(t.Size),
+		p := domain.BasePart{Name: fmt.Sprintf("base-%d-%s-%d", b.seq, b.run, st.n), Size: uint64(t.Size),
 			First: bytes.Clone(t.First), Last: bytes.Clone(t.Last), Items: counts.Items, Versions: counts.Versions}
 		return st.put(p, t)
 	}
 	// On failure, the parts stored are deleted (the deferred cleanup).
-	if err := sc.WriteTables(ctx, nil, nil, split, put); err != nil {
-		return nil, digest, err
+	if err := write(split, put); err != nil {
+		return nil, digest, nil, err
 	}
-	if digest, err = sum.finish(); err != nil {
-		return nil, digest, err
+	if refused == nil {
+		digest, refused = sum.finish()
 	}
-	return nil, digest, nil // parts: what the store stored
+	return nil, digest, refused, nil // parts: what the store stored
 }
 
 // partStore stores the parts of a base in order, one at a time, on a
@@ -186,11 +220,12 @@ type partJob struct {
 	data []byte
 }
 
-func newPartStore(ctx context.Context, blobs BlobStore, ref string) *partStore {
-	st := &partStore{ctx: ctx, blobs: blobs, ref: ref, jobs: make(chan partJob), free: make(chan []byte, 2),
+func newPartStore(ctx context.Context, blobs BlobStore, ref string, buffers int) *partStore {
+	st := &partStore{ctx: ctx, blobs: blobs, ref: ref, jobs: make(chan partJob), free: make(chan []byte, buffers),
 		done: make(chan struct{}), failed: make(chan struct{})}
-	st.free <- nil
-	st.free <- nil
+	for range buffers {
+		st.free <- nil
+	}
 	go st.run()
 	return st
 }
@@ -437,7 +472,9 @@ func (h *hashingReader) Read(p []byte) (int, error) {
 }
 
 // baseItems walks the items of a base for the backupdata projection: its
-// parts loaded into a scratch store, read item by item.
+// parts loaded into a scratch store, read item by item on a goroutine of
+// its own, in batches of baseItemBatch, while fn takes the ones before
+// (the projection writes their rows): four batches at most in memory.
 func (s *BackupStorage) baseItems(ctx context.Context, ref string, parts []domain.BasePart) func(fn func(*backupdata.BaseItem) error) error {
 	return func(fn func(*backupdata.BaseItem) error) error {
 		if len(parts) == 0 {
@@ -454,18 +491,65 @@ func (s *BackupStorage) baseItems(ctx context.Context, ref string, parts []domai
 		if err := s.loadBase(ctx, ref, parts, sc, nil); err != nil {
 			return err
 		}
-		var bi backupdata.BaseItem
-		return eachItem(ctx, sc, func(it *dayview.Item) error {
-			bi = backupdata.BaseItem{Kind: kindName(it.Kind), ID: it.ID, CreatedAt: it.Row.CreatedAt, ChangedAt: it.Row.CreatedAt,
-				Description: it.Row.Description, Versions: uint32(len(it.Versions))}
-			last := it.Versions[len(it.Versions)-1]
-			if last.CreatedAt.After(bi.ChangedAt) {
-				bi.ChangedAt = last.CreatedAt
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		full := make(chan []backupdata.BaseItem, 2)
+		free := make(chan []backupdata.BaseItem, 4)
+		var rerr error // the reader's, read after full is closed
+		go func() {
+			defer close(full)
+			batch := make([]backupdata.BaseItem, 0, baseItemBatch)
+			send := func() error {
+				select {
+				case full <- batch:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				select {
+				case batch = <-free:
+					batch = batch[:0]
+				default:
+					batch = make([]backupdata.BaseItem, 0, baseItemBatch)
+				}
+				return nil
 			}
-			if it.Kind == dayview.KindSecret {
-				bi.KeyID = string(last.KeyID)
+			rerr = eachItem(ctx, sc, func(it *dayview.Item) error {
+				bi := backupdata.BaseItem{Kind: kindName(it.Kind), ID: it.ID, CreatedAt: it.Row.CreatedAt, ChangedAt: it.Row.CreatedAt,
+					Description: it.Row.Description, Versions: uint32(len(it.Versions))}
+				last := it.Versions[len(it.Versions)-1]
+				if last.CreatedAt.After(bi.ChangedAt) {
+					bi.ChangedAt = last.CreatedAt
+				}
+				if it.Kind == dayview.KindSecret {
+					bi.KeyID = string(last.KeyID)
+				}
+				if batch = append(batch, bi); len(batch) < baseItemBatch {
+					return nil
+				}
+				return send()
+			})
+			if rerr == nil && len(batch) > 0 {
+				rerr = send()
 			}
-			return fn(&bi)
-		})
+		}()
+		var ferr error
+		for batch := range full { // drained to the end: the reader has returned then
+			for i := 0; ferr == nil && i < len(batch); i++ {
+				if ferr = fn(&batch[i]); ferr != nil {
+					cancel()
+				}
+			}
+			select {
+			case free <- batch:
+			default:
+			}
+		}
+		if ferr != nil {
+			return ferr
+		}
+		return rerr
 	}
 }
+
+// baseItemBatch is how many items baseItems hands over at a time.
+const baseItemBatch = 512

@@ -59,6 +59,15 @@ type Scratch interface {
 	// finished table, readable until put returns. Errors: split's, put's;
 	// ctx's.
 	WriteTables(ctx context.Context, lower, upper []byte, split func(key, value []byte, size int64) (bool, error), put func(t *ScratchTable) error) error
+	// WriteSortedTables writes the records next yields, which must come
+	// in strictly increasing key order, as WriteTables writes what the
+	// scratch holds (split and put alike), without holding them: a base
+	// written as it is made. The scratch lends it its files only; what it
+	// holds is unchanged. next's key and value need stay valid only until
+	// it is called again. Errors: domain.ErrCorrupt for keys out of
+	// order; split's, put's; ctx's (also when next stopped because ctx
+	// ended).
+	WriteSortedTables(ctx context.Context, next func() (key, value []byte, ok bool), split func(key, value []byte, size int64) (bool, error), put func(t *ScratchTable) error) error
 	// Close removes the scratch and its files. Idempotent.
 	Close() error
 }

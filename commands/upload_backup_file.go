@@ -21,16 +21,21 @@ import (
 // (every chunk authentic, every record sound, every count the header's,
 // the caller's account) and stored in the form a backup instance's data
 // has (docs/restore-engine.md): the state the day starts from (its first
-// segment) replayed into a scratch store and written as base 0, every
-// later segment's events resealed under the upload's own data key as
-// slice parts. The checks that need every item and event ID of the file
-// (domain.FileItems, domain.FileIDs) read them back, sorted, from a second
-// scratch store, so memory stays bounded whatever the file's size. Only
-// once everything holds is the upload recorded, with one atomic append. A
-// failure at any point leaves nothing behind: the scratch stores, the
-// blobs stored and the data key go; except when the append was written
-// and its reply lost (or its outcome is otherwise unknown: see
-// appendRefused), when the upload may be recorded and its data stays.
+// segment) replayed and written as base 0, every later segment's events
+// resealed under the upload's own data key as slice parts. The checks
+// that need every item and event ID of the file (domain.FileItems,
+// domain.FileIDs) read them back, sorted, from a second scratch store, so
+// memory stays bounded whatever the file's size. The pass spreads over
+// goroutines with bounded queues: while it reads, checks and reseals,
+// base 0 is cut, digested and stored as the state comes (in key order, as
+// a downloaded file's does; else through a scratch store and written once
+// the file is read: see baseSink), and the index's runs are sorted and
+// written (indexWriter). Only once everything holds is the upload
+// recorded, with one atomic append. A failure at any point stops and
+// waits for those goroutines and leaves nothing behind: the scratch
+// stores, the blobs stored and the data key go; except when the append
+// was written and its reply lost (or its outcome is otherwise unknown:
+// see appendRefused), when the upload may be recorded and its data stays.
 //
 // Errors: domain.ErrInvalidArgument for a bad name or a string that is not
 // a data key; domain.BadBackupFile for every file that cannot be used
@@ -107,19 +112,23 @@ func (s *DayFiles) storeUpload(ctx context.Context, c Caller, id domain.BackupID
 	if u.index, err = s.Storage.Scratch.OpenScratch(ctx); err != nil {
 		return nil, false, fmt.Errorf("%s: %w", op, err)
 	}
+	u.run, u.runs = &indexRun{}, startIndexWriter(ctx, u.index)
+	limit := s.Storage.uploadBasePartLimit()
+	u.sink = &baseSink{s: s.Storage, ctx: ctx, ref: ref, sc: u.state, stream: s.Storage.startBaseStream(ctx, ref, 1, u.state, limit)}
 	if err := u.read(fr); err != nil {
 		return nil, false, err
 	}
 	if err := u.checkIndex(); err != nil {
 		return nil, false, err
 	}
-	if err := u.state.Flush(); err != nil {
-		return nil, false, fmt.Errorf("%s: %w", op, err)
-	}
 	var base domain.UploadBase
-	if base.Parts, base.StateDigest, err = s.Storage.writeBase(ctx, ref, 1, u.state, s.Storage.uploadBasePartLimit()); err != nil {
+	if base.Parts, base.StateDigest, err = u.sink.base(1, limit); err != nil {
 		return nil, false, fmt.Errorf("%s: write base 0: %w", op, err)
 	}
+	// The pass is over: its scratch stores and buffers go before the
+	// commit, which waits for the read models (close again when deferred
+	// is a no-op).
+	u.close()
 	ds, err := domain.NewUpload(id, name, h, u.segs, base, loc)
 	if err != nil {
 		return nil, false, err
@@ -154,20 +163,33 @@ type upload struct {
 	ref     string
 	chk     *domain.FileCheck
 	dec     domain.FileRecordReader
-	// state holds the state the first segment builds (base 0); index the
-	// item changes and event IDs of the file, for the checks that need
-	// them all (see indexKey).
+	// sink takes the state the first segment builds (base 0), streamed
+	// or into the scratch state (see baseSink); index holds the item
+	// changes and event IDs of the file, for the checks that need them all
+	// (see indexKey).
+	sink         *baseSink
 	state, index Scratch
 	apply        dayview.Applier
 	segs         []domain.UploadSegment
 	cur          *domain.FileCheckpoint
 	slice        *sliceWriter // the current segment's, after the first
 	records      uint64
-	run          indexRun
+	ev           domain.Event // the event being stored, resealed
+	data         []byte       // its payload
+	run          *indexRun    // being filled
+	runs         *indexWriter
 	key, val     []byte
 }
 
+// close stops the pass's goroutines and closes its scratch stores.
+// Idempotent.
 func (u *upload) close() {
+	if u.sink != nil {
+		u.sink.close() // before the scratch whose files it uses
+	}
+	if u.runs != nil {
+		u.runs.abort() // likewise
+	}
 	for _, sc := range []Scratch{u.state, u.index} {
 		if sc != nil {
 			_ = sc.Close()
@@ -239,7 +261,9 @@ func (u *upload) endSegment() error {
 	const op = "upload"
 	cur := u.cur
 	seg := domain.UploadSegment{Full: cur.Full, At: cur.At, From: cur.From, Next: cur.Next}
-	if u.slice != nil {
+	if u.slice == nil {
+		u.sink.end() // the state is complete: base 0 is written while the rest is read
+	} else {
 		parts, err := u.slice.finish()
 		if err != nil {
 			return fmt.Errorf("%s: store data: %w", op, err)
@@ -279,20 +303,24 @@ func (u *upload) event(e *domain.Event) error {
 		}
 		*m = sealed
 	}
-	cp := *e
-	cp.Data = domain.EncodeData(d)
+	// The resealed event, in buffers reused from event to event: the
+	// slice and the state copy what they keep.
+	u.data = domain.AppendData(u.data[:0], d)
+	cp := &u.ev
+	*cp = *e
+	cp.Data = u.data
 	if u.slice != nil {
-		if err := u.slice.add(&cp); err != nil {
+		if err := u.slice.add(cp); err != nil {
 			return fmt.Errorf("%s: store data: %w", op, err)
 		}
 		return nil
 	}
-	c, ok, err := dayview.ChangeOf(&cp)
+	c, ok, err := dayview.ChangeOf(cp)
 	if err != nil {
 		return domain.BadBackupFile()
 	}
 	if ok {
-		if err := u.apply.Apply(u.state, dayview.Instant, &c); err != nil {
+		if err := u.apply.Apply(u.sink, dayview.Instant, &c); err != nil {
 			return fmt.Errorf("%s: %w", op, err)
 		}
 	}
@@ -316,8 +344,9 @@ const (
 )
 
 // indexRunBytes is how much of the index is gathered in memory before it
-// is sorted and written as a run.
-const indexRunBytes = 4 << 20
+// is sorted and written as a run (by indexWriter, while the next run is
+// gathered: two runs in memory).
+const indexRunBytes = 2 << 20
 
 func (u *upload) indexEvent(id domain.EventID, ch *domain.FileChange) error {
 	u.key = append(append(u.key[:0], indexID), id[:]...)
@@ -329,7 +358,9 @@ func (u *upload) indexEvent(id domain.EventID, ch *domain.FileChange) error {
 	if len(u.run.buf) < indexRunBytes {
 		return nil
 	}
-	return u.run.writeTo(u.ctx, u.index)
+	var err error
+	u.run, err = u.runs.write(u.run)
+	return err
 }
 
 // indexChange adds an item change to the index.
@@ -386,17 +417,77 @@ func (r *indexRun) writeTo(ctx context.Context, sc Scratch) error {
 	return err
 }
 
+// indexWriter sorts and writes the runs of an upload's index into its
+// scratch store on a goroutine of its own, while the pass fills the next
+// run: two runs at most, one being filled, one being written.
+type indexWriter struct {
+	stage[*indexRun]
+	free chan *indexRun
+	err  error // the first failure, set before done is closed
+}
+
+func startIndexWriter(ctx context.Context, sc Scratch) *indexWriter {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &indexWriter{stage: newStage[*indexRun](cancel, 0), free: make(chan *indexRun, 1)}
+	w.free <- &indexRun{}
+	go func() {
+		defer close(w.done)
+		for r := range w.full {
+			if err := r.writeTo(ctx, sc); err != nil {
+				w.err = err
+				return
+			}
+			w.free <- r // never blocks: the pass took the other one
+		}
+	}()
+	return w
+}
+
+// write hands r over to be written and returns an empty run to fill; it
+// fails once a run failed to be written.
+func (w *indexWriter) write(r *indexRun) (*indexRun, error) {
+	select {
+	case w.full <- r:
+	case <-w.done:
+		return nil, w.err
+	}
+	select {
+	case r = <-w.free:
+		return r, nil
+	case <-w.done:
+		return nil, w.err
+	}
+}
+
+// finish writes r, the last run, and waits for every run to be written.
+func (w *indexWriter) finish(r *indexRun) error {
+	if len(r.recs) > 0 {
+		if _, err := w.write(r); err != nil {
+			return err
+		}
+	}
+	w.closeFull()
+	<-w.done
+	w.cancel()
+	w.free = nil // the spare run's memory can go
+	return w.err
+}
+
+// abort stops the writing and waits for the goroutine.
+func (w *indexWriter) abort() { w.stop() }
+
 // checkIndex reads the index back, sorted: the event IDs through
 // domain.FileIDs, the item changes through domain.FileItems, whose counts
 // end the file's check.
 func (u *upload) checkIndex() error {
 	const op = "upload"
-	if err := u.run.writeTo(u.ctx, u.index); err != nil {
+	err := u.runs.finish(u.run)
+	u.run = nil // its memory can go
+	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	u.run = indexRun{} // its memory can go
 	var ids domain.FileIDs
-	err := u.scan(indexID, func(k, _ []byte) error {
+	err = u.scan(indexID, func(k, _ []byte) error {
 		if len(k) != 1+16+8 {
 			return domain.Corruption("upload index: a key of %d bytes", len(k))
 		}

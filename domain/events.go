@@ -227,7 +227,13 @@ func newData(typ string) EventData {
 // EncodeData encodes a payload in the current schema. d must be a pointer to
 // one of the payload types of this package.
 func EncodeData(d EventData) []byte {
-	w := wire.Writer{B: make([]byte, 0, 64)}
+	return AppendData(make([]byte, 0, 64), d)
+}
+
+// AppendData appends the encoding of d (EncodeData's) to b: a caller that
+// encodes payload after payload reuses one buffer.
+func AppendData(b []byte, d EventData) []byte {
+	w := wire.Writer{B: b}
 	d.encode(&w)
 	return w.B
 }

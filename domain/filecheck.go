@@ -35,8 +35,9 @@ import (
 //
 // Every failure is BadBackupFile. Not safe for concurrent use.
 type FileCheck struct {
-	h   FileHeader
-	loc *time.Location
+	h      FileHeader
+	loc    *time.Location
+	stream string // the KMS stream of the header's instance, every event's
 
 	segs    uint64
 	cur     *FileCheckpoint
@@ -100,7 +101,7 @@ func NewFileCheck(h FileHeader, account AccountID, loc *time.Location) (*FileChe
 	if _, err := ParseInstanceID(string(h.KMSInstance)); err != nil {
 		return nil, BadBackupFile()
 	}
-	return &FileCheck{h: h, loc: loc}, nil
+	return &FileCheck{h: h, loc: loc, stream: KMSStream(h.KMSInstance)}, nil
 }
 
 // Checkpoint checks a checkpoint record, which closes the previous segment.
@@ -149,7 +150,7 @@ func (c *FileCheck) Event(e *Event) (EventData, FileChange, error) {
 	case first && (e.Revision < c.nextRev || e.Revision >= c.cur.Next),
 		!first && e.Revision != c.nextRev,
 		e.Account != c.h.Account, e.Region != c.h.Region, e.Instance != c.h.KMSInstance,
-		e.Stream != KMSStream(c.h.KMSInstance), e.OccurredAt.After(c.cur.At), e.ID == (EventID{}):
+		e.Stream != c.stream, e.OccurredAt.After(c.cur.At), e.ID == (EventID{}):
 		return nil, FileChange{}, BadBackupFile()
 	}
 	c.nextRev = e.Revision + 1

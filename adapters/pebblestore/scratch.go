@@ -323,6 +323,49 @@ func (s *scratch) WriteTables(ctx context.Context, lower, upper []byte, split fu
 		return storeErr("scratch write tables", err)
 	}
 	defer it.Close()
+	started := false
+	return s.writeTables(ctx, func() ([]byte, []byte, bool, error) {
+		valid := false
+		if started {
+			valid = it.Next()
+		} else {
+			valid, started = it.First(), true
+		}
+		if !valid {
+			return nil, nil, false, storeErr("scratch write tables", it.Error())
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return nil, nil, false, storeErr("scratch write tables", err)
+		}
+		return it.Key(), v, true, nil
+	}, split, put)
+}
+
+func (s *scratch) WriteSortedTables(ctx context.Context, next func() (key, value []byte, ok bool), split func(key, value []byte, size int64) (bool, error), put func(t *commands.ScratchTable) error) error {
+	if s.closed {
+		return errScratchClosed
+	}
+	var last []byte
+	keys := 0
+	return s.writeTables(ctx, func() ([]byte, []byte, bool, error) {
+		k, v, ok := next()
+		if !ok {
+			return nil, nil, false, nil
+		}
+		if keys > 0 && bytes.Compare(k, last) <= 0 {
+			return nil, nil, false, domain.Corruption("scratch: sorted records out of order")
+		}
+		last = append(last[:0], k...)
+		keys++
+		return k, v, true, nil
+	}, split, put)
+}
+
+// writeTables writes the records next yields (in key order; an error
+// stops it) as tables, cut where split says, each handed to put
+// (WriteTables).
+func (s *scratch) writeTables(ctx context.Context, next func() (key, value []byte, ok bool, err error), split func(key, value []byte, size int64) (bool, error), put func(t *commands.ScratchTable) error) error {
 	var (
 		w     *sstable.Writer
 		path  string
@@ -359,18 +402,20 @@ func (s *scratch) WriteTables(ctx context.Context, lower, upper []byte, split fu
 			w = nil
 		}
 	}
-	for valid, n := it.First(), 0; valid; valid, n = it.Next(), n+1 {
+	for n := 0; ; n++ {
 		if n%1024 == 0 {
 			if err := ctx.Err(); err != nil {
 				abandon()
 				return err
 			}
 		}
-		k := it.Key()
-		v, err := it.ValueAndErr()
+		k, v, ok, err := next()
 		if err != nil {
 			abandon()
-			return storeErr("scratch write tables", err)
+			return err
+		}
+		if !ok {
+			break
 		}
 		var size int64
 		if w != nil {
@@ -398,12 +443,14 @@ func (s *scratch) WriteTables(ctx context.Context, lower, upper []byte, split fu
 			abandon()
 			return storeErr("scratch write a table", err)
 		}
-		last = append(last[:0:0], k...)
+		last = append(last[:0], k...) // put sees it only until it returns
 		keys++
 	}
-	if err := it.Error(); err != nil {
+	// next may have stopped because ctx ended: what was written is not
+	// all there is.
+	if err := ctx.Err(); err != nil {
 		abandon()
-		return storeErr("scratch write tables", err)
+		return err
 	}
 	return finish()
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -246,5 +248,93 @@ func TestScratchIngestSortedRuns(t *testing.T) {
 	want := []string{"a=1", "b=2", "c=1", "d=2", "e=2"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("contents (-want +got):\n%s", diff)
+	}
+}
+
+// TestScratchWriteSortedTables: records handed in key order are written as
+// tables that load as WriteTables' do, and the scratch that wrote them
+// holds nothing of them; records out of order are refused, and a context
+// ended while next waits ends the writing with its error, not as if
+// everything was written.
+func TestScratchWriteSortedTables(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewScratches(filepath.Join(t.TempDir(), "scratch"), ScratchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := mustScratch(t, s)
+	var want []string
+	i := 0
+	next := func() ([]byte, []byte, bool) {
+		if i == 20000 {
+			return nil, nil, false
+		}
+		v := sha256.Sum256(fmt.Appendf(nil, "value %d", i))
+		k := fmt.Appendf(nil, "item%06d", i)
+		want = append(want, fmt.Sprintf("%s=%x", k, v[:]))
+		i++
+		return k, v[:], true
+	}
+	var tables [][]byte
+	keys := uint64(0)
+	put := func(tb *commands.ScratchTable) error {
+		data, err := io.ReadAll(tb.Data)
+		tables = append(tables, data)
+		keys += tb.Keys
+		return err
+	}
+	err = sc.WriteSortedTables(ctx, next, func(_, _ []byte, size int64) (bool, error) { return size >= 128<<10, nil }, put)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tables) < 3 || keys != 20000 {
+		t.Fatalf("%d tables of %d keys", len(tables), keys)
+	}
+	if got := contents(t, sc, nil, nil); len(got) != 0 {
+		t.Fatalf("the writing scratch holds %d keys", len(got))
+	}
+	dst := mustScratch(t, s)
+	for _, data := range tables {
+		if _, err := dst.AddTable(bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dst.Ingest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := contents(t, dst, nil, nil)
+	for j := range got { // contents shows values as text
+		k, v, _ := strings.Cut(got[j], "=")
+		got[j] = fmt.Sprintf("%s=%x", k, v)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("loaded tables (-want +got):\n%s", diff)
+	}
+
+	noSplit := func(_, _ []byte, _ int64) (bool, error) { return false, nil }
+	kv := []string{"b", "a"}
+	err = sc.WriteSortedTables(ctx, func() ([]byte, []byte, bool) {
+		if len(kv) == 0 {
+			return nil, nil, false
+		}
+		k := kv[0]
+		kv = kv[1:]
+		return []byte(k), nil, true
+	}, noSplit, put)
+	if !domain.IsCorruption(err) {
+		t.Fatalf("records out of order: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	n, puts := 0, len(tables)
+	err = sc.WriteSortedTables(cctx, func() ([]byte, []byte, bool) {
+		if n == 10 {
+			cancel() // as a producer that gives up does
+			return nil, nil, false
+		}
+		n++
+		return fmt.Appendf(nil, "k%02d", n), nil, true
+	}, noSplit, put)
+	if !errors.Is(err, context.Canceled) || len(tables) != puts {
+		t.Fatalf("a context ended while next waits: %v, %d tables put", err, len(tables)-puts)
 	}
 }

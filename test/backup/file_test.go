@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -327,6 +328,20 @@ func nothingStored(t *testing.T, e *Engine, head uint64) {
 	}
 }
 
+// dataGone asserts that the blobs names of ref, stored by an upload that
+// failed, and its data key are gone.
+func dataGone(t *testing.T, e *Engine, ref string, names []string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := e.Store.GetBlob(context.Background(), ref, n); !errors.Is(err, domain.ErrNotFound) {
+			t.Fatalf("blob %s/%s survived the failed upload: %v", ref, n, err)
+		}
+	}
+	if _, rev, err := e.Store.GetWrapped(context.Background(), ref); rev != 0 || err != nil {
+		t.Fatalf("data key %s survived the failed upload (%v)", ref, err)
+	}
+}
+
 // refused asserts err is the one bad-file error.
 func refused(t *testing.T, what string, err error) {
 	t.Helper()
@@ -558,14 +573,18 @@ func TestUploadRefusesUnsoundContent(t *testing.T) {
 	}
 }
 
-// failingBlobs fails the nth PutBlob and remembers what was stored.
+// failingBlobs fails the nth PutBlob and remembers what was stored (an
+// upload stores from goroutines of its own).
 type failingBlobs struct {
 	commands.BlobStore
+	mu       sync.Mutex
 	n, calls int
 	refs     map[string][]string
 }
 
 func (f *failingBlobs) PutBlob(ctx context.Context, ref, name string, data []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.calls++
 	if f.calls == f.n {
 		return domain.Errorf(domain.ErrUnavailable, "put blob", name, "", "disk full (test)")
@@ -588,14 +607,7 @@ func TestUploadFailureLeavesNothing(t *testing.T) {
 		t.Fatalf("blobs stored under %d refs, want 1", len(fb.refs))
 	}
 	for ref, names := range fb.refs {
-		for _, n := range names {
-			if _, err := e.Store.GetBlob(context.Background(), ref, n); !errors.Is(err, domain.ErrNotFound) {
-				t.Fatalf("blob %s/%s survived the failed upload: %v", ref, n, err)
-			}
-		}
-		if _, rev, err := e.Store.GetWrapped(context.Background(), ref); rev != 0 || err != nil {
-			t.Fatalf("data key %s survived the failed upload (%v)", ref, err)
-		}
+		dataGone(t, e, ref, names)
 	}
 	nothingStored(t, e, head)
 }

@@ -462,6 +462,32 @@ func startHeapSampler() *heapSampler {
 // last): the profile at the peak, to see what the live heap holds there.
 var heapProfile = os.Getenv("KMSBACKUP_BENCH_HEAPPROFILE")
 
+// cpuProfile, from KMSBACKUP_BENCH_CPUPROFILE, is a file that a CPU
+// profile of BenchmarkUploadDay's timed uploads alone is written to (the
+// build of the day and the untimed uploads left out, which -cpuprofile
+// counts in).
+var cpuProfile = os.Getenv("KMSBACKUP_BENCH_CPUPROFILE")
+
+// startCPUProfile starts the CPU profile of cpuProfile, if set, and
+// returns what stops it.
+func startCPUProfile(tb testing.TB) func() {
+	if cpuProfile == "" {
+		return func() {}
+	}
+	f, err := os.Create(cpuProfile)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		tb.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
+}
+
 func writeHeapProfile(path string) {
 	f, err := os.Create(path)
 	if err != nil {
@@ -641,6 +667,8 @@ func BenchmarkUploadDay(b *testing.B) {
 				}
 			}
 			wrote := diskWritten(b)
+			stopProfile := startCPUProfile(b)
+			cpu := processCPU()
 			for b.Loop() {
 				b.StopTimer()
 				hs := startHeapSampler()
@@ -655,6 +683,8 @@ func BenchmarkUploadDay(b *testing.B) {
 				b.StartTimer()
 			}
 			b.StopTimer()
+			cpu = processCPU() - cpu
+			stopProfile()
 			perOp := b.Elapsed().Seconds() / float64(b.N)
 			wrote = diskWritten(b) - wrote
 			var u *domain.Backup
@@ -694,6 +724,7 @@ func BenchmarkUploadDay(b *testing.B) {
 			ops := float64(b.N)
 			b.ReportMetric(ph.pass.Seconds()/ops, "pass-s/op")
 			b.ReportMetric(ph.commit.Seconds()/ops, "commit-s/op")
+			b.ReportMetric(cpu.Seconds()/ops, "cpu-s/op")
 			b.Logf("%d items, %d records, %d bytes; heap before an operation %.1f MiB; at GOGC=%d the upload took %s",
 				s.items(), s.header.Records, s.size, before, fileGOGC, took.Round(time.Millisecond))
 		})
