@@ -156,9 +156,10 @@ func validateBucket(what, bucket string, replicas int) error {
 // created runs create (which makes a stream or a bucket and waits for its
 // leader), each attempt bounded by requestTimeout, and runs it again while
 // no server answers it in time or at all (failover: a cluster electing its
-// meta leader or the stream's, or too loaded to answer), for up to
-// electionWait in all; creating what exists with the same configuration
-// changes nothing. Other errors, and ctx's, are returned at once.
+// meta leader or the stream's, or too loaded to answer), while electionWait
+// has not passed since the first (so for up to electionWait and one
+// attempt); creating what exists with the same configuration changes
+// nothing. Other errors, and ctx's, are returned at once.
 func created(ctx context.Context, create func(context.Context) error) error {
 	deadline := time.Now().Add(electionWait)
 	for attempt := 0; ; attempt++ {
