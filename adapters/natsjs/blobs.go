@@ -122,27 +122,29 @@ func OpenBlobs(ctx context.Context, c *Conn, opts BlobsOptions) (*Blobs, error) 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	cctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	if _, err := c.js.CreateOrUpdateObjectStore(cctx, jsapi.ObjectStoreConfig{
-		Bucket:      opts.Bucket,
-		Description: "kmsbackup backup blobs",
-		Storage:     jsapi.FileStorage,
-		Replicas:    opts.Replicas,
-	}); err != nil {
-		return nil, c.callErr(ctx, op+" "+opts.Bucket, err)
-	}
 	stream := "OBJ_" + opts.Bucket
-	st, err := c.js.Stream(cctx, stream)
+	var st jsapi.Stream
+	err := created(ctx, func(cctx context.Context) error {
+		if _, err := c.js.CreateOrUpdateObjectStore(cctx, jsapi.ObjectStoreConfig{
+			Bucket:      opts.Bucket,
+			Description: "kmsbackup backup blobs",
+			Storage:     jsapi.FileStorage,
+			Replicas:    opts.Replicas,
+		}); err != nil {
+			return err
+		}
+		var err error
+		if st, err = c.js.Stream(cctx, stream); err != nil {
+			return err
+		}
+		return waitLeader(cctx, st)
+	})
 	if err != nil {
 		return nil, c.callErr(ctx, op+" "+opts.Bucket, err)
 	}
 	if got := st.CachedInfo().Config; got.DenyPurge || !got.AllowDirect || !got.AllowRollup {
 		return nil, &domain.Error{Op: op, Kind: domain.ErrFailedPrecondition, Item: opts.Bucket,
 			Msg: "the blob bucket's stream must allow purges, rollups and direct gets"}
-	}
-	if err := waitLeader(cctx, st); err != nil {
-		return nil, c.callErr(ctx, op+" "+opts.Bucket, err)
 	}
 	return &Blobs{
 		c: c, stream: st, bucket: opts.Bucket,

@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/kmsbackup/kmsbackup/test/conformance/eventlog"
 	"github.com/kmsbackup/kmsbackup/test/conformance/keystore"
 	"github.com/kmsbackup/kmsbackup/test/natsserver"
+	"github.com/nats-io/nats.go"
 )
 
 // The tests of this file run the stores on a cluster of 3 servers with 3
@@ -358,5 +360,36 @@ func TestClusterReplicaBehind(t *testing.T) {
 	}
 	if h, err := l.Head(ctx); err != nil || h != all[len(all)-1].Position {
 		t.Fatalf("Head = %d, %v; want %d", h, err, all[len(all)-1].Position)
+	}
+}
+
+// TestCreatedAsksAgainWhileNoServerAnswers: opening a stream or bucket on a
+// cluster that does not answer in time (electing a leader, or too loaded:
+// TestClusterRaces's Open once timed out at a load of 5) asks again, each
+// attempt with a deadline of its own; an answer that refuses is returned
+// at once.
+func TestCreatedAsksAgainWhileNoServerAnswers(t *testing.T) {
+	ctx := context.Background()
+	calls := 0
+	err := created(ctx, func(cctx context.Context) error {
+		calls++
+		if _, ok := cctx.Deadline(); !ok {
+			t.Error("an attempt without a deadline")
+		}
+		switch calls {
+		case 1:
+			return fmt.Errorf("create or update stream: %w", context.DeadlineExceeded)
+		case 2:
+			return fmt.Errorf("create or update stream: %w", nats.ErrNoResponders)
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Fatalf("created = %v after %d attempts, want success at the third", err, calls)
+	}
+	refused := errors.New("the bucket denies deletes")
+	calls = 0
+	if err := created(ctx, func(context.Context) error { calls++; return refused }); !errors.Is(err, refused) || calls != 1 {
+		t.Fatalf("created = %v after %d attempts, want the refusal after one", err, calls)
 	}
 }

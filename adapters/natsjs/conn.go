@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	jsapi "github.com/nats-io/nats.go/jetstream"
@@ -152,6 +153,28 @@ func validateBucket(what, bucket string, replicas int) error {
 // publishes find no responder and reads fail). A one-replica stream
 // returns at once. Errors are the client's, untranslated; ctx bounds the
 // wait.
+// created runs create (which makes a stream or a bucket and waits for its
+// leader), each attempt bounded by requestTimeout, and runs it again while
+// no server answers it in time or at all (failover: a cluster electing its
+// meta leader or the stream's, or too loaded to answer), while electionWait
+// has not passed since the first (so for up to electionWait and one
+// attempt); creating what exists with the same configuration changes
+// nothing. Other errors, and ctx's, are returned at once.
+func created(ctx context.Context, create func(context.Context) error) error {
+	deadline := time.Now().Add(electionWait)
+	for attempt := 0; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		err := create(cctx)
+		cancel()
+		if err == nil || failover(ctx, err) == nil || time.Now().After(deadline) {
+			return err
+		}
+		if err := backoff(ctx, attempt); err != nil {
+			return err
+		}
+	}
+}
+
 func waitLeader(ctx context.Context, st jsapi.Stream) error {
 	info := st.CachedInfo()
 	for attempt := 0; info.Config.Replicas > 1 && (info.Cluster == nil || info.Cluster.Leader == ""); attempt++ {

@@ -133,7 +133,14 @@ func OpenKeyStore(ctx context.Context, c *Conn, opts KeyStoreOptions) (*KeyStore
 		DenyDelete:  false,
 		DenyPurge:   false,
 	}
-	st, err := c.js.CreateOrUpdateStream(cctx, cfg)
+	var st jsapi.Stream
+	err := created(ctx, func(cctx context.Context) error {
+		var err error
+		if st, err = c.js.CreateOrUpdateStream(cctx, cfg); err != nil {
+			return err
+		}
+		return waitLeader(cctx, st)
+	})
 	if err != nil {
 		var apiErr *jsapi.APIError
 		if errors.As(err, &apiErr) && strings.Contains(apiErr.Description, "deny") {
@@ -146,9 +153,6 @@ func OpenKeyStore(ctx context.Context, c *Conn, opts KeyStoreOptions) (*KeyStore
 	if got := st.CachedInfo().Config; got.DenyDelete || got.DenyPurge || got.AllowDirect != cfg.AllowDirect {
 		return nil, &domain.Error{Op: op, Kind: domain.ErrFailedPrecondition, Item: opts.Bucket,
 			Msg: "the server did not allow deletes and purges on the key bucket, or did not set its direct gets as asked"}
-	}
-	if err := waitLeader(cctx, st); err != nil {
-		return nil, c.callErr(ctx, op+" "+opts.Bucket, err)
 	}
 	kv, err := c.js.KeyValue(cctx, opts.Bucket)
 	if err != nil {

@@ -208,17 +208,22 @@ func setUp(ctx context.Context, nc *nats.Conn, opts Options) (*Log, error) {
 		// Appends are atomic batches (see doc.go).
 		AllowAtomicPublish: true,
 	}
-	cctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	st, err := js.CreateOrUpdateStream(cctx, cfg)
+	var st jsapi.Stream
+	err = created(ctx, func(cctx context.Context) error {
+		var err error
+		if st, err = js.CreateOrUpdateStream(cctx, cfg); err != nil {
+			return fmt.Errorf("create or update stream %s: %w", opts.Stream, err)
+		}
+		if err := waitLeader(cctx, st); err != nil {
+			return fmt.Errorf("wait for the leader of stream %s: %w", opts.Stream, err)
+		}
+		return nil
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, unavailable("create or update stream "+opts.Stream, err)
-	}
-	if err := waitLeader(cctx, st); err != nil {
-		return nil, unavailable("wait for the leader of stream "+opts.Stream, err)
+		return nil, unavailable("open stream "+opts.Stream, err)
 	}
 	if got := st.CachedInfo().Config; !got.AllowAtomicPublish || !got.AllowDirect {
 		return nil, &domain.Error{Op: "open event log", Kind: domain.ErrFailedPrecondition, Item: opts.Stream,
