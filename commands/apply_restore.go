@@ -309,7 +309,7 @@ func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatc
 		}
 		var record []StreamAppend
 		if s.Audit != nil {
-			e := AuditEvent(r.caller, s.Audit.Clock.Now(), s.Audit.IDs, in.Account, audited)
+			e := s.Audit.event(r.caller, in.Account, audited)
 			record = []StreamAppend{{Stream: e.Stream, Expected: domain.ExpectAny, Events: []domain.Event{e}}}
 		}
 		results, err := s.appendClaimed(ctx, in, todo, events, nil, record)

@@ -47,19 +47,18 @@ func (s *Audit) Record(ctx context.Context, c Caller, account domain.AccountID, 
 	if a == nil || a.Action == "" {
 		return domain.Invalid(op, "an audit record needs an action")
 	}
-	pos, err := s.append(ctx, c, account, a)
+	e := s.event(c, account, a)
+	res, err := s.Log.Append(ctx, e.Stream, domain.ExpectAny, []domain.Event{e})
 	if err != nil || s.Applied == nil {
 		return err
 	}
-	return s.Applied.WaitFor(ctx, pos)
+	return s.Applied.WaitFor(ctx, res.LastPosition)
 }
 
-// append appends an audit record and returns its log position, without
-// waiting for the read model.
-func (s *Audit) append(ctx context.Context, c Caller, account domain.AccountID, a *domain.Audited) (uint64, error) {
-	e := AuditEvent(c, s.Clock.Now(), s.IDs, account, a)
-	res, err := s.Log.Append(ctx, e.Stream, domain.ExpectAny, []domain.Event{e})
-	return res.LastPosition, err
+// event is the event of an audit record of account made by c, now: what
+// Record appends, and a restore appends with each batch.
+func (s *Audit) event(c Caller, account domain.AccountID, a *domain.Audited) domain.Event {
+	return AuditEvent(c, s.Clock.Now(), s.IDs, account, a)
 }
 
 // ListAudit lists the caller's account's audit records in log order: all of
