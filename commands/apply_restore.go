@@ -11,9 +11,10 @@ import (
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
-// Restore plans a restore and, when the plan has no finding, applies it,
-// then validates the target against the backup. A plan with findings is
-// returned unapplied (Applied false), nothing written.
+// Restore plans a restore and, when the plan has no finding, applies it
+// and validates the target against the backup: each batch once the read
+// model shows it, while the next ones are written (validator). A plan
+// with findings is returned unapplied (Applied false), nothing written.
 //
 // The apply reads the point again, keys before secrets, and writes it in
 // batches (at most BatchItems items and about BatchBytes bytes each): one
@@ -51,7 +52,12 @@ func (s *Restores) Restore(ctx context.Context, c Caller, req RestoreRequest, pr
 	if r.plan.FindingCount() > 0 {
 		return res, nil
 	}
-	if err := s.apply(ctx, r, res, progress); err != nil {
+	vctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	v := s.startValidator(vctx, r)
+	if err := s.apply(ctx, r, res, progress, v); err != nil {
+		cancel()
+		v.stop()
 		return res, err
 	}
 	res.Applied = true
@@ -61,7 +67,7 @@ func (s *Restores) Restore(ctx context.Context, c Caller, req RestoreRequest, pr
 		}
 	}
 	res.Plan.Present = res.AlreadyPresent
-	if err := s.validate(ctx, r, res, progress); err != nil {
+	if err := v.finish(ctx, res, progress); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -93,13 +99,10 @@ func (b *restoreBatch) add(it *BackedUpItem) {
 	}
 }
 
-func (b *restoreBatch) reset() {
-	clear(b.items)
-	b.items, b.bytes = b.items[:0], 0
-	clear(b.keys)
-}
-
-func (s *Restores) apply(ctx context.Context, r *restoreRun, res *RestoreResult, progress ProgressFunc) (err error) {
+// apply writes the point's items into the target in batches and hands
+// each batch to v once written, with the log position the read model must
+// show before it is validated.
+func (s *Restores) apply(ctx context.Context, r *restoreRun, res *RestoreResult, progress ProgressFunc, v *validator) (err error) {
 	maxItems, maxBytes := s.BatchItems, s.BatchBytes
 	if maxItems <= 0 {
 		maxItems = DefaultRestoreBatchItems
@@ -115,6 +118,7 @@ func (s *Restores) apply(ctx context.Context, r *restoreRun, res *RestoreResult,
 	p := &applyPipe{}
 	defer func() { err = errors.Join(err, p.drain(ctx, s)) }()
 	b := &restoreBatch{}
+	var written uint64 // the log position of the last batch written
 	flush := func() error {
 		if len(b.items) == 0 {
 			return nil
@@ -127,14 +131,19 @@ func (s *Restores) apply(ctx context.Context, r *restoreRun, res *RestoreResult,
 		res.AlreadyPresent += present
 		if restored > 0 {
 			res.Batches++
+			written = p.inFlight
 		}
 		done += uint64(len(b.items))
 		if progress != nil {
 			progress(RestoreProgress{Phase: PhaseApply, Done: done, Total: max(total, done)})
 		}
-		b.reset()
+		if err := v.add(ctx, b.items, written); err != nil {
+			return err
+		}
+		b = &restoreBatch{}
 		return nil
 	}
+	defer func() { v.raced, v.revision = p.raced, p.revision }()
 	err = r.src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
 		if len(it.Versions) == 0 {
 			return domain.Corruption("restore %s %s: the backup holds none of its versions", it.Kind, it.ID)
@@ -171,6 +180,12 @@ type applyPipe struct {
 	// audited is the position of the last batch's append that holds an
 	// audit record (0: none).
 	audited uint64
+	// revision is the target's revision as the last batch's decision left
+	// it (after its append, if it wrote), and raced whether a batch lost
+	// a race to another writer: what the validation needs to know whether
+	// the target saw another writer (validator).
+	revision uint64
+	raced    bool
 }
 
 // settle waits until the read model shows the batch in flight.
@@ -239,7 +254,7 @@ func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatc
 		if attempt++; attempt > 1 {
 			// A lost race: decide from the read model, which shows every
 			// batch before (decide waited for it to catch up with the log).
-			p.target = nil
+			p.target, p.raced = nil, true
 			if err := p.settle(ctx, k); err != nil {
 				return err
 			}
@@ -300,6 +315,7 @@ func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatc
 		if found := planner.Finish(); len(found) > 0 {
 			return changed(op, found[0])
 		}
+		p.revision = in.Revision
 		if len(todo) == 0 {
 			return nil
 		}
@@ -336,6 +352,7 @@ func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatc
 			e.Revision = in.Revision + 1 + uint64(i)
 			after.Apply(e, data[i])
 		}
+		p.revision = after.Revision
 		return p.appended(ctx, k, &after, pos, b.keys, record != nil)
 	})
 	return restored, present, err

@@ -311,6 +311,56 @@ func TestApplyRestoreValidates(t *testing.T) {
 	}
 }
 
+// TestApplyRestoreValidatesAgainAfterAnotherWriter: batches are validated
+// as they land, while the apply goes on; when the target's revision at the
+// end is not the one the last batch left (another writer rotated k0 after
+// every batch was written, without a race), the whole point is validated
+// again against the target as it is then, and k0 is a version mismatch.
+func TestApplyRestoreValidatesAgainAfterAnotherWriter(t *testing.T) {
+	w := newApplyWorld(t)
+	f, ctx := w.f, context.Background()
+	target := domain.KMSStream(w.to)
+	var phases []string
+	progress := func(p commands.RestoreProgress) {
+		if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
+			phases = append(phases, p.Phase)
+		}
+		if p.Phase != commands.PhaseApply || p.Done != p.Total || p.Total == 0 {
+			return
+		}
+		eid := domain.EventID(f.ids.NewULID())
+		pt := make(domain.Plaintext, 32)
+		sealed := must(f.keys.Seal(ctx, string(w.to), pt, domain.AssociatedData(f.caller.Account, target, eid)))(t)
+		e := domain.Event{ID: eid, Stream: target, Type: domain.TypeKeyRotated, Schema: domain.SchemaVersion,
+			OccurredAt: f.clock.Now(), Account: f.caller.Account, Region: "eu-central-1", Instance: w.to,
+			Data: domain.EncodeData(&domain.KeyRotated{Key: w.keys[0], Version: 3, Material: sealed})}
+		res, err := f.log.Store.Append(ctx, target, domain.ExpectRevision(9), []domain.Event{e})
+		if err != nil {
+			t.Errorf("the other writer: %v", err)
+			return
+		}
+		if err := f.kms.Applied.WaitFor(ctx, res.LastPosition); err != nil {
+			t.Errorf("wait for the read model: %v", err)
+		}
+	}
+
+	res, err := f.restores.Restore(ctx, f.caller, w.all(), progress)
+
+	if err != nil || !res.Applied || res.Restored != 9 || res.Batches != 3 {
+		t.Fatalf("restore: %v; %+v", err, res)
+	}
+	var got []string
+	for _, v := range res.Validation {
+		got = append(got, v.Code+" "+v.Item)
+	}
+	if diff := cmp.Diff([]string{commands.FindingVersionMismatch + " " + string(w.keys[0])}, got); diff != "" {
+		t.Errorf("validation (-want +got):\n%s\nall: %+v", diff, res.Validation)
+	}
+	if diff := cmp.Diff([]string{commands.PhasePlan, commands.PhaseApply, commands.PhaseValidate}, phases); diff != "" {
+		t.Errorf("phases reported (-want +got):\n%s", diff)
+	}
+}
+
 // TestApplyRestoreDecidesABatchWhileTheReadModelAppliesTheOneBefore: the
 // batches are pipelined. Restoring keys k0 and k1 and secret s under k1 in
 // batches of one item, the read models are held from the append of [k1]

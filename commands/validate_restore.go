@@ -9,35 +9,172 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
-// validate checks the target against the backup after an apply, reading
-// the point again: every key has the backup's versions with the same
-// material (compared by digest), every secret has the backup's versions
-// and each decrypts under its key in the target. It keeps the first
-// findings of each code and counts the others.
-func (s *Restores) validate(ctx context.Context, r *restoreRun, res *RestoreResult, progress ProgressFunc) error {
-	var fs findingList
-	report := progressReporter(progress, PhaseValidate, uint64(r.plan.Keys+r.plan.Secrets))
-	chunk := &restoreBatch{}
-	found := make([][]RestoreFinding, validateChunk)
-	errs := make([]error, validateChunk)
-	check := func() error {
-		s.compareAll(ctx, r, chunk.items, found, errs)
-		for i := range chunk.items {
-			fs.add(found[i]...)
-			report(1)
-			if errs[i] != nil {
-				return errs[i]
+// validator checks the target against the backup while an apply writes
+// it: each batch, once the read model shows it (and every batch before),
+// is read again from the target and compared with the backup's items,
+// on a goroutine of its own, while the apply decides and writes the next
+// batches. Every key must have the backup's versions with the same
+// material (compared by digest), every secret the backup's versions, each
+// decrypting under its key in the target. It keeps the first findings of
+// each code and counts the others. The items are those the apply copied
+// out of the point (written or found present), so the point is not read
+// a third time.
+//
+// A batch validated as it lands is the target as it is at the end only
+// when nobody else wrote to the target meanwhile: when another writer
+// did (a batch of the apply lost a race, or the target's revision is not
+// the one the last batch left), the whole point is validated again
+// against the target as it is then (again).
+type validator struct {
+	s       *Restores
+	r       *restoreRun
+	batches chan validateBatch
+	done    chan struct{}
+	checked atomic.Uint64
+	// Owned by the validator's goroutine until done is closed.
+	fs  findingList
+	err error
+	// Set by the apply before finish: whether the target saw another
+	// writer, and its revision as the apply's last decision left it.
+	raced    bool
+	revision uint64
+}
+
+// validateBatch is a batch of an apply to validate: its items, shown by
+// the read model once it has applied the log's position pos.
+type validateBatch struct {
+	items []BackedUpItem
+	pos   uint64
+}
+
+// validateQueue is how many batches an apply may have written that the
+// validator has not begun: an apply that gets further ahead waits.
+const validateQueue = 2
+
+func (s *Restores) startValidator(ctx context.Context, r *restoreRun) *validator {
+	v := &validator{s: s, r: r, batches: make(chan validateBatch, validateQueue), done: make(chan struct{})}
+	go v.run(ctx)
+	return v
+}
+
+func (v *validator) run(ctx context.Context) {
+	defer close(v.done)
+	for b := range v.batches {
+		if v.err != nil {
+			continue // the apply's hand-offs must not block
+		}
+		v.err = v.check(ctx, b)
+		v.checked.Add(uint64(len(b.items)))
+	}
+}
+
+func (v *validator) check(ctx context.Context, b validateBatch) error {
+	if b.pos > 0 {
+		if err := v.s.KMS.Applied.WaitFor(ctx, b.pos); err != nil {
+			return err
+		}
+	}
+	found := make([][]RestoreFinding, len(b.items))
+	errs := make([]error, len(b.items))
+	inParallel(len(b.items), func(i int) {
+		found[i], errs[i] = v.s.compare(ctx, v.r.backup, v.r.plan.Target, &b.items[i], true)
+	})
+	for i := range b.items {
+		v.fs.add(found[i]...)
+		if errs[i] != nil {
+			return errs[i]
+		}
+	}
+	return nil
+}
+
+// add hands the validator a batch of items, shown by the read model once
+// it has applied pos (0: already shown). The validator owns items from
+// then on.
+func (v *validator) add(ctx context.Context, items []BackedUpItem, pos uint64) error {
+	select {
+	case v.batches <- validateBatch{items: items, pos: pos}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// stop ends the validator without waiting for its result: after a failed
+// apply, whose caller cancels the context given to startValidator.
+func (v *validator) stop() {
+	close(v.batches)
+	<-v.done
+}
+
+// finish waits for the validation of every batch handed over, telling
+// progress how far it got, and puts its findings in res.
+func (v *validator) finish(ctx context.Context, res *RestoreResult, progress ProgressFunc) error {
+	close(v.batches)
+	total := uint64(v.r.plan.Keys + v.r.plan.Secrets)
+	report := progressReporter(progress, PhaseValidate, total)
+	told := uint64(0)
+	tell := func() {
+		if n := v.checked.Load(); n > told {
+			report(n - told)
+			told = n
+		}
+	}
+	if progress != nil {
+		tick := time.NewTicker(validateProgressEvery)
+		defer tick.Stop()
+	wait:
+		for {
+			tell()
+			select {
+			case <-v.done:
+				break wait
+			case <-tick.C:
 			}
 		}
-		chunk.reset()
+	}
+	<-v.done
+	if v.err != nil {
+		return v.err
+	}
+	tell()
+	again := v.raced
+	if !again {
+		in, err := kmsstate.GetInstance(v.s.KMS.State, v.r.plan.Target)
+		if err != nil {
+			return err
+		}
+		again = in.Revision != v.revision
+	}
+	if again {
+		return v.again(ctx, res, progress)
+	}
+	report(0)
+	res.Validation, res.ValidationOmitted = v.fs.listed, v.fs.omitted
+	return nil
+}
+
+// again validates the whole point against the target as it is now,
+// reading the point once more, validateChunk items at a time.
+func (v *validator) again(ctx context.Context, res *RestoreResult, progress ProgressFunc) error {
+	v.fs = findingList{}
+	report := progressReporter(progress, PhaseValidate, uint64(v.r.plan.Keys+v.r.plan.Secrets))
+	chunk := &restoreBatch{}
+	check := func() error {
+		if err := v.check(ctx, validateBatch{items: chunk.items}); err != nil {
+			return err
+		}
+		report(uint64(len(chunk.items)))
+		chunk = &restoreBatch{}
 		return nil
 	}
-	err := r.src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
+	err := v.r.src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
 		chunk.add(it)
 		if len(chunk.items) == validateChunk {
 			return check()
@@ -51,27 +188,23 @@ func (s *Restores) validate(ctx context.Context, r *restoreRun, res *RestoreResu
 		return err
 	}
 	report(0)
-	res.Validation, res.ValidationOmitted = fs.listed, fs.omitted
+	res.Validation, res.ValidationOmitted = v.fs.listed, v.fs.omitted
 	return nil
 }
 
-// validateChunk is how many items a validation copies out of the source
-// and compares at a time, on up to validateWorkers goroutines (opening
-// key material is most of a validation's work); their findings are kept
-// in the source's order.
-const (
-	validateChunk   = 64
-	validateWorkers = 4
-)
+// validateProgressEvery is how often a restore tells how far the
+// validation of its last batches has got once the apply has ended.
+const validateProgressEvery = 200 * time.Millisecond
 
-// compareAll compares items with the target (compare, decrypting), on up
-// to validateWorkers goroutines, leaving item i's findings and error in
-// found[i] and errs[i].
-func (s *Restores) compareAll(ctx context.Context, r *restoreRun, items []BackedUpItem, found [][]RestoreFinding, errs []error) {
-	inParallel(len(items), func(i int) {
-		found[i], errs[i] = s.compare(ctx, r.backup, r.plan.Target, &items[i], true)
-	})
-}
+// validateWorkers is how many goroutines at most compare a batch's items
+// with the target (opening key material is most of a validation's work)
+// or seal a batch's keys for the target; validateChunk is how many items
+// a validation of the whole point (again) copies out of it and compares
+// at a time.
+const (
+	validateWorkers = 4
+	validateChunk   = 64
+)
 
 // inParallel calls fn(0) to fn(n-1) on up to validateWorkers goroutines
 // (no more than GOMAXPROCS) and returns when every call has.
