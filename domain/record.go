@@ -65,6 +65,17 @@ func SetEventRecordRevision(rec []byte, rev uint64) {
 // DecodeEventRecord decodes the record stored at position pos. Malformed
 // bytes are a corruption error naming the position, never the bytes.
 func DecodeEventRecord(pos uint64, v []byte) (Event, error) {
+	return DecodeEventRecordAfter(pos, v, nil)
+}
+
+// DecodeEventRecordAfter decodes a record like DecodeEventRecord, sharing
+// with prev (the event decoded before it, or nil) the strings the two
+// have alike: a reader of consecutive events, whose type, account, region
+// and instance mostly repeat, allocates them once.
+func DecodeEventRecordAfter(pos uint64, v []byte, prev *Event) (Event, error) {
+	if prev == nil {
+		prev = &Event{}
+	}
 	if len(v) < recordHeaderLen {
 		return Event{}, Corruption("event at position %d: record of %d bytes is too short", pos, len(v))
 	}
@@ -76,13 +87,13 @@ func DecodeEventRecord(pos uint64, v []byte) (Event, error) {
 	e.Position = pos
 	e.Revision = r.Uint64()
 	r.Fixed(e.ID[:])
-	e.Stream = r.String()
-	e.Type = r.String()
+	e.Stream = r.StringLike(prev.Stream)
+	e.Type = r.StringLike(prev.Type)
 	schema := r.Uvarint()
 	e.OccurredAt = r.Time()
-	e.Account = AccountID(r.String())
-	e.Region = r.String()
-	e.Instance = InstanceID(r.String())
+	e.Account = AccountID(r.StringLike(string(prev.Account)))
+	e.Region = r.StringLike(prev.Region)
+	e.Instance = InstanceID(r.StringLike(string(prev.Instance)))
 	e.Data = r.Bytes()
 	if err := r.Done(); err != nil {
 		return Event{}, Corruption("event at position %d: %v", pos, err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestEventRecordRoundTrip(t *testing.T) {
@@ -38,5 +39,34 @@ func TestEventRecordRoundTrip(t *testing.T) {
 		if _, err := DecodeEventRecord(99, bad); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: %v, want ErrCorrupt", name, err)
 		}
+	}
+}
+
+// TestEventRecordAfterSharesRepeatedStrings: a record decoded after
+// another shares the strings the two have alike, and decodes the ones
+// that differ as they are.
+func TestEventRecordAfterSharesRepeatedStrings(t *testing.T) {
+	first := Event{ID: EventID{1}, Stream: "kms-kms_1", Type: TypeKeyDeleted, Schema: SchemaVersion,
+		Account: "acct_1", Region: "cn-hangzhou", Instance: "kms_1", Data: EncodeData(&KeyDeleted{Key: "key_1"})}
+	second := first
+	second.ID, second.Stream, second.Type = EventID{2}, "name-acct_1-cn-hangzhou-key-key_2", TypeNameClaimed
+	prev, err := DecodeEventRecord(1, AppendEventRecord(nil, &first, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeEventRecordAfter(2, AppendEventRecord(nil, &second, 1), &prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Stream != second.Stream || got.Type != second.Type || got.Account != first.Account ||
+		got.Region != first.Region || got.Instance != first.Instance || string(got.Data) != string(first.Data) {
+		t.Fatalf("decoded %+v, want %+v", got, second)
+	}
+	same := func(a, b string) bool { return unsafe.StringData(a) == unsafe.StringData(b) }
+	if !same(string(got.Account), string(prev.Account)) || !same(got.Region, prev.Region) || !same(string(got.Instance), string(prev.Instance)) {
+		t.Error("the account, region and instance alike were decoded apart, not shared")
+	}
+	if same(got.Type, prev.Type) || same(got.Stream, prev.Stream) {
+		t.Error("a string that differs shares the previous event's")
 	}
 }

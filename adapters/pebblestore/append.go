@@ -22,13 +22,19 @@ const (
 	maxGroupBytes     = 16 << 20
 	// maxGroupsInFlight bounds the groups applied but not yet synced.
 	maxGroupsInFlight = 64
-	// maxRecentIDs bounds the writer's index of recently written event IDs.
-	maxRecentIDs = 1 << 16
+	// maxRecentIDs bounds the writer's index of recently written event
+	// IDs: the IDs of the groups a request's precheck may not have seen
+	// (a few groups; an older precheck makes the writer look its IDs up
+	// in the database). A Go map does not shrink, so this is also what
+	// the index holds on to after a burst of appends.
+	maxRecentIDs = 1 << 14
 )
 
-// maxCachedHeads bounds the writer's cache of stream heads; it is cleared
-// when full (heads are then read back from Pebble). Tests lower it.
-var maxCachedHeads = 1 << 16
+// maxCachedHeads bounds the writer's cache of stream heads; a full cache
+// is dropped for a new one (heads are then read back from Pebble, or known
+// absent from the stream filter), so that a burst of new streams, such as
+// the name claims of a restore, does not keep its memory. Tests lower it.
+var maxCachedHeads = 1 << 14
 
 const opAppend = "append"
 
@@ -613,7 +619,7 @@ func (w *writer) write(b *pebble.Batch, r *appendReq, head headState) commands.A
 	var run [8 + binary.MaxVarintLen64]byte
 	_ = b.Set(w.key, appendRun(run[:0], res.FirstPosition, len(r.recs)), nil)
 	if len(w.heads) >= maxCachedHeads {
-		clear(w.heads)
+		w.heads = make(map[string]headState)
 	}
 	w.heads[r.stream] = headState{exists: true, rev: res.LastRevision}
 	return res
@@ -678,7 +684,7 @@ func (w *writer) head(stream string) (headState, error) {
 		return headState{}, err
 	}
 	if len(w.heads) >= maxCachedHeads {
-		clear(w.heads)
+		w.heads = make(map[string]headState)
 	}
 	w.heads[stream] = h
 	return h, nil

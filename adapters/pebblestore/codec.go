@@ -15,9 +15,10 @@ func appendRecord(dst []byte, e *domain.Event) []byte { return domain.AppendEven
 
 func setRecordRevision(rec []byte, rev uint64) { domain.SetEventRecordRevision(rec, rev) }
 
-// decodeRecord decodes the record stored at position pos.
-func decodeRecord(pos uint64, v []byte) (domain.Event, error) {
-	e, err := domain.DecodeEventRecord(pos, v)
+// decodeRecord decodes the record stored at position pos, sharing the
+// strings it has alike with prev (the event decoded before it, or nil).
+func decodeRecord(pos uint64, v []byte, prev *domain.Event) (domain.Event, error) {
+	e, err := domain.DecodeEventRecordAfter(pos, v, prev)
 	if err != nil {
 		return domain.Event{}, fmt.Errorf("pebblestore: %w", err)
 	}

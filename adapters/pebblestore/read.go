@@ -131,7 +131,11 @@ runs:
 		if err != nil {
 			return nil, storeErr(opReadStream, err)
 		}
-		e, err := decodeRecord(sl.pos, rec)
+		var prev *domain.Event
+		if len(out) > 0 {
+			prev = &out[len(out)-1]
+		}
+		e, err := decodeRecord(sl.pos, rec, prev)
 		if err != nil {
 			return nil, err
 		}
@@ -240,7 +244,11 @@ func (s *Store) ReadAll(ctx context.Context, after uint64, limit int) ([]domain.
 		if err != nil {
 			return nil, storeErr(opReadAll, err)
 		}
-		e, err := decodeRecord(pos, v)
+		var prev *domain.Event
+		if len(out) > 0 {
+			prev = &out[len(out)-1]
+		}
+		e, err := decodeRecord(pos, v, prev)
 		if err != nil {
 			return nil, err
 		}

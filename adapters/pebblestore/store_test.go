@@ -277,7 +277,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add([]byte{1}) // the format version alone
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := decodeRecord(7, b)
+		e, err := decodeRecord(7, b, nil)
 		if err != nil {
 			if !errors.Is(err, domain.ErrCorrupt) {
 				t.Fatalf("decode error %v is not a corruption", err)
@@ -288,7 +288,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		// the varints had a non-canonical form.
 		again := appendRecord(nil, &e)
 		setRecordRevision(again, e.Revision)
-		e2, err := decodeRecord(7, again)
+		e2, err := decodeRecord(7, again, nil)
 		if err != nil {
 			t.Fatalf("re-encoded record does not decode: %v", err)
 		}

@@ -157,6 +157,23 @@ func (r *Reader) String() string {
 	return s
 }
 
+// StringLike reads a length-prefixed string like String, returning like
+// itself, without allocating, when the bytes are like's: a reader of many
+// records whose fields repeat shares them.
+func (r *Reader) StringLike(like string) string {
+	n := r.Uvarint()
+	if r.err != nil || n > uint64(len(r.B)) {
+		r.fail()
+		return ""
+	}
+	b := r.B[:n]
+	r.B = r.B[n:]
+	if string(b) == like {
+		return like
+	}
+	return string(b)
+}
+
 // Fixed reads exactly len(dst) bytes into dst.
 func (r *Reader) Fixed(dst []byte) {
 	if r.err != nil || len(r.B) < len(dst) {
