@@ -136,18 +136,31 @@ func (e *engine) compact() error {
 	if err := e.close(); err != nil {
 		return err
 	}
-	db, err := pebble.Open(e.dir, storeOptions())
+	for _, sub := range []string{"db", "projections"} {
+		if err := compactDir(filepath.Join(e.dir, sub)); err != nil {
+			return err
+		}
+	}
+	return e.open()
+}
+
+// compactDir compacts every key of the Pebble database in dir, which must
+// exist.
+func compactDir(dir string) error {
+	o := storeOptions()
+	o.ErrorIfNotExists = true
+	db, err := pebble.Open(dir, o)
 	if err != nil {
-		return err
+		return fmt.Errorf("compact %s: %w", dir, err)
 	}
 	err = db.Compact(context.Background(), []byte{0}, []byte{0xff}, true)
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("compact %s: %w", dir, err)
 	}
-	return e.open()
+	return nil
 }
 
 // settle waits until every projector has applied the whole log.
