@@ -11,6 +11,16 @@ type Reader interface {
 	Scan(prefix, start []byte, fn func(k, v []byte) (bool, error)) error
 }
 
+// MultiGetter is a Reader that reads many keys at once, on several
+// goroutines where it can: a projection that knows what it will read (the
+// items of a checkpoint's slice) asks for all of it before it starts, and
+// the look-ups, most of a large state's cost, run side by side.
+type MultiGetter interface {
+	// GetMany returns the value of each key (nil and false: absent), the
+	// caller's to keep, as Get would.
+	GetMany(keys [][]byte) (values [][]byte, found []bool, err error)
+}
+
 // Txn is a write batch that also sees its own writes. It is committed (or
 // discarded) as a whole by whoever opened it.
 type Txn interface {

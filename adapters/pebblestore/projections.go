@@ -3,6 +3,7 @@ package pebblestore
 import (
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -428,7 +429,7 @@ func (p *Projections) Update(name string, position uint64, fn func(projections.T
 	defer p.leave()
 	b := p.db.NewIndexedBatch()
 	defer b.Close()
-	tx := &txn{b: b}
+	tx := &txn{b: b, db: p.db}
 	err := fn(tx)
 	tx.b = nil
 	if err != nil {
@@ -442,9 +443,15 @@ func (p *Projections) Update(name string, position uint64, fn func(projections.T
 }
 
 // txn is the projections.Txn of one Update.
-type txn struct{ b *pebble.Batch }
+type txn struct {
+	b  *pebble.Batch
+	db *pebble.DB
+}
 
-var _ projections.Txn = (*txn)(nil)
+var (
+	_ projections.Txn         = (*txn)(nil)
+	_ projections.MultiGetter = (*txn)(nil)
+)
 
 var errTxnDone = &domain.Error{Op: opProjection, Kind: domain.ErrFailedPrecondition,
 	Msg: "the transaction is over: a Txn is valid only inside its Update"}
@@ -463,6 +470,49 @@ func (t *txn) Get(key []byte) ([]byte, bool, error) {
 	out := append([]byte(nil), v...)
 	return out, true, closer.Close()
 }
+
+// GetMany reads keys as Get would. While the transaction has written
+// nothing, the database alone holds what it sees, so the keys are read
+// from it on up to multiGetWorkers goroutines; after a write, one at a
+// time through the batch.
+func (t *txn) GetMany(keys [][]byte) ([][]byte, []bool, error) {
+	if t.b == nil {
+		return nil, nil, errTxnDone
+	}
+	values, found := make([][]byte, len(keys)), make([]bool, len(keys))
+	if !t.b.Empty() || len(keys) < 2 {
+		for i, k := range keys {
+			var err error
+			if values[i], found[i], err = t.Get(k); err != nil {
+				return nil, nil, err
+			}
+		}
+		return values, found, nil
+	}
+	workers := min(runtime.GOMAXPROCS(0), multiGetWorkers, len(keys))
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(keys); i += workers {
+				v, ok, err := get(t.db, projKey(keys[i]))
+				if err != nil {
+					errs[w] = storeErr("projection get", err)
+					return
+				}
+				values[i], found[i] = v, ok
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	return values, found, nil
+}
+
+// multiGetWorkers bounds the goroutines of a GetMany.
+const multiGetWorkers = 4
 
 func (t *txn) Scan(prefix, start []byte, fn func(k, v []byte) (bool, error)) error {
 	if t.b == nil {

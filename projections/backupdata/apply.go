@@ -2,7 +2,9 @@ package backupdata
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -271,6 +273,9 @@ type checkpoint struct {
 	loc      *time.Location
 	items    map[string]*work
 	entries  map[string]*entry
+	// pre holds the live index entries read ahead (prefetch), by kind and
+	// ID, for the first look-up of each item; nil: absent.
+	pre map[string][]byte
 }
 
 // work is one item during a checkpoint.
@@ -298,6 +303,15 @@ func applyCheckpoint(txn projections.Txn, ref string, m *meta, d *domain.BackupC
 	}
 	c := &checkpoint{txn: txn, ref: ref, seq: d.Seq, baseline: d.Seq == 1, loc: loc,
 		items: map[string]*work{}, entries: map[string]*entry{}}
+	if mg, ok := txn.(projections.MultiGetter); ok && slice != nil {
+		read, err := c.prefetch(mg, slice)
+		if err != nil {
+			return err
+		}
+		if read != nil {
+			slice = read
+		}
+	}
 	if slice != nil {
 		var prev uint64
 		n := 0
@@ -406,6 +420,105 @@ func (c *checkpoint) restore(e *domain.Event, kind byte, id, text string, vs []u
 	return nil
 }
 
+// prefetch reads the live index entries of the first maxPrefetch items the
+// slice changes, all at once (a look-up in a large state costs several
+// times one in a small state; side by side they cost less), in a first
+// pass over the slice. A slice of at most maxPrefetch events is kept from
+// that pass and returned as read, to be walked again from memory; a
+// longer one is read again (read nil).
+func (c *checkpoint) prefetch(mg projections.MultiGetter, slice Events) (read Events, err error) {
+	seen := map[string]bool{}
+	var keys [][]byte
+	var names []string
+	var kept []domain.Event
+	err = slice(func(e *domain.Event) error {
+		if len(kept) == maxPrefetch {
+			return errPrefetchFull
+		}
+		ev := *e
+		ev.Data = slices.Clone(e.Data)
+		kept = append(kept, ev)
+		kind, id, ok, err := changedItem(e)
+		if err != nil || !ok || seen[string(kind)+id] {
+			return err
+		}
+		seen[string(kind)+id] = true
+		keys, names = append(keys, liveKey(c.ref, kind, id)), append(names, string(kind)+id)
+		return nil
+	})
+	full := errors.Is(err, errPrefetchFull)
+	if err != nil && !full {
+		return nil, err
+	}
+	if !full {
+		read = func(fn func(*domain.Event) error) error {
+			for i := range kept {
+				if err := fn(&kept[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	if len(keys) < 2 {
+		return read, nil
+	}
+	values, found, err := mg.GetMany(keys)
+	if err != nil {
+		return nil, err
+	}
+	c.pre = make(map[string][]byte, len(keys))
+	for i, k := range names {
+		if found[i] {
+			c.pre[k] = values[i]
+		} else {
+			c.pre[k] = nil
+		}
+	}
+	return read, nil
+}
+
+// maxPrefetch bounds the events of a slice a checkpoint keeps from its
+// first pass (and so the items it reads ahead); errPrefetchFull ends the
+// pass beyond them.
+const maxPrefetch = 1024
+
+var errPrefetchFull = errors.New("backupdata: prefetch full")
+
+// changedItem returns the item an event of a slice changes, if any, with
+// the decoding of event that follows.
+func changedItem(e *domain.Event) (kind byte, id string, ok bool, err error) {
+	switch e.Type {
+	case domain.TypeKeyCreated, domain.TypeKeyRotated, domain.TypeKeyDeleted, domain.TypeKeyRestored,
+		domain.TypeSecretCreated, domain.TypeSecretRotated, domain.TypeSecretDeleted, domain.TypeSecretRestored:
+	default:
+		return 0, "", false, nil
+	}
+	d, err := e.Decode()
+	if err != nil {
+		return 0, "", false, err
+	}
+	switch d := d.(type) {
+	case *domain.KeyCreated:
+		return kindKey, string(d.Key), true, nil
+	case *domain.KeyRotated:
+		return kindKey, string(d.Key), true, nil
+	case *domain.KeyDeleted:
+		return kindKey, string(d.Key), true, nil
+	case *domain.KeyRestored:
+		return kindKey, string(d.Key), true, nil
+	case *domain.SecretCreated:
+		return kindSecret, d.Name, true, nil
+	case *domain.SecretRotated:
+		return kindSecret, d.Name, true, nil
+	case *domain.SecretDeleted:
+		return kindSecret, d.Name, true, nil
+	case *domain.SecretRestored:
+		return kindSecret, d.Name, true, nil
+	}
+	return 0, "", false, nil
+}
+
 // item returns the work of an item, loading its current row the first time:
 // one look-up of the live index, which holds the row (a live index of the
 // earlier layout holds only its fromSeq, and the row is read apart).
@@ -415,8 +528,12 @@ func (c *checkpoint) item(kind byte, id string) (*work, error) {
 		return w, nil
 	}
 	w := &work{kind: kind, id: id}
-	v, ok, err := c.txn.Get(liveKey(c.ref, kind, id))
-	if err != nil {
+	var err error
+	v, ok := c.pre[k]
+	if ok {
+		delete(c.pre, k)
+		ok = v != nil
+	} else if v, ok, err = c.txn.Get(liveKey(c.ref, kind, id)); err != nil {
 		return nil, err
 	}
 	if ok {

@@ -27,10 +27,32 @@ func (c *countingTxn) Get(k []byte) ([]byte, bool, error) {
 	return c.memTxn.Get(k)
 }
 
+// prefetchingTxn is a countingTxn that reads many keys at once
+// (projections.MultiGetter), remembering the keys it was asked for.
+type prefetchingTxn struct {
+	countingTxn
+	asked [][]byte
+}
+
+func (p *prefetchingTxn) GetMany(keys [][]byte) ([][]byte, []bool, error) {
+	values, found := make([][]byte, len(keys)), make([]bool, len(keys))
+	for i, k := range keys {
+		p.asked = append(p.asked, k)
+		var err error
+		if values[i], found[i], err = p.memTxn.Get(k); err != nil {
+			return nil, nil, err
+		}
+	}
+	return values, found, nil
+}
+
 // TestCheckpointReadsEachChangedItemOnce: a checkpoint reads each item it
 // changes in one look-up (the live index holds the item's current row);
 // a live index of the earlier layout (the fromSeq alone) still applies,
-// reading the row apart, and gives the same read model.
+// reading the row apart, and gives the same read model. Over a store that
+// reads many keys at once, the checkpoint asks for the live entries of
+// all its items at once before it applies its slice, looks none up apart,
+// and writes the same.
 func TestCheckpointReadsEachChangedItemOnce(t *testing.T) {
 	at := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
 	id := domain.BackupID("bkp_01KQHDZ8E0B47E4R1Q458Z14HD")
@@ -109,6 +131,19 @@ func TestCheckpointReadsEachChangedItemOnce(t *testing.T) {
 	after, gets := applyCounting(kv)
 	if gets != changed {
 		t.Errorf("checkpoint 2 made %d look-ups of rows and live index for %d items, want one each", gets, changed)
+	}
+
+	// The same over a store that reads many keys at once.
+	pre := &prefetchingTxn{countingTxn: countingTxn{memTxn: memTxn{kv: map[string][]byte{}}, ref: ref}}
+	for k, v := range kv {
+		pre.kv[k] = v
+	}
+	must(Apply(pre, cp2, data))
+	if pre.gets != 0 || len(pre.asked) != changed {
+		t.Errorf("over a store that reads many keys at once: %d keys asked at once and %d looked up apart, want %d and 0", len(pre.asked), pre.gets, changed)
+	}
+	if d := cmp.Diff(after, pre.kv); d != "" {
+		t.Errorf("the store after a checkpoint that read ahead differs (-one at a time +at once):\n%s", d)
 	}
 
 	// The same over a live index of the earlier layout.
