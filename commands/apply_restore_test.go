@@ -48,6 +48,39 @@ func (w *applyWorld) all() commands.RestoreRequest {
 	return commands.RestoreRequest{From: w.id, Point: commands.RestorePoint{Day: "2026-05-01"}, Selection: domain.SelectAll(), Target: w.to}
 }
 
+// rotateK0 rotates the target's k0 (once restored) as another writer
+// would, appending at revision rev of the target's stream, and returns the
+// log position of the rotation (0 when the append failed, reported).
+func (w *applyWorld) rotateK0(t *testing.T, rev uint64) uint64 {
+	t.Helper()
+	f, ctx, target := w.f, context.Background(), domain.KMSStream(w.to)
+	eid := domain.EventID(f.ids.NewULID())
+	pt := make(domain.Plaintext, 32)
+	sealed := must(f.keys.Seal(ctx, string(w.to), pt, domain.AssociatedData(f.caller.Account, target, eid)))(t)
+	e := domain.Event{ID: eid, Stream: target, Type: domain.TypeKeyRotated, Schema: domain.SchemaVersion,
+		OccurredAt: f.clock.Now(), Account: f.caller.Account, Region: "eu-central-1", Instance: w.to,
+		Data: domain.EncodeData(&domain.KeyRotated{Key: w.keys[0], Version: 3, Material: sealed})}
+	res, err := f.log.Store.Append(ctx, target, domain.ExpectRevision(rev), []domain.Event{e})
+	if err != nil {
+		t.Errorf("the other writer: %v", err)
+		return 0
+	}
+	return res.LastPosition
+}
+
+// wantK0Mismatch checks that a restore's validation found k0, and k0
+// alone, differing from the backup.
+func (w *applyWorld) wantK0Mismatch(t *testing.T, res *commands.RestoreResult) {
+	t.Helper()
+	var got []string
+	for _, v := range res.Validation {
+		got = append(got, v.Code+" "+v.Item)
+	}
+	if diff := cmp.Diff([]string{commands.FindingVersionMismatch + " " + string(w.keys[0])}, got); diff != "" {
+		t.Errorf("validation (-want +got):\n%s\nall: %+v", diff, res.Validation)
+	}
+}
+
 // batches are the items of the batches a whole restore writes.
 func (w *applyWorld) batches() [][]string {
 	k := func(i int) string { return string(w.keys[i]) }
@@ -277,15 +310,7 @@ func TestApplyRestoreValidates(t *testing.T) {
 	target := domain.KMSStream(w.to)
 	f.log.setFault(func(stream string, n int) (error, bool) {
 		if stream == target && n == 3 { // before the last batch: k0, restored by the first, rotated
-			eid := domain.EventID(f.ids.NewULID())
-			pt := make(domain.Plaintext, 32)
-			sealed := must(f.keys.Seal(ctx, string(w.to), pt, domain.AssociatedData(f.caller.Account, target, eid)))(t)
-			e := domain.Event{ID: eid, Stream: target, Type: domain.TypeKeyRotated, Schema: domain.SchemaVersion,
-				OccurredAt: f.clock.Now(), Account: f.caller.Account, Region: "eu-central-1", Instance: w.to,
-				Data: domain.EncodeData(&domain.KeyRotated{Key: w.keys[0], Version: 3, Material: sealed})}
-			if _, err := f.log.Store.Append(ctx, target, domain.ExpectRevision(6), []domain.Event{e}); err != nil {
-				t.Errorf("the other writer: %v", err)
-			}
+			w.rotateK0(t, 6)
 		}
 		return nil, false
 	})
@@ -295,13 +320,7 @@ func TestApplyRestoreValidates(t *testing.T) {
 	if err != nil || !res.Applied || res.Restored != 9 {
 		t.Fatalf("restore: %v; %+v", err, res)
 	}
-	var got []string
-	for _, v := range res.Validation {
-		got = append(got, v.Code+" "+v.Item)
-	}
-	if diff := cmp.Diff([]string{commands.FindingVersionMismatch + " " + string(w.keys[0])}, got); diff != "" {
-		t.Errorf("validation (-want +got):\n%s\nall: %+v", diff, res.Validation)
-	}
+	w.wantK0Mismatch(t, res)
 	var expected []string
 	for _, a := range f.log.appendsTo(target)[1:] { // after the target's creation
 		expected = append(expected, a.Expected)
@@ -319,7 +338,6 @@ func TestApplyRestoreValidates(t *testing.T) {
 func TestApplyRestoreValidatesAgainAfterAnotherWriter(t *testing.T) {
 	w := newApplyWorld(t)
 	f, ctx := w.f, context.Background()
-	target := domain.KMSStream(w.to)
 	var phases []string
 	progress := func(p commands.RestoreProgress) {
 		if len(phases) == 0 || phases[len(phases)-1] != p.Phase {
@@ -328,19 +346,10 @@ func TestApplyRestoreValidatesAgainAfterAnotherWriter(t *testing.T) {
 		if p.Phase != commands.PhaseApply || p.Done != p.Total || p.Total == 0 {
 			return
 		}
-		eid := domain.EventID(f.ids.NewULID())
-		pt := make(domain.Plaintext, 32)
-		sealed := must(f.keys.Seal(ctx, string(w.to), pt, domain.AssociatedData(f.caller.Account, target, eid)))(t)
-		e := domain.Event{ID: eid, Stream: target, Type: domain.TypeKeyRotated, Schema: domain.SchemaVersion,
-			OccurredAt: f.clock.Now(), Account: f.caller.Account, Region: "eu-central-1", Instance: w.to,
-			Data: domain.EncodeData(&domain.KeyRotated{Key: w.keys[0], Version: 3, Material: sealed})}
-		res, err := f.log.Store.Append(ctx, target, domain.ExpectRevision(9), []domain.Event{e})
-		if err != nil {
-			t.Errorf("the other writer: %v", err)
-			return
-		}
-		if err := f.kms.Applied.WaitFor(ctx, res.LastPosition); err != nil {
-			t.Errorf("wait for the read model: %v", err)
+		if pos := w.rotateK0(t, 9); pos > 0 {
+			if err := f.kms.Applied.WaitFor(ctx, pos); err != nil {
+				t.Errorf("wait for the read model: %v", err)
+			}
 		}
 	}
 
@@ -349,13 +358,7 @@ func TestApplyRestoreValidatesAgainAfterAnotherWriter(t *testing.T) {
 	if err != nil || !res.Applied || res.Restored != 9 || res.Batches != 3 {
 		t.Fatalf("restore: %v; %+v", err, res)
 	}
-	var got []string
-	for _, v := range res.Validation {
-		got = append(got, v.Code+" "+v.Item)
-	}
-	if diff := cmp.Diff([]string{commands.FindingVersionMismatch + " " + string(w.keys[0])}, got); diff != "" {
-		t.Errorf("validation (-want +got):\n%s\nall: %+v", diff, res.Validation)
-	}
+	w.wantK0Mismatch(t, res)
 	if diff := cmp.Diff([]string{commands.PhasePlan, commands.PhaseApply, commands.PhaseValidate}, phases); diff != "" {
 		t.Errorf("phases reported (-want +got):\n%s", diff)
 	}
