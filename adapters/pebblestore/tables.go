@@ -165,7 +165,7 @@ type tableChecker struct {
 	damage   error // the first damage found while open
 	recorded bool  // checked is what the record file says
 
-	queue chan uint64   // tables written since open, to validate
+	queue chan uint64   // tables written since open, to validate (set under mu by start)
 	stop  chan struct{} // closed by close
 	done  chan struct{} // closed when run returns
 }
@@ -287,25 +287,28 @@ func (c *tableChecker) save() error {
 // start begins validating, in the background, the tables db writes from
 // now on (see written).
 func (c *tableChecker) start(db *pebble.DB) {
-	c.mu.Lock()
-	c.db = db
-	c.mu.Unlock()
-	c.queue = make(chan uint64, 1024)
 	c.stop = make(chan struct{})
 	c.done = make(chan struct{})
+	c.mu.Lock()
+	c.db = db
+	c.queue = make(chan uint64, 1024) // written, on Pebble's goroutines, may read it from now on
+	c.mu.Unlock()
 	go c.run()
 }
 
 // written queues tables that a flush or compaction just wrote. It never
-// blocks: a table that does not fit in the queue is validated at the next
-// start instead.
+// blocks: a table that does not fit in the queue, or written before start,
+// is validated at the next start instead.
 func (c *tableChecker) written(tables []pebble.TableInfo) {
-	if c.queue == nil {
+	c.mu.Lock()
+	queue := c.queue
+	c.mu.Unlock()
+	if queue == nil {
 		return
 	}
 	for _, t := range tables {
 		select {
-		case c.queue <- uint64(t.FileNum):
+		case queue <- uint64(t.FileNum):
 		default:
 		}
 	}
