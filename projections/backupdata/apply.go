@@ -357,15 +357,8 @@ func applyCheckpoint(txn projections.Txn, ref string, m *meta, d *domain.BackupC
 // changes (InstanceCreated, InstanceReleased) and unknown types change
 // nothing.
 func (c *checkpoint) event(e *domain.Event) error {
-	switch e.Type {
-	case domain.TypeKeyCreated, domain.TypeKeyRotated, domain.TypeKeyDeleted,
-		domain.TypeSecretCreated, domain.TypeSecretRotated, domain.TypeSecretDeleted,
-		domain.TypeKeyRestored, domain.TypeSecretRestored:
-	default:
-		return nil
-	}
-	d, err := e.Decode()
-	if err != nil {
+	d, err := itemData(e)
+	if err != nil || d == nil {
 		return err
 	}
 	switch d := d.(type) {
@@ -485,19 +478,20 @@ const maxPrefetch = 1024
 
 var errPrefetchFull = errors.New("backupdata: prefetch full")
 
-// changedItem returns the item an event of a slice changes, if any, with
-// the decoding of event that follows.
-func changedItem(e *domain.Event) (kind byte, id string, ok bool, err error) {
+// itemData decodes a slice event that changes a key or a secret; nil for
+// any other event.
+func itemData(e *domain.Event) (domain.EventData, error) {
 	switch e.Type {
 	case domain.TypeKeyCreated, domain.TypeKeyRotated, domain.TypeKeyDeleted, domain.TypeKeyRestored,
 		domain.TypeSecretCreated, domain.TypeSecretRotated, domain.TypeSecretDeleted, domain.TypeSecretRestored:
-	default:
-		return 0, "", false, nil
+		return e.Decode()
 	}
-	d, err := e.Decode()
-	if err != nil {
-		return 0, "", false, err
-	}
+	return nil, nil
+}
+
+// changedItem returns the item an event of a slice changes, if any.
+func changedItem(e *domain.Event) (kind byte, id string, ok bool, err error) {
+	d, err := itemData(e)
 	switch d := d.(type) {
 	case *domain.KeyCreated:
 		return kindKey, string(d.Key), true, nil
@@ -516,7 +510,7 @@ func changedItem(e *domain.Event) (kind byte, id string, ok bool, err error) {
 	case *domain.SecretRestored:
 		return kindSecret, d.Name, true, nil
 	}
-	return 0, "", false, nil
+	return 0, "", false, err
 }
 
 // item returns the work of an item, loading its current row the first time:
