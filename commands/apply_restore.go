@@ -291,9 +291,14 @@ func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatc
 		}
 		var todo []*BackedUpItem
 		audited := &domain.Audited{Action: "restore", Backup: from.Backup, Day: from.Day, Target: string(in.ID)}
+		loc, err := kmsstate.OpenLocations(k.State, in.Account)
+		if err != nil {
+			return err
+		}
+		defer loc.Close()
 		for i := range b.items {
 			it := &b.items[i]
-			facts, err := s.itemFacts(ctx, r, in, it, keys)
+			facts, err := s.itemFacts(ctx, r, in, loc, it, keys)
 			if err != nil {
 				return err
 			}
@@ -311,6 +316,9 @@ func (s *Restores) writeBatch(ctx context.Context, r *restoreRun, b *restoreBatc
 			} else {
 				audited.Secrets = append(audited.Secrets, it.ID)
 			}
+		}
+		if err := loc.Close(); err != nil {
+			return err
 		}
 		if found := planner.Finish(); len(found) > 0 {
 			return changed(op, found[0])

@@ -108,6 +108,10 @@ func (s *Restores) plan(ctx context.Context, c Caller, req RestoreRequest, progr
 	return r, nil
 }
 
+// planCursorItems is how many items a plan reads the target's locations
+// through one cursor (one snapshot) before it opens the next.
+const planCursorItems = 4096
+
 // readPlan opens the point and folds every selected item through the
 // planner, one at a time.
 func (s *Restores) readPlan(ctx context.Context, r *restoreRun, point RestorePoint, planner *domain.RestorePlanner, fs *findingList, progress ProgressFunc) error {
@@ -144,8 +148,26 @@ func (s *Restores) readPlan(ctx context.Context, r *restoreRun, point RestorePoi
 	}
 	report := progressReporter(progress, PhasePlan, total)
 	seen := 0 // named items the point holds
+	var loc *kmsstate.Locations
+	defer func() {
+		if loc != nil {
+			_ = loc.Close()
+		}
+	}()
 	err = src.Each(ctx, ItemRef{}, func(it *BackedUpItem) error {
-		facts, err := s.itemFacts(ctx, r, planner.Target(), it, nil)
+		target := planner.Target()
+		if target != nil && seen%planCursorItems == 0 { // a snapshot is not held long
+			if loc != nil {
+				if err := loc.Close(); err != nil {
+					return err
+				}
+			}
+			var err error
+			if loc, err = kmsstate.OpenLocations(s.KMS.State, target.Account); err != nil {
+				return err
+			}
+		}
+		facts, err := s.itemFacts(ctx, r, target, loc, it, nil)
 		if err != nil {
 			return err
 		}
@@ -222,7 +244,9 @@ func progressReporter(progress ProgressFunc, phase string, total uint64) func(n 
 // the keys written with the item (a secret's key restored with it is
 // then one of them); nil during a plan, when the key must be selected and
 // held by the point. No target: no facts.
-func (s *Restores) itemFacts(ctx context.Context, r *restoreRun, target *domain.Instance, it *BackedUpItem, batch map[string]bool) (domain.RestoreItemFacts, error) {
+// loc reads the locations (items in key order, a cursor each kind); it is
+// of the target's account.
+func (s *Restores) itemFacts(ctx context.Context, r *restoreRun, target *domain.Instance, loc *kmsstate.Locations, it *BackedUpItem, batch map[string]bool) (domain.RestoreItemFacts, error) {
 	var f domain.RestoreItemFacts
 	if target == nil {
 		return f, nil
@@ -232,9 +256,9 @@ func (s *Restores) itemFacts(ctx context.Context, r *restoreRun, target *domain.
 	var taken bool
 	var err error
 	if it.Kind == domain.RestoreKey {
-		where, taken, err = kmsstate.KeyInRegion(st, target.Account, target.Region, domain.KeyID(it.ID))
+		where, taken, err = loc.KeyInRegion(target.Region, domain.KeyID(it.ID))
 	} else {
-		where, taken, err = kmsstate.SecretInRegion(st, target.Account, target.Region, it.ID)
+		where, taken, err = loc.SecretInRegion(target.Region, it.ID)
 	}
 	switch {
 	case err != nil:

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kmsbackup/kmsbackup/domain"
+	"github.com/kmsbackup/kmsbackup/projections"
 	"github.com/kmsbackup/kmsbackup/projections/kmsstate"
 )
 
@@ -80,10 +81,25 @@ func (v *validator) check(ctx context.Context, b validateBatch) error {
 			return err
 		}
 	}
+	// The items' records are read in the batch's order through one
+	// cursor a kind, then compared side by side.
+	recs := make([]targetRecord, len(b.items))
+	items, err := kmsstate.OpenItems(v.s.KMS.State, v.r.plan.Target)
+	if err != nil {
+		return err
+	}
+	for i := range b.items {
+		if recs[i], err = readTarget(items, &b.items[i]); err != nil {
+			break
+		}
+	}
+	if err = errors.Join(err, items.Close()); err != nil {
+		return err
+	}
 	found := make([][]RestoreFinding, len(b.items))
 	errs := make([]error, len(b.items))
 	inParallel(len(b.items), func(i int) {
-		found[i], errs[i] = v.s.compare(ctx, v.r.backup, v.r.plan.Target, &b.items[i], true)
+		found[i], errs[i] = v.s.compare(ctx, v.r.backup, v.r.plan.Target, &b.items[i], recs[i], true)
 	})
 	for i := range b.items {
 		v.fs.add(found[i]...)
@@ -224,26 +240,72 @@ func inParallel(n int, fn func(i int)) {
 // sameInTarget reports whether the target holds it as the backup does:
 // the same versions, with the same key material or ciphertexts.
 func (s *Restores) sameInTarget(ctx context.Context, b *domain.Backup, target domain.InstanceID, it *BackedUpItem) (bool, error) {
-	found, err := s.compare(ctx, b, target, it, false)
+	rec, err := readTarget(stateItems{s.KMS.State, target}, it)
+	if err != nil {
+		return false, err
+	}
+	found, err := s.compare(ctx, b, target, it, rec, false)
 	return len(found) == 0, err
+}
+
+// targetRecord is the target's record of a backed-up item: its key or its
+// secret, nil when the target does not hold it.
+type targetRecord struct {
+	key *domain.Key
+	sec *domain.Secret
+}
+
+// itemRecords reads an instance's key and secret records: a
+// kmsstate.Items, or stateItems.
+type itemRecords interface {
+	GetKey(id domain.KeyID) (*domain.Key, error)
+	GetSecret(name string) (*domain.Secret, error)
+}
+
+// stateItems reads an instance's records from the read model, one look-up
+// each.
+type stateItems struct {
+	r  projections.Reader
+	in domain.InstanceID
+}
+
+func (x stateItems) GetKey(id domain.KeyID) (*domain.Key, error) {
+	return kmsstate.GetKey(x.r, x.in, id)
+}
+func (x stateItems) GetSecret(name string) (*domain.Secret, error) {
+	return kmsstate.GetSecret(x.r, x.in, name)
+}
+
+// readTarget reads the target's record of it.
+func readTarget(r itemRecords, it *BackedUpItem) (targetRecord, error) {
+	var rec targetRecord
+	var err error
+	if it.Kind == domain.RestoreKey {
+		rec.key, err = r.GetKey(domain.KeyID(it.ID))
+	} else {
+		rec.sec, err = r.GetSecret(it.ID)
+	}
+	if errors.Is(err, domain.ErrNotFound) {
+		err = nil
+	}
+	return rec, err
 }
 
 // compare returns how the target's item differs from the backup's (no
 // finding: not at all); with decrypt, also the versions of a secret that
 // do not decrypt under their key in the target.
-func (s *Restores) compare(ctx context.Context, b *domain.Backup, target domain.InstanceID, it *BackedUpItem, decrypt bool) ([]RestoreFinding, error) {
+// rec is the target's record of it (readTarget).
+func (s *Restores) compare(ctx context.Context, b *domain.Backup, target domain.InstanceID, it *BackedUpItem, rec targetRecord, decrypt bool) ([]RestoreFinding, error) {
 	var out []RestoreFinding
 	add := func(code, format string, args ...any) {
 		out = append(out, RestoreFinding{Code: code, Item: it.ID, Message: fmt.Sprintf(format, args...)})
 	}
 	k := s.KMS
 	if it.Kind == domain.RestoreKey {
-		key, err := kmsstate.GetKey(k.State, target, domain.KeyID(it.ID))
-		if errors.Is(err, domain.ErrNotFound) {
-			add(FindingVersionMismatch, "key is not in the target: %v", err)
+		key := rec.key
+		if key == nil {
+			add(FindingVersionMismatch, "key is not in the target: %v", domain.NotFound("get key", "key", it.ID))
 			return out, nil
-		} else if err != nil {
-			return nil, err
 		}
 		if len(key.Versions) != len(it.Versions) {
 			add(FindingVersionMismatch, "target has %d versions, the backup %d", len(key.Versions), len(it.Versions))
@@ -269,12 +331,10 @@ func (s *Restores) compare(ctx context.Context, b *domain.Backup, target domain.
 		}
 		return out, nil
 	}
-	sec, err := kmsstate.GetSecret(k.State, target, it.ID)
-	if errors.Is(err, domain.ErrNotFound) {
-		add(FindingVersionMismatch, "secret is not in the target: %v", err)
+	sec := rec.sec
+	if sec == nil {
+		add(FindingVersionMismatch, "secret is not in the target: %v", domain.NotFound("get secret", "secret", it.ID))
 		return out, nil
-	} else if err != nil {
-		return nil, err
 	}
 	if len(sec.Versions) != len(it.Versions) {
 		add(FindingVersionMismatch, "target has %d versions, the backup %d", len(sec.Versions), len(it.Versions))

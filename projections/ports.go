@@ -21,6 +21,39 @@ type MultiGetter interface {
 	GetMany(keys [][]byte) (values [][]byte, found []bool, err error)
 }
 
+// Seeker is a Reader that also opens cursors: many keys of one prefix read
+// in increasing order (the locations of a restore's batch of items) cost a
+// step each through one iterator, where each Get searches every level of
+// the store, its memtables included, from the top.
+type Seeker interface {
+	// Cursor returns a cursor over the keys with prefix, reading one
+	// snapshot taken now. The caller closes it.
+	Cursor(prefix []byte) (Cursor, error)
+}
+
+// Cursor reads keys of one prefix. Keys asked for in increasing order are
+// cheapest; any order answers correctly. Not safe for concurrent use.
+type Cursor interface {
+	// Get is Reader.Get for a key with the cursor's prefix.
+	Get(key []byte) (value []byte, ok bool, err error)
+	// Close releases the cursor's snapshot. Idempotent.
+	Close() error
+}
+
+// NewCursor returns r's cursor over prefix when r is a Seeker, otherwise
+// a cursor that asks r.Get for each key (and so reads the newest state).
+func NewCursor(r Reader, prefix []byte) (Cursor, error) {
+	if s, ok := r.(Seeker); ok {
+		return s.Cursor(prefix)
+	}
+	return getCursor{r}, nil
+}
+
+type getCursor struct{ r Reader }
+
+func (c getCursor) Get(key []byte) ([]byte, bool, error) { return c.r.Get(key) }
+func (getCursor) Close() error                           { return nil }
+
 // Txn is a write batch that also sees its own writes. It is committed (or
 // discarded) as a whole by whoever opened it.
 type Txn interface {

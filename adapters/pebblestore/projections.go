@@ -48,6 +48,7 @@ type Projections struct {
 	flushDone chan struct{}
 
 	life     guard
+	cursors  cursors
 	closeMu  sync.Mutex // serialises Close
 	closeErr error
 }
@@ -285,7 +286,8 @@ func (p *Projections) Damage() error { return p.checker.damaged() }
 func (p *Projections) Close() error {
 	p.closeMu.Lock()
 	defer p.closeMu.Unlock()
-	if !p.life.shut(func() {}) {
+	var cerr error
+	if !p.life.shut(func() { cerr = p.cursors.closeAll() }) {
 		return p.closeErr
 	}
 	if p.stop != nil {
@@ -298,7 +300,7 @@ func (p *Projections) Close() error {
 	if ferr != nil {
 		ferr = storeErr("flush the read models", ferr)
 	}
-	p.closeErr = errors.Join(ferr, p.checker.close(), storeErr("close the read models", p.db.Close()))
+	p.closeErr = errors.Join(cerr, ferr, p.checker.close(), storeErr("close the read models", p.db.Close()))
 	return p.closeErr
 }
 

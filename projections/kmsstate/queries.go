@@ -3,13 +3,19 @@ package kmsstate
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"sort"
 
 	"github.com/kmsbackup/kmsbackup/domain"
 	"github.com/kmsbackup/kmsbackup/projections"
 )
 
-func get[T any](r projections.Reader, key []byte, decode func([]byte) (T, error), what, item string) (T, error) {
+// getter is what get reads: a projections.Reader or a Cursor.
+type getter interface {
+	Get(key []byte) ([]byte, bool, error)
+}
+
+func get[T any](r getter, key []byte, decode func([]byte) (T, error), what, item string) (T, error) {
 	var zero T
 	v, ok, err := r.Get(key)
 	if err != nil {
@@ -91,6 +97,83 @@ func SecretInRegion(r projections.Reader, a domain.AccountID, region, name strin
 	v, ok, err := r.Get(secretLocKey(a, name, region))
 	return domain.InstanceID(v), ok, err
 }
+
+// Locations answers KeyInRegion and SecretInRegion for many items of one
+// account (a restore's batch, its plan), each kind through one cursor of a
+// snapshot taken at OpenLocations: key IDs and secret names asked for in
+// increasing order cost a step each. Close it when done. Not safe for
+// concurrent use.
+type Locations struct {
+	a             domain.AccountID
+	keys, secrets projections.Cursor
+}
+
+// OpenLocations opens the locations of the account's key IDs and secret
+// names.
+func OpenLocations(r projections.Reader, a domain.AccountID) (*Locations, error) {
+	keys, secrets, err := openCursors(r, prefix("kms/gk/", string(a)), prefix("kms/gs/", string(a)))
+	if err != nil {
+		return nil, err
+	}
+	return &Locations{a: a, keys: keys, secrets: secrets}, nil
+}
+
+// openCursors opens a cursor over each of two prefixes, or neither.
+func openCursors(r projections.Reader, p1, p2 []byte) (c1, c2 projections.Cursor, err error) {
+	if c1, err = projections.NewCursor(r, p1); err != nil {
+		return nil, nil, err
+	}
+	if c2, err = projections.NewCursor(r, p2); err != nil {
+		return nil, nil, errors.Join(err, c1.Close())
+	}
+	return c1, c2, nil
+}
+
+// KeyInRegion is KeyInRegion for the account of l.
+func (l *Locations) KeyInRegion(region string, id domain.KeyID) (in domain.InstanceID, ok bool, err error) {
+	v, ok, err := l.keys.Get(keyLocKey(l.a, id, region))
+	return domain.InstanceID(v), ok, err
+}
+
+// SecretInRegion is SecretInRegion for the account of l.
+func (l *Locations) SecretInRegion(region, name string) (in domain.InstanceID, ok bool, err error) {
+	v, ok, err := l.secrets.Get(secretLocKey(l.a, name, region))
+	return domain.InstanceID(v), ok, err
+}
+
+// Close closes the cursors. Idempotent.
+func (l *Locations) Close() error { return errors.Join(l.keys.Close(), l.secrets.Close()) }
+
+// Items reads the key and secret records of one instance, each kind
+// through one cursor of a snapshot taken at OpenItems: key IDs and secret
+// names asked for in increasing order (a restore's batch, validated) cost a
+// step each. Close it when done. Not safe for concurrent use.
+type Items struct {
+	in            domain.InstanceID
+	keys, secrets projections.Cursor
+}
+
+// OpenItems opens the records of the instance's keys and secrets.
+func OpenItems(r projections.Reader, in domain.InstanceID) (*Items, error) {
+	keys, secrets, err := openCursors(r, prefix("kms/k/", string(in)), prefix("kms/s/", string(in)))
+	if err != nil {
+		return nil, err
+	}
+	return &Items{in: in, keys: keys, secrets: secrets}, nil
+}
+
+// GetKey is GetKey for the instance of x.
+func (x *Items) GetKey(id domain.KeyID) (*domain.Key, error) {
+	return get(x.keys, keyKey(x.in, id), decodeKey, "key", string(id))
+}
+
+// GetSecret is GetSecret for the instance of x.
+func (x *Items) GetSecret(name string) (*domain.Secret, error) {
+	return get(x.secrets, secretKey(x.in, name), decodeSecret, "secret", name)
+}
+
+// Close closes the cursors. Idempotent.
+func (x *Items) Close() error { return errors.Join(x.keys.Close(), x.secrets.Close()) }
 
 // RegionHasKey reports whether the key ID is taken in the account's region.
 func RegionHasKey(r projections.Reader, a domain.AccountID, region string, id domain.KeyID) (bool, error) {
