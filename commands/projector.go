@@ -26,6 +26,11 @@ type Projector struct {
 	// Apply applies e within txn; ctx ends when the projector stops. Most
 	// projections are pure functions of events (see Pure).
 	Apply func(ctx context.Context, txn projections.Txn, e domain.Event) error
+	// ApplyAll, when set, applies a burst of events within one txn where
+	// Apply would be called for each: a projection that rewrites a record
+	// many events change writes it once a burst (see PureAll). A burst that
+	// fails is applied again one event at a time, with Apply.
+	ApplyAll func(ctx context.Context, txn projections.Txn, events []domain.Event) error
 
 	mu      sync.Mutex
 	pos     uint64
@@ -130,6 +135,9 @@ func (p *Projector) applyBatch(ctx context.Context, events []domain.Event) error
 	last := events[len(events)-1].Position
 	if len(events) > 1 {
 		err := p.Store.Update(p.Name, last, func(txn projections.Txn) error {
+			if p.ApplyAll != nil {
+				return p.ApplyAll(ctx, txn, events)
+			}
 			for _, e := range events {
 				if err := p.Apply(ctx, txn, e); err != nil {
 					return err
@@ -181,4 +189,9 @@ func (p *Projector) Healthy() error {
 // a Projector.
 func Pure(apply func(txn projections.Txn, e domain.Event) error) func(context.Context, projections.Txn, domain.Event) error {
 	return func(_ context.Context, txn projections.Txn, e domain.Event) error { return apply(txn, e) }
+}
+
+// PureAll is Pure for a Projector's ApplyAll.
+func PureAll(apply func(txn projections.Txn, events []domain.Event) error) func(context.Context, projections.Txn, []domain.Event) error {
+	return func(_ context.Context, txn projections.Txn, events []domain.Event) error { return apply(txn, events) }
 }

@@ -87,7 +87,8 @@ func New(p Ports, o Options) *Engine {
 	}
 	rm := p.ReadModels
 	e := &Engine{
-		KMSState:    &commands.Projector{Name: kmsstate.Name, Log: p.Log, Store: rm, Apply: commands.Pure(kmsstate.Apply)},
+		KMSState: &commands.Projector{Name: kmsstate.Name, Log: p.Log, Store: rm, Apply: commands.Pure(kmsstate.Apply),
+			ApplyAll: commands.PureAll(kmsstate.ApplyAll)},
 		BackupState: &commands.Projector{Name: backupstate.Name, Log: p.Log, Store: rm, Apply: commands.Pure(backupstate.Apply)},
 		BackupData: &commands.Projector{Name: backupdata.Name, Log: p.Log, Store: rm,
 			Apply: commands.BackupDataApply(p.Blobs, p.Scratch, func(fn func(projections.AddSorted) error) error {

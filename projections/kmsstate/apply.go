@@ -14,6 +14,75 @@ const Name = "kms-state"
 // this projection does not know are ignored, so the log can carry other
 // families (backups, audits) without breaking it.
 func Apply(txn projections.Txn, e domain.Event) error {
+	return ApplyAll(txn, []domain.Event{e})
+}
+
+// ApplyAll applies events in order, as Apply does each, writing the record
+// of an instance they change once at the end instead of once an event (a
+// restore's batch changes its target's record hundreds of times).
+func ApplyAll(txn projections.Txn, events []domain.Event) error {
+	a := applier{txn: txn}
+	for _, e := range events {
+		if err := a.apply(e); err != nil {
+			return err
+		}
+	}
+	for _, h := range a.dirty {
+		if err := txn.Set(instanceKey(h.in.ID), encodeInstance(h.in)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applier applies events within one transaction, holding the instance
+// records they read and change until the end.
+type applier struct {
+	txn       projections.Txn
+	instances map[domain.InstanceID]*held
+	dirty     []*held // changed, in the order first changed
+}
+
+type held struct {
+	in      *domain.Instance
+	changed bool
+}
+
+// instance returns the instance as the events applied so far left it.
+func (a *applier) instance(id domain.InstanceID) (*domain.Instance, error) {
+	if h, ok := a.instances[id]; ok {
+		return h.in, nil
+	}
+	in, err := GetInstance(a.txn, id)
+	if err != nil {
+		return nil, err
+	}
+	if a.instances == nil {
+		a.instances = map[domain.InstanceID]*held{}
+	}
+	a.instances[id] = &held{in: in}
+	return in, nil
+}
+
+// changed records in as its instance's record, written at the end.
+func (a *applier) changed(in *domain.Instance) {
+	h, ok := a.instances[in.ID]
+	if !ok {
+		if a.instances == nil {
+			a.instances = map[domain.InstanceID]*held{}
+		}
+		h = &held{}
+		a.instances[in.ID] = h
+	}
+	h.in = in
+	if !h.changed {
+		h.changed = true
+		a.dirty = append(a.dirty, h)
+	}
+}
+
+func (a *applier) apply(e domain.Event) error {
+	txn := a.txn
 	d, err := e.Decode()
 	if err != nil {
 		if domain.IsCorruption(err) && !known(e.Type) {
@@ -33,14 +102,12 @@ func Apply(txn projections.Txn, e domain.Event) error {
 	case *domain.InstanceCreated:
 		in := &domain.Instance{}
 		in.Apply(e, d)
-		if err := txn.Set(instanceKey(in.ID), encodeInstance(in)); err != nil {
-			return err
-		}
+		a.changed(in)
 		return txn.Set(accountInstanceKey(e.Account, in.ID), nil)
 	case *domain.InstanceReleased, *domain.KeyCreated, *domain.KeyRotated, *domain.KeyDeleted,
 		*domain.SecretCreated, *domain.SecretRotated, *domain.SecretDeleted,
 		*domain.KeyRestored, *domain.SecretRestored:
-		return applyKMS(txn, e, d)
+		return a.applyKMS(e, d)
 	}
 	return nil
 }
@@ -68,15 +135,14 @@ func applyAccount(txn projections.Txn, e domain.Event, d *domain.AccountCreated)
 	return txn.Set(tokenKey(d.TokenHash), []byte(a.ID))
 }
 
-func applyKMS(txn projections.Txn, e domain.Event, d domain.EventData) error {
-	in, err := GetInstance(txn, e.Instance)
+func (a *applier) applyKMS(e domain.Event, d domain.EventData) error {
+	txn := a.txn
+	in, err := a.instance(e.Instance)
 	if err != nil {
 		return fmt.Errorf("apply %s at position %d: %w", e.Type, e.Position, err)
 	}
 	in.Apply(e, d)
-	if err := txn.Set(instanceKey(in.ID), encodeInstance(in)); err != nil {
-		return err
-	}
+	a.changed(in)
 	switch d := d.(type) {
 	case *domain.InstanceReleased:
 		return releaseContents(txn, in)

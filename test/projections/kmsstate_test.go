@@ -149,3 +149,55 @@ func accountByToken(r projections.Reader, tok string) (string, error) {
 	}
 	return string(id), err
 }
+
+// ApplyAll over bursts of any size leaves the read model Apply leaves event
+// by event: an instance's record, changed by most events of a burst, is
+// written once at its end.
+func TestKMSStateApplyAllEqualsApply(t *testing.T) {
+	events := history()
+	dump := func(st *pebblestore.Projections) map[string]string {
+		t.Helper()
+		out := map[string]string{}
+		for _, p := range []string{"kms/", "acct/"} {
+			err := st.Scan([]byte(p), nil, func(k, v []byte) (bool, error) {
+				out[string(k)] = string(v)
+				return true, nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		return out
+	}
+	open := func() *pebblestore.Projections {
+		t.Helper()
+		st, err := pebblestore.OpenProjections(t.TempDir(), pebblestore.Options{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	one := open()
+	for _, e := range events {
+		if err := one.Update(kmsstate.Name, e.Position, func(txn projections.Txn) error { return kmsstate.Apply(txn, e) }); err != nil {
+			t.Fatalf("apply %s: %v", e.Type, err)
+		}
+	}
+	want := dump(one)
+	for _, size := range []int{2, 3, 5, 8, len(events)} {
+		st := open()
+		for i := 0; i < len(events); i += size {
+			burst := events[i:min(i+size, len(events))]
+			err := st.Update(kmsstate.Name, burst[len(burst)-1].Position, func(txn projections.Txn) error {
+				return kmsstate.ApplyAll(txn, burst)
+			})
+			if err != nil {
+				t.Fatalf("bursts of %d: apply at %d: %v", size, i, err)
+			}
+		}
+		if diff := cmp.Diff(want, dump(st)); diff != "" {
+			t.Errorf("bursts of %d: read model differs from event by event (-want +got):\n%s", size, diff)
+		}
+	}
+}
