@@ -21,7 +21,9 @@ func TestProcessCluster(t *testing.T) {
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}, Replicas: 3, Storage: jetstream.FileStorage}); err != nil {
 		t.Fatalf("create a stream of 3 replicas: %v", err)
 	}
-	publish(t, ctx, js, "t.a", 1)
+	// The stream's replicas elect their leader after CreateStream returns:
+	// on a busy machine the first publish can find none yet.
+	publishOnceElected(t, ctx, js, "t.a", 1)
 
 	leader := c.StreamLeader("T")
 	c.Kill(leader)
@@ -55,7 +57,7 @@ func TestProcessCluster(t *testing.T) {
 }
 
 // publishOnceElected publishes on subject, again while the stream has no
-// leader (an election after a server died) for at most
+// leader (its first election, or one after a server died) for at most
 // clusterReadyTimeout, and checks the sequence acknowledged.
 func publishOnceElected(tb testing.TB, ctx context.Context, js jetstream.JetStream, subject string, wantSeq uint64) {
 	tb.Helper()
