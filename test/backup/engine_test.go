@@ -117,13 +117,20 @@ func (e *Engine) open() {
 			}
 		}
 	}()
-	head, err := st.Head(ctx)
+	e.CaughtUp()
+}
+
+// CaughtUp waits until every read model shows the whole log as it is now.
+func (e *Engine) CaughtUp() {
+	e.t.Helper()
+	ctx := context.Background()
+	head, err := e.Store.Head(ctx)
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	for _, p := range e.procs {
 		if err := p.WaitFor(ctx, head); err != nil {
-			t.Fatal(err)
+			e.t.Fatal(err)
 		}
 	}
 }

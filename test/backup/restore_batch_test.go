@@ -135,6 +135,7 @@ func TestRestoreInterruptedThenRetried(t *testing.T) {
 	if err == nil {
 		t.Fatal("a restore whose context ended after its first batch succeeded")
 	}
+	w.e.CaughtUp() // the restore ended without waiting for the read model to show its batch
 	in := Must(kmsstate.GetInstance(w.e.Proj, to))
 	if in.LiveKeys+in.LiveSecrets != 3 {
 		t.Fatalf("after the first batch the target holds %d keys and %d secrets, want 3 items", in.LiveKeys, in.LiveSecrets)
