@@ -231,10 +231,14 @@ func processCPU() time.Duration {
 }
 
 // restoreCPUProfile, from KMSBACKUP_BENCH_RESTORE_CPUPROFILE, is a file
-// that BenchmarkRestoreWhole writes a CPU profile of its first restore to
-// (plan, apply and validation, without the building of the instance that
-// a -cpuprofile of the whole benchmark mostly holds).
-var restoreCPUProfile = os.Getenv("KMSBACKUP_BENCH_RESTORE_CPUPROFILE")
+// that BenchmarkRestoreWhole writes a CPU profile of one restore to (plan,
+// apply and validation, without the building of the instance that a
+// -cpuprofile of the whole benchmark mostly holds): the first, or the one
+// KMSBACKUP_BENCH_RESTORE_PROFILE_AT numbers from 0.
+var (
+	restoreCPUProfile   = os.Getenv("KMSBACKUP_BENCH_RESTORE_CPUPROFILE")
+	restoreProfileAt, _ = strconv.Atoi(os.Getenv("KMSBACKUP_BENCH_RESTORE_PROFILE_AT"))
+)
 
 // BenchmarkRestoreWhole measures an applied whole-instance restore with
 // its validation (plan, apply in batches, validate) into an empty instance
@@ -262,7 +266,7 @@ func BenchmarkRestoreWhole(b *testing.B) {
 				var res *commands.RestoreResult
 				phases := map[string]time.Time{}
 				var phaseOrder []string
-				if path := restoreCPUProfile; path != "" && i == 0 {
+				if path := restoreCPUProfile; path != "" && i == restoreProfileAt {
 					f, err := os.Create(path)
 					if err != nil {
 						b.Fatal(err)
@@ -283,7 +287,7 @@ func BenchmarkRestoreWhole(b *testing.B) {
 					return err
 				}, 2)
 				end := time.Now()
-				if restoreCPUProfile != "" && i == 0 {
+				if restoreCPUProfile != "" && i == restoreProfileAt {
 					pprof.StopCPUProfile()
 				}
 				var split []string
