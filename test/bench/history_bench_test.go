@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"testing"
@@ -534,11 +535,17 @@ func runHistoryRounds(b *testing.B, h *builtHistory, days []int, plan bool) {
 		}}
 		phases = append(phases, per[d].scan)
 	}
+	stop := historyCPUProfile(b)
 	b.ResetTimer()
 	for i := range max(b.N, 3) {
 		for j := range phases {
 			ph := phases[(i+j)%len(phases)] // rotate which goes first
-			took, peak, err := peakHeap(ph.run)
+			var took time.Duration
+			var peak uint64
+			var err error
+			pprof.Do(ctx, pprof.Labels("phase", ph.name), func(context.Context) {
+				took, peak, err = peakHeap(ph.run)
+			})
 			if err != nil {
 				b.Fatalf("%s: %v", ph.name, err)
 			}
@@ -546,6 +553,7 @@ func runHistoryRounds(b *testing.B, h *builtHistory, days []int, plan bool) {
 		}
 	}
 	b.StopTimer()
+	stop()
 	b.ReportMetric(0, "ns/op")
 	first, last := days[0], days[len(days)-1]
 	for _, d := range days {
@@ -569,6 +577,29 @@ func runHistoryRounds(b *testing.B, h *builtHistory, days []int, plan bool) {
 		}
 	}
 	b.ReportMetric(medianDur(per[last].read.took).Seconds()/medianDur(per[first].read.took).Seconds(), fmt.Sprintf("read@%d/read@%d", last, first))
+}
+
+// historyCPUProfile starts a CPU profile of the measured rounds when
+// KMSBACKUP_BENCH_CPUPROFILE names a file (each phase labelled phase=<name>:
+// go tool pprof -tagfocus phase=read@30 ...), and returns what stops it.
+func historyCPUProfile(b *testing.B) (stop func()) {
+	path := os.Getenv("KMSBACKUP_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	}
 }
 
 // TestHistorySmall keeps the history benchmark's code working under plain
