@@ -468,8 +468,11 @@ func (s *Restores) restoredData(ctx context.Context, b *domain.Backup, in *domai
 		return d, nil
 	}
 	d := &domain.KeyRestored{Key: domain.KeyID(it.ID), Description: it.Description, Spec: domain.KeySpecAES256, From: from}
+	ref := b.DataRef()
+	var aad []byte
 	for _, v := range it.Versions {
-		pt, err := s.Sealer.Open(ctx, b.DataRef(), v.Material, BackupAAD(b.Account, b.DataRef(), v.SealedBy))
+		aad = AppendBackupAAD(aad[:0], b.Account, ref, v.SealedBy)
+		pt, err := s.Sealer.Open(ctx, ref, v.Material, aad)
 		if err != nil {
 			return nil, fmt.Errorf("open version %d of key %s from the backup: %w", v.Version, it.ID, err)
 		}

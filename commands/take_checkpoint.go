@@ -238,5 +238,11 @@ func (e sourceKeyGone) Unwrap() error { return e.error }
 
 // BackupAAD is the associated data of key material in a backup's copy.
 func BackupAAD(a domain.AccountID, dataRef string, id domain.EventID) []byte {
-	return domain.AssociatedData(a, "backup:"+dataRef, id)
+	return AppendBackupAAD(nil, a, dataRef, id)
+}
+
+// AppendBackupAAD appends BackupAAD(a, dataRef, id) to dst (a buffer that
+// the opening of many versions reuses).
+func AppendBackupAAD(dst []byte, a domain.AccountID, dataRef string, id domain.EventID) []byte {
+	return domain.AppendAssociatedData(dst, a, "backup:", dataRef, id)
 }

@@ -311,8 +311,11 @@ func (s *Restores) compare(ctx context.Context, b *domain.Backup, target domain.
 			add(FindingVersionMismatch, "target has %d versions, the backup %d", len(key.Versions), len(it.Versions))
 			return out, nil
 		}
+		ref := b.DataRef()
+		var aad []byte
 		for i, v := range it.Versions {
-			want, err := s.Sealer.Open(ctx, b.DataRef(), v.Material, BackupAAD(b.Account, b.DataRef(), v.SealedBy))
+			aad = AppendBackupAAD(aad[:0], b.Account, ref, v.SealedBy)
+			want, err := s.Sealer.Open(ctx, ref, v.Material, aad)
 			if err != nil {
 				return nil, fmt.Errorf("open version %d of key %s from the backup: %w", v.Version, it.ID, err)
 			}

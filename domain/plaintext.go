@@ -36,10 +36,17 @@ type Sealed []byte
 // stream and the ID of the event that carries it. Opening it anywhere else
 // fails.
 func AssociatedData(account AccountID, stream string, id EventID) []byte {
-	b := make([]byte, 0, len(account)+len(stream)+16+2)
-	b = append(b, account...)
-	b = append(b, 0)
-	b = append(b, stream...)
-	b = append(b, 0)
-	return append(b, id[:]...)
+	return AppendAssociatedData(make([]byte, 0, len(account)+len(stream)+16+2), account, "", stream, id)
+}
+
+// AppendAssociatedData appends AssociatedData(account, prefix+stream, id)
+// to dst: many sealed values opened one after the other build theirs in
+// one buffer.
+func AppendAssociatedData(dst []byte, account AccountID, prefix, stream string, id EventID) []byte {
+	dst = append(dst, account...)
+	dst = append(dst, 0)
+	dst = append(dst, prefix...)
+	dst = append(dst, stream...)
+	dst = append(dst, 0)
+	return append(dst, id[:]...)
 }

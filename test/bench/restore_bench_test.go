@@ -215,6 +215,7 @@ func loadDay(ctx context.Context, e *engine, b *domain.Backup, day domain.Day, o
 // returns the items and versions read.
 func readItems(ctx context.Context, src commands.RestoreSource, b *domain.Backup, opener commands.Sealer) (items, versions int, err error) {
 	ref := b.DataRef()
+	var aad []byte // reused from version to version, as the restore does
 	err = src.Each(ctx, commands.ItemRef{}, func(it *commands.BackedUpItem) error {
 		items++
 		versions += len(it.Versions)
@@ -222,7 +223,8 @@ func readItems(ctx context.Context, src commands.RestoreSource, b *domain.Backup
 			return nil
 		}
 		for _, v := range it.Versions {
-			pt, err := opener.Open(ctx, ref, v.Material, commands.BackupAAD(b.Account, ref, v.SealedBy))
+			aad = commands.AppendBackupAAD(aad[:0], b.Account, ref, v.SealedBy)
+			pt, err := opener.Open(ctx, ref, v.Material, aad)
 			if err != nil {
 				return err
 			}
