@@ -465,7 +465,7 @@ var heapProfile = os.Getenv("KMSBACKUP_BENCH_HEAPPROFILE")
 // cpuProfile, from KMSBACKUP_BENCH_CPUPROFILE, is a file that a CPU
 // profile of BenchmarkUploadDay's timed uploads alone is written to (the
 // build of the day and the untimed uploads left out, which -cpuprofile
-// counts in).
+// counts in), and of BenchmarkRestoreHistory's measured rounds.
 var cpuProfile = os.Getenv("KMSBACKUP_BENCH_CPUPROFILE")
 
 // startCPUProfile starts the CPU profile of cpuProfile, if set, and

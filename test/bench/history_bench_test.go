@@ -535,7 +535,9 @@ func runHistoryRounds(b *testing.B, h *builtHistory, days []int, plan bool) {
 		}}
 		phases = append(phases, per[d].scan)
 	}
-	stop := historyCPUProfile(b)
+	// KMSBACKUP_BENCH_CPUPROFILE: a profile of the rounds, each phase
+	// labelled phase=<name> (go tool pprof -tagfocus phase=read@30 ...).
+	stop := startCPUProfile(b)
 	b.ResetTimer()
 	for i := range max(b.N, 3) {
 		for j := range phases {
@@ -577,29 +579,6 @@ func runHistoryRounds(b *testing.B, h *builtHistory, days []int, plan bool) {
 		}
 	}
 	b.ReportMetric(medianDur(per[last].read.took).Seconds()/medianDur(per[first].read.took).Seconds(), fmt.Sprintf("read@%d/read@%d", last, first))
-}
-
-// historyCPUProfile starts a CPU profile of the measured rounds when
-// KMSBACKUP_BENCH_CPUPROFILE names a file (each phase labelled phase=<name>:
-// go tool pprof -tagfocus phase=read@30 ...), and returns what stops it.
-func historyCPUProfile(b *testing.B) (stop func()) {
-	path := os.Getenv("KMSBACKUP_BENCH_CPUPROFILE")
-	if path == "" {
-		return func() {}
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		b.Fatal(err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			b.Error(err)
-		}
-	}
 }
 
 // TestHistorySmall keeps the history benchmark's code working under plain
