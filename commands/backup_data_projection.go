@@ -16,8 +16,9 @@ import (
 // memory at a time, and for the base that holds a generation's first
 // checkpoint it walks the base's items, loaded into a scratch store, and
 // writes their rows as sorted runs through load (ProjectionStore.Load of
-// the projection), so that the projection itself stays a pure function of
-// events and memory stays bounded. A slice or base whose generation was
+// the projection), as it writes a large checkpoint's items part by part,
+// so that the projection itself stays a pure function of events and
+// memory stays bounded. A slice or base whose generation was
 // destroyed (reset or released) is gone; its event then applies without
 // data, which the later reset or release erases anyway.
 func BackupDataApply(blobs BlobStore, scratch ScratchStores, load func(fn func(add projections.AddSorted) error) error) func(ctx context.Context, txn projections.Txn, e domain.Event) error {
@@ -45,7 +46,7 @@ func BackupDataApply(blobs BlobStore, scratch ScratchStores, load func(fn func(a
 		if len(parts) == 0 || gone(ctx, blobs, ref, parts[0].Name) {
 			return backupdata.Apply(txn, e, backupdata.Data{})
 		}
-		err = backupdata.Apply(txn, e, backupdata.Data{Slice: func(fn func(*domain.Event) error) error {
+		err = backupdata.Apply(txn, e, backupdata.Data{Load: load, Slice: func(fn func(*domain.Event) error) error {
 			return eachSliceEvent(ctx, blobs, ref, parts, fn)
 		}})
 		if err != nil {

@@ -254,15 +254,18 @@ type ProjectionStore interface {
 	// written. Projections are rebuildable, so commits need not be synced.
 	// Not safe for concurrent use on the same name.
 	Update(name string, position uint64, fn func(projections.Txn) error) error
-	// Load writes a large change of projection name (a base's rows) as
-	// sorted runs, without changing its position: fn adds keys to runs,
-	// each run's keys in strictly increasing order and the runs' key
-	// ranges apart; when fn returns, every run is added to the store at
-	// once, as tables rather than through the write-ahead log. If fn or the
-	// load fails, nothing is written. What it writes must be blind (the
-	// same keys and values when the event is applied again after a crash)
-	// and read by nothing before the Update of the same event commits.
-	// Durable when it returns. Safe to call while an Update of name is
-	// open (from its fn).
+	// Load writes a large change of projection name (a base's rows, a
+	// large checkpoint's items) as sorted runs, without changing its
+	// position: fn adds keys to runs (a nil value deletes the key), each
+	// run's keys in strictly increasing order and the runs' key ranges
+	// apart; when fn returns, every run is added to the store at once, as
+	// tables rather than through the write-ahead log. If fn or the load
+	// fails, nothing is written. What it writes must be blind (the same
+	// keys and values when the event is applied again after a crash) and
+	// read by nothing before the Update of the same event commits, except
+	// that apply itself. Durable when it returns, and so is every Update
+	// committed before it. Safe to call while an Update of name is open
+	// (from its fn); a write of that Update commits after the load and
+	// wins over it.
 	Load(name string, fn func(add projections.AddSorted) error) error
 }

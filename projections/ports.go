@@ -66,5 +66,14 @@ type Txn interface {
 
 // AddSorted adds key with value to run of a sorted load (the projection
 // store's Load): within a run keys come in strictly increasing order, and
-// the runs of one load cover key ranges apart from each other.
+// the runs of one load cover key ranges apart from each other. A nil value
+// deletes the key (an empty value that is not nil is a value).
 type AddSorted func(run int, key, value []byte) error
+
+// Unwritten is implemented by a Txn that can tell whether it has written
+// nothing yet: a sorted load (the projection store's Load) is then safe,
+// since no write of the transaction, committed after the load, can
+// overwrite what it loaded.
+type Unwritten interface {
+	Unwritten() bool
+}

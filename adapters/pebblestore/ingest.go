@@ -78,7 +78,13 @@ func (l *tableLoad) add(run int, key, value []byte) error {
 	if r.keys > 0 && bytes.Compare(key, r.last) <= 0 {
 		return domain.Invalid(l.op, "run %d: a key out of order", run)
 	}
-	if err := r.w.Set(key, value); err != nil {
+	var err error
+	if value == nil {
+		err = r.w.Delete(key)
+	} else {
+		err = r.w.Set(key, value)
+	}
+	if err != nil {
 		return storeErr(l.op, err)
 	}
 	r.last = append(r.last[:0], key...)

@@ -453,7 +453,11 @@ type txn struct {
 var (
 	_ projections.Txn         = (*txn)(nil)
 	_ projections.MultiGetter = (*txn)(nil)
+	_ projections.Unwritten   = (*txn)(nil)
 )
+
+// Unwritten reports whether the transaction has written nothing yet.
+func (t *txn) Unwritten() bool { return t.b != nil && t.b.Empty() }
 
 var errTxnDone = &domain.Error{Op: opProjection, Kind: domain.ErrFailedPrecondition,
 	Msg: "the transaction is over: a Txn is valid only inside its Update"}

@@ -143,3 +143,73 @@ func loadFiles(t *testing.T, fs vfs.FS) []string {
 	}
 	return out
 }
+
+// TestProjectionLoadDeletes: a nil value in a load deletes its key (an
+// empty one is a value); an Update's transaction is Unwritten until it
+// writes; an Update committed before a load (without a sync) survives a
+// crash right after the load, as the loaded keys do.
+func TestProjectionLoadDeletes(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s := MustOpenProjections(t, "projections", fs, nil)
+	err := s.Update("p", 1, func(tx projections.Txn) error {
+		u, ok := tx.(projections.Unwritten)
+		if !ok || !u.Unwritten() {
+			t.Fatalf("a new transaction: Unwritten %v (implemented %v)", ok && u.Unwritten(), ok)
+		}
+		for _, k := range []string{"k/a", "k/b"} {
+			if err := tx.Set([]byte(k), []byte("v")); err != nil {
+				return err
+			}
+		}
+		if u.Unwritten() {
+			t.Fatal("Unwritten after two writes")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An Update whose keys the load does not overlap (so that no flush
+	// makes them durable), committed without a sync.
+	if err := s.Update("p", 2, func(tx projections.Txn) error { return tx.Set([]byte("j/x"), []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update("p", 3, func(tx projections.Txn) error {
+		return s.Load("p", func(add projections.AddSorted) error {
+			for _, kv := range []struct {
+				k string
+				v []byte
+			}{{"k/a", nil}, {"k/c", []byte("v")}, {"k/e", []byte{}}} {
+				if err := add(0, []byte(kv.k), kv.v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pairs := func(r projections.Reader) []string {
+		var out []string
+		if err := r.Scan([]byte("k/"), nil, func(k, v []byte) (bool, error) {
+			out = append(out, string(k)+"="+string(v))
+			return true, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := []string{"k/b=v", "k/c=v", "k/e="}
+	if got := pairs(s); !slices.Equal(got, want) {
+		t.Fatalf("after the load: %v, want %v", got, want)
+	}
+	clone := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	c := MustOpenProjections(t, "projections", clone, nil)
+	if got := pairs(c); !slices.Equal(got, want) {
+		t.Fatalf("after a crash right after the load: %v, want %v", got, want)
+	}
+	if _, ok, err := c.Get([]byte("j/x")); err != nil || !ok {
+		t.Fatalf("after a crash right after the load, the Update before it is lost (%v)", err)
+	}
+}

@@ -45,13 +45,14 @@ type Data struct {
 	// gone with a destroyed generation). Apply reads it only for the base
 	// that holds a checkpoint's state (InBase: a generation's first).
 	Base func(fn func(it *BaseItem) error) error
-	// Load, when set, writes a large state (a base's rows and live index)
-	// as sorted runs ahead of Apply's own transaction, which commits the
-	// rest and the position (the projection store's Load): fn adds the
-	// rows to run 0 and the live index to run 1, each in key order. The
-	// keys are written blindly (the same again if the event is applied
-	// again after a crash), and nothing reads them before that
-	// transaction. Nil: everything in the transaction.
+	// Load, when set, writes a large state (a base's rows and live index,
+	// a large checkpoint's items part by part: large.go) as sorted runs
+	// ahead of Apply's own transaction, which commits the rest and the
+	// position (the projection store's Load): fn adds keys to runs, each
+	// in key order (a nil value deletes). The keys are written blindly
+	// (the same again if the event is applied again after a crash), and
+	// nothing but that apply reads them before that transaction. Nil:
+	// everything in the transaction.
 	Load func(fn func(add projections.AddSorted) error) error
 }
 
@@ -90,15 +91,18 @@ const (
 // store.
 //
 // Memory: the items a checkpoint changes (one row each) and the day
-// entries it writes, never its events all at once; a chunk of a base's
-// items.
+// entries it writes, never its events all at once; with data.Load, a
+// checkpoint of more than largeCheckpoint events holds one part of about
+// partItems items at a time (and two bytes per event of its slice); a
+// chunk of a base's items.
 //
 // Errors: domain.ErrCorrupt for an undecodable event, a gap in the chain
 // of checkpoints, a slice event outside [From, Next) or out of order, or a
 // slice that changes an item that does not exist (or creates one that
 // does); domain.ErrNotFound (wrapped) for an event of an instance that was
 // never created; domain.ErrFailedPrecondition when the time zone cannot be
-// loaded; the Txn's errors.
+// loaded; ErrOwnTransaction for a large checkpoint in a transaction that
+// has written already; the Txn's errors.
 func Apply(txn projections.Txn, e domain.Event, data Data) error {
 	if !known(e.Type) {
 		return nil
@@ -156,7 +160,7 @@ func Apply(txn projections.Txn, e domain.Event, data Data) error {
 			if d.Seq != m.LastSeq+1 {
 				return domain.Corruption("backup data %s: checkpoint %d follows %d", ref, d.Seq, m.LastSeq)
 			}
-			if err := applyCheckpoint(txn, ref, m, d, data.Slice); err != nil {
+			if err := applyCheckpoint(txn, ref, m, d, data); err != nil {
 				return fmt.Errorf("apply checkpoint %d of %s: %w", d.Seq, ref, err)
 			}
 		}
@@ -276,6 +280,9 @@ type checkpoint struct {
 	// pre holds the live index entries read ahead (prefetch), by kind and
 	// ID, for the first look-up of each item; nil: absent.
 	pre map[string][]byte
+	// fromRows reads each item's state before the checkpoint from its
+	// rows, not from the live index (rowBefore; see largeCheckpoint).
+	fromRows bool
 }
 
 // work is one item during a checkpoint.
@@ -296,7 +303,46 @@ type entry struct {
 	rec  row
 }
 
-func applyCheckpoint(txn projections.Txn, ref string, m *meta, d *domain.BackupCheckpointed, slice Events) error {
+func applyCheckpoint(txn projections.Txn, ref string, m *meta, d *domain.BackupCheckpointed, data Data) error {
+	large, err := loadable(txn, d, data)
+	if err != nil {
+		return err
+	}
+	if large {
+		err = applyLarge(txn, ref, m, d, data)
+	} else {
+		err = applyWhole(txn, ref, m, d, data.Slice)
+	}
+	if err != nil {
+		return err
+	}
+	s := Summary{Seq: d.Seq, Full: d.Full, At: d.At, Day: d.Day, From: d.From, Next: d.Next,
+		LiveKeys: m.LiveKeys, LiveSecrets: m.LiveSecrets, StateDigest: m.Digest.bytes(),
+		Parts: d.SliceParts(), InBase: d.InBase, Digest: d.Digest}
+	if err := txn.Set(checkpointKey(ref, d.Seq), encodeSummary(&s)); err != nil {
+		return err
+	}
+	day := DayInfo{Day: d.Day}
+	v, ok, err := txn.Get(dayRecordKey(ref, d.Day))
+	if err != nil {
+		return err
+	}
+	if ok {
+		if day, err = decodeDay(d.Day, v); err != nil {
+			return err
+		}
+	}
+	if d.Full && day.FullSeq == 0 {
+		day.FullSeq = d.Seq
+	}
+	day.LastSeq = d.Seq
+	m.LastSeq = d.Seq
+	return txn.Set(dayRecordKey(ref, d.Day), encodeDay(&day))
+}
+
+// applyWhole works out checkpoint d's items in memory and writes them into
+// txn.
+func applyWhole(txn projections.Txn, ref string, m *meta, d *domain.BackupCheckpointed, slice Events) error {
 	loc, err := location(m.TimeZone)
 	if err != nil {
 		return err
@@ -326,31 +372,7 @@ func applyCheckpoint(txn projections.Txn, ref string, m *meta, d *domain.BackupC
 			return err
 		}
 	}
-	if err := c.flush(m); err != nil {
-		return err
-	}
-	s := Summary{Seq: d.Seq, Full: d.Full, At: d.At, Day: d.Day, From: d.From, Next: d.Next,
-		LiveKeys: m.LiveKeys, LiveSecrets: m.LiveSecrets, StateDigest: m.Digest.bytes(),
-		Parts: d.SliceParts(), InBase: d.InBase, Digest: d.Digest}
-	if err := txn.Set(checkpointKey(ref, d.Seq), encodeSummary(&s)); err != nil {
-		return err
-	}
-	day := DayInfo{Day: d.Day}
-	v, ok, err := txn.Get(dayRecordKey(ref, d.Day))
-	if err != nil {
-		return err
-	}
-	if ok {
-		if day, err = decodeDay(d.Day, v); err != nil {
-			return err
-		}
-	}
-	if d.Full && day.FullSeq == 0 {
-		day.FullSeq = d.Seq
-	}
-	day.LastSeq = d.Seq
-	m.LastSeq = d.Seq
-	return txn.Set(dayRecordKey(ref, d.Day), encodeDay(&day))
+	return c.flush(m)
 }
 
 // event records one slice event. KMS events other than key and secret
@@ -522,6 +544,18 @@ func (c *checkpoint) item(kind byte, id string) (*work, error) {
 		return w, nil
 	}
 	w := &work{kind: kind, id: id}
+	if c.fromRows {
+		var err error
+		if w.from, w.before, err = c.rowBefore(kind, id); err != nil {
+			return nil, err
+		}
+		if w.before != nil {
+			cur := *w.before
+			w.cur = &cur
+		}
+		c.items[k] = w
+		return w, nil
+	}
 	var err error
 	v, ok := c.pre[k]
 	if ok {
@@ -624,10 +658,20 @@ func rotatedTab(kind byte) Tab {
 	return RotatedSecrets
 }
 
-// flush writes what the checkpoint changed: for every item whose state
-// differs from the previous checkpoint's, the old row is closed at this
-// checkpoint and a new one opened; the digest and counts follow.
-func (c *checkpoint) flush(m *meta) error {
+// changeWriter takes the writes of a checkpoint: rows, live index entries
+// (a nil value deletes the entry) and day index entries.
+type changeWriter struct {
+	row, live, day func(key, value []byte) error
+}
+
+// write writes, in the order of the items' keys, what the checkpoint
+// changed: for every item whose state differs from the previous
+// checkpoint's, the old row is closed at this checkpoint and a new one
+// opened, and its live index entry follows; the digest and counts in m
+// follow too. The rows of an item come in key order (its old row's
+// fromSeq is before this checkpoint). Then the day index entries, in key
+// order.
+func (c *checkpoint) write(m *meta, out changeWriter) error {
 	keys := make([]string, 0, len(c.items))
 	for k := range c.items {
 		keys = append(keys, k)
@@ -645,7 +689,7 @@ func (c *checkpoint) flush(m *meta) error {
 		if w.before != nil {
 			closed := *w.before
 			closed.To = c.seq
-			if err := c.txn.Set(rowKey(c.ref, w.kind, w.id, w.from), encodeRow(&closed)); err != nil {
+			if err := out.row(rowKey(c.ref, w.kind, w.id, w.from), encodeRow(&closed)); err != nil {
 				return err
 			}
 			if *live == 0 {
@@ -655,21 +699,20 @@ func (c *checkpoint) flush(m *meta) error {
 			m.Digest.sub(term(w.kind, w.id, w.before.CreateSeq, w.before.Versions, w.before.Text))
 		}
 		if w.cur == nil {
-			if err := c.txn.Delete(liveKey(c.ref, w.kind, w.id)); err != nil {
+			if err := out.live(liveKey(c.ref, w.kind, w.id), nil); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := c.txn.Set(rowKey(c.ref, w.kind, w.id, c.seq), encodeRow(w.cur)); err != nil {
+		if err := out.row(rowKey(c.ref, w.kind, w.id, c.seq), encodeRow(w.cur)); err != nil {
 			return err
 		}
-		if err := c.txn.Set(liveKey(c.ref, w.kind, w.id), liveValue(c.seq, w.cur)); err != nil {
+		if err := out.live(liveKey(c.ref, w.kind, w.id), liveValue(c.seq, w.cur)); err != nil {
 			return err
 		}
 		*live++
 		m.Digest.add(term(w.kind, w.id, w.cur.CreateSeq, w.cur.Versions, w.cur.Text))
 	}
-
 	keys = keys[:0]
 	for k := range c.entries {
 		keys = append(keys, k)
@@ -678,9 +721,19 @@ func (c *checkpoint) flush(m *meta) error {
 	for _, k := range keys {
 		en := c.entries[k]
 		en.rec.To = 0
-		if err := c.txn.Set([]byte(k), encodeRow(&en.rec)); err != nil {
+		if err := out.day([]byte(k), encodeRow(&en.rec)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// flush writes what the checkpoint changed into its transaction.
+func (c *checkpoint) flush(m *meta) error {
+	return c.write(m, changeWriter{row: c.txn.Set, day: c.txn.Set, live: func(k, v []byte) error {
+		if v == nil {
+			return c.txn.Delete(k)
+		}
+		return c.txn.Set(k, v)
+	}})
 }

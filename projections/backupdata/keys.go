@@ -21,6 +21,7 @@ import (
 //	<gen> c <seq 8>                                  checkpoint summary (with its slice's parts)
 //	<gen> f <day>                                    day record: first full, last checkpoint
 //	<gen> b <seq 8>                                  base of checkpoint seq, with its parts
+//	<gen> p <seq 8>                                  large checkpoint seq being loaded in parts (large.go)
 //
 // The first version of the read model (name "backup-data", keys under
 // "bkd/") also held every version of every item, with its sealed material;
@@ -131,7 +132,8 @@ func liveValue(from uint64, x *row) []byte {
 // GenerationPrefix is the prefix of every key of generation ref's data
 // (for tools that account for the store's bytes); the byte after it tells
 // the record's kind: 'i' rows, 'l' live index, 'd' day index, 'c'
-// checkpoint summaries, 'f' day records, 'b' bases.
+// checkpoint summaries, 'f' day records, 'b' bases, 'p' the marker of a
+// large checkpoint being loaded.
 func GenerationPrefix(ref string) []byte { return base(ref) }
 
 // MetaKey is the key of a backup instance's meta record.

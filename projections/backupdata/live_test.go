@@ -54,43 +54,9 @@ func (p *prefetchingTxn) GetMany(keys [][]byte) ([][]byte, []bool, error) {
 // all its items at once before it applies its slice, looks none up apart,
 // and writes the same.
 func TestCheckpointReadsEachChangedItemOnce(t *testing.T) {
-	at := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
-	id := domain.BackupID("bkp_01KQHDZ8E0B47E4R1Q458Z14HD")
-	ref := domain.DataRef(id, 0)
-	rev := uint64(0)
-	event := func(stream string, r uint64, at time.Time, d domain.EventData) domain.Event {
-		return domain.Event{Stream: stream, Revision: r, Type: d.EventType(),
-			Schema: domain.SchemaVersion, OccurredAt: at, Account: "acct_1", Data: domain.EncodeData(d)}
-	}
-	backup := func(d domain.EventData) domain.Event {
-		rev++
-		return event(domain.BackupStream(id), rev-1, at, d)
-	}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	kv := map[string][]byte{}
-	must(apply(t, kv, backup(&domain.BackupCreated{Backup: id, Kind: domain.BackupProvisioned, Region: "r", ViewableDays: 7}), Data{}))
-	must(apply(t, kv, backup(&domain.BackupEnabled{KMSInstance: "kms_1", Alias: "a", TimeZone: "UTC"}), Data{}))
-	must(apply(t, kv, backup(&domain.BackupCheckpointed{Seq: 1, Full: true, At: at, Day: "2026-05-01", Next: 100, InBase: true}), Data{}))
 	const keys, secrets = 20, 5
-	items := func(fn func(*BaseItem) error) error {
-		for i := range keys + secrets {
-			it := &BaseItem{Kind: KindKey, ID: fmt.Sprintf("key_%05d", i), CreatedAt: at.Add(-time.Hour), ChangedAt: at.Add(-time.Minute),
-				Description: "d", Versions: 1}
-			if i >= keys {
-				it.Kind, it.ID, it.Description, it.KeyID = KindSecret, fmt.Sprintf("s%04d", i), "", "key_00001"
-			}
-			if err := fn(it); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	must(apply(t, kv, backup(&domain.BackupBaseStored{Seq: 1, At: at, Next: 100, Items: keys + secrets, Versions: keys + secrets}), Data{Base: items}))
+	g := newGeneration(t, time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC), keys, secrets)
+	at, ref, kv, backup, event, must := g.at, g.ref, g.kv, g.backup, kmsEvent, g.must
 
 	// Checkpoint 2: five keys rotated (one twice), one deleted, one
 	// created, a secret rotated under another key.
@@ -106,7 +72,7 @@ func TestCheckpointReadsEachChangedItemOnce(t *testing.T) {
 	change(&domain.KeyRotated{Key: "key_00000", Version: 3, Material: domain.Sealed("m")})
 	change(&domain.KeyDeleted{Key: "key_00005"})
 	change(&domain.KeyCreated{Key: "key_99999", Description: "new", Spec: domain.KeySpecAES256, Material: domain.Sealed("m")})
-	change(&domain.SecretRotated{Name: fmt.Sprintf("s%04d", keys), Version: 2, Key: "key_00002", Value: []byte("v")})
+	change(&domain.SecretRotated{Name: secretName(keys), Version: 2, Key: "key_00002", Value: []byte("v")})
 	const changed = 8 // items the slice touches
 	cp2 := backup(&domain.BackupCheckpointed{Seq: 2, At: at.Add(time.Hour), Day: "2026-05-01", From: 100, Next: 100 + uint64(len(slice))})
 	data := Data{Slice: func(fn func(*domain.Event) error) error {
@@ -199,3 +165,61 @@ func bytesSeq(v []byte) uint64 {
 	}
 	return s
 }
+
+// generation is a backup instance's first generation, over kv: created,
+// enabled, its first checkpoint held by a base of keys keys (key_00000
+// on) and secrets secrets (secretName), all of one version.
+type generation struct {
+	t   *testing.T
+	id  domain.BackupID
+	ref string
+	at  time.Time
+	kv  map[string][]byte
+	rev uint64
+}
+
+func newGeneration(t *testing.T, at time.Time, keys, secrets int) *generation {
+	t.Helper()
+	id := domain.BackupID("bkp_01KQHDZ8E0B47E4R1Q458Z14HD")
+	g := &generation{t: t, id: id, ref: domain.DataRef(id, 0), at: at, kv: map[string][]byte{}}
+	g.must(apply(t, g.kv, g.backup(&domain.BackupCreated{Backup: id, Kind: domain.BackupProvisioned, Region: "r", ViewableDays: 7}), Data{}))
+	g.must(apply(t, g.kv, g.backup(&domain.BackupEnabled{KMSInstance: "kms_1", Alias: "a", TimeZone: "UTC"}), Data{}))
+	g.must(apply(t, g.kv, g.backup(&domain.BackupCheckpointed{Seq: 1, Full: true, At: at, Day: "2026-05-01", Next: 100, InBase: true}), Data{}))
+	items := func(fn func(*BaseItem) error) error {
+		for i := range keys + secrets {
+			it := &BaseItem{Kind: KindKey, ID: fmt.Sprintf("key_%05d", i), CreatedAt: at.Add(-time.Hour), ChangedAt: at.Add(-time.Minute),
+				Description: "d", Versions: 1}
+			if i >= keys {
+				it.Kind, it.ID, it.Description, it.KeyID = KindSecret, secretName(i), "", "key_00001"
+			}
+			if err := fn(it); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	n := uint64(keys + secrets)
+	g.must(apply(t, g.kv, g.backup(&domain.BackupBaseStored{Seq: 1, At: at, Next: 100, Items: n, Versions: n}), Data{Base: items}))
+	return g
+}
+
+// backup makes the next event of the backup's stream.
+func (g *generation) backup(d domain.EventData) domain.Event {
+	g.rev++
+	return kmsEvent(domain.BackupStream(g.id), g.rev-1, g.at, d)
+}
+
+func (g *generation) must(err error) {
+	g.t.Helper()
+	if err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// kmsEvent is an event of stream at revision r.
+func kmsEvent(stream string, r uint64, at time.Time, d domain.EventData) domain.Event {
+	return domain.Event{Stream: stream, Revision: r, Type: d.EventType(),
+		Schema: domain.SchemaVersion, OccurredAt: at, Account: "acct_1", Data: domain.EncodeData(d)}
+}
+
+func secretName(i int) string { return fmt.Sprintf("s%05d", i) }
