@@ -39,8 +39,8 @@ func appendKeys(t *testing.T, e *Engine, in *domain.Instance, n int) {
 
 // TestLargeCheckpointThroughTheEngine: an incremental of more than 8,192
 // events (9,000 keys created within five minutes) is projected in parts
-// (backupdata's large checkpoint), and so is the same slice in an upload,
-// whose events come to the projector in one burst: the day's lists show
+// (backupdata's large checkpoint), and so is the same slice in an upload
+// (appended with the upload's other events at once): the day's lists show
 // every key, verify finds no damage in either, the read model is the same
 // after a restart, and a restore of the uploaded day brings the keys back,
 // an old ciphertext decrypting under the restored key.
