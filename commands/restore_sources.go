@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -313,6 +314,7 @@ type loadedSource struct {
 	at     time.Time
 	counts *[3]uint64
 	item   BackedUpItem
+	look   ScratchIter // Lookup's, opened at the first
 	closed bool
 }
 
@@ -413,12 +415,17 @@ func (s *loadedSource) Lookup(ctx context.Context, ref ItemRef) (*BackedUpItem, 
 	if s.only != nil && !s.only[ref] {
 		return nil, false, nil
 	}
-	it, err := s.sc.NewIter(dayview.ItemStart(k, ref.ID), dayview.ItemEnd(k, ref.ID))
-	if err != nil {
-		return nil, false, err
+	if s.look == nil { // one iterator for every look-up: a plan makes one a secret
+		look, err := s.sc.NewIter(nil, nil)
+		if err != nil {
+			return nil, false, err
+		}
+		s.look = look
 	}
-	defer it.Close()
-	it.First()
+	it := s.look
+	if !it.SeekGE(dayview.ItemStart(k, ref.ID)) || bytes.Compare(it.Key(), dayview.ItemEnd(k, ref.ID)) >= 0 {
+		return nil, false, it.Error()
+	}
 	item, ok, err := dayview.NewItemReader(it).Next()
 	if err != nil || !ok {
 		return nil, false, errors.Join(err, it.Error())
@@ -447,5 +454,9 @@ func (s *loadedSource) Close() error {
 		return nil
 	}
 	s.closed = true
-	return s.sc.Close()
+	var err error
+	if s.look != nil {
+		err = s.look.Close()
+	}
+	return errors.Join(err, s.sc.Close())
 }

@@ -316,8 +316,8 @@ func TestLoadEqualsReplay(t *testing.T) {
 	}
 }
 
-// TestSourceReads: Each from a given item, ErrStop, Lookup of an item the
-// point does not hold, a closed source, and the points Open refuses.
+// TestSourceReads: Each from a given item, ErrStop, Lookup of items held
+// and not held in any order, a closed source, and the points Open refuses.
 func TestSourceReads(t *testing.T) {
 	ctx := context.Background()
 	start := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
@@ -368,6 +368,38 @@ func TestSourceReads(t *testing.T) {
 	}
 	if _, ok, err := src.Lookup(ctx, commands.ItemRef{Kind: commands.ItemKindSecret, ID: keys[0]}); ok || err != nil {
 		t.Fatalf("Lookup of a key ID as a secret: %v %v", ok, err)
+	}
+	// Look-ups share one iterator: in any order, during Each, and of IDs
+	// before, between (a prefix of one held) and after those held.
+	want := map[string]int{} // ID: versions
+	if err := src.Each(ctx, commands.ItemRef{}, func(it *commands.BackedUpItem) error {
+		want[it.ID] = len(it.Versions)
+		ref := commands.ItemRef{Kind: commands.ItemKindKey, ID: keys[len(keys)-1]}
+		if got, ok, err := src.Lookup(ctx, ref); err != nil || !ok || got.ID != ref.ID {
+			t.Fatalf("Lookup(%v) during Each: %v %v %v", ref, got, ok, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := len(all) - 1; i >= 0; i-- {
+		ref := commands.ItemRef{Kind: commands.ItemKindKey, ID: all[i]}
+		if all[i] == "s" {
+			ref.Kind = commands.ItemKindSecret
+		}
+		got, ok, err := src.Lookup(ctx, ref)
+		if err != nil || !ok || got.ID != ref.ID || got.Kind != ref.Kind || len(got.Versions) != want[ref.ID] {
+			t.Fatalf("Lookup(%v) = %+v, %v, %v; Each read %d versions", ref, got, ok, err, want[ref.ID])
+		}
+	}
+	for _, ref := range []commands.ItemRef{
+		{Kind: commands.ItemKindKey, ID: ""}, {Kind: commands.ItemKindKey, ID: keys[0][:len(keys[0])-1]},
+		{Kind: commands.ItemKindKey, ID: keys[0] + "0"}, {Kind: commands.ItemKindSecret, ID: "r"},
+		{Kind: commands.ItemKindSecret, ID: "s0"}, {Kind: commands.ItemKindSecret, ID: "zz"},
+	} {
+		if got, ok, err := src.Lookup(ctx, ref); ok || err != nil {
+			t.Fatalf("Lookup(%v) of an item not held: %+v, %v, %v", ref, got, ok, err)
+		}
 	}
 	if err := src.Close(); err != nil {
 		t.Fatal(err)
